@@ -1,0 +1,294 @@
+//! ConfigCache: configs and their released versions in memory, loaded through
+//! the Store; resolves a request to the version to run.
+//!
+//! Supervised by the root Supervisor. A restart loses only cached entries
+//! (they reload on the next request) and fails the requests waiting on a load.
+//! Loads run in spawned tasks so a slow store never blocks resolution of
+//! configs already in memory; concurrent requests for one config share a load.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use super::{CallError, Slot};
+use crate::domain::resolve::{Refusal, choose};
+use crate::domain::{Config, Meta, Version};
+use crate::store::{Store, StoreError};
+
+/// How long "no such config" is remembered; creation on this node clears it
+/// at once.
+const MISSING_TTL: Duration = Duration::from_secs(2);
+const MISSING_CAPACITY: usize = 10_000;
+
+pub enum ConfigCacheMsg {
+    /// Resolve a request to the version to run. `fresh` reloads from the store.
+    Resolve {
+        config_id: String,
+        meta: Meta,
+        fresh: bool,
+        reply: RpcReplyPort<Result<Resolved, ResolveError>>,
+    },
+    /// Forget a config; the next request loads it again.
+    Invalidate(String),
+    /// A load this actor started has finished.
+    Loaded {
+        config_id: String,
+        generation: u64,
+        result: Result<Option<Arc<Entry>>, StoreError>,
+    },
+}
+
+/// A config with the versions its pointers name.
+#[derive(Debug)]
+pub struct Entry {
+    pub config: Config,
+    pub release: Option<Arc<Version>>,
+    pub gray: Option<Arc<Version>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub config_id: String,
+    pub revision: i64,
+    pub version: Arc<Version>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ResolveError {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("store unavailable: {0}")]
+    Store(String),
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
+
+type Waiter = (Meta, RpcReplyPort<Result<Resolved, ResolveError>>);
+
+enum CacheSlot {
+    Ready(Arc<Entry>),
+    Loading { generation: u64, waiters: Vec<Waiter> },
+}
+
+pub struct ConfigCacheState {
+    store: Arc<dyn Store>,
+    slots: HashMap<String, CacheSlot>,
+    missing: LruCache<String, Instant>,
+    next_generation: u64,
+}
+
+pub struct ConfigCache;
+
+impl Actor for ConfigCache {
+    type Msg = ConfigCacheMsg;
+    type State = ConfigCacheState;
+    type Arguments = Arc<dyn Store>;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<Self::Msg>,
+        store: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(ConfigCacheState {
+            store,
+            slots: HashMap::new(),
+            missing: LruCache::new(NonZeroUsize::new(MISSING_CAPACITY).expect("non-zero")),
+            next_generation: 0,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ConfigCacheMsg::Resolve {
+                config_id,
+                meta,
+                fresh,
+                reply,
+            } => state.resolve(&myself, config_id, meta, fresh, reply),
+            ConfigCacheMsg::Invalidate(config_id) => state.invalidate(&myself, config_id),
+            ConfigCacheMsg::Loaded {
+                config_id,
+                generation,
+                result,
+            } => state.loaded(config_id, generation, result),
+        }
+        Ok(())
+    }
+}
+
+impl ConfigCacheState {
+    fn resolve(
+        &mut self,
+        myself: &ActorRef<ConfigCacheMsg>,
+        config_id: String,
+        meta: Meta,
+        fresh: bool,
+        reply: RpcReplyPort<Result<Resolved, ResolveError>>,
+    ) {
+        if fresh {
+            self.invalidate(myself, config_id.clone());
+        }
+        if !fresh
+            && self
+                .missing
+                .get(&config_id)
+                .is_some_and(|until| *until > Instant::now())
+        {
+            let _ = reply.send(Err(Refusal::UnknownConfig(config_id).into()));
+            return;
+        }
+        match self.slots.get_mut(&config_id) {
+            Some(CacheSlot::Ready(entry)) => {
+                let _ = reply.send(answer(entry, &meta));
+            }
+            Some(CacheSlot::Loading { waiters, .. }) => waiters.push((meta, reply)),
+            None => {
+                let generation = self.start_load(myself, &config_id);
+                self.slots.insert(
+                    config_id,
+                    CacheSlot::Loading {
+                        generation,
+                        waiters: vec![(meta, reply)],
+                    },
+                );
+            }
+        }
+    }
+
+    /// Drops what is cached; a load in flight is superseded by a new one so
+    /// its waiters see the state after the change.
+    fn invalidate(&mut self, myself: &ActorRef<ConfigCacheMsg>, config_id: String) {
+        self.missing.pop(&config_id);
+        match self.slots.remove(&config_id) {
+            Some(CacheSlot::Loading { waiters, .. }) => {
+                let generation = self.start_load(myself, &config_id);
+                self.slots.insert(config_id, CacheSlot::Loading { generation, waiters });
+            }
+            Some(CacheSlot::Ready(_)) | None => {}
+        }
+    }
+
+    fn loaded(&mut self, config_id: String, generation: u64, result: Result<Option<Arc<Entry>>, StoreError>) {
+        let current =
+            matches!(self.slots.get(&config_id), Some(CacheSlot::Loading { generation: g, .. }) if *g == generation);
+        if !current {
+            return;
+        }
+        let Some(CacheSlot::Loading { waiters, .. }) = self.slots.remove(&config_id) else {
+            return;
+        };
+        match result {
+            Ok(Some(entry)) => {
+                for (meta, reply) in waiters {
+                    let _ = reply.send(answer(&entry, &meta));
+                }
+                self.slots.insert(config_id, CacheSlot::Ready(entry));
+            }
+            Ok(None) => {
+                for (_, reply) in waiters {
+                    let _ = reply.send(Err(Refusal::UnknownConfig(config_id.clone()).into()));
+                }
+                self.missing.put(config_id, Instant::now() + MISSING_TTL);
+            }
+            Err(e) => {
+                tracing::warn!(config_id, error = %e, "config load failed");
+                for (_, reply) in waiters {
+                    let _ = reply.send(Err(ResolveError::Store(e.to_string())));
+                }
+            }
+        }
+    }
+
+    fn start_load(&mut self, myself: &ActorRef<ConfigCacheMsg>, config_id: &str) -> u64 {
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        let (store, myself, config_id) = (self.store.clone(), myself.clone(), config_id.to_owned());
+        tokio::spawn(async move {
+            let result = load(store.as_ref(), &config_id).await;
+            let _ = myself.cast(ConfigCacheMsg::Loaded {
+                config_id,
+                generation,
+                result,
+            });
+        });
+        generation
+    }
+}
+
+fn answer(entry: &Entry, meta: &Meta) -> Result<Resolved, ResolveError> {
+    let version = choose(&entry.config, entry.release.as_deref(), entry.gray.as_deref(), meta)?;
+    let version = [&entry.gray, &entry.release]
+        .into_iter()
+        .flatten()
+        .find(|v| v.code_id == version.code_id)
+        .expect("chosen from these")
+        .clone();
+    Ok(Resolved {
+        config_id: entry.config.id.clone(),
+        revision: entry.config.revision,
+        version,
+    })
+}
+
+async fn load(store: &dyn Store, config_id: &str) -> Result<Option<Arc<Entry>>, StoreError> {
+    let Some(config) = store.get_config(config_id).await? else {
+        return Ok(None);
+    };
+    let release = match &config.release {
+        Some(r) => store.get_version(&r.code_id).await?.map(Arc::new),
+        None => None,
+    };
+    let gray = match &config.gray {
+        Some(g) => store.get_version(&g.code_id).await?.map(Arc::new),
+        None => None,
+    };
+    Ok(Some(Arc::new(Entry { config, release, gray })))
+}
+
+/// What callers hold to reach the ConfigCache.
+#[derive(Clone)]
+pub struct ConfigCacheHandle {
+    slot: Slot<ConfigCacheMsg>,
+    timeout: Duration,
+}
+
+impl ConfigCacheHandle {
+    pub fn new(slot: Slot<ConfigCacheMsg>, timeout: Duration) -> Self {
+        Self { slot, timeout }
+    }
+
+    pub async fn resolve(&self, config_id: &str, meta: Meta, fresh: bool) -> Result<Resolved, ResolveError> {
+        let config_id = config_id.to_owned();
+        self.slot
+            .ask("config cache", self.timeout, |reply| ConfigCacheMsg::Resolve {
+                config_id,
+                meta,
+                fresh,
+                reply,
+            })
+            .await?
+    }
+
+    pub fn invalidate(&self, config_id: &str) {
+        if let Err(e) = self
+            .slot
+            .tell("config cache", ConfigCacheMsg::Invalidate(config_id.to_owned()))
+        {
+            // A restarted cache starts empty, so nothing stale survives.
+            tracing::debug!(config_id, error = %e, "invalidate not delivered");
+        }
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.slot.is_alive()
+    }
+}

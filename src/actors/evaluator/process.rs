@@ -1,0 +1,119 @@
+//! One `vane worker` child process: spawned with its memory cap, spoken to in
+//! frames over its stdin/stdout, killed when it overruns.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{BufReader, BufWriter};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+use crate::engine::protocol::{read_frame_async, write_frame_async};
+
+#[derive(Debug, Clone)]
+pub struct ProcessSettings {
+    pub exe: PathBuf,
+    pub memory_bytes: u64,
+    pub code_cache_entries: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("could not start worker process {exe}: {error}")]
+    Spawn { exe: String, error: std::io::Error },
+    #[error("no answer within {0:?}")]
+    Overran(Duration),
+    #[error("worker process died ({0})")]
+    Died(String),
+}
+
+pub struct WorkerProcess {
+    child: Child,
+    stdin: BufWriter<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl WorkerProcess {
+    pub fn spawn(settings: &ProcessSettings) -> Result<Self, ProcessError> {
+        let mut command = Command::new(&settings.exe);
+        command
+            .arg("worker")
+            .arg("--code-cache-entries")
+            .arg(settings.code_cache_entries.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        let memory = settings.memory_bytes;
+        // SAFETY: only async-signal-safe calls (setrlimit, prctl) between fork and exec.
+        unsafe {
+            command.pre_exec(move || limit_child(memory));
+        }
+        let mut child = command.spawn().map_err(|error| ProcessError::Spawn {
+            exe: settings.exe.display().to_string(),
+            error,
+        })?;
+        let stdin = BufWriter::new(child.stdin.take().expect("piped"));
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        Ok(Self { child, stdin, stdout })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Sends one request frame and waits up to `limit` for the reply frame.
+    /// Any error leaves the process unusable; the caller drops it.
+    pub async fn call(&mut self, request: &[u8], limit: Duration) -> Result<Vec<u8>, ProcessError> {
+        let exchange = async {
+            write_frame_async(&mut self.stdin, request).await?;
+            read_frame_async(&mut self.stdout).await
+        };
+        match tokio::time::timeout(limit, exchange).await {
+            Err(_) => Err(ProcessError::Overran(limit)),
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(io)) => Err(ProcessError::Died(self.exit_reason(io).await)),
+        }
+    }
+
+    /// Kills the process and reaps it.
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    async fn exit_reason(&mut self, io: std::io::Error) -> String {
+        match tokio::time::timeout(Duration::from_millis(200), self.child.wait()).await {
+            Ok(Ok(status)) => describe_exit(status),
+            _ => format!("pipe error: {io}"),
+        }
+    }
+}
+
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (_, Some(libc::SIGABRT)) => "aborted, most likely by running out of its memory cap".into(),
+        (_, Some(libc::SIGKILL)) => "killed".into(),
+        (_, Some(libc::SIGSEGV)) => "crashed, most likely by overflowing its stack".into(),
+        (_, Some(signal)) => format!("signal {signal}"),
+        (Some(code), None) => format!("exit code {code}"),
+        (None, None) => "unknown exit".into(),
+    }
+}
+
+fn limit_child(memory_bytes: u64) -> std::io::Result<()> {
+    let limit = libc::rlimit {
+        rlim_cur: memory_bytes as libc::rlim_t,
+        rlim_max: memory_bytes as libc::rlim_t,
+    };
+    // SAFETY: plain syscalls on a valid struct.
+    unsafe {
+        if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // The worker must not outlive the server if the server is killed.
+        #[cfg(target_os = "linux")]
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! Supervisor: the root of the actor tree. Spawns the ConfigCache and the
+//! EvaluatorPool linked to itself, restarts a failed child after a backoff,
+//! and stops (escalates) when children fail too often, so the process exits
+//! non-zero and its service manager restarts it.
+//!
+//! Nothing supervises the Supervisor: its end is the app's end.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+
+use super::Slot;
+use super::config_cache::{ConfigCache, ConfigCacheMsg};
+use super::evaluator::{self, PoolMsg};
+use crate::settings::Sandbox;
+use crate::store::Store;
+
+/// Restarts allowed within `RESTART_WINDOW` before escalating.
+const MAX_RESTARTS: usize = 5;
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The reason the Supervisor stops with when it escalates.
+pub const ESCALATED: &str = "escalated: children failed too often";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Child {
+    ConfigCache,
+    EvaluatorPool,
+}
+
+pub enum SupervisorMsg {
+    /// Reply with where the children can be reached.
+    GetSlots(RpcReplyPort<Slots>),
+    /// Respawn a child whose backoff has passed.
+    Restart(Child),
+}
+
+#[derive(Clone)]
+pub struct Slots {
+    pub config_cache: Slot<ConfigCacheMsg>,
+    pub evaluator_pool: Slot<PoolMsg>,
+}
+
+pub struct SupervisorArgs {
+    pub store: Arc<dyn Store>,
+    pub sandbox: Sandbox,
+}
+
+pub struct SupervisorState {
+    args: SupervisorArgs,
+    slots: Slots,
+    restarts: VecDeque<Instant>,
+}
+
+pub struct Supervisor;
+
+impl Actor for Supervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = SupervisorArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let cache = spawn_cache(&args, myself.get_cell()).await?;
+        let pool = evaluator::spawn(&args.sandbox, myself.get_cell()).await?;
+        let slots = Slots {
+            config_cache: Slot::new(cache),
+            evaluator_pool: Slot::new(pool),
+        };
+        Ok(SupervisorState {
+            args,
+            slots,
+            restarts: VecDeque::new(),
+        })
+    }
+
+    async fn post_stop(&self, _: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        let wait = Some(Duration::from_secs(5));
+        let _ = state.slots.evaluator_pool.get().stop_and_wait(None, wait).await;
+        let _ = state.slots.config_cache.get().stop_and_wait(None, wait).await;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SupervisorMsg::GetSlots(reply) => {
+                let _ = reply.send(state.slots.clone());
+            }
+            SupervisorMsg::Restart(child) => state.restart(&myself, child).await?,
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, why) = match &event {
+            SupervisionEvent::ActorFailed(cell, error) => (cell, error.to_string()),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, reason.clone().unwrap_or_default()),
+            _ => return Ok(()),
+        };
+        let Some(child) = state.child_of(cell) else {
+            return Ok(());
+        };
+        tracing::error!(?child, reason = %why, "child actor stopped");
+        state.schedule_restart(&myself, child);
+        Ok(())
+    }
+}
+
+impl SupervisorState {
+    fn child_of(&self, cell: &ActorCell) -> Option<Child> {
+        let id = cell.get_id();
+        if self.slots.config_cache.get().get_id() == id {
+            Some(Child::ConfigCache)
+        } else if self.slots.evaluator_pool.get().get_id() == id {
+            Some(Child::EvaluatorPool)
+        } else {
+            None
+        }
+    }
+
+    fn schedule_restart(&mut self, myself: &ActorRef<SupervisorMsg>, child: Child) {
+        let now = Instant::now();
+        while self
+            .restarts
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > RESTART_WINDOW)
+        {
+            self.restarts.pop_front();
+        }
+        if self.restarts.len() >= MAX_RESTARTS {
+            tracing::error!(?child, restarts = self.restarts.len(), "too many restarts, escalating");
+            myself.stop(Some(ESCALATED.into()));
+            return;
+        }
+        let backoff = (FIRST_BACKOFF * 2u32.pow(self.restarts.len() as u32)).min(MAX_BACKOFF);
+        self.restarts.push_back(now);
+        tracing::warn!(?child, ?backoff, "restarting child");
+        myself.send_after(backoff, move || SupervisorMsg::Restart(child));
+    }
+
+    async fn restart(&mut self, myself: &ActorRef<SupervisorMsg>, child: Child) -> Result<(), ActorProcessingErr> {
+        match child {
+            Child::ConfigCache => self
+                .slots
+                .config_cache
+                .set(spawn_cache(&self.args, myself.get_cell()).await?),
+            Child::EvaluatorPool => self
+                .slots
+                .evaluator_pool
+                .set(evaluator::spawn(&self.args.sandbox, myself.get_cell()).await?),
+        }
+        tracing::info!(?child, "child restarted");
+        Ok(())
+    }
+}
+
+async fn spawn_cache(
+    args: &SupervisorArgs,
+    supervisor: ActorCell,
+) -> Result<ActorRef<ConfigCacheMsg>, ActorProcessingErr> {
+    let (cache, _) = Actor::spawn_linked(None, ConfigCache, args.store.clone(), supervisor).await?;
+    Ok(cache)
+}

@@ -1,0 +1,170 @@
+//! Starting and stopping the whole service: store, actor tree, HTTP server.
+//! `main` and the integration tests both start Vane through `start`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ractor::{Actor, ActorRef};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::actors::config_cache::ConfigCacheHandle;
+use crate::actors::evaluator::EvaluatorPoolHandle;
+use crate::actors::releases::ReleasesHandle;
+use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
+use crate::http::{self, AdminTokens, AppState};
+use crate::settings::Settings;
+use crate::{secrets, store};
+
+/// A running Vane: its address, its handles, and the way to stop it.
+pub struct App {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    supervisor: ActorRef<SupervisorMsg>,
+    supervisor_done: JoinHandle<()>,
+    server: JoinHandle<std::io::Result<()>>,
+    stop_server: watch::Sender<bool>,
+}
+
+pub async fn start(mut settings: Settings, listener: TcpListener) -> anyhow::Result<App> {
+    settings.validate()?;
+    let store = store::connect(&settings.store.url, settings.store.max_connections)
+        .await
+        .with_context(|| format!("opening store {}", redact(&settings.store.url)))?;
+    if settings.auth.admin_tokens.is_empty() {
+        settings.auth.admin_tokens = vec![generated_admin_token(&settings.store.url)?];
+    }
+    let args = SupervisorArgs {
+        store: store.clone(),
+        sandbox: settings.sandbox.clone(),
+    };
+    let (supervisor, supervisor_done) = Actor::spawn(None, Supervisor, args).await.context("starting actors")?;
+    let slots = supervisor
+        .call(SupervisorMsg::GetSlots, Some(Duration::from_secs(5)))
+        .await
+        .context("asking supervisor")?
+        .success_or(anyhow::anyhow!("supervisor did not answer"))?;
+    let timeout = settings.call_timeout();
+    let cache = ConfigCacheHandle::new(slots.config_cache, timeout);
+    let pool = EvaluatorPoolHandle::new(slots.evaluator_pool, &settings.sandbox);
+    let state = AppState {
+        releases: ReleasesHandle::new(store, cache.clone(), pool.clone()),
+        cache,
+        pool,
+        admin_tokens: Arc::new(AdminTokens::from_entries(&settings.auth.admin_tokens)),
+    };
+    let router = http::router(state.clone(), settings.server.max_body_bytes);
+    let addr = listener.local_addr()?;
+    let (stop_server, mut stopped) = watch::channel(false);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    tracing::info!(%addr, store = %redact(&settings.store.url), "vane listening");
+    Ok(App {
+        addr,
+        state,
+        supervisor,
+        supervisor_done,
+        server,
+        stop_server,
+    })
+}
+
+impl App {
+    /// Resolves when the actor tree has stopped by itself (it escalated).
+    pub async fn supervisor_stopped(&mut self) {
+        let _ = (&mut self.supervisor_done).await;
+    }
+
+    /// Stops accepting, lets in-flight requests finish (bounded), then stops
+    /// the actors and their worker processes.
+    pub async fn shutdown(self) {
+        let _ = self.stop_server.send(true);
+        if tokio::time::timeout(Duration::from_secs(10), self.server)
+            .await
+            .is_err()
+        {
+            tracing::warn!("in-flight requests did not finish in time");
+        }
+        self.supervisor.stop(None);
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.supervisor_done).await;
+    }
+}
+
+/// Where a generated admin token lives: beside the SQLite file, or in the
+/// working directory for PostgreSQL.
+fn token_path(store_url: &str) -> PathBuf {
+    let dir = store_url
+        .strip_prefix("sqlite://")
+        .or_else(|| store_url.strip_prefix("sqlite:"))
+        .map(|rest| rest.split('?').next().unwrap_or(rest))
+        .filter(|path| !path.is_empty() && *path != ":memory:")
+        .and_then(|path| Path::new(path).parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    dir.join("vane-admin-token")
+}
+
+/// Reads the generated token, or makes one (mode 0600) at first start.
+fn generated_admin_token(store_url: &str) -> anyhow::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = token_path(store_url);
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let token = existing.trim().to_owned();
+        if !token.is_empty() {
+            tracing::info!(path = %path.display(), "using the generated admin token");
+            return Ok(token);
+        }
+    }
+    let token = secrets::random_token();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing the admin token to {}", path.display()))?;
+    file.write_all(token.as_bytes())?;
+    tracing::warn!(path = %path.display(), "no admin token configured: generated one");
+    Ok(token)
+}
+
+/// A store URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_lives_beside_the_database() {
+        assert_eq!(token_path("sqlite://data/vane.db"), Path::new("data/vane-admin-token"));
+        assert_eq!(token_path("sqlite://vane.db?mode=rwc"), Path::new("vane-admin-token"));
+        assert_eq!(token_path("postgres://h/db"), Path::new("vane-admin-token"));
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact("sqlite://vane.db"), "sqlite://vane.db");
+    }
+}

@@ -1,0 +1,185 @@
+//! The data Vane is about: configs, versions, request metadata, release events.
+
+use serde::{Deserialize, Serialize};
+
+use super::params::ParamSpec;
+use super::rules::PlatformRules;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConfigStatus {
+    Active,
+    Inactive,
+}
+
+impl ConfigStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Inactive => "inactive",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Self::Active),
+            "inactive" => Some(Self::Inactive),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    Starlark,
+    Javascript,
+}
+
+impl Lang {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starlark => "starlark",
+            Self::Javascript => "javascript",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "starlark" => Some(Self::Starlark),
+            "javascript" => Some(Self::Javascript),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    pub code_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gray {
+    pub code_id: String,
+    pub percentage: u8,
+}
+
+/// A named slot clients fetch by id. `revision` grows by one on every change
+/// clients must see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    pub id: String,
+    pub description: String,
+    pub status: ConfigStatus,
+    pub secret: String,
+    pub revision: i64,
+    pub release: Option<Release>,
+    pub gray: Option<Gray>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One immutable version of a config's code, plus its mutable health fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Version {
+    pub code_id: String,
+    pub config_id: String,
+    pub lang: Lang,
+    pub source: String,
+    pub rules: Vec<PlatformRules>,
+    pub params: Vec<ParamSpec>,
+    pub error_count: i64,
+    pub broken: bool,
+    pub created_by: String,
+    pub created_at: i64,
+}
+
+/// Who is asking, as sent in the request's `meta`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Meta {
+    pub version: Option<i64>,
+    pub platform: String,
+    pub device_id: String,
+}
+
+/// Kinds of entries in the append-only release log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Created,
+    Release,
+    Gray,
+    GrayRemoved,
+    Rollback,
+    Status,
+    Broken,
+    Unbroken,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Release => "release",
+            Self::Gray => "gray",
+            Self::GrayRemoved => "gray_removed",
+            Self::Rollback => "rollback",
+            Self::Status => "status",
+            Self::Broken => "broken",
+            Self::Unbroken => "unbroken",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Created,
+            Self::Release,
+            Self::Gray,
+            Self::GrayRemoved,
+            Self::Rollback,
+            Self::Status,
+            Self::Broken,
+            Self::Unbroken,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// One audit-log entry: who changed what, when, from what to what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseEvent {
+    pub id: i64,
+    pub config_id: String,
+    pub revision: i64,
+    pub kind: EventKind,
+    pub actor: String,
+    pub from: serde_json::Value,
+    pub to: serde_json::Value,
+    pub forced: bool,
+    pub created_at: i64,
+}
+
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Config ids appear in URLs and Redis keys: keep them plain.
+pub fn validate_config_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 128 {
+        return Err("config id must be 1 to 128 characters".into());
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(format!(
+            "config id `{id}` may contain only letters, digits, `-`, `_` and `.`"
+        ));
+    }
+    Ok(())
+}

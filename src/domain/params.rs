@@ -1,0 +1,171 @@
+//! The parameter schema of a version: a list of `{name, type}`; a request must
+//! carry each named parameter with that type.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamType {
+    String,
+    Int,
+    Float,
+    Bool,
+    Array,
+    Dictionary,
+}
+
+impl ParamType {
+    fn matches(self, v: &Value) -> bool {
+        match self {
+            Self::String => v.is_string(),
+            Self::Int => v.is_i64() || v.is_u64(),
+            Self::Float => v.is_number(),
+            Self::Bool => v.is_boolean(),
+            Self::Array => v.is_array(),
+            Self::Dictionary => v.is_object(),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::String => "string",
+            Self::Int => "int",
+            Self::Float => "float",
+            Self::Bool => "bool",
+            Self::Array => "array",
+            Self::Dictionary => "dictionary",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParamSpec {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: ParamType,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParamError {
+    #[error("params must be a JSON object")]
+    NotAnObject,
+    #[error("missing parameter `{0}`")]
+    Missing(String),
+    #[error("parameter `{name}` must be of type {expected}, got {got}")]
+    WrongType {
+        name: String,
+        expected: &'static str,
+        got: &'static str,
+    },
+    #[error("parameter schema: {0}")]
+    Schema(String),
+}
+
+/// Checks an uploaded schema: names non-empty and unique.
+pub fn validate_schema(specs: &[ParamSpec]) -> Result<(), ParamError> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, spec) in specs.iter().enumerate() {
+        if spec.name.is_empty() {
+            return Err(ParamError::Schema(format!("entry {} has an empty name", i + 1)));
+        }
+        if !seen.insert(spec.name.as_str()) {
+            return Err(ParamError::Schema(format!(
+                "parameter `{}` is declared twice",
+                spec.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `params` carries every declared parameter with its type.
+/// Undeclared parameters pass through untouched.
+pub fn check<'a>(specs: &[ParamSpec], params: &'a Value) -> Result<&'a Map<String, Value>, ParamError> {
+    let map = params.as_object().ok_or(ParamError::NotAnObject)?;
+    for spec in specs {
+        let value = map
+            .get(&spec.name)
+            .ok_or_else(|| ParamError::Missing(spec.name.clone()))?;
+        if !spec.kind.matches(value) {
+            return Err(ParamError::WrongType {
+                name: spec.name.clone(),
+                expected: spec.kind.name(),
+                got: json_type(value),
+            });
+        }
+    }
+    Ok(map)
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(_) => "int",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "dictionary",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn specs(v: Value) -> Vec<ParamSpec> {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn every_type_accepts_and_rejects() {
+        let s = specs(json!([
+            {"name": "s", "type": "string"}, {"name": "i", "type": "int"}, {"name": "f", "type": "float"},
+            {"name": "b", "type": "bool"}, {"name": "a", "type": "array"}, {"name": "d", "type": "dictionary"}
+        ]));
+        let good = json!({"s": "x", "i": 3, "f": 1.5, "b": true, "a": [1], "d": {"k": 1}, "extra": null});
+        assert!(check(&s, &good).is_ok());
+        let int_as_float = json!({"s": "x", "i": 3, "f": 2, "b": true, "a": [], "d": {}});
+        assert!(check(&s, &int_as_float).is_ok(), "an int is a valid float");
+        let bad = json!({"s": "x", "i": 3.5, "f": 1.5, "b": true, "a": [1], "d": {}});
+        assert_eq!(
+            check(&s, &bad).unwrap_err(),
+            ParamError::WrongType {
+                name: "i".into(),
+                expected: "int",
+                got: "float"
+            }
+        );
+        let bad = json!({"s": 1, "i": 3, "f": 1.5, "b": true, "a": [1], "d": {}});
+        assert!(
+            check(&s, &bad)
+                .unwrap_err()
+                .to_string()
+                .contains("`s` must be of type string")
+        );
+    }
+
+    #[test]
+    fn missing_and_not_object() {
+        let s = specs(json!([{"name": "version_code", "type": "int"}]));
+        assert_eq!(
+            check(&s, &json!({})).unwrap_err(),
+            ParamError::Missing("version_code".into())
+        );
+        assert_eq!(check(&s, &json!([1])).unwrap_err(), ParamError::NotAnObject);
+    }
+
+    #[test]
+    fn schema_checks() {
+        assert!(
+            validate_schema(&specs(
+                json!([{"name": "a", "type": "int"}, {"name": "a", "type": "bool"}])
+            ))
+            .is_err()
+        );
+        assert!(validate_schema(&specs(json!([{"name": "", "type": "int"}]))).is_err());
+        assert!(serde_json::from_value::<Vec<ParamSpec>>(json!([{"name": "a", "type": "integer"}])).is_err());
+    }
+}

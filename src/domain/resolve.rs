@@ -1,0 +1,141 @@
+//! Which version answers a request: gray for the devices in its bucket, stable
+//! otherwise, and the refusals a client can get instead.
+
+use super::gray;
+use super::model::{Config, ConfigStatus, Meta, Version};
+use super::rules;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("config `{0}` does not exist")]
+    UnknownConfig(String),
+    #[error("config `{0}` is inactive")]
+    Inactive(String),
+    #[error("config `{0}` has no released version")]
+    NoRelease(String),
+    #[error("version `{0}` is marked broken")]
+    Broken(String),
+    #[error("request metadata does not match the rules of version `{0}`")]
+    RulesReject(String),
+}
+
+/// Picks the version for `meta`. A broken gray version is skipped, so its
+/// devices fall back to stable; a broken stable version refuses.
+pub fn choose<'a>(
+    config: &Config,
+    release: Option<&'a Version>,
+    gray: Option<&'a Version>,
+    meta: &Meta,
+) -> Result<&'a Version, Refusal> {
+    if config.status == ConfigStatus::Inactive {
+        return Err(Refusal::Inactive(config.id.clone()));
+    }
+    let gray_hit = match (&config.gray, gray) {
+        (Some(g), Some(v)) if !v.broken && v.code_id == g.code_id => {
+            gray::in_gray(&meta.device_id, &g.code_id, g.percentage)
+        }
+        _ => false,
+    };
+    let version = match (gray_hit, gray, release) {
+        (true, Some(v), _) => v,
+        (_, _, Some(v)) => v,
+        _ => return Err(Refusal::NoRelease(config.id.clone())),
+    };
+    if version.broken {
+        return Err(Refusal::Broken(version.code_id.clone()));
+    }
+    if !rules::allows(&version.rules, meta) {
+        return Err(Refusal::RulesReject(version.code_id.clone()));
+    }
+    Ok(version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::model::{Gray, Lang, Release};
+
+    fn version(code_id: &str) -> Version {
+        Version {
+            code_id: code_id.into(),
+            config_id: "c".into(),
+            lang: Lang::Starlark,
+            source: "return 1".into(),
+            rules: vec![],
+            params: vec![],
+            error_count: 0,
+            broken: false,
+            created_by: "t".into(),
+            created_at: 0,
+        }
+    }
+
+    fn config(gray_pct: Option<u8>) -> Config {
+        Config {
+            id: "c".into(),
+            description: String::new(),
+            status: ConfigStatus::Active,
+            secret: "s".into(),
+            revision: 1,
+            release: Some(Release {
+                code_id: "stable".into(),
+            }),
+            gray: gray_pct.map(|p| Gray {
+                code_id: "gray".into(),
+                percentage: p,
+            }),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn meta(device: &str) -> Meta {
+        Meta {
+            device_id: device.into(),
+            ..Meta::default()
+        }
+    }
+
+    #[test]
+    fn gray_follows_the_bucket() {
+        let (s, g) = (version("stable"), version("gray"));
+        let cfg = config(Some(50));
+        for i in 0..200 {
+            let device = format!("device-{i}");
+            let chosen = choose(&cfg, Some(&s), Some(&g), &meta(&device)).unwrap();
+            let expect = if gray::in_gray(&device, "gray", 50) {
+                "gray"
+            } else {
+                "stable"
+            };
+            assert_eq!(chosen.code_id, expect);
+        }
+    }
+
+    #[test]
+    fn broken_gray_falls_back_and_broken_stable_refuses() {
+        let s = version("stable");
+        let mut g = version("gray");
+        g.broken = true;
+        let cfg = config(Some(100));
+        assert_eq!(choose(&cfg, Some(&s), Some(&g), &meta("d")).unwrap().code_id, "stable");
+        let mut s = s;
+        s.broken = true;
+        assert_eq!(
+            choose(&cfg, Some(&s), Some(&g), &meta("d")),
+            Err(Refusal::Broken("stable".into()))
+        );
+    }
+
+    #[test]
+    fn inactive_and_unreleased() {
+        let mut cfg = config(None);
+        cfg.status = ConfigStatus::Inactive;
+        assert_eq!(choose(&cfg, None, None, &meta("d")), Err(Refusal::Inactive("c".into())));
+        cfg.status = ConfigStatus::Active;
+        assert_eq!(
+            choose(&cfg, None, None, &meta("d")),
+            Err(Refusal::NoRelease("c".into()))
+        );
+    }
+}

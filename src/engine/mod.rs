@@ -1,0 +1,106 @@
+//! Interpreters behind one small trait, the frame protocol between an Evaluator
+//! and its worker process, and the worker's loop. No actors, no HTTP.
+
+pub mod protocol;
+pub mod starlark;
+pub mod worker;
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Lang;
+
+/// Per-call limits. Each limit hit becomes an error that names it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Limits {
+    pub deadline_ms: u64,
+    pub heap_bytes: usize,
+    pub max_callstack: usize,
+    pub max_output_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            deadline_ms: 50,
+            heap_bytes: 256 << 20,
+            max_callstack: 50,
+            max_output_bytes: 1 << 20,
+        }
+    }
+}
+
+impl Limits {
+    pub fn deadline_from(&self, start: Instant) -> Instant {
+        start + Duration::from_millis(self.deadline_ms)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EngineError {
+    #[error("compile error at line {line}, column {column}: {message}")]
+    Compile {
+        message: String,
+        line: usize,
+        column: usize,
+    },
+    #[error("execution error: {message}")]
+    Runtime { message: String },
+    #[error("deadline exceeded: evaluation ran past {deadline_ms} ms")]
+    Deadline { deadline_ms: u64 },
+    #[error("memory limit exceeded: {message}")]
+    Memory { message: String },
+    #[error("recursion limit exceeded: more than {limit} nested calls")]
+    Recursion { limit: usize },
+    #[error("output too large: {bytes} bytes is over the {limit} byte limit")]
+    OutputSize { bytes: usize, limit: usize },
+    #[error("{lang} is not supported yet")]
+    Unsupported { lang: String },
+}
+
+/// An interpreter with a compiled-code cache keyed by code_id. Versions are
+/// immutable, so a cached entry never goes stale.
+pub trait Engine {
+    /// Compiles `source` (the body of `run(p)`), caching it under `code_id`.
+    fn compile(&mut self, code_id: &str, source: &str) -> Result<(), EngineError>;
+
+    /// Compiles `source` without caching it.
+    fn check(&mut self, source: &str) -> Result<(), EngineError>;
+
+    /// Drops the compiled code of `code_id`, if cached.
+    fn forget(&mut self, code_id: &str);
+
+    /// Runs the cached `code_id` (compiling `source` first if it is not cached)
+    /// and returns the JSON text of the result.
+    fn run(
+        &mut self,
+        code_id: &str,
+        source: &str,
+        params: &serde_json::Value,
+        limits: &Limits,
+    ) -> Result<String, EngineError>;
+}
+
+/// One engine per language, as held by a worker.
+pub struct Engines {
+    starlark: starlark::StarlarkEngine,
+}
+
+impl Engines {
+    pub fn new(code_cache_entries: usize) -> Self {
+        Self {
+            starlark: starlark::StarlarkEngine::new(code_cache_entries),
+        }
+    }
+
+    pub fn get(&mut self, lang: Lang) -> Result<&mut dyn Engine, EngineError> {
+        match lang {
+            Lang::Starlark => Ok(&mut self.starlark),
+            Lang::Javascript => Err(EngineError::Unsupported {
+                lang: lang.as_str().into(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! What an Evaluator and its worker process say to each other over the pipe:
+//! frames of a 4-byte big-endian length followed by that many bytes of JSON.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{EngineError, Limits};
+use crate::domain::Lang;
+
+/// Frames larger than this are refused rather than allocated.
+pub const MAX_FRAME: usize = 64 << 20;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Runs a version; `fresh` drops its compiled code first.
+    Run {
+        code_id: String,
+        fresh: bool,
+        lang: Lang,
+        source: String,
+        params: serde_json::Value,
+        limits: Limits,
+    },
+    /// Compiles without caching, to check an upload.
+    Check { lang: Lang, source: String },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    /// The JSON text of the result (`null` for a check).
+    Ok(Box<RawValue>),
+    Err(EngineError),
+}
+
+fn too_large(len: usize) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("frame of {len} bytes is over {MAX_FRAME}"),
+    )
+}
+
+pub fn read_frame(r: &mut impl std::io::Read) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(too_large(len));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+pub fn write_frame(w: &mut impl std::io::Write, body: &[u8]) -> std::io::Result<()> {
+    if body.len() > MAX_FRAME {
+        return Err(too_large(body.len()));
+    }
+    w.write_all(&(body.len() as u32).to_be_bytes())?;
+    w.write_all(body)?;
+    w.flush()
+}
+
+pub async fn read_frame_async(r: &mut (impl AsyncReadExt + Unpin)) -> std::io::Result<Vec<u8>> {
+    let len = r.read_u32().await? as usize;
+    if len > MAX_FRAME {
+        return Err(too_large(len));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+pub async fn write_frame_async(w: &mut (impl AsyncWriteExt + Unpin), body: &[u8]) -> std::io::Result<()> {
+    if body.len() > MAX_FRAME {
+        return Err(too_large(body.len()));
+    }
+    let mut frame = Vec::with_capacity(body.len() + 4);
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(body);
+    w.write_all(&frame).await?;
+    w.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_refuse_oversize() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, b"{\"a\":1}").unwrap();
+        assert_eq!(&buf[..4], &[0, 0, 0, 7]);
+        assert_eq!(read_frame(&mut buf.as_slice()).unwrap(), b"{\"a\":1}");
+        let huge = ((MAX_FRAME + 1) as u32).to_be_bytes();
+        assert!(read_frame(&mut huge.as_slice()).is_err());
+    }
+}

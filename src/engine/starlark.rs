@@ -1,0 +1,246 @@
+//! Starlark: a version's source becomes the body of `def run(p)`, compiled once
+//! into a frozen module; each call gets a fresh heap, so nothing leaks between
+//! requests.
+
+use std::num::NonZeroUsize;
+use std::time::Instant;
+
+use lru::LruCache;
+use starlark::ErrorKind;
+use starlark::environment::{Globals, GlobalsBuilder, LibraryExtension, Module};
+use starlark::eval::Evaluator;
+use starlark::syntax::{AstModule, Dialect};
+use starlark::values::OwnedFrozenValue;
+
+use super::{Engine, EngineError, Limits};
+
+const INDENT: usize = 4;
+
+pub struct StarlarkEngine {
+    globals: Globals,
+    compiled: LruCache<String, OwnedFrozenValue>,
+}
+
+impl StarlarkEngine {
+    pub fn new(cache_entries: usize) -> Self {
+        let globals = GlobalsBuilder::extended_by(&[
+            LibraryExtension::StructType,
+            LibraryExtension::Map,
+            LibraryExtension::Filter,
+            LibraryExtension::Partial,
+            LibraryExtension::Json,
+            LibraryExtension::SetType,
+        ])
+        .build();
+        let cap = NonZeroUsize::new(cache_entries.max(1)).expect("non-zero");
+        Self {
+            globals,
+            compiled: LruCache::new(cap),
+        }
+    }
+
+    fn compile_run(&self, source: &str) -> Result<OwnedFrozenValue, EngineError> {
+        let wrapped = wrap(source);
+        let ast = AstModule::parse("config.star", wrapped, &Dialect::Extended).map_err(compile_error)?;
+        let frozen = Module::with_temp_heap(|module| {
+            Evaluator::new(&module)
+                .eval_module(ast, &self.globals)
+                .map_err(compile_error)?;
+            module
+                .freeze()
+                .map_err(|e| plain_compile_error(anyhow::Error::from(e).to_string()))
+        })?;
+        frozen.get("run").map_err(|e| plain_compile_error(e.to_string()))
+    }
+}
+
+impl Engine for StarlarkEngine {
+    fn compile(&mut self, code_id: &str, source: &str) -> Result<(), EngineError> {
+        if !self.compiled.contains(code_id) {
+            let run = self.compile_run(source)?;
+            self.compiled.put(code_id.to_owned(), run);
+        }
+        Ok(())
+    }
+
+    fn check(&mut self, source: &str) -> Result<(), EngineError> {
+        self.compile_run(source).map(|_| ())
+    }
+
+    fn forget(&mut self, code_id: &str) {
+        self.compiled.pop(code_id);
+    }
+
+    fn run(
+        &mut self,
+        code_id: &str,
+        source: &str,
+        params: &serde_json::Value,
+        limits: &Limits,
+    ) -> Result<String, EngineError> {
+        let start = Instant::now();
+        self.compile(code_id, source)?;
+        let run = self.compiled.get(code_id).expect("compiled above").clone();
+        let deadline = limits.deadline_from(start);
+        let out = Module::with_temp_heap(|module| {
+            let mut eval = Evaluator::new(&module);
+            eval.set_max_callstack_size(limits.max_callstack)
+                .map_err(starlark::Error::new_other)?;
+            eval.set_max_heap_size(limits.heap_bytes)
+                .map_err(starlark::Error::new_other)?;
+            eval.set_check_cancelled(Box::new(move || Instant::now() >= deadline));
+            let function = module.heap().access_owned_frozen_value(&run);
+            let p = module.heap().alloc(params.clone());
+            let value = eval.eval_function(function, &[p], &[])?;
+            value.to_json().map_err(starlark::Error::new_other)
+        })
+        .map_err(|e| runtime_error(e, limits, deadline))?;
+        if out.len() > limits.max_output_bytes {
+            return Err(EngineError::OutputSize {
+                bytes: out.len(),
+                limit: limits.max_output_bytes,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Makes the source the body of `def run(p):`. Line numbers stay the same
+/// because the `def` line replaces line 0.
+fn wrap(source: &str) -> String {
+    let mut out = String::with_capacity(source.len() + source.lines().count() * INDENT + 16);
+    out.push_str("def run(p):\n");
+    let mut any = false;
+    for line in source.lines() {
+        out.push_str("    ");
+        out.push_str(line);
+        out.push('\n');
+        any |= !line.trim().is_empty() && !line.trim_start().starts_with('#');
+    }
+    if !any {
+        out.push_str("    return None\n");
+    }
+    out
+}
+
+fn compile_error(e: starlark::Error) -> EngineError {
+    let (line, column) = e
+        .span()
+        .map(|s| {
+            let pos = s.resolve_span().begin;
+            (pos.line, (pos.column + 1).saturating_sub(INDENT))
+        })
+        .unwrap_or((0, 0));
+    EngineError::Compile {
+        message: e.without_diagnostic().to_string(),
+        line,
+        column: column.max(1),
+    }
+}
+
+fn plain_compile_error(message: String) -> EngineError {
+    EngineError::Compile {
+        message,
+        line: 0,
+        column: 0,
+    }
+}
+
+fn runtime_error(e: starlark::Error, limits: &Limits, deadline: Instant) -> EngineError {
+    if Instant::now() >= deadline {
+        return EngineError::Deadline {
+            deadline_ms: limits.deadline_ms,
+        };
+    }
+    let message = e.without_diagnostic().to_string();
+    match e.kind() {
+        ErrorKind::StackOverflow(_) => EngineError::Recursion {
+            limit: limits.max_callstack,
+        },
+        _ if message.contains("heap") && message.contains("limit") => EngineError::Memory { message },
+        _ => {
+            let at = e.span().map(|s| s.resolve_span().begin.line).filter(|l| *l > 0);
+            let message = match at {
+                Some(line) => format!("line {line}: {message}"),
+                None => message,
+            };
+            EngineError::Runtime { message }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn run(source: &str, params: serde_json::Value) -> Result<String, EngineError> {
+        StarlarkEngine::new(4).run("c1", source, &params, &Limits::default())
+    }
+
+    #[test]
+    fn returns_json_text() {
+        let src = "if p[\"version_code\"] > 100:\n    return \"valid\"\nreturn \"invalid\"";
+        assert_eq!(run(src, json!({"version_code": 101})).unwrap(), "\"valid\"");
+        assert_eq!(run(src, json!({"version_code": 1})).unwrap(), "\"invalid\"");
+        assert_eq!(
+            run("return {'a': [1, 2.5, True, None]}", json!({})).unwrap(),
+            r#"{"a":[1,2.5,true,null]}"#
+        );
+    }
+
+    #[test]
+    fn compile_error_has_line_and_column() {
+        let err = StarlarkEngine::new(4)
+            .compile("c", "x = 1\ny = = 2\nreturn x")
+            .unwrap_err();
+        match err {
+            EngineError::Compile { line, column, .. } => assert_eq!((line, column), (2, 5)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn runtime_error_names_the_line() {
+        let err = run("x = 1\nreturn p['missing']", json!({})).unwrap_err();
+        assert!(
+            matches!(&err, EngineError::Runtime { message } if message.starts_with("line 2")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn loop_hits_the_deadline() {
+        let limits = Limits {
+            deadline_ms: 30,
+            ..Limits::default()
+        };
+        let started = Instant::now();
+        let err = StarlarkEngine::new(4)
+            .run("c", "for i in range(2147483647):\n    pass", &json!({}), &limits)
+            .unwrap_err();
+        assert_eq!(err, EngineError::Deadline { deadline_ms: 30 });
+        assert!(started.elapsed().as_millis() < 1000);
+    }
+
+    #[test]
+    fn recursion_is_capped() {
+        let src = "def f(n):\n    return f(n + 1)\nreturn f(0)";
+        assert!(matches!(
+            run(src, json!({})),
+            Err(EngineError::Recursion { .. }) | Err(EngineError::Runtime { .. })
+        ));
+    }
+
+    #[test]
+    fn calls_do_not_share_state() {
+        let mut engine = StarlarkEngine::new(4);
+        let src = "d = p['d']\nd['n'] = d.get('n', 0) + 1\nreturn d['n']";
+        for _ in 0..3 {
+            assert_eq!(
+                engine.run("c", src, &json!({"d": {}}), &Limits::default()).unwrap(),
+                "1"
+            );
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Admin routes under `/api/v1/configs`, behind bearer tokens.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+
+use super::AppState;
+use super::auth::Operator;
+use super::error::ApiError;
+use super::extract::Body;
+use crate::actors::releases::VersionUpload;
+use crate::domain::model::ReleaseEvent;
+use crate::domain::params::ParamSpec;
+use crate::domain::rules::RawPlatformRules;
+use crate::domain::{Config, ConfigStatus, Lang, Version};
+use crate::store::Change;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/configs", post(create_config).get(list_configs))
+        .route("/api/v1/configs/{config_id}", get(get_config).patch(update_config))
+        .route(
+            "/api/v1/configs/{config_id}/versions",
+            post(create_version).get(list_versions),
+        )
+        .route("/api/v1/configs/{config_id}/versions/{code_id}", get(get_version))
+        .route("/api/v1/configs/{config_id}/release", post(release))
+        .route("/api/v1/configs/{config_id}/gray", post(set_gray).delete(remove_gray))
+        .route("/api/v1/configs/{config_id}/events", get(list_events))
+}
+
+type Reply<T> = Result<Json<T>, ApiError>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewConfigBody {
+    id: String,
+    #[serde(default)]
+    description: String,
+}
+
+async fn create_config(
+    State(app): State<AppState>,
+    Extension(who): Extension<Operator>,
+    Body(body): Body<NewConfigBody>,
+) -> Result<(StatusCode, Json<Config>), ApiError> {
+    let config = app.releases.create_config(body.id, body.description, &who.0).await?;
+    Ok((StatusCode::CREATED, Json(config)))
+}
+
+async fn list_configs(State(app): State<AppState>) -> Reply<Vec<Config>> {
+    Ok(Json(app.releases.configs().await?))
+}
+
+async fn get_config(State(app): State<AppState>, Path(config_id): Path<String>) -> Reply<Config> {
+    Ok(Json(app.releases.config(&config_id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateConfigBody {
+    status: Option<ConfigStatus>,
+    description: Option<String>,
+}
+
+async fn update_config(
+    State(app): State<AppState>,
+    Extension(who): Extension<Operator>,
+    Path(config_id): Path<String>,
+    Body(body): Body<UpdateConfigBody>,
+) -> Reply<Config> {
+    Ok(Json(
+        app.releases
+            .update_config(&config_id, body.status, body.description, &who.0)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewVersionBody {
+    lang: Lang,
+    source: String,
+    #[serde(default)]
+    rules: Vec<RawPlatformRules>,
+    #[serde(default)]
+    params: Vec<ParamSpec>,
+}
+
+async fn create_version(
+    State(app): State<AppState>,
+    Extension(who): Extension<Operator>,
+    Path(config_id): Path<String>,
+    Body(body): Body<NewVersionBody>,
+) -> Result<(StatusCode, Json<Version>), ApiError> {
+    let upload = VersionUpload {
+        lang: body.lang,
+        source: body.source,
+        rules: body.rules,
+        params: body.params,
+    };
+    let version = app.releases.create_version(&config_id, upload, &who.0).await?;
+    Ok((StatusCode::CREATED, Json(version)))
+}
+
+async fn list_versions(State(app): State<AppState>, Path(config_id): Path<String>) -> Reply<Vec<Version>> {
+    Ok(Json(app.releases.versions(&config_id).await?))
+}
+
+async fn get_version(
+    State(app): State<AppState>,
+    Path((config_id, code_id)): Path<(String, String)>,
+) -> Reply<Version> {
+    Ok(Json(app.releases.version(&config_id, &code_id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReleaseBody {
+    code_id: String,
+    #[serde(default)]
+    force: bool,
+}
+
+async fn release(
+    State(app): State<AppState>,
+    Extension(who): Extension<Operator>,
+    Path(config_id): Path<String>,
+    Body(body): Body<ReleaseBody>,
+) -> Reply<Config> {
+    let change = Change::Release {
+        code_id: body.code_id,
+        forced: body.force,
+    };
+    Ok(Json(app.releases.apply(&config_id, change, &who.0).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrayBody {
+    code_id: String,
+    percentage: i64,
+    #[serde(default)]
+    force: bool,
+}
+
+async fn set_gray(
+    State(app): State<AppState>,
+    Extension(who): Extension<Operator>,
+    Path(config_id): Path<String>,
+    Body(body): Body<GrayBody>,
+) -> Reply<Config> {
+    let percentage = u8::try_from(body.percentage)
+        .ok()
+        .filter(|p| *p <= 100)
+        .ok_or_else(|| ApiError::Unprocessable {
+            code: "invalid",
+            message: format!("percentage must be 0 to 100, got {}", body.percentage),
+        })?;
+    let change = Change::Gray {
+        code_id: body.code_id,
+        percentage,
+        forced: body.force,
+    };
+    Ok(Json(app.releases.apply(&config_id, change, &who.0).await?))
+}
+
+async fn remove_gray(
+    State(app): State<AppState>,
+    Extension(who): Extension<Operator>,
+    Path(config_id): Path<String>,
+) -> Reply<Config> {
+    Ok(Json(app.releases.apply(&config_id, Change::RemoveGray, &who.0).await?))
+}
+
+async fn list_events(State(app): State<AppState>, Path(config_id): Path<String>) -> Reply<Vec<ReleaseEvent>> {
+    Ok(Json(app.releases.events(&config_id).await?))
+}

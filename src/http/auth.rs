@@ -1,0 +1,66 @@
+//! Admin bearer tokens. The matched token's name is who an event records.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::error::ApiError;
+use crate::secrets;
+use crate::settings::admin_token_parts;
+
+/// The name of the token an admin request was made with.
+#[derive(Debug, Clone)]
+pub struct Operator(pub String);
+
+pub struct AdminTokens(Vec<(String, String)>);
+
+impl AdminTokens {
+    /// From settings entries, `name=token` or a bare token (named `admin-N`).
+    pub fn from_entries(entries: &[String]) -> Self {
+        let tokens = entries
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                let (name, token) = admin_token_parts(entry);
+                (
+                    name.map_or_else(|| format!("admin-{}", i + 1), str::to_owned),
+                    token.to_owned(),
+                )
+            })
+            .collect();
+        Self(tokens)
+    }
+
+    /// The token's name; every candidate is compared so timing tells nothing.
+    fn who(&self, presented: &str) -> Option<&str> {
+        self.0.iter().fold(None, |found, (name, token)| {
+            if secrets::equal(token, presented) {
+                Some(name.as_str())
+            } else {
+                found
+            }
+        })
+    }
+}
+
+pub async fn require_admin(
+    State(tokens): State<Arc<AdminTokens>>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let presented = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::Unauthorized("missing `Authorization: Bearer <token>` header".into()))?;
+    let name = tokens
+        .who(presented.trim())
+        .ok_or_else(|| ApiError::Unauthorized("invalid admin token".into()))?;
+    let operator = Operator(name.to_owned());
+    request.extensions_mut().insert(operator);
+    Ok(next.run(request).await)
+}

@@ -1,0 +1,242 @@
+//! One error type for every route, mapped to a status and a message. Native
+//! routes render `{"error":{"code","message"}}`; compatible routes render the
+//! original `{"data":null,"message"}` through `CompatError`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::actors::CallError;
+use crate::actors::config_cache::ResolveError;
+use crate::actors::evaluator::EvalError;
+use crate::actors::releases::ReleaseError;
+use crate::domain::resolve::Refusal;
+use crate::engine::EngineError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
+    /// Shed load: the client should retry after a moment.
+    #[error("{0}")]
+    Overloaded(String),
+    #[error("{0}")]
+    Unavailable(String),
+    /// Logged in full, shown to the client only as "internal error".
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Overloaded(_) | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest { code, .. } | Self::Forbidden { code, .. } | Self::Unprocessable { code, .. } => code,
+            Self::Unauthorized(_) => "unauthorized",
+            Self::NotFound(_) => "not_found",
+            Self::Conflict(_) => "conflict",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::Overloaded(_) => "overloaded",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// The message a client may see.
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::Internal(_) => "internal error".into(),
+            other => other.to_string(),
+        }
+    }
+
+    fn decorate(&self, status: StatusCode, body: serde_json::Value) -> Response {
+        if let Self::Internal(detail) = self {
+            tracing::error!(error = %detail, "internal error");
+        } else if status.is_server_error() {
+            tracing::warn!(error = %self, "service unavailable");
+        }
+        let mut response = (status, axum::Json(body)).into_response();
+        match self {
+            Self::Overloaded(_) | Self::Unavailable(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::Unauthorized(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": { "code": self.code(), "message": self.public_message() } });
+        self.decorate(self.status(), body)
+    }
+}
+
+/// The original service's error envelope and status codes: what it reported
+/// as "not found" or "invalid" was a 400.
+#[derive(Debug)]
+pub struct CompatError(pub ApiError);
+
+impl<E: Into<ApiError>> From<E> for CompatError {
+    fn from(e: E) -> Self {
+        Self(e.into())
+    }
+}
+
+impl IntoResponse for CompatError {
+    fn into_response(self) -> Response {
+        let status = match self.0.status() {
+            StatusCode::NOT_FOUND | StatusCode::UNPROCESSABLE_ENTITY | StatusCode::CONFLICT => StatusCode::BAD_REQUEST,
+            other => other,
+        };
+        let body = json!({ "data": null, "message": self.0.public_message() });
+        self.0.decorate(status, body)
+    }
+}
+
+impl From<CallError> for ApiError {
+    fn from(e: CallError) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        let message = r.to_string();
+        match r {
+            Refusal::UnknownConfig(_) => Self::NotFound(message),
+            Refusal::Inactive(_) => Self::Forbidden {
+                code: "config_inactive",
+                message,
+            },
+            Refusal::Broken(_) => Self::Forbidden {
+                code: "version_broken",
+                message,
+            },
+            Refusal::NoRelease(_) => Self::bad_request("no_release", message),
+            Refusal::RulesReject(_) => Self::bad_request("rules_reject", message),
+        }
+    }
+}
+
+impl From<ResolveError> for ApiError {
+    fn from(e: ResolveError) -> Self {
+        match e {
+            ResolveError::Refused(r) => r.into(),
+            ResolveError::Store(m) => Self::Unavailable(format!("store unavailable: {m}")),
+            ResolveError::Call(c) => c.into(),
+        }
+    }
+}
+
+/// Failures of a request's evaluation: the script's own are 400.
+impl From<EvalError> for ApiError {
+    fn from(e: EvalError) -> Self {
+        let message = e.to_string();
+        match e {
+            EvalError::Engine(engine) => Self::bad_request(engine_code(&engine), message),
+            EvalError::Params(_) => Self::bad_request("invalid_params", message),
+            EvalError::Killed { .. } => Self::bad_request("deadline_exceeded", message),
+            EvalError::Crashed(_) => Self::bad_request("sandbox_crashed", message),
+            EvalError::Overloaded | EvalError::Expired => Self::Overloaded(message),
+            EvalError::Unavailable(_) | EvalError::Timeout => Self::Unavailable(message),
+        }
+    }
+}
+
+fn engine_code(e: &EngineError) -> &'static str {
+    match e {
+        EngineError::Compile { .. } => "compile_error",
+        EngineError::Runtime { .. } => "execution_error",
+        EngineError::Deadline { .. } => "deadline_exceeded",
+        EngineError::Memory { .. } => "memory_limit",
+        EngineError::Recursion { .. } => "recursion_limit",
+        EngineError::OutputSize { .. } => "output_too_large",
+        EngineError::Unsupported { .. } => "unsupported_language",
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let message = e.to_string();
+        match e {
+            StoreError::NotFound(_) => Self::NotFound(message),
+            StoreError::Conflict(_) => Self::Conflict(message),
+            StoreError::Invalid(_) => Self::Unprocessable {
+                code: "invalid",
+                message,
+            },
+            StoreError::Unavailable(_) => Self::Unavailable(message),
+            StoreError::Corrupt(_) => Self::Internal(message),
+        }
+    }
+}
+
+/// Failures of management operations: a bad upload is 422.
+impl From<ReleaseError> for ApiError {
+    fn from(e: ReleaseError) -> Self {
+        let message = e.to_string();
+        match e {
+            ReleaseError::Invalid(_) => Self::Unprocessable {
+                code: "invalid",
+                message,
+            },
+            ReleaseError::Rule(_) => Self::Unprocessable {
+                code: "invalid_rules",
+                message,
+            },
+            ReleaseError::Schema(_) => Self::Unprocessable {
+                code: "invalid_params_schema",
+                message,
+            },
+            ReleaseError::Eval(EvalError::Engine(engine)) => Self::Unprocessable {
+                code: engine_code(&engine),
+                message,
+            },
+            ReleaseError::Eval(other) => other.into(),
+            ReleaseError::Store(store) => store.into(),
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The fetch path: the original `POST /config/{id}` and the native evaluate.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::AppState;
+use super::error::{ApiError, CompatError};
+use super::extract::{Body, CompatBody};
+use crate::actors::config_cache::Resolved;
+use crate::domain::Meta;
+
+/// Unknown fields are ignored, as the original service did.
+#[derive(Deserialize)]
+pub struct FetchRequest {
+    #[serde(default)]
+    meta: Meta,
+    #[serde(default = "default_cached")]
+    cached: bool,
+    #[serde(default = "empty_object")]
+    params: serde_json::Value,
+}
+
+fn default_cached() -> bool {
+    true
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+async fn run(app: &AppState, config_id: &str, request: FetchRequest) -> Result<(Resolved, Box<RawValue>), ApiError> {
+    let fresh = !request.cached;
+    let resolved = app.cache.resolve(config_id, request.meta, fresh).await?;
+    let result = app
+        .pool
+        .evaluate(resolved.version.clone(), request.params, fresh)
+        .await?;
+    Ok((resolved, result))
+}
+
+#[derive(Serialize)]
+pub struct CompatResponse {
+    data: CompatData,
+    message: &'static str,
+}
+
+#[derive(Serialize)]
+struct CompatData {
+    /// The JSON text of the result, as a string.
+    result: Box<str>,
+    code_id: String,
+}
+
+pub async fn compat_fetch(
+    State(app): State<AppState>,
+    Path(config_id): Path<String>,
+    CompatBody(request): CompatBody<FetchRequest>,
+) -> Result<Json<CompatResponse>, CompatError> {
+    let (resolved, result) = run(&app, &config_id, request).await?;
+    let data = CompatData {
+        result: result.into(),
+        code_id: resolved.version.code_id.clone(),
+    };
+    Ok(Json(CompatResponse {
+        data,
+        message: "success",
+    }))
+}
+
+#[derive(Serialize)]
+pub struct EvaluateResponse {
+    result: Box<RawValue>,
+    code_id: String,
+    revision: i64,
+}
+
+pub async fn evaluate(
+    State(app): State<AppState>,
+    Path(config_id): Path<String>,
+    Body(request): Body<FetchRequest>,
+) -> Result<Json<EvaluateResponse>, ApiError> {
+    let (resolved, result) = run(&app, &config_id, request).await?;
+    Ok(Json(EvaluateResponse {
+        result,
+        code_id: resolved.version.code_id.clone(),
+        revision: resolved.revision,
+    }))
+}

@@ -1,0 +1,28 @@
+//! Liveness and readiness.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::AppState;
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready when the store answers and the actors are running.
+pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
+    let store = app.releases.store_reachable().await;
+    let actors = app.cache.is_alive() && app.pool.is_alive();
+    let status = if store && actors {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if status.is_success() { "ready" } else { "degraded" },
+        "checks": { "store": store, "actors": actors },
+    });
+    (status, Json(body))
+}

@@ -1,0 +1,46 @@
+//! HTTP: parse, ask the actors through their handles, render. One file per
+//! surface; errors are mapped in `error.rs`.
+
+mod admin;
+mod auth;
+pub mod error;
+mod extract;
+mod fetch;
+mod health;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::{get, post};
+use tower_http::trace::TraceLayer;
+
+use crate::actors::config_cache::ConfigCacheHandle;
+use crate::actors::evaluator::EvaluatorPoolHandle;
+use crate::actors::releases::ReleasesHandle;
+pub use auth::AdminTokens;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub cache: ConfigCacheHandle,
+    pub pool: EvaluatorPoolHandle,
+    pub releases: ReleasesHandle,
+    pub admin_tokens: Arc<AdminTokens>,
+}
+
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let admin = admin::routes().route_layer(middleware::from_fn_with_state(
+        state.admin_tokens.clone(),
+        auth::require_admin,
+    ));
+    Router::new()
+        .route("/config/{config_id}", post(fetch::compat_fetch))
+        .route("/api/v1/configs/{config_id}/evaluate", post(fetch::evaluate))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .merge(admin)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,10 @@
+//! Vane: a dynamic client-configuration service. See DESIGN.md for the map.
+
+pub mod actors;
+pub mod app;
+pub mod domain;
+pub mod engine;
+pub mod http;
+pub mod secrets;
+pub mod settings;
+pub mod store;

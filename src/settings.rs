@@ -1,0 +1,362 @@
+//! Settings: `config.toml` merged with `VANE_SECTION__KEY` environment overrides,
+//! validated once into typed values. A bad value stops start-up with a message
+//! naming the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("settings file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid settings: {0}")]
+    Parse(String),
+    #[error("invalid setting `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: Server,
+    pub store: Store,
+    pub redis: Redis,
+    pub auth: Auth,
+    pub push: Push,
+    pub tests: Tests,
+    pub reports: Reports,
+    pub sandbox: Sandbox,
+    pub playground: Playground,
+    pub log: Log,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Server {
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// How long an actor call may take before the caller gets 503.
+    pub call_timeout_ms: u64,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 1024 * 1024,
+            call_timeout_ms: 5000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Store {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://vane.db".into(),
+            max_connections: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Redis {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Auth {
+    /// Entries are `name=token` or a bare token; an empty list makes the
+    /// service generate one at first start.
+    #[serde(deserialize_with = "string_or_list")]
+    pub admin_tokens: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Push {
+    pub update_secret: String,
+    pub ping_interval_ms: u64,
+    pub pong_timeout_ms: u64,
+}
+
+impl Default for Push {
+    fn default() -> Self {
+        Self {
+            update_secret: String::new(),
+            ping_interval_ms: 30_000,
+            pong_timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Tests {
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Reports {
+    pub break_threshold: u32,
+}
+
+impl Default for Reports {
+    fn default() -> Self {
+        Self { break_threshold: 10 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Sandbox {
+    pub deadline_ms: u64,
+    pub memory_mb: u64,
+    /// 0 means one per core.
+    pub workers: usize,
+    /// Jobs waiting for a free worker beyond this are shed with 503.
+    pub queue_bound: usize,
+    /// Extra time past the deadline before a worker process is killed.
+    pub kill_grace_ms: u64,
+    /// Compiled versions kept per worker.
+    pub code_cache_entries: usize,
+    /// The executable run as `<exe> worker`; empty means this executable.
+    pub worker_exe: String,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Self {
+            deadline_ms: 50,
+            memory_mb: 512,
+            workers: 0,
+            queue_bound: 1024,
+            kill_grace_ms: 100,
+            code_cache_entries: 256,
+            worker_exe: String::new(),
+        }
+    }
+}
+
+impl Sandbox {
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.deadline_ms)
+    }
+
+    pub fn kill_grace(&self) -> Duration {
+        Duration::from_millis(self.kill_grace_ms)
+    }
+
+    pub fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            return self.workers;
+        }
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+    }
+
+    pub fn worker_exe(&self) -> PathBuf {
+        if self.worker_exe.is_empty() {
+            std::env::current_exe().unwrap_or_else(|_| PathBuf::from("vane"))
+        } else {
+            PathBuf::from(&self.worker_exe)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Playground {
+    pub open: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Log {
+    /// A tracing filter directive, e.g. `info` or `vane=debug,info`.
+    pub level: String,
+    /// `human` or `json`.
+    pub format: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: "human".into(),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads `path` (which must exist when `required`), applies environment
+    /// overrides and validates the result.
+    pub fn load(path: &Path, required: bool) -> Result<Self, SettingsError> {
+        if required && !path.exists() {
+            return Err(SettingsError::MissingFile(path.to_path_buf()));
+        }
+        let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::file(path))
+            .merge(Env::prefixed("VANE_").split("__"))
+            .extract()
+            .map_err(|e| SettingsError::Parse(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |key, reason: &str| {
+            Err(SettingsError::Invalid {
+                key,
+                reason: reason.into(),
+            })
+        };
+        let url = &self.store.url;
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return invalid("store.url", "must start with sqlite:, postgres:// or postgresql://");
+        }
+        if self.store.max_connections == 0 {
+            return invalid("store.max_connections", "must be at least 1");
+        }
+        if !(1..=60_000).contains(&self.sandbox.deadline_ms) {
+            return invalid("sandbox.deadline_ms", "must be between 1 and 60000");
+        }
+        if self.sandbox.memory_mb < 64 {
+            return invalid("sandbox.memory_mb", "must be at least 64");
+        }
+        if self.sandbox.workers > 1024 {
+            return invalid("sandbox.workers", "must be at most 1024 (0 means one per core)");
+        }
+        if self.sandbox.queue_bound == 0 {
+            return invalid("sandbox.queue_bound", "must be at least 1");
+        }
+        if self.sandbox.code_cache_entries == 0 {
+            return invalid("sandbox.code_cache_entries", "must be at least 1");
+        }
+        if self.server.call_timeout_ms == 0 {
+            return invalid("server.call_timeout_ms", "must be at least 1");
+        }
+        if self.push.ping_interval_ms == 0 || self.push.pong_timeout_ms == 0 {
+            return invalid(
+                "push.ping_interval_ms",
+                "ping interval and pong timeout must be positive",
+            );
+        }
+        if self.reports.break_threshold == 0 {
+            return invalid("reports.break_threshold", "must be at least 1");
+        }
+        if !matches!(self.log.format.as_str(), "human" | "json") {
+            return invalid("log.format", "must be `human` or `json`");
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return invalid("log.level", "is not a valid filter (try `info` or `vane=debug`)");
+        }
+        if self.auth.admin_tokens.iter().any(|t| admin_token_parts(t).1.len() < 16) {
+            return invalid("auth.admin_tokens", "every token must be at least 16 characters");
+        }
+        Ok(())
+    }
+
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_millis(self.server.call_timeout_ms)
+    }
+}
+
+/// Splits a `name=token` entry; a bare token is named by its position.
+pub fn admin_token_parts(entry: &str) -> (Option<&str>, &str) {
+    match entry.split_once('=') {
+        Some((name, token)) if !name.is_empty() => (Some(name), token),
+        _ => (None, entry),
+    }
+}
+
+/// Accepts `["a","b"]` from TOML and `a,b` from an environment variable.
+fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+        Either::Many(v) => v,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Settings::default().validate().unwrap();
+    }
+
+    #[test]
+    fn bad_value_names_the_key() {
+        let mut s = Settings::default();
+        s.sandbox.deadline_ms = 0;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("sandbox.deadline_ms"), "{err}");
+    }
+
+    #[test]
+    fn toml_and_env_merge() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("vane.toml", "[sandbox]\ndeadline_ms = 70\nworkers = 3\n")?;
+            jail.set_env("VANE_SANDBOX__WORKERS", "5");
+            jail.set_env(
+                "VANE_AUTH__ADMIN_TOKENS",
+                "ops=aaaaaaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbbbbbb",
+            );
+            let s = Settings::load(Path::new("vane.toml"), true).unwrap();
+            assert_eq!(s.sandbox.deadline_ms, 70);
+            assert_eq!(s.sandbox.workers, 5);
+            assert_eq!(
+                s.auth.admin_tokens,
+                vec!["ops=aaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbb"]
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn type_error_names_the_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("VANE_SANDBOX__DEADLINE_MS", "soon");
+            let err = Settings::load(Path::new("none.toml"), false).unwrap_err().to_string().to_lowercase();
+            assert!(err.contains("sandbox.deadline_ms"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("vane.toml", "[sandbox]\ndeadline = 70\n")?;
+            let err = Settings::load(Path::new("vane.toml"), true).unwrap_err().to_string();
+            assert!(err.contains("deadline"), "{err}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,381 @@
+//! The SQL both backends run, over sqlx's Any driver. Placeholders are `$n`,
+//! which SQLite and PostgreSQL both accept.
+
+use async_trait::async_trait;
+use serde_json::json;
+use sqlx::AnyPool;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::{Change, NewConfig, NewVersion, Store, StoreError};
+use crate::domain::model::{EventKind, Gray, Release, ReleaseEvent, now_millis};
+use crate::domain::{Config, ConfigStatus, Lang, Version};
+
+// Macros, not consts, so the SQL stays a static string (sqlx refuses
+// strings built at run time).
+macro_rules! config_columns {
+    () => {
+        "id, description, status, secret, revision, release_code_id, gray_code_id, gray_percentage, created_at, updated_at"
+    };
+}
+macro_rules! version_columns {
+    () => {
+        "code_id, config_id, lang, source, rules, params, error_count, broken, created_by, created_at"
+    };
+}
+
+pub struct SqlStore {
+    pool: AnyPool,
+}
+
+impl SqlStore {
+    pub fn new(pool: AnyPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_config(&self, new: NewConfig, actor: &str) -> Result<Config, StoreError> {
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(concat!(
+            "INSERT INTO configs (id, description, status, secret, revision, created_at, updated_at) \
+             VALUES ($1, $2, 'active', $3, 1, $4, $4) ON CONFLICT (id) DO NOTHING RETURNING ",
+            config_columns!(),
+            ""
+        ))
+        .bind(&new.id)
+        .bind(&new.description)
+        .bind(&new.secret)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let config = match inserted {
+            Some(row) => config_from_row(&row)?,
+            None => return Err(StoreError::Conflict(format!("config `{}`", new.id))),
+        };
+        insert_event(
+            &mut tx,
+            &config,
+            EventKind::Created,
+            actor,
+            json!(null),
+            state_of(&config),
+            false,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(config)
+    }
+
+    async fn get_config(&self, id: &str) -> Result<Option<Config>, StoreError> {
+        let row = sqlx::query(concat!("SELECT ", config_columns!(), " FROM configs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(config_from_row).transpose()
+    }
+
+    async fn list_configs(&self) -> Result<Vec<Config>, StoreError> {
+        let rows = sqlx::query(concat!("SELECT ", config_columns!(), " FROM configs ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(config_from_row).collect()
+    }
+
+    async fn set_description(&self, id: &str, description: &str) -> Result<Config, StoreError> {
+        let row = sqlx::query(concat!(
+            "UPDATE configs SET description = $2, updated_at = $3 WHERE id = $1 RETURNING ",
+            config_columns!(),
+            ""
+        ))
+        .bind(id)
+        .bind(description)
+        .bind(now_millis())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref()
+            .map(config_from_row)
+            .transpose()?
+            .ok_or_else(|| not_found_config(id))
+    }
+
+    async fn create_version(&self, new: NewVersion) -> Result<Version, StoreError> {
+        let code_id = new_code_id();
+        let rules = serde_json::to_string(&new.rules).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let params = serde_json::to_string(&new.params).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let row = sqlx::query(concat!(
+            "INSERT INTO versions (code_id, config_id, lang, source, rules, params, created_by, created_at) \
+             SELECT $1, id, $3, $4, $5, $6, $7, $8 FROM configs WHERE id = $2 RETURNING ",
+            version_columns!(),
+            ""
+        ))
+        .bind(&code_id)
+        .bind(&new.config_id)
+        .bind(new.lang.as_str())
+        .bind(&new.source)
+        .bind(rules)
+        .bind(params)
+        .bind(&new.created_by)
+        .bind(now_millis())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref()
+            .map(version_from_row)
+            .transpose()?
+            .ok_or_else(|| not_found_config(&new.config_id))
+    }
+
+    async fn get_version(&self, code_id: &str) -> Result<Option<Version>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            version_columns!(),
+            " FROM versions WHERE code_id = $1"
+        ))
+        .bind(code_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(version_from_row).transpose()
+    }
+
+    async fn list_versions(&self, config_id: &str) -> Result<Vec<Version>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            version_columns!(),
+            " FROM versions WHERE config_id = $1 ORDER BY created_at, code_id"
+        ))
+        .bind(config_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(version_from_row).collect()
+    }
+
+    async fn apply(&self, config_id: &str, change: Change, actor: &str) -> Result<Config, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Take the write lock first (a row lock on PostgreSQL, the database
+        // lock on SQLite) so the read below cannot go stale before the write.
+        let locked = sqlx::query("UPDATE configs SET revision = revision WHERE id = $1")
+            .bind(config_id)
+            .execute(&mut *tx)
+            .await?;
+        if locked.rows_affected() == 0 {
+            return Err(not_found_config(config_id));
+        }
+        let row = sqlx::query(concat!("SELECT ", config_columns!(), " FROM configs WHERE id = $1"))
+            .bind(config_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let before = config_from_row(&row)?;
+        let (kind, forced, after) = changed(&mut tx, &before, &change).await?;
+        if after == before {
+            return Ok(before);
+        }
+        let after = Config {
+            revision: before.revision + 1,
+            updated_at: now_millis(),
+            ..after
+        };
+        sqlx::query(
+            "UPDATE configs SET status = $2, revision = $3, release_code_id = $4, gray_code_id = $5, \
+             gray_percentage = $6, updated_at = $7 WHERE id = $1",
+        )
+        .bind(config_id)
+        .bind(after.status.as_str())
+        .bind(after.revision)
+        .bind(after.release.as_ref().map(|r| r.code_id.clone()))
+        .bind(after.gray.as_ref().map(|g| g.code_id.clone()))
+        .bind(after.gray.as_ref().map_or(0, |g| i64::from(g.percentage)))
+        .bind(after.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        insert_event(
+            &mut tx,
+            &after,
+            kind,
+            actor,
+            state_of(&before),
+            state_of(&after),
+            forced,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    async fn list_events(&self, config_id: &str) -> Result<Vec<ReleaseEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, config_id, revision, kind, actor, from_state, to_state, forced, created_at \
+             FROM release_events WHERE config_id = $1 ORDER BY id DESC",
+        )
+        .bind(config_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+}
+
+/// The config as it would be after `change`, with the event kind and whether
+/// it was forced. Checks that a named version belongs to this config.
+async fn changed(
+    tx: &mut Transaction<'_, Any>,
+    before: &Config,
+    change: &Change,
+) -> Result<(EventKind, bool, Config), StoreError> {
+    let mut after = before.clone();
+    let result = match change {
+        Change::Release { code_id, forced } => {
+            ensure_version_of(tx, &before.id, code_id).await?;
+            after.release = Some(Release {
+                code_id: code_id.clone(),
+            });
+            if after.gray.as_ref().is_some_and(|g| &g.code_id == code_id) {
+                after.gray = None;
+            }
+            (EventKind::Release, *forced)
+        }
+        Change::Gray {
+            code_id,
+            percentage,
+            forced,
+        } => {
+            if *percentage > 100 {
+                return Err(StoreError::Invalid(format!("percentage {percentage} is over 100")));
+            }
+            ensure_version_of(tx, &before.id, code_id).await?;
+            after.gray = Some(Gray {
+                code_id: code_id.clone(),
+                percentage: *percentage,
+            });
+            (EventKind::Gray, *forced)
+        }
+        Change::RemoveGray => {
+            after.gray = None;
+            (EventKind::GrayRemoved, false)
+        }
+        Change::Status(status) => {
+            after.status = *status;
+            (EventKind::Status, false)
+        }
+    };
+    Ok((result.0, result.1, after))
+}
+
+async fn ensure_version_of(tx: &mut Transaction<'_, Any>, config_id: &str, code_id: &str) -> Result<(), StoreError> {
+    let found = sqlx::query("SELECT 1 FROM versions WHERE code_id = $1 AND config_id = $2")
+        .bind(code_id)
+        .bind(config_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(StoreError::NotFound(format!(
+            "version `{code_id}` of config `{config_id}`"
+        ))),
+    }
+}
+
+async fn insert_event(
+    tx: &mut Transaction<'_, Any>,
+    config: &Config,
+    kind: EventKind,
+    actor: &str,
+    from: serde_json::Value,
+    to: serde_json::Value,
+    forced: bool,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO release_events (config_id, revision, kind, actor, from_state, to_state, forced, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&config.id)
+    .bind(config.revision)
+    .bind(kind.as_str())
+    .bind(actor)
+    .bind(from.to_string())
+    .bind(to.to_string())
+    .bind(i64::from(forced))
+    .bind(now_millis())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// What an event records of a config: the parts a change can move.
+fn state_of(c: &Config) -> serde_json::Value {
+    json!({ "status": c.status, "release": c.release, "gray": c.gray })
+}
+
+fn new_code_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+fn not_found_config(id: &str) -> StoreError {
+    StoreError::NotFound(format!("config `{id}`"))
+}
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("{what} `{value}`"))
+}
+
+fn config_from_row(row: &AnyRow) -> Result<Config, StoreError> {
+    let status: String = row.try_get("status")?;
+    let gray_code_id: Option<String> = row.try_get("gray_code_id")?;
+    let percentage: i64 = row.try_get("gray_percentage")?;
+    Ok(Config {
+        id: row.try_get("id")?,
+        description: row.try_get("description")?,
+        status: ConfigStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        secret: row.try_get("secret")?,
+        revision: row.try_get("revision")?,
+        release: row
+            .try_get::<Option<String>, _>("release_code_id")?
+            .map(|code_id| Release { code_id }),
+        gray: gray_code_id.map(|code_id| Gray {
+            code_id,
+            percentage: percentage.clamp(0, 100) as u8,
+        }),
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn version_from_row(row: &AnyRow) -> Result<Version, StoreError> {
+    let lang: String = row.try_get("lang")?;
+    let rules: String = row.try_get("rules")?;
+    let params: String = row.try_get("params")?;
+    Ok(Version {
+        code_id: row.try_get("code_id")?,
+        config_id: row.try_get("config_id")?,
+        lang: Lang::parse(&lang).ok_or_else(|| corrupt("lang", &lang))?,
+        source: row.try_get("source")?,
+        rules: serde_json::from_str(&rules).map_err(|e| corrupt("rules", &e.to_string()))?,
+        params: serde_json::from_str(&params).map_err(|e| corrupt("params", &e.to_string()))?,
+        error_count: row.try_get("error_count")?,
+        broken: row.try_get::<i64, _>("broken")? != 0,
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn event_from_row(row: &AnyRow) -> Result<ReleaseEvent, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    let from: String = row.try_get("from_state")?;
+    let to: String = row.try_get("to_state")?;
+    Ok(ReleaseEvent {
+        id: row.try_get("id")?,
+        config_id: row.try_get("config_id")?,
+        revision: row.try_get("revision")?,
+        kind: EventKind::parse(&kind).ok_or_else(|| corrupt("event kind", &kind))?,
+        actor: row.try_get("actor")?,
+        from: serde_json::from_str(&from).map_err(|e| corrupt("event state", &e.to_string()))?,
+        to: serde_json::from_str(&to).map_err(|e| corrupt("event state", &e.to_string()))?,
+        forced: row.try_get::<i64, _>("forced")? != 0,
+        created_at: row.try_get("created_at")?,
+    })
+}

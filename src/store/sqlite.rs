@@ -1,0 +1,36 @@
+//! The embedded default: one file, WAL, zero setup.
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Connection, Executor};
+
+use super::StoreError;
+use super::sql::SqlStore;
+
+pub async fn connect(url: &str, max_connections: u32) -> Result<SqlStore, StoreError> {
+    // Create the file if missing; sqlx opens read-write without creating by default.
+    let url = if url.contains('?') {
+        url.to_owned()
+    } else {
+        format!("{url}?mode=rwc")
+    };
+    let migrate_url = url.clone();
+    let mut conn = sqlx::SqliteConnection::connect(&migrate_url).await?;
+    conn.execute("PRAGMA journal_mode = WAL").await?;
+    sqlx::migrate!("migrations/sqlite")
+        .run(&mut conn)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("migrating {url}: {e}")))?;
+    conn.close().await?;
+    let pool = AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL")
+                    .await?;
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await?;
+    Ok(SqlStore::new(pool))
+}
