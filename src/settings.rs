@@ -344,7 +344,10 @@ mod tests {
     fn type_error_names_the_key() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("VANE_SANDBOX__DEADLINE_MS", "soon");
-            let err = Settings::load(Path::new("none.toml"), false).unwrap_err().to_string().to_lowercase();
+            let err = Settings::load(Path::new("none.toml"), false)
+                .unwrap_err()
+                .to_string()
+                .to_lowercase();
             assert!(err.contains("sandbox.deadline_ms"), "{err}");
             Ok(())
         });

@@ -15,6 +15,9 @@ pub fn serve(code_cache_entries: usize) -> std::io::Result<()> {
     let mut engines = Engines::new(code_cache_entries);
     let mut input = BufReader::new(std::io::stdin().lock());
     let mut output = BufWriter::new(std::io::stdout().lock());
+    // An empty frame says "ready", so start-up time is not charged to the
+    // first request's deadline.
+    write_frame(&mut output, b"")?;
     loop {
         let frame = match read_frame(&mut input) {
             Ok(frame) => frame,

@@ -235,6 +235,12 @@ impl From<ReleaseError> for ApiError {
                 code: engine_code(&engine),
                 message,
             },
+            // An upload's check that overruns or kills its worker is the
+            // source's fault (starlark folds constants while compiling).
+            ReleaseError::Eval(e @ (EvalError::Killed { .. } | EvalError::Crashed(_))) => Self::Unprocessable {
+                code: "compile_limit",
+                message: format!("compiling the source failed: {e}"),
+            },
             ReleaseError::Eval(other) => other.into(),
             ReleaseError::Store(store) => store.into(),
         }

@@ -47,6 +47,7 @@ impl Actor for Evaluator {
         // Start the process now so the first request does not pay for it; a
         // failure here is retried on the first job rather than failing start.
         let process = WorkerProcess::spawn(&context.custom_start.process)
+            .await
             .map_err(|e| tracing::error!(error = %e, "worker process did not start"))
             .ok();
         Ok(EvaluatorState {
@@ -96,7 +97,10 @@ impl EvaluatorState {
         let settings = self.context.custom_start.clone();
         let request = encode(work, &settings)?;
         let process = self.ready_process(&settings.process).await?;
-        let limit = Duration::from_millis(settings.limits.deadline_ms) + settings.kill_grace;
+        let limit = match work {
+            Work::Run { .. } => Duration::from_millis(settings.limits.deadline_ms) + settings.kill_grace,
+            Work::Check { .. } => settings.check_limit,
+        };
         match process.call(&request, limit).await {
             Ok(reply) => decode(&reply),
             Err(error) => {
@@ -132,7 +136,7 @@ impl EvaluatorState {
                 let backoff = Duration::from_millis(50u64 << over.min(6)).min(MAX_BACKOFF);
                 tokio::time::sleep(backoff).await;
             }
-            let process = WorkerProcess::spawn(settings).map_err(|e| {
+            let process = WorkerProcess::spawn(settings).await.map_err(|e| {
                 self.crashes.push_back(Instant::now());
                 EvalError::Unavailable(e.to_string())
             })?;

@@ -88,6 +88,8 @@ pub struct PoolSettings {
     pub process: ProcessSettings,
     pub limits: Limits,
     pub kill_grace: Duration,
+    /// Compile checks of uploads may take longer than a request's deadline.
+    pub check_limit: Duration,
 }
 
 impl PoolSettings {
@@ -104,6 +106,7 @@ impl PoolSettings {
                 ..Limits::default()
             },
             kill_grace: sandbox.kill_grace(),
+            check_limit: (sandbox.deadline() * 10).max(Duration::from_secs(2)),
         }
     }
 }

@@ -10,6 +10,9 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use crate::engine::protocol::{read_frame_async, write_frame_async};
 
+/// How long a new worker process may take to say it is ready.
+const START_LIMIT: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone)]
 pub struct ProcessSettings {
     pub exe: PathBuf,
@@ -34,7 +37,8 @@ pub struct WorkerProcess {
 }
 
 impl WorkerProcess {
-    pub fn spawn(settings: &ProcessSettings) -> Result<Self, ProcessError> {
+    /// Starts the process and waits for its ready frame.
+    pub async fn spawn(settings: &ProcessSettings) -> Result<Self, ProcessError> {
         let mut command = Command::new(&settings.exe);
         command
             .arg("worker")
@@ -43,6 +47,9 @@ impl WorkerProcess {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
+            // A backtrace on abort takes hundreds of milliseconds to print.
+            .env_remove("RUST_BACKTRACE")
+            .env_remove("RUST_LIB_BACKTRACE")
             .kill_on_drop(true);
         let memory = settings.memory_bytes;
         // SAFETY: only async-signal-safe calls (setrlimit, prctl) between fork and exec.
@@ -55,7 +62,13 @@ impl WorkerProcess {
         })?;
         let stdin = BufWriter::new(child.stdin.take().expect("piped"));
         let stdout = BufReader::new(child.stdout.take().expect("piped"));
-        Ok(Self { child, stdin, stdout })
+        let mut process = Self { child, stdin, stdout };
+        match tokio::time::timeout(START_LIMIT, read_frame_async(&mut process.stdout)).await {
+            Ok(Ok(frame)) if frame.is_empty() => Ok(process),
+            Ok(Ok(_)) => Err(ProcessError::Died("sent something other than its ready frame".into())),
+            Ok(Err(io)) => Err(ProcessError::Died(process.exit_reason(io).await)),
+            Err(_) => Err(ProcessError::Overran(START_LIMIT)),
+        }
     }
 
     pub fn pid(&self) -> Option<u32> {

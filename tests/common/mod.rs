@@ -1,0 +1,229 @@
+//! The integration harness: starts Vane exactly as `main` does (`app::start`)
+//! on 127.0.0.1:0, with a temp SQLite file or a fresh PostgreSQL database, and
+//! drives it over HTTP.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::{Connection, Executor};
+use tokio::net::TcpListener;
+use vane::app::App;
+use vane::settings::Settings;
+
+pub const TOKEN: &str = "tester=test-token-0123456789abcdef";
+pub const BEARER: &str = "test-token-0123456789abcdef";
+
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named `async fn(Backend)` once per backend.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+/// A store URL for `backend`, or None when PostgreSQL is not configured
+/// outside CI. In CI a missing database is a failure, never a skip.
+pub async fn store_url(backend: Backend, dir: &std::path::Path) -> Option<(String, Option<PgDatabase>)> {
+    match backend {
+        Backend::Sqlite => Some((format!("sqlite://{}", dir.join("vane.db").display()), None)),
+        Backend::Postgres => {
+            let Ok(base) = std::env::var("VANE_TEST_DATABASE_URL") else {
+                if std::env::var("CI").is_ok_and(|v| v == "true") {
+                    panic!("VANE_TEST_DATABASE_URL must be set when CI=true");
+                }
+                eprintln!("skipping PostgreSQL test: VANE_TEST_DATABASE_URL is not set");
+                return None;
+            };
+            let db = PgDatabase::create(&base).await;
+            Some((db.url.clone(), Some(db)))
+        }
+    }
+}
+
+/// A database made for one test and dropped after it.
+pub struct PgDatabase {
+    base: String,
+    name: String,
+    pub url: String,
+}
+
+impl PgDatabase {
+    async fn create(base: &str) -> Self {
+        let name = format!("vane_t_{:016x}", rand::random::<u64>());
+        let mut conn = sqlx::PgConnection::connect(base)
+            .await
+            .expect("connect to VANE_TEST_DATABASE_URL");
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .expect("create test database");
+        let (prefix, _) = base.rsplit_once('/').expect("database URL has a path");
+        Self {
+            base: base.to_owned(),
+            url: format!("{prefix}/{name}"),
+            name,
+        }
+    }
+
+    pub async fn drop_database(&self) {
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.base).await {
+            let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+            let _ = conn.execute(sqlx::AssertSqlSafe(sql)).await;
+        }
+    }
+}
+
+pub fn test_settings(store_url: String) -> Settings {
+    let mut settings = Settings::default();
+    settings.server.listen = "127.0.0.1:0".parse().unwrap();
+    settings.store.url = store_url;
+    settings.auth.admin_tokens = vec![TOKEN.into()];
+    settings.sandbox.workers = 2;
+    settings.sandbox.worker_exe = env!("CARGO_BIN_EXE_vane").into();
+    settings
+}
+
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub client: reqwest::Client,
+    app: Option<App>,
+    pg: Option<PgDatabase>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Option<Self> {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, pg) = store_url(backend, dir.path()).await?;
+        let mut settings = test_settings(url);
+        tweak(&mut settings);
+        let listener = TcpListener::bind(settings.server.listen).await.unwrap();
+        let app = vane::app::start(settings, listener).await.expect("app starts");
+        Some(Self {
+            addr: app.addr,
+            client: reqwest::Client::new(),
+            app: Some(app),
+            pg,
+            _dir: dir,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// An admin request with the test token.
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, self.url(path)).bearer_auth(BEARER);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        read(request.send().await.unwrap()).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        read(self.client.post(self.url(path)).json(&body).send().await.unwrap()).await
+    }
+
+    pub async fn create_config(&self, id: &str) -> Value {
+        let (status, body) = self
+            .admin(reqwest::Method::POST, "/api/v1/configs", Some(json!({"id": id})))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
+    /// Uploads a version and returns its code_id.
+    pub async fn create_version(&self, config_id: &str, version: Value) -> String {
+        let path = format!("/api/v1/configs/{config_id}/versions");
+        let (status, body) = self.admin(reqwest::Method::POST, &path, Some(version)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["code_id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn release(&self, config_id: &str, code_id: &str) -> Value {
+        let path = format!("/api/v1/configs/{config_id}/release");
+        let (status, body) = self
+            .admin(reqwest::Method::POST, &path, Some(json!({"code_id": code_id})))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// A config with one released Starlark version; returns its code_id.
+    pub async fn released(&self, config_id: &str, source: &str, params: Value) -> String {
+        self.create_config(config_id).await;
+        let code_id = self
+            .create_version(
+                config_id,
+                json!({"lang": "starlark", "source": source, "params": params}),
+            )
+            .await;
+        self.release(config_id, &code_id).await;
+        code_id
+    }
+
+    /// The compatible fetch.
+    pub async fn fetch(&self, config_id: &str, body: Value) -> (StatusCode, Value) {
+        self.post_json(&format!("/config/{config_id}"), body).await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+        if let Some(pg) = self.pg.take() {
+            pg.drop_database().await;
+        }
+    }
+}
+
+pub async fn read(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
+pub async fn eventually<F, Fut>(timeout: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if condition().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
