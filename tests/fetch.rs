@@ -20,6 +20,7 @@ backend_tests!(
     runaway_loop_hits_the_deadline,
     memory_bomb_fails_and_service_keeps_serving,
     bad_uploads_are_refused,
+    killed_worker_is_replaced,
     admin_routes_need_a_token,
 );
 
@@ -387,5 +388,45 @@ async fn admin_routes_need_a_token(backend: Backend) {
         .map(|r| (r.status(), ()))
         .unwrap();
     assert_eq!(status, StatusCode::OK, "{body:?}");
+    app.stop().await;
+}
+
+/// Pids of this test process's `vane worker` children.
+fn worker_pids() -> Vec<i32> {
+    let me = std::process::id().to_string();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // The fields after the parenthesised command: state, ppid, ...
+        let Some((_, rest)) = stat.rsplit_once(") ") else { continue };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if rest.split(' ').nth(1) == Some(me.as_str()) && cmdline.windows(6).any(|w| w == b"worker") {
+            pids.push(entry.file_name().to_string_lossy().parse().unwrap());
+        }
+    }
+    pids
+}
+
+async fn killed_worker_is_replaced(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.sandbox.workers = 1).await else { return };
+    app.released("steady", "return 3", json!([])).await;
+    assert_eq!(app.fetch("steady", json!({})).await.0, StatusCode::OK);
+    let before = worker_pids();
+    assert!(!before.is_empty(), "a worker process is running");
+    for pid in &before {
+        // SAFETY: sending a signal to our own child.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    let killed = Instant::now();
+    let dead = |pid: &i32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rsplit_once(") ").is_none_or(|(_, rest)| rest.starts_with('Z'))
+    };
+    assert!(common::eventually(Duration::from_secs(5), || async { before.iter().all(dead) }).await);
+    let (status, body) = app.fetch("steady", json!({})).await;
+    assert_eq!((status, body["data"]["result"].clone()), (StatusCode::OK, json!("3")), "{body}");
+    eprintln!("first success after killing the worker: {:?}", killed.elapsed());
+    let after = worker_pids();
+    assert!(after.iter().all(|pid| !before.contains(pid)), "the worker was replaced: {before:?} -> {after:?}");
     app.stop().await;
 }

@@ -177,3 +177,60 @@ async fn spawn_cache(
     let (cache, _) = Actor::spawn_linked(None, ConfigCache, args.store.clone(), supervisor).await?;
     Ok(cache)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store;
+
+    async fn start() -> (ActorRef<SupervisorMsg>, ractor::concurrency::JoinHandle<()>, Slots, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store::connect(&format!("sqlite://{}", dir.path().join("s.db").display()), 1).await.unwrap();
+        // No real worker processes: these tests are about the actors.
+        let sandbox = Sandbox { workers: 1, worker_exe: "/nonexistent/vane".into(), ..Sandbox::default() };
+        let (supervisor, done) = Actor::spawn(None, Supervisor, SupervisorArgs { store, sandbox }).await.unwrap();
+        let slots = supervisor.call(SupervisorMsg::GetSlots, Some(Duration::from_secs(1))).await.unwrap().unwrap();
+        (supervisor, done, slots, dir)
+    }
+
+    async fn replaced(slot: &Slot<ConfigCacheMsg>, old: ractor::ActorId) -> bool {
+        for _ in 0..200 {
+            if slot.get().get_id() != old && slot.is_alive() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn a_failed_child_is_restarted() {
+        let (supervisor, _done, slots, _dir) = start().await;
+        let old = slots.config_cache.get();
+        old.kill();
+        assert!(replaced(&slots.config_cache, old.get_id()).await, "cache restarted");
+        let old_pool = slots.evaluator_pool.get();
+        old_pool.kill();
+        for _ in 0..200 {
+            if slots.evaluator_pool.get().get_id() != old_pool.get_id() && slots.evaluator_pool.is_alive() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_ne!(slots.evaluator_pool.get().get_id(), old_pool.get_id(), "pool restarted");
+        assert_eq!(supervisor.get_status(), ractor::ActorStatus::Running);
+        supervisor.stop(None);
+    }
+
+    #[tokio::test]
+    async fn too_many_failures_escalate() {
+        let (_supervisor, done, slots, _dir) = start().await;
+        for _ in 0..MAX_RESTARTS {
+            let old = slots.config_cache.get();
+            old.kill();
+            assert!(replaced(&slots.config_cache, old.get_id()).await);
+        }
+        slots.config_cache.get().kill();
+        tokio::time::timeout(Duration::from_secs(5), done).await.expect("supervisor stopped").unwrap();
+    }
+}

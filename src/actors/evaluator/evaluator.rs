@@ -122,6 +122,11 @@ impl EvaluatorState {
     /// The live process, respawning a dead one; repeated crashes back off so a
     /// crashing script cannot turn the pool into a fork loop.
     async fn ready_process(&mut self, settings: &ProcessSettings) -> Result<&mut WorkerProcess, EvalError> {
+        if self.process.as_mut().is_some_and(WorkerProcess::has_exited) {
+            tracing::warn!(wid = self.context.wid, "idle worker process died, replacing it");
+            self.process = None;
+            self.crashes.push_back(Instant::now());
+        }
         if self.process.is_none() {
             let now = Instant::now();
             while self

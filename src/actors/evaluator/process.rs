@@ -71,6 +71,11 @@ impl WorkerProcess {
         }
     }
 
+    /// Whether the process has exited (e.g. was killed while idle).
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
     }
