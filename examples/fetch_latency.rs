@@ -71,8 +71,8 @@ async fn main() -> anyhow::Result<()> {
         }
         recoveries.push(killed.elapsed());
     }
-    recoveries.sort();
-    println!("worker SIGKILL -> next successful request (10 rounds): median {:?}  max {:?}", recoveries[5], recoveries[9]);
+    // Kills after the third within 10 s meet the respawn backoff by design.
+    println!("worker SIGKILL -> next successful request, rounds in order: {recoveries:?}");
     app.shutdown().await;
     Ok(())
 }
