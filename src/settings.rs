@@ -211,7 +211,9 @@ impl Settings {
         }
         let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::file(path))
-            .merge(Env::prefixed("VANE_").split("__"))
+            // Only `VANE_SECTION__KEY` names are settings; other VANE_
+            // variables (the tests' VANE_TEST_*, say) are not ours to refuse.
+            .merge(Env::prefixed("VANE_").filter(|key| key.as_str().contains("__")).split("__"))
             .extract()
             .map_err(|e| SettingsError::Parse(e.to_string()))?;
         settings.validate()?;
@@ -325,6 +327,7 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file("vane.toml", "[sandbox]\ndeadline_ms = 70\nworkers = 3\n")?;
             jail.set_env("VANE_SANDBOX__WORKERS", "5");
+            jail.set_env("VANE_TEST_DATABASE_URL", "postgres://elsewhere/db");
             jail.set_env(
                 "VANE_AUTH__ADMIN_TOKENS",
                 "ops=aaaaaaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbbbbbb",
