@@ -15,8 +15,14 @@ const TOKEN: &str = "bench=bench-token-0123456789abcdef";
 async fn main() -> anyhow::Result<()> {
     let requests: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(2000);
     let exe = std::env::current_exe()?;
-    let vane = exe.parent().and_then(|p| p.parent()).map(|p| p.join("vane")).filter(|p| p.exists());
-    let Some(vane) = vane else { anyhow::bail!("build the vane binary first: cargo build --release") };
+    let vane = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .map(|p| p.join("vane"))
+        .filter(|p| p.exists());
+    let Some(vane) = vane else {
+        anyhow::bail!("build the vane binary first: cargo build --release")
+    };
     let dir = tempfile::tempdir()?;
     let mut settings = Settings::default();
     settings.server.listen = "127.0.0.1:0".parse()?;
@@ -28,13 +34,26 @@ async fn main() -> anyhow::Result<()> {
     let base = format!("http://{}", app.addr);
     let client = reqwest::Client::new();
     let admin = |path: &str, body: serde_json::Value| {
-        client.post(format!("{base}{path}")).bearer_auth("bench-token-0123456789abcdef").json(&body).send()
+        client
+            .post(format!("{base}{path}"))
+            .bearer_auth("bench-token-0123456789abcdef")
+            .json(&body)
+            .send()
     };
-    admin("/api/v1/configs", json!({"id": "bench"})).await?.error_for_status()?;
+    admin("/api/v1/configs", json!({"id": "bench"}))
+        .await?
+        .error_for_status()?;
     let source = include_str!("../loadtest/scripts/config60.star");
-    let version: serde_json::Value =
-        admin("/api/v1/configs/bench/versions", json!({"lang": "starlark", "source": source})).await?.json().await?;
-    admin("/api/v1/configs/bench/release", json!({"code_id": version["code_id"]})).await?.error_for_status()?;
+    let version: serde_json::Value = admin(
+        "/api/v1/configs/bench/versions",
+        json!({"lang": "starlark", "source": source}),
+    )
+    .await?
+    .json()
+    .await?;
+    admin("/api/v1/configs/bench/release", json!({"code_id": version["code_id"]}))
+        .await?
+        .error_for_status()?;
 
     let fetch = |i: usize| {
         let body = json!({"meta": {"platform": "iphone", "version": 120, "device_id": format!("d{i}")},
@@ -52,8 +71,17 @@ async fn main() -> anyhow::Result<()> {
     }
     times.sort();
     let pick = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
-    println!("fetch of a {}-line starlark config, {requests} sequential requests, 1 worker:", source.lines().count());
-    println!("  median {:?}  p90 {:?}  p99 {:?}  max {:?}", pick(0.5), pick(0.9), pick(0.99), pick(1.0));
+    println!(
+        "fetch of a {}-line starlark config, {requests} sequential requests, 1 worker:",
+        source.lines().count()
+    );
+    println!(
+        "  median {:?}  p90 {:?}  p99 {:?}  max {:?}",
+        pick(0.5),
+        pick(0.9),
+        pick(0.99),
+        pick(1.0)
+    );
 
     let mut recoveries = Vec::new();
     for round in 0..10 {

@@ -213,7 +213,11 @@ impl Settings {
             .merge(Toml::file(path))
             // Only `VANE_SECTION__KEY` names are settings; other VANE_
             // variables (the tests' VANE_TEST_*, say) are not ours to refuse.
-            .merge(Env::prefixed("VANE_").filter(|key| key.as_str().contains("__")).split("__"))
+            .merge(
+                Env::prefixed("VANE_")
+                    .filter(|key| key.as_str().contains("__"))
+                    .split("__"),
+            )
             .extract()
             .map_err(|e| SettingsError::Parse(e.to_string()))?;
         settings.validate()?;

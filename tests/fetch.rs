@@ -391,16 +391,13 @@ async fn admin_routes_need_a_token(backend: Backend) {
     app.stop().await;
 }
 
-/// Pids of this test process's `vane worker` children.
-fn worker_pids() -> Vec<i32> {
-    let me = std::process::id().to_string();
+/// Pids of processes started as `exe` (tests run in parallel in one process,
+/// so each app that needs its workers found gets its own executable path).
+fn worker_pids(exe: &std::path::Path) -> Vec<i32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        // The fields after the parenthesised command: state, ppid, ...
-        let Some((_, rest)) = stat.rsplit_once(") ") else { continue };
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        if rest.split(' ').nth(1) == Some(me.as_str()) && cmdline.windows(6).any(|w| w == b"worker") {
+        if cmdline.split(|b| *b == 0).next() == Some(exe.as_os_str().as_encoded_bytes()) {
             pids.push(entry.file_name().to_string_lossy().parse().unwrap());
         }
     }
@@ -408,7 +405,17 @@ fn worker_pids() -> Vec<i32> {
 }
 
 async fn killed_worker_is_replaced(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.sandbox.workers = 1).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("vane-under-test");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_vane"), &exe).unwrap();
+    let settings = |s: &mut vane::settings::Settings| {
+        s.sandbox.workers = 1;
+        s.sandbox.worker_exe = exe.display().to_string();
+    };
+    let Some(app) = TestApp::spawn_with(backend, settings).await else {
+        return;
+    };
+    let worker_pids = || worker_pids(&exe);
     app.released("steady", "return 3", json!([])).await;
     assert_eq!(app.fetch("steady", json!({})).await.0, StatusCode::OK);
     let before = worker_pids();
@@ -424,9 +431,16 @@ async fn killed_worker_is_replaced(backend: Backend) {
     };
     assert!(common::eventually(Duration::from_secs(5), || async { before.iter().all(dead) }).await);
     let (status, body) = app.fetch("steady", json!({})).await;
-    assert_eq!((status, body["data"]["result"].clone()), (StatusCode::OK, json!("3")), "{body}");
+    assert_eq!(
+        (status, body["data"]["result"].clone()),
+        (StatusCode::OK, json!("3")),
+        "{body}"
+    );
     eprintln!("first success after killing the worker: {:?}", killed.elapsed());
     let after = worker_pids();
-    assert!(after.iter().all(|pid| !before.contains(pid)), "the worker was replaced: {before:?} -> {after:?}");
+    assert!(
+        after.iter().all(|pid| !before.contains(pid)),
+        "the worker was replaced: {before:?} -> {after:?}"
+    );
     app.stop().await;
 }

@@ -183,13 +183,30 @@ mod tests {
     use super::*;
     use crate::store;
 
-    async fn start() -> (ActorRef<SupervisorMsg>, ractor::concurrency::JoinHandle<()>, Slots, tempfile::TempDir) {
+    async fn start() -> (
+        ActorRef<SupervisorMsg>,
+        ractor::concurrency::JoinHandle<()>,
+        Slots,
+        tempfile::TempDir,
+    ) {
         let dir = tempfile::tempdir().unwrap();
-        let store = store::connect(&format!("sqlite://{}", dir.path().join("s.db").display()), 1).await.unwrap();
+        let store = store::connect(&format!("sqlite://{}", dir.path().join("s.db").display()), 1)
+            .await
+            .unwrap();
         // No real worker processes: these tests are about the actors.
-        let sandbox = Sandbox { workers: 1, worker_exe: "/nonexistent/vane".into(), ..Sandbox::default() };
-        let (supervisor, done) = Actor::spawn(None, Supervisor, SupervisorArgs { store, sandbox }).await.unwrap();
-        let slots = supervisor.call(SupervisorMsg::GetSlots, Some(Duration::from_secs(1))).await.unwrap().unwrap();
+        let sandbox = Sandbox {
+            workers: 1,
+            worker_exe: "/nonexistent/vane".into(),
+            ..Sandbox::default()
+        };
+        let (supervisor, done) = Actor::spawn(None, Supervisor, SupervisorArgs { store, sandbox })
+            .await
+            .unwrap();
+        let slots = supervisor
+            .call(SupervisorMsg::GetSlots, Some(Duration::from_secs(1)))
+            .await
+            .unwrap()
+            .unwrap();
         (supervisor, done, slots, dir)
     }
 
@@ -231,6 +248,9 @@ mod tests {
             assert!(replaced(&slots.config_cache, old.get_id()).await);
         }
         slots.config_cache.get().kill();
-        tokio::time::timeout(Duration::from_secs(5), done).await.expect("supervisor stopped").unwrap();
+        tokio::time::timeout(Duration::from_secs(5), done)
+            .await
+            .expect("supervisor stopped")
+            .unwrap();
     }
 }
