@@ -48,6 +48,20 @@ impl ApiError {
         }
     }
 
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Unprocessable {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Forbidden {
+            code,
+            message: message.into(),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
@@ -147,14 +161,8 @@ impl From<Refusal> for ApiError {
         let message = r.to_string();
         match r {
             Refusal::UnknownConfig(_) => Self::NotFound(message),
-            Refusal::Inactive(_) => Self::Forbidden {
-                code: "config_inactive",
-                message,
-            },
-            Refusal::Broken(_) => Self::Forbidden {
-                code: "version_broken",
-                message,
-            },
+            Refusal::Inactive(_) => Self::forbidden("config_inactive", message),
+            Refusal::Broken(_) => Self::forbidden("version_broken", message),
             Refusal::NoRelease(_) => Self::bad_request("no_release", message),
             Refusal::RulesReject(_) => Self::bad_request("rules_reject", message),
         }
@@ -204,10 +212,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(_) => Self::NotFound(message),
             StoreError::Conflict(_) => Self::Conflict(message),
-            StoreError::Invalid(_) => Self::Unprocessable {
-                code: "invalid",
-                message,
-            },
+            StoreError::Invalid(_) => Self::unprocessable("invalid", message),
             StoreError::Unavailable(_) => Self::Unavailable(message),
             StoreError::Corrupt(_) => Self::Internal(message),
         }
@@ -219,28 +224,15 @@ impl From<ReleaseError> for ApiError {
     fn from(e: ReleaseError) -> Self {
         let message = e.to_string();
         match e {
-            ReleaseError::Invalid(_) => Self::Unprocessable {
-                code: "invalid",
-                message,
-            },
-            ReleaseError::Rule(_) => Self::Unprocessable {
-                code: "invalid_rules",
-                message,
-            },
-            ReleaseError::Schema(_) => Self::Unprocessable {
-                code: "invalid_params_schema",
-                message,
-            },
-            ReleaseError::Eval(EvalError::Engine(engine)) => Self::Unprocessable {
-                code: engine_code(&engine),
-                message,
-            },
+            ReleaseError::Invalid(_) => Self::unprocessable("invalid", message),
+            ReleaseError::Rule(_) => Self::unprocessable("invalid_rules", message),
+            ReleaseError::Schema(_) => Self::unprocessable("invalid_params_schema", message),
+            ReleaseError::Eval(EvalError::Engine(engine)) => Self::unprocessable(engine_code(&engine), message),
             // An upload's check that overruns or kills its worker is the
             // source's fault (starlark folds constants while compiling).
-            ReleaseError::Eval(e @ (EvalError::Killed { .. } | EvalError::Crashed(_))) => Self::Unprocessable {
-                code: "compile_limit",
-                message: format!("compiling the source failed: {e}"),
-            },
+            ReleaseError::Eval(e @ (EvalError::Killed { .. } | EvalError::Crashed(_))) => {
+                Self::unprocessable("compile_limit", format!("compiling the source failed: {e}"))
+            }
             ReleaseError::Eval(other) => other.into(),
             ReleaseError::Store(store) => store.into(),
         }
