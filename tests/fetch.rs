@@ -219,6 +219,23 @@ async fn bad_requests_are_400(backend: Backend) {
     let (status, body) = app.fetch("here", json!({"meta": {"version": "ten"}})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
+    // Ids that cannot exist (PostgreSQL refuses NUL in text) are unknown, not a store failure.
+    let (status, body) = app.fetch("a%00b", json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = app
+        .admin(
+            Method::PATCH,
+            "/api/v1/configs/here",
+            Some(json!({"description": "a\u{0}b"})),
+        )
+        .await;
+    // SQLite stores the NUL; PostgreSQL refuses it as invalid input, not an outage.
+    let expected = match backend {
+        Backend::Sqlite => StatusCode::OK,
+        Backend::Postgres => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    assert_eq!(status, expected, "{body}");
+
     let (status, body) = app.post_json("/api/v1/configs/nope/evaluate", json!({})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "not_found");
@@ -380,14 +397,12 @@ async fn admin_routes_need_a_token(backend: Backend) {
         .collect();
     assert_eq!(kinds, ["release", "created"], "newest first");
     assert_eq!(events[0]["actor"], "tester");
-    let (status, body) = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .map(|r| (r.status(), ()))
-        .unwrap();
-    assert_eq!(status, StatusCode::OK, "{body:?}");
+    let (status, body) = common::read(app.client.get(app.url("/readyz")).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"status": "ready", "checks": {"store": true, "actors": true}})
+    );
     app.stop().await;
 }
 

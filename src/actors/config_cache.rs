@@ -15,6 +15,7 @@ use lru::LruCache;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::{CallError, Slot};
+use crate::domain::model::validate_config_id;
 use crate::domain::resolve::{Refusal, choose};
 use crate::domain::{Config, Meta, Version};
 use crate::store::{Store, StoreError};
@@ -61,8 +62,9 @@ pub struct Resolved {
 pub enum ResolveError {
     #[error(transparent)]
     Refused(#[from] Refusal),
-    #[error("store unavailable: {0}")]
-    Store(String),
+    /// The store failed while loading; the detail was logged here.
+    #[error("store unavailable")]
+    Store,
     #[error(transparent)]
     Call(#[from] CallError),
 }
@@ -202,7 +204,7 @@ impl ConfigCacheState {
             Err(e) => {
                 tracing::warn!(config_id, error = %e, "config load failed");
                 for (_, reply) in waiters {
-                    let _ = reply.send(Err(ResolveError::Store(e.to_string())));
+                    let _ = reply.send(Err(ResolveError::Store));
                 }
             }
         }
@@ -225,13 +227,7 @@ impl ConfigCacheState {
 }
 
 fn answer(entry: &Entry, meta: &Meta) -> Result<Resolved, ResolveError> {
-    let version = choose(&entry.config, entry.release.as_deref(), entry.gray.as_deref(), meta)?;
-    let version = [&entry.gray, &entry.release]
-        .into_iter()
-        .flatten()
-        .find(|v| v.code_id == version.code_id)
-        .expect("chosen from these")
-        .clone();
+    let version = choose(&entry.config, entry.release.as_ref(), entry.gray.as_ref(), meta)?.clone();
     Ok(Resolved {
         config_id: entry.config.id.clone(),
         revision: entry.config.revision,
@@ -267,6 +263,10 @@ impl ConfigCacheHandle {
     }
 
     pub async fn resolve(&self, config_id: &str, meta: Meta, fresh: bool) -> Result<Resolved, ResolveError> {
+        // An id no config can have is unknown without asking the store.
+        if validate_config_id(config_id).is_err() {
+            return Err(Refusal::UnknownConfig(config_id.to_owned()).into());
+        }
         let config_id = config_id.to_owned();
         self.slot
             .ask("config cache", self.timeout, |reply| ConfigCacheMsg::Resolve {

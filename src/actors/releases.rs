@@ -138,7 +138,8 @@ impl ReleasesHandle {
         Ok(self.store.list_events(config_id).await?)
     }
 
-    pub async fn store_reachable(&self) -> bool {
-        self.store.ping().await.is_ok()
+    /// Whether the store answers within `limit`; a hung store is unreachable.
+    pub async fn store_reachable(&self, limit: std::time::Duration) -> bool {
+        matches!(tokio::time::timeout(limit, self.store.ping()).await, Ok(Ok(())))
     }
 }

@@ -1,6 +1,8 @@
 //! Which version answers a request: gray for the devices in its bucket, stable
 //! otherwise, and the refusals a client can get instead.
 
+use std::borrow::Borrow;
+
 use super::gray;
 use super::model::{Config, ConfigStatus, Meta, Version};
 use super::rules;
@@ -19,19 +21,20 @@ pub enum Refusal {
     RulesReject(String),
 }
 
-/// Picks the version for `meta`. A broken gray version is skipped, so its
+/// Picks the version for `meta`, returning the caller's own handle to it
+/// (`Version`, `Arc<Version>`, ...). A broken gray version is skipped, so its
 /// devices fall back to stable; a broken stable version refuses.
-pub fn choose<'a>(
+pub fn choose<'a, V: Borrow<Version>>(
     config: &Config,
-    release: Option<&'a Version>,
-    gray: Option<&'a Version>,
+    release: Option<&'a V>,
+    gray: Option<&'a V>,
     meta: &Meta,
-) -> Result<&'a Version, Refusal> {
+) -> Result<&'a V, Refusal> {
     if config.status == ConfigStatus::Inactive {
         return Err(Refusal::Inactive(config.id.clone()));
     }
     let gray_hit = match (&config.gray, gray) {
-        (Some(g), Some(v)) if !v.broken && v.code_id == g.code_id => {
+        (Some(g), Some(v)) if !v.borrow().broken && v.borrow().code_id == g.code_id => {
             gray::in_gray(&meta.device_id, &g.code_id, g.percentage)
         }
         _ => false,
@@ -41,11 +44,12 @@ pub fn choose<'a>(
         (_, _, Some(v)) => v,
         _ => return Err(Refusal::NoRelease(config.id.clone())),
     };
-    if version.broken {
-        return Err(Refusal::Broken(version.code_id.clone()));
+    let chosen: &Version = version.borrow();
+    if chosen.broken {
+        return Err(Refusal::Broken(chosen.code_id.clone()));
     }
-    if !rules::allows(&version.rules, meta) {
-        return Err(Refusal::RulesReject(version.code_id.clone()));
+    if !rules::allows(&chosen.rules, meta) {
+        return Err(Refusal::RulesReject(chosen.code_id.clone()));
     }
     Ok(version)
 }
@@ -131,10 +135,13 @@ mod tests {
     fn inactive_and_unreleased() {
         let mut cfg = config(None);
         cfg.status = ConfigStatus::Inactive;
-        assert_eq!(choose(&cfg, None, None, &meta("d")), Err(Refusal::Inactive("c".into())));
+        assert_eq!(
+            choose::<Version>(&cfg, None, None, &meta("d")),
+            Err(Refusal::Inactive("c".into()))
+        );
         cfg.status = ConfigStatus::Active;
         assert_eq!(
-            choose(&cfg, None, None, &meta("d")),
+            choose::<Version>(&cfg, None, None, &meta("d")),
             Err(Refusal::NoRelease("c".into()))
         );
     }

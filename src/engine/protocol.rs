@@ -1,6 +1,8 @@
 //! What an Evaluator and its worker process say to each other over the pipe:
 //! frames of a 4-byte big-endian length followed by that many bytes of JSON.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -11,20 +13,22 @@ use crate::domain::Lang;
 /// Frames larger than this are refused rather than allocated.
 pub const MAX_FRAME: usize = 64 << 20;
 
+/// Borrowed when the server encodes it, owned when the worker decodes it,
+/// so sending a request never copies the source or the params.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-pub enum Request {
+pub enum Request<'a> {
     /// Runs a version; `fresh` drops its compiled code first.
     Run {
-        code_id: String,
+        code_id: Cow<'a, str>,
         fresh: bool,
         lang: Lang,
-        source: String,
-        params: serde_json::Value,
+        source: Cow<'a, str>,
+        params: Cow<'a, serde_json::Value>,
         limits: Limits,
     },
     /// Compiles without caching, to check an upload.
-    Check { lang: Lang, source: String },
+    Check { lang: Lang, source: Cow<'a, str> },
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -173,7 +173,7 @@ impl From<ResolveError> for ApiError {
     fn from(e: ResolveError) -> Self {
         match e {
             ResolveError::Refused(r) => r.into(),
-            ResolveError::Store(m) => Self::Unavailable(format!("store unavailable: {m}")),
+            ResolveError::Store => Self::Unavailable("store unavailable".into()),
             ResolveError::Call(c) => c.into(),
         }
     }
@@ -189,7 +189,11 @@ impl From<EvalError> for ApiError {
             EvalError::Killed { .. } => Self::bad_request("deadline_exceeded", message),
             EvalError::Crashed(_) => Self::bad_request("sandbox_crashed", message),
             EvalError::Overloaded | EvalError::Expired => Self::Overloaded(message),
-            EvalError::Unavailable(_) | EvalError::Timeout => Self::Unavailable(message),
+            EvalError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "evaluator unavailable");
+                Self::Unavailable("evaluator unavailable".into())
+            }
+            EvalError::Timeout => Self::Unavailable(message),
         }
     }
 }
@@ -213,7 +217,11 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(_) => Self::NotFound(message),
             StoreError::Conflict(_) => Self::Conflict(message),
             StoreError::Invalid(_) => Self::unprocessable("invalid", message),
-            StoreError::Unavailable(_) => Self::Unavailable(message),
+            StoreError::Unavailable(detail) => {
+                // Driver messages describe internals; the client learns only that it failed.
+                tracing::warn!(error = %detail, "store unavailable");
+                Self::Unavailable("store unavailable".into())
+            }
             StoreError::Corrupt(_) => Self::Internal(message),
         }
     }

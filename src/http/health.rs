@@ -1,5 +1,7 @@
 //! Liveness and readiness.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,9 +13,12 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
+/// A probe must answer quickly even when the store does not.
+const STORE_PING_LIMIT: Duration = Duration::from_secs(2);
+
 /// Ready when the store answers and the actors are running.
 pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
-    let store = app.releases.store_reachable().await;
+    let store = app.releases.store_reachable(STORE_PING_LIMIT).await;
     let actors = app.cache.is_alive() && app.pool.is_alive();
     let status = if store && actors {
         StatusCode::OK

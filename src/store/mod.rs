@@ -7,6 +7,7 @@ mod sql;
 mod sqlite;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -33,6 +34,11 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
             sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict(db.message().to_owned()),
+            // SQLSTATE class 22, data exception: the value itself was refused
+            // (PostgreSQL will not store a NUL byte in text, for one).
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")) => {
+                Self::Invalid(db.message().to_owned())
+            }
             sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
                 Self::Corrupt(e.to_string())
             }
@@ -93,6 +99,10 @@ pub trait Store: Send + Sync + 'static {
     /// The release log, newest first.
     async fn list_events(&self, config_id: &str) -> Result<Vec<ReleaseEvent>, StoreError>;
 }
+
+/// How long a query waits for a pooled connection before the store counts as
+/// unavailable (sqlx's default of 30 s would hold requests far too long).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Opens the store named by `url`, creating and migrating it as needed.
 pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, StoreError> {

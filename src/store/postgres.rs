@@ -15,6 +15,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<SqlStore, StoreE
     conn.close().await?;
     let pool = AnyPoolOptions::new()
         .max_connections(max_connections)
+        .acquire_timeout(super::ACQUIRE_TIMEOUT)
         .connect(url)
         .await?;
     Ok(SqlStore::new(pool))

@@ -23,6 +23,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<SqlStore, StoreE
     conn.close().await?;
     let pool = AnyPoolOptions::new()
         .max_connections(max_connections)
+        .acquire_timeout(super::ACQUIRE_TIMEOUT)
         .after_connect(|conn, _| {
             Box::pin(async move {
                 conn.execute("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL")

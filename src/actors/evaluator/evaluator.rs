@@ -7,6 +7,7 @@
 //! process that dies or overruns is replaced here, without failing the actor:
 //! its caller gets a clear error and the next job gets a fresh process.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -154,16 +155,16 @@ impl EvaluatorState {
 fn encode(work: &Work, settings: &PoolSettings) -> Result<Vec<u8>, EvalError> {
     let request = match work {
         Work::Run { version, params, fresh } => Request::Run {
-            code_id: version.code_id.clone(),
+            code_id: version.code_id.as_str().into(),
             fresh: *fresh,
             lang: version.lang,
-            source: version.source.clone(),
-            params: params.clone(),
+            source: version.source.as_str().into(),
+            params: Cow::Borrowed(params),
             limits: settings.limits,
         },
         Work::Check { lang, source } => Request::Check {
             lang: *lang,
-            source: source.clone(),
+            source: source.as_str().into(),
         },
     };
     serde_json::to_vec(&request).map_err(|e| EvalError::Unavailable(format!("encoding request: {e}")))
