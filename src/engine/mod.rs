@@ -1,6 +1,9 @@
 //! Interpreters behind one small trait, the frame protocol between an Evaluator
 //! and its worker process, and the worker's loop. No actors, no HTTP.
 
+pub mod folding;
+pub mod guard;
+pub mod javascript;
 pub mod protocol;
 pub mod starlark;
 pub mod worker;
@@ -18,6 +21,7 @@ pub struct Limits {
     pub heap_bytes: usize,
     pub max_callstack: usize,
     pub max_output_bytes: usize,
+    pub max_output_depth: usize,
 }
 
 impl Default for Limits {
@@ -27,6 +31,7 @@ impl Default for Limits {
             heap_bytes: 256 << 20,
             max_callstack: 50,
             max_output_bytes: 1 << 20,
+            max_output_depth: 64,
         }
     }
 }
@@ -56,8 +61,17 @@ pub enum EngineError {
     Recursion { limit: usize },
     #[error("output too large: {bytes} bytes is over the {limit} byte limit")]
     OutputSize { bytes: usize, limit: usize },
-    #[error("{lang} is not supported yet")]
-    Unsupported { lang: String },
+    #[error("output too deep: the result nests more than {limit} levels (or refers to itself)")]
+    OutputDepth { limit: usize },
+}
+
+impl EngineError {
+    pub(crate) fn output_size(bytes: usize, limits: &Limits) -> Self {
+        Self::OutputSize {
+            bytes,
+            limit: limits.max_output_bytes,
+        }
+    }
 }
 
 /// An interpreter with a compiled-code cache keyed by code_id. Versions are
@@ -86,21 +100,21 @@ pub trait Engine {
 /// One engine per language, as held by a worker.
 pub struct Engines {
     starlark: starlark::StarlarkEngine,
+    javascript: javascript::JsEngine,
 }
 
 impl Engines {
     pub fn new(code_cache_entries: usize) -> Self {
         Self {
             starlark: starlark::StarlarkEngine::new(code_cache_entries),
+            javascript: javascript::JsEngine::new(code_cache_entries),
         }
     }
 
-    pub fn get(&mut self, lang: Lang) -> Result<&mut dyn Engine, EngineError> {
+    pub fn get(&mut self, lang: Lang) -> &mut dyn Engine {
         match lang {
-            Lang::Starlark => Ok(&mut self.starlark),
-            Lang::Javascript => Err(EngineError::Unsupported {
-                lang: lang.as_str().into(),
-            }),
+            Lang::Starlark => &mut self.starlark,
+            Lang::Javascript => &mut self.javascript,
         }
     }
 }

@@ -10,9 +10,14 @@ use starlark::ErrorKind;
 use starlark::environment::{Globals, GlobalsBuilder, LibraryExtension, Module};
 use starlark::eval::Evaluator;
 use starlark::syntax::{AstModule, Dialect};
-use starlark::values::OwnedFrozenValue;
+use starlark::values::dict::DictRef;
+use starlark::values::list::ListRef;
+use starlark::values::structs::StructRef;
+use starlark::values::tuple::TupleRef;
+use starlark::values::{OwnedFrozenValue, Value};
 
-use super::{Engine, EngineError, Limits};
+use super::{Engine, EngineError, Limits, folding, guard};
+use crate::domain::Lang;
 
 const INDENT: usize = 4;
 
@@ -40,8 +45,10 @@ impl StarlarkEngine {
     }
 
     fn compile_run(&self, source: &str) -> Result<OwnedFrozenValue, EngineError> {
+        guard::check_source(Lang::Starlark, source)?;
         let wrapped = wrap(source);
         let ast = AstModule::parse("config.star", wrapped, &Dialect::Extended).map_err(compile_error)?;
+        folding::check(&ast, 1, INDENT)?;
         let frozen = Module::with_temp_heap(|module| {
             Evaluator::new(&module)
                 .eval_module(ast, &self.globals)
@@ -92,17 +99,48 @@ impl Engine for StarlarkEngine {
             let function = module.heap().access_owned_frozen_value(&run);
             let p = module.heap().alloc(params.clone());
             let value = eval.eval_function(function, &[p], &[])?;
-            value.to_json().map_err(starlark::Error::new_other)
+            let mut visits = 0;
+            Ok(check_shape(value, 0, &mut visits, limits).and_then(|()| {
+                value
+                    .to_json()
+                    .map_err(|e| EngineError::Runtime { message: e.to_string() })
+            }))
         })
-        .map_err(|e| runtime_error(e, limits, deadline))?;
+        .map_err(|e| runtime_error(e, limits, deadline))??;
         if out.len() > limits.max_output_bytes {
-            return Err(EngineError::OutputSize {
-                bytes: out.len(),
-                limit: limits.max_output_bytes,
-            });
+            return Err(EngineError::output_size(out.len(), limits));
         }
         Ok(out)
     }
+}
+
+/// Walks the result before `to_json`, which recurses without a bound (and
+/// forever on a list that holds itself) and writes a shared value out once
+/// per reference. Every visited value adds at least a byte to the output.
+fn check_shape(value: Value, depth: usize, visits: &mut usize, limits: &Limits) -> Result<(), EngineError> {
+    *visits += 1;
+    if *visits > limits.max_output_bytes {
+        return Err(EngineError::output_size(*visits, limits));
+    }
+    let children: Vec<Value> = if let Some(list) = ListRef::from_value(value) {
+        list.iter().collect()
+    } else if let Some(tuple) = TupleRef::from_value(value) {
+        tuple.iter().collect()
+    } else if let Some(dict) = DictRef::from_value(value) {
+        dict.iter().flat_map(|(k, v)| [k, v]).collect()
+    } else if let Some(fields) = StructRef::from_value(value) {
+        fields.iter().map(|(_, v)| v).collect()
+    } else {
+        return Ok(());
+    };
+    if depth >= limits.max_output_depth {
+        return Err(EngineError::OutputDepth {
+            limit: limits.max_output_depth,
+        });
+    }
+    children
+        .into_iter()
+        .try_for_each(|child| check_shape(child, depth + 1, visits, limits))
 }
 
 /// Makes the source the body of `def run(p):`. Line numbers stay the same
@@ -240,5 +278,46 @@ mod tests {
                 "1"
             );
         }
+    }
+
+    #[test]
+    fn output_shape_limits_are_named() {
+        let limits = Limits {
+            deadline_ms: 10_000,
+            ..Limits::default()
+        };
+        let mut engine = StarlarkEngine::new(4);
+        let mut run = |src: &str| engine.run(src, src, &json!({}), &limits);
+        let got = run("a = []\nfor i in range(10000):\n    a = [a]\nreturn a");
+        assert!(matches!(got, Err(EngineError::OutputDepth { .. })), "{got:?}");
+        let got = run("a = []\na.append(a)\nreturn a");
+        assert!(matches!(got, Err(EngineError::OutputDepth { .. })), "{got:?}");
+        let got = run("a = [1]\nfor i in range(40):\n    a = [a, a]\nreturn a");
+        assert!(matches!(got, Err(EngineError::OutputSize { .. })), "{got:?}");
+        let got = run("return {'k': struct(v = [(1, 2)])}");
+        assert_eq!(got.unwrap(), r#"{"k":{"v":[[1,2]]}}"#);
+    }
+
+    #[test]
+    fn constant_folding_is_bounded() {
+        let mut engine = StarlarkEngine::new(4);
+        for src in [
+            "return 'a' * 2000000000",
+            "x = 1\nreturn [0] * (1000 * 1000 * 1000)",
+            "return ('ab' * 500) * 2000000 + 'c'",
+            "return 1 << (1 << 30)",
+        ] {
+            let got = engine.check(src);
+            assert!(
+                matches!(&got, Err(EngineError::Compile { message, .. }) if message.starts_with("compile limit")),
+                "{src}: {got:?}"
+            );
+        }
+        match engine.check("x = 1\ny = 2 + 'a' * 3000000") {
+            Err(EngineError::Compile { line, column, .. }) => assert_eq!((line, column), (2, 9)),
+            other => panic!("{other:?}"),
+        }
+        // Ordinary arithmetic on constants is not a repeat.
+        engine.check("return 86400 * 1000 * 365 + len('a' * 1000)").unwrap();
     }
 }

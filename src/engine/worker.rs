@@ -44,16 +44,14 @@ fn handle(engines: &mut Engines, request: Request) -> Response {
             source,
             params,
             limits,
-        } => engines.get(lang).and_then(|engine| {
+        } => {
+            let engine = engines.get(lang);
             if fresh {
                 engine.forget(&code_id);
             }
             engine.run(&code_id, &source, &params, &limits)
-        }),
-        Request::Check { lang, source } => engines
-            .get(lang)
-            .and_then(|engine| engine.check(&source))
-            .map(|()| "null".to_owned()),
+        }
+        Request::Check { lang, source } => engines.get(lang).check(&source).map(|()| "null".to_owned()),
     };
     match result.and_then(|text| {
         RawValue::from_string(text).map_err(|e| EngineError::Runtime {

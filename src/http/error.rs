@@ -206,7 +206,7 @@ fn engine_code(e: &EngineError) -> &'static str {
         EngineError::Memory { .. } => "memory_limit",
         EngineError::Recursion { .. } => "recursion_limit",
         EngineError::OutputSize { .. } => "output_too_large",
-        EngineError::Unsupported { .. } => "unsupported_language",
+        EngineError::OutputDepth { .. } => "output_too_deep",
     }
 }
 
