@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::actors::config_cache::ConfigCacheHandle;
-use crate::actors::evaluator::EvaluatorPoolHandle;
+use crate::actors::evaluator::{EvaluatorPoolHandle, PoolStats};
 use crate::actors::releases::ReleasesHandle;
 use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::http::{self, AdminTokens, AppState};
@@ -38,9 +38,11 @@ pub async fn start(mut settings: Settings, listener: TcpListener) -> anyhow::Res
     if settings.auth.admin_tokens.is_empty() {
         settings.auth.admin_tokens = vec![generated_admin_token(&settings.store.url)?];
     }
+    let pool_stats = Arc::new(PoolStats::default());
     let args = SupervisorArgs {
         store: store.clone(),
         sandbox: settings.sandbox.clone(),
+        pool_stats: pool_stats.clone(),
     };
     let (supervisor, supervisor_done) = Actor::spawn(None, Supervisor, args).await.context("starting actors")?;
     let slots = supervisor
@@ -50,12 +52,13 @@ pub async fn start(mut settings: Settings, listener: TcpListener) -> anyhow::Res
         .success_or(anyhow::anyhow!("supervisor did not answer"))?;
     let timeout = settings.call_timeout();
     let cache = ConfigCacheHandle::new(slots.config_cache, timeout);
-    let pool = EvaluatorPoolHandle::new(slots.evaluator_pool, &settings.sandbox);
+    let pool = EvaluatorPoolHandle::new(slots.evaluator_pool, &settings.sandbox, pool_stats);
     let state = AppState {
         releases: ReleasesHandle::new(store, cache.clone(), pool.clone()),
         cache,
         pool,
         admin_tokens: Arc::new(AdminTokens::from_entries(&settings.auth.admin_tokens)),
+        playground_open: settings.playground.open,
     };
     let router = http::router(state.clone(), settings.server.max_body_bytes);
     let addr = listener.local_addr()?;

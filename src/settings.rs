@@ -137,6 +137,33 @@ pub struct Sandbox {
     pub code_cache_entries: usize,
     /// The executable run as `<exe> worker`; empty means this executable.
     pub worker_exe: String,
+    /// Where scripts run: worker processes (hard memory cap, killable) or
+    /// threads in the server (faster, for trusted scripts only).
+    pub isolation: Isolation,
+    /// While the pool is paused, new jobs wait (until their deadline) or are
+    /// shed at once.
+    pub paused_jobs: PausedJobs,
+    /// A worker is replaced after this many evaluations; 0 = never.
+    pub recycle_after_runs: u64,
+    /// A worker process is replaced once its resident memory passes this, in
+    /// MiB; 0 = three quarters of `memory_mb`.
+    pub recycle_rss_mb: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    #[default]
+    Process,
+    Thread,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PausedJobs {
+    #[default]
+    Wait,
+    Shed,
 }
 
 impl Default for Sandbox {
@@ -149,6 +176,10 @@ impl Default for Sandbox {
             kill_grace_ms: 100,
             code_cache_entries: 256,
             worker_exe: String::new(),
+            isolation: Isolation::Process,
+            paused_jobs: PausedJobs::Wait,
+            recycle_after_runs: 100_000,
+            recycle_rss_mb: 0,
         }
     }
 }
@@ -167,6 +198,15 @@ impl Sandbox {
             return self.workers;
         }
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+    }
+
+    pub fn recycle_rss_bytes(&self) -> u64 {
+        let mb = if self.recycle_rss_mb == 0 {
+            self.memory_mb * 3 / 4
+        } else {
+            self.recycle_rss_mb
+        };
+        mb << 20
     }
 
     pub fn worker_exe(&self) -> PathBuf {
@@ -249,6 +289,9 @@ impl Settings {
         }
         if self.sandbox.queue_bound == 0 {
             return invalid("sandbox.queue_bound", "must be at least 1");
+        }
+        if self.sandbox.recycle_rss_mb > self.sandbox.memory_mb {
+            return invalid("sandbox.recycle_rss_mb", "must not exceed sandbox.memory_mb");
         }
         if self.sandbox.code_cache_entries == 0 {
             return invalid("sandbox.code_cache_entries", "must be at least 1");

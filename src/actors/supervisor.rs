@@ -13,7 +13,7 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, Super
 
 use super::Slot;
 use super::config_cache::{ConfigCache, ConfigCacheMsg};
-use super::evaluator::{self, PoolMsg};
+use super::evaluator::{self, PoolMsg, PoolStats};
 use crate::settings::Sandbox;
 use crate::store::Store;
 
@@ -47,6 +47,8 @@ pub struct Slots {
 pub struct SupervisorArgs {
     pub store: Arc<dyn Store>,
     pub sandbox: Sandbox,
+    /// Outlives pool restarts, so its counters do too.
+    pub pool_stats: Arc<PoolStats>,
 }
 
 pub struct SupervisorState {
@@ -68,7 +70,7 @@ impl Actor for Supervisor {
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let cache = spawn_cache(&args, myself.get_cell()).await?;
-        let pool = evaluator::spawn(&args.sandbox, myself.get_cell()).await?;
+        let pool = evaluator::spawn(&args.sandbox, args.pool_stats.clone(), myself.get_cell()).await?;
         let slots = Slots {
             config_cache: Slot::new(cache),
             evaluator_pool: Slot::new(pool),
@@ -163,7 +165,7 @@ impl SupervisorState {
             Child::EvaluatorPool => self
                 .slots
                 .evaluator_pool
-                .set(evaluator::spawn(&self.args.sandbox, myself.get_cell()).await?),
+                .set(evaluator::spawn(&self.args.sandbox, self.args.pool_stats.clone(), myself.get_cell()).await?),
         }
         tracing::info!(?child, "child restarted");
         Ok(())
@@ -199,9 +201,17 @@ mod tests {
             worker_exe: "/nonexistent/vane".into(),
             ..Sandbox::default()
         };
-        let (supervisor, done) = Actor::spawn(None, Supervisor, SupervisorArgs { store, sandbox })
-            .await
-            .unwrap();
+        let (supervisor, done) = Actor::spawn(
+            None,
+            Supervisor,
+            SupervisorArgs {
+                store,
+                sandbox,
+                pool_stats: Arc::default(),
+            },
+        )
+        .await
+        .unwrap();
         let slots = supervisor
             .call(SupervisorMsg::GetSlots, Some(Duration::from_secs(1)))
             .await

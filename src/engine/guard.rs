@@ -18,7 +18,10 @@ pub const MAX_SOURCE_BYTES: usize = 1 << 20;
 pub fn check_source(lang: Lang, source: &str) -> Result<(), EngineError> {
     if source.len() > MAX_SOURCE_BYTES {
         return Err(limit_error(
-            format!("source is {} bytes, over the {MAX_SOURCE_BYTES} byte limit", source.len()),
+            format!(
+                "source is {} bytes, over the {MAX_SOURCE_BYTES} byte limit",
+                source.len()
+            ),
             1,
             1,
         ));
@@ -81,7 +84,19 @@ pub fn check_source(lang: Lang, source: &str) -> Result<(), EngineError> {
 }
 
 const KEYWORDS_BEFORE_EXPRESSION: &[&str] = &[
-    "return", "typeof", "case", "do", "else", "in", "of", "new", "delete", "void", "throw", "instanceof", "yield",
+    "return",
+    "typeof",
+    "case",
+    "do",
+    "else",
+    "in",
+    "of",
+    "new",
+    "delete",
+    "void",
+    "throw",
+    "instanceof",
+    "yield",
     "await",
 ];
 

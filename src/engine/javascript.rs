@@ -298,7 +298,11 @@ fn position(message: &str) -> Option<(usize, usize)> {
 }
 
 fn runtime_error(e: JsError, limits: &Limits) -> EngineError {
-    let message = e.to_string();
+    let mut message = e.to_string();
+    // boa appends the wrapper's call site, which means nothing to the author.
+    if let Some(at) = message.find(" (unknown at ") {
+        message.truncate(at);
+    }
     if message.contains("maximum number of recursive calls") || message.contains("maximum stack size") {
         return EngineError::Recursion {
             limit: limits.max_callstack,
@@ -317,7 +321,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn run(engine: &mut JsEngine, code_id: &str, source: &str, params: serde_json::Value) -> Result<String, EngineError> {
+    fn run(
+        engine: &mut JsEngine,
+        code_id: &str,
+        source: &str,
+        params: serde_json::Value,
+    ) -> Result<String, EngineError> {
         engine.run(code_id, source, &params, &Limits::default())
     }
 
@@ -325,16 +334,27 @@ mod tests {
     fn returns_json_text() {
         let mut engine = JsEngine::new(4);
         let src = "if (p.version_code > 100) {\n  return \"valid\"\n}\nreturn \"invalid\"";
-        assert_eq!(run(&mut engine, "a", src, json!({"version_code": 101})).unwrap(), "\"valid\"");
-        assert_eq!(run(&mut engine, "a", src, json!({"version_code": 1})).unwrap(), "\"invalid\"");
+        assert_eq!(
+            run(&mut engine, "a", src, json!({"version_code": 101})).unwrap(),
+            "\"valid\""
+        );
+        assert_eq!(
+            run(&mut engine, "a", src, json!({"version_code": 1})).unwrap(),
+            "\"invalid\""
+        );
         let src = "return {a: [1, 2.5, true, null], b: undefined, f() {}}";
-        assert_eq!(run(&mut engine, "b", src, json!({})).unwrap(), r#"{"a":[1,2.5,true,null]}"#);
+        assert_eq!(
+            run(&mut engine, "b", src, json!({})).unwrap(),
+            r#"{"a":[1,2.5,true,null]}"#
+        );
         assert_eq!(run(&mut engine, "c", "", json!({})).unwrap(), "null");
     }
 
     #[test]
     fn compile_error_has_line_and_column() {
-        let err = JsEngine::new(4).check("let x = 1;\nlet y = = 2;\nreturn x").unwrap_err();
+        let err = JsEngine::new(4)
+            .check("let x = 1;\nlet y = = 2;\nreturn x")
+            .unwrap_err();
         match err {
             EngineError::Compile { line, column, .. } => assert_eq!((line, column), (2, 9)),
             other => panic!("{other:?}"),
@@ -358,7 +378,10 @@ mod tests {
         }
         let probe = "return [typeof globalThis.x, [1].includes(2), ({}).polluted === undefined, \
                      arguments.callee.seen === undefined]";
-        assert_eq!(run(&mut engine, "probe", probe, json!({})).unwrap(), r#"["undefined",false,true,true]"#);
+        assert_eq!(
+            run(&mut engine, "probe", probe, json!({})).unwrap(),
+            r#"["undefined",false,true,true]"#
+        );
         let again = run(&mut engine, "attack4", attacks[4], json!({})).unwrap();
         assert_eq!(again, "1", "a property set on the function survived a run");
     }
@@ -391,9 +414,19 @@ mod tests {
             };
             engine.run(id, src, &params, &limits)
         };
-        let got = run(&mut engine, "r", "function f(n) { return f(n + 1) }\nreturn f(0)", json!({}));
+        let got = run(
+            &mut engine,
+            "r",
+            "function f(n) { return f(n + 1) }\nreturn f(0)",
+            json!({}),
+        );
         assert!(matches!(got, Err(EngineError::Recursion { .. })), "{got:?}");
-        let got = run(&mut engine, "d", "let a = []; for (let i = 0; i < 100000; i++) a = [a]; return a", json!({}));
+        let got = run(
+            &mut engine,
+            "d",
+            "let a = []; for (let i = 0; i < 100000; i++) a = [a]; return a",
+            json!({}),
+        );
         assert!(matches!(got, Err(EngineError::OutputDepth { .. })), "{got:?}");
         let got = run(&mut engine, "cyc", "const a = {}; a.self = a; return a", json!({}));
         assert!(matches!(got, Err(EngineError::OutputDepth { .. })), "{got:?}");
@@ -411,6 +444,9 @@ mod tests {
     #[test]
     fn runtime_errors_are_reported() {
         let got = run(&mut JsEngine::new(4), "e", "return p.missing.field", json!({}));
-        assert!(matches!(&got, Err(EngineError::Runtime { message }) if message.contains("TypeError")), "{got:?}");
+        assert!(
+            matches!(&got, Err(EngineError::Runtime { message }) if message.contains("TypeError")),
+            "{got:?}"
+        );
     }
 }

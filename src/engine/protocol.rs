@@ -37,6 +37,9 @@ pub enum Response {
     /// The JSON text of the result (`null` for a check).
     Ok(Box<RawValue>),
     Err(EngineError),
+    /// An error after which the worker stops serving: its interpreter
+    /// panicked and may be left in a torn state.
+    Poisoned(EngineError),
 }
 
 fn too_large(len: usize) -> std::io::Error {

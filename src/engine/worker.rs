@@ -1,8 +1,11 @@
 //! The `vane worker` process: reads request frames on stdin, runs them, writes
 //! response frames on stdout, one at a time. Its parent set its memory cap
 //! before exec; if an interpreter aborts, only this process dies.
+//! `handle_frame` is also what an in-process worker thread runs.
 
+use std::any::Any;
 use std::io::{BufReader, BufWriter};
+use std::panic::AssertUnwindSafe;
 
 use serde_json::value::RawValue;
 
@@ -12,6 +15,8 @@ use super::{EngineError, Engines};
 /// Serves until stdin closes. Returns an error only for a broken pipe or a
 /// malformed frame, which means the parent is gone or confused.
 pub fn serve(code_cache_entries: usize) -> std::io::Result<()> {
+    // Panics are reported in the reply; the default hook would only add noise.
+    std::panic::set_hook(Box::new(|_| {}));
     let mut engines = Engines::new(code_cache_entries);
     let mut input = BufReader::new(std::io::stdin().lock());
     let mut output = BufWriter::new(std::io::stdout().lock());
@@ -24,14 +29,57 @@ pub fn serve(code_cache_entries: usize) -> std::io::Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e),
         };
-        let response = match serde_json::from_slice::<Request>(&frame) {
-            Ok(request) => handle(&mut engines, request),
-            Err(e) => Response::Err(EngineError::Runtime {
-                message: format!("bad request frame: {e}"),
-            }),
-        };
-        let body = serde_json::to_vec(&response).map_err(std::io::Error::other)?;
-        write_frame(&mut output, &body)?;
+        let (reply, poisoned) = handle_frame(&mut engines, &frame);
+        write_frame(&mut output, &reply)?;
+        if poisoned {
+            // An interpreter panicked midway; its state cannot be trusted.
+            return Ok(());
+        }
+    }
+}
+
+/// Answers one request frame with one response frame. Shared by the worker
+/// process and by in-process worker threads. `true` means an interpreter
+/// panicked (starlark's arena panics when it cannot grow) and the caller
+/// must stop serving after sending the reply.
+pub fn handle_frame(engines: &mut Engines, frame: &[u8]) -> (Vec<u8>, bool) {
+    let mut poisoned = false;
+    let response = match serde_json::from_slice::<Request>(frame) {
+        Ok(request) => match std::panic::catch_unwind(AssertUnwindSafe(|| handle(engines, request))) {
+            Ok(response) => response,
+            Err(panic) => {
+                poisoned = true;
+                Response::Poisoned(panic_error(panic.as_ref()))
+            }
+        },
+        Err(e) => Response::Err(EngineError::Runtime {
+            message: format!("bad request frame: {e}"),
+        }),
+    };
+    // A response always serializes; the fallback keeps the frame well-formed anyway.
+    let reply = serde_json::to_vec(&response)
+        .unwrap_or_else(|_| br#"{"err":{"kind":"runtime","message":"unencodable response"}}"#.to_vec());
+    (reply, poisoned)
+}
+
+fn panic_error(panic: &(dyn Any + Send)) -> EngineError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    // starlark refuses single values over 4 GiB with an `AlignedSize` panic.
+    if ["out of memory", "capacity overflow", "allocation", "AlignedSize"]
+        .iter()
+        .any(|m| message.contains(m))
+    {
+        EngineError::Memory {
+            message: format!("the interpreter could not allocate ({message})"),
+        }
+    } else {
+        EngineError::Runtime {
+            message: format!("the interpreter failed: {message}"),
+        }
     }
 }
 

@@ -35,7 +35,7 @@ impl AdminTokens {
     }
 
     /// The token's name; every candidate is compared so timing tells nothing.
-    fn who(&self, presented: &str) -> Option<&str> {
+    pub fn who(&self, presented: &str) -> Option<&str> {
         self.0.iter().fold(None, |found, (name, token)| {
             if secrets::equal(token, presented) {
                 Some(name.as_str())

@@ -7,6 +7,7 @@ pub mod error;
 mod extract;
 mod fetch;
 mod health;
+mod playground;
 
 use std::sync::Arc;
 
@@ -27,6 +28,8 @@ pub struct AppState {
     pub pool: EvaluatorPoolHandle,
     pub releases: ReleasesHandle,
     pub admin_tokens: Arc<AdminTokens>,
+    /// The playground routes need no admin token.
+    pub playground_open: bool,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -37,6 +40,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/config/{config_id}", post(fetch::compat_fetch))
         .route("/api/v1/configs/{config_id}/evaluate", post(fetch::evaluate))
+        .route("/playground/starlark", post(playground::starlark))
+        .route("/playground/js", post(playground::javascript))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(admin)

@@ -135,6 +135,11 @@ impl TestApp {
         })
     }
 
+    /// The running app's handles, for tests that drive actors directly.
+    pub fn state(&self) -> &vane::http::AppState {
+        &self.app.as_ref().expect("running").state
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

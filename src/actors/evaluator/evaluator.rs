@@ -15,8 +15,12 @@ use std::time::{Duration, Instant};
 use ractor::factory::{FactoryMessage, WorkerBuilder, WorkerMessage, WorkerStartContext};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use super::process::{ProcessError, ProcessSettings, WorkerProcess};
+use super::backend::Backend;
+use super::process::{ProcessError, ProcessSettings};
+use super::stats::Count;
 use super::{EvalError, EvalJob, PoolSettings, Work};
+use crate::domain::Lang;
+use crate::engine::EngineError;
 use crate::engine::protocol::{Request, Response};
 
 /// Crashes within this window count towards the respawn backoff.
@@ -24,13 +28,22 @@ const CRASH_WINDOW: Duration = Duration::from_secs(10);
 /// Crashes in the window that respawn at once, before backoff starts.
 const FREE_RESPAWNS: usize = 3;
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// JavaScript contexts discarded after a deadline before the worker is
+/// replaced: their garbage makes later collections slow (100+ ms measured
+/// after hundreds).
+const MAX_DISCARDS: u32 = 16;
+/// Evaluations between two readings of a worker process's memory.
+const RSS_EVERY: u64 = 32;
 
 pub type EvaluatorContext = WorkerStartContext<(), EvalJob, Arc<PoolSettings>>;
 
 pub struct EvaluatorState {
     context: EvaluatorContext,
-    process: Option<WorkerProcess>,
+    process: Option<Backend>,
     crashes: VecDeque<Instant>,
+    /// Evaluations and discarded JavaScript contexts of the current worker.
+    runs: u64,
+    discards: u32,
 }
 
 pub struct Evaluator;
@@ -47,7 +60,7 @@ impl Actor for Evaluator {
     ) -> Result<Self::State, ActorProcessingErr> {
         // Start the process now so the first request does not pay for it; a
         // failure here is retried on the first job rather than failing start.
-        let process = WorkerProcess::spawn(&context.custom_start.process)
+        let process = Backend::spawn(&context.custom_start.process)
             .await
             .map_err(|e| tracing::error!(error = %e, "worker process did not start"))
             .ok();
@@ -55,12 +68,14 @@ impl Actor for Evaluator {
             context,
             process,
             crashes: VecDeque::new(),
+            runs: 0,
+            discards: 0,
         })
     }
 
     async fn post_stop(&self, _: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         if let Some(process) = state.process.take() {
-            process.kill().await;
+            process.stop().await;
         }
         Ok(())
     }
@@ -79,10 +94,17 @@ impl Actor for Evaluator {
                     .cast(FactoryMessage::WorkerPong(state.context.wid, sent.elapsed()))?;
             }
             WorkerMessage::Dispatch(mut job) => {
+                let stats = state.context.custom_start.stats.clone();
+                stats.add(Count::Started);
                 let result = state.run(&job.msg.work).await;
+                let discarded = matches!(&job.msg.work, Work::Run { version, .. } if version.lang == Lang::Javascript)
+                    && matches!(result, Err(EvalError::Engine(EngineError::Deadline { .. })));
                 if let Some(reply) = job.msg.reply.take() {
                     let _ = reply.send(result);
                 }
+                stats.add(Count::Finished);
+                // Before `Finished`, so the pool routes nothing here meanwhile.
+                state.recycle_if_due(discarded).await;
                 state
                     .context
                     .factory
@@ -103,27 +125,86 @@ impl EvaluatorState {
             Work::Check { .. } => settings.check_limit,
         };
         match process.call(&request, limit).await {
-            Ok(reply) => decode(&reply),
+            Ok(reply) => {
+                let (result, poisoned) = decode(&reply);
+                if poisoned {
+                    // The worker stops after this reply; replace it now so
+                    // the next job does not find it gone.
+                    if let Some(process) = self.process.take() {
+                        process.stop().await;
+                    }
+                    settings.stats.add(Count::Crashed);
+                    self.crashes.push_back(Instant::now());
+                }
+                result
+            }
             Err(error) => {
                 let process = self.process.take().expect("used above");
                 let pid = process.pid();
-                process.kill().await;
+                process.stop().await;
                 self.crashes.push_back(Instant::now());
-                tracing::warn!(wid = self.context.wid, pid, %error, "worker process replaced");
+                tracing::warn!(wid = self.context.wid, pid, %error, "worker replaced");
                 Err(match error {
-                    ProcessError::Overran(_) => EvalError::Killed {
-                        deadline_ms: settings.limits.deadline_ms,
-                    },
-                    other => EvalError::Crashed(other.to_string()),
+                    ProcessError::Overran(_) => {
+                        settings.stats.add(Count::Killed);
+                        EvalError::Killed {
+                            deadline_ms: settings.limits.deadline_ms,
+                        }
+                    }
+                    ProcessError::OutOfMemory => {
+                        settings.stats.add(Count::Crashed);
+                        EvalError::Engine(EngineError::Memory {
+                            message: format!(
+                                "the script used up its sandbox's {} MiB and the sandbox was replaced",
+                                settings.process.memory_bytes >> 20
+                            ),
+                        })
+                    }
+                    other => {
+                        settings.stats.add(Count::Crashed);
+                        EvalError::Crashed(other.to_string())
+                    }
                 })
             }
         }
     }
 
+    /// Replaces a worker that has run long enough to be worth a fresh one:
+    /// by evaluations, by discarded JavaScript contexts, or by memory.
+    async fn recycle_if_due(&mut self, discarded: bool) {
+        let settings = self.context.custom_start.clone();
+        self.runs += 1;
+        self.discards += u32::from(discarded);
+        let Some(process) = &self.process else {
+            return;
+        };
+        let reason = if settings.recycle_after_runs > 0 && self.runs >= settings.recycle_after_runs {
+            "run count"
+        } else if self.discards >= MAX_DISCARDS {
+            "discarded javascript contexts"
+        } else if self.runs % RSS_EVERY == 0 && process.rss_bytes().is_some_and(|rss| rss > settings.recycle_rss_bytes)
+        {
+            "resident memory"
+        } else {
+            return;
+        };
+        tracing::info!(wid = self.context.wid, runs = self.runs, reason, "recycling worker");
+        if let Some(old) = self.process.take() {
+            old.stop().await;
+        }
+        self.runs = 0;
+        self.discards = 0;
+        settings.stats.add(Count::Recycled);
+        self.process = Backend::spawn(&settings.process)
+            .await
+            .map_err(|e| tracing::error!(error = %e, "worker did not start"))
+            .ok();
+    }
+
     /// The live process, respawning a dead one; repeated crashes back off so a
     /// crashing script cannot turn the pool into a fork loop.
-    async fn ready_process(&mut self, settings: &ProcessSettings) -> Result<&mut WorkerProcess, EvalError> {
-        if self.process.as_mut().is_some_and(WorkerProcess::has_exited) {
+    async fn ready_process(&mut self, settings: &ProcessSettings) -> Result<&mut Backend, EvalError> {
+        if self.process.as_mut().is_some_and(Backend::has_exited) {
             tracing::warn!(wid = self.context.wid, "idle worker process died, replacing it");
             self.process = None;
             self.crashes.push_back(Instant::now());
@@ -142,10 +223,13 @@ impl EvaluatorState {
                 let backoff = Duration::from_millis(50u64 << over.min(6)).min(MAX_BACKOFF);
                 tokio::time::sleep(backoff).await;
             }
-            let process = WorkerProcess::spawn(settings).await.map_err(|e| {
+            let process = Backend::spawn(settings).await.map_err(|e| {
                 self.crashes.push_back(Instant::now());
                 EvalError::Unavailable(e.to_string())
             })?;
+            self.context.custom_start.stats.add(Count::Restarted);
+            self.runs = 0;
+            self.discards = 0;
             self.process = Some(process);
         }
         Ok(self.process.as_mut().expect("set above"))
@@ -170,11 +254,13 @@ fn encode(work: &Work, settings: &PoolSettings) -> Result<Vec<u8>, EvalError> {
     serde_json::to_vec(&request).map_err(|e| EvalError::Unavailable(format!("encoding request: {e}")))
 }
 
-fn decode(reply: &[u8]) -> Result<Box<serde_json::value::RawValue>, EvalError> {
+/// The reply's result, and whether the worker has stopped serving.
+fn decode(reply: &[u8]) -> (Result<Box<serde_json::value::RawValue>, EvalError>, bool) {
     match serde_json::from_slice::<Response>(reply) {
-        Ok(Response::Ok(value)) => Ok(value),
-        Ok(Response::Err(e)) => Err(EvalError::Engine(e)),
-        Err(e) => Err(EvalError::Crashed(format!("unreadable reply: {e}"))),
+        Ok(Response::Ok(value)) => (Ok(value), false),
+        Ok(Response::Err(e)) => (Err(EvalError::Engine(e)), false),
+        Ok(Response::Poisoned(e)) => (Err(EvalError::Engine(e)), true),
+        Err(e) => (Err(EvalError::Crashed(format!("unreadable reply: {e}"))), true),
     }
 }
 

@@ -6,10 +6,14 @@
 //! Evaluator. A restart of the whole pool loses queued jobs (their callers get
 //! `Unavailable`) and every worker process.
 
+mod backend;
 mod evaluator;
 mod process;
+mod stats;
+mod thread;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ractor::factory::queues::DefaultQueue;
@@ -19,17 +23,19 @@ use ractor::factory::{
     JobOptions,
 };
 use ractor::{Actor, ActorCell, ActorRef, SpawnErr};
+use serde::Serialize;
 use serde_json::value::RawValue;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use super::Slot;
 use crate::domain::params::{self, ParamError};
 use crate::domain::{Lang, Version};
 use crate::engine::{EngineError, Limits};
-use crate::settings::Sandbox;
+use crate::settings::{PausedJobs, Sandbox};
 pub use evaluator::Evaluator;
 use evaluator::EvaluatorBuilder;
 pub use process::ProcessSettings;
+pub use stats::{Count, PoolSnapshot, PoolStats};
 
 pub type PoolMsg = FactoryMessage<(), EvalJob>;
 
@@ -90,15 +96,19 @@ pub struct PoolSettings {
     pub kill_grace: Duration,
     /// Compile checks of uploads may take longer than a request's deadline.
     pub check_limit: Duration,
+    pub recycle_after_runs: u64,
+    pub recycle_rss_bytes: u64,
+    pub stats: Arc<PoolStats>,
 }
 
 impl PoolSettings {
-    pub fn from_sandbox(sandbox: &Sandbox) -> Self {
+    pub fn from_sandbox(sandbox: &Sandbox, stats: Arc<PoolStats>) -> Self {
         Self {
             process: ProcessSettings {
                 exe: sandbox.worker_exe(),
                 memory_bytes: sandbox.memory_mb << 20,
                 code_cache_entries: sandbox.code_cache_entries,
+                isolation: sandbox.isolation,
             },
             limits: Limits {
                 deadline_ms: sandbox.deadline_ms,
@@ -107,18 +117,29 @@ impl PoolSettings {
             },
             kill_grace: sandbox.kill_grace(),
             check_limit: (sandbox.deadline() * 10).max(Duration::from_secs(2)),
+            recycle_after_runs: sandbox.recycle_after_runs,
+            recycle_rss_bytes: sandbox.recycle_rss_bytes(),
+            stats,
         }
     }
 }
 
 /// Answers discarded jobs so their callers learn why at once.
-struct Discarder;
+struct Discarder {
+    stats: Arc<PoolStats>,
+}
 
 impl DiscardHandler<(), EvalJob> for Discarder {
     fn discard(&self, reason: DiscardReason, job: &mut Job<(), EvalJob>) {
         let error = match reason {
-            DiscardReason::TtlExpired => EvalError::Expired,
-            DiscardReason::Loadshed | DiscardReason::RateLimited => EvalError::Overloaded,
+            DiscardReason::TtlExpired => {
+                self.stats.add(Count::Expired);
+                EvalError::Expired
+            }
+            DiscardReason::Loadshed | DiscardReason::RateLimited => {
+                self.stats.add(Count::Shed);
+                EvalError::Overloaded
+            }
             DiscardReason::Shutdown => EvalError::Unavailable("shutting down".into()),
         };
         if let Some(reply) = job.msg.reply.take() {
@@ -127,8 +148,12 @@ impl DiscardHandler<(), EvalJob> for Discarder {
     }
 }
 
-pub async fn spawn(sandbox: &Sandbox, supervisor: ActorCell) -> Result<ActorRef<PoolMsg>, SpawnErr> {
-    let settings = Arc::new(PoolSettings::from_sandbox(sandbox));
+pub async fn spawn(
+    sandbox: &Sandbox,
+    stats: Arc<PoolStats>,
+    supervisor: ActorCell,
+) -> Result<ActorRef<PoolMsg>, SpawnErr> {
+    let settings = Arc::new(PoolSettings::from_sandbox(sandbox, stats.clone()));
     let factory = Factory::<
         (),
         EvalJob,
@@ -142,7 +167,7 @@ pub async fn spawn(sandbox: &Sandbox, supervisor: ActorCell) -> Result<ActorRef<
         .num_initial_workers(sandbox.worker_count())
         .queue(DefaultQueue::default())
         .router(QueuerRouting::default())
-        .discard_handler(Arc::new(Discarder))
+        .discard_handler(Arc::new(Discarder { stats }))
         .discard_settings(DiscardSettings::Static {
             limit: sandbox.queue_bound,
             mode: DiscardMode::Newest,
@@ -152,6 +177,26 @@ pub async fn spawn(sandbox: &Sandbox, supervisor: ActorCell) -> Result<ActorRef<
     Ok(pool)
 }
 
+/// Whether the pool takes new jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    Open,
+    Paused,
+    /// Shutting down: new jobs are refused, queued ones finish.
+    Draining,
+}
+
+/// The pool as an operator sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolStatus {
+    pub gate: Gate,
+    pub workers: usize,
+    pub queued: usize,
+    #[serde(flatten)]
+    pub counts: PoolSnapshot,
+}
+
 /// What callers hold to reach the EvaluatorPool.
 #[derive(Clone)]
 pub struct EvaluatorPoolHandle {
@@ -159,16 +204,25 @@ pub struct EvaluatorPoolHandle {
     deadline: Duration,
     /// Longest a caller waits: queue wait + run + kill grace + respawn margin.
     wait_limit: Duration,
+    stats: Arc<PoolStats>,
+    gate: Arc<watch::Sender<Gate>>,
+    paused_jobs: PausedJobs,
+    /// The size last asked for; a restarted pool starts at the configured one.
+    workers: Arc<AtomicUsize>,
 }
 
 impl EvaluatorPoolHandle {
-    pub fn new(slot: Slot<PoolMsg>, sandbox: &Sandbox) -> Self {
+    pub fn new(slot: Slot<PoolMsg>, sandbox: &Sandbox, stats: Arc<PoolStats>) -> Self {
         let deadline = sandbox.deadline();
         let wait_limit = deadline * 2 + sandbox.kill_grace() + Duration::from_secs(2);
         Self {
             slot,
             deadline,
             wait_limit,
+            stats,
+            gate: Arc::new(watch::Sender::new(Gate::Open)),
+            paused_jobs: sandbox.paused_jobs,
+            workers: Arc::new(AtomicUsize::new(sandbox.worker_count())),
         }
     }
 
@@ -189,7 +243,36 @@ impl EvaluatorPoolHandle {
         self.submit(Work::Check { lang, source }).await.map(|_| ())
     }
 
+    /// Runs `source` once, as the playground does: compiled fresh, cached
+    /// under a key no version can have, and dropped again by the next call.
+    pub async fn try_source(
+        &self,
+        lang: Lang,
+        source: String,
+        params: serde_json::Value,
+    ) -> Result<Box<RawValue>, EvalError> {
+        let version = Version {
+            code_id: SCRATCH_CODE_ID.into(),
+            config_id: String::new(),
+            lang,
+            source,
+            rules: Vec::new(),
+            params: Vec::new(),
+            error_count: 0,
+            broken: false,
+            created_by: String::new(),
+            created_at: 0,
+        };
+        self.submit(Work::Run {
+            version: Arc::new(version),
+            params,
+            fresh: true,
+        })
+        .await
+    }
+
     async fn submit(&self, work: Work) -> Result<Box<RawValue>, EvalError> {
+        self.pass_gate().await?;
         let (reply, answer) = oneshot::channel();
         let job = Job {
             key: (),
@@ -200,6 +283,7 @@ impl EvaluatorPoolHandle {
             options: JobOptions::new(Some(self.deadline)),
             accepted: None,
         };
+        self.stats.add(Count::Submitted);
         self.slot
             .tell("evaluator pool", FactoryMessage::Dispatch(job))
             .map_err(|e| EvalError::Unavailable(e.to_string()))?;
@@ -210,7 +294,100 @@ impl EvaluatorPoolHandle {
         }
     }
 
+    /// Lets a job through an open gate; while paused it waits up to the
+    /// deadline or is shed, per `sandbox.paused_jobs`.
+    async fn pass_gate(&self) -> Result<(), EvalError> {
+        let gate = *self.gate.borrow();
+        match gate {
+            Gate::Open => Ok(()),
+            Gate::Draining => Err(EvalError::Unavailable("shutting down".into())),
+            Gate::Paused if self.paused_jobs == PausedJobs::Shed => {
+                self.stats.add(Count::Shed);
+                Err(EvalError::Overloaded)
+            }
+            Gate::Paused => {
+                let mut gate = self.gate.subscribe();
+                match tokio::time::timeout(self.deadline, gate.wait_for(|g| *g != Gate::Paused)).await {
+                    Ok(Ok(g)) if *g == Gate::Open => Ok(()),
+                    Ok(_) => Err(EvalError::Unavailable("shutting down".into())),
+                    Err(_) => {
+                        self.stats.add(Count::Expired);
+                        Err(EvalError::Expired)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops handing out new jobs; queued and running ones finish.
+    pub fn pause(&self) {
+        self.gate.send_if_modified(|g| replace_unless_draining(g, Gate::Paused));
+    }
+
+    pub fn resume(&self) {
+        self.gate.send_if_modified(|g| replace_unless_draining(g, Gate::Open));
+    }
+
+    /// Sets the number of Evaluators; surplus ones finish their job first.
+    pub fn resize(&self, workers: usize) -> Result<(), EvalError> {
+        self.slot
+            .tell("evaluator pool", FactoryMessage::AdjustWorkerPool(workers))
+            .map_err(|e| EvalError::Unavailable(e.to_string()))?;
+        self.workers.store(workers, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Refuses new jobs and waits up to `limit` for queued and running ones
+    /// to finish. Returns whether the pool went idle in time.
+    pub async fn drain(&self, limit: Duration) -> bool {
+        self.gate.send_replace(Gate::Draining);
+        let idle = async {
+            loop {
+                let queued = self.queue_depth().await.unwrap_or(0);
+                if queued == 0 && self.stats.snapshot().running == 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(limit, idle).await.is_ok()
+    }
+
+    pub async fn status(&self) -> Result<PoolStatus, EvalError> {
+        Ok(PoolStatus {
+            gate: *self.gate.borrow(),
+            workers: self.workers.load(Ordering::Relaxed),
+            queued: self.queue_depth().await?,
+            counts: self.stats.snapshot(),
+        })
+    }
+
+    async fn queue_depth(&self) -> Result<usize, EvalError> {
+        self.slot
+            .ask("evaluator pool", STATUS_LIMIT, FactoryMessage::GetQueueDepth)
+            .await
+            .map_err(|e| EvalError::Unavailable(e.to_string()))
+    }
+
+    pub fn stats(&self) -> PoolSnapshot {
+        self.stats.snapshot()
+    }
+
     pub fn is_alive(&self) -> bool {
         self.slot.is_alive()
     }
+}
+
+/// Not a valid code_id of any version (those are hex), so a playground run
+/// never shares a worker's compiled-code cache entry with a version.
+const SCRATCH_CODE_ID: &str = "playground run";
+
+const STATUS_LIMIT: Duration = Duration::from_secs(2);
+
+fn replace_unless_draining(gate: &mut Gate, new: Gate) -> bool {
+    if *gate == Gate::Draining || *gate == new {
+        return false;
+    }
+    *gate = new;
+    true
 }

@@ -9,6 +9,7 @@ use tokio::io::{BufReader, BufWriter};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use crate::engine::protocol::{read_frame_async, write_frame_async};
+use crate::settings::Isolation;
 
 /// How long a new worker process may take to say it is ready.
 const START_LIMIT: Duration = Duration::from_secs(10);
@@ -18,6 +19,7 @@ pub struct ProcessSettings {
     pub exe: PathBuf,
     pub memory_bytes: u64,
     pub code_cache_entries: usize,
+    pub isolation: Isolation,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,9 @@ pub enum ProcessError {
     Overran(Duration),
     #[error("worker process died ({0})")]
     Died(String),
+    /// Aborted, which with a capped address space means an allocation failed.
+    #[error("worker process ran out of its memory cap")]
+    OutOfMemory,
 }
 
 pub struct WorkerProcess {
@@ -66,7 +71,7 @@ impl WorkerProcess {
         match tokio::time::timeout(START_LIMIT, read_frame_async(&mut process.stdout)).await {
             Ok(Ok(frame)) if frame.is_empty() => Ok(process),
             Ok(Ok(_)) => Err(ProcessError::Died("sent something other than its ready frame".into())),
-            Ok(Err(io)) => Err(ProcessError::Died(process.exit_reason(io).await)),
+            Ok(Err(io)) => Err(process.exit_error(io).await),
             Err(_) => Err(ProcessError::Overran(START_LIMIT)),
         }
     }
@@ -90,7 +95,7 @@ impl WorkerProcess {
         match tokio::time::timeout(limit, exchange).await {
             Err(_) => Err(ProcessError::Overran(limit)),
             Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(io)) => Err(ProcessError::Died(self.exit_reason(io).await)),
+            Ok(Err(io)) => Err(self.exit_error(io).await),
         }
     }
 
@@ -99,10 +104,12 @@ impl WorkerProcess {
         let _ = self.child.kill().await;
     }
 
-    async fn exit_reason(&mut self, io: std::io::Error) -> String {
+    async fn exit_error(&mut self, io: std::io::Error) -> ProcessError {
+        use std::os::unix::process::ExitStatusExt;
         match tokio::time::timeout(Duration::from_millis(200), self.child.wait()).await {
-            Ok(Ok(status)) => describe_exit(status),
-            _ => format!("pipe error: {io}"),
+            Ok(Ok(status)) if status.signal() == Some(libc::SIGABRT) => ProcessError::OutOfMemory,
+            Ok(Ok(status)) => ProcessError::Died(describe_exit(status)),
+            _ => ProcessError::Died(format!("pipe error: {io}")),
         }
     }
 }
@@ -110,7 +117,6 @@ impl WorkerProcess {
 fn describe_exit(status: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
-        (_, Some(libc::SIGABRT)) => "aborted, most likely by running out of its memory cap".into(),
         (_, Some(libc::SIGKILL)) => "killed".into(),
         (_, Some(libc::SIGSEGV)) => "crashed, most likely by overflowing its stack".into(),
         (_, Some(signal)) => format!("signal {signal}"),

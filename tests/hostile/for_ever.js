@@ -1,0 +1,2 @@
+// expect: deadline exceeded
+for (;;) {}

@@ -1,0 +1,3 @@
+// expect: deadline exceeded
+[1, 2, 3].forEach(function () { while (true) {} });
+return 1

@@ -1,0 +1,2 @@
+// expect: deadline exceeded
+return { get x() { while (true) {} } }

@@ -1,0 +1,3 @@
+// expect: RangeError|memory|deadline exceeded
+return new Array(p.n).fill("abcdef").join(",")
+// params: {"n": 200000000}

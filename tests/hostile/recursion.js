@@ -1,0 +1,3 @@
+// expect: recursion limit
+function f(n) { return f(n + 1) }
+return f(0)

@@ -1,0 +1,2 @@
+// expect: deadline exceeded
+return /(a+)+b/.test("a".repeat(64))

@@ -1,0 +1,4 @@
+// expect: output too deep
+const a = {};
+a.self = a;
+return a

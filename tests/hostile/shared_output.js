@@ -1,0 +1,4 @@
+// expect: output too large
+let a = [1];
+for (let i = 0; i < 60; i++) a = [a, a];
+return a
