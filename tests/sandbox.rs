@@ -9,9 +9,141 @@ mod common;
 use std::path::Path;
 
 use common::{BEARER, Backend, TestApp};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use vane::settings::Isolation;
+
+backend_tests!(
+    javascript_versions_upload_release_and_fetch,
+    compile_errors_name_line_and_column
+);
+
+async fn javascript_versions_upload_release_and_fetch(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.create_config("js").await;
+    let source = "const tiers = { gold: 3, silver: 2 };\nfunction tier(name) { return tiers[name] || 1 }\n\
+                  return { tier: tier(p.level), big: p.version_code > 100, list: [1, 2].map(x => x * p.version_code) }";
+    let code_id = app
+        .create_version(
+            "js",
+            json!({"lang": "javascript", "source": source,
+                   "params": [{"name": "level", "type": "string"}, {"name": "version_code", "type": "int"}]}),
+        )
+        .await;
+    app.release("js", &code_id).await;
+    let params = json!({"level": "gold", "version_code": 101});
+    let (status, body) = app.fetch("js", json!({"params": params})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let result: Value = serde_json::from_str(body["data"]["result"].as_str().unwrap()).unwrap();
+    assert_eq!(result, json!({"tier": 3, "big": true, "list": [101, 202]}));
+    assert_eq!(body["data"]["code_id"], json!(code_id));
+    let (status, body) = app
+        .post_json(
+            "/api/v1/configs/js/evaluate",
+            json!({"params": {"level": "x", "version_code": 1}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["result"], json!({"tier": 1, "big": false, "list": [1, 2]}));
+
+    // A write to the shared realm by one request is not seen by the next.
+    app.create_config("nosy").await;
+    let nosy = app
+        .create_version(
+            "nosy",
+            json!({"lang": "javascript", "source": "globalThis.seen = (globalThis.seen || 0) + 1;\n\
+                   Array.prototype.map = function () { return 'patched' };\nreturn typeof globalThis.seen"}),
+        )
+        .await;
+    app.release("nosy", &nosy).await;
+    for _ in 0..4 {
+        let (status, body) = app.fetch("nosy", json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["data"]["result"], json!("\"undefined\""));
+    }
+    let (_, body) = app.fetch("js", json!({"params": params})).await;
+    let result: Value = serde_json::from_str(body["data"]["result"].as_str().unwrap()).unwrap();
+    assert_eq!(result["list"], json!([101, 202]), "Array.prototype.map stayed patched");
+    app.stop().await;
+}
+
+async fn compile_errors_name_line_and_column(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.create_config("bad").await;
+    for (lang, source, line, column) in [
+        ("javascript", "let a = 1;\nlet b = = 2;\nreturn a", 2, 9),
+        ("starlark", "a = 1\nb = = 2\nreturn a", 2, 5),
+        (
+            "javascript",
+            "let x = 1;\nreturn ((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((x))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))",
+            2,
+            72,
+        ),
+        ("starlark", "x = 1\ny = 'ab' * 100000000", 2, 5),
+    ] {
+        let (status, body) = app
+            .admin(
+                Method::POST,
+                "/api/v1/configs/bad/versions",
+                Some(json!({"lang": lang, "source": source})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{lang} {source}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("line {line}, column {column}")),
+            "{lang} {source}: {message}"
+        );
+    }
+    let (_, versions) = app.admin(Method::GET, "/api/v1/configs/bad/versions", None).await;
+    assert_eq!(versions.as_array().map(Vec::len), Some(0), "{versions}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn playground_needs_an_admin_token_unless_open() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let body = json!({"code": "return p['a'] + 1", "params": {"a": 1}});
+    let anonymous = app.post_json("/playground/starlark", body.clone()).await;
+    assert_eq!(anonymous.0, StatusCode::UNAUTHORIZED, "{}", anonymous.1);
+    let wrong = app
+        .client
+        .post(app.url("/playground/starlark"))
+        .bearer_auth("not-the-token-at-all")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let (status, reply) = playground(&app, "/playground/starlark", "return p['a'] + 1", &json!({"a": 1})).await;
+    assert_eq!(
+        (status, reply),
+        (StatusCode::OK, json!({"data": "2", "message": "success"}))
+    );
+    let (status, reply) = playground(&app, "/playground/js", "return [p.a, 'x']", &json!({"a": 1})).await;
+    assert_eq!(
+        (status, reply),
+        (StatusCode::OK, json!({"data": "[1,\"x\"]", "message": "success"}))
+    );
+    let (status, reply) = playground(&app, "/playground/js", "return (", &json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(reply["message"].as_str().unwrap().contains("line 1"), "{reply}");
+    app.stop().await;
+
+    let open = TestApp::spawn_with(Backend::Sqlite, |s| s.playground.open = true)
+        .await
+        .unwrap();
+    let (status, reply) = open.post_json("/playground/js", json!({"code": "return 42"})).await;
+    assert_eq!(
+        (status, reply),
+        (StatusCode::OK, json!({"data": "42", "message": "success"}))
+    );
+    open.stop().await;
+}
 
 struct Hostile {
     name: String,

@@ -228,9 +228,10 @@ impl Engine for JsEngine {
 fn parse(source: &str, context: &mut Context) -> Result<Script, EngineError> {
     guard::check_source(Lang::Javascript, source)?;
     let wrapped = format!("{PREFIX}{source}{SUFFIX}");
-    let script = Script::parse(Source::from_bytes(wrapped.as_bytes()), None, context).map_err(compile_error)?;
+    let script =
+        Script::parse(Source::from_bytes(wrapped.as_bytes()), None, context).map_err(|e| compile_error(e, source))?;
     // Early errors (such as a duplicate `let`) surface while compiling.
-    script.codeblock(context).map_err(compile_error)?;
+    script.codeblock(context).map_err(|e| compile_error(e, source))?;
     Ok(script)
 }
 
@@ -278,14 +279,22 @@ fn check_shape(
     Ok(())
 }
 
-fn compile_error(e: JsError) -> EngineError {
-    let message = e.to_string();
-    let (line, column) = position(&message).unwrap_or((0, 0));
-    EngineError::Compile {
-        message,
-        line: line.saturating_sub(1),
-        column,
+/// Positions are given in the author's source: boa's count includes the
+/// wrapper's first line, and an error in its last line (a missing `}`) is
+/// reported at the end of the source.
+fn compile_error(e: JsError, source: &str) -> EngineError {
+    let mut message = e.to_string();
+    let position = position(&message);
+    if let Some(at) = message.rfind(" at line ") {
+        message.truncate(at);
     }
+    let lines = source.lines().count().max(1);
+    let (line, column) = match position {
+        Some((line, column)) if (2..=lines + 1).contains(&line) => (line - 1, column),
+        Some(_) => (lines, source.lines().last().map_or(0, |l| l.chars().count()) + 1),
+        None => (0, 0),
+    };
+    EngineError::Compile { message, line, column }
 }
 
 /// boa puts the position in the message: "... at line 3, col 5".
@@ -357,6 +366,14 @@ mod tests {
             .unwrap_err();
         match err {
             EngineError::Compile { line, column, .. } => assert_eq!((line, column), (2, 9)),
+            other => panic!("{other:?}"),
+        }
+        let err = JsEngine::new(4).check("let x = 1;\nreturn (").unwrap_err();
+        match err {
+            EngineError::Compile { line, column, message } => {
+                assert_eq!((line, column), (2, 9));
+                assert!(!message.contains(" at line "), "{message}");
+            }
             other => panic!("{other:?}"),
         }
     }

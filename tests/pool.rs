@@ -1,0 +1,223 @@
+//! The EvaluatorPool under pressure: a full queue sheds at once, a job that
+//! waited past its deadline is dropped, and the pool pauses, resumes, resizes
+//! and drains through its handle. Timing comes from a JavaScript busy-wait on
+//! `Date.now()`, so a job's length does not depend on the machine's speed.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, TestApp, eventually};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use vane::settings::{PausedJobs, Settings};
+
+const BUSY: &str = "const end = Date.now() + p.ms;\nwhile (Date.now() < end) {}\nreturn p.ms";
+const SETTLE: Duration = Duration::from_secs(10);
+
+async fn app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.sandbox.workers = 1;
+        s.sandbox.deadline_ms = 3000;
+        tweak(s);
+    })
+    .await
+    .unwrap();
+    app.create_config("busy").await;
+    let code_id = app
+        .create_version(
+            "busy",
+            json!({"lang": "javascript", "source": BUSY, "params": [{"name": "ms", "type": "int"}]}),
+        )
+        .await;
+    app.release("busy", &code_id).await;
+    app
+}
+
+/// Starts a fetch of `busy` that runs for `ms` and returns its status.
+fn busy(app: &TestApp, ms: u64) -> JoinHandle<(StatusCode, Value, Option<String>)> {
+    let client = app.client.clone();
+    let url = app.url("/config/busy");
+    tokio::spawn(async move {
+        let response = client
+            .post(url)
+            .json(&json!({"params": {"ms": ms}}))
+            .send()
+            .await
+            .unwrap();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let (status, body) = common::read(response).await;
+        (status, body, retry_after)
+    })
+}
+
+async fn running(app: &TestApp, n: u64) {
+    let pool = app.state().pool.clone();
+    assert!(
+        eventually(SETTLE, || {
+            let pool = pool.clone();
+            async move { pool.stats().running == n }
+        })
+        .await
+    );
+}
+
+async fn queued(app: &TestApp, n: usize) {
+    let pool = app.state().pool.clone();
+    let ok = eventually(SETTLE, || {
+        let pool = pool.clone();
+        async move { pool.status().await.is_ok_and(|s| s.queued == n) }
+    })
+    .await;
+    assert!(ok, "queue never reached {n}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_queue_sheds_at_once_with_retry_after() {
+    let app = app_with(|s| s.sandbox.queue_bound = 1).await;
+    let before = app.state().pool.stats();
+    let first = busy(&app, 1500);
+    running(&app, 1).await;
+    let second = busy(&app, 10);
+    queued(&app, 1).await;
+
+    let (status, body, retry_after) = busy(&app, 10).await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert!(body["message"].as_str().unwrap().contains("queue is full"), "{body}");
+    assert!(!first.is_finished(), "the shed request waited for the running one");
+
+    assert_eq!(first.await.unwrap().0, StatusCode::OK);
+    assert_eq!(second.await.unwrap().0, StatusCode::OK);
+    let stats = app.state().pool.stats();
+    assert_eq!(
+        (stats.shed, stats.finished - before.finished, stats.running),
+        (1, 2, 0),
+        "{stats:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_that_waited_past_its_deadline_is_dropped() {
+    let app = app_with(|s| s.sandbox.deadline_ms = 400).await;
+    let before = app.state().pool.stats();
+    // Runs into the deadline; the job queued behind it waits longer than that.
+    let first = busy(&app, 10_000);
+    running(&app, 1).await;
+    let (status, body, _) = busy(&app, 1).await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("past its deadline"),
+        "{body}"
+    );
+    let (status, body, _) = first.await.unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let stats = app.state().pool.stats();
+    assert_eq!(stats.expired, 1, "{stats:?}");
+    // Only the first job ever started.
+    assert_eq!(stats.finished - before.finished, 1, "{stats:?}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn paused_pool_holds_jobs_until_resumed() {
+    let app = app_with(|_| {}).await;
+    let pool = app.state().pool.clone();
+    pool.pause();
+    let held = busy(&app, 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!held.is_finished(), "a job ran while the pool was paused");
+    pool.resume();
+    assert_eq!(held.await.unwrap().0, StatusCode::OK);
+
+    // Held past the deadline, a job gives up.
+    pool.pause();
+    let (status, _, _) = busy(&app, 1).await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    pool.resume();
+    assert_eq!(pool.status().await.unwrap().counts.expired, 1);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn paused_pool_can_shed_instead() {
+    let app = app_with(|s| s.sandbox.paused_jobs = PausedJobs::Shed).await;
+    let pool = app.state().pool.clone();
+    pool.pause();
+    let (status, body, retry_after) = busy(&app, 1).await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    pool.resume();
+    assert_eq!(busy(&app, 1).await.unwrap().0, StatusCode::OK);
+    assert_eq!(pool.stats().shed, 1);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resizing_changes_how_many_jobs_run_at_once() {
+    let app = app_with(|s| s.sandbox.queue_bound = 1).await;
+    let pool = app.state().pool.clone();
+    pool.resize(3).unwrap();
+    assert_eq!(pool.status().await.unwrap().workers, 3);
+    // Three workers take three jobs, so none waits in the queue or is shed.
+    let ok = eventually(SETTLE, || async {
+        let jobs: Vec<_> = (0..3).map(|_| busy(&app, 600)).collect();
+        let mut all_ok = true;
+        for job in jobs {
+            all_ok &= job.await.unwrap().0 == StatusCode::OK;
+        }
+        all_ok
+    })
+    .await;
+    assert!(ok, "three workers did not take three jobs");
+    assert_eq!(pool.stats().shed, 0);
+
+    pool.resize(1).unwrap();
+    let ok = eventually(SETTLE, || async {
+        let first = busy(&app, 600);
+        running(&app, 1).await;
+        let second = busy(&app, 1);
+        queued(&app, 1).await;
+        let shed = busy(&app, 1).await.unwrap().0 == StatusCode::SERVICE_UNAVAILABLE;
+        first.await.unwrap();
+        second.await.unwrap();
+        shed
+    })
+    .await;
+    assert!(ok, "one worker and a queue of one did not shed a third job");
+    assert_eq!(pool.status().await.unwrap().workers, 1);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn draining_finishes_work_in_hand_and_refuses_new_work() {
+    let app = app_with(|_| {}).await;
+    let pool = app.state().pool.clone();
+    let in_hand = busy(&app, 500);
+    running(&app, 1).await;
+    assert!(pool.drain(Duration::from_secs(10)).await, "pool did not drain");
+    assert!(in_hand.is_finished());
+    assert_eq!(in_hand.await.unwrap().0, StatusCode::OK);
+    let (status, body, _) = busy(&app, 1).await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    // Resuming does not reopen a draining pool.
+    pool.resume();
+    assert_eq!(busy(&app, 1).await.unwrap().0, StatusCode::SERVICE_UNAVAILABLE);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workers_are_recycled_after_their_run_count() {
+    let app = app_with(|s| s.sandbox.recycle_after_runs = 3).await;
+    for _ in 0..7 {
+        assert_eq!(busy(&app, 1).await.unwrap().0, StatusCode::OK);
+    }
+    let stats = app.state().pool.stats();
+    assert_eq!(stats.recycled, 2, "{stats:?}");
+    app.stop().await;
+}
