@@ -97,6 +97,10 @@ impl App {
         {
             tracing::warn!("in-flight requests did not finish in time");
         }
+        // Jobs outlive their requests only if the requests gave up waiting.
+        if !self.state.pool.drain(Duration::from_secs(5)).await {
+            tracing::warn!("evaluations still running at shutdown");
+        }
         self.supervisor.stop(None);
         let _ = tokio::time::timeout(Duration::from_secs(10), self.supervisor_done).await;
     }

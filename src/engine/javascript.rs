@@ -87,7 +87,8 @@ impl JsEngine {
         let cache_entries = NonZeroUsize::new(cache_entries.max(1)).expect("non-zero");
         Self {
             cache_entries,
-            // Built up front so start-up, not the first request, pays for it.
+            // Built before the worker says it is ready: the parent's kill timer
+            // would otherwise charge the set-up to the first request.
             runtime: Runtime::new(cache_entries).ok(),
             discarded: 0,
         }
@@ -152,7 +153,7 @@ impl Runtime {
         }
     }
 
-    fn to_json(&mut self, value: JsValue, limits: &Limits) -> Result<String, EngineError> {
+    fn serialize(&mut self, value: JsValue, limits: &Limits) -> Result<String, EngineError> {
         let mut visits = 0;
         check_shape(&value, 0, &mut visits, limits, &mut self.context)?;
         let text = self
@@ -214,7 +215,7 @@ impl Engine for JsEngine {
                 });
             }
         };
-        let out = runtime.to_json(value, limits);
+        let out = runtime.serialize(value, limits);
         if Instant::now() >= deadline {
             // Getters and toJSON ran outside the budget; the answer is late.
             return Err(EngineError::Deadline {

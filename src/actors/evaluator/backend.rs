@@ -8,14 +8,14 @@ use super::thread::WorkerThread;
 use crate::settings::Isolation;
 
 pub enum Backend {
-    Process(WorkerProcess),
+    Process(Box<WorkerProcess>),
     Thread(WorkerThread),
 }
 
 impl Backend {
     pub async fn spawn(settings: &ProcessSettings) -> Result<Self, ProcessError> {
         Ok(match settings.isolation {
-            Isolation::Process => Self::Process(WorkerProcess::spawn(settings).await?),
+            Isolation::Process => Self::Process(Box::new(WorkerProcess::spawn(settings).await?)),
             Isolation::Thread => Self::Thread(WorkerThread::spawn(settings.code_cache_entries)?),
         })
     }

@@ -18,10 +18,11 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use super::backend::Backend;
 use super::process::{ProcessError, ProcessSettings};
 use super::stats::Count;
-use super::{EvalError, EvalJob, PoolSettings, Work};
+use super::{EvalError, EvalJob, PoolSettings, SCRATCH_CODE_ID, Work};
 use crate::domain::Lang;
 use crate::engine::EngineError;
 use crate::engine::protocol::{Request, Response};
+use crate::settings::Isolation;
 
 /// Crashes within this window count towards the respawn backoff.
 const CRASH_WINDOW: Duration = Duration::from_secs(10);
@@ -97,8 +98,12 @@ impl Actor for Evaluator {
                 let stats = state.context.custom_start.stats.clone();
                 stats.add(Count::Started);
                 let result = state.run(&job.msg.work).await;
-                let discarded = matches!(&job.msg.work, Work::Run { version, .. } if version.lang == Lang::Javascript)
-                    && matches!(result, Err(EvalError::Engine(EngineError::Deadline { .. })));
+                let javascript = match &job.msg.work {
+                    Work::Run { version, .. } => version.lang == Lang::Javascript,
+                    Work::Try { lang, .. } => *lang == Lang::Javascript,
+                    Work::Check { .. } => false,
+                };
+                let discarded = javascript && matches!(result, Err(EvalError::Engine(EngineError::Deadline { .. })));
                 if let Some(reply) = job.msg.reply.take() {
                     let _ = reply.send(result);
                 }
@@ -119,11 +124,16 @@ impl EvaluatorState {
     async fn run(&mut self, work: &Work) -> Result<Box<serde_json::value::RawValue>, EvalError> {
         let settings = self.context.custom_start.clone();
         let request = encode(work, &settings)?;
-        let process = self.ready_process(&settings.process).await?;
         let limit = match work {
-            Work::Run { .. } => Duration::from_millis(settings.limits.deadline_ms) + settings.kill_grace,
+            Work::Run { .. } | Work::Try { .. } => {
+                Duration::from_millis(settings.limits.deadline_ms) + settings.kill_grace
+            }
             Work::Check { .. } => settings.check_limit,
         };
+        if settings.process.isolation == Isolation::Thread && !matches!(work, Work::Run { .. }) {
+            return run_once_in_a_process(&request, limit, &settings).await;
+        }
+        let process = self.ready_process(&settings.process).await?;
         match process.call(&request, limit).await {
             Ok(reply) => {
                 let (result, poisoned) = decode(&reply);
@@ -144,27 +154,7 @@ impl EvaluatorState {
                 process.stop().await;
                 self.crashes.push_back(Instant::now());
                 tracing::warn!(wid = self.context.wid, pid, %error, "worker replaced");
-                Err(match error {
-                    ProcessError::Overran(_) => {
-                        settings.stats.add(Count::Killed);
-                        EvalError::Killed {
-                            deadline_ms: settings.limits.deadline_ms,
-                        }
-                    }
-                    ProcessError::OutOfMemory => {
-                        settings.stats.add(Count::Crashed);
-                        EvalError::Engine(EngineError::Memory {
-                            message: format!(
-                                "the script used up its sandbox's {} MiB and the sandbox was replaced",
-                                settings.process.memory_bytes >> 20
-                            ),
-                        })
-                    }
-                    other => {
-                        settings.stats.add(Count::Crashed);
-                        EvalError::Crashed(other.to_string())
-                    }
-                })
+                Err(failure(error, &settings))
             }
         }
     }
@@ -182,7 +172,7 @@ impl EvaluatorState {
             "run count"
         } else if self.discards >= MAX_DISCARDS {
             "discarded javascript contexts"
-        } else if self.runs % RSS_EVERY == 0 && process.rss_bytes().is_some_and(|rss| rss > settings.recycle_rss_bytes)
+        } else if self.runs.is_multiple_of(RSS_EVERY) && process.rss_bytes().is_some_and(|rss| rss > settings.recycle_rss_bytes)
         {
             "resident memory"
         } else {
@@ -250,8 +240,66 @@ fn encode(work: &Work, settings: &PoolSettings) -> Result<Vec<u8>, EvalError> {
             lang: *lang,
             source: source.as_str().into(),
         },
+        Work::Try { lang, source, params } => Request::Run {
+            code_id: SCRATCH_CODE_ID.into(),
+            fresh: true,
+            lang: *lang,
+            source: source.as_str().into(),
+            params: Cow::Borrowed(params),
+            limits: settings.limits,
+        },
     };
     serde_json::to_vec(&request).map_err(|e| EvalError::Unavailable(format!("encoding request: {e}")))
+}
+
+/// Sources that have not passed a compile check yet (uploads, playground
+/// runs) could overflow a parser's stack, which in a thread would take the
+/// server down; with `isolation = "thread"` they run once in a worker process
+/// instead. Stored versions compiled there first, so threads, whose stacks
+/// are larger than a process's main thread, can compile them again safely.
+async fn run_once_in_a_process(
+    request: &[u8],
+    limit: Duration,
+    settings: &PoolSettings,
+) -> Result<Box<serde_json::value::RawValue>, EvalError> {
+    let process_settings = ProcessSettings {
+        isolation: Isolation::Process,
+        ..settings.process.clone()
+    };
+    let mut process = Backend::spawn(&process_settings)
+        .await
+        .map_err(|e| EvalError::Unavailable(e.to_string()))?;
+    let outcome = process.call(request, limit).await;
+    process.stop().await;
+    match outcome {
+        Ok(reply) => decode(&reply).0,
+        Err(error) => Err(failure(error, settings)),
+    }
+}
+
+/// What a caller is told when its worker failed under it.
+fn failure(error: ProcessError, settings: &PoolSettings) -> EvalError {
+    match error {
+        ProcessError::Overran(_) => {
+            settings.stats.add(Count::Killed);
+            EvalError::Killed {
+                deadline_ms: settings.limits.deadline_ms,
+            }
+        }
+        ProcessError::OutOfMemory => {
+            settings.stats.add(Count::Crashed);
+            EvalError::Engine(EngineError::Memory {
+                message: format!(
+                    "the script used up its sandbox's {} MiB and the sandbox was replaced",
+                    settings.process.memory_bytes >> 20
+                ),
+            })
+        }
+        other => {
+            settings.stats.add(Count::Crashed);
+            EvalError::Crashed(other.to_string())
+        }
+    }
 }
 
 /// The reply's result, and whether the worker has stopped serving.

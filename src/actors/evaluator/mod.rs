@@ -51,6 +51,12 @@ pub enum Work {
         lang: Lang,
         source: String,
     },
+    /// Runs a source that is not a stored version (the playground).
+    Try {
+        lang: Lang,
+        source: String,
+        params: serde_json::Value,
+    },
 }
 
 pub struct EvalJob {
@@ -251,24 +257,7 @@ impl EvaluatorPoolHandle {
         source: String,
         params: serde_json::Value,
     ) -> Result<Box<RawValue>, EvalError> {
-        let version = Version {
-            code_id: SCRATCH_CODE_ID.into(),
-            config_id: String::new(),
-            lang,
-            source,
-            rules: Vec::new(),
-            params: Vec::new(),
-            error_count: 0,
-            broken: false,
-            created_by: String::new(),
-            created_at: 0,
-        };
-        self.submit(Work::Run {
-            version: Arc::new(version),
-            params,
-            fresh: true,
-        })
-        .await
+        self.submit(Work::Try { lang, source, params }).await
     }
 
     async fn submit(&self, work: Work) -> Result<Box<RawValue>, EvalError> {
@@ -380,7 +369,7 @@ impl EvaluatorPoolHandle {
 
 /// Not a valid code_id of any version (those are hex), so a playground run
 /// never shares a worker's compiled-code cache entry with a version.
-const SCRATCH_CODE_ID: &str = "playground run";
+pub(crate) const SCRATCH_CODE_ID: &str = "playground run";
 
 const STATUS_LIMIT: Duration = Duration::from_secs(2);
 

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{BufReader, BufWriter};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::io::{AsyncBufReadExt, BufReader, BufWriter};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+use tokio::task::JoinHandle;
 
 use crate::engine::protocol::{read_frame_async, write_frame_async};
 use crate::settings::Isolation;
@@ -30,7 +31,7 @@ pub enum ProcessError {
     Overran(Duration),
     #[error("worker process died ({0})")]
     Died(String),
-    /// Aborted, which with a capped address space means an allocation failed.
+    /// An allocation failed: the address-space cap was reached.
     #[error("worker process ran out of its memory cap")]
     OutOfMemory,
 }
@@ -39,6 +40,9 @@ pub struct WorkerProcess {
     child: Child,
     stdin: BufWriter<ChildStdin>,
     stdout: BufReader<ChildStdout>,
+    /// Forwards the worker's stderr to the log and keeps its last line,
+    /// which says why a dying worker died.
+    stderr: Option<JoinHandle<String>>,
 }
 
 impl WorkerProcess {
@@ -51,7 +55,7 @@ impl WorkerProcess {
             .arg(settings.code_cache_entries.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             // A backtrace on abort takes hundreds of milliseconds to print.
             .env_remove("RUST_BACKTRACE")
             .env_remove("RUST_LIB_BACKTRACE")
@@ -67,7 +71,13 @@ impl WorkerProcess {
         })?;
         let stdin = BufWriter::new(child.stdin.take().expect("piped"));
         let stdout = BufReader::new(child.stdout.take().expect("piped"));
-        let mut process = Self { child, stdin, stdout };
+        let stderr = child.stderr.take().map(|e| tokio::spawn(forward_stderr(e, child.id())));
+        let mut process = Self {
+            child,
+            stdin,
+            stdout,
+            stderr,
+        };
         match tokio::time::timeout(START_LIMIT, read_frame_async(&mut process.stdout)).await {
             Ok(Ok(frame)) if frame.is_empty() => Ok(process),
             Ok(Ok(_)) => Err(ProcessError::Died("sent something other than its ready frame".into())),
@@ -105,19 +115,50 @@ impl WorkerProcess {
     }
 
     async fn exit_error(&mut self, io: std::io::Error) -> ProcessError {
-        use std::os::unix::process::ExitStatusExt;
-        match tokio::time::timeout(Duration::from_millis(200), self.child.wait()).await {
-            Ok(Ok(status)) if status.signal() == Some(libc::SIGABRT) => ProcessError::OutOfMemory,
-            Ok(Ok(status)) => ProcessError::Died(describe_exit(status)),
-            _ => ProcessError::Died(format!("pipe error: {io}")),
+        let status = match tokio::time::timeout(Duration::from_millis(200), self.child.wait()).await {
+            Ok(Ok(status)) => status,
+            _ => return ProcessError::Died(format!("pipe error: {io}")),
+        };
+        // The pipe closes with the process, so its last line comes at once.
+        let last_line = match self.stderr.take() {
+            Some(task) => tokio::time::timeout(Duration::from_millis(200), task)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default(),
+            None => String::new(),
+        };
+        if last_line.contains("memory allocation of") {
+            ProcessError::OutOfMemory
+        } else if last_line.contains("stack overflow") || last_line.contains("overflowed its stack") {
+            ProcessError::Died("it overflowed its stack: the source or its data nests too deeply".into())
+        } else if last_line.is_empty() {
+            ProcessError::Died(describe_exit(status))
+        } else {
+            ProcessError::Died(format!("{}: {last_line}", describe_exit(status)))
         }
     }
+}
+
+/// Returns the last line that is not a `note:` (Rust adds one after the
+/// message that matters).
+async fn forward_stderr(stderr: ChildStderr, pid: Option<u32>) -> String {
+    let mut lines = BufReader::new(stderr).lines();
+    let mut last = String::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        tracing::warn!(pid, "worker: {line}");
+        if !line.starts_with("note:") {
+            last = line;
+        }
+    }
+    last
 }
 
 fn describe_exit(status: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (_, Some(libc::SIGKILL)) => "killed".into(),
+        (_, Some(libc::SIGABRT)) => "aborted".into(),
         (_, Some(libc::SIGSEGV)) => "crashed, most likely by overflowing its stack".into(),
         (_, Some(signal)) => format!("signal {signal}"),
         (Some(code), None) => format!("exit code {code}"),
