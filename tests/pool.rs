@@ -13,7 +13,10 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use vane::settings::{PausedJobs, Settings};
 
-const BUSY: &str = "const end = Date.now() + p.ms;\nwhile (Date.now() < end) {}\nreturn p.ms";
+/// Waits inside a native callback, which no in-engine deadline check reaches:
+/// only the kill at the deadline plus grace stops it early.
+const BUSY: &str =
+    "const end = Date.now() + p.ms;\n[1].forEach(function () { while (Date.now() < end) {} });\nreturn p.ms";
 const SETTLE: Duration = Duration::from_secs(10);
 
 async fn app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
@@ -106,7 +109,8 @@ async fn a_full_queue_sheds_at_once_with_retry_after() {
 async fn a_job_that_waited_past_its_deadline_is_dropped() {
     let app = app_with(|s| s.sandbox.deadline_ms = 400).await;
     let before = app.state().pool.stats();
-    // Runs into the deadline; the job queued behind it waits longer than that.
+    // Runs until killed at the deadline plus grace; the job queued behind it
+    // waits longer than its deadline.
     let first = busy(&app, 10_000);
     running(&app, 1).await;
     let (status, body, _) = busy(&app, 1).await.unwrap();
@@ -211,13 +215,56 @@ async fn draining_finishes_work_in_hand_and_refuses_new_work() {
     app.stop().await;
 }
 
+/// Keeps fetching, every fetch succeeding, until `n` workers were recycled.
+async fn recycled_while_serving(app: &TestApp, n: u64) -> bool {
+    eventually(SETTLE, || async {
+        assert_eq!(busy(app, 1).await.unwrap().0, StatusCode::OK);
+        app.state().pool.stats().recycled >= n
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn workers_are_recycled_after_their_run_count() {
     let app = app_with(|s| s.sandbox.recycle_after_runs = 3).await;
-    for _ in 0..7 {
-        assert_eq!(busy(&app, 1).await.unwrap().0, StatusCode::OK);
+    // A replacement starts in the background and takes over once it is ready.
+    assert!(recycled_while_serving(&app, 2).await);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workers_are_recycled_past_their_memory_limit() {
+    // Every worker process is over 1 MiB, so it is replaced at each reading.
+    let app = app_with(|s| s.sandbox.recycle_rss_mb = 1).await;
+    assert!(recycled_while_serving(&app, 1).await);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workers_are_recycled_after_discarding_javascript_contexts() {
+    let app = app_with(|s| {
+        s.sandbox.deadline_ms = 100;
+        // Rebuilding a context takes ~170 ms in a debug build.
+        s.sandbox.kill_grace_ms = 2000;
+        s.sandbox.recycle_after_runs = 0;
+    })
+    .await;
+    let spin = app
+        .create_version("busy", json!({"lang": "javascript", "source": "while (true) {}"}))
+        .await;
+    app.release("busy", &spin).await;
+    for _ in 0..16 {
+        assert_eq!(busy(&app, 1).await.unwrap().0, StatusCode::BAD_REQUEST);
     }
+    let code_id = app
+        .create_version(
+            "busy",
+            json!({"lang": "javascript", "source": BUSY, "params": [{"name": "ms", "type": "int"}]}),
+        )
+        .await;
+    app.release("busy", &code_id).await;
+    assert!(recycled_while_serving(&app, 1).await);
     let stats = app.state().pool.stats();
-    assert_eq!(stats.recycled, 2, "{stats:?}");
+    assert_eq!((stats.recycled, stats.killed), (1, 0), "{stats:?}");
     app.stop().await;
 }

@@ -94,6 +94,14 @@ impl JsEngine {
         }
     }
 
+    /// Builds a discarded Context again; the worker calls this between
+    /// requests so no request waits for it.
+    pub fn prepare(&mut self) {
+        if self.runtime.is_none() {
+            self.runtime = Runtime::new(self.cache_entries).ok();
+        }
+    }
+
     fn runtime(&mut self) -> Result<&mut Runtime, EngineError> {
         if self.runtime.is_none() {
             self.runtime = Some(Runtime::new(self.cache_entries)?);
@@ -207,8 +215,8 @@ impl Engine for JsEngine {
         let value = match outcome {
             Ok(result) => result.map_err(|e| runtime_error(e, limits))?,
             Err(()) => {
-                // Rebuilt now, so the next request does not pay for it.
-                self.runtime = Runtime::new(self.cache_entries).ok();
+                // Rebuilt by `prepare`, after this reply has gone out.
+                self.runtime = None;
                 self.discarded += 1;
                 return Err(EngineError::Deadline {
                     deadline_ms: limits.deadline_ms,

@@ -111,6 +111,11 @@ impl Engines {
         }
     }
 
+    /// Work between requests: rebuilds what a request had to throw away.
+    pub fn prepare(&mut self) {
+        self.javascript.prepare();
+    }
+
     pub fn get(&mut self, lang: Lang) -> &mut dyn Engine {
         match lang {
             Lang::Starlark => &mut self.starlark,

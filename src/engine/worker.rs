@@ -35,6 +35,7 @@ pub fn serve(code_cache_entries: usize) -> std::io::Result<()> {
             // An interpreter panicked midway; its state cannot be trusted.
             return Ok(());
         }
+        engines.prepare();
     }
 }
 

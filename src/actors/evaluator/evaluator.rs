@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use ractor::factory::{FactoryMessage, WorkerBuilder, WorkerMessage, WorkerStartContext};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::task::JoinHandle;
 
 use super::backend::Backend;
 use super::process::{ProcessError, ProcessSettings};
@@ -45,6 +46,8 @@ pub struct EvaluatorState {
     /// Evaluations and discarded JavaScript contexts of the current worker.
     runs: u64,
     discards: u32,
+    /// A fresh worker starting up to take over from this one.
+    replacement: Option<JoinHandle<Result<Backend, ProcessError>>>,
 }
 
 pub struct Evaluator;
@@ -71,12 +74,17 @@ impl Actor for Evaluator {
             crashes: VecDeque::new(),
             runs: 0,
             discards: 0,
+            replacement: None,
         })
     }
 
     async fn post_stop(&self, _: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         if let Some(process) = state.process.take() {
             process.stop().await;
+        }
+        if let Some(task) = state.replacement.take() {
+            // Dropping a half-started worker kills it (`kill_on_drop`).
+            task.abort();
         }
         Ok(())
     }
@@ -108,8 +116,7 @@ impl Actor for Evaluator {
                     let _ = reply.send(result);
                 }
                 stats.add(Count::Finished);
-                // Before `Finished`, so the pool routes nothing here meanwhile.
-                state.recycle_if_due(discarded).await;
+                state.recycle_if_due(discarded);
                 state
                     .context
                     .factory
@@ -159,41 +166,61 @@ impl EvaluatorState {
         }
     }
 
-    /// Replaces a worker that has run long enough to be worth a fresh one:
-    /// by evaluations, by discarded JavaScript contexts, or by memory.
-    async fn recycle_if_due(&mut self, discarded: bool) {
+    /// Starts a replacement for a worker that has run long enough to be
+    /// worth a fresh one: by evaluations, by discarded JavaScript contexts, or
+    /// by memory. The old worker keeps serving until the new one is ready, so
+    /// no queued job waits for a start-up.
+    fn recycle_if_due(&mut self, discarded: bool) {
         let settings = self.context.custom_start.clone();
         self.runs += 1;
         self.discards += u32::from(discarded);
         let Some(process) = &self.process else {
             return;
         };
+        if self.replacement.is_some() {
+            return;
+        }
         let reason = if settings.recycle_after_runs > 0 && self.runs >= settings.recycle_after_runs {
             "run count"
         } else if self.discards >= MAX_DISCARDS {
             "discarded javascript contexts"
-        } else if self.runs.is_multiple_of(RSS_EVERY) && process.rss_bytes().is_some_and(|rss| rss > settings.recycle_rss_bytes)
+        } else if self.runs.is_multiple_of(RSS_EVERY)
+            && process.rss_bytes().is_some_and(|rss| rss > settings.recycle_rss_bytes)
         {
             "resident memory"
         } else {
             return;
         };
         tracing::info!(wid = self.context.wid, runs = self.runs, reason, "recycling worker");
-        if let Some(old) = self.process.take() {
-            old.stop().await;
+        self.replacement = Some(tokio::spawn(async move { Backend::spawn(&settings.process).await }));
+    }
+
+    /// Swaps in a replacement that has finished starting.
+    async fn swap_in_replacement(&mut self) {
+        if !self.replacement.as_ref().is_some_and(JoinHandle::is_finished) {
+            return;
         }
-        self.runs = 0;
-        self.discards = 0;
-        settings.stats.add(Count::Recycled);
-        self.process = Backend::spawn(&settings.process)
-            .await
-            .map_err(|e| tracing::error!(error = %e, "worker did not start"))
-            .ok();
+        let Some(task) = self.replacement.take() else {
+            return;
+        };
+        match task.await {
+            Ok(Ok(fresh)) => {
+                if let Some(old) = self.process.replace(fresh) {
+                    tokio::spawn(old.stop());
+                }
+                self.runs = 0;
+                self.discards = 0;
+                self.context.custom_start.stats.add(Count::Recycled);
+            }
+            Ok(Err(e)) => tracing::error!(wid = self.context.wid, error = %e, "replacement worker did not start"),
+            Err(e) => tracing::error!(wid = self.context.wid, error = %e, "replacement worker task failed"),
+        }
     }
 
     /// The live process, respawning a dead one; repeated crashes back off so a
     /// crashing script cannot turn the pool into a fork loop.
     async fn ready_process(&mut self, settings: &ProcessSettings) -> Result<&mut Backend, EvalError> {
+        self.swap_in_replacement().await;
         if self.process.as_mut().is_some_and(Backend::has_exited) {
             tracing::warn!(wid = self.context.wid, "idle worker process died, replacing it");
             self.process = None;

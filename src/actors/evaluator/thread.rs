@@ -65,5 +65,6 @@ fn serve(inbox: mpsc::Receiver<Call>, code_cache_entries: usize) {
             // and a fresh one replaces it.
             return;
         }
+        engines.prepare();
     }
 }
