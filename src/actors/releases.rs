@@ -7,8 +7,8 @@ use std::sync::Arc;
 use super::config_cache::ConfigCacheHandle;
 use super::evaluator::{EvalError, EvaluatorPoolHandle};
 use crate::domain::model::{ReleaseEvent, validate_config_id};
-use crate::domain::params::{self, ParamError, ParamSpec};
-use crate::domain::rules::{self, RawPlatformRules, RuleError};
+use crate::domain::params::{self, ParamError};
+use crate::domain::rules::{self, RuleError};
 use crate::domain::{Config, ConfigStatus, Lang, Version};
 use crate::store::{Change, NewConfig, NewVersion, Store, StoreError};
 
@@ -26,11 +26,13 @@ pub enum ReleaseError {
     Store(#[from] StoreError),
 }
 
+/// A version as uploaded: rules and schema still raw JSON, so that a bad
+/// entry is refused with its position.
 pub struct VersionUpload {
     pub lang: Lang,
     pub source: String,
-    pub rules: Vec<RawPlatformRules>,
-    pub params: Vec<ParamSpec>,
+    pub rules: Vec<serde_json::Value>,
+    pub params: Vec<serde_json::Value>,
 }
 
 #[derive(Clone)]
@@ -100,8 +102,8 @@ impl ReleasesHandle {
         upload: VersionUpload,
         actor: &str,
     ) -> Result<Version, ReleaseError> {
-        let rules = rules::validate(upload.rules)?;
-        params::validate_schema(&upload.params)?;
+        let rules = rules::from_upload(upload.rules)?;
+        let params = params::from_upload(upload.params)?;
         self.config(config_id).await?;
         self.pool.check(upload.lang, upload.source.clone()).await?;
         let new = NewVersion {
@@ -109,7 +111,7 @@ impl ReleasesHandle {
             lang: upload.lang,
             source: upload.source,
             rules,
-            params: upload.params,
+            params,
             created_by: actor.to_owned(),
         };
         Ok(self.store.create_version(new).await?)

@@ -101,6 +101,9 @@ pub struct Meta {
     pub version: Option<i64>,
     pub platform: String,
     pub device_id: String,
+    /// A semantic version string ("2.1.0"), for `app_version` rules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_version: Option<String>,
 }
 
 /// Kinds of entries in the append-only release log.

@@ -1,5 +1,7 @@
-//! The parameter schema of a version: a list of `{name, type}`; a request must
-//! carry each named parameter with that type.
+//! The parameter schema of a version: a list of `{name, type}`, each optionally
+//! `"optional": true` or with a `"default"` (which makes it optional). A
+//! request must carry each required parameter with its type; a missing
+//! optional one gets its default, if it has one.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -40,10 +42,21 @@ impl ParamType {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ParamSpec {
     pub name: String,
     #[serde(rename = "type")]
     pub kind: ParamType,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
+}
+
+impl ParamSpec {
+    fn required(&self) -> bool {
+        !self.optional && self.default.is_none()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +75,17 @@ pub enum ParamError {
     Schema(String),
 }
 
+/// Reads and checks a schema as uploaded JSON, naming a malformed entry.
+pub fn from_upload(raw: Vec<Value>) -> Result<Vec<ParamSpec>, ParamError> {
+    let specs = raw
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| serde_json::from_value(v).map_err(|e| ParamError::Schema(format!("entry {}: {e}", i + 1))))
+        .collect::<Result<Vec<ParamSpec>, _>>()?;
+    validate_schema(&specs)?;
+    Ok(specs)
+}
+
 /// Checks an uploaded schema: names non-empty and unique.
 pub fn validate_schema(specs: &[ParamSpec]) -> Result<(), ParamError> {
     let mut seen = std::collections::HashSet::new();
@@ -75,18 +99,46 @@ pub fn validate_schema(specs: &[ParamSpec]) -> Result<(), ParamError> {
                 spec.name
             )));
         }
+        if let Some(default) = &spec.default
+            && !spec.kind.matches(default)
+        {
+            return Err(ParamError::Schema(format!(
+                "the default of `{}` must be of type {}, got {}",
+                spec.name,
+                spec.kind.name(),
+                json_type(default)
+            )));
+        }
     }
     Ok(())
 }
 
-/// Checks that `params` carries every declared parameter with its type.
-/// Undeclared parameters pass through untouched.
+/// Checks `params` and fills in the defaults of missing optional ones.
+pub fn prepare(specs: &[ParamSpec], mut params: Value) -> Result<Value, ParamError> {
+    check(specs, &params)?;
+    if let Value::Object(map) = &mut params {
+        for spec in specs {
+            if let Some(default) = &spec.default
+                && !map.contains_key(&spec.name)
+            {
+                map.insert(spec.name.clone(), default.clone());
+            }
+        }
+    }
+    Ok(params)
+}
+
+/// Checks that `params` carries every required parameter, and every declared
+/// one it carries, with its type. Undeclared parameters pass through untouched.
 pub fn check<'a>(specs: &[ParamSpec], params: &'a Value) -> Result<&'a Map<String, Value>, ParamError> {
     let map = params.as_object().ok_or(ParamError::NotAnObject)?;
     for spec in specs {
-        let value = map
-            .get(&spec.name)
-            .ok_or_else(|| ParamError::Missing(spec.name.clone()))?;
+        let Some(value) = map.get(&spec.name) else {
+            if spec.required() {
+                return Err(ParamError::Missing(spec.name.clone()));
+            }
+            continue;
+        };
         if !spec.kind.matches(value) {
             return Err(ParamError::WrongType {
                 name: spec.name.clone(),
@@ -167,5 +219,25 @@ mod tests {
         );
         assert!(validate_schema(&specs(json!([{"name": "", "type": "int"}]))).is_err());
         assert!(serde_json::from_value::<Vec<ParamSpec>>(json!([{"name": "a", "type": "integer"}])).is_err());
+    }
+
+    #[test]
+    fn optional_parameters_and_defaults() {
+        let s = specs(json!([
+            {"name": "n", "type": "int"},
+            {"name": "region", "type": "string", "default": "eu"},
+            {"name": "beta", "type": "bool", "optional": true}
+        ]));
+        validate_schema(&s).unwrap();
+        assert_eq!(prepare(&s, json!({"n": 1})).unwrap(), json!({"n": 1, "region": "eu"}));
+        assert_eq!(
+            prepare(&s, json!({"n": 1, "region": "us", "beta": true})).unwrap(),
+            json!({"n": 1, "region": "us", "beta": true})
+        );
+        assert_eq!(prepare(&s, json!({})).unwrap_err(), ParamError::Missing("n".into()));
+        assert!(prepare(&s, json!({"n": 1, "beta": "yes"})).is_err(), "a given optional is still typed");
+        let bad = specs(json!([{"name": "r", "type": "string", "default": 3}]));
+        assert!(validate_schema(&bad).unwrap_err().to_string().contains("default of `r`"));
+        assert!(serde_json::from_value::<Vec<ParamSpec>>(json!([{"name": "a", "type": "int", "dflt": 1}])).is_err());
     }
 }

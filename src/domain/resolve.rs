@@ -95,6 +95,7 @@ mod tests {
 
     fn meta(device: &str) -> Meta {
         Meta {
+            app_version: None,
             device_id: device.into(),
             ..Meta::default()
         }

@@ -12,8 +12,6 @@ use super::error::ApiError;
 use super::extract::Body;
 use crate::actors::releases::VersionUpload;
 use crate::domain::model::ReleaseEvent;
-use crate::domain::params::ParamSpec;
-use crate::domain::rules::RawPlatformRules;
 use crate::domain::{Config, ConfigStatus, Lang, Version};
 use crate::store::Change;
 
@@ -84,9 +82,9 @@ struct NewVersionBody {
     lang: Lang,
     source: String,
     #[serde(default)]
-    rules: Vec<RawPlatformRules>,
+    rules: Vec<serde_json::Value>,
     #[serde(default)]
-    params: Vec<ParamSpec>,
+    params: Vec<serde_json::Value>,
 }
 
 async fn create_version(

@@ -240,7 +240,7 @@ impl EvaluatorPoolHandle {
         params: serde_json::Value,
         fresh: bool,
     ) -> Result<Box<RawValue>, EvalError> {
-        params::check(&version.params, &params)?;
+        let params = params::prepare(&version.params, params)?;
         self.submit(Work::Run { version, params, fresh }).await
     }
 
