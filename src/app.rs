@@ -36,7 +36,13 @@ pub async fn start(mut settings: Settings, listener: TcpListener) -> anyhow::Res
         .await
         .with_context(|| format!("opening store {}", redact(&settings.store.url)))?;
     if settings.auth.admin_tokens.is_empty() {
-        settings.auth.admin_tokens = vec![generated_admin_token(&settings.store.url)?];
+        settings.auth.admin_tokens = vec![generated_secret(&settings.store.url, "vane-admin-token", "admin token")?];
+    }
+    if settings.tests.secret.is_empty() {
+        settings.tests.secret = generated_secret(&settings.store.url, "vane-test-secret", "test secret")?;
+    }
+    if settings.push.update_secret.is_empty() {
+        settings.push.update_secret = generated_secret(&settings.store.url, "vane-update-secret", "update secret")?;
     }
     let pool_stats = Arc::new(PoolStats::default());
     let args = SupervisorArgs {
@@ -54,11 +60,12 @@ pub async fn start(mut settings: Settings, listener: TcpListener) -> anyhow::Res
     let cache = ConfigCacheHandle::new(slots.config_cache, timeout);
     let pool = EvaluatorPoolHandle::new(slots.evaluator_pool, &settings.sandbox, pool_stats);
     let state = AppState {
-        releases: ReleasesHandle::new(store, cache.clone(), pool.clone()),
+        releases: ReleasesHandle::new(store, cache.clone(), pool.clone(), settings.reports.break_threshold),
         cache,
         pool,
         admin_tokens: Arc::new(AdminTokens::from_entries(&settings.auth.admin_tokens)),
         playground_open: settings.playground.open,
+        tests_secret: settings.tests.secret.clone().into(),
     };
     let router = http::router(state.clone(), settings.server.max_body_bytes);
     let addr = listener.local_addr()?;
@@ -106,9 +113,9 @@ impl App {
     }
 }
 
-/// Where a generated admin token lives: beside the SQLite file, or in the
-/// working directory for PostgreSQL.
-fn token_path(store_url: &str) -> PathBuf {
+/// Where generated secrets live: beside the SQLite file, or in the working
+/// directory for PostgreSQL.
+fn secret_path(store_url: &str, file_name: &str) -> PathBuf {
     let dir = store_url
         .strip_prefix("sqlite://")
         .or_else(|| store_url.strip_prefix("sqlite:"))
@@ -116,18 +123,19 @@ fn token_path(store_url: &str) -> PathBuf {
         .filter(|path| !path.is_empty() && *path != ":memory:")
         .and_then(|path| Path::new(path).parent().map(Path::to_path_buf))
         .unwrap_or_default();
-    dir.join("vane-admin-token")
+    dir.join(file_name)
 }
 
-/// Reads the generated token, or makes one (mode 0600) at first start.
-fn generated_admin_token(store_url: &str) -> anyhow::Result<String> {
+/// Reads a generated secret, or makes one (mode 0600) at first start, so an
+/// unset secret never means "no secret".
+fn generated_secret(store_url: &str, file_name: &str, what: &str) -> anyhow::Result<String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let path = token_path(store_url);
+    let path = secret_path(store_url, file_name);
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let token = existing.trim().to_owned();
         if !token.is_empty() {
-            tracing::info!(path = %path.display(), "using the generated admin token");
+            tracing::info!(path = %path.display(), "using the generated {what}");
             return Ok(token);
         }
     }
@@ -138,9 +146,9 @@ fn generated_admin_token(store_url: &str) -> anyhow::Result<String> {
         .truncate(true)
         .mode(0o600)
         .open(&path)
-        .with_context(|| format!("writing the admin token to {}", path.display()))?;
+        .with_context(|| format!("writing the {what} to {}", path.display()))?;
     file.write_all(token.as_bytes())?;
-    tracing::warn!(path = %path.display(), "no admin token configured: generated one");
+    tracing::warn!(path = %path.display(), "no {what} configured: generated one");
     Ok(token)
 }
 

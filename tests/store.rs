@@ -6,9 +6,11 @@ use common::Backend;
 use vane::domain::ConfigStatus;
 use vane::domain::Lang;
 use vane::domain::model::EventKind;
-use vane::store::{self, Change, NewConfig, NewVersion, StoreError};
+use serde_json::json;
+use vane::domain::Meta;
+use vane::store::{self, Change, NewConfig, NewReport, NewTestCase, NewVersion, Store, StoreError};
 
-backend_tests!(store_contract);
+backend_tests!(store_contract, history_health_and_tests);
 
 fn new_version(config_id: &str, source: &str) -> NewVersion {
     NewVersion {
@@ -151,6 +153,136 @@ async fn store_contract(backend: Backend) {
     assert_eq!(reopened.get_config("app").await.unwrap().unwrap().revision, 5);
     if let Some(pg) = pg {
         drop(reopened);
+        pg.drop_database().await;
+    }
+}
+
+fn release(code_id: &str) -> Change {
+    Change::Release {
+        code_id: code_id.into(),
+        forced: false,
+    }
+}
+
+fn report(code_id: &str, n: i64) -> NewReport {
+    NewReport {
+        config_id: "app".into(),
+        code_id: code_id.into(),
+        err_time: n,
+        message: format!("crash {n}"),
+    }
+}
+
+async fn released_code(store: &dyn Store) -> String {
+    store.get_config("app").await.unwrap().unwrap().release.unwrap().code_id
+}
+
+async fn history_health_and_tests(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((url, pg)) = common::store_url(backend, dir.path()).await else {
+        return;
+    };
+    let store = store::connect(&url, 4).await.unwrap();
+    let new = NewConfig {
+        id: "app".into(),
+        description: String::new(),
+        secret: "s".into(),
+    };
+    store.create_config(new, "t").await.unwrap();
+    let mut versions = Vec::new();
+    for n in 1..=3 {
+        let v = store.create_version(new_version("app", &format!("return {n}"))).await.unwrap();
+        versions.push(v.code_id);
+    }
+    let [v1, v2, v3] = [&versions[0], &versions[1], &versions[2]];
+
+    // Nothing to roll back to yet.
+    assert!(matches!(store.apply("app", Change::Rollback, "ops").await, Err(StoreError::Conflict(_))));
+    store.apply("app", release(v1), "ops").await.unwrap();
+    assert!(matches!(store.apply("app", Change::Rollback, "ops").await, Err(StoreError::Conflict(_))));
+    store.apply("app", release(v2), "ops").await.unwrap();
+    store.apply("app", release(v3), "ops").await.unwrap();
+    // Rollbacks walk back through the releases, each as a new event.
+    let back = store.apply("app", Change::Rollback, "ops").await.unwrap();
+    assert_eq!(back.release.unwrap().code_id, *v2);
+    store.apply("app", Change::Rollback, "ops").await.unwrap();
+    assert_eq!(released_code(store.as_ref()).await, *v1);
+    assert!(matches!(store.apply("app", Change::Rollback, "ops").await, Err(StoreError::Conflict(_))));
+    store.apply("app", release(v3), "ops").await.unwrap();
+    assert_eq!(store.apply("app", Change::Rollback, "ops").await.unwrap().release.unwrap().code_id, *v1);
+
+    // Reports count up; the one that reaches the threshold breaks the version.
+    let revision = store.get_config("app").await.unwrap().unwrap().revision;
+    let first = store.add_report(report(v1, 1), 3).await.unwrap();
+    assert_eq!((first.error_count, first.broke.is_some()), (1, false));
+    store.add_report(report(v1, 2), 3).await.unwrap();
+    let third = store.add_report(report(v1, 3), 3).await.unwrap();
+    let broke = third.broke.expect("the third report breaks it");
+    assert_eq!(broke.revision, revision + 1);
+    assert!(store.get_version(v1).await.unwrap().unwrap().broken);
+    // Past the threshold, a report counts but breaks nothing again.
+    let fourth = store.add_report(report(v1, 4), 3).await.unwrap();
+    assert_eq!((fourth.error_count, fourth.broke.is_some()), (4, false));
+    let listed = store.list_reports(v1, 2).await.unwrap();
+    assert_eq!(listed.iter().map(|r| r.err_time).collect::<Vec<_>>(), [4, 3]);
+    assert!(matches!(store.add_report(report("nope", 1), 3).await, Err(StoreError::NotFound(_))));
+
+    // A broken version is not a rollback target until its mark is cleared.
+    store.apply("app", release(v2), "ops").await.unwrap();
+    assert!(matches!(store.apply("app", Change::Rollback, "ops").await, Err(StoreError::Conflict(_))));
+    let cleared = store.apply("app", Change::Unbroken { code_id: v1.clone() }, "ops").await.unwrap();
+    let version = store.get_version(v1).await.unwrap().unwrap();
+    assert_eq!((version.broken, version.error_count), (false, 0));
+    assert_eq!(
+        store.apply("app", Change::Unbroken { code_id: v1.clone() }, "ops").await.unwrap().revision,
+        cleared.revision,
+        "clearing a clear mark is a no-op"
+    );
+    store.apply("app", Change::Broken { code_id: v3.clone() }, "ops").await.unwrap();
+    assert!(store.get_version(v3).await.unwrap().unwrap().broken);
+
+    let events = store.list_events("app").await.unwrap();
+    let broken_events: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Broken | EventKind::Unbroken))
+        .map(|e| (e.kind, e.actor.as_str(), e.to["code_id"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        broken_events,
+        [
+            (EventKind::Broken, "ops", v3.clone()),
+            (EventKind::Unbroken, "ops", v1.clone()),
+            (EventKind::Broken, "reports", v1.clone()),
+        ]
+    );
+
+    // Test cases belong to a version of the config.
+    let case = NewTestCase {
+        config_id: "app".into(),
+        code_id: v2.clone(),
+        name: "gold".into(),
+        meta: Meta {
+            platform: "ios".into(),
+            ..Meta::default()
+        },
+        params: json!({"n": 1}),
+        expected: json!({"tier": "gold"}),
+    };
+    let created = store.create_test(case.clone()).await.unwrap();
+    assert_eq!((created.meta.platform.as_str(), &created.expected), ("ios", &json!({"tier": "gold"})));
+    assert_eq!(store.get_test(&created.test_id).await.unwrap(), Some(created.clone()));
+    assert_eq!(store.list_tests(v2).await.unwrap(), vec![created.clone()]);
+    let foreign = NewTestCase {
+        config_id: "other".into(),
+        ..case
+    };
+    assert!(matches!(store.create_test(foreign).await, Err(StoreError::NotFound(_))));
+    assert!(store.delete_test(&created.test_id).await.unwrap());
+    assert!(!store.delete_test(&created.test_id).await.unwrap());
+    assert!(store.list_tests(v2).await.unwrap().is_empty());
+
+    if let Some(pg) = pg {
+        drop(store);
         pg.drop_database().await;
     }
 }

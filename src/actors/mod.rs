@@ -5,6 +5,7 @@ pub mod config_cache;
 pub mod evaluator;
 pub mod releases;
 pub mod supervisor;
+pub mod test_runs;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

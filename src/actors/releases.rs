@@ -1,16 +1,22 @@
-//! Releases: the management operations (configs, versions, release pointers).
-//! Not an actor: writes go to the Store in a transaction, then the
-//! ConfigCache is told, so a slow write never holds up resolution.
+//! Releases: the management operations (configs, versions, release pointers,
+//! test cases, error reports). Not an actor: writes go to the Store in a
+//! transaction, then the ConfigCache is told and the change is announced, so
+//! a slow write never holds up resolution.
 
 use std::sync::Arc;
 
+use serde::Serialize;
+use tokio::sync::broadcast;
+
 use super::config_cache::ConfigCacheHandle;
 use super::evaluator::{EvalError, EvaluatorPoolHandle};
-use crate::domain::model::{ReleaseEvent, validate_config_id};
+use super::test_runs::{self, CaseResult, TestRun};
+use crate::domain::model::{ErrorReport, Meta, ReleaseEvent, TestCase, now_millis, validate_config_id};
 use crate::domain::params::{self, ParamError};
 use crate::domain::rules::{self, RuleError};
 use crate::domain::{Config, ConfigStatus, Lang, Version};
-use crate::store::{Change, NewConfig, NewVersion, Store, StoreError};
+use crate::secrets;
+use crate::store::{Change, NewConfig, NewReport, NewTestCase, NewVersion, ReportOutcome, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
@@ -24,6 +30,33 @@ pub enum ReleaseError {
     Eval(#[from] EvalError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Publishing was refused because stored tests failed.
+    #[error("{} of the version's {} tests failed; publish with `force: true` to override", .0.failed, .0.failed + .0.passed)]
+    TestsFailed(TestRun),
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
+}
+
+/// What every node's subscribers are told when a config changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChangeNotice {
+    pub config_id: String,
+    pub revision: i64,
+    /// Unix seconds, as the original push frames carry it.
+    pub update_time: i64,
+}
+
+/// Changes announced but not yet taken by a slow listener are dropped past
+/// this; listeners then catch up by revision.
+const CHANGE_BACKLOG: usize = 1024;
+
+pub struct NewTest {
+    pub name: String,
+    pub meta: Meta,
+    pub params: serde_json::Value,
+    pub expected: serde_json::Value,
 }
 
 /// A version as uploaded: rules and schema still raw JSON, so that a bad
@@ -40,11 +73,34 @@ pub struct ReleasesHandle {
     store: Arc<dyn Store>,
     cache: ConfigCacheHandle,
     pool: EvaluatorPoolHandle,
+    changes: broadcast::Sender<ChangeNotice>,
+    break_threshold: i64,
 }
 
 impl ReleasesHandle {
-    pub fn new(store: Arc<dyn Store>, cache: ConfigCacheHandle, pool: EvaluatorPoolHandle) -> Self {
-        Self { store, cache, pool }
+    pub fn new(store: Arc<dyn Store>, cache: ConfigCacheHandle, pool: EvaluatorPoolHandle, break_threshold: u32) -> Self {
+        Self {
+            store,
+            cache,
+            pool,
+            changes: broadcast::channel(CHANGE_BACKLOG).0,
+            break_threshold: i64::from(break_threshold),
+        }
+    }
+
+    /// Every change clients must see, as it is committed.
+    pub fn subscribe_changes(&self) -> broadcast::Receiver<ChangeNotice> {
+        self.changes.subscribe()
+    }
+
+    fn announce(&self, config: &Config) {
+        self.cache.invalidate(&config.id);
+        // No listener yet is fine: subscribers read revisions on subscribing.
+        let _ = self.changes.send(ChangeNotice {
+            config_id: config.id.clone(),
+            revision: config.revision,
+            update_time: now_millis() / 1000,
+        });
     }
 
     pub async fn create_config(&self, id: String, description: String, actor: &str) -> Result<Config, ReleaseError> {
@@ -61,7 +117,7 @@ impl ReleasesHandle {
                 actor,
             )
             .await?;
-        self.cache.invalidate(&config.id);
+        self.announce(&config);
         Ok(config)
     }
 
@@ -129,10 +185,145 @@ impl ReleasesHandle {
         Ok(self.store.list_versions(config_id).await?)
     }
 
+    /// Applies a pointer or status change and announces it. A change to the
+    /// state already in force records and announces nothing.
     pub async fn apply(&self, config_id: &str, change: Change, actor: &str) -> Result<Config, ReleaseError> {
+        let before = self.config(config_id).await?.revision;
         let config = self.store.apply(config_id, change, actor).await?;
-        self.cache.invalidate(config_id);
+        if config.revision != before {
+            self.announce(&config);
+        }
         Ok(config)
+    }
+
+    /// Releases a version or sets a gray share above 0%, after its stored
+    /// tests pass (unless `forced`, which the event records).
+    pub async fn publish(&self, config_id: &str, change: Change, actor: &str) -> Result<Config, ReleaseError> {
+        let gated = match &change {
+            Change::Release { code_id, forced: false } => Some(code_id),
+            Change::Gray {
+                code_id,
+                percentage,
+                forced: false,
+            } if *percentage > 0 => Some(code_id),
+            _ => None,
+        };
+        if let Some(code_id) = gated {
+            let run = self.run_tests(config_id, code_id).await?;
+            if !run.all_passed() {
+                return Err(ReleaseError::TestsFailed(run));
+            }
+        }
+        self.apply(config_id, change, actor).await
+    }
+
+    pub async fn create_test(
+        &self,
+        config_id: &str,
+        code_id: &str,
+        test: NewTest,
+    ) -> Result<TestCase, ReleaseError> {
+        if !test.params.is_object() {
+            return Err(ReleaseError::Invalid("`params` must be a JSON object".into()));
+        }
+        let new = NewTestCase {
+            config_id: config_id.to_owned(),
+            code_id: code_id.to_owned(),
+            name: test.name,
+            meta: test.meta,
+            params: test.params,
+            expected: test.expected,
+        };
+        Ok(self.store.create_test(new).await?)
+    }
+
+    pub async fn tests(&self, config_id: &str, code_id: &str) -> Result<Vec<TestCase>, ReleaseError> {
+        self.version(config_id, code_id).await?;
+        Ok(self.store.list_tests(code_id).await?)
+    }
+
+    pub async fn delete_test(&self, config_id: &str, code_id: &str, test_id: &str) -> Result<(), ReleaseError> {
+        match self.store.get_test(test_id).await? {
+            Some(t) if t.config_id == config_id && t.code_id == code_id => {
+                self.store.delete_test(test_id).await?;
+                Ok(())
+            }
+            _ => Err(StoreError::NotFound(format!("test `{test_id}` of version `{code_id}`")).into()),
+        }
+    }
+
+    pub async fn run_tests(&self, config_id: &str, code_id: &str) -> Result<TestRun, ReleaseError> {
+        let version = Arc::new(self.version(config_id, code_id).await?);
+        let cases = self.store.list_tests(code_id).await?;
+        Ok(test_runs::run_all(&self.pool, &version, &cases).await)
+    }
+
+    /// Runs one stored test by its id (the original `GET /test/{id}`).
+    pub async fn run_test(&self, test_id: &str) -> Result<CaseResult, ReleaseError> {
+        let case = self
+            .store
+            .get_test(test_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("test `{test_id}`")))?;
+        let version = Arc::new(self.version(&case.config_id, &case.code_id).await?);
+        Ok(test_runs::run_case(&self.pool, &version, &case).await)
+    }
+
+    /// A client's error report against a current version of a config, with
+    /// the config's secret. The report that reaches the threshold marks the
+    /// version broken, which is announced like any change.
+    pub async fn report(
+        &self,
+        config_id: &str,
+        code_id: &str,
+        secret: &str,
+        err_time: i64,
+        message: String,
+    ) -> Result<ReportOutcome, ReleaseError> {
+        let config = self.config(config_id).await?;
+        if !secrets::equal(&config.secret, secret) {
+            return Err(ReleaseError::Forbidden {
+                code: "wrong_secret",
+                message: "wrong secret".into(),
+            });
+        }
+        if config.status == ConfigStatus::Inactive {
+            return Err(ReleaseError::Forbidden {
+                code: "config_inactive",
+                message: format!("config `{config_id}` is inactive"),
+            });
+        }
+        let current = config.release.as_ref().is_some_and(|r| r.code_id == code_id)
+            || config.gray.as_ref().is_some_and(|g| g.code_id == code_id);
+        if !current {
+            return Err(ReleaseError::Refused {
+                code: "not_current",
+                message: format!("version `{code_id}` is not a current version of config `{config_id}`"),
+            });
+        }
+        if self.version(config_id, code_id).await?.broken {
+            return Err(ReleaseError::Forbidden {
+                code: "version_broken",
+                message: format!("version `{code_id}` is already marked broken"),
+            });
+        }
+        let report = NewReport {
+            config_id: config_id.to_owned(),
+            code_id: code_id.to_owned(),
+            err_time,
+            message,
+        };
+        let outcome = self.store.add_report(report, self.break_threshold).await?;
+        if let Some(config) = &outcome.broke {
+            tracing::warn!(config_id, code_id, errors = outcome.error_count, "version marked broken by reports");
+            self.announce(config);
+        }
+        Ok(outcome)
+    }
+
+    pub async fn reports(&self, config_id: &str, code_id: &str, limit: i64) -> Result<Vec<ErrorReport>, ReleaseError> {
+        self.version(config_id, code_id).await?;
+        Ok(self.store.list_reports(code_id, limit).await?)
     }
 
     pub async fn events(&self, config_id: &str) -> Result<Vec<ReleaseEvent>, ReleaseError> {

@@ -164,6 +164,32 @@ pub struct ReleaseEvent {
     pub created_at: i64,
 }
 
+/// A stored test of one version: run it with `meta` and `params`, expect
+/// `expected`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestCase {
+    pub test_id: String,
+    pub config_id: String,
+    pub code_id: String,
+    pub name: String,
+    pub meta: Meta,
+    pub params: serde_json::Value,
+    pub expected: serde_json::Value,
+    pub created_at: i64,
+}
+
+/// One error a client reported against a version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReport {
+    pub id: i64,
+    pub config_id: String,
+    pub code_id: String,
+    /// When the client saw it, as it says (unix seconds in the original).
+    pub err_time: i64,
+    pub message: String,
+    pub received_at: i64,
+}
+
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

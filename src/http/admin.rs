@@ -26,6 +26,11 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/configs/{config_id}/versions/{code_id}", get(get_version))
         .route("/api/v1/configs/{config_id}/release", post(release))
         .route("/api/v1/configs/{config_id}/gray", post(set_gray).delete(remove_gray))
+        .route("/api/v1/configs/{config_id}/rollback", post(rollback))
+        .route(
+            "/api/v1/configs/{config_id}/versions/{code_id}/broken",
+            post(mark_broken).delete(clear_broken),
+        )
         .route("/api/v1/configs/{config_id}/events", get(list_events))
 }
 
@@ -132,7 +137,7 @@ async fn release(
         code_id: body.code_id,
         forced: body.force,
     };
-    Ok(Json(app.releases.apply(&config_id, change, &who.0).await?))
+    Ok(Json(app.releases.publish(&config_id, change, &who.0).await?))
 }
 
 #[derive(Deserialize)]
@@ -162,7 +167,7 @@ async fn set_gray(
         percentage,
         forced: body.force,
     };
-    Ok(Json(app.releases.apply(&config_id, change, &who.0).await?))
+    Ok(Json(app.releases.publish(&config_id, change, &who.0).await?))
 }
 
 async fn remove_gray(
@@ -171,6 +176,30 @@ async fn remove_gray(
     Path(config_id): Path<String>,
 ) -> Reply<Config> {
     Ok(Json(app.releases.apply(&config_id, Change::RemoveGray, &who.0).await?))
+}
+
+async fn rollback(
+    State(app): State<AppState>,
+    Extension(who): Extension<Operator>,
+    Path(config_id): Path<String>,
+) -> Reply<Config> {
+    Ok(Json(app.releases.apply(&config_id, Change::Rollback, &who.0).await?))
+}
+
+async fn mark_broken(
+    State(app): State<AppState>,
+    Extension(who): Extension<Operator>,
+    Path((config_id, code_id)): Path<(String, String)>,
+) -> Reply<Config> {
+    Ok(Json(app.releases.apply(&config_id, Change::Broken { code_id }, &who.0).await?))
+}
+
+async fn clear_broken(
+    State(app): State<AppState>,
+    Extension(who): Extension<Operator>,
+    Path((config_id, code_id)): Path<(String, String)>,
+) -> Reply<Config> {
+    Ok(Json(app.releases.apply(&config_id, Change::Unbroken { code_id }, &who.0).await?))
 }
 
 async fn list_events(State(app): State<AppState>, Path(config_id): Path<String>) -> Reply<Vec<ReleaseEvent>> {

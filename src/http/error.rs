@@ -26,6 +26,12 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// Publishing refused: stored tests failed. `results` rides along.
+    #[error("{message}")]
+    TestsFailed {
+        message: String,
+        results: serde_json::Value,
+    },
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{message}")]
@@ -68,7 +74,7 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::TestsFailed { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Overloaded(_) | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -82,6 +88,7 @@ impl ApiError {
             Self::Unauthorized(_) => "unauthorized",
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
+            Self::TestsFailed { .. } => "tests_failed",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::Overloaded(_) => "overloaded",
             Self::Unavailable(_) => "unavailable",
@@ -123,7 +130,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "code": self.code(), "message": self.public_message() } });
+        let mut body = json!({ "error": { "code": self.code(), "message": self.public_message() } });
+        if let Self::TestsFailed { results, .. } = &self {
+            body["error"]["results"] = results.clone();
+        }
         self.decorate(self.status(), body)
     }
 }
@@ -243,6 +253,12 @@ impl From<ReleaseError> for ApiError {
             }
             ReleaseError::Eval(other) => other.into(),
             ReleaseError::Store(store) => store.into(),
+            ReleaseError::TestsFailed(run) => Self::TestsFailed {
+                message,
+                results: serde_json::to_value(&run).unwrap_or_default(),
+            },
+            ReleaseError::Forbidden { code, .. } => Self::forbidden(code, message),
+            ReleaseError::Refused { code, .. } => Self::bad_request(code, message),
         }
     }
 }

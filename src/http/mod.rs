@@ -3,11 +3,13 @@
 
 mod admin;
 mod auth;
+mod cases;
 pub mod error;
 mod extract;
 mod fetch;
 mod health;
 mod playground;
+mod reports;
 
 use std::sync::Arc;
 
@@ -30,10 +32,15 @@ pub struct AppState {
     pub admin_tokens: Arc<AdminTokens>,
     /// The playground routes need no admin token.
     pub playground_open: bool,
+    /// The `Secret` of the original `GET /test/{id}`.
+    pub tests_secret: Arc<str>,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
-    let admin = admin::routes().route_layer(middleware::from_fn_with_state(
+    let admin = admin::routes()
+        .merge(cases::admin_routes())
+        .merge(reports::admin_routes())
+        .route_layer(middleware::from_fn_with_state(
         state.admin_tokens.clone(),
         auth::require_admin,
     ));
@@ -44,6 +51,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/playground/js", post(playground::javascript))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .merge(cases::compat_routes())
+        .merge(reports::client_routes())
         .merge(admin)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(TraceLayer::new_for_http())

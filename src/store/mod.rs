@@ -2,6 +2,8 @@
 //! (sqlx's Any driver; the schema keeps to types both read the same way) and
 //! differ only in how they connect and migrate.
 
+mod cases;
+mod health;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -11,10 +13,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::model::ReleaseEvent;
+use crate::domain::model::{ErrorReport, ReleaseEvent, TestCase};
 use crate::domain::params::ParamSpec;
 use crate::domain::rules::PlatformRules;
-use crate::domain::{Config, ConfigStatus, Lang, Version};
+use crate::domain::{Config, ConfigStatus, Lang, Meta, Version};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -78,7 +80,42 @@ pub enum Change {
         forced: bool,
     },
     RemoveGray,
+    /// Release points back to the stable version before the current one.
+    Rollback,
     Status(ConfigStatus),
+    /// Marks a version broken (or clears the mark and its error count).
+    Broken {
+        code_id: String,
+    },
+    Unbroken {
+        code_id: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct NewTestCase {
+    pub config_id: String,
+    pub code_id: String,
+    pub name: String,
+    pub meta: Meta,
+    pub params: serde_json::Value,
+    pub expected: serde_json::Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewReport {
+    pub config_id: String,
+    pub code_id: String,
+    pub err_time: i64,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReportOutcome {
+    /// The version's error count, this report included.
+    pub error_count: i64,
+    /// The config after this report marked the version broken, if it did.
+    pub broke: Option<Config>,
 }
 
 #[async_trait]
@@ -98,6 +135,18 @@ pub trait Store: Send + Sync + 'static {
     async fn apply(&self, config_id: &str, change: Change, actor: &str) -> Result<Config, StoreError>;
     /// The release log, newest first.
     async fn list_events(&self, config_id: &str) -> Result<Vec<ReleaseEvent>, StoreError>;
+    async fn create_test(&self, new: NewTestCase) -> Result<TestCase, StoreError>;
+    /// A version's test cases, oldest first.
+    async fn list_tests(&self, code_id: &str) -> Result<Vec<TestCase>, StoreError>;
+    async fn get_test(&self, test_id: &str) -> Result<Option<TestCase>, StoreError>;
+    /// Whether there was such a test to delete.
+    async fn delete_test(&self, test_id: &str) -> Result<bool, StoreError>;
+    /// Stores a report and counts it against its version; the report that
+    /// reaches `break_threshold` marks the version broken (a release event by
+    /// `reports`), in the same transaction.
+    async fn add_report(&self, report: NewReport, break_threshold: i64) -> Result<ReportOutcome, StoreError>;
+    /// A version's latest reports, newest first.
+    async fn list_reports(&self, code_id: &str, limit: i64) -> Result<Vec<ErrorReport>, StoreError>;
 }
 
 /// How long a query waits for a pooled connection before the store counts as

@@ -7,8 +7,8 @@ use sqlx::AnyPool;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::{Change, NewConfig, NewVersion, Store, StoreError};
-use crate::domain::model::{EventKind, Gray, Release, ReleaseEvent, now_millis};
+use super::{Change, NewConfig, NewReport, NewTestCase, NewVersion, ReportOutcome, Store, StoreError, cases, health};
+use crate::domain::model::{ErrorReport, EventKind, Gray, Release, ReleaseEvent, TestCase, now_millis};
 use crate::domain::{Config, ConfigStatus, Lang, Version};
 
 // Macros, not consts, so the SQL stays a static string (sqlx refuses
@@ -158,52 +158,25 @@ impl Store for SqlStore {
 
     async fn apply(&self, config_id: &str, change: Change, actor: &str) -> Result<Config, StoreError> {
         let mut tx = self.pool.begin().await?;
-        // Take the write lock first (a row lock on PostgreSQL, the database
-        // lock on SQLite) so the read below cannot go stale before the write.
-        let locked = sqlx::query("UPDATE configs SET revision = revision WHERE id = $1")
-            .bind(config_id)
-            .execute(&mut *tx)
-            .await?;
-        if locked.rows_affected() == 0 {
-            return Err(not_found_config(config_id));
-        }
-        let row = sqlx::query(concat!("SELECT ", config_columns!(), " FROM configs WHERE id = $1"))
-            .bind(config_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let before = config_from_row(&row)?;
-        let (kind, forced, after) = changed(&mut tx, &before, &change).await?;
-        if after == before {
-            return Ok(before);
-        }
-        let after = Config {
-            revision: before.revision + 1,
-            updated_at: now_millis(),
-            ..after
+        let before = lock_config(&mut tx, config_id).await?;
+        let after = match &change {
+            Change::Broken { code_id } => health::set_broken(&mut tx, &before, code_id, true, actor).await?,
+            Change::Unbroken { code_id } => health::set_broken(&mut tx, &before, code_id, false, actor).await?,
+            _ => {
+                let (kind, forced, after) = changed(&mut tx, &before, &change).await?;
+                if after == before {
+                    None
+                } else {
+                    let after = bump(&mut tx, after).await?;
+                    insert_event(&mut tx, &after, kind, actor, state_of(&before), state_of(&after), forced).await?;
+                    Some(after)
+                }
+            }
         };
-        sqlx::query(
-            "UPDATE configs SET status = $2, revision = $3, release_code_id = $4, gray_code_id = $5, \
-             gray_percentage = $6, updated_at = $7 WHERE id = $1",
-        )
-        .bind(config_id)
-        .bind(after.status.as_str())
-        .bind(after.revision)
-        .bind(after.release.as_ref().map(|r| r.code_id.clone()))
-        .bind(after.gray.as_ref().map(|g| g.code_id.clone()))
-        .bind(after.gray.as_ref().map_or(0, |g| i64::from(g.percentage)))
-        .bind(after.updated_at)
-        .execute(&mut *tx)
-        .await?;
-        insert_event(
-            &mut tx,
-            &after,
-            kind,
-            actor,
-            state_of(&before),
-            state_of(&after),
-            forced,
-        )
-        .await?;
+        let Some(after) = after else {
+            // Already in force: nothing to record.
+            return Ok(before);
+        };
         tx.commit().await?;
         Ok(after)
     }
@@ -218,6 +191,70 @@ impl Store for SqlStore {
         .await?;
         rows.iter().map(event_from_row).collect()
     }
+
+    async fn create_test(&self, new: NewTestCase) -> Result<TestCase, StoreError> {
+        cases::create(&self.pool, new).await
+    }
+
+    async fn list_tests(&self, code_id: &str) -> Result<Vec<TestCase>, StoreError> {
+        cases::list(&self.pool, code_id).await
+    }
+
+    async fn get_test(&self, test_id: &str) -> Result<Option<TestCase>, StoreError> {
+        cases::get(&self.pool, test_id).await
+    }
+
+    async fn delete_test(&self, test_id: &str) -> Result<bool, StoreError> {
+        cases::delete(&self.pool, test_id).await
+    }
+
+    async fn add_report(&self, report: NewReport, break_threshold: i64) -> Result<ReportOutcome, StoreError> {
+        health::add_report(&self.pool, report, break_threshold).await
+    }
+
+    async fn list_reports(&self, code_id: &str, limit: i64) -> Result<Vec<ErrorReport>, StoreError> {
+        health::list_reports(&self.pool, code_id, limit).await
+    }
+}
+
+/// Takes the config's write lock (a row lock on PostgreSQL, the database lock
+/// on SQLite) before reading it, so the read cannot go stale before the write.
+pub(super) async fn lock_config(tx: &mut Transaction<'_, Any>, config_id: &str) -> Result<Config, StoreError> {
+    let locked = sqlx::query("UPDATE configs SET revision = revision WHERE id = $1")
+        .bind(config_id)
+        .execute(&mut **tx)
+        .await?;
+    if locked.rows_affected() == 0 {
+        return Err(not_found_config(config_id));
+    }
+    let row = sqlx::query(concat!("SELECT ", config_columns!(), " FROM configs WHERE id = $1"))
+        .bind(config_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    config_from_row(&row)
+}
+
+/// Writes `after` with the next revision.
+pub(super) async fn bump(tx: &mut Transaction<'_, Any>, after: Config) -> Result<Config, StoreError> {
+    let after = Config {
+        revision: after.revision + 1,
+        updated_at: now_millis(),
+        ..after
+    };
+    sqlx::query(
+        "UPDATE configs SET status = $2, revision = $3, release_code_id = $4, gray_code_id = $5, \
+         gray_percentage = $6, updated_at = $7 WHERE id = $1",
+    )
+    .bind(&after.id)
+    .bind(after.status.as_str())
+    .bind(after.revision)
+    .bind(after.release.as_ref().map(|r| r.code_id.clone()))
+    .bind(after.gray.as_ref().map(|g| g.code_id.clone()))
+    .bind(after.gray.as_ref().map_or(0, |g| i64::from(g.percentage)))
+    .bind(after.updated_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(after)
 }
 
 /// The config as it would be after `change`, with the event kind and whether
@@ -262,11 +299,61 @@ async fn changed(
             after.status = *status;
             (EventKind::Status, false)
         }
+        Change::Rollback => {
+            let target = rollback_target(tx, before).await?;
+            if after.gray.as_ref().is_some_and(|g| g.code_id == target) {
+                after.gray = None;
+            }
+            after.release = Some(Release { code_id: target });
+            (EventKind::Rollback, false)
+        }
+        Change::Broken { .. } | Change::Unbroken { .. } => {
+            return Err(StoreError::Invalid("broken marks are not pointer changes".into()));
+        }
     };
     Ok((result.0, result.1, after))
 }
 
-async fn ensure_version_of(tx: &mut Transaction<'_, Any>, config_id: &str, code_id: &str) -> Result<(), StoreError> {
+/// The stable version before the current one. Releases push onto a stack and
+/// rollbacks pop it, so repeated rollbacks walk further back.
+async fn rollback_target(tx: &mut Transaction<'_, Any>, config: &Config) -> Result<String, StoreError> {
+    let rows = sqlx::query(
+        "SELECT kind, to_state FROM release_events WHERE config_id = $1 AND kind IN ('release', 'rollback') \
+         ORDER BY id",
+    )
+    .bind(&config.id)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut stack: Vec<String> = Vec::new();
+    for row in &rows {
+        let kind: String = row.try_get("kind")?;
+        if kind == EventKind::Rollback.as_str() {
+            stack.pop();
+            continue;
+        }
+        let to: String = row.try_get("to_state")?;
+        let to: serde_json::Value = serde_json::from_str(&to).map_err(|e| corrupt("event state", &e.to_string()))?;
+        if let Some(code_id) = to["release"]["code_id"].as_str() {
+            stack.push(code_id.to_owned());
+        }
+    }
+    let nothing = || StoreError::Conflict(format!("config `{}` has no earlier stable version to roll back to", config.id));
+    let target = stack.iter().rev().nth(1).cloned().ok_or_else(nothing)?;
+    let broken = sqlx::query("SELECT broken FROM versions WHERE code_id = $1")
+        .bind(&target)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get::<i64, _>("broken")?
+        != 0;
+    if broken {
+        return Err(StoreError::Conflict(format!(
+            "the earlier stable version `{target}` is marked broken; clear the mark before rolling back to it"
+        )));
+    }
+    Ok(target)
+}
+
+pub(super) async fn ensure_version_of(tx: &mut Transaction<'_, Any>, config_id: &str, code_id: &str) -> Result<(), StoreError> {
     let found = sqlx::query("SELECT 1 FROM versions WHERE code_id = $1 AND config_id = $2")
         .bind(code_id)
         .bind(config_id)
@@ -280,7 +367,7 @@ async fn ensure_version_of(tx: &mut Transaction<'_, Any>, config_id: &str, code_
     }
 }
 
-async fn insert_event(
+pub(super) async fn insert_event(
     tx: &mut Transaction<'_, Any>,
     config: &Config,
     kind: EventKind,
@@ -307,23 +394,23 @@ async fn insert_event(
 }
 
 /// What an event records of a config: the parts a change can move.
-fn state_of(c: &Config) -> serde_json::Value {
+pub(super) fn state_of(c: &Config) -> serde_json::Value {
     json!({ "status": c.status, "release": c.release, "gray": c.gray })
 }
 
-fn new_code_id() -> String {
+pub(super) fn new_code_id() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
-fn not_found_config(id: &str) -> StoreError {
+pub(super) fn not_found_config(id: &str) -> StoreError {
     StoreError::NotFound(format!("config `{id}`"))
 }
 
-fn corrupt(what: &str, value: &str) -> StoreError {
+pub(super) fn corrupt(what: &str, value: &str) -> StoreError {
     StoreError::Corrupt(format!("{what} `{value}`"))
 }
 
-fn config_from_row(row: &AnyRow) -> Result<Config, StoreError> {
+pub(super) fn config_from_row(row: &AnyRow) -> Result<Config, StoreError> {
     let status: String = row.try_get("status")?;
     let gray_code_id: Option<String> = row.try_get("gray_code_id")?;
     let percentage: i64 = row.try_get("gray_percentage")?;

@@ -1,0 +1,136 @@
+//! Stored test cases: the admin routes under a version, and the original
+//! `GET /test/{test_id}`.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::AppState;
+use super::auth::check_secret;
+use super::error::{ApiError, CompatError};
+use super::extract::Body;
+use crate::actors::releases::NewTest;
+use crate::actors::test_runs::TestRun;
+use crate::domain::Meta;
+use crate::domain::model::TestCase;
+
+pub fn admin_routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/configs/{config_id}/versions/{code_id}/tests",
+            post(create).get(list),
+        )
+        .route("/api/v1/configs/{config_id}/versions/{code_id}/tests/run", post(run))
+        .route(
+            "/api/v1/configs/{config_id}/versions/{code_id}/tests/{test_id}",
+            delete(remove),
+        )
+}
+
+pub fn compat_routes() -> Router<AppState> {
+    Router::new().route("/test/{test_id}", get(compat_run))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTestBody {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    meta: Meta,
+    #[serde(default = "empty_object")]
+    params: Value,
+    expected: Value,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+async fn create(
+    State(app): State<AppState>,
+    Path((config_id, code_id)): Path<(String, String)>,
+    Body(body): Body<NewTestBody>,
+) -> Result<(StatusCode, Json<TestCase>), ApiError> {
+    let test = NewTest {
+        name: body.name,
+        meta: body.meta,
+        params: body.params,
+        expected: body.expected,
+    };
+    let case = app.releases.create_test(&config_id, &code_id, test).await?;
+    Ok((StatusCode::CREATED, Json(case)))
+}
+
+async fn list(
+    State(app): State<AppState>,
+    Path((config_id, code_id)): Path<(String, String)>,
+) -> Result<Json<Vec<TestCase>>, ApiError> {
+    Ok(Json(app.releases.tests(&config_id, &code_id).await?))
+}
+
+async fn remove(
+    State(app): State<AppState>,
+    Path((config_id, code_id, test_id)): Path<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    app.releases.delete_test(&config_id, &code_id, &test_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn run(
+    State(app): State<AppState>,
+    Path((config_id, code_id)): Path<(String, String)>,
+) -> Result<Json<TestRun>, ApiError> {
+    Ok(Json(app.releases.run_tests(&config_id, &code_id).await?))
+}
+
+#[derive(Serialize)]
+struct CompatOutcome {
+    duration: u64,
+    succeed: bool,
+}
+
+#[derive(Serialize)]
+struct CompatResult {
+    data: CompatOutcome,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct CompatReply {
+    data: CompatResult,
+    message: &'static str,
+}
+
+/// The original shape: an execution error is a 400; a wrong answer is a 200
+/// whose inner message shows what came out.
+async fn compat_run(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(test_id): Path<String>,
+) -> Result<Json<CompatReply>, CompatError> {
+    check_secret(&headers, &app.tests_secret)?;
+    let result = app.releases.run_test(&test_id).await?;
+    let Some(actual) = &result.actual else {
+        let message = result.error.unwrap_or_else(|| "execution failed".into());
+        return Err(ApiError::bad_request("execution_error", message).into());
+    };
+    let message = if result.passed {
+        "success".to_owned()
+    } else {
+        format!("wrong output:\n{actual}")
+    };
+    Ok(Json(CompatReply {
+        data: CompatResult {
+            data: CompatOutcome {
+                duration: result.duration_us,
+                succeed: result.passed,
+            },
+            message,
+        },
+        message: "success",
+    }))
+}

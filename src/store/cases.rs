@@ -1,0 +1,84 @@
+//! Stored test cases of versions.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+
+use super::sql::{corrupt, new_code_id};
+use super::{NewTestCase, StoreError};
+use crate::domain::model::{TestCase, now_millis};
+
+macro_rules! test_columns {
+    () => {
+        "test_id, config_id, code_id, name, meta, params, expected, created_at"
+    };
+}
+
+pub async fn create(pool: &AnyPool, new: NewTestCase) -> Result<TestCase, StoreError> {
+    let text = |v: &serde_json::Value| v.to_string();
+    let meta = serde_json::to_string(&new.meta).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let row = sqlx::query(concat!(
+        "INSERT INTO test_cases (test_id, config_id, code_id, name, meta, params, expected, created_at) \
+         SELECT $1, config_id, code_id, $4, $5, $6, $7, $8 FROM versions WHERE code_id = $3 AND config_id = $2 \
+         RETURNING ",
+        test_columns!()
+    ))
+    .bind(new_code_id())
+    .bind(&new.config_id)
+    .bind(&new.code_id)
+    .bind(&new.name)
+    .bind(meta)
+    .bind(text(&new.params))
+    .bind(text(&new.expected))
+    .bind(now_millis())
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(test_from_row).transpose()?.ok_or_else(|| {
+        StoreError::NotFound(format!("version `{}` of config `{}`", new.code_id, new.config_id))
+    })
+}
+
+pub async fn list(pool: &AnyPool, code_id: &str) -> Result<Vec<TestCase>, StoreError> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        test_columns!(),
+        " FROM test_cases WHERE code_id = $1 ORDER BY created_at, test_id"
+    ))
+    .bind(code_id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(test_from_row).collect()
+}
+
+pub async fn get(pool: &AnyPool, test_id: &str) -> Result<Option<TestCase>, StoreError> {
+    let row = sqlx::query(concat!("SELECT ", test_columns!(), " FROM test_cases WHERE test_id = $1"))
+        .bind(test_id)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(test_from_row).transpose()
+}
+
+pub async fn delete(pool: &AnyPool, test_id: &str) -> Result<bool, StoreError> {
+    let done = sqlx::query("DELETE FROM test_cases WHERE test_id = $1")
+        .bind(test_id)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+fn test_from_row(row: &AnyRow) -> Result<TestCase, StoreError> {
+    let json = |column: &str| -> Result<serde_json::Value, StoreError> {
+        let text: String = row.try_get(column)?;
+        serde_json::from_str(&text).map_err(|e| corrupt(column, &e.to_string()))
+    };
+    let meta: String = row.try_get("meta")?;
+    Ok(TestCase {
+        test_id: row.try_get("test_id")?,
+        config_id: row.try_get("config_id")?,
+        code_id: row.try_get("code_id")?,
+        name: row.try_get("name")?,
+        meta: serde_json::from_str(&meta).map_err(|e| corrupt("meta", &e.to_string()))?,
+        params: json("params")?,
+        expected: json("expected")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
