@@ -36,7 +36,11 @@ pub async fn start(mut settings: Settings, listener: TcpListener) -> anyhow::Res
         .await
         .with_context(|| format!("opening store {}", redact(&settings.store.url)))?;
     if settings.auth.admin_tokens.is_empty() {
-        settings.auth.admin_tokens = vec![generated_secret(&settings.store.url, "vane-admin-token", "admin token")?];
+        settings.auth.admin_tokens = vec![generated_secret(
+            &settings.store.url,
+            "vane-admin-token",
+            "admin token",
+        )?];
     }
     if settings.tests.secret.is_empty() {
         settings.tests.secret = generated_secret(&settings.store.url, "vane-test-secret", "test secret")?;

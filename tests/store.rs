@@ -3,11 +3,11 @@
 mod common;
 
 use common::Backend;
+use serde_json::json;
 use vane::domain::ConfigStatus;
 use vane::domain::Lang;
-use vane::domain::model::EventKind;
-use serde_json::json;
 use vane::domain::Meta;
+use vane::domain::model::EventKind;
 use vane::store::{self, Change, NewConfig, NewReport, NewTestCase, NewVersion, Store, StoreError};
 
 backend_tests!(store_contract, history_health_and_tests);
@@ -191,15 +191,24 @@ async fn history_health_and_tests(backend: Backend) {
     store.create_config(new, "t").await.unwrap();
     let mut versions = Vec::new();
     for n in 1..=3 {
-        let v = store.create_version(new_version("app", &format!("return {n}"))).await.unwrap();
+        let v = store
+            .create_version(new_version("app", &format!("return {n}")))
+            .await
+            .unwrap();
         versions.push(v.code_id);
     }
     let [v1, v2, v3] = [&versions[0], &versions[1], &versions[2]];
 
     // Nothing to roll back to yet.
-    assert!(matches!(store.apply("app", Change::Rollback, "ops").await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        store.apply("app", Change::Rollback, "ops").await,
+        Err(StoreError::Conflict(_))
+    ));
     store.apply("app", release(v1), "ops").await.unwrap();
-    assert!(matches!(store.apply("app", Change::Rollback, "ops").await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        store.apply("app", Change::Rollback, "ops").await,
+        Err(StoreError::Conflict(_))
+    ));
     store.apply("app", release(v2), "ops").await.unwrap();
     store.apply("app", release(v3), "ops").await.unwrap();
     // Rollbacks walk back through the releases, each as a new event.
@@ -207,9 +216,21 @@ async fn history_health_and_tests(backend: Backend) {
     assert_eq!(back.release.unwrap().code_id, *v2);
     store.apply("app", Change::Rollback, "ops").await.unwrap();
     assert_eq!(released_code(store.as_ref()).await, *v1);
-    assert!(matches!(store.apply("app", Change::Rollback, "ops").await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        store.apply("app", Change::Rollback, "ops").await,
+        Err(StoreError::Conflict(_))
+    ));
     store.apply("app", release(v3), "ops").await.unwrap();
-    assert_eq!(store.apply("app", Change::Rollback, "ops").await.unwrap().release.unwrap().code_id, *v1);
+    assert_eq!(
+        store
+            .apply("app", Change::Rollback, "ops")
+            .await
+            .unwrap()
+            .release
+            .unwrap()
+            .code_id,
+        *v1
+    );
 
     // Reports count up; the one that reaches the threshold breaks the version.
     let revision = store.get_config("app").await.unwrap().unwrap().revision;
@@ -225,20 +246,36 @@ async fn history_health_and_tests(backend: Backend) {
     assert_eq!((fourth.error_count, fourth.broke.is_some()), (4, false));
     let listed = store.list_reports(v1, 2).await.unwrap();
     assert_eq!(listed.iter().map(|r| r.err_time).collect::<Vec<_>>(), [4, 3]);
-    assert!(matches!(store.add_report(report("nope", 1), 3).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.add_report(report("nope", 1), 3).await,
+        Err(StoreError::NotFound(_))
+    ));
 
     // A broken version is not a rollback target until its mark is cleared.
     store.apply("app", release(v2), "ops").await.unwrap();
-    assert!(matches!(store.apply("app", Change::Rollback, "ops").await, Err(StoreError::Conflict(_))));
-    let cleared = store.apply("app", Change::Unbroken { code_id: v1.clone() }, "ops").await.unwrap();
+    assert!(matches!(
+        store.apply("app", Change::Rollback, "ops").await,
+        Err(StoreError::Conflict(_))
+    ));
+    let cleared = store
+        .apply("app", Change::Unbroken { code_id: v1.clone() }, "ops")
+        .await
+        .unwrap();
     let version = store.get_version(v1).await.unwrap().unwrap();
     assert_eq!((version.broken, version.error_count), (false, 0));
     assert_eq!(
-        store.apply("app", Change::Unbroken { code_id: v1.clone() }, "ops").await.unwrap().revision,
+        store
+            .apply("app", Change::Unbroken { code_id: v1.clone() }, "ops")
+            .await
+            .unwrap()
+            .revision,
         cleared.revision,
         "clearing a clear mark is a no-op"
     );
-    store.apply("app", Change::Broken { code_id: v3.clone() }, "ops").await.unwrap();
+    store
+        .apply("app", Change::Broken { code_id: v3.clone() }, "ops")
+        .await
+        .unwrap();
     assert!(store.get_version(v3).await.unwrap().unwrap().broken);
 
     let events = store.list_events("app").await.unwrap();
@@ -269,7 +306,10 @@ async fn history_health_and_tests(backend: Backend) {
         expected: json!({"tier": "gold"}),
     };
     let created = store.create_test(case.clone()).await.unwrap();
-    assert_eq!((created.meta.platform.as_str(), &created.expected), ("ios", &json!({"tier": "gold"})));
+    assert_eq!(
+        (created.meta.platform.as_str(), &created.expected),
+        ("ios", &json!({"tier": "gold"}))
+    );
     assert_eq!(store.get_test(&created.test_id).await.unwrap(), Some(created.clone()));
     assert_eq!(store.list_tests(v2).await.unwrap(), vec![created.clone()]);
     let foreign = NewTestCase {

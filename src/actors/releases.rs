@@ -78,7 +78,12 @@ pub struct ReleasesHandle {
 }
 
 impl ReleasesHandle {
-    pub fn new(store: Arc<dyn Store>, cache: ConfigCacheHandle, pool: EvaluatorPoolHandle, break_threshold: u32) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        cache: ConfigCacheHandle,
+        pool: EvaluatorPoolHandle,
+        break_threshold: u32,
+    ) -> Self {
         Self {
             store,
             cache,
@@ -217,12 +222,7 @@ impl ReleasesHandle {
         self.apply(config_id, change, actor).await
     }
 
-    pub async fn create_test(
-        &self,
-        config_id: &str,
-        code_id: &str,
-        test: NewTest,
-    ) -> Result<TestCase, ReleaseError> {
+    pub async fn create_test(&self, config_id: &str, code_id: &str, test: NewTest) -> Result<TestCase, ReleaseError> {
         if !test.params.is_object() {
             return Err(ReleaseError::Invalid("`params` must be a JSON object".into()));
         }
@@ -315,7 +315,12 @@ impl ReleasesHandle {
         };
         let outcome = self.store.add_report(report, self.break_threshold).await?;
         if let Some(config) = &outcome.broke {
-            tracing::warn!(config_id, code_id, errors = outcome.error_count, "version marked broken by reports");
+            tracing::warn!(
+                config_id,
+                code_id,
+                errors = outcome.error_count,
+                "version marked broken by reports"
+            );
             self.announce(config);
         }
         Ok(outcome)

@@ -235,9 +235,17 @@ mod tests {
             json!({"n": 1, "region": "us", "beta": true})
         );
         assert_eq!(prepare(&s, json!({})).unwrap_err(), ParamError::Missing("n".into()));
-        assert!(prepare(&s, json!({"n": 1, "beta": "yes"})).is_err(), "a given optional is still typed");
+        assert!(
+            prepare(&s, json!({"n": 1, "beta": "yes"})).is_err(),
+            "a given optional is still typed"
+        );
         let bad = specs(json!([{"name": "r", "type": "string", "default": 3}]));
-        assert!(validate_schema(&bad).unwrap_err().to_string().contains("default of `r`"));
+        assert!(
+            validate_schema(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("default of `r`")
+        );
         assert!(serde_json::from_value::<Vec<ParamSpec>>(json!([{"name": "a", "type": "int", "dflt": 1}])).is_err());
     }
 }

@@ -264,7 +264,10 @@ fn condition(raw: &RawCondition) -> Result<Condition, String> {
     let compare = Op::parse(&raw.compare)
         .ok_or_else(|| format!("unknown operator `{}` (known: < <= = != > >= in not_in)", raw.compare))?;
     if field == Field::DeviceId && !matches!(compare, Op::Eq | Op::Ne | Op::In | Op::NotIn) {
-        return Err(format!("operator `{}` does not apply to device_id (use = != in not_in)", raw.compare));
+        return Err(format!(
+            "operator `{}` does not apply to device_id (use = != in not_in)",
+            raw.compare
+        ));
     }
     let items: Vec<&serde_json::Value> = match (&raw.value, compare.is_list()) {
         (serde_json::Value::Array(items), true) if !items.is_empty() => items.iter().collect(),
@@ -452,11 +455,20 @@ mod tests {
         .unwrap();
         assert!(allows(&rules, &app("ios", "2.10.0", "d")));
         assert!(allows(&rules, &app("ios", "2.12", "d")));
-        assert!(!allows(&rules, &app("ios", "2.9.9", "d")), "2.9.9 < 2.10 numerically, not as text");
+        assert!(
+            !allows(&rules, &app("ios", "2.9.9", "d")),
+            "2.9.9 < 2.10 numerically, not as text"
+        );
         assert!(!allows(&rules, &app("ios", "2.11.1", "d")));
-        assert!(!allows(&rules, &app("ios", "2.10.0-beta.1", "d")), "a pre-release sorts before its release");
+        assert!(
+            !allows(&rules, &app("ios", "2.10.0-beta.1", "d")),
+            "a pre-release sorts before its release"
+        );
         assert!(!allows(&rules, &app("ios", "not a version", "d")));
-        assert!(!allows(&rules, &meta("ios", Some(3))), "no app_version cannot satisfy it");
+        assert!(
+            !allows(&rules, &meta("ios", Some(3))),
+            "no app_version cannot satisfy it"
+        );
     }
 
     #[test]
@@ -487,13 +499,31 @@ mod tests {
     #[test]
     fn new_rules_are_checked_at_upload() {
         for (rule, needle) in [
-            (json!({"field": "app_version", "compare": ">", "value": "two"}), "not a semantic version"),
-            (json!({"field": "version", "compare": "in", "value": 3}), "non-empty list"),
-            (json!({"field": "version", "compare": "in", "value": []}), "non-empty list"),
+            (
+                json!({"field": "app_version", "compare": ">", "value": "two"}),
+                "not a semantic version",
+            ),
+            (
+                json!({"field": "version", "compare": "in", "value": 3}),
+                "non-empty list",
+            ),
+            (
+                json!({"field": "version", "compare": "in", "value": []}),
+                "non-empty list",
+            ),
             (json!({"field": "version", "compare": "<", "value": [1]}), "not a list"),
-            (json!({"field": "device_id", "compare": ">", "value": "a"}), "does not apply to device_id"),
-            (json!({"field": "device_id", "compare": "=", "value": 7}), "not a string"),
-            (json!({"field": "version", "compare": "<", "value": 1, "extra": 1}), "unknown field `extra`"),
+            (
+                json!({"field": "device_id", "compare": ">", "value": "a"}),
+                "does not apply to device_id",
+            ),
+            (
+                json!({"field": "device_id", "compare": "=", "value": 7}),
+                "not a string",
+            ),
+            (
+                json!({"field": "version", "compare": "<", "value": 1, "extra": 1}),
+                "unknown field `extra`",
+            ),
         ] {
             let got = validate(vec![RawPlatformRules {
                 platform: "web".into(),

@@ -191,7 +191,11 @@ async fn mark_broken(
     Extension(who): Extension<Operator>,
     Path((config_id, code_id)): Path<(String, String)>,
 ) -> Reply<Config> {
-    Ok(Json(app.releases.apply(&config_id, Change::Broken { code_id }, &who.0).await?))
+    Ok(Json(
+        app.releases
+            .apply(&config_id, Change::Broken { code_id }, &who.0)
+            .await?,
+    ))
 }
 
 async fn clear_broken(
@@ -199,7 +203,11 @@ async fn clear_broken(
     Extension(who): Extension<Operator>,
     Path((config_id, code_id)): Path<(String, String)>,
 ) -> Reply<Config> {
-    Ok(Json(app.releases.apply(&config_id, Change::Unbroken { code_id }, &who.0).await?))
+    Ok(Json(
+        app.releases
+            .apply(&config_id, Change::Unbroken { code_id }, &who.0)
+            .await?,
+    ))
 }
 
 async fn list_events(State(app): State<AppState>, Path(config_id): Path<String>) -> Reply<Vec<ReleaseEvent>> {

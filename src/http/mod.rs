@@ -41,9 +41,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(cases::admin_routes())
         .merge(reports::admin_routes())
         .route_layer(middleware::from_fn_with_state(
-        state.admin_tokens.clone(),
-        auth::require_admin,
-    ));
+            state.admin_tokens.clone(),
+            auth::require_admin,
+        ));
     Router::new()
         .route("/config/{config_id}", post(fetch::compat_fetch))
         .route("/api/v1/configs/{config_id}/evaluate", post(fetch::evaluate))

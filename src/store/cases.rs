@@ -32,9 +32,10 @@ pub async fn create(pool: &AnyPool, new: NewTestCase) -> Result<TestCase, StoreE
     .bind(now_millis())
     .fetch_optional(pool)
     .await?;
-    row.as_ref().map(test_from_row).transpose()?.ok_or_else(|| {
-        StoreError::NotFound(format!("version `{}` of config `{}`", new.code_id, new.config_id))
-    })
+    row.as_ref()
+        .map(test_from_row)
+        .transpose()?
+        .ok_or_else(|| StoreError::NotFound(format!("version `{}` of config `{}`", new.code_id, new.config_id)))
 }
 
 pub async fn list(pool: &AnyPool, code_id: &str) -> Result<Vec<TestCase>, StoreError> {
@@ -50,10 +51,14 @@ pub async fn list(pool: &AnyPool, code_id: &str) -> Result<Vec<TestCase>, StoreE
 }
 
 pub async fn get(pool: &AnyPool, test_id: &str) -> Result<Option<TestCase>, StoreError> {
-    let row = sqlx::query(concat!("SELECT ", test_columns!(), " FROM test_cases WHERE test_id = $1"))
-        .bind(test_id)
-        .fetch_optional(pool)
-        .await?;
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        test_columns!(),
+        " FROM test_cases WHERE test_id = $1"
+    ))
+    .bind(test_id)
+    .fetch_optional(pool)
+    .await?;
     row.as_ref().map(test_from_row).transpose()
 }
 

@@ -24,9 +24,7 @@ pub async fn add_report(pool: &AnyPool, report: NewReport, break_threshold: i64)
     .bind(&report.config_id)
     .fetch_optional(&mut *tx)
     .await?
-    .ok_or_else(|| {
-        StoreError::NotFound(format!("version `{}` of config `{}`", report.code_id, report.config_id))
-    })?;
+    .ok_or_else(|| StoreError::NotFound(format!("version `{}` of config `{}`", report.code_id, report.config_id)))?;
     let error_count: i64 = counted.try_get("error_count")?;
     sqlx::query(
         "INSERT INTO error_reports (config_id, code_id, err_time, message, received_at) VALUES ($1, $2, $3, $4, $5)",
@@ -60,7 +58,9 @@ pub async fn set_broken(
     let changed = if broken {
         sqlx::query("UPDATE versions SET broken = 1 WHERE code_id = $1 AND config_id = $2 AND broken = 0")
     } else {
-        sqlx::query("UPDATE versions SET broken = 0, error_count = 0 WHERE code_id = $1 AND config_id = $2 AND broken = 1")
+        sqlx::query(
+            "UPDATE versions SET broken = 0, error_count = 0 WHERE code_id = $1 AND config_id = $2 AND broken = 1",
+        )
     }
     .bind(code_id)
     .bind(&config.id)

@@ -168,7 +168,16 @@ impl Store for SqlStore {
                     None
                 } else {
                     let after = bump(&mut tx, after).await?;
-                    insert_event(&mut tx, &after, kind, actor, state_of(&before), state_of(&after), forced).await?;
+                    insert_event(
+                        &mut tx,
+                        &after,
+                        kind,
+                        actor,
+                        state_of(&before),
+                        state_of(&after),
+                        forced,
+                    )
+                    .await?;
                     Some(after)
                 }
             }
@@ -337,7 +346,12 @@ async fn rollback_target(tx: &mut Transaction<'_, Any>, config: &Config) -> Resu
             stack.push(code_id.to_owned());
         }
     }
-    let nothing = || StoreError::Conflict(format!("config `{}` has no earlier stable version to roll back to", config.id));
+    let nothing = || {
+        StoreError::Conflict(format!(
+            "config `{}` has no earlier stable version to roll back to",
+            config.id
+        ))
+    };
     let target = stack.iter().rev().nth(1).cloned().ok_or_else(nothing)?;
     let broken = sqlx::query("SELECT broken FROM versions WHERE code_id = $1")
         .bind(&target)
@@ -353,7 +367,11 @@ async fn rollback_target(tx: &mut Transaction<'_, Any>, config: &Config) -> Resu
     Ok(target)
 }
 
-pub(super) async fn ensure_version_of(tx: &mut Transaction<'_, Any>, config_id: &str, code_id: &str) -> Result<(), StoreError> {
+pub(super) async fn ensure_version_of(
+    tx: &mut Transaction<'_, Any>,
+    config_id: &str,
+    code_id: &str,
+) -> Result<(), StoreError> {
     let found = sqlx::query("SELECT 1 FROM versions WHERE code_id = $1 AND config_id = $2")
         .bind(code_id)
         .bind(config_id)
