@@ -176,9 +176,18 @@ mod tests {
 
     #[test]
     fn token_lives_beside_the_database() {
-        assert_eq!(token_path("sqlite://data/vane.db"), Path::new("data/vane-admin-token"));
-        assert_eq!(token_path("sqlite://vane.db?mode=rwc"), Path::new("vane-admin-token"));
-        assert_eq!(token_path("postgres://h/db"), Path::new("vane-admin-token"));
+        assert_eq!(
+            secret_path("sqlite://data/vane.db", "vane-admin-token"),
+            Path::new("data/vane-admin-token")
+        );
+        assert_eq!(
+            secret_path("sqlite://vane.db?mode=rwc", "vane-admin-token"),
+            Path::new("vane-admin-token")
+        );
+        assert_eq!(
+            secret_path("postgres://h/db", "vane-admin-token"),
+            Path::new("vane-admin-token")
+        );
     }
 
     #[test]
