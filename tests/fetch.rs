@@ -328,13 +328,14 @@ async fn bad_uploads_are_refused(backend: Backend) {
         "{body}"
     );
 
-    let (status, _) =
+    let (status, body) =
         upload(json!({"lang": "starlark", "source": "return 1", "params": [{"name": "a", "type": "integer"}]})).await;
     assert_eq!(
         status,
-        StatusCode::BAD_REQUEST,
-        "unknown param type is a malformed body"
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "an unknown param type names its entry"
     );
+    assert!(body["error"]["message"].as_str().unwrap().contains("entry 1"), "{body}");
 
     let (status, body) = app
         .admin(Method::POST, "/api/v1/configs", Some(json!({"id": "strict"})))
