@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::actors::config_cache::ConfigCacheHandle;
 use crate::actors::evaluator::{EvaluatorPoolHandle, PoolStats};
+use crate::actors::push::{self, PushHandle};
 use crate::actors::releases::ReleasesHandle;
 use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::http::{self, AdminTokens, AppState};
@@ -28,6 +29,7 @@ pub struct App {
     supervisor_done: JoinHandle<()>,
     server: JoinHandle<std::io::Result<()>>,
     stop_server: watch::Sender<bool>,
+    forwarder: JoinHandle<()>,
 }
 
 pub async fn start(mut settings: Settings, listener: TcpListener) -> anyhow::Result<App> {
@@ -63,13 +65,18 @@ pub async fn start(mut settings: Settings, listener: TcpListener) -> anyhow::Res
     let timeout = settings.call_timeout();
     let cache = ConfigCacheHandle::new(slots.config_cache, timeout);
     let pool = EvaluatorPoolHandle::new(slots.evaluator_pool, &settings.sandbox, pool_stats);
+    let releases = ReleasesHandle::new(store, cache.clone(), pool.clone(), settings.reports.break_threshold);
+    let push = PushHandle::new(slots.subscriptions, releases.clone(), &settings.push, timeout);
+    let forwarder = push::forward_changes(push.clone(), &releases);
     let state = AppState {
-        releases: ReleasesHandle::new(store, cache.clone(), pool.clone(), settings.reports.break_threshold),
+        releases,
+        push,
         cache,
         pool,
         admin_tokens: Arc::new(AdminTokens::from_entries(&settings.auth.admin_tokens)),
         playground_open: settings.playground.open,
         tests_secret: settings.tests.secret.clone().into(),
+        update_secret: settings.push.update_secret.clone().into(),
     };
     let router = http::router(state.clone(), settings.server.max_body_bytes);
     let addr = listener.local_addr()?;
@@ -89,6 +96,7 @@ pub async fn start(mut settings: Settings, listener: TcpListener) -> anyhow::Res
         supervisor_done,
         server,
         stop_server,
+        forwarder,
     })
 }
 
@@ -101,6 +109,9 @@ impl App {
     /// Stops accepting, lets in-flight requests finish (bounded), then stops
     /// the actors and their worker processes.
     pub async fn shutdown(self) {
+        // Upgraded sockets are not the server's to wait for: close them so
+        // their clients reconnect to another node.
+        let _ = self.state.push.close_all();
         let _ = self.stop_server.send(true);
         if tokio::time::timeout(Duration::from_secs(10), self.server)
             .await
@@ -112,6 +123,7 @@ impl App {
         if !self.state.pool.drain(Duration::from_secs(5)).await {
             tracing::warn!("evaluations still running at shutdown");
         }
+        self.forwarder.abort();
         self.supervisor.stop(None);
         let _ = tokio::time::timeout(Duration::from_secs(10), self.supervisor_done).await;
     }

@@ -92,6 +92,10 @@ pub struct Push {
     pub update_secret: String,
     pub ping_interval_ms: u64,
     pub pong_timeout_ms: u64,
+    /// A client whose socket accepts nothing for this long is disconnected.
+    pub write_timeout_ms: u64,
+    /// Configs one native socket may subscribe to.
+    pub max_subscriptions: usize,
 }
 
 impl Default for Push {
@@ -100,7 +104,23 @@ impl Default for Push {
             update_secret: String::new(),
             ping_interval_ms: 30_000,
             pong_timeout_ms: 10_000,
+            write_timeout_ms: 10_000,
+            max_subscriptions: 1024,
         }
+    }
+}
+
+impl Push {
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_millis(self.ping_interval_ms)
+    }
+
+    pub fn pong_timeout(&self) -> Duration {
+        Duration::from_millis(self.pong_timeout_ms)
+    }
+
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
     }
 }
 
@@ -298,6 +318,12 @@ impl Settings {
         }
         if self.server.call_timeout_ms == 0 {
             return invalid("server.call_timeout_ms", "must be at least 1");
+        }
+        if self.push.write_timeout_ms == 0 {
+            return invalid("push.write_timeout_ms", "must be at least 1");
+        }
+        if self.push.max_subscriptions == 0 {
+            return invalid("push.max_subscriptions", "must be at least 1");
         }
         if self.push.ping_interval_ms == 0 || self.push.pong_timeout_ms == 0 {
             return invalid(

@@ -3,6 +3,7 @@
 
 pub mod config_cache;
 pub mod evaluator;
+pub mod push;
 pub mod releases;
 pub mod supervisor;
 pub mod test_runs;

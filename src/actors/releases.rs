@@ -46,6 +46,10 @@ pub struct ChangeNotice {
     pub revision: i64,
     /// Unix seconds, as the original push frames carry it.
     pub update_time: i64,
+    /// Sent by `POST /update/{id}` without a change: delivered even to
+    /// clients that already have this revision.
+    #[serde(skip)]
+    pub manual: bool,
 }
 
 /// Changes announced but not yet taken by a slow listener are dropped past
@@ -105,6 +109,7 @@ impl ReleasesHandle {
             config_id: config.id.clone(),
             revision: config.revision,
             update_time: now_millis() / 1000,
+            manual: false,
         });
     }
 

@@ -1,5 +1,5 @@
-//! Supervisor: the root of the actor tree. Spawns the ConfigCache and the
-//! EvaluatorPool linked to itself, restarts a failed child after a backoff,
+//! Supervisor: the root of the actor tree. Spawns the ConfigCache, the
+//! EvaluatorPool and the SubscriptionRegistry linked to itself, restarts a failed child after a backoff,
 //! and stops (escalates) when children fail too often, so the process exits
 //! non-zero and its service manager restarts it.
 //!
@@ -14,6 +14,7 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, Super
 use super::Slot;
 use super::config_cache::{ConfigCache, ConfigCacheMsg};
 use super::evaluator::{self, PoolMsg, PoolStats};
+use super::push::{RegistryMsg, SubscriptionRegistry};
 use crate::settings::Sandbox;
 use crate::store::Store;
 
@@ -29,6 +30,7 @@ pub const ESCALATED: &str = "escalated: children failed too often";
 pub enum Child {
     ConfigCache,
     EvaluatorPool,
+    SubscriptionRegistry,
 }
 
 pub enum SupervisorMsg {
@@ -42,6 +44,7 @@ pub enum SupervisorMsg {
 pub struct Slots {
     pub config_cache: Slot<ConfigCacheMsg>,
     pub evaluator_pool: Slot<PoolMsg>,
+    pub subscriptions: Slot<RegistryMsg>,
 }
 
 pub struct SupervisorArgs {
@@ -71,9 +74,11 @@ impl Actor for Supervisor {
     ) -> Result<Self::State, ActorProcessingErr> {
         let cache = spawn_cache(&args, myself.get_cell()).await?;
         let pool = evaluator::spawn(&args.sandbox, args.pool_stats.clone(), myself.get_cell()).await?;
+        let (registry, _) = Actor::spawn_linked(None, SubscriptionRegistry, (), myself.get_cell()).await?;
         let slots = Slots {
             config_cache: Slot::new(cache),
             evaluator_pool: Slot::new(pool),
+            subscriptions: Slot::new(registry),
         };
         Ok(SupervisorState {
             args,
@@ -84,6 +89,7 @@ impl Actor for Supervisor {
 
     async fn post_stop(&self, _: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         let wait = Some(Duration::from_secs(5));
+        let _ = state.slots.subscriptions.get().stop_and_wait(None, wait).await;
         let _ = state.slots.evaluator_pool.get().stop_and_wait(None, wait).await;
         let _ = state.slots.config_cache.get().stop_and_wait(None, wait).await;
         Ok(())
@@ -131,6 +137,8 @@ impl SupervisorState {
             Some(Child::ConfigCache)
         } else if self.slots.evaluator_pool.get().get_id() == id {
             Some(Child::EvaluatorPool)
+        } else if self.slots.subscriptions.get().get_id() == id {
+            Some(Child::SubscriptionRegistry)
         } else {
             None
         }
@@ -166,6 +174,10 @@ impl SupervisorState {
                 .slots
                 .evaluator_pool
                 .set(evaluator::spawn(&self.args.sandbox, self.args.pool_stats.clone(), myself.get_cell()).await?),
+            Child::SubscriptionRegistry => {
+                let (registry, _) = Actor::spawn_linked(None, SubscriptionRegistry, (), myself.get_cell()).await?;
+                self.slots.subscriptions.set(registry)
+            }
         }
         tracing::info!(?child, "child restarted");
         Ok(())

@@ -9,6 +9,7 @@ mod extract;
 mod fetch;
 mod health;
 mod playground;
+mod push;
 mod reports;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::actors::config_cache::ConfigCacheHandle;
 use crate::actors::evaluator::EvaluatorPoolHandle;
+use crate::actors::push::PushHandle;
 use crate::actors::releases::ReleasesHandle;
 pub use auth::AdminTokens;
 
@@ -29,11 +31,14 @@ pub struct AppState {
     pub cache: ConfigCacheHandle,
     pub pool: EvaluatorPoolHandle,
     pub releases: ReleasesHandle,
+    pub push: PushHandle,
     pub admin_tokens: Arc<AdminTokens>,
     /// The playground routes need no admin token.
     pub playground_open: bool,
     /// The `Secret` of the original `GET /test/{id}`.
     pub tests_secret: Arc<str>,
+    /// The `Secret` of the original `POST /update/{id}`.
+    pub update_secret: Arc<str>,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -47,6 +52,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/config/{config_id}", post(fetch::compat_fetch))
         .route("/api/v1/configs/{config_id}/evaluate", post(fetch::evaluate))
+        .route("/push/{config_id}", get(push::compat_push))
+        .route("/update/{config_id}", post(push::compat_update))
+        .route("/api/v1/subscribe", get(push::subscribe))
         .route("/playground/starlark", post(playground::starlark))
         .route("/playground/js", post(playground::javascript))
         .route("/healthz", get(health::healthz))

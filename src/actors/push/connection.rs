@@ -1,0 +1,358 @@
+//! Connection: one per WebSocket. Owns the socket through two tasks, a reader
+//! that turns frames into messages and a writer that sends one batch at a
+//! time. Notices wait in an Outbox (one per config, the newest) while a batch
+//! is being written, so a slow client costs bounded memory; a write that
+//! blocks past `push.write_timeout_ms` ends the connection. Pings go out every
+//! `push.ping_interval_ms`; a peer silent past the interval plus
+//! `push.pong_timeout_ms` is dropped.
+//!
+//! Spawned linked to the SubscriptionRegistry and never restarted: when it
+//! stops, the registry forgets it and the client reconnects.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::outbox::Outbox;
+use super::registry::RegistryMsg;
+use crate::actors::releases::{ChangeNotice, ReleasesHandle};
+use crate::domain::model::now_millis;
+use crate::secrets;
+use crate::settings::Push;
+
+/// Replies (acks, errors) that may wait behind a blocked write before the
+/// client counts as too slow.
+const MAX_QUEUED_REPLIES: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `GET /push/{id}`: one config, `{"update_time","config_id"}` frames.
+    Compat,
+    /// `GET /api/v1/subscribe`: many configs, typed JSON messages.
+    Native,
+}
+
+pub enum ConnectionMsg {
+    Notice(ChangeNotice),
+    /// A text frame from the client.
+    Text(String),
+    /// Any other frame from the client (pong, ping, binary): it is alive.
+    Heard,
+    PeerGone,
+    WriterIdle,
+    WriterFailed(String),
+    Tick,
+    /// Closes the socket with this code (1001 when the server is going away).
+    Close(u16),
+}
+
+pub struct ConnectionArgs {
+    pub socket: WebSocket,
+    pub protocol: Protocol,
+    pub initial: Option<String>,
+    pub registry: ActorRef<RegistryMsg>,
+    pub releases: ReleasesHandle,
+    pub settings: Arc<Push>,
+    pub call_timeout: Duration,
+}
+
+pub struct ConnectionState {
+    protocol: Protocol,
+    registry: ActorRef<RegistryMsg>,
+    releases: ReleasesHandle,
+    settings: Arc<Push>,
+    call_timeout: Duration,
+    writer: mpsc::Sender<Vec<Message>>,
+    writing: bool,
+    outbox: Outbox,
+    replies: Vec<Message>,
+    subscriptions: HashSet<String>,
+    last_heard: Instant,
+    tasks: [JoinHandle<()>; 2],
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ClientMessage {
+    Subscribe {
+        config_id: String,
+        secret: String,
+        revision: Option<i64>,
+    },
+    Unsubscribe {
+        config_id: String,
+    },
+}
+
+pub struct Connection;
+
+impl Actor for Connection {
+    type Msg = ConnectionMsg;
+    type State = ConnectionState;
+    type Arguments = ConnectionArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let (sink, stream) = args.socket.split();
+        let (writer, batches) = mpsc::channel(1);
+        let tasks = [
+            tokio::spawn(read_loop(stream, myself.clone())),
+            tokio::spawn(write_loop(sink, batches, myself.clone(), args.settings.write_timeout())),
+        ];
+        myself.send_interval(args.settings.ping_interval(), || ConnectionMsg::Tick);
+        let mut state = ConnectionState {
+            protocol: args.protocol,
+            registry: args.registry,
+            releases: args.releases,
+            settings: args.settings,
+            call_timeout: args.call_timeout,
+            writer,
+            writing: false,
+            outbox: Outbox::default(),
+            replies: Vec::new(),
+            subscriptions: HashSet::new(),
+            last_heard: Instant::now(),
+            tasks,
+        };
+        if let Some(config_id) = args.initial {
+            state.register(&myself, &config_id).await?;
+        }
+        Ok(state)
+    }
+
+    async fn post_stop(&self, _: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        state.tasks[0].abort();
+        // The writer ends once its channel closes, sending a close frame if
+        // the socket still takes one.
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ConnectionMsg::Notice(notice) => {
+                if state.subscriptions.contains(&notice.config_id) {
+                    state.outbox.push(notice);
+                }
+            }
+            ConnectionMsg::Text(text) => {
+                state.last_heard = Instant::now();
+                if state.protocol == Protocol::Native {
+                    state.client_message(&myself, &text).await?;
+                }
+            }
+            ConnectionMsg::Heard => state.last_heard = Instant::now(),
+            ConnectionMsg::PeerGone => {
+                myself.stop(Some("peer closed".into()));
+                return Ok(());
+            }
+            ConnectionMsg::WriterIdle => state.writing = false,
+            ConnectionMsg::WriterFailed(why) => {
+                tracing::debug!(why, "dropping a push client");
+                myself.stop(Some(why));
+                return Ok(());
+            }
+            ConnectionMsg::Tick => {
+                let silent_for = state.last_heard.elapsed();
+                if silent_for > state.settings.ping_interval() + state.settings.pong_timeout() {
+                    myself.stop(Some(format!("peer silent for {silent_for:?}")));
+                    return Ok(());
+                }
+                if !state.writing {
+                    state.replies.push(Message::Ping(Default::default()));
+                }
+            }
+            ConnectionMsg::Close(code) => {
+                let frame = CloseFrame {
+                    code,
+                    reason: Utf8Bytes::from_static("server going away"),
+                };
+                let _ = state.writer.try_send(vec![Message::Close(Some(frame))]);
+                myself.stop(Some("closed by the server".into()));
+                return Ok(());
+            }
+        }
+        if state.replies.len() > MAX_QUEUED_REPLIES {
+            myself.stop(Some("client does not read its replies".into()));
+            return Ok(());
+        }
+        state.flush();
+        Ok(())
+    }
+}
+
+impl ConnectionState {
+    /// Sends what is waiting, unless a batch is still being written.
+    fn flush(&mut self) {
+        if self.writing || (self.outbox.is_empty() && self.replies.is_empty()) {
+            return;
+        }
+        let mut batch = std::mem::take(&mut self.replies);
+        batch.extend(self.outbox.take().iter().map(|n| frame(self.protocol, n)));
+        if self.writer.try_send(batch).is_ok() {
+            self.writing = true;
+        }
+    }
+
+    /// Registers with the registry first, then reads the revision: a change
+    /// committed in between is delivered by the registry, one committed
+    /// before shows in the revision read.
+    async fn register(&mut self, myself: &ActorRef<ConnectionMsg>, config_id: &str) -> Result<i64, ActorProcessingErr> {
+        let conn = myself.clone();
+        let id = config_id.to_owned();
+        self.registry
+            .call(
+                |reply| RegistryMsg::Subscribe {
+                    config_id: id,
+                    conn,
+                    reply,
+                },
+                Some(self.call_timeout),
+            )
+            .await?
+            .success_or("subscription registry did not answer")?;
+        self.subscriptions.insert(config_id.to_owned());
+        Ok(self.releases.config(config_id).await?.revision)
+    }
+
+    async fn client_message(&mut self, myself: &ActorRef<ConnectionMsg>, text: &str) -> Result<(), ActorProcessingErr> {
+        match serde_json::from_str::<ClientMessage>(text) {
+            Ok(ClientMessage::Subscribe {
+                config_id,
+                secret,
+                revision,
+            }) => self.subscribe(myself, config_id, &secret, revision).await,
+            Ok(ClientMessage::Unsubscribe { config_id }) => {
+                self.subscriptions.remove(&config_id);
+                self.outbox.forget(&config_id);
+                let _ = self.registry.cast(RegistryMsg::Unsubscribe {
+                    config_id,
+                    conn: myself.get_id(),
+                });
+                Ok(())
+            }
+            Err(e) => {
+                self.reply(json!({"type": "error", "message": format!("unreadable message: {e}")}));
+                Ok(())
+            }
+        }
+    }
+
+    async fn subscribe(
+        &mut self,
+        myself: &ActorRef<ConnectionMsg>,
+        config_id: String,
+        secret: &str,
+        revision: Option<i64>,
+    ) -> Result<(), ActorProcessingErr> {
+        let refuse = |message: String| json!({"type": "error", "config_id": config_id, "message": message});
+        if !self.subscriptions.contains(&config_id) && self.subscriptions.len() >= self.settings.max_subscriptions {
+            let limit = self.settings.max_subscriptions;
+            self.reply(refuse(format!("a socket may follow at most {limit} configs")));
+            return Ok(());
+        }
+        let config = match self.releases.config(&config_id).await {
+            Ok(config) => config,
+            Err(e) => {
+                self.reply(refuse(e.to_string()));
+                return Ok(());
+            }
+        };
+        if !secrets::equal(&config.secret, secret) {
+            self.reply(refuse("wrong secret".into()));
+            return Ok(());
+        }
+        let current = self.register(myself, &config_id).await?;
+        self.reply(json!({"type": "subscribed", "config_id": config_id, "revision": current}));
+        if revision.is_none_or(|r| r < current) {
+            self.outbox.push(ChangeNotice {
+                config_id,
+                revision: current,
+                update_time: now_millis() / 1000,
+                manual: false,
+            });
+        }
+        Ok(())
+    }
+
+    fn reply(&mut self, body: serde_json::Value) {
+        self.replies.push(Message::Text(body.to_string().into()));
+    }
+}
+
+fn frame(protocol: Protocol, notice: &ChangeNotice) -> Message {
+    let body = match protocol {
+        Protocol::Compat => json!({"update_time": notice.update_time, "config_id": notice.config_id}),
+        Protocol::Native => json!({
+            "type": "update",
+            "config_id": notice.config_id,
+            "revision": notice.revision,
+            "update_time": notice.update_time,
+        }),
+    };
+    Message::Text(body.to_string().into())
+}
+
+async fn read_loop(mut stream: SplitStream<WebSocket>, me: ActorRef<ConnectionMsg>) {
+    while let Some(frame) = stream.next().await {
+        let message = match frame {
+            Ok(Message::Text(text)) => ConnectionMsg::Text(text.to_string()),
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => ConnectionMsg::Heard,
+        };
+        if me.cast(message).is_err() {
+            return;
+        }
+    }
+    let _ = me.cast(ConnectionMsg::PeerGone);
+}
+
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut batches: mpsc::Receiver<Vec<Message>>,
+    me: ActorRef<ConnectionMsg>,
+    limit: Duration,
+) {
+    while let Some(batch) = batches.recv().await {
+        let closing = batch.iter().any(|m| matches!(m, Message::Close(_)));
+        let write = async {
+            for message in batch {
+                sink.feed(message).await?;
+            }
+            sink.flush().await
+        };
+        match tokio::time::timeout(limit, write).await {
+            Ok(Ok(())) if closing => return,
+            Ok(Ok(())) => {
+                if me.cast(ConnectionMsg::WriterIdle).is_err() {
+                    break;
+                }
+            }
+            Ok(Err(e)) => {
+                let _ = me.cast(ConnectionMsg::WriterFailed(format!("write failed: {e}")));
+                return;
+            }
+            Err(_) => {
+                let _ = me.cast(ConnectionMsg::WriterFailed(format!("socket blocked for {limit:?}")));
+                return;
+            }
+        }
+    }
+    let _ = tokio::time::timeout(limit, sink.close()).await;
+}

@@ -1,0 +1,116 @@
+//! Push: WebSocket subscribers told when a config they follow changes.
+//!
+//! The SubscriptionRegistry (one per node, under the root Supervisor) maps
+//! config ids to Connection actors, one per socket, spawned linked to the
+//! registry and never restarted (the client reconnects). Fan-out is a cast to
+//! each Connection, so a slow client never holds up the registry; each
+//! Connection keeps at most one pending notice per config.
+
+mod connection;
+mod outbox;
+mod registry;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::WebSocket;
+use ractor::Actor;
+
+use super::releases::{ChangeNotice, ReleasesHandle};
+use super::{CallError, Slot};
+use crate::settings::Push;
+pub use connection::{Connection, ConnectionArgs, ConnectionMsg, Protocol};
+pub use outbox::Outbox;
+pub use registry::{RegistryMsg, RegistryStats, SubscriptionRegistry};
+
+/// The WebSocket close code for "server going away".
+pub const GOING_AWAY: u16 = 1001;
+
+/// What callers hold to reach the SubscriptionRegistry.
+#[derive(Clone)]
+pub struct PushHandle {
+    registry: Slot<RegistryMsg>,
+    releases: ReleasesHandle,
+    settings: Arc<Push>,
+    timeout: Duration,
+}
+
+impl PushHandle {
+    pub fn new(registry: Slot<RegistryMsg>, releases: ReleasesHandle, settings: &Push, timeout: Duration) -> Self {
+        Self {
+            registry,
+            releases,
+            settings: Arc::new(settings.clone()),
+            timeout,
+        }
+    }
+
+    /// Serves `socket` with a Connection actor linked to the registry. For the
+    /// original protocol, `config_id` is the one config it follows.
+    pub async fn connect(&self, socket: WebSocket, protocol: Protocol, config_id: Option<String>) {
+        let registry = self.registry.get();
+        let args = ConnectionArgs {
+            socket,
+            protocol,
+            initial: config_id,
+            registry: registry.clone(),
+            releases: self.releases.clone(),
+            settings: self.settings.clone(),
+            call_timeout: self.timeout,
+        };
+        if let Err(e) = Actor::spawn_linked(None, Connection, args, registry.get_cell()).await {
+            tracing::warn!(error = %e, "could not start a push connection");
+        }
+    }
+
+    /// Tells this node's subscribers of `notice.config_id`.
+    pub fn notify(&self, notice: ChangeNotice) -> Result<(), CallError> {
+        self.registry.tell("subscription registry", RegistryMsg::Notify(notice))
+    }
+
+    /// How many of this node's sockets follow `config_id`.
+    pub async fn subscribers(&self, config_id: &str) -> Result<usize, CallError> {
+        let config_id = config_id.to_owned();
+        self.registry
+            .ask("subscription registry", self.timeout, |reply| RegistryMsg::Count {
+                config_id,
+                reply,
+            })
+            .await
+    }
+
+    pub async fn stats(&self) -> Result<RegistryStats, CallError> {
+        self.registry
+            .ask("subscription registry", self.timeout, RegistryMsg::Stats)
+            .await
+    }
+
+    /// Closes every subscribed socket with 1001 (going away).
+    pub fn close_all(&self) -> Result<(), CallError> {
+        self.registry
+            .tell("subscription registry", RegistryMsg::CloseAll(GOING_AWAY))
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.registry.is_alive()
+    }
+}
+
+/// Feeds every committed change to the registry, for as long as the app runs.
+pub fn forward_changes(push: PushHandle, releases: &ReleasesHandle) -> tokio::task::JoinHandle<()> {
+    let mut changes = releases.subscribe_changes();
+    tokio::spawn(async move {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match changes.recv().await {
+                Ok(notice) => {
+                    if let Err(e) = push.notify(notice) {
+                        tracing::warn!(error = %e, "change not delivered to subscribers");
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => tracing::warn!(missed, "push fell behind the change feed"),
+                Err(RecvError::Closed) => return,
+            }
+        }
+    })
+}

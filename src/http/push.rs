@@ -1,0 +1,87 @@
+//! Push over WebSocket: the original `GET /push/{id}` and `POST /update/{id}`,
+//! and the native `GET /api/v1/subscribe`.
+
+use axum::Json;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde::Serialize;
+
+use super::AppState;
+use super::auth::check_secret;
+use super::error::CompatError;
+use crate::actors::push::Protocol;
+use crate::actors::releases::ChangeNotice;
+use crate::domain::model::now_millis;
+
+/// tungstenite reads into a 128 KiB buffer per socket by default; clients
+/// send almost nothing, so a small one keeps idle sockets cheap.
+const READ_BUFFER: usize = 4 << 10;
+const WRITE_BUFFER: usize = 4 << 10;
+/// Client messages are small JSON; anything larger is refused.
+const MAX_MESSAGE: usize = 64 << 10;
+
+fn sized(ws: WebSocketUpgrade) -> WebSocketUpgrade {
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE)
+}
+
+/// The config's secret is checked before the upgrade, so a refusal is an
+/// ordinary HTTP error (400 missing or unknown config, 403 wrong secret).
+pub async fn compat_push(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(config_id): Path<String>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, CompatError> {
+    let config = app.releases.config(&config_id).await?;
+    check_secret(&headers, &config.secret)?;
+    let push = app.push.clone();
+    Ok(sized(ws).on_upgrade(move |socket| async move {
+        push.connect(socket, Protocol::Compat, Some(config_id)).await;
+    }))
+}
+
+/// One socket, many configs: each `subscribe` message carries its secret.
+pub async fn subscribe(State(app): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    let push = app.push.clone();
+    sized(ws).on_upgrade(move |socket| async move {
+        push.connect(socket, Protocol::Native, None).await;
+    })
+}
+
+#[derive(Serialize)]
+pub struct UpdateData {
+    client_num: usize,
+}
+
+#[derive(Serialize)]
+pub struct UpdateReply {
+    data: UpdateData,
+    message: &'static str,
+}
+
+/// Tells this node's subscribers of the config to fetch again, without a
+/// change; answers how many there were.
+pub async fn compat_update(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(config_id): Path<String>,
+) -> Result<Json<UpdateReply>, CompatError> {
+    check_secret(&headers, &app.update_secret)?;
+    let config = app.releases.config(&config_id).await?;
+    let client_num = app.push.subscribers(&config_id).await?;
+    app.push.notify(ChangeNotice {
+        config_id,
+        revision: config.revision,
+        update_time: now_millis() / 1000,
+        manual: true,
+    })?;
+    Ok(Json(UpdateReply {
+        data: UpdateData { client_num },
+        message: "success",
+    }))
+}
