@@ -100,8 +100,9 @@ impl Actor for SubscriptionRegistry {
                 let _ = reply.send(state.by_config.get(&config_id).map_or(0, HashMap::len));
             }
             RegistryMsg::CloseAll(code) => {
-                let everyone: HashSet<_> = state.by_config.values().flat_map(|c| c.values()).collect();
-                for conn in everyone {
+                let everyone: HashMap<&ActorId, &ActorRef<ConnectionMsg>> =
+                    state.by_config.values().flat_map(|c| c.iter()).collect();
+                for conn in everyone.into_values() {
                     let _ = conn.cast(ConnectionMsg::Close(code));
                 }
             }
