@@ -2,6 +2,7 @@
 
 pub mod actors;
 pub mod app;
+pub mod cache;
 pub mod domain;
 pub mod engine;
 pub mod http;

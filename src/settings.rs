@@ -71,10 +71,48 @@ impl Default for Store {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Redis {
+    /// Empty: one node, no shared cache, no change bus.
     pub url: String,
+    /// Put before every key and the change channel, so several deployments
+    /// (or tests) can share one Redis.
+    pub prefix: String,
+    /// How long configs and versions stay in Redis.
+    pub ttl_s: u64,
+    /// A Redis call slower than this counts as failed; the request goes on
+    /// from memory and the store.
+    pub timeout_ms: u64,
+    /// How often a node compares its revisions with the store anyway, in case
+    /// a notice was lost while it was connected.
+    pub reconcile_interval_ms: u64,
+}
+
+impl Default for Redis {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            prefix: "vane:".into(),
+            ttl_s: 300,
+            timeout_ms: 200,
+            reconcile_interval_ms: 30_000,
+        }
+    }
+}
+
+impl Redis {
+    pub fn enabled(&self) -> bool {
+        !self.url.is_empty()
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    pub fn reconcile_interval(&self) -> Duration {
+        Duration::from_millis(self.reconcile_interval_ms)
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -318,6 +356,12 @@ impl Settings {
         }
         if self.server.call_timeout_ms == 0 {
             return invalid("server.call_timeout_ms", "must be at least 1");
+        }
+        if self.redis.enabled() && !self.redis.url.starts_with("redis://") && !self.redis.url.starts_with("rediss://") {
+            return invalid("redis.url", "must start with redis:// or rediss:// (or be empty)");
+        }
+        if self.redis.ttl_s == 0 || self.redis.timeout_ms == 0 || self.redis.reconcile_interval_ms == 0 {
+            return invalid("redis.ttl_s", "redis ttl, timeout and reconcile interval must be positive");
         }
         if self.push.write_timeout_ms == 0 {
             return invalid("push.write_timeout_ms", "must be at least 1");

@@ -1,0 +1,150 @@
+//! The shared cache layer in Redis: configs and versions under the original
+//! keys (`config/{id}`, `code/{code_id}`), behind a prefix, with a TTL. Every
+//! call is bounded by `redis.timeout_ms`; a failure is logged (once per
+//! outage) and counted, and the caller goes on to the store. Nothing here ever
+//! fails a request.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::domain::{Config, Version};
+use crate::settings::Redis;
+
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct RedisCache {
+    conn: ConnectionManager,
+    prefix: Arc<str>,
+    ttl_s: u64,
+    timeout: Duration,
+    pub stats: Arc<CacheStats>,
+    failing: Arc<AtomicBool>,
+}
+
+impl RedisCache {
+    /// Connects (bounded by the timeout); a Redis that is down at start is
+    /// retried in the background by the connection manager.
+    pub async fn connect(settings: &Redis) -> anyhow::Result<Self> {
+        let client = redis::Client::open(settings.url.as_str())?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.timeout()))
+            .set_response_timeout(Some(settings.timeout()));
+        let conn = ConnectionManager::new_with_config(client, config).await?;
+        Ok(Self {
+            conn,
+            prefix: settings.prefix.as_str().into(),
+            ttl_s: settings.ttl_s,
+            timeout: settings.timeout(),
+            stats: Arc::default(),
+            failing: Arc::default(),
+        })
+    }
+
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn config_key(&self, id: &str) -> String {
+        format!("{}config/{id}", self.prefix)
+    }
+
+    fn code_key(&self, code_id: &str) -> String {
+        format!("{}code/{code_id}", self.prefix)
+    }
+
+    pub async fn config(&self, id: &str) -> Option<Config> {
+        self.get(&self.config_key(id)).await
+    }
+
+    pub async fn put_config(&self, config: &Config) {
+        self.put(&self.config_key(&config.id), config).await;
+    }
+
+    pub async fn version(&self, code_id: &str) -> Option<Version> {
+        self.get(&self.code_key(code_id)).await
+    }
+
+    pub async fn put_version(&self, version: &Version) {
+        self.put(&self.code_key(&version.code_id), version).await;
+    }
+
+    /// Drops a config and, when its health changed, a version, before the
+    /// change is announced, so no node reloads the old state from here.
+    pub async fn forget(&self, config_id: &str, code_id: Option<&str>) {
+        let mut keys = vec![self.config_key(config_id)];
+        keys.extend(code_id.map(|c| self.code_key(c)));
+        let mut conn = self.conn.clone();
+        let outcome = self.bounded(async move { conn.del::<_, ()>(keys).await }).await;
+        self.record(outcome);
+    }
+
+    async fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        let mut conn = self.conn.clone();
+        let key = key.to_owned();
+        let text: Option<String> = self.record(self.bounded(async move { conn.get(key).await }).await)?;
+        match text.and_then(|t| serde_json::from_str(&t).ok()) {
+            Some(value) => {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                Some(value)
+            }
+            None => {
+                self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    async fn put<T: Serialize>(&self, key: &str, value: &T) {
+        let Ok(text) = serde_json::to_string(value) else {
+            return;
+        };
+        let mut conn = self.conn.clone();
+        let (key, ttl) = (key.to_owned(), self.ttl_s);
+        let outcome = self.bounded(async move { conn.set_ex::<_, _, ()>(key, text, ttl).await }).await;
+        self.record(outcome);
+    }
+
+    async fn bounded<T>(&self, call: impl Future<Output = redis::RedisResult<T>>) -> Result<T, String> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+        }
+    }
+
+    /// Counts a failure and logs the start and end of an outage, not every
+    /// failed call.
+    fn record<T>(&self, outcome: Result<T, String>) -> Option<T> {
+        match outcome {
+            Ok(value) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!("redis cache is answering again");
+                }
+                Some(value)
+            }
+            Err(error) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(%error, "redis cache unavailable; serving from memory and the store");
+                }
+                None
+            }
+        }
+    }
+}
