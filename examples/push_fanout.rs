@@ -60,9 +60,16 @@ async fn run(n: usize) -> anyhow::Result<()> {
     let base = format!("http://{addr}");
     wait_ready(&http, &base).await?;
     let admin = |path: &str, body: Value| {
-        http.post(format!("{base}{path}")).bearer_auth(BEARER).json(&body).send()
+        http.post(format!("{base}{path}"))
+            .bearer_auth(BEARER)
+            .json(&body)
+            .send()
     };
-    let config: Value = admin("/api/v1/configs", json!({"id": "fan"})).await?.error_for_status()?.json().await?;
+    let config: Value = admin("/api/v1/configs", json!({"id": "fan"}))
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
     let secret = config["secret"].as_str().unwrap_or_default().to_owned();
     let mut versions = Vec::new();
     for n in 1..=2 {
@@ -183,7 +190,12 @@ fn start_server(dir: &std::path::Path) -> anyhow::Result<(Server, SocketAddr)> {
 
 async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
     for _ in 0..200 {
-        if http.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+        if http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

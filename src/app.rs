@@ -12,11 +12,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::actors::change_bus::ChangeBusHandle;
 use crate::actors::config_cache::ConfigCacheHandle;
+use crate::actors::config_cache::Sources;
 use crate::actors::evaluator::{EvaluatorPoolHandle, PoolStats};
 use crate::actors::push::{self, PushHandle};
 use crate::actors::releases::ReleasesHandle;
 use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
+use crate::cache::RedisCache;
 use crate::http::{self, AdminTokens, AppState};
 use crate::settings::Settings;
 use crate::{secrets, store};
@@ -51,10 +54,19 @@ pub async fn start(mut settings: Settings, listener: TcpListener) -> anyhow::Res
         settings.push.update_secret = generated_secret(&settings.store.url, "vane-update-secret", "update secret")?;
     }
     let pool_stats = Arc::new(PoolStats::default());
+    let redis = match settings.redis.enabled() {
+        true => Some(RedisCache::connect(&settings.redis).context("configuring redis")?),
+        false => None,
+    };
     let args = SupervisorArgs {
-        store: store.clone(),
+        sources: Arc::new(Sources {
+            store: store.clone(),
+            redis: redis.clone(),
+        }),
         sandbox: settings.sandbox.clone(),
         pool_stats: pool_stats.clone(),
+        bus: redis.clone().map(|r| (settings.redis.clone(), r)),
+        call_timeout: settings.call_timeout(),
     };
     let (supervisor, supervisor_done) = Actor::spawn(None, Supervisor, args).await.context("starting actors")?;
     let slots = supervisor
@@ -65,12 +77,20 @@ pub async fn start(mut settings: Settings, listener: TcpListener) -> anyhow::Res
     let timeout = settings.call_timeout();
     let cache = ConfigCacheHandle::new(slots.config_cache, timeout);
     let pool = EvaluatorPoolHandle::new(slots.evaluator_pool, &settings.sandbox, pool_stats);
-    let releases = ReleasesHandle::new(store, cache.clone(), pool.clone(), settings.reports.break_threshold);
+    let releases = ReleasesHandle::new(
+        store.clone(),
+        cache.clone(),
+        pool.clone(),
+        redis.clone(),
+        settings.reports.break_threshold,
+    );
     let push = PushHandle::new(slots.subscriptions, releases.clone(), &settings.push, timeout);
-    let forwarder = push::forward_changes(push.clone(), &releases);
+    let bus = slots.change_bus.clone().map(|slot| ChangeBusHandle::new(slot, timeout));
+    let forwarder = push::forward_changes(push.clone(), bus.clone(), &releases);
     let state = AppState {
         releases,
         push,
+        bus,
         cache,
         pool,
         admin_tokens: Arc::new(AdminTokens::from_entries(&settings.auth.admin_tokens)),

@@ -361,7 +361,10 @@ impl Settings {
             return invalid("redis.url", "must start with redis:// or rediss:// (or be empty)");
         }
         if self.redis.ttl_s == 0 || self.redis.timeout_ms == 0 || self.redis.reconcile_interval_ms == 0 {
-            return invalid("redis.ttl_s", "redis ttl, timeout and reconcile interval must be positive");
+            return invalid(
+                "redis.ttl_s",
+                "redis ttl, timeout and reconcile interval must be positive",
+            );
         }
         if self.push.write_timeout_ms == 0 {
             return invalid("push.write_timeout_ms", "must be at least 1");

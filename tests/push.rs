@@ -7,14 +7,15 @@ mod common;
 
 use std::time::Duration;
 
+use common::ws::{Socket, WAIT, native_socket, next_json, subscribe, until_revision, ws_url};
 use common::{Backend, TestApp, eventually};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, client_async, connect_async};
+use tokio_tungstenite::{MaybeTlsStream, client_async, connect_async};
 use vane::actors::releases::ChangeNotice;
 
 backend_tests!(
@@ -23,8 +24,6 @@ backend_tests!(
     subscribing_races_publishing,
 );
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
-const WAIT: Duration = Duration::from_secs(10);
 const UPDATE_SECRET: &str = "update-secret-0123456789abcdef";
 
 async fn spawn(backend: Backend, tweak: impl FnOnce(&mut vane::settings::Settings)) -> Option<TestApp> {
@@ -33,10 +32,6 @@ async fn spawn(backend: Backend, tweak: impl FnOnce(&mut vane::settings::Setting
         tweak(s);
     })
     .await
-}
-
-fn ws_url(app: &TestApp, path: &str) -> String {
-    format!("ws://{}{path}", app.addr)
 }
 
 /// Opens the original push socket; `Err` carries the refusal's status.
@@ -51,48 +46,6 @@ async fn compat_socket(app: &TestApp, config_id: &str, secret: Option<&str>) -> 
         Ok((socket, _)) => Ok(socket),
         Err(WsError::Http(response)) => Err(StatusCode::from_u16(response.status().as_u16()).unwrap()),
         Err(e) => panic!("{e}"),
-    }
-}
-
-async fn native_socket(app: &TestApp) -> Socket {
-    connect_async(ws_url(app, "/api/v1/subscribe")).await.unwrap().0
-}
-
-/// Reads the next text frame as JSON, answering pings on the way.
-async fn next_json(socket: &mut Socket) -> Value {
-    loop {
-        let frame = tokio::time::timeout(WAIT, socket.next())
-            .await
-            .expect("a frame in time");
-        match frame.expect("socket open").expect("frame") {
-            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
-            Message::Close(frame) => panic!("closed: {frame:?}"),
-            _ => {}
-        }
-    }
-}
-
-/// Reads until an update for `config_id` with at least `revision` arrives.
-async fn until_revision(socket: &mut Socket, config_id: &str, revision: i64) -> Value {
-    loop {
-        let message = next_json(socket).await;
-        if message["type"] == json!("update")
-            && message["config_id"] == json!(config_id)
-            && message["revision"].as_i64().unwrap() >= revision
-        {
-            return message;
-        }
-    }
-}
-
-async fn subscribe(socket: &mut Socket, config_id: &str, secret: &str, revision: Option<i64>) -> Value {
-    let message = json!({"type": "subscribe", "config_id": config_id, "secret": secret, "revision": revision});
-    socket.send(Message::text(message.to_string())).await.unwrap();
-    loop {
-        let reply = next_json(socket).await;
-        if reply["type"] != json!("update") {
-            return reply;
-        }
     }
 }
 

@@ -5,6 +5,10 @@
 //! (they reload on the next request) and fails the requests waiting on a load.
 //! Loads run in spawned tasks so a slow store never blocks resolution of
 //! configs already in memory; concurrent requests for one config share a load.
+//!
+//! Layers: memory, then Redis (when configured), then the store. A change
+//! reloads from the store (and refreshes Redis). If the store fails, the last
+//! known entry keeps being served and a reload is retried in the background.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -15,6 +19,7 @@ use lru::LruCache;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::{CallError, Slot};
+use crate::cache::RedisCache;
 use crate::domain::model::validate_config_id;
 use crate::domain::resolve::{Refusal, choose};
 use crate::domain::{Config, Meta, Version};
@@ -24,6 +29,14 @@ use crate::store::{Store, StoreError};
 /// at once.
 const MISSING_TTL: Duration = Duration::from_secs(2);
 const MISSING_CAPACITY: usize = 10_000;
+/// While the store fails, how often a config served stale is reloaded.
+const STALE_RETRY: Duration = Duration::from_secs(1);
+
+/// Where entries come from below memory.
+pub struct Sources {
+    pub store: Arc<dyn Store>,
+    pub redis: Option<RedisCache>,
+}
 
 pub enum ConfigCacheMsg {
     /// Resolve a request to the version to run. `fresh` reloads from the store.
@@ -41,6 +54,8 @@ pub enum ConfigCacheMsg {
         generation: u64,
         result: Result<Option<Arc<Entry>>, StoreError>,
     },
+    /// The revisions of the configs held, for catching up after a lost notice.
+    Revisions(RpcReplyPort<HashMap<String, i64>>),
 }
 
 /// A config with the versions its pointers name.
@@ -73,11 +88,21 @@ type Waiter = (Meta, RpcReplyPort<Result<Resolved, ResolveError>>);
 
 enum CacheSlot {
     Ready(Arc<Entry>),
-    Loading { generation: u64, waiters: Vec<Waiter> },
+    Loading {
+        generation: u64,
+        waiters: Vec<Waiter>,
+        /// The entry before the change, served if the load fails.
+        stale: Option<Arc<Entry>>,
+    },
+    /// The store failed: served as is until a reload succeeds.
+    Stale {
+        entry: Arc<Entry>,
+        retry_at: Instant,
+    },
 }
 
 pub struct ConfigCacheState {
-    store: Arc<dyn Store>,
+    sources: Arc<Sources>,
     slots: HashMap<String, CacheSlot>,
     missing: LruCache<String, Instant>,
     next_generation: u64,
@@ -88,15 +113,15 @@ pub struct ConfigCache;
 impl Actor for ConfigCache {
     type Msg = ConfigCacheMsg;
     type State = ConfigCacheState;
-    type Arguments = Arc<dyn Store>;
+    type Arguments = Arc<Sources>;
 
     async fn pre_start(
         &self,
         _: ActorRef<Self::Msg>,
-        store: Self::Arguments,
+        sources: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(ConfigCacheState {
-            store,
+            sources,
             slots: HashMap::new(),
             missing: LruCache::new(NonZeroUsize::new(MISSING_CAPACITY).expect("non-zero")),
             next_generation: 0,
@@ -122,6 +147,19 @@ impl Actor for ConfigCache {
                 generation,
                 result,
             } => state.loaded(config_id, generation, result),
+            ConfigCacheMsg::Revisions(reply) => {
+                let revisions = state
+                    .slots
+                    .iter()
+                    .filter_map(|(id, slot)| match slot {
+                        CacheSlot::Ready(entry) | CacheSlot::Stale { entry, .. } => {
+                            Some((id.clone(), entry.config.revision))
+                        }
+                        CacheSlot::Loading { stale, .. } => stale.as_ref().map(|e| (id.clone(), e.config.revision)),
+                    })
+                    .collect();
+                let _ = reply.send(revisions);
+            }
         }
         Ok(())
     }
@@ -153,30 +191,54 @@ impl ConfigCacheState {
                 let _ = reply.send(answer(entry, &meta));
             }
             Some(CacheSlot::Loading { waiters, .. }) => waiters.push((meta, reply)),
+            Some(CacheSlot::Stale { entry, retry_at }) => {
+                let _ = reply.send(answer(entry, &meta));
+                if *retry_at <= Instant::now() {
+                    let stale = Some(entry.clone());
+                    let generation = self.start_load(myself, &config_id, true);
+                    self.slots.insert(
+                        config_id,
+                        CacheSlot::Loading {
+                            generation,
+                            waiters: Vec::new(),
+                            stale,
+                        },
+                    );
+                }
+            }
             None => {
-                let generation = self.start_load(myself, &config_id);
+                let generation = self.start_load(myself, &config_id, fresh);
                 self.slots.insert(
                     config_id,
                     CacheSlot::Loading {
                         generation,
                         waiters: vec![(meta, reply)],
+                        stale: None,
                     },
                 );
             }
         }
     }
 
-    /// Drops what is cached; a load in flight is superseded by a new one so
-    /// its waiters see the state after the change.
+    /// Reloads from the store at once (a load in flight is superseded, so its
+    /// waiters see the state after the change), keeping what was cached to
+    /// serve if the store fails.
     fn invalidate(&mut self, myself: &ActorRef<ConfigCacheMsg>, config_id: String) {
         self.missing.pop(&config_id);
-        match self.slots.remove(&config_id) {
-            Some(CacheSlot::Loading { waiters, .. }) => {
-                let generation = self.start_load(myself, &config_id);
-                self.slots.insert(config_id, CacheSlot::Loading { generation, waiters });
-            }
-            Some(CacheSlot::Ready(_)) | None => {}
-        }
+        let (waiters, stale) = match self.slots.remove(&config_id) {
+            Some(CacheSlot::Loading { waiters, stale, .. }) => (waiters, stale),
+            Some(CacheSlot::Ready(entry) | CacheSlot::Stale { entry, .. }) => (Vec::new(), Some(entry)),
+            None => return,
+        };
+        let generation = self.start_load(myself, &config_id, true);
+        self.slots.insert(
+            config_id,
+            CacheSlot::Loading {
+                generation,
+                waiters,
+                stale,
+            },
+        );
     }
 
     fn loaded(&mut self, config_id: String, generation: u64, result: Result<Option<Arc<Entry>>, StoreError>) {
@@ -185,7 +247,7 @@ impl ConfigCacheState {
         if !current {
             return;
         }
-        let Some(CacheSlot::Loading { waiters, .. }) = self.slots.remove(&config_id) else {
+        let Some(CacheSlot::Loading { waiters, stale, .. }) = self.slots.remove(&config_id) else {
             return;
         };
         match result {
@@ -201,21 +263,32 @@ impl ConfigCacheState {
                 }
                 self.missing.put(config_id, Instant::now() + MISSING_TTL);
             }
-            Err(e) => {
-                tracing::warn!(config_id, error = %e, "config load failed");
-                for (_, reply) in waiters {
-                    let _ = reply.send(Err(ResolveError::Store));
+            Err(e) => match stale {
+                Some(entry) => {
+                    tracing::warn!(config_id, error = %e, "config load failed; serving the last known state");
+                    for (meta, reply) in waiters {
+                        let _ = reply.send(answer(&entry, &meta));
+                    }
+                    let retry_at = Instant::now() + STALE_RETRY;
+                    self.slots.insert(config_id, CacheSlot::Stale { entry, retry_at });
                 }
-            }
+                None => {
+                    tracing::warn!(config_id, error = %e, "config load failed");
+                    for (_, reply) in waiters {
+                        let _ = reply.send(Err(ResolveError::Store));
+                    }
+                }
+            },
         }
     }
 
-    fn start_load(&mut self, myself: &ActorRef<ConfigCacheMsg>, config_id: &str) -> u64 {
+    /// `from_store` skips Redis: after a change, or for `cached: false`.
+    fn start_load(&mut self, myself: &ActorRef<ConfigCacheMsg>, config_id: &str, from_store: bool) -> u64 {
         self.next_generation += 1;
         let generation = self.next_generation;
-        let (store, myself, config_id) = (self.store.clone(), myself.clone(), config_id.to_owned());
+        let (sources, myself, config_id) = (self.sources.clone(), myself.clone(), config_id.to_owned());
         tokio::spawn(async move {
-            let result = load(store.as_ref(), &config_id).await;
+            let result = load(&sources, &config_id, from_store).await;
             let _ = myself.cast(ConfigCacheMsg::Loaded {
                 config_id,
                 generation,
@@ -235,19 +308,46 @@ fn answer(entry: &Entry, meta: &Meta) -> Result<Resolved, ResolveError> {
     })
 }
 
-async fn load(store: &dyn Store, config_id: &str) -> Result<Option<Arc<Entry>>, StoreError> {
-    let Some(config) = store.get_config(config_id).await? else {
-        return Ok(None);
+async fn load(sources: &Sources, config_id: &str, from_store: bool) -> Result<Option<Arc<Entry>>, StoreError> {
+    let shared = sources.redis.as_ref().filter(|_| !from_store);
+    let cached = match shared {
+        Some(redis) => redis.config(config_id).await,
+        None => None,
+    };
+    let config = match cached {
+        Some(config) => config,
+        None => {
+            let Some(config) = sources.store.get_config(config_id).await? else {
+                return Ok(None);
+            };
+            if let Some(redis) = &sources.redis {
+                redis.put_config(&config).await;
+            }
+            config
+        }
     };
     let release = match &config.release {
-        Some(r) => store.get_version(&r.code_id).await?.map(Arc::new),
+        Some(r) => version(sources, &r.code_id, from_store).await?,
         None => None,
     };
     let gray = match &config.gray {
-        Some(g) => store.get_version(&g.code_id).await?.map(Arc::new),
+        Some(g) => version(sources, &g.code_id, from_store).await?,
         None => None,
     };
     Ok(Some(Arc::new(Entry { config, release, gray })))
+}
+
+async fn version(sources: &Sources, code_id: &str, from_store: bool) -> Result<Option<Arc<Version>>, StoreError> {
+    if let Some(redis) = sources.redis.as_ref().filter(|_| !from_store)
+        && let Some(version) = redis.version(code_id).await
+    {
+        return Ok(Some(Arc::new(version)));
+    }
+    let version = sources.store.get_version(code_id).await?;
+    if let (Some(redis), Some(version)) = (&sources.redis, &version) {
+        redis.put_version(version).await;
+    }
+    Ok(version.map(Arc::new))
 }
 
 /// What callers hold to reach the ConfigCache.
@@ -286,6 +386,13 @@ impl ConfigCacheHandle {
             // A restarted cache starts empty, so nothing stale survives.
             tracing::debug!(config_id, error = %e, "invalidate not delivered");
         }
+    }
+
+    /// The revision of every config held in memory.
+    pub async fn revisions(&self) -> Result<HashMap<String, i64>, CallError> {
+        self.slot
+            .ask("config cache", self.timeout, ConfigCacheMsg::Revisions)
+            .await
     }
 
     pub fn is_alive(&self) -> bool {

@@ -1,6 +1,7 @@
 //! The actor tree (see DESIGN.md). HTTP code sees only the handles defined
 //! here; every call through a handle has a timeout.
 
+pub mod change_bus;
 pub mod config_cache;
 pub mod evaluator;
 pub mod push;

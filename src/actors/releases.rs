@@ -11,6 +11,7 @@ use tokio::sync::broadcast;
 use super::config_cache::ConfigCacheHandle;
 use super::evaluator::{EvalError, EvaluatorPoolHandle};
 use super::test_runs::{self, CaseResult, TestRun};
+use crate::cache::RedisCache;
 use crate::domain::model::{ErrorReport, Meta, ReleaseEvent, TestCase, now_millis, validate_config_id};
 use crate::domain::params::{self, ParamError};
 use crate::domain::rules::{self, RuleError};
@@ -77,6 +78,7 @@ pub struct ReleasesHandle {
     store: Arc<dyn Store>,
     cache: ConfigCacheHandle,
     pool: EvaluatorPoolHandle,
+    redis: Option<RedisCache>,
     changes: broadcast::Sender<ChangeNotice>,
     break_threshold: i64,
 }
@@ -86,12 +88,14 @@ impl ReleasesHandle {
         store: Arc<dyn Store>,
         cache: ConfigCacheHandle,
         pool: EvaluatorPoolHandle,
+        redis: Option<RedisCache>,
         break_threshold: u32,
     ) -> Self {
         Self {
             store,
             cache,
             pool,
+            redis,
             changes: broadcast::channel(CHANGE_BACKLOG).0,
             break_threshold: i64::from(break_threshold),
         }
@@ -102,7 +106,13 @@ impl ReleasesHandle {
         self.changes.subscribe()
     }
 
-    fn announce(&self, config: &Config) {
+    /// Drops the shared copies first, so no node reloads the old state, then
+    /// reloads this node's memory and tells everyone (subscribers here, other
+    /// nodes through the change bus).
+    async fn announce(&self, config: &Config, code_id: Option<&str>) {
+        if let Some(redis) = &self.redis {
+            redis.forget(&config.id, code_id).await;
+        }
         self.cache.invalidate(&config.id);
         // No listener yet is fine: subscribers read revisions on subscribing.
         let _ = self.changes.send(ChangeNotice {
@@ -127,7 +137,7 @@ impl ReleasesHandle {
                 actor,
             )
             .await?;
-        self.announce(&config);
+        self.announce(&config, None).await;
         Ok(config)
     }
 
@@ -199,9 +209,13 @@ impl ReleasesHandle {
     /// state already in force records and announces nothing.
     pub async fn apply(&self, config_id: &str, change: Change, actor: &str) -> Result<Config, ReleaseError> {
         let before = self.config(config_id).await?.revision;
+        let health_of = match &change {
+            Change::Broken { code_id } | Change::Unbroken { code_id } => Some(code_id.clone()),
+            _ => None,
+        };
         let config = self.store.apply(config_id, change, actor).await?;
         if config.revision != before {
-            self.announce(&config);
+            self.announce(&config, health_of.as_deref()).await;
         }
         Ok(config)
     }
@@ -326,7 +340,7 @@ impl ReleasesHandle {
                 errors = outcome.error_count,
                 "version marked broken by reports"
             );
-            self.announce(config);
+            self.announce(config, Some(code_id)).await;
         }
         Ok(outcome)
     }

@@ -1,5 +1,6 @@
 //! Supervisor: the root of the actor tree. Spawns the ConfigCache, the
-//! EvaluatorPool and the SubscriptionRegistry linked to itself, restarts a failed child after a backoff,
+//! EvaluatorPool, the SubscriptionRegistry and (with Redis) the ChangeBus
+//! linked to itself, restarts a failed child after a backoff,
 //! and stops (escalates) when children fail too often, so the process exits
 //! non-zero and its service manager restarts it.
 //!
@@ -12,11 +13,13 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
 use super::Slot;
-use super::config_cache::{ConfigCache, ConfigCacheMsg};
+use super::change_bus::{BusArgs, BusMsg, ChangeBus};
+use super::config_cache::{ConfigCache, ConfigCacheHandle, ConfigCacheMsg, Sources};
 use super::evaluator::{self, PoolMsg, PoolStats};
 use super::push::{RegistryMsg, SubscriptionRegistry};
+use crate::cache::RedisCache;
+use crate::settings::Redis;
 use crate::settings::Sandbox;
-use crate::store::Store;
 
 /// Restarts allowed within `RESTART_WINDOW` before escalating.
 const MAX_RESTARTS: usize = 5;
@@ -31,6 +34,7 @@ pub enum Child {
     ConfigCache,
     EvaluatorPool,
     SubscriptionRegistry,
+    ChangeBus,
 }
 
 pub enum SupervisorMsg {
@@ -45,13 +49,19 @@ pub struct Slots {
     pub config_cache: Slot<ConfigCacheMsg>,
     pub evaluator_pool: Slot<PoolMsg>,
     pub subscriptions: Slot<RegistryMsg>,
+    /// Present when Redis is configured.
+    pub change_bus: Option<Slot<BusMsg>>,
 }
 
 pub struct SupervisorArgs {
-    pub store: Arc<dyn Store>,
+    /// Where the ConfigCache loads from.
+    pub sources: Arc<Sources>,
     pub sandbox: Sandbox,
     /// Outlives pool restarts, so its counters do too.
     pub pool_stats: Arc<PoolStats>,
+    /// Redis settings and cache, for the ChangeBus; `None` on a single node.
+    pub bus: Option<(Redis, RedisCache)>,
+    pub call_timeout: Duration,
 }
 
 pub struct SupervisorState {
@@ -75,11 +85,15 @@ impl Actor for Supervisor {
         let cache = spawn_cache(&args, myself.get_cell()).await?;
         let pool = evaluator::spawn(&args.sandbox, args.pool_stats.clone(), myself.get_cell()).await?;
         let (registry, _) = Actor::spawn_linked(None, SubscriptionRegistry, (), myself.get_cell()).await?;
-        let slots = Slots {
+        let mut slots = Slots {
             config_cache: Slot::new(cache),
             evaluator_pool: Slot::new(pool),
             subscriptions: Slot::new(registry),
+            change_bus: None,
         };
+        if args.bus.is_some() {
+            slots.change_bus = Some(Slot::new(spawn_bus(&args, &slots, myself.get_cell()).await?));
+        }
         Ok(SupervisorState {
             args,
             slots,
@@ -89,6 +103,9 @@ impl Actor for Supervisor {
 
     async fn post_stop(&self, _: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         let wait = Some(Duration::from_secs(5));
+        if let Some(bus) = &state.slots.change_bus {
+            let _ = bus.get().stop_and_wait(None, wait).await;
+        }
         let _ = state.slots.subscriptions.get().stop_and_wait(None, wait).await;
         let _ = state.slots.evaluator_pool.get().stop_and_wait(None, wait).await;
         let _ = state.slots.config_cache.get().stop_and_wait(None, wait).await;
@@ -139,6 +156,8 @@ impl SupervisorState {
             Some(Child::EvaluatorPool)
         } else if self.slots.subscriptions.get().get_id() == id {
             Some(Child::SubscriptionRegistry)
+        } else if self.slots.change_bus.as_ref().is_some_and(|b| b.get().get_id() == id) {
+            Some(Child::ChangeBus)
         } else {
             None
         }
@@ -178,17 +197,40 @@ impl SupervisorState {
                 let (registry, _) = Actor::spawn_linked(None, SubscriptionRegistry, (), myself.get_cell()).await?;
                 self.slots.subscriptions.set(registry)
             }
+            Child::ChangeBus => {
+                let bus = spawn_bus(&self.args, &self.slots, myself.get_cell()).await?;
+                if let Some(slot) = &self.slots.change_bus {
+                    slot.set(bus);
+                }
+            }
         }
         tracing::info!(?child, "child restarted");
         Ok(())
     }
 }
 
+async fn spawn_bus(
+    args: &SupervisorArgs,
+    slots: &Slots,
+    supervisor: ActorCell,
+) -> Result<ActorRef<BusMsg>, ActorProcessingErr> {
+    let (settings, redis) = args.bus.clone().ok_or("no redis configured")?;
+    let bus_args = BusArgs {
+        settings,
+        redis,
+        store: args.sources.store.clone(),
+        cache: ConfigCacheHandle::new(slots.config_cache.clone(), args.call_timeout),
+        registry: slots.subscriptions.clone(),
+    };
+    let (bus, _) = Actor::spawn_linked(None, ChangeBus, bus_args, supervisor).await?;
+    Ok(bus)
+}
+
 async fn spawn_cache(
     args: &SupervisorArgs,
     supervisor: ActorCell,
 ) -> Result<ActorRef<ConfigCacheMsg>, ActorProcessingErr> {
-    let (cache, _) = Actor::spawn_linked(None, ConfigCache, args.store.clone(), supervisor).await?;
+    let (cache, _) = Actor::spawn_linked(None, ConfigCache, args.sources.clone(), supervisor).await?;
     Ok(cache)
 }
 
@@ -217,9 +259,11 @@ mod tests {
             None,
             Supervisor,
             SupervisorArgs {
-                store,
+                sources: Arc::new(Sources { store, redis: None }),
                 sandbox,
                 pool_stats: Arc::default(),
+                bus: None,
+                call_timeout: Duration::from_secs(1),
             },
         )
         .await

@@ -34,14 +34,15 @@ pub struct RedisCache {
 }
 
 impl RedisCache {
-    /// Connects (bounded by the timeout); a Redis that is down at start is
-    /// retried in the background by the connection manager.
-    pub async fn connect(settings: &Redis) -> anyhow::Result<Self> {
+    /// Connects lazily: a Redis that is down at start (or later) only means
+    /// calls fail fast until it is back; the manager reconnects by itself.
+    pub fn connect(settings: &Redis) -> anyhow::Result<Self> {
         let client = redis::Client::open(settings.url.as_str())?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.timeout()))
-            .set_response_timeout(Some(settings.timeout()));
-        let conn = ConnectionManager::new_with_config(client, config).await?;
+            .set_response_timeout(Some(settings.timeout()))
+            .set_number_of_retries(1);
+        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
         Ok(Self {
             conn,
             prefix: settings.prefix.as_str().into(),
@@ -116,7 +117,9 @@ impl RedisCache {
         };
         let mut conn = self.conn.clone();
         let (key, ttl) = (key.to_owned(), self.ttl_s);
-        let outcome = self.bounded(async move { conn.set_ex::<_, _, ()>(key, text, ttl).await }).await;
+        let outcome = self
+            .bounded(async move { conn.set_ex::<_, _, ()>(key, text, ttl).await })
+            .await;
         self.record(outcome);
     }
 

@@ -25,9 +25,15 @@ pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    // Redis is not required: without it a node serves from memory and the
+    // store, and catches up when it is back. Shown, not counted.
+    let bus = match &app.bus {
+        Some(bus) => json!(bus.stats().await.is_ok_and(|s| s.connected)),
+        None => json!(null),
+    };
     let body = json!({
         "status": if status.is_success() { "ready" } else { "degraded" },
-        "checks": { "store": store, "actors": actors },
+        "checks": { "store": store, "actors": actors, "change_bus": bus },
     });
     (status, Json(body))
 }

@@ -20,6 +20,7 @@ use axum::middleware;
 use axum::routing::{get, post};
 use tower_http::trace::TraceLayer;
 
+use crate::actors::change_bus::ChangeBusHandle;
 use crate::actors::config_cache::ConfigCacheHandle;
 use crate::actors::evaluator::EvaluatorPoolHandle;
 use crate::actors::push::PushHandle;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub pool: EvaluatorPoolHandle,
     pub releases: ReleasesHandle,
     pub push: PushHandle,
+    /// Present when Redis is configured: changes reach the other nodes.
+    pub bus: Option<ChangeBusHandle>,
     pub admin_tokens: Arc<AdminTokens>,
     /// The playground routes need no admin token.
     pub playground_open: bool,

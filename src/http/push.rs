@@ -74,12 +74,16 @@ pub async fn compat_update(
     check_secret(&headers, &app.update_secret)?;
     let config = app.releases.config(&config_id).await?;
     let client_num = app.push.subscribers(&config_id).await?;
-    app.push.notify(ChangeNotice {
+    let notice = ChangeNotice {
         config_id,
         revision: config.revision,
         update_time: now_millis() / 1000,
         manual: true,
-    })?;
+    };
+    if let Some(bus) = &app.bus {
+        bus.publish(notice.clone());
+    }
+    app.push.notify(notice)?;
     Ok(Json(UpdateReply {
         data: UpdateData { client_num },
         message: "success",

@@ -3,6 +3,8 @@
 //! drives it over HTTP.
 #![allow(dead_code)]
 
+pub mod ws;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -60,6 +62,20 @@ pub async fn store_url(backend: Backend, dir: &std::path::Path) -> Option<(Strin
             };
             let db = PgDatabase::create(&base).await;
             Some((db.url.clone(), Some(db)))
+        }
+    }
+}
+
+/// The Redis for cluster tests, or None outside CI when it is not set.
+pub fn redis_url() -> Option<String> {
+    match std::env::var("VANE_TEST_REDIS_URL") {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("VANE_TEST_REDIS_URL must be set when CI=true")
+        }
+        Err(_) => {
+            eprintln!("skipping Redis test: VANE_TEST_REDIS_URL is not set");
+            None
         }
     }
 }
@@ -122,22 +138,65 @@ impl TestApp {
     pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         let (url, pg) = store_url(backend, dir.path()).await?;
+        Some(Self::start(url, pg, dir, tweak).await)
+    }
+
+    /// `n` nodes sharing one fresh PostgreSQL database and one Redis, under a
+    /// key prefix of their own; the first node owns the database.
+    pub async fn cluster(n: usize, tweak: impl Fn(&mut Settings)) -> Option<Vec<Self>> {
+        let redis = redis_url()?;
+        let dir = tempfile::tempdir().unwrap();
+        let (url, pg) = store_url(Backend::Postgres, dir.path()).await?;
+        let prefix = format!("vane_t_{:016x}:", rand::random::<u64>());
+        let mut nodes = Vec::with_capacity(n);
+        let mut owner = pg;
+        for _ in 0..n {
+            let node = Self::start(url.clone(), owner.take(), tempfile::tempdir().unwrap(), |s| {
+                s.redis.url = redis.clone();
+                s.redis.prefix = prefix.clone();
+                tweak(s);
+            })
+            .await;
+            nodes.push(node);
+        }
+        Some(nodes)
+    }
+
+    async fn start(
+        url: String,
+        pg: Option<PgDatabase>,
+        dir: tempfile::TempDir,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Self {
         let mut settings = test_settings(url);
         tweak(&mut settings);
         let listener = TcpListener::bind(settings.server.listen).await.unwrap();
         let app = vane::app::start(settings, listener).await.expect("app starts");
-        Some(Self {
+        Self {
             addr: app.addr,
             client: reqwest::Client::new(),
             app: Some(app),
             pg,
             _dir: dir,
-        })
+        }
     }
 
     /// The running app's handles, for tests that drive actors directly.
     pub fn state(&self) -> &vane::http::AppState {
         &self.app.as_ref().expect("running").state
+    }
+
+    /// The PostgreSQL database this node owns, if any.
+    pub fn database_name(&self) -> Option<String> {
+        self.pg.as_ref().map(|pg| pg.name.clone())
+    }
+
+    /// Runs SQL on the PostgreSQL server as the test's superuser, outside
+    /// the node's own database.
+    pub async fn admin_sql(&self, sql: &str) {
+        let base = &self.pg.as_ref().expect("a PostgreSQL test").base;
+        let mut conn = sqlx::PgConnection::connect(base).await.unwrap();
+        conn.execute(sqlx::AssertSqlSafe(sql.to_owned())).await.unwrap();
     }
 
     pub fn url(&self, path: &str) -> String {

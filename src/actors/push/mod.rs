@@ -16,6 +16,7 @@ use std::time::Duration;
 use axum::extract::ws::WebSocket;
 use ractor::Actor;
 
+use super::change_bus::ChangeBusHandle;
 use super::releases::{ChangeNotice, ReleasesHandle};
 use super::{CallError, Slot};
 use crate::settings::Push;
@@ -96,14 +97,22 @@ impl PushHandle {
     }
 }
 
-/// Feeds every committed change to the registry, for as long as the app runs.
-pub fn forward_changes(push: PushHandle, releases: &ReleasesHandle) -> tokio::task::JoinHandle<()> {
+/// Feeds every change committed on this node to its registry and, in a
+/// cluster, to the change bus, for as long as the app runs.
+pub fn forward_changes(
+    push: PushHandle,
+    bus: Option<ChangeBusHandle>,
+    releases: &ReleasesHandle,
+) -> tokio::task::JoinHandle<()> {
     let mut changes = releases.subscribe_changes();
     tokio::spawn(async move {
         use tokio::sync::broadcast::error::RecvError;
         loop {
             match changes.recv().await {
                 Ok(notice) => {
+                    if let Some(bus) = &bus {
+                        bus.publish(notice.clone());
+                    }
                     if let Err(e) = push.notify(notice) {
                         tracing::warn!(error = %e, "change not delivered to subscribers");
                     }

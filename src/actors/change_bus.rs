@@ -1,0 +1,323 @@
+//! ChangeBus: one per node, over Redis pub/sub. A change committed here is
+//! published once; a change published by another node reloads this node's
+//! ConfigCache and is told to this node's subscribers.
+//!
+//! Pub/sub drops what is published while a subscriber is disconnected, so on
+//! every (re)connect, and every `redis.reconcile_interval_ms` anyway, the bus
+//! compares the revisions it knows with the store and catches up on what
+//! changed. The periodic check also keeps nodes in step while Redis is down.
+//!
+//! Supervised by the root Supervisor; a restart reconnects and catches up.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+use super::Slot;
+use super::config_cache::ConfigCacheHandle;
+use super::push::RegistryMsg;
+use super::releases::ChangeNotice;
+use crate::cache::RedisCache;
+use crate::domain::model::now_millis;
+use crate::settings::Redis;
+use crate::store::Store;
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A catch-up gives up on a store slower than this and tries again later.
+const STORE_LIMIT: Duration = Duration::from_secs(5);
+
+pub enum BusMsg {
+    /// A change committed on this node: published once for the others.
+    Publish(ChangeNotice),
+    /// A change another node published.
+    Remote(Wire),
+    /// The subscription is (re)established: catch up on what was missed.
+    Connected,
+    Disconnected(String),
+    /// The periodic comparison with the store.
+    Reconcile,
+    Stats(RpcReplyPort<BusStats>),
+}
+
+/// A notice as it travels between nodes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Wire {
+    origin: String,
+    config_id: String,
+    revision: i64,
+    update_time: i64,
+    manual: bool,
+    /// When the origin published it, for the lag figure.
+    sent_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct BusStats {
+    pub connected: bool,
+    pub published: u64,
+    pub publish_errors: u64,
+    pub received: u64,
+    pub reconnects: u64,
+    /// Configs found changed by a catch-up or a periodic check.
+    pub caught_up: u64,
+    /// Milliseconds from publish on another node to arrival here, last seen.
+    pub last_lag_ms: i64,
+}
+
+pub struct BusArgs {
+    pub settings: Redis,
+    pub redis: RedisCache,
+    pub store: std::sync::Arc<dyn Store>,
+    pub cache: ConfigCacheHandle,
+    pub registry: Slot<RegistryMsg>,
+}
+
+pub struct BusState {
+    node: String,
+    channel: String,
+    redis: RedisCache,
+    store: std::sync::Arc<dyn Store>,
+    cache: ConfigCacheHandle,
+    registry: Slot<RegistryMsg>,
+    /// The newest revision this node knows of, per config.
+    seen: HashMap<String, i64>,
+    synced: bool,
+    stats: BusStats,
+    listener: JoinHandle<()>,
+}
+
+pub struct ChangeBus;
+
+impl Actor for ChangeBus {
+    type Msg = BusMsg;
+    type State = BusState;
+    type Arguments = BusArgs;
+
+    async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: BusArgs) -> Result<Self::State, ActorProcessingErr> {
+        let channel = format!("{}changes", args.settings.prefix);
+        let client = redis::Client::open(args.settings.url.as_str())?;
+        let listener = tokio::spawn(listen(client, channel.clone(), myself.clone()));
+        myself.send_interval(args.settings.reconcile_interval(), || BusMsg::Reconcile);
+        Ok(BusState {
+            node: crate::secrets::random_token(),
+            channel,
+            redis: args.redis,
+            store: args.store,
+            cache: args.cache,
+            registry: args.registry,
+            seen: HashMap::new(),
+            synced: false,
+            stats: BusStats::default(),
+            listener,
+        })
+    }
+
+    async fn post_stop(&self, _: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        state.listener.abort();
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            BusMsg::Publish(notice) => state.publish(notice).await,
+            BusMsg::Remote(wire) => state.remote(wire),
+            BusMsg::Connected => {
+                if state.stats.connected {
+                    return Ok(());
+                }
+                state.stats.connected = true;
+                tracing::info!("change bus connected");
+                state.catch_up().await;
+            }
+            BusMsg::Disconnected(why) => {
+                if state.stats.connected {
+                    state.stats.connected = false;
+                    state.stats.reconnects += 1;
+                    tracing::warn!(why, "change bus disconnected; will catch up on reconnect");
+                }
+            }
+            BusMsg::Reconcile => state.catch_up().await,
+            BusMsg::Stats(reply) => {
+                let _ = reply.send(state.stats);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl BusState {
+    async fn publish(&mut self, notice: ChangeNotice) {
+        self.saw(&notice.config_id, notice.revision);
+        let wire = Wire {
+            origin: self.node.clone(),
+            config_id: notice.config_id,
+            revision: notice.revision,
+            update_time: notice.update_time,
+            manual: notice.manual,
+            sent_ms: now_millis(),
+        };
+        let Ok(payload) = serde_json::to_string(&wire) else {
+            return;
+        };
+        let mut conn = self.redis.connection();
+        let sent = tokio::time::timeout(STORE_LIMIT, conn.publish::<_, _, ()>(&self.channel, payload)).await;
+        match sent {
+            Ok(Ok(())) => self.stats.published += 1,
+            outcome => {
+                self.stats.publish_errors += 1;
+                let error = match outcome {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "timed out".into(),
+                };
+                // Other nodes find the change at their next periodic check.
+                tracing::warn!(%error, config_id = wire.config_id, "change not published to other nodes");
+            }
+        }
+    }
+
+    fn remote(&mut self, wire: Wire) {
+        if wire.origin == self.node {
+            return;
+        }
+        self.stats.received += 1;
+        self.stats.last_lag_ms = now_millis() - wire.sent_ms;
+        let newer = self.seen.get(&wire.config_id).is_none_or(|r| *r < wire.revision);
+        if !newer && !wire.manual {
+            return;
+        }
+        self.saw(&wire.config_id, wire.revision);
+        self.tell(ChangeNotice {
+            config_id: wire.config_id,
+            revision: wire.revision,
+            update_time: wire.update_time,
+            manual: wire.manual,
+        });
+    }
+
+    fn saw(&mut self, config_id: &str, revision: i64) {
+        let known = self.seen.entry(config_id.to_owned()).or_insert(revision);
+        *known = (*known).max(revision);
+    }
+
+    /// Reloads this node's copy and tells its subscribers.
+    fn tell(&self, notice: ChangeNotice) {
+        self.cache.invalidate(&notice.config_id);
+        if let Err(e) = self.registry.tell("subscription registry", RegistryMsg::Notify(notice)) {
+            tracing::warn!(error = %e, "change not delivered to subscribers");
+        }
+    }
+
+    /// Compares the store's revisions with what this node knows and acts on
+    /// every config that moved on without a notice reaching it.
+    async fn catch_up(&mut self) {
+        let started = Instant::now();
+        let configs = match tokio::time::timeout(STORE_LIMIT, self.store.list_configs()).await {
+            Ok(Ok(configs)) => configs,
+            Ok(Err(e)) => return tracing::warn!(error = %e, "catch-up skipped: store unavailable"),
+            Err(_) => return tracing::warn!("catch-up skipped: store too slow"),
+        };
+        // What the cache holds counts as known, so a first sync still reloads
+        // entries that went stale before the bus was ever connected.
+        let held = self.cache.revisions().await.unwrap_or_default();
+        let mut changed = 0;
+        for config in configs {
+            let known = self.seen.get(&config.id).or(held.get(&config.id)).copied();
+            let behind = match known {
+                Some(revision) => revision < config.revision,
+                None => self.synced,
+            };
+            self.saw(&config.id, config.revision);
+            if behind {
+                changed += 1;
+                self.tell(ChangeNotice {
+                    config_id: config.id,
+                    revision: config.revision,
+                    update_time: config.updated_at / 1000,
+                    manual: false,
+                });
+            }
+        }
+        self.synced = true;
+        self.stats.caught_up += changed;
+        if changed > 0 {
+            tracing::info!(changed, took = ?started.elapsed(), "caught up on changes missed by this node");
+        }
+    }
+}
+
+/// Holds the subscription, reconnecting with exponential backoff and jitter.
+async fn listen(client: redis::Client, channel: String, bus: ActorRef<BusMsg>) {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let error = match client.get_async_pubsub().await {
+            Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
+                Ok(()) => {
+                    backoff = FIRST_BACKOFF;
+                    if bus.cast(BusMsg::Connected).is_err() {
+                        return;
+                    }
+                    let mut messages = pubsub.into_on_message();
+                    while let Some(message) = messages.next().await {
+                        let wire = message
+                            .get_payload::<String>()
+                            .ok()
+                            .and_then(|p| serde_json::from_str::<Wire>(&p).ok());
+                        if let Some(wire) = wire
+                            && bus.cast(BusMsg::Remote(wire)).is_err()
+                        {
+                            return;
+                        }
+                    }
+                    "subscription closed".to_owned()
+                }
+                Err(e) => e.to_string(),
+            },
+            Err(e) => e.to_string(),
+        };
+        if bus.cast(BusMsg::Disconnected(error)).is_err() {
+            return;
+        }
+        let jitter = Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1));
+        tokio::time::sleep(backoff + jitter).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// What callers hold to reach the ChangeBus.
+#[derive(Clone)]
+pub struct ChangeBusHandle {
+    slot: Slot<BusMsg>,
+    timeout: Duration,
+}
+
+impl ChangeBusHandle {
+    pub fn new(slot: Slot<BusMsg>, timeout: Duration) -> Self {
+        Self { slot, timeout }
+    }
+
+    /// Publishes a change committed on this node to the other nodes.
+    pub fn publish(&self, notice: ChangeNotice) {
+        if let Err(e) = self.slot.tell("change bus", BusMsg::Publish(notice)) {
+            tracing::warn!(error = %e, "change not handed to the change bus");
+        }
+    }
+
+    pub async fn stats(&self) -> Result<BusStats, super::CallError> {
+        self.slot.ask("change bus", self.timeout, BusMsg::Stats).await
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.slot.is_alive()
+    }
+}

@@ -1,0 +1,162 @@
+//! Several nodes over one PostgreSQL database and one Redis, in one test
+//! process: a change published on A reaches subscribers on B and B's fetches;
+//! B catches up by itself after losing its Redis subscription; a node keeps
+//! serving when Redis or the store is down.
+
+mod common;
+
+use std::time::Duration;
+
+use common::ws::{native_socket, subscribe, until_revision};
+use common::{Backend, TestApp, eventually};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn version(n: i64) -> Value {
+    json!({"lang": "starlark", "source": format!("return {n}")})
+}
+
+async fn served(app: &TestApp, config_id: &str, cached: bool) -> (StatusCode, Value) {
+    let (status, body) = app.fetch(config_id, json!({"cached": cached})).await;
+    (status, body["data"]["result"].clone())
+}
+
+async fn stop_all(nodes: Vec<TestApp>) {
+    // The first node owns the database; it goes last.
+    for node in nodes.into_iter().rev() {
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_on_one_node_reaches_the_other() {
+    let Some(nodes) = TestApp::cluster(2, |_| {}).await else {
+        return;
+    };
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let secret = a.create_config("shared").await["secret"].as_str().unwrap().to_owned();
+    let v1 = a.create_version("shared", version(1)).await;
+    a.release("shared", &v1).await;
+    // B loads it (store, then Redis for the next node to ask).
+    assert_eq!(served(b, "shared", true).await, (StatusCode::OK, json!("1")));
+
+    let mut socket = native_socket(b).await;
+    let revision = b.state().releases.config("shared").await.unwrap().revision;
+    subscribe(&mut socket, "shared", &secret, Some(revision)).await;
+    let v2 = a.create_version("shared", version(2)).await;
+    a.release("shared", &v2).await;
+    let update = until_revision(&mut socket, "shared", revision + 1).await;
+    assert_eq!(update["revision"], json!(revision + 1));
+    // After the notice B answers with the new version, from memory.
+    assert_eq!(served(b, "shared", true).await, (StatusCode::OK, json!("2")));
+
+    let bus = b.state().bus.clone().expect("a change bus with redis");
+    let stats = bus.stats().await.unwrap();
+    assert!(stats.connected && stats.received >= 1, "{stats:?}");
+    drop(socket);
+    stop_all(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_that_lost_its_subscription_catches_up_by_itself() {
+    let Some(nodes) = TestApp::cluster(2, |_| {}).await else {
+        return;
+    };
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let secret = a.create_config("gap").await["secret"].as_str().unwrap().to_owned();
+    let v1 = a.create_version("gap", version(1)).await;
+    a.release("gap", &v1).await;
+    assert_eq!(served(b, "gap", true).await, (StatusCode::OK, json!("1")));
+    let mut socket = native_socket(b).await;
+    let revision = b.state().releases.config("gap").await.unwrap().revision;
+    subscribe(&mut socket, "gap", &secret, Some(revision)).await;
+    let bus = b.state().bus.clone().unwrap();
+    assert!(eventually(WAIT, || async { bus.stats().await.is_ok_and(|s| s.connected) }).await);
+
+    // Cut every pub/sub connection (both nodes'), and publish at once, while
+    // B is still waiting out its reconnect backoff: the notice is lost.
+    let redis = redis::Client::open(common::redis_url().unwrap()).unwrap();
+    let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(killed >= 2, "killed {killed} subscriptions");
+    let v2 = a.create_version("gap", version(2)).await;
+    a.release("gap", &v2).await;
+
+    // B reconnects, compares revisions with the store, and catches up.
+    let update = until_revision(&mut socket, "gap", revision + 1).await;
+    assert_eq!(update["revision"], json!(revision + 1));
+    assert_eq!(served(b, "gap", true).await, (StatusCode::OK, json!("2")));
+    let stats = bus.stats().await.unwrap();
+    assert!(stats.reconnects >= 1 && stats.caught_up >= 1, "{stats:?}");
+    drop(socket);
+    stop_all(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_redis_down_requests_go_on() {
+    // Nothing listens on port 1: every Redis call fails at once.
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| s.redis.url = "redis://127.0.0.1:1".into())
+        .await
+        .unwrap();
+    app.create_config("calm").await;
+    let v1 = app.create_version("calm", version(1)).await;
+    app.release("calm", &v1).await;
+    for cached in [true, false, true] {
+        assert_eq!(served(&app, "calm", cached).await, (StatusCode::OK, json!("1")));
+    }
+    let v2 = app.create_version("calm", version(2)).await;
+    app.release("calm", &v2).await;
+    assert_eq!(served(&app, "calm", true).await, (StatusCode::OK, json!("2")));
+    let (status, ready) = app.admin(Method::GET, "/readyz", None).await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    app.stop().await;
+}
+
+/// Needs PostgreSQL: the test takes the database away from under the node.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_store_down_known_configs_are_still_served() {
+    let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+        return;
+    };
+    app.create_config("kept").await;
+    let v1 = app.create_version("kept", version(1)).await;
+    app.release("kept", &v1).await;
+    assert_eq!(served(&app, "kept", true).await, (StatusCode::OK, json!("1")));
+
+    let database = app.database_name().unwrap();
+    app.admin_sql(&format!("ALTER DATABASE {database} ALLOW_CONNECTIONS false"))
+        .await;
+    app.admin_sql(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'"
+    ))
+    .await;
+
+    // Memory answers; even `cached: false`, whose reload fails, gets the last
+    // known state rather than an error.
+    assert_eq!(served(&app, "kept", true).await, (StatusCode::OK, json!("1")));
+    assert_eq!(served(&app, "kept", false).await, (StatusCode::OK, json!("1")));
+    let (status, ready) = app.admin(Method::GET, "/readyz", None).await;
+    assert_eq!(
+        (status, ready["status"].clone()),
+        (StatusCode::SERVICE_UNAVAILABLE, json!("degraded"))
+    );
+
+    app.admin_sql(&format!("ALTER DATABASE {database} ALLOW_CONNECTIONS true"))
+        .await;
+    assert!(
+        eventually(WAIT, || async {
+            app.admin(Method::GET, "/readyz", None).await.0 == StatusCode::OK
+        })
+        .await,
+        "the node did not recover with the store"
+    );
+    app.stop().await;
+}
