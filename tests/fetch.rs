@@ -402,7 +402,7 @@ async fn admin_routes_need_a_token(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         body,
-        json!({"status": "ready", "checks": {"store": true, "actors": true}})
+        json!({"status": "ready", "checks": {"store": true, "actors": true, "change_bus": null}})
     );
     app.stop().await;
 }

@@ -19,7 +19,7 @@ const STORE_PING_LIMIT: Duration = Duration::from_secs(2);
 /// Ready when the store answers and the actors are running.
 pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
     let store = app.releases.store_reachable(STORE_PING_LIMIT).await;
-    let actors = app.cache.is_alive() && app.pool.is_alive();
+    let actors = app.cache.is_alive() && app.pool.is_alive() && app.push.is_alive();
     let status = if store && actors {
         StatusCode::OK
     } else {
