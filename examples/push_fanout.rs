@@ -1,155 +1,219 @@
-//! Opens N idle push subscriptions to a `vane serve` started as its own
-//! process, publishes one change, and reports the time until all N have it
-//! and the server's resident memory per connection. Loopback only, bounded in
-//! count (each process's open-files limit) and time (`LIMIT`).
+//! Opens N idle push subscriptions to `vane serve` processes, publishes one
+//! change, and reports the time until all N have it and the servers' resident
+//! memory per connection. Loopback only, bounded in count and time (`LIMIT`).
 //!
 //!     cargo build --release --bins --examples
 //!     cargo run --release --example push_fanout -- 10000
+//!     cargo run --release --example push_fanout -- 100000 --nodes 6
 //!
-//! Sockets come from several loopback source addresses, so the ephemeral port
-//! range is never the limit; the open-files limit is raised to its hard limit.
+//! One node runs on SQLite. Several nodes share a fresh PostgreSQL database
+//! (VANE_BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test)
+//! and Redis (VANE_BENCH_REDIS_URL, default redis://127.0.0.1:6379); the
+//! change is published on the first node and reaches the others through the
+//! change bus. Each node gets its own subscriber process (this program, run
+//! as `client`), since one process may hold only so many sockets; sockets
+//! come from several loopback source addresses so ports never run out.
 
+use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+use sqlx::{Connection, Executor};
 use tokio::net::TcpSocket;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, client_async_with_config};
 
 const BEARER: &str = "bench-token-0123456789abcdef";
-const LIMIT: Duration = Duration::from_secs(180);
-/// Connections opened at once.
-const OPENING: usize = 256;
+const LIMIT: Duration = Duration::from_secs(300);
+/// Connections one subscriber process opens at once.
+const OPENING: usize = 128;
 /// Sockets per loopback source address.
 const PER_SOURCE: usize = 20_000;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
-    let files = raise_open_files();
-    anyhow::ensure!(
-        (n as u64) + 200 < files,
-        "{n} sockets need more than this machine's open-files limit of {files} per process"
-    );
-    match tokio::time::timeout(LIMIT, run(n)).await {
-        Ok(result) => result,
-        Err(_) => anyhow::bail!("gave up after {LIMIT:?}"),
-    }
-}
+/// A child process, killed however the run ends.
+struct Process(Child);
 
-/// The server process, killed however the run ends.
-struct Server(Child);
-
-impl Drop for Server {
+impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
 
-async fn run(n: usize) -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    raise_open_files();
+    let runtime = tokio::runtime::Runtime::new()?;
+    if args.get(1).map(String::as_str) == Some("client") {
+        return runtime.block_on(client(&args[2..]));
+    }
+    let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let nodes: usize = args
+        .iter()
+        .position(|a| a == "--nodes")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1);
+    runtime.block_on(async {
+        match tokio::time::timeout(LIMIT, run(n, nodes)).await {
+            Ok(result) => result,
+            Err(_) => anyhow::bail!("gave up after {LIMIT:?}"),
+        }
+    })
+}
+
+async fn run(n: usize, nodes: usize) -> anyhow::Result<()> {
+    let per_node = n.div_ceil(nodes);
+    let files = open_files_limit();
+    anyhow::ensure!(
+        (per_node as u64) + 200 < files,
+        "{per_node} sockets per node need more than the open-files limit of {files} per process; use more --nodes"
+    );
     let dir = tempfile::tempdir()?;
-    let (server, addr) = start_server(dir.path())?;
-    let http = reqwest::Client::new();
-    let base = format!("http://{addr}");
-    wait_ready(&http, &base).await?;
-    let admin = |path: &str, body: Value| {
-        http.post(format!("{base}{path}"))
-            .bearer_auth(BEARER)
-            .json(&body)
-            .send()
+    let database = if nodes > 1 { Some(Database::create().await?) } else { None };
+    let store = match &database {
+        Some(db) => db.url.clone(),
+        None => format!("sqlite://{}", dir.path().join("fan.db").display()),
     };
-    let config: Value = admin("/api/v1/configs", json!({"id": "fan"}))
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let redis = std::env::var("VANE_BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("vane_fan_{:08x}:", rand::random::<u32>());
+    let mut servers = Vec::new();
+    for _ in 0..nodes {
+        servers.push(start_server(dir.path(), &store, (nodes > 1).then_some((&redis, &prefix)))?);
+    }
+    let http = reqwest::Client::new();
+    for (_, addr) in &servers {
+        wait_ready(&http, *addr).await?;
+    }
+    let first = servers[0].1;
+    let admin = |path: &str, body: Value| {
+        http.post(format!("http://{first}{path}")).bearer_auth(BEARER).json(&body).send()
+    };
+    let config: Value = admin("/api/v1/configs", json!({"id": "fan"})).await?.error_for_status()?.json().await?;
     let secret = config["secret"].as_str().unwrap_or_default().to_owned();
     let mut versions = Vec::new();
-    for n in 1..=2 {
-        let version: Value = admin(
-            "/api/v1/configs/fan/versions",
-            json!({"lang": "starlark", "source": format!("return {n}")}),
-        )
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    for v in 1..=2 {
+        let body = json!({"lang": "starlark", "source": format!("return {v}")});
+        let version: Value = admin("/api/v1/configs/fan/versions", body).await?.error_for_status()?.json().await?;
         versions.push(version["code_id"].as_str().unwrap_or_default().to_owned());
     }
     admin("/api/v1/configs/fan/release", json!({"code_id": versions[0]}))
         .await?
         .error_for_status()?;
 
-    let before = rss_bytes(server.0.id());
-    let (received_tx, mut received) = mpsc::unbounded_channel::<Instant>();
-    let (opened_tx, mut opened) = mpsc::unbounded_channel::<()>();
-    let gate = Arc::new(Semaphore::new(OPENING));
+    let before: u64 = servers.iter().map(|(p, _)| rss_bytes(p.0.id())).sum();
     let started = Instant::now();
-    for i in 0..n {
-        let source = Ipv4Addr::new(127, 0, 1 + (i / PER_SOURCE) as u8, 1);
-        let (secret, gate) = (secret.clone(), gate.clone());
-        let (received_tx, opened_tx) = (received_tx.clone(), opened_tx.clone());
+    let mut clients = Vec::new();
+    for (i, (_, addr)) in servers.iter().enumerate() {
+        let count = per_node.min(n - i * per_node);
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .args(["client", &addr.to_string(), &count.to_string(), &secret, &i.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        clients.push((Process(child), BufReader::new(stdout)));
+    }
+    for (_, out) in &mut clients {
+        let line = expect_line(out, "opened")?;
+        anyhow::ensure!(line.trim().ends_with(" 0"), "some subscriptions failed: {line}");
+    }
+    let open_time = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after: u64 = servers.iter().map(|(p, _)| rss_bytes(p.0.id())).sum();
+
+    let published = unix_nanos();
+    admin("/api/v1/configs/fan/release", json!({"code_id": versions[1]}))
+        .await?
+        .error_for_status()?;
+    let mut delays = Vec::with_capacity(n);
+    for (_, out) in &mut clients {
+        let line = expect_line(out, "received")?;
+        for at in line.split_whitespace().skip(1) {
+            let at: u128 = at.parse()?;
+            delays.push(Duration::from_nanos(at.saturating_sub(published) as u64));
+        }
+    }
+    anyhow::ensure!(delays.len() == n, "{} of {n} subscribers heard of the change", delays.len());
+    delays.sort();
+    let pick = |q: f64| delays[((delays.len() - 1) as f64 * q) as usize];
+    println!("{n} idle subscribers (original /push/{{id}}) on {nodes} node(s), {per_node} per node:");
+    println!("  opened in {open_time:.2?}");
+    println!(
+        "  servers' RSS {:.1} MiB -> {:.1} MiB: {:.1} KiB per connection",
+        before as f64 / 1048576.0,
+        after as f64 / 1048576.0,
+        after.saturating_sub(before) as f64 / n as f64 / 1024.0
+    );
+    println!(
+        "  publish on node 1 -> delivery: median {:.1?}, p99 {:.1?}, last {:.1?}",
+        pick(0.5),
+        pick(0.99),
+        pick(1.0)
+    );
+    drop(clients);
+    drop(servers);
+    if let Some(db) = database {
+        db.drop().await?;
+    }
+    Ok(())
+}
+
+/// `client <addr> <count> <secret> <index>`: opens `count` subscriptions,
+/// says "opened <ok> <failed>", waits for one notice on each, and says "received" with
+/// every arrival time (unix nanoseconds).
+async fn client(args: &[String]) -> anyhow::Result<()> {
+    let addr: SocketAddr = args[0].parse()?;
+    let count: usize = args[1].parse()?;
+    let secret = args[2].clone();
+    let index: usize = args[3].parse()?;
+    let gate = Arc::new(Semaphore::new(OPENING));
+    let (opened_tx, mut opened) = tokio::sync::mpsc::unbounded_channel();
+    let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel();
+    for i in 0..count {
+        let source = Ipv4Addr::new(127, 1 + index as u8, 1 + (i / PER_SOURCE) as u8, 1);
+        let (secret, gate, opened_tx, arrived_tx) = (secret.clone(), gate.clone(), opened_tx.clone(), arrived_tx.clone());
         tokio::spawn(async move {
             let permit = gate.acquire_owned().await;
             let socket = match subscribe(addr, source, &secret).await {
                 Ok(socket) => socket,
                 Err(e) => {
                     eprintln!("subscription {i} failed: {e}");
+                    let _ = opened_tx.send(false);
                     return;
                 }
             };
             drop(permit);
-            let _ = opened_tx.send(());
-            let (_, mut frames) = socket.split();
-            // Idle until the first notice, then stay connected until the end.
+            let _ = opened_tx.send(true);
+            let (_sink, mut frames) = socket.split();
             while let Some(Ok(frame)) = frames.next().await {
                 if frame.is_text() {
-                    let _ = received_tx.send(Instant::now());
+                    let _ = arrived_tx.send(unix_nanos());
                 }
             }
         });
     }
-    for _ in 0..n {
-        opened.recv().await;
+    let mut ok = 0;
+    for _ in 0..count {
+        ok += usize::from(opened.recv().await == Some(true));
     }
-    let open_time = started.elapsed();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = rss_bytes(server.0.id());
-    let per_connection = after.saturating_sub(before) as f64 / n as f64;
-
-    let published = Instant::now();
-    admin("/api/v1/configs/fan/release", json!({"code_id": versions[1]}))
-        .await?
-        .error_for_status()?;
-    let mut delays = Vec::with_capacity(n);
-    while delays.len() < n {
-        let at = received.recv().await.unwrap_or_else(Instant::now);
-        delays.push(at.saturating_duration_since(published));
+    println!("opened {ok} {}", count - ok);
+    let mut times = Vec::with_capacity(ok);
+    while times.len() < ok {
+        match arrived.recv().await {
+            Some(at) => times.push(at.to_string()),
+            None => break,
+        }
     }
-    delays.sort();
-    let pick = |q: f64| delays[((delays.len() - 1) as f64 * q) as usize];
-    println!("{n} idle subscribers (original /push/{{id}}), one server process:");
-    println!("  opened in {open_time:.2?}");
-    println!(
-        "  server RSS {:.1} MiB -> {:.1} MiB: {:.1} KiB per connection",
-        before as f64 / 1048576.0,
-        after as f64 / 1048576.0,
-        per_connection / 1024.0
-    );
-    println!(
-        "  publish -> delivery: median {:.1?}, p99 {:.1?}, last {:.1?}",
-        pick(0.5),
-        pick(0.99),
-        pick(1.0)
-    );
-    drop(server);
+    println!("received {}", times.join(" "));
+    // Stay connected until the parent is done.
+    tokio::time::sleep(LIMIT).await;
     Ok(())
 }
 
@@ -161,13 +225,45 @@ async fn subscribe(addr: SocketAddr, source: Ipv4Addr, secret: &str) -> anyhow::
     let stream = tcp.connect(addr).await?;
     let mut request = format!("ws://{addr}/push/fan").into_client_request()?;
     request.headers_mut().insert("Secret", secret.parse()?);
-    // Small buffers on this side too, or the tool would need gigabytes.
+    // Small buffers on this side too, or the subscribers would need gigabytes.
     let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
     let (socket, _) = client_async_with_config(request, MaybeTlsStream::Plain(stream), Some(config)).await?;
     Ok(socket)
 }
 
-fn start_server(dir: &std::path::Path) -> anyhow::Result<(Server, SocketAddr)> {
+fn expect_line(out: &mut BufReader<ChildStdout>, word: &str) -> anyhow::Result<String> {
+    let mut line = String::new();
+    out.read_line(&mut line)?;
+    anyhow::ensure!(line.starts_with(word), "a subscriber process said {line:?}, not {word}");
+    Ok(line)
+}
+
+struct Database {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    async fn create() -> anyhow::Result<Self> {
+        let admin = std::env::var("VANE_BENCH_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let name = format!("vane_fan_{:016x}", rand::random::<u64>());
+        let mut conn = sqlx::PgConnection::connect(&admin).await?;
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await?;
+        let url = format!("{}/{name}", admin.rsplit_once('/').map_or(admin.as_str(), |(p, _)| p));
+        Ok(Self { admin, name, url })
+    }
+
+    async fn drop(self) -> anyhow::Result<()> {
+        let mut conn = sqlx::PgConnection::connect(&self.admin).await?;
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        conn.execute(sqlx::AssertSqlSafe(sql)).await?;
+        Ok(())
+    }
+}
+
+fn start_server(dir: &std::path::Path, store: &str, redis: Option<(&String, &String)>) -> anyhow::Result<(Process, SocketAddr)> {
     let exe = std::env::current_exe()?;
     let vane = exe
         .parent()
@@ -176,22 +272,25 @@ fn start_server(dir: &std::path::Path) -> anyhow::Result<(Server, SocketAddr)> {
         .filter(|p| p.exists())
         .ok_or_else(|| anyhow::anyhow!("build the vane binary first: cargo build --release"))?;
     let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    let child = Command::new(vane)
+    let mut command = Command::new(vane);
+    command
         .arg("serve")
         .current_dir(dir)
         .env("VANE_SERVER__LISTEN", addr.to_string())
-        .env("VANE_STORE__URL", format!("sqlite://{}", dir.join("fan.db").display()))
+        .env("VANE_STORE__URL", store)
         .env("VANE_AUTH__ADMIN_TOKENS", format!("bench={BEARER}"))
         .env("VANE_LOG__LEVEL", "warn")
-        .stdout(Stdio::null())
-        .spawn()?;
-    Ok((Server(child), addr))
+        .stdout(Stdio::null());
+    if let Some((url, prefix)) = redis {
+        command.env("VANE_REDIS__URL", url).env("VANE_REDIS__PREFIX", prefix);
+    }
+    Ok((Process(command.spawn()?), addr))
 }
 
-async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+async fn wait_ready(http: &reqwest::Client, addr: SocketAddr) -> anyhow::Result<()> {
     for _ in 0..200 {
         if http
-            .get(format!("{base}/readyz"))
+            .get(format!("http://{addr}/readyz"))
             .send()
             .await
             .is_ok_and(|r| r.status().is_success())
@@ -200,7 +299,11 @@ async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    anyhow::bail!("the server did not become ready")
+    anyhow::bail!("node {addr} did not become ready")
+}
+
+fn unix_nanos() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
 }
 
 fn rss_bytes(pid: u32) -> u64 {
@@ -214,9 +317,8 @@ fn rss_bytes(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Raises this process's (and so the server's) open-files limit to the hard
-/// limit; returns it.
-fn raise_open_files() -> u64 {
+/// Raises the open-files limit to the hard limit (children inherit it).
+fn raise_open_files() {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -226,6 +328,17 @@ fn raise_open_files() -> u64 {
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
         limit.rlim_cur = limit.rlim_max;
         libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+}
+
+fn open_files_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a plain syscall on a valid struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
     }
     limit.rlim_cur
 }
