@@ -76,7 +76,11 @@ async fn run(n: usize, nodes: usize) -> anyhow::Result<()> {
         "{per_node} sockets per node need more than the open-files limit of {files} per process; use more --nodes"
     );
     let dir = tempfile::tempdir()?;
-    let database = if nodes > 1 { Some(Database::create().await?) } else { None };
+    let database = if nodes > 1 {
+        Some(Database::create().await?)
+    } else {
+        None
+    };
     let store = match &database {
         Some(db) => db.url.clone(),
         None => format!("sqlite://{}", dir.path().join("fan.db").display()),
@@ -85,7 +89,11 @@ async fn run(n: usize, nodes: usize) -> anyhow::Result<()> {
     let prefix = format!("vane_fan_{:08x}:", rand::random::<u32>());
     let mut servers = Vec::new();
     for _ in 0..nodes {
-        servers.push(start_server(dir.path(), &store, (nodes > 1).then_some((&redis, &prefix)))?);
+        servers.push(start_server(
+            dir.path(),
+            &store,
+            (nodes > 1).then_some((&redis, &prefix)),
+        )?);
     }
     let http = reqwest::Client::new();
     for (_, addr) in &servers {
@@ -93,14 +101,25 @@ async fn run(n: usize, nodes: usize) -> anyhow::Result<()> {
     }
     let first = servers[0].1;
     let admin = |path: &str, body: Value| {
-        http.post(format!("http://{first}{path}")).bearer_auth(BEARER).json(&body).send()
+        http.post(format!("http://{first}{path}"))
+            .bearer_auth(BEARER)
+            .json(&body)
+            .send()
     };
-    let config: Value = admin("/api/v1/configs", json!({"id": "fan"})).await?.error_for_status()?.json().await?;
+    let config: Value = admin("/api/v1/configs", json!({"id": "fan"}))
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
     let secret = config["secret"].as_str().unwrap_or_default().to_owned();
     let mut versions = Vec::new();
     for v in 1..=2 {
         let body = json!({"lang": "starlark", "source": format!("return {v}")});
-        let version: Value = admin("/api/v1/configs/fan/versions", body).await?.error_for_status()?.json().await?;
+        let version: Value = admin("/api/v1/configs/fan/versions", body)
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
         versions.push(version["code_id"].as_str().unwrap_or_default().to_owned());
     }
     admin("/api/v1/configs/fan/release", json!({"code_id": versions[0]}))
@@ -140,7 +159,11 @@ async fn run(n: usize, nodes: usize) -> anyhow::Result<()> {
             delays.push(Duration::from_nanos(at.saturating_sub(published) as u64));
         }
     }
-    anyhow::ensure!(delays.len() == n, "{} of {n} subscribers heard of the change", delays.len());
+    anyhow::ensure!(
+        delays.len() == n,
+        "{} of {n} subscribers heard of the change",
+        delays.len()
+    );
     delays.sort();
     let pick = |q: f64| delays[((delays.len() - 1) as f64 * q) as usize];
     println!("{n} idle subscribers (original /push/{{id}}) on {nodes} node(s), {per_node} per node:");
@@ -178,7 +201,8 @@ async fn client(args: &[String]) -> anyhow::Result<()> {
     let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel();
     for i in 0..count {
         let source = Ipv4Addr::new(127, 1 + index as u8, 1 + (i / PER_SOURCE) as u8, 1);
-        let (secret, gate, opened_tx, arrived_tx) = (secret.clone(), gate.clone(), opened_tx.clone(), arrived_tx.clone());
+        let (secret, gate, opened_tx, arrived_tx) =
+            (secret.clone(), gate.clone(), opened_tx.clone(), arrived_tx.clone());
         tokio::spawn(async move {
             let permit = gate.acquire_owned().await;
             let socket = match subscribe(addr, source, &secret).await {
@@ -250,7 +274,8 @@ impl Database {
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
         let name = format!("vane_fan_{:016x}", rand::random::<u64>());
         let mut conn = sqlx::PgConnection::connect(&admin).await?;
-        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await?;
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await?;
         let url = format!("{}/{name}", admin.rsplit_once('/').map_or(admin.as_str(), |(p, _)| p));
         Ok(Self { admin, name, url })
     }
@@ -263,7 +288,11 @@ impl Database {
     }
 }
 
-fn start_server(dir: &std::path::Path, store: &str, redis: Option<(&String, &String)>) -> anyhow::Result<(Process, SocketAddr)> {
+fn start_server(
+    dir: &std::path::Path,
+    store: &str,
+    redis: Option<(&String, &String)>,
+) -> anyhow::Result<(Process, SocketAddr)> {
     let exe = std::env::current_exe()?;
     let vane = exe
         .parent()

@@ -15,11 +15,12 @@ use tokio::task::JoinHandle;
 use crate::actors::change_bus::ChangeBusHandle;
 use crate::actors::config_cache::ConfigCacheHandle;
 use crate::actors::config_cache::Sources;
-use crate::actors::evaluator::{EvaluatorPoolHandle, PoolStats};
+use crate::actors::evaluator::{EvaluatorPoolHandle, PoolSettings};
 use crate::actors::push::{self, PushHandle};
 use crate::actors::releases::ReleasesHandle;
 use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::cache::RedisCache;
+use crate::http::ops::{self, Ops};
 use crate::http::{self, AdminTokens, AppState};
 use crate::settings::Settings;
 use crate::{secrets, store};
@@ -33,6 +34,7 @@ pub struct App {
     server: JoinHandle<std::io::Result<()>>,
     stop_server: watch::Sender<bool>,
     forwarder: JoinHandle<()>,
+    shutdown_grace: Duration,
 }
 
 pub async fn start(mut settings: Settings, listener: TcpListener) -> anyhow::Result<App> {
@@ -53,7 +55,7 @@ pub async fn start(mut settings: Settings, listener: TcpListener) -> anyhow::Res
     if settings.push.update_secret.is_empty() {
         settings.push.update_secret = generated_secret(&settings.store.url, "vane-update-secret", "update secret")?;
     }
-    let pool_stats = Arc::new(PoolStats::default());
+    let pool_settings = PoolSettings::live(&settings.sandbox, Arc::default());
     let redis = match settings.redis.enabled() {
         true => Some(RedisCache::connect(&settings.redis).context("configuring redis")?),
         false => None,
@@ -63,8 +65,7 @@ pub async fn start(mut settings: Settings, listener: TcpListener) -> anyhow::Res
             store: store.clone(),
             redis: redis.clone(),
         }),
-        sandbox: settings.sandbox.clone(),
-        pool_stats: pool_stats.clone(),
+        pool: pool_settings.clone(),
         bus: redis.clone().map(|r| (settings.redis.clone(), r)),
         call_timeout: settings.call_timeout(),
     };
@@ -76,7 +77,7 @@ pub async fn start(mut settings: Settings, listener: TcpListener) -> anyhow::Res
         .success_or(anyhow::anyhow!("supervisor did not answer"))?;
     let timeout = settings.call_timeout();
     let cache = ConfigCacheHandle::new(slots.config_cache, timeout);
-    let pool = EvaluatorPoolHandle::new(slots.evaluator_pool, &settings.sandbox, pool_stats);
+    let pool = EvaluatorPoolHandle::new(slots.evaluator_pool, pool_settings);
     let releases = ReleasesHandle::new(
         store.clone(),
         cache.clone(),
@@ -97,6 +98,7 @@ pub async fn start(mut settings: Settings, listener: TcpListener) -> anyhow::Res
         playground_open: settings.playground.open,
         tests_secret: settings.tests.secret.clone().into(),
         update_secret: settings.push.update_secret.clone().into(),
+        ops: Arc::new(Ops::new(settings.clone())),
     };
     let router = http::router(state.clone(), settings.server.max_body_bytes);
     let addr = listener.local_addr()?;
@@ -117,10 +119,22 @@ pub async fn start(mut settings: Settings, listener: TcpListener) -> anyhow::Res
         server,
         stop_server,
         forwarder,
+        shutdown_grace: Duration::from_millis(settings.server.shutdown_grace_ms),
     })
 }
 
 impl App {
+    /// Reads the settings file given here on every reload (SIGHUP or the
+    /// admin route).
+    pub fn set_settings_source(&self, path: PathBuf, required: bool) {
+        self.state.ops.set_source(path, required);
+    }
+
+    /// Reloads the settings source; see `http::ops::reload`.
+    pub fn reload(&self) -> Result<crate::reload::Plan, String> {
+        ops::reload(&self.state)
+    }
+
     /// Resolves when the actor tree has stopped by itself (it escalated).
     pub async fn supervisor_stopped(&mut self) {
         let _ = (&mut self.supervisor_done).await;
@@ -133,10 +147,7 @@ impl App {
         // their clients reconnect to another node.
         let _ = self.state.push.close_all();
         let _ = self.stop_server.send(true);
-        if tokio::time::timeout(Duration::from_secs(10), self.server)
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(self.shutdown_grace, self.server).await.is_err() {
             tracing::warn!("in-flight requests did not finish in time");
         }
         // Jobs outlive their requests only if the requests gave up waiting.

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod domain;
 pub mod engine;
 pub mod http;
+pub mod reload;
 pub mod secrets;
 pub mod settings;
 pub mod store;

@@ -53,7 +53,7 @@ fn main() -> ExitCode {
             };
             init_tracing(&settings);
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-            match runtime.block_on(serve(settings)) {
+            match runtime.block_on(serve(settings, path, required)) {
                 Ok(code) => code,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -65,30 +65,60 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
+async fn serve(settings: Settings, path: PathBuf, required: bool) -> anyhow::Result<ExitCode> {
+    use tokio::signal::unix::{SignalKind, signal};
     let listener = TcpListener::bind(settings.server.listen)
         .await
         .map_err(|e| anyhow::anyhow!("binding server.listen {}: {e}", settings.server.listen))?;
     let mut app = vane::app::start(settings, listener).await?;
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted, shutting down"),
-        _ = terminate.recv() => tracing::info!("terminated, shutting down"),
-        _ = app.supervisor_stopped() => {
-            tracing::error!("actor tree stopped, exiting");
-            return Ok(ExitCode::FAILURE);
+    app.set_settings_source(path, required);
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = interrupt.recv() => { tracing::info!("interrupted, shutting down"); break; }
+            _ = terminate.recv() => { tracing::info!("terminated, shutting down"); break; }
+            _ = hangup.recv() => match app.reload() {
+                Ok(plan) => tracing::info!(
+                    applied = plan.applied.len(),
+                    restart_required = plan.restart_required.len(),
+                    "settings reloaded"
+                ),
+                Err(e) => tracing::warn!(error = e, "settings reload refused; nothing changed"),
+            },
+            _ = app.supervisor_stopped() => {
+                tracing::error!("actor tree stopped, exiting");
+                return Ok(ExitCode::FAILURE);
+            }
         }
     }
+    // A second signal means now.
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        eprintln!("vane: second signal, exiting at once");
+        std::process::exit(130);
+    });
     app.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }
 
 fn init_tracing(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log.level).unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{EnvFilter, reload};
+    let filter = EnvFilter::try_new(&settings.log.level).unwrap_or_else(|_| "info".into());
+    let (filter, handle) = reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
     if settings.log.format == "json" {
-        builder.json().init();
+        registry.with(tracing_subscriber::fmt::layer().json()).init();
     } else {
-        builder.init();
+        registry.with(tracing_subscriber::fmt::layer()).init();
     }
+    let _ = vane::reload::LOG_LEVEL.set(Box::new(move |level| {
+        let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    }));
 }

@@ -43,6 +43,8 @@ pub struct Server {
     pub max_body_bytes: usize,
     /// How long an actor call may take before the caller gets 503.
     pub call_timeout_ms: u64,
+    /// On SIGTERM/SIGINT, how long requests in flight may take to finish.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for Server {
@@ -51,6 +53,7 @@ impl Default for Server {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 1024 * 1024,
             call_timeout_ms: 5000,
+            shutdown_grace_ms: 10_000,
         }
     }
 }

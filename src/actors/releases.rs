@@ -4,6 +4,7 @@
 //! a slow write never holds up resolution.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -80,7 +81,8 @@ pub struct ReleasesHandle {
     pool: EvaluatorPoolHandle,
     redis: Option<RedisCache>,
     changes: broadcast::Sender<ChangeNotice>,
-    break_threshold: i64,
+    /// Changes on reload.
+    break_threshold: Arc<AtomicI64>,
 }
 
 impl ReleasesHandle {
@@ -97,8 +99,13 @@ impl ReleasesHandle {
             pool,
             redis,
             changes: broadcast::channel(CHANGE_BACKLOG).0,
-            break_threshold: i64::from(break_threshold),
+            break_threshold: Arc::new(AtomicI64::new(i64::from(break_threshold))),
         }
+    }
+
+    /// Reports that break a version from now on.
+    pub fn set_break_threshold(&self, threshold: u32) {
+        self.break_threshold.store(i64::from(threshold), Ordering::Relaxed);
     }
 
     /// Every change clients must see, as it is committed.
@@ -332,7 +339,8 @@ impl ReleasesHandle {
             err_time,
             message,
         };
-        let outcome = self.store.add_report(report, self.break_threshold).await?;
+        let threshold = self.break_threshold.load(Ordering::Relaxed);
+        let outcome = self.store.add_report(report, threshold).await?;
         if let Some(config) = &outcome.broke {
             tracing::warn!(
                 config_id,

@@ -15,11 +15,10 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, Super
 use super::Slot;
 use super::change_bus::{BusArgs, BusMsg, ChangeBus};
 use super::config_cache::{ConfigCache, ConfigCacheHandle, ConfigCacheMsg, Sources};
-use super::evaluator::{self, PoolMsg, PoolStats};
+use super::evaluator::{self, LiveSettings, PoolMsg};
 use super::push::{RegistryMsg, SubscriptionRegistry};
 use crate::cache::RedisCache;
 use crate::settings::Redis;
-use crate::settings::Sandbox;
 
 /// Restarts allowed within `RESTART_WINDOW` before escalating.
 const MAX_RESTARTS: usize = 5;
@@ -56,9 +55,8 @@ pub struct Slots {
 pub struct SupervisorArgs {
     /// Where the ConfigCache loads from.
     pub sources: Arc<Sources>,
-    pub sandbox: Sandbox,
-    /// Outlives pool restarts, so its counters do too.
-    pub pool_stats: Arc<PoolStats>,
+    /// The pool's settings (with counters that outlive pool restarts).
+    pub pool: LiveSettings,
     /// Redis settings and cache, for the ChangeBus; `None` on a single node.
     pub bus: Option<(Redis, RedisCache)>,
     pub call_timeout: Duration,
@@ -83,7 +81,7 @@ impl Actor for Supervisor {
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let cache = spawn_cache(&args, myself.get_cell()).await?;
-        let pool = evaluator::spawn(&args.sandbox, args.pool_stats.clone(), myself.get_cell()).await?;
+        let pool = evaluator::spawn(&args.pool, myself.get_cell()).await?;
         let (registry, _) = Actor::spawn_linked(None, SubscriptionRegistry, (), myself.get_cell()).await?;
         let mut slots = Slots {
             config_cache: Slot::new(cache),
@@ -192,7 +190,7 @@ impl SupervisorState {
             Child::EvaluatorPool => self
                 .slots
                 .evaluator_pool
-                .set(evaluator::spawn(&self.args.sandbox, self.args.pool_stats.clone(), myself.get_cell()).await?),
+                .set(evaluator::spawn(&self.args.pool, myself.get_cell()).await?),
             Child::SubscriptionRegistry => {
                 let (registry, _) = Actor::spawn_linked(None, SubscriptionRegistry, (), myself.get_cell()).await?;
                 self.slots.subscriptions.set(registry)
@@ -237,6 +235,8 @@ async fn spawn_cache(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actors::evaluator::PoolSettings;
+    use crate::settings::Sandbox;
     use crate::store;
 
     async fn start() -> (
@@ -260,8 +260,7 @@ mod tests {
             Supervisor,
             SupervisorArgs {
                 sources: Arc::new(Sources { store, redis: None }),
-                sandbox,
-                pool_stats: Arc::default(),
+                pool: PoolSettings::live(&sandbox, Arc::default()),
                 bus: None,
                 call_timeout: Duration::from_secs(1),
             },

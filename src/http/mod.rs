@@ -8,6 +8,7 @@ pub mod error;
 mod extract;
 mod fetch;
 mod health;
+pub mod ops;
 mod playground;
 mod push;
 mod reports;
@@ -42,12 +43,14 @@ pub struct AppState {
     pub tests_secret: Arc<str>,
     /// The `Secret` of the original `POST /update/{id}`.
     pub update_secret: Arc<str>,
+    pub ops: Arc<ops::Ops>,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let admin = admin::routes()
         .merge(cases::admin_routes())
         .merge(reports::admin_routes())
+        .merge(ops::routes())
         .route_layer(middleware::from_fn_with_state(
             state.admin_tokens.clone(),
             auth::require_admin,

@@ -181,6 +181,11 @@ impl TestApp {
         }
     }
 
+    /// The running app itself.
+    pub fn app(&self) -> &App {
+        self.app.as_ref().expect("running")
+    }
+
     /// The running app's handles, for tests that drive actors directly.
     pub fn state(&self) -> &vane::http::AppState {
         &self.app.as_ref().expect("running").state

@@ -44,11 +44,7 @@ impl Backend {
 
     /// Resident memory of a worker process; threads share the server's.
     pub fn rss_bytes(&self) -> Option<u64> {
-        let statm = std::fs::read_to_string(format!("/proc/{}/statm", self.pid()?)).ok()?;
-        let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-        // SAFETY: sysconf has no preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        Some(pages * page.max(0) as u64)
+        super::stats::rss_bytes(self.pid()?)
     }
 
     /// Stops the worker: kills a process; lets a thread finish and exit.

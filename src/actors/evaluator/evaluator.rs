@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 
 use ractor::factory::{FactoryMessage, WorkerBuilder, WorkerMessage, WorkerStartContext};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::backend::Backend;
 use super::process::{ProcessError, ProcessSettings};
-use super::stats::Count;
+use super::stats::{Count, WorkerState};
 use super::{EvalError, EvalJob, PoolSettings, SCRATCH_CODE_ID, Work};
 use crate::domain::Lang;
 use crate::engine::EngineError;
@@ -37,7 +38,7 @@ const MAX_DISCARDS: u32 = 16;
 /// Evaluations between two readings of a worker process's memory.
 const RSS_EVERY: u64 = 32;
 
-pub type EvaluatorContext = WorkerStartContext<(), EvalJob, Arc<PoolSettings>>;
+pub type EvaluatorContext = WorkerStartContext<(), EvalJob, watch::Receiver<Arc<PoolSettings>>>;
 
 pub struct EvaluatorState {
     context: EvaluatorContext,
@@ -64,10 +65,14 @@ impl Actor for Evaluator {
     ) -> Result<Self::State, ActorProcessingErr> {
         // Start the process now so the first request does not pay for it; a
         // failure here is retried on the first job rather than failing start.
-        let process = Backend::spawn(&context.custom_start.process)
+        let settings = context.custom_start.borrow().clone();
+        let process = Backend::spawn(&settings.process)
             .await
             .map_err(|e| tracing::error!(error = %e, "worker process did not start"))
             .ok();
+        settings
+            .stats
+            .worker_started(context.wid, process.as_ref().and_then(Backend::pid));
         Ok(EvaluatorState {
             context,
             process,
@@ -82,6 +87,7 @@ impl Actor for Evaluator {
         if let Some(process) = state.process.take() {
             process.stop().await;
         }
+        state.settings().stats.worker_gone(state.context.wid);
         if let Some(task) = state.replacement.take() {
             // Dropping a half-started worker kills it (`kill_on_drop`).
             task.abort();
@@ -103,8 +109,9 @@ impl Actor for Evaluator {
                     .cast(FactoryMessage::WorkerPong(state.context.wid, sent.elapsed()))?;
             }
             WorkerMessage::Dispatch(mut job) => {
-                let stats = state.context.custom_start.stats.clone();
+                let stats = state.settings().stats.clone();
                 stats.add(Count::Started);
+                stats.worker_state(state.context.wid, WorkerState::Busy);
                 let result = state.run(&job.msg.work).await;
                 let javascript = match &job.msg.work {
                     Work::Run { version, .. } => version.lang == Lang::Javascript,
@@ -116,6 +123,7 @@ impl Actor for Evaluator {
                     let _ = reply.send(result);
                 }
                 stats.add(Count::Finished);
+                stats.worker_state(state.context.wid, WorkerState::Idle);
                 state.recycle_if_due(discarded);
                 state
                     .context
@@ -128,8 +136,13 @@ impl Actor for Evaluator {
 }
 
 impl EvaluatorState {
+    /// The pool's settings as of now (they change on reload).
+    fn settings(&self) -> Arc<PoolSettings> {
+        self.context.custom_start.borrow().clone()
+    }
+
     async fn run(&mut self, work: &Work) -> Result<Box<serde_json::value::RawValue>, EvalError> {
-        let settings = self.context.custom_start.clone();
+        let settings = self.settings();
         let request = encode(work, &settings)?;
         let limit = match work {
             Work::Run { .. } | Work::Try { .. } => {
@@ -171,7 +184,7 @@ impl EvaluatorState {
     /// by memory. The old worker keeps serving until the new one is ready, so
     /// no queued job waits for a start-up.
     fn recycle_if_due(&mut self, discarded: bool) {
-        let settings = self.context.custom_start.clone();
+        let settings = self.settings();
         self.runs += 1;
         self.discards += u32::from(discarded);
         let Some(process) = &self.process else {
@@ -205,12 +218,13 @@ impl EvaluatorState {
         };
         match task.await {
             Ok(Ok(fresh)) => {
+                self.settings().stats.worker_started(self.context.wid, fresh.pid());
                 if let Some(old) = self.process.replace(fresh) {
                     tokio::spawn(old.stop());
                 }
                 self.runs = 0;
                 self.discards = 0;
-                self.context.custom_start.stats.add(Count::Recycled);
+                self.settings().stats.add(Count::Recycled);
             }
             Ok(Err(e)) => tracing::error!(wid = self.context.wid, error = %e, "replacement worker did not start"),
             Err(e) => tracing::error!(wid = self.context.wid, error = %e, "replacement worker task failed"),
@@ -244,7 +258,8 @@ impl EvaluatorState {
                 self.crashes.push_back(Instant::now());
                 EvalError::Unavailable(e.to_string())
             })?;
-            self.context.custom_start.stats.add(Count::Restarted);
+            self.settings().stats.add(Count::Restarted);
+            self.settings().stats.worker_started(self.context.wid, process.pid());
             self.runs = 0;
             self.discards = 0;
             self.process = Some(process);
@@ -341,11 +356,11 @@ fn decode(reply: &[u8]) -> (Result<Box<serde_json::value::RawValue>, EvalError>,
 
 /// Builds Evaluators for the factory, on start and on every respawn.
 pub struct EvaluatorBuilder {
-    pub settings: Arc<PoolSettings>,
+    pub settings: watch::Receiver<Arc<PoolSettings>>,
 }
 
-impl WorkerBuilder<Evaluator, Arc<PoolSettings>> for EvaluatorBuilder {
-    fn build(&mut self, _wid: usize) -> (Evaluator, Arc<PoolSettings>) {
+impl WorkerBuilder<Evaluator, watch::Receiver<Arc<PoolSettings>>> for EvaluatorBuilder {
+    fn build(&mut self, _wid: usize) -> (Evaluator, watch::Receiver<Arc<PoolSettings>>) {
         (Evaluator, self.settings.clone())
     }
 }

@@ -13,14 +13,13 @@ mod stats;
 mod thread;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ractor::factory::queues::DefaultQueue;
 use ractor::factory::routing::QueuerRouting;
 use ractor::factory::{
     DiscardHandler, DiscardMode, DiscardReason, DiscardSettings, Factory, FactoryArguments, FactoryMessage, Job,
-    JobOptions,
+    JobOptions, UpdateSettingsRequest,
 };
 use ractor::{Actor, ActorCell, ActorRef, SpawnErr};
 use serde::Serialize;
@@ -35,7 +34,7 @@ use crate::settings::{PausedJobs, Sandbox};
 pub use evaluator::Evaluator;
 use evaluator::EvaluatorBuilder;
 pub use process::ProcessSettings;
-pub use stats::{Count, PoolSnapshot, PoolStats};
+pub use stats::{Count, PoolSnapshot, PoolStats, WorkerInfo, WorkerState};
 
 pub type PoolMsg = FactoryMessage<(), EvalJob>;
 
@@ -104,10 +103,22 @@ pub struct PoolSettings {
     pub check_limit: Duration,
     pub recycle_after_runs: u64,
     pub recycle_rss_bytes: u64,
+    pub workers: usize,
+    pub queue_bound: usize,
+    pub paused_jobs: PausedJobs,
     pub stats: Arc<PoolStats>,
 }
 
+/// The pool's settings as they are now: Evaluators read them per job, so a
+/// reload reaches them without a restart (a new memory cap reaches new worker
+/// processes).
+pub type LiveSettings = Arc<watch::Sender<Arc<PoolSettings>>>;
+
 impl PoolSettings {
+    pub fn live(sandbox: &Sandbox, stats: Arc<PoolStats>) -> LiveSettings {
+        Arc::new(watch::Sender::new(Arc::new(Self::from_sandbox(sandbox, stats))))
+    }
+
     pub fn from_sandbox(sandbox: &Sandbox, stats: Arc<PoolStats>) -> Self {
         Self {
             process: ProcessSettings {
@@ -125,8 +136,20 @@ impl PoolSettings {
             check_limit: (sandbox.deadline() * 10).max(Duration::from_secs(2)),
             recycle_after_runs: sandbox.recycle_after_runs,
             recycle_rss_bytes: sandbox.recycle_rss_bytes(),
+            workers: sandbox.worker_count(),
+            queue_bound: sandbox.queue_bound,
+            paused_jobs: sandbox.paused_jobs,
             stats,
         }
+    }
+
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.limits.deadline_ms)
+    }
+
+    /// Longest a caller waits: queue wait + run + kill grace + respawn margin.
+    fn wait_limit(&self) -> Duration {
+        self.deadline() * 2 + self.kill_grace + Duration::from_secs(2)
     }
 }
 
@@ -154,33 +177,37 @@ impl DiscardHandler<(), EvalJob> for Discarder {
     }
 }
 
-pub async fn spawn(
-    sandbox: &Sandbox,
-    stats: Arc<PoolStats>,
-    supervisor: ActorCell,
-) -> Result<ActorRef<PoolMsg>, SpawnErr> {
-    let settings = Arc::new(PoolSettings::from_sandbox(sandbox, stats.clone()));
+pub async fn spawn(live: &LiveSettings, supervisor: ActorCell) -> Result<ActorRef<PoolMsg>, SpawnErr> {
+    let current = live.borrow().clone();
     let factory = Factory::<
         (),
         EvalJob,
-        Arc<PoolSettings>,
+        watch::Receiver<Arc<PoolSettings>>,
         Evaluator,
         QueuerRouting<(), EvalJob>,
         DefaultQueue<(), EvalJob>,
     >::default();
     let arguments = FactoryArguments::builder()
-        .worker_builder(Box::new(EvaluatorBuilder { settings }))
-        .num_initial_workers(sandbox.worker_count())
+        .worker_builder(Box::new(EvaluatorBuilder {
+            settings: live.subscribe(),
+        }))
+        .num_initial_workers(current.workers)
         .queue(DefaultQueue::default())
         .router(QueuerRouting::default())
-        .discard_handler(Arc::new(Discarder { stats }))
-        .discard_settings(DiscardSettings::Static {
-            limit: sandbox.queue_bound,
-            mode: DiscardMode::Newest,
-        })
+        .discard_handler(Arc::new(Discarder {
+            stats: current.stats.clone(),
+        }))
+        .discard_settings(discard_settings(current.queue_bound))
         .build();
     let (pool, _) = Actor::spawn_linked(None, factory, arguments, supervisor).await?;
     Ok(pool)
+}
+
+fn discard_settings(queue_bound: usize) -> DiscardSettings {
+    DiscardSettings::Static {
+        limit: queue_bound,
+        mode: DiscardMode::Newest,
+    }
 }
 
 /// Whether the pool takes new jobs.
@@ -201,35 +228,51 @@ pub struct PoolStatus {
     pub queued: usize,
     #[serde(flatten)]
     pub counts: PoolSnapshot,
+    pub worker_list: Vec<WorkerInfo>,
 }
 
 /// What callers hold to reach the EvaluatorPool.
 #[derive(Clone)]
 pub struct EvaluatorPoolHandle {
     slot: Slot<PoolMsg>,
-    deadline: Duration,
-    /// Longest a caller waits: queue wait + run + kill grace + respawn margin.
-    wait_limit: Duration,
+    live: LiveSettings,
     stats: Arc<PoolStats>,
     gate: Arc<watch::Sender<Gate>>,
-    paused_jobs: PausedJobs,
-    /// The size last asked for; a restarted pool starts at the configured one.
-    workers: Arc<AtomicUsize>,
 }
 
 impl EvaluatorPoolHandle {
-    pub fn new(slot: Slot<PoolMsg>, sandbox: &Sandbox, stats: Arc<PoolStats>) -> Self {
-        let deadline = sandbox.deadline();
-        let wait_limit = deadline * 2 + sandbox.kill_grace() + Duration::from_secs(2);
+    pub fn new(slot: Slot<PoolMsg>, live: LiveSettings) -> Self {
+        let stats = live.borrow().stats.clone();
         Self {
             slot,
-            deadline,
-            wait_limit,
+            live,
             stats,
             gate: Arc::new(watch::Sender::new(Gate::Open)),
-            paused_jobs: sandbox.paused_jobs,
-            workers: Arc::new(AtomicUsize::new(sandbox.worker_count())),
         }
+    }
+
+    fn current(&self) -> Arc<PoolSettings> {
+        self.live.borrow().clone()
+    }
+
+    /// Takes new sandbox settings: workers are added or retired (each
+    /// finishing its job first), the queue bound and deadline apply to the
+    /// next job, a new memory cap to worker processes started from now on.
+    pub fn reconfigure(&self, sandbox: &Sandbox) -> Result<(), EvalError> {
+        let next = PoolSettings::from_sandbox(sandbox, self.stats.clone());
+        let update = UpdateSettingsRequest {
+            discard_handler: None,
+            discard_settings: Some(discard_settings(next.queue_bound)),
+            dead_mans_switch: None,
+            capacity_controller: None,
+            lifecycle_hooks: None,
+            stats: None,
+            worker_count: Some(next.workers),
+        };
+        self.live.send_replace(Arc::new(next));
+        self.slot
+            .tell("evaluator pool", FactoryMessage::UpdateSettings(update))
+            .map_err(|e| EvalError::Unavailable(e.to_string()))
     }
 
     /// Checks `params` against the version's schema, then runs it; returns the
@@ -269,14 +312,14 @@ impl EvaluatorPoolHandle {
                 work,
                 reply: Some(reply),
             },
-            options: JobOptions::new(Some(self.deadline)),
+            options: JobOptions::new(Some(self.current().deadline())),
             accepted: None,
         };
         self.stats.add(Count::Submitted);
         self.slot
             .tell("evaluator pool", FactoryMessage::Dispatch(job))
             .map_err(|e| EvalError::Unavailable(e.to_string()))?;
-        match tokio::time::timeout(self.wait_limit, answer).await {
+        match tokio::time::timeout(self.current().wait_limit(), answer).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(EvalError::Unavailable("the evaluator stopped before answering".into())),
             Err(_) => Err(EvalError::Timeout),
@@ -290,13 +333,14 @@ impl EvaluatorPoolHandle {
         match gate {
             Gate::Open => Ok(()),
             Gate::Draining => Err(EvalError::Unavailable("shutting down".into())),
-            Gate::Paused if self.paused_jobs == PausedJobs::Shed => {
+            Gate::Paused if self.current().paused_jobs == PausedJobs::Shed => {
                 self.stats.add(Count::Shed);
                 Err(EvalError::Overloaded)
             }
             Gate::Paused => {
                 let mut gate = self.gate.subscribe();
-                match tokio::time::timeout(self.deadline, gate.wait_for(|g| *g != Gate::Paused)).await {
+                let deadline = self.current().deadline();
+                match tokio::time::timeout(deadline, gate.wait_for(|g| *g != Gate::Paused)).await {
                     Ok(Ok(g)) if *g == Gate::Open => Ok(()),
                     Ok(_) => Err(EvalError::Unavailable("shutting down".into())),
                     Err(_) => {
@@ -322,7 +366,12 @@ impl EvaluatorPoolHandle {
         self.slot
             .tell("evaluator pool", FactoryMessage::AdjustWorkerPool(workers))
             .map_err(|e| EvalError::Unavailable(e.to_string()))?;
-        self.workers.store(workers, Ordering::Relaxed);
+        // A restarted pool starts at this size too.
+        self.live.send_modify(|s| {
+            let mut resized = PoolSettings::clone(s);
+            resized.workers = workers;
+            *s = Arc::new(resized);
+        });
         Ok(())
     }
 
@@ -343,11 +392,14 @@ impl EvaluatorPoolHandle {
     }
 
     pub async fn status(&self) -> Result<PoolStatus, EvalError> {
+        let queued = self.queue_depth().await?;
+        let gate = *self.gate.borrow();
         Ok(PoolStatus {
-            gate: *self.gate.borrow(),
-            workers: self.workers.load(Ordering::Relaxed),
-            queued: self.queue_depth().await?,
+            gate,
+            workers: self.current().workers,
+            queued,
             counts: self.stats.snapshot(),
+            worker_list: self.stats.workers(),
         })
     }
 

@@ -1,12 +1,44 @@
 //! Counters of the EvaluatorPool, shared by its handle, its Evaluators and
 //! its discard handler, and kept across pool restarts. Metrics read them.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use serde::Serialize;
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerState {
+    Idle,
+    Busy,
+}
+
+/// One Evaluator as an operator sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerInfo {
+    pub wid: usize,
+    pub state: WorkerState,
+    pub jobs_done: u64,
+    /// The worker process (none for a worker thread).
+    pub pid: Option<u32>,
+    pub rss_bytes: Option<u64>,
+    /// Seconds since its current worker process or thread started.
+    pub age_s: f64,
+}
+
+#[derive(Debug)]
+struct WorkerEntry {
+    state: WorkerState,
+    jobs_done: u64,
+    pid: Option<u32>,
+    since: Instant,
+}
+
 #[derive(Debug, Default)]
 pub struct PoolStats {
+    workers: Mutex<BTreeMap<usize, WorkerEntry>>,
     submitted: AtomicU64,
     started: AtomicU64,
     finished: AtomicU64,
@@ -52,6 +84,48 @@ pub struct PoolSnapshot {
 }
 
 impl PoolStats {
+    /// A worker process or thread started for Evaluator `wid`.
+    pub fn worker_started(&self, wid: usize, pid: Option<u32>) {
+        let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = workers.entry(wid).or_insert(WorkerEntry {
+            state: WorkerState::Idle,
+            jobs_done: 0,
+            pid,
+            since: Instant::now(),
+        });
+        entry.pid = pid;
+        entry.since = Instant::now();
+    }
+
+    pub fn worker_state(&self, wid: usize, state: WorkerState) {
+        let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = workers.get_mut(&wid) {
+            if entry.state == WorkerState::Busy && state == WorkerState::Idle {
+                entry.jobs_done += 1;
+            }
+            entry.state = state;
+        }
+    }
+
+    pub fn worker_gone(&self, wid: usize) {
+        self.workers.lock().unwrap_or_else(|e| e.into_inner()).remove(&wid);
+    }
+
+    pub fn workers(&self) -> Vec<WorkerInfo> {
+        let workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        workers
+            .iter()
+            .map(|(wid, w)| WorkerInfo {
+                wid: *wid,
+                state: w.state,
+                jobs_done: w.jobs_done,
+                pid: w.pid,
+                rss_bytes: w.pid.and_then(rss_bytes),
+                age_s: w.since.elapsed().as_secs_f64(),
+            })
+            .collect()
+    }
+
     pub fn add(&self, count: Count) {
         self.counter(count).fetch_add(1, Ordering::Relaxed);
     }
@@ -85,4 +159,12 @@ impl PoolStats {
             recycled: get(Count::Recycled),
         }
     }
+}
+
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * page.max(0) as u64)
 }

@@ -10,7 +10,7 @@ mod connection;
 mod outbox;
 mod registry;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::extract::ws::WebSocket;
@@ -32,7 +32,8 @@ pub const GOING_AWAY: u16 = 1001;
 pub struct PushHandle {
     registry: Slot<RegistryMsg>,
     releases: ReleasesHandle,
-    settings: Arc<Push>,
+    /// Read by each new Connection; a reload replaces it.
+    settings: Arc<RwLock<Arc<Push>>>,
     timeout: Duration,
 }
 
@@ -41,7 +42,7 @@ impl PushHandle {
         Self {
             registry,
             releases,
-            settings: Arc::new(settings.clone()),
+            settings: Arc::new(RwLock::new(Arc::new(settings.clone()))),
             timeout,
         }
     }
@@ -56,12 +57,17 @@ impl PushHandle {
             initial: config_id,
             registry: registry.clone(),
             releases: self.releases.clone(),
-            settings: self.settings.clone(),
+            settings: self.settings.read().unwrap_or_else(|e| e.into_inner()).clone(),
             call_timeout: self.timeout,
         };
         if let Err(e) = Actor::spawn_linked(None, Connection, args, registry.get_cell()).await {
             tracing::warn!(error = %e, "could not start a push connection");
         }
+    }
+
+    /// Settings for sockets opened from now on (open ones keep theirs).
+    pub fn set_settings(&self, settings: &Push) {
+        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings.clone());
     }
 
     /// Tells this node's subscribers of `notice.config_id`.

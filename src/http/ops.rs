@@ -1,0 +1,126 @@
+//! Operations: settings reload (also on SIGHUP) and control of the evaluator
+//! pool, behind the admin token.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::Body;
+use crate::actors::evaluator::PoolStatus;
+use crate::reload::{self, Plan};
+use crate::settings::Settings;
+
+/// The settings in force, and where they came from.
+pub struct Ops {
+    current: Mutex<Settings>,
+    source: Mutex<Option<(PathBuf, bool)>>,
+}
+
+impl Ops {
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            current: Mutex::new(settings),
+            source: Mutex::new(None),
+        }
+    }
+
+    /// The file a reload reads (with environment overrides on top);
+    /// `required` makes a missing file an error.
+    pub fn set_source(&self, path: PathBuf, required: bool) {
+        *self.source.lock().unwrap_or_else(|e| e.into_inner()) = Some((path, required));
+    }
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/admin/reload", post(reload_route))
+        .route("/api/v1/admin/pool", get(pool_status))
+        .route("/api/v1/admin/pool/pause", post(pause))
+        .route("/api/v1/admin/pool/resume", post(resume))
+        .route("/api/v1/admin/pool/resize", post(resize))
+}
+
+/// Loads the settings source again and applies what can change at run time.
+/// An invalid source changes nothing.
+pub fn reload(app: &AppState) -> Result<Plan, String> {
+    let source = app.ops.source.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let (path, required) = source.unwrap_or_else(|| (PathBuf::from("config.toml"), false));
+    let loaded = Settings::load(&path, required).map_err(|e| e.to_string())?;
+    let mut current = app.ops.current.lock().unwrap_or_else(|e| e.into_inner());
+    let (plan, effective) = reload::plan(&current, loaded);
+    if plan.touches("sandbox.")
+        && let Err(e) = app.pool.reconfigure(&effective.sandbox)
+    {
+        return Err(format!("the evaluator pool did not take the new settings: {e}"));
+    }
+    if plan.touches("reports.") {
+        app.releases.set_break_threshold(effective.reports.break_threshold);
+    }
+    if plan.touches("push.") {
+        app.push.set_settings(&effective.push);
+    }
+    if plan.touches("log.")
+        && let Some(set_level) = reload::LOG_LEVEL.get()
+        && let Err(e) = set_level(&effective.log.level)
+    {
+        tracing::warn!(error = %e, "log level not changed");
+    }
+    for change in &plan.applied {
+        tracing::info!(key = change.key, from = %change.from, to = %change.to, "setting reloaded");
+    }
+    for change in &plan.restart_required {
+        tracing::warn!(
+            key = change.key,
+            "setting changed in the file but needs a restart; left as it was"
+        );
+    }
+    *current = effective;
+    Ok(plan)
+}
+
+async fn reload_route(State(app): State<AppState>) -> Result<Json<Plan>, ApiError> {
+    match reload(&app) {
+        Ok(plan) => Ok(Json(plan)),
+        Err(message) => {
+            tracing::warn!(error = message, "reload refused; settings unchanged");
+            Err(ApiError::unprocessable("invalid_settings", message))
+        }
+    }
+}
+
+async fn pool_status(State(app): State<AppState>) -> Result<Json<PoolStatus>, ApiError> {
+    Ok(Json(app.pool.status().await?))
+}
+
+async fn pause(State(app): State<AppState>) -> Result<Json<PoolStatus>, ApiError> {
+    app.pool.pause();
+    pool_status(State(app)).await
+}
+
+async fn resume(State(app): State<AppState>) -> Result<Json<PoolStatus>, ApiError> {
+    app.pool.resume();
+    pool_status(State(app)).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResizeBody {
+    workers: usize,
+}
+
+async fn resize(State(app): State<AppState>, Body(body): Body<ResizeBody>) -> Result<Json<PoolStatus>, ApiError> {
+    if !(1..=1024).contains(&body.workers) {
+        return Err(ApiError::unprocessable(
+            "invalid",
+            "`workers` must be between 1 and 1024",
+        ));
+    }
+    app.pool.resize(body.workers)?;
+    pool_status(State(app)).await
+}

@@ -1,0 +1,165 @@
+//! Settings reload: what changed between the running settings and a newly
+//! loaded file, which of those changes apply at run time, and the settings in
+//! force afterwards. Pure; the app delivers the result to its actors.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::settings::Settings;
+
+/// Keys a running node takes without a restart.
+pub const LIVE: &[&str] = &[
+    "sandbox.workers",
+    "sandbox.deadline_ms",
+    "sandbox.memory_mb",
+    "sandbox.queue_bound",
+    "sandbox.kill_grace_ms",
+    "sandbox.paused_jobs",
+    "sandbox.recycle_after_runs",
+    "sandbox.recycle_rss_mb",
+    "sandbox.code_cache_entries",
+    "reports.break_threshold",
+    "push.ping_interval_ms",
+    "push.pong_timeout_ms",
+    "push.write_timeout_ms",
+    "push.max_subscriptions",
+    "log.level",
+];
+
+/// Keys whose values never appear in a report.
+const SECRET: &[&str] = &[
+    "auth.admin_tokens",
+    "push.update_secret",
+    "tests.secret",
+    "store.url",
+    "redis.url",
+];
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    pub key: String,
+    pub from: Value,
+    pub to: Value,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Plan {
+    /// Taken at once.
+    pub applied: Vec<Change>,
+    /// Logged and left as they were until the next restart.
+    pub restart_required: Vec<Change>,
+}
+
+impl Plan {
+    pub fn touches(&self, section: &str) -> bool {
+        self.applied.iter().any(|c| c.key.starts_with(section))
+    }
+}
+
+/// Compares `running` with `loaded` and returns the plan and the settings in
+/// force after it: `running` with the live keys taken from `loaded`.
+/// Secrets the node generated at start (empty in the file) are not changes.
+pub fn plan(running: &Settings, mut loaded: Settings) -> (Plan, Settings) {
+    if loaded.auth.admin_tokens.is_empty() {
+        loaded.auth.admin_tokens = running.auth.admin_tokens.clone();
+    }
+    if loaded.tests.secret.is_empty() {
+        loaded.tests.secret = running.tests.secret.clone();
+    }
+    if loaded.push.update_secret.is_empty() {
+        loaded.push.update_secret = running.push.update_secret.clone();
+    }
+    let old = flatten(running);
+    let new = flatten(&loaded);
+    let mut plan = Plan::default();
+    let mut effective = serde_json::to_value(running).unwrap_or_default();
+    for (key, to) in &new {
+        let from = old.get(key).cloned().unwrap_or(Value::Null);
+        if &from == to {
+            continue;
+        }
+        let live = LIVE.contains(&key.as_str());
+        if live && let Some((section, field)) = key.split_once('.') {
+            effective[section][field] = to.clone();
+        }
+        let change = if SECRET.contains(&key.as_str()) {
+            Change {
+                key: key.clone(),
+                from: Value::from("(hidden)"),
+                to: Value::from("(hidden)"),
+            }
+        } else {
+            Change {
+                key: key.clone(),
+                from,
+                to: to.clone(),
+            }
+        };
+        if live {
+            plan.applied.push(change);
+        } else {
+            plan.restart_required.push(change);
+        }
+    }
+    let effective = serde_json::from_value(effective).unwrap_or_else(|_| running.clone());
+    (plan, effective)
+}
+
+/// `section.key` -> value.
+fn flatten(settings: &Settings) -> Map<String, Value> {
+    let mut out = Map::new();
+    if let Ok(Value::Object(sections)) = serde_json::to_value(settings) {
+        for (section, fields) in sections {
+            if let Value::Object(fields) = fields {
+                for (field, value) in fields {
+                    out.insert(format!("{section}.{field}"), value);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_keys_apply_and_the_rest_wait_for_a_restart() {
+        let running = Settings::default();
+        let mut loaded = Settings::default();
+        loaded.sandbox.workers = 7;
+        loaded.sandbox.deadline_ms = 75;
+        loaded.log.level = "debug".into();
+        loaded.server.listen = "127.0.0.1:9999".parse().unwrap();
+        loaded.store.url = "sqlite://elsewhere.db".into();
+        let (plan, effective) = plan(&running, loaded);
+        let applied: Vec<_> = plan.applied.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(applied, ["log.level", "sandbox.deadline_ms", "sandbox.workers"]);
+        let waiting: Vec<_> = plan.restart_required.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(waiting, ["server.listen", "store.url"]);
+        assert_eq!(
+            plan.restart_required[1].to,
+            Value::from("(hidden)"),
+            "secrets stay hidden"
+        );
+        assert_eq!((effective.sandbox.workers, effective.sandbox.deadline_ms), (7, 75));
+        assert_eq!(effective.server.listen, running.server.listen, "left unchanged");
+        assert_eq!(effective.store.url, running.store.url);
+        assert!(plan.touches("sandbox.") && !plan.touches("push."));
+    }
+
+    #[test]
+    fn generated_secrets_are_not_changes() {
+        let mut running = Settings::default();
+        running.tests.secret = "generated-at-start".into();
+        running.auth.admin_tokens = vec!["generated-token-0123456789".into()];
+        let (plan, effective) = plan(&running, Settings::default());
+        assert_eq!(plan, Plan::default());
+        assert_eq!(effective.tests.secret, "generated-at-start");
+    }
+}
+
+/// Changes the log filter; set by `main` when it installs the subscriber.
+pub static LOG_LEVEL: std::sync::OnceLock<Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>> =
+    std::sync::OnceLock::new();
