@@ -105,6 +105,12 @@ pub fn plan(running: &Settings, mut loaded: Settings) -> (Plan, Settings) {
     (plan, effective)
 }
 
+/// Sets the log filter to a new level.
+pub type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// Changes the log filter; set by `main` when it installs the subscriber.
+pub static LOG_LEVEL: std::sync::OnceLock<SetLogLevel> = std::sync::OnceLock::new();
+
 /// `section.key` -> value.
 fn flatten(settings: &Settings) -> Map<String, Value> {
     let mut out = Map::new();
@@ -159,7 +165,3 @@ mod tests {
         assert_eq!(effective.tests.secret, "generated-at-start");
     }
 }
-
-/// Changes the log filter; set by `main` when it installs the subscriber.
-pub static LOG_LEVEL: std::sync::OnceLock<Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>> =
-    std::sync::OnceLock::new();
