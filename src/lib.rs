@@ -1,6 +1,7 @@
 //! Vane: a dynamic client-configuration service. See DESIGN.md for the map.
 
 pub mod actors;
+pub mod agent;
 pub mod app;
 pub mod cache;
 pub mod domain;

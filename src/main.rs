@@ -23,6 +23,15 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Keep files rendered from configs in step with Vane.
+    Watch {
+        /// The agent's resources (see the README).
+        #[arg(long, default_value = "watch.toml")]
+        config: PathBuf,
+        /// Render every resource once and exit (non-zero if any failed).
+        #[arg(long)]
+        once: bool,
+    },
     /// Run one sandbox worker on stdin/stdout (started by `serve`).
     #[command(hide = true)]
     Worker {
@@ -41,6 +50,37 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Watch { config, once } => {
+            let agent = match vane::agent::AgentConfig::load(&config) {
+                Ok(agent) => agent,
+                Err(e) => {
+                    eprintln!("vane watch: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+                )
+                .init();
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            runtime.block_on(async move {
+                if once {
+                    return if vane::agent::once(agent).await {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    };
+                }
+                match vane::agent::run(agent, Default::default()).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("vane watch: {e:#}");
+                        ExitCode::FAILURE
+                    }
+                }
+            })
+        }
         Command::Serve { config } => {
             let required = config.is_some();
             let path = config.unwrap_or_else(|| PathBuf::from("config.toml"));

@@ -1,0 +1,216 @@
+//! One resource's loop: subscribe with the last applied revision, and on
+//! each notice (debounced) fetch, render and put the file in place. Reconnects
+//! with exponential backoff and jitter; while Vane is unreachable the file on
+//! disk is left as it is.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio_tungstenite::connect_async;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::Counters;
+use super::config::Resource;
+use super::files::{Applied, ApplyError, Target};
+use super::render::render;
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const HTTP_LIMIT: Duration = Duration::from_secs(10);
+
+#[derive(Deserialize)]
+struct Evaluated {
+    result: Value,
+    code_id: String,
+    revision: i64,
+}
+
+/// Why one pass did not put a file in force.
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error("fetch: {0}")]
+    Fetch(String),
+    /// The version's output could not be rendered or was refused: reported.
+    #[error("{message}")]
+    Version { code_id: String, message: String },
+}
+
+pub struct Watcher {
+    resource: Resource,
+    http: reqwest::Client,
+    counters: Arc<Counters>,
+    /// The revision whose file is in force.
+    applied: Option<i64>,
+}
+
+impl Watcher {
+    pub fn new(resource: Resource, counters: Arc<Counters>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(HTTP_LIMIT)
+            .build()
+            .unwrap_or_default();
+        Self {
+            resource,
+            http,
+            counters,
+            applied: None,
+        }
+    }
+
+    /// Runs until the task is dropped.
+    pub async fn watch(mut self) {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            match self.session().await {
+                Ok(()) => backoff = FIRST_BACKOFF,
+                Err(e) => {
+                    tracing::warn!(resource = self.resource.name, error = %e, ?backoff, "vane unreachable; keeping the current file")
+                }
+            }
+            self.counters.add(&self.counters.reconnects);
+            let jitter = Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1));
+            tokio::time::sleep(backoff + jitter).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// One WebSocket session: subscribes with the applied revision (so Vane
+    /// says at once if there is something newer) and applies each notice.
+    async fn session(&mut self) -> anyhow::Result<()> {
+        let url = format!("{}/api/v1/subscribe", self.resource.server.replacen("http", "ws", 1));
+        let (mut socket, _) = connect_async(url).await?;
+        let subscribe = json!({"type": "subscribe", "config_id": self.resource.config_id,
+                               "secret": self.resource.secret, "revision": self.applied});
+        socket.send(Message::text(subscribe.to_string())).await?;
+        tracing::info!(resource = self.resource.name, revision = ?self.applied, "subscribed");
+        loop {
+            let Some(frame) = socket.next().await else {
+                anyhow::bail!("connection closed");
+            };
+            let Message::Text(text) = frame? else {
+                continue;
+            };
+            let message: Value = serde_json::from_str(&text)?;
+            match message["type"].as_str() {
+                Some("update") => {
+                    // Notices within the window become one render.
+                    let _ = tokio::time::timeout(self.resource.debounce(), async {
+                        while let Some(Ok(_)) = socket.next().await {}
+                    })
+                    .await;
+                    self.pass_and_report().await;
+                }
+                Some("error") => anyhow::bail!("vane refused the subscription: {}", message["message"]),
+                _ => {}
+            }
+        }
+    }
+
+    /// Applies once, reporting a failure that is the version's fault.
+    pub async fn pass_and_report(&mut self) -> bool {
+        match self.pass().await {
+            Ok(()) => true,
+            Err(PassError::Fetch(e)) => {
+                self.counters.add(&self.counters.failures);
+                tracing::warn!(
+                    resource = self.resource.name,
+                    error = e,
+                    "fetch failed; file left as it was"
+                );
+                false
+            }
+            Err(PassError::Version { code_id, message }) => {
+                self.counters.add(&self.counters.failures);
+                tracing::error!(
+                    resource = self.resource.name,
+                    code_id,
+                    error = message,
+                    "file not updated"
+                );
+                self.report(&code_id, &message).await;
+                false
+            }
+        }
+    }
+
+    /// Fetch, render, put in place.
+    pub async fn pass(&mut self) -> Result<(), PassError> {
+        let evaluated = self.fetch().await.map_err(PassError::Fetch)?;
+        let version_error = |message: String| PassError::Version {
+            code_id: evaluated.code_id.clone(),
+            message,
+        };
+        let template = self.resource.template.as_deref().unwrap_or_default();
+        let content = render(template, &evaluated.result).map_err(version_error)?;
+        let target = Target {
+            destination: &self.resource.destination,
+            mode: self.resource.file_mode().unwrap_or(0o644),
+            check: self.resource.check.as_deref(),
+            reload: self.resource.reload.as_deref(),
+            reload_timeout: self.resource.reload_timeout(),
+        };
+        match target.apply(&content).await {
+            Ok(Applied::Unchanged) => {
+                tracing::info!(
+                    resource = self.resource.name,
+                    revision = evaluated.revision,
+                    "file already current"
+                );
+            }
+            Ok(Applied::Replaced) => {
+                self.counters.add(&self.counters.writes);
+                tracing::info!(resource = self.resource.name, revision = evaluated.revision,
+                               path = %self.resource.destination.display(), "file replaced and reloaded");
+            }
+            Err(e @ ApplyError::Io { .. }) => return Err(PassError::Fetch(e.to_string())),
+            Err(e) => return Err(version_error(e.to_string())),
+        }
+        self.applied = Some(evaluated.revision);
+        Ok(())
+    }
+
+    async fn fetch(&self) -> Result<Evaluated, String> {
+        let url = format!(
+            "{}/api/v1/configs/{}/evaluate",
+            self.resource.server, self.resource.config_id
+        );
+        let body = json!({"meta": self.resource.meta, "params": self.resource.params});
+        let response = self
+            .http
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            return Err(format!("{status}: {text}"));
+        }
+        response.json().await.map_err(|e| e.to_string())
+    }
+
+    /// Tells Vane, so a version that keeps failing here can break.
+    async fn report(&self, code_id: &str, message: &str) {
+        let url = format!(
+            "{}/api/v1/configs/{}/reports",
+            self.resource.server, self.resource.config_id
+        );
+        let body = json!({"code_id": code_id, "message": format!("vane watch ({}): {message}", self.resource.name)});
+        let sent = self
+            .http
+            .post(url)
+            .header("Secret", &self.resource.secret)
+            .json(&body)
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => self.counters.add(&self.counters.reports),
+            Ok(r) => tracing::warn!(resource = self.resource.name, status = %r.status(), "report refused"),
+            Err(e) => tracing::warn!(resource = self.resource.name, error = %e, "report not sent"),
+        }
+    }
+}
