@@ -1,0 +1,299 @@
+//! `vane watch` end to end against a real Vane: publishing changes the file
+//! and runs the reload; a bad render or a failing check leaves the file alone
+//! (and is reported); a failed reload puts the backup back; an agent started
+//! before its server, or whose server restarts, catches up by itself.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Backend, TestApp, eventually, test_settings};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use vane::agent::{AgentConfig, Counters, Resource};
+
+const WAIT: Duration = Duration::from_secs(15);
+const TEMPLATE: &str = "upstream app {\n{% for s in servers %}  server {{ s }};\n{% endfor %}}\n";
+
+fn upstreams(servers: &[&str]) -> String {
+    let lines: String = servers.iter().map(|s| format!("  server {s};\n")).collect();
+    format!("upstream app {{\n{lines}}}\n")
+}
+
+fn version(result: Value) -> Value {
+    json!({"lang": "starlark", "source": format!("return {result}")})
+}
+
+fn resource(server: String, secret: &str, dir: &Path, check: Option<String>, reload: Option<String>) -> Resource {
+    Resource {
+        name: "upstreams".into(),
+        server,
+        config_id: "upstreams".into(),
+        secret: secret.into(),
+        meta: Default::default(),
+        params: json!({}),
+        template: Some(TEMPLATE.into()),
+        template_file: None,
+        destination: dir.join("upstreams.conf"),
+        mode: "0644".into(),
+        check,
+        reload,
+        reload_timeout_ms: 5000,
+        debounce_ms: 50,
+    }
+}
+
+fn start_agent(resource: Resource) -> (tokio::task::JoinHandle<()>, Arc<Counters>) {
+    let counters = Arc::new(Counters::default());
+    let config = AgentConfig {
+        metrics_listen: None,
+        resources: vec![resource],
+    };
+    let task = tokio::spawn({
+        let counters = counters.clone();
+        async move {
+            let _ = vane::agent::run(config, counters).await;
+        }
+    });
+    (task, counters)
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+async fn file_becomes(path: &Path, expected: &str) -> bool {
+    eventually(WAIT, || async { read(path) == expected }).await
+}
+
+fn reloads(dir: &Path) -> usize {
+    read(&dir.join("reloads")).lines().count()
+}
+
+async fn publish(app: &TestApp, result: Value) -> String {
+    let code_id = app.create_version("upstreams", version(result)).await;
+    let (status, body) = app
+        .admin(
+            Method::POST,
+            "/api/v1/configs/upstreams/release",
+            Some(json!({"code_id": code_id, "force": true})),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    code_id
+}
+
+async fn error_count(app: &TestApp, code_id: &str) -> i64 {
+    let path = format!("/api/v1/configs/upstreams/versions/{code_id}");
+    app.admin(Method::GET, &path, None).await.1["error_count"]
+        .as_i64()
+        .unwrap_or(-1)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn publishing_rewrites_the_file_and_reloads() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = app.create_config("upstreams").await["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    publish(&app, json!({"servers": ["10.0.0.1:80"]})).await;
+    let reload = format!("echo reloaded >> {}", dir.path().join("reloads").display());
+    let check = Some("grep -q upstream {}".to_owned());
+    let conf = dir.path().join("upstreams.conf");
+    let (agent, counters) = start_agent(resource(app.url(""), &secret, dir.path(), check, Some(reload)));
+
+    assert!(
+        file_becomes(&conf, &upstreams(&["10.0.0.1:80"])).await,
+        "{}",
+        read(&conf)
+    );
+    assert_eq!(reloads(dir.path()), 1);
+    publish(&app, json!({"servers": ["10.0.0.1:80", "10.0.0.2:80"]})).await;
+    assert!(
+        file_becomes(&conf, &upstreams(&["10.0.0.1:80", "10.0.0.2:80"])).await,
+        "{}",
+        read(&conf)
+    );
+    assert!(eventually(WAIT, || async { reloads(dir.path()) == 2 }).await);
+    assert_eq!(
+        read(&dir.path().join("upstreams.conf.bak")),
+        upstreams(&["10.0.0.1:80"])
+    );
+    // A change that renders the same file writes and reloads nothing.
+    publish(&app, json!({"servers": ["10.0.0.1:80", "10.0.0.2:80"], "unused": 1})).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(reloads(dir.path()), 2);
+    assert_eq!(counters.writes.load(std::sync::atomic::Ordering::Relaxed), 2);
+    agent.abort();
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_render_or_a_failing_check_leaves_the_file_and_is_reported() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = app.create_config("upstreams").await["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    publish(&app, json!({"servers": ["10.0.0.1:80"]})).await;
+    let check = Some("! grep -q forbidden {}".to_owned());
+    let conf = dir.path().join("upstreams.conf");
+    let (agent, _) = start_agent(resource(app.url(""), &secret, dir.path(), check, None));
+    let good = upstreams(&["10.0.0.1:80"]);
+    assert!(file_becomes(&conf, &good).await);
+
+    // No `servers` at all: the template refuses to render half a file.
+    let missing = publish(&app, json!({"hosts": ["10.0.0.9:80"]})).await;
+    assert!(eventually(WAIT, || async { error_count(&app, &missing).await == 1 }).await);
+    assert_eq!(read(&conf), good);
+    // Rendered, but the check refuses it.
+    let refused = publish(&app, json!({"servers": ["forbidden:80"]})).await;
+    assert!(eventually(WAIT, || async { error_count(&app, &refused).await == 1 }).await);
+    assert_eq!(read(&conf), good);
+    assert!(!dir.path().join("upstreams.conf.vane-candidate").exists());
+    agent.abort();
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_reload_puts_the_backup_back() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = app.create_config("upstreams").await["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    publish(&app, json!({"servers": ["good:80"]})).await;
+    let conf = dir.path().join("upstreams.conf");
+    // The "service" only accepts a file that names a good server.
+    let reload = format!("grep -q good {}", conf.display());
+    let (agent, _) = start_agent(resource(app.url(""), &secret, dir.path(), None, Some(reload)));
+    let good = upstreams(&["good:80"]);
+    assert!(file_becomes(&conf, &good).await);
+
+    let bad = publish(&app, json!({"servers": ["bad:80"]})).await;
+    assert!(eventually(WAIT, || async { error_count(&app, &bad).await == 1 }).await);
+    assert_eq!(read(&conf), good, "the previous file is back");
+    agent.abort();
+    app.stop().await;
+}
+
+/// A server on a fixed port over a SQLite file that outlives it.
+async fn server_at(db: &Path, port: u16) -> vane::app::App {
+    let mut settings = test_settings(format!("sqlite://{}", db.display()));
+    settings.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    let listener = TcpListener::bind(settings.server.listen).await.unwrap();
+    vane::app::start(settings, listener).await.unwrap()
+}
+
+async fn admin(base: &str, method: Method, path: &str, body: Option<Value>) -> Value {
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(common::BEARER);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+async fn release_at(base: &str, result: Value) {
+    let version = admin(
+        base,
+        Method::POST,
+        "/api/v1/configs/upstreams/versions",
+        Some(version(result)),
+    )
+    .await;
+    let body = json!({"code_id": version["code_id"]});
+    admin(base, Method::POST, "/api/v1/configs/upstreams/release", Some(body)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_waits_for_its_server_and_catches_up_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db: PathBuf = dir.path().join("vane.db");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    // The secret is the config's; make the config first, then stop.
+    let app = server_at(&db, port).await;
+    let config = admin(&base, Method::POST, "/api/v1/configs", Some(json!({"id": "upstreams"}))).await;
+    let secret = config["secret"].as_str().unwrap().to_owned();
+    app.shutdown().await;
+
+    // Server down at start: the existing file is kept, never emptied.
+    let conf = dir.path().join("upstreams.conf");
+    std::fs::write(&conf, "previous\n").unwrap();
+    let (agent, _) = start_agent(resource(base.clone(), &secret, dir.path(), None, None));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(read(&conf), "previous\n");
+
+    let app = server_at(&db, port).await;
+    release_at(&base, json!({"servers": ["10.0.0.1:80"]})).await;
+    assert!(
+        file_becomes(&conf, &upstreams(&["10.0.0.1:80"])).await,
+        "{}",
+        read(&conf)
+    );
+
+    // Restart, and publish before the agent is back: it resumes by revision.
+    app.shutdown().await;
+    let app = server_at(&db, port).await;
+    release_at(&base, json!({"servers": ["10.0.0.3:80"]})).await;
+    assert!(
+        file_becomes(&conf, &upstreams(&["10.0.0.3:80"])).await,
+        "{}",
+        read(&conf)
+    );
+    agent.abort();
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_command_renders_once_and_refuses_a_bad_file() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = app.create_config("upstreams").await["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    publish(&app, json!({"servers": ["10.0.0.1:80"]})).await;
+    std::fs::write(dir.path().join("upstreams.tmpl"), TEMPLATE).unwrap();
+    let file = dir.path().join("watch.toml");
+    let config = format!(
+        "[[resource]]\nserver = \"{}\"\nconfig_id = \"upstreams\"\nsecret = \"{secret}\"\n\
+         template_file = \"upstreams.tmpl\"\ndestination = \"{}\"\nmode = \"0600\"\n",
+        app.url(""),
+        dir.path().join("out.conf").display()
+    );
+    std::fs::write(&file, &config).unwrap();
+    let run = |path: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_vane"))
+            .args(["watch", "--once", "--config", path.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let ok = tokio::task::spawn_blocking({
+        let file = file.clone();
+        move || run(&file)
+    })
+    .await
+    .unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(read(&dir.path().join("out.conf")), upstreams(&["10.0.0.1:80"]));
+
+    std::fs::write(&file, config.replace("template_file = \"upstreams.tmpl\"\n", "")).unwrap();
+    let bad = run(&file);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("needs `template` or `template_file`"));
+    app.stop().await;
+}
