@@ -55,6 +55,7 @@ pub async fn start(mut settings: Settings, listener: TcpListener) -> anyhow::Res
     if settings.push.update_secret.is_empty() {
         settings.push.update_secret = generated_secret(&settings.store.url, "vane-update-secret", "update secret")?;
     }
+    crate::metrics::install();
     let pool_settings = PoolSettings::live(&settings.sandbox, Arc::default());
     let redis = match settings.redis.enabled() {
         true => Some(RedisCache::connect(&settings.redis).context("configuring redis")?),

@@ -7,6 +7,7 @@ pub mod cache;
 pub mod domain;
 pub mod engine;
 pub mod http;
+pub mod metrics;
 pub mod reload;
 pub mod secrets;
 pub mod settings;

@@ -27,6 +27,8 @@ use crate::domain::model::now_millis;
 use crate::settings::Redis;
 use crate::store::Store;
 
+/// How this actor is named in metrics and errors.
+const NAME: &str = "change bus";
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// A catch-up gives up on a store slower than this and tries again later.
@@ -129,6 +131,13 @@ impl Actor for ChangeBus {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        // The periodic check comes from a timer, which is not counted in.
+        let counted = !matches!(message, BusMsg::Reconcile);
+        let started = if counted {
+            crate::metrics::taken(NAME)
+        } else {
+            std::time::Instant::now()
+        };
         match message {
             BusMsg::Publish(notice) => state.publish(notice).await,
             BusMsg::Remote(wire) => state.remote(wire),
@@ -151,6 +160,9 @@ impl Actor for ChangeBus {
             BusMsg::Stats(reply) => {
                 let _ = reply.send(state.stats);
             }
+        }
+        if counted {
+            crate::metrics::handled(NAME, started);
         }
         Ok(())
     }
@@ -264,7 +276,12 @@ async fn listen(client: redis::Client, channel: String, bus: ActorRef<BusMsg>) {
             Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
                 Ok(()) => {
                     backoff = FIRST_BACKOFF;
-                    if bus.cast(BusMsg::Connected).is_err() {
+                    if {
+                        crate::metrics::sent(NAME);
+                        bus.cast(BusMsg::Connected)
+                    }
+                    .is_err()
+                    {
                         return;
                     }
                     let mut messages = pubsub.into_on_message();
@@ -274,7 +291,11 @@ async fn listen(client: redis::Client, channel: String, bus: ActorRef<BusMsg>) {
                             .ok()
                             .and_then(|p| serde_json::from_str::<Wire>(&p).ok());
                         if let Some(wire) = wire
-                            && bus.cast(BusMsg::Remote(wire)).is_err()
+                            && {
+                                crate::metrics::sent(NAME);
+                                bus.cast(BusMsg::Remote(wire))
+                            }
+                            .is_err()
                         {
                             return;
                         }
@@ -285,7 +306,12 @@ async fn listen(client: redis::Client, channel: String, bus: ActorRef<BusMsg>) {
             },
             Err(e) => e.to_string(),
         };
-        if bus.cast(BusMsg::Disconnected(error)).is_err() {
+        if {
+            crate::metrics::sent(NAME);
+            bus.cast(BusMsg::Disconnected(error))
+        }
+        .is_err()
+        {
             return;
         }
         let jitter = Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1));
@@ -308,13 +334,13 @@ impl ChangeBusHandle {
 
     /// Publishes a change committed on this node to the other nodes.
     pub fn publish(&self, notice: ChangeNotice) {
-        if let Err(e) = self.slot.tell("change bus", BusMsg::Publish(notice)) {
+        if let Err(e) = self.slot.tell(NAME, BusMsg::Publish(notice)) {
             tracing::warn!(error = %e, "change not handed to the change bus");
         }
     }
 
     pub async fn stats(&self) -> Result<BusStats, super::CallError> {
-        self.slot.ask("change bus", self.timeout, BusMsg::Stats).await
+        self.slot.ask(NAME, self.timeout, BusMsg::Stats).await
     }
 
     pub fn is_alive(&self) -> bool {

@@ -23,6 +23,7 @@ use crate::cache::RedisCache;
 use crate::domain::model::validate_config_id;
 use crate::domain::resolve::{Refusal, choose};
 use crate::domain::{Config, Meta, Version};
+use crate::metrics;
 use crate::store::{Store, StoreError};
 
 /// How long "no such config" is remembered; creation on this node clears it
@@ -31,6 +32,8 @@ const MISSING_TTL: Duration = Duration::from_secs(2);
 const MISSING_CAPACITY: usize = 10_000;
 /// While the store fails, how often a config served stale is reloaded.
 const STALE_RETRY: Duration = Duration::from_secs(1);
+/// How this actor is named in metrics and errors.
+const NAME: &str = "config cache";
 
 /// Where entries come from below memory.
 pub struct Sources {
@@ -134,6 +137,7 @@ impl Actor for ConfigCache {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        let started = metrics::taken(NAME);
         match message {
             ConfigCacheMsg::Resolve {
                 config_id,
@@ -161,6 +165,7 @@ impl Actor for ConfigCache {
                 let _ = reply.send(revisions);
             }
         }
+        metrics::handled(NAME, started);
         Ok(())
     }
 }
@@ -188,6 +193,7 @@ impl ConfigCacheState {
         }
         match self.slots.get_mut(&config_id) {
             Some(CacheSlot::Ready(entry)) => {
+                metrics::memory_cache(true);
                 let _ = reply.send(answer(entry, &meta));
             }
             Some(CacheSlot::Loading { waiters, .. }) => waiters.push((meta, reply)),
@@ -207,6 +213,7 @@ impl ConfigCacheState {
                 }
             }
             None => {
+                metrics::memory_cache(false);
                 let generation = self.start_load(myself, &config_id, fresh);
                 self.slots.insert(
                     config_id,
@@ -289,6 +296,7 @@ impl ConfigCacheState {
         let (sources, myself, config_id) = (self.sources.clone(), myself.clone(), config_id.to_owned());
         tokio::spawn(async move {
             let result = load(&sources, &config_id, from_store).await;
+            metrics::sent(NAME);
             let _ = myself.cast(ConfigCacheMsg::Loaded {
                 config_id,
                 generation,
@@ -369,7 +377,7 @@ impl ConfigCacheHandle {
         }
         let config_id = config_id.to_owned();
         self.slot
-            .ask("config cache", self.timeout, |reply| ConfigCacheMsg::Resolve {
+            .ask(NAME, self.timeout, |reply| ConfigCacheMsg::Resolve {
                 config_id,
                 meta,
                 fresh,
@@ -379,10 +387,7 @@ impl ConfigCacheHandle {
     }
 
     pub fn invalidate(&self, config_id: &str) {
-        if let Err(e) = self
-            .slot
-            .tell("config cache", ConfigCacheMsg::Invalidate(config_id.to_owned()))
-        {
+        if let Err(e) = self.slot.tell(NAME, ConfigCacheMsg::Invalidate(config_id.to_owned())) {
             // A restarted cache starts empty, so nothing stale survives.
             tracing::debug!(config_id, error = %e, "invalidate not delivered");
         }

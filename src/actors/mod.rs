@@ -58,6 +58,7 @@ impl<M: ractor::Message> Slot<M> {
         timeout: Duration,
         message: impl FnOnce(RpcReplyPort<T>) -> M,
     ) -> Result<T, CallError> {
+        count_send(name);
         match self.get().call(message, Some(timeout)).await {
             Ok(CallResult::Success(reply)) => Ok(reply),
             Ok(CallResult::Timeout) => Err(CallError::Timeout(name)),
@@ -67,6 +68,15 @@ impl<M: ractor::Message> Slot<M> {
 
     /// Sends without waiting; fails only when the actor is gone.
     pub fn tell(&self, name: &'static str, message: M) -> Result<(), CallError> {
+        count_send(name);
         self.get().cast(message).map_err(|_| CallError::Unavailable(name))
+    }
+}
+
+/// Actors that count what they take from their mailbox (ractor exposes no
+/// queue length), so sends to them are counted too.
+fn count_send(name: &'static str) {
+    if crate::metrics::COUNTED_ACTORS.contains(&name) {
+        crate::metrics::sent(name);
     }
 }

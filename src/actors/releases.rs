@@ -103,6 +103,15 @@ impl ReleasesHandle {
         }
     }
 
+    /// Hits, misses and errors of the Redis cache, when there is one.
+    pub fn redis_stats(&self) -> Option<(u64, u64, u64)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.redis.as_ref().map(|r| {
+            let s = &r.stats;
+            (s.hits.load(Relaxed), s.misses.load(Relaxed), s.errors.load(Relaxed))
+        })
+    }
+
     /// Reports that break a version from now on.
     pub fn set_break_threshold(&self, threshold: u32) {
         self.break_threshold.store(i64::from(threshold), Ordering::Relaxed);

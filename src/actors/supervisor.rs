@@ -203,6 +203,12 @@ impl SupervisorState {
             }
         }
         tracing::info!(?child, "child restarted");
+        crate::metrics::restarted(match child {
+            Child::ConfigCache => "config cache",
+            Child::EvaluatorPool => "evaluator pool",
+            Child::SubscriptionRegistry => "subscription registry",
+            Child::ChangeBus => "change bus",
+        });
         Ok(())
     }
 }

@@ -8,6 +8,7 @@ pub mod error;
 mod extract;
 mod fetch;
 mod health;
+mod observe;
 pub mod ops;
 mod playground;
 mod push;
@@ -63,11 +64,15 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/v1/subscribe", get(push::subscribe))
         .route("/playground/starlark", post(playground::starlark))
         .route("/playground/js", post(playground::javascript))
+        .route("/metrics", get(observe::prometheus))
+        .route("/api/v1/stats", get(observe::stats_route))
+        .route("/dashboard", get(observe::dashboard))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(cases::compat_routes())
         .merge(reports::client_routes())
         .merge(admin)
+        .route_layer(middleware::from_fn(observe::track))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -112,7 +112,15 @@ impl Actor for Evaluator {
                 let stats = state.settings().stats.clone();
                 stats.add(Count::Started);
                 stats.worker_state(state.context.wid, WorkerState::Busy);
+                let began = Instant::now();
                 let result = state.run(&job.msg.work).await;
+                if let Some(lang) = match &job.msg.work {
+                    Work::Run { version, .. } => Some(version.lang),
+                    Work::Try { lang, .. } => Some(*lang),
+                    Work::Check { .. } => None,
+                } {
+                    crate::metrics::evaluated(lang.as_str(), began.elapsed());
+                }
                 let javascript = match &job.msg.work {
                     Work::Run { version, .. } => version.lang == Lang::Javascript,
                     Work::Try { lang, .. } => *lang == Lang::Javascript,

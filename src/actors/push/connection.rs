@@ -164,6 +164,7 @@ impl Actor for Connection {
             }
             ConnectionMsg::WriterIdle => state.writing = false,
             ConnectionMsg::WriterFailed(why) => {
+                crate::metrics::dropped_push_client();
                 tracing::debug!(why, "dropping a push client");
                 myself.stop(Some(why));
                 return Ok(());
@@ -216,6 +217,7 @@ impl ConnectionState {
     async fn register(&mut self, myself: &ActorRef<ConnectionMsg>, config_id: &str) -> Result<i64, ActorProcessingErr> {
         let conn = myself.clone();
         let id = config_id.to_owned();
+        crate::metrics::sent(super::registry::NAME);
         self.registry
             .call(
                 |reply| RegistryMsg::Subscribe {
@@ -241,6 +243,7 @@ impl ConnectionState {
             Ok(ClientMessage::Unsubscribe { config_id }) => {
                 self.subscriptions.remove(&config_id);
                 self.outbox.forget(&config_id);
+                crate::metrics::sent(super::registry::NAME);
                 let _ = self.registry.cast(RegistryMsg::Unsubscribe {
                     config_id,
                     conn: myself.get_id(),

@@ -14,6 +14,9 @@ use serde::Serialize;
 use super::connection::ConnectionMsg;
 use crate::actors::releases::ChangeNotice;
 
+/// How this actor is named in metrics and errors.
+pub const NAME: &str = "subscription registry";
+
 pub enum RegistryMsg {
     /// Registers `conn` for `config_id`, replying once it is registered, so
     /// the caller can read the current revision only afterwards.
@@ -71,6 +74,7 @@ impl Actor for SubscriptionRegistry {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        let started = crate::metrics::taken(NAME);
         match message {
             RegistryMsg::Subscribe { config_id, conn, reply } => {
                 state
@@ -114,6 +118,7 @@ impl Actor for SubscriptionRegistry {
                 });
             }
         }
+        crate::metrics::handled(NAME, started);
         Ok(())
     }
 

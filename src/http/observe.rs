@@ -1,0 +1,122 @@
+//! `/metrics` (Prometheus text) and `/api/v1/stats` (JSON for the
+//! dashboard), and the middleware that counts every request by matched route
+//! and status.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics::{counter, gauge, histogram};
+use serde_json::{Value, json};
+
+use super::AppState;
+use crate::metrics::*;
+
+pub async fn track(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    counter!(HTTP_REQUESTS, "route" => route.clone(), "status" => status).increment(1);
+    histogram!(HTTP_SECONDS, "route" => route).record(started.elapsed().as_secs_f64());
+    crate::metrics::request_served(started.elapsed());
+    response
+}
+
+pub async fn prometheus(State(app): State<AppState>) -> Response {
+    let _ = stats(&app).await;
+    let body = crate::metrics::install().render();
+    ([("content-type", "text/plain; version=0.0.4")], body).into_response()
+}
+
+pub async fn stats_route(State(app): State<AppState>) -> Json<Value> {
+    Json(stats(&app).await)
+}
+
+/// Copies the counters kept by the actors into the recorder and returns
+/// them as JSON.
+async fn stats(app: &AppState) -> Value {
+    let pool = app.pool.status().await.ok();
+    if let Some(pool) = &pool {
+        gauge!(POOL_QUEUED).set(pool.queued as f64);
+        gauge!(POOL_RUNNING).set(pool.counts.running as f64);
+        gauge!(POOL_WORKERS).set(pool.workers as f64);
+        for (outcome, value) in [
+            ("submitted", pool.counts.submitted),
+            ("finished", pool.counts.finished),
+            ("shed", pool.counts.shed),
+            ("timed_out", pool.counts.expired),
+            ("killed", pool.counts.killed),
+            ("crashed", pool.counts.crashed),
+            ("restarted", pool.counts.restarted),
+            ("recycled", pool.counts.recycled),
+        ] {
+            counter!(POOL_JOBS, "outcome" => outcome).absolute(value);
+        }
+        for worker in &pool.worker_list {
+            if let Some(rss) = worker.rss_bytes {
+                gauge!(WORKER_RSS, "wid" => worker.wid.to_string()).set(rss as f64);
+            }
+        }
+    }
+    let push = app.push.stats().await.ok();
+    if let Some(push) = &push {
+        gauge!(PUSH_CONNECTIONS).set(push.connections as f64);
+        gauge!(PUSH_SUBSCRIPTIONS).set(push.subscriptions as f64);
+        counter!(PUSH_NOTICES).absolute(push.notices_sent);
+    }
+    let redis = app.releases.redis_stats();
+    if let Some(redis) = &redis {
+        counter!(CACHE_HITS, "layer" => "redis").absolute(redis.0);
+        counter!(CACHE_MISSES, "layer" => "redis").absolute(redis.1);
+        counter!(CACHE_ERRORS, "layer" => "redis").absolute(redis.2);
+    }
+    let bus = match &app.bus {
+        Some(bus) => bus.stats().await.ok(),
+        None => None,
+    };
+    if let Some(bus) = &bus {
+        gauge!(BUS_LAG_MS).set(bus.last_lag_ms as f64);
+        for (event, value) in [
+            ("published", bus.published),
+            ("publish_errors", bus.publish_errors),
+            ("received", bus.received),
+            ("reconnects", bus.reconnects),
+            ("caught_up", bus.caught_up),
+        ] {
+            counter!(BUS_EVENTS, "event" => event).absolute(value);
+        }
+    }
+    let (requests, request_micros) = crate::metrics::requests();
+    let mailboxes: serde_json::Map<String, Value> = crate::metrics::COUNTED_ACTORS
+        .iter()
+        .map(|actor| {
+            let (depth, handled) = crate::metrics::mailbox_of(actor);
+            ((*actor).to_owned(), json!({"mailbox": depth, "handled": handled}))
+        })
+        .collect();
+    json!({
+        "requests": {"total": requests, "micros": request_micros},
+        "mailboxes": mailboxes,
+        "pool": pool,
+        "push": push,
+        "redis": redis.map(|(hits, misses, errors)| json!({"hits": hits, "misses": misses, "errors": errors})),
+        "bus": bus,
+        "actors": {
+            "config_cache": app.cache.is_alive(),
+            "evaluator_pool": app.pool.is_alive(),
+            "subscription_registry": app.push.is_alive(),
+            "change_bus": app.bus.as_ref().map(|b| b.is_alive()),
+        },
+    })
+}
+
+/// The live dashboard: one page, every asset inside it, polling the stats.
+pub async fn dashboard() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("dashboard.html"))
+}

@@ -1,0 +1,138 @@
+//! Every metric Vane exports, named in one place, and the Prometheus
+//! recorder. Counters kept elsewhere (the pool's, the registry's, the change
+//! bus's, the Redis cache's) are copied in when `/metrics` is scraped, so the
+//! hot paths touch only their own atomics.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub const HTTP_REQUESTS: &str = "vane_http_requests_total";
+pub const HTTP_SECONDS: &str = "vane_http_request_duration_seconds";
+pub const ACTOR_MAILBOX: &str = "vane_actor_mailbox_depth";
+pub const ACTOR_MESSAGES: &str = "vane_actor_messages_total";
+pub const ACTOR_SECONDS: &str = "vane_actor_handle_seconds";
+pub const ACTOR_RESTARTS: &str = "vane_actor_restarts_total";
+pub const EVAL_SECONDS: &str = "vane_eval_duration_seconds";
+pub const POOL_QUEUED: &str = "vane_pool_queued";
+pub const POOL_RUNNING: &str = "vane_pool_running";
+pub const POOL_WORKERS: &str = "vane_pool_workers";
+pub const POOL_JOBS: &str = "vane_pool_jobs_total";
+pub const WORKER_RSS: &str = "vane_pool_worker_rss_bytes";
+pub const CACHE_HITS: &str = "vane_cache_hits_total";
+pub const CACHE_MISSES: &str = "vane_cache_misses_total";
+pub const CACHE_ERRORS: &str = "vane_cache_errors_total";
+pub const PUSH_CONNECTIONS: &str = "vane_push_connections";
+pub const PUSH_SUBSCRIPTIONS: &str = "vane_push_subscriptions";
+pub const PUSH_NOTICES: &str = "vane_push_notices_total";
+pub const PUSH_DROPPED: &str = "vane_push_dropped_clients_total";
+pub const BUS_LAG_MS: &str = "vane_bus_lag_ms";
+pub const BUS_EVENTS: &str = "vane_bus_events_total";
+
+/// How often histograms are compacted.
+const UPKEEP: Duration = Duration::from_secs(5);
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the recorder once per process (tests start several apps) and
+/// keeps its upkeep running.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .install_recorder()
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle());
+            let upkeep = handle.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(UPKEEP).await;
+                    upkeep.run_upkeep();
+                }
+            });
+            handle
+        })
+        .clone()
+}
+
+/// The actors that count their mailbox, in the order of `MAILBOXES`.
+pub const COUNTED_ACTORS: [&str; 3] = ["config cache", "subscription registry", "change bus"];
+
+/// Depth and messages handled per counted actor, readable for the dashboard
+/// (the recorder's values are write-only).
+static MAILBOXES: [(AtomicI64, AtomicU64); 3] = [
+    (AtomicI64::new(0), AtomicU64::new(0)),
+    (AtomicI64::new(0), AtomicU64::new(0)),
+    (AtomicI64::new(0), AtomicU64::new(0)),
+];
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+static REQUEST_MICROS: AtomicU64 = AtomicU64::new(0);
+
+fn mailbox(actor: &str) -> Option<&'static (AtomicI64, AtomicU64)> {
+    COUNTED_ACTORS.iter().position(|a| *a == actor).map(|i| &MAILBOXES[i])
+}
+
+/// (depth, handled) of a counted actor.
+pub fn mailbox_of(actor: &str) -> (i64, u64) {
+    mailbox(actor).map_or((0, 0), |(d, h)| {
+        (d.load(Ordering::Relaxed).max(0), h.load(Ordering::Relaxed))
+    })
+}
+
+/// (requests, total microseconds) served so far.
+pub fn requests() -> (u64, u64) {
+    (REQUESTS.load(Ordering::Relaxed), REQUEST_MICROS.load(Ordering::Relaxed))
+}
+
+pub fn request_served(took: Duration) {
+    REQUESTS.fetch_add(1, Ordering::Relaxed);
+    REQUEST_MICROS.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+}
+
+/// A message is on its way to `actor`.
+pub fn sent(actor: &'static str) {
+    gauge!(ACTOR_MAILBOX, "actor" => actor).increment(1.0);
+    if let Some((depth, _)) = mailbox(actor) {
+        depth.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// `actor` took a message from its mailbox; returns when, for `handled`.
+pub fn taken(actor: &'static str) -> Instant {
+    if let Some((depth, _)) = mailbox(actor) {
+        depth.fetch_sub(1, Ordering::Relaxed);
+    }
+    gauge!(ACTOR_MAILBOX, "actor" => actor).decrement(1.0);
+    Instant::now()
+}
+
+/// `actor` finished a message it took at `started`.
+pub fn handled(actor: &'static str, started: Instant) {
+    if let Some((_, handled)) = mailbox(actor) {
+        handled.fetch_add(1, Ordering::Relaxed);
+    }
+    counter!(ACTOR_MESSAGES, "actor" => actor).increment(1);
+    histogram!(ACTOR_SECONDS, "actor" => actor).record(started.elapsed().as_secs_f64());
+}
+
+pub fn restarted(actor: &'static str) {
+    counter!(ACTOR_RESTARTS, "actor" => actor).increment(1);
+}
+
+pub fn evaluated(lang: &'static str, took: Duration) {
+    histogram!(EVAL_SECONDS, "lang" => lang).record(took.as_secs_f64());
+}
+
+pub fn dropped_push_client() {
+    counter!(PUSH_DROPPED).increment(1);
+}
+
+pub fn memory_cache(hit: bool) {
+    if hit {
+        counter!(CACHE_HITS, "layer" => "memory").increment(1);
+    } else {
+        counter!(CACHE_MISSES, "layer" => "memory").increment(1);
+    }
+}

@@ -1,0 +1,78 @@
+//! Observability: `/metrics` has every family and its numbers move with
+//! traffic; `/api/v1/stats` feeds the dashboard; the dashboard page itself is
+//! served with its assets inside. The browser test is `tests/dashboard.rs`.
+
+mod common;
+
+use common::{Backend, TestApp};
+use reqwest::StatusCode;
+use serde_json::json;
+
+async fn scrape(app: &TestApp) -> String {
+    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.text().await.unwrap()
+}
+
+/// The value of the first sample line that starts with `prefix`.
+fn sample(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {prefix} in\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_cover_every_family_and_move_with_traffic() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    app.released("m", "return p['n'] + 1", json!([{"name": "n", "type": "int"}]))
+        .await;
+    for n in 0..5 {
+        assert_eq!(app.fetch("m", json!({"params": {"n": n}})).await.0, StatusCode::OK);
+    }
+    let first = scrape(&app).await;
+    for family in [
+        "vane_http_requests_total{",
+        "vane_http_request_duration_seconds",
+        "vane_actor_mailbox_depth{",
+        "vane_actor_messages_total{actor=\"config cache\"}",
+        "vane_actor_handle_seconds",
+        "vane_eval_duration_seconds",
+        "vane_pool_queued",
+        "vane_pool_running",
+        "vane_pool_workers",
+        "vane_pool_jobs_total{outcome=\"shed\"}",
+        "vane_pool_jobs_total{outcome=\"timed_out\"}",
+        "vane_pool_jobs_total{outcome=\"killed\"}",
+        "vane_pool_jobs_total{outcome=\"restarted\"}",
+        "vane_pool_worker_rss_bytes{",
+        "vane_cache_hits_total{layer=\"memory\"}",
+        "vane_push_connections",
+        "vane_push_subscriptions",
+        "vane_push_notices_total",
+    ] {
+        assert!(first.contains(family), "no {family} in\n{first}");
+    }
+    let route = "vane_http_requests_total{route=\"/config/{config_id}\",status=\"200\"}";
+    let before = sample(&first, route);
+    let finished = sample(&first, "vane_pool_jobs_total{outcome=\"finished\"}");
+    for n in 0..3 {
+        app.fetch("m", json!({"params": {"n": n}})).await;
+    }
+    let second = scrape(&app).await;
+    assert_eq!(sample(&second, route), before + 3.0);
+    assert!(sample(&second, "vane_pool_jobs_total{outcome=\"finished\"}") >= finished + 3.0);
+
+    let (status, stats) = common::read(app.client.get(app.url("/api/v1/stats")).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(stats["requests"]["total"].as_u64().unwrap() >= 8, "{stats}");
+    assert_eq!(stats["actors"]["config_cache"], json!(true));
+    assert!(stats["pool"]["worker_list"].as_array().unwrap().len() == 2, "{stats}");
+
+    let page = app.client.get(app.url("/dashboard")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("/api/v1/stats") && !html.contains("http://") && !html.contains("https://"));
+    app.stop().await;
+}
