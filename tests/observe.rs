@@ -76,3 +76,53 @@ async fn metrics_cover_every_family_and_move_with_traffic() {
     assert!(html.contains("/api/v1/stats") && !html.contains("http://") && !html.contains("https://"));
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openapi_document_covers_every_native_route() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let (status, doc) = common::read(app.client.get(app.url("/api/v1/openapi.json")).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, methods) in [
+        ("/api/v1/configs", &["get", "post"][..]),
+        ("/api/v1/configs/{config_id}", &["get", "patch"]),
+        ("/api/v1/configs/{config_id}/versions", &["get", "post"]),
+        ("/api/v1/configs/{config_id}/versions/{code_id}", &["get"]),
+        ("/api/v1/configs/{config_id}/release", &["post"]),
+        ("/api/v1/configs/{config_id}/gray", &["post", "delete"]),
+        ("/api/v1/configs/{config_id}/rollback", &["post"]),
+        (
+            "/api/v1/configs/{config_id}/versions/{code_id}/broken",
+            &["post", "delete"],
+        ),
+        ("/api/v1/configs/{config_id}/events", &["get"]),
+        ("/api/v1/configs/{config_id}/versions/{code_id}/tests", &["get", "post"]),
+        (
+            "/api/v1/configs/{config_id}/versions/{code_id}/tests/{test_id}",
+            &["delete"],
+        ),
+        ("/api/v1/configs/{config_id}/versions/{code_id}/tests/run", &["post"]),
+        ("/api/v1/configs/{config_id}/reports", &["post"]),
+        ("/api/v1/configs/{config_id}/versions/{code_id}/reports", &["get"]),
+        ("/api/v1/configs/{config_id}/evaluate", &["post"]),
+        ("/api/v1/subscribe", &["get"]),
+        ("/api/v1/stats", &["get"]),
+        ("/api/v1/admin/reload", &["post"]),
+        ("/api/v1/admin/pool", &["get"]),
+        ("/api/v1/admin/pool/pause", &["post"]),
+        ("/api/v1/admin/pool/resume", &["post"]),
+        ("/api/v1/admin/pool/resize", &["post"]),
+    ] {
+        for method in methods {
+            assert!(
+                paths.get(path).and_then(|p| p.get(*method)).is_some(),
+                "{method} {path} missing"
+            );
+        }
+    }
+    // Request bodies carry their schemas.
+    let body = &paths["/api/v1/configs/{config_id}/versions"]["post"]["requestBody"];
+    assert!(body.to_string().contains("NewVersionBody"), "{body}");
+    app.stop().await;
+}

@@ -36,7 +36,7 @@ pub fn routes() -> Router<AppState> {
 
 type Reply<T> = Result<Json<T>, ApiError>;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewConfigBody {
     id: String,
@@ -44,6 +44,14 @@ struct NewConfigBody {
     description: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/configs",
+    summary = "Create a config",
+    request_body = NewConfigBody,
+    responses((status = 201, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    security(("bearer" = []))
+)]
 async fn create_config(
     State(app): State<AppState>,
     Extension(who): Extension<Operator>,
@@ -53,21 +61,47 @@ async fn create_config(
     Ok((StatusCode::CREATED, Json(config)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/configs",
+    summary = "List configs",
+    responses((status = 200, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    security(("bearer" = []))
+)]
 async fn list_configs(State(app): State<AppState>) -> Reply<Vec<Config>> {
     Ok(Json(app.releases.configs().await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/configs/{config_id}",
+    summary = "Get a config",
+    responses((status = 200, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    params(("config_id" = String, Path, description = "config id")),
+    security(("bearer" = []))
+)]
 async fn get_config(State(app): State<AppState>, Path(config_id): Path<String>) -> Reply<Config> {
     Ok(Json(app.releases.config(&config_id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateConfigBody {
+    /// "active" or "inactive".
+    #[schema(value_type = Option<String>)]
     status: Option<ConfigStatus>,
     description: Option<String>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/configs/{config_id}",
+    summary = "Change status or description",
+    request_body = UpdateConfigBody,
+    responses((status = 200, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    params(("config_id" = String, Path, description = "config id")),
+    security(("bearer" = []))
+)]
 async fn update_config(
     State(app): State<AppState>,
     Extension(who): Extension<Operator>,
@@ -81,9 +115,11 @@ async fn update_config(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewVersionBody {
+    /// "starlark" or "javascript".
+    #[schema(value_type = String)]
     lang: Lang,
     source: String,
     #[serde(default)]
@@ -92,6 +128,15 @@ struct NewVersionBody {
     params: Vec<serde_json::Value>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/configs/{config_id}/versions",
+    summary = "Upload a version (compile-checked; 422 names the line or rule)",
+    request_body = NewVersionBody,
+    responses((status = 201, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    params(("config_id" = String, Path, description = "config id")),
+    security(("bearer" = []))
+)]
 async fn create_version(
     State(app): State<AppState>,
     Extension(who): Extension<Operator>,
@@ -108,10 +153,26 @@ async fn create_version(
     Ok((StatusCode::CREATED, Json(version)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/configs/{config_id}/versions",
+    summary = "List versions",
+    responses((status = 200, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    params(("config_id" = String, Path, description = "config id")),
+    security(("bearer" = []))
+)]
 async fn list_versions(State(app): State<AppState>, Path(config_id): Path<String>) -> Reply<Vec<Version>> {
     Ok(Json(app.releases.versions(&config_id).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/configs/{config_id}/versions/{code_id}",
+    summary = "Get a version",
+    responses((status = 200, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    params(("config_id" = String, Path, description = "config id"), ("code_id" = String, Path, description = "version code id")),
+    security(("bearer" = []))
+)]
 async fn get_version(
     State(app): State<AppState>,
     Path((config_id, code_id)): Path<(String, String)>,
@@ -119,7 +180,7 @@ async fn get_version(
     Ok(Json(app.releases.version(&config_id, &code_id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReleaseBody {
     code_id: String,
@@ -127,6 +188,15 @@ struct ReleaseBody {
     force: bool,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/configs/{config_id}/release",
+    summary = "Release a version (stored tests gate it; 409 with results unless force)",
+    request_body = ReleaseBody,
+    responses((status = 200, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    params(("config_id" = String, Path, description = "config id")),
+    security(("bearer" = []))
+)]
 async fn release(
     State(app): State<AppState>,
     Extension(who): Extension<Operator>,
@@ -140,7 +210,7 @@ async fn release(
     Ok(Json(app.releases.publish(&config_id, change, &who.0).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct GrayBody {
     code_id: String,
@@ -149,6 +219,15 @@ struct GrayBody {
     force: bool,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/configs/{config_id}/gray",
+    summary = "Set or change the gray release",
+    request_body = GrayBody,
+    responses((status = 200, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    params(("config_id" = String, Path, description = "config id")),
+    security(("bearer" = []))
+)]
 async fn set_gray(
     State(app): State<AppState>,
     Extension(who): Extension<Operator>,
@@ -170,6 +249,14 @@ async fn set_gray(
     Ok(Json(app.releases.publish(&config_id, change, &who.0).await?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/configs/{config_id}/gray",
+    summary = "Remove the gray release",
+    responses((status = 200, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    params(("config_id" = String, Path, description = "config id")),
+    security(("bearer" = []))
+)]
 async fn remove_gray(
     State(app): State<AppState>,
     Extension(who): Extension<Operator>,
@@ -178,6 +265,14 @@ async fn remove_gray(
     Ok(Json(app.releases.apply(&config_id, Change::RemoveGray, &who.0).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/configs/{config_id}/rollback",
+    summary = "Roll back to the previous stable version",
+    responses((status = 200, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    params(("config_id" = String, Path, description = "config id")),
+    security(("bearer" = []))
+)]
 async fn rollback(
     State(app): State<AppState>,
     Extension(who): Extension<Operator>,
@@ -186,6 +281,14 @@ async fn rollback(
     Ok(Json(app.releases.apply(&config_id, Change::Rollback, &who.0).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/configs/{config_id}/versions/{code_id}/broken",
+    summary = "Mark a version broken",
+    responses((status = 200, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    params(("config_id" = String, Path, description = "config id"), ("code_id" = String, Path, description = "version code id")),
+    security(("bearer" = []))
+)]
 async fn mark_broken(
     State(app): State<AppState>,
     Extension(who): Extension<Operator>,
@@ -198,6 +301,14 @@ async fn mark_broken(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/configs/{config_id}/versions/{code_id}/broken",
+    summary = "Clear the broken mark",
+    responses((status = 200, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    params(("config_id" = String, Path, description = "config id"), ("code_id" = String, Path, description = "version code id")),
+    security(("bearer" = []))
+)]
 async fn clear_broken(
     State(app): State<AppState>,
     Extension(who): Extension<Operator>,
@@ -210,6 +321,14 @@ async fn clear_broken(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/configs/{config_id}/events",
+    summary = "The release log, newest first",
+    responses((status = 200, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    params(("config_id" = String, Path, description = "config id")),
+    security(("bearer" = []))
+)]
 async fn list_events(State(app): State<AppState>, Path(config_id): Path<String>) -> Reply<Vec<ReleaseEvent>> {
     Ok(Json(app.releases.events(&config_id).await?))
 }

@@ -34,12 +34,13 @@ pub fn compat_routes() -> Router<AppState> {
     Router::new().route("/test/{test_id}", get(compat_run))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewTestBody {
     #[serde(default)]
     name: String,
     #[serde(default)]
+    #[schema(value_type = Object)]
     meta: Meta,
     #[serde(default = "empty_object")]
     params: Value,
@@ -50,6 +51,15 @@ fn empty_object() -> Value {
     Value::Object(Default::default())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/configs/{config_id}/versions/{code_id}/tests",
+    summary = "Store a test case",
+    request_body = NewTestBody,
+    responses((status = 201, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    params(("config_id" = String, Path, description = "config id"), ("code_id" = String, Path, description = "version code id")),
+    security(("bearer" = []))
+)]
 async fn create(
     State(app): State<AppState>,
     Path((config_id, code_id)): Path<(String, String)>,
@@ -65,6 +75,14 @@ async fn create(
     Ok((StatusCode::CREATED, Json(case)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/configs/{config_id}/versions/{code_id}/tests",
+    summary = "List test cases",
+    responses((status = 200, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    params(("config_id" = String, Path, description = "config id"), ("code_id" = String, Path, description = "version code id")),
+    security(("bearer" = []))
+)]
 async fn list(
     State(app): State<AppState>,
     Path((config_id, code_id)): Path<(String, String)>,
@@ -72,6 +90,14 @@ async fn list(
     Ok(Json(app.releases.tests(&config_id, &code_id).await?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/configs/{config_id}/versions/{code_id}/tests/{test_id}",
+    summary = "Delete a test case",
+    responses((status = 204, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    params(("config_id" = String, Path, description = "config id"), ("code_id" = String, Path, description = "version code id"), ("test_id" = String, Path, description = "test case id")),
+    security(("bearer" = []))
+)]
 async fn remove(
     State(app): State<AppState>,
     Path((config_id, code_id, test_id)): Path<(String, String, String)>,
@@ -80,6 +106,14 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/configs/{config_id}/versions/{code_id}/tests/run",
+    summary = "Run the stored tests",
+    responses((status = 200, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    params(("config_id" = String, Path, description = "config id"), ("code_id" = String, Path, description = "version code id")),
+    security(("bearer" = []))
+)]
 async fn run(
     State(app): State<AppState>,
     Path((config_id, code_id)): Path<(String, String)>,

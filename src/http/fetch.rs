@@ -12,9 +12,10 @@ use crate::actors::config_cache::Resolved;
 use crate::domain::Meta;
 
 /// Unknown fields are ignored, as the original service did.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct FetchRequest {
     #[serde(default)]
+    #[schema(value_type = Object)]
     meta: Meta,
     #[serde(default = "default_cached")]
     cached: bool,
@@ -76,6 +77,14 @@ pub struct EvaluateResponse {
     revision: i64,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/configs/{config_id}/evaluate",
+    summary = "Evaluate a config for a client",
+    request_body = FetchRequest,
+    responses((status = 200, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    params(("config_id" = String, Path, description = "config id"))
+)]
 pub async fn evaluate(
     State(app): State<AppState>,
     Path(config_id): Path<String>,

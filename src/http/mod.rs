@@ -9,6 +9,7 @@ mod extract;
 mod fetch;
 mod health;
 mod observe;
+mod openapi;
 pub mod ops;
 mod playground;
 mod push;
@@ -47,6 +48,14 @@ pub struct AppState {
     pub ops: Arc<ops::Ops>,
 }
 
+fn request_span(request: &axum::extract::Request) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str());
+    tracing::info_span!("request", method = %request.method(), route, uri = %request.uri())
+}
+
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let admin = admin::routes()
         .merge(cases::admin_routes())
@@ -67,13 +76,15 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/metrics", get(observe::prometheus))
         .route("/api/v1/stats", get(observe::stats_route))
         .route("/dashboard", get(observe::dashboard))
+        .route("/api/v1/openapi.json", get(openapi::document))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(cases::compat_routes())
         .merge(reports::client_routes())
         .merge(admin)
         .route_layer(middleware::from_fn(observe::track))
+        // A route layer, so the span can name the matched route.
+        .route_layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -34,6 +34,12 @@ pub async fn prometheus(State(app): State<AppState>) -> Response {
     ([("content-type", "text/plain; version=0.0.4")], body).into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/stats",
+    summary = "Live numbers for the dashboard",
+    responses((status = 200, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}"))
+)]
 pub async fn stats_route(State(app): State<AppState>) -> Json<Value> {
     Json(stats(&app).await)
 }

@@ -84,6 +84,13 @@ pub fn reload(app: &AppState) -> Result<Plan, String> {
     Ok(plan)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/reload",
+    summary = "Reload settings (what changed, what needs a restart)",
+    responses((status = 200, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    security(("bearer" = []))
+)]
 async fn reload_route(State(app): State<AppState>) -> Result<Json<Plan>, ApiError> {
     match reload(&app) {
         Ok(plan) => Ok(Json(plan)),
@@ -94,26 +101,55 @@ async fn reload_route(State(app): State<AppState>) -> Result<Json<Plan>, ApiErro
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/pool",
+    summary = "Evaluator pool status",
+    responses((status = 200, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    security(("bearer" = []))
+)]
 async fn pool_status(State(app): State<AppState>) -> Result<Json<PoolStatus>, ApiError> {
     Ok(Json(app.pool.status().await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/pool/pause",
+    summary = "Pause the pool",
+    responses((status = 200, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    security(("bearer" = []))
+)]
 async fn pause(State(app): State<AppState>) -> Result<Json<PoolStatus>, ApiError> {
     app.pool.pause();
     pool_status(State(app)).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/pool/resume",
+    summary = "Resume the pool",
+    responses((status = 200, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    security(("bearer" = []))
+)]
 async fn resume(State(app): State<AppState>) -> Result<Json<PoolStatus>, ApiError> {
     app.pool.resume();
     pool_status(State(app)).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ResizeBody {
     workers: usize,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/pool/resize",
+    summary = "Resize the pool",
+    request_body = ResizeBody,
+    responses((status = 200, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    security(("bearer" = []))
+)]
 async fn resize(State(app): State<AppState>, Body(body): Body<ResizeBody>) -> Result<Json<PoolStatus>, ApiError> {
     if !(1..=1024).contains(&body.workers) {
         return Err(ApiError::unprocessable(

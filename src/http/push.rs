@@ -46,6 +46,12 @@ pub async fn compat_push(
 }
 
 /// One socket, many configs: each `subscribe` message carries its secret.
+#[utoipa::path(
+    get,
+    path = "/api/v1/subscribe",
+    summary = "WebSocket: subscribe to configs by revision",
+    responses((status = 101, description = "switching to WebSocket"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}"))
+)]
 pub async fn subscribe(State(app): State<AppState>, ws: WebSocketUpgrade) -> Response {
     let push = app.push.clone();
     sized(ws).on_upgrade(move |socket| async move {

@@ -54,7 +54,7 @@ async fn compat_report(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReportBody {
     code_id: String,
@@ -70,6 +70,14 @@ struct ReportReply {
     broke: bool,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/configs/{config_id}/reports",
+    summary = "Report a client error (header Secret: config secret)",
+    request_body = ReportBody,
+    responses((status = 201, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    params(("config_id" = String, Path, description = "config id"))
+)]
 async fn report(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -102,6 +110,14 @@ struct ListQuery {
     limit: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/configs/{config_id}/versions/{code_id}/reports",
+    summary = "List a version's reports",
+    responses((status = 200, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    params(("config_id" = String, Path, description = "config id"), ("code_id" = String, Path, description = "version code id")),
+    security(("bearer" = []))
+)]
 async fn list(
     State(app): State<AppState>,
     Path((config_id, code_id)): Path<(String, String)>,

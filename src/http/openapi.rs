@@ -1,0 +1,40 @@
+//! `GET /api/v1/openapi.json`: the native API, generated from the handlers'
+//! annotations (utoipa), so it cannot drift from the routes.
+
+use axum::Json;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{admin, cases, fetch, observe, ops, push, reports};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Vane", description = "Dynamic client configuration: the native API. \
+        Admin routes take `Authorization: Bearer <token>`; errors are {\"error\":{\"code\",\"message\"}}. \
+        The original service's routes (/config, /push, /update, /report, /test, /playground) are described in API.md."),
+    paths(
+        admin::create_config, admin::list_configs, admin::get_config, admin::update_config,
+        admin::create_version, admin::list_versions, admin::get_version,
+        admin::release, admin::set_gray, admin::remove_gray, admin::rollback,
+        admin::mark_broken, admin::clear_broken, admin::list_events,
+        cases::create, cases::list, cases::remove, cases::run,
+        reports::report, reports::list,
+        ops::reload_route, ops::pool_status, ops::pause, ops::resume, ops::resize,
+        fetch::evaluate, push::subscribe, observe::stats_route,
+    ),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
