@@ -129,6 +129,14 @@ pub fn dropped_push_client() {
     counter!(PUSH_DROPPED).increment(1);
 }
 
+pub fn result_cache(hit: bool) {
+    if hit {
+        counter!(CACHE_HITS, "layer" => "result").increment(1);
+    } else {
+        counter!(CACHE_MISSES, "layer" => "result").increment(1);
+    }
+}
+
 pub fn memory_cache(hit: bool) {
     if hit {
         counter!(CACHE_HITS, "layer" => "memory").increment(1);

@@ -209,6 +209,9 @@ pub struct Sandbox {
     /// A worker process is replaced once its resident memory passes this, in
     /// MiB; 0 = three quarters of `memory_mb`.
     pub recycle_rss_mb: u64,
+    /// Starlark results remembered by version and params (Starlark code is a
+    /// pure function of its params); 0 = off.
+    pub memo_entries: usize,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,6 +244,7 @@ impl Default for Sandbox {
             paused_jobs: PausedJobs::Wait,
             recycle_after_runs: 100_000,
             recycle_rss_mb: 0,
+            memo_entries: 10_000,
         }
     }
 }

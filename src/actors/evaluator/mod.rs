@@ -8,6 +8,7 @@
 
 mod backend;
 mod evaluator;
+mod memo;
 mod process;
 mod stats;
 mod thread;
@@ -106,6 +107,8 @@ pub struct PoolSettings {
     pub workers: usize,
     pub queue_bound: usize,
     pub paused_jobs: PausedJobs,
+    /// Remembered Starlark results; read once when the pool starts.
+    pub memo_entries: usize,
     pub stats: Arc<PoolStats>,
 }
 
@@ -139,6 +142,7 @@ impl PoolSettings {
             workers: sandbox.worker_count(),
             queue_bound: sandbox.queue_bound,
             paused_jobs: sandbox.paused_jobs,
+            memo_entries: sandbox.memo_entries,
             stats,
         }
     }
@@ -238,16 +242,19 @@ pub struct EvaluatorPoolHandle {
     live: LiveSettings,
     stats: Arc<PoolStats>,
     gate: Arc<watch::Sender<Gate>>,
+    memo: Option<Arc<memo::Memo>>,
 }
 
 impl EvaluatorPoolHandle {
     pub fn new(slot: Slot<PoolMsg>, live: LiveSettings) -> Self {
         let stats = live.borrow().stats.clone();
+        let memo = memo::Memo::new(live.borrow().memo_entries).map(Arc::new);
         Self {
             slot,
             live,
             stats,
             gate: Arc::new(watch::Sender::new(Gate::Open)),
+            memo,
         }
     }
 
@@ -284,7 +291,19 @@ impl EvaluatorPoolHandle {
         fresh: bool,
     ) -> Result<Box<RawValue>, EvalError> {
         let params = params::prepare(&version.params, params)?;
-        self.submit(Work::Run { version, params, fresh }).await
+        let memo = self.memo.as_ref().filter(|_| !fresh && version.lang == Lang::Starlark);
+        let Some(memo) = memo else {
+            return self.submit(Work::Run { version, params, fresh }).await;
+        };
+        let key = memo::Memo::key(&version.code_id, &params);
+        if let Some(result) = memo.get(&key) {
+            crate::metrics::result_cache(true);
+            return Ok(result);
+        }
+        crate::metrics::result_cache(false);
+        let result = self.submit(Work::Run { version, params, fresh }).await?;
+        memo.put(key, &result);
+        Ok(result)
     }
 
     /// Compiles `source` in a worker to check it, caching nothing.
