@@ -1,0 +1,65 @@
+//! Criterion benchmarks of the engines and the domain functions on the
+//! request path. `cargo bench --bench engine`
+use criterion::{Criterion, criterion_group, criterion_main};
+use serde_json::json;
+use vane::domain::gray::in_gray;
+use vane::domain::model::Meta;
+use vane::domain::params::{ParamSpec, prepare};
+use vane::domain::rules::{RawPlatformRules, allows, validate};
+use vane::engine::Engine;
+use vane::engine::Limits;
+use vane::engine::javascript::JsEngine;
+use vane::engine::starlark::StarlarkEngine;
+
+const STARLARK: &str = include_str!("../loadtest/scripts/config60.star");
+const JAVASCRIPT: &str = include_str!("../loadtest/scripts/config60.js");
+
+fn params(i: i64) -> serde_json::Value {
+    json!({"score": i % 100, "platform": "iphone", "version_code": 100 + i % 80, "seq": i})
+}
+
+fn engines(c: &mut Criterion) {
+    let limits = Limits::default();
+    let mut starlark = StarlarkEngine::new(16);
+    let mut i = 0;
+    c.bench_function("starlark config60 run", |b| {
+        b.iter(|| {
+            i += 1;
+            starlark.run("c", STARLARK, &params(i), &limits).unwrap()
+        })
+    });
+    let mut js = JsEngine::new(16);
+    c.bench_function("javascript config60 run", |b| {
+        b.iter(|| {
+            i += 1;
+            js.run("c", JAVASCRIPT, &params(i), &limits).unwrap()
+        })
+    });
+}
+
+fn domain(c: &mut Criterion) {
+    let raw: Vec<RawPlatformRules> = serde_json::from_value(json!([
+        {"platform": "*", "rules": [[{"field": "device_id", "compare": "not_in", "value": ["a", "b", "c"]}]]},
+        {"platform": "iphone", "rules": [[{"field": "version", "compare": ">=", "value": "100"},
+                                          {"field": "app_version", "compare": ">=", "value": "2.1"}]]}
+    ]))
+    .unwrap();
+    let rules = validate(raw).unwrap();
+    let meta = Meta {
+        platform: "iphone".into(),
+        version: Some(120),
+        device_id: "device-42".into(),
+        app_version: Some("2.3.1".into()),
+    };
+    c.bench_function("rules allows", |b| b.iter(|| allows(&rules, &meta)));
+    c.bench_function("gray bucket", |b| b.iter(|| in_gray("device-42", "0123456789abcdef", 30)));
+    let specs: Vec<ParamSpec> = serde_json::from_value(json!([
+        {"name": "score", "type": "int"}, {"name": "platform", "type": "string"},
+        {"name": "region", "type": "string", "default": "eu"}
+    ]))
+    .unwrap();
+    c.bench_function("params prepare", |b| b.iter(|| prepare(&specs, params(7)).unwrap()));
+}
+
+criterion_group!(benches, engines, domain);
+criterion_main!(benches);

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Throughput of the fetch path against the "limit" (same response bytes, no
+# work), in one run on this machine: wrk, 4 threads, 100 connections, 10 s
+# each, loopback. Prints a table; see loadtest/README.md.
+#   bash loadtest/run.sh [seconds]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}
+command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
+cargo build --release --bins --examples -q
+dir=$(mktemp -d)
+port=18181; limit=18182
+token=bench-token-0123456789abcdef
+VANE_SERVER__LISTEN=127.0.0.1:$port VANE_STORE__URL="sqlite://$dir/load.db" \
+  VANE_AUTH__ADMIN_TOKENS="bench=$token" VANE_LOG__LEVEL=warn \
+  target/release/vane serve >"$dir/vane.log" 2>&1 &
+vane=$!
+trap 'kill $vane ${limit_pid:-} 2>/dev/null; rm -rf "$dir"' EXIT
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+
+publish() { # id lang file
+  local api="http://127.0.0.1:$port/api/v1/configs" auth="Authorization: Bearer $token"
+  curl -sf -H "$auth" "$api" -d "{\"id\":\"$1\"}" >/dev/null
+  local body code
+  body=$(python3 -c 'import json,sys; print(json.dumps({"lang": sys.argv[1], "source": open(sys.argv[2]).read()}))' "$2" "$3")
+  code=$(curl -sf -H "$auth" "$api/$1/versions" -d "$body" | python3 -c 'import json,sys; print(json.load(sys.stdin)["code_id"])')
+  curl -sf -H "$auth" "$api/$1/release" -d "{\"code_id\":\"$code\"}" >/dev/null
+}
+publish star starlark loadtest/scripts/config60.star
+publish js javascript loadtest/scripts/config60.js
+
+# The limit answers with the bytes Vane answers with.
+curl -sf "http://127.0.0.1:$port/config/star" \
+  -d '{"meta":{"platform":"iphone","version":120,"device_id":"d1"},"params":{"score":95,"platform":"iphone","version_code":130}}' \
+  >"$dir/body.json"
+target/release/examples/limit_server "127.0.0.1:$limit" "$dir/body.json" &
+limit_pid=$!
+sleep 0.5
+
+run() { # name url script
+  local out rps p99
+  out=$(wrk -t4 -c100 -d"${secs}s" --latency -s "$3" "$2")
+  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  echo "$1|$rps|$p99"
+}
+limit_row=$(run limit "http://127.0.0.1:$limit/config/star" loadtest/wrk/fixed.lua)
+rows=("$(run "(a) starlark, params varying" "http://127.0.0.1:$port/config/star" loadtest/wrk/varying.lua)"
+      "$(run "(b) starlark, params fixed" "http://127.0.0.1:$port/config/star" loadtest/wrk/fixed.lua)"
+      "$(run "(c) javascript, params varying" "http://127.0.0.1:$port/config/js" loadtest/wrk/varying.lua)")
+limit_rps=$(cut -d'|' -f2 <<<"$limit_row")
+echo "| test | requests/s | ratio to limit | p99 |"
+echo "|---|---|---|---|"
+for row in "${rows[@]}" "$limit_row"; do
+  IFS='|' read -r name rps p99 <<<"$row"
+  ratio=$(python3 -c "print(f'{$rps / $limit_rps:.2f}')")
+  echo "| $name | $rps | $ratio | $p99 |"
+done
