@@ -52,7 +52,9 @@ fn domain(c: &mut Criterion) {
         app_version: Some("2.3.1".into()),
     };
     c.bench_function("rules allows", |b| b.iter(|| allows(&rules, &meta)));
-    c.bench_function("gray bucket", |b| b.iter(|| in_gray("device-42", "0123456789abcdef", 30)));
+    c.bench_function("gray bucket", |b| {
+        b.iter(|| in_gray("device-42", "0123456789abcdef", 30))
+    });
     let specs: Vec<ParamSpec> = serde_json::from_value(json!([
         {"name": "score", "type": "int"}, {"name": "platform", "type": "string"},
         {"name": "region", "type": "string", "default": "eu"}

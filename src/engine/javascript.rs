@@ -194,6 +194,10 @@ impl Engine for JsEngine {
         }
     }
 
+    fn has(&self, code_id: &str) -> bool {
+        self.runtime.as_ref().is_some_and(|r| r.scripts.contains(code_id))
+    }
+
     fn run(
         &mut self,
         code_id: &str,

@@ -86,6 +86,9 @@ pub trait Engine {
     /// Drops the compiled code of `code_id`, if cached.
     fn forget(&mut self, code_id: &str);
 
+    /// Whether `code_id` is compiled and cached, so a run needs no source.
+    fn has(&self, code_id: &str) -> bool;
+
     /// Runs the cached `code_id` (compiling `source` first if it is not cached)
     /// and returns the JSON text of the result.
     fn run(

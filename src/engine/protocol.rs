@@ -18,12 +18,15 @@ pub const MAX_FRAME: usize = 64 << 20;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request<'a> {
-    /// Runs a version; `fresh` drops its compiled code first.
+    /// Runs a version; `fresh` drops its compiled code first. The source is
+    /// left out once the worker has the code; it answers `NeedSource` if it
+    /// has not (after an eviction, or a parent that guessed wrong).
     Run {
         code_id: Cow<'a, str>,
         fresh: bool,
         lang: Lang,
-        source: Cow<'a, str>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<Cow<'a, str>>,
         params: Cow<'a, serde_json::Value>,
         limits: Limits,
     },
@@ -40,6 +43,8 @@ pub enum Response {
     /// An error after which the worker stops serving: its interpreter
     /// panicked and may be left in a torn state.
     Poisoned(EngineError),
+    /// A run without its source for code the worker does not hold.
+    NeedSource,
 }
 
 fn too_large(len: usize) -> std::io::Error {

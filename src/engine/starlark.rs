@@ -78,6 +78,10 @@ impl Engine for StarlarkEngine {
         self.compiled.pop(code_id);
     }
 
+    fn has(&self, code_id: &str) -> bool {
+        self.compiled.contains(code_id)
+    }
+
     fn run(
         &mut self,
         code_id: &str,

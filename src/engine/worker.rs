@@ -98,7 +98,11 @@ fn handle(engines: &mut Engines, request: Request) -> Response {
             if fresh {
                 engine.forget(&code_id);
             }
-            engine.run(&code_id, &source, &params, &limits)
+            match source {
+                Some(source) => engine.run(&code_id, &source, &params, &limits),
+                None if engine.has(&code_id) => engine.run(&code_id, "", &params, &limits),
+                None => return Response::NeedSource,
+            }
         }
         Request::Check { lang, source } => engines.get(lang).check(&source).map(|()| "null".to_owned()),
     };
@@ -109,5 +113,35 @@ fn handle(engines: &mut Engines, request: Request) -> Response {
     }) {
         Ok(raw) => Response::Ok(raw),
         Err(e) => Response::Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Lang;
+    use crate::engine::Limits;
+    use std::borrow::Cow;
+
+    fn run(engines: &mut Engines, source: Option<&str>) -> Response {
+        let request = Request::Run {
+            code_id: "c1".into(),
+            fresh: false,
+            lang: Lang::Starlark,
+            source: source.map(Cow::Borrowed),
+            params: Cow::Owned(serde_json::json!({"n": 2})),
+            limits: Limits::default(),
+        };
+        let (frame, poisoned) = handle_frame(engines, &serde_json::to_vec(&request).unwrap());
+        assert!(!poisoned);
+        serde_json::from_slice(&frame).unwrap()
+    }
+
+    #[test]
+    fn the_source_is_asked_for_only_when_the_code_is_not_held() {
+        let mut engines = Engines::new(4);
+        assert!(matches!(run(&mut engines, None), Response::NeedSource));
+        assert!(matches!(run(&mut engines, Some("return p['n'] * 3")), Response::Ok(v) if v.get() == "6"));
+        assert!(matches!(run(&mut engines, None), Response::Ok(v) if v.get() == "6"));
     }
 }

@@ -37,6 +37,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const MAX_DISCARDS: u32 = 16;
 /// Evaluations between two readings of a worker process's memory.
 const RSS_EVERY: u64 = 32;
+/// Code ids remembered as sent to a worker before the list starts over.
+const MAX_KNOWN_SOURCES: usize = 4096;
 
 pub type EvaluatorContext = WorkerStartContext<(), EvalJob, watch::Receiver<Arc<PoolSettings>>>;
 
@@ -49,6 +51,9 @@ pub struct EvaluatorState {
     discards: u32,
     /// A fresh worker starting up to take over from this one.
     replacement: Option<JoinHandle<Result<Backend, ProcessError>>>,
+    /// Code ids whose source the current worker was sent (a guess: the
+    /// worker answers `NeedSource` when it is wrong).
+    sources: std::collections::HashSet<String>,
 }
 
 pub struct Evaluator;
@@ -80,6 +85,7 @@ impl Actor for Evaluator {
             runs: 0,
             discards: 0,
             replacement: None,
+            sources: Default::default(),
         })
     }
 
@@ -151,7 +157,9 @@ impl EvaluatorState {
 
     async fn run(&mut self, work: &Work) -> Result<Box<serde_json::value::RawValue>, EvalError> {
         let settings = self.settings();
-        let request = encode(work, &settings)?;
+        // A worker that has the code compiled needs only its id.
+        let elide = matches!(work, Work::Run { version, fresh: false, .. } if self.sources.contains(&version.code_id));
+        let request = encode(work, &settings, !elide)?;
         let limit = match work {
             Work::Run { .. } | Work::Try { .. } => {
                 Duration::from_millis(settings.limits.deadline_ms) + settings.kill_grace
@@ -162,9 +170,22 @@ impl EvaluatorState {
             return run_once_in_a_process(&request, limit, &settings).await;
         }
         let process = self.ready_process(&settings.process).await?;
-        match process.call(&request, limit).await {
+        let mut outcome = process.call(&request, limit).await;
+        if let Ok(reply) = &outcome
+            && serde_json::from_slice::<Response>(reply).is_ok_and(|r| matches!(r, Response::NeedSource))
+        {
+            let request = encode(work, &settings, true)?;
+            outcome = process.call(&request, limit).await;
+        }
+        match outcome {
             Ok(reply) => {
                 let (result, poisoned) = decode(&reply);
+                if let (Work::Run { version, .. }, Ok(_)) = (work, &result) {
+                    if self.sources.len() >= MAX_KNOWN_SOURCES {
+                        self.sources.clear();
+                    }
+                    self.sources.insert(version.code_id.clone());
+                }
                 if poisoned {
                     // The worker stops after this reply; replace it now so
                     // the next job does not find it gone.
@@ -226,6 +247,7 @@ impl EvaluatorState {
         };
         match task.await {
             Ok(Ok(fresh)) => {
+                self.sources.clear();
                 self.settings().stats.worker_started(self.context.wid, fresh.pid());
                 if let Some(old) = self.process.replace(fresh) {
                     tokio::spawn(old.stop());
@@ -266,6 +288,7 @@ impl EvaluatorState {
                 self.crashes.push_back(Instant::now());
                 EvalError::Unavailable(e.to_string())
             })?;
+            self.sources.clear();
             self.settings().stats.add(Count::Restarted);
             self.settings().stats.worker_started(self.context.wid, process.pid());
             self.runs = 0;
@@ -276,13 +299,13 @@ impl EvaluatorState {
     }
 }
 
-fn encode(work: &Work, settings: &PoolSettings) -> Result<Vec<u8>, EvalError> {
+fn encode(work: &Work, settings: &PoolSettings, with_source: bool) -> Result<Vec<u8>, EvalError> {
     let request = match work {
         Work::Run { version, params, fresh } => Request::Run {
             code_id: version.code_id.as_str().into(),
             fresh: *fresh,
             lang: version.lang,
-            source: version.source.as_str().into(),
+            source: with_source.then(|| version.source.as_str().into()),
             params: Cow::Borrowed(params),
             limits: settings.limits,
         },
@@ -294,7 +317,7 @@ fn encode(work: &Work, settings: &PoolSettings) -> Result<Vec<u8>, EvalError> {
             code_id: SCRATCH_CODE_ID.into(),
             fresh: true,
             lang: *lang,
-            source: source.as_str().into(),
+            source: Some(source.as_str().into()),
             params: Cow::Borrowed(params),
             limits: settings.limits,
         },
@@ -358,6 +381,10 @@ fn decode(reply: &[u8]) -> (Result<Box<serde_json::value::RawValue>, EvalError>,
         Ok(Response::Ok(value)) => (Ok(value), false),
         Ok(Response::Err(e)) => (Err(EvalError::Engine(e)), false),
         Ok(Response::Poisoned(e)) => (Err(EvalError::Engine(e)), true),
+        Ok(Response::NeedSource) => (
+            Err(EvalError::Crashed("the worker asked for the source twice".into())),
+            false,
+        ),
         Err(e) => (Err(EvalError::Crashed(format!("unreadable reply: {e}"))), true),
     }
 }
