@@ -107,11 +107,11 @@ impl Actor for Connection {
     ) -> Result<Self::State, ActorProcessingErr> {
         let (sink, stream) = args.socket.split();
         let (writer, batches) = mpsc::channel(1);
+        // The reader also keeps the ping clock: one task fewer per socket.
         let tasks = [
-            tokio::spawn(read_loop(stream, myself.clone())),
+            tokio::spawn(read_loop(stream, myself.clone(), args.settings.ping_interval())),
             tokio::spawn(write_loop(sink, batches, myself.clone(), args.settings.write_timeout())),
         ];
-        myself.send_interval(args.settings.ping_interval(), || ConnectionMsg::Tick);
         let mut state = ConnectionState {
             protocol: args.protocol,
             registry: args.registry,
@@ -312,12 +312,16 @@ fn frame(protocol: Protocol, notice: &ChangeNotice) -> Message {
     Message::Text(body.to_string().into())
 }
 
-async fn read_loop(mut stream: SplitStream<WebSocket>, me: ActorRef<ConnectionMsg>) {
-    while let Some(frame) = stream.next().await {
-        let message = match frame {
-            Ok(Message::Text(text)) => ConnectionMsg::Text(text.to_string()),
-            Ok(Message::Close(_)) | Err(_) => break,
-            Ok(_) => ConnectionMsg::Heard,
+async fn read_loop(mut stream: SplitStream<WebSocket>, me: ActorRef<ConnectionMsg>, ping_every: Duration) {
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    loop {
+        let message = tokio::select! {
+            frame = stream.next() => match frame {
+                Some(Ok(Message::Text(text))) => ConnectionMsg::Text(text.to_string()),
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                Some(Ok(_)) => ConnectionMsg::Heard,
+            },
+            _ = ping.tick() => ConnectionMsg::Tick,
         };
         if me.cast(message).is_err() {
             return;
