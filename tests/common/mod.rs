@@ -117,6 +117,10 @@ pub fn test_settings(store_url: String) -> Settings {
     settings.server.listen = "127.0.0.1:0".parse().unwrap();
     settings.store.url = store_url;
     settings.auth.admin_tokens = vec![TOKEN.into()];
+    // Set, so no test writes generated secrets (beside a PostgreSQL store
+    // that is the working directory, i.e. the repository).
+    settings.tests.secret = "tests-secret-0123456789abcdef".into();
+    settings.push.update_secret = "update-secret-0123456789abcdef".into();
     settings.sandbox.workers = 2;
     settings.sandbox.worker_exe = env!("CARGO_BIN_EXE_vane").into();
     settings
