@@ -170,17 +170,17 @@ impl EvaluatorState {
             return run_once_in_a_process(&request, limit, &settings).await;
         }
         let process = self.ready_process(&settings.process).await?;
-        let mut outcome = process.call(&request, limit).await;
-        if let Ok(reply) = &outcome
-            && serde_json::from_slice::<Response>(reply).is_ok_and(|r| matches!(r, Response::NeedSource))
-        {
+        let mut outcome = process.call(&request, limit).await.map(|reply| decode(&reply));
+        if matches!(outcome, Ok(Decoded::NeedSource)) {
             let request = encode(work, &settings, true)?;
-            outcome = process.call(&request, limit).await;
+            outcome = process.call(&request, limit).await.map(|reply| decode(&reply));
         }
         match outcome {
-            Ok(reply) => {
-                let (result, poisoned) = decode(&reply);
-                if let (Work::Run { version, .. }, Ok(_)) = (work, &result) {
+            Ok(Decoded::NeedSource) => Err(EvalError::Crashed("the worker asked for the source twice".into())),
+            Ok(Decoded::Done(result, poisoned)) => {
+                if let (Work::Run { version, .. }, Ok(_)) = (work, &result)
+                    && !self.sources.contains(&version.code_id)
+                {
                     if self.sources.len() >= MAX_KNOWN_SOURCES {
                         self.sources.clear();
                     }
@@ -345,7 +345,11 @@ async fn run_once_in_a_process(
     let outcome = process.call(request, limit).await;
     process.stop().await;
     match outcome {
-        Ok(reply) => decode(&reply).0,
+        Ok(reply) => match decode(&reply) {
+            Decoded::Done(result, _) => result,
+            // One-shot requests always carry their source.
+            Decoded::NeedSource => Err(EvalError::Crashed("the worker asked for a source it was sent".into())),
+        },
         Err(error) => Err(failure(error, settings)),
     }
 }
@@ -375,17 +379,21 @@ fn failure(error: ProcessError, settings: &PoolSettings) -> EvalError {
     }
 }
 
-/// The reply's result, and whether the worker has stopped serving.
-fn decode(reply: &[u8]) -> (Result<Box<serde_json::value::RawValue>, EvalError>, bool) {
+/// A worker's reply, read once.
+enum Decoded {
+    /// The result, and whether the worker has stopped serving.
+    Done(Result<Box<serde_json::value::RawValue>, EvalError>, bool),
+    /// It does not hold the code: send the source.
+    NeedSource,
+}
+
+fn decode(reply: &[u8]) -> Decoded {
     match serde_json::from_slice::<Response>(reply) {
-        Ok(Response::Ok(value)) => (Ok(value), false),
-        Ok(Response::Err(e)) => (Err(EvalError::Engine(e)), false),
-        Ok(Response::Poisoned(e)) => (Err(EvalError::Engine(e)), true),
-        Ok(Response::NeedSource) => (
-            Err(EvalError::Crashed("the worker asked for the source twice".into())),
-            false,
-        ),
-        Err(e) => (Err(EvalError::Crashed(format!("unreadable reply: {e}"))), true),
+        Ok(Response::Ok(value)) => Decoded::Done(Ok(value), false),
+        Ok(Response::Err(e)) => Decoded::Done(Err(EvalError::Engine(e)), false),
+        Ok(Response::Poisoned(e)) => Decoded::Done(Err(EvalError::Engine(e)), true),
+        Ok(Response::NeedSource) => Decoded::NeedSource,
+        Err(e) => Decoded::Done(Err(EvalError::Crashed(format!("unreadable reply: {e}"))), true),
     }
 }
 
