@@ -65,17 +65,23 @@ pub async fn require_admin(
     Ok(next.run(request).await)
 }
 
-/// The `Secret` header of the original client routes; `None` when missing.
-pub fn secret_header(headers: &axum::http::HeaderMap) -> Option<&str> {
-    headers.get("secret").and_then(|v| v.to_str().ok()).map(str::trim)
+/// The `Secret` header of the original client routes.
+/// A missing or empty header is a bad request, as the original answered.
+pub fn secret_header(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
+    headers
+        .get("secret")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::bad_request("missing_secret", "missing `Secret` header"))
 }
 
 /// Missing is a bad request, wrong is forbidden, as the original answered;
 /// the presented value is never echoed.
 pub fn check_secret(headers: &axum::http::HeaderMap, expected: &str) -> Result<(), ApiError> {
-    match secret_header(headers) {
-        None | Some("") => Err(ApiError::bad_request("missing_secret", "missing `Secret` header")),
-        Some(given) if secrets::equal(expected, given) => Ok(()),
-        Some(_) => Err(ApiError::forbidden("wrong_secret", "wrong secret")),
+    if secrets::equal(expected, secret_header(headers)?) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("wrong_secret", "wrong secret"))
     }
 }

@@ -44,7 +44,7 @@ async fn compat_report(
     Path((config_id, code_id)): Path<(String, String)>,
     CompatBody(body): CompatBody<CompatReportBody>,
 ) -> Result<Json<CompatReply>, CompatError> {
-    let secret = required_secret(&headers)?;
+    let secret = secret_header(&headers)?;
     app.releases
         .report(&config_id, &code_id, secret, body.err_time, body.message)
         .await?;
@@ -84,7 +84,7 @@ async fn report(
     Path(config_id): Path<String>,
     Body(body): Body<ReportBody>,
 ) -> Result<(StatusCode, Json<ReportReply>), ApiError> {
-    let secret = required_secret(&headers)?;
+    let secret = secret_header(&headers)?;
     let err_time = body
         .err_time
         .unwrap_or_else(|| crate::domain::model::now_millis() / 1000);
@@ -97,12 +97,6 @@ async fn report(
         broke: outcome.broke.is_some(),
     };
     Ok((StatusCode::CREATED, Json(reply)))
-}
-
-fn required_secret(headers: &HeaderMap) -> Result<&str, ApiError> {
-    secret_header(headers)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::bad_request("missing_secret", "missing `Secret` header"))
 }
 
 #[derive(Deserialize)]
