@@ -10,7 +10,7 @@
 //! dropped) and VANE_BENCH_REDIS_URL (default redis://127.0.0.1:6379).
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -26,14 +26,12 @@ const PUBLISHES: usize = 1000;
 const LOAD_TIME: Duration = Duration::from_secs(10);
 const CONNECTIONS: usize = 64;
 
-struct Node(Child, SocketAddr);
+mod support;
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{Process, vane_exe, wait_ready};
+
+/// A node: its process (killed when dropped) and address.
+struct Node(#[allow(dead_code)] Process, SocketAddr);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -177,13 +175,7 @@ async fn load(nodes: &[SocketAddr]) -> f64 {
 }
 
 fn start(dir: &std::path::Path, database: &str, redis: &str, prefix: &str) -> anyhow::Result<Node> {
-    let exe = std::env::current_exe()?;
-    let vane = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .map(|p| p.join("vane"))
-        .filter(|p| p.exists())
-        .ok_or_else(|| anyhow::anyhow!("build the vane binary first: cargo build --release"))?;
+    let vane = vane_exe()?;
     let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let child = Command::new(vane)
         .arg("serve")
@@ -196,20 +188,5 @@ fn start(dir: &std::path::Path, database: &str, redis: &str, prefix: &str) -> an
         .env("VANE_LOG__LEVEL", "warn")
         .stdout(Stdio::null())
         .spawn()?;
-    Ok(Node(child, addr))
-}
-
-async fn wait_ready(http: &reqwest::Client, addr: SocketAddr) -> anyhow::Result<()> {
-    for _ in 0..200 {
-        if http
-            .get(format!("http://{addr}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    anyhow::bail!("node {addr} did not become ready")
+    Ok(Node(Process(child), addr))
 }

@@ -12,6 +12,8 @@ use tokio::net::TcpListener;
 use vane::app::App;
 use vane::settings::{Isolation, Settings};
 
+mod support;
+
 const TOKEN: &str = "bench=bench-token-0123456789abcdef";
 const BEARER: &str = "bench-token-0123456789abcdef";
 const STARLARK: &str = include_str!("../loadtest/scripts/config60.star");
@@ -27,15 +29,7 @@ struct Bench {
 
 impl Bench {
     async fn start(tweak: impl FnOnce(&mut Settings)) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe()?;
-        let vane = exe
-            .parent()
-            .and_then(|p| p.parent())
-            .map(|p| p.join("vane"))
-            .filter(|p| p.exists());
-        let Some(vane) = vane else {
-            anyhow::bail!("build the vane binary first: cargo build --release")
-        };
+        let vane = support::vane_exe()?;
         let dir = tempfile::tempdir()?;
         let mut settings = Settings::default();
         settings.server.listen = "127.0.0.1:0".parse()?;

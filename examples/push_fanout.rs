@@ -16,7 +16,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -36,15 +36,9 @@ const OPENING: usize = 128;
 /// Sockets per loopback source address.
 const PER_SOURCE: usize = 20_000;
 
-/// A child process, killed however the run ends.
-struct Process(Child);
+mod support;
 
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{Process, vane_exe, wait_ready};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -293,13 +287,7 @@ fn start_server(
     store: &str,
     redis: Option<(&String, &String)>,
 ) -> anyhow::Result<(Process, SocketAddr)> {
-    let exe = std::env::current_exe()?;
-    let vane = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .map(|p| p.join("vane"))
-        .filter(|p| p.exists())
-        .ok_or_else(|| anyhow::anyhow!("build the vane binary first: cargo build --release"))?;
+    let vane = vane_exe()?;
     let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let mut command = Command::new(vane);
     command
@@ -314,21 +302,6 @@ fn start_server(
         command.env("VANE_REDIS__URL", url).env("VANE_REDIS__PREFIX", prefix);
     }
     Ok((Process(command.spawn()?), addr))
-}
-
-async fn wait_ready(http: &reqwest::Client, addr: SocketAddr) -> anyhow::Result<()> {
-    for _ in 0..200 {
-        if http
-            .get(format!("http://{addr}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    anyhow::bail!("node {addr} did not become ready")
 }
 
 fn unix_nanos() -> u128 {
