@@ -61,6 +61,17 @@ fn start_agent(resource: Resource) -> (tokio::task::JoinHandle<()>, Arc<Counters
     (task, counters)
 }
 
+/// A running Vane with an `upstreams` config, a directory for the files,
+/// and the config's secret.
+async fn served() -> (TestApp, tempfile::TempDir, String) {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let secret = app.create_config("upstreams").await["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (app, tempfile::tempdir().unwrap(), secret)
+}
+
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
@@ -95,12 +106,7 @@ async fn error_count(app: &TestApp, code_id: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn publishing_rewrites_the_file_and_reloads() {
-    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let secret = app.create_config("upstreams").await["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (app, dir, secret) = served().await;
     publish(&app, json!({"servers": ["10.0.0.1:80"]})).await;
     let reload = format!("echo reloaded >> {}", dir.path().join("reloads").display());
     let check = Some("grep -q upstream {}".to_owned());
@@ -135,12 +141,7 @@ async fn publishing_rewrites_the_file_and_reloads() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bad_render_or_a_failing_check_leaves_the_file_and_is_reported() {
-    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let secret = app.create_config("upstreams").await["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (app, dir, secret) = served().await;
     publish(&app, json!({"servers": ["10.0.0.1:80"]})).await;
     let check = Some("! grep -q forbidden {}".to_owned());
     let conf = dir.path().join("upstreams.conf");
@@ -163,12 +164,7 @@ async fn a_bad_render_or_a_failing_check_leaves_the_file_and_is_reported() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_reload_puts_the_backup_back() {
-    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let secret = app.create_config("upstreams").await["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (app, dir, secret) = served().await;
     publish(&app, json!({"servers": ["good:80"]})).await;
     let conf = dir.path().join("upstreams.conf");
     // The "service" only accepts a file that names a good server.
@@ -260,12 +256,7 @@ async fn an_agent_waits_for_its_server_and_catches_up_after_a_restart() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_command_renders_once_and_refuses_a_bad_file() {
-    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let secret = app.create_config("upstreams").await["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (app, dir, secret) = served().await;
     publish(&app, json!({"servers": ["10.0.0.1:80"]})).await;
     std::fs::write(dir.path().join("upstreams.tmpl"), TEMPLATE).unwrap();
     let file = dir.path().join("watch.toml");
