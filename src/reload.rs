@@ -18,6 +18,7 @@ pub const LIVE: &[&str] = &[
     "sandbox.recycle_after_runs",
     "sandbox.recycle_rss_mb",
     "sandbox.code_cache_entries",
+    "sandbox.pipeline_depth",
     "reports.break_threshold",
     "push.ping_interval_ms",
     "push.pong_timeout_ms",

@@ -212,6 +212,10 @@ pub struct Sandbox {
     /// Starlark results remembered by version and params (Starlark code is a
     /// pure function of its params); 0 = off.
     pub memo_entries: usize,
+    /// Most jobs queued inside one worker behind the one it is running, so a
+    /// busy worker never waits for its next job; fewer when jobs are slow.
+    /// 1 = one job at a time.
+    pub pipeline_depth: usize,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -245,6 +249,7 @@ impl Default for Sandbox {
             recycle_after_runs: 100_000,
             recycle_rss_mb: 0,
             memo_entries: 10_000,
+            pipeline_depth: 16,
         }
     }
 }
@@ -351,6 +356,9 @@ impl Settings {
         }
         if self.sandbox.workers > 1024 {
             return invalid("sandbox.workers", "must be at most 1024 (0 means one per core)");
+        }
+        if !(1..=256).contains(&self.sandbox.pipeline_depth) {
+            return invalid("sandbox.pipeline_depth", "must be between 1 and 256");
         }
         if self.sandbox.queue_bound == 0 {
             return invalid("sandbox.queue_bound", "must be at least 1");

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::codec::LengthDelimitedCodec;
 
 use super::{EngineError, Limits};
 use crate::domain::Lang;
@@ -66,34 +66,31 @@ pub fn read_frame(r: &mut impl std::io::Read) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Writes a frame without flushing, so replies to a batch of requests can
+/// leave in one write.
 pub fn write_frame(w: &mut impl std::io::Write, body: &[u8]) -> std::io::Result<()> {
     if body.len() > MAX_FRAME {
         return Err(too_large(body.len()));
     }
     w.write_all(&(body.len() as u32).to_be_bytes())?;
-    w.write_all(body)?;
-    w.flush()
+    w.write_all(body)
 }
 
-pub async fn read_frame_async(r: &mut (impl AsyncReadExt + Unpin)) -> std::io::Result<Vec<u8>> {
-    let len = r.read_u32().await? as usize;
-    if len > MAX_FRAME {
-        return Err(too_large(len));
-    }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).await?;
-    Ok(buf)
+/// The same framing for the async side of the pipe.
+pub fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .length_field_length(4)
+        .big_endian()
+        .max_frame_length(MAX_FRAME)
+        .new_codec()
 }
 
-pub async fn write_frame_async(w: &mut (impl AsyncWriteExt + Unpin), body: &[u8]) -> std::io::Result<()> {
-    if body.len() > MAX_FRAME {
-        return Err(too_large(body.len()));
+/// Whether `buffer` starts with a whole frame, so reading it cannot block.
+pub fn frame_buffered(buffer: &[u8]) -> bool {
+    match buffer.first_chunk::<4>() {
+        Some(len) => buffer.len() - 4 >= u32::from_be_bytes(*len) as usize,
+        None => false,
     }
-    let mut frame = Vec::with_capacity(body.len() + 4);
-    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    frame.extend_from_slice(body);
-    w.write_all(&frame).await?;
-    w.flush().await
 }
 
 #[cfg(test)]
@@ -108,5 +105,8 @@ mod tests {
         assert_eq!(read_frame(&mut buf.as_slice()).unwrap(), b"{\"a\":1}");
         let huge = ((MAX_FRAME + 1) as u32).to_be_bytes();
         assert!(read_frame(&mut huge.as_slice()).is_err());
+        assert!(frame_buffered(&buf));
+        assert!(!frame_buffered(&buf[..buf.len() - 1]));
+        assert!(!frame_buffered(&buf[..3]));
     }
 }

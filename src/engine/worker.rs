@@ -4,13 +4,17 @@
 //! `handle_frame` is also what an in-process worker thread runs.
 
 use std::any::Any;
-use std::io::{BufReader, BufWriter};
+use std::io::{BufReader, BufWriter, Write};
 use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 
-use super::protocol::{Request, Response, read_frame, write_frame};
+use super::protocol::{Request, Response, frame_buffered, read_frame, write_frame};
 use super::{EngineError, Engines};
+
+/// Longest a reply waits in the output buffer behind later requests.
+const FLUSH_EVERY: Duration = Duration::from_millis(1);
 
 /// Serves until stdin closes. Returns an error only for a broken pipe or a
 /// malformed frame, which means the parent is gone or confused.
@@ -23,7 +27,15 @@ pub fn serve(code_cache_entries: usize) -> std::io::Result<()> {
     // An empty frame says "ready", so start-up time is not charged to the
     // first request's deadline.
     write_frame(&mut output, b"")?;
+    let mut flushed = Instant::now();
     loop {
+        // Requests queued behind this one are answered together in one
+        // write, but never held past FLUSH_EVERY: the parent times each run
+        // from the reply before it.
+        if !frame_buffered(input.buffer()) || flushed.elapsed() >= FLUSH_EVERY {
+            output.flush()?;
+            flushed = Instant::now();
+        }
         let frame = match read_frame(&mut input) {
             Ok(frame) => frame,
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
@@ -33,6 +45,7 @@ pub fn serve(code_cache_entries: usize) -> std::io::Result<()> {
         write_frame(&mut output, &reply)?;
         if poisoned {
             // An interpreter panicked midway; its state cannot be trusted.
+            output.flush()?;
             return Ok(());
         }
         engines.prepare();

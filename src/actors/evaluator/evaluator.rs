@@ -1,29 +1,31 @@
 //! Evaluator: one factory worker of the EvaluatorPool, owning one worker
-//! process. It takes one job at a time, so the pool only hands it work when it
-//! is idle.
+//! (a process, or a thread with `isolation = "thread"`) through a `Link`.
+//! It hands each job to its worker and returns at once; the link answers the
+//! job and tells the pool when this Evaluator can take more, so under load
+//! several jobs wait in the worker instead of one at a time.
 //!
 //! Supervised by the pool (the ractor factory), which respawns it if it fails.
-//! A restart loses the worker process and its compiled-code cache. A worker
-//! process that dies or overruns is replaced here, without failing the actor:
-//! its caller gets a clear error and the next job gets a fresh process.
+//! A restart loses the worker and its compiled-code cache (jobs the worker
+//! holds are still answered). A worker that dies or overruns is replaced
+//! here, without failing the actor: its caller gets a clear error and the
+//! next job gets a fresh worker.
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ractor::factory::{FactoryMessage, WorkerBuilder, WorkerMessage, WorkerStartContext};
+use ractor::factory::{FactoryMessage, Job, WorkerBuilder, WorkerMessage, WorkerStartContext};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::backend::Backend;
+use super::link::{Link, Owner};
 use super::process::{ProcessError, ProcessSettings};
-use super::stats::{Count, WorkerState};
+use super::stats::{Count, rss_bytes};
 use super::{EvalError, EvalJob, PoolSettings, SCRATCH_CODE_ID, Work};
 use crate::domain::Lang;
-use crate::engine::EngineError;
-use crate::engine::protocol::{Request, Response};
+use crate::engine::protocol::Request;
 use crate::settings::Isolation;
 
 /// Crashes within this window count towards the respawn backoff.
@@ -44,16 +46,15 @@ pub type EvaluatorContext = WorkerStartContext<(), EvalJob, watch::Receiver<Arc<
 
 pub struct EvaluatorState {
     context: EvaluatorContext,
-    process: Option<Backend>,
+    link: Option<Link>,
     crashes: VecDeque<Instant>,
-    /// Evaluations and discarded JavaScript contexts of the current worker.
-    runs: u64,
-    discards: u32,
+    /// The run count at the last reading of the worker's memory.
+    rss_read_at: u64,
     /// A fresh worker starting up to take over from this one.
-    replacement: Option<JoinHandle<Result<Backend, ProcessError>>>,
+    replacement: Option<JoinHandle<Result<Link, ProcessError>>>,
     /// Code ids whose source the current worker was sent (a guess: the
     /// worker answers `NeedSource` when it is wrong).
-    sources: std::collections::HashSet<String>,
+    sources: HashSet<String>,
 }
 
 pub struct Evaluator;
@@ -68,31 +69,30 @@ impl Actor for Evaluator {
         _: ActorRef<Self::Msg>,
         context: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        // Start the process now so the first request does not pay for it; a
+        let mut state = EvaluatorState {
+            context,
+            link: None,
+            crashes: VecDeque::new(),
+            rss_read_at: 0,
+            replacement: None,
+            sources: HashSet::new(),
+        };
+        // Start the worker now so the first request does not pay for it; a
         // failure here is retried on the first job rather than failing start.
-        let settings = context.custom_start.borrow().clone();
-        let process = Backend::spawn(&settings.process)
+        let settings = state.settings();
+        state.link = Link::spawn(&settings.process, state.owner(&settings))
             .await
             .map_err(|e| tracing::error!(error = %e, "worker process did not start"))
             .ok();
         settings
             .stats
-            .worker_started(context.wid, process.as_ref().and_then(Backend::pid));
-        Ok(EvaluatorState {
-            context,
-            process,
-            crashes: VecDeque::new(),
-            runs: 0,
-            discards: 0,
-            replacement: None,
-            sources: Default::default(),
-        })
+            .worker_started(state.context.wid, state.link.as_ref().and_then(Link::pid));
+        Ok(state)
     }
 
     async fn post_stop(&self, _: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
-        if let Some(process) = state.process.take() {
-            process.stop().await;
-        }
+        // Dropping the link lets the worker finish the jobs it holds, then exit.
+        state.link = None;
         state.settings().stats.worker_gone(state.context.wid);
         if let Some(task) = state.replacement.take() {
             // Dropping a half-started worker kills it (`kill_on_drop`).
@@ -114,36 +114,7 @@ impl Actor for Evaluator {
                     .factory
                     .cast(FactoryMessage::WorkerPong(state.context.wid, sent.elapsed()))?;
             }
-            WorkerMessage::Dispatch(mut job) => {
-                let stats = state.settings().stats.clone();
-                stats.add(Count::Started);
-                stats.worker_state(state.context.wid, WorkerState::Busy);
-                let began = Instant::now();
-                let result = state.run(&job.msg.work).await;
-                if let Some(lang) = match &job.msg.work {
-                    Work::Run { version, .. } => Some(version.lang),
-                    Work::Try { lang, .. } => Some(*lang),
-                    Work::Check { .. } => None,
-                } {
-                    crate::metrics::evaluated(lang.as_str(), began.elapsed());
-                }
-                let javascript = match &job.msg.work {
-                    Work::Run { version, .. } => version.lang == Lang::Javascript,
-                    Work::Try { lang, .. } => *lang == Lang::Javascript,
-                    Work::Check { .. } => false,
-                };
-                let discarded = javascript && matches!(result, Err(EvalError::Engine(EngineError::Deadline { .. })));
-                if let Some(reply) = job.msg.reply.take() {
-                    let _ = reply.send(result);
-                }
-                stats.add(Count::Finished);
-                stats.worker_state(state.context.wid, WorkerState::Idle);
-                state.recycle_if_due(discarded);
-                state
-                    .context
-                    .factory
-                    .cast(FactoryMessage::Finished(state.context.wid, job.key))?;
-            }
+            WorkerMessage::Dispatch(job) => state.dispatch(job).await,
         }
         Ok(())
     }
@@ -155,89 +126,104 @@ impl EvaluatorState {
         self.context.custom_start.borrow().clone()
     }
 
-    async fn run(&mut self, work: &Work) -> Result<Box<serde_json::value::RawValue>, EvalError> {
+    fn owner(&self, settings: &Arc<PoolSettings>) -> Owner {
+        Owner {
+            wid: self.context.wid,
+            factory: self.context.factory.clone(),
+            settings: settings.clone(),
+        }
+    }
+
+    /// Hands the job to the worker; its link answers it. Only a job that
+    /// cannot be handed over is answered here.
+    async fn dispatch(&mut self, mut job: Job<(), EvalJob>) {
         let settings = self.settings();
-        // A worker that has the code compiled needs only its id.
-        let elide = matches!(work, Work::Run { version, fresh: false, .. } if self.sources.contains(&version.code_id));
-        let request = encode(work, &settings, !elide)?;
-        let limit = match work {
-            Work::Run { .. } | Work::Try { .. } => {
-                Duration::from_millis(settings.limits.deadline_ms) + settings.kill_grace
-            }
+        let owner = self.owner(&settings);
+        settings.stats.add(Count::Started);
+        let lang = match &job.msg.work {
+            Work::Run { version, .. } => Some(version.lang),
+            Work::Try { lang, .. } => Some(*lang),
+            Work::Check { .. } => None,
+        };
+        let limit = match &job.msg.work {
+            Work::Run { .. } | Work::Try { .. } => settings.deadline() + settings.kill_grace,
             Work::Check { .. } => settings.check_limit,
         };
-        if settings.process.isolation == Isolation::Thread && !matches!(work, Work::Run { .. }) {
-            return run_once_in_a_process(&request, limit, &settings).await;
+        if settings.process.isolation == Isolation::Thread && !matches!(job.msg.work, Work::Run { .. }) {
+            return run_once_in_a_process(job, limit, lang, owner).await;
         }
-        let process = self.ready_process(&settings.process).await?;
-        let mut outcome = process.call(&request, limit).await.map(|reply| decode(&reply));
-        if matches!(outcome, Ok(Decoded::NeedSource)) {
-            let request = encode(work, &settings, true)?;
-            outcome = process.call(&request, limit).await.map(|reply| decode(&reply));
-        }
-        match outcome {
-            Ok(Decoded::NeedSource) => Err(EvalError::Crashed("the worker asked for the source twice".into())),
-            Ok(Decoded::Done(result, poisoned)) => {
-                if let (Work::Run { version, .. }, Ok(_)) = (work, &result)
-                    && !self.sources.contains(&version.code_id)
-                {
-                    if self.sources.len() >= MAX_KNOWN_SOURCES {
-                        self.sources.clear();
+        // A link found dead as the job is sent is replaced once.
+        for _ in 0..2 {
+            let with_source = job.msg.with_source || !self.worker_holds(&job.msg.work);
+            let frame = match encode(&job.msg.work, &settings, with_source) {
+                Ok(frame) => frame,
+                Err(e) => return finish(&owner, job, Err(e)),
+            };
+            let sent_source = match &job.msg.work {
+                Work::Run { version, .. } if with_source => Some(version.code_id.clone()),
+                _ => None,
+            };
+            let link = match self.ready_link(&settings).await {
+                Ok(link) => link,
+                Err(e) => return finish(&owner, job, Err(e)),
+            };
+            match link.send(job, frame, limit, lang, settings.pipeline_depth) {
+                Ok(()) => {
+                    if let Some(code_id) = sent_source {
+                        if self.sources.len() >= MAX_KNOWN_SOURCES {
+                            self.sources.clear();
+                        }
+                        self.sources.insert(code_id);
                     }
-                    self.sources.insert(version.code_id.clone());
+                    self.recycle_if_due(&settings);
+                    return;
                 }
-                if poisoned {
-                    // The worker stops after this reply; replace it now so
-                    // the next job does not find it gone.
-                    if let Some(process) = self.process.take() {
-                        process.stop().await;
-                    }
-                    settings.stats.add(Count::Crashed);
-                    self.crashes.push_back(Instant::now());
-                }
-                result
-            }
-            Err(error) => {
-                let process = self.process.take().expect("used above");
-                let pid = process.pid();
-                process.stop().await;
-                self.crashes.push_back(Instant::now());
-                tracing::warn!(wid = self.context.wid, pid, %error, "worker replaced");
-                Err(failure(error, &settings))
+                Err(back) => job = back,
             }
         }
+        finish(&owner, job, Err(EvalError::Unavailable("the worker failed as the job was sent".into())));
+    }
+
+    /// Whether the worker has this run's code compiled, so needs only its id.
+    fn worker_holds(&self, work: &Work) -> bool {
+        matches!(work, Work::Run { version, fresh: false, .. } if self.sources.contains(&version.code_id))
     }
 
     /// Starts a replacement for a worker that has run long enough to be
     /// worth a fresh one: by evaluations, by discarded JavaScript contexts, or
     /// by memory. The old worker keeps serving until the new one is ready, so
     /// no queued job waits for a start-up.
-    fn recycle_if_due(&mut self, discarded: bool) {
-        let settings = self.settings();
-        self.runs += 1;
-        self.discards += u32::from(discarded);
-        let Some(process) = &self.process else {
+    fn recycle_if_due(&mut self, settings: &Arc<PoolSettings>) {
+        let Some(link) = &self.link else {
             return;
         };
         if self.replacement.is_some() {
             return;
         }
-        let reason = if settings.recycle_after_runs > 0 && self.runs >= settings.recycle_after_runs {
+        let (runs, discards) = link.counts();
+        let reason = if settings.recycle_after_runs > 0 && runs >= settings.recycle_after_runs {
             "run count"
-        } else if self.discards >= MAX_DISCARDS {
+        } else if discards >= MAX_DISCARDS {
             "discarded javascript contexts"
-        } else if self.runs.is_multiple_of(RSS_EVERY)
-            && process.rss_bytes().is_some_and(|rss| rss > settings.recycle_rss_bytes)
-        {
-            "resident memory"
+        } else if runs >= self.rss_read_at + RSS_EVERY {
+            self.rss_read_at = runs;
+            let pid = link.pid();
+            if pid.and_then(rss_bytes).is_some_and(|rss| rss > settings.recycle_rss_bytes) {
+                "resident memory"
+            } else {
+                return;
+            }
         } else {
             return;
         };
-        tracing::info!(wid = self.context.wid, runs = self.runs, reason, "recycling worker");
-        self.replacement = Some(tokio::spawn(async move { Backend::spawn(&settings.process).await }));
+        tracing::info!(wid = self.context.wid, runs, reason, "recycling worker");
+        let owner = self.owner(settings);
+        let process = settings.process.clone();
+        self.replacement = Some(tokio::spawn(async move { Link::spawn(&process, owner).await }));
     }
 
-    /// Swaps in a replacement that has finished starting.
+    /// Swaps in a replacement that has finished starting; the old worker
+    /// finishes the jobs it holds and exits.
     async fn swap_in_replacement(&mut self) {
         if !self.replacement.as_ref().is_some_and(JoinHandle::is_finished) {
             return;
@@ -248,12 +234,9 @@ impl EvaluatorState {
         match task.await {
             Ok(Ok(fresh)) => {
                 self.sources.clear();
+                self.rss_read_at = 0;
                 self.settings().stats.worker_started(self.context.wid, fresh.pid());
-                if let Some(old) = self.process.replace(fresh) {
-                    tokio::spawn(old.stop());
-                }
-                self.runs = 0;
-                self.discards = 0;
+                self.link = Some(fresh);
                 self.settings().stats.add(Count::Recycled);
             }
             Ok(Err(e)) => tracing::error!(wid = self.context.wid, error = %e, "replacement worker did not start"),
@@ -261,16 +244,15 @@ impl EvaluatorState {
         }
     }
 
-    /// The live process, respawning a dead one; repeated crashes back off so a
+    /// The live link, replacing a dead one; repeated crashes back off so a
     /// crashing script cannot turn the pool into a fork loop.
-    async fn ready_process(&mut self, settings: &ProcessSettings) -> Result<&mut Backend, EvalError> {
+    async fn ready_link(&mut self, settings: &Arc<PoolSettings>) -> Result<&Link, EvalError> {
         self.swap_in_replacement().await;
-        if self.process.as_mut().is_some_and(Backend::has_exited) {
-            tracing::warn!(wid = self.context.wid, "idle worker process died, replacing it");
-            self.process = None;
+        if self.link.as_ref().is_some_and(Link::is_dead) {
+            self.link = None;
             self.crashes.push_back(Instant::now());
         }
-        if self.process.is_none() {
+        if self.link.is_none() {
             let now = Instant::now();
             while self
                 .crashes
@@ -284,19 +266,24 @@ impl EvaluatorState {
                 let backoff = Duration::from_millis(50u64 << over.min(6)).min(MAX_BACKOFF);
                 tokio::time::sleep(backoff).await;
             }
-            let process = Backend::spawn(settings).await.map_err(|e| {
+            let link = Link::spawn(&settings.process, self.owner(settings)).await.map_err(|e| {
                 self.crashes.push_back(Instant::now());
                 EvalError::Unavailable(e.to_string())
             })?;
             self.sources.clear();
-            self.settings().stats.add(Count::Restarted);
-            self.settings().stats.worker_started(self.context.wid, process.pid());
-            self.runs = 0;
-            self.discards = 0;
-            self.process = Some(process);
+            self.rss_read_at = 0;
+            settings.stats.add(Count::Restarted);
+            settings.stats.worker_started(self.context.wid, link.pid());
+            self.link = Some(link);
         }
-        Ok(self.process.as_mut().expect("set above"))
+        Ok(self.link.as_ref().expect("set above"))
     }
+}
+
+/// Answers a job that never reached a worker and frees the Evaluator.
+fn finish(owner: &Owner, job: Job<(), EvalJob>, result: Result<Box<serde_json::value::RawValue>, EvalError>) {
+    owner.answer(job, result);
+    owner.finished();
 }
 
 fn encode(work: &Work, settings: &PoolSettings, with_source: bool) -> Result<Vec<u8>, EvalError> {
@@ -330,70 +317,25 @@ fn encode(work: &Work, settings: &PoolSettings, with_source: bool) -> Result<Vec
 /// server down; with `isolation = "thread"` they run once in a worker process
 /// instead. Stored versions compiled there first, so threads, whose stacks
 /// are larger than a process's main thread, can compile them again safely.
-async fn run_once_in_a_process(
-    request: &[u8],
-    limit: Duration,
-    settings: &PoolSettings,
-) -> Result<Box<serde_json::value::RawValue>, EvalError> {
-    let process_settings = ProcessSettings {
+/// The one-off link answers the job, frees the Evaluator and lets the
+/// process exit.
+async fn run_once_in_a_process(job: Job<(), EvalJob>, limit: Duration, lang: Option<Lang>, owner: Owner) {
+    let settings = owner.settings.clone();
+    let process = ProcessSettings {
         isolation: Isolation::Process,
         ..settings.process.clone()
     };
-    let mut process = Backend::spawn(&process_settings)
-        .await
-        .map_err(|e| EvalError::Unavailable(e.to_string()))?;
-    let outcome = process.call(request, limit).await;
-    process.stop().await;
-    match outcome {
-        Ok(reply) => match decode(&reply) {
-            Decoded::Done(result, _) => result,
-            // One-shot requests always carry their source.
-            Decoded::NeedSource => Err(EvalError::Crashed("the worker asked for a source it was sent".into())),
-        },
-        Err(error) => Err(failure(error, settings)),
-    }
-}
-
-/// What a caller is told when its worker failed under it.
-fn failure(error: ProcessError, settings: &PoolSettings) -> EvalError {
-    match error {
-        ProcessError::Overran(_) => {
-            settings.stats.add(Count::Killed);
-            EvalError::Killed {
-                deadline_ms: settings.limits.deadline_ms,
-            }
-        }
-        ProcessError::OutOfMemory => {
-            settings.stats.add(Count::Crashed);
-            EvalError::Engine(EngineError::Memory {
-                message: format!(
-                    "the script used up its sandbox's {} MiB and the sandbox was replaced",
-                    settings.process.memory_bytes >> 20
-                ),
-            })
-        }
-        other => {
-            settings.stats.add(Count::Crashed);
-            EvalError::Crashed(other.to_string())
-        }
-    }
-}
-
-/// A worker's reply, read once.
-enum Decoded {
-    /// The result, and whether the worker has stopped serving.
-    Done(Result<Box<serde_json::value::RawValue>, EvalError>, bool),
-    /// It does not hold the code: send the source.
-    NeedSource,
-}
-
-fn decode(reply: &[u8]) -> Decoded {
-    match serde_json::from_slice::<Response>(reply) {
-        Ok(Response::Ok(value)) => Decoded::Done(Ok(value), false),
-        Ok(Response::Err(e)) => Decoded::Done(Err(EvalError::Engine(e)), false),
-        Ok(Response::Poisoned(e)) => Decoded::Done(Err(EvalError::Engine(e)), true),
-        Ok(Response::NeedSource) => Decoded::NeedSource,
-        Err(e) => Decoded::Done(Err(EvalError::Crashed(format!("unreadable reply: {e}"))), true),
+    let frame = match encode(&job.msg.work, &settings, true) {
+        Ok(frame) => frame,
+        Err(e) => return finish(&owner, job, Err(e)),
+    };
+    let link = match Link::spawn(&process, owner.clone()).await {
+        Ok(link) => link,
+        Err(e) => return finish(&owner, job, Err(EvalError::Unavailable(e.to_string()))),
+    };
+    // Depth 1: the pool hears the Evaluator is free only once this is answered.
+    if let Err(job) = link.send(job, frame, limit, lang, 1) {
+        finish(&owner, job, Err(EvalError::Unavailable("the worker process died at once".into())));
     }
 }
 

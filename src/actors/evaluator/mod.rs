@@ -6,8 +6,8 @@
 //! Evaluator. A restart of the whole pool loses queued jobs (their callers get
 //! `Unavailable`) and every worker process.
 
-mod backend;
 mod evaluator;
+mod link;
 mod memo;
 mod process;
 mod stats;
@@ -61,8 +61,14 @@ pub enum Work {
 
 pub struct EvalJob {
     pub work: Work,
-    /// Taken by whoever answers: the Evaluator, or the discard handler.
+    /// Taken by whoever answers: the Evaluator's link, or the discard handler.
     pub reply: Option<oneshot::Sender<Result<Box<RawValue>, EvalError>>>,
+    /// Send the source even if the worker is thought to hold the code: it
+    /// said it does not.
+    pub with_source: bool,
+    /// Handed back to the pool once already because its worker failed
+    /// before running it.
+    pub retried: bool,
 }
 
 impl std::fmt::Debug for EvalJob {
@@ -109,6 +115,8 @@ pub struct PoolSettings {
     pub paused_jobs: PausedJobs,
     /// Remembered Starlark results; read once when the pool starts.
     pub memo_entries: usize,
+    /// Most jobs a worker holds at once.
+    pub pipeline_depth: usize,
     pub stats: Arc<PoolStats>,
 }
 
@@ -143,6 +151,7 @@ impl PoolSettings {
             queue_bound: sandbox.queue_bound,
             paused_jobs: sandbox.paused_jobs,
             memo_entries: sandbox.memo_entries,
+            pipeline_depth: sandbox.pipeline_depth,
             stats,
         }
     }
@@ -330,6 +339,8 @@ impl EvaluatorPoolHandle {
             msg: EvalJob {
                 work,
                 reply: Some(reply),
+                with_source: false,
+                retried: false,
             },
             options: JobOptions::new(Some(self.current().deadline())),
             accepted: None,

@@ -1,15 +1,19 @@
 //! One `vane worker` child process: spawned with its memory cap, spoken to in
-//! frames over its stdin/stdout, killed when it overruns.
+//! frames over its stdin/stdout, killed when it overruns. A `Link` writes the
+//! requests and reads the replies.
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader, BufWriter};
+use bytes::BytesMut;
+use futures_util::{FutureExt, StreamExt};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 use tokio::task::JoinHandle;
+use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
-use crate::engine::protocol::{read_frame_async, write_frame_async};
+use crate::engine::protocol::codec;
 use crate::settings::Isolation;
 
 /// How long a new worker process may take to say it is ready.
@@ -36,10 +40,19 @@ pub enum ProcessError {
     OutOfMemory,
 }
 
+/// A started worker process, split into the side requests are written to
+/// and the side replies come from.
 pub struct WorkerProcess {
+    pub pid: Option<u32>,
+    pub input: ChildStdin,
+    pub output: ProcessOutput,
+}
+
+/// The reply side: owns the child, so whoever reads the replies also reaps
+/// or kills it.
+pub struct ProcessOutput {
     child: Child,
-    stdin: BufWriter<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
+    frames: FramedRead<ChildStdout, LengthDelimitedCodec>,
     /// Forwards the worker's stderr to the log and keeps its last line,
     /// which says why a dying worker died.
     stderr: Option<JoinHandle<String>>,
@@ -69,52 +82,46 @@ impl WorkerProcess {
             exe: settings.exe.display().to_string(),
             error,
         })?;
-        let stdin = BufWriter::new(child.stdin.take().expect("piped"));
-        let stdout = BufReader::new(child.stdout.take().expect("piped"));
-        let stderr = child.stderr.take().map(|e| tokio::spawn(forward_stderr(e, child.id())));
-        let mut process = Self {
-            child,
-            stdin,
-            stdout,
-            stderr,
-        };
-        match tokio::time::timeout(START_LIMIT, read_frame_async(&mut process.stdout)).await {
-            Ok(Ok(frame)) if frame.is_empty() => Ok(process),
+        let pid = child.id();
+        let input = child.stdin.take().expect("piped");
+        let frames = FramedRead::new(child.stdout.take().expect("piped"), codec());
+        let stderr = child.stderr.take().map(|e| tokio::spawn(forward_stderr(e, pid)));
+        let mut output = ProcessOutput { child, frames, stderr };
+        match tokio::time::timeout(START_LIMIT, output.next()).await {
+            Ok(Ok(frame)) if frame.is_empty() => Ok(Self { pid, input, output }),
             Ok(Ok(_)) => Err(ProcessError::Died("sent something other than its ready frame".into())),
-            Ok(Err(io)) => Err(process.exit_error(io).await),
+            Ok(Err(io)) => Err(output.exit_error(io).await),
             Err(_) => Err(ProcessError::Overran(START_LIMIT)),
         }
     }
+}
 
-    /// Whether the process has exited (e.g. was killed while idle).
-    pub fn has_exited(&mut self) -> bool {
-        !matches!(self.child.try_wait(), Ok(None))
+impl ProcessOutput {
+    /// The next reply; an end of stream is an `UnexpectedEof` error.
+    /// Cancel-safe: a partly read frame stays buffered.
+    pub async fn next(&mut self) -> std::io::Result<BytesMut> {
+        match self.frames.next().await {
+            Some(frame) => frame,
+            None => Err(std::io::ErrorKind::UnexpectedEof.into()),
+        }
+    }
+
+    /// A reply that can be had without waiting, if any.
+    pub fn ready(&mut self) -> Option<std::io::Result<BytesMut>> {
+        self.frames.next().now_or_never().flatten()
     }
 
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
     }
 
-    /// Sends one request frame and waits up to `limit` for the reply frame.
-    /// Any error leaves the process unusable; the caller drops it.
-    pub async fn call(&mut self, request: &[u8], limit: Duration) -> Result<Vec<u8>, ProcessError> {
-        let exchange = async {
-            write_frame_async(&mut self.stdin, request).await?;
-            read_frame_async(&mut self.stdout).await
-        };
-        match tokio::time::timeout(limit, exchange).await {
-            Err(_) => Err(ProcessError::Overran(limit)),
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(io)) => Err(self.exit_error(io).await),
-        }
-    }
-
-    /// Kills the process and reaps it.
-    pub async fn kill(mut self) {
+    pub async fn kill(&mut self) {
         let _ = self.child.kill().await;
     }
 
-    async fn exit_error(&mut self, io: std::io::Error) -> ProcessError {
+    /// Why the process stopped answering, from its exit status and the last
+    /// line it wrote to stderr.
+    pub async fn exit_error(&mut self, io: std::io::Error) -> ProcessError {
         let status = match tokio::time::timeout(Duration::from_millis(200), self.child.wait()).await {
             Ok(Ok(status)) => status,
             _ => return ProcessError::Died(format!("pipe error: {io}")),

@@ -100,10 +100,14 @@ impl PoolStats {
     pub fn worker_state(&self, wid: usize, state: WorkerState) {
         let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(entry) = workers.get_mut(&wid) {
-            if entry.state == WorkerState::Busy && state == WorkerState::Idle {
-                entry.jobs_done += 1;
-            }
             entry.state = state;
+        }
+    }
+
+    pub fn job_done(&self, wid: usize) {
+        let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = workers.get_mut(&wid) {
+            entry.jobs_done += 1;
         }
     }
 

@@ -9,9 +9,8 @@
 //! stack than runtime threads get.
 
 use std::sync::mpsc;
-use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::mpsc as async_mpsc;
 
 use super::process::ProcessError;
 use crate::engine::Engines;
@@ -20,49 +19,37 @@ use crate::engine::worker::handle_frame;
 /// Parsers and compilers recurse; sources are bounded by `engine::guard`.
 const STACK_BYTES: usize = 64 << 20;
 
-type Call = (Vec<u8>, oneshot::Sender<Vec<u8>>);
-
+/// Requests go in on `input`, replies come back on `output`, in order.
 pub struct WorkerThread {
-    calls: mpsc::Sender<Call>,
+    pub input: mpsc::Sender<Vec<u8>>,
+    pub output: async_mpsc::UnboundedReceiver<Vec<u8>>,
 }
 
 impl WorkerThread {
     pub fn spawn(code_cache_entries: usize) -> Result<Self, ProcessError> {
-        let (calls, inbox) = mpsc::channel::<Call>();
+        let (input, inbox) = mpsc::channel();
+        let (replies, output) = async_mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("vane-eval".into())
             .stack_size(STACK_BYTES)
-            .spawn(move || serve(inbox, code_cache_entries))
+            .spawn(move || serve(inbox, replies, code_cache_entries))
             .map_err(|error| ProcessError::Spawn {
                 exe: "worker thread".into(),
                 error,
             })?;
-        Ok(Self { calls })
-    }
-
-    pub async fn call(&mut self, request: &[u8], limit: Duration) -> Result<Vec<u8>, ProcessError> {
-        let (reply, answer) = oneshot::channel();
-        self.calls
-            .send((request.to_vec(), reply))
-            .map_err(|_| ProcessError::Died("worker thread stopped".into()))?;
-        match tokio::time::timeout(limit, answer).await {
-            Err(_) => Err(ProcessError::Overran(limit)),
-            Ok(Ok(frame)) => Ok(frame),
-            Ok(Err(_)) => Err(ProcessError::Died("worker thread panicked".into())),
-        }
+        Ok(Self { input, output })
     }
 }
 
-fn serve(inbox: mpsc::Receiver<Call>, code_cache_entries: usize) {
+fn serve(inbox: mpsc::Receiver<Vec<u8>>, replies: async_mpsc::UnboundedSender<Vec<u8>>, code_cache_entries: usize) {
     let mut engines = Engines::new(code_cache_entries);
-    // Ends when the WorkerThread is dropped: after an overrun, once the
-    // abandoned run finishes.
-    while let Ok((request, reply)) = inbox.recv() {
+    // Ends when the input is dropped (after an overrun, once the abandoned
+    // run finishes) or nobody reads the replies any more.
+    while let Ok(request) = inbox.recv() {
         let (frame, poisoned) = handle_frame(&mut engines, &request);
-        let _ = reply.send(frame);
-        if poisoned {
-            // Engine state may be torn; the next call finds this thread gone
-            // and a fresh one replaces it.
+        if replies.send(frame).is_err() || poisoned {
+            // A poisoned engine's state may be torn; its reader sees the
+            // replies end and a fresh thread replaces this one.
             return;
         }
         engines.prepare();

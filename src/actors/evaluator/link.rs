@@ -1,0 +1,501 @@
+//! Link: the jobs an Evaluator has handed to its worker (a process or a
+//! thread), in the order the worker runs them, and the task that reads the
+//! worker's replies and answers each job's caller.
+//!
+//! Under load a worker finds its next job already in its pipe, so it never
+//! idles for a round trip through the pool, and jobs travel in batches: one
+//! write and one wake-up each way for many jobs. How many may wait adapts to
+//! how long jobs take: about `BUDGET` of work, at most `pipeline_depth`, and
+//! one until the worker's first reply has been timed. So slow scripts still
+//! wait in the pool's queue, where its deadline and shedding apply.
+//!
+//! The reader enforces each job's deadline, timing it from when the worker
+//! could start it (the reply before it, or its sending if the worker was
+//! idle). A worker that overruns is killed (a thread is abandoned); the
+//! running job's caller is told why, and the jobs behind it, which never
+//! started, go back to the pool with their original queue deadline.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::SinkExt;
+use ractor::factory::{FactoryMessage, Job};
+use ractor::{ActorRef, MessagingErr};
+use serde_json::value::RawValue;
+use tokio::process::ChildStdin;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::codec::FramedWrite;
+
+use super::process::{ProcessError, ProcessOutput, ProcessSettings, WorkerProcess};
+use super::stats::{Count, WorkerState};
+use super::thread::WorkerThread;
+use super::{EvalError, EvalJob, PoolMsg, PoolSettings};
+use crate::domain::Lang;
+use crate::engine::EngineError;
+use crate::engine::protocol::{Response, codec};
+use crate::settings::Isolation;
+
+/// About how much work, by the recent mean run time, may wait in a worker.
+const BUDGET: Duration = Duration::from_millis(2);
+/// The weight of the newest run in the mean, as 1/N.
+const MEAN_WEIGHT: u32 = 8;
+
+/// Who the link works for: the Evaluator's slot in the pool.
+#[derive(Clone)]
+pub struct Owner {
+    pub wid: usize,
+    pub factory: ActorRef<PoolMsg>,
+    pub settings: Arc<PoolSettings>,
+}
+
+pub struct Link {
+    input: Input,
+    shared: Arc<Shared>,
+    pid: Option<u32>,
+}
+
+enum Input {
+    /// To the task writing the process's stdin.
+    Process(mpsc::UnboundedSender<Vec<u8>>),
+    Thread(std::sync::mpsc::Sender<Vec<u8>>),
+}
+
+enum Output {
+    Process(ProcessOutput),
+    Thread(mpsc::UnboundedReceiver<Vec<u8>>),
+}
+
+struct Shared {
+    flight: Mutex<Flight>,
+    /// Wakes the reader when an idle worker is given a job, to time it.
+    woken: Notify,
+    owner: Owner,
+}
+
+struct Flight {
+    jobs: VecDeque<Sent>,
+    /// The pool has not been told that this Evaluator can take more.
+    owes_finished: bool,
+    /// The worker stopped answering; the Evaluator replaces the link.
+    dead: bool,
+    retired: bool,
+    last_reply: Instant,
+    mean_run: Option<Duration>,
+    max_depth: usize,
+    runs: u64,
+    discards: u32,
+}
+
+/// A job in the worker's hands.
+struct Sent {
+    job: Job<(), EvalJob>,
+    at: Instant,
+    limit: Duration,
+    lang: Option<Lang>,
+}
+
+impl Link {
+    /// Starts a worker of the kind `process` names and the task reading it.
+    pub async fn spawn(process: &ProcessSettings, owner: Owner) -> Result<Self, ProcessError> {
+        let (input, output, pid) = match process.isolation {
+            Isolation::Process => {
+                let worker = WorkerProcess::spawn(process).await?;
+                let (frames, queue) = mpsc::unbounded_channel();
+                tokio::spawn(write(worker.input, queue));
+                (Input::Process(frames), Output::Process(worker.output), worker.pid)
+            }
+            Isolation::Thread => {
+                let worker = WorkerThread::spawn(process.code_cache_entries)?;
+                (Input::Thread(worker.input), Output::Thread(worker.output), None)
+            }
+        };
+        let shared = Arc::new(Shared {
+            flight: Mutex::new(Flight {
+                jobs: VecDeque::new(),
+                owes_finished: false,
+                dead: false,
+                retired: false,
+                last_reply: Instant::now(),
+                mean_run: None,
+                max_depth: owner.settings.pipeline_depth,
+                runs: 0,
+                discards: 0,
+            }),
+            woken: Notify::new(),
+            owner,
+        });
+        tokio::spawn(read(shared.clone(), output));
+        Ok(Self { input, shared, pid })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    /// Whether the worker stopped answering (died, overran, or poisoned).
+    pub fn is_dead(&self) -> bool {
+        self.shared.lock().dead
+    }
+
+    /// Evaluations answered and JavaScript contexts discarded so far.
+    pub fn counts(&self) -> (u64, u32) {
+        let flight = self.shared.lock();
+        (flight.runs, flight.discards)
+    }
+
+    /// Hands `job` (encoded as `frame`) to the worker and tells the pool this
+    /// Evaluator can take another unless the worker has enough queued. Gives
+    /// the job back if the worker is gone.
+    pub fn send(
+        &self,
+        job: Job<(), EvalJob>,
+        frame: Vec<u8>,
+        limit: Duration,
+        lang: Option<Lang>,
+        max_depth: usize,
+    ) -> Result<(), Job<(), EvalJob>> {
+        let mut flight = self.shared.lock();
+        let delivered = !flight.dead
+            && match &self.input {
+                Input::Process(frames) => frames.send(frame).is_ok(),
+                Input::Thread(frames) => frames.send(frame).is_ok(),
+            };
+        if !delivered {
+            return Err(job);
+        }
+        let was_idle = flight.jobs.is_empty();
+        flight.jobs.push_back(Sent {
+            job,
+            at: Instant::now(),
+            limit,
+            lang,
+        });
+        flight.max_depth = max_depth;
+        let take_more = flight.jobs.len() < flight.depth();
+        flight.owes_finished = !take_more;
+        drop(flight);
+        let owner = &self.shared.owner;
+        if was_idle {
+            owner.settings.stats.worker_state(owner.wid, WorkerState::Busy);
+            self.shared.woken.notify_one();
+        }
+        if take_more {
+            owner.finished();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Link {
+    /// Closing the input lets the worker finish what it holds and exit; its
+    /// reader answers those jobs (and tells the pool when the Evaluator is
+    /// free, if it was full) and then ends.
+    fn drop(&mut self) {
+        self.shared.lock().retired = true;
+    }
+}
+
+impl Owner {
+    /// Tells the pool this Evaluator can take another job.
+    pub fn finished(&self) {
+        let _ = self.factory.cast(FactoryMessage::Finished(self.wid, ()));
+    }
+
+    /// Answers a job's caller and counts it done.
+    pub fn answer(&self, mut job: Job<(), EvalJob>, result: Result<Box<RawValue>, EvalError>) {
+        if let Some(reply) = job.msg.reply.take() {
+            let _ = reply.send(result);
+        }
+        self.settings.stats.add(Count::Finished);
+    }
+
+    /// Hands a job that did not run back to the pool. `failed` says its
+    /// worker failed under it; a job is given back for that only once.
+    fn back_to_pool(&self, mut job: Job<(), EvalJob>, failed: bool) {
+        if failed && job.msg.retried {
+            let error = EvalError::Unavailable("its worker failed twice before running it".into());
+            return self.answer(job, Err(error));
+        }
+        job.msg.retried |= failed;
+        self.settings.stats.add(Count::Finished);
+        if let Err(MessagingErr::SendErr(FactoryMessage::Dispatch(mut job))) =
+            self.factory.cast(FactoryMessage::Dispatch(job))
+            && let Some(reply) = job.msg.reply.take()
+        {
+            let _ = reply.send(Err(EvalError::Unavailable("the pool stopped".into())));
+        }
+    }
+}
+
+impl Flight {
+    /// How many jobs the worker may hold.
+    fn depth(&self) -> usize {
+        match self.mean_run {
+            None => 1,
+            Some(mean) => {
+                let fits = BUDGET.as_nanos() / mean.as_nanos().max(1);
+                fits.clamp(1, self.max_depth.max(1) as u128) as usize
+            }
+        }
+    }
+
+    /// When the worker must have answered the job at the head.
+    fn due(&self) -> Option<Instant> {
+        let head = self.jobs.front()?;
+        Some(head.at.max(self.last_reply) + head.limit)
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Flight> {
+        self.flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Answers the job at the head with `frame`. Errs when the worker has
+    /// stopped serving after this reply, or replied to nothing.
+    fn replied(&self, frame: &[u8]) -> Result<(), Stop> {
+        let decoded = decode(frame);
+        let now = Instant::now();
+        let mut flight = self.lock();
+        let Some(sent) = flight.jobs.pop_front() else {
+            return Err(Stop::Unasked);
+        };
+        let run = now.saturating_duration_since(sent.at.max(flight.last_reply));
+        flight.last_reply = now;
+        flight.runs += 1;
+        flight.mean_run = Some(match flight.mean_run {
+            None => run,
+            Some(mean) => mean - mean / MEAN_WEIGHT + run / MEAN_WEIGHT,
+        });
+        let discarded = sent.lang == Some(Lang::Javascript)
+            && matches!(decoded, Decoded::Done(Err(EvalError::Engine(EngineError::Deadline { .. })), _));
+        flight.discards += u32::from(discarded);
+        let release = flight.owes_finished && flight.jobs.len() < flight.depth();
+        flight.owes_finished &= !release;
+        let idle = flight.jobs.is_empty();
+        drop(flight);
+
+        let owner = &self.owner;
+        let stopped = match decoded {
+            Decoded::NeedSource => {
+                let mut job = sent.job;
+                job.msg.with_source = true;
+                owner.back_to_pool(job, false);
+                false
+            }
+            Decoded::Done(result, poisoned) => {
+                if let Some(lang) = sent.lang {
+                    crate::metrics::evaluated(lang.as_str(), run);
+                }
+                owner.answer(sent.job, result);
+                owner.settings.stats.job_done(owner.wid);
+                poisoned
+            }
+        };
+        if idle {
+            owner.settings.stats.worker_state(owner.wid, WorkerState::Idle);
+        }
+        if release {
+            owner.finished();
+        }
+        if stopped { Err(Stop::Poisoned) } else { Ok(()) }
+    }
+
+    /// The worker is gone: the job it was running gets `error` (if there was
+    /// one), the jobs behind it go back to the pool.
+    fn failed(&self, error: Option<ProcessError>, pid: Option<u32>) {
+        let mut flight = self.lock();
+        flight.dead = true;
+        let mut jobs = std::mem::take(&mut flight.jobs);
+        let owed = std::mem::take(&mut flight.owes_finished);
+        let retired = flight.retired;
+        drop(flight);
+        let owner = &self.owner;
+        match (jobs.pop_front(), error) {
+            (Some(head), Some(error)) => {
+                tracing::warn!(wid = owner.wid, pid, %error, "worker replaced");
+                owner.answer(head.job, Err(failure(error, &owner.settings)));
+            }
+            (Some(head), None) => jobs.push_front(head),
+            (None, Some(error)) if !retired => {
+                tracing::warn!(wid = owner.wid, pid, %error, "idle worker died, replacing it");
+            }
+            (None, _) => {}
+        }
+        for sent in jobs {
+            owner.back_to_pool(sent.job, true);
+        }
+        owner.settings.stats.worker_state(owner.wid, WorkerState::Idle);
+        if owed {
+            owner.finished();
+        }
+    }
+}
+
+enum Stop {
+    /// The worker's interpreter panicked; it exits after its reply.
+    Poisoned,
+    /// A reply to no request: the worker is confused.
+    Unasked,
+}
+
+/// Reads replies until the worker exits, overruns or stops serving.
+async fn read(shared: Arc<Shared>, mut output: Output) {
+    let pid = output.pid();
+    let error = loop {
+        let due = shared.lock().due();
+        let sleep = tokio::time::sleep_until(due.unwrap_or_else(far_future).into());
+        tokio::select! {
+            biased;
+            frame = output.next() => match frame {
+                Ok(frame) => match replied_all(&shared, &mut output, frame) {
+                    Ok(()) => continue,
+                    Err(error) => break error,
+                },
+                Err(io) => {
+                    let quiet = {
+                        let flight = shared.lock();
+                        flight.retired && flight.jobs.is_empty()
+                    };
+                    break if quiet { None } else { Some(output.exit_error(io).await) };
+                }
+            },
+            () = sleep, if due.is_some() => {
+                output.kill().await;
+                let limit = shared.lock().jobs.front().map_or(Duration::ZERO, |s| s.limit);
+                break Some(ProcessError::Overran(limit));
+            }
+            () = shared.woken.notified() => {}
+        }
+    };
+    shared.failed(error, pid);
+}
+
+/// Answers `first` and every further reply already waiting.
+fn replied_all(shared: &Shared, output: &mut Output, first: Bytes) -> Result<(), Option<ProcessError>> {
+    let mut frame = first;
+    loop {
+        match shared.replied(&frame) {
+            Ok(()) => {}
+            Err(Stop::Poisoned) => {
+                shared.owner.settings.stats.add(Count::Crashed);
+                return Err(None);
+            }
+            Err(Stop::Unasked) => return Err(Some(ProcessError::Died("it replied to nothing".into()))),
+        }
+        frame = match output.ready() {
+            Some(Ok(next)) => next,
+            // A read error shows again on the next read, which handles it.
+            Some(Err(_)) | None => return Ok(()),
+        };
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400)
+}
+
+/// Writes frames to a worker process in batches: all that are waiting, then
+/// one flush.
+async fn write(input: ChildStdin, mut frames: mpsc::UnboundedReceiver<Vec<u8>>) {
+    let mut sink = FramedWrite::new(input, codec());
+    while let Some(frame) = frames.recv().await {
+        let mut next = Some(frame);
+        while let Some(frame) = next {
+            if sink.feed(Bytes::from(frame)).await.is_err() {
+                // The worker is gone; its reader sees that.
+                return;
+            }
+            next = frames.try_recv().ok();
+        }
+        if SinkExt::<Bytes>::flush(&mut sink).await.is_err() {
+            return;
+        }
+    }
+}
+
+impl Output {
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Self::Process(p) => p.pid(),
+            Self::Thread(_) => None,
+        }
+    }
+
+    async fn next(&mut self) -> std::io::Result<Bytes> {
+        match self {
+            Self::Process(p) => p.next().await.map(|frame| frame.freeze()),
+            Self::Thread(replies) => replies
+                .recv()
+                .await
+                .map(Bytes::from)
+                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "worker thread stopped")),
+        }
+    }
+
+    fn ready(&mut self) -> Option<std::io::Result<Bytes>> {
+        match self {
+            Self::Process(p) => p.ready().map(|frame| frame.map(|f| f.freeze())),
+            Self::Thread(replies) => replies.try_recv().ok().map(|frame| Ok(Bytes::from(frame))),
+        }
+    }
+
+    /// Kills a process; a thread cannot be killed and is abandoned.
+    async fn kill(&mut self) {
+        if let Self::Process(p) = self {
+            p.kill().await;
+        }
+    }
+
+    async fn exit_error(&mut self, io: std::io::Error) -> ProcessError {
+        match self {
+            Self::Process(p) => p.exit_error(io).await,
+            Self::Thread(_) => ProcessError::Died("worker thread stopped".into()),
+        }
+    }
+}
+
+/// What a caller is told when its worker failed under it.
+pub fn failure(error: ProcessError, settings: &PoolSettings) -> EvalError {
+    match error {
+        ProcessError::Overran(_) => {
+            settings.stats.add(Count::Killed);
+            EvalError::Killed {
+                deadline_ms: settings.limits.deadline_ms,
+            }
+        }
+        ProcessError::OutOfMemory => {
+            settings.stats.add(Count::Crashed);
+            EvalError::Engine(EngineError::Memory {
+                message: format!(
+                    "the script used up its sandbox's {} MiB and the sandbox was replaced",
+                    settings.process.memory_bytes >> 20
+                ),
+            })
+        }
+        other => {
+            settings.stats.add(Count::Crashed);
+            EvalError::Crashed(other.to_string())
+        }
+    }
+}
+
+/// A worker's reply, read once.
+enum Decoded {
+    /// The result, and whether the worker has stopped serving.
+    Done(Result<Box<RawValue>, EvalError>, bool),
+    /// It does not hold the code: send the source.
+    NeedSource,
+}
+
+fn decode(reply: &[u8]) -> Decoded {
+    match serde_json::from_slice::<Response>(reply) {
+        Ok(Response::Ok(value)) => Decoded::Done(Ok(value), false),
+        Ok(Response::Err(e)) => Decoded::Done(Err(EvalError::Engine(e)), false),
+        Ok(Response::Poisoned(e)) => Decoded::Done(Err(EvalError::Engine(e)), true),
+        Ok(Response::NeedSource) => Decoded::NeedSource,
+        Err(e) => Decoded::Done(Err(EvalError::Crashed(format!("unreadable reply: {e}"))), true),
+    }
+}
