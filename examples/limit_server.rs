@@ -9,6 +9,10 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::routing::post;
 
+/// The same allocator as `vane`, so the limit is not handicapped.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
