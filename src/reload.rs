@@ -19,6 +19,7 @@ pub const LIVE: &[&str] = &[
     "sandbox.recycle_rss_mb",
     "sandbox.code_cache_entries",
     "sandbox.pipeline_depth",
+    "sandbox.pipeline_budget_ms",
     "reports.break_threshold",
     "push.ping_interval_ms",
     "push.pong_timeout_ms",

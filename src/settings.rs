@@ -216,6 +216,9 @@ pub struct Sandbox {
     /// busy worker never waits for its next job; fewer when jobs are slow.
     /// 1 = one job at a time.
     pub pipeline_depth: usize,
+    /// About how much work, by the worker's recent mean run time, it may
+    /// hold queued: slow scripts get a shallower pipeline.
+    pub pipeline_budget_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -250,6 +253,7 @@ impl Default for Sandbox {
             recycle_rss_mb: 0,
             memo_entries: 10_000,
             pipeline_depth: 16,
+            pipeline_budget_ms: 2,
         }
     }
 }
@@ -359,6 +363,9 @@ impl Settings {
         }
         if !(1..=256).contains(&self.sandbox.pipeline_depth) {
             return invalid("sandbox.pipeline_depth", "must be between 1 and 256");
+        }
+        if !(1..=60_000).contains(&self.sandbox.pipeline_budget_ms) {
+            return invalid("sandbox.pipeline_budget_ms", "must be between 1 and 60000");
         }
         if self.sandbox.queue_bound == 0 {
             return invalid("sandbox.queue_bound", "must be at least 1");

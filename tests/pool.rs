@@ -2,6 +2,8 @@
 //! waited past its deadline is dropped, and the pool pauses, resumes, resizes
 //! and drains through its handle. Timing comes from a JavaScript busy-wait on
 //! `Date.now()`, so a job's length does not depend on the machine's speed.
+//! With pipelining, a busy worker holds quick jobs behind the one it runs,
+//! and the jobs behind one that kills its worker go back to the pool.
 
 mod common;
 
@@ -23,6 +25,9 @@ async fn app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let app = TestApp::spawn_with(Backend::Sqlite, |s| {
         s.sandbox.workers = 1;
         s.sandbox.deadline_ms = 3000;
+        // One job per worker, so jobs wait in the pool's queue; the tests of
+        // pipelining raise it.
+        s.sandbox.pipeline_depth = 1;
         tweak(s);
     })
     .await
@@ -266,5 +271,114 @@ async fn workers_are_recycled_after_discarding_javascript_contexts() {
     assert!(recycled_while_serving(&app, 1).await);
     let stats = app.state().pool.stats();
     assert_eq!((stats.recycled, stats.killed), (1, 0), "{stats:?}");
+    app.stop().await;
+}
+
+/// Quick jobs one after another (Starlark: quicker than JavaScript in a
+/// debug build), so the worker's mean run time is short and it takes jobs to
+/// hold behind the one it runs.
+async fn warm_up(app: &TestApp) {
+    app.released("quick", "return p[\"i\"]", json!([{"name": "i", "type": "int"}]))
+        .await;
+    for i in 0..40 {
+        let (status, body) = app.fetch("quick", json!({"params": {"i": i}})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}
+
+fn pipelined(tweak: impl FnOnce(&mut Settings)) -> impl FnOnce(&mut Settings) {
+    |s: &mut Settings| {
+        s.sandbox.pipeline_depth = 16;
+        // However slow a debug build is, the worker takes all 16.
+        s.sandbox.pipeline_budget_ms = 60_000;
+        tweak(s);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_worker_holds_quick_jobs_behind_the_one_it_runs() {
+    let app = app_with(pipelined(|_| {})).await;
+    warm_up(&app).await;
+    let pool = app.state().pool.clone();
+    let slow = busy(&app, 800);
+    running(&app, 1).await;
+    let quick: Vec<_> = (0..5).map(|_| busy(&app, 0)).collect();
+    running(&app, 6).await;
+    assert_eq!(pool.status().await.unwrap().queued, 0, "the quick jobs waited in the pool");
+    assert!(!slow.is_finished());
+    for job in quick {
+        assert_eq!(job.await.unwrap().0, StatusCode::OK);
+    }
+    assert_eq!(slow.await.unwrap().0, StatusCode::OK);
+    assert_eq!(pool.stats().running, 0);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_behind_one_that_crashes_its_worker_run_on_the_next() {
+    let app = app_with(pipelined(|_| {})).await;
+    app.create_config("bomb").await;
+    let source = "return (\"x\" * 1000000) * p[\"n\"]";
+    let code = app
+        .create_version("bomb", json!({"lang": "starlark", "source": source}))
+        .await;
+    app.release("bomb", &code).await;
+    warm_up(&app).await;
+    let before = app.state().pool.stats();
+
+    let slow = busy(&app, 800);
+    running(&app, 1).await;
+    let bomb = {
+        let (client, url) = (app.client.clone(), app.url("/config/bomb"));
+        tokio::spawn(async move {
+            let response = client.post(url).json(&json!({"params": {"n": 2000000}})).send();
+            common::read(response.await.unwrap()).await
+        })
+    };
+    running(&app, 2).await;
+    let quick: Vec<_> = (0..3).map(|_| busy(&app, 0)).collect();
+    running(&app, 5).await;
+
+    assert_eq!(slow.await.unwrap().0, StatusCode::OK);
+    let (status, body) = bomb.await.unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("memory"), "{body}");
+    for job in quick {
+        let (status, body, _) = job.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let stats = app.state().pool.stats();
+    assert_eq!(stats.requeued - before.requeued, 3, "{stats:?}");
+    assert_eq!(stats.running, 0, "{stats:?}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_behind_one_that_overruns_are_not_run_past_their_deadline() {
+    let app = app_with(pipelined(|s| s.sandbox.deadline_ms = 400)).await;
+    warm_up(&app).await;
+    let before = app.state().pool.stats();
+    // Killed at the deadline plus grace; the jobs behind it have then waited
+    // longer than their deadline, as they would have in the pool's queue.
+    let hog = busy(&app, 10_000);
+    running(&app, 1).await;
+    let quick: Vec<_> = (0..3).map(|_| busy(&app, 0)).collect();
+    running(&app, 4).await;
+
+    let (status, body, _) = hog.await.unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("deadline"), "{body}");
+    for job in quick {
+        let (status, body, _) = job.await.unwrap();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(body["message"].as_str().unwrap().contains("past its deadline"), "{body}");
+    }
+    let stats = app.state().pool.stats();
+    assert_eq!(
+        (stats.killed - before.killed, stats.requeued - before.requeued, stats.expired - before.expired),
+        (1, 3, 3),
+        "{stats:?}"
+    );
+    assert_eq!(busy(&app, 0).await.unwrap().0, StatusCode::OK);
     app.stop().await;
 }

@@ -61,6 +61,7 @@ async fn stats(app: &AppState) -> Value {
             ("crashed", pool.counts.crashed),
             ("restarted", pool.counts.restarted),
             ("recycled", pool.counts.recycled),
+            ("requeued", pool.counts.requeued),
         ] {
             counter!(POOL_JOBS, "outcome" => outcome).absolute(value);
         }

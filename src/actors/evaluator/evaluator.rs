@@ -167,7 +167,7 @@ impl EvaluatorState {
                 Ok(link) => link,
                 Err(e) => return finish(&owner, job, Err(e)),
             };
-            match link.send(job, frame, limit, lang, settings.pipeline_depth) {
+            match link.send(job, frame, limit, lang, (settings.pipeline_depth, settings.pipeline_budget)) {
                 Ok(()) => {
                     if let Some(code_id) = sent_source {
                         if self.sources.len() >= MAX_KNOWN_SOURCES {
@@ -334,7 +334,7 @@ async fn run_once_in_a_process(job: Job<(), EvalJob>, limit: Duration, lang: Opt
         Err(e) => return finish(&owner, job, Err(EvalError::Unavailable(e.to_string()))),
     };
     // Depth 1: the pool hears the Evaluator is free only once this is answered.
-    if let Err(job) = link.send(job, frame, limit, lang, 1) {
+    if let Err(job) = link.send(job, frame, limit, lang, (1, Duration::ZERO)) {
         finish(&owner, job, Err(EvalError::Unavailable("the worker process died at once".into())));
     }
 }

@@ -5,7 +5,7 @@
 //! Under load a worker finds its next job already in its pipe, so it never
 //! idles for a round trip through the pool, and jobs travel in batches: one
 //! write and one wake-up each way for many jobs. How many may wait adapts to
-//! how long jobs take: about `BUDGET` of work, at most `pipeline_depth`, and
+//! how long jobs take: about `pipeline_budget` of work, at most `pipeline_depth`, and
 //! one until the worker's first reply has been timed. So slow scripts still
 //! wait in the pool's queue, where its deadline and shedding apply.
 //!
@@ -37,8 +37,6 @@ use crate::engine::EngineError;
 use crate::engine::protocol::{Response, codec};
 use crate::settings::Isolation;
 
-/// About how much work, by the recent mean run time, may wait in a worker.
-const BUDGET: Duration = Duration::from_millis(2);
 /// The weight of the newest run in the mean, as 1/N.
 const MEAN_WEIGHT: u32 = 8;
 
@@ -84,6 +82,7 @@ struct Flight {
     last_reply: Instant,
     mean_run: Option<Duration>,
     max_depth: usize,
+    budget: Duration,
     runs: u64,
     discards: u32,
 }
@@ -120,6 +119,7 @@ impl Link {
                 last_reply: Instant::now(),
                 mean_run: None,
                 max_depth: owner.settings.pipeline_depth,
+                budget: owner.settings.pipeline_budget,
                 runs: 0,
                 discards: 0,
             }),
@@ -154,7 +154,7 @@ impl Link {
         frame: Vec<u8>,
         limit: Duration,
         lang: Option<Lang>,
-        max_depth: usize,
+        (max_depth, budget): (usize, Duration),
     ) -> Result<(), Job<(), EvalJob>> {
         let mut flight = self.shared.lock();
         let delivered = !flight.dead
@@ -172,7 +172,7 @@ impl Link {
             limit,
             lang,
         });
-        flight.max_depth = max_depth;
+        (flight.max_depth, flight.budget) = (max_depth, budget);
         let take_more = flight.jobs.len() < flight.depth();
         flight.owes_finished = !take_more;
         drop(flight);
@@ -220,6 +220,9 @@ impl Owner {
         }
         job.msg.retried |= failed;
         self.settings.stats.add(Count::Finished);
+        if failed {
+            self.settings.stats.add(Count::Requeued);
+        }
         if let Err(MessagingErr::SendErr(FactoryMessage::Dispatch(mut job))) =
             self.factory.cast(FactoryMessage::Dispatch(job))
             && let Some(reply) = job.msg.reply.take()
@@ -235,7 +238,7 @@ impl Flight {
         match self.mean_run {
             None => 1,
             Some(mean) => {
-                let fits = BUDGET.as_nanos() / mean.as_nanos().max(1);
+                let fits = self.budget.as_nanos() / mean.as_nanos().max(1);
                 fits.clamp(1, self.max_depth.max(1) as u128) as usize
             }
         }
@@ -497,5 +500,36 @@ fn decode(reply: &[u8]) -> Decoded {
         Ok(Response::Poisoned(e)) => Decoded::Done(Err(EvalError::Engine(e)), true),
         Ok(Response::NeedSource) => Decoded::NeedSource,
         Err(e) => Decoded::Done(Err(EvalError::Crashed(format!("unreadable reply: {e}"))), true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flight(mean_run: Option<Duration>) -> Flight {
+        Flight {
+            jobs: VecDeque::new(),
+            owes_finished: false,
+            dead: false,
+            retired: false,
+            last_reply: Instant::now(),
+            mean_run,
+            max_depth: 16,
+            budget: Duration::from_millis(2),
+            runs: 0,
+            discards: 0,
+        }
+    }
+
+    #[test]
+    fn depth_follows_the_mean_run_time() {
+        // Untimed: one job at a time until the first reply.
+        assert_eq!(flight(None).depth(), 1);
+        assert_eq!(flight(Some(Duration::from_micros(500))).depth(), 4);
+        // Quick jobs are capped by the setting, slow ones never below one.
+        assert_eq!(flight(Some(Duration::from_micros(10))).depth(), 16);
+        assert_eq!(flight(Some(Duration::ZERO)).depth(), 16);
+        assert_eq!(flight(Some(Duration::from_millis(40))).depth(), 1);
     }
 }

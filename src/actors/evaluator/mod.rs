@@ -115,8 +115,9 @@ pub struct PoolSettings {
     pub paused_jobs: PausedJobs,
     /// Remembered Starlark results; read once when the pool starts.
     pub memo_entries: usize,
-    /// Most jobs a worker holds at once.
+    /// Most jobs a worker holds at once, and about how much work.
     pub pipeline_depth: usize,
+    pub pipeline_budget: Duration,
     pub stats: Arc<PoolStats>,
 }
 
@@ -152,6 +153,7 @@ impl PoolSettings {
             paused_jobs: sandbox.paused_jobs,
             memo_entries: sandbox.memo_entries,
             pipeline_depth: sandbox.pipeline_depth,
+            pipeline_budget: Duration::from_millis(sandbox.pipeline_budget_ms),
             stats,
         }
     }

@@ -48,6 +48,7 @@ pub struct PoolStats {
     crashed: AtomicU64,
     restarted: AtomicU64,
     recycled: AtomicU64,
+    requeued: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +68,9 @@ pub enum Count {
     Restarted,
     /// A worker replaced after its run count, memory or discarded contexts.
     Recycled,
+    /// Handed back to the pool without running: its worker failed while
+    /// running the job before it.
+    Requeued,
 }
 
 /// A point-in-time copy, with the gauges derived from the counters.
@@ -81,6 +85,7 @@ pub struct PoolSnapshot {
     pub crashed: u64,
     pub restarted: u64,
     pub recycled: u64,
+    pub requeued: u64,
 }
 
 impl PoolStats {
@@ -145,6 +150,7 @@ impl PoolStats {
             Count::Crashed => &self.crashed,
             Count::Restarted => &self.restarted,
             Count::Recycled => &self.recycled,
+            Count::Requeued => &self.requeued,
         }
     }
 
@@ -161,6 +167,7 @@ impl PoolStats {
             crashed: get(Count::Crashed),
             restarted: get(Count::Restarted),
             recycled: get(Count::Recycled),
+            requeued: get(Count::Requeued),
         }
     }
 }
