@@ -61,11 +61,13 @@ pub async fn start(mut settings: Settings, listener: TcpListener) -> anyhow::Res
         true => Some(RedisCache::connect(&settings.redis).context("configuring redis")?),
         false => None,
     };
+    let sources = Arc::new(Sources {
+        store: store.clone(),
+        redis: redis.clone(),
+        published: Arc::default(),
+    });
     let args = SupervisorArgs {
-        sources: Arc::new(Sources {
-            store: store.clone(),
-            redis: redis.clone(),
-        }),
+        sources: sources.clone(),
         pool: pool_settings.clone(),
         bus: redis.clone().map(|r| (settings.redis.clone(), r)),
         call_timeout: settings.call_timeout(),
@@ -77,7 +79,7 @@ pub async fn start(mut settings: Settings, listener: TcpListener) -> anyhow::Res
         .context("asking supervisor")?
         .success_or(anyhow::anyhow!("supervisor did not answer"))?;
     let timeout = settings.call_timeout();
-    let cache = ConfigCacheHandle::new(slots.config_cache, timeout);
+    let cache = ConfigCacheHandle::new(slots.config_cache, &sources, timeout);
     let pool = EvaluatorPoolHandle::new(slots.evaluator_pool, pool_settings);
     let releases = ReleasesHandle::new(
         store.clone(),

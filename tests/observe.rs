@@ -142,6 +142,9 @@ async fn starlark_results_are_remembered_unless_cached_is_false() {
     let fetch = |n: i64, cached: bool| app.fetch("pure", json!({"params": {"n": n}, "cached": cached}));
     let (status, first) = fetch(21, true).await;
     assert_eq!(status, StatusCode::OK);
+    // A result is kept the second time it is computed.
+    let (_, second) = fetch(21, true).await;
+    assert_eq!(second, first);
     let ran = pool.stats().finished;
     // Same version, same params: answered without a run, the same bytes.
     let (_, again) = fetch(21, true).await;

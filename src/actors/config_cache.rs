@@ -9,10 +9,16 @@
 //! Layers: memory, then Redis (when configured), then the store. A change
 //! reloads from the store (and refreshes Redis). If the store fails, the last
 //! known entry keeps being served and a reload is retried in the background.
+//!
+//! Entries ready to serve are also published in a map that handles read
+//! without asking the actor, so a request for a cached config costs a read
+//! lock instead of a round trip through the mailbox. Only the actor publishes;
+//! an invalidation hides the entry at once, before its message is handled, so
+//! a fetch that follows a change never sees what the change replaced.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
@@ -35,10 +41,83 @@ const STALE_RETRY: Duration = Duration::from_secs(1);
 /// How this actor is named in metrics and errors.
 const NAME: &str = "config cache";
 
-/// Where entries come from below memory.
+/// What the cache keeps across restarts: where entries come from below
+/// memory, and where it publishes the ready ones.
 pub struct Sources {
     pub store: Arc<dyn Store>,
     pub redis: Option<RedisCache>,
+    pub published: Arc<Published>,
+}
+
+/// Ready entries, read by handles without asking the actor.
+#[derive(Default)]
+pub struct Published(RwLock<HashMap<String, Shown>>);
+
+enum Shown {
+    Ready(Arc<Entry>),
+    /// Invalidations sent and not yet handled: nothing is shown until the
+    /// actor has handled them all.
+    Hidden(u32),
+}
+
+impl Published {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Shown>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Shown>> {
+        self.0.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, config_id: &str) -> Option<Arc<Entry>> {
+        match self.read().get(config_id) {
+            Some(Shown::Ready(entry)) => Some(entry.clone()),
+            _ => None,
+        }
+    }
+
+    /// Shows `entry` unless an invalidation is on its way.
+    fn show(&self, config_id: &str, entry: &Arc<Entry>) {
+        let mut shown = self.write();
+        if !matches!(shown.get(config_id), Some(Shown::Hidden(_))) {
+            shown.insert(config_id.to_owned(), Shown::Ready(entry.clone()));
+        }
+    }
+
+    /// The actor stopped serving its entry (a reload started).
+    fn unshow(&self, config_id: &str) {
+        let mut shown = self.write();
+        if matches!(shown.get(config_id), Some(Shown::Ready(_))) {
+            shown.remove(config_id);
+        }
+    }
+
+    /// A handle sent an invalidation.
+    fn hide(&self, config_id: &str) {
+        let mut shown = self.write();
+        match shown.get_mut(config_id) {
+            Some(Shown::Hidden(pending)) => *pending += 1,
+            _ => {
+                shown.insert(config_id.to_owned(), Shown::Hidden(1));
+            }
+        }
+    }
+
+    /// The actor handled an invalidation (or it was never delivered).
+    fn hidden_handled(&self, config_id: &str) {
+        let mut shown = self.write();
+        if let Some(Shown::Hidden(pending)) = shown.get_mut(config_id) {
+            *pending -= 1;
+            if *pending == 0 {
+                shown.remove(config_id);
+            }
+        }
+    }
+
+    /// A new actor starts empty, its predecessor's mailbox lost.
+    fn clear(&self) {
+        self.write().clear();
+    }
 }
 
 pub enum ConfigCacheMsg {
@@ -123,6 +202,7 @@ impl Actor for ConfigCache {
         _: ActorRef<Self::Msg>,
         sources: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
+        sources.published.clear();
         Ok(ConfigCacheState {
             sources,
             slots: HashMap::new(),
@@ -145,7 +225,10 @@ impl Actor for ConfigCache {
                 fresh,
                 reply,
             } => state.resolve(&myself, config_id, meta, fresh, reply),
-            ConfigCacheMsg::Invalidate(config_id) => state.invalidate(&myself, config_id),
+            ConfigCacheMsg::Invalidate(config_id) => {
+                state.sources.published.hidden_handled(&config_id);
+                state.invalidate(&myself, config_id)
+            }
             ConfigCacheMsg::Loaded {
                 config_id,
                 generation,
@@ -232,6 +315,7 @@ impl ConfigCacheState {
     /// serve if the store fails.
     fn invalidate(&mut self, myself: &ActorRef<ConfigCacheMsg>, config_id: String) {
         self.missing.pop(&config_id);
+        self.sources.published.unshow(&config_id);
         let (waiters, stale) = match self.slots.remove(&config_id) {
             Some(CacheSlot::Loading { waiters, stale, .. }) => (waiters, stale),
             Some(CacheSlot::Ready(entry) | CacheSlot::Stale { entry, .. }) => (Vec::new(), Some(entry)),
@@ -262,6 +346,7 @@ impl ConfigCacheState {
                 for (meta, reply) in waiters {
                     let _ = reply.send(answer(&entry, &meta));
                 }
+                self.sources.published.show(&config_id, &entry);
                 self.slots.insert(config_id, CacheSlot::Ready(entry));
             }
             Ok(None) => {
@@ -362,18 +447,27 @@ async fn version(sources: &Sources, code_id: &str, from_store: bool) -> Result<O
 #[derive(Clone)]
 pub struct ConfigCacheHandle {
     slot: Slot<ConfigCacheMsg>,
+    published: Arc<Published>,
     timeout: Duration,
 }
 
 impl ConfigCacheHandle {
-    pub fn new(slot: Slot<ConfigCacheMsg>, timeout: Duration) -> Self {
-        Self { slot, timeout }
+    pub fn new(slot: Slot<ConfigCacheMsg>, sources: &Sources, timeout: Duration) -> Self {
+        Self {
+            slot,
+            published: sources.published.clone(),
+            timeout,
+        }
     }
 
     pub async fn resolve(&self, config_id: &str, meta: Meta, fresh: bool) -> Result<Resolved, ResolveError> {
         // An id no config can have is unknown without asking the store.
         if validate_config_id(config_id).is_err() {
             return Err(Refusal::UnknownConfig(config_id.to_owned()).into());
+        }
+        if !fresh && let Some(entry) = self.published.get(config_id) {
+            metrics::memory_cache(true);
+            return answer(&entry, &meta);
         }
         let config_id = config_id.to_owned();
         self.slot
@@ -387,7 +481,9 @@ impl ConfigCacheHandle {
     }
 
     pub fn invalidate(&self, config_id: &str) {
+        self.published.hide(config_id);
         if let Err(e) = self.slot.tell(NAME, ConfigCacheMsg::Invalidate(config_id.to_owned())) {
+            self.published.hidden_handled(config_id);
             // A restarted cache starts empty, so nothing stale survives.
             tracing::debug!(config_id, error = %e, "invalidate not delivered");
         }
@@ -402,5 +498,55 @@ impl ConfigCacheHandle {
 
     pub fn is_alive(&self) -> bool {
         self.slot.is_alive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::model::ConfigStatus;
+
+    fn entry(revision: i64) -> Arc<Entry> {
+        Arc::new(Entry {
+            config: Config {
+                id: "c".into(),
+                description: String::new(),
+                status: ConfigStatus::Active,
+                secret: String::new(),
+                revision,
+                release: None,
+                gray: None,
+                created_at: 0,
+                updated_at: 0,
+            },
+            release: None,
+            gray: None,
+        })
+    }
+
+    fn revision(published: &Published) -> Option<i64> {
+        published.get("c").map(|e| e.config.revision)
+    }
+
+    #[test]
+    fn an_invalidation_hides_the_entry_until_every_one_sent_is_handled() {
+        let published = Published::default();
+        published.show("c", &entry(1));
+        assert_eq!(revision(&published), Some(1));
+        // Two changes; a load that finished before the actor saw them must
+        // not show what they replaced.
+        published.hide("c");
+        published.hide("c");
+        published.show("c", &entry(1));
+        assert_eq!(revision(&published), None);
+        published.hidden_handled("c");
+        published.show("c", &entry(1));
+        assert_eq!(revision(&published), None);
+        published.hidden_handled("c");
+        published.show("c", &entry(3));
+        assert_eq!(revision(&published), Some(3));
+        // The actor's own reloads (`cached: false`) only take it down.
+        published.unshow("c");
+        assert_eq!(revision(&published), None);
     }
 }

@@ -223,7 +223,7 @@ async fn spawn_bus(
         settings,
         redis,
         store: args.sources.store.clone(),
-        cache: ConfigCacheHandle::new(slots.config_cache.clone(), args.call_timeout),
+        cache: ConfigCacheHandle::new(slots.config_cache.clone(), &args.sources, args.call_timeout),
         registry: slots.subscriptions.clone(),
     };
     let (bus, _) = Actor::spawn_linked(None, ChangeBus, bus_args, supervisor).await?;
@@ -265,7 +265,11 @@ mod tests {
             None,
             Supervisor,
             SupervisorArgs {
-                sources: Arc::new(Sources { store, redis: None }),
+                sources: Arc::new(Sources {
+                    store,
+                    redis: None,
+                    published: Arc::default(),
+                }),
                 pool: PoolSettings::live(&sandbox, Arc::default()),
                 bus: None,
                 call_timeout: Duration::from_secs(1),

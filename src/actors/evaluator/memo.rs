@@ -2,6 +2,11 @@
 //! its params (it cannot read the clock, the network or the request's meta),
 //! so the same version with the same params gives the same JSON. Bounded,
 //! sharded to keep lock contention low, skipped for `cached: false`.
+//!
+//! A result is kept the second time its key is computed, not the first: a
+//! doorkeeper table remembers keys seen once by their hash. When every
+//! request's params differ, nothing is copied into the cache only to be
+//! evicted unread, and one-off keys never push out ones that repeat.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::num::NonZeroUsize;
@@ -13,9 +18,32 @@ use serde_json::value::RawValue;
 const SHARDS: usize = 16;
 /// Larger results are not worth keeping.
 const MAX_RESULT_BYTES: usize = 64 << 10;
+/// Doorkeeper slots per cached entry.
+const SEEN_PER_ENTRY: usize = 2;
+
+/// code_id and the params in canonical form (serde_json's maps are sorted,
+/// so equal params print equal), hashed once.
+#[derive(PartialEq, Eq)]
+pub struct Key {
+    code_id: String,
+    params: String,
+    hash: u64,
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+struct Shard {
+    results: LruCache<Key, Box<RawValue>>,
+    /// Hashes of keys computed once, by slot.
+    seen: Vec<u64>,
+}
 
 pub struct Memo {
-    shards: Vec<Mutex<LruCache<(String, String), Box<RawValue>>>>,
+    shards: Vec<Mutex<Shard>>,
     hasher: std::collections::hash_map::RandomState,
 }
 
@@ -23,39 +51,50 @@ impl Memo {
     /// `None` when `entries` is 0 (memoization off).
     pub fn new(entries: usize) -> Option<Self> {
         let per_shard = NonZeroUsize::new(entries.div_ceil(SHARDS))?;
+        let shard = || {
+            Mutex::new(Shard {
+                results: LruCache::new(per_shard),
+                seen: vec![0; per_shard.get() * SEEN_PER_ENTRY],
+            })
+        };
         Some(Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(LruCache::new(per_shard))).collect(),
+            shards: (0..SHARDS).map(|_| shard()).collect(),
             hasher: Default::default(),
         })
     }
 
-    /// The key: code_id and the params in canonical form (serde_json's maps
-    /// are sorted, so equal params print equal).
-    pub fn key(code_id: &str, params: &serde_json::Value) -> (String, String) {
-        (code_id.to_owned(), params.to_string())
-    }
-
-    fn shard(&self, key: &(String, String)) -> &Mutex<LruCache<(String, String), Box<RawValue>>> {
+    pub fn key(&self, code_id: &str, params: &serde_json::Value) -> Key {
+        let params = params.to_string();
         let mut hasher = self.hasher.build_hasher();
-        key.hash(&mut hasher);
-        &self.shards[hasher.finish() as usize % SHARDS]
+        (code_id, &params).hash(&mut hasher);
+        Key {
+            code_id: code_id.to_owned(),
+            params,
+            hash: hasher.finish(),
+        }
     }
 
-    pub fn get(&self, key: &(String, String)) -> Option<Box<RawValue>> {
-        self.shard(key)
+    fn shard(&self, key: &Key) -> std::sync::MutexGuard<'_, Shard> {
+        self.shards[key.hash as usize % SHARDS]
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .cloned()
     }
 
-    pub fn put(&self, key: (String, String), result: &RawValue) {
-        if result.get().len() <= MAX_RESULT_BYTES {
-            let shard = self.shard(&key);
-            shard
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .put(key, result.to_owned());
+    pub fn get(&self, key: &Key) -> Option<Box<RawValue>> {
+        self.shard(key).results.get(key).cloned()
+    }
+
+    /// Keeps `result` if its key was computed before.
+    pub fn put(&self, key: Key, result: &RawValue) {
+        if result.get().len() > MAX_RESULT_BYTES {
+            return;
+        }
+        let mut shard = self.shard(&key);
+        let slot = (key.hash / SHARDS as u64) as usize % shard.seen.len();
+        if shard.seen[slot] == key.hash {
+            shard.results.put(key, result.to_owned());
+        } else {
+            shard.seen[slot] = key.hash;
         }
     }
 }
@@ -66,18 +105,32 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn equal_params_share_an_entry_and_the_bound_holds() {
+    fn equal_params_share_an_entry_kept_on_its_second_computation() {
         let memo = Memo::new(32).unwrap();
         let raw = RawValue::from_string("{\"a\":1}".into()).unwrap();
-        memo.put(Memo::key("c1", &json!({"x": 1, "y": 2})), &raw);
-        let same = Memo::key("c1", &serde_json::from_str(r#"{"y": 2, "x": 1}"#).unwrap());
+        memo.put(memo.key("c1", &json!({"x": 1, "y": 2})), &raw);
+        let same = memo.key("c1", &serde_json::from_str(r#"{"y": 2, "x": 1}"#).unwrap());
+        assert!(memo.get(&same).is_none(), "kept after one computation");
+        memo.put(memo.key("c1", &json!({"y": 2, "x": 1})), &raw);
         assert_eq!(memo.get(&same).unwrap().get(), "{\"a\":1}");
-        assert!(memo.get(&Memo::key("c2", &json!({"x": 1, "y": 2}))).is_none());
-        for i in 0..10_000 {
-            memo.put(Memo::key("c1", &json!({"i": i})), &raw);
-        }
-        let held: usize = memo.shards.iter().map(|s| s.lock().unwrap().len()).sum();
-        assert!(held <= 32 + SHARDS, "{held}");
+        assert!(memo.get(&memo.key("c2", &json!({"x": 1, "y": 2}))).is_none());
         assert!(Memo::new(0).is_none());
+    }
+
+    #[test]
+    fn one_off_keys_are_not_kept_and_the_bound_holds() {
+        let memo = Memo::new(32).unwrap();
+        let raw = RawValue::from_string("1".into()).unwrap();
+        for i in 0..10_000 {
+            memo.put(memo.key("c1", &json!({"i": i})), &raw);
+        }
+        let held = |memo: &Memo| -> usize { memo.shards.iter().map(|s| s.lock().unwrap().results.len()).sum() };
+        assert_eq!(held(&memo), 0);
+        for _ in 0..2 {
+            for i in 0..10_000 {
+                memo.put(memo.key("c1", &json!({"i": i})), &raw);
+            }
+        }
+        assert!(held(&memo) <= 32 + SHARDS, "{}", held(&memo));
     }
 }

@@ -306,7 +306,7 @@ impl EvaluatorPoolHandle {
         let Some(memo) = memo else {
             return self.submit(Work::Run { version, params, fresh }).await;
         };
-        let key = memo::Memo::key(&version.code_id, &params);
+        let key = memo.key(&version.code_id, &params);
         if let Some(result) = memo.get(&key) {
             crate::metrics::result_cache(true);
             return Ok(result);
