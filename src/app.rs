@@ -21,7 +21,7 @@ use crate::actors::releases::ReleasesHandle;
 use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::cache::RedisCache;
 use crate::http::ops::{self, Ops};
-use crate::http::{self, AdminTokens, AppState};
+use crate::http::{self, AdminTokens, AppState, Services};
 use crate::settings::Settings;
 use crate::{secrets, store};
 
@@ -91,7 +91,7 @@ pub async fn start(mut settings: Settings, listener: TcpListener) -> anyhow::Res
     let push = PushHandle::new(slots.subscriptions, releases.clone(), &settings.push, timeout);
     let bus = slots.change_bus.clone().map(|slot| ChangeBusHandle::new(slot, timeout));
     let forwarder = push::forward_changes(push.clone(), bus.clone(), &releases);
-    let state = AppState {
+    let state = AppState::new(Services {
         releases,
         push,
         bus,
@@ -102,7 +102,7 @@ pub async fn start(mut settings: Settings, listener: TcpListener) -> anyhow::Res
         tests_secret: settings.tests.secret.clone().into(),
         update_secret: settings.push.update_secret.clone().into(),
         ops: Arc::new(Ops::new(settings.clone())),
-    };
+    });
     let router = http::router(state.clone(), settings.server.max_body_bytes);
     let addr = listener.local_addr()?;
     let (stop_server, mut stopped) = watch::channel(false);

@@ -3,11 +3,11 @@
 //! bus's, the Redis cache's) are copied in when `/metrics` is scraped, so the
 //! hot paths touch only their own atomics.
 
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use metrics::{counter, gauge, histogram};
+use metrics::{Counter, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 pub const HTTP_REQUESTS: &str = "vane_http_requests_total";
@@ -121,8 +121,18 @@ pub fn restarted(actor: &'static str) {
     counter!(ACTOR_RESTARTS, "actor" => actor).increment(1);
 }
 
+// The per-request metrics keep their handles: looking one up hashes its
+// name and labels every time. They are registered on first use, after the
+// app installed the recorder.
+
 pub fn evaluated(lang: &'static str, took: Duration) {
-    histogram!(EVAL_SECONDS, "lang" => lang).record(took.as_secs_f64());
+    static STARLARK: LazyLock<Histogram> = LazyLock::new(|| histogram!(EVAL_SECONDS, "lang" => "starlark"));
+    static JAVASCRIPT: LazyLock<Histogram> = LazyLock::new(|| histogram!(EVAL_SECONDS, "lang" => "javascript"));
+    match lang {
+        "starlark" => STARLARK.record(took.as_secs_f64()),
+        "javascript" => JAVASCRIPT.record(took.as_secs_f64()),
+        other => histogram!(EVAL_SECONDS, "lang" => other).record(took.as_secs_f64()),
+    }
 }
 
 pub fn dropped_push_client() {
@@ -130,17 +140,13 @@ pub fn dropped_push_client() {
 }
 
 pub fn result_cache(hit: bool) {
-    if hit {
-        counter!(CACHE_HITS, "layer" => "result").increment(1);
-    } else {
-        counter!(CACHE_MISSES, "layer" => "result").increment(1);
-    }
+    static HITS: LazyLock<Counter> = LazyLock::new(|| counter!(CACHE_HITS, "layer" => "result"));
+    static MISSES: LazyLock<Counter> = LazyLock::new(|| counter!(CACHE_MISSES, "layer" => "result"));
+    if hit { &HITS } else { &MISSES }.increment(1);
 }
 
 pub fn memory_cache(hit: bool) {
-    if hit {
-        counter!(CACHE_HITS, "layer" => "memory").increment(1);
-    } else {
-        counter!(CACHE_MISSES, "layer" => "memory").increment(1);
-    }
+    static HITS: LazyLock<Counter> = LazyLock::new(|| counter!(CACHE_HITS, "layer" => "memory"));
+    static MISSES: LazyLock<Counter> = LazyLock::new(|| counter!(CACHE_MISSES, "layer" => "memory"));
+    if hit { &HITS } else { &MISSES }.increment(1);
 }

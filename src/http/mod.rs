@@ -30,8 +30,26 @@ use crate::actors::push::PushHandle;
 use crate::actors::releases::ReleasesHandle;
 pub use auth::AdminTokens;
 
+/// What every handler reaches, behind one `Arc`: axum clones the state for
+/// each request, and cloning a dozen handles cost more than the handler.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+pub struct Services {
     pub cache: ConfigCacheHandle,
     pub pool: EvaluatorPoolHandle,
     pub releases: ReleasesHandle,

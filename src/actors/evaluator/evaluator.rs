@@ -37,8 +37,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// replaced: their garbage makes later collections slow (100+ ms measured
 /// after hundreds).
 const MAX_DISCARDS: u32 = 16;
-/// Evaluations between two readings of a worker process's memory.
-const RSS_EVERY: u64 = 32;
+/// Least time between two readings of a worker process's memory (each is a
+/// read of /proc; by run count they cost 1% of the CPU under load).
+const RSS_EVERY: Duration = Duration::from_secs(1);
 /// Code ids remembered as sent to a worker before the list starts over.
 const MAX_KNOWN_SOURCES: usize = 4096;
 
@@ -48,8 +49,8 @@ pub struct EvaluatorState {
     context: EvaluatorContext,
     link: Option<Link>,
     crashes: VecDeque<Instant>,
-    /// The run count at the last reading of the worker's memory.
-    rss_read_at: u64,
+    /// When the worker's memory was last read.
+    rss_read_at: Instant,
     /// A fresh worker starting up to take over from this one.
     replacement: Option<JoinHandle<Result<Link, ProcessError>>>,
     /// Code ids whose source the current worker was sent (a guess: the
@@ -73,7 +74,7 @@ impl Actor for Evaluator {
             context,
             link: None,
             crashes: VecDeque::new(),
-            rss_read_at: 0,
+            rss_read_at: Instant::now(),
             replacement: None,
             sources: HashSet::new(),
         };
@@ -205,8 +206,8 @@ impl EvaluatorState {
             "run count"
         } else if discards >= MAX_DISCARDS {
             "discarded javascript contexts"
-        } else if runs >= self.rss_read_at + RSS_EVERY {
-            self.rss_read_at = runs;
+        } else if self.rss_read_at.elapsed() >= RSS_EVERY {
+            self.rss_read_at = Instant::now();
             let pid = link.pid();
             if pid.and_then(rss_bytes).is_some_and(|rss| rss > settings.recycle_rss_bytes) {
                 "resident memory"
@@ -234,7 +235,7 @@ impl EvaluatorState {
         match task.await {
             Ok(Ok(fresh)) => {
                 self.sources.clear();
-                self.rss_read_at = 0;
+                self.rss_read_at = Instant::now();
                 self.settings().stats.worker_started(self.context.wid, fresh.pid());
                 self.link = Some(fresh);
                 self.settings().stats.add(Count::Recycled);
@@ -271,7 +272,7 @@ impl EvaluatorState {
                 EvalError::Unavailable(e.to_string())
             })?;
             self.sources.clear();
-            self.rss_read_at = 0;
+            self.rss_read_at = Instant::now();
             settings.stats.add(Count::Restarted);
             settings.stats.worker_started(self.context.wid, link.pid());
             self.link = Some(link);
