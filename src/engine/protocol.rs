@@ -16,7 +16,9 @@ pub const MAX_FRAME: usize = 64 << 20;
 /// Borrowed when the server encodes it, owned when the worker decodes it,
 /// so sending a request never copies the source or the params.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+// Externally tagged: an internal tag makes serde buffer the whole request
+// before decoding it (12% of a worker's time under load).
+#[serde(rename_all = "snake_case")]
 pub enum Request<'a> {
     /// Runs a version; `fresh` drops its compiled code first. The source is
     /// left out once the worker has the code; it answers `NeedSource` if it

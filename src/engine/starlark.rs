@@ -2,6 +2,7 @@
 //! into a frozen module; each call gets a fresh heap, so nothing leaks between
 //! requests.
 
+use std::cell::{Cell, RefCell};
 use std::num::NonZeroUsize;
 use std::time::Instant;
 
@@ -103,12 +104,7 @@ impl Engine for StarlarkEngine {
             let function = module.heap().access_owned_frozen_value(&run);
             let p = module.heap().alloc(params.clone());
             let value = eval.eval_function(function, &[p], &[])?;
-            let mut visits = 0;
-            Ok(check_shape(value, 0, &mut visits, limits).and_then(|()| {
-                value
-                    .to_json()
-                    .map_err(|e| EngineError::Runtime { message: e.to_string() })
-            }))
+            Ok(to_json(value, limits))
         })
         .map_err(|e| runtime_error(e, limits, deadline))??;
         if out.len() > limits.max_output_bytes {
@@ -118,33 +114,112 @@ impl Engine for StarlarkEngine {
     }
 }
 
-/// Walks the result before `to_json`, which recurses without a bound (and
-/// forever on a list that holds itself) and writes a shared value out once
-/// per reference. Every visited value adds at least a byte to the output.
-fn check_shape(value: Value, depth: usize, visits: &mut usize, limits: &Limits) -> Result<(), EngineError> {
-    *visits += 1;
-    if *visits > limits.max_output_bytes {
-        return Err(EngineError::output_size(*visits, limits));
-    }
-    let children: Vec<Value> = if let Some(list) = ListRef::from_value(value) {
-        list.iter().collect()
-    } else if let Some(tuple) = TupleRef::from_value(value) {
-        tuple.iter().collect()
-    } else if let Some(dict) = DictRef::from_value(value) {
-        dict.iter().flat_map(|(k, v)| [k, v]).collect()
-    } else if let Some(fields) = StructRef::from_value(value) {
-        fields.iter().map(|(_, v)| v).collect()
-    } else {
-        return Ok(());
+/// The result as JSON text, written in one walk that is bounded in depth
+/// and in values visited: starlark's own `to_json` recurses without a bound
+/// (forever on a list that holds itself), writes a shared value out once per
+/// reference, and goes through dynamic dispatch for every value (it took more
+/// of a worker's time than running the script). Every visited value adds at
+/// least a byte to the output, so the visit budget is the output limit.
+fn to_json(value: Value, limits: &Limits) -> Result<String, EngineError> {
+    let walk = Walk {
+        limits,
+        visits: Cell::new(0),
+        refused: RefCell::new(None),
     };
-    if depth >= limits.max_output_depth {
-        return Err(EngineError::OutputDepth {
-            limit: limits.max_output_depth,
-        });
+    serde_json::to_string(&Json { value, depth: 0, walk: &walk }).map_err(|e| {
+        walk.refused
+            .take()
+            .unwrap_or_else(|| EngineError::Runtime { message: e.to_string() })
+    })
+}
+
+struct Walk<'a> {
+    limits: &'a Limits,
+    visits: Cell<usize>,
+    /// Why the walk stopped, when a limit stopped it.
+    refused: RefCell<Option<EngineError>>,
+}
+
+struct Json<'w, 'v> {
+    value: Value<'v>,
+    depth: usize,
+    walk: &'w Walk<'w>,
+}
+
+impl Json<'_, '_> {
+    fn child<'v>(&self, value: Value<'v>) -> Json<'_, 'v> {
+        Json {
+            value,
+            depth: self.depth + 1,
+            walk: self.walk,
+        }
     }
-    children
-        .into_iter()
-        .try_for_each(|child| check_shape(child, depth + 1, visits, limits))
+
+    fn refuse<E: serde::ser::Error>(&self, error: EngineError) -> E {
+        let message = error.to_string();
+        *self.walk.refused.borrow_mut() = Some(error);
+        E::custom(message)
+    }
+}
+
+impl serde::Serialize for Json<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        let limits = self.walk.limits;
+        let visits = self.walk.visits.get() + 1;
+        self.walk.visits.set(visits);
+        if visits > limits.max_output_bytes {
+            return Err(self.refuse(EngineError::output_size(visits, limits)));
+        }
+        let value = self.value;
+        if let Some(text) = value.unpack_str() {
+            return serializer.serialize_str(text);
+        }
+        let container = ListRef::from_value(value).is_some()
+            || TupleRef::from_value(value).is_some()
+            || DictRef::from_value(value).is_some()
+            || StructRef::from_value(value).is_some();
+        if container && self.depth >= limits.max_output_depth {
+            return Err(self.refuse(EngineError::OutputDepth {
+                limit: limits.max_output_depth,
+            }));
+        }
+        if let Some(list) = ListRef::from_value(value) {
+            let mut seq = serializer.serialize_seq(Some(list.len()))?;
+            for item in list.iter() {
+                seq.serialize_element(&self.child(item))?;
+            }
+            seq.end()
+        } else if let Some(tuple) = TupleRef::from_value(value) {
+            let mut seq = serializer.serialize_seq(Some(tuple.len()))?;
+            for item in tuple.iter() {
+                seq.serialize_element(&self.child(item))?;
+            }
+            seq.end()
+        } else if let Some(dict) = DictRef::from_value(value) {
+            let mut map = serializer.serialize_map(Some(dict.len()))?;
+            for (key, item) in dict.iter() {
+                // A key that is not a string goes through starlark's own
+                // serializer, which decides as `to_json` does.
+                match key.unpack_str() {
+                    Some(key) => map.serialize_key(key)?,
+                    None => map.serialize_key(&key)?,
+                }
+                map.serialize_value(&self.child(item))?;
+            }
+            map.end()
+        } else if let Some(fields) = StructRef::from_value(value) {
+            let mut map = serializer.serialize_map(None)?;
+            for (name, item) in fields.iter() {
+                map.serialize_entry(name.as_str(), &self.child(item))?;
+            }
+            map.end()
+        } else {
+            // Scalars (None, bools, ints of any size, floats) and anything
+            // else: starlark's serializer.
+            value.serialize(serializer)
+        }
+    }
 }
 
 /// Makes the source the body of `def run(p):`. Line numbers stay the same

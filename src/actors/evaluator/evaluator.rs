@@ -155,6 +155,10 @@ impl EvaluatorState {
         }
         // A link found dead as the job is sent is replaced once.
         for _ in 0..2 {
+            if let Err(e) = self.ready_link(&settings).await {
+                return finish(&owner, job, Err(e));
+            }
+            // After `ready_link`: a new worker holds no code yet.
             let with_source = job.msg.with_source || !self.worker_holds(&job.msg.work);
             let frame = match encode(&job.msg.work, &settings, with_source) {
                 Ok(frame) => frame,
@@ -164,10 +168,7 @@ impl EvaluatorState {
                 Work::Run { version, .. } if with_source => Some(version.code_id.clone()),
                 _ => None,
             };
-            let link = match self.ready_link(&settings).await {
-                Ok(link) => link,
-                Err(e) => return finish(&owner, job, Err(e)),
-            };
+            let link = self.link.as_ref().expect("ready above");
             match link.send(job, frame, limit, lang, (settings.pipeline_depth, settings.pipeline_budget)) {
                 Ok(()) => {
                     if let Some(code_id) = sent_source {
@@ -247,7 +248,7 @@ impl EvaluatorState {
 
     /// The live link, replacing a dead one; repeated crashes back off so a
     /// crashing script cannot turn the pool into a fork loop.
-    async fn ready_link(&mut self, settings: &Arc<PoolSettings>) -> Result<&Link, EvalError> {
+    async fn ready_link(&mut self, settings: &Arc<PoolSettings>) -> Result<(), EvalError> {
         self.swap_in_replacement().await;
         if self.link.as_ref().is_some_and(Link::is_dead) {
             self.link = None;
@@ -277,7 +278,7 @@ impl EvaluatorState {
             settings.stats.worker_started(self.context.wid, link.pid());
             self.link = Some(link);
         }
-        Ok(self.link.as_ref().expect("set above"))
+        Ok(())
     }
 }
 
