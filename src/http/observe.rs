@@ -2,30 +2,54 @@
 //! dashboard), and the middleware that counts every request by matched route
 //! and status.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, RwLock};
 use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use metrics::{counter, gauge, histogram};
+use metrics::{Counter, Histogram, counter, gauge, histogram};
 use serde_json::{Value, json};
 
 use super::AppState;
 use crate::metrics::*;
 
 pub async fn track(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let started = Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    counter!(HTTP_REQUESTS, "route" => route.clone(), "status" => status).increment(1);
-    histogram!(HTTP_SECONDS, "route" => route).record(started.elapsed().as_secs_f64());
-    crate::metrics::request_served(started.elapsed());
+    let took = started.elapsed();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let (requests, seconds) = route_metrics(route, response.status().as_u16());
+    requests.increment(1);
+    seconds.record(took.as_secs_f64());
+    crate::metrics::request_served(took);
     response
+}
+
+/// The handles of a route's metrics, kept: registering them on every
+/// request allocated their labels and hashed them each time.
+fn route_metrics(route: &str, status: u16) -> (Counter, Histogram) {
+    type Handles = HashMap<String, HashMap<u16, (Counter, Histogram)>>;
+    static HANDLES: LazyLock<RwLock<Handles>> = LazyLock::new(Default::default);
+    let known = HANDLES.read().unwrap_or_else(|e| e.into_inner());
+    if let Some(found) = known.get(route).and_then(|by_status| by_status.get(&status)) {
+        return found.clone();
+    }
+    drop(known);
+    let made = (
+        counter!(HTTP_REQUESTS, "route" => route.to_owned(), "status" => status.to_string()),
+        histogram!(HTTP_SECONDS, "route" => route.to_owned()),
+    );
+    HANDLES
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(route.to_owned())
+        .or_default()
+        .insert(status, made.clone());
+    made
 }
 
 pub async fn prometheus(State(app): State<AppState>) -> Response {
