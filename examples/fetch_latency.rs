@@ -129,8 +129,10 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // One worker busy, the queue of one full: every further request is shed.
+    // With no pipelining, so the busy worker holds no jobs itself.
     let bench = Bench::start(|s| {
         s.sandbox.queue_bound = 1;
+        s.sandbox.pipeline_depth = 1;
         s.sandbox.deadline_ms = 5000;
     })
     .await?;

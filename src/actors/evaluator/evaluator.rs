@@ -168,8 +168,9 @@ impl EvaluatorState {
                 Work::Run { version, .. } if with_source => Some(version.code_id.clone()),
                 _ => None,
             };
-            let link = self.link.as_ref().expect("ready above");
-            match link.send(job, frame, limit, lang, (settings.pipeline_depth, settings.pipeline_budget)) {
+            let link = self.link.as_mut().expect("ready above");
+            let depth = (settings.pipeline_depth, settings.pipeline_budget);
+            match link.send(job, frame, limit, lang, depth).await {
                 Ok(()) => {
                     if let Some(code_id) = sent_source {
                         if self.sources.len() >= MAX_KNOWN_SOURCES {
@@ -331,12 +332,12 @@ async fn run_once_in_a_process(job: Job<(), EvalJob>, limit: Duration, lang: Opt
         Ok(frame) => frame,
         Err(e) => return finish(&owner, job, Err(e)),
     };
-    let link = match Link::spawn(&process, owner.clone()).await {
+    let mut link = match Link::spawn(&process, owner.clone()).await {
         Ok(link) => link,
         Err(e) => return finish(&owner, job, Err(EvalError::Unavailable(e.to_string()))),
     };
     // Depth 1: the pool hears the Evaluator is free only once this is answered.
-    if let Err(job) = link.send(job, frame, limit, lang, (1, Duration::ZERO)) {
+    if let Err(job) = link.send(job, frame, limit, lang, (1, Duration::ZERO)).await {
         finish(&owner, job, Err(EvalError::Unavailable("the worker process died at once".into())));
     }
 }

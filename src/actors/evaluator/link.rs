@@ -26,6 +26,7 @@ use ractor::{ActorRef, MessagingErr};
 use serde_json::value::RawValue;
 use tokio::process::ChildStdin;
 use tokio::sync::{Notify, mpsc};
+use tokio_util::codec::LengthDelimitedCodec;
 use tokio_util::codec::FramedWrite;
 
 use super::process::{ProcessError, ProcessOutput, ProcessSettings, WorkerProcess};
@@ -55,8 +56,9 @@ pub struct Link {
 }
 
 enum Input {
-    /// To the task writing the process's stdin.
-    Process(mpsc::UnboundedSender<Vec<u8>>),
+    /// Written by the Evaluator itself: a task between would cost a
+    /// wake-up on every request when the server is not busy.
+    Process(FramedWrite<ChildStdin, LengthDelimitedCodec>),
     Thread(std::sync::mpsc::Sender<Vec<u8>>),
 }
 
@@ -101,9 +103,8 @@ impl Link {
         let (input, output, pid) = match process.isolation {
             Isolation::Process => {
                 let worker = WorkerProcess::spawn(process).await?;
-                let (frames, queue) = mpsc::unbounded_channel();
-                tokio::spawn(write(worker.input, queue));
-                (Input::Process(frames), Output::Process(worker.output), worker.pid)
+                let input = FramedWrite::new(worker.input, codec());
+                (Input::Process(input), Output::Process(worker.output), worker.pid)
             }
             Isolation::Thread => {
                 let worker = WorkerThread::spawn(process.code_cache_entries)?;
@@ -147,39 +148,45 @@ impl Link {
 
     /// Hands `job` (encoded as `frame`) to the worker and tells the pool this
     /// Evaluator can take another unless the worker has enough queued. Gives
-    /// the job back if the worker is gone.
-    pub fn send(
-        &self,
+    /// the job back if the worker is known to be gone; if the write fails,
+    /// the reader sees the worker die and answers or requeues the job.
+    pub async fn send(
+        &mut self,
         job: Job<(), EvalJob>,
         frame: Vec<u8>,
         limit: Duration,
         lang: Option<Lang>,
         (max_depth, budget): (usize, Duration),
     ) -> Result<(), Job<(), EvalJob>> {
-        let mut flight = self.shared.lock();
-        let delivered = !flight.dead
-            && match &self.input {
-                Input::Process(frames) => frames.send(frame).is_ok(),
-                Input::Thread(frames) => frames.send(frame).is_ok(),
-            };
-        if !delivered {
-            return Err(job);
-        }
-        let was_idle = flight.jobs.is_empty();
-        flight.jobs.push_back(Sent {
-            job,
-            at: Instant::now(),
-            limit,
-            lang,
-        });
-        (flight.max_depth, flight.budget) = (max_depth, budget);
-        let take_more = flight.jobs.len() < flight.depth();
-        flight.owes_finished = !take_more;
-        drop(flight);
+        let (was_idle, take_more) = {
+            let mut flight = self.shared.lock();
+            if flight.dead {
+                return Err(job);
+            }
+            let was_idle = flight.jobs.is_empty();
+            flight.jobs.push_back(Sent {
+                job,
+                at: Instant::now(),
+                limit,
+                lang,
+            });
+            (flight.max_depth, flight.budget) = (max_depth, budget);
+            let take_more = flight.jobs.len() < flight.depth();
+            flight.owes_finished = !take_more;
+            (was_idle, take_more)
+        };
         let owner = &self.shared.owner;
         if was_idle {
             owner.settings.stats.worker_state(owner.wid, WorkerState::Busy);
             self.shared.woken.notify_one();
+        }
+        match &mut self.input {
+            Input::Process(input) => {
+                let _ = input.send(Bytes::from(frame)).await;
+            }
+            Input::Thread(input) => {
+                let _ = input.send(frame);
+            }
         }
         if take_more {
             owner.finished();
@@ -398,25 +405,6 @@ fn replied_all(shared: &Shared, output: &mut Output, first: Bytes) -> Result<(),
 
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86_400)
-}
-
-/// Writes frames to a worker process in batches: all that are waiting, then
-/// one flush.
-async fn write(input: ChildStdin, mut frames: mpsc::UnboundedReceiver<Vec<u8>>) {
-    let mut sink = FramedWrite::new(input, codec());
-    while let Some(frame) = frames.recv().await {
-        let mut next = Some(frame);
-        while let Some(frame) = next {
-            if sink.feed(Bytes::from(frame)).await.is_err() {
-                // The worker is gone; its reader sees that.
-                return;
-            }
-            next = frames.try_recv().ok();
-        }
-        if SinkExt::<Bytes>::flush(&mut sink).await.is_err() {
-            return;
-        }
-    }
 }
 
 impl Output {
