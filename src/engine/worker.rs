@@ -1,5 +1,6 @@
-//! The `vane worker` process: reads request frames on stdin, runs them, writes
-//! response frames on stdout, one at a time. Its parent set its memory cap
+//! The `vane worker` process: reads request frames on stdin, runs them in
+//! order, writes response frames on stdout (those of a batch of requests
+//! already waiting leave together). Its parent set its memory cap
 //! before exec; if an interpreter aborts, only this process dies.
 //! `handle_frame` is also what an in-process worker thread runs.
 
