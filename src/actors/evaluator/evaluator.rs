@@ -20,11 +20,10 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::link::{Link, Owner};
+use super::link::{Link, Owner, Terms};
 use super::process::{ProcessError, ProcessSettings};
 use super::stats::{Count, rss_bytes};
 use super::{EvalError, EvalJob, PoolSettings, SCRATCH_CODE_ID, Work};
-use crate::domain::Lang;
 use crate::engine::protocol::Request;
 use crate::settings::Isolation;
 
@@ -146,12 +145,18 @@ impl EvaluatorState {
             Work::Try { lang, .. } => Some(*lang),
             Work::Check { .. } => None,
         };
-        let limit = match &job.msg.work {
-            Work::Run { .. } | Work::Try { .. } => settings.deadline() + settings.kill_grace,
-            Work::Check { .. } => settings.check_limit,
+        let terms = Terms {
+            limit: match &job.msg.work {
+                Work::Run { .. } | Work::Try { .. } => settings.deadline() + settings.kill_grace,
+                Work::Check { .. } => settings.check_limit,
+            },
+            deadline_ms: settings.limits.deadline_ms,
+            lang,
+            depth: settings.pipeline_depth,
+            budget: settings.pipeline_budget,
         };
         if settings.process.isolation == Isolation::Thread && !matches!(job.msg.work, Work::Run { .. }) {
-            return run_once_in_a_process(job, limit, lang, owner).await;
+            return run_once_in_a_process(job, terms, owner).await;
         }
         // A link found dead as the job is sent is replaced once.
         for _ in 0..2 {
@@ -169,8 +174,7 @@ impl EvaluatorState {
                 _ => None,
             };
             let link = self.link.as_mut().expect("ready above");
-            let depth = (settings.pipeline_depth, settings.pipeline_budget);
-            match link.send(job, frame, limit, lang, depth).await {
+            match link.send(job, frame, terms).await {
                 Ok(()) => {
                     if let Some(code_id) = sent_source {
                         if self.sources.len() >= MAX_KNOWN_SOURCES {
@@ -322,7 +326,7 @@ fn encode(work: &Work, settings: &PoolSettings, with_source: bool) -> Result<Vec
 /// are larger than a process's main thread, can compile them again safely.
 /// The one-off link answers the job, frees the Evaluator and lets the
 /// process exit.
-async fn run_once_in_a_process(job: Job<(), EvalJob>, limit: Duration, lang: Option<Lang>, owner: Owner) {
+async fn run_once_in_a_process(job: Job<(), EvalJob>, terms: Terms, owner: Owner) {
     let settings = owner.settings.clone();
     let process = ProcessSettings {
         isolation: Isolation::Process,
@@ -337,7 +341,8 @@ async fn run_once_in_a_process(job: Job<(), EvalJob>, limit: Duration, lang: Opt
         Err(e) => return finish(&owner, job, Err(EvalError::Unavailable(e.to_string()))),
     };
     // Depth 1: the pool hears the Evaluator is free only once this is answered.
-    if let Err(job) = link.send(job, frame, limit, lang, (1, Duration::ZERO)).await {
+    let terms = Terms { depth: 1, ..terms };
+    if let Err(job) = link.send(job, frame, terms).await {
         finish(&owner, job, Err(EvalError::Unavailable("the worker process died at once".into())));
     }
 }

@@ -93,8 +93,21 @@ struct Flight {
 struct Sent {
     job: Job<(), EvalJob>,
     at: Instant,
-    limit: Duration,
-    lang: Option<Lang>,
+    terms: Terms,
+}
+
+/// How a job is run, by the pool's settings when it was sent (they change on
+/// reload; the link's own copy is as of its start).
+#[derive(Debug, Clone, Copy)]
+pub struct Terms {
+    /// Longest the worker may take to answer it.
+    pub limit: Duration,
+    /// The deadline named to its caller if it is killed.
+    pub deadline_ms: u64,
+    pub lang: Option<Lang>,
+    /// Most jobs the worker may hold, and about how much work.
+    pub depth: usize,
+    pub budget: Duration,
 }
 
 impl Link {
@@ -154,9 +167,7 @@ impl Link {
         &mut self,
         job: Job<(), EvalJob>,
         frame: Vec<u8>,
-        limit: Duration,
-        lang: Option<Lang>,
-        (max_depth, budget): (usize, Duration),
+        terms: Terms,
     ) -> Result<(), Job<(), EvalJob>> {
         let (was_idle, take_more) = {
             let mut flight = self.shared.lock();
@@ -167,10 +178,9 @@ impl Link {
             flight.jobs.push_back(Sent {
                 job,
                 at: Instant::now(),
-                limit,
-                lang,
+                terms,
             });
-            (flight.max_depth, flight.budget) = (max_depth, budget);
+            (flight.max_depth, flight.budget) = (terms.depth, terms.budget);
             let take_more = flight.jobs.len() < flight.depth();
             flight.owes_finished = !take_more;
             (was_idle, take_more)
@@ -254,7 +264,7 @@ impl Flight {
     /// When the worker must have answered the job at the head.
     fn due(&self) -> Option<Instant> {
         let head = self.jobs.front()?;
-        Some(head.at.max(self.last_reply) + head.limit)
+        Some(head.at.max(self.last_reply) + head.terms.limit)
     }
 }
 
@@ -279,7 +289,7 @@ impl Shared {
             None => run,
             Some(mean) => mean - mean / MEAN_WEIGHT + run / MEAN_WEIGHT,
         });
-        let discarded = sent.lang == Some(Lang::Javascript)
+        let discarded = sent.terms.lang == Some(Lang::Javascript)
             && matches!(decoded, Decoded::Done(Err(EvalError::Engine(EngineError::Deadline { .. })), _));
         flight.discards += u32::from(discarded);
         let release = flight.owes_finished && flight.jobs.len() < flight.depth();
@@ -296,7 +306,7 @@ impl Shared {
                 false
             }
             Decoded::Done(result, poisoned) => {
-                if let Some(lang) = sent.lang {
+                if let Some(lang) = sent.terms.lang {
                     crate::metrics::evaluated(lang.as_str(), run);
                 }
                 owner.answer(sent.job, result);
@@ -326,7 +336,7 @@ impl Shared {
         match (jobs.pop_front(), error) {
             (Some(head), Some(error)) => {
                 tracing::warn!(wid = owner.wid, pid, %error, "worker replaced");
-                owner.answer(head.job, Err(failure(error, &owner.settings)));
+                owner.answer(head.job, Err(failure(error, head.terms.deadline_ms, &owner.settings)));
             }
             (Some(head), None) => jobs.push_front(head),
             (None, Some(error)) if !retired => {
@@ -374,7 +384,7 @@ async fn read(shared: Arc<Shared>, mut output: Output) {
             },
             () = sleep, if due.is_some() => {
                 output.kill().await;
-                let limit = shared.lock().jobs.front().map_or(Duration::ZERO, |s| s.limit);
+                let limit = shared.lock().jobs.front().map_or(Duration::ZERO, |s| s.terms.limit);
                 break Some(ProcessError::Overran(limit));
             }
             () = shared.woken.notified() => {}
@@ -449,13 +459,11 @@ impl Output {
 }
 
 /// What a caller is told when its worker failed under it.
-pub fn failure(error: ProcessError, settings: &PoolSettings) -> EvalError {
+fn failure(error: ProcessError, deadline_ms: u64, settings: &PoolSettings) -> EvalError {
     match error {
         ProcessError::Overran(_) => {
             settings.stats.add(Count::Killed);
-            EvalError::Killed {
-                deadline_ms: settings.limits.deadline_ms,
-            }
+            EvalError::Killed { deadline_ms }
         }
         ProcessError::OutOfMemory => {
             settings.stats.add(Count::Crashed);
