@@ -118,7 +118,8 @@ async fn publishing_rewrites_the_file_and_reloads() {
         "{}",
         read(&conf)
     );
-    assert_eq!(reloads(dir.path()), 1);
+    // The reload runs after the file is in place.
+    assert!(eventually(WAIT, || async { reloads(dir.path()) == 1 }).await);
     publish(&app, json!({"servers": ["10.0.0.1:80", "10.0.0.2:80"]})).await;
     assert!(
         file_becomes(&conf, &upstreams(&["10.0.0.1:80", "10.0.0.2:80"])).await,
