@@ -58,12 +58,12 @@ pub struct Link {
 enum Input {
     /// Written by the Evaluator itself: a task between would cost a
     /// wake-up on every request when the server is not busy.
-    Process(FramedWrite<ChildStdin, LengthDelimitedCodec>),
+    Process(Box<FramedWrite<ChildStdin, LengthDelimitedCodec>>),
     Thread(std::sync::mpsc::Sender<Vec<u8>>),
 }
 
 enum Output {
-    Process(ProcessOutput),
+    Process(Box<ProcessOutput>),
     Thread(mpsc::UnboundedReceiver<Vec<u8>>),
 }
 
@@ -116,8 +116,8 @@ impl Link {
         let (input, output, pid) = match process.isolation {
             Isolation::Process => {
                 let worker = WorkerProcess::spawn(process).await?;
-                let input = FramedWrite::new(worker.input, codec());
-                (Input::Process(input), Output::Process(worker.output), worker.pid)
+                let input = Box::new(FramedWrite::new(worker.input, codec()));
+                (Input::Process(input), Output::Process(Box::new(worker.output)), worker.pid)
             }
             Isolation::Thread => {
                 let worker = WorkerThread::spawn(process.code_cache_entries)?;

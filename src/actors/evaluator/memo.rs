@@ -65,12 +65,11 @@ impl Memo {
 
     pub fn key(&self, code_id: &str, params: &serde_json::Value) -> Key {
         let params = params.to_string();
-        let mut hasher = self.hasher.build_hasher();
-        (code_id, &params).hash(&mut hasher);
+        let hash = self.hasher.hash_one((code_id, &params));
         Key {
             code_id: code_id.to_owned(),
             params,
-            hash: hasher.finish(),
+            hash,
         }
     }
 
