@@ -21,7 +21,7 @@ use boa_engine::property::PropertyKey;
 use boa_engine::{Context, JsError, JsObject, JsResult, JsValue, NativeFunction, Script, Source, js_string};
 use lru::LruCache;
 
-use super::{Engine, EngineError, Limits, guard};
+use super::{Engine, EngineError, Limits, guard, js_json};
 use crate::domain::Lang;
 
 /// Instructions between two looks at the clock.
@@ -162,19 +162,27 @@ impl Runtime {
     }
 
     fn serialize(&mut self, value: JsValue, limits: &Limits) -> Result<String, EngineError> {
+        let text = match js_json::plain_json(&value, &mut self.context, limits)? {
+            Some(text) => text,
+            None => self.stringify(value, limits)?,
+        };
+        if text.len() > limits.max_output_bytes {
+            return Err(EngineError::output_size(text.len(), limits));
+        }
+        Ok(text)
+    }
+
+    /// The realm's own `JSON.stringify`, for results that are not plain data.
+    fn stringify(&mut self, value: JsValue, limits: &Limits) -> Result<String, EngineError> {
         let mut visits = 0;
         check_shape(&value, 0, &mut visits, limits, &mut self.context)?;
         let text = self
             .stringify
             .call(&JsValue::undefined(), &[value], &mut self.context)
             .map_err(|e| runtime_error(e, limits))?;
-        let Some(text) = text.as_string() else {
-            return Ok("null".into());
-        };
-        if text.len() > limits.max_output_bytes {
-            return Err(EngineError::output_size(text.len(), limits));
-        }
-        Ok(text.to_std_string_lossy())
+        Ok(text
+            .as_string()
+            .map_or_else(|| "null".into(), |text| text.to_std_string_lossy()))
     }
 }
 
@@ -478,5 +486,57 @@ mod tests {
             matches!(&got, Err(EngineError::Runtime { message }) if message.contains("TypeError")),
             "{got:?}"
         );
+    }
+
+    /// Each case: a JavaScript expression, and whether it is plain data that
+    /// is written without `JSON.stringify`. Either way the text must be
+    /// stringify's.
+    const STRINGIFY_CASES: &[(&str, bool)] = &[
+        (r#"({a: 1, b: [1, 2, {c: "x"}], d: null, e: true, f: false})"#, true),
+        ("[0, -0, 1.5, 1e21, 1e-7, 123456789012345680000, NaN, Infinity, -Infinity, 0.1 + 0.2]", true),
+        ("[2 ** 53, -1, 2147483648, 5e-324, 1.7976931348623157e308, 1.0, 100, 1e100, -1e-100, 0.000001, 1.5e-7]", true),
+        (r#""\u0000\u001f\"\\\n\t\b\f\r\u2028é😀/""#, true),
+        (r#"({u: undefined, f: function () {}, s: "k", n: [undefined, function () {}]})"#, true),
+        ("[1, , 3]", true),
+        (r#"({"2": 1, "1": 2, b: 3, a: 4, "-1": 5, "01": 6})"#, true),
+        ("[{}, [], [[[]]]]", true),
+        ("Object.assign(Object.create(null), {x: 1})", true),
+        (r#"Object.defineProperty({a: 1}, "hidden", {value: 2, enumerable: false})"#, true),
+        ("Object.defineProperty([1, 2], 0, {value: 9, enumerable: false})", true),
+        (r#"({[Symbol("k")]: 1, a: 2})"#, true),
+        (r#"({a: {b: {c: [1, {d: "e"}]}}, "é": "ü", "\n": 1})"#, true),
+        ("({get g() { return 1 }})", false),
+        ("({toJSON() { return 5 }})", false),
+        ("[{toJSON() { return 5 }}]", false),
+        ("new Date(0)", false),
+        (r#"[new Number(3), new String("s"), new Boolean(false)]"#, false),
+        ("new Map([[1, 2]])", false),
+        (r#"Symbol("s")"#, false),
+        ("undefined", false),
+        ("(function () {})", false),
+        (r#""\ud800""#, false),
+        ("Object.assign([1, 2], {extra: 3})", false),
+        ("new (class A { constructor() { this.x = 1 } })()", false),
+        ("new Proxy({a: 1}, {})", false),
+    ];
+
+    #[test]
+    fn plain_results_are_written_as_json_stringify_writes_them() {
+        let mut runtime = Runtime::new(NonZeroUsize::new(4).unwrap()).unwrap();
+        let limits = Limits::default();
+        for (source, plain) in STRINGIFY_CASES {
+            let value = runtime.context.eval(Source::from_bytes(source)).unwrap();
+            let native = runtime.stringify(value.clone(), &limits).unwrap();
+            let fast = js_json::plain_json(&value, &mut runtime.context, &limits).unwrap();
+            assert_eq!(fast.is_some(), *plain, "{source}: {fast:?}");
+            if let Some(fast) = fast {
+                assert_eq!(fast, native, "{source}");
+            }
+            assert_eq!(runtime.serialize(value, &limits).unwrap(), native, "{source}");
+        }
+        // A BigInt is refused by stringify, and so by the whole path.
+        let big = runtime.context.eval(Source::from_bytes("[1n]")).unwrap();
+        assert!(js_json::plain_json(&big, &mut runtime.context, &limits).unwrap().is_none());
+        assert!(runtime.serialize(big, &limits).is_err());
     }
 }
