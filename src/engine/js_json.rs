@@ -146,7 +146,7 @@ impl Walk<'_> {
                 PropertyKey::String(name) => name.clone(),
                 PropertyKey::Index(i) => JsString::from(i.get().to_string()),
             };
-            if name == JsString::from("toJSON") {
+            if name == "toJSON" {
                 return Ok(false);
             }
             let item = match data_property(object, &key) {
@@ -194,7 +194,7 @@ fn data_property(object: &JsObject, key: &PropertyKey) -> Property {
 }
 
 fn is_length(key: &PropertyKey) -> bool {
-    matches!(key, PropertyKey::String(name) if *name == JsString::from("length"))
+    matches!(key, PropertyKey::String(name) if *name == "length")
 }
 
 fn length(array: &JsObject) -> Option<u32> {
