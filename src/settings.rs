@@ -10,6 +10,9 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize};
 
+mod sandbox;
+pub use sandbox::{Isolation, PausedJobs, Sandbox};
+
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("settings file {0} does not exist")]
@@ -180,115 +183,6 @@ pub struct Reports {
 impl Default for Reports {
     fn default() -> Self {
         Self { break_threshold: 10 }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Sandbox {
-    pub deadline_ms: u64,
-    pub memory_mb: u64,
-    /// 0 means one per core.
-    pub workers: usize,
-    /// Jobs waiting for a free worker beyond this are shed with 503.
-    pub queue_bound: usize,
-    /// Extra time past the deadline before a worker process is killed.
-    pub kill_grace_ms: u64,
-    /// Compiled versions kept per worker.
-    pub code_cache_entries: usize,
-    /// The executable run as `<exe> worker`; empty means this executable.
-    pub worker_exe: String,
-    /// Where scripts run: worker processes (hard memory cap, killable) or
-    /// threads in the server (faster, for trusted scripts only).
-    pub isolation: Isolation,
-    /// While the pool is paused, new jobs wait (until their deadline) or are
-    /// shed at once.
-    pub paused_jobs: PausedJobs,
-    /// A worker is replaced after this many evaluations; 0 = never.
-    pub recycle_after_runs: u64,
-    /// A worker process is replaced once its resident memory passes this, in
-    /// MiB; 0 = three quarters of `memory_mb`.
-    pub recycle_rss_mb: u64,
-    /// Starlark results remembered by version and params (Starlark code is a
-    /// pure function of its params); 0 = off.
-    pub memo_entries: usize,
-    /// Most jobs queued inside one worker behind the one it is running, so a
-    /// busy worker never waits for its next job; fewer when jobs are slow.
-    /// 1 = one job at a time.
-    pub pipeline_depth: usize,
-    /// About how much work, by the worker's recent mean run time, it may
-    /// hold queued: slow scripts get a shallower pipeline.
-    pub pipeline_budget_ms: u64,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Isolation {
-    #[default]
-    Process,
-    Thread,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PausedJobs {
-    #[default]
-    Wait,
-    Shed,
-}
-
-impl Default for Sandbox {
-    fn default() -> Self {
-        Self {
-            deadline_ms: 50,
-            memory_mb: 512,
-            workers: 0,
-            queue_bound: 1024,
-            kill_grace_ms: 100,
-            code_cache_entries: 256,
-            worker_exe: String::new(),
-            isolation: Isolation::Process,
-            paused_jobs: PausedJobs::Wait,
-            recycle_after_runs: 100_000,
-            recycle_rss_mb: 0,
-            memo_entries: 10_000,
-            pipeline_depth: 16,
-            pipeline_budget_ms: 2,
-        }
-    }
-}
-
-impl Sandbox {
-    pub fn deadline(&self) -> Duration {
-        Duration::from_millis(self.deadline_ms)
-    }
-
-    pub fn kill_grace(&self) -> Duration {
-        Duration::from_millis(self.kill_grace_ms)
-    }
-
-    pub fn worker_count(&self) -> usize {
-        if self.workers > 0 {
-            return self.workers;
-        }
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
-    }
-
-    pub fn recycle_rss_bytes(&self) -> u64 {
-        let mb = if self.recycle_rss_mb == 0 {
-            self.memory_mb * 3 / 4
-        } else {
-            self.recycle_rss_mb
-        };
-        mb << 20
-    }
-
-    pub fn worker_exe(&self) -> PathBuf {
-        if self.worker_exe.is_empty() {
-            std::env::current_exe().unwrap_or_else(|_| PathBuf::from("vane"))
-        } else {
-            PathBuf::from(&self.worker_exe)
-        }
     }
 }
 
