@@ -16,8 +16,6 @@ use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Instant;
 
 use boa_engine::job::IdleJobExecutor;
-use boa_engine::object::builtins::JsArray;
-use boa_engine::property::PropertyKey;
 use boa_engine::{Context, JsError, JsObject, JsResult, JsValue, NativeFunction, Script, Source, js_string};
 use lru::LruCache;
 
@@ -175,7 +173,7 @@ impl Runtime {
     /// The realm's own `JSON.stringify`, for results that are not plain data.
     fn stringify(&mut self, value: JsValue, limits: &Limits) -> Result<String, EngineError> {
         let mut visits = 0;
-        check_shape(&value, 0, &mut visits, limits, &mut self.context)?;
+        js_json::check_shape(&value, 0, &mut visits, limits, &mut self.context)?;
         let text = self
             .stringify
             .call(&JsValue::undefined(), &[value], &mut self.context)
@@ -256,50 +254,6 @@ fn parse(source: &str, context: &mut Context) -> Result<Script, EngineError> {
     Ok(script)
 }
 
-/// Walks the result before serializing it: native JSON.stringify recurses
-/// without a bound, and a value shared many times over would be written out
-/// many times over. Every visited value adds at least a byte to the output.
-fn check_shape(
-    value: &JsValue,
-    depth: usize,
-    visits: &mut usize,
-    limits: &Limits,
-    context: &mut Context,
-) -> Result<(), EngineError> {
-    *visits += 1;
-    if *visits > limits.max_output_bytes {
-        return Err(EngineError::output_size(*visits, limits));
-    }
-    let Some(object) = value.as_object() else {
-        return Ok(());
-    };
-    if object.is_callable() {
-        return Ok(());
-    }
-    if depth >= limits.max_output_depth {
-        return Err(EngineError::OutputDepth {
-            limit: limits.max_output_depth,
-        });
-    }
-    let error = |e| runtime_error(e, limits);
-    if let Ok(array) = JsArray::from_object(object.clone()) {
-        let len = array.length(context).map_err(error)?;
-        for i in 0..len {
-            let item = array.get(i, context).map_err(error)?;
-            check_shape(&item, depth + 1, visits, limits, context)?;
-        }
-        return Ok(());
-    }
-    for key in object.own_property_keys(context).map_err(error)? {
-        if matches!(key, PropertyKey::Symbol(_)) {
-            continue;
-        }
-        let item = object.get(key, context).map_err(error)?;
-        check_shape(&item, depth + 1, visits, limits, context)?;
-    }
-    Ok(())
-}
-
 /// Positions are given in the author's source: boa's count includes the
 /// wrapper's first line, and an error in its last line (a missing `}`) is
 /// reported at the end of the source.
@@ -327,7 +281,7 @@ fn position(message: &str) -> Option<(usize, usize)> {
     Some((line.trim().parse().ok()?, column.parse().ok()?))
 }
 
-fn runtime_error(e: JsError, limits: &Limits) -> EngineError {
+pub(super) fn runtime_error(e: JsError, limits: &Limits) -> EngineError {
     let mut message = e.to_string();
     // boa appends the wrapper's call site, which means nothing to the author.
     if let Some(at) = message.find(" (unknown at ") {
@@ -486,57 +440,5 @@ mod tests {
             matches!(&got, Err(EngineError::Runtime { message }) if message.contains("TypeError")),
             "{got:?}"
         );
-    }
-
-    /// Each case: a JavaScript expression, and whether it is plain data that
-    /// is written without `JSON.stringify`. Either way the text must be
-    /// stringify's.
-    const STRINGIFY_CASES: &[(&str, bool)] = &[
-        (r#"({a: 1, b: [1, 2, {c: "x"}], d: null, e: true, f: false})"#, true),
-        ("[0, -0, 1.5, 1e21, 1e-7, 123456789012345680000, NaN, Infinity, -Infinity, 0.1 + 0.2]", true),
-        ("[2 ** 53, -1, 2147483648, 5e-324, 1.7976931348623157e308, 1.0, 100, 1e100, -1e-100, 0.000001, 1.5e-7]", true),
-        (r#""\u0000\u001f\"\\\n\t\b\f\r\u2028é😀/""#, true),
-        (r#"({u: undefined, f: function () {}, s: "k", n: [undefined, function () {}]})"#, true),
-        ("[1, , 3]", true),
-        (r#"({"2": 1, "1": 2, b: 3, a: 4, "-1": 5, "01": 6})"#, true),
-        ("[{}, [], [[[]]]]", true),
-        ("Object.assign(Object.create(null), {x: 1})", true),
-        (r#"Object.defineProperty({a: 1}, "hidden", {value: 2, enumerable: false})"#, true),
-        ("Object.defineProperty([1, 2], 0, {value: 9, enumerable: false})", true),
-        (r#"({[Symbol("k")]: 1, a: 2})"#, true),
-        (r#"({a: {b: {c: [1, {d: "e"}]}}, "é": "ü", "\n": 1})"#, true),
-        ("({get g() { return 1 }})", false),
-        ("({toJSON() { return 5 }})", false),
-        ("[{toJSON() { return 5 }}]", false),
-        ("new Date(0)", false),
-        (r#"[new Number(3), new String("s"), new Boolean(false)]"#, false),
-        ("new Map([[1, 2]])", false),
-        (r#"Symbol("s")"#, false),
-        ("undefined", false),
-        ("(function () {})", false),
-        (r#""\ud800""#, false),
-        ("Object.assign([1, 2], {extra: 3})", false),
-        ("new (class A { constructor() { this.x = 1 } })()", false),
-        ("new Proxy({a: 1}, {})", false),
-    ];
-
-    #[test]
-    fn plain_results_are_written_as_json_stringify_writes_them() {
-        let mut runtime = Runtime::new(NonZeroUsize::new(4).unwrap()).unwrap();
-        let limits = Limits::default();
-        for (source, plain) in STRINGIFY_CASES {
-            let value = runtime.context.eval(Source::from_bytes(source)).unwrap();
-            let native = runtime.stringify(value.clone(), &limits).unwrap();
-            let fast = js_json::plain_json(&value, &mut runtime.context, &limits).unwrap();
-            assert_eq!(fast.is_some(), *plain, "{source}: {fast:?}");
-            if let Some(fast) = fast {
-                assert_eq!(fast, native, "{source}");
-            }
-            assert_eq!(runtime.serialize(value, &limits).unwrap(), native, "{source}");
-        }
-        // A BigInt is refused by stringify, and so by the whole path.
-        let big = runtime.context.eval(Source::from_bytes("[1n]")).unwrap();
-        assert!(js_json::plain_json(&big, &mut runtime.context, &limits).unwrap().is_none());
-        assert!(runtime.serialize(big, &limits).is_err());
     }
 }

@@ -4,10 +4,12 @@
 //! boxed primitive, a BigInt, a proxy, a lone surrogate) makes this give up,
 //! and the caller uses stringify itself, so the text is always stringify's.
 //! The realm's prototypes are frozen, so a plain object or array can only
-//! carry a `toJSON` of its own, which is checked.
+//! carry a `toJSON` of its own, which is checked. `check_shape` bounds a
+//! value before stringify gets it.
 
 use boa_engine::property::PropertyKey;
 use boa_engine::value::JsVariant;
+use boa_engine::object::builtins::JsArray;
 use boa_engine::{Context, JsObject, JsString, JsValue};
 
 use super::{EngineError, Limits};
@@ -201,5 +203,121 @@ fn length(array: &JsObject) -> Option<u32> {
     match data_property(array, &PropertyKey::String(JsString::from("length"))) {
         Property::Data(length, _) => length.as_number().map(|n| n as u32),
         _ => None,
+    }
+}
+
+/// Walks the result before serializing it: native JSON.stringify recurses
+/// without a bound, and a value shared many times over would be written out
+/// many times over. Every visited value adds at least a byte to the output.
+pub fn check_shape(
+    value: &JsValue,
+    depth: usize,
+    visits: &mut usize,
+    limits: &Limits,
+    context: &mut Context,
+) -> Result<(), EngineError> {
+    *visits += 1;
+    if *visits > limits.max_output_bytes {
+        return Err(EngineError::output_size(*visits, limits));
+    }
+    let Some(object) = value.as_object() else {
+        return Ok(());
+    };
+    if object.is_callable() {
+        return Ok(());
+    }
+    if depth >= limits.max_output_depth {
+        return Err(EngineError::OutputDepth {
+            limit: limits.max_output_depth,
+        });
+    }
+    let error = |e| super::javascript::runtime_error(e, limits);
+    if let Ok(array) = JsArray::from_object(object.clone()) {
+        let len = array.length(context).map_err(error)?;
+        for i in 0..len {
+            let item = array.get(i, context).map_err(error)?;
+            check_shape(&item, depth + 1, visits, limits, context)?;
+        }
+        return Ok(());
+    }
+    for key in object.own_property_keys(context).map_err(error)? {
+        if matches!(key, PropertyKey::Symbol(_)) {
+            continue;
+        }
+        let item = object.get(key, context).map_err(error)?;
+        check_shape(&item, depth + 1, visits, limits, context)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use boa_engine::{JsResult, Source, js_string};
+
+    use super::*;
+
+    /// Each case: a JavaScript expression, and whether it is plain data that
+    /// is written without `JSON.stringify`. Either way the text must be
+    /// stringify's.
+    const STRINGIFY_CASES: &[(&str, bool)] = &[
+        (r#"({a: 1, b: [1, 2, {c: "x"}], d: null, e: true, f: false})"#, true),
+        ("[0, -0, 1.5, 1e21, 1e-7, 123456789012345680000, NaN, Infinity, -Infinity, 0.1 + 0.2]", true),
+        ("[2 ** 53, -1, 2147483648, 5e-324, 1.7976931348623157e308, 1.0, 100, 1e100, -1e-100, 0.000001, 1.5e-7]", true),
+        (r#""\u0000\u001f\"\\\n\t\b\f\r\u2028é😀/""#, true),
+        (r#"({u: undefined, f: function () {}, s: "k", n: [undefined, function () {}]})"#, true),
+        ("[1, , 3]", true),
+        (r#"({"2": 1, "1": 2, b: 3, a: 4, "-1": 5, "01": 6})"#, true),
+        ("[{}, [], [[[]]]]", true),
+        ("Object.assign(Object.create(null), {x: 1})", true),
+        (r#"Object.defineProperty({a: 1}, "hidden", {value: 2, enumerable: false})"#, true),
+        ("Object.defineProperty([1, 2], 0, {value: 9, enumerable: false})", true),
+        (r#"({[Symbol("k")]: 1, a: 2})"#, true),
+        (r#"({a: {b: {c: [1, {d: "e"}]}}, "é": "ü", "\n": 1})"#, true),
+        ("({get g() { return 1 }})", false),
+        ("({toJSON() { return 5 }})", false),
+        ("[{toJSON() { return 5 }}]", false),
+        ("new Date(0)", false),
+        (r#"[new Number(3), new String("s"), new Boolean(false)]"#, false),
+        ("new Map([[1, 2]])", false),
+        (r#"Symbol("s")"#, false),
+        ("undefined", false),
+        ("(function () {})", false),
+        (r#""\ud800""#, false),
+        ("Object.assign([1, 2], {extra: 3})", false),
+        ("new (class A { constructor() { this.x = 1 } })()", false),
+        ("new Proxy({a: 1}, {})", false),
+    ];
+
+    /// `JSON.stringify(value)` as text; stringify's `undefined` is "null",
+    /// as the engine answers it.
+    fn stringify(value: &JsValue, context: &mut Context) -> JsResult<String> {
+        let json = context.intrinsics().objects().json();
+        let stringify = json.get(js_string!("stringify"), context)?;
+        let text = stringify
+            .as_callable()
+            .expect("JSON.stringify is callable")
+            .call(&JsValue::undefined(), std::slice::from_ref(value), context)?;
+        Ok(text
+            .as_string()
+            .map_or_else(|| "null".into(), |t| t.to_std_string_lossy()))
+    }
+
+    #[test]
+    fn plain_results_are_written_as_json_stringify_writes_them() {
+        let mut context = Context::default();
+        let limits = Limits::default();
+        for (source, plain) in STRINGIFY_CASES {
+            let value = context.eval(Source::from_bytes(source)).unwrap();
+            let native = stringify(&value, &mut context).unwrap();
+            let fast = plain_json(&value, &mut context, &limits).unwrap();
+            assert_eq!(fast.is_some(), *plain, "{source}: {fast:?}");
+            if let Some(fast) = fast {
+                assert_eq!(fast, native, "{source}");
+            }
+        }
+        // A BigInt is refused by stringify, and so left to it.
+        let big = context.eval(Source::from_bytes("[1n]")).unwrap();
+        assert!(plain_json(&big, &mut context, &limits).unwrap().is_none());
+        assert!(stringify(&big, &mut context).is_err());
     }
 }

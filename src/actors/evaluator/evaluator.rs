@@ -138,7 +138,6 @@ impl EvaluatorState {
     /// cannot be handed over is answered here.
     async fn dispatch(&mut self, mut job: Job<(), EvalJob>) {
         let settings = self.settings();
-        let owner = self.owner(&settings);
         settings.stats.add(Count::Started);
         let lang = match &job.msg.work {
             Work::Run { version, .. } => Some(version.lang),
@@ -156,18 +155,18 @@ impl EvaluatorState {
             budget: settings.pipeline_budget,
         };
         if settings.process.isolation == Isolation::Thread && !matches!(job.msg.work, Work::Run { .. }) {
-            return run_once_in_a_process(job, terms, owner).await;
+            return run_once_in_a_process(job, terms, self.owner(&settings)).await;
         }
         // A link found dead as the job is sent is replaced once.
         for _ in 0..2 {
             if let Err(e) = self.ready_link(&settings).await {
-                return finish(&owner, job, Err(e));
+                return finish(&self.owner(&settings), job, Err(e));
             }
             // After `ready_link`: a new worker holds no code yet.
             let with_source = job.msg.with_source || !self.worker_holds(&job.msg.work);
             let frame = match encode(&job.msg.work, &settings, with_source) {
                 Ok(frame) => frame,
-                Err(e) => return finish(&owner, job, Err(e)),
+                Err(e) => return finish(&self.owner(&settings), job, Err(e)),
             };
             let sent_source = match &job.msg.work {
                 Work::Run { version, .. } if with_source => Some(version.code_id.clone()),
@@ -188,7 +187,8 @@ impl EvaluatorState {
                 Err(back) => job = back,
             }
         }
-        finish(&owner, job, Err(EvalError::Unavailable("the worker failed as the job was sent".into())));
+        let error = EvalError::Unavailable("the worker failed as the job was sent".into());
+        finish(&self.owner(&settings), job, Err(error));
     }
 
     /// Whether the worker has this run's code compiled, so needs only its id.

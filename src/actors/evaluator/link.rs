@@ -20,23 +20,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::SinkExt;
 use ractor::factory::{FactoryMessage, Job};
 use ractor::{ActorRef, MessagingErr};
 use serde_json::value::RawValue;
-use tokio::process::ChildStdin;
-use tokio::sync::{Notify, mpsc};
-use tokio_util::codec::LengthDelimitedCodec;
-use tokio_util::codec::FramedWrite;
+use tokio::sync::Notify;
 
-use super::process::{ProcessError, ProcessOutput, ProcessSettings, WorkerProcess};
+use super::ends::{self, Input, Output};
+use super::process::{ProcessError, ProcessSettings};
 use super::stats::{Count, WorkerState};
-use super::thread::WorkerThread;
 use super::{EvalError, EvalJob, PoolMsg, PoolSettings};
 use crate::domain::Lang;
 use crate::engine::EngineError;
-use crate::engine::protocol::{Response, codec};
-use crate::settings::Isolation;
+use crate::engine::protocol::Response;
 
 /// The weight of the newest run in the mean, as 1/N.
 const MEAN_WEIGHT: u32 = 8;
@@ -53,18 +48,6 @@ pub struct Link {
     input: Input,
     shared: Arc<Shared>,
     pid: Option<u32>,
-}
-
-enum Input {
-    /// Written by the Evaluator itself: a task between would cost a
-    /// wake-up on every request when the server is not busy.
-    Process(Box<FramedWrite<ChildStdin, LengthDelimitedCodec>>),
-    Thread(std::sync::mpsc::Sender<Vec<u8>>),
-}
-
-enum Output {
-    Process(Box<ProcessOutput>),
-    Thread(mpsc::UnboundedReceiver<Vec<u8>>),
 }
 
 struct Shared {
@@ -113,17 +96,8 @@ pub struct Terms {
 impl Link {
     /// Starts a worker of the kind `process` names and the task reading it.
     pub async fn spawn(process: &ProcessSettings, owner: Owner) -> Result<Self, ProcessError> {
-        let (input, output, pid) = match process.isolation {
-            Isolation::Process => {
-                let worker = WorkerProcess::spawn(process).await?;
-                let input = Box::new(FramedWrite::new(worker.input, codec()));
-                (Input::Process(input), Output::Process(Box::new(worker.output)), worker.pid)
-            }
-            Isolation::Thread => {
-                let worker = WorkerThread::spawn(process.code_cache_entries)?;
-                (Input::Thread(worker.input), Output::Thread(worker.output), None)
-            }
-        };
+        let (input, output) = ends::start(process).await?;
+        let pid = output.pid();
         let shared = Arc::new(Shared {
             flight: Mutex::new(Flight {
                 jobs: VecDeque::new(),
@@ -190,14 +164,7 @@ impl Link {
             owner.settings.stats.worker_state(owner.wid, WorkerState::Busy);
             self.shared.woken.notify_one();
         }
-        match &mut self.input {
-            Input::Process(input) => {
-                let _ = input.send(Bytes::from(frame)).await;
-            }
-            Input::Thread(input) => {
-                let _ = input.send(frame);
-            }
-        }
+        self.input.send(frame).await;
         if take_more {
             owner.finished();
         }
@@ -364,9 +331,15 @@ enum Stop {
 /// Reads replies until the worker exits, overruns or stops serving.
 async fn read(shared: Arc<Shared>, mut output: Output) {
     let pid = output.pid();
+    // One timer, moved to each head's due time rather than made anew for
+    // every batch of replies.
+    let sleep = tokio::time::sleep_until(far_future().into());
+    tokio::pin!(sleep);
     let error = loop {
         let due = shared.lock().due();
-        let sleep = tokio::time::sleep_until(due.unwrap_or_else(far_future).into());
+        if let Some(due) = due {
+            sleep.as_mut().reset(due.into());
+        }
         tokio::select! {
             biased;
             frame = output.next() => match frame {
@@ -382,7 +355,7 @@ async fn read(shared: Arc<Shared>, mut output: Output) {
                     break if quiet { None } else { Some(output.exit_error(io).await) };
                 }
             },
-            () = sleep, if due.is_some() => {
+            () = &mut sleep, if due.is_some() => {
                 output.kill().await;
                 let limit = shared.lock().jobs.front().map_or(Duration::ZERO, |s| s.terms.limit);
                 break Some(ProcessError::Overran(limit));
@@ -415,47 +388,6 @@ fn replied_all(shared: &Shared, output: &mut Output, first: Bytes) -> Result<(),
 
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86_400)
-}
-
-impl Output {
-    fn pid(&self) -> Option<u32> {
-        match self {
-            Self::Process(p) => p.pid(),
-            Self::Thread(_) => None,
-        }
-    }
-
-    async fn next(&mut self) -> std::io::Result<Bytes> {
-        match self {
-            Self::Process(p) => p.next().await.map(|frame| frame.freeze()),
-            Self::Thread(replies) => replies
-                .recv()
-                .await
-                .map(Bytes::from)
-                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "worker thread stopped")),
-        }
-    }
-
-    fn ready(&mut self) -> Option<std::io::Result<Bytes>> {
-        match self {
-            Self::Process(p) => p.ready().map(|frame| frame.map(|f| f.freeze())),
-            Self::Thread(replies) => replies.try_recv().ok().map(|frame| Ok(Bytes::from(frame))),
-        }
-    }
-
-    /// Kills a process; a thread cannot be killed and is abandoned.
-    async fn kill(&mut self) {
-        if let Self::Process(p) = self {
-            p.kill().await;
-        }
-    }
-
-    async fn exit_error(&mut self, io: std::io::Error) -> ProcessError {
-        match self {
-            Self::Process(p) => p.exit_error(io).await,
-            Self::Thread(_) => ProcessError::Died("worker thread stopped".into()),
-        }
-    }
 }
 
 /// What a caller is told when its worker failed under it.

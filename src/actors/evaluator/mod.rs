@@ -6,6 +6,7 @@
 //! Evaluator. A restart of the whole pool loses queued jobs (their callers get
 //! `Unavailable`) and every worker process.
 
+mod ends;
 mod evaluator;
 mod link;
 mod memo;

@@ -43,7 +43,6 @@ pub enum ProcessError {
 /// A started worker process, split into the side requests are written to
 /// and the side replies come from.
 pub struct WorkerProcess {
-    pub pid: Option<u32>,
     pub input: ChildStdin,
     pub output: ProcessOutput,
 }
@@ -88,7 +87,7 @@ impl WorkerProcess {
         let stderr = child.stderr.take().map(|e| tokio::spawn(forward_stderr(e, pid)));
         let mut output = ProcessOutput { child, frames, stderr };
         match tokio::time::timeout(START_LIMIT, output.next()).await {
-            Ok(Ok(frame)) if frame.is_empty() => Ok(Self { pid, input, output }),
+            Ok(Ok(frame)) if frame.is_empty() => Ok(Self { input, output }),
             Ok(Ok(_)) => Err(ProcessError::Died("sent something other than its ready frame".into())),
             Ok(Err(io)) => Err(output.exit_error(io).await),
             Err(_) => Err(ProcessError::Overran(START_LIMIT)),
