@@ -320,12 +320,8 @@ async fn a_busy_worker_holds_quick_jobs_behind_the_one_it_runs() {
 #[tokio::test(flavor = "multi_thread")]
 async fn jobs_behind_one_that_crashes_its_worker_run_on_the_next() {
     let app = app_with(pipelined(|_| {})).await;
-    app.create_config("bomb").await;
-    let source = "return (\"x\" * 1000000) * p[\"n\"]";
-    let code = app
-        .create_version("bomb", json!({"lang": "starlark", "source": source}))
+    app.released("bomb", "return (\"x\" * 1000000) * p[\"n\"]", json!([]))
         .await;
-    app.release("bomb", &code).await;
     warm_up(&app).await;
     let before = app.state().pool.stats();
 
