@@ -23,6 +23,7 @@ use crate::cache::RedisCache;
 use crate::http::ops::{self, Ops};
 use crate::http::{self, AdminTokens, AppState, Services};
 use crate::settings::Settings;
+use crate::store::Store;
 use crate::{secrets, store};
 
 /// A running Vane: its address, its handles, and the way to stop it.
@@ -37,11 +38,22 @@ pub struct App {
     shutdown_grace: Duration,
 }
 
-pub async fn start(mut settings: Settings, listener: TcpListener) -> anyhow::Result<App> {
+pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<App> {
     settings.validate()?;
     let store = store::connect(&settings.store.url, settings.store.max_connections)
         .await
         .with_context(|| format!("opening store {}", redact(&settings.store.url)))?;
+    start_with_store(settings, store, listener).await
+}
+
+/// `start` over a store opened by the caller: tests wrap the real one to
+/// count its reads or to make it fail on demand.
+pub async fn start_with_store(
+    mut settings: Settings,
+    store: Arc<dyn Store>,
+    listener: TcpListener,
+) -> anyhow::Result<App> {
+    settings.validate()?;
     if settings.auth.admin_tokens.is_empty() {
         settings.auth.admin_tokens = vec![generated_secret(
             &settings.store.url,
@@ -70,6 +82,8 @@ pub async fn start(mut settings: Settings, listener: TcpListener) -> anyhow::Res
         sources: sources.clone(),
         pool: pool_settings.clone(),
         bus: redis.clone().map(|r| (settings.redis.clone(), r)),
+        poll: settings.store.poll(),
+        store_wait: settings.store.wait(),
         call_timeout: settings.call_timeout(),
     };
     let (supervisor, supervisor_done) = Actor::spawn(None, Supervisor, args).await.context("starting actors")?;
@@ -79,7 +93,7 @@ pub async fn start(mut settings: Settings, listener: TcpListener) -> anyhow::Res
         .context("asking supervisor")?
         .success_or(anyhow::anyhow!("supervisor did not answer"))?;
     let timeout = settings.call_timeout();
-    let cache = ConfigCacheHandle::new(slots.config_cache, &sources, timeout);
+    let cache = ConfigCacheHandle::new(slots.config_cache, &sources, timeout, settings.store.wait());
     let pool = EvaluatorPoolHandle::new(slots.evaluator_pool, pool_settings);
     let releases = ReleasesHandle::new(
         store.clone(),
@@ -89,7 +103,7 @@ pub async fn start(mut settings: Settings, listener: TcpListener) -> anyhow::Res
         settings.reports.break_threshold,
     );
     let push = PushHandle::new(slots.subscriptions, releases.clone(), &settings.push, timeout);
-    let bus = slots.change_bus.clone().map(|slot| ChangeBusHandle::new(slot, timeout));
+    let bus = ChangeBusHandle::new(slots.change_bus.clone(), timeout);
     let forwarder = push::forward_changes(push.clone(), bus.clone(), &releases);
     let state = AppState::new(Services {
         releases,

@@ -31,6 +31,8 @@ pub const PUSH_NOTICES: &str = "vane_push_notices_total";
 pub const PUSH_DROPPED: &str = "vane_push_dropped_clients_total";
 pub const BUS_LAG_MS: &str = "vane_bus_lag_ms";
 pub const BUS_EVENTS: &str = "vane_bus_events_total";
+pub const REVISION_READS: &str = "vane_store_revision_reads_total";
+pub const FRESH_FETCHES: &str = "vane_fresh_fetches_total";
 
 /// How often histograms are compacted.
 const UPKEEP: Duration = Duration::from_secs(5);
@@ -149,4 +151,33 @@ pub fn memory_cache(hit: bool) {
     static HITS: LazyLock<Counter> = LazyLock::new(|| counter!(CACHE_HITS, "layer" => "memory"));
     static MISSES: LazyLock<Counter> = LazyLock::new(|| counter!(CACHE_MISSES, "layer" => "memory"));
     if hit { &HITS } else { &MISSES }.increment(1);
+}
+
+/// The store was asked for a config's revision (one read serves a batch).
+pub fn revision_read() {
+    static READS: LazyLock<Counter> = LazyLock::new(|| counter!(REVISION_READS));
+    READS.increment(1);
+}
+
+/// How a `cached: false` fetch was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Memory held the store's revision.
+    Current,
+    /// The config was reloaded to the store's revision first.
+    Reloaded,
+    /// The store did not answer in time: the last known state was served.
+    Stale,
+}
+
+pub fn fresh_fetch(outcome: Freshness) {
+    static CURRENT: LazyLock<Counter> = LazyLock::new(|| counter!(FRESH_FETCHES, "outcome" => "current"));
+    static RELOADED: LazyLock<Counter> = LazyLock::new(|| counter!(FRESH_FETCHES, "outcome" => "reloaded"));
+    static STALE: LazyLock<Counter> = LazyLock::new(|| counter!(FRESH_FETCHES, "outcome" => "stale"));
+    match outcome {
+        Freshness::Current => &CURRENT,
+        Freshness::Reloaded => &RELOADED,
+        Freshness::Stale => &STALE,
+    }
+    .increment(1);
 }

@@ -66,6 +66,13 @@ impl Default for Server {
 pub struct Store {
     pub url: String,
     pub max_connections: u32,
+    /// The longest a fetch waits on the store: a `cached: false` fetch is then
+    /// answered from the last known state, and a fetch of a config not in
+    /// memory gets 503 with `Retry-After`.
+    pub wait_ms: u64,
+    /// How often the store's revisions are read while no change bus carries
+    /// changes (no Redis, or Redis unreachable).
+    pub poll_ms: u64,
 }
 
 impl Default for Store {
@@ -73,7 +80,19 @@ impl Default for Store {
         Self {
             url: "sqlite://vane.db".into(),
             max_connections: 8,
+            wait_ms: 500,
+            poll_ms: 1000,
         }
+    }
+}
+
+impl Store {
+    pub fn wait(&self) -> Duration {
+        Duration::from_millis(self.wait_ms)
+    }
+
+    pub fn poll(&self) -> Duration {
+        Duration::from_millis(self.poll_ms)
     }
 }
 
@@ -245,6 +264,12 @@ impl Settings {
         }
         if self.store.max_connections == 0 {
             return invalid("store.max_connections", "must be at least 1");
+        }
+        if !(1..=60_000).contains(&self.store.wait_ms) {
+            return invalid("store.wait_ms", "must be between 1 and 60000");
+        }
+        if !(10..=3_600_000).contains(&self.store.poll_ms) {
+            return invalid("store.poll_ms", "must be between 10 and 3600000");
         }
         if !(1..=60_000).contains(&self.sandbox.deadline_ms) {
             return invalid("sandbox.deadline_ms", "must be between 1 and 60000");

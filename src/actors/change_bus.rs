@@ -1,11 +1,15 @@
-//! ChangeBus: one per node, over Redis pub/sub. A change committed here is
-//! published once; a change published by another node reloads this node's
-//! ConfigCache and is told to this node's subscribers.
+//! ChangeBus: one per node. It carries changes between nodes over Redis
+//! pub/sub when Redis is configured: a change committed here is published
+//! once; a change published by another node reloads this node's ConfigCache
+//! and is then told to this node's subscribers.
 //!
 //! Pub/sub drops what is published while a subscriber is disconnected, so on
 //! every (re)connect, and every `redis.reconcile_interval_ms` anyway, the bus
 //! compares the revisions it knows with the store and catches up on what
-//! changed. The periodic check also keeps nodes in step while Redis is down.
+//! changed. While no bus carries changes (no Redis, or Redis unreachable) it
+//! makes that comparison every `store.poll_ms`, and applies what changed
+//! exactly as if it had come over the bus, so other nodes' changes still
+//! arrive within about a second.
 //!
 //! Supervised by the root Supervisor; a restart reconnects and catches up.
 
@@ -42,8 +46,10 @@ pub enum BusMsg {
     /// The subscription is (re)established: catch up on what was missed.
     Connected,
     Disconnected(String),
-    /// The periodic comparison with the store.
+    /// The periodic comparison with the store while the bus is connected.
     Reconcile,
+    /// The frequent comparison with the store while no bus carries changes.
+    Poll,
     Stats(RpcReplyPort<BusStats>),
 }
 
@@ -61,20 +67,25 @@ pub struct Wire {
 
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 pub struct BusStats {
+    /// Whether Redis is configured at all.
+    pub redis: bool,
     pub connected: bool,
     pub published: u64,
     pub publish_errors: u64,
     pub received: u64,
     pub reconnects: u64,
-    /// Configs found changed by a catch-up or a periodic check.
+    /// Comparisons with the store made because no bus carried changes.
+    pub polls: u64,
+    /// Configs found changed by a catch-up, a periodic check or a poll.
     pub caught_up: u64,
     /// Milliseconds from publish on another node to arrival here, last seen.
     pub last_lag_ms: i64,
 }
 
 pub struct BusArgs {
-    pub settings: Redis,
-    pub redis: RedisCache,
+    /// Redis settings and cache; `None` on a node without Redis, which only polls.
+    pub redis: Option<(Redis, RedisCache)>,
+    pub poll: Duration,
     pub store: std::sync::Arc<dyn Store>,
     pub cache: ConfigCacheHandle,
     pub registry: Slot<RegistryMsg>,
@@ -82,16 +93,17 @@ pub struct BusArgs {
 
 pub struct BusState {
     node: String,
-    channel: String,
-    redis: RedisCache,
+    redis: Option<(String, RedisCache, Duration)>,
     store: std::sync::Arc<dyn Store>,
     cache: ConfigCacheHandle,
     registry: Slot<RegistryMsg>,
     /// The newest revision this node knows of, per config.
     seen: HashMap<String, i64>,
     synced: bool,
+    poll: Duration,
+    last_check: Option<Instant>,
     stats: BusStats,
-    listener: JoinHandle<()>,
+    listener: Option<JoinHandle<()>>,
 }
 
 pub struct ChangeBus;
@@ -102,26 +114,38 @@ impl Actor for ChangeBus {
     type Arguments = BusArgs;
 
     async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: BusArgs) -> Result<Self::State, ActorProcessingErr> {
-        let channel = format!("{}changes", args.settings.prefix);
-        let client = redis::Client::open(args.settings.url.as_str())?;
-        let listener = tokio::spawn(listen(client, channel.clone(), myself.clone()));
-        myself.send_interval(args.settings.reconcile_interval(), || BusMsg::Reconcile);
+        let mut listener = None;
+        let mut redis = None;
+        if let Some((settings, cache)) = args.redis {
+            let channel = format!("{}changes", settings.prefix);
+            let client = redis::Client::open(settings.url.as_str())?;
+            listener = Some(tokio::spawn(listen(client, channel.clone(), myself.clone())));
+            myself.send_interval(settings.reconcile_interval(), || BusMsg::Reconcile);
+            redis = Some((channel, cache, settings.timeout()));
+        }
+        myself.send_interval(args.poll, || BusMsg::Poll);
         Ok(BusState {
             node: crate::secrets::random_token(),
-            channel,
-            redis: args.redis,
+            stats: BusStats {
+                redis: redis.is_some(),
+                ..BusStats::default()
+            },
+            redis,
             store: args.store,
             cache: args.cache,
             registry: args.registry,
             seen: HashMap::new(),
             synced: false,
-            stats: BusStats::default(),
+            poll: args.poll,
+            last_check: None,
             listener,
         })
     }
 
     async fn post_stop(&self, _: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
-        state.listener.abort();
+        if let Some(listener) = &state.listener {
+            listener.abort();
+        }
         Ok(())
     }
 
@@ -131,8 +155,8 @@ impl Actor for ChangeBus {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        // The periodic check comes from a timer, which is not counted in.
-        let counted = !matches!(message, BusMsg::Reconcile);
+        // The periodic checks come from timers, which are not counted in.
+        let counted = !matches!(message, BusMsg::Reconcile | BusMsg::Poll);
         let started = if counted {
             crate::metrics::taken(NAME)
         } else {
@@ -153,10 +177,17 @@ impl Actor for ChangeBus {
                 if state.stats.connected {
                     state.stats.connected = false;
                     state.stats.reconnects += 1;
-                    tracing::warn!(why, "change bus disconnected; will catch up on reconnect");
+                    tracing::warn!(why, "change bus disconnected; polling the store until it is back");
                 }
             }
-            BusMsg::Reconcile => state.catch_up().await,
+            BusMsg::Reconcile if state.stats.connected => state.catch_up().await,
+            BusMsg::Reconcile => {}
+            // Ticks queued behind a slow catch-up are not each a new poll.
+            BusMsg::Poll if !state.stats.connected && state.due() => {
+                state.stats.polls += 1;
+                state.catch_up().await;
+            }
+            BusMsg::Poll => {}
             BusMsg::Stats(reply) => {
                 let _ = reply.send(state.stats);
             }
@@ -171,6 +202,10 @@ impl Actor for ChangeBus {
 impl BusState {
     async fn publish(&mut self, notice: ChangeNotice) {
         self.saw(&notice.config_id, notice.revision);
+        // Without a connected bus the other nodes find it by polling.
+        let Some((channel, redis, timeout)) = self.redis.as_ref().filter(|_| self.stats.connected) else {
+            return;
+        };
         let wire = Wire {
             origin: self.node.clone(),
             config_id: notice.config_id,
@@ -182,8 +217,8 @@ impl BusState {
         let Ok(payload) = serde_json::to_string(&wire) else {
             return;
         };
-        let mut conn = self.redis.connection();
-        let sent = tokio::time::timeout(STORE_LIMIT, conn.publish::<_, _, ()>(&self.channel, payload)).await;
+        let mut conn = redis.connection();
+        let sent = tokio::time::timeout(*timeout, conn.publish::<_, _, ()>(channel, payload)).await;
         match sent {
             Ok(Ok(())) => self.stats.published += 1,
             outcome => {
@@ -222,38 +257,55 @@ impl BusState {
         *known = (*known).max(revision);
     }
 
-    /// Reloads this node's copy and tells its subscribers.
+    /// Reloads this node's copy, then tells its subscribers, so none of
+    /// them fetches what the change replaced. In a task of its own, so a
+    /// slow store holds up neither the bus nor other configs.
     fn tell(&self, notice: ChangeNotice) {
-        self.cache.invalidate(&notice.config_id);
-        if let Err(e) = self.registry.tell("subscription registry", RegistryMsg::Notify(notice)) {
-            tracing::warn!(error = %e, "change not delivered to subscribers");
-        }
+        let (cache, registry) = (self.cache.clone(), self.registry.clone());
+        tokio::spawn(async move {
+            if let Err(error) = cache.refresh(&notice.config_id, notice.revision).await {
+                tracing::warn!(config_id = notice.config_id, %error, "change not yet served from memory");
+            }
+            if let Err(e) = registry.tell("subscription registry", RegistryMsg::Notify(notice)) {
+                tracing::warn!(error = %e, "change not delivered to subscribers");
+            }
+        });
+    }
+
+    /// Whether a poll is due: not when the last check ended just now.
+    fn due(&self) -> bool {
+        self.last_check.is_none_or(|at| at.elapsed() >= self.poll / 2)
     }
 
     /// Compares the store's revisions with what this node knows and acts on
     /// every config that moved on without a notice reaching it.
     async fn catch_up(&mut self) {
         let started = Instant::now();
-        let configs = match tokio::time::timeout(STORE_LIMIT, self.store.list_configs()).await {
-            Ok(Ok(configs)) => configs,
-            Ok(Err(e)) => return tracing::warn!(error = %e, "catch-up skipped: store unavailable"),
-            Err(_) => return tracing::warn!("catch-up skipped: store too slow"),
+        let read = tokio::time::timeout(STORE_LIMIT, self.store.revisions()).await;
+        self.last_check = Some(Instant::now());
+        let revisions = match read {
+            Ok(Ok(revisions)) => revisions,
+            Ok(Err(e)) => return tracing::debug!(error = %e, "catch-up skipped: store unavailable"),
+            Err(_) => return tracing::debug!("catch-up skipped: store too slow"),
         };
         // What the cache holds counts as known, so a first sync still reloads
         // entries that went stale before the bus was ever connected.
         let held = self.cache.revisions().await.unwrap_or_default();
         let mut changed = 0;
-        for config in configs {
-            let known = self.seen.get(&config.id).or(held.get(&config.id)).copied();
+        for config in revisions {
+            let known = match (self.seen.get(&config.config_id), held.get(&config.config_id)) {
+                (Some(seen), Some(held)) => Some(*seen.max(held)),
+                (seen, held) => seen.or(held).copied(),
+            };
             let behind = match known {
                 Some(revision) => revision < config.revision,
                 None => self.synced,
             };
-            self.saw(&config.id, config.revision);
+            self.saw(&config.config_id, config.revision);
             if behind {
                 changed += 1;
                 self.tell(ChangeNotice {
-                    config_id: config.id,
+                    config_id: config.config_id,
                     revision: config.revision,
                     update_time: config.updated_at / 1000,
                     manual: false,

@@ -7,14 +7,20 @@
 //! configs already in memory; concurrent requests for one config share a load.
 //!
 //! Layers: memory, then Redis (when configured), then the store. A change
-//! reloads from the store (and refreshes Redis). If the store fails, the last
-//! known entry keeps being served and a reload is retried in the background.
+//! reloads from the store (and refreshes Redis).
 //!
-//! Entries ready to serve are also published in a map that handles read
-//! without asking the actor, so a request for a cached config costs a read
-//! lock instead of a round trip through the mailbox. Only the actor publishes;
-//! an invalidation hides the entry at once, before its message is handled, so
-//! a fetch that follows a change never sees what the change replaced.
+//! Entries ready to serve are published in a map that handles read without
+//! asking the actor, so a request for a cached config costs a read lock
+//! instead of a round trip through the mailbox. Only the actor publishes, and
+//! it replaces an entry only when the reload has finished: while a config
+//! reloads for any reason, cached requests get the last known entry
+//! (stale-while-revalidate), and a store outage never makes them wait.
+//!
+//! `cached: false` ("nothing older than the store's state when my request
+//! arrived") reads only the config's revision, shared by every fresh request
+//! that arrived before the read started (`revisions.rs`); the entry in memory
+//! answers when it is that revision, and only a newer one reloads, once.
+//! Versions are immutable, so nothing is ever recompiled for freshness.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -26,21 +32,24 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::{CallError, Slot};
 pub use published::Published;
+use revisions::{ReadFailed, RevisionReads};
 use crate::cache::RedisCache;
 use crate::domain::model::validate_config_id;
 use crate::domain::resolve::{Refusal, choose};
 use crate::domain::{Config, Meta, Version};
-use crate::metrics;
+use crate::metrics::{self, Freshness};
 use crate::store::{Store, StoreError};
 
 mod published;
+mod revisions;
 
-/// How long "no such config" is remembered; creation on this node clears it
-/// at once.
+/// How long "no such config" is remembered; a change to the config on this
+/// node clears it at once.
 const MISSING_TTL: Duration = Duration::from_secs(2);
 const MISSING_CAPACITY: usize = 10_000;
-/// While the store fails, how often a config served stale is reloaded.
-const STALE_RETRY: Duration = Duration::from_secs(1);
+/// After a reload failed short of a revision someone asked for, when it is
+/// tried again.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 /// How this actor is named in metrics and errors.
 const NAME: &str = "config cache";
 
@@ -53,21 +62,22 @@ pub struct Sources {
 }
 
 pub enum ConfigCacheMsg {
-    /// Resolve a request to the version to run. `fresh` reloads from the store.
-    Resolve {
+    /// An entry at `min_revision` or newer (any, when `None`): from memory,
+    /// or after a load. A reload that fails answers with the entry held, if
+    /// any; the caller tells by its revision.
+    Get {
         config_id: String,
-        meta: Meta,
-        fresh: bool,
-        reply: RpcReplyPort<Result<Resolved, ResolveError>>,
+        min_revision: Option<i64>,
+        reply: RpcReplyPort<Result<Arc<Entry>, ResolveError>>,
     },
-    /// Forget a config; the next request loads it again.
-    Invalidate(String),
     /// A load this actor started has finished.
     Loaded {
         config_id: String,
         generation: u64,
         result: Result<Option<Arc<Entry>>, StoreError>,
     },
+    /// A reload that failed short of a wanted revision is due again.
+    Retry(String),
     /// The revisions of the configs held, for catching up after a lost notice.
     Revisions(RpcReplyPort<HashMap<String, i64>>),
 }
@@ -85,6 +95,9 @@ pub struct Resolved {
     pub config_id: String,
     pub revision: i64,
     pub version: Arc<Version>,
+    /// A fresh request answered from the last known state because the store
+    /// did not answer in time.
+    pub stale: bool,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -94,32 +107,41 @@ pub enum ResolveError {
     /// The store failed while loading; the detail was logged here.
     #[error("store unavailable")]
     Store,
+    /// The config is not in memory and the store did not answer in time.
+    #[error("config `{config_id}` is not in memory and the store did not answer within {waited_ms} ms")]
+    Waited { config_id: String, waited_ms: u64 },
     #[error(transparent)]
     Call(#[from] CallError),
 }
 
-type Waiter = (Meta, RpcReplyPort<Result<Resolved, ResolveError>>);
+type Reply = RpcReplyPort<Result<Arc<Entry>, ResolveError>>;
 
-enum CacheSlot {
-    Ready(Arc<Entry>),
-    Loading {
-        generation: u64,
-        waiters: Vec<Waiter>,
-        /// The entry before the change, served if the load fails.
-        stale: Option<Arc<Entry>>,
-    },
-    /// The store failed: served as is until a reload succeeds.
-    Stale {
-        entry: Arc<Entry>,
-        retry_at: Instant,
-    },
+struct Waiter {
+    min_revision: Option<i64>,
+    /// The newest load started when this waiter came: any later load read
+    /// the store after it arrived, so is fresh enough for it.
+    after: u64,
+    reply: Reply,
+}
+
+#[derive(Default)]
+struct CacheSlot {
+    /// The entry served (and published) until a reload replaces it.
+    entry: Option<Arc<Entry>>,
+    /// The generation of the load in flight.
+    loading: Option<u64>,
+    waiters: Vec<Waiter>,
+    /// The newest revision asked for; a failed reload short of it is retried.
+    wanted: i64,
+    retry_scheduled: bool,
 }
 
 pub struct ConfigCacheState {
     sources: Arc<Sources>,
     slots: HashMap<String, CacheSlot>,
     missing: LruCache<String, Instant>,
-    next_generation: u64,
+    /// The generation of the newest load started.
+    generation: u64,
 }
 
 pub struct ConfigCache;
@@ -139,7 +161,7 @@ impl Actor for ConfigCache {
             sources,
             slots: HashMap::new(),
             missing: LruCache::new(NonZeroUsize::new(MISSING_CAPACITY).expect("non-zero")),
-            next_generation: 0,
+            generation: 0,
         })
     }
 
@@ -151,31 +173,22 @@ impl Actor for ConfigCache {
     ) -> Result<(), ActorProcessingErr> {
         let started = metrics::taken(NAME);
         match message {
-            ConfigCacheMsg::Resolve {
+            ConfigCacheMsg::Get {
                 config_id,
-                meta,
-                fresh,
+                min_revision,
                 reply,
-            } => state.resolve(&myself, config_id, meta, fresh, reply),
-            ConfigCacheMsg::Invalidate(config_id) => {
-                state.sources.published.hidden_handled(&config_id);
-                state.invalidate(&myself, config_id)
-            }
+            } => state.get(&myself, config_id, min_revision, reply),
             ConfigCacheMsg::Loaded {
                 config_id,
                 generation,
                 result,
-            } => state.loaded(config_id, generation, result),
+            } => state.loaded(&myself, config_id, generation, result),
+            ConfigCacheMsg::Retry(config_id) => state.retry(&myself, config_id),
             ConfigCacheMsg::Revisions(reply) => {
                 let revisions = state
                     .slots
                     .iter()
-                    .filter_map(|(id, slot)| match slot {
-                        CacheSlot::Ready(entry) | CacheSlot::Stale { entry, .. } => {
-                            Some((id.clone(), entry.config.revision))
-                        }
-                        CacheSlot::Loading { stale, .. } => stale.as_ref().map(|e| (id.clone(), e.config.revision)),
-                    })
+                    .filter_map(|(id, slot)| Some((id.clone(), slot.entry.as_ref()?.config.revision)))
                     .collect();
                 let _ = reply.send(revisions);
             }
@@ -186,130 +199,131 @@ impl Actor for ConfigCache {
 }
 
 impl ConfigCacheState {
-    fn resolve(
+    fn get(&mut self, myself: &ActorRef<ConfigCacheMsg>, config_id: String, min_revision: Option<i64>, reply: Reply) {
+        let held = self.slots.get(&config_id).and_then(|slot| slot.entry.as_ref());
+        if let Some(entry) = held
+            && min_revision.is_none_or(|min| entry.config.revision >= min)
+        {
+            let _ = reply.send(Ok(entry.clone()));
+            return;
+        }
+        match min_revision {
+            // The store has a revision of it, so it exists.
+            Some(_) => {
+                self.missing.pop(&config_id);
+            }
+            None if self.missing.get(&config_id).is_some_and(|until| *until > Instant::now()) => {
+                let _ = reply.send(Err(Refusal::UnknownConfig(config_id).into()));
+                return;
+            }
+            None => metrics::memory_cache(false),
+        }
+        let after = self.generation;
+        let slot = self.slots.entry(config_id.clone()).or_default();
+        slot.wanted = slot.wanted.max(min_revision.unwrap_or(0));
+        slot.waiters.push(Waiter {
+            min_revision,
+            after,
+            reply,
+        });
+        if slot.loading.is_none() {
+            // Only a first load may come from Redis: anything newer than
+            // memory is asked for because the store has it.
+            let from_store = min_revision.is_some() || slot.entry.is_some();
+            self.start_load(myself, &config_id, from_store);
+        }
+    }
+
+    fn loaded(
         &mut self,
         myself: &ActorRef<ConfigCacheMsg>,
         config_id: String,
-        meta: Meta,
-        fresh: bool,
-        reply: RpcReplyPort<Result<Resolved, ResolveError>>,
+        generation: u64,
+        result: Result<Option<Arc<Entry>>, StoreError>,
     ) {
-        if fresh {
-            self.invalidate(myself, config_id.clone());
-        }
-        if !fresh
-            && self
-                .missing
-                .get(&config_id)
-                .is_some_and(|until| *until > Instant::now())
-        {
-            let _ = reply.send(Err(Refusal::UnknownConfig(config_id).into()));
-            return;
-        }
-        match self.slots.get_mut(&config_id) {
-            Some(CacheSlot::Ready(entry)) => {
-                metrics::memory_cache(true);
-                let _ = reply.send(answer(entry, &meta));
-            }
-            Some(CacheSlot::Loading { waiters, .. }) => waiters.push((meta, reply)),
-            Some(CacheSlot::Stale { entry, retry_at }) => {
-                let _ = reply.send(answer(entry, &meta));
-                if *retry_at <= Instant::now() {
-                    let stale = Some(entry.clone());
-                    let generation = self.start_load(myself, &config_id, true);
-                    self.slots.insert(
-                        config_id,
-                        CacheSlot::Loading {
-                            generation,
-                            waiters: Vec::new(),
-                            stale,
-                        },
-                    );
-                }
-            }
-            None => {
-                metrics::memory_cache(false);
-                let generation = self.start_load(myself, &config_id, fresh);
-                self.slots.insert(
-                    config_id,
-                    CacheSlot::Loading {
-                        generation,
-                        waiters: vec![(meta, reply)],
-                        stale: None,
-                    },
-                );
-            }
-        }
-    }
-
-    /// Reloads from the store at once (a load in flight is superseded, so its
-    /// waiters see the state after the change), keeping what was cached to
-    /// serve if the store fails.
-    fn invalidate(&mut self, myself: &ActorRef<ConfigCacheMsg>, config_id: String) {
-        self.missing.pop(&config_id);
-        self.sources.published.unshow(&config_id);
-        let (waiters, stale) = match self.slots.remove(&config_id) {
-            Some(CacheSlot::Loading { waiters, stale, .. }) => (waiters, stale),
-            Some(CacheSlot::Ready(entry) | CacheSlot::Stale { entry, .. }) => (Vec::new(), Some(entry)),
-            None => return,
-        };
-        let generation = self.start_load(myself, &config_id, true);
-        self.slots.insert(
-            config_id,
-            CacheSlot::Loading {
-                generation,
-                waiters,
-                stale,
-            },
-        );
-    }
-
-    fn loaded(&mut self, config_id: String, generation: u64, result: Result<Option<Arc<Entry>>, StoreError>) {
-        let current =
-            matches!(self.slots.get(&config_id), Some(CacheSlot::Loading { generation: g, .. }) if *g == generation);
-        if !current {
-            return;
-        }
-        let Some(CacheSlot::Loading { waiters, stale, .. }) = self.slots.remove(&config_id) else {
+        let Some(slot) = self.slots.get_mut(&config_id) else {
             return;
         };
+        if slot.loading != Some(generation) {
+            return;
+        }
+        slot.loading = None;
         match result {
-            Ok(Some(entry)) => {
-                for (meta, reply) in waiters {
-                    let _ = reply.send(answer(&entry, &meta));
+            Ok(Some(loaded)) => {
+                // A load from Redis may be older than what a notice brought.
+                let older = slot
+                    .entry
+                    .as_ref()
+                    .is_some_and(|held| held.config.revision > loaded.config.revision);
+                if !older {
+                    self.sources.published.show(&config_id, &loaded);
+                    slot.entry = Some(loaded);
                 }
-                self.sources.published.show(&config_id, &entry);
-                self.slots.insert(config_id, CacheSlot::Ready(entry));
+                let entry = slot.entry.clone().expect("set above");
+                let (answered, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut slot.waiters)
+                    .into_iter()
+                    .partition(|w| generation > w.after || w.min_revision.is_none_or(|m| entry.config.revision >= m));
+                slot.waiters = waiting;
+                for waiter in answered {
+                    let _ = waiter.reply.send(Ok(entry.clone()));
+                }
+                if !slot.waiters.is_empty() {
+                    self.start_load(myself, &config_id, true);
+                }
             }
             Ok(None) => {
-                for (_, reply) in waiters {
-                    let _ = reply.send(Err(Refusal::UnknownConfig(config_id.clone()).into()));
+                let slot = self.slots.remove(&config_id).expect("looked up above");
+                self.sources.published.remove(&config_id);
+                for waiter in slot.waiters {
+                    let _ = waiter.reply.send(Err(Refusal::UnknownConfig(config_id.clone()).into()));
                 }
                 self.missing.put(config_id, Instant::now() + MISSING_TTL);
             }
-            Err(e) => match stale {
-                Some(entry) => {
-                    tracing::warn!(config_id, error = %e, "config load failed; serving the last known state");
-                    for (meta, reply) in waiters {
-                        let _ = reply.send(answer(&entry, &meta));
-                    }
-                    let retry_at = Instant::now() + STALE_RETRY;
-                    self.slots.insert(config_id, CacheSlot::Stale { entry, retry_at });
-                }
-                None => {
-                    tracing::warn!(config_id, error = %e, "config load failed");
-                    for (_, reply) in waiters {
-                        let _ = reply.send(Err(ResolveError::Store));
-                    }
-                }
-            },
+            Err(error) => self.failed(myself, config_id, error),
         }
     }
 
-    /// `from_store` skips Redis: after a change, or for `cached: false`.
-    fn start_load(&mut self, myself: &ActorRef<ConfigCacheMsg>, config_id: &str, from_store: bool) -> u64 {
-        self.next_generation += 1;
-        let generation = self.next_generation;
+    /// A load failed: its waiters get the entry held (which they can tell is
+    /// behind) or an error, and a reload short of what was asked is retried.
+    fn failed(&mut self, myself: &ActorRef<ConfigCacheMsg>, config_id: String, error: StoreError) {
+        let Some(slot) = self.slots.get_mut(&config_id) else {
+            return;
+        };
+        let held = slot.entry.clone();
+        for waiter in std::mem::take(&mut slot.waiters) {
+            let _ = waiter.reply.send(held.clone().ok_or(ResolveError::Store));
+        }
+        let Some(entry) = held else {
+            tracing::warn!(config_id, %error, "config load failed");
+            self.slots.remove(&config_id);
+            return;
+        };
+        if entry.config.revision < slot.wanted && !slot.retry_scheduled {
+            tracing::warn!(config_id, %error, "config reload failed; serving the last known state");
+            slot.retry_scheduled = true;
+            myself.send_after(RETRY_AFTER_FAILURE, move || ConfigCacheMsg::Retry(config_id));
+            metrics::sent(NAME);
+        }
+    }
+
+    fn retry(&mut self, myself: &ActorRef<ConfigCacheMsg>, config_id: String) {
+        let Some(slot) = self.slots.get_mut(&config_id) else {
+            return;
+        };
+        slot.retry_scheduled = false;
+        let behind = slot.entry.as_ref().is_some_and(|e| e.config.revision < slot.wanted);
+        if behind && slot.loading.is_none() {
+            self.start_load(myself, &config_id, true);
+        }
+    }
+
+    /// `from_store` skips Redis, whose copy may be older than the store's.
+    fn start_load(&mut self, myself: &ActorRef<ConfigCacheMsg>, config_id: &str, from_store: bool) {
+        self.generation += 1;
+        let generation = self.generation;
+        if let Some(slot) = self.slots.get_mut(config_id) {
+            slot.loading = Some(generation);
+        }
         let (sources, myself, config_id) = (self.sources.clone(), myself.clone(), config_id.to_owned());
         tokio::spawn(async move {
             let result = load(&sources, &config_id, from_store).await;
@@ -320,16 +334,16 @@ impl ConfigCacheState {
                 result,
             });
         });
-        generation
     }
 }
 
-fn answer(entry: &Entry, meta: &Meta) -> Result<Resolved, ResolveError> {
+fn answer(entry: &Entry, meta: &Meta, stale: bool) -> Result<Resolved, ResolveError> {
     let version = choose(&entry.config, entry.release.as_ref(), entry.gray.as_ref(), meta)?.clone();
     Ok(Resolved {
         config_id: entry.config.id.clone(),
         revision: entry.config.revision,
         version,
+        stale,
     })
 }
 
@@ -380,18 +394,27 @@ async fn version(sources: &Sources, code_id: &str, from_store: bool) -> Result<O
 pub struct ConfigCacheHandle {
     slot: Slot<ConfigCacheMsg>,
     published: Arc<Published>,
+    reads: Arc<RevisionReads>,
     timeout: Duration,
+    /// The longest a fetch waits on the store (`store.wait_ms`).
+    wait: Duration,
 }
 
 impl ConfigCacheHandle {
-    pub fn new(slot: Slot<ConfigCacheMsg>, sources: &Sources, timeout: Duration) -> Self {
+    pub fn new(slot: Slot<ConfigCacheMsg>, sources: &Sources, timeout: Duration, wait: Duration) -> Self {
         Self {
             slot,
             published: sources.published.clone(),
+            reads: Arc::new(RevisionReads::new(sources.store.clone(), wait)),
             timeout,
+            wait,
         }
     }
 
+    /// Resolves a request to the version to run. `fresh` (`cached: false`)
+    /// serves nothing older than the store's state when it arrived, unless
+    /// the store does not answer within `store.wait_ms`: then the last known
+    /// state, marked `stale`.
     pub async fn resolve(&self, config_id: &str, meta: Meta, fresh: bool) -> Result<Resolved, ResolveError> {
         // An id no config can have is unknown without asking the store.
         if validate_config_id(config_id).is_err() {
@@ -399,33 +422,93 @@ impl ConfigCacheHandle {
         }
         if !fresh && let Some(entry) = self.published.get(config_id) {
             metrics::memory_cache(true);
-            return answer(&entry, &meta);
+            return answer(&entry, &meta, false);
         }
-        let config_id = config_id.to_owned();
-        self.slot
-            .ask(NAME, self.timeout, |reply| ConfigCacheMsg::Resolve {
-                config_id,
-                meta,
-                fresh,
-                reply,
-            })
-            .await?
+        let (entry, stale) = match fresh {
+            true => self.fresh(config_id).await?,
+            false => (self.get(config_id, None, self.wait).await?, false),
+        };
+        answer(&entry, &meta, stale)
     }
 
-    pub fn invalidate(&self, config_id: &str) {
-        self.published.hide(config_id);
-        if let Err(e) = self.slot.tell(NAME, ConfigCacheMsg::Invalidate(config_id.to_owned())) {
-            self.published.hidden_handled(config_id);
-            // A restarted cache starts empty, so nothing stale survives.
-            tracing::debug!(config_id, error = %e, "invalidate not delivered");
+    async fn fresh(&self, config_id: &str) -> Result<(Arc<Entry>, bool), ResolveError> {
+        let deadline = tokio::time::Instant::now() + self.wait;
+        let held = self.published.get(config_id);
+        let revision = match tokio::time::timeout_at(deadline, self.reads.read(config_id)).await {
+            Ok(Ok(Some(revision))) => revision,
+            Ok(Ok(None)) => return Err(Refusal::UnknownConfig(config_id.to_owned()).into()),
+            Ok(Err(ReadFailed)) | Err(_) => return self.stale(config_id, held),
+        };
+        if let Some(entry) = held.as_ref()
+            && entry.config.revision >= revision
+        {
+            metrics::fresh_fetch(Freshness::Current);
+            return Ok((entry.clone(), false));
         }
+        let within = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match self.get(config_id, Some(revision), within).await {
+            Ok(entry) if entry.config.revision >= revision => {
+                metrics::fresh_fetch(Freshness::Reloaded);
+                Ok((entry, false))
+            }
+            Ok(behind) => self.stale(config_id, Some(behind)),
+            Err(ResolveError::Refused(refusal)) => Err(refusal.into()),
+            Err(_) => self.stale(config_id, held),
+        }
+    }
+
+    /// The last known state for a fresh request the store did not serve.
+    fn stale(&self, config_id: &str, held: Option<Arc<Entry>>) -> Result<(Arc<Entry>, bool), ResolveError> {
+        match held {
+            Some(entry) => {
+                metrics::fresh_fetch(Freshness::Stale);
+                Ok((entry, true))
+            }
+            None => Err(self.waited(config_id)),
+        }
+    }
+
+    fn waited(&self, config_id: &str) -> ResolveError {
+        ResolveError::Waited {
+            config_id: config_id.to_owned(),
+            waited_ms: self.wait.as_millis() as u64,
+        }
+    }
+
+    async fn get(&self, config_id: &str, min_revision: Option<i64>, within: Duration) -> Result<Arc<Entry>, ResolveError> {
+        let id = config_id.to_owned();
+        let asked = self
+            .slot
+            .ask(NAME, within, |reply| ConfigCacheMsg::Get {
+                config_id: id,
+                min_revision,
+                reply,
+            })
+            .await;
+        match asked {
+            Ok(result) => result,
+            Err(CallError::Timeout(_)) => Err(self.waited(config_id)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Returns once memory serves `revision` of `config_id` or newer (or its
+    /// reload failed, and a retry is scheduled). Serves the old entry until
+    /// then. Changes call this before telling subscribers, so a client told
+    /// of a change never fetches what it replaced from this node.
+    pub async fn refresh(&self, config_id: &str, revision: i64) -> Result<i64, ResolveError> {
+        let entry = self.get(config_id, Some(revision), self.timeout).await?;
+        Ok(entry.config.revision)
     }
 
     /// The revision of every config held in memory.
     pub async fn revisions(&self) -> Result<HashMap<String, i64>, CallError> {
-        self.slot
-            .ask("config cache", self.timeout, ConfigCacheMsg::Revisions)
-            .await
+        self.slot.ask(NAME, self.timeout, ConfigCacheMsg::Revisions).await
+    }
+
+    /// Store reads made for fresh requests so far (each serves a batch).
+    pub fn revision_reads(&self) -> u64 {
+        self.reads.reads()
     }
 
     pub fn is_alive(&self) -> bool {

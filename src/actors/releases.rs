@@ -129,7 +129,11 @@ impl ReleasesHandle {
         if let Some(redis) = &self.redis {
             redis.forget(&config.id, code_id).await;
         }
-        self.cache.invalidate(&config.id);
+        // Memory serves the change before anyone is told of it, so a client
+        // told of it never fetches what it replaced from this node.
+        if let Err(error) = self.cache.refresh(&config.id, config.revision).await {
+            tracing::warn!(config_id = config.id, %error, "change committed but not yet served from memory");
+        }
         // No listener yet is fine: subscribers read revisions on subscribing.
         let _ = self.changes.send(ChangeNotice {
             config_id: config.id.clone(),

@@ -1,6 +1,6 @@
 //! Supervisor: the root of the actor tree. Spawns the ConfigCache, the
-//! EvaluatorPool, the SubscriptionRegistry and (with Redis) the ChangeBus
-//! linked to itself, restarts a failed child after a backoff,
+//! EvaluatorPool, the SubscriptionRegistry and the ChangeBus linked to
+//! itself, restarts a failed child after a backoff,
 //! and stops (escalates) when children fail too often, so the process exits
 //! non-zero and its service manager restarts it.
 //!
@@ -48,8 +48,7 @@ pub struct Slots {
     pub config_cache: Slot<ConfigCacheMsg>,
     pub evaluator_pool: Slot<PoolMsg>,
     pub subscriptions: Slot<RegistryMsg>,
-    /// Present when Redis is configured.
-    pub change_bus: Option<Slot<BusMsg>>,
+    pub change_bus: Slot<BusMsg>,
 }
 
 pub struct SupervisorArgs {
@@ -59,6 +58,10 @@ pub struct SupervisorArgs {
     pub pool: LiveSettings,
     /// Redis settings and cache, for the ChangeBus; `None` on a single node.
     pub bus: Option<(Redis, RedisCache)>,
+    /// How often the ChangeBus polls the store while no bus carries changes.
+    pub poll: Duration,
+    /// The longest a fetch waits on the store.
+    pub store_wait: Duration,
     pub call_timeout: Duration,
 }
 
@@ -83,15 +86,14 @@ impl Actor for Supervisor {
         let cache = spawn_cache(&args, myself.get_cell()).await?;
         let pool = evaluator::spawn(&args.pool, myself.get_cell()).await?;
         let (registry, _) = Actor::spawn_linked(None, SubscriptionRegistry, (), myself.get_cell()).await?;
-        let mut slots = Slots {
-            config_cache: Slot::new(cache),
+        let (config_cache, subscriptions) = (Slot::new(cache), Slot::new(registry));
+        let bus = spawn_bus(&args, &config_cache, &subscriptions, myself.get_cell()).await?;
+        let slots = Slots {
+            config_cache,
             evaluator_pool: Slot::new(pool),
-            subscriptions: Slot::new(registry),
-            change_bus: None,
+            subscriptions,
+            change_bus: Slot::new(bus),
         };
-        if args.bus.is_some() {
-            slots.change_bus = Some(Slot::new(spawn_bus(&args, &slots, myself.get_cell()).await?));
-        }
         Ok(SupervisorState {
             args,
             slots,
@@ -101,9 +103,7 @@ impl Actor for Supervisor {
 
     async fn post_stop(&self, _: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         let wait = Some(Duration::from_secs(5));
-        if let Some(bus) = &state.slots.change_bus {
-            let _ = bus.get().stop_and_wait(None, wait).await;
-        }
+        let _ = state.slots.change_bus.get().stop_and_wait(None, wait).await;
         let _ = state.slots.subscriptions.get().stop_and_wait(None, wait).await;
         let _ = state.slots.evaluator_pool.get().stop_and_wait(None, wait).await;
         let _ = state.slots.config_cache.get().stop_and_wait(None, wait).await;
@@ -154,7 +154,7 @@ impl SupervisorState {
             Some(Child::EvaluatorPool)
         } else if self.slots.subscriptions.get().get_id() == id {
             Some(Child::SubscriptionRegistry)
-        } else if self.slots.change_bus.as_ref().is_some_and(|b| b.get().get_id() == id) {
+        } else if self.slots.change_bus.get().get_id() == id {
             Some(Child::ChangeBus)
         } else {
             None
@@ -196,10 +196,9 @@ impl SupervisorState {
                 self.slots.subscriptions.set(registry)
             }
             Child::ChangeBus => {
-                let bus = spawn_bus(&self.args, &self.slots, myself.get_cell()).await?;
-                if let Some(slot) = &self.slots.change_bus {
-                    slot.set(bus);
-                }
+                let (cache, registry) = (&self.slots.config_cache, &self.slots.subscriptions);
+                let bus = spawn_bus(&self.args, cache, registry, myself.get_cell()).await?;
+                self.slots.change_bus.set(bus);
             }
         }
         tracing::info!(?child, "child restarted");
@@ -215,16 +214,16 @@ impl SupervisorState {
 
 async fn spawn_bus(
     args: &SupervisorArgs,
-    slots: &Slots,
+    cache: &Slot<ConfigCacheMsg>,
+    registry: &Slot<RegistryMsg>,
     supervisor: ActorCell,
 ) -> Result<ActorRef<BusMsg>, ActorProcessingErr> {
-    let (settings, redis) = args.bus.clone().ok_or("no redis configured")?;
     let bus_args = BusArgs {
-        settings,
-        redis,
+        redis: args.bus.clone(),
+        poll: args.poll,
         store: args.sources.store.clone(),
-        cache: ConfigCacheHandle::new(slots.config_cache.clone(), &args.sources, args.call_timeout),
-        registry: slots.subscriptions.clone(),
+        cache: ConfigCacheHandle::new(cache.clone(), &args.sources, args.call_timeout, args.store_wait),
+        registry: registry.clone(),
     };
     let (bus, _) = Actor::spawn_linked(None, ChangeBus, bus_args, supervisor).await?;
     Ok(bus)
@@ -272,6 +271,8 @@ mod tests {
                 }),
                 pool: PoolSettings::live(&sandbox, Arc::default()),
                 bus: None,
+                poll: Duration::from_secs(1),
+                store_wait: Duration::from_millis(500),
                 call_timeout: Duration::from_secs(1),
             },
         )

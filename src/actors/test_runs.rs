@@ -41,7 +41,7 @@ impl TestRun {
 pub async fn run_case(pool: &EvaluatorPoolHandle, version: &Arc<Version>, case: &TestCase) -> CaseResult {
     let started = Instant::now();
     let outcome = if rules::allows(&version.rules, &case.meta) {
-        pool.evaluate(version.clone(), case.params.clone(), false)
+        pool.evaluate(version.clone(), case.params.clone())
             .await
             .map_err(|e| e.to_string())
             .and_then(|raw| serde_json::from_str::<Value>(raw.get()).map_err(|e| e.to_string()))

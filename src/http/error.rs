@@ -184,6 +184,7 @@ impl From<ResolveError> for ApiError {
         match e {
             ResolveError::Refused(r) => r.into(),
             ResolveError::Store => Self::Unavailable("store unavailable".into()),
+            waited @ ResolveError::Waited { .. } => Self::Unavailable(waited.to_string()),
             ResolveError::Call(c) => c.into(),
         }
     }

@@ -2,6 +2,8 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -32,12 +34,9 @@ fn empty_object() -> serde_json::Value {
 }
 
 async fn run(app: &AppState, config_id: &str, request: FetchRequest) -> Result<(Resolved, Box<RawValue>), ApiError> {
-    let fresh = !request.cached;
-    let resolved = app.cache.resolve(config_id, request.meta, fresh).await?;
-    let result = app
-        .pool
-        .evaluate(resolved.version.clone(), request.params, fresh)
-        .await?;
+    let resolved = app.cache.resolve(config_id, request.meta, !request.cached).await?;
+    // Never fresh: a version's compiled code and memoized results never go stale.
+    let result = app.pool.evaluate(resolved.version.clone(), request.params).await?;
     Ok((resolved, result))
 }
 
@@ -82,18 +81,31 @@ pub struct EvaluateResponse {
     path = "/api/v1/configs/{config_id}/evaluate",
     summary = "Evaluate a config for a client",
     request_body = FetchRequest,
-    responses((status = 200, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    responses(
+        (status = 200, description = "ok; header `Vane-Stale: 1` when `cached: false` was answered from the last known state because the store did not answer in time"),
+        (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}"),
+        (status = 503, description = "the config is not in memory and the store did not answer in time (Retry-After)")
+    ),
     params(("config_id" = String, Path, description = "config id"))
 )]
 pub async fn evaluate(
     State(app): State<AppState>,
     Path(config_id): Path<String>,
     Body(request): Body<FetchRequest>,
-) -> Result<Json<EvaluateResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let (resolved, result) = run(&app, &config_id, request).await?;
-    Ok(Json(EvaluateResponse {
+    let body = Json(EvaluateResponse {
         result,
         code_id: resolved.version.code_id.clone(),
         revision: resolved.revision,
-    }))
+    });
+    // The original route's body has no room for it, so only this one says so.
+    Ok(match resolved.stale {
+        true => ([(STALE_HEADER, HeaderValue::from_static("1"))], body).into_response(),
+        false => body.into_response(),
+    })
 }
+
+/// Set on a `cached: false` answer served from the last known state because
+/// the store did not answer within `store.wait_ms`.
+pub const STALE_HEADER: &str = "vane-stale";

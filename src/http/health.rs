@@ -27,9 +27,10 @@ pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
     };
     // Redis is not required: without it a node serves from memory and the
     // store, and catches up when it is back. Shown, not counted.
-    let bus = match &app.bus {
-        Some(bus) => json!(bus.stats().await.is_ok_and(|s| s.connected)),
-        None => json!(null),
+    let bus = match app.bus.stats().await {
+        Ok(stats) if stats.redis => json!(stats.connected),
+        Ok(_) => json!(null),
+        Err(_) => json!(false),
     };
     let body = json!({
         "status": if status.is_success() { "ready" } else { "degraded" },

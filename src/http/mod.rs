@@ -54,8 +54,8 @@ pub struct Services {
     pub pool: EvaluatorPoolHandle,
     pub releases: ReleasesHandle,
     pub push: PushHandle,
-    /// Present when Redis is configured: changes reach the other nodes.
-    pub bus: Option<ChangeBusHandle>,
+    /// Changes to and from the other nodes (over Redis, or by polling).
+    pub bus: ChangeBusHandle,
     pub admin_tokens: Arc<AdminTokens>,
     /// The playground routes need no admin token.
     pub playground_open: bool,

@@ -86,6 +86,7 @@ async fn stats(app: &AppState) -> Value {
             ("restarted", pool.counts.restarted),
             ("recycled", pool.counts.recycled),
             ("requeued", pool.counts.requeued),
+            ("compiled", pool.counts.compiled),
         ] {
             counter!(POOL_JOBS, "outcome" => outcome).absolute(value);
         }
@@ -107,10 +108,7 @@ async fn stats(app: &AppState) -> Value {
         counter!(CACHE_MISSES, "layer" => "redis").absolute(redis.1);
         counter!(CACHE_ERRORS, "layer" => "redis").absolute(redis.2);
     }
-    let bus = match &app.bus {
-        Some(bus) => bus.stats().await.ok(),
-        None => None,
-    };
+    let bus = app.bus.stats().await.ok();
     if let Some(bus) = &bus {
         gauge!(BUS_LAG_MS).set(bus.last_lag_ms as f64);
         for (event, value) in [
@@ -119,6 +117,7 @@ async fn stats(app: &AppState) -> Value {
             ("received", bus.received),
             ("reconnects", bus.reconnects),
             ("caught_up", bus.caught_up),
+            ("polls", bus.polls),
         ] {
             counter!(BUS_EVENTS, "event" => event).absolute(value);
         }
@@ -142,7 +141,7 @@ async fn stats(app: &AppState) -> Value {
             "config_cache": app.cache.is_alive(),
             "evaluator_pool": app.pool.is_alive(),
             "subscription_registry": app.push.is_alive(),
-            "change_bus": app.bus.as_ref().map(|b| b.is_alive()),
+            "change_bus": app.bus.is_alive(),
         },
     })
 }

@@ -86,9 +86,7 @@ pub async fn compat_update(
         update_time: now_millis() / 1000,
         manual: true,
     };
-    if let Some(bus) = &app.bus {
-        bus.publish(notice.clone());
-    }
+    app.bus.publish(notice.clone());
     app.push.notify(notice)?;
     Ok(Json(UpdateReply {
         data: UpdateData { client_num },

@@ -110,6 +110,15 @@ pub struct NewReport {
     pub message: String,
 }
 
+/// Where one config stands, as a poll reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision {
+    pub config_id: String,
+    pub revision: i64,
+    /// Unix milliseconds of the last change.
+    pub updated_at: i64,
+}
+
 #[derive(Debug, Clone)]
 pub struct ReportOutcome {
     /// The version's error count, this report included.
@@ -124,6 +133,10 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
     async fn create_config(&self, new: NewConfig, actor: &str) -> Result<Config, StoreError>;
     async fn get_config(&self, id: &str) -> Result<Option<Config>, StoreError>;
+    /// A config's revision alone: what a `cached: false` fetch asks.
+    async fn config_revision(&self, id: &str) -> Result<Option<i64>, StoreError>;
+    /// Every config's revision, for nodes that poll for changes.
+    async fn revisions(&self) -> Result<Vec<Revision>, StoreError>;
     async fn list_configs(&self) -> Result<Vec<Config>, StoreError>;
     /// Changes what clients do not see (no revision bump, no event).
     async fn set_description(&self, id: &str, description: &str) -> Result<Config, StoreError>;

@@ -7,7 +7,9 @@ use sqlx::AnyPool;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::{Change, NewConfig, NewReport, NewTestCase, NewVersion, ReportOutcome, Store, StoreError, cases, health};
+use super::{
+    Change, NewConfig, NewReport, NewTestCase, NewVersion, ReportOutcome, Revision, Store, StoreError, cases, health,
+};
 use crate::domain::model::{ErrorReport, EventKind, Gray, Release, ReleaseEvent, TestCase, now_millis};
 use crate::domain::{Config, ConfigStatus, Lang, Version};
 
@@ -80,6 +82,29 @@ impl Store for SqlStore {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(config_from_row).transpose()
+    }
+
+    async fn config_revision(&self, id: &str) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT revision FROM configs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| row.try_get::<i64, _>(0)).transpose()?)
+    }
+
+    async fn revisions(&self) -> Result<Vec<Revision>, StoreError> {
+        let rows = sqlx::query("SELECT id, revision, updated_at FROM configs")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Revision {
+                    config_id: row.try_get(0)?,
+                    revision: row.try_get(1)?,
+                    updated_at: row.try_get(2)?,
+                })
+            })
+            .collect()
     }
 
     async fn list_configs(&self) -> Result<Vec<Config>, StoreError> {

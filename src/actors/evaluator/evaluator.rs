@@ -176,6 +176,7 @@ impl EvaluatorState {
             match link.send(job, frame, terms).await {
                 Ok(()) => {
                     if let Some(code_id) = sent_source {
+                        settings.stats.add(Count::Compiled);
                         if self.sources.len() >= MAX_KNOWN_SOURCES {
                             self.sources.clear();
                         }
@@ -193,7 +194,7 @@ impl EvaluatorState {
 
     /// Whether the worker has this run's code compiled, so needs only its id.
     fn worker_holds(&self, work: &Work) -> bool {
-        matches!(work, Work::Run { version, fresh: false, .. } if self.sources.contains(&version.code_id))
+        matches!(work, Work::Run { version, .. } if self.sources.contains(&version.code_id))
     }
 
     /// Starts a replacement for a worker that has run long enough to be
@@ -295,9 +296,9 @@ fn finish(owner: &Owner, job: Job<(), EvalJob>, result: Result<Box<serde_json::v
 
 fn encode(work: &Work, settings: &PoolSettings, with_source: bool) -> Result<Vec<u8>, EvalError> {
     let request = match work {
-        Work::Run { version, params, fresh } => Request::Run {
+        Work::Run { version, params } => Request::Run {
             code_id: version.code_id.as_str().into(),
-            fresh: *fresh,
+            fresh: false,
             lang: version.lang,
             source: with_source.then(|| version.source.as_str().into()),
             params: Cow::Borrowed(params),

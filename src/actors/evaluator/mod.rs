@@ -43,10 +43,11 @@ pub type PoolMsg = FactoryMessage<(), EvalJob>;
 /// What an Evaluator is asked to do.
 #[derive(Debug)]
 pub enum Work {
+    /// Runs a stored version. Versions are immutable, so its compiled code
+    /// and memoized results never go stale: nothing here is ever "fresh".
     Run {
         version: Arc<Version>,
         params: serde_json::Value,
-        fresh: bool,
     },
     Check {
         lang: Lang,
@@ -300,12 +301,11 @@ impl EvaluatorPoolHandle {
         &self,
         version: Arc<Version>,
         params: serde_json::Value,
-        fresh: bool,
     ) -> Result<Box<RawValue>, EvalError> {
         let params = params::prepare(&version.params, params)?;
-        let memo = self.memo.as_ref().filter(|_| !fresh && version.lang == Lang::Starlark);
+        let memo = self.memo.as_ref().filter(|_| version.lang == Lang::Starlark);
         let Some(memo) = memo else {
-            return self.submit(Work::Run { version, params, fresh }).await;
+            return self.submit(Work::Run { version, params }).await;
         };
         let key = memo.key(&version.code_id, &params);
         if let Some(result) = memo.get(&key) {
@@ -313,7 +313,7 @@ impl EvaluatorPoolHandle {
             return Ok(result);
         }
         crate::metrics::result_cache(false);
-        let result = self.submit(Work::Run { version, params, fresh }).await?;
+        let result = self.submit(Work::Run { version, params }).await?;
         memo.put(key, &result);
         Ok(result)
     }

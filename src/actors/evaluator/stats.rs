@@ -49,6 +49,7 @@ pub struct PoolStats {
     restarted: AtomicU64,
     recycled: AtomicU64,
     requeued: AtomicU64,
+    compiled: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +72,9 @@ pub enum Count {
     /// Handed back to the pool without running: its worker failed while
     /// running the job before it.
     Requeued,
+    /// A version's source sent to a worker to compile: once per version and
+    /// worker, again only after the worker was replaced or evicted it.
+    Compiled,
 }
 
 /// A point-in-time copy, with the gauges derived from the counters.
@@ -86,6 +90,7 @@ pub struct PoolSnapshot {
     pub restarted: u64,
     pub recycled: u64,
     pub requeued: u64,
+    pub compiled: u64,
 }
 
 impl PoolStats {
@@ -151,6 +156,7 @@ impl PoolStats {
             Count::Restarted => &self.restarted,
             Count::Recycled => &self.recycled,
             Count::Requeued => &self.requeued,
+            Count::Compiled => &self.compiled,
         }
     }
 
@@ -168,6 +174,7 @@ impl PoolStats {
             restarted: get(Count::Restarted),
             recycled: get(Count::Recycled),
             requeued: get(Count::Requeued),
+            compiled: get(Count::Compiled),
         }
     }
 }

@@ -107,7 +107,7 @@ impl PushHandle {
 /// cluster, to the change bus, for as long as the app runs.
 pub fn forward_changes(
     push: PushHandle,
-    bus: Option<ChangeBusHandle>,
+    bus: ChangeBusHandle,
     releases: &ReleasesHandle,
 ) -> tokio::task::JoinHandle<()> {
     let mut changes = releases.subscribe_changes();
@@ -116,9 +116,7 @@ pub fn forward_changes(
         loop {
             match changes.recv().await {
                 Ok(notice) => {
-                    if let Some(bus) = &bus {
-                        bus.publish(notice.clone());
-                    }
+                    bus.publish(notice.clone());
                     if let Err(e) = push.notify(notice) {
                         tracing::warn!(error = %e, "change not delivered to subscribers");
                     }
