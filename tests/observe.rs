@@ -130,7 +130,7 @@ async fn the_openapi_document_covers_every_native_route() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn starlark_results_are_remembered_unless_cached_is_false() {
+async fn starlark_results_are_remembered_even_for_cached_false() {
     let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
     app.released(
         "pure",
@@ -150,11 +150,13 @@ async fn starlark_results_are_remembered_unless_cached_is_false() {
     let (_, again) = fetch(21, true).await;
     assert_eq!(again, first);
     assert_eq!(pool.stats().finished, ran);
-    // Other params run; `cached: false` runs even for known params.
+    // Other params run; `cached: false` does not run known params again:
+    // versions never change, so neither does their result.
     fetch(22, true).await;
     assert_eq!(pool.stats().finished, ran + 1);
-    fetch(21, false).await;
-    assert_eq!(pool.stats().finished, ran + 2);
+    let (_, fresh) = fetch(21, false).await;
+    assert_eq!(fresh, first);
+    assert_eq!(pool.stats().finished, ran + 1);
     let metrics = scrape(&app).await;
     assert!(sample(&metrics, "vane_cache_hits_total{layer=\"result\"}") >= 1.0);
     app.stop().await;

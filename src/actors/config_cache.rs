@@ -68,6 +68,9 @@ pub enum ConfigCacheMsg {
     Get {
         config_id: String,
         min_revision: Option<i64>,
+        /// Only if memory holds the config or is loading it; otherwise
+        /// answered at once as unknown (the next request loads it).
+        if_held: bool,
         reply: RpcReplyPort<Result<Arc<Entry>, ResolveError>>,
     },
     /// A load this actor started has finished.
@@ -176,8 +179,17 @@ impl Actor for ConfigCache {
             ConfigCacheMsg::Get {
                 config_id,
                 min_revision,
+                if_held,
                 reply,
-            } => state.get(&myself, config_id, min_revision, reply),
+            } => {
+                if if_held && !state.slots.contains_key(&config_id) {
+                    // It exists now, whatever was remembered.
+                    state.missing.pop(&config_id);
+                    let _ = reply.send(Err(Refusal::UnknownConfig(config_id).into()));
+                } else {
+                    state.get(&myself, config_id, min_revision, reply)
+                }
+            }
             ConfigCacheMsg::Loaded {
                 config_id,
                 generation,
@@ -476,12 +488,23 @@ impl ConfigCacheHandle {
     }
 
     async fn get(&self, config_id: &str, min_revision: Option<i64>, within: Duration) -> Result<Arc<Entry>, ResolveError> {
+        self.ask_get(config_id, min_revision, false, within).await
+    }
+
+    async fn ask_get(
+        &self,
+        config_id: &str,
+        min_revision: Option<i64>,
+        if_held: bool,
+        within: Duration,
+    ) -> Result<Arc<Entry>, ResolveError> {
         let id = config_id.to_owned();
         let asked = self
             .slot
             .ask(NAME, within, |reply| ConfigCacheMsg::Get {
                 config_id: id,
                 min_revision,
+                if_held,
                 reply,
             })
             .await;
@@ -493,12 +516,15 @@ impl ConfigCacheHandle {
     }
 
     /// Returns once memory serves `revision` of `config_id` or newer (or its
-    /// reload failed, and a retry is scheduled). Serves the old entry until
-    /// then. Changes call this before telling subscribers, so a client told
-    /// of a change never fetches what it replaced from this node.
-    pub async fn refresh(&self, config_id: &str, revision: i64) -> Result<i64, ResolveError> {
-        let entry = self.get(config_id, Some(revision), self.timeout).await?;
-        Ok(entry.config.revision)
+    /// reload failed, and a retry is scheduled), serving the old entry until
+    /// then; a config not in memory is left to load on its next request.
+    /// Changes call this before telling subscribers, so a client told of a
+    /// change never fetches what it replaced from this node.
+    pub async fn refresh(&self, config_id: &str, revision: i64) -> Result<(), ResolveError> {
+        match self.ask_get(config_id, Some(revision), true, self.timeout).await {
+            Ok(_) | Err(ResolveError::Refused(Refusal::UnknownConfig(_))) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// The revision of every config held in memory.

@@ -1,12 +1,15 @@
 //! The shared cache layer in Redis: configs and versions under the original
 //! keys (`config/{id}`, `code/{code_id}`), behind a prefix, with a TTL. Every
 //! call is bounded by `redis.timeout_ms`; a failure is logged (once per
-//! outage) and counted, and the caller goes on to the store. Nothing here ever
-//! fails a request.
+//! outage) and counted, and the caller goes on to the store. While Redis
+//! fails, calls are skipped but for one try every `RETRY_FAILING`, so an
+//! outage costs a load one timeout at most, not one per call. Nothing here
+//! ever fails a request.
 
 use std::sync::Arc;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
@@ -15,6 +18,15 @@ use serde::de::DeserializeOwned;
 
 use crate::domain::{Config, Version};
 use crate::settings::Redis;
+
+/// While Redis fails, how often a call tries it again.
+const RETRY_FAILING: Duration = Duration::from_secs(1);
+
+/// Milliseconds on a clock that only goes forward.
+fn monotonic_ms() -> u64 {
+    static START: LazyLock<Instant> = LazyLock::new(Instant::now);
+    START.elapsed().as_millis() as u64
+}
 
 #[derive(Debug, Default)]
 pub struct CacheStats {
@@ -31,6 +43,8 @@ pub struct RedisCache {
     timeout: Duration,
     pub stats: Arc<CacheStats>,
     failing: Arc<AtomicBool>,
+    /// When a call last went to Redis while it was failing (`monotonic_ms`).
+    last_try_ms: Arc<AtomicU64>,
 }
 
 impl RedisCache {
@@ -50,6 +64,7 @@ impl RedisCache {
             timeout: settings.timeout(),
             stats: Arc::default(),
             failing: Arc::default(),
+            last_try_ms: Arc::default(),
         })
     }
 
@@ -124,6 +139,15 @@ impl RedisCache {
     }
 
     async fn bounded<T>(&self, call: impl Future<Output = redis::RedisResult<T>>) -> Result<T, String> {
+        if self.failing.load(Ordering::Relaxed) {
+            let now = monotonic_ms();
+            let last = self.last_try_ms.load(Ordering::Relaxed);
+            let due = now.saturating_sub(last) >= RETRY_FAILING.as_millis() as u64;
+            // One caller wins the retry; the others skip at once.
+            if !due || self.last_try_ms.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+                return Err("skipped while redis is failing".into());
+            }
+        }
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(e.to_string()),
@@ -144,6 +168,7 @@ impl RedisCache {
             Err(error) => {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 if !self.failing.swap(true, Ordering::Relaxed) {
+                    self.last_try_ms.store(monotonic_ms(), Ordering::Relaxed);
                     tracing::warn!(%error, "redis cache unavailable; serving from memory and the store");
                 }
                 None
