@@ -3,9 +3,12 @@
 //! drives it over HTTP.
 #![allow(dead_code)]
 
+pub mod faulty;
+pub mod private_redis;
 pub mod ws;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -14,6 +17,8 @@ use sqlx::{Connection, Executor};
 use tokio::net::TcpListener;
 use vane::app::App;
 use vane::settings::Settings;
+
+use faulty::FaultyStore;
 
 pub const TOKEN: &str = "tester=test-token-0123456789abcdef";
 pub const BEARER: &str = "test-token-0123456789abcdef";
@@ -142,25 +147,44 @@ impl TestApp {
     pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         let (url, pg) = store_url(backend, dir.path()).await?;
-        Some(Self::start(url, pg, dir, tweak).await)
+        Some(Self::start(url, pg, dir, tweak, None).await)
+    }
+
+    /// A node whose store the test can slow down, fail or hold.
+    pub async fn spawn_faulty(
+        backend: Backend,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Option<(Self, Arc<FaultyStore>)> {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, pg) = store_url(backend, dir.path()).await?;
+        let real = vane::store::connect(&url, 8).await.expect("store opens");
+        let faulty = FaultyStore::new(real);
+        let app = Self::start(url, pg, dir, tweak, Some(faulty.clone())).await;
+        Some((app, faulty))
     }
 
     /// `n` nodes sharing one fresh PostgreSQL database and one Redis, under a
     /// key prefix of their own; the first node owns the database.
     pub async fn cluster(n: usize, tweak: impl Fn(&mut Settings)) -> Option<Vec<Self>> {
         let redis = redis_url()?;
+        Self::cluster_over(n, Some(redis), tweak).await
+    }
+
+    /// `n` nodes sharing one fresh PostgreSQL database, and the Redis at
+    /// `redis` if any.
+    pub async fn cluster_over(n: usize, redis: Option<String>, tweak: impl Fn(&mut Settings)) -> Option<Vec<Self>> {
         let dir = tempfile::tempdir().unwrap();
         let (url, pg) = store_url(Backend::Postgres, dir.path()).await?;
         let prefix = format!("vane_t_{:016x}:", rand::random::<u64>());
         let mut nodes = Vec::with_capacity(n);
         let mut owner = pg;
         for _ in 0..n {
-            let node = Self::start(url.clone(), owner.take(), tempfile::tempdir().unwrap(), |s| {
-                s.redis.url = redis.clone();
+            let setup = |s: &mut Settings| {
+                s.redis.url = redis.clone().unwrap_or_default();
                 s.redis.prefix = prefix.clone();
                 tweak(s);
-            })
-            .await;
+            };
+            let node = Self::start(url.clone(), owner.take(), tempfile::tempdir().unwrap(), setup, None).await;
             nodes.push(node);
         }
         Some(nodes)
@@ -171,11 +195,16 @@ impl TestApp {
         pg: Option<PgDatabase>,
         dir: tempfile::TempDir,
         tweak: impl FnOnce(&mut Settings),
+        store: Option<Arc<FaultyStore>>,
     ) -> Self {
         let mut settings = test_settings(url);
         tweak(&mut settings);
         let listener = TcpListener::bind(settings.server.listen).await.unwrap();
-        let app = vane::app::start(settings, listener).await.expect("app starts");
+        let app = match store {
+            Some(store) => vane::app::start_with_store(settings, store, listener).await,
+            None => vane::app::start(settings, listener).await,
+        };
+        let app = app.expect("app starts");
         Self {
             addr: app.addr,
             client: reqwest::Client::new(),

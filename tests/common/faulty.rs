@@ -1,0 +1,164 @@
+//! A Store that wraps the real one and misbehaves on demand: it counts the
+//! revision reads, slows them down, fails every call, or holds every call
+//! until released, as a store outage does.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+use vane::domain::model::{ErrorReport, ReleaseEvent, TestCase};
+use vane::domain::{Config, Version};
+use vane::store::{
+    Change, NewConfig, NewReport, NewTestCase, NewVersion, ReportOutcome, Revision, Store, StoreError,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Mode {
+    Normal = 0,
+    /// Every call fails at once, as with the database refusing connections.
+    Fail = 1,
+    /// Every call waits until the mode changes, as with a hung database.
+    Block = 2,
+}
+
+pub struct FaultyStore {
+    inner: Arc<dyn Store>,
+    mode: AtomicU8,
+    changed: watch::Sender<()>,
+    revision_delay_ms: AtomicU64,
+    revision_reads: AtomicU64,
+}
+
+impl FaultyStore {
+    pub fn new(inner: Arc<dyn Store>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            mode: AtomicU8::new(Mode::Normal as u8),
+            changed: watch::channel(()).0,
+            revision_delay_ms: AtomicU64::new(0),
+            revision_reads: AtomicU64::new(0),
+        })
+    }
+
+    /// The real store, for changes made behind the node's back.
+    pub fn inner(&self) -> &Arc<dyn Store> {
+        &self.inner
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        self.mode.store(mode as u8, Ordering::SeqCst);
+        self.changed.send_replace(());
+    }
+
+    pub fn delay_revision_reads(&self, delay: Duration) {
+        self.revision_delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    pub fn revision_reads(&self) -> u64 {
+        self.revision_reads.load(Ordering::SeqCst)
+    }
+
+    fn mode(&self) -> Mode {
+        match self.mode.load(Ordering::SeqCst) {
+            1 => Mode::Fail,
+            2 => Mode::Block,
+            _ => Mode::Normal,
+        }
+    }
+
+    /// Passes in normal mode, fails in `Fail`, waits out `Block`.
+    async fn gate(&self) -> Result<(), StoreError> {
+        let mut changed = self.changed.subscribe();
+        loop {
+            match self.mode() {
+                Mode::Normal => return Ok(()),
+                Mode::Fail => return Err(StoreError::Unavailable("the test cut the store off".into())),
+                Mode::Block => {
+                    let _ = changed.changed().await;
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for FaultyStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.gate().await?;
+        self.inner.ping().await
+    }
+    async fn create_config(&self, new: NewConfig, actor: &str) -> Result<Config, StoreError> {
+        self.gate().await?;
+        self.inner.create_config(new, actor).await
+    }
+    async fn get_config(&self, id: &str) -> Result<Option<Config>, StoreError> {
+        self.gate().await?;
+        self.inner.get_config(id).await
+    }
+    async fn config_revision(&self, id: &str) -> Result<Option<i64>, StoreError> {
+        self.revision_reads.fetch_add(1, Ordering::SeqCst);
+        let delay = self.revision_delay_ms.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        self.gate().await?;
+        self.inner.config_revision(id).await
+    }
+    async fn revisions(&self) -> Result<Vec<Revision>, StoreError> {
+        self.gate().await?;
+        self.inner.revisions().await
+    }
+    async fn list_configs(&self) -> Result<Vec<Config>, StoreError> {
+        self.gate().await?;
+        self.inner.list_configs().await
+    }
+    async fn set_description(&self, id: &str, description: &str) -> Result<Config, StoreError> {
+        self.gate().await?;
+        self.inner.set_description(id, description).await
+    }
+    async fn create_version(&self, new: NewVersion) -> Result<Version, StoreError> {
+        self.gate().await?;
+        self.inner.create_version(new).await
+    }
+    async fn get_version(&self, code_id: &str) -> Result<Option<Version>, StoreError> {
+        self.gate().await?;
+        self.inner.get_version(code_id).await
+    }
+    async fn list_versions(&self, config_id: &str) -> Result<Vec<Version>, StoreError> {
+        self.gate().await?;
+        self.inner.list_versions(config_id).await
+    }
+    async fn apply(&self, config_id: &str, change: Change, actor: &str) -> Result<Config, StoreError> {
+        self.gate().await?;
+        self.inner.apply(config_id, change, actor).await
+    }
+    async fn list_events(&self, config_id: &str) -> Result<Vec<ReleaseEvent>, StoreError> {
+        self.gate().await?;
+        self.inner.list_events(config_id).await
+    }
+    async fn create_test(&self, new: NewTestCase) -> Result<TestCase, StoreError> {
+        self.gate().await?;
+        self.inner.create_test(new).await
+    }
+    async fn list_tests(&self, code_id: &str) -> Result<Vec<TestCase>, StoreError> {
+        self.gate().await?;
+        self.inner.list_tests(code_id).await
+    }
+    async fn get_test(&self, test_id: &str) -> Result<Option<TestCase>, StoreError> {
+        self.gate().await?;
+        self.inner.get_test(test_id).await
+    }
+    async fn delete_test(&self, test_id: &str) -> Result<bool, StoreError> {
+        self.gate().await?;
+        self.inner.delete_test(test_id).await
+    }
+    async fn add_report(&self, report: NewReport, break_threshold: i64) -> Result<ReportOutcome, StoreError> {
+        self.gate().await?;
+        self.inner.add_report(report, break_threshold).await
+    }
+    async fn list_reports(&self, code_id: &str, limit: i64) -> Result<Vec<ErrorReport>, StoreError> {
+        self.gate().await?;
+        self.inner.list_reports(code_id, limit).await
+    }
+}
