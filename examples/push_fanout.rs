@@ -14,22 +14,15 @@
 //! as `client`), since one process may hold only so many sockets; sockets
 //! come from several loopback source addresses so ports never run out.
 
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::{ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use sqlx::{Connection, Executor};
-use tokio::net::TcpSocket;
 use tokio::sync::Semaphore;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, client_async_with_config};
-
-const BEARER: &str = "bench-token-0123456789abcdef";
 const LIMIT: Duration = Duration::from_secs(300);
 /// Connections one subscriber process opens at once.
 const OPENING: usize = 128;
@@ -38,7 +31,10 @@ const PER_SOURCE: usize = 20_000;
 
 mod support;
 
-use support::{Process, vane_exe, wait_ready};
+use support::{
+    BEARER, Database, Process, expect_line, open_files_limit, raise_open_files, rss_bytes, start_server, subscribe,
+    unix_nanos, wait_ready,
+};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -71,7 +67,7 @@ async fn run(n: usize, nodes: usize) -> anyhow::Result<()> {
     );
     let dir = tempfile::tempdir()?;
     let database = if nodes > 1 {
-        Some(Database::create().await?)
+        Some(Database::create("vane_fan_").await?)
     } else {
         None
     };
@@ -87,6 +83,7 @@ async fn run(n: usize, nodes: usize) -> anyhow::Result<()> {
             dir.path(),
             &store,
             (nodes > 1).then_some((&redis, &prefix)),
+            &[],
         )?);
     }
     let http = reqwest::Client::new();
@@ -199,7 +196,7 @@ async fn client(args: &[String]) -> anyhow::Result<()> {
             (secret.clone(), gate.clone(), opened_tx.clone(), arrived_tx.clone());
         tokio::spawn(async move {
             let permit = gate.acquire_owned().await;
-            let socket = match subscribe(addr, source, &secret).await {
+            let socket = match subscribe(addr, source, "fan", &secret).await {
                 Ok(socket) => socket,
                 Err(e) => {
                     eprintln!("subscription {i} failed: {e}");
@@ -235,112 +232,7 @@ async fn client(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn subscribe(addr: SocketAddr, source: Ipv4Addr, secret: &str) -> anyhow::Result<Socket> {
-    let tcp = TcpSocket::new_v4()?;
-    tcp.bind(SocketAddr::new(source.into(), 0))?;
-    let stream = tcp.connect(addr).await?;
-    let mut request = format!("ws://{addr}/push/fan").into_client_request()?;
-    request.headers_mut().insert("Secret", secret.parse()?);
-    // Small buffers on this side too, or the subscribers would need gigabytes.
-    let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
-    let (socket, _) = client_async_with_config(request, MaybeTlsStream::Plain(stream), Some(config)).await?;
-    Ok(socket)
-}
 
-fn expect_line(out: &mut BufReader<ChildStdout>, word: &str) -> anyhow::Result<String> {
-    let mut line = String::new();
-    out.read_line(&mut line)?;
-    anyhow::ensure!(line.starts_with(word), "a subscriber process said {line:?}, not {word}");
-    Ok(line)
-}
 
-struct Database {
-    admin: String,
-    name: String,
-    url: String,
-}
 
-impl Database {
-    async fn create() -> anyhow::Result<Self> {
-        let admin = std::env::var("VANE_BENCH_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let name = format!("vane_fan_{:016x}", rand::random::<u64>());
-        let mut conn = sqlx::PgConnection::connect(&admin).await?;
-        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .await?;
-        let url = format!("{}/{name}", admin.rsplit_once('/').map_or(admin.as_str(), |(p, _)| p));
-        Ok(Self { admin, name, url })
-    }
-
-    async fn drop(self) -> anyhow::Result<()> {
-        let mut conn = sqlx::PgConnection::connect(&self.admin).await?;
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        conn.execute(sqlx::AssertSqlSafe(sql)).await?;
-        Ok(())
-    }
-}
-
-fn start_server(
-    dir: &std::path::Path,
-    store: &str,
-    redis: Option<(&String, &String)>,
-) -> anyhow::Result<(Process, SocketAddr)> {
-    let vane = vane_exe()?;
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    let mut command = Command::new(vane);
-    command
-        .arg("serve")
-        .current_dir(dir)
-        .env("VANE_SERVER__LISTEN", addr.to_string())
-        .env("VANE_STORE__URL", store)
-        .env("VANE_AUTH__ADMIN_TOKENS", format!("bench={BEARER}"))
-        .env("VANE_LOG__LEVEL", "warn")
-        .stdout(Stdio::null());
-    if let Some((url, prefix)) = redis {
-        command.env("VANE_REDIS__URL", url).env("VANE_REDIS__PREFIX", prefix);
-    }
-    Ok((Process(command.spawn()?), addr))
-}
-
-fn unix_nanos() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
-}
-
-fn rss_bytes(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kib * 1024)
-        })
-        .unwrap_or(0)
-}
-
-/// Raises the open-files limit to the hard limit (children inherit it).
-fn raise_open_files() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain syscalls on a valid struct.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-        limit.rlim_cur = limit.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-    }
-}
-
-fn open_files_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: a plain syscall on a valid struct.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-    }
-    limit.rlim_cur
-}

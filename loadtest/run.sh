@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Throughput of the fetch path against the "limit" (same response bytes, no
-# work), in one run on this machine: wrk, 4 threads, 100 connections, 10 s
-# each, loopback. Prints a table; see loadtest/README.md. Extra environment
+# Throughput and CPU per request of the fetch path against the "limit" (same
+# response bytes, no work), in one run on this machine: wrk (4 threads, 100
+# connections unless THREADS / CONNS say otherwise), 10 s each, loopback.
+# Prints a table; see loadtest/README.md. Extra environment
 # (VANE_SANDBOX__ISOLATION=thread, say) reaches the server.
 #   bash loadtest/run.sh [seconds]
+#   THREADS=2 CONNS=64 bash loadtest/run.sh 10
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
+threads=${THREADS:-4}
+conns=${CONNS:-100}
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
 cargo build --release --bins --examples -q
 dir=$(mktemp -d)
@@ -38,25 +42,26 @@ target/release/examples/limit_server "127.0.0.1:$limit" "$dir/body.json" &
 limit_pid=$!
 sleep 0.5
 
-run() { # name url script
-  local out rps p99
-  out=$(wrk -t4 -c100 -d"${secs}s" --latency -s "$3" "$2")
-  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
-  echo "$1|$rps|$p99"
+run() { # name url script [env]
+  local out
+  out=$(env ${4:-} python3 loadtest/measure.py wrk -t"$threads" -c"$conns" -d"${secs}s" --latency -s "$3" "$2")
+  echo "$1|$out"
 }
 # The limit runs first and last; ratios are to the mean of the two, since
 # the machine's speed drifts during a run.
 first=$(run "limit, before" "http://127.0.0.1:$limit/config/star" loadtest/wrk/fixed.lua)
 rows=("$(run "(a) starlark, params varying" "http://127.0.0.1:$port/config/star" loadtest/wrk/varying.lua)"
+      "$(run "(a') starlark, params varying, cached: false" "http://127.0.0.1:$port/config/star" loadtest/wrk/varying.lua CACHED=false)"
       "$(run "(b) starlark, params fixed" "http://127.0.0.1:$port/config/star" loadtest/wrk/fixed.lua)"
-      "$(run "(c) javascript, params varying" "http://127.0.0.1:$port/config/js" loadtest/wrk/varying.lua)")
+      "$(run "(c) javascript, params varying" "http://127.0.0.1:$port/config/js" loadtest/wrk/varying.lua)"
+      "$(run "(c') javascript, params varying, cached: false" "http://127.0.0.1:$port/config/js" loadtest/wrk/varying.lua CACHED=false)")
 last=$(run "limit, after" "http://127.0.0.1:$limit/config/star" loadtest/wrk/fixed.lua)
 limit_rps=$(python3 -c "print(($(cut -d'|' -f2 <<<"$first") + $(cut -d'|' -f2 <<<"$last")) / 2)")
-echo "| test | requests/s | ratio to limit | p99 |"
-echo "|---|---|---|---|"
+echo "wrk -t$threads -c$conns, ${secs} s each; CPU per request = machine busy time minus wrk's own, / requests"
+echo "| test | requests/s | ratio to limit | p99 | CPU per request |"
+echo "|---|---|---|---|---|"
 for row in "${rows[@]}" "$first" "$last"; do
-  IFS='|' read -r name rps p99 <<<"$row"
+  IFS='|' read -r name rps p99 cpu _ <<<"$row"
   ratio=$(python3 -c "print(f'{$rps / $limit_rps:.2f}')")
-  echo "| $name | $rps | $ratio | $p99 |"
+  echo "| $name | $rps | $ratio | $p99 | $cpu µs |"
 done

@@ -1,0 +1,300 @@
+//! The publish wave, as the original service's client fleet makes it: N
+//! clients hold the original `GET /push/{id}` with the config's `Secret`; on
+//! each notice a client fetches `POST /config/{id}` exactly as the original
+//! client library does (snake_case keys, `"cached": false`, its own
+//! `device_id` and params). Reports, from the publish's 2xx, when 50 %, 99 %
+//! and 100 % of the clients hold the new `code_id`. Loopback only, bounded in
+//! count and time (`LIMIT`).
+//!
+//!     cargo build --release --bins --examples
+//!     cargo run --release --example herd -- 10000
+//!     cargo run --release --example herd -- 10000 --nodes 2
+//!
+//! One node runs on SQLite. Two nodes share a fresh PostgreSQL database
+//! (VANE_BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test)
+//! and Redis (VANE_BENCH_REDIS_URL, default redis://127.0.0.1:6379); the
+//! clients are split between them and the publish goes to the first. Each
+//! node's clients run in a process of their own (this program, run as
+//! `client`). Every client fetches once before the publish, as an app does
+//! at start, so the wave runs over open keep-alive connections.
+
+use std::io::BufReader;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+mod support;
+
+use support::{
+    BEARER, Database, Process, expect_line, open_files_limit, raise_open_files, start_server, subscribe, unix_nanos,
+    wait_ready,
+};
+
+const LIMIT: Duration = Duration::from_secs(300);
+/// How long clients keep fetching for the new version after the publish.
+const WAVE_LIMIT: Duration = Duration::from_secs(30);
+/// Connections one client process opens at once.
+const OPENING: usize = 128;
+/// Sockets per loopback source address (push and fetch each have their own).
+const PER_SOURCE: usize = 20_000;
+const CONFIG: &str = "herd";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    raise_open_files();
+    let runtime = tokio::runtime::Runtime::new()?;
+    if args.get(1).map(String::as_str) == Some("client") {
+        return runtime.block_on(client(&args[2..]));
+    }
+    let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1_000);
+    let nodes: usize = args
+        .iter()
+        .position(|a| a == "--nodes")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1);
+    runtime.block_on(async {
+        match tokio::time::timeout(LIMIT, run(n, nodes)).await {
+            Ok(result) => result,
+            Err(_) => anyhow::bail!("gave up after {LIMIT:?}"),
+        }
+    })
+}
+
+async fn run(n: usize, nodes: usize) -> anyhow::Result<()> {
+    let per_node = n.div_ceil(nodes);
+    let files = open_files_limit();
+    anyhow::ensure!(
+        (2 * per_node as u64) + 200 < files,
+        "{per_node} clients per node need two sockets each, more than the open-files limit of {files}"
+    );
+    let dir = tempfile::tempdir()?;
+    let database = if nodes > 1 {
+        Some(Database::create("vane_herd_").await?)
+    } else {
+        None
+    };
+    let store = match &database {
+        Some(db) => db.url.clone(),
+        None => format!("sqlite://{}", dir.path().join("herd.db").display()),
+    };
+    let redis = std::env::var("VANE_BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("vane_herd_{:08x}:", rand::random::<u32>());
+    let mut servers = Vec::new();
+    for _ in 0..nodes {
+        let redis = (nodes > 1).then_some((&redis, &prefix));
+        servers.push(start_server(dir.path(), &store, redis, &[])?);
+    }
+    let http = reqwest::Client::new();
+    for (_, addr) in &servers {
+        wait_ready(&http, *addr).await?;
+    }
+    let (secret, versions) = set_up(&http, servers[0].1).await?;
+
+    let mut clients = Vec::new();
+    for (i, (_, addr)) in servers.iter().enumerate() {
+        let count = per_node.min(n - i * per_node);
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["client", &addr.to_string(), &count.to_string(), &secret, &i.to_string(), &versions[1]])
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        clients.push((Process(child), BufReader::new(stdout)));
+    }
+    for (_, out) in &mut clients {
+        let line = expect_line(out, "ready")?;
+        anyhow::ensure!(line.trim().ends_with(" 0"), "some clients failed to start: {line}");
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let started = Instant::now();
+    admin(&http, servers[0].1, "/release", json!({"code_id": versions[1]})).await?;
+    let published = unix_nanos();
+    let publish_took = started.elapsed();
+    let mut delays = Vec::with_capacity(n);
+    let mut retries = 0;
+    for (_, out) in &mut clients {
+        let line = expect_line(out, "held")?;
+        let mut words = line.split_whitespace().skip(1);
+        retries += words.next().and_then(|w| w.parse::<u64>().ok()).unwrap_or(0);
+        for at in words {
+            let at: u128 = at.parse()?;
+            delays.push(Duration::from_nanos(at.saturating_sub(published) as u64));
+        }
+    }
+    report(n, nodes, publish_took, retries, delays);
+    drop(clients);
+    drop(servers);
+    if let Some(db) = database {
+        db.drop().await?;
+    }
+    Ok(())
+}
+
+fn report(n: usize, nodes: usize, publish_took: Duration, retries: u64, mut delays: Vec<Duration>) {
+    delays.sort();
+    let held = delays.len();
+    let pick = |q: f64| {
+        let rank = ((n as f64) * q).ceil() as usize;
+        match rank {
+            0 => Some(Duration::ZERO),
+            r if r <= held => Some(delays[r - 1]),
+            _ => None,
+        }
+    };
+    let show = |d: Option<Duration>| d.map_or("never".to_owned(), |d| format!("{d:.1?}"));
+    println!("{n} clients (original /push + POST /config, cached: false) on {nodes} node(s):");
+    println!("  publish answered in {publish_took:.1?}; {held} of {n} clients hold the new code_id");
+    println!(
+        "  after the publish's 2xx: 50 % {}, 99 % {}, 100 % {}; fetches retried after an error: {retries}",
+        show(pick(0.5)),
+        show(pick(0.99)),
+        show(pick(1.0))
+    );
+}
+
+/// Creates the config with two versions of the 58-line benchmark script and
+/// releases the first; returns the secret and both code_ids.
+async fn set_up(http: &reqwest::Client, addr: SocketAddr) -> anyhow::Result<(String, Vec<String>)> {
+    let config = admin(http, addr, "", json!({"id": CONFIG})).await?;
+    let secret = config["secret"].as_str().unwrap_or_default().to_owned();
+    let source = include_str!("../loadtest/scripts/config60.star");
+    let mut versions = Vec::new();
+    for v in 1..=2 {
+        let body = json!({"lang": "starlark", "source": format!("{source}\n# version {v}\n")});
+        let version = admin(http, addr, "/versions", body).await?;
+        versions.push(version["code_id"].as_str().unwrap_or_default().to_owned());
+    }
+    admin(http, addr, "/release", json!({"code_id": versions[0]})).await?;
+    Ok((secret, versions))
+}
+
+async fn admin(http: &reqwest::Client, addr: SocketAddr, path: &str, body: Value) -> anyhow::Result<Value> {
+    let url = match path {
+        "" => format!("http://{addr}/api/v1/configs"),
+        path => format!("http://{addr}/api/v1/configs/{CONFIG}{path}"),
+    };
+    let response = http.post(url).bearer_auth(BEARER).json(&body).send().await?;
+    Ok(response.error_for_status()?.json().await?)
+}
+
+/// `client <addr> <count> <secret> <index> <new code_id>`: starts `count`
+/// clients, each fetching once and subscribing; says "ready <ok> <failed>";
+/// then every client fetches on each notice until it holds the new code_id;
+/// says "held <retries> <unix nanos when each client held it>...".
+async fn client(args: &[String]) -> anyhow::Result<()> {
+    let addr: SocketAddr = args[0].parse()?;
+    let count: usize = args[1].parse()?;
+    let secret = args[2].clone();
+    let index: usize = args[3].parse()?;
+    let target: Arc<str> = args[4].as_str().into();
+    let gate = Arc::new(Semaphore::new(OPENING));
+    let (ready_tx, mut ready) = tokio::sync::mpsc::unbounded_channel();
+    let (held_tx, mut held) = tokio::sync::mpsc::unbounded_channel();
+    let fetch_source = Ipv4Addr::new(127, 101 + index as u8, 1, 1);
+    let http = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::V4(fetch_source))
+        .pool_max_idle_per_host(usize::MAX)
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    for i in 0..count {
+        let source = Ipv4Addr::new(127, 1 + index as u8, 1 + (i / PER_SOURCE) as u8, 1);
+        let app = App {
+            http: http.clone(),
+            addr,
+            device: format!("herd-{index}-{i}"),
+            n: i,
+        };
+        let (secret, gate, ready_tx, held_tx, target) =
+            (secret.clone(), gate.clone(), ready_tx.clone(), held_tx.clone(), target.clone());
+        tokio::spawn(async move {
+            let permit = gate.acquire_owned().await;
+            let started = async {
+                app.fetch().await?;
+                subscribe(addr, source, CONFIG, &secret).await
+            };
+            let socket = match started.await {
+                Ok(socket) => socket,
+                Err(e) => {
+                    eprintln!("client {i} failed to start: {e}");
+                    let _ = ready_tx.send(false);
+                    return;
+                }
+            };
+            drop(permit);
+            let _ = ready_tx.send(true);
+            let (_sink, mut frames) = socket.split();
+            let mut retries = 0;
+            while let Some(Ok(frame)) = frames.next().await {
+                if !frame.is_text() {
+                    continue;
+                }
+                // Fetch until this client holds the new version, as a client
+                // that got an error would try again.
+                loop {
+                    match app.fetch().await {
+                        Ok(code_id) if *code_id == *target => {
+                            let _ = held_tx.send((unix_nanos(), retries));
+                            return;
+                        }
+                        Ok(_) => break,
+                        Err(_) => {
+                            retries += 1;
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    let mut ok = 0;
+    for _ in 0..count {
+        ok += usize::from(ready.recv().await == Some(true));
+    }
+    println!("ready {ok} {}", count - ok);
+    let mut times = Vec::with_capacity(ok);
+    let mut retries = 0;
+    let deadline = tokio::time::Instant::now() + WAVE_LIMIT;
+    while times.len() < ok {
+        match tokio::time::timeout_at(deadline, held.recv()).await {
+            Ok(Some((at, tries))) => {
+                times.push(at.to_string());
+                retries += tries;
+            }
+            _ => break,
+        }
+    }
+    println!("held {retries} {}", times.join(" "));
+    // Stay connected until the parent is done.
+    tokio::time::sleep(LIMIT).await;
+    Ok(())
+}
+
+/// One app of the original's fleet.
+struct App {
+    http: reqwest::Client,
+    addr: SocketAddr,
+    device: String,
+    n: usize,
+}
+
+impl App {
+    /// `POST /config/{id}` as the original client library sends it; returns
+    /// the code_id served.
+    async fn fetch(&self) -> anyhow::Result<String> {
+        let body = json!({
+            "meta": {"platform": "iphone", "version": 120, "device_id": self.device},
+            "params": {"score": self.n % 100, "platform": "iphone", "version_code": 100 + self.n % 80, "seq": self.n},
+            "cached": false,
+        });
+        let url = format!("http://{}/config/{CONFIG}", self.addr);
+        let response = self.http.post(url).json(&body).send().await?.error_for_status()?;
+        let reply: Value = response.json().await?;
+        Ok(reply["data"]["code_id"].as_str().unwrap_or_default().to_owned())
+    }
+}
