@@ -9,11 +9,15 @@
 //!     cargo build --release --bins --examples
 //!     cargo run --release --example herd -- 10000
 //!     cargo run --release --example herd -- 10000 --nodes 2
+//!     cargo run --release --example herd -- 1000 --nodes 2 --redis-down
 //!
 //! One node runs on SQLite. Two nodes share a fresh PostgreSQL database
 //! (VANE_BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test)
 //! and Redis (VANE_BENCH_REDIS_URL, default redis://127.0.0.1:6379); the
-//! clients are split between them and the publish goes to the first. Each
+//! clients are split between them and the publish goes to the first. With
+//! `--redis-down` the nodes use a Redis of this run's own (`redis-server` on
+//! a free port), stopped before the publish, so the change reaches the second
+//! node only through its poll of the store. Each
 //! node's clients run in a process of their own (this program, run as
 //! `client`). Every client fetches once before the publish, as an app does
 //! at start, so the wave runs over open keep-alive connections.
@@ -58,15 +62,16 @@ fn main() -> anyhow::Result<()> {
         .and_then(|i| args.get(i + 1))
         .and_then(|a| a.parse().ok())
         .unwrap_or(1);
+    let redis_down = args.iter().any(|a| a == "--redis-down");
     runtime.block_on(async {
-        match tokio::time::timeout(LIMIT, run(n, nodes)).await {
+        match tokio::time::timeout(LIMIT, run(n, nodes, redis_down)).await {
             Ok(result) => result,
             Err(_) => anyhow::bail!("gave up after {LIMIT:?}"),
         }
     })
 }
 
-async fn run(n: usize, nodes: usize) -> anyhow::Result<()> {
+async fn run(n: usize, nodes: usize, redis_down: bool) -> anyhow::Result<()> {
     let per_node = n.div_ceil(nodes);
     let files = open_files_limit();
     anyhow::ensure!(
@@ -83,7 +88,14 @@ async fn run(n: usize, nodes: usize) -> anyhow::Result<()> {
         Some(db) => db.url.clone(),
         None => format!("sqlite://{}", dir.path().join("herd.db").display()),
     };
-    let redis = std::env::var("VANE_BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let mut private_redis = match redis_down {
+        true => Some(private_redis()?),
+        false => None,
+    };
+    let redis = match &private_redis {
+        Some((_, url)) => url.clone(),
+        None => std::env::var("VANE_BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+    };
     let prefix = format!("vane_herd_{:08x}:", rand::random::<u32>());
     let mut servers = Vec::new();
     for _ in 0..nodes {
@@ -111,6 +123,12 @@ async fn run(n: usize, nodes: usize) -> anyhow::Result<()> {
         anyhow::ensure!(line.trim().ends_with(" 0"), "some clients failed to start: {line}");
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
+    if let Some((redis, _)) = private_redis.take() {
+        drop(redis);
+        // Time for the nodes to see it gone.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        println!("redis stopped before the publish");
+    }
 
     let started = Instant::now();
     admin(&http, servers[0].1, "/release", json!({"code_id": versions[1]})).await?;
@@ -156,6 +174,17 @@ fn report(n: usize, nodes: usize, publish_took: Duration, retries: u64, mut dela
         show(pick(0.99)),
         show(pick(1.0))
     );
+}
+
+/// A `redis-server` of this run's own on a free port, and its URL.
+fn private_redis() -> anyhow::Result<(Process, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(300));
+    Ok((Process(child), format!("redis://127.0.0.1:{port}")))
 }
 
 /// Creates the config with two versions of the 58-line benchmark script and
