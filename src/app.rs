@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::actors::change_bus::ChangeBusHandle;
 use crate::actors::config_cache::ConfigCacheHandle;
-use crate::actors::config_cache::Sources;
+use crate::actors::config_cache::{FreshSettings, Sources};
 use crate::actors::evaluator::{EvaluatorPoolHandle, PoolSettings};
 use crate::actors::push::{self, PushHandle};
 use crate::actors::releases::ReleasesHandle;
@@ -78,12 +78,16 @@ pub async fn start_with_store(
         redis: redis.clone(),
         published: Arc::default(),
     });
+    let fresh = FreshSettings {
+        wait: settings.store.wait(),
+        read_gap: settings.store.revision_read_gap(),
+    };
     let args = SupervisorArgs {
         sources: sources.clone(),
         pool: pool_settings.clone(),
         bus: redis.clone().map(|r| (settings.redis.clone(), r)),
         poll: settings.store.poll(),
-        store_wait: settings.store.wait(),
+        fresh,
         call_timeout: settings.call_timeout(),
     };
     let (supervisor, supervisor_done) = Actor::spawn(None, Supervisor, args).await.context("starting actors")?;
@@ -93,7 +97,7 @@ pub async fn start_with_store(
         .context("asking supervisor")?
         .success_or(anyhow::anyhow!("supervisor did not answer"))?;
     let timeout = settings.call_timeout();
-    let cache = ConfigCacheHandle::new(slots.config_cache, &sources, timeout, settings.store.wait());
+    let cache = ConfigCacheHandle::new(slots.config_cache, &sources, timeout, fresh);
     let pool = EvaluatorPoolHandle::new(slots.evaluator_pool, pool_settings);
     let releases = ReleasesHandle::new(
         store.clone(),

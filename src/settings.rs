@@ -73,6 +73,9 @@ pub struct Store {
     /// How often the store's revisions are read while no change bus carries
     /// changes (no Redis, or Redis unreachable).
     pub poll_ms: u64,
+    /// The least time between the starts of two revision reads for
+    /// `cached: false` fetches (which share them); 0 = back to back.
+    pub revision_read_gap_ms: u64,
 }
 
 impl Default for Store {
@@ -82,6 +85,7 @@ impl Default for Store {
             max_connections: 8,
             wait_ms: 500,
             poll_ms: 1000,
+            revision_read_gap_ms: 1,
         }
     }
 }
@@ -89,6 +93,10 @@ impl Default for Store {
 impl Store {
     pub fn wait(&self) -> Duration {
         Duration::from_millis(self.wait_ms)
+    }
+
+    pub fn revision_read_gap(&self) -> Duration {
+        Duration::from_millis(self.revision_read_gap_ms)
     }
 
     pub fn poll(&self) -> Duration {
@@ -270,6 +278,9 @@ impl Settings {
         }
         if !(10..=3_600_000).contains(&self.store.poll_ms) {
             return invalid("store.poll_ms", "must be between 10 and 3600000");
+        }
+        if self.store.revision_read_gap_ms > 1000 {
+            return invalid("store.revision_read_gap_ms", "must be at most 1000");
         }
         if !(1..=60_000).contains(&self.sandbox.deadline_ms) {
             return invalid("sandbox.deadline_ms", "must be between 1 and 60000");

@@ -401,6 +401,15 @@ async fn version(sources: &Sources, code_id: &str, from_store: bool) -> Result<O
     Ok(version.map(Arc::new))
 }
 
+/// How fetches wait on the store (`[store]` settings).
+#[derive(Debug, Clone, Copy)]
+pub struct FreshSettings {
+    /// The longest a fetch waits on the store (`store.wait_ms`).
+    pub wait: Duration,
+    /// The least time between the starts of two revision reads.
+    pub read_gap: Duration,
+}
+
 /// What callers hold to reach the ConfigCache.
 #[derive(Clone)]
 pub struct ConfigCacheHandle {
@@ -413,13 +422,13 @@ pub struct ConfigCacheHandle {
 }
 
 impl ConfigCacheHandle {
-    pub fn new(slot: Slot<ConfigCacheMsg>, sources: &Sources, timeout: Duration, wait: Duration) -> Self {
+    pub fn new(slot: Slot<ConfigCacheMsg>, sources: &Sources, timeout: Duration, fresh: FreshSettings) -> Self {
         Self {
             slot,
             published: sources.published.clone(),
-            reads: Arc::new(RevisionReads::new(sources.store.clone(), wait)),
+            reads: Arc::new(RevisionReads::new(sources.store.clone(), fresh.wait, fresh.read_gap)),
             timeout,
-            wait,
+            wait: fresh.wait,
         }
     }
 

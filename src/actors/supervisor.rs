@@ -14,7 +14,7 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, Super
 
 use super::Slot;
 use super::change_bus::{BusArgs, BusMsg, ChangeBus};
-use super::config_cache::{ConfigCache, ConfigCacheHandle, ConfigCacheMsg, Sources};
+use super::config_cache::{ConfigCache, ConfigCacheHandle, ConfigCacheMsg, FreshSettings, Sources};
 use super::evaluator::{self, LiveSettings, PoolMsg};
 use super::push::{RegistryMsg, SubscriptionRegistry};
 use crate::cache::RedisCache;
@@ -60,8 +60,8 @@ pub struct SupervisorArgs {
     pub bus: Option<(Redis, RedisCache)>,
     /// How often the ChangeBus polls the store while no bus carries changes.
     pub poll: Duration,
-    /// The longest a fetch waits on the store.
-    pub store_wait: Duration,
+    /// How fetches wait on the store.
+    pub fresh: FreshSettings,
     pub call_timeout: Duration,
 }
 
@@ -222,7 +222,7 @@ async fn spawn_bus(
         redis: args.bus.clone(),
         poll: args.poll,
         store: args.sources.store.clone(),
-        cache: ConfigCacheHandle::new(cache.clone(), &args.sources, args.call_timeout, args.store_wait),
+        cache: ConfigCacheHandle::new(cache.clone(), &args.sources, args.call_timeout, args.fresh),
         registry: registry.clone(),
     };
     let (bus, _) = Actor::spawn_linked(None, ChangeBus, bus_args, supervisor).await?;
@@ -272,7 +272,10 @@ mod tests {
                 pool: PoolSettings::live(&sandbox, Arc::default()),
                 bus: None,
                 poll: Duration::from_secs(1),
-                store_wait: Duration::from_millis(500),
+                fresh: FreshSettings {
+                    wait: Duration::from_millis(500),
+                    read_gap: Duration::from_millis(1),
+                },
                 call_timeout: Duration::from_secs(1),
             },
         )

@@ -133,8 +133,9 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
     async fn create_config(&self, new: NewConfig, actor: &str) -> Result<Config, StoreError>;
     async fn get_config(&self, id: &str) -> Result<Option<Config>, StoreError>;
-    /// A config's revision alone: what a `cached: false` fetch asks.
-    async fn config_revision(&self, id: &str) -> Result<Option<i64>, StoreError>;
+    /// The revisions of the configs named that exist: what `cached: false`
+    /// fetches ask, in one read for all the configs they wait on.
+    async fn config_revisions(&self, ids: &[String]) -> Result<Vec<(String, i64)>, StoreError>;
     /// Every config's revision, for nodes that poll for changes.
     async fn revisions(&self) -> Result<Vec<Revision>, StoreError>;
     async fn list_configs(&self) -> Result<Vec<Config>, StoreError>;

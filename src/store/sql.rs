@@ -26,6 +26,9 @@ macro_rules! version_columns {
     };
 }
 
+/// Ids in one revision query; more take several.
+const MAX_IDS_PER_QUERY: usize = 128;
+
 pub struct SqlStore {
     pool: AnyPool,
 }
@@ -84,12 +87,23 @@ impl Store for SqlStore {
         row.as_ref().map(config_from_row).transpose()
     }
 
-    async fn config_revision(&self, id: &str) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query("SELECT revision FROM configs WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|row| row.try_get::<i64, _>(0)).transpose()?)
+    async fn config_revisions(&self, ids: &[String]) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(MAX_IDS_PER_QUERY) {
+            // Padded to a power of two by repeating an id, so a connection
+            // prepares at most a few shapes of this statement.
+            let slots = chunk.len().next_power_of_two();
+            let placeholders: Vec<String> = (1..=slots).map(|i| format!("${i}")).collect();
+            let sql = format!("SELECT id, revision FROM configs WHERE id IN ({})", placeholders.join(", "));
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for i in 0..slots {
+                query = query.bind(&chunk[i.min(chunk.len() - 1)]);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                found.push((row.try_get(0)?, row.try_get(1)?));
+            }
+        }
+        Ok(found)
     }
 
     async fn revisions(&self) -> Result<Vec<Revision>, StoreError> {

@@ -24,6 +24,9 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<SqlStore, StoreE
     let pool = AnyPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(super::ACQUIRE_TIMEOUT)
+        // A file in this process cannot go away under a connection; the ping
+        // sqlx sends by default would double the cost of every small read.
+        .test_before_acquire(false)
         .after_connect(|conn, _| {
             Box::pin(async move {
                 conn.execute("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL")

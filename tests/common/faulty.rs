@@ -98,12 +98,12 @@ impl Store for FaultyStore {
         self.gate().await?;
         self.inner.get_config(id).await
     }
-    async fn config_revision(&self, id: &str) -> Result<Option<i64>, StoreError> {
+    async fn config_revisions(&self, ids: &[String]) -> Result<Vec<(String, i64)>, StoreError> {
         self.revision_reads.fetch_add(1, Ordering::SeqCst);
         let delay = self.revision_delay_ms.load(Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(delay)).await;
         self.gate().await?;
-        self.inner.config_revision(id).await
+        self.inner.config_revisions(ids).await
     }
     async fn revisions(&self) -> Result<Vec<Revision>, StoreError> {
         self.gate().await?;

@@ -1,11 +1,14 @@
-//! The store's revision of a config, read for `cached: false` fetches and
-//! coalesced per config: every request that arrives before a read starts
-//! shares that read, so one config has at most one read in flight and one
-//! batch of requests gathering for the next. Under any load that is at most
-//! one read per config per store round trip, however many clients ask.
+//! The store's revisions of configs, read for `cached: false` fetches and
+//! coalesced: every request that arrives before a read starts shares that
+//! read, and one read serves every config that requests wait on. So at most
+//! one read is in flight, with one batch of requests gathering for the next,
+//! and reads start at most once per `store.revision_read_gap_ms`: however
+//! many clients ask, about many configs, freshness costs the store at most
+//! that many reads a second, and a fresh request at most one gap and one
+//! read of latency.
 //!
-//! Not an actor: a mutex held for a map lookup, and one task per config that
-//! loops while requests keep arriving and ends when none wait.
+//! Not an actor: a mutex held to push a waiter, and one task that loops while
+//! requests keep arriving and ends when none wait.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use crate::store::{Store, StoreError};
 
@@ -23,24 +27,33 @@ pub struct ReadFailed;
 /// The revision, or `None` when the store has no such config.
 pub type Outcome = Result<Option<i64>, ReadFailed>;
 
-type Waiters = Vec<oneshot::Sender<Outcome>>;
+type Waiters = HashMap<String, Vec<oneshot::Sender<Outcome>>>;
+
+#[derive(Default)]
+struct Next {
+    waiters: Waiters,
+    /// Whether the read loop runs; it takes `waiters` as its next batch.
+    reading: bool,
+}
 
 pub struct RevisionReads {
     store: Arc<dyn Store>,
     /// A read slower than this fails its batch, so a hung store never holds
     /// the next batch behind it for longer.
     limit: Duration,
-    /// Present while a config's read loop runs: the requests for its next read.
-    next: Mutex<HashMap<String, Waiters>>,
+    /// The least time from the start of one read to the start of the next.
+    gap: Duration,
+    next: Mutex<Next>,
     reads: AtomicU64,
     failing: AtomicBool,
 }
 
 impl RevisionReads {
-    pub fn new(store: Arc<dyn Store>, limit: Duration) -> Self {
+    pub fn new(store: Arc<dyn Store>, limit: Duration, gap: Duration) -> Self {
         Self {
             store,
             limit,
+            gap,
             next: Mutex::default(),
             reads: AtomicU64::new(0),
             failing: AtomicBool::new(false),
@@ -53,19 +66,16 @@ impl RevisionReads {
         let (sender, outcome) = oneshot::channel();
         let start = {
             let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
-            match next.get_mut(config_id) {
-                Some(waiters) => {
-                    waiters.push(sender);
-                    false
-                }
+            match next.waiters.get_mut(config_id) {
+                Some(waiters) => waiters.push(sender),
                 None => {
-                    next.insert(config_id.to_owned(), vec![sender]);
-                    true
+                    next.waiters.insert(config_id.to_owned(), vec![sender]);
                 }
             }
+            !std::mem::replace(&mut next.reading, true)
         };
         if start {
-            tokio::spawn(self.clone().read_while_asked(config_id.to_owned()));
+            tokio::spawn(self.clone().read_while_asked());
         }
         outcome.await.unwrap_or(Err(ReadFailed))
     }
@@ -75,44 +85,48 @@ impl RevisionReads {
         self.reads.load(Ordering::Relaxed)
     }
 
-    async fn read_while_asked(self: Arc<Self>, config_id: String) {
+    async fn read_while_asked(self: Arc<Self>) {
         loop {
             let batch = {
                 let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
-                let Some(waiters) = next.get_mut(&config_id) else {
-                    return;
-                };
-                if waiters.is_empty() {
-                    next.remove(&config_id);
+                if next.waiters.is_empty() {
+                    next.reading = false;
                     return;
                 }
-                std::mem::take(waiters)
+                std::mem::take(&mut next.waiters)
             };
-            let outcome = self.read_once(&config_id).await;
-            for waiter in batch {
-                let _ = waiter.send(outcome);
+            let started = Instant::now();
+            let ids: Vec<String> = batch.keys().cloned().collect();
+            let found = self.read_once(&ids).await;
+            for (config_id, waiters) in batch {
+                let outcome = found.as_ref().map(|f| f.get(&config_id).copied()).map_err(|_| ReadFailed);
+                for waiter in waiters {
+                    let _ = waiter.send(outcome);
+                }
             }
+            // Requests arriving meanwhile gather for the next read.
+            tokio::time::sleep_until(started + self.gap).await;
         }
     }
 
-    async fn read_once(&self, config_id: &str) -> Outcome {
+    async fn read_once(&self, ids: &[String]) -> Result<HashMap<String, i64>, ReadFailed> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         crate::metrics::revision_read();
-        let result = match tokio::time::timeout(self.limit, self.store.config_revision(config_id)).await {
+        let result = match tokio::time::timeout(self.limit, self.store.config_revisions(ids)).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::Unavailable(format!("no answer within {:?}", self.limit))),
         };
         match result {
-            Ok(revision) => {
+            Ok(found) => {
                 if self.failing.swap(false, Ordering::Relaxed) {
                     tracing::info!("revision reads answer again");
                 }
-                Ok(revision)
+                Ok(found.into_iter().collect())
             }
             Err(error) => {
                 // Once per outage, not once per read.
                 if !self.failing.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(config_id, %error, "revision read failed; fresh fetches get the last known state");
+                    tracing::warn!(%error, "revision read failed; fresh fetches get the last known state");
                 }
                 Err(ReadFailed)
             }
@@ -125,23 +139,34 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn requests_arriving_during_a_read_share_the_next_one() {
+    async fn requests_arriving_during_a_read_share_the_next_one_whatever_their_config() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("r.db").display());
         let store = crate::store::connect(&url, 1).await.unwrap();
-        let reads = Arc::new(RevisionReads::new(store, Duration::from_secs(5)));
-        let asks: Vec<_> = (0..50)
-            .map(|_| {
+        let new = crate::store::NewConfig {
+            id: "present".into(),
+            description: String::new(),
+            secret: "s".repeat(16),
+        };
+        store.create_config(new, "test").await.unwrap();
+        let gap = Duration::from_millis(1);
+        let reads = Arc::new(RevisionReads::new(store, Duration::from_secs(5), gap));
+        let asks: Vec<_> = (0..60)
+            .map(|i| {
                 let reads = reads.clone();
-                tokio::spawn(async move { reads.read("absent").await })
+                let id = ["present", "absent", "other"][i % 3];
+                tokio::spawn(async move { (id, reads.read(id).await) })
             })
             .collect();
         for ask in asks {
-            assert_eq!(ask.await.unwrap(), Ok(None));
+            let (id, outcome) = ask.await.unwrap();
+            assert_eq!(outcome, Ok((id == "present").then_some(1)), "{id}");
         }
-        assert!(reads.reads() <= 2, "{} reads for 50 requests", reads.reads());
+        assert!(reads.reads() <= 2, "{} reads for 60 requests", reads.reads());
         // The loop ended; the next request reads again.
         assert_eq!(reads.read("absent").await, Ok(None));
-        assert!(reads.next.lock().unwrap().is_empty());
+        tokio::time::sleep(gap * 2).await;
+        let next = reads.next.lock().unwrap();
+        assert!(next.waiters.is_empty() && !next.reading);
     }
 }
