@@ -85,7 +85,7 @@ impl Default for Store {
             max_connections: 8,
             wait_ms: 500,
             poll_ms: 1000,
-            revision_read_gap_ms: 1,
+            revision_read_gap_ms: 0,
         }
     }
 }

@@ -10,7 +10,7 @@ use vane::domain::Meta;
 use vane::domain::model::EventKind;
 use vane::store::{self, Change, NewConfig, NewReport, NewTestCase, NewVersion, Store, StoreError};
 
-backend_tests!(store_contract, history_health_and_tests);
+backend_tests!(store_contract, history_health_and_tests, revisions_follow_every_change);
 
 fn new_version(config_id: &str, source: &str) -> NewVersion {
     NewVersion {
@@ -323,6 +323,46 @@ async fn history_health_and_tests(backend: Backend) {
 
     if let Some(pg) = pg {
         drop(store);
+        pg.drop_database().await;
+    }
+}
+
+/// What fresh fetches and polls read: every config's revision, as of the
+/// last commit, whichever connection made it.
+async fn revisions_follow_every_change(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((url, pg)) = common::store_url(backend, dir.path()).await else {
+        return;
+    };
+    let store = store::connect(&url, 4).await.expect("connects and migrates");
+    let ids: Vec<String> = (0..300).map(|i| format!("c{i}")).collect();
+    for id in ids.iter().take(200) {
+        let new = NewConfig {
+            id: id.clone(),
+            description: String::new(),
+            secret: "s".repeat(16),
+        };
+        store.create_config(new, "tester").await.unwrap();
+    }
+    // More ids than one query takes, a third of them unknown.
+    let mut found = store.config_revisions(&ids).await.unwrap();
+    found.sort();
+    assert_eq!(found.len(), 200);
+    assert!(found.iter().all(|(_, revision)| *revision == 1));
+    let v1 = store.create_version(new_version("c7", "return 1")).await.unwrap();
+    let change = Change::Release {
+        code_id: v1.code_id,
+        forced: false,
+    };
+    let config = store.apply("c7", change, "tester").await.unwrap();
+    let read = store.config_revisions(&["c7".to_owned(), "nope".to_owned()]).await.unwrap();
+    assert_eq!(read, vec![("c7".to_owned(), config.revision)]);
+    assert!(config.revision > 1);
+    let all = store.revisions().await.unwrap();
+    assert_eq!(all.len(), 200);
+    assert!(all.iter().any(|r| r.config_id == "c7" && r.revision == config.revision));
+    assert_eq!(store.config_revisions(&[]).await.unwrap(), vec![]);
+    if let Some(pg) = pg {
         pg.drop_database().await;
     }
 }

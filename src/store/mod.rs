@@ -3,6 +3,7 @@
 //! differ only in how they connect and migrate.
 
 mod cases;
+mod direct;
 mod health;
 mod postgres;
 mod sql;

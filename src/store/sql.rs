@@ -7,6 +7,7 @@ use sqlx::AnyPool;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use super::direct::DirectReads;
 use super::{
     Change, NewConfig, NewReport, NewTestCase, NewVersion, ReportOutcome, Revision, Store, StoreError, cases, health,
 };
@@ -31,11 +32,17 @@ const MAX_IDS_PER_QUERY: usize = 128;
 
 pub struct SqlStore {
     pool: AnyPool,
+    /// SQLite's revision reads without a thread hop (see `direct.rs`).
+    direct: Option<DirectReads>,
 }
 
 impl SqlStore {
     pub fn new(pool: AnyPool) -> Self {
-        Self { pool }
+        Self { pool, direct: None }
+    }
+
+    pub fn with_direct_reads(self, direct: Option<DirectReads>) -> Self {
+        Self { direct, ..self }
     }
 }
 
@@ -88,6 +95,9 @@ impl Store for SqlStore {
     }
 
     async fn config_revisions(&self, ids: &[String]) -> Result<Vec<(String, i64)>, StoreError> {
+        if let Some(direct) = &self.direct {
+            return direct.revisions(ids);
+        }
         let mut found = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(MAX_IDS_PER_QUERY) {
             // Padded to a power of two by repeating an id, so a connection

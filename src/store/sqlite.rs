@@ -4,6 +4,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{Connection, Executor};
 
 use super::StoreError;
+use super::direct::DirectReads;
 use super::sql::SqlStore;
 
 pub async fn connect(url: &str, max_connections: u32) -> Result<SqlStore, StoreError> {
@@ -36,5 +37,15 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<SqlStore, StoreE
         })
         .connect(&url)
         .await?;
-    Ok(SqlStore::new(pool))
+    let direct = DirectReads::open(file_path(&url))?;
+    Ok(SqlStore::new(pool).with_direct_reads(direct))
+}
+
+/// The file of a `sqlite:` URL.
+fn file_path(url: &str) -> &str {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    rest.split('?').next().unwrap_or(rest)
 }

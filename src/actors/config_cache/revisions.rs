@@ -1,11 +1,11 @@
 //! The store's revisions of configs, read for `cached: false` fetches and
 //! coalesced: every request that arrives before a read starts shares that
 //! read, and one read serves every config that requests wait on. So at most
-//! one read is in flight, with one batch of requests gathering for the next,
-//! and reads start at most once per `store.revision_read_gap_ms`: however
-//! many clients ask, about many configs, freshness costs the store at most
-//! that many reads a second, and a fresh request at most one gap and one
-//! read of latency.
+//! one read is in flight, with one batch of requests gathering for the next:
+//! however many clients ask, about however many configs, freshness costs the
+//! store one small read per read's round trip at most, and a fresh request
+//! at most two reads of latency. `store.revision_read_gap_ms` spaces reads
+//! further apart, for a store whose reads are dear.
 //!
 //! Not an actor: a mutex held to push a waiter, and one task that loops while
 //! requests keep arriving and ends when none wait.
@@ -105,7 +105,10 @@ impl RevisionReads {
                 }
             }
             // Requests arriving meanwhile gather for the next read.
-            tokio::time::sleep_until(started + self.gap).await;
+            match self.gap.is_zero() {
+                true => tokio::task::yield_now().await,
+                false => tokio::time::sleep_until(started + self.gap).await,
+            }
         }
     }
 
