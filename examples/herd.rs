@@ -322,8 +322,10 @@ impl App {
             "cached": false,
         });
         let url = format!("http://{}/config/{CONFIG}", self.addr);
-        let response = self.http.post(url).json(&body).send().await?.error_for_status()?;
+        let response = self.http.post(url).json(&body).send().await?;
+        let status = response.status();
         let reply: Value = response.json().await?;
+        anyhow::ensure!(status.is_success(), "{status}: {reply}");
         Ok(reply["data"]["code_id"].as_str().unwrap_or_default().to_owned())
     }
 }

@@ -13,6 +13,7 @@ pub const LIVE: &[&str] = &[
     "sandbox.deadline_ms",
     "sandbox.memory_mb",
     "sandbox.queue_bound",
+    "sandbox.queue_wait_ms",
     "sandbox.kill_grace_ms",
     "sandbox.paused_jobs",
     "sandbox.recycle_after_runs",

@@ -300,6 +300,9 @@ impl Settings {
         if self.sandbox.queue_bound == 0 {
             return invalid("sandbox.queue_bound", "must be at least 1");
         }
+        if !(1..=60_000).contains(&self.sandbox.queue_wait_ms) {
+            return invalid("sandbox.queue_wait_ms", "must be between 1 and 60000");
+        }
         if self.sandbox.recycle_rss_mb > self.sandbox.memory_mb {
             return invalid("sandbox.recycle_rss_mb", "must not exceed sandbox.memory_mb");
         }

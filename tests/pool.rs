@@ -25,6 +25,7 @@ async fn app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let app = TestApp::spawn_with(Backend::Sqlite, |s| {
         s.sandbox.workers = 1;
         s.sandbox.deadline_ms = 3000;
+        s.sandbox.queue_wait_ms = 3000;
         // One job per worker, so jobs wait in the pool's queue; the tests of
         // pipelining raise it.
         s.sandbox.pipeline_depth = 1;
@@ -111,8 +112,12 @@ async fn a_full_queue_sheds_at_once_with_retry_after() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_job_that_waited_past_its_deadline_is_dropped() {
-    let app = app_with(|s| s.sandbox.deadline_ms = 400).await;
+async fn a_job_that_waited_past_its_queue_wait_is_dropped() {
+    let app = app_with(|s| {
+        s.sandbox.deadline_ms = 400;
+        s.sandbox.queue_wait_ms = 400;
+    })
+    .await;
     let before = app.state().pool.stats();
     // Runs until killed at the deadline plus grace; the job queued behind it
     // waits longer than its deadline.
@@ -144,7 +149,7 @@ async fn paused_pool_holds_jobs_until_resumed() {
     pool.resume();
     assert_eq!(held.await.unwrap().0, StatusCode::OK);
 
-    // Held past the deadline, a job gives up.
+    // Held past the queue wait, a job gives up.
     pool.pause();
     let (status, _, _) = busy(&app, 1).await.unwrap();
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
@@ -354,7 +359,11 @@ async fn jobs_behind_one_that_crashes_its_worker_run_on_the_next() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn jobs_behind_one_that_overruns_are_not_run_past_their_deadline() {
-    let app = app_with(pipelined(|s| s.sandbox.deadline_ms = 400)).await;
+    let app = app_with(pipelined(|s| {
+        s.sandbox.deadline_ms = 400;
+        s.sandbox.queue_wait_ms = 400;
+    }))
+    .await;
     warm_up(&app).await;
     let before = app.state().pool.stats();
     // Killed at the deadline plus grace; the jobs behind it have then waited

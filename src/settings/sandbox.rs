@@ -14,6 +14,10 @@ pub struct Sandbox {
     pub workers: usize,
     /// Jobs waiting for a free worker beyond this are shed with 503.
     pub queue_bound: usize,
+    /// How long a job may wait for a worker before it is answered 503. Apart
+    /// from the deadline, so a publish wave (every client fetching at once)
+    /// queues for a moment instead of being shed and retried.
+    pub queue_wait_ms: u64,
     /// Extra time past the deadline before a worker process is killed.
     pub kill_grace_ms: u64,
     /// Compiled versions kept per worker.
@@ -23,7 +27,7 @@ pub struct Sandbox {
     /// Where scripts run: worker processes (hard memory cap, killable) or
     /// threads in the server (faster, for trusted scripts only).
     pub isolation: Isolation,
-    /// While the pool is paused, new jobs wait (until their deadline) or are
+    /// While the pool is paused, new jobs wait (up to `queue_wait_ms`) or are
     /// shed at once.
     pub paused_jobs: PausedJobs,
     /// A worker is replaced after this many evaluations; 0 = never.
@@ -65,7 +69,8 @@ impl Default for Sandbox {
             deadline_ms: 50,
             memory_mb: 512,
             workers: 0,
-            queue_bound: 1024,
+            queue_bound: 16_384,
+            queue_wait_ms: 1000,
             kill_grace_ms: 100,
             code_cache_entries: 256,
             worker_exe: String::new(),
@@ -83,6 +88,10 @@ impl Default for Sandbox {
 impl Sandbox {
     pub fn deadline(&self) -> Duration {
         Duration::from_millis(self.deadline_ms)
+    }
+
+    pub fn queue_wait(&self) -> Duration {
+        Duration::from_millis(self.queue_wait_ms)
     }
 
     pub fn kill_grace(&self) -> Duration {

@@ -108,6 +108,8 @@ pub struct PoolSettings {
     pub process: ProcessSettings,
     pub limits: Limits,
     pub kill_grace: Duration,
+    /// How long a job may wait in the queue before it is answered 503.
+    pub queue_wait: Duration,
     /// Compile checks of uploads may take longer than a request's deadline.
     pub check_limit: Duration,
     pub recycle_after_runs: u64,
@@ -147,6 +149,7 @@ impl PoolSettings {
                 ..Limits::default()
             },
             kill_grace: sandbox.kill_grace(),
+            queue_wait: sandbox.queue_wait(),
             check_limit: (sandbox.deadline() * 10).max(Duration::from_secs(2)),
             recycle_after_runs: sandbox.recycle_after_runs,
             recycle_rss_bytes: sandbox.recycle_rss_bytes(),
@@ -166,7 +169,7 @@ impl PoolSettings {
 
     /// Longest a caller waits: queue wait + run + kill grace + respawn margin.
     fn wait_limit(&self) -> Duration {
-        self.deadline() * 2 + self.kill_grace + Duration::from_secs(2)
+        self.queue_wait + self.deadline() + self.kill_grace + Duration::from_secs(2)
     }
 }
 
@@ -345,7 +348,7 @@ impl EvaluatorPoolHandle {
                 with_source: false,
                 retried: false,
             },
-            options: JobOptions::new(Some(self.current().deadline())),
+            options: JobOptions::new(Some(self.current().queue_wait)),
             accepted: None,
         };
         self.stats.add(Count::Submitted);
@@ -360,7 +363,7 @@ impl EvaluatorPoolHandle {
     }
 
     /// Lets a job through an open gate; while paused it waits up to the
-    /// deadline or is shed, per `sandbox.paused_jobs`.
+    /// queue wait or is shed, per `sandbox.paused_jobs`.
     async fn pass_gate(&self) -> Result<(), EvalError> {
         let gate = *self.gate.borrow();
         match gate {
@@ -372,8 +375,8 @@ impl EvaluatorPoolHandle {
             }
             Gate::Paused => {
                 let mut gate = self.gate.subscribe();
-                let deadline = self.current().deadline();
-                match tokio::time::timeout(deadline, gate.wait_for(|g| *g != Gate::Paused)).await {
+                let wait = self.current().queue_wait;
+                match tokio::time::timeout(wait, gate.wait_for(|g| *g != Gate::Paused)).await {
                     Ok(Ok(g)) if *g == Gate::Open => Ok(()),
                     Ok(_) => Err(EvalError::Unavailable("shutting down".into())),
                     Err(_) => {
