@@ -19,8 +19,10 @@
 //! a free port), stopped before the publish, so the change reaches the second
 //! node only through its poll of the store. Each
 //! node's clients run in a process of their own (this program, run as
-//! `client`). Every client fetches once before the publish, as an app does
-//! at start, so the wave runs over open keep-alive connections.
+//! `client`, one per 8,000 clients). Every client fetches once at start, as
+//! an app does, then subscribes; a process's clients share one HTTP client
+//! whose keep-alive connections stay open (an app's own connection each would
+//! take the server past this machine's 20,000 open files per process).
 
 use std::io::BufReader;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -46,6 +48,8 @@ const WAVE_LIMIT: Duration = Duration::from_secs(30);
 const OPENING: usize = 128;
 /// Sockets per loopback source address (push and fetch each have their own).
 const PER_SOURCE: usize = 20_000;
+/// Sockets one client process holds at most.
+const PER_PROCESS: usize = 16_000;
 const CONFIG: &str = "herd";
 
 fn main() -> anyhow::Result<()> {
@@ -74,9 +78,10 @@ fn main() -> anyhow::Result<()> {
 async fn run(n: usize, nodes: usize, redis_down: bool) -> anyhow::Result<()> {
     let per_node = n.div_ceil(nodes);
     let files = open_files_limit();
+    anyhow::ensure!(n <= 100_000, "at most 100000 clients");
     anyhow::ensure!(
-        (2 * per_node as u64) + 200 < files,
-        "{per_node} clients per node need two sockets each, more than the open-files limit of {files}"
+        (PER_PROCESS as u64) + 200 < files && nodes <= 8,
+        "client processes need an open-files limit above {PER_PROCESS} (this one is {files}), and at most 8 nodes"
     );
     let dir = tempfile::tempdir()?;
     let database = if nodes > 1 {
@@ -100,7 +105,9 @@ async fn run(n: usize, nodes: usize, redis_down: bool) -> anyhow::Result<()> {
     let mut servers = Vec::new();
     for _ in 0..nodes {
         let redis = (nodes > 1).then_some((&redis, &prefix));
-        servers.push(start_server(dir.path(), &store, redis, &[])?);
+        let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("MIMALLOC_") || k.starts_with("VANE_")).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        servers.push(start_server(dir.path(), &store, redis, &env)?);
     }
     let http = reqwest::Client::new();
     for (_, addr) in &servers {
@@ -111,12 +118,18 @@ async fn run(n: usize, nodes: usize, redis_down: bool) -> anyhow::Result<()> {
     let mut clients = Vec::new();
     for (i, (_, addr)) in servers.iter().enumerate() {
         let count = per_node.min(n - i * per_node);
-        let mut child = Command::new(std::env::current_exe()?)
-            .args(["client", &addr.to_string(), &count.to_string(), &secret, &i.to_string(), &versions[1]])
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-        clients.push((Process(child), BufReader::new(stdout)));
+        // Two sockets a client; a process may hold only so many.
+        let processes = (2 * count).div_ceil(PER_PROCESS);
+        for j in 0..processes {
+            let share = count / processes + usize::from(j < count % processes);
+            let index = (i * 8 + j).to_string();
+            let mut child = Command::new(std::env::current_exe()?)
+                .args(["client", &addr.to_string(), &share.to_string(), &secret, &index, &versions[1]])
+                .stdout(Stdio::piped())
+                .spawn()?;
+            let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+            clients.push((Process(child), BufReader::new(stdout)));
+        }
     }
     for (_, out) in &mut clients {
         let line = expect_line(out, "ready")?;
@@ -130,6 +143,10 @@ async fn run(n: usize, nodes: usize, redis_down: bool) -> anyhow::Result<()> {
         println!("redis stopped before the publish");
     }
 
+    let client_cpu = |clients: &[(Process, BufReader<std::process::ChildStdout>)]| {
+        clients.iter().map(|(p, _)| cpu_seconds(p.0.id())).sum::<f64>()
+    };
+    let (busy_before, clients_before) = (machine_busy_seconds(), client_cpu(&clients));
     let started = Instant::now();
     admin(&http, servers[0].1, "/release", json!({"code_id": versions[1]})).await?;
     let published = unix_nanos();
@@ -145,7 +162,15 @@ async fn run(n: usize, nodes: usize, redis_down: bool) -> anyhow::Result<()> {
             delays.push(Duration::from_nanos(at.saturating_sub(published) as u64));
         }
     }
+    let wave = started.elapsed();
+    let busy = machine_busy_seconds() - busy_before;
+    let clients_cpu = client_cpu(&clients) - clients_before;
     report(n, nodes, publish_took, retries, delays);
+    println!(
+        "  the wave took {wave:.2?}: machine busy {busy:.2} s of CPU, of which the client processes {clients_cpu:.2} s; \
+         the servers {:.0} µs per client",
+        (busy - clients_cpu) / n as f64 * 1e6
+    );
     drop(clients);
     drop(servers);
     if let Some(db) = database {
@@ -225,6 +250,9 @@ async fn client(args: &[String]) -> anyhow::Result<()> {
     let gate = Arc::new(Semaphore::new(OPENING));
     let (ready_tx, mut ready) = tokio::sync::mpsc::unbounded_channel();
     let (held_tx, mut held) = tokio::sync::mpsc::unbounded_channel();
+    // One HTTP client for the process's apps, its connections kept open:
+    // 10,000 apps each with a connection of its own and a socket would need
+    // 20,000 open files in the server, this machine's hard limit.
     let fetch_source = Ipv4Addr::new(127, 101 + index as u8, 1, 1);
     let http = reqwest::Client::builder()
         .local_address(std::net::IpAddr::V4(fetch_source))
@@ -328,4 +356,33 @@ impl App {
         anyhow::ensure!(status.is_success(), "{status}: {reply}");
         Ok(reply["data"]["code_id"].as_str().unwrap_or_default().to_owned())
     }
+}
+
+/// CPU seconds a process has used (utime + stime).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
+    ticks / clock_ticks()
+}
+
+/// Busy CPU seconds of the whole machine since boot (/proc/stat).
+fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let busy: f64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|i| fields.get(*i)).sum();
+    busy / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
 }

@@ -181,6 +181,23 @@ impl App {
     }
 }
 
+/// Connections waiting to be accepted. A publish makes every subscribed
+/// client fetch at once, many on new connections; with tokio's default of
+/// 1024 the rest are dropped and their clients retry a second later. The
+/// kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 16_384;
+
+/// The server's listening socket, with room for a publish wave's connections.
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Where generated secrets live: beside the SQLite file, or in the working
 /// directory for PostgreSQL.
 fn secret_path(store_url: &str, file_name: &str) -> PathBuf {

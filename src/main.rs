@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tokio::net::TcpListener;
 use vane::settings::Settings;
 
 /// glibc's malloc took a fifth of the server's CPU under load (allocations
@@ -112,8 +111,7 @@ fn main() -> ExitCode {
 
 async fn serve(settings: Settings, path: PathBuf, required: bool) -> anyhow::Result<ExitCode> {
     use tokio::signal::unix::{SignalKind, signal};
-    let listener = TcpListener::bind(settings.server.listen)
-        .await
+    let listener = vane::app::listen(settings.server.listen)
         .map_err(|e| anyhow::anyhow!("binding server.listen {}: {e}", settings.server.listen))?;
     let mut app = vane::app::start(settings, listener).await?;
     app.set_settings_source(path, required);
