@@ -300,7 +300,10 @@ async fn client(args: &[String]) -> anyhow::Result<()> {
                             return;
                         }
                         Ok(_) => break,
-                        Err(_) => {
+                        Err(e) => {
+                            if retries == 0 && i % 500 == 0 {
+                                eprintln!("client {i}: {e}");
+                            }
                             retries += 1;
                             tokio::time::sleep(Duration::from_millis(100)).await;
                         }
