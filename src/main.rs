@@ -9,9 +9,6 @@ use vane::settings::Settings;
 
 /// glibc's malloc took a fifth of the server's CPU under load (allocations
 /// freed on another thread than made them); mimalloc keeps per-thread heaps.
-/// Built without transparent huge pages (`no_thp`): in a publish wave, every
-/// connection's buffers touch fresh memory, and zeroing 2 MiB pages for them
-/// took 60% of the server's CPU (`examples/herd.rs`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -50,13 +47,16 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Worker { code_cache_entries } => match vane::engine::worker::serve(code_cache_entries) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("vane worker: {e}");
-                ExitCode::FAILURE
+        Command::Worker { code_cache_entries } => {
+            transparent_huge_pages(true);
+            match vane::engine::worker::serve(code_cache_entries) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("vane worker: {e}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         Command::Watch { config, once } => {
             let agent = match vane::agent::AgentConfig::load(&config) {
                 Ok(agent) => agent,
@@ -113,6 +113,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(settings: Settings, path: PathBuf, required: bool) -> anyhow::Result<ExitCode> {
+    transparent_huge_pages(false);
     use tokio::signal::unix::{SignalKind, signal};
     let listener = vane::app::listen(settings.server.listen)
         .map_err(|e| anyhow::anyhow!("binding server.listen {}: {e}", settings.server.listen))?;
@@ -167,4 +168,17 @@ fn init_tracing(settings: &Settings) {
         let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
         handle.reload(filter).map_err(|e| e.to_string())
     }));
+}
+
+/// Whether this process's memory may come in transparent huge pages. The
+/// server's may not: in a publish wave every connection's buffers touch fresh
+/// memory, and zeroing 2 MiB pages for them took 60% of its CPU
+/// (`examples/herd.rs`). Its worker processes inherit the setting, and turn
+/// it back on: scripts that build large values run faster with huge pages.
+fn transparent_huge_pages(allowed: bool) {
+    // SAFETY: prctl with integer arguments only sets a flag of this process.
+    let done = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, libc::c_ulong::from(!allowed), 0, 0, 0) };
+    if done != 0 {
+        tracing::debug!(allowed, "could not set transparent huge pages");
+    }
 }
