@@ -37,8 +37,8 @@ use tokio::sync::Semaphore;
 mod support;
 
 use support::{
-    BEARER, Database, Process, expect_line, open_files_limit, raise_open_files, start_server, subscribe, unix_nanos,
-    wait_ready,
+    BEARER, Database, Process, expect_line, open_files_limit, option, raise_open_files, start_server, subscribe,
+    unix_nanos, wait_ready,
 };
 
 const LIMIT: Duration = Duration::from_secs(300);
@@ -60,12 +60,7 @@ fn main() -> anyhow::Result<()> {
         return runtime.block_on(client(&args[2..]));
     }
     let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1_000);
-    let nodes: usize = args
-        .iter()
-        .position(|a| a == "--nodes")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(1);
+    let nodes = option(&args, "--nodes").unwrap_or(1);
     let redis_down = args.iter().any(|a| a == "--redis-down");
     runtime.block_on(async {
         match tokio::time::timeout(LIMIT, run(n, nodes, redis_down)).await {
@@ -105,7 +100,9 @@ async fn run(n: usize, nodes: usize, redis_down: bool) -> anyhow::Result<()> {
     let mut servers = Vec::new();
     for _ in 0..nodes {
         let redis = (nodes > 1).then_some((&redis, &prefix));
-        let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("MIMALLOC_") || k.starts_with("VANE_")).collect();
+        let env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("MIMALLOC_") || k.starts_with("VANE_"))
+            .collect();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         servers.push(start_server(dir.path(), &store, redis, &env)?);
     }
@@ -124,7 +121,14 @@ async fn run(n: usize, nodes: usize, redis_down: bool) -> anyhow::Result<()> {
             let share = count / processes + usize::from(j < count % processes);
             let index = (i * 8 + j).to_string();
             let mut child = Command::new(std::env::current_exe()?)
-                .args(["client", &addr.to_string(), &share.to_string(), &secret, &index, &versions[1]])
+                .args([
+                    "client",
+                    &addr.to_string(),
+                    &share.to_string(),
+                    &secret,
+                    &index,
+                    &versions[1],
+                ])
                 .stdout(Stdio::piped())
                 .spawn()?;
             let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
@@ -205,7 +209,16 @@ fn report(n: usize, nodes: usize, publish_took: Duration, retries: u64, mut dela
 fn private_redis() -> anyhow::Result<(Process, String)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .stdout(Stdio::null())
         .spawn()?;
     std::thread::sleep(Duration::from_millis(300));
@@ -267,8 +280,13 @@ async fn client(args: &[String]) -> anyhow::Result<()> {
             device: format!("herd-{index}-{i}"),
             n: i,
         };
-        let (secret, gate, ready_tx, held_tx, target) =
-            (secret.clone(), gate.clone(), ready_tx.clone(), held_tx.clone(), target.clone());
+        let (secret, gate, ready_tx, held_tx, target) = (
+            secret.clone(),
+            gate.clone(),
+            ready_tx.clone(),
+            held_tx.clone(),
+            target.clone(),
+        );
         tokio::spawn(async move {
             let permit = gate.acquire_owned().await;
             let started = async {
@@ -366,7 +384,9 @@ fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name, which is in parentheses.
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
+    let ticks: f64 = fields
+        .get(11..13)
+        .map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
     ticks / clock_ticks()
 }
 

@@ -73,8 +73,13 @@ async fn run(rate: u64, outage: Duration) -> anyhow::Result<()> {
     let stop = Arc::new(tokio::sync::Notify::new());
     let mut load = Vec::new();
     for c in 0..CLIENTS {
-        let (http, phase, samples, expected, stop) =
-            (http.clone(), phase.clone(), samples.clone(), expected.clone(), stop.clone());
+        let (http, phase, samples, expected, stop) = (
+            http.clone(),
+            phase.clone(),
+            samples.clone(),
+            expected.clone(),
+            stop.clone(),
+        );
         let every = Duration::from_micros(1_000_000 * CLIENTS as u64 / rate.max(1));
         load.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -85,7 +90,7 @@ async fn run(rate: u64, outage: Duration) -> anyhow::Result<()> {
                     _ = stop.notified() => return,
                 }
                 let which = (n as usize + c) % CONFIGS.len();
-                let fresh = (n + c as u64) % 10 == 0;
+                let fresh = (n + c as u64).is_multiple_of(10);
                 let started = Instant::now();
                 let served = fetch(&http, addr, CONFIGS[which], fresh, c as u64 * 1_000_000 + n).await;
                 let took = started.elapsed();
@@ -117,7 +122,7 @@ async fn run(rate: u64, outage: Duration) -> anyhow::Result<()> {
         task.abort();
     }
 
-    let samples = samples.lock().unwrap();
+    let samples = std::mem::take(&mut *samples.lock().unwrap());
     println!("{rate} requests/s from {CLIENTS} clients, 10 % cached: false, store cut off for {outage:?}:");
     for at in [Phase::Before, Phase::During, Phase::After] {
         for fresh in [false, true] {
@@ -164,11 +169,14 @@ async fn publish(http: &reqwest::Client, addr: SocketAddr, id: &str) -> anyhow::
     let post = |url: String, body: Value| http.post(url).bearer_auth(BEARER).json(&body).send();
     post(api.clone(), json!({"id": id})).await?.error_for_status()?;
     let source = include_str!("../loadtest/scripts/config60.star");
-    let version: Value = post(format!("{api}/{id}/versions"), json!({"lang": "starlark", "source": source}))
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let version: Value = post(
+        format!("{api}/{id}/versions"),
+        json!({"lang": "starlark", "source": source}),
+    )
+    .await?
+    .error_for_status()?
+    .json()
+    .await?;
     let code_id = version["code_id"].as_str().unwrap_or_default().to_owned();
     post(format!("{api}/{id}/release"), json!({"code_id": code_id}))
         .await?
@@ -217,8 +225,10 @@ fn database_admin_url() -> String {
 async fn cut_off(admin: &str, name: &str, off: bool) -> anyhow::Result<()> {
     let mut conn = sqlx::PgConnection::connect(admin).await?;
     let allow = if off { "false" } else { "true" };
-    conn.execute(sqlx::AssertSqlSafe(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {allow}")))
-        .await?;
+    conn.execute(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {name} ALLOW_CONNECTIONS {allow}"
+    )))
+    .await?;
     if off {
         let kill = format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'");
         conn.execute(sqlx::AssertSqlSafe(kill)).await?;

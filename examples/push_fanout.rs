@@ -32,8 +32,8 @@ const PER_SOURCE: usize = 20_000;
 mod support;
 
 use support::{
-    BEARER, Database, Process, expect_line, open_files_limit, raise_open_files, rss_bytes, start_server, subscribe,
-    unix_nanos, wait_ready,
+    BEARER, Database, Process, expect_line, open_files_limit, option, raise_open_files, rss_bytes, start_server,
+    subscribe, unix_nanos, wait_ready,
 };
 
 fn main() -> anyhow::Result<()> {
@@ -44,12 +44,7 @@ fn main() -> anyhow::Result<()> {
         return runtime.block_on(client(&args[2..]));
     }
     let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
-    let nodes: usize = args
-        .iter()
-        .position(|a| a == "--nodes")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(1);
+    let nodes = option(&args, "--nodes").unwrap_or(1);
     runtime.block_on(async {
         match tokio::time::timeout(LIMIT, run(n, nodes)).await {
             Ok(result) => result,
@@ -231,8 +226,3 @@ async fn client(args: &[String]) -> anyhow::Result<()> {
     tokio::time::sleep(LIMIT).await;
     Ok(())
 }
-
-
-
-
-

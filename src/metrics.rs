@@ -3,8 +3,8 @@
 //! bus's, the Redis cache's) are copied in when `/metrics` is scraped, so the
 //! hot paths touch only their own atomics.
 
-use std::sync::{LazyLock, OnceLock};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{LazyLock, OnceLock};
 use std::time::{Duration, Instant};
 
 use metrics::{Counter, Histogram, counter, gauge, histogram};

@@ -30,7 +30,13 @@ async fn served(app: &TestApp, config_id: &str, cached: bool) -> (StatusCode, Va
 /// The `Vane-Stale` header of a native `cached: false` fetch.
 async fn stale_header(app: &TestApp, config_id: &str) -> Option<String> {
     let url = app.url(&format!("/api/v1/configs/{config_id}/evaluate"));
-    let response = app.client.post(url).json(&json!({"cached": false})).send().await.unwrap();
+    let response = app
+        .client
+        .post(url)
+        .json(&json!({"cached": false}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let stale = response.headers().get("vane-stale");
     stale.map(|v| v.to_str().unwrap().to_owned())

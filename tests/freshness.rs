@@ -28,7 +28,9 @@ fn version(n: i64) -> Value {
 
 async fn served(app: &TestApp, config_id: &str, cached: bool) -> (StatusCode, Value) {
     let request = app.fetch(config_id, json!({"cached": cached, "meta": {"device_id": "d1"}}));
-    let (status, body) = tokio::time::timeout(NO_WAIT, request).await.expect("answered without waiting");
+    let (status, body) = tokio::time::timeout(NO_WAIT, request)
+        .await
+        .expect("answered without waiting");
     (status, body["data"]["result"].clone())
 }
 
@@ -36,7 +38,10 @@ async fn served(app: &TestApp, config_id: &str, cached: bool) -> (StatusCode, Va
 async fn evaluated(app: &TestApp, config_id: &str, cached: bool) -> (StatusCode, bool, Value) {
     let url = app.url(&format!("/api/v1/configs/{config_id}/evaluate"));
     let request = app.client.post(url).json(&json!({"cached": cached})).send();
-    let response = tokio::time::timeout(NO_WAIT, request).await.expect("answered without waiting").unwrap();
+    let response = tokio::time::timeout(NO_WAIT, request)
+        .await
+        .expect("answered without waiting")
+        .unwrap();
     let stale = response.headers().get("vane-stale").is_some_and(|v| v == "1");
     let status = response.status();
     let body: Value = response.json().await.unwrap();
@@ -65,7 +70,10 @@ async fn fresh_requests_share_store_reads_and_never_recompile(backend: Backend) 
     store.delay_revision_reads(Duration::from_millis(300));
     let before = store.revision_reads();
     let fetches = join_all((0..40).map(|_| served(&app, "f", false))).await;
-    assert!(fetches.iter().all(|f| *f == (StatusCode::OK, json!("1"))), "{fetches:?}");
+    assert!(
+        fetches.iter().all(|f| *f == (StatusCode::OK, json!("1"))),
+        "{fetches:?}"
+    );
     let reads = store.revision_reads() - before;
     assert!(reads <= 2, "40 fresh requests made {reads} store reads");
     store.delay_revision_reads(Duration::ZERO);
@@ -108,7 +116,11 @@ async fn warm_fetches_are_answered_while_the_store_is_out(backend: Backend) {
 
     for mode in [Mode::Fail, Mode::Block] {
         store.set_mode(mode);
-        assert_eq!(served(&app, "warm", true).await, (StatusCode::OK, json!("1")), "{mode:?}");
+        assert_eq!(
+            served(&app, "warm", true).await,
+            (StatusCode::OK, json!("1")),
+            "{mode:?}"
+        );
         // The original route's body is as always; the native one says so.
         let (status, body) = app.fetch("warm", json!({"cached": false})).await;
         assert_eq!((status, body["message"].clone()), (StatusCode::OK, json!("success")));
@@ -120,7 +132,10 @@ async fn warm_fetches_are_answered_while_the_store_is_out(backend: Backend) {
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{mode:?}");
         assert!(response.headers().contains_key("retry-after"));
         let text = response.text().await.unwrap();
-        assert!(text.contains("not in memory") || text.contains("store unavailable"), "{text}");
+        assert!(
+            text.contains("not in memory") || text.contains("store unavailable"),
+            "{text}"
+        );
         store.set_mode(Mode::Normal);
         assert_eq!(evaluated(&app, "warm", false).await, (StatusCode::OK, false, json!(1)));
     }

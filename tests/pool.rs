@@ -312,7 +312,11 @@ async fn a_busy_worker_holds_quick_jobs_behind_the_one_it_runs() {
     running(&app, 1).await;
     let quick: Vec<_> = (0..5).map(|_| busy(&app, 0)).collect();
     running(&app, 6).await;
-    assert_eq!(pool.status().await.unwrap().queued, 0, "the quick jobs waited in the pool");
+    assert_eq!(
+        pool.status().await.unwrap().queued,
+        0,
+        "the quick jobs waited in the pool"
+    );
     assert!(!slow.is_finished());
     for job in quick {
         assert_eq!(job.await.unwrap().0, StatusCode::OK);
@@ -379,11 +383,18 @@ async fn jobs_behind_one_that_overruns_are_not_run_past_their_deadline() {
     for job in quick {
         let (status, body, _) = job.await.unwrap();
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-        assert!(body["message"].as_str().unwrap().contains("past its deadline"), "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("past its deadline"),
+            "{body}"
+        );
     }
     let stats = app.state().pool.stats();
     assert_eq!(
-        (stats.killed - before.killed, stats.requeued - before.requeued, stats.expired - before.expired),
+        (
+            stats.killed - before.killed,
+            stats.requeued - before.requeued,
+            stats.expired - before.expired
+        ),
         (1, 3, 3),
         "{stats:?}"
     );

@@ -355,7 +355,10 @@ async fn revisions_follow_every_change(backend: Backend) {
         forced: false,
     };
     let config = store.apply("c7", change, "tester").await.unwrap();
-    let read = store.config_revisions(&["c7".to_owned(), "nope".to_owned()]).await.unwrap();
+    let read = store
+        .config_revisions(&["c7".to_owned(), "nope".to_owned()])
+        .await
+        .unwrap();
     assert_eq!(read, vec![("c7".to_owned(), config.revision)]);
     assert!(config.revision > 1);
     let all = store.revisions().await.unwrap();

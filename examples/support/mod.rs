@@ -37,6 +37,12 @@ impl Drop for Process {
     }
 }
 
+/// The number after `name` on the command line, if any.
+pub fn option(args: &[String], name: &str) -> Option<usize> {
+    let at = args.iter().position(|a| a == name)?;
+    args.get(at + 1)?.parse().ok()
+}
+
 pub async fn wait_ready(http: &reqwest::Client, addr: SocketAddr) -> anyhow::Result<()> {
     for _ in 0..200 {
         let ready = http.get(format!("http://{addr}/readyz")).send().await;

@@ -31,14 +31,14 @@ use lru::LruCache;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::{CallError, Slot};
-pub use published::Published;
-use revisions::{ReadFailed, RevisionReads};
 use crate::cache::RedisCache;
 use crate::domain::model::validate_config_id;
 use crate::domain::resolve::{Refusal, choose};
 use crate::domain::{Config, Meta, Version};
 use crate::metrics::{self, Freshness};
 use crate::store::{Store, StoreError};
+pub use published::Published;
+use revisions::{ReadFailed, RevisionReads};
 
 mod published;
 mod revisions;
@@ -224,7 +224,11 @@ impl ConfigCacheState {
             Some(_) => {
                 self.missing.pop(&config_id);
             }
-            None if self.missing.get(&config_id).is_some_and(|until| *until > Instant::now()) => {
+            None if self
+                .missing
+                .get(&config_id)
+                .is_some_and(|until| *until > Instant::now()) =>
+            {
                 let _ = reply.send(Err(Refusal::UnknownConfig(config_id).into()));
                 return;
             }
@@ -496,7 +500,12 @@ impl ConfigCacheHandle {
         }
     }
 
-    async fn get(&self, config_id: &str, min_revision: Option<i64>, within: Duration) -> Result<Arc<Entry>, ResolveError> {
+    async fn get(
+        &self,
+        config_id: &str,
+        min_revision: Option<i64>,
+        within: Duration,
+    ) -> Result<Arc<Entry>, ResolveError> {
         self.ask_get(config_id, min_revision, false, within).await
     }
 

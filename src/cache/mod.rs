@@ -144,7 +144,12 @@ impl RedisCache {
             let last = self.last_try_ms.load(Ordering::Relaxed);
             let due = now.saturating_sub(last) >= RETRY_FAILING.as_millis() as u64;
             // One caller wins the retry; the others skip at once.
-            if !due || self.last_try_ms.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+            if !due
+                || self
+                    .last_try_ms
+                    .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
                 return Err("skipped while redis is failing".into());
             }
         }

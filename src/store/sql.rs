@@ -104,7 +104,10 @@ impl Store for SqlStore {
             // prepares at most a few shapes of this statement.
             let slots = chunk.len().next_power_of_two();
             let placeholders: Vec<String> = (1..=slots).map(|i| format!("${i}")).collect();
-            let sql = format!("SELECT id, revision FROM configs WHERE id IN ({})", placeholders.join(", "));
+            let sql = format!(
+                "SELECT id, revision FROM configs WHERE id IN ({})",
+                placeholders.join(", ")
+            );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for i in 0..slots {
                 query = query.bind(&chunk[i.min(chunk.len() - 1)]);

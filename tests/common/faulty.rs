@@ -10,9 +10,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 use vane::domain::model::{ErrorReport, ReleaseEvent, TestCase};
 use vane::domain::{Config, Version};
-use vane::store::{
-    Change, NewConfig, NewReport, NewTestCase, NewVersion, ReportOutcome, Revision, Store, StoreError,
-};
+use vane::store::{Change, NewConfig, NewReport, NewTestCase, NewVersion, ReportOutcome, Revision, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]

@@ -151,10 +151,7 @@ impl TestApp {
     }
 
     /// A node whose store the test can slow down, fail or hold.
-    pub async fn spawn_faulty(
-        backend: Backend,
-        tweak: impl FnOnce(&mut Settings),
-    ) -> Option<(Self, Arc<FaultyStore>)> {
+    pub async fn spawn_faulty(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Option<(Self, Arc<FaultyStore>)> {
         let dir = tempfile::tempdir().unwrap();
         let (url, pg) = store_url(backend, dir.path()).await?;
         let real = vane::store::connect(&url, 8).await.expect("store opens");

@@ -20,7 +20,11 @@ impl PrivateRedis {
             eprintln!("skipping Redis test: redis-server is not installed");
             return None;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut redis = Self { port, child: None };
         redis.resume().await;
         Some(redis)
@@ -33,7 +37,16 @@ impl PrivateRedis {
     /// Starts the server (again) on its port and waits until it answers.
     pub async fn resume(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server starts");

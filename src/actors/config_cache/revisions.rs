@@ -99,7 +99,10 @@ impl RevisionReads {
             let ids: Vec<String> = batch.keys().cloned().collect();
             let found = self.read_once(&ids).await;
             for (config_id, waiters) in batch {
-                let outcome = found.as_ref().map(|f| f.get(&config_id).copied()).map_err(|_| ReadFailed);
+                let outcome = found
+                    .as_ref()
+                    .map(|f| f.get(&config_id).copied())
+                    .map_err(|_| ReadFailed);
                 for waiter in waiters {
                     let _ = waiter.send(outcome);
                 }

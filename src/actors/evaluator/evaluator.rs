@@ -216,7 +216,10 @@ impl EvaluatorState {
         } else if self.rss_read_at.elapsed() >= RSS_EVERY {
             self.rss_read_at = Instant::now();
             let pid = link.pid();
-            if pid.and_then(rss_bytes).is_some_and(|rss| rss > settings.recycle_rss_bytes) {
+            if pid
+                .and_then(rss_bytes)
+                .is_some_and(|rss| rss > settings.recycle_rss_bytes)
+            {
                 "resident memory"
             } else {
                 return;
@@ -274,10 +277,12 @@ impl EvaluatorState {
                 let backoff = Duration::from_millis(50u64 << over.min(6)).min(MAX_BACKOFF);
                 tokio::time::sleep(backoff).await;
             }
-            let link = Link::spawn(&settings.process, self.owner(settings)).await.map_err(|e| {
-                self.crashes.push_back(Instant::now());
-                EvalError::Unavailable(e.to_string())
-            })?;
+            let link = Link::spawn(&settings.process, self.owner(settings))
+                .await
+                .map_err(|e| {
+                    self.crashes.push_back(Instant::now());
+                    EvalError::Unavailable(e.to_string())
+                })?;
             self.sources.clear();
             self.rss_read_at = Instant::now();
             settings.stats.add(Count::Restarted);
@@ -344,7 +349,11 @@ async fn run_once_in_a_process(job: Job<(), EvalJob>, terms: Terms, owner: Owner
     // Depth 1: the pool hears the Evaluator is free only once this is answered.
     let terms = Terms { depth: 1, ..terms };
     if let Err(job) = link.send(job, frame, terms).await {
-        finish(&owner, job, Err(EvalError::Unavailable("the worker process died at once".into())));
+        finish(
+            &owner,
+            job,
+            Err(EvalError::Unavailable("the worker process died at once".into())),
+        );
     }
 }
 

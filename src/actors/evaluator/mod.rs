@@ -300,11 +300,7 @@ impl EvaluatorPoolHandle {
 
     /// Checks `params` against the version's schema, then runs it; returns the
     /// JSON text of the result.
-    pub async fn evaluate(
-        &self,
-        version: Arc<Version>,
-        params: serde_json::Value,
-    ) -> Result<Box<RawValue>, EvalError> {
+    pub async fn evaluate(&self, version: Arc<Version>, params: serde_json::Value) -> Result<Box<RawValue>, EvalError> {
         let params = params::prepare(&version.params, params)?;
         let memo = self.memo.as_ref().filter(|_| version.lang == Lang::Starlark);
         let Some(memo) = memo else {
