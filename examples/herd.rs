@@ -305,17 +305,20 @@ async fn client(args: &[String]) -> anyhow::Result<()> {
             let _ = ready_tx.send(true);
             let (_sink, mut frames) = socket.split();
             let mut retries = 0;
+            let mut held = false;
             while let Some(Ok(frame)) = frames.next().await {
-                if !frame.is_text() {
+                if !frame.is_text() || held {
                     continue;
                 }
                 // Fetch until this client holds the new version, as a client
-                // that got an error would try again.
+                // that got an error would try again; then stay subscribed,
+                // as an app does.
                 loop {
                     match app.fetch().await {
                         Ok(code_id) if *code_id == *target => {
                             let _ = held_tx.send((unix_nanos(), retries));
-                            return;
+                            held = true;
+                            break;
                         }
                         Ok(_) => break,
                         Err(e) => {
