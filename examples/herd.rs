@@ -10,6 +10,11 @@
 //!     cargo run --release --example herd -- 10000
 //!     cargo run --release --example herd -- 10000 --nodes 2
 //!     cargo run --release --example herd -- 1000 --nodes 2 --redis-down
+//!     cargo run --release --example herd -- 10000 --connections 256
+//!
+//! `--connections K` has each client process fetch over at most K keep-alive
+//! connections, as apps behind a load balancer with a bounded upstream pool
+//! do; without it, the wave opens as many new connections as fetches wait.
 //!
 //! One node runs on SQLite. Two nodes share a fresh PostgreSQL database
 //! (VANE_BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test)
@@ -62,15 +67,16 @@ fn main() -> anyhow::Result<()> {
     let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1_000);
     let nodes = option(&args, "--nodes").unwrap_or(1);
     let redis_down = args.iter().any(|a| a == "--redis-down");
+    let connections = option(&args, "--connections").unwrap_or(0);
     runtime.block_on(async {
-        match tokio::time::timeout(LIMIT, run(n, nodes, redis_down)).await {
+        match tokio::time::timeout(LIMIT, run(n, nodes, redis_down, connections)).await {
             Ok(result) => result,
             Err(_) => anyhow::bail!("gave up after {LIMIT:?}"),
         }
     })
 }
 
-async fn run(n: usize, nodes: usize, redis_down: bool) -> anyhow::Result<()> {
+async fn run(n: usize, nodes: usize, redis_down: bool, connections: usize) -> anyhow::Result<()> {
     let per_node = n.div_ceil(nodes);
     let files = open_files_limit();
     anyhow::ensure!(n <= 100_000, "at most 100000 clients");
@@ -123,6 +129,7 @@ async fn run(n: usize, nodes: usize, redis_down: bool) -> anyhow::Result<()> {
             let mut child = Command::new(std::env::current_exe()?)
                 .args([
                     "client",
+                    &connections.to_string(),
                     &addr.to_string(),
                     &share.to_string(),
                     &secret,
@@ -250,16 +257,21 @@ async fn admin(http: &reqwest::Client, addr: SocketAddr, path: &str, body: Value
     Ok(response.error_for_status()?.json().await?)
 }
 
-/// `client <addr> <count> <secret> <index> <new code_id>`: starts `count`
+/// `client <connections> <addr> <count> <secret> <index> <new code_id>`: starts `count`
 /// clients, each fetching once and subscribing; says "ready <ok> <failed>";
 /// then every client fetches on each notice until it holds the new code_id;
 /// says "held <retries> <unix nanos when each client held it>...".
 async fn client(args: &[String]) -> anyhow::Result<()> {
-    let addr: SocketAddr = args[0].parse()?;
-    let count: usize = args[1].parse()?;
-    let secret = args[2].clone();
-    let index: usize = args[3].parse()?;
-    let target: Arc<str> = args[4].as_str().into();
+    let connections: usize = args[0].parse()?;
+    let addr: SocketAddr = args[1].parse()?;
+    let count: usize = args[2].parse()?;
+    let secret = args[3].clone();
+    let index: usize = args[4].parse()?;
+    let target: Arc<str> = args[5].as_str().into();
+    let pool = Arc::new(Semaphore::new(match connections {
+        0 => Semaphore::MAX_PERMITS,
+        k => k,
+    }));
     let gate = Arc::new(Semaphore::new(OPENING));
     let (ready_tx, mut ready) = tokio::sync::mpsc::unbounded_channel();
     let (held_tx, mut held) = tokio::sync::mpsc::unbounded_channel();
@@ -276,6 +288,7 @@ async fn client(args: &[String]) -> anyhow::Result<()> {
         let source = Ipv4Addr::new(127, 1 + index as u8, 1 + (i / PER_SOURCE) as u8, 1);
         let app = App {
             http: http.clone(),
+            pool: pool.clone(),
             addr,
             device: format!("herd-{index}-{i}"),
             n: i,
@@ -359,6 +372,8 @@ async fn client(args: &[String]) -> anyhow::Result<()> {
 /// One app of the original's fleet.
 struct App {
     http: reqwest::Client,
+    /// Fetches under way at once, so at most that many connections.
+    pool: Arc<Semaphore>,
     addr: SocketAddr,
     device: String,
     n: usize,
@@ -368,6 +383,7 @@ impl App {
     /// `POST /config/{id}` as the original client library sends it; returns
     /// the code_id served.
     async fn fetch(&self) -> anyhow::Result<String> {
+        let _connection = self.pool.acquire().await?;
         let body = json!({
             "meta": {"platform": "iphone", "version": 120, "device_id": self.device},
             "params": {"score": self.n % 100, "platform": "iphone", "version_code": 100 + self.n % 80, "seq": self.n},
