@@ -42,7 +42,7 @@ use tokio::sync::Semaphore;
 mod support;
 
 use support::{
-    BEARER, Database, Process, expect_line, open_files_limit, option, raise_open_files, start_server, subscribe,
+    BEARER, Process, expect_line, open_files_limit, option, raise_open_files, start_server, store_for, subscribe,
     unix_nanos, wait_ready,
 };
 
@@ -85,15 +85,7 @@ async fn run(n: usize, nodes: usize, redis_down: bool, connections: usize) -> an
         "client processes need an open-files limit above {PER_PROCESS} (this one is {files}), and at most 8 nodes"
     );
     let dir = tempfile::tempdir()?;
-    let database = if nodes > 1 {
-        Some(Database::create("vane_herd_").await?)
-    } else {
-        None
-    };
-    let store = match &database {
-        Some(db) => db.url.clone(),
-        None => format!("sqlite://{}", dir.path().join("herd.db").display()),
-    };
+    let (database, store) = store_for(nodes, dir.path(), "herd").await?;
     let mut private_redis = match redis_down {
         true => Some(private_redis()?),
         false => None,

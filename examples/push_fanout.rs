@@ -32,7 +32,7 @@ const PER_SOURCE: usize = 20_000;
 mod support;
 
 use support::{
-    BEARER, Database, Process, expect_line, open_files_limit, option, raise_open_files, rss_bytes, start_server,
+    BEARER, Process, expect_line, open_files_limit, option, raise_open_files, rss_bytes, start_server, store_for,
     subscribe, unix_nanos, wait_ready,
 };
 
@@ -61,15 +61,7 @@ async fn run(n: usize, nodes: usize) -> anyhow::Result<()> {
         "{per_node} sockets per node need more than the open-files limit of {files} per process; use more --nodes"
     );
     let dir = tempfile::tempdir()?;
-    let database = if nodes > 1 {
-        Some(Database::create("vane_fan_").await?)
-    } else {
-        None
-    };
-    let store = match &database {
-        Some(db) => db.url.clone(),
-        None => format!("sqlite://{}", dir.path().join("fan.db").display()),
-    };
+    let (database, store) = store_for(nodes, dir.path(), "fan").await?;
     let redis = std::env::var("VANE_BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let prefix = format!("vane_fan_{:08x}:", rand::random::<u32>());
     let mut servers = Vec::new();

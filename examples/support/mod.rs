@@ -81,6 +81,17 @@ impl Database {
     }
 }
 
+/// The store for a run of `nodes` nodes: an SQLite file in `dir` for one,
+/// a fresh PostgreSQL database (dropped by the caller) for several.
+pub async fn store_for(nodes: usize, dir: &std::path::Path, name: &str) -> anyhow::Result<(Option<Database>, String)> {
+    if nodes > 1 {
+        let database = Database::create(&format!("vane_{name}_")).await?;
+        let url = database.url.clone();
+        return Ok((Some(database), url));
+    }
+    Ok((None, format!("sqlite://{}", dir.join(format!("{name}.db")).display())))
+}
+
 /// Starts `vane serve` on a free port; `env` adds settings.
 pub fn start_server(
     dir: &std::path::Path,
