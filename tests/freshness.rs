@@ -56,7 +56,12 @@ fn no_poll(settings: &mut vane::settings::Settings) {
 }
 
 async fn fresh_requests_share_store_reads_and_never_recompile(backend: Backend) {
-    let Some((app, store)) = TestApp::spawn_faulty(backend, no_poll).await else {
+    // Slow reads, but within the wait: these answers are current, not stale.
+    let slow_reads = |s: &mut vane::settings::Settings| {
+        no_poll(s);
+        s.store.wait_ms = 5000;
+    };
+    let Some((app, store)) = TestApp::spawn_faulty(backend, slow_reads).await else {
         return;
     };
     app.create_config("f").await;
@@ -67,7 +72,7 @@ async fn fresh_requests_share_store_reads_and_never_recompile(backend: Backend) 
 
     // Every request arrives while the first read is under way, so all share
     // it or the one after it.
-    store.delay_revision_reads(Duration::from_millis(300));
+    store.delay_revision_reads(Duration::from_millis(600));
     let before = store.revision_reads();
     let fetches = join_all((0..40).map(|_| served(&app, "f", false))).await;
     assert!(
