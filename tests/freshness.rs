@@ -207,7 +207,9 @@ async fn a_publish_reaches_the_other_node_while_redis_is_down() {
     assert!(b.state().bus.stats().await.unwrap().polls >= 1);
 
     redis.resume().await;
-    assert!(eventually(WAIT, || async { b.state().bus.stats().await.unwrap().connected }).await);
+    for node in [a, b] {
+        assert!(eventually(WAIT, || async { node.state().bus.stats().await.unwrap().connected }).await);
+    }
     let v3 = a.create_version("down", version(3)).await;
     a.release("down", &v3).await;
     until_revision(&mut socket, "down", revision + 2).await;

@@ -202,8 +202,10 @@ impl Actor for ChangeBus {
 impl BusState {
     async fn publish(&mut self, notice: ChangeNotice) {
         self.saw(&notice.config_id, notice.revision);
-        // Without a connected bus the other nodes find it by polling.
-        let Some((channel, redis, timeout)) = self.redis.as_ref().filter(|_| self.stats.connected) else {
+        // Tried even while this node's subscription is down: Redis may be
+        // back before the listener notices, and nodes that are connected
+        // poll nothing. If it fails, the others find the change by polling.
+        let Some((channel, redis, timeout)) = self.redis.as_ref() else {
             return;
         };
         let wire = Wire {
