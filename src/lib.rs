@@ -1,4 +1,4 @@
-//! Vane: a dynamic client-configuration service. See DESIGN.md for the map.
+//! Vane: a dynamic client-configuration service. See the README's Layout for the map.
 
 pub mod actors;
 pub mod agent;

@@ -1,4 +1,4 @@
-//! The actor tree (see DESIGN.md). HTTP code sees only the handles defined
+//! The actor tree (each actor's file says what it does and what a restart loses). HTTP code sees only the handles defined
 //! here; every call through a handle has a timeout.
 
 pub mod change_bus;
