@@ -35,11 +35,14 @@ use crate::cache::RedisCache;
 use crate::domain::model::validate_config_id;
 use crate::domain::resolve::{Refusal, choose};
 use crate::domain::{Config, Meta, Version};
-use crate::metrics::{self, Freshness};
+use crate::metrics;
 use crate::store::{Store, StoreError};
+use load::load;
 pub use published::Published;
-use revisions::{ReadFailed, RevisionReads};
+use revisions::RevisionReads;
 
+mod fresh;
+mod load;
 mod published;
 mod revisions;
 
@@ -363,48 +366,6 @@ fn answer(entry: &Entry, meta: &Meta, stale: bool) -> Result<Resolved, ResolveEr
     })
 }
 
-async fn load(sources: &Sources, config_id: &str, from_store: bool) -> Result<Option<Arc<Entry>>, StoreError> {
-    let shared = sources.redis.as_ref().filter(|_| !from_store);
-    let cached = match shared {
-        Some(redis) => redis.config(config_id).await,
-        None => None,
-    };
-    let config = match cached {
-        Some(config) => config,
-        None => {
-            let Some(config) = sources.store.get_config(config_id).await? else {
-                return Ok(None);
-            };
-            if let Some(redis) = &sources.redis {
-                redis.put_config(&config).await;
-            }
-            config
-        }
-    };
-    let release = match &config.release {
-        Some(r) => version(sources, &r.code_id, from_store).await?,
-        None => None,
-    };
-    let gray = match &config.gray {
-        Some(g) => version(sources, &g.code_id, from_store).await?,
-        None => None,
-    };
-    Ok(Some(Arc::new(Entry { config, release, gray })))
-}
-
-async fn version(sources: &Sources, code_id: &str, from_store: bool) -> Result<Option<Arc<Version>>, StoreError> {
-    if let Some(redis) = sources.redis.as_ref().filter(|_| !from_store)
-        && let Some(version) = redis.version(code_id).await
-    {
-        return Ok(Some(Arc::new(version)));
-    }
-    let version = sources.store.get_version(code_id).await?;
-    if let (Some(redis), Some(version)) = (&sources.redis, &version) {
-        redis.put_version(version).await;
-    }
-    Ok(version.map(Arc::new))
-}
-
 /// How fetches wait on the store (`[store]` settings).
 #[derive(Debug, Clone, Copy)]
 pub struct FreshSettings {
@@ -454,50 +415,6 @@ impl ConfigCacheHandle {
             false => (self.get(config_id, None, self.wait).await?, false),
         };
         answer(&entry, &meta, stale)
-    }
-
-    async fn fresh(&self, config_id: &str) -> Result<(Arc<Entry>, bool), ResolveError> {
-        let deadline = tokio::time::Instant::now() + self.wait;
-        let held = self.published.get(config_id);
-        let revision = match tokio::time::timeout_at(deadline, self.reads.read(config_id)).await {
-            Ok(Ok(Some(revision))) => revision,
-            Ok(Ok(None)) => return Err(Refusal::UnknownConfig(config_id.to_owned()).into()),
-            Ok(Err(ReadFailed)) | Err(_) => return self.stale(config_id, held),
-        };
-        if let Some(entry) = held.as_ref()
-            && entry.config.revision >= revision
-        {
-            metrics::fresh_fetch(Freshness::Current);
-            return Ok((entry.clone(), false));
-        }
-        let within = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match self.get(config_id, Some(revision), within).await {
-            Ok(entry) if entry.config.revision >= revision => {
-                metrics::fresh_fetch(Freshness::Reloaded);
-                Ok((entry, false))
-            }
-            Ok(behind) => self.stale(config_id, Some(behind)),
-            Err(ResolveError::Refused(refusal)) => Err(refusal.into()),
-            Err(_) => self.stale(config_id, held),
-        }
-    }
-
-    /// The last known state for a fresh request the store did not serve.
-    fn stale(&self, config_id: &str, held: Option<Arc<Entry>>) -> Result<(Arc<Entry>, bool), ResolveError> {
-        match held {
-            Some(entry) => {
-                metrics::fresh_fetch(Freshness::Stale);
-                Ok((entry, true))
-            }
-            None => Err(self.waited(config_id)),
-        }
-    }
-
-    fn waited(&self, config_id: &str) -> ResolveError {
-        ResolveError::Waited {
-            config_id: config_id.to_owned(),
-            waited_ms: self.wait.as_millis() as u64,
-        }
     }
 
     async fn get(

@@ -3,7 +3,8 @@
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
-use super::sql::{corrupt, new_code_id};
+use super::rows::corrupt;
+use super::sql::new_code_id;
 use super::{NewTestCase, StoreError};
 use crate::domain::model::{TestCase, now_millis};
 

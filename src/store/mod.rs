@@ -6,6 +6,8 @@ mod cases;
 mod direct;
 mod health;
 mod postgres;
+mod revisions;
+mod rows;
 mod sql;
 mod sqlite;
 

@@ -4,15 +4,16 @@
 use async_trait::async_trait;
 use serde_json::json;
 use sqlx::AnyPool;
-use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::direct::DirectReads;
+use super::revisions;
+use super::rows::{config_from_row, corrupt, event_from_row, version_from_row};
 use super::{
     Change, NewConfig, NewReport, NewTestCase, NewVersion, ReportOutcome, Revision, Store, StoreError, cases, health,
 };
 use crate::domain::model::{ErrorReport, EventKind, Gray, Release, ReleaseEvent, TestCase, now_millis};
-use crate::domain::{Config, ConfigStatus, Lang, Version};
+use crate::domain::{Config, Version};
 
 // Macros, not consts, so the SQL stays a static string (sqlx refuses
 // strings built at run time).
@@ -26,9 +27,6 @@ macro_rules! version_columns {
         "code_id, config_id, lang, source, rules, params, error_count, broken, created_by, created_at"
     };
 }
-
-/// Ids in one revision query; more take several.
-const MAX_IDS_PER_QUERY: usize = 128;
 
 pub struct SqlStore {
     pool: AnyPool,
@@ -95,43 +93,14 @@ impl Store for SqlStore {
     }
 
     async fn config_revisions(&self, ids: &[String]) -> Result<Vec<(String, i64)>, StoreError> {
-        if let Some(direct) = &self.direct {
-            return direct.revisions(ids);
+        match &self.direct {
+            Some(direct) => direct.revisions(ids),
+            None => revisions::of_configs(&self.pool, ids).await,
         }
-        let mut found = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(MAX_IDS_PER_QUERY) {
-            // Padded to a power of two by repeating an id, so a connection
-            // prepares at most a few shapes of this statement.
-            let slots = chunk.len().next_power_of_two();
-            let placeholders: Vec<String> = (1..=slots).map(|i| format!("${i}")).collect();
-            let sql = format!(
-                "SELECT id, revision FROM configs WHERE id IN ({})",
-                placeholders.join(", ")
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for i in 0..slots {
-                query = query.bind(&chunk[i.min(chunk.len() - 1)]);
-            }
-            for row in query.fetch_all(&self.pool).await? {
-                found.push((row.try_get(0)?, row.try_get(1)?));
-            }
-        }
-        Ok(found)
     }
 
     async fn revisions(&self) -> Result<Vec<Revision>, StoreError> {
-        let rows = sqlx::query("SELECT id, revision, updated_at FROM configs")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Revision {
-                    config_id: row.try_get(0)?,
-                    revision: row.try_get(1)?,
-                    updated_at: row.try_get(2)?,
-                })
-            })
-            .collect()
+        revisions::all(&self.pool).await
     }
 
     async fn list_configs(&self) -> Result<Vec<Config>, StoreError> {
@@ -474,65 +443,4 @@ pub(super) fn new_code_id() -> String {
 
 pub(super) fn not_found_config(id: &str) -> StoreError {
     StoreError::NotFound(format!("config `{id}`"))
-}
-
-pub(super) fn corrupt(what: &str, value: &str) -> StoreError {
-    StoreError::Corrupt(format!("{what} `{value}`"))
-}
-
-pub(super) fn config_from_row(row: &AnyRow) -> Result<Config, StoreError> {
-    let status: String = row.try_get("status")?;
-    let gray_code_id: Option<String> = row.try_get("gray_code_id")?;
-    let percentage: i64 = row.try_get("gray_percentage")?;
-    Ok(Config {
-        id: row.try_get("id")?,
-        description: row.try_get("description")?,
-        status: ConfigStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
-        secret: row.try_get("secret")?,
-        revision: row.try_get("revision")?,
-        release: row
-            .try_get::<Option<String>, _>("release_code_id")?
-            .map(|code_id| Release { code_id }),
-        gray: gray_code_id.map(|code_id| Gray {
-            code_id,
-            percentage: percentage.clamp(0, 100) as u8,
-        }),
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
-
-fn version_from_row(row: &AnyRow) -> Result<Version, StoreError> {
-    let lang: String = row.try_get("lang")?;
-    let rules: String = row.try_get("rules")?;
-    let params: String = row.try_get("params")?;
-    Ok(Version {
-        code_id: row.try_get("code_id")?,
-        config_id: row.try_get("config_id")?,
-        lang: Lang::parse(&lang).ok_or_else(|| corrupt("lang", &lang))?,
-        source: row.try_get("source")?,
-        rules: serde_json::from_str(&rules).map_err(|e| corrupt("rules", &e.to_string()))?,
-        params: serde_json::from_str(&params).map_err(|e| corrupt("params", &e.to_string()))?,
-        error_count: row.try_get("error_count")?,
-        broken: row.try_get::<i64, _>("broken")? != 0,
-        created_by: row.try_get("created_by")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-fn event_from_row(row: &AnyRow) -> Result<ReleaseEvent, StoreError> {
-    let kind: String = row.try_get("kind")?;
-    let from: String = row.try_get("from_state")?;
-    let to: String = row.try_get("to_state")?;
-    Ok(ReleaseEvent {
-        id: row.try_get("id")?,
-        config_id: row.try_get("config_id")?,
-        revision: row.try_get("revision")?,
-        kind: EventKind::parse(&kind).ok_or_else(|| corrupt("event kind", &kind))?,
-        actor: row.try_get("actor")?,
-        from: serde_json::from_str(&from).map_err(|e| corrupt("event state", &e.to_string()))?,
-        to: serde_json::from_str(&to).map_err(|e| corrupt("event state", &e.to_string()))?,
-        forced: row.try_get::<i64, _>("forced")? != 0,
-        created_at: row.try_get("created_at")?,
-    })
 }
