@@ -42,8 +42,8 @@ use tokio::sync::Semaphore;
 mod support;
 
 use support::{
-    BEARER, Process, expect_line, open_files_limit, option, raise_open_files, start_server, store_for, subscribe,
-    unix_nanos, wait_ready,
+    BEARER, Process, count_ready, expect_line, open_files_limit, option, raise_open_files, start_gated, start_server,
+    store_for, subscribe, unix_nanos, wait_ready,
 };
 
 const LIMIT: Duration = Duration::from_secs(300);
@@ -293,21 +293,14 @@ async fn client(args: &[String]) -> anyhow::Result<()> {
             target.clone(),
         );
         tokio::spawn(async move {
-            let permit = gate.acquire_owned().await;
             let started = async {
                 app.fetch().await?;
                 subscribe(addr, source, CONFIG, &secret).await
             };
-            let socket = match started.await {
-                Ok(socket) => socket,
-                Err(e) => {
-                    eprintln!("client {i} failed to start: {e}");
-                    let _ = ready_tx.send(false);
-                    return;
-                }
+            let what = format!("client {i}");
+            let Some(socket) = start_gated(&gate, &ready_tx, &what, started).await else {
+                return;
             };
-            drop(permit);
-            let _ = ready_tx.send(true);
             let (_sink, mut frames) = socket.split();
             let mut retries = 0;
             let mut held = false;
@@ -338,10 +331,7 @@ async fn client(args: &[String]) -> anyhow::Result<()> {
             }
         });
     }
-    let mut ok = 0;
-    for _ in 0..count {
-        ok += usize::from(ready.recv().await == Some(true));
-    }
+    let ok = count_ready(&mut ready, count).await;
     println!("ready {ok} {}", count - ok);
     let mut times = Vec::with_capacity(ok);
     let mut retries = 0;

@@ -32,8 +32,8 @@ const PER_SOURCE: usize = 20_000;
 mod support;
 
 use support::{
-    BEARER, Process, expect_line, open_files_limit, option, raise_open_files, rss_bytes, start_server, store_for,
-    subscribe, unix_nanos, wait_ready,
+    BEARER, Process, count_ready, expect_line, open_files_limit, option, raise_open_files, rss_bytes, start_gated,
+    start_server, store_for, subscribe, unix_nanos, wait_ready,
 };
 
 fn main() -> anyhow::Result<()> {
@@ -182,17 +182,11 @@ async fn client(args: &[String]) -> anyhow::Result<()> {
         let (secret, gate, opened_tx, arrived_tx) =
             (secret.clone(), gate.clone(), opened_tx.clone(), arrived_tx.clone());
         tokio::spawn(async move {
-            let permit = gate.acquire_owned().await;
-            let socket = match subscribe(addr, source, "fan", &secret).await {
-                Ok(socket) => socket,
-                Err(e) => {
-                    eprintln!("subscription {i} failed: {e}");
-                    let _ = opened_tx.send(false);
-                    return;
-                }
+            let what = format!("subscription {i}");
+            let started = subscribe(addr, source, "fan", &secret);
+            let Some(socket) = start_gated(&gate, &opened_tx, &what, started).await else {
+                return;
             };
-            drop(permit);
-            let _ = opened_tx.send(true);
             let (_sink, mut frames) = socket.split();
             while let Some(Ok(frame)) = frames.next().await {
                 if frame.is_text() {
@@ -201,10 +195,7 @@ async fn client(args: &[String]) -> anyhow::Result<()> {
             }
         });
     }
-    let mut ok = 0;
-    for _ in 0..count {
-        ok += usize::from(opened.recv().await == Some(true));
-    }
+    let ok = count_ready(&mut opened, count).await;
     println!("opened {ok} {}", count - ok);
     let mut times = Vec::with_capacity(ok);
     while times.len() < ok {

@@ -174,6 +174,32 @@ pub async fn subscribe(addr: SocketAddr, source: Ipv4Addr, config_id: &str, secr
     Ok(socket)
 }
 
+/// Runs `start` holding a permit of `gate` (so only so many connect at
+/// once), and tells `ready` whether it worked.
+pub async fn start_gated<T>(
+    gate: &tokio::sync::Semaphore,
+    ready: &tokio::sync::mpsc::UnboundedSender<bool>,
+    what: &str,
+    start: impl Future<Output = anyhow::Result<T>>,
+) -> Option<T> {
+    let _permit = gate.acquire().await.ok()?;
+    let started = start.await;
+    if let Err(e) = &started {
+        eprintln!("{what} failed: {e}");
+    }
+    let _ = ready.send(started.is_ok());
+    started.ok()
+}
+
+/// How many of `count` starts reported success.
+pub async fn count_ready(ready: &mut tokio::sync::mpsc::UnboundedReceiver<bool>, count: usize) -> usize {
+    let mut ok = 0;
+    for _ in 0..count {
+        ok += usize::from(ready.recv().await == Some(true));
+    }
+    ok
+}
+
 /// Reads one line of a child's output, which must start with `word`.
 pub fn expect_line(out: &mut BufReader<ChildStdout>, word: &str) -> anyhow::Result<String> {
     let mut line = String::new();
