@@ -40,6 +40,11 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 mod support;
+// The tests' own: a Redis on a free port that can be stopped.
+#[path = "../tests/common/private_redis.rs"]
+mod private_redis;
+
+use private_redis::PrivateRedis;
 
 use support::{
     BEARER, Process, count_ready, expect_line, open_files_limit, option, raise_open_files, start_gated, start_server,
@@ -87,11 +92,11 @@ async fn run(n: usize, nodes: usize, redis_down: bool, connections: usize) -> an
     let dir = tempfile::tempdir()?;
     let (database, store) = store_for(nodes, dir.path(), "herd").await?;
     let mut private_redis = match redis_down {
-        true => Some(private_redis()?),
+        true => Some(PrivateRedis::start().await.ok_or_else(|| anyhow::anyhow!("needs redis-server"))?),
         false => None,
     };
     let redis = match &private_redis {
-        Some((_, url)) => url.clone(),
+        Some(private) => private.url(),
         None => std::env::var("VANE_BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
     };
     let prefix = format!("vane_herd_{:08x}:", rand::random::<u32>());
@@ -139,8 +144,8 @@ async fn run(n: usize, nodes: usize, redis_down: bool, connections: usize) -> an
         anyhow::ensure!(line.trim().ends_with(" 0"), "some clients failed to start: {line}");
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    if let Some((redis, _)) = private_redis.take() {
-        drop(redis);
+    if let Some(mut redis) = private_redis.take() {
+        redis.stop();
         // Time for the nodes to see it gone.
         tokio::time::sleep(Duration::from_secs(2)).await;
         println!("redis stopped before the publish");
@@ -202,26 +207,6 @@ fn report(n: usize, nodes: usize, publish_took: Duration, retries: u64, mut dela
         show(pick(0.99)),
         show(pick(1.0))
     );
-}
-
-/// A `redis-server` of this run's own on a free port, and its URL.
-fn private_redis() -> anyhow::Result<(Process, String)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()?;
-    std::thread::sleep(Duration::from_millis(300));
-    Ok((Process(child), format!("redis://127.0.0.1:{port}")))
 }
 
 /// Creates the config with two versions of the 58-line benchmark script and
