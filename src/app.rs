@@ -21,6 +21,9 @@ use crate::actors::releases::ReleasesHandle;
 use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::cache::RedisCache;
 use crate::http::ops::{self, Ops};
+use crate::reports::served::ServedRecord;
+use crate::reports::share::Share;
+use crate::reports::{ReportsHandle, Rules, Wiring};
 use crate::http::{self, AdminTokens, AppState, Services};
 use crate::settings::Settings;
 use crate::store::Store;
@@ -35,6 +38,8 @@ pub struct App {
     server: JoinHandle<std::io::Result<()>>,
     stop_server: watch::Sender<bool>,
     forwarder: JoinHandle<()>,
+    /// The served record's sweep and sharing.
+    upkeep: JoinHandle<()>,
     shutdown_grace: Duration,
 }
 
@@ -99,13 +104,8 @@ pub async fn start_with_store(
     let timeout = settings.call_timeout();
     let cache = ConfigCacheHandle::new(slots.config_cache, &sources, timeout, fresh);
     let pool = EvaluatorPoolHandle::new(slots.evaluator_pool, pool_settings);
-    let releases = ReleasesHandle::new(
-        store.clone(),
-        cache.clone(),
-        pool.clone(),
-        redis.clone(),
-        settings.reports.break_threshold,
-    );
+    let releases = ReleasesHandle::new(store.clone(), cache.clone(), pool.clone(), redis.clone());
+    let (reports, upkeep) = start_reports(&settings, &store, &cache, &releases, redis.as_ref());
     let push = PushHandle::new(slots.subscriptions, releases.clone(), &settings.push, timeout);
     let bus = ChangeBusHandle::new(slots.change_bus.clone(), timeout);
     let forwarder = push::forward_changes(push.clone(), bus.clone(), &releases);
@@ -120,12 +120,14 @@ pub async fn start_with_store(
         tests_secret: settings.tests.secret.clone().into(),
         update_secret: settings.push.update_secret.clone().into(),
         ops: Arc::new(Ops::new(settings.clone())),
+        reports,
+        client_address_header: client_address_header(&settings.server.client_address_header)?,
     });
     let router = http::router(state.clone(), settings.server.max_body_bytes);
     let addr = listener.local_addr()?;
     let (stop_server, mut stopped) = watch::channel(false);
     let server = tokio::spawn(async move {
-        axum::serve(listener, router)
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             })
@@ -140,6 +142,7 @@ pub async fn start_with_store(
         server,
         stop_server,
         forwarder,
+        upkeep,
         shutdown_grace: Duration::from_millis(settings.server.shutdown_grace_ms),
     })
 }
@@ -176,8 +179,45 @@ impl App {
             tracing::warn!("evaluations still running at shutdown");
         }
         self.forwarder.abort();
+        self.upkeep.abort();
         self.supervisor.stop(None);
         let _ = tokio::time::timeout(Duration::from_secs(10), self.supervisor_done).await;
+    }
+}
+
+/// The health signals: the served record (shared through Redis when there
+/// is one) and the reports judged against it.
+fn start_reports(
+    settings: &Settings,
+    store: &Arc<dyn Store>,
+    cache: &ConfigCacheHandle,
+    releases: &ReleasesHandle,
+    redis: Option<&RedisCache>,
+) -> (ReportsHandle, JoinHandle<()>) {
+    let served = Arc::new(ServedRecord::new(
+        settings.reports.window_s,
+        settings.reports.served_capacity,
+    ));
+    let interval = settings.reports.share_interval();
+    let share = redis.map(|r| Arc::new(Share::new(r.clone(), served.clone(), interval)));
+    let wiring = Wiring {
+        store: store.clone(),
+        cache: cache.clone(),
+        releases: releases.clone(),
+        served,
+        share,
+    };
+    let reports = ReportsHandle::new(wiring, Rules::from_settings(&settings.reports));
+    let upkeep = reports.spawn_upkeep(interval);
+    (reports, upkeep)
+}
+
+fn client_address_header(name: &str) -> anyhow::Result<Option<axum::http::HeaderName>> {
+    match name.trim() {
+        "" => Ok(None),
+        name => Ok(Some(name.parse().with_context(|| {
+            format!("invalid setting `server.client_address_header`: `{name}` is not a header name")
+        })?)),
     }
 }
 

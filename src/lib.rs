@@ -9,6 +9,7 @@ pub mod engine;
 pub mod http;
 pub mod metrics;
 pub mod reload;
+pub mod reports;
 pub mod secrets;
 pub mod settings;
 pub mod store;

@@ -33,6 +33,8 @@ pub const BUS_LAG_MS: &str = "vane_bus_lag_ms";
 pub const BUS_EVENTS: &str = "vane_bus_events_total";
 pub const REVISION_READS: &str = "vane_store_revision_reads_total";
 pub const FRESH_FETCHES: &str = "vane_fresh_fetches_total";
+pub const REPORTS: &str = "vane_reports_total";
+pub const BROKEN_BY_REPORTS: &str = "vane_versions_broken_by_reports_total";
 
 /// How often histograms are compacted.
 const UPKEEP: Duration = Duration::from_secs(5);
@@ -180,4 +182,17 @@ pub fn fresh_fetch(outcome: Freshness) {
         Freshness::Stale => &STALE,
     }
     .increment(1);
+}
+
+/// What became of a client's error report: `outcome` is `counted`, the
+/// reason it did not count (`kind`, `not_served`, `repeat`), or `dropped`
+/// (not stored: past the caps for reports that cannot count).
+pub fn report(outcome: &'static str) {
+    counter!(REPORTS, "outcome" => outcome).increment(1);
+}
+
+/// Reports broke a version; `rolled_back` when it was stable and the release
+/// went back to an earlier one.
+pub fn broken_by_reports(rolled_back: bool) {
+    counter!(BROKEN_BY_REPORTS, "rolled_back" => if rolled_back { "true" } else { "false" }).increment(1);
 }

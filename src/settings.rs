@@ -10,7 +10,9 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize};
 
+mod reports;
 mod sandbox;
+pub use reports::Reports;
 pub use sandbox::{Isolation, PausedJobs, Sandbox};
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +50,10 @@ pub struct Server {
     pub call_timeout_ms: u64,
     /// On SIGTERM/SIGINT, how long requests in flight may take to finish.
     pub shutdown_grace_ms: u64,
+    /// A header a trusted proxy in front sets to the client's address (e.g.
+    /// `X-Forwarded-For`, whose last entry is taken); empty = the peer's
+    /// address. Only set it behind such a proxy: clients can send it too.
+    pub client_address_header: String,
 }
 
 impl Default for Server {
@@ -57,6 +63,7 @@ impl Default for Server {
             max_body_bytes: 1024 * 1024,
             call_timeout_ms: 5000,
             shutdown_grace_ms: 10_000,
+            client_address_header: String::new(),
         }
     }
 }
@@ -148,13 +155,30 @@ impl Redis {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Auth {
     /// Entries are `name=token` or a bare token; an empty list makes the
     /// service generate one at first start.
     #[serde(deserialize_with = "string_or_list")]
     pub admin_tokens: Vec<String>,
+    /// How long a config's old secret keeps working after a rotation.
+    pub secret_grace_s: u64,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Self {
+            admin_tokens: Vec::new(),
+            secret_grace_s: 7 * 86_400,
+        }
+    }
+}
+
+impl Auth {
+    pub fn secret_grace(&self) -> Duration {
+        Duration::from_secs(self.secret_grace_s)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -199,18 +223,6 @@ impl Push {
 #[serde(default, deny_unknown_fields)]
 pub struct Tests {
     pub secret: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Reports {
-    pub break_threshold: u32,
-}
-
-impl Default for Reports {
-    fn default() -> Self {
-        Self { break_threshold: 10 }
-    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -333,8 +345,9 @@ impl Settings {
                 "ping interval and pong timeout must be positive",
             );
         }
-        if self.reports.break_threshold == 0 {
-            return invalid("reports.break_threshold", "must be at least 1");
+        self.reports.validate()?;
+        if self.auth.secret_grace_s > 366 * 86_400 {
+            return invalid("auth.secret_grace_s", "must be at most a year (31622400)");
         }
         if !matches!(self.log.format.as_str(), "human" | "json") {
             return invalid("log.format", "must be `human` or `json`");

@@ -8,7 +8,8 @@ use vane::domain::ConfigStatus;
 use vane::domain::Lang;
 use vane::domain::Meta;
 use vane::domain::model::EventKind;
-use vane::store::{self, Change, NewConfig, NewReport, NewTestCase, NewVersion, Store, StoreError};
+use vane::domain::health::{BreakRule, ReportKind};
+use vane::store::{self, Breaking, Change, NewConfig, NewReport, NewTestCase, NewVersion, Store, StoreError};
 
 backend_tests!(store_contract, history_health_and_tests, revisions_follow_every_change);
 
@@ -170,8 +171,18 @@ fn report(code_id: &str, n: i64) -> NewReport {
         code_id: code_id.into(),
         err_time: n,
         message: format!("crash {n}"),
+        kind: ReportKind::Client,
+        source: "address:10.0.0.1".into(),
+        candidate: true,
     }
 }
+
+/// The original's rule: three reports from anyone.
+const COUNT_3: Breaking = Breaking {
+    rule: BreakRule::Count { threshold: 3 },
+    window_s: 600,
+    served_devices: None,
+};
 
 async fn released_code(store: &dyn Store) -> String {
     store.get_config("app").await.unwrap().unwrap().release.unwrap().code_id
@@ -234,20 +245,21 @@ async fn history_health_and_tests(backend: Backend) {
 
     // Reports count up; the one that reaches the threshold breaks the version.
     let revision = store.get_config("app").await.unwrap().unwrap().revision;
-    let first = store.add_report(report(v1, 1), 3).await.unwrap();
+    let first = store.add_report(report(v1, 1), &COUNT_3).await.unwrap();
     assert_eq!((first.error_count, first.broke.is_some()), (1, false));
-    store.add_report(report(v1, 2), 3).await.unwrap();
-    let third = store.add_report(report(v1, 3), 3).await.unwrap();
+    store.add_report(report(v1, 2), &COUNT_3).await.unwrap();
+    let third = store.add_report(report(v1, 3), &COUNT_3).await.unwrap();
     let broke = third.broke.expect("the third report breaks it");
-    assert_eq!(broke.revision, revision + 1);
+    assert_eq!(broke.config.revision, revision + 1);
+    assert_eq!(broke.rolled_back_to, None, "no earlier stable version to go back to");
     assert!(store.get_version(v1).await.unwrap().unwrap().broken);
     // Past the threshold, a report counts but breaks nothing again.
-    let fourth = store.add_report(report(v1, 4), 3).await.unwrap();
+    let fourth = store.add_report(report(v1, 4), &COUNT_3).await.unwrap();
     assert_eq!((fourth.error_count, fourth.broke.is_some()), (4, false));
     let listed = store.list_reports(v1, 2).await.unwrap();
     assert_eq!(listed.iter().map(|r| r.err_time).collect::<Vec<_>>(), [4, 3]);
     assert!(matches!(
-        store.add_report(report("nope", 1), 3).await,
+        store.add_report(report("nope", 1), &COUNT_3).await,
         Err(StoreError::NotFound(_))
     ));
 

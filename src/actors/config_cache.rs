@@ -401,20 +401,33 @@ impl ConfigCacheHandle {
     /// serves nothing older than the store's state when it arrived, unless
     /// the store does not answer within `store.wait_ms`: then the last known
     /// state, marked `stale`.
-    pub async fn resolve(&self, config_id: &str, meta: Meta, fresh: bool) -> Result<Resolved, ResolveError> {
+    pub async fn resolve(&self, config_id: &str, meta: &Meta, fresh: bool) -> Result<Resolved, ResolveError> {
         // An id no config can have is unknown without asking the store.
         if validate_config_id(config_id).is_err() {
             return Err(Refusal::UnknownConfig(config_id.to_owned()).into());
         }
         if !fresh && let Some(entry) = self.published.get(config_id) {
             metrics::memory_cache(true);
-            return answer(&entry, &meta, false);
+            return answer(&entry, meta, false);
         }
         let (entry, stale) = match fresh {
             true => self.fresh(config_id).await?,
             false => (self.get(config_id, None, self.wait).await?, false),
         };
-        answer(&entry, &meta, stale)
+        answer(&entry, meta, stale)
+    }
+
+    /// The config and its current versions as memory holds them (loading
+    /// them if it holds none): for checks that may lag a change by a moment,
+    /// such as a report's secret.
+    pub async fn entry(&self, config_id: &str) -> Result<Arc<Entry>, ResolveError> {
+        if validate_config_id(config_id).is_err() {
+            return Err(Refusal::UnknownConfig(config_id.to_owned()).into());
+        }
+        match self.published.get(config_id) {
+            Some(entry) => Ok(entry),
+            None => self.get(config_id, None, self.wait).await,
+        }
     }
 
     async fn get(

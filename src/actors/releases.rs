@@ -1,10 +1,10 @@
 //! Releases: the management operations (configs, versions, release pointers,
-//! test cases, error reports). Not an actor: writes go to the Store in a
+//! test cases, secrets). Not an actor: writes go to the Store in a
 //! transaction, then the ConfigCache is told and the change is announced, so
 //! a slow write never holds up resolution.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -13,12 +13,11 @@ use super::config_cache::ConfigCacheHandle;
 use super::evaluator::{EvalError, EvaluatorPoolHandle};
 use super::test_runs::{self, CaseResult, TestRun};
 use crate::cache::RedisCache;
-use crate::domain::model::{ErrorReport, Meta, ReleaseEvent, TestCase, now_millis, validate_config_id};
+use crate::domain::model::{Meta, ReleaseEvent, TestCase, now_millis, validate_config_id};
 use crate::domain::params::{self, ParamError};
 use crate::domain::rules::{self, RuleError};
 use crate::domain::{Config, ConfigStatus, Lang, Version};
-use crate::secrets;
-use crate::store::{Change, NewConfig, NewReport, NewTestCase, NewVersion, ReportOutcome, Store, StoreError};
+use crate::store::{Change, NewConfig, NewTestCase, NewVersion, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
@@ -81,8 +80,6 @@ pub struct ReleasesHandle {
     pool: EvaluatorPoolHandle,
     redis: Option<RedisCache>,
     changes: broadcast::Sender<ChangeNotice>,
-    /// Changes on reload.
-    break_threshold: Arc<AtomicI64>,
 }
 
 impl ReleasesHandle {
@@ -91,7 +88,6 @@ impl ReleasesHandle {
         cache: ConfigCacheHandle,
         pool: EvaluatorPoolHandle,
         redis: Option<RedisCache>,
-        break_threshold: u32,
     ) -> Self {
         Self {
             store,
@@ -99,7 +95,6 @@ impl ReleasesHandle {
             pool,
             redis,
             changes: broadcast::channel(CHANGE_BACKLOG).0,
-            break_threshold: Arc::new(AtomicI64::new(i64::from(break_threshold))),
         }
     }
 
@@ -112,11 +107,6 @@ impl ReleasesHandle {
         })
     }
 
-    /// Reports that break a version from now on.
-    pub fn set_break_threshold(&self, threshold: u32) {
-        self.break_threshold.store(i64::from(threshold), Ordering::Relaxed);
-    }
-
     /// Every change clients must see, as it is committed.
     pub fn subscribe_changes(&self) -> broadcast::Receiver<ChangeNotice> {
         self.changes.subscribe()
@@ -125,7 +115,7 @@ impl ReleasesHandle {
     /// Drops the shared copies first, so no node reloads the old state, then
     /// reloads this node's memory and tells everyone (subscribers here, other
     /// nodes through the change bus).
-    async fn announce(&self, config: &Config, code_id: Option<&str>) {
+    pub async fn announce(&self, config: &Config, code_id: Option<&str>) {
         if let Some(redis) = &self.redis {
             redis.forget(&config.id, code_id).await;
         }
@@ -308,67 +298,15 @@ impl ReleasesHandle {
         Ok(test_runs::run_case(&self.pool, &version, &case).await)
     }
 
-    /// A client's error report against a current version of a config, with
-    /// the config's secret. The report that reaches the threshold marks the
-    /// version broken, which is announced like any change.
-    pub async fn report(
-        &self,
-        config_id: &str,
-        code_id: &str,
-        secret: &str,
-        err_time: i64,
-        message: String,
-    ) -> Result<ReportOutcome, ReleaseError> {
-        let config = self.config(config_id).await?;
-        if !secrets::equal(&config.secret, secret) {
-            return Err(ReleaseError::Forbidden {
-                code: "wrong_secret",
-                message: "wrong secret".into(),
-            });
-        }
-        if config.status == ConfigStatus::Inactive {
-            return Err(ReleaseError::Forbidden {
-                code: "config_inactive",
-                message: format!("config `{config_id}` is inactive"),
-            });
-        }
-        let current = config.release.as_ref().is_some_and(|r| r.code_id == code_id)
-            || config.gray.as_ref().is_some_and(|g| g.code_id == code_id);
-        if !current {
-            return Err(ReleaseError::Refused {
-                code: "not_current",
-                message: format!("version `{code_id}` is not a current version of config `{config_id}`"),
-            });
-        }
-        if self.version(config_id, code_id).await?.broken {
-            return Err(ReleaseError::Forbidden {
-                code: "version_broken",
-                message: format!("version `{code_id}` is already marked broken"),
-            });
-        }
-        let report = NewReport {
-            config_id: config_id.to_owned(),
-            code_id: code_id.to_owned(),
-            err_time,
-            message,
-        };
-        let threshold = self.break_threshold.load(Ordering::Relaxed);
-        let outcome = self.store.add_report(report, threshold).await?;
-        if let Some(config) = &outcome.broke {
-            tracing::warn!(
-                config_id,
-                code_id,
-                errors = outcome.error_count,
-                "version marked broken by reports"
-            );
-            self.announce(config, Some(code_id)).await;
-        }
-        Ok(outcome)
-    }
-
-    pub async fn reports(&self, config_id: &str, code_id: &str, limit: i64) -> Result<Vec<ErrorReport>, ReleaseError> {
-        self.version(config_id, code_id).await?;
-        Ok(self.store.list_reports(code_id, limit).await?)
+    /// Gives the config a new secret; the old one keeps working for
+    /// `grace`. Announced like any change, so every node's memory holds the
+    /// new secret before the call returns here and soon after elsewhere.
+    pub async fn rotate_secret(&self, config_id: &str, grace: Duration, actor: &str) -> Result<Config, ReleaseError> {
+        let until = now_millis() + grace.as_millis() as i64;
+        let secret = crate::secrets::random_token();
+        let config = self.store.rotate_secret(config_id, &secret, until, actor).await?;
+        self.announce(&config, None).await;
+        Ok(config)
     }
 
     pub async fn events(&self, config_id: &str) -> Result<Vec<ReleaseEvent>, ReleaseError> {

@@ -3,6 +3,7 @@
 //! with exponential backoff and jitter; while Vane is unreachable the file on
 //! disk is left as it is.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,10 +17,23 @@ use super::Counters;
 use super::config::Resource;
 use super::files::{Applied, ApplyError, Target};
 use super::render::render;
+use crate::domain::health::ReportKind;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const HTTP_LIMIT: Duration = Duration::from_secs(10);
+/// What Vane keeps of a report's message.
+const MAX_REPORT_BYTES: usize = 8192;
+
+fn truncate_at_char(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+}
 
 #[derive(Deserialize)]
 struct Evaluated {
@@ -33,9 +47,14 @@ struct Evaluated {
 pub enum PassError {
     #[error("fetch: {0}")]
     Fetch(String),
-    /// The version's output could not be rendered or was refused: reported.
+    /// The version's output could not be put in force here; reported as
+    /// `report` if that is a kind worth telling Vane.
     #[error("{message}")]
-    Version { code_id: String, message: String },
+    Version {
+        code_id: String,
+        message: String,
+        report: Option<ReportKind>,
+    },
 }
 
 pub struct Watcher {
@@ -44,6 +63,8 @@ pub struct Watcher {
     counters: Arc<Counters>,
     /// The revision whose file is in force.
     applied: Option<i64>,
+    /// What this run has reported already: once per version and kind.
+    reported: HashSet<(String, ReportKind)>,
 }
 
 impl Watcher {
@@ -57,6 +78,7 @@ impl Watcher {
             http,
             counters,
             applied: None,
+            reported: HashSet::new(),
         }
     }
 
@@ -122,7 +144,11 @@ impl Watcher {
                 );
                 false
             }
-            Err(PassError::Version { code_id, message }) => {
+            Err(PassError::Version {
+                code_id,
+                message,
+                report,
+            }) => {
                 self.counters.add(&self.counters.failures);
                 tracing::error!(
                     resource = self.resource.name,
@@ -130,7 +156,11 @@ impl Watcher {
                     error = message,
                     "file not updated"
                 );
-                self.report(&code_id, &message).await;
+                if let Some(kind) = report
+                    && self.reported.insert((code_id.clone(), kind))
+                {
+                    self.report(&code_id, kind, &message).await;
+                }
                 false
             }
         }
@@ -139,12 +169,15 @@ impl Watcher {
     /// Fetch, render, put in place.
     pub async fn pass(&mut self) -> Result<(), PassError> {
         let evaluated = self.fetch().await.map_err(PassError::Fetch)?;
-        let version_error = |message: String| PassError::Version {
+        let version_error = |message: String, report: Option<ReportKind>| PassError::Version {
             code_id: evaluated.code_id.clone(),
             message,
+            report,
         };
         let template = self.resource.template.as_deref().unwrap_or_default();
-        let content = render(template, &evaluated.result).map_err(version_error)?;
+        // The template is the operator's: a name it uses that the output
+        // lacks, or an unknown filter, is not evidence against the version.
+        let content = render(template, &evaluated.result).map_err(|e| version_error(e, Some(ReportKind::Render)))?;
         let target = Target {
             destination: &self.resource.destination,
             mode: self.resource.file_mode().unwrap_or(0o644),
@@ -166,7 +199,10 @@ impl Watcher {
                                path = %self.resource.destination.display(), "file replaced and reloaded");
             }
             Err(e @ ApplyError::Io { .. }) => return Err(PassError::Fetch(e.to_string())),
-            Err(e) => return Err(version_error(e.to_string())),
+            Err(e @ ApplyError::Check(_)) => return Err(version_error(e.to_string(), Some(ReportKind::Check))),
+            // A reload fails for the machine's reasons as often as the
+            // file's: never blamed on the version.
+            Err(e @ ApplyError::Reload(_)) => return Err(version_error(e.to_string(), None)),
         }
         self.applied = Some(evaluated.revision);
         Ok(())
@@ -193,13 +229,17 @@ impl Watcher {
         response.json().await.map_err(|e| e.to_string())
     }
 
-    /// Tells Vane, so a version that keeps failing here can break.
-    async fn report(&self, code_id: &str, message: &str) {
+    /// Tells Vane: a `check` report counts toward breaking the version, a
+    /// `render` one is shown to the operator.
+    async fn report(&self, code_id: &str, kind: ReportKind, message: &str) {
         let url = format!(
             "{}/api/v1/configs/{}/reports",
             self.resource.server, self.resource.config_id
         );
-        let body = json!({"code_id": code_id, "message": format!("vane watch ({}): {message}", self.resource.name)});
+        let mut message = format!("vane watch ({}): {message}", self.resource.name);
+        truncate_at_char(&mut message, MAX_REPORT_BYTES);
+        let body = json!({"code_id": code_id, "device_id": self.resource.meta.device_id,
+                          "kind": kind, "message": message.replace('\0', "")});
         let sent = self
             .http
             .post(url)

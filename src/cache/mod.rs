@@ -110,6 +110,49 @@ impl RedisCache {
         self.record(outcome);
     }
 
+    fn served_key(&self, code_id: &str, bucket: u64) -> String {
+        format!("{}served/{code_id}/{bucket}", self.prefix)
+    }
+
+    /// Writes this node's served sketches, one hash field per node, each key
+    /// expiring `ttl` after its last write. One round trip for all of them.
+    pub async fn share_served(&self, node: &str, sketches: Vec<(String, u64, Vec<u8>)>, ttl: Duration) -> bool {
+        let mut pipe = redis::pipe();
+        for (code_id, bucket, bytes) in sketches {
+            let key = self.served_key(&code_id, bucket);
+            pipe.hset(&key, node, bytes).ignore();
+            pipe.pexpire(&key, ttl.as_millis() as i64).ignore();
+        }
+        let mut conn = self.conn.clone();
+        let outcome = self.bounded(async move { pipe.query_async::<()>(&mut conn).await }).await;
+        self.record(outcome).is_some()
+    }
+
+    /// Every node's served sketches of `code_id` in `buckets`, but `node`'s
+    /// own; `None` when Redis did not answer.
+    pub async fn served(&self, node: &str, code_id: &str, buckets: &[u64]) -> Option<Vec<(u64, Vec<u8>)>> {
+        let mut pipe = redis::pipe();
+        for bucket in buckets {
+            pipe.hgetall(self.served_key(code_id, *bucket));
+        }
+        let mut conn = self.conn.clone();
+        let outcome = self
+            .bounded(async move { pipe.query_async::<Vec<std::collections::HashMap<String, Vec<u8>>>>(&mut conn).await })
+            .await;
+        let per_bucket = self.record(outcome)?;
+        let sketches = buckets
+            .iter()
+            .zip(per_bucket)
+            .flat_map(|(bucket, fields)| {
+                fields
+                    .into_iter()
+                    .filter(|(field, _)| field != node)
+                    .map(move |(_, bytes)| (*bucket, bytes))
+            })
+            .collect();
+        Some(sketches)
+    }
+
     async fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
         let mut conn = self.conn.clone();
         let key = key.to_owned();

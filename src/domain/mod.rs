@@ -1,6 +1,7 @@
 //! Vane's own rules as pure functions and plain data: no actors, no I/O.
 
 pub mod gray;
+pub mod health;
 pub mod model;
 pub mod params;
 pub mod resolve;

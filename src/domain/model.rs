@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::health::ReportKind;
 use super::params::ParamSpec;
 use super::rules::PlatformRules;
 
@@ -77,6 +78,29 @@ pub struct Config {
     pub gray: Option<Gray>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The secret before the last rotation, accepted until
+    /// `previous_secret_until` (unix ms) so apps can move to the new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub previous_secret_until: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+impl Config {
+    /// Whether a client presenting `secret` at `now_ms` may subscribe or
+    /// report: the current secret, or the previous one within its grace.
+    pub fn accepts_secret(&self, secret: &str, now_ms: i64) -> bool {
+        crate::secrets::equal(&self.secret, secret)
+            || (now_ms < self.previous_secret_until
+                && self
+                    .previous_secret
+                    .as_deref()
+                    .is_some_and(|previous| crate::secrets::equal(previous, secret)))
+    }
 }
 
 /// One immutable version of a config's code, plus its mutable health fields.
@@ -118,6 +142,7 @@ pub enum EventKind {
     Status,
     Broken,
     Unbroken,
+    SecretRotated,
 }
 
 impl EventKind {
@@ -131,6 +156,7 @@ impl EventKind {
             Self::Status => "status",
             Self::Broken => "broken",
             Self::Unbroken => "unbroken",
+            Self::SecretRotated => "secret_rotated",
         }
     }
 
@@ -144,6 +170,7 @@ impl EventKind {
             Self::Status,
             Self::Broken,
             Self::Unbroken,
+            Self::SecretRotated,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -162,6 +189,9 @@ pub struct ReleaseEvent {
     pub to: serde_json::Value,
     pub forced: bool,
     pub created_at: i64,
+    /// Why an automatic change happened: the evidence of a break by reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
 }
 
 /// A stored test of one version: run it with `meta` and `params`, expect
@@ -188,6 +218,11 @@ pub struct ErrorReport {
     pub err_time: i64,
     pub message: String,
     pub received_at: i64,
+    pub kind: ReportKind,
+    /// `device:<id>`, or `address:<ip>` for the original's route.
+    pub source: String,
+    /// Whether it counted toward breaking the version (see `domain::health`).
+    pub counted: bool,
 }
 
 pub fn now_millis() -> i64 {

@@ -90,6 +90,8 @@ mod tests {
             }),
             created_at: 0,
             updated_at: 0,
+            previous_secret: None,
+            previous_secret_until: 0,
         }
     }
 

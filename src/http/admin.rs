@@ -27,6 +27,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/configs/{config_id}/release", post(release))
         .route("/api/v1/configs/{config_id}/gray", post(set_gray).delete(remove_gray))
         .route("/api/v1/configs/{config_id}/rollback", post(rollback))
+        .route("/api/v1/configs/{config_id}/secret/rotate", post(rotate_secret))
         .route(
             "/api/v1/configs/{config_id}/versions/{code_id}/broken",
             post(mark_broken).delete(clear_broken),
@@ -279,6 +280,23 @@ async fn rollback(
     Path(config_id): Path<String>,
 ) -> Reply<Config> {
     Ok(Json(app.releases.apply(&config_id, Change::Rollback, &who.0).await?))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/configs/{config_id}/secret/rotate",
+    summary = "Give the config a new secret; the old one keeps working for `auth.secret_grace_s`",
+    responses((status = 200, description = "the config, with its new secret"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    params(("config_id" = String, Path, description = "config id")),
+    security(("bearer" = []))
+)]
+pub(super) async fn rotate_secret(
+    State(app): State<AppState>,
+    Extension(who): Extension<Operator>,
+    Path(config_id): Path<String>,
+) -> Reply<Config> {
+    let grace = app.ops.settings().auth.secret_grace();
+    Ok(Json(app.releases.rotate_secret(&config_id, grace, &who.0).await?))
 }
 
 #[utoipa::path(

@@ -11,6 +11,7 @@ use crate::actors::config_cache::ResolveError;
 use crate::actors::evaluator::EvalError;
 use crate::actors::releases::ReleaseError;
 use crate::domain::resolve::Refusal;
+use crate::reports::ReportError;
 use crate::engine::EngineError;
 use crate::store::StoreError;
 
@@ -260,6 +261,23 @@ impl From<ReleaseError> for ApiError {
             },
             ReleaseError::Forbidden { code, .. } => Self::forbidden(code, message),
             ReleaseError::Refused { code, .. } => Self::bad_request(code, message),
+        }
+    }
+}
+
+/// Failures of a client's report: as the original answered, a version that
+/// is not current is a bad request, a wrong secret or a version already
+/// broken forbidden.
+impl From<ReportError> for ApiError {
+    fn from(e: ReportError) -> Self {
+        let message = e.to_string();
+        match e {
+            ReportError::Resolve(resolve) => resolve.into(),
+            ReportError::WrongSecret => Self::forbidden("wrong_secret", message),
+            ReportError::Inactive(_) => Self::forbidden("config_inactive", message),
+            ReportError::NotCurrent { .. } => Self::bad_request("not_current", message),
+            ReportError::Broken(_) => Self::forbidden("version_broken", message),
+            ReportError::Store(store) => store.into(),
         }
     }
 }

@@ -1,11 +1,15 @@
 //! JSON bodies parsed with our own errors. The content type is not required:
 //! the original service's clients do not always send one.
 
+use std::net::{IpAddr, SocketAddr};
+
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use super::AppState;
 use super::error::{ApiError, CompatError};
 
 pub struct Body<T>(pub T);
@@ -37,5 +41,26 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for CompatBody<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         parse(req, state).await.map(CompatBody).map_err(CompatError)
+    }
+}
+
+/// The client's address: the peer's, or the last entry of the trusted
+/// proxy's header (`server.client_address_header`) when one is set and
+/// holds an address.
+pub struct ClientAddress(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientAddress {
+    type Rejection = CompatError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+        let forwarded = app.client_address_header.as_ref().and_then(|name| {
+            let value = parts.headers.get_all(name).iter().next_back()?.to_str().ok()?;
+            value.rsplit(',').next()?.trim().parse::<IpAddr>().ok()
+        });
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        match forwarded.or(peer) {
+            Some(ip) => Ok(Self(ip.to_canonical())),
+            None => Err(CompatError(ApiError::Internal("the server was started without peer addresses".into()))),
+        }
     }
 }

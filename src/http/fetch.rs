@@ -1,5 +1,7 @@
 //! The fetch path: the original `POST /config/{id}` and the native evaluate.
 
+use std::net::IpAddr;
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderValue;
@@ -9,9 +11,10 @@ use serde_json::value::RawValue;
 
 use super::AppState;
 use super::error::{ApiError, CompatError};
-use super::extract::{Body, CompatBody};
+use super::extract::{Body, ClientAddress, CompatBody};
 use crate::actors::config_cache::Resolved;
 use crate::domain::Meta;
+use crate::domain::health::Source;
 
 /// Unknown fields are ignored, as the original service did.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -33,8 +36,21 @@ fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(Default::default())
 }
 
-async fn run(app: &AppState, config_id: &str, request: FetchRequest) -> Result<(Resolved, Box<RawValue>), ApiError> {
-    let resolved = app.cache.resolve(config_id, request.meta, !request.cached).await?;
+/// Resolves and runs a fetch, recording who was served the version (the
+/// device, and on the original route the client's address, which is how
+/// its reports are told apart) for the health signals.
+async fn run(
+    app: &AppState,
+    config_id: &str,
+    request: FetchRequest,
+    address: Option<IpAddr>,
+) -> Result<(Resolved, Box<RawValue>), ApiError> {
+    let resolved = app.cache.resolve(config_id, &request.meta, !request.cached).await?;
+    let device = Source::Device(&request.meta.device_id);
+    match address {
+        Some(ip) => app.reports.served(&resolved.version.code_id, &[device, Source::Address(ip)]),
+        None => app.reports.served(&resolved.version.code_id, &[device]),
+    }
     // Never fresh: a version's compiled code and memoized results never go stale.
     let result = app.pool.evaluate(resolved.version.clone(), request.params).await?;
     Ok((resolved, result))
@@ -56,9 +72,10 @@ struct CompatData {
 pub async fn compat_fetch(
     State(app): State<AppState>,
     Path(config_id): Path<String>,
+    ClientAddress(address): ClientAddress,
     CompatBody(request): CompatBody<FetchRequest>,
 ) -> Result<Json<CompatResponse>, CompatError> {
-    let (resolved, result) = run(&app, &config_id, request).await?;
+    let (resolved, result) = run(&app, &config_id, request, Some(address)).await?;
     let data = CompatData {
         result: result.into(),
         code_id: resolved.version.code_id.clone(),
@@ -93,7 +110,7 @@ pub async fn evaluate(
     Path(config_id): Path<String>,
     Body(request): Body<FetchRequest>,
 ) -> Result<Response, ApiError> {
-    let (resolved, result) = run(&app, &config_id, request).await?;
+    let (resolved, result) = run(&app, &config_id, request, None).await?;
     let body = Json(EvaluateResponse {
         result,
         code_id: resolved.version.code_id.clone(),

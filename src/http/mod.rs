@@ -28,6 +28,7 @@ use crate::actors::config_cache::ConfigCacheHandle;
 use crate::actors::evaluator::EvaluatorPoolHandle;
 use crate::actors::push::PushHandle;
 use crate::actors::releases::ReleasesHandle;
+use crate::reports::ReportsHandle;
 pub use auth::AdminTokens;
 
 /// What every handler reaches, behind one `Arc`: axum clones the state for
@@ -64,6 +65,9 @@ pub struct Services {
     /// The `Secret` of the original `POST /update/{id}`.
     pub update_secret: Arc<str>,
     pub ops: Arc<ops::Ops>,
+    pub reports: ReportsHandle,
+    /// `server.client_address_header`, when set.
+    pub client_address_header: Option<axum::http::HeaderName>,
 }
 
 fn request_span(request: &axum::extract::Request) -> tracing::Span {

@@ -18,7 +18,7 @@ use super::{admin, cases, fetch, observe, ops, push, reports};
         admin::release, admin::set_gray, admin::remove_gray, admin::rollback,
         admin::mark_broken, admin::clear_broken, admin::list_events,
         cases::create, cases::list, cases::remove, cases::run,
-        reports::report, reports::list,
+        reports::report, reports::list, reports::summary, admin::rotate_secret,
         ops::reload_route, ops::pool_status, ops::pause, ops::resume, ops::resize,
         fetch::evaluate, push::subscribe, observe::stats_route,
     ),

@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::AppState;
+use crate::reports::Rules;
 use super::error::ApiError;
 use super::extract::Body;
 use crate::actors::evaluator::PoolStatus;
@@ -34,6 +35,11 @@ impl Ops {
     /// `required` makes a missing file an error.
     pub fn set_source(&self, path: PathBuf, required: bool) {
         *self.source.lock().unwrap_or_else(|e| e.into_inner()) = Some((path, required));
+    }
+
+    /// The settings in force, reloads included.
+    pub fn settings(&self) -> Settings {
+        self.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -60,7 +66,7 @@ pub fn reload(app: &AppState) -> Result<Plan, String> {
         return Err(format!("the evaluator pool did not take the new settings: {e}"));
     }
     if plan.touches("reports.") {
-        app.releases.set_break_threshold(effective.reports.break_threshold);
+        app.reports.set_rules(Rules::from_settings(&effective.reports));
     }
     if plan.touches("push.") {
         app.push.set_settings(&effective.push);

@@ -9,8 +9,8 @@ use axum::response::Response;
 use serde::Serialize;
 
 use super::AppState;
-use super::auth::check_secret;
-use super::error::CompatError;
+use super::auth::{check_secret, secret_header};
+use super::error::{ApiError, CompatError};
 use crate::actors::push::Protocol;
 use crate::actors::releases::ChangeNotice;
 use crate::domain::model::now_millis;
@@ -38,7 +38,9 @@ pub async fn compat_push(
     ws: WebSocketUpgrade,
 ) -> Result<Response, CompatError> {
     let config = app.releases.config(&config_id).await?;
-    check_secret(&headers, &config.secret)?;
+    if !config.accepts_secret(secret_header(&headers)?, now_millis()) {
+        return Err(ApiError::forbidden("wrong_secret", "wrong secret").into());
+    }
     let push = app.push.clone();
     Ok(sized(ws).on_upgrade(move |socket| async move {
         push.connect(socket, Protocol::Compat, Some(config_id)).await;

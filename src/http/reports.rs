@@ -1,5 +1,6 @@
 //! Error reports from clients: the original `POST /report/{config_id}/{code_id}`,
-//! its native equivalent, and the admin view of a version's reports.
+//! its native equivalent, and the admin view of a version's reports. What a
+//! report counts for is decided in `reports` (the health-signal model).
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -10,11 +11,16 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::auth::secret_header;
 use super::error::{ApiError, CompatError};
-use super::extract::{Body, CompatBody};
-use crate::domain::model::ErrorReport;
+use super::extract::{Body, ClientAddress, CompatBody};
+use crate::domain::health::ReportKind;
+use crate::domain::model::{ErrorReport, now_millis};
+use crate::reports::{ClientReport, Receipt, Reporter, Summary};
 
 /// Reports kept per listing at most.
 const MAX_LISTED: i64 = 1000;
+/// The longest message stored, in bytes: enough for a stack trace's top.
+pub const MAX_MESSAGE_BYTES: usize = 8192;
+const MAX_DEVICE_ID_BYTES: usize = 256;
 
 pub fn client_routes() -> Router<AppState> {
     Router::new()
@@ -23,7 +29,12 @@ pub fn client_routes() -> Router<AppState> {
 }
 
 pub fn admin_routes() -> Router<AppState> {
-    Router::new().route("/api/v1/configs/{config_id}/versions/{code_id}/reports", get(list))
+    Router::new()
+        .route("/api/v1/configs/{config_id}/versions/{code_id}/reports", get(list))
+        .route(
+            "/api/v1/configs/{config_id}/versions/{code_id}/reports/summary",
+            get(summary),
+        )
 }
 
 #[derive(Deserialize)]
@@ -38,16 +49,27 @@ struct CompatReply {
     message: &'static str,
 }
 
+/// The original's route has no device id: the client's address is the
+/// source, and every report is of kind `client`.
 async fn compat_report(
     State(app): State<AppState>,
     headers: HeaderMap,
     Path((config_id, code_id)): Path<(String, String)>,
+    ClientAddress(address): ClientAddress,
     CompatBody(body): CompatBody<CompatReportBody>,
 ) -> Result<Json<CompatReply>, CompatError> {
-    let secret = secret_header(&headers)?;
-    app.releases
-        .report(&config_id, &code_id, secret, body.err_time, body.message)
-        .await?;
+    let secret = secret_header(&headers)?.to_owned();
+    check_message(&body.message)?;
+    let report = ClientReport {
+        config_id,
+        code_id,
+        secret,
+        reporter: Reporter::Address(address),
+        kind: ReportKind::Client,
+        err_time: body.err_time,
+        message: body.message,
+    };
+    app.reports.report(report).await?;
     Ok(Json(CompatReply {
         data: "",
         message: "success",
@@ -58,16 +80,15 @@ async fn compat_report(
 #[serde(deny_unknown_fields)]
 struct ReportBody {
     code_id: String,
+    /// The reporting device, as it sends `meta.device_id` when it fetches.
+    device_id: String,
+    /// `client` (default), `check`, `render` or `reload`; only `client` and
+    /// `check` count toward breaking the version.
+    kind: Option<String>,
     /// Unix seconds when the client saw the error; now if absent.
     err_time: Option<i64>,
+    /// At most 8192 bytes, no NUL.
     message: String,
-}
-
-#[derive(Serialize)]
-struct ReportReply {
-    error_count: i64,
-    /// Whether this report marked the version broken.
-    broke: bool,
 }
 
 #[utoipa::path(
@@ -75,7 +96,11 @@ struct ReportReply {
     path = "/api/v1/configs/{config_id}/reports",
     summary = "Report a client error (header Secret: config secret)",
     request_body = ReportBody,
-    responses((status = 201, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    responses(
+        (status = 201, description = "stored", body = Receipt),
+        (status = 202, description = "accepted but not stored: the source's repeats or the version's stored reports that cannot count reached their cap", body = Receipt),
+        (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")
+    ),
     params(("config_id" = String, Path, description = "config id"))
 )]
 async fn report(
@@ -83,20 +108,62 @@ async fn report(
     headers: HeaderMap,
     Path(config_id): Path<String>,
     Body(body): Body<ReportBody>,
-) -> Result<(StatusCode, Json<ReportReply>), ApiError> {
-    let secret = secret_header(&headers)?;
-    let err_time = body
-        .err_time
-        .unwrap_or_else(|| crate::domain::model::now_millis() / 1000);
-    let outcome = app
-        .releases
-        .report(&config_id, &body.code_id, secret, err_time, body.message)
-        .await?;
-    let reply = ReportReply {
-        error_count: outcome.error_count,
-        broke: outcome.broke.is_some(),
+) -> Result<(StatusCode, Json<Receipt>), ApiError> {
+    let secret = secret_header(&headers)?.to_owned();
+    let kind = match body.kind.as_deref() {
+        None => ReportKind::Client,
+        Some(kind) => ReportKind::parse(kind).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_kind",
+                format!("`kind` must be `client`, `check`, `render` or `reload`, not `{}`", clip(kind)),
+            )
+        })?,
     };
-    Ok((StatusCode::CREATED, Json(reply)))
+    check_device_id(&body.device_id)?;
+    check_message(&body.message)?;
+    let report = ClientReport {
+        config_id,
+        code_id: body.code_id,
+        secret,
+        reporter: Reporter::Device(body.device_id),
+        kind,
+        err_time: body.err_time.unwrap_or_else(|| now_millis() / 1000),
+        message: body.message,
+    };
+    let receipt = app.reports.report(report).await?;
+    let status = if receipt.stored { StatusCode::CREATED } else { StatusCode::ACCEPTED };
+    Ok((status, Json(receipt)))
+}
+
+fn check_device_id(device_id: &str) -> Result<(), ApiError> {
+    let problem = if device_id.is_empty() {
+        "must not be empty"
+    } else if device_id.len() > MAX_DEVICE_ID_BYTES {
+        "must be at most 256 bytes"
+    } else if device_id.chars().any(char::is_control) {
+        "must not contain control characters"
+    } else {
+        return Ok(());
+    };
+    Err(ApiError::bad_request("invalid_device_id", format!("`device_id` {problem}")))
+}
+
+fn check_message(message: &str) -> Result<(), ApiError> {
+    if message.len() > MAX_MESSAGE_BYTES {
+        return Err(ApiError::bad_request(
+            "message_too_long",
+            format!("`message` is {} bytes; at most {MAX_MESSAGE_BYTES} are kept", message.len()),
+        ));
+    }
+    if message.contains('\0') {
+        return Err(ApiError::bad_request("invalid_message", "`message` must not contain NUL bytes"));
+    }
+    Ok(())
+}
+
+/// A client's value quoted back, cut short.
+fn clip(value: &str) -> String {
+    value.chars().take(32).filter(|c| !c.is_control()).collect()
 }
 
 #[derive(Deserialize)]
@@ -107,7 +174,7 @@ struct ListQuery {
 #[utoipa::path(
     get,
     path = "/api/v1/configs/{config_id}/versions/{code_id}/reports",
-    summary = "List a version's reports",
+    summary = "List a version's reports, newest first",
     responses((status = 200, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
     params(("config_id" = String, Path, description = "config id"), ("code_id" = String, Path, description = "version code id")),
     security(("bearer" = []))
@@ -118,5 +185,20 @@ async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Vec<ErrorReport>>, ApiError> {
     let limit = query.limit.unwrap_or(100).clamp(1, MAX_LISTED);
-    Ok(Json(app.releases.reports(&config_id, &code_id, limit).await?))
+    Ok(Json(app.reports.list(&config_id, &code_id, limit).await?))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/configs/{config_id}/versions/{code_id}/reports/summary",
+    summary = "A version's health: reports counted and ignored by kind, distinct sources, devices served, the share",
+    responses((status = 200, description = "ok", body = Summary), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    params(("config_id" = String, Path, description = "config id"), ("code_id" = String, Path, description = "version code id")),
+    security(("bearer" = []))
+)]
+async fn summary(
+    State(app): State<AppState>,
+    Path((config_id, code_id)): Path<(String, String)>,
+) -> Result<Json<Summary>, ApiError> {
+    Ok(Json(app.reports.summary(&config_id, &code_id).await?))
 }

@@ -1,48 +1,152 @@
-//! Error reports and the broken mark: the report that reaches the threshold
-//! breaks its version in the same transaction, as a release event.
+//! Error reports, the broken mark and the secret: a report that makes its
+//! version's tally enough breaks it in the same transaction, as a release
+//! event carrying the evidence, and rolls a broken stable version back.
 
 use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
 
-use super::sql::{bump, insert_event, lock_config};
-use super::{NewReport, ReportOutcome, StoreError};
+use super::rows::corrupt;
+use super::sql::{NewEvent, bump, insert_event, lock_config};
+use super::{Breaking, Broke, NewReport, ReportCount, ReportOutcome, StoreError, history};
 use crate::domain::Config;
-use crate::domain::model::{ErrorReport, EventKind, now_millis};
+use crate::domain::health::{BreakRule, Evidence, ReportKind, Tally, judge};
+use crate::domain::model::{ErrorReport, EventKind, Release, now_millis};
 
 /// Who a break by reports is recorded as.
 pub const REPORTS_ACTOR: &str = "reports";
 
-pub async fn add_report(pool: &AnyPool, report: NewReport, break_threshold: i64) -> Result<ReportOutcome, StoreError> {
+pub async fn add_report(pool: &AnyPool, report: NewReport, breaking: &Breaking) -> Result<ReportOutcome, StoreError> {
+    let now = now_millis();
+    let since = now - breaking.window_s as i64 * 1000;
     let mut tx = pool.begin().await?;
     let config = lock_config(&mut tx, &report.config_id).await?;
-    let counted = sqlx::query(
-        "UPDATE versions SET error_count = error_count + 1 WHERE code_id = $1 AND config_id = $2 \
-         RETURNING error_count, broken",
-    )
-    .bind(&report.code_id)
-    .bind(&report.config_id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| StoreError::NotFound(format!("version `{}` of config `{}`", report.code_id, report.config_id)))?;
-    let error_count: i64 = counted.try_get("error_count")?;
+    let version = sqlx::query("SELECT error_count, broken FROM versions WHERE code_id = $1 AND config_id = $2")
+        .bind(&report.code_id)
+        .bind(&report.config_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("version `{}` of config `{}`", report.code_id, report.config_id)))?;
+    let mut error_count: i64 = version.try_get("error_count")?;
+    let broken = version.try_get::<i64, _>("broken")? != 0;
+    let counted = report.candidate
+        && (matches!(breaking.rule, BreakRule::Count { .. })
+            || !counted_before(&mut tx, &report.code_id, &report.source, since).await?);
     sqlx::query(
-        "INSERT INTO error_reports (config_id, code_id, err_time, message, received_at) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO error_reports (config_id, code_id, err_time, message, received_at, kind, source, counted) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&report.config_id)
     .bind(&report.code_id)
     .bind(report.err_time)
     .bind(&report.message)
-    .bind(now_millis())
+    .bind(now)
+    .bind(report.kind.as_str())
+    .bind(&report.source)
+    .bind(i64::from(counted))
     .execute(&mut *tx)
     .await?;
-    let broke = if error_count >= break_threshold {
-        set_broken(&mut tx, &config, &report.code_id, true, REPORTS_ACTOR).await?
-    } else {
-        None
+    let mut outcome = ReportOutcome {
+        counted,
+        error_count,
+        counted_sources: 0,
+        broke: None,
     };
+    if counted {
+        error_count = sqlx::query(
+            "UPDATE versions SET error_count = error_count + 1 WHERE code_id = $1 RETURNING error_count",
+        )
+        .bind(&report.code_id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("error_count")?;
+        let sources: i64 = sqlx::query(
+            "SELECT COUNT(DISTINCT source) AS n FROM error_reports \
+             WHERE code_id = $1 AND counted = 1 AND received_at >= $2",
+        )
+        .bind(&report.code_id)
+        .bind(since)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+        outcome.error_count = error_count;
+        outcome.counted_sources = sources;
+        let served = match breaking.rule {
+            BreakRule::Rate { .. } => breaking.served_devices,
+            BreakRule::Count { .. } => Some(0),
+        };
+        let tally = served.map(|served_devices| Tally {
+            counted_sources: sources.max(0) as u64,
+            error_count: error_count.max(0) as u64,
+            served_devices,
+            window_s: breaking.window_s,
+        });
+        if !broken && let Some(evidence) = tally.and_then(|t| judge(breaking.rule, t)) {
+            outcome.broke = Some(break_version(&mut tx, &config, &report.code_id, evidence).await?);
+        }
+    }
     tx.commit().await?;
-    Ok(ReportOutcome { error_count, broke })
+    Ok(outcome)
+}
+
+async fn counted_before(
+    tx: &mut Transaction<'_, Any>,
+    code_id: &str,
+    source: &str,
+    since: i64,
+) -> Result<bool, StoreError> {
+    let found = sqlx::query(
+        "SELECT 1 FROM error_reports WHERE code_id = $1 AND counted = 1 AND received_at >= $2 AND source = $3 LIMIT 1",
+    )
+    .bind(code_id)
+    .bind(since)
+    .bind(source)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(found.is_some())
+}
+
+/// Marks the version broken with the evidence; a broken stable version rolls
+/// back to the latest earlier one that is not broken, if there is one.
+async fn break_version(
+    tx: &mut Transaction<'_, Any>,
+    config: &Config,
+    code_id: &str,
+    evidence: Evidence,
+) -> Result<Broke, StoreError> {
+    let detail = json!({ "evidence": evidence });
+    let after = set_broken(tx, config, code_id, true, REPORTS_ACTOR, Some(detail.clone()))
+        .await?
+        .unwrap_or_else(|| config.clone());
+    let stable = after.release.as_ref().is_some_and(|r| r.code_id == code_id);
+    let target = match stable {
+        true => history::healthy_target(tx, &after).await?,
+        false => None,
+    };
+    let Some(target) = target else {
+        return Ok(Broke {
+            config: after,
+            evidence,
+            rolled_back_to: None,
+        });
+    };
+    let mut rolled = after.clone();
+    if rolled.gray.as_ref().is_some_and(|g| g.code_id == target) {
+        rolled.gray = None;
+    }
+    rolled.release = Some(Release { code_id: target.clone() });
+    let rolled = bump(tx, rolled).await?;
+    let state = super::sql::state_of;
+    let event = NewEvent {
+        detail: Some(json!({ "evidence": evidence, "broken": code_id })),
+        ..NewEvent::new(EventKind::Rollback, REPORTS_ACTOR, state(&after), state(&rolled))
+    };
+    insert_event(tx, &rolled, event).await?;
+    Ok(Broke {
+        config: rolled,
+        evidence,
+        rolled_back_to: Some(target),
+    })
 }
 
 /// Sets or clears a version's broken mark (clearing also resets its error
@@ -54,6 +158,7 @@ pub async fn set_broken(
     code_id: &str,
     broken: bool,
     actor: &str,
+    detail: Option<serde_json::Value>,
 ) -> Result<Option<Config>, StoreError> {
     let changed = if broken {
         sqlx::query("UPDATE versions SET broken = 1 WHERE code_id = $1 AND config_id = $2 AND broken = 0")
@@ -73,13 +178,17 @@ pub async fn set_broken(
     let after = bump(tx, config.clone()).await?;
     let kind = if broken { EventKind::Broken } else { EventKind::Unbroken };
     let state = |b: bool| json!({ "code_id": code_id, "broken": b });
-    insert_event(tx, &after, kind, actor, state(!broken), state(broken), false).await?;
+    let event = NewEvent {
+        detail,
+        ..NewEvent::new(kind, actor, state(!broken), state(broken))
+    };
+    insert_event(tx, &after, event).await?;
     Ok(Some(after))
 }
 
 pub async fn list_reports(pool: &AnyPool, code_id: &str, limit: i64) -> Result<Vec<ErrorReport>, StoreError> {
     let rows = sqlx::query(
-        "SELECT id, config_id, code_id, err_time, message, received_at FROM error_reports \
+        "SELECT id, config_id, code_id, err_time, message, received_at, kind, source, counted FROM error_reports \
          WHERE code_id = $1 ORDER BY id DESC LIMIT $2",
     )
     .bind(code_id)
@@ -87,6 +196,67 @@ pub async fn list_reports(pool: &AnyPool, code_id: &str, limit: i64) -> Result<V
     .fetch_all(pool)
     .await?;
     rows.iter().map(report_from_row).collect()
+}
+
+pub async fn report_counts(pool: &AnyPool, code_id: &str, since_ms: i64) -> Result<Vec<ReportCount>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT kind, counted, COUNT(*) AS reports, COUNT(DISTINCT source) AS sources FROM error_reports \
+         WHERE code_id = $1 AND received_at >= $2 GROUP BY kind, counted ORDER BY kind, counted",
+    )
+    .bind(code_id)
+    .bind(since_ms)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ReportCount {
+                kind: kind_of(row)?,
+                counted: row.try_get::<i64, _>("counted")? != 0,
+                reports: row.try_get("reports")?,
+                sources: row.try_get("sources")?,
+            })
+        })
+        .collect()
+}
+
+pub async fn rotate_secret(
+    pool: &AnyPool,
+    config_id: &str,
+    secret: &str,
+    grace_until_ms: i64,
+    actor: &str,
+) -> Result<Config, StoreError> {
+    let mut tx = pool.begin().await?;
+    let before = lock_config(&mut tx, config_id).await?;
+    sqlx::query("UPDATE configs SET previous_secret = secret, previous_secret_until = $2, secret = $3 WHERE id = $1")
+        .bind(config_id)
+        .bind(grace_until_ms)
+        .bind(secret)
+        .execute(&mut *tx)
+        .await?;
+    let rotated = Config {
+        previous_secret: Some(before.secret.clone()),
+        previous_secret_until: grace_until_ms,
+        secret: secret.to_owned(),
+        ..before.clone()
+    };
+    let after = bump(&mut tx, rotated).await?;
+    // Never the secrets themselves: the log is read by more people.
+    let grace = |until: i64| json!({ "previous_secret_until": until });
+    let event = NewEvent::new(
+        EventKind::SecretRotated,
+        actor,
+        grace(before.previous_secret_until),
+        grace(grace_until_ms),
+    );
+    insert_event(&mut tx, &after, event).await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+fn kind_of(row: &AnyRow) -> Result<ReportKind, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    ReportKind::parse(&kind).ok_or_else(|| corrupt("report kind", &kind))
 }
 
 fn report_from_row(row: &AnyRow) -> Result<ErrorReport, StoreError> {
@@ -97,5 +267,8 @@ fn report_from_row(row: &AnyRow) -> Result<ErrorReport, StoreError> {
         err_time: row.try_get("err_time")?,
         message: row.try_get("message")?,
         received_at: row.try_get("received_at")?,
+        kind: kind_of(row)?,
+        source: row.try_get("source")?,
+        counted: row.try_get::<i64, _>("counted")? != 0,
     })
 }

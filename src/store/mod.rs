@@ -5,6 +5,7 @@
 mod cases;
 mod direct;
 mod health;
+mod history;
 mod postgres;
 mod revisions;
 mod rows;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::domain::health::{BreakRule, Evidence, ReportKind};
 use crate::domain::model::{ErrorReport, ReleaseEvent, TestCase};
 use crate::domain::params::ParamSpec;
 use crate::domain::rules::PlatformRules;
@@ -111,6 +113,24 @@ pub struct NewReport {
     pub code_id: String,
     pub err_time: i64,
     pub message: String,
+    pub kind: ReportKind,
+    /// `Source::key` of who sent it.
+    pub source: String,
+    /// It may count: its kind is the version's fault and (rate rule) its
+    /// source was served the version. It still does not if the source has
+    /// already counted in the window.
+    pub candidate: bool,
+}
+
+/// How a counted report is judged (`domain::health`).
+#[derive(Debug, Clone, Copy)]
+pub struct Breaking {
+    pub rule: BreakRule,
+    pub window_s: u64,
+    /// Distinct devices served the version in the window, across nodes;
+    /// `None` when other nodes' records could not be read, and the rate rule
+    /// then breaks nothing until they can.
+    pub served_devices: Option<u64>,
 }
 
 /// Where one config stands, as a poll reads it.
@@ -124,10 +144,33 @@ pub struct Revision {
 
 #[derive(Debug, Clone)]
 pub struct ReportOutcome {
-    /// The version's error count, this report included.
+    /// Whether this report counted toward breaking the version.
+    pub counted: bool,
+    /// The version's counted reports ever, this one included.
     pub error_count: i64,
-    /// The config after this report marked the version broken, if it did.
-    pub broke: Option<Config>,
+    /// Distinct sources counted in the window, this one included.
+    pub counted_sources: i64,
+    /// The break this report caused, if it did.
+    pub broke: Option<Broke>,
+}
+
+/// A version broken by reports, in the same transaction as the report.
+#[derive(Debug, Clone)]
+pub struct Broke {
+    /// The config after the break (and the rollback, if there was one).
+    pub config: Config,
+    pub evidence: Evidence,
+    /// The broken version was stable and the release went back to this one.
+    pub rolled_back_to: Option<String>,
+}
+
+/// Reports of one kind that did or did not count, in a span of time.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct ReportCount {
+    pub kind: ReportKind,
+    pub counted: bool,
+    pub reports: i64,
+    pub sources: i64,
 }
 
 #[async_trait]
@@ -158,12 +201,26 @@ pub trait Store: Send + Sync + 'static {
     async fn get_test(&self, test_id: &str) -> Result<Option<TestCase>, StoreError>;
     /// Whether there was such a test to delete.
     async fn delete_test(&self, test_id: &str) -> Result<bool, StoreError>;
-    /// Stores a report and counts it against its version; the report that
-    /// reaches `break_threshold` marks the version broken (a release event by
-    /// `reports`), in the same transaction.
-    async fn add_report(&self, report: NewReport, break_threshold: i64) -> Result<ReportOutcome, StoreError>;
+    /// Stores a report; a candidate that is its source's first counted
+    /// report in the window counts. The report that makes the tally enough
+    /// marks the version broken (an event by `reports` with the evidence)
+    /// and, if it was the stable version, rolls back to the latest earlier
+    /// one not broken, all in one transaction.
+    async fn add_report(&self, report: NewReport, breaking: &Breaking) -> Result<ReportOutcome, StoreError>;
     /// A version's latest reports, newest first.
     async fn list_reports(&self, code_id: &str, limit: i64) -> Result<Vec<ErrorReport>, StoreError>;
+    /// A version's reports received since `since_ms`, by kind and whether
+    /// they counted.
+    async fn report_counts(&self, code_id: &str, since_ms: i64) -> Result<Vec<ReportCount>, StoreError>;
+    /// Gives the config a new secret; the old one is accepted until
+    /// `grace_until_ms`. A change clients' nodes must see (revision, event).
+    async fn rotate_secret(
+        &self,
+        config_id: &str,
+        secret: &str,
+        grace_until_ms: i64,
+        actor: &str,
+    ) -> Result<Config, StoreError>;
 }
 
 /// How long a query waits for a pooled connection before the store counts as

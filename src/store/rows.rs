@@ -30,6 +30,8 @@ pub(super) fn config_from_row(row: &AnyRow) -> Result<Config, StoreError> {
         }),
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        previous_secret: row.try_get("previous_secret")?,
+        previous_secret_until: row.try_get("previous_secret_until")?,
     })
 }
 
@@ -65,5 +67,9 @@ pub(super) fn event_from_row(row: &AnyRow) -> Result<ReleaseEvent, StoreError> {
         to: serde_json::from_str(&to).map_err(|e| corrupt("event state", &e.to_string()))?,
         forced: row.try_get::<i64, _>("forced")? != 0,
         created_at: row.try_get("created_at")?,
+        detail: row
+            .try_get::<Option<String>, _>("detail")?
+            .map(|d| serde_json::from_str(&d).map_err(|e| corrupt("event detail", &e.to_string())))
+            .transpose()?,
     })
 }

@@ -4,13 +4,15 @@
 use async_trait::async_trait;
 use serde_json::json;
 use sqlx::AnyPool;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
 
 use super::direct::DirectReads;
+use super::history;
 use super::revisions;
-use super::rows::{config_from_row, corrupt, event_from_row, version_from_row};
+use super::rows::{config_from_row, event_from_row, version_from_row};
 use super::{
-    Change, NewConfig, NewReport, NewTestCase, NewVersion, ReportOutcome, Revision, Store, StoreError, cases, health,
+    Breaking, Change, NewConfig, NewReport, NewTestCase, NewVersion, ReportCount, ReportOutcome, Revision, Store, StoreError,
+    cases, health,
 };
 use crate::domain::model::{ErrorReport, EventKind, Gray, Release, ReleaseEvent, TestCase, now_millis};
 use crate::domain::{Config, Version};
@@ -19,7 +21,8 @@ use crate::domain::{Config, Version};
 // strings built at run time).
 macro_rules! config_columns {
     () => {
-        "id, description, status, secret, revision, release_code_id, gray_code_id, gray_percentage, created_at, updated_at"
+        "id, description, status, secret, revision, release_code_id, gray_code_id, gray_percentage, created_at, updated_at, \
+         previous_secret, previous_secret_until"
     };
 }
 macro_rules! version_columns {
@@ -70,16 +73,8 @@ impl Store for SqlStore {
             Some(row) => config_from_row(&row)?,
             None => return Err(StoreError::Conflict(format!("config `{}`", new.id))),
         };
-        insert_event(
-            &mut tx,
-            &config,
-            EventKind::Created,
-            actor,
-            json!(null),
-            state_of(&config),
-            false,
-        )
-        .await?;
+        let event = NewEvent::new(EventKind::Created, actor, json!(null), state_of(&config));
+        insert_event(&mut tx, &config, event).await?;
         tx.commit().await?;
         Ok(config)
     }
@@ -181,24 +176,19 @@ impl Store for SqlStore {
         let mut tx = self.pool.begin().await?;
         let before = lock_config(&mut tx, config_id).await?;
         let after = match &change {
-            Change::Broken { code_id } => health::set_broken(&mut tx, &before, code_id, true, actor).await?,
-            Change::Unbroken { code_id } => health::set_broken(&mut tx, &before, code_id, false, actor).await?,
+            Change::Broken { code_id } => health::set_broken(&mut tx, &before, code_id, true, actor, None).await?,
+            Change::Unbroken { code_id } => health::set_broken(&mut tx, &before, code_id, false, actor, None).await?,
             _ => {
                 let (kind, forced, after) = changed(&mut tx, &before, &change).await?;
                 if after == before {
                     None
                 } else {
                     let after = bump(&mut tx, after).await?;
-                    insert_event(
-                        &mut tx,
-                        &after,
-                        kind,
-                        actor,
-                        state_of(&before),
-                        state_of(&after),
+                    let event = NewEvent {
                         forced,
-                    )
-                    .await?;
+                        ..NewEvent::new(kind, actor, state_of(&before), state_of(&after))
+                    };
+                    insert_event(&mut tx, &after, event).await?;
                     Some(after)
                 }
             }
@@ -213,7 +203,7 @@ impl Store for SqlStore {
 
     async fn list_events(&self, config_id: &str) -> Result<Vec<ReleaseEvent>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, config_id, revision, kind, actor, from_state, to_state, forced, created_at \
+            "SELECT id, config_id, revision, kind, actor, from_state, to_state, forced, created_at, detail \
              FROM release_events WHERE config_id = $1 ORDER BY id DESC",
         )
         .bind(config_id)
@@ -238,12 +228,26 @@ impl Store for SqlStore {
         cases::delete(&self.pool, test_id).await
     }
 
-    async fn add_report(&self, report: NewReport, break_threshold: i64) -> Result<ReportOutcome, StoreError> {
-        health::add_report(&self.pool, report, break_threshold).await
+    async fn add_report(&self, report: NewReport, breaking: &Breaking) -> Result<ReportOutcome, StoreError> {
+        health::add_report(&self.pool, report, breaking).await
     }
 
     async fn list_reports(&self, code_id: &str, limit: i64) -> Result<Vec<ErrorReport>, StoreError> {
         health::list_reports(&self.pool, code_id, limit).await
+    }
+
+    async fn report_counts(&self, code_id: &str, since_ms: i64) -> Result<Vec<ReportCount>, StoreError> {
+        health::report_counts(&self.pool, code_id, since_ms).await
+    }
+
+    async fn rotate_secret(
+        &self,
+        config_id: &str,
+        secret: &str,
+        grace_until_ms: i64,
+        actor: &str,
+    ) -> Result<Config, StoreError> {
+        health::rotate_secret(&self.pool, config_id, secret, grace_until_ms, actor).await
     }
 }
 
@@ -330,7 +334,7 @@ async fn changed(
             (EventKind::Status, false)
         }
         Change::Rollback => {
-            let target = rollback_target(tx, before).await?;
+            let target = history::rollback_target(tx, before).await?;
             if after.gray.as_ref().is_some_and(|g| g.code_id == target) {
                 after.gray = None;
             }
@@ -342,50 +346,6 @@ async fn changed(
         }
     };
     Ok((result.0, result.1, after))
-}
-
-/// The stable version before the current one. Releases push onto a stack and
-/// rollbacks pop it, so repeated rollbacks walk further back.
-async fn rollback_target(tx: &mut Transaction<'_, Any>, config: &Config) -> Result<String, StoreError> {
-    let rows = sqlx::query(
-        "SELECT kind, to_state FROM release_events WHERE config_id = $1 AND kind IN ('release', 'rollback') \
-         ORDER BY id",
-    )
-    .bind(&config.id)
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut stack: Vec<String> = Vec::new();
-    for row in &rows {
-        let kind: String = row.try_get("kind")?;
-        if kind == EventKind::Rollback.as_str() {
-            stack.pop();
-            continue;
-        }
-        let to: String = row.try_get("to_state")?;
-        let to: serde_json::Value = serde_json::from_str(&to).map_err(|e| corrupt("event state", &e.to_string()))?;
-        if let Some(code_id) = to["release"]["code_id"].as_str() {
-            stack.push(code_id.to_owned());
-        }
-    }
-    let nothing = || {
-        StoreError::Conflict(format!(
-            "config `{}` has no earlier stable version to roll back to",
-            config.id
-        ))
-    };
-    let target = stack.iter().rev().nth(1).cloned().ok_or_else(nothing)?;
-    let broken = sqlx::query("SELECT broken FROM versions WHERE code_id = $1")
-        .bind(&target)
-        .fetch_one(&mut **tx)
-        .await?
-        .try_get::<i64, _>("broken")?
-        != 0;
-    if broken {
-        return Err(StoreError::Conflict(format!(
-            "the earlier stable version `{target}` is marked broken; clear the mark before rolling back to it"
-        )));
-    }
-    Ok(target)
 }
 
 pub(super) async fn ensure_version_of(
@@ -406,27 +366,47 @@ pub(super) async fn ensure_version_of(
     }
 }
 
+/// A release-log entry about to be written.
+pub(super) struct NewEvent<'a> {
+    pub kind: EventKind,
+    pub actor: &'a str,
+    pub from: serde_json::Value,
+    pub to: serde_json::Value,
+    pub forced: bool,
+    pub detail: Option<serde_json::Value>,
+}
+
+impl<'a> NewEvent<'a> {
+    pub fn new(kind: EventKind, actor: &'a str, from: serde_json::Value, to: serde_json::Value) -> Self {
+        Self {
+            kind,
+            actor,
+            from,
+            to,
+            forced: false,
+            detail: None,
+        }
+    }
+}
+
 pub(super) async fn insert_event(
     tx: &mut Transaction<'_, Any>,
     config: &Config,
-    kind: EventKind,
-    actor: &str,
-    from: serde_json::Value,
-    to: serde_json::Value,
-    forced: bool,
+    event: NewEvent<'_>,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO release_events (config_id, revision, kind, actor, from_state, to_state, forced, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO release_events (config_id, revision, kind, actor, from_state, to_state, forced, created_at, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&config.id)
     .bind(config.revision)
-    .bind(kind.as_str())
-    .bind(actor)
-    .bind(from.to_string())
-    .bind(to.to_string())
-    .bind(i64::from(forced))
+    .bind(event.kind.as_str())
+    .bind(event.actor)
+    .bind(event.from.to_string())
+    .bind(event.to.to_string())
+    .bind(i64::from(event.forced))
     .bind(now_millis())
+    .bind(event.detail.map(|d| d.to_string()))
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 use vane::domain::model::{ErrorReport, ReleaseEvent, TestCase};
 use vane::domain::{Config, Version};
-use vane::store::{Change, NewConfig, NewReport, NewTestCase, NewVersion, ReportOutcome, Revision, Store, StoreError};
+use vane::store::{
+    Breaking, Change, NewConfig, NewReport, NewTestCase, NewVersion, ReportCount, ReportOutcome, Revision, Store, StoreError,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -151,12 +153,26 @@ impl Store for FaultyStore {
         self.gate().await?;
         self.inner.delete_test(test_id).await
     }
-    async fn add_report(&self, report: NewReport, break_threshold: i64) -> Result<ReportOutcome, StoreError> {
+    async fn add_report(&self, report: NewReport, breaking: &Breaking) -> Result<ReportOutcome, StoreError> {
         self.gate().await?;
-        self.inner.add_report(report, break_threshold).await
+        self.inner.add_report(report, breaking).await
     }
     async fn list_reports(&self, code_id: &str, limit: i64) -> Result<Vec<ErrorReport>, StoreError> {
         self.gate().await?;
         self.inner.list_reports(code_id, limit).await
+    }
+    async fn report_counts(&self, code_id: &str, since_ms: i64) -> Result<Vec<ReportCount>, StoreError> {
+        self.gate().await?;
+        self.inner.report_counts(code_id, since_ms).await
+    }
+    async fn rotate_secret(
+        &self,
+        config_id: &str,
+        secret: &str,
+        grace_until_ms: i64,
+        actor: &str,
+    ) -> Result<Config, StoreError> {
+        self.gate().await?;
+        self.inner.rotate_secret(config_id, secret, grace_until_ms, actor).await
     }
 }

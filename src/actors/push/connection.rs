@@ -26,7 +26,6 @@ use super::outbox::Outbox;
 use super::registry::RegistryMsg;
 use crate::actors::releases::{ChangeNotice, ReleasesHandle};
 use crate::domain::model::now_millis;
-use crate::secrets;
 use crate::settings::Push;
 
 /// Replies (acks, errors) that may wait behind a blocked write before the
@@ -277,7 +276,7 @@ impl ConnectionState {
                 return Ok(());
             }
         };
-        if !secrets::equal(&config.secret, secret) {
+        if !config.accepts_secret(secret, crate::domain::model::now_millis()) {
             self.reply(refuse("wrong secret".into()));
             return Ok(());
         }

@@ -1,0 +1,247 @@
+//! Health signals: which client error reports may count against a version,
+//! and when the counted ones are enough to break it. A config's secret is
+//! built into every app, so it is public: a report proves nothing by itself.
+//! It counts only when it is the version's fault (its kind), comes from a
+//! source the version was served to, and is that source's first in the
+//! window; and a version breaks on a share of its served devices, not on a
+//! bare count. Pure: the served record, the store and the routes apply it.
+
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// What went wrong, as the reporter saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportKind {
+    /// The client app could not use the version's output.
+    Client,
+    /// The consumer's own validator refused the version's output.
+    Check,
+    /// A template failed to render the output (the operator's template).
+    Render,
+    /// The program reading the output failed to reload (the machine's fault).
+    Reload,
+}
+
+impl ReportKind {
+    pub const ALL: [Self; 4] = [Self::Client, Self::Check, Self::Render, Self::Reload];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Check => "check",
+            Self::Render => "render",
+            Self::Reload => "reload",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Whether a report of this kind is evidence against the version; the
+    /// others are stored and shown, never counted.
+    pub fn counts(self) -> bool {
+        matches!(self, Self::Client | Self::Check)
+    }
+}
+
+/// Who sent a report, or was served a version: a device id (native routes),
+/// or the client's address (the original's report route has no device id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source<'a> {
+    Device(&'a str),
+    Address(IpAddr),
+}
+
+impl Source<'_> {
+    /// How the source is stored with its reports.
+    pub fn key(&self) -> String {
+        match self {
+            Self::Device(id) => format!("device:{id}"),
+            Self::Address(ip) => format!("address:{}", ip.to_canonical()),
+        }
+    }
+}
+
+/// Hashes the same on every node (sketches from several nodes are merged),
+/// and a device id never collides with an address.
+impl Hash for Source<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match self {
+            Self::Device(id) => {
+                state.write_u8(b'd');
+                state.write(id.as_bytes());
+            }
+            Self::Address(ip) => {
+                state.write_u8(b'a');
+                match ip.to_canonical() {
+                    IpAddr::V4(v4) => state.write(&v4.octets()),
+                    IpAddr::V6(v6) => state.write(&v6.octets()),
+                }
+            }
+        }
+    }
+}
+
+/// When counted reports break a version.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BreakRule {
+    /// At least `min_sources` distinct counted sources in the window, and at
+    /// least `ratio` of the distinct devices served the version in it.
+    Rate { min_sources: u64, ratio: f64 },
+    /// The original's absolute count of reports, from anyone: unsafe when
+    /// the secret is public (one machine can break any version).
+    Count { threshold: u64 },
+}
+
+/// Why a version was broken, recorded with the break and the rollback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Evidence {
+    /// `rate` or `count`.
+    pub rule: String,
+    /// Distinct sources whose reports counted in the window.
+    pub counted_sources: u64,
+    /// Distinct devices served the version in the window (an estimate).
+    pub served_devices: u64,
+    pub window_s: u64,
+    /// `counted_sources / served_devices`.
+    pub ratio: f64,
+    /// What the rule asked for: the least sources and share (rate), or the
+    /// count (count).
+    pub required_sources: u64,
+    pub required_ratio: f64,
+}
+
+/// What the store knows when a report has counted.
+#[derive(Debug, Clone, Copy)]
+pub struct Tally {
+    pub counted_sources: u64,
+    /// The version's counted reports ever (the original's error count).
+    pub error_count: u64,
+    pub served_devices: u64,
+    pub window_s: u64,
+}
+
+/// The evidence that breaks the version, if the tally is enough.
+pub fn judge(rule: BreakRule, tally: Tally) -> Option<Evidence> {
+    // Served devices are an estimate, and compatible reports count client
+    // addresses: never report a share above one.
+    let served = tally.served_devices.max(tally.counted_sources);
+    let ratio = match served {
+        0 => 0.0,
+        n => tally.counted_sources as f64 / n as f64,
+    };
+    let (broken, rule_name, required_sources, required_ratio) = match rule {
+        BreakRule::Rate { min_sources, ratio: wanted } => (
+            tally.counted_sources >= min_sources.max(1) && ratio >= wanted,
+            "rate",
+            min_sources,
+            wanted,
+        ),
+        BreakRule::Count { threshold } => (tally.error_count >= threshold.max(1), "count", threshold, 0.0),
+    };
+    broken.then(|| Evidence {
+        rule: rule_name.into(),
+        counted_sources: tally.counted_sources,
+        served_devices: served,
+        window_s: tally.window_s,
+        ratio,
+        required_sources,
+        required_ratio,
+    })
+}
+
+/// Served records are kept in buckets of half a window; a report looks at
+/// the current bucket and the two before it, so "served recently" and the
+/// served count cover between one and one and a half windows. The longer
+/// span only lowers the share, never raises it.
+pub const BUCKETS_IN_VIEW: u64 = 3;
+
+/// The bucket `now_ms` falls in.
+pub fn bucket(now_ms: i64, window_s: u64) -> u64 {
+    now_ms.max(0) as u64 / bucket_ms(window_s)
+}
+
+pub fn bucket_ms(window_s: u64) -> u64 {
+    (window_s.max(1) * 1000 / 2).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RATE: BreakRule = BreakRule::Rate {
+        min_sources: 10,
+        ratio: 0.1,
+    };
+
+    fn tally(counted_sources: u64, served_devices: u64) -> Tally {
+        Tally {
+            counted_sources,
+            error_count: counted_sources,
+            served_devices,
+            window_s: 600,
+        }
+    }
+
+    #[test]
+    fn rate_needs_both_enough_sources_and_enough_share() {
+        assert_eq!(judge(RATE, tally(9, 20)), None, "too few sources");
+        assert_eq!(judge(RATE, tally(10, 101)), None, "too small a share");
+        let evidence = judge(RATE, tally(16, 40)).expect("40% of 40 served");
+        assert_eq!((evidence.counted_sources, evidence.served_devices), (16, 40));
+        assert!((evidence.ratio - 0.4).abs() < 1e-9);
+        assert_eq!(evidence.rule, "rate");
+    }
+
+    #[test]
+    fn the_share_never_passes_one() {
+        let evidence = judge(RATE, tally(12, 3)).unwrap();
+        assert_eq!((evidence.served_devices, evidence.ratio), (12, 1.0));
+    }
+
+    #[test]
+    fn count_is_the_originals_threshold() {
+        let rule = BreakRule::Count { threshold: 3 };
+        let mut t = tally(1, 0);
+        t.error_count = 2;
+        assert_eq!(judge(rule, t), None);
+        t.error_count = 3;
+        assert_eq!(judge(rule, t).unwrap().rule, "count");
+    }
+
+    #[test]
+    fn kinds_parse_and_only_the_versions_fault_counts() {
+        for kind in ReportKind::ALL {
+            assert_eq!(ReportKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(ReportKind::parse("crash"), None);
+        let counting: Vec<_> = ReportKind::ALL.into_iter().filter(|k| k.counts()).collect();
+        assert_eq!(counting, [ReportKind::Client, ReportKind::Check]);
+    }
+
+    #[test]
+    fn sources_hash_apart_and_v4_mapped_addresses_are_one() {
+        use std::hash::DefaultHasher;
+        fn h(s: Source) -> u64 {
+            let mut hasher = DefaultHasher::new();
+            s.hash(&mut hasher);
+            hasher.finish()
+        }
+        let v4: IpAddr = "10.0.0.1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(h(Source::Address(v4)), h(Source::Address(mapped)));
+        assert_ne!(h(Source::Device("10.0.0.1")), h(Source::Address(v4)));
+        assert_eq!(Source::Device("d1").key(), "device:d1");
+    }
+
+    #[test]
+    fn buckets_are_half_windows() {
+        assert_eq!(bucket_ms(600), 300_000);
+        assert_eq!(bucket(299_999, 600), 0);
+        assert_eq!(bucket(300_000, 600), 1);
+    }
+}

@@ -1,0 +1,395 @@
+//! Client error reports, judged by the health-signal model
+//! (`domain::health`): a report is checked against memory (the config, its
+//! secret, its current versions), then against this node's record of what
+//! it took from the source and of whom each version was served to, and only
+//! a candidate that may count reaches the store's judgement. So a storm of
+//! reports that cannot count costs a few hash lookups each, and stores at
+//! most a few per source and a capped number per version. Not an actor: the
+//! state is in `served.rs` and `repeats.rs`, shared across requests.
+
+pub mod repeats;
+pub mod served;
+pub mod share;
+pub mod sketch;
+
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::actors::config_cache::{ConfigCacheHandle, ResolveError};
+use crate::actors::releases::ReleasesHandle;
+use crate::domain::ConfigStatus;
+use crate::domain::health::{BreakRule, ReportKind, Source};
+use crate::domain::model::{ErrorReport, now_millis};
+use crate::metrics;
+use crate::store::{Breaking, NewReport, ReportCount, Store, StoreError};
+use repeats::Repeats;
+use served::ServedRecord;
+use share::Share;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error("wrong secret")]
+    WrongSecret,
+    #[error("config `{0}` is inactive")]
+    Inactive(String),
+    #[error("version `{code_id}` is not a current version of config `{config_id}`")]
+    NotCurrent { config_id: String, code_id: String },
+    #[error("version `{0}` is already marked broken")]
+    Broken(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The rules that may change on reload.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    pub rule: BreakRule,
+    /// Reports that cannot count stored per version and bucket, per node.
+    pub max_ignored: u32,
+}
+
+impl Rules {
+    pub fn from_settings(reports: &crate::settings::Reports) -> Self {
+        Self {
+            rule: reports.break_rule(),
+            max_ignored: reports.max_ignored,
+        }
+    }
+}
+
+/// Who sent a report, owned.
+#[derive(Debug, Clone)]
+pub enum Reporter {
+    Device(String),
+    Address(IpAddr),
+}
+
+impl Reporter {
+    pub fn source(&self) -> Source<'_> {
+        match self {
+            Self::Device(id) => Source::Device(id),
+            Self::Address(ip) => Source::Address(*ip),
+        }
+    }
+}
+
+pub struct ClientReport {
+    pub config_id: String,
+    pub code_id: String,
+    pub secret: String,
+    pub reporter: Reporter,
+    pub kind: ReportKind,
+    pub err_time: i64,
+    pub message: String,
+}
+
+/// What became of a report, as the native route answers it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Receipt {
+    /// It counted toward breaking the version.
+    pub counted: bool,
+    /// It was stored for the operator.
+    pub stored: bool,
+    /// `counted`, or why not: `kind` (not the version's fault), `not_served`
+    /// (the source was not served the version recently), `repeat` (the
+    /// source already reported in this window).
+    pub reason: &'static str,
+    /// This report broke the version.
+    pub broke: bool,
+    /// ... and the release went back to this version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rolled_back_to: Option<String>,
+}
+
+/// A version's reports as an operator reads them.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Summary {
+    pub code_id: String,
+    pub broken: bool,
+    /// Counted reports ever (the original's error count).
+    pub error_count: i64,
+    pub window_s: u64,
+    /// Distinct devices served the version in the window, on every node
+    /// this one can read.
+    pub served_devices: u64,
+    /// Distinct sources whose reports counted in the window.
+    pub counted_sources: i64,
+    /// `counted_sources / served_devices`.
+    pub ratio: f64,
+    /// What breaks it: `rate` with `min_sources` and `break_ratio`, or
+    /// `count` with `break_threshold`.
+    pub rule: String,
+    pub min_sources: u64,
+    pub break_ratio: f64,
+    pub break_threshold: u64,
+    /// Reports received in the window, by kind and whether they counted.
+    pub window: Vec<ReportCount>,
+    /// All reports ever stored, the same way.
+    pub total: Vec<ReportCount>,
+}
+
+#[derive(Clone)]
+pub struct ReportsHandle {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    cache: ConfigCacheHandle,
+    releases: ReleasesHandle,
+    served: Arc<ServedRecord>,
+    repeats: Repeats,
+    share: Option<Arc<Share>>,
+    rules: RwLock<Rules>,
+}
+
+/// Where reports come from and where they go.
+pub struct Wiring {
+    pub store: Arc<dyn Store>,
+    pub cache: ConfigCacheHandle,
+    pub releases: ReleasesHandle,
+    pub served: Arc<ServedRecord>,
+    pub share: Option<Arc<Share>>,
+}
+
+impl ReportsHandle {
+    pub fn new(wiring: Wiring, rules: Rules) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store: wiring.store,
+                cache: wiring.cache,
+                releases: wiring.releases,
+                served: wiring.served,
+                repeats: Repeats::new(),
+                share: wiring.share,
+                rules: RwLock::new(rules),
+            }),
+        }
+    }
+
+    pub fn set_rules(&self, rules: Rules) {
+        *self.inner.rules.write().unwrap_or_else(|e| e.into_inner()) = rules;
+    }
+
+    fn rules(&self) -> Rules {
+        *self.inner.rules.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A fetch was served `code_id`: the hot path, memory only.
+    pub fn served(&self, code_id: &str, sources: &[Source]) {
+        self.inner.served.record(code_id, sources, now_millis());
+    }
+
+    pub async fn report(&self, report: ClientReport) -> Result<Receipt, ReportError> {
+        let arrived = Instant::now();
+        let inner = &self.inner;
+        let entry = inner.cache.entry(&report.config_id).await?;
+        let config = &entry.config;
+        let now = now_millis();
+        if !config.accepts_secret(&report.secret, now) {
+            return Err(ReportError::WrongSecret);
+        }
+        if config.status == ConfigStatus::Inactive {
+            return Err(ReportError::Inactive(config.id.clone()));
+        }
+        let version = [&entry.release, &entry.gray]
+            .into_iter()
+            .flatten()
+            .find(|v| v.code_id == report.code_id)
+            .ok_or_else(|| ReportError::NotCurrent {
+                config_id: config.id.clone(),
+                code_id: report.code_id.clone(),
+            })?;
+        if version.broken {
+            return Err(ReportError::Broken(version.code_id.clone()));
+        }
+        let source = report.reporter.source();
+        let (bucket, _) = inner.served.span(now);
+        let seen = inner.repeats.note(&report.code_id, &source, bucket);
+        let rules = self.rules();
+        let reason = if !report.kind.counts() {
+            "kind"
+        } else if seen.candidate {
+            "repeat"
+        } else if matches!(rules.rule, BreakRule::Rate { .. })
+            && !self.was_served(&report.code_id, &source, arrived).await
+        {
+            "not_served"
+        } else {
+            "candidate"
+        };
+        if reason == "candidate" {
+            inner.repeats.mark_candidate(&report.code_id, &source);
+            return self.judge(report, rules).await;
+        }
+        if !inner.repeats.may_store_ignored(&report.code_id, seen, rules.max_ignored) {
+            metrics::report("dropped");
+            return Ok(receipt(false, false, reason));
+        }
+        metrics::report(reason);
+        let breaking = self.breaking(rules, Some(0));
+        inner.store.add_report(new_report(report, false), &breaking).await?;
+        Ok(receipt(false, true, reason))
+    }
+
+    async fn judge(&self, report: ClientReport, rules: Rules) -> Result<Receipt, ReportError> {
+        let served = match rules.rule {
+            BreakRule::Rate { .. } => self.served_devices(&report.code_id).await,
+            BreakRule::Count { .. } => Some(0),
+        };
+        let code_id = report.code_id.clone();
+        let outcome = self
+            .inner
+            .store
+            .add_report(new_report(report, true), &self.breaking(rules, served))
+            .await?;
+        let reason = if outcome.counted { "counted" } else { "repeat" };
+        metrics::report(reason);
+        let mut receipt = receipt(outcome.counted, true, reason);
+        if let Some(broke) = outcome.broke {
+            tracing::warn!(
+                config_id = broke.config.id,
+                code_id,
+                evidence = ?broke.evidence,
+                rolled_back_to = broke.rolled_back_to,
+                "version marked broken by reports"
+            );
+            metrics::broken_by_reports(broke.rolled_back_to.is_some());
+            self.inner.releases.announce(&broke.config, Some(&code_id)).await;
+            receipt.broke = true;
+            receipt.rolled_back_to = broke.rolled_back_to;
+        }
+        Ok(receipt)
+    }
+
+    fn breaking(&self, rules: Rules, served_devices: Option<u64>) -> Breaking {
+        Breaking {
+            rule: rules.rule,
+            window_s: self.inner.served.window_s(),
+            served_devices,
+        }
+    }
+
+    /// Whether the source was served the version; with other nodes, a miss
+    /// waits until a fetch made elsewhere before this report arrived has
+    /// surely been shared.
+    async fn was_served(&self, code_id: &str, source: &Source<'_>, arrived: Instant) -> bool {
+        let served = &self.inner.served;
+        if served.was_served(code_id, source, now_millis()) {
+            return true;
+        }
+        let Some(share) = &self.inner.share else {
+            return false;
+        };
+        share.read_after(code_id, share.landed_by(arrived)).await;
+        served.was_served(code_id, source, now_millis())
+    }
+
+    /// Devices served the version on every node; `None` when other nodes'
+    /// records could not be read lately.
+    async fn served_devices(&self, code_id: &str) -> Option<u64> {
+        if let Some(share) = &self.inner.share {
+            let now = Instant::now();
+            let recent = now.checked_sub(share.interval()).unwrap_or(now);
+            if !share.read_after(code_id, recent).await {
+                return None;
+            }
+        }
+        Some(self.inner.served.served_devices(code_id, now_millis()))
+    }
+
+    pub async fn summary(&self, config_id: &str, code_id: &str) -> Result<Summary, ReportError> {
+        let version = self
+            .inner
+            .store
+            .get_version(code_id)
+            .await?
+            .filter(|v| v.config_id == config_id)
+            .ok_or_else(|| StoreError::NotFound(format!("version `{code_id}` of config `{config_id}`")))?;
+        let window_s = self.inner.served.window_s();
+        let since = now_millis() - window_s as i64 * 1000;
+        let window = self.inner.store.report_counts(code_id, since).await?;
+        let total = self.inner.store.report_counts(code_id, 0).await?;
+        let served_devices = self.served_devices(code_id).await.unwrap_or(0);
+        let counted_sources = window.iter().filter(|c| c.counted).map(|c| c.sources).sum::<i64>();
+        let rules = self.rules();
+        let (rule, min_sources, break_ratio, break_threshold) = match rules.rule {
+            BreakRule::Rate { min_sources, ratio } => ("rate", min_sources, ratio, 0),
+            BreakRule::Count { threshold } => ("count", 0, 0.0, threshold),
+        };
+        Ok(Summary {
+            code_id: version.code_id,
+            broken: version.broken,
+            error_count: version.error_count,
+            window_s,
+            served_devices,
+            counted_sources,
+            ratio: match served_devices.max(counted_sources.max(0) as u64) {
+                0 => 0.0,
+                n => counted_sources as f64 / n as f64,
+            },
+            rule: rule.into(),
+            min_sources,
+            break_ratio,
+            break_threshold,
+            window,
+            total,
+        })
+    }
+
+    /// A version's latest reports, newest first.
+    pub async fn list(&self, config_id: &str, code_id: &str, limit: i64) -> Result<Vec<ErrorReport>, ReportError> {
+        match self.inner.store.get_version(code_id).await? {
+            Some(v) if v.config_id == config_id => Ok(self.inner.store.list_reports(code_id, limit).await?),
+            _ => Err(StoreError::NotFound(format!("version `{code_id}` of config `{config_id}`")).into()),
+        }
+    }
+
+    /// Keeps the served record and the repeats bounded and, with other
+    /// nodes, shares what this one served; every `interval`.
+    pub fn spawn_upkeep(&self, interval: Duration) -> JoinHandle<()> {
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let now = now_millis();
+                inner.served.sweep(now);
+                inner.repeats.sweep(inner.served.span(now).0);
+                if let Some(share) = &inner.share {
+                    share.push_changed().await;
+                }
+            }
+        })
+    }
+}
+
+fn receipt(counted: bool, stored: bool, reason: &'static str) -> Receipt {
+    Receipt {
+        counted,
+        stored,
+        reason,
+        broke: false,
+        rolled_back_to: None,
+    }
+}
+
+fn new_report(report: ClientReport, candidate: bool) -> NewReport {
+    NewReport {
+        source: report.reporter.source().key(),
+        config_id: report.config_id,
+        code_id: report.code_id,
+        err_time: report.err_time,
+        message: report.message,
+        kind: report.kind,
+        candidate,
+    }
+}

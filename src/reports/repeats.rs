@@ -1,0 +1,133 @@
+//! What this node has already taken from each source, per version and
+//! bucket, so a storm from one source costs a hash lookup, not a write: a
+//! source is a candidate once per bucket, and reports that cannot count are
+//! stored only up to a few per source and a cap per version, then dropped.
+//! Bounded: past `MAX_SOURCES` sources in a bucket, new ones are not tracked
+//! (the store still counts a source once per window).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Mutex;
+
+use crate::domain::health::Source;
+
+/// Reports that cannot count, stored per source and bucket at most.
+pub const STORED_PER_SOURCE: u16 = 3;
+const MAX_SOURCES: usize = 100_000;
+
+pub struct Repeats {
+    hasher: RandomState,
+    versions: Mutex<HashMap<String, Taken>>,
+}
+
+#[derive(Default)]
+struct Taken {
+    bucket: u64,
+    sources: HashMap<u64, Seen>,
+    ignored_stored: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// Reports from this source before this one, in this bucket.
+    pub reports: u16,
+    /// Whether one of them was a candidate (it may have counted).
+    pub candidate: bool,
+}
+
+impl Repeats {
+    pub fn new() -> Self {
+        Self {
+            hasher: RandomState::new(),
+            versions: Mutex::default(),
+        }
+    }
+
+    /// Notes a report from `source` and says what came before it.
+    pub fn note(&self, code_id: &str, source: &Source, bucket: u64) -> Seen {
+        let key = self.hasher.hash_one(source);
+        let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        let taken = versions.entry(code_id.to_owned()).or_default();
+        if taken.bucket != bucket {
+            *taken = Taken {
+                bucket,
+                ..Taken::default()
+            };
+        }
+        let tracked = taken.sources.len() < MAX_SOURCES || taken.sources.contains_key(&key);
+        if !tracked {
+            return Seen::default();
+        }
+        let seen = taken.sources.entry(key).or_default();
+        let before = *seen;
+        seen.reports = seen.reports.saturating_add(1);
+        before
+    }
+
+    pub fn mark_candidate(&self, code_id: &str, source: &Source) {
+        let key = self.hasher.hash_one(source);
+        let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(seen) = versions.get_mut(code_id).and_then(|t| t.sources.get_mut(&key)) {
+            seen.candidate = true;
+        }
+    }
+
+    /// Whether a report that cannot count is stored: the source's first few
+    /// in the bucket, while the version's stored ones stay under `cap`.
+    pub fn may_store_ignored(&self, code_id: &str, seen: Seen, cap: u32) -> bool {
+        if seen.reports >= STORED_PER_SOURCE {
+            return false;
+        }
+        let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(taken) = versions.get_mut(code_id) else {
+            return false;
+        };
+        if taken.ignored_stored >= cap {
+            return false;
+        }
+        taken.ignored_stored += 1;
+        true
+    }
+
+    /// Forgets versions whose bucket has passed.
+    pub fn sweep(&self, bucket: u64) {
+        let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        versions.retain(|_, t| t.bucket >= bucket);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_storm_from_one_source_is_stored_a_few_times_then_dropped() {
+        let repeats = Repeats::new();
+        let me = Source::Device("me");
+        let mut stored = 0;
+        for _ in 0..1000 {
+            let seen = repeats.note("v1", &me, 7);
+            if repeats.may_store_ignored("v1", seen, 1000) {
+                stored += 1;
+            }
+        }
+        assert_eq!(stored, STORED_PER_SOURCE);
+        assert_eq!(repeats.note("v1", &me, 8).reports, 0, "a new bucket starts over");
+    }
+
+    #[test]
+    fn a_candidate_is_remembered_and_the_version_cap_holds() {
+        let repeats = Repeats::new();
+        let first = Source::Device("a");
+        assert_eq!(repeats.note("v1", &first, 1), Seen::default());
+        repeats.mark_candidate("v1", &first);
+        assert!(repeats.note("v1", &first, 1).candidate);
+        let mut stored = 0;
+        for i in 0..50 {
+            let id = format!("d{i}");
+            let seen = repeats.note("v1", &Source::Device(&id), 1);
+            stored += u32::from(repeats.may_store_ignored("v1", seen, 10));
+        }
+        assert_eq!(stored, 10);
+    }
+}

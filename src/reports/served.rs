@@ -1,0 +1,234 @@
+//! The served record: for each version fetched recently, which sources it was
+//! served to and how many distinct devices, in sketches per bucket of half a
+//! window (`domain::health`). Every fetch records here, so a fetch costs a
+//! read lock, a mutex and a few hashes, never I/O. Other nodes' records
+//! arrive as remote views (`share.rs`); a question about a version answers
+//! from this node's record and the last remote view together.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use super::sketch::{RemoteSketch, Sketch, device_union};
+use crate::domain::health::{BUCKETS_IN_VIEW, Source, bucket};
+
+pub struct ServedRecord {
+    window_s: u64,
+    /// Sources one sketch may hold (`reports.served_capacity`).
+    capacity: u64,
+    versions: RwLock<HashMap<String, Arc<Mutex<Buckets>>>>,
+    remote: Mutex<HashMap<String, Arc<RemoteView>>>,
+}
+
+#[derive(Default)]
+struct Buckets(Vec<Bucket>);
+
+struct Bucket {
+    index: u64,
+    sketch: Sketch,
+    /// Changed since it was last shared.
+    dirty: bool,
+}
+
+/// The other nodes' sketches of one version, as last read.
+pub struct RemoteView {
+    pub read_at: Instant,
+    pub buckets: Vec<(u64, RemoteSketch)>,
+}
+
+/// One bucket of one version, encoded to share with other nodes.
+pub struct Shared {
+    pub code_id: String,
+    pub bucket: u64,
+    pub bytes: Vec<u8>,
+}
+
+impl ServedRecord {
+    pub fn new(window_s: u64, capacity: u64) -> Self {
+        Self {
+            window_s,
+            capacity,
+            versions: RwLock::default(),
+            remote: Mutex::default(),
+        }
+    }
+
+    pub fn window_s(&self) -> u64 {
+        self.window_s
+    }
+
+    /// The bucket `now_ms` falls in, and the oldest one a report looks at.
+    pub fn span(&self, now_ms: i64) -> (u64, u64) {
+        let current = bucket(now_ms, self.window_s);
+        (current, current.saturating_sub(BUCKETS_IN_VIEW - 1))
+    }
+
+    /// A fetch was served `code_id`. Empty device ids are nobody.
+    pub fn record(&self, code_id: &str, sources: &[Source], now_ms: i64) {
+        let somebody = |s: &&Source| !matches!(s, Source::Device(""));
+        if !sources.iter().any(|s| somebody(&s)) {
+            return;
+        }
+        let buckets = self.buckets_of(code_id);
+        let (current, oldest) = self.span(now_ms);
+        let mut buckets = buckets.lock().unwrap_or_else(|e| e.into_inner());
+        buckets.0.retain(|b| b.index >= oldest);
+        if buckets.0.last().is_none_or(|b| b.index < current) {
+            buckets.0.push(Bucket {
+                index: current,
+                sketch: Sketch::new(self.capacity),
+                dirty: false,
+            });
+        }
+        let last = buckets.0.last_mut().expect("just ensured");
+        for source in sources.iter().filter(somebody) {
+            last.sketch.add(source);
+        }
+        last.dirty = true;
+    }
+
+    fn buckets_of(&self, code_id: &str) -> Arc<Mutex<Buckets>> {
+        if let Some(found) = self.versions.read().unwrap_or_else(|e| e.into_inner()).get(code_id) {
+            return found.clone();
+        }
+        let mut versions = self.versions.write().unwrap_or_else(|e| e.into_inner());
+        versions.entry(code_id.to_owned()).or_default().clone()
+    }
+
+    fn local(&self, code_id: &str) -> Option<Arc<Mutex<Buckets>>> {
+        self.versions.read().unwrap_or_else(|e| e.into_inner()).get(code_id).cloned()
+    }
+
+    /// Whether `source` was served `code_id` in the view, here or (as last
+    /// read) on another node.
+    pub fn was_served(&self, code_id: &str, source: &Source, now_ms: i64) -> bool {
+        let (_, oldest) = self.span(now_ms);
+        let here = self.local(code_id).is_some_and(|b| {
+            let buckets = b.lock().unwrap_or_else(|e| e.into_inner());
+            buckets.0.iter().any(|b| b.index >= oldest && b.sketch.contains(source))
+        });
+        here || self
+            .remote_view(code_id)
+            .is_some_and(|v| v.buckets.iter().any(|(i, s)| *i >= oldest && s.contains(source)))
+    }
+
+    /// Distinct devices served `code_id` in the view, on every node.
+    pub fn served_devices(&self, code_id: &str, now_ms: i64) -> u64 {
+        let (_, oldest) = self.span(now_ms);
+        let mut union = device_union();
+        if let Some(b) = self.local(code_id) {
+            let buckets = b.lock().unwrap_or_else(|e| e.into_inner());
+            for b in buckets.0.iter().filter(|b| b.index >= oldest) {
+                b.sketch.add_devices_to(&mut union);
+            }
+        }
+        if let Some(view) = self.remote_view(code_id) {
+            for (_, sketch) in view.buckets.iter().filter(|(i, _)| *i >= oldest) {
+                sketch.add_devices_to(&mut union);
+            }
+        }
+        union.estimate().round() as u64
+    }
+
+    pub fn remote_view(&self, code_id: &str) -> Option<Arc<RemoteView>> {
+        self.remote.lock().unwrap_or_else(|e| e.into_inner()).get(code_id).cloned()
+    }
+
+    pub fn set_remote_view(&self, code_id: &str, view: RemoteView) {
+        let mut remote = self.remote.lock().unwrap_or_else(|e| e.into_inner());
+        remote.insert(code_id.to_owned(), Arc::new(view));
+    }
+
+    /// Encodes the buckets changed since the last call, for other nodes.
+    pub fn take_changed(&self) -> Vec<Shared> {
+        let versions: Vec<(String, Arc<Mutex<Buckets>>)> = {
+            let map = self.versions.read().unwrap_or_else(|e| e.into_inner());
+            map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        let mut changed = Vec::new();
+        for (code_id, buckets) in versions {
+            let mut buckets = buckets.lock().unwrap_or_else(|e| e.into_inner());
+            for b in buckets.0.iter_mut().filter(|b| b.dirty) {
+                b.dirty = false;
+                changed.push(Shared {
+                    code_id: code_id.clone(),
+                    bucket: b.index,
+                    bytes: b.sketch.encode(),
+                });
+            }
+        }
+        changed
+    }
+
+    /// Forgets versions not served within the view, here and remotely.
+    pub fn sweep(&self, now_ms: i64) {
+        let (_, oldest) = self.span(now_ms);
+        let mut versions = self.versions.write().unwrap_or_else(|e| e.into_inner());
+        versions.retain(|_, b| {
+            let buckets = b.lock().unwrap_or_else(|e| e.into_inner());
+            buckets.0.last().is_some_and(|b| b.index >= oldest)
+        });
+        drop(versions);
+        let mut remote = self.remote.lock().unwrap_or_else(|e| e.into_inner());
+        remote.retain(|_, v| v.buckets.iter().any(|(i, _)| *i >= oldest));
+    }
+
+    /// Versions with a local record, for the dashboard and tests.
+    pub fn versions_held(&self) -> usize {
+        self.versions.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WINDOW_S: u64 = 600;
+    const HALF_MS: i64 = 300_000;
+
+    #[test]
+    fn a_source_is_served_for_the_view_then_forgotten() {
+        let record = ServedRecord::new(WINDOW_S, 10_000);
+        let t0 = 10 * HALF_MS;
+        record.record("v1", &[Source::Device("d1")], t0);
+        assert!(record.was_served("v1", &Source::Device("d1"), t0));
+        assert!(!record.was_served("v1", &Source::Device("d2"), t0));
+        assert!(!record.was_served("v2", &Source::Device("d1"), t0));
+        assert!(record.was_served("v1", &Source::Device("d1"), t0 + 2 * HALF_MS));
+        assert!(!record.was_served("v1", &Source::Device("d1"), t0 + 3 * HALF_MS));
+        record.sweep(t0 + 3 * HALF_MS);
+        assert_eq!(record.versions_held(), 0);
+    }
+
+    #[test]
+    fn devices_are_counted_once_across_buckets() {
+        let record = ServedRecord::new(WINDOW_S, 10_000);
+        let t0 = 10 * HALF_MS;
+        for i in 0..40 {
+            let id = format!("d{i}");
+            record.record("v1", &[Source::Device(&id)], t0);
+            record.record("v1", &[Source::Device(&id)], t0 + HALF_MS);
+        }
+        record.record("v1", &[Source::Device("")], t0);
+        assert_eq!(record.served_devices("v1", t0 + HALF_MS), 40);
+    }
+
+    #[test]
+    fn changed_buckets_are_shared_once_and_read_remotely() {
+        let here = ServedRecord::new(WINDOW_S, 10_000);
+        let there = ServedRecord::new(WINDOW_S, 10_000);
+        let t0 = 10 * HALF_MS;
+        here.record("v1", &[Source::Device("d1"), Source::Address("10.0.0.9".parse().unwrap())], t0);
+        let shared = here.take_changed();
+        assert_eq!(shared.len(), 1);
+        assert!(here.take_changed().is_empty(), "nothing changed since");
+        let buckets = shared
+            .iter()
+            .map(|s| (s.bucket, Sketch::decode(&s.bytes).unwrap()))
+            .collect();
+        there.set_remote_view("v1", RemoteView { read_at: Instant::now(), buckets });
+        assert!(there.was_served("v1", &Source::Device("d1"), t0));
+        assert!(there.was_served("v1", &Source::Address("10.0.0.9".parse().unwrap()), t0));
+        assert_eq!(there.served_devices("v1", t0), 1);
+    }
+}

@@ -1,0 +1,95 @@
+//! `[reports]`: when client error reports break a version (the health-signal
+//! model in `domain::health`).
+
+use serde::{Deserialize, Serialize};
+
+use super::SettingsError;
+use crate::domain::health::BreakRule;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Reports {
+    /// `rate`: a share of the devices served; `count`: the original's
+    /// absolute `break_threshold`, unsafe when the secret is public.
+    pub rule: String,
+    /// The span reports and served devices are counted over, in seconds.
+    pub window_s: u64,
+    /// Distinct counted sources a break needs at least (rate).
+    pub min_sources: u64,
+    /// The share of the devices served that must have reported (rate).
+    pub break_ratio: f64,
+    /// Reports that break a version (count).
+    pub break_threshold: u32,
+    /// Sources one version's served sketch holds per half window before it
+    /// stops growing (about 10 bits each).
+    pub served_capacity: u64,
+    /// Reports that cannot count stored per version and half window, per
+    /// node; past it they are dropped (and counted in metrics).
+    pub max_ignored: u32,
+    /// How often each node shares its served sketches through Redis.
+    pub share_ms: u64,
+}
+
+impl Default for Reports {
+    fn default() -> Self {
+        Self {
+            rule: "rate".into(),
+            window_s: 600,
+            min_sources: 10,
+            break_ratio: 0.1,
+            break_threshold: 10,
+            served_capacity: 1_000_000,
+            max_ignored: 1000,
+            share_ms: 1000,
+        }
+    }
+}
+
+impl Reports {
+    pub fn break_rule(&self) -> BreakRule {
+        match self.rule.as_str() {
+            "count" => BreakRule::Count {
+                threshold: u64::from(self.break_threshold),
+            },
+            _ => BreakRule::Rate {
+                min_sources: self.min_sources,
+                ratio: self.break_ratio,
+            },
+        }
+    }
+
+    pub fn share_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.share_ms)
+    }
+
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |key, reason: &str| {
+            Err(SettingsError::Invalid {
+                key,
+                reason: reason.into(),
+            })
+        };
+        if !matches!(self.rule.as_str(), "rate" | "count") {
+            return invalid("reports.rule", "must be `rate` or `count`");
+        }
+        if !(10..=86_400).contains(&self.window_s) {
+            return invalid("reports.window_s", "must be between 10 and 86400");
+        }
+        if self.min_sources == 0 {
+            return invalid("reports.min_sources", "must be at least 1");
+        }
+        if !(self.break_ratio > 0.0 && self.break_ratio <= 1.0) {
+            return invalid("reports.break_ratio", "must be above 0 and at most 1");
+        }
+        if self.break_threshold == 0 {
+            return invalid("reports.break_threshold", "must be at least 1");
+        }
+        if !(1024..=100_000_000).contains(&self.served_capacity) {
+            return invalid("reports.served_capacity", "must be between 1024 and 100000000");
+        }
+        if !(10..=60_000).contains(&self.share_ms) {
+            return invalid("reports.share_ms", "must be between 10 and 60000");
+        }
+        Ok(())
+    }
+}
