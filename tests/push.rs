@@ -7,15 +7,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::ws::{Socket, WAIT, native_socket, next_json, subscribe, until_revision, ws_url};
+use common::ws::{Socket, WAIT, compat_socket, native_socket, next_json, subscribe, until_revision, ws_url};
 use common::{Backend, TestApp, eventually};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::net::TcpSocket;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{MaybeTlsStream, client_async, connect_async};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, client_async};
 use vane::actors::releases::ChangeNotice;
 
 backend_tests!(
@@ -32,21 +31,6 @@ async fn spawn(backend: Backend, tweak: impl FnOnce(&mut vane::settings::Setting
         tweak(s);
     })
     .await
-}
-
-/// Opens the original push socket; `Err` carries the refusal's status.
-async fn compat_socket(app: &TestApp, config_id: &str, secret: Option<&str>) -> Result<Socket, StatusCode> {
-    let mut request = ws_url(app, &format!("/push/{config_id}"))
-        .into_client_request()
-        .unwrap();
-    if let Some(secret) = secret {
-        request.headers_mut().insert("Secret", secret.parse().unwrap());
-    }
-    match connect_async(request).await {
-        Ok((socket, _)) => Ok(socket),
-        Err(WsError::Http(response)) => Err(StatusCode::from_u16(response.status().as_u16()).unwrap()),
-        Err(e) => panic!("{e}"),
-    }
 }
 
 async fn revision(app: &TestApp, config_id: &str) -> i64 {

@@ -17,6 +17,8 @@ const THRESHOLD: u32 = 3;
 
 async fn spawn(backend: Backend) -> Option<TestApp> {
     TestApp::spawn_with(backend, |s| {
+        // The original's rule: this story keeps its absolute count.
+        s.reports.rule = "count".into();
         s.reports.break_threshold = THRESHOLD;
         s.tests.secret = TESTS_SECRET.into();
     })

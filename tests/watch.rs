@@ -1,6 +1,7 @@
 //! `vane watch` end to end against a real Vane: publishing changes the file
 //! and runs the reload; a bad render or a failing check leaves the file alone
-//! (and is reported); a failed reload puts the backup back; an agent started
+//! (reported as `render`, which never counts, or `check`, which does); a
+//! failed reload puts the backup back and reports nothing; an agent started
 //! before its server, or whose server restarts, catches up by itself.
 
 mod common;
@@ -97,6 +98,20 @@ async fn publish(app: &TestApp, result: Value) -> String {
     code_id
 }
 
+/// The kinds of a version's reports, and whether each counted.
+async fn reports(app: &TestApp, code_id: &str) -> Vec<(String, bool)> {
+    let path = format!("/api/v1/configs/upstreams/versions/{code_id}/reports");
+    let (_, listed) = app.admin(Method::GET, &path, None).await;
+    listed
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .map(|r| (r["kind"].as_str().unwrap_or("?").to_owned(), r["counted"] == json!(true)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 async fn error_count(app: &TestApp, code_id: &str) -> i64 {
     let path = format!("/api/v1/configs/upstreams/versions/{code_id}");
     app.admin(Method::GET, &path, None).await.1["error_count"]
@@ -146,37 +161,75 @@ async fn a_bad_render_or_a_failing_check_leaves_the_file_and_is_reported() {
     publish(&app, json!({"servers": ["10.0.0.1:80"]})).await;
     let check = Some("! grep -q forbidden {}".to_owned());
     let conf = dir.path().join("upstreams.conf");
-    let (agent, _) = start_agent(resource(app.url(""), &secret, dir.path(), check, None));
+    let (agent, counters) = start_agent(resource(app.url(""), &secret, dir.path(), check, None));
     let good = upstreams(&["10.0.0.1:80"]);
     assert!(file_becomes(&conf, &good).await);
 
-    // No `servers` at all: the template refuses to render half a file.
+    // No `servers` at all: the template refuses to render half a file. The
+    // template is the operator's, so the report is shown but never counts.
     let missing = publish(&app, json!({"hosts": ["10.0.0.9:80"]})).await;
-    assert!(eventually(WAIT, || async { error_count(&app, &missing).await == 1 }).await);
+    assert!(eventually(WAIT, || async { !reports(&app, &missing).await.is_empty() }).await);
+    assert_eq!(reports(&app, &missing).await, [("render".to_owned(), false)]);
+    assert_eq!(error_count(&app, &missing).await, 0);
     assert_eq!(read(&conf), good);
-    // Rendered, but the check refuses it.
+    // Rendered, but the consumer's own check refuses it: that counts.
     let refused = publish(&app, json!({"servers": ["forbidden:80"]})).await;
     assert!(eventually(WAIT, || async { error_count(&app, &refused).await == 1 }).await);
+    assert_eq!(reports(&app, &refused).await, [("check".to_owned(), true)]);
     assert_eq!(read(&conf), good);
     assert!(!dir.path().join("upstreams.conf.vane-candidate").exists());
+    // The same failure again in this run is not reported again.
+    let failures = counters.failures.load(std::sync::atomic::Ordering::Relaxed);
+    let (status, _) = common::read(
+        app.client
+            .post(app.url("/update/upstreams"))
+            .header("Secret", "update-secret-0123456789abcdef")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(status.is_success());
+    let failed_again = || async { counters.failures.load(std::sync::atomic::Ordering::Relaxed) > failures };
+    assert!(eventually(WAIT, failed_again).await);
+    assert_eq!(reports(&app, &refused).await.len(), 1);
     agent.abort();
     app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_failed_reload_puts_the_backup_back() {
+async fn a_misspelt_template_variable_is_never_counted() {
+    let (app, dir, secret) = served().await;
+    let code_id = publish(&app, json!({"servers": ["10.0.0.1:80"]})).await;
+    let mut misspelt = resource(app.url(""), &secret, dir.path(), None, None);
+    misspelt.template = Some("{% for s in sevrers %}server {{ s }};{% endfor %}".into());
+    let (agent, _) = start_agent(misspelt);
+    assert!(eventually(WAIT, || async { !reports(&app, &code_id).await.is_empty() }).await);
+    assert_eq!(reports(&app, &code_id).await, [("render".to_owned(), false)]);
+    assert_eq!(error_count(&app, &code_id).await, 0);
+    agent.abort();
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_reload_puts_the_backup_back_and_blames_nobody() {
     let (app, dir, secret) = served().await;
     publish(&app, json!({"servers": ["good:80"]})).await;
     let conf = dir.path().join("upstreams.conf");
     // The "service" only accepts a file that names a good server.
     let reload = format!("grep -q good {}", conf.display());
-    let (agent, _) = start_agent(resource(app.url(""), &secret, dir.path(), None, Some(reload)));
+    let (agent, counters) = start_agent(resource(app.url(""), &secret, dir.path(), None, Some(reload)));
     let good = upstreams(&["good:80"]);
     assert!(file_becomes(&conf, &good).await);
 
     let bad = publish(&app, json!({"servers": ["bad:80"]})).await;
-    assert!(eventually(WAIT, || async { error_count(&app, &bad).await == 1 }).await);
+    let failed = || async { counters.failures.load(std::sync::atomic::Ordering::Relaxed) >= 1 };
+    assert!(eventually(WAIT, failed).await);
     assert_eq!(read(&conf), good, "the previous file is back");
+    // A reload fails for the machine's reasons: nothing is reported.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(reports(&app, &bad).await.is_empty());
+    assert_eq!(counters.reports.load(std::sync::atomic::Ordering::Relaxed), 0);
     agent.abort();
     app.stop().await;
 }

@@ -96,11 +96,6 @@ impl AgentConfig {
                 "{at}: `server` must be an http:// or https:// URL"
             );
             resource.server = resource.server.trim_end_matches('/').to_owned();
-            // Vane counts a report only from a device it served: the agent
-            // is one, under a name stable across restarts.
-            if resource.meta.device_id.is_empty() {
-                resource.meta.device_id = format!("vane-watch:{}:{}", hostname(), resource.name);
-            }
             anyhow::ensure!(resource.params.is_object(), "{at}: `params` must be a table");
             if let Some(file) = &resource.template_file {
                 let file = base.join(file);
@@ -121,14 +116,6 @@ impl AgentConfig {
         }
         Ok(config)
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 impl Resource {

@@ -25,6 +25,14 @@ const HTTP_LIMIT: Duration = Duration::from_secs(10);
 /// What Vane keeps of a report's message.
 const MAX_REPORT_BYTES: usize = 8192;
 
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
 fn truncate_at_char(text: &mut String, max: usize) {
     if text.len() > max {
         let mut end = max;
@@ -68,7 +76,12 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    pub fn new(resource: Resource, counters: Arc<Counters>) -> Self {
+    pub fn new(mut resource: Resource, counters: Arc<Counters>) -> Self {
+        // Vane counts a report only from a device it served: the agent is
+        // one, under a name that stays the same across restarts.
+        if resource.meta.device_id.is_empty() {
+            resource.meta.device_id = format!("vane-watch:{}:{}", hostname(), resource.name);
+        }
         let http = reqwest::Client::builder()
             .timeout(HTTP_LIMIT)
             .build()

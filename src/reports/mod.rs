@@ -214,13 +214,14 @@ impl ReportsHandle {
         let (bucket, _) = inner.served.span(now);
         let seen = inner.repeats.note(&report.code_id, &source, bucket);
         let rules = self.rules();
+        // The original's count takes every report; the rate takes a source
+        // once per window, and only one the version was served to.
+        let rate = matches!(rules.rule, BreakRule::Rate { .. });
         let reason = if !report.kind.counts() {
             "kind"
-        } else if seen.candidate {
+        } else if rate && seen.candidate {
             "repeat"
-        } else if matches!(rules.rule, BreakRule::Rate { .. })
-            && !self.was_served(&report.code_id, &source, arrived).await
-        {
+        } else if rate && !self.was_served(&report.code_id, &source, arrived).await {
             "not_served"
         } else {
             "candidate"

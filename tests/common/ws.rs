@@ -6,6 +6,9 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use reqwest::StatusCode;
+use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
 use super::TestApp;
@@ -57,5 +60,20 @@ pub async fn subscribe(socket: &mut Socket, config_id: &str, secret: &str, revis
         if reply["type"] != json!("update") {
             return reply;
         }
+    }
+}
+
+/// Opens the original push socket; `Err` carries the refusal's status.
+pub async fn compat_socket(app: &TestApp, config_id: &str, secret: Option<&str>) -> Result<Socket, StatusCode> {
+    let mut request = ws_url(app, &format!("/push/{config_id}"))
+        .into_client_request()
+        .unwrap();
+    if let Some(secret) = secret {
+        request.headers_mut().insert("Secret", secret.parse().unwrap());
+    }
+    match connect_async(request).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(WsError::Http(response)) => Err(StatusCode::from_u16(response.status().as_u16()).unwrap()),
+        Err(e) => panic!("{e}"),
     }
 }

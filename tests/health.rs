@@ -1,0 +1,302 @@
+//! Health signals end to end, on both backends: a report counts only from a
+//! distinct source that was served the version, a version breaks on a share
+//! of its served devices, a broken stable version rolls back by itself, a
+//! rotated secret keeps working through its grace, and bad reports are
+//! refused by name without losing what is stored.
+
+mod common;
+
+use std::time::Duration;
+
+use common::ws::{compat_socket, native_socket, subscribe, until_revision};
+use common::{Backend, TestApp};
+use futures_util::future::join_all;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use vane::domain::gray::in_gray;
+
+backend_tests!(
+    a_storm_from_one_source_breaks_nothing,
+    a_share_of_the_served_devices_stops_gray,
+    a_broken_stable_version_rolls_back_by_itself,
+    a_rotated_secret_works_through_its_grace,
+    bad_reports_are_refused_by_name,
+);
+
+fn version(n: i64) -> Value {
+    json!({"lang": "starlark", "source": format!("return {n}")})
+}
+
+/// A native fetch as `device`: the code id served and the result.
+async fn fetch_as(app: &TestApp, config_id: &str, device: &str) -> (StatusCode, Value) {
+    let body = json!({"meta": {"platform": "ios", "device_id": device}, "cached": false});
+    app.post_json(&format!("/api/v1/configs/{config_id}/evaluate"), body).await
+}
+
+async fn report_as(app: &TestApp, config_id: &str, secret: &str, body: Value) -> (StatusCode, Value) {
+    let request = app
+        .client
+        .post(app.url(&format!("/api/v1/configs/{config_id}/reports")))
+        .header("Secret", secret)
+        .json(&body);
+    common::read(request.send().await.unwrap()).await
+}
+
+async fn client_report(app: &TestApp, config_id: &str, secret: &str, code_id: &str, device: &str) -> Value {
+    let body = json!({"code_id": code_id, "device_id": device, "message": "NullPointerException"});
+    let (status, receipt) = report_as(app, config_id, secret, body).await;
+    assert!(status.is_success(), "{status} {receipt}");
+    receipt
+}
+
+async fn summary(app: &TestApp, config_id: &str, code_id: &str) -> Value {
+    let path = format!("/api/v1/configs/{config_id}/versions/{code_id}/reports/summary");
+    let (status, body) = app.admin(Method::GET, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+async fn listed(app: &TestApp, config_id: &str, code_id: &str) -> Vec<Value> {
+    let path = format!("/api/v1/configs/{config_id}/versions/{code_id}/reports?limit=1000");
+    let (status, body) = app.admin(Method::GET, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body.as_array().unwrap().clone()
+}
+
+async fn config_with(app: &TestApp, id: &str, versions: &[i64]) -> (String, Vec<String>) {
+    let secret = app.create_config(id).await["secret"].as_str().unwrap().to_owned();
+    let mut code_ids = Vec::new();
+    for n in versions {
+        let code_id = app.create_version(id, version(*n)).await;
+        app.release(id, &code_id).await;
+        code_ids.push(code_id);
+    }
+    (secret, code_ids)
+}
+
+async fn a_storm_from_one_source_breaks_nothing(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let (secret, code_ids) = config_with(&app, "storm", &[1]).await;
+    let v1 = &code_ids[0];
+    assert_eq!(fetch_as(&app, "storm", "attacker").await.0, StatusCode::OK);
+    for round in 0..20 {
+        let reports = (0..50).map(|i| {
+            let body = json!({"code_id": v1, "device_id": "attacker", "message": format!("boom {round}-{i}")});
+            report_as(&app, "storm", &secret, body)
+        });
+        for (status, receipt) in join_all(reports).await {
+            assert!(status.is_success(), "{status} {receipt}");
+        }
+    }
+    // The original's route, from the same address, 200 times more.
+    for _ in 0..200 {
+        let request = app
+            .client
+            .post(app.url(&format!("/report/storm/{v1}")))
+            .header("Secret", &secret)
+            .json(&json!({"err_time": 1_700_000_000, "message": "boom"}));
+        assert_eq!(request.send().await.unwrap().status(), StatusCode::OK);
+    }
+    let health = summary(&app, "storm", v1).await;
+    assert_eq!(health["broken"], json!(false), "{health}");
+    assert_eq!(health["counted_sources"], json!(1), "{health}");
+    // Stored: the one that counted, a few repeats; the address was never
+    // served on the original route, so a few of those too. Not 1,200.
+    let stored = listed(&app, "storm", v1).await.len();
+    assert!(stored <= 10, "{stored} reports stored");
+    assert_eq!(fetch_as(&app, "storm", "someone").await.1["result"], json!(1));
+    app.stop().await;
+}
+
+async fn a_share_of_the_served_devices_stops_gray(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.reports.break_ratio = 0.4).await else {
+        return;
+    };
+    let (secret, code_ids) = config_with(&app, "gray", &[1]).await;
+    let v2 = app.create_version("gray", version(2)).await;
+    let body = json!({"code_id": v2, "percentage": 50});
+    let (status, body) = app.admin(Method::POST, "/api/v1/configs/gray/gray", Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (grays, stables): (Vec<String>, Vec<String>) =
+        (0..200).map(|i| format!("device-{i}")).partition(|d| in_gray(d, &v2, 50));
+    let grays = &grays[..40];
+    for device in grays {
+        assert_eq!(fetch_as(&app, "gray", device).await.1["code_id"], json!(v2));
+    }
+    for device in &stables[..40] {
+        assert_eq!(fetch_as(&app, "gray", device).await.1["code_id"], json!(code_ids[0]));
+    }
+    // Devices served the stable version, and devices never served at all,
+    // report against gray: none of it counts.
+    for device in stables[..30].iter().map(String::as_str).chain(["never-1", "never-2"]) {
+        let receipt = client_report(&app, "gray", &secret, &v2, device).await;
+        assert_eq!(receipt["reason"], json!("not_served"), "{receipt}");
+    }
+    // 15 of 40 is short of 40%; kinds that are not the version's fault
+    // never count, whoever sends them.
+    for device in &grays[..15] {
+        let receipt = client_report(&app, "gray", &secret, &v2, device).await;
+        assert_eq!((receipt["counted"].clone(), receipt["broke"].clone()), (json!(true), json!(false)));
+    }
+    let body = json!({"code_id": v2, "device_id": grays[15], "kind": "render", "message": "undefined value"});
+    assert_eq!(report_as(&app, "gray", &secret, body).await.1["reason"], json!("kind"));
+    let health = summary(&app, "gray", &v2).await;
+    assert_eq!(
+        (health["served_devices"].clone(), health["counted_sources"].clone(), health["broken"].clone()),
+        (json!(40), json!(15), json!(false)),
+        "{health}"
+    );
+    // The 16th distinct served device breaks it: gray stops for everyone.
+    let receipt = client_report(&app, "gray", &secret, &v2, &grays[15]).await;
+    assert_eq!(receipt["broke"], json!(true), "{receipt}");
+    for device in grays {
+        assert_eq!(fetch_as(&app, "gray", device).await.1["code_id"], json!(code_ids[0]));
+    }
+    let (_, events) = app.admin(Method::GET, "/api/v1/configs/gray/events", None).await;
+    let broken = &events[0];
+    assert_eq!((broken["kind"].clone(), broken["actor"].clone()), (json!("broken"), json!("reports")));
+    let evidence = &broken["detail"]["evidence"];
+    assert_eq!(
+        (evidence["counted_sources"].clone(), evidence["served_devices"].clone()),
+        (json!(16), json!(40)),
+        "{broken}"
+    );
+    assert_eq!(evidence["window_s"], json!(600));
+    let health = summary(&app, "gray", &v2).await;
+    let ignored: i64 = health["window"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["counted"] == json!(false))
+        .map(|c| c["reports"].as_i64().unwrap())
+        .sum();
+    assert_eq!(ignored, 33, "{health}");
+    app.stop().await;
+}
+
+async fn a_broken_stable_version_rolls_back_by_itself(backend: Backend) {
+    let tweak = |s: &mut vane::settings::Settings| {
+        s.reports.min_sources = 4;
+        s.reports.break_ratio = 0.5;
+    };
+    let Some(app) = TestApp::spawn_with(backend, tweak).await else {
+        return;
+    };
+    let (secret, code_ids) = config_with(&app, "stable", &[1, 2]).await;
+    let (v1, v2) = (&code_ids[0], &code_ids[1]);
+    let mut socket = native_socket(&app).await;
+    let reply = subscribe(&mut socket, "stable", &secret, None).await;
+    assert_eq!(reply["type"], json!("subscribed"), "{reply}");
+    let devices: Vec<String> = (0..8).map(|i| format!("phone-{i}")).collect();
+    for device in &devices {
+        assert_eq!(fetch_as(&app, "stable", device).await.1["result"], json!(2));
+    }
+    let mut last = Value::Null;
+    for device in &devices[..4] {
+        last = client_report(&app, "stable", &secret, v2, device).await;
+    }
+    assert_eq!(last["broke"], json!(true), "4 of 8 is half: {last}");
+    assert_eq!(last["rolled_back_to"], json!(v1));
+    let config = app.admin(Method::GET, "/api/v1/configs/stable", None).await.1;
+    until_revision(&mut socket, "stable", config["revision"].as_i64().unwrap()).await;
+    assert_eq!(config["release"]["code_id"], json!(v1));
+    assert_eq!(fetch_as(&app, "stable", "phone-0").await.1["result"], json!(1));
+    let (_, events) = app.admin(Method::GET, "/api/v1/configs/stable/events", None).await;
+    let kinds: Vec<(Value, Value)> = events.as_array().unwrap()[..2]
+        .iter()
+        .map(|e| (e["kind"].clone(), e["actor"].clone()))
+        .collect();
+    assert_eq!(kinds, [(json!("rollback"), json!("reports")), (json!("broken"), json!("reports"))]);
+    assert_eq!(events[0]["detail"]["broken"], json!(v2));
+    assert_eq!(events[0]["detail"]["evidence"]["counted_sources"], json!(4));
+
+    // Now v1 breaks too, and nothing healthy is left: 403, as the original.
+    for device in &devices {
+        fetch_as(&app, "stable", device).await;
+    }
+    for device in &devices[..4] {
+        last = client_report(&app, "stable", &secret, v1, device).await;
+    }
+    assert_eq!((last["broke"].clone(), last.get("rolled_back_to")), (json!(true), None));
+    let (status, body) = fetch_as(&app, "stable", "phone-0").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], json!("version_broken"));
+    app.stop().await;
+}
+
+async fn a_rotated_secret_works_through_its_grace(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.auth.secret_grace_s = 2).await else {
+        return;
+    };
+    let (old, code_ids) = config_with(&app, "rotating", &[1]).await;
+    fetch_as(&app, "rotating", "phone").await;
+    let (status, rotated) = app
+        .admin(Method::POST, "/api/v1/configs/rotating/secret/rotate", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let new = rotated["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    let report = |secret: String| {
+        let body = json!({"code_id": code_ids[0], "device_id": "phone", "kind": "render", "message": "x"});
+        let app = &app;
+        async move { report_as(app, "rotating", &secret, body).await.0 }
+    };
+    assert!(report(old.clone()).await.is_success(), "the old secret works in its grace");
+    assert!(report(new.clone()).await.is_success());
+    let mut socket = native_socket(&app).await;
+    assert_eq!(subscribe(&mut socket, "rotating", &old, None).await["type"], json!("subscribed"));
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(report(old.clone()).await, StatusCode::FORBIDDEN);
+    assert!(report(new.clone()).await.is_success());
+    assert_eq!(subscribe(&mut socket, "rotating", &old, None).await["type"], json!("error"));
+    assert_eq!(compat_socket(&app, "rotating", Some(&old)).await.err(), Some(StatusCode::FORBIDDEN));
+    assert!(compat_socket(&app, "rotating", Some(&new)).await.is_ok());
+    let (_, events) = app.admin(Method::GET, "/api/v1/configs/rotating/events", None).await;
+    assert_eq!(events[0]["kind"], json!("secret_rotated"));
+    let logged = events[0].to_string();
+    assert!(!logged.contains(&old) && !logged.contains(&new), "{logged}");
+    app.stop().await;
+}
+
+async fn bad_reports_are_refused_by_name(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let (secret, code_ids) = config_with(&app, "strict", &[1]).await;
+    let v1 = &code_ids[0];
+    fetch_as(&app, "strict", "phone").await;
+    client_report(&app, "strict", &secret, v1, "phone").await;
+    let before = listed(&app, "strict", v1).await;
+    assert_eq!(before.len(), 1);
+    let huge = "x".repeat(100_000);
+    let cases = [
+        (json!({"code_id": v1, "device_id": "phone", "kind": "crash", "message": "m"}), "kind"),
+        (json!({"code_id": v1, "message": "m"}), "device_id"),
+        (json!({"code_id": v1, "device_id": "", "message": "m"}), "device_id"),
+        (json!({"code_id": v1, "device_id": "ph\u{0}one", "message": "m"}), "device_id"),
+        (json!({"code_id": v1, "device_id": "phone", "message": huge}), "message"),
+        (json!({"code_id": v1, "device_id": "phone", "message": "a\u{0}b"}), "message"),
+        (json!({"code_id": v1, "device_id": "phone", "message": "m", "extra": 1}), "extra"),
+    ];
+    for (body, field) in cases {
+        let (status, reply) = report_as(&app, "strict", &secret, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+        let message = reply["error"]["message"].as_str().unwrap();
+        assert!(message.contains(field), "`{field}` named in: {message}");
+    }
+    let compat = app
+        .client
+        .post(app.url(&format!("/report/strict/{v1}")))
+        .header("Secret", &secret)
+        .json(&json!({"err_time": 1, "message": "a\u{0}b"}));
+    let (status, reply) = common::read(compat.send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(reply["message"].as_str().unwrap().contains("message"), "{reply}");
+    // A body past the server's limit is refused before it is read.
+    let body = json!({"code_id": v1, "device_id": "phone", "message": "y".repeat(2 << 20)});
+    assert_eq!(report_as(&app, "strict", &secret, body).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(listed(&app, "strict", v1).await, before, "nothing stored was lost or added");
+    app.stop().await;
+}
