@@ -1,7 +1,8 @@
 //! Several nodes over one PostgreSQL database and one Redis, in one test
 //! process: a change published on A reaches subscribers on B and B's fetches;
 //! B catches up by itself after losing its Redis subscription; a node keeps
-//! serving when Redis or the store is down.
+//! serving when Redis or the store is down; devices served on A that report
+//! on B break a version as on one node.
 
 mod common;
 
@@ -192,4 +193,59 @@ async fn with_the_store_down_known_configs_are_still_served() {
         "fresh fetches still stale after the store came back"
     );
     app.stop().await;
+}
+
+/// Devices fetch on A and report on B at once: B waits for A's next share
+/// of its served record, so the reports count and the version breaks (and
+/// rolls back) as it would on one node; strangers still count for nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn devices_served_on_one_node_and_reporting_on_another_break_the_version() {
+    let _alone = REDIS.lock().await;
+    let Some(nodes) = TestApp::cluster(2, |s| {
+        s.reports.min_sources = 4;
+        s.reports.break_ratio = 0.5;
+        s.reports.share_ms = 200;
+    })
+    .await
+    else {
+        return;
+    };
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let secret = a.create_config("health").await["secret"].as_str().unwrap().to_owned();
+    let v1 = a.create_version("health", version(1)).await;
+    a.release("health", &v1).await;
+    let v2 = a.create_version("health", version(2)).await;
+    a.release("health", &v2).await;
+    for i in 0..8 {
+        assert_eq!(fetch(a, format!("phone-{i}")).await, json!(2));
+    }
+    let report = |device: String| {
+        let body = json!({"code_id": v2, "device_id": device, "message": "crash"});
+        let request = b
+            .client
+            .post(b.url("/api/v1/configs/health/reports"))
+            .header("Secret", &secret)
+            .json(&body);
+        async move { common::read(request.send().await.unwrap()).await.1 }
+    };
+    for i in 0..6 {
+        let receipt = report(format!("stranger-{i}")).await;
+        assert_eq!(receipt["reason"], json!("not_served"), "{receipt}");
+    }
+    let mut last = Value::Null;
+    for i in 0..4 {
+        last = report(format!("phone-{i}")).await;
+        assert_eq!(last["counted"], json!(true), "{last}");
+    }
+    assert_eq!((last["broke"].clone(), last["rolled_back_to"].clone()), (json!(true), json!(v1)));
+    let path = format!("/api/v1/configs/health/versions/{v2}/reports/summary");
+    let health = b.admin(Method::GET, &path, None).await.1;
+    assert_eq!(health["served_devices"], json!(8), "B sees A's devices: {health}");
+    assert!(eventually(WAIT, || async { fetch(a, "phone-0".into()).await == json!(1) }).await);
+    stop_all(nodes).await;
+}
+
+async fn fetch(node: &TestApp, device: String) -> Value {
+    let body = json!({"meta": {"device_id": device}, "cached": false});
+    node.post_json("/api/v1/configs/health/evaluate", body).await.1["result"].clone()
 }
