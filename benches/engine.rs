@@ -1,8 +1,10 @@
 //! Criterion benchmarks of the engines and the domain functions on the
 //! request path. `cargo bench --bench engine`
+//! (`cargo bench --bench engine -- served` for the served record alone).
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use vane::domain::gray::in_gray;
+use vane::domain::health::Source;
 use vane::domain::model::Meta;
 use vane::domain::params::{ParamSpec, prepare};
 use vane::domain::rules::{RawPlatformRules, allows, validate};
@@ -10,6 +12,7 @@ use vane::engine::Engine;
 use vane::engine::Limits;
 use vane::engine::javascript::JsEngine;
 use vane::engine::starlark::StarlarkEngine;
+use vane::reports::served::ServedRecord;
 
 const STARLARK: &str = include_str!("../loadtest/scripts/config60.star");
 const JAVASCRIPT: &str = include_str!("../loadtest/scripts/config60.js");
@@ -63,5 +66,24 @@ fn domain(c: &mut Criterion) {
     c.bench_function("params prepare", |b| b.iter(|| prepare(&specs, params(7)).unwrap()));
 }
 
-criterion_group!(benches, engines, domain);
+/// What every fetch adds: recording its device in the version's served
+/// sketch. A device seen before costs a lookup; a new one an insert.
+fn served(c: &mut Criterion) {
+    let record = ServedRecord::new(600, 1_000_000);
+    let now = 1_700_000_000_000;
+    record.record("v1", &[Source::Device("regular")], now);
+    c.bench_function("served record, known device", |b| {
+        b.iter(|| record.record("v1", &[Source::Device("regular")], now))
+    });
+    let mut i = 0u64;
+    c.bench_function("served record, new device", |b| {
+        b.iter(|| {
+            i += 1;
+            let id = format!("device-{i}");
+            record.record("v1", &[Source::Device(&id)], now)
+        })
+    });
+}
+
+criterion_group!(benches, engines, domain, served);
 criterion_main!(benches);
