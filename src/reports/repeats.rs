@@ -2,7 +2,7 @@
 //! bucket, so a storm from one source costs a hash lookup, not a write: a
 //! source is a candidate once per bucket, and reports that cannot count are
 //! stored only up to a few per source and a cap per version, then dropped.
-//! Bounded: past `MAX_SOURCES` sources in a bucket, new ones are not tracked
+//! Bounded: past `MAX_SOURCES` sources tracked in all, new ones are not
 //! (the store still counts a source once per window).
 
 use std::collections::HashMap;
@@ -13,11 +13,19 @@ use crate::domain::health::Source;
 
 /// Reports that cannot count, stored per source and bucket at most.
 pub const STORED_PER_SOURCE: u16 = 3;
-const MAX_SOURCES: usize = 100_000;
+/// About 5 MiB of sources, across every version.
+const MAX_SOURCES: usize = 200_000;
 
 pub struct Repeats {
     hasher: RandomState,
-    versions: Mutex<HashMap<String, Taken>>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    versions: HashMap<String, Taken>,
+    /// Sources tracked across every version.
+    tracked: usize,
 }
 
 #[derive(Default)]
@@ -39,24 +47,28 @@ impl Repeats {
     pub fn new() -> Self {
         Self {
             hasher: RandomState::new(),
-            versions: Mutex::default(),
+            state: Mutex::default(),
         }
     }
 
     /// Notes a report from `source` and says what came before it.
     pub fn note(&self, code_id: &str, source: &Source, bucket: u64) -> Seen {
         let key = self.hasher.hash_one(source);
-        let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let State { versions, tracked } = &mut *state;
         let taken = versions.entry(code_id.to_owned()).or_default();
         if taken.bucket != bucket {
+            *tracked -= taken.sources.len();
             *taken = Taken {
                 bucket,
                 ..Taken::default()
             };
         }
-        let tracked = taken.sources.len() < MAX_SOURCES || taken.sources.contains_key(&key);
-        if !tracked {
-            return Seen::default();
+        if !taken.sources.contains_key(&key) {
+            if *tracked >= MAX_SOURCES {
+                return Seen::default();
+            }
+            *tracked += 1;
         }
         let seen = taken.sources.entry(key).or_default();
         let before = *seen;
@@ -66,8 +78,8 @@ impl Repeats {
 
     pub fn mark_candidate(&self, code_id: &str, source: &Source) {
         let key = self.hasher.hash_one(source);
-        let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(seen) = versions.get_mut(code_id).and_then(|t| t.sources.get_mut(&key)) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(seen) = state.versions.get_mut(code_id).and_then(|t| t.sources.get_mut(&key)) {
             seen.candidate = true;
         }
     }
@@ -78,8 +90,8 @@ impl Repeats {
         if seen.reports >= STORED_PER_SOURCE {
             return false;
         }
-        let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(taken) = versions.get_mut(code_id) else {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(taken) = state.versions.get_mut(code_id) else {
             return false;
         };
         if taken.ignored_stored >= cap {
@@ -91,8 +103,15 @@ impl Repeats {
 
     /// Forgets versions whose bucket has passed.
     pub fn sweep(&self, bucket: u64) {
-        let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
-        versions.retain(|_, t| t.bucket >= bucket);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let State { versions, tracked } = &mut *state;
+        versions.retain(|_, t| {
+            let keep = t.bucket >= bucket;
+            if !keep {
+                *tracked -= t.sources.len();
+            }
+            keep
+        });
     }
 }
 
@@ -129,5 +148,19 @@ mod tests {
             stored += u32::from(repeats.may_store_ignored("v1", seen, 10));
         }
         assert_eq!(stored, 10);
+    }
+
+    #[test]
+    fn sources_past_the_cap_are_not_tracked_and_a_sweep_frees_them() {
+        let repeats = Repeats::new();
+        for i in 0..MAX_SOURCES {
+            repeats.note("v1", &Source::Device(&i.to_string()), 1);
+        }
+        let late = Source::Device("late");
+        repeats.note("v2", &late, 1);
+        assert_eq!(repeats.note("v2", &late, 1).reports, 0, "not tracked");
+        repeats.sweep(2);
+        repeats.note("v2", &late, 2);
+        assert_eq!(repeats.note("v2", &late, 2).reports, 1);
     }
 }
