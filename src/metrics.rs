@@ -185,7 +185,7 @@ pub fn fresh_fetch(outcome: Freshness) {
 }
 
 /// What became of a client's error report: `outcome` is `counted`, the
-/// reason it did not count (`kind`, `not_served`, `repeat`), or `dropped`
+/// reason it did not count (`kind`, `not_served`, `repeat`, `storm`), or `dropped`
 /// (not stored: past the caps for reports that cannot count).
 pub fn report(outcome: &'static str) {
     counter!(REPORTS, "outcome" => outcome).increment(1);

@@ -114,13 +114,14 @@ impl RedisCache {
         format!("{}served/{code_id}/{bucket}", self.prefix)
     }
 
-    /// Writes this node's served sketches, one hash field per node, each key
-    /// expiring `ttl` after its last write. One round trip for all of them.
-    pub async fn share_served(&self, node: &str, sketches: Vec<(String, u64, Vec<u8>)>, ttl: Duration) -> bool {
+    /// Writes parts of this node's served sketches, one hash per version and
+    /// bucket and a field per node and part, each key expiring `ttl` after
+    /// its last write. One round trip for all of them.
+    pub async fn share_served(&self, parts: Vec<(String, u64, String, Vec<u8>)>, ttl: Duration) -> bool {
         let mut pipe = redis::pipe();
-        for (code_id, bucket, bytes) in sketches {
+        for (code_id, bucket, field, bytes) in parts {
             let key = self.served_key(&code_id, bucket);
-            pipe.hset(&key, node, bytes).ignore();
+            pipe.hset(&key, field, bytes).ignore();
             pipe.pexpire(&key, ttl.as_millis() as i64).ignore();
         }
         let mut conn = self.conn.clone();
@@ -128,9 +129,9 @@ impl RedisCache {
         self.record(outcome).is_some()
     }
 
-    /// Every node's served sketches of `code_id` in `buckets`, but `node`'s
-    /// own; `None` when Redis did not answer.
-    pub async fn served(&self, node: &str, code_id: &str, buckets: &[u64]) -> Option<Vec<(u64, Vec<u8>)>> {
+    /// Every node's served sketch parts of `code_id` in `buckets`, as
+    /// (bucket, field, bytes); `None` when Redis did not answer.
+    pub async fn served(&self, code_id: &str, buckets: &[u64]) -> Option<Vec<(u64, String, Vec<u8>)>> {
         let mut pipe = redis::pipe();
         for bucket in buckets {
             pipe.hgetall(self.served_key(code_id, *bucket));
@@ -143,12 +144,7 @@ impl RedisCache {
         let sketches = buckets
             .iter()
             .zip(per_bucket)
-            .flat_map(|(bucket, fields)| {
-                fields
-                    .into_iter()
-                    .filter(|(field, _)| field != node)
-                    .map(move |(_, bytes)| (*bucket, bytes))
-            })
+            .flat_map(|(bucket, fields)| fields.into_iter().map(move |(field, bytes)| (*bucket, field, bytes)))
             .collect();
         Some(sketches)
     }

@@ -99,7 +99,9 @@ pub struct Receipt {
     pub stored: bool,
     /// `counted`, or why not: `kind` (not the version's fault), `not_served`
     /// (the source was not served the version recently), `repeat` (the
-    /// source already reported in this window).
+    /// source already reported in this window), `storm` (this node checked
+    /// as many unknown sources for the version as it will in this half
+    /// window).
     pub reason: &'static str,
     /// This report broke the version.
     pub broke: bool,
@@ -221,6 +223,8 @@ impl ReportsHandle {
             "kind"
         } else if rate && seen.candidate {
             "repeat"
+        } else if rate && !inner.repeats.may_check(&report.code_id) {
+            "storm"
         } else if rate && !self.was_served(&report.code_id, &source, arrived).await {
             "not_served"
         } else {

@@ -15,6 +15,12 @@ use crate::domain::health::Source;
 pub const STORED_PER_SOURCE: u16 = 3;
 /// About 5 MiB of sources, across every version.
 const MAX_SOURCES: usize = 200_000;
+/// Sources checked against the served record per version and bucket on a
+/// node. With the record's false-positive rate (`sketch.rs`), a forger's
+/// guesses pass as served about 0.1 times per bucket and node at most, far
+/// short of `reports.min_sources`; past it, a storm of unknown sources is
+/// not checked at all (outcome `storm`) until the next bucket.
+pub const MAX_CHECKS: u32 = 100_000;
 
 pub struct Repeats {
     hasher: RandomState,
@@ -33,6 +39,7 @@ struct Taken {
     bucket: u64,
     sources: HashMap<u64, Seen>,
     ignored_stored: u32,
+    checks: u32,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -82,6 +89,20 @@ impl Repeats {
         if let Some(seen) = state.versions.get_mut(code_id).and_then(|t| t.sources.get_mut(&key)) {
             seen.candidate = true;
         }
+    }
+
+    /// Whether a source may be checked against the served record: false
+    /// once the version's checks in this bucket reached `MAX_CHECKS`.
+    pub fn may_check(&self, code_id: &str) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(taken) = state.versions.get_mut(code_id) else {
+            return true;
+        };
+        if taken.checks >= MAX_CHECKS {
+            return false;
+        }
+        taken.checks += 1;
+        true
     }
 
     /// Whether a report that cannot count is stored: the source's first few
@@ -148,6 +169,16 @@ mod tests {
             stored += u32::from(repeats.may_store_ignored("v1", seen, 10));
         }
         assert_eq!(stored, 10);
+    }
+
+    #[test]
+    fn checks_stop_at_the_cap_until_the_next_bucket() {
+        let repeats = Repeats::new();
+        repeats.note("v1", &Source::Device("a"), 1);
+        assert!((0..MAX_CHECKS).all(|_| repeats.may_check("v1")));
+        assert!(!repeats.may_check("v1"));
+        repeats.note("v1", &Source::Device("a"), 2);
+        assert!(repeats.may_check("v1"));
     }
 
     #[test]

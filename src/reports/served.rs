@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use super::sketch::{RemoteSketch, Sketch, device_union};
+use super::sketch::{Part, Sketch, device_union};
 use crate::domain::health::{BUCKETS_IN_VIEW, Source, bucket};
 
 pub struct ServedRecord {
@@ -26,20 +26,21 @@ struct Buckets(Vec<Bucket>);
 struct Bucket {
     index: u64,
     sketch: Sketch,
-    /// Changed since it was last shared.
-    dirty: bool,
 }
 
-/// The other nodes' sketches of one version, as last read.
+/// The other nodes' sketches of one version, as last read: their parts by
+/// bucket.
 pub struct RemoteView {
     pub read_at: Instant,
-    pub buckets: Vec<(u64, RemoteSketch)>,
+    pub parts: Vec<(u64, Part)>,
 }
 
-/// One bucket of one version, encoded to share with other nodes.
+/// A part of one version's sketch in one bucket, encoded to share with other
+/// nodes under its suffix (`sketch.rs`).
 pub struct Shared {
     pub code_id: String,
     pub bucket: u64,
+    pub suffix: String,
     pub bytes: Vec<u8>,
 }
 
@@ -77,14 +78,12 @@ impl ServedRecord {
             buckets.0.push(Bucket {
                 index: current,
                 sketch: Sketch::new(self.capacity),
-                dirty: false,
             });
         }
         let last = buckets.0.last_mut().expect("just ensured");
         for source in sources.iter().filter(somebody) {
             last.sketch.add(source);
         }
-        last.dirty = true;
     }
 
     fn buckets_of(&self, code_id: &str) -> Arc<Mutex<Buckets>> {
@@ -109,7 +108,7 @@ impl ServedRecord {
         });
         here || self
             .remote_view(code_id)
-            .is_some_and(|v| v.buckets.iter().any(|(i, s)| *i >= oldest && s.contains(source)))
+            .is_some_and(|v| v.parts.iter().any(|(i, p)| *i >= oldest && p.contains(source)))
     }
 
     /// Distinct devices served `code_id` in the view, on every node.
@@ -123,8 +122,8 @@ impl ServedRecord {
             }
         }
         if let Some(view) = self.remote_view(code_id) {
-            for (_, sketch) in view.buckets.iter().filter(|(i, _)| *i >= oldest) {
-                sketch.add_devices_to(&mut union);
+            for (_, part) in view.parts.iter().filter(|(i, _)| *i >= oldest) {
+                part.add_devices_to(&mut union);
             }
         }
         union.estimate().round() as u64
@@ -139,7 +138,7 @@ impl ServedRecord {
         remote.insert(code_id.to_owned(), Arc::new(view));
     }
 
-    /// Encodes the buckets changed since the last call, for other nodes.
+    /// Encodes the parts changed since the last call, for other nodes.
     pub fn take_changed(&self) -> Vec<Shared> {
         let versions: Vec<(String, Arc<Mutex<Buckets>>)> = {
             let map = self.versions.read().unwrap_or_else(|e| e.into_inner());
@@ -148,13 +147,15 @@ impl ServedRecord {
         let mut changed = Vec::new();
         for (code_id, buckets) in versions {
             let mut buckets = buckets.lock().unwrap_or_else(|e| e.into_inner());
-            for b in buckets.0.iter_mut().filter(|b| b.dirty) {
-                b.dirty = false;
-                changed.push(Shared {
-                    code_id: code_id.clone(),
-                    bucket: b.index,
-                    bytes: b.sketch.encode(),
-                });
+            for b in buckets.0.iter_mut() {
+                for (suffix, bytes) in b.sketch.take_changed() {
+                    changed.push(Shared {
+                        code_id: code_id.clone(),
+                        bucket: b.index,
+                        suffix,
+                        bytes,
+                    });
+                }
             }
         }
         changed
@@ -170,7 +171,7 @@ impl ServedRecord {
         });
         drop(versions);
         let mut remote = self.remote.lock().unwrap_or_else(|e| e.into_inner());
-        remote.retain(|_, v| v.buckets.iter().any(|(i, _)| *i >= oldest));
+        remote.retain(|_, v| v.parts.iter().any(|(i, _)| *i >= oldest));
     }
 
     /// Versions with a local record, for the dashboard and tests.
@@ -220,13 +221,13 @@ mod tests {
         let t0 = 10 * HALF_MS;
         here.record("v1", &[Source::Device("d1"), Source::Address("10.0.0.9".parse().unwrap())], t0);
         let shared = here.take_changed();
-        assert_eq!(shared.len(), 1);
+        assert_eq!(shared.len(), 2, "the devices and the one filter");
         assert!(here.take_changed().is_empty(), "nothing changed since");
-        let buckets = shared
+        let parts = shared
             .iter()
-            .map(|s| (s.bucket, Sketch::decode(&s.bytes).unwrap()))
+            .map(|s| (s.bucket, Sketch::decode(&s.suffix, &s.bytes).unwrap()))
             .collect();
-        there.set_remote_view("v1", RemoteView { read_at: Instant::now(), buckets });
+        there.set_remote_view("v1", RemoteView { read_at: Instant::now(), parts });
         assert!(there.was_served("v1", &Source::Device("d1"), t0));
         assert!(there.was_served("v1", &Source::Address("10.0.0.9".parse().unwrap()), t0));
         assert_eq!(there.served_devices("v1", t0), 1);

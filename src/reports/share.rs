@@ -54,8 +54,11 @@ impl Share {
         if changed.is_empty() {
             return;
         }
-        let sketches = changed.into_iter().map(|s| (s.code_id, s.bucket, s.bytes)).collect();
-        if !self.redis.share_served(&self.node, sketches, self.ttl()).await {
+        let sketches = changed
+            .into_iter()
+            .map(|s| (s.code_id, s.bucket, format!("{}:{}", self.node, s.suffix), s.bytes))
+            .collect();
+        if !self.redis.share_served(sketches, self.ttl()).await {
             tracing::debug!("served sketches not shared this round");
         }
     }
@@ -80,20 +83,25 @@ impl Share {
         let read_at = std::time::Instant::now();
         let (current, oldest) = self.record.span(now_millis());
         let buckets: Vec<u64> = (oldest..=current).collect();
-        let Some(found) = self.redis.served(&self.node, code_id, &buckets).await else {
+        let Some(found) = self.redis.served(code_id, &buckets).await else {
             return false;
         };
-        let buckets = found
+        let mine = format!("{}:", self.node);
+        let parts = found
             .into_iter()
-            .filter_map(|(bucket, bytes)| match Sketch::decode(&bytes) {
-                Ok(sketch) => Some((bucket, sketch)),
-                Err(error) => {
-                    tracing::warn!(code_id, %error, "skipping a served sketch");
-                    None
+            .filter(|(_, field, _)| !field.starts_with(&mine))
+            .filter_map(|(bucket, field, bytes)| {
+                let suffix = field.rsplit(':').next().unwrap_or_default();
+                match Sketch::decode(suffix, &bytes) {
+                    Ok(part) => Some((bucket, part)),
+                    Err(error) => {
+                        tracing::warn!(code_id, %error, "skipping a served sketch");
+                        None
+                    }
                 }
             })
             .collect();
-        self.record.set_remote_view(code_id, RemoteView { read_at, buckets });
+        self.record.set_remote_view(code_id, RemoteView { read_at, parts });
         true
     }
 

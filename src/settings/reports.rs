@@ -21,7 +21,7 @@ pub struct Reports {
     /// Reports that break a version (count).
     pub break_threshold: u32,
     /// Sources one version's served sketch holds per half window before it
-    /// stops growing (about 10 bits each).
+    /// stops growing (about five bytes each).
     pub served_capacity: u64,
     /// Reports that cannot count stored per version and half window, per
     /// node; past it they are dropped (and counted in metrics).
