@@ -237,7 +237,10 @@ async fn devices_served_on_one_node_and_reporting_on_another_break_the_version()
         last = report(format!("phone-{i}")).await;
         assert_eq!(last["counted"], json!(true), "{last}");
     }
-    assert_eq!((last["broke"].clone(), last["rolled_back_to"].clone()), (json!(true), json!(v1)));
+    assert_eq!(
+        (last["broke"].clone(), last["rolled_back_to"].clone()),
+        (json!(true), json!(v1))
+    );
     let path = format!("/api/v1/configs/health/versions/{v2}/reports/summary");
     let health = b.admin(Method::GET, &path, None).await.1;
     assert_eq!(health["served_devices"], json!(8), "B sees A's devices: {health}");

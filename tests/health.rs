@@ -30,7 +30,8 @@ fn version(n: i64) -> Value {
 /// A native fetch as `device`: the code id served and the result.
 async fn fetch_as(app: &TestApp, config_id: &str, device: &str) -> (StatusCode, Value) {
     let body = json!({"meta": {"platform": "ios", "device_id": device}, "cached": false});
-    app.post_json(&format!("/api/v1/configs/{config_id}/evaluate"), body).await
+    app.post_json(&format!("/api/v1/configs/{config_id}/evaluate"), body)
+        .await
 }
 
 async fn report_as(app: &TestApp, config_id: &str, secret: &str, body: Value) -> (StatusCode, Value) {
@@ -119,8 +120,9 @@ async fn a_share_of_the_served_devices_stops_gray(backend: Backend) {
     let body = json!({"code_id": v2, "percentage": 50});
     let (status, body) = app.admin(Method::POST, "/api/v1/configs/gray/gray", Some(body)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (grays, stables): (Vec<String>, Vec<String>) =
-        (0..200).map(|i| format!("device-{i}")).partition(|d| in_gray(d, &v2, 50));
+    let (grays, stables): (Vec<String>, Vec<String>) = (0..200)
+        .map(|i| format!("device-{i}"))
+        .partition(|d| in_gray(d, &v2, 50));
     let grays = &grays[..40];
     for device in grays {
         assert_eq!(fetch_as(&app, "gray", device).await.1["code_id"], json!(v2));
@@ -138,13 +140,20 @@ async fn a_share_of_the_served_devices_stops_gray(backend: Backend) {
     // never count, whoever sends them.
     for device in &grays[..15] {
         let receipt = client_report(&app, "gray", &secret, &v2, device).await;
-        assert_eq!((receipt["counted"].clone(), receipt["broke"].clone()), (json!(true), json!(false)));
+        assert_eq!(
+            (receipt["counted"].clone(), receipt["broke"].clone()),
+            (json!(true), json!(false))
+        );
     }
     let body = json!({"code_id": v2, "device_id": grays[15], "kind": "render", "message": "undefined value"});
     assert_eq!(report_as(&app, "gray", &secret, body).await.1["reason"], json!("kind"));
     let health = summary(&app, "gray", &v2).await;
     assert_eq!(
-        (health["served_devices"].clone(), health["counted_sources"].clone(), health["broken"].clone()),
+        (
+            health["served_devices"].clone(),
+            health["counted_sources"].clone(),
+            health["broken"].clone()
+        ),
         (json!(40), json!(15), json!(false)),
         "{health}"
     );
@@ -156,7 +165,10 @@ async fn a_share_of_the_served_devices_stops_gray(backend: Backend) {
     }
     let (_, events) = app.admin(Method::GET, "/api/v1/configs/gray/events", None).await;
     let broken = &events[0];
-    assert_eq!((broken["kind"].clone(), broken["actor"].clone()), (json!("broken"), json!("reports")));
+    assert_eq!(
+        (broken["kind"].clone(), broken["actor"].clone()),
+        (json!("broken"), json!("reports"))
+    );
     let evidence = &broken["detail"]["evidence"];
     assert_eq!(
         (evidence["counted_sources"].clone(), evidence["served_devices"].clone()),
@@ -208,7 +220,13 @@ async fn a_broken_stable_version_rolls_back_by_itself(backend: Backend) {
         .iter()
         .map(|e| (e["kind"].clone(), e["actor"].clone()))
         .collect();
-    assert_eq!(kinds, [(json!("rollback"), json!("reports")), (json!("broken"), json!("reports"))]);
+    assert_eq!(
+        kinds,
+        [
+            (json!("rollback"), json!("reports")),
+            (json!("broken"), json!("reports"))
+        ]
+    );
     assert_eq!(events[0]["detail"]["broken"], json!(v2));
     assert_eq!(events[0]["detail"]["evidence"]["counted_sources"], json!(4));
 
@@ -243,15 +261,27 @@ async fn a_rotated_secret_works_through_its_grace(backend: Backend) {
         let app = &app;
         async move { report_as(app, "rotating", &secret, body).await.0 }
     };
-    assert!(report(old.clone()).await.is_success(), "the old secret works in its grace");
+    assert!(
+        report(old.clone()).await.is_success(),
+        "the old secret works in its grace"
+    );
     assert!(report(new.clone()).await.is_success());
     let mut socket = native_socket(&app).await;
-    assert_eq!(subscribe(&mut socket, "rotating", &old, None).await["type"], json!("subscribed"));
+    assert_eq!(
+        subscribe(&mut socket, "rotating", &old, None).await["type"],
+        json!("subscribed")
+    );
     tokio::time::sleep(Duration::from_millis(2200)).await;
     assert_eq!(report(old.clone()).await, StatusCode::FORBIDDEN);
     assert!(report(new.clone()).await.is_success());
-    assert_eq!(subscribe(&mut socket, "rotating", &old, None).await["type"], json!("error"));
-    assert_eq!(compat_socket(&app, "rotating", Some(&old)).await.err(), Some(StatusCode::FORBIDDEN));
+    assert_eq!(
+        subscribe(&mut socket, "rotating", &old, None).await["type"],
+        json!("error")
+    );
+    assert_eq!(
+        compat_socket(&app, "rotating", Some(&old)).await.err(),
+        Some(StatusCode::FORBIDDEN)
+    );
     assert!(compat_socket(&app, "rotating", Some(&new)).await.is_ok());
     let (_, events) = app.admin(Method::GET, "/api/v1/configs/rotating/events", None).await;
     assert_eq!(events[0]["kind"], json!("secret_rotated"));
@@ -272,13 +302,25 @@ async fn bad_reports_are_refused_by_name(backend: Backend) {
     assert_eq!(before.len(), 1);
     let huge = "x".repeat(100_000);
     let cases = [
-        (json!({"code_id": v1, "device_id": "phone", "kind": "crash", "message": "m"}), "kind"),
+        (
+            json!({"code_id": v1, "device_id": "phone", "kind": "crash", "message": "m"}),
+            "kind",
+        ),
         (json!({"code_id": v1, "message": "m"}), "device_id"),
         (json!({"code_id": v1, "device_id": "", "message": "m"}), "device_id"),
-        (json!({"code_id": v1, "device_id": "ph\u{0}one", "message": "m"}), "device_id"),
+        (
+            json!({"code_id": v1, "device_id": "ph\u{0}one", "message": "m"}),
+            "device_id",
+        ),
         (json!({"code_id": v1, "device_id": "phone", "message": huge}), "message"),
-        (json!({"code_id": v1, "device_id": "phone", "message": "a\u{0}b"}), "message"),
-        (json!({"code_id": v1, "device_id": "phone", "message": "m", "extra": 1}), "extra"),
+        (
+            json!({"code_id": v1, "device_id": "phone", "message": "a\u{0}b"}),
+            "message",
+        ),
+        (
+            json!({"code_id": v1, "device_id": "phone", "message": "m", "extra": 1}),
+            "extra",
+        ),
     ];
     for (body, field) in cases {
         let (status, reply) = report_as(&app, "strict", &secret, body).await;
@@ -302,6 +344,10 @@ async fn bad_reports_are_refused_by_name(backend: Backend) {
         .header("Secret", &secret)
         .json(&body);
     assert_eq!(oversized.send().await.unwrap().status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(listed(&app, "strict", v1).await, before, "nothing stored was lost or added");
+    assert_eq!(
+        listed(&app, "strict", v1).await,
+        before,
+        "nothing stored was lost or added"
+    );
     app.stop().await;
 }

@@ -107,7 +107,10 @@ async fn the_openapi_document_covers_every_native_route() {
         ("/api/v1/configs/{config_id}/versions/{code_id}/tests/run", &["post"]),
         ("/api/v1/configs/{config_id}/reports", &["post"]),
         ("/api/v1/configs/{config_id}/versions/{code_id}/reports", &["get"]),
-        ("/api/v1/configs/{config_id}/versions/{code_id}/reports/summary", &["get"]),
+        (
+            "/api/v1/configs/{config_id}/versions/{code_id}/reports/summary",
+            &["get"],
+        ),
         ("/api/v1/configs/{config_id}/secret/rotate", &["post"]),
         ("/api/v1/configs/{config_id}/evaluate", &["post"]),
         ("/api/v1/subscribe", &["get"]),

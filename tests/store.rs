@@ -7,8 +7,8 @@ use serde_json::json;
 use vane::domain::ConfigStatus;
 use vane::domain::Lang;
 use vane::domain::Meta;
-use vane::domain::model::EventKind;
 use vane::domain::health::{BreakRule, ReportKind};
+use vane::domain::model::EventKind;
 use vane::store::{self, Breaking, Change, NewConfig, NewReport, NewTestCase, NewVersion, Store, StoreError};
 
 backend_tests!(store_contract, history_health_and_tests, revisions_follow_every_change);

@@ -106,7 +106,12 @@ async fn reports(app: &TestApp, code_id: &str) -> Vec<(String, bool)> {
         .as_array()
         .map(|all| {
             all.iter()
-                .map(|r| (r["kind"].as_str().unwrap_or("?").to_owned(), r["counted"] == json!(true)))
+                .map(|r| {
+                    (
+                        r["kind"].as_str().unwrap_or("?").to_owned(),
+                        r["counted"] == json!(true),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()

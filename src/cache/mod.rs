@@ -125,7 +125,9 @@ impl RedisCache {
             pipe.pexpire(&key, ttl.as_millis() as i64).ignore();
         }
         let mut conn = self.conn.clone();
-        let outcome = self.bounded(async move { pipe.query_async::<()>(&mut conn).await }).await;
+        let outcome = self
+            .bounded(async move { pipe.query_async::<()>(&mut conn).await })
+            .await;
         self.record(outcome).is_some()
     }
 
@@ -138,7 +140,10 @@ impl RedisCache {
         }
         let mut conn = self.conn.clone();
         let outcome = self
-            .bounded(async move { pipe.query_async::<Vec<std::collections::HashMap<String, Vec<u8>>>>(&mut conn).await })
+            .bounded(async move {
+                pipe.query_async::<Vec<std::collections::HashMap<String, Vec<u8>>>>(&mut conn)
+                    .await
+            })
             .await;
         let per_bucket = self.record(outcome)?;
         let sketches = buckets

@@ -135,7 +135,10 @@ pub fn judge(rule: BreakRule, tally: Tally) -> Option<Evidence> {
         n => tally.counted_sources as f64 / n as f64,
     };
     let (broken, rule_name, required_sources, required_ratio) = match rule {
-        BreakRule::Rate { min_sources, ratio: wanted } => (
+        BreakRule::Rate {
+            min_sources,
+            ratio: wanted,
+        } => (
             tally.counted_sources >= min_sources.max(1) && ratio >= wanted,
             "rate",
             min_sources,

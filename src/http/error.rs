@@ -11,8 +11,8 @@ use crate::actors::config_cache::ResolveError;
 use crate::actors::evaluator::EvalError;
 use crate::actors::releases::ReleaseError;
 use crate::domain::resolve::Refusal;
-use crate::reports::ReportError;
 use crate::engine::EngineError;
+use crate::reports::ReportError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]

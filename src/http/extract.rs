@@ -60,7 +60,9 @@ impl FromRequestParts<AppState> for ClientAddress {
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
         match forwarded.or(peer) {
             Some(ip) => Ok(Self(ip.to_canonical())),
-            None => Err(CompatError(ApiError::Internal("the server was started without peer addresses".into()))),
+            None => Err(CompatError(ApiError::Internal(
+                "the server was started without peer addresses".into(),
+            ))),
         }
     }
 }

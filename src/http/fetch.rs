@@ -48,7 +48,9 @@ async fn run(
     let resolved = app.cache.resolve(config_id, &request.meta, !request.cached).await?;
     let device = Source::Device(&request.meta.device_id);
     match address {
-        Some(ip) => app.reports.served(&resolved.version.code_id, &[device, Source::Address(ip)]),
+        Some(ip) => app
+            .reports
+            .served(&resolved.version.code_id, &[device, Source::Address(ip)]),
         None => app.reports.served(&resolved.version.code_id, &[device]),
     }
     // Never fresh: a version's compiled code and memoized results never go stale.

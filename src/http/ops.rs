@@ -10,11 +10,11 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::AppState;
-use crate::reports::Rules;
 use super::error::ApiError;
 use super::extract::Body;
 use crate::actors::evaluator::PoolStatus;
 use crate::reload::{self, Plan};
+use crate::reports::Rules;
 use crate::settings::Settings;
 
 /// The settings in force, and where they came from.

@@ -115,7 +115,10 @@ async fn report(
         Some(kind) => ReportKind::parse(kind).ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_kind",
-                format!("`kind` must be `client`, `check`, `render` or `reload`, not `{}`", clip(kind)),
+                format!(
+                    "`kind` must be `client`, `check`, `render` or `reload`, not `{}`",
+                    clip(kind)
+                ),
             )
         })?,
     };
@@ -131,7 +134,11 @@ async fn report(
         message: body.message,
     };
     let receipt = app.reports.report(report).await?;
-    let status = if receipt.stored { StatusCode::CREATED } else { StatusCode::ACCEPTED };
+    let status = if receipt.stored {
+        StatusCode::CREATED
+    } else {
+        StatusCode::ACCEPTED
+    };
     Ok((status, Json(receipt)))
 }
 
@@ -145,18 +152,27 @@ fn check_device_id(device_id: &str) -> Result<(), ApiError> {
     } else {
         return Ok(());
     };
-    Err(ApiError::bad_request("invalid_device_id", format!("`device_id` {problem}")))
+    Err(ApiError::bad_request(
+        "invalid_device_id",
+        format!("`device_id` {problem}"),
+    ))
 }
 
 fn check_message(message: &str) -> Result<(), ApiError> {
     if message.len() > MAX_MESSAGE_BYTES {
         return Err(ApiError::bad_request(
             "message_too_long",
-            format!("`message` is {} bytes; at most {MAX_MESSAGE_BYTES} are kept", message.len()),
+            format!(
+                "`message` is {} bytes; at most {MAX_MESSAGE_BYTES} are kept",
+                message.len()
+            ),
         ));
     }
     if message.contains('\0') {
-        return Err(ApiError::bad_request("invalid_message", "`message` must not contain NUL bytes"));
+        return Err(ApiError::bad_request(
+            "invalid_message",
+            "`message` must not contain NUL bytes",
+        ));
     }
     Ok(())
 }

@@ -234,7 +234,10 @@ impl ReportsHandle {
             inner.repeats.mark_candidate(&report.code_id, &source);
             return self.judge(report, rules).await;
         }
-        if !inner.repeats.may_store_ignored(&report.code_id, seen, rules.max_ignored) {
+        if !inner
+            .repeats
+            .may_store_ignored(&report.code_id, seen, rules.max_ignored)
+        {
             metrics::report("dropped");
             return Ok(receipt(false, false, reason));
         }

@@ -50,6 +50,12 @@ pub struct Seen {
     pub candidate: bool,
 }
 
+impl Default for Repeats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Repeats {
     pub fn new() -> Self {
         Self {

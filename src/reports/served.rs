@@ -95,7 +95,11 @@ impl ServedRecord {
     }
 
     fn local(&self, code_id: &str) -> Option<Arc<Mutex<Buckets>>> {
-        self.versions.read().unwrap_or_else(|e| e.into_inner()).get(code_id).cloned()
+        self.versions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(code_id)
+            .cloned()
     }
 
     /// Whether `source` was served `code_id` in the view, here or (as last
@@ -130,7 +134,11 @@ impl ServedRecord {
     }
 
     pub fn remote_view(&self, code_id: &str) -> Option<Arc<RemoteView>> {
-        self.remote.lock().unwrap_or_else(|e| e.into_inner()).get(code_id).cloned()
+        self.remote
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(code_id)
+            .cloned()
     }
 
     pub fn set_remote_view(&self, code_id: &str, view: RemoteView) {
@@ -219,7 +227,11 @@ mod tests {
         let here = ServedRecord::new(WINDOW_S, 10_000);
         let there = ServedRecord::new(WINDOW_S, 10_000);
         let t0 = 10 * HALF_MS;
-        here.record("v1", &[Source::Device("d1"), Source::Address("10.0.0.9".parse().unwrap())], t0);
+        here.record(
+            "v1",
+            &[Source::Device("d1"), Source::Address("10.0.0.9".parse().unwrap())],
+            t0,
+        );
         let shared = here.take_changed();
         assert_eq!(shared.len(), 2, "the devices and the one filter");
         assert!(here.take_changed().is_empty(), "nothing changed since");
@@ -227,7 +239,13 @@ mod tests {
             .iter()
             .map(|s| (s.bucket, Sketch::decode(&s.suffix, &s.bytes).unwrap()))
             .collect();
-        there.set_remote_view("v1", RemoteView { read_at: Instant::now(), parts });
+        there.set_remote_view(
+            "v1",
+            RemoteView {
+                read_at: Instant::now(),
+                parts,
+            },
+        );
         assert!(there.was_served("v1", &Source::Device("d1"), t0));
         assert!(there.was_served("v1", &Source::Address("10.0.0.9".parse().unwrap()), t0));
         assert_eq!(there.served_devices("v1", t0), 1);

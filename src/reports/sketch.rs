@@ -167,7 +167,10 @@ mod tests {
         assert!(ids.iter().all(|id| sketch.contains(&Source::Device(id))));
         // At one in a million, 200,000 strangers pass as served rarely.
         let strangers = devices(100_000..300_000);
-        let false_hits = strangers.iter().filter(|id| sketch.contains(&Source::Device(id))).count();
+        let false_hits = strangers
+            .iter()
+            .filter(|id| sketch.contains(&Source::Device(id)))
+            .count();
         assert!(false_hits <= 2, "{false_hits} of 200000 strangers looked served");
         let mut union = device_union();
         sketch.add_devices_to(&mut union);

@@ -26,7 +26,9 @@ pub async fn add_report(pool: &AnyPool, report: NewReport, breaking: &Breaking) 
         .bind(&report.config_id)
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or_else(|| StoreError::NotFound(format!("version `{}` of config `{}`", report.code_id, report.config_id)))?;
+        .ok_or_else(|| {
+            StoreError::NotFound(format!("version `{}` of config `{}`", report.code_id, report.config_id))
+        })?;
     let mut error_count: i64 = version.try_get("error_count")?;
     let broken = version.try_get::<i64, _>("broken")? != 0;
     let counted = report.candidate
@@ -53,13 +55,12 @@ pub async fn add_report(pool: &AnyPool, report: NewReport, breaking: &Breaking) 
         broke: None,
     };
     if counted {
-        error_count = sqlx::query(
-            "UPDATE versions SET error_count = error_count + 1 WHERE code_id = $1 RETURNING error_count",
-        )
-        .bind(&report.code_id)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("error_count")?;
+        error_count =
+            sqlx::query("UPDATE versions SET error_count = error_count + 1 WHERE code_id = $1 RETURNING error_count")
+                .bind(&report.code_id)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("error_count")?;
         let sources: i64 = sqlx::query(
             "SELECT COUNT(DISTINCT source) AS n FROM error_reports \
              WHERE code_id = $1 AND counted = 1 AND received_at >= $2",
@@ -134,7 +135,9 @@ async fn break_version(
     if rolled.gray.as_ref().is_some_and(|g| g.code_id == target) {
         rolled.gray = None;
     }
-    rolled.release = Some(Release { code_id: target.clone() });
+    rolled.release = Some(Release {
+        code_id: target.clone(),
+    });
     let rolled = bump(tx, rolled).await?;
     let state = super::sql::state_of;
     let event = NewEvent {

@@ -30,7 +30,10 @@ pub(super) async fn rollback_target(tx: &mut Transaction<'_, Any>, config: &Conf
 
 /// The most recent earlier stable version that is not broken, for the
 /// automatic rollback of a broken stable version; `None` if there is none.
-pub(super) async fn healthy_target(tx: &mut Transaction<'_, Any>, config: &Config) -> Result<Option<String>, StoreError> {
+pub(super) async fn healthy_target(
+    tx: &mut Transaction<'_, Any>,
+    config: &Config,
+) -> Result<Option<String>, StoreError> {
     let current = config.release.as_ref().map(|r| r.code_id.as_str());
     let stack = released(tx, &config.id).await?;
     for code_id in stack.iter().rev().skip(1) {

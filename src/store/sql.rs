@@ -11,8 +11,8 @@ use super::history;
 use super::revisions;
 use super::rows::{config_from_row, event_from_row, version_from_row};
 use super::{
-    Breaking, Change, NewConfig, NewReport, NewTestCase, NewVersion, ReportCount, ReportOutcome, Revision, Store, StoreError,
-    cases, health,
+    Breaking, Change, NewConfig, NewReport, NewTestCase, NewVersion, ReportCount, ReportOutcome, Revision, Store,
+    StoreError, cases, health,
 };
 use crate::domain::model::{ErrorReport, EventKind, Gray, Release, ReleaseEvent, TestCase, now_millis};
 use crate::domain::{Config, Version};

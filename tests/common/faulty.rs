@@ -11,7 +11,8 @@ use tokio::sync::watch;
 use vane::domain::model::{ErrorReport, ReleaseEvent, TestCase};
 use vane::domain::{Config, Version};
 use vane::store::{
-    Breaking, Change, NewConfig, NewReport, NewTestCase, NewVersion, ReportCount, ReportOutcome, Revision, Store, StoreError,
+    Breaking, Change, NewConfig, NewReport, NewTestCase, NewVersion, ReportCount, ReportOutcome, Revision, Store,
+    StoreError,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
