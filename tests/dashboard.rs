@@ -22,7 +22,7 @@ fn chromium() -> Option<PathBuf> {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("chromium must be installed when CI=true (.ci/run installs it)");
         }
-        eprintln!("skipping dashboard test: chromium is not installed");
+        common::skipped("dashboard", "chromium is not installed");
     }
     found
 }
@@ -105,14 +105,15 @@ async fn the_dashboard_shows_live_numbers_in_a_browser() {
         .collect();
     assert!(console.is_empty(), "console errors:\n{}", console.join("\n"));
 
-    let shot = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dashboard.png");
+    // Inside the target directory, wherever CARGO_TARGET_DIR puts it.
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     let flag = format!("--screenshot={}", shot.display());
     tokio::task::spawn_blocking(move || browse(&chromium, &url, &[&flag, "--window-size=1280,1000"]))
         .await
         .unwrap();
     assert!(shot.exists(), "no screenshot at {}", shot.display());
-    println!("dashboard screenshot: {}", shot.display());
-    eprintln!("dashboard screenshot: {}", shot.display());
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "dashboard screenshot: {}", shot.display());
     running.store(false, Ordering::Relaxed);
     let _ = traffic.await;
     app.stop().await;

@@ -11,7 +11,7 @@ use super::{admin, cases, fetch, observe, ops, push, reports};
 #[openapi(
     info(title = "Vane", description = "Dynamic client configuration: the native API. \
         Admin routes take `Authorization: Bearer <token>`; errors are {\"error\":{\"code\",\"message\"}}. \
-        The original service's routes (/config, /push, /update, /report, /test, /playground) are described in the README."),
+        The original service's routes (/config, /push, /update, /report, /test, /playground) are described in docs/API.md of the repository."),
     paths(
         admin::create_config, admin::list_configs, admin::get_config, admin::update_config,
         admin::create_version, admin::list_versions, admin::get_version,

@@ -52,6 +52,14 @@ macro_rules! backend_tests {
     };
 }
 
+/// Says, where a plain `cargo test` shows it, that the running test skips
+/// its body: libtest captures `eprintln!`, not writes to the stderr handle.
+pub fn skipped(what: &str, why: &str) {
+    use std::io::Write;
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    let _ = writeln!(std::io::stderr(), "skipping {what} test {test}: {why}");
+}
+
 /// A store URL for `backend`, or None when PostgreSQL is not configured
 /// outside CI. In CI a missing database is a failure, never a skip.
 pub async fn store_url(backend: Backend, dir: &std::path::Path) -> Option<(String, Option<PgDatabase>)> {
@@ -62,7 +70,7 @@ pub async fn store_url(backend: Backend, dir: &std::path::Path) -> Option<(Strin
                 if std::env::var("CI").is_ok_and(|v| v == "true") {
                     panic!("VANE_TEST_DATABASE_URL must be set when CI=true");
                 }
-                eprintln!("skipping PostgreSQL test: VANE_TEST_DATABASE_URL is not set");
+                skipped("PostgreSQL", "VANE_TEST_DATABASE_URL is not set");
                 return None;
             };
             let db = PgDatabase::create(&base).await;
@@ -79,7 +87,7 @@ pub fn redis_url() -> Option<String> {
             panic!("VANE_TEST_REDIS_URL must be set when CI=true")
         }
         Err(_) => {
-            eprintln!("skipping Redis test: VANE_TEST_REDIS_URL is not set");
+            skipped("Redis", "VANE_TEST_REDIS_URL is not set");
             None
         }
     }
