@@ -3,9 +3,9 @@
 //! (`cargo bench --bench engine -- served` for the served record alone).
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
+use vane::domain::Meta;
 use vane::domain::gray::in_gray;
 use vane::domain::health::Source;
-use vane::domain::model::Meta;
 use vane::domain::params::{ParamSpec, prepare};
 use vane::domain::rules::{RawPlatformRules, allows, validate};
 use vane::engine::Engine;

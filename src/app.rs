@@ -16,7 +16,7 @@ use crate::actors::change_bus::ChangeBusHandle;
 use crate::actors::config_cache::ConfigCacheHandle;
 use crate::actors::config_cache::{FreshSettings, Sources};
 use crate::actors::evaluator::{EvaluatorPoolHandle, PoolSettings};
-use crate::actors::push::{self, PushHandle};
+use crate::actors::push::PushHandle;
 use crate::actors::releases::ReleasesHandle;
 use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::cache::RedisCache;
@@ -108,7 +108,7 @@ pub async fn start_with_store(
     let (reports, upkeep) = start_reports(&settings, &store, &cache, &releases, redis.as_ref());
     let push = PushHandle::new(slots.subscriptions, releases.clone(), &settings.push, timeout);
     let bus = ChangeBusHandle::new(slots.change_bus.clone(), timeout);
-    let forwarder = push::forward_changes(push.clone(), bus.clone(), &releases);
+    let forwarder = forward_changes(push.clone(), bus.clone(), &releases);
     let state = AppState::new(Services {
         releases,
         push,
@@ -183,6 +183,27 @@ impl App {
         self.supervisor.stop(None);
         let _ = tokio::time::timeout(Duration::from_secs(10), self.supervisor_done).await;
     }
+}
+
+/// Feeds every change committed on this node to its registry and, in a
+/// cluster, to the change bus, for as long as the app runs.
+fn forward_changes(push: PushHandle, bus: ChangeBusHandle, releases: &ReleasesHandle) -> tokio::task::JoinHandle<()> {
+    let mut changes = releases.subscribe_changes();
+    tokio::spawn(async move {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match changes.recv().await {
+                Ok(notice) => {
+                    bus.publish(notice.clone());
+                    if let Err(e) = push.notify(notice) {
+                        tracing::warn!(error = %e, "change not delivered to subscribers");
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => tracing::warn!(missed, "push fell behind the change feed"),
+                Err(RecvError::Closed) => return,
+            }
+        }
+    })
 }
 
 /// The health signals: the served record (shared through Redis when there

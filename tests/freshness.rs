@@ -15,7 +15,7 @@ use common::{Backend, TestApp, eventually};
 use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use vane::store::Change;
+use vane::domain::change::Change;
 
 /// Long enough that a waiting path would show as a failure, not a slow pass:
 /// a blocked store blocks until the test releases it.

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, client_async};
-use vane::actors::releases::ChangeNotice;
+use vane::domain::change::ChangeNotice;
 
 backend_tests!(
     original_push_and_update_routes,

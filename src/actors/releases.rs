@@ -6,18 +6,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::sync::broadcast;
 
 use super::config_cache::ConfigCacheHandle;
 use super::evaluator::{EvalError, EvaluatorPoolHandle};
 use super::test_runs::{self, CaseResult, TestRun};
 use crate::cache::RedisCache;
-use crate::domain::model::{Meta, ReleaseEvent, TestCase, now_millis, validate_config_id};
+use crate::domain::Meta;
+use crate::domain::change::{Change, ChangeNotice};
+use crate::domain::model::{ReleaseEvent, TestCase, now_millis, validate_config_id};
 use crate::domain::params::{self, ParamError};
 use crate::domain::rules::{self, RuleError};
 use crate::domain::{Config, ConfigStatus, Lang, Version};
-use crate::store::{Change, NewConfig, NewTestCase, NewVersion, Store, StoreError};
+use crate::store::{NewConfig, NewTestCase, NewVersion, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
@@ -38,19 +39,6 @@ pub enum ReleaseError {
     Forbidden { code: &'static str, message: String },
     #[error("{message}")]
     Refused { code: &'static str, message: String },
-}
-
-/// What every node's subscribers are told when a config changes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ChangeNotice {
-    pub config_id: String,
-    pub revision: i64,
-    /// Unix seconds, as the original push frames carry it.
-    pub update_time: i64,
-    /// Sent by `POST /update/{id}` without a change: delivered even to
-    /// clients that already have this revision.
-    #[serde(skip)]
-    pub manual: bool,
 }
 
 /// Changes announced but not yet taken by a slow listener are dropped past

@@ -1,10 +1,13 @@
 //! Vane's own rules as pure functions and plain data: no actors, no I/O.
 
+pub mod change;
 pub mod gray;
 pub mod health;
+pub mod meta;
 pub mod model;
 pub mod params;
 pub mod resolve;
 pub mod rules;
 
-pub use model::{Config, ConfigStatus, Lang, Meta, Version};
+pub use meta::Meta;
+pub use model::{Config, ConfigStatus, Lang, Version};

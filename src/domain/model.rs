@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::health::ReportKind;
+pub use super::meta::Meta;
 use super::params::ParamSpec;
 use super::rules::PlatformRules;
 
@@ -116,18 +117,6 @@ pub struct Version {
     pub broken: bool,
     pub created_by: String,
     pub created_at: i64,
-}
-
-/// Who is asking, as sent in the request's `meta`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Meta {
-    pub version: Option<i64>,
-    pub platform: String,
-    pub device_id: String,
-    /// A semantic version string ("2.1.0"), for `app_version` rules.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub app_version: Option<String>,
 }
 
 /// Kinds of entries in the append-only release log.

@@ -4,7 +4,8 @@
 use std::borrow::Borrow;
 
 use super::gray;
-use super::model::{Config, ConfigStatus, Meta, Version};
+use super::meta::Meta;
+use super::model::{Config, ConfigStatus, Version};
 use super::rules;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

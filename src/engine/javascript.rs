@@ -19,13 +19,12 @@ use boa_engine::job::IdleJobExecutor;
 use boa_engine::{Context, JsError, JsObject, JsResult, JsValue, NativeFunction, Script, Source, js_string};
 use lru::LruCache;
 
+use super::js_errors::{LOOP_ITERATIONS, runtime_error};
 use super::{Engine, EngineError, Limits, guard, js_json};
 use crate::domain::Lang;
 
 /// Instructions between two looks at the clock.
 const BUDGET: u32 = 2_000;
-/// Iterations of any one loop; the deadline normally stops a loop first.
-const LOOP_ITERATIONS: u64 = 100_000_000;
 /// Values on the operand stack.
 const STACK_SIZE: usize = 64 * 1024;
 const PARAMS_FN: &str = "__vane_params";
@@ -279,25 +278,6 @@ fn position(message: &str) -> Option<(usize, usize)> {
     let (line, rest) = rest.split_once(", col ")?;
     let column: String = rest.chars().take_while(char::is_ascii_digit).collect();
     Some((line.trim().parse().ok()?, column.parse().ok()?))
-}
-
-pub(super) fn runtime_error(e: JsError, limits: &Limits) -> EngineError {
-    let mut message = e.to_string();
-    // boa appends the wrapper's call site, which means nothing to the author.
-    if let Some(at) = message.find(" (unknown at ") {
-        message.truncate(at);
-    }
-    if message.contains("maximum number of recursive calls") || message.contains("maximum stack size") {
-        return EngineError::Recursion {
-            limit: limits.max_callstack,
-        };
-    }
-    if message.contains("iteration loops") {
-        return EngineError::Runtime {
-            message: format!("loop iteration limit exceeded: a loop ran more than {LOOP_ITERATIONS} times"),
-        };
-    }
-    EngineError::Runtime { message }
 }
 
 #[cfg(test)]

@@ -231,7 +231,7 @@ pub fn check_shape(
             limit: limits.max_output_depth,
         });
     }
-    let error = |e| super::javascript::runtime_error(e, limits);
+    let error = |e| super::js_errors::runtime_error(e, limits);
     if let Ok(array) = JsArray::from_object(object.clone()) {
         let len = array.length(context).map_err(error)?;
         for i in 0..len {

@@ -4,6 +4,7 @@
 pub mod folding;
 pub mod guard;
 pub mod javascript;
+mod js_errors;
 mod js_json;
 pub mod protocol;
 pub mod starlark;

@@ -11,9 +11,9 @@ use super::auth::Operator;
 use super::error::ApiError;
 use super::extract::Body;
 use crate::actors::releases::VersionUpload;
+use crate::domain::change::Change;
 use crate::domain::model::ReleaseEvent;
 use crate::domain::{Config, ConfigStatus, Lang, Version};
-use crate::store::Change;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

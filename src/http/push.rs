@@ -12,7 +12,7 @@ use super::AppState;
 use super::auth::{check_secret, secret_header};
 use super::error::{ApiError, CompatError};
 use crate::actors::push::Protocol;
-use crate::actors::releases::ChangeNotice;
+use crate::domain::change::ChangeNotice;
 use crate::domain::model::now_millis;
 
 /// tungstenite reads into a 128 KiB buffer per socket by default; clients

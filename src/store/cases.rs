@@ -4,7 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use super::rows::corrupt;
-use super::sql::new_code_id;
+use super::tx::new_code_id;
 use super::{NewTestCase, StoreError};
 use crate::domain::model::{TestCase, now_millis};
 

@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
 
 use super::rows::corrupt;
-use super::sql::{NewEvent, bump, insert_event, lock_config};
+use super::tx::{NewEvent, bump, ensure_version_of, insert_event, lock_config, state_of};
 use super::{Breaking, Broke, NewReport, ReportCount, ReportOutcome, StoreError, history};
 use crate::domain::Config;
 use crate::domain::health::{BreakRule, Evidence, ReportKind, Tally, judge};
@@ -139,7 +139,7 @@ async fn break_version(
         code_id: target.clone(),
     });
     let rolled = bump(tx, rolled).await?;
-    let state = super::sql::state_of;
+    let state = state_of;
     let event = NewEvent {
         detail: Some(json!({ "evidence": evidence, "broken": code_id })),
         ..NewEvent::new(EventKind::Rollback, REPORTS_ACTOR, state(&after), state(&rolled))
@@ -175,7 +175,7 @@ pub async fn set_broken(
     .execute(&mut **tx)
     .await?;
     if changed.rows_affected() == 0 {
-        super::sql::ensure_version_of(tx, &config.id, code_id).await?;
+        ensure_version_of(tx, &config.id, code_id).await?;
         return Ok(None);
     }
     let after = bump(tx, config.clone()).await?;

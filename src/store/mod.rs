@@ -11,17 +11,19 @@ mod revisions;
 mod rows;
 mod sql;
 mod sqlite;
+mod tx;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use crate::domain::change::Change;
 use crate::domain::health::{BreakRule, Evidence, ReportKind};
 use crate::domain::model::{ErrorReport, ReleaseEvent, TestCase};
 use crate::domain::params::ParamSpec;
 use crate::domain::rules::PlatformRules;
-use crate::domain::{Config, ConfigStatus, Lang, Meta, Version};
+use crate::domain::{Config, Lang, Meta, Version};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -69,32 +71,6 @@ pub struct NewVersion {
     pub rules: Vec<PlatformRules>,
     pub params: Vec<ParamSpec>,
     pub created_by: String,
-}
-
-/// A change clients must see: each bumps the revision and appends a release
-/// event in the same transaction.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Change {
-    Release {
-        code_id: String,
-        forced: bool,
-    },
-    Gray {
-        code_id: String,
-        percentage: u8,
-        forced: bool,
-    },
-    RemoveGray,
-    /// Release points back to the stable version before the current one.
-    Rollback,
-    Status(ConfigStatus),
-    /// Marks a version broken (or clears the mark and its error count).
-    Broken {
-        code_id: String,
-    },
-    Unbroken {
-        code_id: String,
-    },
 }
 
 #[derive(Debug, Clone)]

@@ -10,26 +10,16 @@ use super::direct::DirectReads;
 use super::history;
 use super::revisions;
 use super::rows::{config_from_row, event_from_row, version_from_row};
+use super::tx::{
+    NewEvent, bump, config_columns, ensure_version_of, insert_event, lock_config, new_code_id, not_found_config,
+    state_of, version_columns,
+};
 use super::{
     Breaking, Change, NewConfig, NewReport, NewTestCase, NewVersion, ReportCount, ReportOutcome, Revision, Store,
     StoreError, cases, health,
 };
 use crate::domain::model::{ErrorReport, EventKind, Gray, Release, ReleaseEvent, TestCase, now_millis};
 use crate::domain::{Config, Version};
-
-// Macros, not consts, so the SQL stays a static string (sqlx refuses
-// strings built at run time).
-macro_rules! config_columns {
-    () => {
-        "id, description, status, secret, revision, release_code_id, gray_code_id, gray_percentage, created_at, updated_at, \
-         previous_secret, previous_secret_until"
-    };
-}
-macro_rules! version_columns {
-    () => {
-        "code_id, config_id, lang, source, rules, params, error_count, broken, created_by, created_at"
-    };
-}
 
 pub struct SqlStore {
     pool: AnyPool,
@@ -251,46 +241,6 @@ impl Store for SqlStore {
     }
 }
 
-/// Takes the config's write lock (a row lock on PostgreSQL, the database lock
-/// on SQLite) before reading it, so the read cannot go stale before the write.
-pub(super) async fn lock_config(tx: &mut Transaction<'_, Any>, config_id: &str) -> Result<Config, StoreError> {
-    let locked = sqlx::query("UPDATE configs SET revision = revision WHERE id = $1")
-        .bind(config_id)
-        .execute(&mut **tx)
-        .await?;
-    if locked.rows_affected() == 0 {
-        return Err(not_found_config(config_id));
-    }
-    let row = sqlx::query(concat!("SELECT ", config_columns!(), " FROM configs WHERE id = $1"))
-        .bind(config_id)
-        .fetch_one(&mut **tx)
-        .await?;
-    config_from_row(&row)
-}
-
-/// Writes `after` with the next revision.
-pub(super) async fn bump(tx: &mut Transaction<'_, Any>, after: Config) -> Result<Config, StoreError> {
-    let after = Config {
-        revision: after.revision + 1,
-        updated_at: now_millis(),
-        ..after
-    };
-    sqlx::query(
-        "UPDATE configs SET status = $2, revision = $3, release_code_id = $4, gray_code_id = $5, \
-         gray_percentage = $6, updated_at = $7 WHERE id = $1",
-    )
-    .bind(&after.id)
-    .bind(after.status.as_str())
-    .bind(after.revision)
-    .bind(after.release.as_ref().map(|r| r.code_id.clone()))
-    .bind(after.gray.as_ref().map(|g| g.code_id.clone()))
-    .bind(after.gray.as_ref().map_or(0, |g| i64::from(g.percentage)))
-    .bind(after.updated_at)
-    .execute(&mut **tx)
-    .await?;
-    Ok(after)
-}
-
 /// The config as it would be after `change`, with the event kind and whether
 /// it was forced. Checks that a named version belongs to this config.
 async fn changed(
@@ -346,81 +296,4 @@ async fn changed(
         }
     };
     Ok((result.0, result.1, after))
-}
-
-pub(super) async fn ensure_version_of(
-    tx: &mut Transaction<'_, Any>,
-    config_id: &str,
-    code_id: &str,
-) -> Result<(), StoreError> {
-    let found = sqlx::query("SELECT 1 FROM versions WHERE code_id = $1 AND config_id = $2")
-        .bind(code_id)
-        .bind(config_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    match found {
-        Some(_) => Ok(()),
-        None => Err(StoreError::NotFound(format!(
-            "version `{code_id}` of config `{config_id}`"
-        ))),
-    }
-}
-
-/// A release-log entry about to be written.
-pub(super) struct NewEvent<'a> {
-    pub kind: EventKind,
-    pub actor: &'a str,
-    pub from: serde_json::Value,
-    pub to: serde_json::Value,
-    pub forced: bool,
-    pub detail: Option<serde_json::Value>,
-}
-
-impl<'a> NewEvent<'a> {
-    pub fn new(kind: EventKind, actor: &'a str, from: serde_json::Value, to: serde_json::Value) -> Self {
-        Self {
-            kind,
-            actor,
-            from,
-            to,
-            forced: false,
-            detail: None,
-        }
-    }
-}
-
-pub(super) async fn insert_event(
-    tx: &mut Transaction<'_, Any>,
-    config: &Config,
-    event: NewEvent<'_>,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO release_events (config_id, revision, kind, actor, from_state, to_state, forced, created_at, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(&config.id)
-    .bind(config.revision)
-    .bind(event.kind.as_str())
-    .bind(event.actor)
-    .bind(event.from.to_string())
-    .bind(event.to.to_string())
-    .bind(i64::from(event.forced))
-    .bind(now_millis())
-    .bind(event.detail.map(|d| d.to_string()))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// What an event records of a config: the parts a change can move.
-pub(super) fn state_of(c: &Config) -> serde_json::Value {
-    json!({ "status": c.status, "release": c.release, "gray": c.gray })
-}
-
-pub(super) fn new_code_id() -> String {
-    format!("{:016x}", rand::random::<u64>())
-}
-
-pub(super) fn not_found_config(id: &str) -> StoreError {
-    StoreError::NotFound(format!("config `{id}`"))
 }

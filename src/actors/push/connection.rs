@@ -22,9 +22,10 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::messages::{self, ConnectionMsg, RegistryMsg};
 use super::outbox::Outbox;
-use super::registry::RegistryMsg;
-use crate::actors::releases::{ChangeNotice, ReleasesHandle};
+use crate::actors::releases::ReleasesHandle;
+use crate::domain::change::ChangeNotice;
 use crate::domain::model::now_millis;
 use crate::settings::Push;
 
@@ -38,20 +39,6 @@ pub enum Protocol {
     Compat,
     /// `GET /api/v1/subscribe`: many configs, typed JSON messages.
     Native,
-}
-
-pub enum ConnectionMsg {
-    Notice(ChangeNotice),
-    /// A text frame from the client.
-    Text(String),
-    /// Any other frame from the client (pong, ping, binary): it is alive.
-    Heard,
-    PeerGone,
-    WriterIdle,
-    WriterFailed(String),
-    Tick,
-    /// Closes the socket with this code (1001 when the server is going away).
-    Close(u16),
 }
 
 pub struct ConnectionArgs {
@@ -216,7 +203,7 @@ impl ConnectionState {
     async fn register(&mut self, myself: &ActorRef<ConnectionMsg>, config_id: &str) -> Result<i64, ActorProcessingErr> {
         let conn = myself.clone();
         let id = config_id.to_owned();
-        crate::metrics::sent(super::registry::NAME);
+        crate::metrics::sent(messages::NAME);
         self.registry
             .call(
                 |reply| RegistryMsg::Subscribe {
@@ -242,7 +229,7 @@ impl ConnectionState {
             Ok(ClientMessage::Unsubscribe { config_id }) => {
                 self.subscriptions.remove(&config_id);
                 self.outbox.forget(&config_id);
-                crate::metrics::sent(super::registry::NAME);
+                crate::metrics::sent(messages::NAME);
                 let _ = self.registry.cast(RegistryMsg::Unsubscribe {
                     config_id,
                     conn: myself.get_id(),

@@ -7,6 +7,7 @@
 //! Connection keeps at most one pending notice per config.
 
 mod connection;
+mod messages;
 mod outbox;
 mod registry;
 
@@ -16,13 +17,14 @@ use std::time::Duration;
 use axum::extract::ws::WebSocket;
 use ractor::Actor;
 
-use super::change_bus::ChangeBusHandle;
-use super::releases::{ChangeNotice, ReleasesHandle};
+use super::releases::ReleasesHandle;
 use super::{CallError, Slot};
+use crate::domain::change::ChangeNotice;
 use crate::settings::Push;
-pub use connection::{Connection, ConnectionArgs, ConnectionMsg, Protocol};
+pub use connection::{Connection, ConnectionArgs, Protocol};
+pub use messages::{ConnectionMsg, RegistryMsg, RegistryStats};
 pub use outbox::Outbox;
-pub use registry::{RegistryMsg, RegistryStats, SubscriptionRegistry};
+pub use registry::SubscriptionRegistry;
 
 /// The WebSocket close code for "server going away".
 pub const GOING_AWAY: u16 = 1001;
@@ -101,29 +103,4 @@ impl PushHandle {
     pub fn is_alive(&self) -> bool {
         self.registry.is_alive()
     }
-}
-
-/// Feeds every change committed on this node to its registry and, in a
-/// cluster, to the change bus, for as long as the app runs.
-pub fn forward_changes(
-    push: PushHandle,
-    bus: ChangeBusHandle,
-    releases: &ReleasesHandle,
-) -> tokio::task::JoinHandle<()> {
-    let mut changes = releases.subscribe_changes();
-    tokio::spawn(async move {
-        use tokio::sync::broadcast::error::RecvError;
-        loop {
-            match changes.recv().await {
-                Ok(notice) => {
-                    bus.publish(notice.clone());
-                    if let Err(e) = push.notify(notice) {
-                        tracing::warn!(error = %e, "change not delivered to subscribers");
-                    }
-                }
-                Err(RecvError::Lagged(missed)) => tracing::warn!(missed, "push fell behind the change feed"),
-                Err(RecvError::Closed) => return,
-            }
-        }
-    })
 }

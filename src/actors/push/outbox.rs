@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::actors::releases::ChangeNotice;
+use crate::domain::change::ChangeNotice;
 
 #[derive(Debug, Default)]
 pub struct Outbox {

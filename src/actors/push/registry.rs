@@ -8,46 +8,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use serde::Serialize;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 
-use super::connection::ConnectionMsg;
-use crate::actors::releases::ChangeNotice;
-
-/// How this actor is named in metrics and errors.
-pub const NAME: &str = "subscription registry";
-
-pub enum RegistryMsg {
-    /// Registers `conn` for `config_id`, replying once it is registered, so
-    /// the caller can read the current revision only afterwards.
-    Subscribe {
-        config_id: String,
-        conn: ActorRef<ConnectionMsg>,
-        reply: RpcReplyPort<()>,
-    },
-    Unsubscribe {
-        config_id: String,
-        conn: ActorId,
-    },
-    /// Fans a notice out to the config's subscribers.
-    Notify(ChangeNotice),
-    Count {
-        config_id: String,
-        reply: RpcReplyPort<usize>,
-    },
-    Stats(RpcReplyPort<RegistryStats>),
-    /// Closes every socket with `code` (1001: the server is going away, so
-    /// clients reconnect elsewhere).
-    CloseAll(u16),
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct RegistryStats {
-    /// Sockets following at least one config.
-    pub connections: usize,
-    pub subscriptions: usize,
-    pub notices_sent: u64,
-}
+use super::messages::{ConnectionMsg, NAME, RegistryMsg, RegistryStats};
 
 #[derive(Default)]
 pub struct RegistryState {

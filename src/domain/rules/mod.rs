@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::Meta;
+use super::meta::Meta;
 
 mod upload;
 
