@@ -13,3 +13,4 @@ pub mod reports;
 pub mod secrets;
 pub mod settings;
 pub mod store;
+pub mod sync;

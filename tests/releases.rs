@@ -177,6 +177,12 @@ async fn a_config_lives_through_a_release_story(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{rolled}");
     assert_eq!(rolled["release"]["code_id"], json!(v1));
     assert_eq!(served(&app, "anyone").await.1, json!(1));
+    let (status, refused) = app.admin(Method::POST, "/api/v1/configs/story/rollback", None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        refused["error"]["message"],
+        json!("config `story` has no earlier stable version to roll back to")
+    );
 
     // The events tell the whole story, newest first.
     let (_, events) = app.admin(Method::GET, "/api/v1/configs/story/events", None).await;

@@ -44,7 +44,7 @@ async fn store_contract(backend: Backend) {
     );
     assert!(matches!(
         store.create_config(new, "tester").await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::Exists(_))
     ));
     assert_eq!(store.get_config("app").await.unwrap(), Some(config.clone()));
     assert_eq!(store.get_config("missing").await.unwrap(), None);
@@ -213,12 +213,12 @@ async fn history_health_and_tests(backend: Backend) {
     // Nothing to roll back to yet.
     assert!(matches!(
         store.apply("app", Change::Rollback, "ops").await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::NoRollbackTarget { .. })
     ));
     store.apply("app", release(v1), "ops").await.unwrap();
     assert!(matches!(
         store.apply("app", Change::Rollback, "ops").await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::NoRollbackTarget { .. })
     ));
     store.apply("app", release(v2), "ops").await.unwrap();
     store.apply("app", release(v3), "ops").await.unwrap();
@@ -229,7 +229,7 @@ async fn history_health_and_tests(backend: Backend) {
     assert_eq!(released_code(store.as_ref()).await, *v1);
     assert!(matches!(
         store.apply("app", Change::Rollback, "ops").await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::NoRollbackTarget { .. })
     ));
     store.apply("app", release(v3), "ops").await.unwrap();
     assert_eq!(
@@ -267,7 +267,7 @@ async fn history_health_and_tests(backend: Backend) {
     store.apply("app", release(v2), "ops").await.unwrap();
     assert!(matches!(
         store.apply("app", Change::Rollback, "ops").await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::RollbackTargetBroken { code_id }) if code_id == *v1
     ));
     let cleared = store
         .apply("app", Change::Unbroken { code_id: v1.clone() }, "ops")

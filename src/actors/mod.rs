@@ -12,6 +12,7 @@ pub mod test_runs;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::sync::RwLocked;
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, RpcReplyPort};
 
@@ -40,11 +41,11 @@ impl<M: ractor::Message> Slot<M> {
     }
 
     pub fn get(&self) -> ActorRef<M> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0.reading().clone()
     }
 
     pub fn set(&self, actor: ActorRef<M>) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = actor;
+        *self.0.writing() = actor;
     }
 
     pub fn is_alive(&self) -> bool {

@@ -7,9 +7,9 @@
 //! carry a `toJSON` of its own, which is checked. `check_shape` bounds a
 //! value before stringify gets it.
 
+use boa_engine::object::builtins::JsArray;
 use boa_engine::property::PropertyKey;
 use boa_engine::value::JsVariant;
-use boa_engine::object::builtins::JsArray;
 use boa_engine::{Context, JsObject, JsString, JsValue};
 
 use super::{EngineError, Limits};
@@ -100,7 +100,10 @@ impl Walk<'_> {
         let Ok(keys) = array.own_property_keys(context) else {
             return Ok(false);
         };
-        if keys.iter().any(|k| !matches!(k, PropertyKey::Index(_)) && !is_length(k)) {
+        if keys
+            .iter()
+            .any(|k| !matches!(k, PropertyKey::Index(_)) && !is_length(k))
+        {
             // Extra properties are ignored by stringify but may be a toJSON.
             return Ok(false);
         }
@@ -261,15 +264,27 @@ mod tests {
     /// stringify's.
     const STRINGIFY_CASES: &[(&str, bool)] = &[
         (r#"({a: 1, b: [1, 2, {c: "x"}], d: null, e: true, f: false})"#, true),
-        ("[0, -0, 1.5, 1e21, 1e-7, 123456789012345680000, NaN, Infinity, -Infinity, 0.1 + 0.2]", true),
-        ("[2 ** 53, -1, 2147483648, 5e-324, 1.7976931348623157e308, 1.0, 100, 1e100, -1e-100, 0.000001, 1.5e-7]", true),
+        (
+            "[0, -0, 1.5, 1e21, 1e-7, 123456789012345680000, NaN, Infinity, -Infinity, 0.1 + 0.2]",
+            true,
+        ),
+        (
+            "[2 ** 53, -1, 2147483648, 5e-324, 1.7976931348623157e308, 1.0, 100, 1e100, -1e-100, 0.000001, 1.5e-7]",
+            true,
+        ),
         (r#""\u0000\u001f\"\\\n\t\b\f\r\u2028é😀/""#, true),
-        (r#"({u: undefined, f: function () {}, s: "k", n: [undefined, function () {}]})"#, true),
+        (
+            r#"({u: undefined, f: function () {}, s: "k", n: [undefined, function () {}]})"#,
+            true,
+        ),
         ("[1, , 3]", true),
         (r#"({"2": 1, "1": 2, b: 3, a: 4, "-1": 5, "01": 6})"#, true),
         ("[{}, [], [[[]]]]", true),
         ("Object.assign(Object.create(null), {x: 1})", true),
-        (r#"Object.defineProperty({a: 1}, "hidden", {value: 2, enumerable: false})"#, true),
+        (
+            r#"Object.defineProperty({a: 1}, "hidden", {value: 2, enumerable: false})"#,
+            true,
+        ),
         ("Object.defineProperty([1, 2], 0, {value: 9, enumerable: false})", true),
         (r#"({[Symbol("k")]: 1, a: 2})"#, true),
         (r#"({a: {b: {c: [1, {d: "e"}]}}, "é": "ü", "\n": 1})"#, true),
@@ -293,10 +308,11 @@ mod tests {
     fn stringify(value: &JsValue, context: &mut Context) -> JsResult<String> {
         let json = context.intrinsics().objects().json();
         let stringify = json.get(js_string!("stringify"), context)?;
-        let text = stringify
-            .as_callable()
-            .expect("JSON.stringify is callable")
-            .call(&JsValue::undefined(), std::slice::from_ref(value), context)?;
+        let text = stringify.as_callable().expect("JSON.stringify is callable").call(
+            &JsValue::undefined(),
+            std::slice::from_ref(value),
+            context,
+        )?;
         Ok(text
             .as_string()
             .map_or_else(|| "null".into(), |t| t.to_std_string_lossy()))

@@ -126,7 +126,12 @@ fn to_json(value: Value, limits: &Limits) -> Result<String, EngineError> {
         visits: Cell::new(0),
         refused: RefCell::new(None),
     };
-    serde_json::to_string(&Json { value, depth: 0, walk: &walk }).map_err(|e| {
+    serde_json::to_string(&Json {
+        value,
+        depth: 0,
+        walk: &walk,
+    })
+    .map_err(|e| {
         walk.refused
             .take()
             .unwrap_or_else(|| EngineError::Runtime { message: e.to_string() })

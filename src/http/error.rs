@@ -227,7 +227,9 @@ impl From<StoreError> for ApiError {
         let message = e.to_string();
         match e {
             StoreError::NotFound(_) => Self::NotFound(message),
-            StoreError::Conflict(_) => Self::Conflict(message),
+            StoreError::Exists(_) | StoreError::NoRollbackTarget { .. } | StoreError::RollbackTargetBroken { .. } => {
+                Self::Conflict(message)
+            }
             StoreError::Invalid(_) => Self::unprocessable("invalid", message),
             StoreError::Unavailable(detail) => {
                 // Driver messages describe internals; the client learns only that it failed.

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use crate::metrics::*;
+use crate::sync::RwLocked;
 
 pub async fn track(request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().cloned();
@@ -34,7 +35,7 @@ pub async fn track(request: Request, next: Next) -> Response {
 fn route_metrics(route: &str, status: u16) -> (Counter, Histogram) {
     type Handles = HashMap<String, HashMap<u16, (Counter, Histogram)>>;
     static HANDLES: LazyLock<RwLock<Handles>> = LazyLock::new(Default::default);
-    let known = HANDLES.read().unwrap_or_else(|e| e.into_inner());
+    let known = HANDLES.reading();
     if let Some(found) = known.get(route).and_then(|by_status| by_status.get(&status)) {
         return found.clone();
     }
@@ -44,8 +45,7 @@ fn route_metrics(route: &str, status: u16) -> (Counter, Histogram) {
         histogram!(HTTP_SECONDS, "route" => route.to_owned()),
     );
     HANDLES
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
+        .writing()
         .entry(route.to_owned())
         .or_default()
         .insert(status, made.clone());

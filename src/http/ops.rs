@@ -16,6 +16,7 @@ use crate::actors::evaluator::PoolStatus;
 use crate::reload::{self, Plan};
 use crate::reports::Rules;
 use crate::settings::Settings;
+use crate::sync::Locked;
 
 /// The settings in force, and where they came from.
 pub struct Ops {
@@ -34,12 +35,12 @@ impl Ops {
     /// The file a reload reads (with environment overrides on top);
     /// `required` makes a missing file an error.
     pub fn set_source(&self, path: PathBuf, required: bool) {
-        *self.source.lock().unwrap_or_else(|e| e.into_inner()) = Some((path, required));
+        *self.source.locked() = Some((path, required));
     }
 
     /// The settings in force, reloads included.
     pub fn settings(&self) -> Settings {
-        self.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.current.locked().clone()
     }
 }
 
@@ -55,10 +56,10 @@ pub fn routes() -> Router<AppState> {
 /// Loads the settings source again and applies what can change at run time.
 /// An invalid source changes nothing.
 pub fn reload(app: &AppState) -> Result<Plan, String> {
-    let source = app.ops.source.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let source = app.ops.source.locked().clone();
     let (path, required) = source.unwrap_or_else(|| (PathBuf::from("config.toml"), false));
     let loaded = Settings::load(&path, required).map_err(|e| e.to_string())?;
-    let mut current = app.ops.current.lock().unwrap_or_else(|e| e.into_inner());
+    let mut current = app.ops.current.locked();
     let (plan, effective) = reload::plan(&current, loaded);
     if plan.touches("sandbox.")
         && let Err(e) = app.pool.reconfigure(&effective.sandbox)

@@ -27,6 +27,7 @@ use crate::domain::health::{BreakRule, ReportKind, Source};
 use crate::domain::model::{ErrorReport, now_millis};
 use crate::metrics;
 use crate::store::{Breaking, NewReport, ReportCount, Store, StoreError};
+use crate::sync::RwLocked;
 use repeats::Repeats;
 use served::ServedRecord;
 use share::Share;
@@ -177,11 +178,11 @@ impl ReportsHandle {
     }
 
     pub fn set_rules(&self, rules: Rules) {
-        *self.inner.rules.write().unwrap_or_else(|e| e.into_inner()) = rules;
+        *self.inner.rules.writing() = rules;
     }
 
     fn rules(&self) -> Rules {
-        *self.inner.rules.read().unwrap_or_else(|e| e.into_inner())
+        *self.inner.rules.reading()
     }
 
     /// A fetch was served `code_id`: the hot path, memory only.

@@ -10,6 +10,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 
 use crate::domain::health::Source;
+use crate::sync::Locked;
 
 /// Reports that cannot count, stored per source and bucket at most.
 pub const STORED_PER_SOURCE: u16 = 3;
@@ -67,7 +68,7 @@ impl Repeats {
     /// Notes a report from `source` and says what came before it.
     pub fn note(&self, code_id: &str, source: &Source, bucket: u64) -> Seen {
         let key = self.hasher.hash_one(source);
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.locked();
         let State { versions, tracked } = &mut *state;
         let taken = versions.entry(code_id.to_owned()).or_default();
         if taken.bucket != bucket {
@@ -91,7 +92,7 @@ impl Repeats {
 
     pub fn mark_candidate(&self, code_id: &str, source: &Source) {
         let key = self.hasher.hash_one(source);
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.locked();
         if let Some(seen) = state.versions.get_mut(code_id).and_then(|t| t.sources.get_mut(&key)) {
             seen.candidate = true;
         }
@@ -100,7 +101,7 @@ impl Repeats {
     /// Whether a source may be checked against the served record: false
     /// once the version's checks in this bucket reached `MAX_CHECKS`.
     pub fn may_check(&self, code_id: &str) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.locked();
         let Some(taken) = state.versions.get_mut(code_id) else {
             return true;
         };
@@ -117,7 +118,7 @@ impl Repeats {
         if seen.reports >= STORED_PER_SOURCE {
             return false;
         }
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.locked();
         let Some(taken) = state.versions.get_mut(code_id) else {
             return false;
         };
@@ -130,7 +131,7 @@ impl Repeats {
 
     /// Forgets versions whose bucket has passed.
     pub fn sweep(&self, bucket: u64) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.locked();
         let State { versions, tracked } = &mut *state;
         versions.retain(|_, t| {
             let keep = t.bucket >= bucket;

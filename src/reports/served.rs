@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use super::sketch::{Part, Sketch, device_union};
 use crate::domain::health::{BUCKETS_IN_VIEW, Source, bucket};
+use crate::sync::{Locked, RwLocked};
 
 pub struct ServedRecord {
     window_s: u64,
@@ -72,7 +73,7 @@ impl ServedRecord {
         }
         let buckets = self.buckets_of(code_id);
         let (current, oldest) = self.span(now_ms);
-        let mut buckets = buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buckets = buckets.locked();
         buckets.0.retain(|b| b.index >= oldest);
         if buckets.0.last().is_none_or(|b| b.index < current) {
             buckets.0.push(Bucket {
@@ -87,19 +88,15 @@ impl ServedRecord {
     }
 
     fn buckets_of(&self, code_id: &str) -> Arc<Mutex<Buckets>> {
-        if let Some(found) = self.versions.read().unwrap_or_else(|e| e.into_inner()).get(code_id) {
+        if let Some(found) = self.versions.reading().get(code_id) {
             return found.clone();
         }
-        let mut versions = self.versions.write().unwrap_or_else(|e| e.into_inner());
+        let mut versions = self.versions.writing();
         versions.entry(code_id.to_owned()).or_default().clone()
     }
 
     fn local(&self, code_id: &str) -> Option<Arc<Mutex<Buckets>>> {
-        self.versions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(code_id)
-            .cloned()
+        self.versions.reading().get(code_id).cloned()
     }
 
     /// Whether `source` was served `code_id` in the view, here or (as last
@@ -107,7 +104,7 @@ impl ServedRecord {
     pub fn was_served(&self, code_id: &str, source: &Source, now_ms: i64) -> bool {
         let (_, oldest) = self.span(now_ms);
         let here = self.local(code_id).is_some_and(|b| {
-            let buckets = b.lock().unwrap_or_else(|e| e.into_inner());
+            let buckets = b.locked();
             buckets.0.iter().any(|b| b.index >= oldest && b.sketch.contains(source))
         });
         here || self
@@ -120,7 +117,7 @@ impl ServedRecord {
         let (_, oldest) = self.span(now_ms);
         let mut union = device_union();
         if let Some(b) = self.local(code_id) {
-            let buckets = b.lock().unwrap_or_else(|e| e.into_inner());
+            let buckets = b.locked();
             for b in buckets.0.iter().filter(|b| b.index >= oldest) {
                 b.sketch.add_devices_to(&mut union);
             }
@@ -134,27 +131,23 @@ impl ServedRecord {
     }
 
     pub fn remote_view(&self, code_id: &str) -> Option<Arc<RemoteView>> {
-        self.remote
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(code_id)
-            .cloned()
+        self.remote.locked().get(code_id).cloned()
     }
 
     pub fn set_remote_view(&self, code_id: &str, view: RemoteView) {
-        let mut remote = self.remote.lock().unwrap_or_else(|e| e.into_inner());
+        let mut remote = self.remote.locked();
         remote.insert(code_id.to_owned(), Arc::new(view));
     }
 
     /// Encodes the parts changed since the last call, for other nodes.
     pub fn take_changed(&self) -> Vec<Shared> {
         let versions: Vec<(String, Arc<Mutex<Buckets>>)> = {
-            let map = self.versions.read().unwrap_or_else(|e| e.into_inner());
+            let map = self.versions.reading();
             map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
         };
         let mut changed = Vec::new();
         for (code_id, buckets) in versions {
-            let mut buckets = buckets.lock().unwrap_or_else(|e| e.into_inner());
+            let mut buckets = buckets.locked();
             for b in buckets.0.iter_mut() {
                 for (suffix, bytes) in b.sketch.take_changed() {
                     changed.push(Shared {
@@ -172,19 +165,19 @@ impl ServedRecord {
     /// Forgets versions not served within the view, here and remotely.
     pub fn sweep(&self, now_ms: i64) {
         let (_, oldest) = self.span(now_ms);
-        let mut versions = self.versions.write().unwrap_or_else(|e| e.into_inner());
+        let mut versions = self.versions.writing();
         versions.retain(|_, b| {
-            let buckets = b.lock().unwrap_or_else(|e| e.into_inner());
+            let buckets = b.locked();
             buckets.0.last().is_some_and(|b| b.index >= oldest)
         });
         drop(versions);
-        let mut remote = self.remote.lock().unwrap_or_else(|e| e.into_inner());
+        let mut remote = self.remote.locked();
         remote.retain(|_, v| v.parts.iter().any(|(i, _)| *i >= oldest));
     }
 
     /// Versions with a local record, for the dashboard and tests.
     pub fn versions_held(&self) -> usize {
-        self.versions.read().unwrap_or_else(|e| e.into_inner()).len()
+        self.versions.reading().len()
     }
 }
 

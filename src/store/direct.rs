@@ -11,6 +11,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 use super::StoreError;
+use crate::sync::Locked;
 
 /// How long a read waits for a lock (only a checkpoint takes one).
 const BUSY_TIMEOUT: Duration = Duration::from_millis(100);
@@ -32,7 +33,7 @@ impl DirectReads {
 
     /// The revisions of the configs named that exist.
     pub fn revisions(&self, ids: &[String]) -> Result<Vec<(String, i64)>, StoreError> {
-        let conn = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let conn = self.0.locked();
         let mut statement = conn
             .prepare_cached("SELECT revision FROM configs WHERE id = ?1")
             .map_err(unavailable)?;

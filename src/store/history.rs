@@ -14,16 +14,16 @@ use crate::domain::model::EventKind;
 /// refused when it is marked broken.
 pub(super) async fn rollback_target(tx: &mut Transaction<'_, Any>, config: &Config) -> Result<String, StoreError> {
     let stack = released(tx, &config.id).await?;
-    let target = stack.iter().rev().nth(1).cloned().ok_or_else(|| {
-        StoreError::Conflict(format!(
-            "config `{}` has no earlier stable version to roll back to",
-            config.id
-        ))
-    })?;
+    let target = stack
+        .iter()
+        .rev()
+        .nth(1)
+        .cloned()
+        .ok_or_else(|| StoreError::NoRollbackTarget {
+            config_id: config.id.clone(),
+        })?;
     if is_broken(tx, &target).await? {
-        return Err(StoreError::Conflict(format!(
-            "the earlier stable version `{target}` is marked broken; clear the mark before rolling back to it"
-        )));
+        return Err(StoreError::RollbackTargetBroken { code_id: target });
     }
     Ok(target)
 }

@@ -30,7 +30,11 @@ pub enum StoreError {
     #[error("{0} not found")]
     NotFound(String),
     #[error("{0} already exists")]
-    Conflict(String),
+    Exists(String),
+    #[error("config `{config_id}` has no earlier stable version to roll back to")]
+    NoRollbackTarget { config_id: String },
+    #[error("the earlier stable version `{code_id}` is marked broken; clear the mark before rolling back to it")]
+    RollbackTargetBroken { code_id: String },
     #[error("{0}")]
     Invalid(String),
     #[error("store unavailable: {0}")]
@@ -42,7 +46,7 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
-            sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict(db.message().to_owned()),
+            sqlx::Error::Database(db) if db.is_unique_violation() => Self::Exists(db.message().to_owned()),
             // SQLSTATE class 22, data exception: the value itself was refused
             // (PostgreSQL will not store a NUL byte in text, for one).
             sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")) => {

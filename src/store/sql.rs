@@ -61,7 +61,7 @@ impl Store for SqlStore {
         .await?;
         let config = match inserted {
             Some(row) => config_from_row(&row)?,
-            None => return Err(StoreError::Conflict(format!("config `{}`", new.id))),
+            None => return Err(StoreError::Exists(format!("config `{}`", new.id))),
         };
         let event = NewEvent::new(EventKind::Created, actor, json!(null), state_of(&config));
         insert_event(&mut tx, &config, event).await?;

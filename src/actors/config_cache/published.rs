@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use super::Entry;
+use crate::sync::RwLocked;
 
 /// Ready entries, read by handles without asking the actor.
 #[derive(Default)]
@@ -14,21 +15,21 @@ pub struct Published(RwLock<HashMap<String, Arc<Entry>>>);
 
 impl Published {
     pub(super) fn get(&self, config_id: &str) -> Option<Arc<Entry>> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).get(config_id).cloned()
+        self.0.reading().get(config_id).cloned()
     }
 
     pub(super) fn show(&self, config_id: &str, entry: &Arc<Entry>) {
-        let mut shown = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let mut shown = self.0.writing();
         shown.insert(config_id.to_owned(), entry.clone());
     }
 
     /// The store has no such config any more.
     pub(super) fn remove(&self, config_id: &str) {
-        self.0.write().unwrap_or_else(|e| e.into_inner()).remove(config_id);
+        self.0.writing().remove(config_id);
     }
 
     /// A new actor starts empty.
     pub(super) fn clear(&self) {
-        self.0.write().unwrap_or_else(|e| e.into_inner()).clear();
+        self.0.writing().clear();
     }
 }

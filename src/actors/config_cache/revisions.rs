@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::store::{Store, StoreError};
+use crate::sync::Locked;
 
 /// The store did not give the revision in time (the error was logged here).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +66,7 @@ impl RevisionReads {
     pub async fn read(self: &Arc<Self>, config_id: &str) -> Outcome {
         let (sender, outcome) = oneshot::channel();
         let start = {
-            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+            let mut next = self.next.locked();
             match next.waiters.get_mut(config_id) {
                 Some(waiters) => waiters.push(sender),
                 None => {
@@ -88,7 +89,7 @@ impl RevisionReads {
     async fn read_while_asked(self: Arc<Self>) {
         loop {
             let batch = {
-                let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+                let mut next = self.next.locked();
                 if next.waiters.is_empty() {
                     next.reading = false;
                     return;

@@ -32,6 +32,7 @@ use super::{EvalError, EvalJob, PoolMsg, PoolSettings};
 use crate::domain::Lang;
 use crate::engine::EngineError;
 use crate::engine::protocol::Response;
+use crate::sync::Locked;
 
 /// The weight of the newest run in the mean, as 1/N.
 const MEAN_WEIGHT: u32 = 8;
@@ -137,12 +138,7 @@ impl Link {
     /// Evaluator can take another unless the worker has enough queued. Gives
     /// the job back if the worker is known to be gone; if the write fails,
     /// the reader sees the worker die and answers or requeues the job.
-    pub async fn send(
-        &mut self,
-        job: Job<(), EvalJob>,
-        frame: Vec<u8>,
-        terms: Terms,
-    ) -> Result<(), Job<(), EvalJob>> {
+    pub async fn send(&mut self, job: Job<(), EvalJob>, frame: Vec<u8>, terms: Terms) -> Result<(), Job<(), EvalJob>> {
         let (was_idle, take_more) = {
             let mut flight = self.shared.lock();
             if flight.dead {
@@ -237,7 +233,7 @@ impl Flight {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Flight> {
-        self.flight.lock().unwrap_or_else(|e| e.into_inner())
+        self.flight.locked()
     }
 
     /// Answers the job at the head with `frame`. Errs when the worker has
@@ -257,7 +253,10 @@ impl Shared {
             Some(mean) => mean - mean / MEAN_WEIGHT + run / MEAN_WEIGHT,
         });
         let discarded = sent.terms.lang == Some(Lang::Javascript)
-            && matches!(decoded, Decoded::Done(Err(EvalError::Engine(EngineError::Deadline { .. })), _));
+            && matches!(
+                decoded,
+                Decoded::Done(Err(EvalError::Engine(EngineError::Deadline { .. })), _)
+            );
         flight.discards += u32::from(discarded);
         let release = flight.owes_finished && flight.jobs.len() < flight.depth();
         flight.owes_finished &= !release;

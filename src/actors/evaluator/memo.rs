@@ -12,6 +12,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
+use crate::sync::Locked;
 use lru::LruCache;
 use serde_json::value::RawValue;
 
@@ -74,9 +75,7 @@ impl Memo {
     }
 
     fn shard(&self, key: &Key) -> std::sync::MutexGuard<'_, Shard> {
-        self.shards[key.hash as usize % SHARDS]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.shards[key.hash as usize % SHARDS].locked()
     }
 
     pub fn get(&self, key: &Key) -> Option<Box<RawValue>> {

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use crate::sync::Locked;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -96,7 +97,7 @@ pub struct PoolSnapshot {
 impl PoolStats {
     /// A worker process or thread started for Evaluator `wid`.
     pub fn worker_started(&self, wid: usize, pid: Option<u32>) {
-        let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut workers = self.workers.locked();
         let entry = workers.entry(wid).or_insert(WorkerEntry {
             state: WorkerState::Idle,
             jobs_done: 0,
@@ -108,25 +109,25 @@ impl PoolStats {
     }
 
     pub fn worker_state(&self, wid: usize, state: WorkerState) {
-        let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut workers = self.workers.locked();
         if let Some(entry) = workers.get_mut(&wid) {
             entry.state = state;
         }
     }
 
     pub fn job_done(&self, wid: usize) {
-        let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut workers = self.workers.locked();
         if let Some(entry) = workers.get_mut(&wid) {
             entry.jobs_done += 1;
         }
     }
 
     pub fn worker_gone(&self, wid: usize) {
-        self.workers.lock().unwrap_or_else(|e| e.into_inner()).remove(&wid);
+        self.workers.locked().remove(&wid);
     }
 
     pub fn workers(&self) -> Vec<WorkerInfo> {
-        let workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        let workers = self.workers.locked();
         workers
             .iter()
             .map(|(wid, w)| WorkerInfo {

@@ -21,6 +21,7 @@ use super::releases::ReleasesHandle;
 use super::{CallError, Slot};
 use crate::domain::change::ChangeNotice;
 use crate::settings::Push;
+use crate::sync::RwLocked;
 pub use connection::{Connection, ConnectionArgs, Protocol};
 pub use messages::{ConnectionMsg, RegistryMsg, RegistryStats};
 pub use outbox::Outbox;
@@ -59,7 +60,7 @@ impl PushHandle {
             initial: config_id,
             registry: registry.clone(),
             releases: self.releases.clone(),
-            settings: self.settings.read().unwrap_or_else(|e| e.into_inner()).clone(),
+            settings: self.settings.reading().clone(),
             call_timeout: self.timeout,
         };
         if let Err(e) = Actor::spawn_linked(None, Connection, args, registry.get_cell()).await {
@@ -69,7 +70,7 @@ impl PushHandle {
 
     /// Settings for sockets opened from now on (open ones keep theirs).
     pub fn set_settings(&self, settings: &Push) {
-        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings.clone());
+        *self.settings.writing() = Arc::new(settings.clone());
     }
 
     /// Tells this node's subscribers of `notice.config_id`.
