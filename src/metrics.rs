@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use metrics::{Counter, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+use crate::actors::names::ActorName;
+
 pub const HTTP_REQUESTS: &str = "vane_http_requests_total";
 pub const HTTP_SECONDS: &str = "vane_http_request_duration_seconds";
 pub const ACTOR_MAILBOX: &str = "vane_actor_mailbox_depth";
@@ -61,25 +63,19 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
-/// The actors that count their mailbox, in the order of `MAILBOXES`.
-pub const COUNTED_ACTORS: [&str; 3] = ["config cache", "subscription registry", "change bus"];
-
-/// Depth and messages handled per counted actor, readable for the dashboard
-/// (the recorder's values are write-only).
-static MAILBOXES: [(AtomicI64, AtomicU64); 3] = [
-    (AtomicI64::new(0), AtomicU64::new(0)),
-    (AtomicI64::new(0), AtomicU64::new(0)),
-    (AtomicI64::new(0), AtomicU64::new(0)),
-];
+/// Depth and messages handled per actor (`ActorName::index`), readable for
+/// the dashboard (the recorder's values are write-only).
+static MAILBOXES: [(AtomicI64, AtomicU64); ActorName::ALL.len()] =
+    [const { (AtomicI64::new(0), AtomicU64::new(0)) }; ActorName::ALL.len()];
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
 static REQUEST_MICROS: AtomicU64 = AtomicU64::new(0);
 
-fn mailbox(actor: &str) -> Option<&'static (AtomicI64, AtomicU64)> {
-    COUNTED_ACTORS.iter().position(|a| *a == actor).map(|i| &MAILBOXES[i])
+fn mailbox(actor: ActorName) -> Option<&'static (AtomicI64, AtomicU64)> {
+    actor.counts_mailbox().then(|| &MAILBOXES[actor.index()])
 }
 
-/// (depth, handled) of a counted actor.
-pub fn mailbox_of(actor: &str) -> (i64, u64) {
+/// (depth, handled) of an actor that counts its mailbox.
+pub fn mailbox_of(actor: ActorName) -> (i64, u64) {
     mailbox(actor).map_or((0, 0), |(d, h)| {
         (d.load(Ordering::Relaxed).max(0), h.load(Ordering::Relaxed))
     })
@@ -95,34 +91,35 @@ pub fn request_served(took: Duration) {
     REQUEST_MICROS.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
 }
 
-/// A message is on its way to `actor`.
-pub fn sent(actor: &'static str) {
-    gauge!(ACTOR_MAILBOX, "actor" => actor).increment(1.0);
+/// A message is on its way to `actor` (counted only for actors that count
+/// their mailbox, since only they count what they take).
+pub fn sent(actor: ActorName) {
     if let Some((depth, _)) = mailbox(actor) {
+        gauge!(ACTOR_MAILBOX, "actor" => actor.as_str()).increment(1.0);
         depth.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 /// `actor` took a message from its mailbox; returns when, for `handled`.
-pub fn taken(actor: &'static str) -> Instant {
+pub fn taken(actor: ActorName) -> Instant {
     if let Some((depth, _)) = mailbox(actor) {
         depth.fetch_sub(1, Ordering::Relaxed);
+        gauge!(ACTOR_MAILBOX, "actor" => actor.as_str()).decrement(1.0);
     }
-    gauge!(ACTOR_MAILBOX, "actor" => actor).decrement(1.0);
     Instant::now()
 }
 
 /// `actor` finished a message it took at `started`.
-pub fn handled(actor: &'static str, started: Instant) {
+pub fn handled(actor: ActorName, started: Instant) {
     if let Some((_, handled)) = mailbox(actor) {
         handled.fetch_add(1, Ordering::Relaxed);
     }
-    counter!(ACTOR_MESSAGES, "actor" => actor).increment(1);
-    histogram!(ACTOR_SECONDS, "actor" => actor).record(started.elapsed().as_secs_f64());
+    counter!(ACTOR_MESSAGES, "actor" => actor.as_str()).increment(1);
+    histogram!(ACTOR_SECONDS, "actor" => actor.as_str()).record(started.elapsed().as_secs_f64());
 }
 
-pub fn restarted(actor: &'static str) {
-    counter!(ACTOR_RESTARTS, "actor" => actor).increment(1);
+pub fn restarted(actor: ActorName) {
+    counter!(ACTOR_RESTARTS, "actor" => actor.as_str()).increment(1);
 }
 
 // The per-request metrics keep their handles: looking one up hashes its

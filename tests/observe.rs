@@ -69,7 +69,13 @@ async fn metrics_cover_every_family_and_move_with_traffic() {
     let (status, stats) = common::read(app.client.get(app.url("/api/v1/stats")).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     assert!(stats["requests"]["total"].as_u64().unwrap() >= 8, "{stats}");
-    assert_eq!(stats["actors"]["config_cache"], json!(true));
+    let actors = stats["actors"].as_array().unwrap();
+    let names: Vec<&str> = actors.iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["config cache", "evaluator pool", "subscription registry", "change bus"]
+    );
+    assert!(actors.iter().all(|a| a["alive"] == json!(true)), "{actors:?}");
     assert!(stats["pool"]["worker_list"].as_array().unwrap().len() == 2, "{stats}");
 
     let page = app.client.get(app.url("/dashboard")).send().await.unwrap();

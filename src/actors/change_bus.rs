@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 
 use super::Slot;
 use super::config_cache::ConfigCacheHandle;
+use super::names::ActorName;
 use super::push::RegistryMsg;
 use crate::cache::RedisCache;
 use crate::domain::change::ChangeNotice;
@@ -32,7 +33,7 @@ use crate::settings::Redis;
 use crate::store::Store;
 
 /// How this actor is named in metrics and errors.
-const NAME: &str = "change bus";
+const NAME: ActorName = ActorName::ChangeBus;
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// A catch-up gives up on a store slower than this and tries again later.
@@ -268,7 +269,7 @@ impl BusState {
             if let Err(error) = cache.refresh(&notice.config_id, notice.revision).await {
                 tracing::warn!(config_id = notice.config_id, %error, "change not yet served from memory");
             }
-            if let Err(e) = registry.tell("subscription registry", RegistryMsg::Notify(notice)) {
+            if let Err(e) = registry.tell(ActorName::SubscriptionRegistry, RegistryMsg::Notify(notice)) {
                 tracing::warn!(error = %e, "change not delivered to subscribers");
             }
         });
@@ -330,12 +331,7 @@ async fn listen(client: redis::Client, channel: String, bus: ActorRef<BusMsg>) {
             Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
                 Ok(()) => {
                     backoff = FIRST_BACKOFF;
-                    if {
-                        crate::metrics::sent(NAME);
-                        bus.cast(BusMsg::Connected)
-                    }
-                    .is_err()
-                    {
+                    if super::tell(&bus, NAME, BusMsg::Connected).is_err() {
                         return;
                     }
                     let mut messages = pubsub.into_on_message();
@@ -345,11 +341,7 @@ async fn listen(client: redis::Client, channel: String, bus: ActorRef<BusMsg>) {
                             .ok()
                             .and_then(|p| serde_json::from_str::<Wire>(&p).ok());
                         if let Some(wire) = wire
-                            && {
-                                crate::metrics::sent(NAME);
-                                bus.cast(BusMsg::Remote(wire))
-                            }
-                            .is_err()
+                            && super::tell(&bus, NAME, BusMsg::Remote(wire)).is_err()
                         {
                             return;
                         }
@@ -360,12 +352,7 @@ async fn listen(client: redis::Client, channel: String, bus: ActorRef<BusMsg>) {
             },
             Err(e) => e.to_string(),
         };
-        if {
-            crate::metrics::sent(NAME);
-            bus.cast(BusMsg::Disconnected(error))
-        }
-        .is_err()
-        {
+        if super::tell(&bus, NAME, BusMsg::Disconnected(error)).is_err() {
             return;
         }
         let jitter = Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1));

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use lru::LruCache;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
+use super::names::ActorName;
 use super::{CallError, Slot};
 use crate::cache::RedisCache;
 use crate::domain::model::validate_config_id;
@@ -54,7 +55,7 @@ const MISSING_CAPACITY: usize = 10_000;
 /// tried again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 /// How this actor is named in metrics and errors.
-const NAME: &str = "config cache";
+const NAME: ActorName = ActorName::ConfigCache;
 
 /// What the cache keeps across restarts: where entries come from below
 /// memory, and where it publishes the ready ones.
@@ -320,8 +321,11 @@ impl ConfigCacheState {
         if entry.config.revision < slot.wanted && !slot.retry_scheduled {
             tracing::warn!(config_id, %error, "config reload failed; serving the last known state");
             slot.retry_scheduled = true;
-            myself.send_after(RETRY_AFTER_FAILURE, move || ConfigCacheMsg::Retry(config_id));
-            metrics::sent(NAME);
+            let myself = myself.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(RETRY_AFTER_FAILURE).await;
+                let _ = super::tell(&myself, NAME, ConfigCacheMsg::Retry(config_id));
+            });
         }
     }
 
@@ -346,12 +350,15 @@ impl ConfigCacheState {
         let (sources, myself, config_id) = (self.sources.clone(), myself.clone(), config_id.to_owned());
         tokio::spawn(async move {
             let result = load(&sources, &config_id, from_store).await;
-            metrics::sent(NAME);
-            let _ = myself.cast(ConfigCacheMsg::Loaded {
-                config_id,
-                generation,
-                result,
-            });
+            let _ = super::tell(
+                &myself,
+                NAME,
+                ConfigCacheMsg::Loaded {
+                    config_id,
+                    generation,
+                    result,
+                },
+            );
         });
     }
 }

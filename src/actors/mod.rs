@@ -4,6 +4,7 @@
 pub mod change_bus;
 pub mod config_cache;
 pub mod evaluator;
+pub mod names;
 pub mod push;
 pub mod releases;
 pub mod supervisor;
@@ -15,6 +16,8 @@ use std::time::Duration;
 use crate::sync::RwLocked;
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, RpcReplyPort};
+
+use names::ActorName;
 
 /// Why a call to an actor got no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,29 +58,37 @@ impl<M: ractor::Message> Slot<M> {
     /// Asks the actor and waits at most `timeout` for the reply.
     pub async fn ask<T: Send + 'static>(
         &self,
-        name: &'static str,
+        name: ActorName,
         timeout: Duration,
         message: impl FnOnce(RpcReplyPort<T>) -> M,
     ) -> Result<T, CallError> {
-        count_send(name);
-        match self.get().call(message, Some(timeout)).await {
-            Ok(CallResult::Success(reply)) => Ok(reply),
-            Ok(CallResult::Timeout) => Err(CallError::Timeout(name)),
-            Ok(CallResult::SenderError) | Err(_) => Err(CallError::Unavailable(name)),
-        }
+        ask(&self.get(), name, timeout, message).await
     }
 
     /// Sends without waiting; fails only when the actor is gone.
-    pub fn tell(&self, name: &'static str, message: M) -> Result<(), CallError> {
-        count_send(name);
-        self.get().cast(message).map_err(|_| CallError::Unavailable(name))
+    pub fn tell(&self, name: ActorName, message: M) -> Result<(), CallError> {
+        tell(&self.get(), name, message)
     }
 }
 
-/// Actors that count what they take from their mailbox (ractor exposes no
-/// queue length), so sends to them are counted too.
-fn count_send(name: &'static str) {
-    if crate::metrics::COUNTED_ACTORS.contains(&name) {
-        crate::metrics::sent(name);
+/// Asks `actor`, counting the send (every message to an actor goes through
+/// here or `tell`, so mailbox depths stay true).
+pub async fn ask<M: ractor::Message, T: Send + 'static>(
+    actor: &ActorRef<M>,
+    name: ActorName,
+    timeout: Duration,
+    message: impl FnOnce(RpcReplyPort<T>) -> M,
+) -> Result<T, CallError> {
+    crate::metrics::sent(name);
+    match actor.call(message, Some(timeout)).await {
+        Ok(CallResult::Success(reply)) => Ok(reply),
+        Ok(CallResult::Timeout) => Err(CallError::Timeout(name.as_str())),
+        Ok(CallResult::SenderError) | Err(_) => Err(CallError::Unavailable(name.as_str())),
     }
+}
+
+/// Sends to `actor` without waiting, counting the send.
+pub fn tell<M: ractor::Message>(actor: &ActorRef<M>, name: ActorName, message: M) -> Result<(), CallError> {
+    crate::metrics::sent(name);
+    actor.cast(message).map_err(|_| CallError::Unavailable(name.as_str()))
 }

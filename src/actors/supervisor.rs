@@ -16,6 +16,7 @@ use super::Slot;
 use super::change_bus::{BusArgs, BusMsg, ChangeBus};
 use super::config_cache::{ConfigCache, ConfigCacheHandle, ConfigCacheMsg, FreshSettings, Sources};
 use super::evaluator::{self, LiveSettings, PoolMsg};
+use super::names::ActorName;
 use super::push::{RegistryMsg, SubscriptionRegistry};
 use crate::cache::RedisCache;
 use crate::settings::Redis;
@@ -203,10 +204,10 @@ impl SupervisorState {
         }
         tracing::info!(?child, "child restarted");
         crate::metrics::restarted(match child {
-            Child::ConfigCache => "config cache",
-            Child::EvaluatorPool => "evaluator pool",
-            Child::SubscriptionRegistry => "subscription registry",
-            Child::ChangeBus => "change bus",
+            Child::ConfigCache => ActorName::ConfigCache,
+            Child::EvaluatorPool => ActorName::EvaluatorPool,
+            Child::SubscriptionRegistry => ActorName::SubscriptionRegistry,
+            Child::ChangeBus => ActorName::ChangeBus,
         });
         Ok(())
     }

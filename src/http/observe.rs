@@ -14,6 +14,7 @@ use metrics::{Counter, Histogram, counter, gauge, histogram};
 use serde_json::{Value, json};
 
 use super::AppState;
+use crate::actors::names::ActorName;
 use crate::metrics::*;
 use crate::sync::RwLocked;
 
@@ -123,26 +124,27 @@ async fn stats(app: &AppState) -> Value {
         }
     }
     let (requests, request_micros) = crate::metrics::requests();
-    let mailboxes: serde_json::Map<String, Value> = crate::metrics::COUNTED_ACTORS
-        .iter()
+    let alive = |actor: ActorName| match actor {
+        ActorName::ConfigCache => app.cache.is_alive(),
+        ActorName::EvaluatorPool => app.pool.is_alive(),
+        ActorName::SubscriptionRegistry => app.push.is_alive(),
+        ActorName::ChangeBus => app.bus.is_alive(),
+    };
+    let actors: Vec<Value> = ActorName::ALL
+        .into_iter()
         .map(|actor| {
             let (depth, handled) = crate::metrics::mailbox_of(actor);
-            ((*actor).to_owned(), json!({"mailbox": depth, "handled": handled}))
+            json!({"name": actor.as_str(), "alive": alive(actor), "counts_mailbox": actor.counts_mailbox(),
+                   "mailbox": depth, "handled": handled})
         })
         .collect();
     json!({
         "requests": {"total": requests, "micros": request_micros},
-        "mailboxes": mailboxes,
         "pool": pool,
         "push": push,
         "redis": redis.map(|(hits, misses, errors)| json!({"hits": hits, "misses": misses, "errors": errors})),
         "bus": bus,
-        "actors": {
-            "config_cache": app.cache.is_alive(),
-            "evaluator_pool": app.pool.is_alive(),
-            "subscription_registry": app.push.is_alive(),
-            "change_bus": app.bus.is_alive(),
-        },
+        "actors": actors,
     })
 }
 

@@ -24,6 +24,8 @@ use ractor::factory::{
     JobOptions, UpdateSettingsRequest,
 };
 use ractor::{Actor, ActorCell, ActorRef, SpawnErr};
+
+use super::names::ActorName;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio::sync::{oneshot, watch};
@@ -294,7 +296,7 @@ impl EvaluatorPoolHandle {
         };
         self.live.send_replace(Arc::new(next));
         self.slot
-            .tell("evaluator pool", FactoryMessage::UpdateSettings(update))
+            .tell(ActorName::EvaluatorPool, FactoryMessage::UpdateSettings(update))
             .map_err(|e| EvalError::Unavailable(e.to_string()))
     }
 
@@ -349,7 +351,7 @@ impl EvaluatorPoolHandle {
         };
         self.stats.add(Count::Submitted);
         self.slot
-            .tell("evaluator pool", FactoryMessage::Dispatch(job))
+            .tell(ActorName::EvaluatorPool, FactoryMessage::Dispatch(job))
             .map_err(|e| EvalError::Unavailable(e.to_string()))?;
         match tokio::time::timeout(self.current().wait_limit(), answer).await {
             Ok(Ok(result)) => result,
@@ -396,7 +398,7 @@ impl EvaluatorPoolHandle {
     /// Sets the number of Evaluators; surplus ones finish their job first.
     pub fn resize(&self, workers: usize) -> Result<(), EvalError> {
         self.slot
-            .tell("evaluator pool", FactoryMessage::AdjustWorkerPool(workers))
+            .tell(ActorName::EvaluatorPool, FactoryMessage::AdjustWorkerPool(workers))
             .map_err(|e| EvalError::Unavailable(e.to_string()))?;
         // A restarted pool starts at this size too.
         self.live.send_modify(|s| {
@@ -437,7 +439,7 @@ impl EvaluatorPoolHandle {
 
     async fn queue_depth(&self) -> Result<usize, EvalError> {
         self.slot
-            .ask("evaluator pool", STATUS_LIMIT, FactoryMessage::GetQueueDepth)
+            .ask(ActorName::EvaluatorPool, STATUS_LIMIT, FactoryMessage::GetQueueDepth)
             .await
             .map_err(|e| EvalError::Unavailable(e.to_string()))
     }

@@ -203,18 +203,12 @@ impl ConnectionState {
     async fn register(&mut self, myself: &ActorRef<ConnectionMsg>, config_id: &str) -> Result<i64, ActorProcessingErr> {
         let conn = myself.clone();
         let id = config_id.to_owned();
-        crate::metrics::sent(messages::NAME);
-        self.registry
-            .call(
-                |reply| RegistryMsg::Subscribe {
-                    config_id: id,
-                    conn,
-                    reply,
-                },
-                Some(self.call_timeout),
-            )
-            .await?
-            .success_or("subscription registry did not answer")?;
+        let subscribe = |reply| RegistryMsg::Subscribe {
+            config_id: id,
+            conn,
+            reply,
+        };
+        crate::actors::ask(&self.registry, messages::NAME, self.call_timeout, subscribe).await?;
         self.subscriptions.insert(config_id.to_owned());
         Ok(self.releases.config(config_id).await?.revision)
     }
@@ -229,11 +223,11 @@ impl ConnectionState {
             Ok(ClientMessage::Unsubscribe { config_id }) => {
                 self.subscriptions.remove(&config_id);
                 self.outbox.forget(&config_id);
-                crate::metrics::sent(messages::NAME);
-                let _ = self.registry.cast(RegistryMsg::Unsubscribe {
+                let unsubscribe = RegistryMsg::Unsubscribe {
                     config_id,
                     conn: myself.get_id(),
-                });
+                };
+                let _ = crate::actors::tell(&self.registry, messages::NAME, unsubscribe);
                 Ok(())
             }
             Err(e) => {

@@ -4,10 +4,11 @@
 use ractor::{ActorId, ActorRef, RpcReplyPort};
 use serde::Serialize;
 
+use crate::actors::names::ActorName;
 use crate::domain::change::ChangeNotice;
 
-/// How this actor is named in metrics and errors.
-pub const NAME: &str = "subscription registry";
+/// How the registry is named in metrics and errors.
+pub const NAME: ActorName = ActorName::SubscriptionRegistry;
 
 pub enum RegistryMsg {
     /// Registers `conn` for `config_id`, replying once it is registered, so

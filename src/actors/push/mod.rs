@@ -17,6 +17,7 @@ use std::time::Duration;
 use axum::extract::ws::WebSocket;
 use ractor::Actor;
 
+use super::names::ActorName;
 use super::releases::ReleasesHandle;
 use super::{CallError, Slot};
 use crate::domain::change::ChangeNotice;
@@ -75,30 +76,30 @@ impl PushHandle {
 
     /// Tells this node's subscribers of `notice.config_id`.
     pub fn notify(&self, notice: ChangeNotice) -> Result<(), CallError> {
-        self.registry.tell("subscription registry", RegistryMsg::Notify(notice))
+        self.registry
+            .tell(ActorName::SubscriptionRegistry, RegistryMsg::Notify(notice))
     }
 
     /// How many of this node's sockets follow `config_id`.
     pub async fn subscribers(&self, config_id: &str) -> Result<usize, CallError> {
         let config_id = config_id.to_owned();
         self.registry
-            .ask("subscription registry", self.timeout, |reply| RegistryMsg::Count {
-                config_id,
-                reply,
+            .ask(ActorName::SubscriptionRegistry, self.timeout, |reply| {
+                RegistryMsg::Count { config_id, reply }
             })
             .await
     }
 
     pub async fn stats(&self) -> Result<RegistryStats, CallError> {
         self.registry
-            .ask("subscription registry", self.timeout, RegistryMsg::Stats)
+            .ask(ActorName::SubscriptionRegistry, self.timeout, RegistryMsg::Stats)
             .await
     }
 
     /// Closes every subscribed socket with 1001 (going away).
     pub fn close_all(&self) -> Result<(), CallError> {
         self.registry
-            .tell("subscription registry", RegistryMsg::CloseAll(GOING_AWAY))
+            .tell(ActorName::SubscriptionRegistry, RegistryMsg::CloseAll(GOING_AWAY))
     }
 
     pub fn is_alive(&self) -> bool {
