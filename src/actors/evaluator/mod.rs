@@ -5,6 +5,38 @@
 //! Supervised by the root Supervisor; the factory itself respawns a failed
 //! Evaluator. A restart of the whole pool loses queued jobs (their callers get
 //! `Unavailable`) and every worker process.
+//!
+//! # The job path, file by file
+//! ```text
+//! caller ── evaluate ──> pool queue (this file): shed when full (503), dropped past queue_wait_ms
+//!    └─ Dispatch ──> Evaluator (evaluator.rs): encode, make sure the Link is live
+//!          └─ send ──> Link (link.rs): the job joins the worker's flight; frame written
+//!                 worker (process.rs | thread.rs, pipes in ends.rs; engine/worker.rs inside)
+//!          reader task (link.rs), per reply:
+//!             Done        -> the caller is answered
+//!             NeedSource  -> back to the pool, to be sent again with its source
+//!             overrun     -> worker killed: the running job fails naming the limit,
+//!                            the jobs behind it go back to the pool once
+//! ```
+//!
+//! # An Evaluator's capacity, as the pool sees it
+//! The factory routes a job only to an Evaluator that said `Finished`. A Link
+//! says it whenever its worker can hold another job:
+//! ```text
+//!            send, flight < depth: Finished at once
+//!          ┌──────────┐
+//!          v          │
+//!        Free ────────┘
+//!          │  send, flight reaches depth
+//!          v
+//!        Full ── reply leaves flight < depth ──> Free (Finished)
+//!          └──── worker failed ────────────────> Free (Finished; a new worker next)
+//! ```
+//! `depth` is `sandbox.pipeline_depth`, or about `sandbox.pipeline_budget_ms`
+//! of work by the worker's mean run time, or 1 until its first reply is
+//! timed. A job that never reaches a worker (it cannot be encoded, or no
+//! worker starts) is answered by the Evaluator, which then says `Finished`
+//! itself (`evaluator.rs`, `finish`).
 
 mod ends;
 mod evaluator;
