@@ -151,9 +151,10 @@ impl Link {
                 terms,
             });
             (flight.max_depth, flight.budget) = (terms.depth, terms.budget);
-            let take_more = flight.jobs.len() < flight.depth();
-            flight.owes_finished = !take_more;
-            (was_idle, take_more)
+            // The pool counts this Evaluator busy from the moment it routed
+            // the job here, until told `Finished`.
+            flight.owes_finished = true;
+            (was_idle, flight.settle())
         };
         let owner = &self.shared.owner;
         if was_idle {
@@ -224,6 +225,15 @@ impl Flight {
         }
     }
 
+    /// Whether the pool is owed `Finished` now: it counts this Evaluator
+    /// busy, and the worker can hold another job (or is gone). The one place
+    /// the capacity state changes; see the diagram in `mod.rs`.
+    fn settle(&mut self) -> bool {
+        let free = self.owes_finished && (self.dead || self.jobs.len() < self.depth());
+        self.owes_finished &= !free;
+        free
+    }
+
     /// When the worker must have answered the job at the head.
     fn due(&self) -> Option<Instant> {
         let head = self.jobs.front()?;
@@ -258,8 +268,7 @@ impl Shared {
                 Decoded::Done(Err(EvalError::Engine(EngineError::Deadline { .. })), _)
             );
         flight.discards += u32::from(discarded);
-        let release = flight.owes_finished && flight.jobs.len() < flight.depth();
-        flight.owes_finished &= !release;
+        let release = flight.settle();
         let idle = flight.jobs.is_empty();
         drop(flight);
 
@@ -295,7 +304,7 @@ impl Shared {
         let mut flight = self.lock();
         flight.dead = true;
         let mut jobs = std::mem::take(&mut flight.jobs);
-        let owed = std::mem::take(&mut flight.owes_finished);
+        let owed = flight.settle();
         let retired = flight.retired;
         drop(flight);
         let owner = &self.owner;
@@ -447,6 +456,18 @@ mod tests {
             runs: 0,
             discards: 0,
         }
+    }
+
+    #[test]
+    fn finished_is_owed_once_and_only_when_the_pool_counts_this_busy() {
+        let mut f = flight(None);
+        assert!(!f.settle(), "nothing routed here: nothing owed");
+        f.owes_finished = true;
+        assert!(f.settle(), "room in the worker: owed now");
+        assert!(!f.settle(), "told once");
+        f.owes_finished = true;
+        f.dead = true;
+        assert!(f.settle(), "a dead worker frees the Evaluator");
     }
 
     #[test]
