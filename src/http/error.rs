@@ -42,6 +42,10 @@ pub enum ApiError {
     Overloaded(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A dependency failed: the client learns only which, the log (once,
+    /// here at the edge) gets `detail`.
+    #[error("{what} unavailable")]
+    Down { what: &'static str, detail: String },
     /// Logged in full, shown to the client only as "internal error".
     #[error("{0}")]
     Internal(String),
@@ -78,7 +82,7 @@ impl ApiError {
             Self::Conflict(_) | Self::TestsFailed { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Overloaded(_) | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded(_) | Self::Unavailable(_) | Self::Down { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -92,7 +96,7 @@ impl ApiError {
             Self::TestsFailed { .. } => "tests_failed",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::Overloaded(_) => "overloaded",
-            Self::Unavailable(_) => "unavailable",
+            Self::Unavailable(_) | Self::Down { .. } => "unavailable",
             Self::Internal(_) => "internal",
         }
     }
@@ -108,12 +112,14 @@ impl ApiError {
     fn decorate(&self, status: StatusCode, body: serde_json::Value) -> Response {
         if let Self::Internal(detail) = self {
             tracing::error!(error = %detail, "internal error");
+        } else if let Self::Down { what, detail } = self {
+            tracing::warn!(error = %detail, "{what} unavailable");
         } else if status.is_server_error() {
             tracing::warn!(error = %self, "service unavailable");
         }
         let mut response = (status, axum::Json(body)).into_response();
         match self {
-            Self::Overloaded(_) | Self::Unavailable(_) => {
+            Self::Overloaded(_) | Self::Unavailable(_) | Self::Down { .. } => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -201,10 +207,10 @@ impl From<EvalError> for ApiError {
             EvalError::Killed { .. } => Self::bad_request("deadline_exceeded", message),
             EvalError::Crashed(_) => Self::bad_request("sandbox_crashed", message),
             EvalError::Overloaded | EvalError::Expired => Self::Overloaded(message),
-            EvalError::Unavailable(detail) => {
-                tracing::warn!(error = %detail, "evaluator unavailable");
-                Self::Unavailable("evaluator unavailable".into())
-            }
+            EvalError::Unavailable(detail) => Self::Down {
+                what: "evaluator",
+                detail,
+            },
             EvalError::Timeout => Self::Unavailable(message),
         }
     }
@@ -231,11 +237,8 @@ impl From<StoreError> for ApiError {
                 Self::Conflict(message)
             }
             StoreError::Invalid(_) => Self::unprocessable("invalid", message),
-            StoreError::Unavailable(detail) => {
-                // Driver messages describe internals; the client learns only that it failed.
-                tracing::warn!(error = %detail, "store unavailable");
-                Self::Unavailable("store unavailable".into())
-            }
+            // Driver messages describe internals; the client learns only that it failed.
+            StoreError::Unavailable(detail) => Self::Down { what: "store", detail },
             StoreError::Corrupt(_) => Self::Internal(message),
         }
     }
