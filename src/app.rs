@@ -27,7 +27,7 @@ use crate::reports::share::Share;
 use crate::reports::{ReportsHandle, Rules, Wiring};
 use crate::settings::Settings;
 use crate::store::Store;
-use crate::{secrets, store};
+use crate::{reload, secrets, store};
 
 /// A running Vane: its address, its handles, and the way to stop it.
 pub struct App {
@@ -109,6 +109,7 @@ pub async fn start_with_store(
     let push = PushHandle::new(slots.subscriptions, releases.clone(), &settings.push, timeout);
     let bus = ChangeBusHandle::new(slots.change_bus.clone(), timeout);
     let forwarder = forward_changes(push.clone(), bus.clone(), &releases);
+    let deliver = deliver_reloads(&pool, &reports, &push);
     let state = AppState::new(Services {
         releases,
         push,
@@ -119,7 +120,7 @@ pub async fn start_with_store(
         playground_open: settings.playground.open,
         tests_secret: settings.tests.secret.clone().into(),
         update_secret: settings.push.update_secret.clone().into(),
-        ops: Arc::new(Ops::new(settings.clone())),
+        ops: Arc::new(Ops::new(settings.clone(), deliver)),
         reports,
         client_address_header: client_address_header(&settings.server.client_address_header)?,
     });
@@ -203,6 +204,27 @@ fn forward_changes(push: PushHandle, bus: ChangeBusHandle, releases: &ReleasesHa
                 Err(RecvError::Closed) => return,
             }
         }
+    })
+}
+
+/// What a settings reload changes in the running services, section by
+/// section. Runs before the new settings are taken as current, so a
+/// service that refuses them leaves everything as it was.
+fn deliver_reloads(pool: &EvaluatorPoolHandle, reports: &ReportsHandle, push: &PushHandle) -> reload::Deliver {
+    let (pool, reports, push) = (pool.clone(), reports.clone(), push.clone());
+    Box::new(move |plan, effective| {
+        if plan.touches("sandbox.")
+            && let Err(e) = pool.reconfigure(&effective.sandbox)
+        {
+            return Err(format!("the evaluator pool did not take the new settings: {e}"));
+        }
+        if plan.touches("reports.") {
+            reports.set_rules(Rules::from_settings(&effective.reports));
+        }
+        if plan.touches("push.") {
+            push.set_settings(&effective.push);
+        }
+        Ok(())
     })
 }
 

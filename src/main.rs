@@ -98,9 +98,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            init_tracing(&settings);
+            let set_log_level = init_tracing(&settings);
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-            match runtime.block_on(serve(settings, path, required)) {
+            match runtime.block_on(serve(settings, path, required, set_log_level)) {
                 Ok(code) => code,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -112,13 +112,19 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(settings: Settings, path: PathBuf, required: bool) -> anyhow::Result<ExitCode> {
+async fn serve(
+    settings: Settings,
+    path: PathBuf,
+    required: bool,
+    set_log_level: vane::reload::SetLogLevel,
+) -> anyhow::Result<ExitCode> {
     transparent_huge_pages(false);
     use tokio::signal::unix::{SignalKind, signal};
     let listener = vane::app::listen(settings.server.listen)
         .map_err(|e| anyhow::anyhow!("binding server.listen {}: {e}", settings.server.listen))?;
     let mut app = vane::app::start(settings, listener).await?;
     app.set_settings_source(path, required);
+    app.state.ops.set_log_level_setter(set_log_level);
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut hangup = signal(SignalKind::hangup())?;
@@ -153,7 +159,8 @@ async fn serve(settings: Settings, path: PathBuf, required: bool) -> anyhow::Res
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_tracing(settings: &Settings) {
+/// Installs the subscriber; returns how a reload changes its level.
+fn init_tracing(settings: &Settings) -> vane::reload::SetLogLevel {
     use tracing_subscriber::prelude::*;
     use tracing_subscriber::{EnvFilter, reload};
     let filter = EnvFilter::try_new(&settings.log.level).unwrap_or_else(|_| "info".into());
@@ -164,10 +171,10 @@ fn init_tracing(settings: &Settings) {
     } else {
         registry.with(tracing_subscriber::fmt::layer()).init();
     }
-    let _ = vane::reload::LOG_LEVEL.set(Box::new(move |level| {
+    Box::new(move |level| {
         let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
         handle.reload(filter).map_err(|e| e.to_string())
-    }));
+    })
 }
 
 /// Whether this process's memory may come in transparent huge pages. The

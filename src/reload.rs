@@ -113,11 +113,13 @@ pub fn plan(running: &Settings, mut loaded: Settings) -> (Plan, Settings) {
     (plan, effective)
 }
 
-/// Sets the log filter to a new level.
+/// Sets the log filter to a new level (given by `main`, which installs the
+/// subscriber).
 pub type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
-/// Changes the log filter; set by `main` when it installs the subscriber.
-pub static LOG_LEVEL: std::sync::OnceLock<SetLogLevel> = std::sync::OnceLock::new();
+/// Hands a reload's settings to the services that take them live; built in
+/// `app.rs`, the one place that knows which service takes which section.
+pub type Deliver = Box<dyn Fn(&Plan, &Settings) -> Result<(), String> + Send + Sync>;
 
 /// `section.key` -> value.
 fn flatten(settings: &Settings) -> Map<String, Value> {

@@ -2,7 +2,7 @@
 //! pool, behind the admin token.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -14,7 +14,6 @@ use super::error::ApiError;
 use super::extract::Body;
 use crate::actors::evaluator::PoolStatus;
 use crate::reload::{self, Plan};
-use crate::reports::Rules;
 use crate::settings::Settings;
 use crate::sync::Locked;
 
@@ -22,13 +21,31 @@ use crate::sync::Locked;
 pub struct Ops {
     current: Mutex<Settings>,
     source: Mutex<Option<(PathBuf, bool)>>,
+    deliver: reload::Deliver,
+    log_level: OnceLock<reload::SetLogLevel>,
 }
 
 impl Ops {
-    pub fn new(settings: Settings) -> Self {
+    /// `deliver` hands each reload to the services (see `app.rs`).
+    pub fn new(settings: Settings, deliver: reload::Deliver) -> Self {
         Self {
             current: Mutex::new(settings),
             source: Mutex::new(None),
+            deliver,
+            log_level: OnceLock::new(),
+        }
+    }
+
+    /// How a reload changes the log filter, once `main` has installed it.
+    pub fn set_log_level_setter(&self, set: reload::SetLogLevel) {
+        let _ = self.log_level.set(set);
+    }
+
+    /// Changes the log filter, if this process has one to change.
+    pub fn set_log_level(&self, level: &str) -> Result<(), String> {
+        match self.log_level.get() {
+            Some(set) => set(level),
+            None => Ok(()),
         }
     }
 
@@ -61,20 +78,9 @@ pub fn reload(app: &AppState) -> Result<Plan, String> {
     let loaded = Settings::load(&path, required).map_err(|e| e.to_string())?;
     let mut current = app.ops.current.locked();
     let (plan, effective) = reload::plan(&current, loaded);
-    if plan.touches("sandbox.")
-        && let Err(e) = app.pool.reconfigure(&effective.sandbox)
-    {
-        return Err(format!("the evaluator pool did not take the new settings: {e}"));
-    }
-    if plan.touches("reports.") {
-        app.reports.set_rules(Rules::from_settings(&effective.reports));
-    }
-    if plan.touches("push.") {
-        app.push.set_settings(&effective.push);
-    }
+    (app.ops.deliver)(&plan, &effective)?;
     if plan.touches("log.")
-        && let Some(set_level) = reload::LOG_LEVEL.get()
-        && let Err(e) = set_level(&effective.log.level)
+        && let Err(e) = app.ops.set_log_level(&effective.log.level)
     {
         tracing::warn!(error = %e, "log level not changed");
     }
