@@ -18,7 +18,7 @@ use crate::domain::model::{ReleaseEvent, TestCase, now_millis, validate_config_i
 use crate::domain::params::{self, ParamError};
 use crate::domain::rules::{self, RuleError};
 use crate::domain::{Config, ConfigStatus, Lang, Version};
-use crate::store::{NewConfig, NewTestCase, NewVersion, Store, StoreError};
+use crate::store::{Missing, NewConfig, NewTestCase, NewVersion, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
@@ -143,7 +143,7 @@ impl ReleasesHandle {
         self.store
             .get_config(id)
             .await?
-            .ok_or_else(|| StoreError::NotFound(format!("config `{id}`")).into())
+            .ok_or_else(|| StoreError::NotFound(Missing::Config(id.to_owned())).into())
     }
 
     pub async fn configs(&self) -> Result<Vec<Config>, ReleaseError> {
@@ -194,7 +194,7 @@ impl ReleasesHandle {
     pub async fn version(&self, config_id: &str, code_id: &str) -> Result<Version, ReleaseError> {
         match self.store.get_version(code_id).await? {
             Some(v) if v.config_id == config_id => Ok(v),
-            _ => Err(StoreError::NotFound(format!("version `{code_id}` of config `{config_id}`")).into()),
+            _ => Err(StoreError::NotFound(Missing::version(config_id, code_id)).into()),
         }
     }
 
@@ -265,7 +265,11 @@ impl ReleasesHandle {
                 self.store.delete_test(test_id).await?;
                 Ok(())
             }
-            _ => Err(StoreError::NotFound(format!("test `{test_id}` of version `{code_id}`")).into()),
+            _ => Err(StoreError::NotFound(Missing::TestOf {
+                code_id: code_id.to_owned(),
+                test_id: test_id.to_owned(),
+            })
+            .into()),
         }
     }
 
@@ -281,7 +285,7 @@ impl ReleasesHandle {
             .store
             .get_test(test_id)
             .await?
-            .ok_or_else(|| StoreError::NotFound(format!("test `{test_id}`")))?;
+            .ok_or_else(|| StoreError::NotFound(Missing::Test(test_id.to_owned())))?;
         let version = Arc::new(self.version(&case.config_id, &case.code_id).await?);
         Ok(test_runs::run_case(&self.pool, &version, &case).await)
     }

@@ -26,7 +26,7 @@ use crate::domain::ConfigStatus;
 use crate::domain::health::{BreakRule, ReportKind, Source};
 use crate::domain::model::{ErrorReport, now_millis};
 use crate::metrics;
-use crate::store::{Breaking, NewReport, ReportCount, Store, StoreError};
+use crate::store::{Breaking, Missing, NewReport, ReportCount, Store, StoreError};
 use crate::sync::RwLocked;
 use repeats::Repeats;
 use served::ServedRecord;
@@ -321,7 +321,7 @@ impl ReportsHandle {
             .get_version(code_id)
             .await?
             .filter(|v| v.config_id == config_id)
-            .ok_or_else(|| StoreError::NotFound(format!("version `{code_id}` of config `{config_id}`")))?;
+            .ok_or_else(|| StoreError::NotFound(Missing::version(config_id, code_id)))?;
         let window_s = self.inner.served.window_s();
         let since = now_millis() - window_s as i64 * 1000;
         let window = self.inner.store.report_counts(code_id, since).await?;
@@ -357,7 +357,7 @@ impl ReportsHandle {
     pub async fn list(&self, config_id: &str, code_id: &str, limit: i64) -> Result<Vec<ErrorReport>, ReportError> {
         match self.inner.store.get_version(code_id).await? {
             Some(v) if v.config_id == config_id => Ok(self.inner.store.list_reports(code_id, limit).await?),
-            _ => Err(StoreError::NotFound(format!("version `{code_id}` of config `{config_id}`")).into()),
+            _ => Err(StoreError::NotFound(Missing::version(config_id, code_id)).into()),
         }
     }
 

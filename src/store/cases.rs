@@ -5,7 +5,7 @@ use sqlx::{AnyPool, Row};
 
 use super::rows::corrupt;
 use super::tx::new_code_id;
-use super::{NewTestCase, StoreError};
+use super::{Missing, NewTestCase, StoreError};
 use crate::domain::model::{TestCase, now_millis};
 
 macro_rules! test_columns {
@@ -36,7 +36,7 @@ pub async fn create(pool: &AnyPool, new: NewTestCase) -> Result<TestCase, StoreE
     row.as_ref()
         .map(test_from_row)
         .transpose()?
-        .ok_or_else(|| StoreError::NotFound(format!("version `{}` of config `{}`", new.code_id, new.config_id)))
+        .ok_or_else(|| StoreError::NotFound(Missing::version(&new.config_id, &new.code_id)))
 }
 
 pub async fn list(pool: &AnyPool, code_id: &str) -> Result<Vec<TestCase>, StoreError> {

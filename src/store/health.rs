@@ -8,7 +8,7 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 
 use super::rows::corrupt;
 use super::tx::{NewEvent, bump, ensure_version_of, insert_event, lock_config, state_of};
-use super::{Breaking, Broke, NewReport, ReportCount, ReportOutcome, StoreError, history};
+use super::{Breaking, Broke, Missing, NewReport, ReportCount, ReportOutcome, StoreError, history};
 use crate::domain::Config;
 use crate::domain::health::{BreakRule, Evidence, ReportKind, Tally, judge};
 use crate::domain::model::{ErrorReport, EventKind, Release, now_millis};
@@ -26,9 +26,7 @@ pub async fn add_report(pool: &AnyPool, report: NewReport, breaking: &Breaking) 
         .bind(&report.config_id)
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or_else(|| {
-            StoreError::NotFound(format!("version `{}` of config `{}`", report.code_id, report.config_id))
-        })?;
+        .ok_or_else(|| StoreError::NotFound(Missing::version(&report.config_id, &report.code_id)))?;
     let mut error_count: i64 = version.try_get("error_count")?;
     let broken = version.try_get::<i64, _>("broken")? != 0;
     let counted = report.candidate

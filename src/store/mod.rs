@@ -28,7 +28,7 @@ use crate::domain::{Config, Lang, Meta, Version};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{0} not found")]
-    NotFound(String),
+    NotFound(Missing),
     #[error("{0} already exists")]
     Exists(String),
     #[error("config `{config_id}` has no earlier stable version to roll back to")]
@@ -41,6 +41,28 @@ pub enum StoreError {
     Unavailable(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+}
+
+/// What a store call did not find, named for the message at the edge.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Missing {
+    #[error("config `{0}`")]
+    Config(String),
+    #[error("version `{code_id}` of config `{config_id}`")]
+    Version { config_id: String, code_id: String },
+    #[error("test `{0}`")]
+    Test(String),
+    #[error("test `{test_id}` of version `{code_id}`")]
+    TestOf { code_id: String, test_id: String },
+}
+
+impl Missing {
+    pub fn version(config_id: &str, code_id: &str) -> Self {
+        Self::Version {
+            config_id: config_id.to_owned(),
+            code_id: code_id.to_owned(),
+        }
+    }
 }
 
 impl From<sqlx::Error> for StoreError {

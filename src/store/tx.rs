@@ -6,8 +6,8 @@
 use serde_json::json;
 use sqlx::{Any, Transaction};
 
-use super::StoreError;
 use super::rows::config_from_row;
+use super::{Missing, StoreError};
 use crate::domain::Config;
 use crate::domain::model::{EventKind, now_millis};
 
@@ -78,9 +78,7 @@ pub(super) async fn ensure_version_of(
         .await?;
     match found {
         Some(_) => Ok(()),
-        None => Err(StoreError::NotFound(format!(
-            "version `{code_id}` of config `{config_id}`"
-        ))),
+        None => Err(StoreError::NotFound(Missing::version(config_id, code_id))),
     }
 }
 
@@ -140,5 +138,5 @@ pub(super) fn new_code_id() -> String {
 }
 
 pub(super) fn not_found_config(id: &str) -> StoreError {
-    StoreError::NotFound(format!("config `{id}`"))
+    StoreError::NotFound(Missing::Config(id.to_owned()))
 }
