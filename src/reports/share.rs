@@ -1,8 +1,8 @@
 //! Sharing served records between nodes through Redis, so a device may fetch
 //! on one node and report on another. Each node writes the sketches that
 //! changed, once per `reports.share_ms`, in one round trip (never a call per
-//! fetch); a report reads the other nodes' sketches of its version at most
-//! once per interval, shared by every report waiting on that version.
+//! fetch); reports read the other nodes' sketches of their version a few
+//! times per interval at most, one read shared by every report waiting then.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +27,8 @@ pub struct Share {
     /// One read of other nodes' sketches at a time.
     reading: Mutex<()>,
     waiting: Semaphore,
+    /// Where the grid of read times starts (see `landed_by`).
+    epoch: Instant,
 }
 
 impl Share {
@@ -38,6 +40,7 @@ impl Share {
             record,
             reading: Mutex::new(()),
             waiting: Semaphore::new(MAX_WAITING),
+            epoch: Instant::now(),
         }
     }
 
@@ -106,12 +109,43 @@ impl Share {
     }
 
     /// When a fetch made on another node before `arrived` is surely in
-    /// Redis: after that node's next share.
+    /// Redis: after that node's next share. Rounded up to a grid of a
+    /// quarter interval, so reports arriving close together wait for the
+    /// same read: a storm of unknown sources costs at most four reads of a
+    /// version per interval.
     pub fn landed_by(&self, arrived: Instant) -> Instant {
-        arrived + self.interval + Duration::from_millis(50)
+        let due = arrived + self.interval + Duration::from_millis(50);
+        let step = (self.interval / 4).max(Duration::from_millis(1));
+        let since = due.saturating_duration_since(self.epoch);
+        let steps = since.as_nanos().div_ceil(step.as_nanos()) as u32;
+        self.epoch + step * steps
     }
 
     pub fn interval(&self) -> Duration {
         self.interval
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reports_arriving_close_together_wait_for_one_read() {
+        let settings = crate::settings::Redis {
+            url: "redis://127.0.0.1:1".into(),
+            ..Default::default()
+        };
+        let redis = RedisCache::connect(&settings).unwrap();
+        let interval = Duration::from_millis(1000);
+        let share = Share::new(redis, Arc::new(ServedRecord::new(600, 1024)), interval);
+        let now = Instant::now();
+        let first = share.landed_by(now);
+        assert!(first >= now + interval, "after the other nodes' next share");
+        assert!(first < now + interval + interval / 4 + Duration::from_millis(51));
+        let reads: std::collections::HashSet<Instant> = (0..100)
+            .map(|i| share.landed_by(now + Duration::from_millis(i * 10)))
+            .collect();
+        assert!(reads.len() <= 5, "{} reads for a second of reports", reads.len());
     }
 }
