@@ -26,8 +26,10 @@ pub enum ReportKind {
 }
 
 impl ReportKind {
+    /// Every kind, in the order they are documented.
     pub const ALL: [Self; 4] = [Self::Client, Self::Check, Self::Render, Self::Reload];
 
+    /// As sent and stored.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Client => "client",
@@ -37,6 +39,7 @@ impl ReportKind {
         }
     }
 
+    /// The kind `as_str` gave, if it is one.
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
@@ -52,7 +55,9 @@ impl ReportKind {
 /// or the client's address (the original's report route has no device id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source<'a> {
+    /// A device id, as the client sends it in `meta.device_id`.
     Device(&'a str),
+    /// A client's address.
     Address(IpAddr),
 }
 
@@ -91,10 +96,18 @@ impl Hash for Source<'_> {
 pub enum BreakRule {
     /// At least `min_sources` distinct counted sources in the window, and at
     /// least `ratio` of the distinct devices served the version in it.
-    Rate { min_sources: u64, ratio: f64 },
+    Rate {
+        /// The least distinct counted sources.
+        min_sources: u64,
+        /// The least share of the devices served.
+        ratio: f64,
+    },
     /// The original's absolute count of reports, from anyone: unsafe when
     /// the secret is public (one machine can break any version).
-    Count { threshold: u64 },
+    Count {
+        /// Reports that break a version.
+        threshold: u64,
+    },
 }
 
 /// Why a version was broken, recorded with the break and the rollback.
@@ -106,22 +119,27 @@ pub struct Evidence {
     pub counted_sources: u64,
     /// Distinct devices served the version in the window (an estimate).
     pub served_devices: u64,
+    /// The window both were counted over, in seconds.
     pub window_s: u64,
     /// `counted_sources / served_devices`.
     pub ratio: f64,
-    /// What the rule asked for: the least sources and share (rate), or the
-    /// count (count).
+    /// What the rule asked for: the least sources (rate), or the count
+    /// (count).
     pub required_sources: u64,
+    /// The least share the rule asked for (rate; 0 for count).
     pub required_ratio: f64,
 }
 
 /// What the store knows when a report has counted.
 #[derive(Debug, Clone, Copy)]
 pub struct Tally {
+    /// Distinct sources whose reports counted in the window.
     pub counted_sources: u64,
     /// The version's counted reports ever (the original's error count).
     pub error_count: u64,
+    /// Distinct devices served the version in the window, on every node.
     pub served_devices: u64,
+    /// The window, in seconds.
     pub window_s: u64,
 }
 
@@ -168,6 +186,7 @@ pub fn bucket(now_ms: i64, window_s: u64) -> u64 {
     now_ms.max(0) as u64 / bucket_ms(window_s)
 }
 
+/// How long a bucket is: half a window, in milliseconds.
 pub fn bucket_ms(window_s: u64) -> u64 {
     (window_s.max(1) * 1000 / 2).max(1)
 }

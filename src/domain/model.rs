@@ -7,14 +7,18 @@ pub use super::meta::Meta;
 use super::params::ParamSpec;
 use super::rules::PlatformRules;
 
+/// Whether a config answers its clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ConfigStatus {
+    /// Served.
     Active,
+    /// Refused with 403, as the original did; nothing else changes.
     Inactive,
 }
 
 impl ConfigStatus {
+    /// As stored and sent.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Active => "active",
@@ -22,6 +26,7 @@ impl ConfigStatus {
         }
     }
 
+    /// The status `as_str` gave, if it is one.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "active" => Some(Self::Active),
@@ -31,14 +36,18 @@ impl ConfigStatus {
     }
 }
 
+/// The language of a version's code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Lang {
+    /// Deterministic by construction, so its results may be memoized.
     Starlark,
+    /// Run by Boa.
     Javascript,
 }
 
 impl Lang {
+    /// As stored and sent.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Starlark => "starlark",
@@ -46,6 +55,7 @@ impl Lang {
         }
     }
 
+    /// The language `as_str` gave, if it is one.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "starlark" => Some(Self::Starlark),
@@ -55,14 +65,19 @@ impl Lang {
     }
 }
 
+/// The stable version of a config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Release {
+    /// The version every device not in gray gets.
     pub code_id: String,
 }
 
+/// A version served to a share of the devices (`domain::gray`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Gray {
+    /// The version in gray.
     pub code_id: String,
+    /// The share of devices, 0 to 100, by their bucket.
     pub percentage: u8,
 }
 
@@ -70,19 +85,30 @@ pub struct Gray {
 /// clients must see.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
+    /// Letters, digits, `-`, `_`, `.` (`validate_config_id`).
     pub id: String,
+    /// For operators.
     pub description: String,
+    /// Whether clients are answered.
     pub status: ConfigStatus,
+    /// What clients present to subscribe and report. Built into every app,
+    /// so public: nothing that matters rests on it alone.
     pub secret: String,
+    /// Grows by one on every change clients must see.
     pub revision: i64,
+    /// The stable version, once one was released.
     pub release: Option<Release>,
+    /// The gray version and its share, if any.
     pub gray: Option<Gray>,
+    /// Unix milliseconds.
     pub created_at: i64,
+    /// Unix milliseconds of the last change.
     pub updated_at: i64,
     /// The secret before the last rotation, accepted until
     /// `previous_secret_until` (unix ms) so apps can move to the new one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_secret: Option<String>,
+    /// Unix milliseconds; 0 when there is no previous secret.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub previous_secret_until: i64,
 }
@@ -107,15 +133,25 @@ impl Config {
 /// One immutable version of a config's code, plus its mutable health fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Version {
+    /// Its id, unique across configs.
     pub code_id: String,
+    /// The config it belongs to.
     pub config_id: String,
+    /// The language of `source`.
     pub lang: Lang,
+    /// The body of a function of `p`, the request's params.
     pub source: String,
+    /// Who may be served it (`domain::rules`).
     pub rules: Vec<PlatformRules>,
+    /// The params a request must carry (`domain::params`).
     pub params: Vec<ParamSpec>,
+    /// Reports that counted against it (`domain::health`).
     pub error_count: i64,
+    /// Marked broken: by reports, or by hand; never served while marked.
     pub broken: bool,
+    /// The operator who uploaded it.
     pub created_by: String,
+    /// Unix milliseconds.
     pub created_at: i64,
 }
 
@@ -123,18 +159,29 @@ pub struct Version {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
+    /// The config was created.
     Created,
+    /// A version became stable.
     Release,
+    /// A version went to gray, or its share changed.
     Gray,
+    /// Gray ended.
     GrayRemoved,
+    /// The release went back to an earlier stable version (by hand, or by
+    /// `reports` when the stable version broke).
     Rollback,
+    /// The config was made active or inactive.
     Status,
+    /// A version was marked broken (by hand, or by `reports`).
     Broken,
+    /// A version's broken mark was cleared.
     Unbroken,
+    /// The config's secret was replaced (the log never holds secrets).
     SecretRotated,
 }
 
 impl EventKind {
+    /// As stored and sent.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Created => "created",
@@ -149,6 +196,7 @@ impl EventKind {
         }
     }
 
+    /// The kind `as_str` gave, if it is one.
     pub fn parse(s: &str) -> Option<Self> {
         [
             Self::Created,
@@ -169,14 +217,23 @@ impl EventKind {
 /// One audit-log entry: who changed what, when, from what to what.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReleaseEvent {
+    /// Grows with every event, across configs.
     pub id: i64,
+    /// The config changed.
     pub config_id: String,
+    /// The config's revision after the change.
     pub revision: i64,
+    /// What changed.
     pub kind: EventKind,
+    /// The operator's token name, or `reports`.
     pub actor: String,
+    /// The changed part before (release, gray, status; or a version's mark).
     pub from: serde_json::Value,
+    /// The changed part after.
     pub to: serde_json::Value,
+    /// Published although stored tests failed (`force: true`).
     pub forced: bool,
+    /// Unix milliseconds.
     pub created_at: i64,
     /// Why an automatic change happened: the evidence of a break by reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -187,26 +244,40 @@ pub struct ReleaseEvent {
 /// `expected`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TestCase {
+    /// Its id (the original `GET /test/{test_id}` takes it).
     pub test_id: String,
+    /// The config of its version.
     pub config_id: String,
+    /// The version it tests.
     pub code_id: String,
+    /// For operators.
     pub name: String,
+    /// The request metadata it runs with.
     pub meta: Meta,
+    /// The params it runs with (a JSON object).
     pub params: serde_json::Value,
+    /// The result it must give, compared as JSON values.
     pub expected: serde_json::Value,
+    /// Unix milliseconds.
     pub created_at: i64,
 }
 
 /// One error a client reported against a version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorReport {
+    /// Grows with every report.
     pub id: i64,
+    /// The config reported against.
     pub config_id: String,
+    /// The version reported against.
     pub code_id: String,
     /// When the client saw it, as it says (unix seconds in the original).
     pub err_time: i64,
+    /// What the client said, at most 8192 bytes.
     pub message: String,
+    /// Unix milliseconds, by this service's clock.
     pub received_at: i64,
+    /// What went wrong, as the reporter saw it.
     pub kind: ReportKind,
     /// `device:<id>`, or `address:<ip>` for the original's route.
     pub source: String,
@@ -214,6 +285,7 @@ pub struct ErrorReport {
     pub counted: bool,
 }
 
+/// Unix milliseconds now (0 if the clock is before 1970).
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

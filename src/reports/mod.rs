@@ -32,18 +32,30 @@ use repeats::Repeats;
 use served::ServedRecord;
 use share::Share;
 
+/// Why a report was refused (rendered at the edge as the original did).
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
+    /// The config is unknown, or memory and the store could not say.
     #[error(transparent)]
     Resolve(#[from] ResolveError),
+    /// Neither the config's secret nor its previous one within the grace.
     #[error("wrong secret")]
     WrongSecret,
+    /// The config is inactive.
     #[error("config `{0}` is inactive")]
     Inactive(String),
+    /// The version is neither the stable nor the gray one.
     #[error("version `{code_id}` is not a current version of config `{config_id}`")]
-    NotCurrent { config_id: String, code_id: String },
+    NotCurrent {
+        /// The config reported against.
+        config_id: String,
+        /// The version named.
+        code_id: String,
+    },
+    /// The version is already broken: nothing more to judge.
     #[error("version `{0}` is already marked broken")]
     Broken(String),
+    /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -51,12 +63,14 @@ pub enum ReportError {
 /// The rules that may change on reload.
 #[derive(Debug, Clone, Copy)]
 pub struct Rules {
+    /// When counted reports break a version.
     pub rule: BreakRule,
     /// Reports that cannot count stored per version and bucket, per node.
     pub max_ignored: u32,
 }
 
 impl Rules {
+    /// The rules `[reports]` sets.
     pub fn from_settings(reports: &crate::settings::Reports) -> Self {
         Self {
             rule: reports.break_rule(),
@@ -68,11 +82,14 @@ impl Rules {
 /// Who sent a report, owned.
 #[derive(Debug, Clone)]
 pub enum Reporter {
+    /// The native route's `device_id`.
     Device(String),
+    /// The original route's client address.
     Address(IpAddr),
 }
 
 impl Reporter {
+    /// As the served record and the repeats know it.
     pub fn source(&self) -> Source<'_> {
         match self {
             Self::Device(id) => Source::Device(id),
@@ -81,13 +98,21 @@ impl Reporter {
     }
 }
 
+/// A report as a route received it, checked for shape but not yet judged.
 pub struct ClientReport {
+    /// The config reported against.
     pub config_id: String,
+    /// The version reported against.
     pub code_id: String,
+    /// The secret the client presented.
     pub secret: String,
+    /// Who sent it.
     pub reporter: Reporter,
+    /// What went wrong, as the reporter saw it.
     pub kind: ReportKind,
+    /// When the client saw it, as it says.
     pub err_time: i64,
+    /// What the client said.
     pub message: String,
 }
 
@@ -114,10 +139,13 @@ pub struct Receipt {
 /// A version's reports as an operator reads them.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Summary {
+    /// The version summed up.
     pub code_id: String,
+    /// Whether it is marked broken.
     pub broken: bool,
     /// Counted reports ever (the original's error count).
     pub error_count: i64,
+    /// The window the figures below cover, in seconds.
     pub window_s: u64,
     /// Distinct devices served the version in the window, on every node
     /// this one can read.
@@ -129,8 +157,11 @@ pub struct Summary {
     /// What breaks it: `rate` with `min_sources` and `break_ratio`, or
     /// `count` with `break_threshold`.
     pub rule: String,
+    /// The rate rule's least sources (0 under `count`).
     pub min_sources: u64,
+    /// The rate rule's least share (0 under `count`).
     pub break_ratio: f64,
+    /// The count rule's threshold (0 under `rate`).
     pub break_threshold: u64,
     /// Reports received in the window, by kind and whether they counted.
     pub window: Vec<ReportCount>,
@@ -138,6 +169,7 @@ pub struct Summary {
     pub total: Vec<ReportCount>,
 }
 
+/// Judges client error reports; cloneable, shared by every request.
 #[derive(Clone)]
 pub struct ReportsHandle {
     inner: Arc<Inner>,
@@ -155,14 +187,20 @@ struct Inner {
 
 /// Where reports come from and where they go.
 pub struct Wiring {
+    /// Where reports are stored and breaks decided.
     pub store: Arc<dyn Store>,
+    /// The config, its secret and its current versions, from memory.
     pub cache: ConfigCacheHandle,
+    /// Announces a break like any change.
     pub releases: ReleasesHandle,
+    /// Who each version was served to.
     pub served: Arc<ServedRecord>,
+    /// Other nodes' served records, with Redis.
     pub share: Option<Arc<Share>>,
 }
 
 impl ReportsHandle {
+    /// Reports judged by `rules` until the next `set_rules`.
     pub fn new(wiring: Wiring, rules: Rules) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -177,6 +215,7 @@ impl ReportsHandle {
         }
     }
 
+    /// The rules from a settings reload.
     pub fn set_rules(&self, rules: Rules) {
         *self.inner.rules.writing() = rules;
     }
@@ -190,6 +229,9 @@ impl ReportsHandle {
         self.inner.served.record(code_id, sources, now_millis());
     }
 
+    /// Judges a report: refused (bad secret, not current, ...), or stored
+    /// and counted or not, or dropped past the caps; a counted one may
+    /// break the version, which is then announced.
     pub async fn report(&self, report: ClientReport) -> Result<Receipt, ReportError> {
         let arrived = Instant::now();
         let inner = &self.inner;
@@ -314,6 +356,7 @@ impl ReportsHandle {
         Some(self.inner.served.served_devices(code_id, now_millis()))
     }
 
+    /// A version's reports and served devices, for its operator.
     pub async fn summary(&self, config_id: &str, code_id: &str) -> Result<Summary, ReportError> {
         let version = self
             .inner

@@ -23,6 +23,7 @@ const MAX_SOURCES: usize = 200_000;
 /// not checked at all (outcome `storm`) until the next bucket.
 pub const MAX_CHECKS: u32 = 100_000;
 
+/// What this node took from each source, per version and bucket.
 pub struct Repeats {
     hasher: RandomState,
     state: Mutex<State>,
@@ -43,6 +44,7 @@ struct Taken {
     checks: u32,
 }
 
+/// A source's reports before this one, in this bucket on this node.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Seen {
     /// Reports from this source before this one, in this bucket.
@@ -58,6 +60,7 @@ impl Default for Repeats {
 }
 
 impl Repeats {
+    /// Nothing taken yet.
     pub fn new() -> Self {
         Self {
             hasher: RandomState::new(),
@@ -90,6 +93,8 @@ impl Repeats {
         before
     }
 
+    /// Remembers that `source` sent a candidate in this bucket: its further
+    /// reports are repeats.
     pub fn mark_candidate(&self, code_id: &str, source: &Source) {
         let key = self.hasher.hash_one(source);
         let mut state = self.state.locked();

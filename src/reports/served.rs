@@ -13,6 +13,8 @@ use super::sketch::{Part, Sketch, device_union};
 use crate::domain::health::{BUCKETS_IN_VIEW, Source, bucket};
 use crate::sync::{Locked, RwLocked};
 
+/// This node's record of who each version was served to, and the other
+/// nodes' as last read.
 pub struct ServedRecord {
     window_s: u64,
     /// Sources one sketch may hold (`reports.served_capacity`).
@@ -32,20 +34,27 @@ struct Bucket {
 /// The other nodes' sketches of one version, as last read: their parts by
 /// bucket.
 pub struct RemoteView {
+    /// When the read started: anything shared before then is in it.
     pub read_at: Instant,
+    /// Each part with its bucket.
     pub parts: Vec<(u64, Part)>,
 }
 
 /// A part of one version's sketch in one bucket, encoded to share with other
 /// nodes under its suffix (`sketch.rs`).
 pub struct Shared {
+    /// The version served.
     pub code_id: String,
+    /// The bucket of time.
     pub bucket: u64,
+    /// Which part (`sketch.rs`).
     pub suffix: String,
+    /// The part, encoded.
     pub bytes: Vec<u8>,
 }
 
 impl ServedRecord {
+    /// An empty record for `reports.window_s` and `reports.served_capacity`.
     pub fn new(window_s: u64, capacity: u64) -> Self {
         Self {
             window_s,
@@ -55,6 +64,7 @@ impl ServedRecord {
         }
     }
 
+    /// The window reports and served devices are counted over, in seconds.
     pub fn window_s(&self) -> u64 {
         self.window_s
     }
@@ -130,10 +140,12 @@ impl ServedRecord {
         union.estimate().round() as u64
     }
 
+    /// The other nodes' record of `code_id`, as last read.
     pub fn remote_view(&self, code_id: &str) -> Option<Arc<RemoteView>> {
         self.remote.locked().get(code_id).cloned()
     }
 
+    /// Replaces the other nodes' record of `code_id` with a newer read.
     pub fn set_remote_view(&self, code_id: &str, view: RemoteView) {
         let mut remote = self.remote.locked();
         remote.insert(code_id.to_owned(), Arc::new(view));

@@ -19,6 +19,7 @@ use crate::domain::model::now_millis;
 /// is judged on what this node knows.
 const MAX_WAITING: usize = 1024;
 
+/// This node's side of the served records in Redis.
 pub struct Share {
     redis: RedisCache,
     node: String,
@@ -32,6 +33,7 @@ pub struct Share {
 }
 
 impl Share {
+    /// Shares `record` through `redis` every `interval`, as a node of its own.
     pub fn new(redis: RedisCache, record: Arc<ServedRecord>, interval: Duration) -> Self {
         Self {
             redis,
@@ -121,6 +123,7 @@ impl Share {
         self.epoch + step * steps
     }
 
+    /// How often nodes share (`reports.share_ms`).
     pub fn interval(&self) -> Duration {
         self.interval
     }

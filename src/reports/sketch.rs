@@ -22,6 +22,7 @@ pub const HLL_LG_K: u8 = 12;
 pub const FALSE_POSITIVES: f64 = 1e-6;
 const FIRST_CAPACITY: u64 = 1024;
 
+/// One version's served sources in one bucket, on this node.
 pub struct Sketch {
     filters: Vec<Filter>,
     devices: HllSketch,
@@ -41,10 +42,14 @@ struct Filter {
 /// One shared part of a sketch, named by its field suffix: `d` for the
 /// devices' HLL, the filter's index for a Bloom filter.
 pub enum Part {
+    /// The devices served, counted.
     Devices(HllSketch),
+    /// One of the filters of sources served.
     Filter(BloomFilter),
 }
 
+/// A part another node shared that this one cannot read (another version of
+/// Vane, or damage); it is skipped.
 #[derive(Debug, thiserror::Error)]
 #[error("served sketch from another node is unreadable: {0}")]
 pub struct Unreadable(String);
@@ -65,6 +70,7 @@ impl Filter {
 }
 
 impl Sketch {
+    /// An empty sketch whose filters hold `cap` sources in all.
     pub fn new(cap: u64) -> Self {
         let cap = cap.max(1);
         Self {
@@ -96,10 +102,12 @@ impl Sketch {
         }
     }
 
+    /// Whether `source` was added (or, rarely, looks as if it was).
     pub fn contains(&self, source: &Source) -> bool {
         self.filters.iter().any(|f| f.bloom.contains(source))
     }
 
+    /// Adds the devices counted here to `union`.
     pub fn add_devices_to(&self, union: &mut HllUnion) {
         union.update(&self.devices);
     }
@@ -133,10 +141,12 @@ impl Sketch {
 }
 
 impl Part {
+    /// Whether this part is a filter that holds `source`.
     pub fn contains(&self, source: &Source) -> bool {
         matches!(self, Self::Filter(f) if f.contains(source))
     }
 
+    /// Adds the devices this part counts (if it counts any) to `union`.
     pub fn add_devices_to(&self, union: &mut HllUnion) {
         if let Self::Devices(hll) = self {
             union.update(hll);
@@ -144,6 +154,7 @@ impl Part {
     }
 }
 
+/// An empty union of device counts, of the sketches' precision.
 pub fn device_union() -> HllUnion {
     HllUnion::new(HLL_LG_K).expect("a valid lg_k")
 }

@@ -25,20 +25,34 @@ use crate::domain::params::ParamSpec;
 use crate::domain::rules::PlatformRules;
 use crate::domain::{Config, Lang, Meta, Version};
 
+/// Why a store call failed; rendered into a status and message at the edge.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// What was asked for does not exist.
     #[error("{0} not found")]
     NotFound(Missing),
+    /// What was to be created exists already.
     #[error("{0} already exists")]
     Exists(String),
+    /// A rollback with no earlier stable version to go to.
     #[error("config `{config_id}` has no earlier stable version to roll back to")]
-    NoRollbackTarget { config_id: String },
+    NoRollbackTarget {
+        /// The config asked to roll back.
+        config_id: String,
+    },
+    /// A rollback to a version that is marked broken.
     #[error("the earlier stable version `{code_id}` is marked broken; clear the mark before rolling back to it")]
-    RollbackTargetBroken { code_id: String },
+    RollbackTargetBroken {
+        /// The version a rollback would go to.
+        code_id: String,
+    },
+    /// The database refused a value (the message says which).
     #[error("{0}")]
     Invalid(String),
+    /// The database did not answer, or failed; the detail is for the log.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A stored value the domain cannot read.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }
@@ -46,17 +60,32 @@ pub enum StoreError {
 /// What a store call did not find, named for the message at the edge.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Missing {
+    /// A config, by id.
     #[error("config `{0}`")]
     Config(String),
+    /// A version of a config.
     #[error("version `{code_id}` of config `{config_id}`")]
-    Version { config_id: String, code_id: String },
+    Version {
+        /// The config it should belong to.
+        config_id: String,
+        /// The version's id.
+        code_id: String,
+    },
+    /// A test case, by id.
     #[error("test `{0}`")]
     Test(String),
+    /// A test case of a version.
     #[error("test `{test_id}` of version `{code_id}`")]
-    TestOf { code_id: String, test_id: String },
+    TestOf {
+        /// The version it should belong to.
+        code_id: String,
+        /// The test's id.
+        test_id: String,
+    },
 }
 
 impl Missing {
+    /// `Missing::Version` from borrowed ids.
     pub fn version(config_id: &str, code_id: &str) -> Self {
         Self::Version {
             config_id: config_id.to_owned(),
@@ -83,38 +112,63 @@ impl From<sqlx::Error> for StoreError {
 }
 
 #[derive(Debug, Clone)]
+/// A config to create.
 pub struct NewConfig {
+    /// Its id (`validate_config_id`).
     pub id: String,
+    /// For operators.
     pub description: String,
+    /// The client secret it starts with.
     pub secret: String,
 }
 
 #[derive(Debug, Clone)]
+/// A version to store, already checked (it compiles, its rules and schema
+/// are valid).
 pub struct NewVersion {
+    /// The config it belongs to.
     pub config_id: String,
+    /// The language of `source`.
     pub lang: Lang,
+    /// The body of a function of `p`.
     pub source: String,
+    /// Who may be served it.
     pub rules: Vec<PlatformRules>,
+    /// The params a request must carry.
     pub params: Vec<ParamSpec>,
+    /// The operator uploading it.
     pub created_by: String,
 }
 
 #[derive(Debug, Clone)]
+/// A test case to store (`TestCase` without its id and time).
 pub struct NewTestCase {
+    /// The config of its version.
     pub config_id: String,
+    /// The version it tests.
     pub code_id: String,
+    /// For operators.
     pub name: String,
+    /// The request metadata it runs with.
     pub meta: Meta,
+    /// The params it runs with.
     pub params: serde_json::Value,
+    /// The result it must give.
     pub expected: serde_json::Value,
 }
 
 #[derive(Debug, Clone)]
+/// A report to store (`ErrorReport` without its id, time and outcome).
 pub struct NewReport {
+    /// The config reported against.
     pub config_id: String,
+    /// The version reported against.
     pub code_id: String,
+    /// When the client saw it, as it says.
     pub err_time: i64,
+    /// What the client said.
     pub message: String,
+    /// What went wrong, as the reporter saw it.
     pub kind: ReportKind,
     /// `Source::key` of who sent it.
     pub source: String,
@@ -127,7 +181,9 @@ pub struct NewReport {
 /// How a counted report is judged (`domain::health`).
 #[derive(Debug, Clone, Copy)]
 pub struct Breaking {
+    /// When counted reports break a version.
     pub rule: BreakRule,
+    /// The window sources are counted over, in seconds.
     pub window_s: u64,
     /// Distinct devices served the version in the window, across nodes;
     /// `None` when other nodes' records could not be read, and the rate rule
@@ -138,12 +194,15 @@ pub struct Breaking {
 /// Where one config stands, as a poll reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revision {
+    /// The config.
     pub config_id: String,
+    /// Its revision now.
     pub revision: i64,
     /// Unix milliseconds of the last change.
     pub updated_at: i64,
 }
 
+/// What storing a report did.
 #[derive(Debug, Clone)]
 pub struct ReportOutcome {
     /// Whether this report counted toward breaking the version.
@@ -161,6 +220,7 @@ pub struct ReportOutcome {
 pub struct Broke {
     /// The config after the break (and the rollback, if there was one).
     pub config: Config,
+    /// Why it broke.
     pub evidence: Evidence,
     /// The broken version was stable and the release went back to this one.
     pub rolled_back_to: Option<String>,
@@ -169,37 +229,52 @@ pub struct Broke {
 /// Reports of one kind that did or did not count, in a span of time.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct ReportCount {
+    /// Their kind.
     pub kind: ReportKind,
+    /// Whether they counted toward breaking the version.
     pub counted: bool,
+    /// How many reports.
     pub reports: i64,
+    /// From how many distinct sources.
     pub sources: i64,
 }
 
+/// Durable state: configs, versions, the release log, test cases, reports.
+/// Every write that clients must see bumps the config's revision and
+/// appends a release event in the same transaction.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Succeeds when the store answers a trivial query.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Creates a config at revision 1 with a `created` event by `actor`.
     async fn create_config(&self, new: NewConfig, actor: &str) -> Result<Config, StoreError>;
+    /// A config by id, if it exists.
     async fn get_config(&self, id: &str) -> Result<Option<Config>, StoreError>;
     /// The revisions of the configs named that exist: what `cached: false`
     /// fetches ask, in one read for all the configs they wait on.
     async fn config_revisions(&self, ids: &[String]) -> Result<Vec<(String, i64)>, StoreError>;
     /// Every config's revision, for nodes that poll for changes.
     async fn revisions(&self) -> Result<Vec<Revision>, StoreError>;
+    /// Every config, by id.
     async fn list_configs(&self) -> Result<Vec<Config>, StoreError>;
     /// Changes what clients do not see (no revision bump, no event).
     async fn set_description(&self, id: &str, description: &str) -> Result<Config, StoreError>;
+    /// Stores a version under a new code id (versions never change after).
     async fn create_version(&self, new: NewVersion) -> Result<Version, StoreError>;
+    /// A version by code id, if it exists.
     async fn get_version(&self, code_id: &str) -> Result<Option<Version>, StoreError>;
+    /// A config's versions, oldest first.
     async fn list_versions(&self, config_id: &str) -> Result<Vec<Version>, StoreError>;
     /// Applies `change` atomically; a change to the state already in force is
     /// a no-op that returns the config unchanged.
     async fn apply(&self, config_id: &str, change: Change, actor: &str) -> Result<Config, StoreError>;
     /// The release log, newest first.
     async fn list_events(&self, config_id: &str) -> Result<Vec<ReleaseEvent>, StoreError>;
+    /// Stores a test case of a version of the config.
     async fn create_test(&self, new: NewTestCase) -> Result<TestCase, StoreError>;
     /// A version's test cases, oldest first.
     async fn list_tests(&self, code_id: &str) -> Result<Vec<TestCase>, StoreError>;
+    /// A test case by id, if it exists.
     async fn get_test(&self, test_id: &str) -> Result<Option<TestCase>, StoreError>;
     /// Whether there was such a test to delete.
     async fn delete_test(&self, test_id: &str) -> Result<bool, StoreError>;
