@@ -16,33 +16,55 @@ pub use reports::Reports;
 pub use sandbox::{Isolation, PausedJobs, Sandbox};
 
 #[derive(Debug, thiserror::Error)]
+/// Why settings were refused; start-up stops with the message.
 pub enum SettingsError {
+    /// `--config` named a file that is not there.
     #[error("settings file {0} does not exist")]
     MissingFile(PathBuf),
+    /// The file or an environment variable could not be read as settings.
     #[error("invalid settings: {0}")]
     Parse(String),
+    /// A value out of its range, named by its key.
     #[error("invalid setting `{key}`: {reason}")]
-    Invalid { key: &'static str, reason: String },
+    Invalid {
+        /// `section.key`.
+        key: &'static str,
+        /// What the value must be.
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+/// Every setting, by section, as `config.toml` documents them.
 pub struct Settings {
+    /// `[server]`: the listener and request limits.
     pub server: Server,
+    /// `[store]`: the database and how fetches wait on it.
     pub store: Store,
+    /// `[redis]`: the shared cache and the change bus.
     pub redis: Redis,
+    /// `[auth]`: admin tokens and the secret grace.
     pub auth: Auth,
+    /// `[push]`: WebSocket subscribers.
     pub push: Push,
+    /// `[tests]`: the original test route's secret.
     pub tests: Tests,
+    /// `[reports]`: when client reports break a version.
     pub reports: Reports,
+    /// `[sandbox]`: the evaluator pool and its limits.
     pub sandbox: Sandbox,
+    /// `[playground]`: the playground routes.
     pub playground: Playground,
+    /// `[log]`: level and format.
     pub log: Log,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+/// `[server]`.
 pub struct Server {
+    /// Address and port to listen on.
     pub listen: SocketAddr,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
@@ -70,8 +92,11 @@ impl Default for Server {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+/// `[store]`.
 pub struct Store {
+    /// `sqlite://path` or `postgres://...`.
     pub url: String,
+    /// Connections in the pool.
     pub max_connections: u32,
     /// The longest a fetch waits on the store: a `cached: false` fetch is then
     /// answered from the last known state, and a fetch of a config not in
@@ -98,14 +123,17 @@ impl Default for Store {
 }
 
 impl Store {
+    /// `wait_ms`.
     pub fn wait(&self) -> Duration {
         Duration::from_millis(self.wait_ms)
     }
 
+    /// `revision_read_gap_ms`.
     pub fn revision_read_gap(&self) -> Duration {
         Duration::from_millis(self.revision_read_gap_ms)
     }
 
+    /// `poll_ms`.
     pub fn poll(&self) -> Duration {
         Duration::from_millis(self.poll_ms)
     }
@@ -113,6 +141,7 @@ impl Store {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+/// `[redis]`.
 pub struct Redis {
     /// Empty: one node, no shared cache, no change bus.
     pub url: String,
@@ -142,14 +171,17 @@ impl Default for Redis {
 }
 
 impl Redis {
+    /// Whether a Redis is configured.
     pub fn enabled(&self) -> bool {
         !self.url.is_empty()
     }
 
+    /// `timeout_ms`.
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
     }
 
+    /// `reconcile_interval_ms`.
     pub fn reconcile_interval(&self) -> Duration {
         Duration::from_millis(self.reconcile_interval_ms)
     }
@@ -157,6 +189,7 @@ impl Redis {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+/// `[auth]`.
 pub struct Auth {
     /// Entries are `name=token` or a bare token; an empty list makes the
     /// service generate one at first start.
@@ -176,6 +209,7 @@ impl Default for Auth {
 }
 
 impl Auth {
+    /// `secret_grace_s`.
     pub fn secret_grace(&self) -> Duration {
         Duration::from_secs(self.secret_grace_s)
     }
@@ -183,9 +217,13 @@ impl Auth {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+/// `[push]`.
 pub struct Push {
+    /// The `Secret` of the original `POST /update/{id}`.
     pub update_secret: String,
+    /// How often each socket is pinged.
     pub ping_interval_ms: u64,
+    /// How long past a ping's interval a silent socket is kept.
     pub pong_timeout_ms: u64,
     /// A client whose socket accepts nothing for this long is disconnected.
     pub write_timeout_ms: u64,
@@ -206,14 +244,17 @@ impl Default for Push {
 }
 
 impl Push {
+    /// `ping_interval_ms`.
     pub fn ping_interval(&self) -> Duration {
         Duration::from_millis(self.ping_interval_ms)
     }
 
+    /// `pong_timeout_ms`.
     pub fn pong_timeout(&self) -> Duration {
         Duration::from_millis(self.pong_timeout_ms)
     }
 
+    /// `write_timeout_ms`.
     pub fn write_timeout(&self) -> Duration {
         Duration::from_millis(self.write_timeout_ms)
     }
@@ -221,18 +262,23 @@ impl Push {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+/// `[tests]`.
 pub struct Tests {
+    /// The `Secret` of the original `GET /test/{id}`.
     pub secret: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+/// `[playground]`.
 pub struct Playground {
+    /// The playground routes need no admin token.
     pub open: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+/// `[log]`.
 pub struct Log {
     /// A tracing filter directive, e.g. `info` or `vane=debug,info`.
     pub level: String,
@@ -271,6 +317,7 @@ impl Settings {
         Ok(settings)
     }
 
+    /// Checks every value's range; the first one out names its key.
     pub fn validate(&self) -> Result<(), SettingsError> {
         let invalid = |key, reason: &str| {
             Err(SettingsError::Invalid {
@@ -361,6 +408,7 @@ impl Settings {
         Ok(())
     }
 
+    /// `server.call_timeout_ms`.
     pub fn call_timeout(&self) -> Duration {
         Duration::from_millis(self.server.call_timeout_ms)
     }
