@@ -20,47 +20,59 @@ use crate::domain::rules::{self, RuleError};
 use crate::domain::{Config, ConfigStatus, Lang, Version};
 use crate::store::{Missing, NewConfig, NewTestCase, NewVersion, Store, StoreError};
 
+/// Why a management operation was refused; rendered at the edge.
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
+    /// A bad value in the request (the message says which).
     #[error("{0}")]
     Invalid(String),
+    /// An uploaded rule is malformed.
     #[error(transparent)]
     Rule(#[from] RuleError),
+    /// An uploaded parameter schema is malformed.
     #[error(transparent)]
     Schema(#[from] ParamError),
+    /// The source does not compile, or the pool could not check it.
     #[error(transparent)]
     Eval(#[from] EvalError),
+    /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Publishing was refused because stored tests failed.
     #[error("{} of the version's {} tests failed; publish with `force: true` to override", .0.failed, .0.failed + .0.passed)]
     TestsFailed(TestRun),
-    #[error("{message}")]
-    Forbidden { code: &'static str, message: String },
-    #[error("{message}")]
-    Refused { code: &'static str, message: String },
 }
 
 /// Changes announced but not yet taken by a slow listener are dropped past
 /// this; listeners then catch up by revision.
 const CHANGE_BACKLOG: usize = 1024;
 
+/// A test case as uploaded for a version.
 pub struct NewTest {
+    /// For operators.
     pub name: String,
+    /// The request metadata it runs with.
     pub meta: Meta,
+    /// The params it runs with (must be a JSON object).
     pub params: serde_json::Value,
+    /// The result it must give.
     pub expected: serde_json::Value,
 }
 
 /// A version as uploaded: rules and schema still raw JSON, so that a bad
 /// entry is refused with its position.
 pub struct VersionUpload {
+    /// The language of `source`.
     pub lang: Lang,
+    /// The body of a function of `p`.
     pub source: String,
+    /// Who may be served it, as uploaded.
     pub rules: Vec<serde_json::Value>,
+    /// The params a request must carry, as uploaded.
     pub params: Vec<serde_json::Value>,
 }
 
+/// The management operations, behind a cloneable handle.
 #[derive(Clone)]
 pub struct ReleasesHandle {
     store: Arc<dyn Store>,
@@ -71,6 +83,7 @@ pub struct ReleasesHandle {
 }
 
 impl ReleasesHandle {
+    /// The service over `store`, refreshing `cache` and announcing changes.
     pub fn new(
         store: Arc<dyn Store>,
         cache: ConfigCacheHandle,
@@ -121,6 +134,7 @@ impl ReleasesHandle {
         });
     }
 
+    /// Creates a config with a fresh secret, and announces it.
     pub async fn create_config(&self, id: String, description: String, actor: &str) -> Result<Config, ReleaseError> {
         validate_config_id(&id).map_err(ReleaseError::Invalid)?;
         let secret = crate::secrets::random_token();
@@ -139,6 +153,7 @@ impl ReleasesHandle {
         Ok(config)
     }
 
+    /// A config from the store.
     pub async fn config(&self, id: &str) -> Result<Config, ReleaseError> {
         self.store
             .get_config(id)
@@ -146,6 +161,7 @@ impl ReleasesHandle {
             .ok_or_else(|| StoreError::NotFound(Missing::Config(id.to_owned())).into())
     }
 
+    /// Every config, from the store.
     pub async fn configs(&self) -> Result<Vec<Config>, ReleaseError> {
         Ok(self.store.list_configs().await?)
     }
@@ -191,6 +207,7 @@ impl ReleasesHandle {
         Ok(self.store.create_version(new).await?)
     }
 
+    /// A version of the config.
     pub async fn version(&self, config_id: &str, code_id: &str) -> Result<Version, ReleaseError> {
         match self.store.get_version(code_id).await? {
             Some(v) if v.config_id == config_id => Ok(v),
@@ -198,6 +215,7 @@ impl ReleasesHandle {
         }
     }
 
+    /// The config's versions, oldest first.
     pub async fn versions(&self, config_id: &str) -> Result<Vec<Version>, ReleaseError> {
         self.config(config_id).await?;
         Ok(self.store.list_versions(config_id).await?)
@@ -239,6 +257,7 @@ impl ReleasesHandle {
         self.apply(config_id, change, actor).await
     }
 
+    /// Stores a test case for a version of the config.
     pub async fn create_test(&self, config_id: &str, code_id: &str, test: NewTest) -> Result<TestCase, ReleaseError> {
         if !test.params.is_object() {
             return Err(ReleaseError::Invalid("`params` must be a JSON object".into()));
@@ -254,11 +273,13 @@ impl ReleasesHandle {
         Ok(self.store.create_test(new).await?)
     }
 
+    /// A version's test cases.
     pub async fn tests(&self, config_id: &str, code_id: &str) -> Result<Vec<TestCase>, ReleaseError> {
         self.version(config_id, code_id).await?;
         Ok(self.store.list_tests(code_id).await?)
     }
 
+    /// Deletes a test case of a version of the config.
     pub async fn delete_test(&self, config_id: &str, code_id: &str, test_id: &str) -> Result<(), ReleaseError> {
         match self.store.get_test(test_id).await? {
             Some(t) if t.config_id == config_id && t.code_id == code_id => {
@@ -273,6 +294,7 @@ impl ReleasesHandle {
         }
     }
 
+    /// Runs a version's stored tests through the pool.
     pub async fn run_tests(&self, config_id: &str, code_id: &str) -> Result<TestRun, ReleaseError> {
         let version = Arc::new(self.version(config_id, code_id).await?);
         let cases = self.store.list_tests(code_id).await?;
@@ -301,6 +323,7 @@ impl ReleasesHandle {
         Ok(config)
     }
 
+    /// The config's release log, newest first.
     pub async fn events(&self, config_id: &str) -> Result<Vec<ReleaseEvent>, ReleaseError> {
         self.config(config_id).await?;
         Ok(self.store.list_events(config_id).await?)

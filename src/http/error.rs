@@ -264,8 +264,6 @@ impl From<ReleaseError> for ApiError {
                 message,
                 results: serde_json::to_value(&run).unwrap_or_default(),
             },
-            ReleaseError::Forbidden { code, .. } => Self::forbidden(code, message),
-            ReleaseError::Refused { code, .. } => Self::bad_request(code, message),
         }
     }
 }
