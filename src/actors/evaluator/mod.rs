@@ -43,6 +43,7 @@ mod evaluator;
 mod link;
 mod memo;
 mod process;
+mod settings;
 mod stats;
 mod thread;
 
@@ -65,13 +66,15 @@ use tokio::sync::{oneshot, watch};
 use super::Slot;
 use crate::domain::params::{self, ParamError};
 use crate::domain::{Lang, Version};
-use crate::engine::{EngineError, Limits};
+use crate::engine::EngineError;
 use crate::settings::{PausedJobs, Sandbox};
 pub use evaluator::Evaluator;
 use evaluator::EvaluatorBuilder;
 pub use process::ProcessSettings;
+pub use settings::{LiveSettings, PoolSettings};
 pub use stats::{Count, PoolSnapshot, PoolStats, WorkerInfo, WorkerState};
 
+/// What the pool (a ractor factory) takes.
 pub type PoolMsg = FactoryMessage<(), EvalJob>;
 
 /// What an Evaluator is asked to do.
@@ -80,22 +83,32 @@ pub enum Work {
     /// Runs a stored version. Versions are immutable, so its compiled code
     /// and memoized results never go stale: nothing here is ever "fresh".
     Run {
+        /// The version to run.
         version: Arc<Version>,
+        /// The request's params, checked against its schema first.
         params: serde_json::Value,
     },
+    /// Compiles an uploaded source, to refuse one that does not compile.
     Check {
+        /// Its language.
         lang: Lang,
+        /// The source.
         source: String,
     },
     /// Runs a source that is not a stored version (the playground).
     Try {
+        /// Its language.
         lang: Lang,
+        /// The source.
         source: String,
+        /// The params to run it with.
         params: serde_json::Value,
     },
 }
 
+/// One job in the pool's queue.
 pub struct EvalJob {
+    /// What to do.
     pub work: Work,
     /// Taken by whoever answers: the Evaluator's link, or the discard handler.
     pub reply: Option<oneshot::Sender<Result<Box<RawValue>, EvalError>>>,
@@ -113,98 +126,36 @@ impl std::fmt::Debug for EvalJob {
     }
 }
 
+/// Why an evaluation gave no result; rendered at the edge.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EvalError {
     /// The script's own failure: compile, runtime or a limit it hit.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The request's params do not fit the version's schema.
     #[error(transparent)]
     Params(#[from] ParamError),
     /// Killed from outside after running past its deadline plus grace.
     #[error("deadline exceeded: evaluation ran past {deadline_ms} ms and was stopped")]
-    Killed { deadline_ms: u64 },
+    Killed {
+        /// The deadline it ran past.
+        deadline_ms: u64,
+    },
     /// The worker process died under the script, e.g. by exhausting memory.
     #[error("the sandbox process died: {0}")]
     Crashed(String),
+    /// Shed: the queue is at `sandbox.queue_bound` (503).
     #[error("evaluation queue is full")]
     Overloaded,
+    /// Waited in the queue past `sandbox.queue_wait_ms` (503).
     #[error("request waited in the evaluation queue past its deadline")]
     Expired,
+    /// No worker could take it (the detail is logged at the edge).
     #[error("evaluator unavailable: {0}")]
     Unavailable(String),
+    /// No answer within the caller's limit.
     #[error("evaluation did not finish in time")]
     Timeout,
-}
-
-/// What every Evaluator is started with.
-#[derive(Debug, Clone)]
-pub struct PoolSettings {
-    pub process: ProcessSettings,
-    pub limits: Limits,
-    pub kill_grace: Duration,
-    /// How long a job may wait in the queue before it is answered 503.
-    pub queue_wait: Duration,
-    /// Compile checks of uploads may take longer than a request's deadline.
-    pub check_limit: Duration,
-    pub recycle_after_runs: u64,
-    pub recycle_rss_bytes: u64,
-    pub workers: usize,
-    pub queue_bound: usize,
-    pub paused_jobs: PausedJobs,
-    /// Remembered Starlark results; read once when the pool starts.
-    pub memo_entries: usize,
-    /// Most jobs a worker holds at once, and about how much work.
-    pub pipeline_depth: usize,
-    pub pipeline_budget: Duration,
-    pub stats: Arc<PoolStats>,
-}
-
-/// The pool's settings as they are now: Evaluators read them per job, so a
-/// reload reaches them without a restart (a new memory cap reaches new worker
-/// processes).
-pub type LiveSettings = Arc<watch::Sender<Arc<PoolSettings>>>;
-
-impl PoolSettings {
-    pub fn live(sandbox: &Sandbox, stats: Arc<PoolStats>) -> LiveSettings {
-        Arc::new(watch::Sender::new(Arc::new(Self::from_sandbox(sandbox, stats))))
-    }
-
-    pub fn from_sandbox(sandbox: &Sandbox, stats: Arc<PoolStats>) -> Self {
-        Self {
-            process: ProcessSettings {
-                exe: sandbox.worker_exe(),
-                memory_bytes: sandbox.memory_mb << 20,
-                code_cache_entries: sandbox.code_cache_entries,
-                isolation: sandbox.isolation,
-            },
-            limits: Limits {
-                deadline_ms: sandbox.deadline_ms,
-                heap_bytes: (sandbox.memory_mb as usize) << 19,
-                ..Limits::default()
-            },
-            kill_grace: sandbox.kill_grace(),
-            queue_wait: sandbox.queue_wait(),
-            check_limit: (sandbox.deadline() * 10).max(Duration::from_secs(2)),
-            recycle_after_runs: sandbox.recycle_after_runs,
-            recycle_rss_bytes: sandbox.recycle_rss_bytes(),
-            workers: sandbox.worker_count(),
-            queue_bound: sandbox.queue_bound,
-            paused_jobs: sandbox.paused_jobs,
-            memo_entries: sandbox.memo_entries,
-            pipeline_depth: sandbox.pipeline_depth,
-            pipeline_budget: Duration::from_millis(sandbox.pipeline_budget_ms),
-            stats,
-        }
-    }
-
-    pub fn deadline(&self) -> Duration {
-        Duration::from_millis(self.limits.deadline_ms)
-    }
-
-    /// Longest a caller waits: queue wait + run + kill grace + respawn margin.
-    fn wait_limit(&self) -> Duration {
-        self.queue_wait + self.deadline() + self.kill_grace + Duration::from_secs(2)
-    }
 }
 
 /// Answers discarded jobs so their callers learn why at once.
@@ -231,6 +182,7 @@ impl DiscardHandler<(), EvalJob> for Discarder {
     }
 }
 
+/// Starts the pool linked to `supervisor`, with its Evaluators.
 pub async fn spawn(live: &LiveSettings, supervisor: ActorCell) -> Result<ActorRef<PoolMsg>, SpawnErr> {
     let current = live.borrow().clone();
     let factory = Factory::<
@@ -268,7 +220,9 @@ fn discard_settings(queue_bound: usize) -> DiscardSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Gate {
+    /// Jobs run.
     Open,
+    /// Jobs wait (or are shed, per `sandbox.paused_jobs`) until resumed.
     Paused,
     /// Shutting down: new jobs are refused, queued ones finish.
     Draining,
@@ -277,11 +231,16 @@ pub enum Gate {
 /// The pool as an operator sees it.
 #[derive(Debug, Clone, Serialize)]
 pub struct PoolStatus {
+    /// Whether it takes jobs.
     pub gate: Gate,
+    /// Evaluators, each with its worker.
     pub workers: usize,
+    /// Jobs waiting for an Evaluator.
     pub queued: usize,
+    /// Its counters.
     #[serde(flatten)]
     pub counts: PoolSnapshot,
+    /// Each worker's state.
     pub worker_list: Vec<WorkerInfo>,
 }
 
@@ -296,6 +255,7 @@ pub struct EvaluatorPoolHandle {
 }
 
 impl EvaluatorPoolHandle {
+    /// The handle of the pool in `slot`, with the settings it was started with.
     pub fn new(slot: Slot<PoolMsg>, live: LiveSettings) -> Self {
         let stats = live.borrow().stats.clone();
         let memo = memo::Memo::new(live.borrow().memo_entries).map(Arc::new);
@@ -423,6 +383,7 @@ impl EvaluatorPoolHandle {
         self.gate.send_if_modified(|g| replace_unless_draining(g, Gate::Paused));
     }
 
+    /// Opens the gate after a pause.
     pub fn resume(&self) {
         self.gate.send_if_modified(|g| replace_unless_draining(g, Gate::Open));
     }
@@ -457,6 +418,7 @@ impl EvaluatorPoolHandle {
         tokio::time::timeout(limit, idle).await.is_ok()
     }
 
+    /// The pool as an operator sees it.
     pub async fn status(&self) -> Result<PoolStatus, EvalError> {
         let queued = self.queue_depth().await?;
         let gate = *self.gate.borrow();
@@ -476,10 +438,12 @@ impl EvaluatorPoolHandle {
             .map_err(|e| EvalError::Unavailable(e.to_string()))
     }
 
+    /// Its counters, without asking the pool.
     pub fn stats(&self) -> PoolSnapshot {
         self.stats.snapshot()
     }
 
+    /// Whether the pool actor runs.
     pub fn is_alive(&self) -> bool {
         self.slot.is_alive()
     }
