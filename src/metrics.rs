@@ -12,30 +12,55 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::actors::names::ActorName;
 
+/// Requests answered, by route and status.
 pub const HTTP_REQUESTS: &str = "vane_http_requests_total";
+/// Time to answer a request, by route.
 pub const HTTP_SECONDS: &str = "vane_http_request_duration_seconds";
+/// Messages waiting for an actor that counts its mailbox.
 pub const ACTOR_MAILBOX: &str = "vane_actor_mailbox_depth";
+/// Messages an actor handled.
 pub const ACTOR_MESSAGES: &str = "vane_actor_messages_total";
+/// Time an actor took per message.
 pub const ACTOR_SECONDS: &str = "vane_actor_handle_seconds";
+/// Restarts of a supervised actor.
 pub const ACTOR_RESTARTS: &str = "vane_actor_restarts_total";
+/// Time a worker took per evaluation, by language.
 pub const EVAL_SECONDS: &str = "vane_eval_duration_seconds";
+/// Jobs waiting for an Evaluator.
 pub const POOL_QUEUED: &str = "vane_pool_queued";
+/// Jobs in workers' hands.
 pub const POOL_RUNNING: &str = "vane_pool_running";
+/// Evaluators in the pool.
 pub const POOL_WORKERS: &str = "vane_pool_workers";
+/// Jobs by outcome (finished, shed, expired, killed, ...).
 pub const POOL_JOBS: &str = "vane_pool_jobs_total";
+/// Resident memory of each worker process.
 pub const WORKER_RSS: &str = "vane_pool_worker_rss_bytes";
+/// Cache hits, by layer (memory, redis, result).
 pub const CACHE_HITS: &str = "vane_cache_hits_total";
+/// Cache misses, by layer.
 pub const CACHE_MISSES: &str = "vane_cache_misses_total";
+/// Failed calls to the Redis cache.
 pub const CACHE_ERRORS: &str = "vane_cache_errors_total";
+/// Open push sockets.
 pub const PUSH_CONNECTIONS: &str = "vane_push_connections";
+/// Configs followed over all sockets.
 pub const PUSH_SUBSCRIPTIONS: &str = "vane_push_subscriptions";
+/// Change notices sent to sockets.
 pub const PUSH_NOTICES: &str = "vane_push_notices_total";
+/// Push sockets dropped because writing to them failed or timed out.
 pub const PUSH_DROPPED: &str = "vane_push_dropped_clients_total";
+/// Time from a change on one node to its arrival on this one.
 pub const BUS_LAG_MS: &str = "vane_bus_lag_ms";
+/// Change bus events, by kind (published, received, polls, ...).
 pub const BUS_EVENTS: &str = "vane_bus_events_total";
+/// Reads of configs' revisions for `cached: false` fetches.
 pub const REVISION_READS: &str = "vane_store_revision_reads_total";
+/// How `cached: false` fetches were answered (current, reloaded, stale).
 pub const FRESH_FETCHES: &str = "vane_fresh_fetches_total";
+/// Client error reports, by outcome (see `report`).
 pub const REPORTS: &str = "vane_reports_total";
+/// Versions broken by reports, and whether a rollback followed.
 pub const BROKEN_BY_REPORTS: &str = "vane_versions_broken_by_reports_total";
 
 /// How often histograms are compacted.
@@ -86,6 +111,7 @@ pub fn requests() -> (u64, u64) {
     (REQUESTS.load(Ordering::Relaxed), REQUEST_MICROS.load(Ordering::Relaxed))
 }
 
+/// A request was answered after `took`.
 pub fn request_served(took: Duration) {
     REQUESTS.fetch_add(1, Ordering::Relaxed);
     REQUEST_MICROS.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
@@ -118,6 +144,7 @@ pub fn handled(actor: ActorName, started: Instant) {
     histogram!(ACTOR_SECONDS, "actor" => actor.as_str()).record(started.elapsed().as_secs_f64());
 }
 
+/// The supervisor restarted `actor`.
 pub fn restarted(actor: ActorName) {
     counter!(ACTOR_RESTARTS, "actor" => actor.as_str()).increment(1);
 }
@@ -126,6 +153,7 @@ pub fn restarted(actor: ActorName) {
 // name and labels every time. They are registered on first use, after the
 // app installed the recorder.
 
+/// A worker ran a `lang` evaluation in `took`.
 pub fn evaluated(lang: &'static str, took: Duration) {
     static STARLARK: LazyLock<Histogram> = LazyLock::new(|| histogram!(EVAL_SECONDS, "lang" => "starlark"));
     static JAVASCRIPT: LazyLock<Histogram> = LazyLock::new(|| histogram!(EVAL_SECONDS, "lang" => "javascript"));
@@ -136,16 +164,19 @@ pub fn evaluated(lang: &'static str, took: Duration) {
     }
 }
 
+/// A push socket was dropped because writing to it failed or timed out.
 pub fn dropped_push_client() {
     counter!(PUSH_DROPPED).increment(1);
 }
 
+/// The Starlark result memo was asked.
 pub fn result_cache(hit: bool) {
     static HITS: LazyLock<Counter> = LazyLock::new(|| counter!(CACHE_HITS, "layer" => "result"));
     static MISSES: LazyLock<Counter> = LazyLock::new(|| counter!(CACHE_MISSES, "layer" => "result"));
     if hit { &HITS } else { &MISSES }.increment(1);
 }
 
+/// The ConfigCache's published entries were asked.
 pub fn memory_cache(hit: bool) {
     static HITS: LazyLock<Counter> = LazyLock::new(|| counter!(CACHE_HITS, "layer" => "memory"));
     static MISSES: LazyLock<Counter> = LazyLock::new(|| counter!(CACHE_MISSES, "layer" => "memory"));
@@ -169,6 +200,7 @@ pub enum Freshness {
     Stale,
 }
 
+/// A `cached: false` fetch was answered so.
 pub fn fresh_fetch(outcome: Freshness) {
     static CURRENT: LazyLock<Counter> = LazyLock::new(|| counter!(FRESH_FETCHES, "outcome" => "current"));
     static RELOADED: LazyLock<Counter> = LazyLock::new(|| counter!(FRESH_FETCHES, "outcome" => "reloaded"));
