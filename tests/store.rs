@@ -262,6 +262,24 @@ async fn history_health_and_tests(backend: Backend) {
         store.add_report(report("nope", 1), &COUNT_3).await,
         Err(StoreError::NotFound(_))
     ));
+    // A report that cannot count is stored as such, and counts nothing.
+    let ignored = NewReport {
+        candidate: false,
+        ..report(v1, 5)
+    };
+    let outcome = store.add_report(ignored, &COUNT_3).await.unwrap();
+    assert_eq!((outcome.counted, outcome.broke.is_none()), (false, true));
+    let newest = &store.list_reports(v1, 1).await.unwrap()[0];
+    assert_eq!((newest.err_time, newest.counted), (5, false));
+    assert_eq!(store.get_version(v1).await.unwrap().unwrap().error_count, 4);
+    let stray = NewReport {
+        candidate: false,
+        ..report("nope", 1)
+    };
+    assert!(matches!(
+        store.add_report(stray, &COUNT_3).await,
+        Err(StoreError::NotFound(_))
+    ));
 
     // A broken version is not a rollback target until its mark is cleared.
     store.apply("app", release(v2), "ops").await.unwrap();

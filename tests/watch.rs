@@ -197,6 +197,9 @@ async fn a_bad_render_or_a_failing_check_leaves_the_file_and_is_reported() {
     assert!(status.is_success());
     let failed_again = || async { counters.failures.load(std::sync::atomic::Ordering::Relaxed) > failures };
     assert!(eventually(WAIT, failed_again).await);
+    // The agent reports after counting the failure: give a repeat report
+    // time to land before asserting there is none.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(reports(&app, &refused).await.len(), 1);
     agent.abort();
     app.stop().await;

@@ -17,13 +17,11 @@ use super::Counters;
 use super::config::Resource;
 use super::files::{Applied, ApplyError, Target};
 use super::render::render;
-use crate::domain::health::ReportKind;
+use crate::domain::health::{MAX_MESSAGE_BYTES, ReportKind};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const HTTP_LIMIT: Duration = Duration::from_secs(10);
-/// What Vane keeps of a report's message.
-const MAX_REPORT_BYTES: usize = 8192;
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -250,7 +248,7 @@ impl Watcher {
             self.resource.server, self.resource.config_id
         );
         let mut message = format!("vane watch ({}): {message}", self.resource.name);
-        truncate_at_char(&mut message, MAX_REPORT_BYTES);
+        truncate_at_char(&mut message, MAX_MESSAGE_BYTES);
         let body = json!({"code_id": code_id, "device_id": self.resource.meta.device_id,
                           "kind": kind, "message": message.replace('\0', "")});
         let sent = self

@@ -11,6 +11,10 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+/// The longest report message kept, in bytes: enough for a stack trace's
+/// top. Longer ones are refused, so senders cut theirs to fit.
+pub const MAX_MESSAGE_BYTES: usize = 8192;
+
 /// What went wrong, as the reporter saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -143,15 +147,22 @@ pub struct Tally {
     pub window_s: u64,
 }
 
-/// The evidence that breaks the version, if the tally is enough.
-pub fn judge(rule: BreakRule, tally: Tally) -> Option<Evidence> {
-    // Served devices are an estimate, and compatible reports count client
-    // addresses: never report a share above one.
-    let served = tally.served_devices.max(tally.counted_sources);
+/// The served devices as judged, and the share of them that reported.
+/// Served devices are an estimate, and compatible reports count client
+/// addresses: the served count is never below the counted sources, so the
+/// share never passes one.
+pub fn share(counted_sources: u64, served_devices: u64) -> (u64, f64) {
+    let served = served_devices.max(counted_sources);
     let ratio = match served {
         0 => 0.0,
-        n => tally.counted_sources as f64 / n as f64,
+        n => counted_sources as f64 / n as f64,
     };
+    (served, ratio)
+}
+
+/// The evidence that breaks the version, if the tally is enough.
+pub fn judge(rule: BreakRule, tally: Tally) -> Option<Evidence> {
+    let (served, ratio) = share(tally.counted_sources, tally.served_devices);
     let (broken, rule_name, required_sources, required_ratio) = match rule {
         BreakRule::Rate {
             min_sources,

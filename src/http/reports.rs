@@ -12,14 +12,12 @@ use super::AppState;
 use super::auth::secret_header;
 use super::error::{ApiError, CompatError};
 use super::extract::{Body, ClientAddress, CompatBody};
-use crate::domain::health::ReportKind;
+use crate::domain::health::{MAX_MESSAGE_BYTES, ReportKind};
 use crate::domain::model::{ErrorReport, now_millis};
 use crate::reports::{ClientReport, Receipt, Reporter, Summary};
 
 /// Reports kept per listing at most.
 const MAX_LISTED: i64 = 1000;
-/// The longest message stored, in bytes: enough for a stack trace's top.
-pub const MAX_MESSAGE_BYTES: usize = 8192;
 const MAX_DEVICE_ID_BYTES: usize = 256;
 
 pub fn client_routes() -> Router<AppState> {

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use crate::actors::config_cache::{ConfigCacheHandle, ResolveError};
 use crate::actors::releases::ReleasesHandle;
 use crate::domain::ConfigStatus;
-use crate::domain::health::{BreakRule, ReportKind, Source};
+use crate::domain::health::{BreakRule, ReportKind, Source, share};
 use crate::domain::model::{ErrorReport, now_millis};
 use crate::metrics;
 use crate::store::{Breaking, Missing, NewReport, ReportCount, Store, StoreError};
@@ -116,6 +116,36 @@ pub struct ClientReport {
     pub message: String,
 }
 
+/// Whether a report counted, or why not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// It counted toward breaking the version.
+    Counted,
+    /// Its kind is not the version's fault (`render`, `reload`).
+    Kind,
+    /// Its source was not served the version recently.
+    NotServed,
+    /// Its source already reported in this window.
+    Repeat,
+    /// This node checked as many unknown sources for the version as it will
+    /// in this half window.
+    Storm,
+}
+
+impl Reason {
+    /// As metrics label it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Counted => "counted",
+            Self::Kind => "kind",
+            Self::NotServed => "not_served",
+            Self::Repeat => "repeat",
+            Self::Storm => "storm",
+        }
+    }
+}
+
 /// What became of a report, as the native route answers it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Receipt {
@@ -123,12 +153,8 @@ pub struct Receipt {
     pub counted: bool,
     /// It was stored for the operator.
     pub stored: bool,
-    /// `counted`, or why not: `kind` (not the version's fault), `not_served`
-    /// (the source was not served the version recently), `repeat` (the
-    /// source already reported in this window), `storm` (this node checked
-    /// as many unknown sources for the version as it will in this half
-    /// window).
-    pub reason: &'static str,
+    /// `counted`, or why not.
+    pub reason: Reason,
     /// This report broke the version.
     pub broke: bool,
     /// ... and the release went back to this version.
@@ -262,21 +288,21 @@ impl ReportsHandle {
         // The original's count takes every report; the rate takes a source
         // once per window, and only one the version was served to.
         let rate = matches!(rules.rule, BreakRule::Rate { .. });
-        let reason = if !report.kind.counts() {
-            "kind"
+        let ignored = if !report.kind.counts() {
+            Some(Reason::Kind)
         } else if rate && seen.candidate {
-            "repeat"
+            Some(Reason::Repeat)
         } else if rate && !inner.repeats.may_check(&report.code_id) {
-            "storm"
+            Some(Reason::Storm)
         } else if rate && !self.was_served(&report.code_id, &source, arrived).await {
-            "not_served"
+            Some(Reason::NotServed)
         } else {
-            "candidate"
+            None
         };
-        if reason == "candidate" {
+        let Some(reason) = ignored else {
             inner.repeats.mark_candidate(&report.code_id, &source);
             return self.judge(report, rules).await;
-        }
+        };
         if !inner
             .repeats
             .may_store_ignored(&report.code_id, seen, rules.max_ignored)
@@ -284,7 +310,7 @@ impl ReportsHandle {
             metrics::report("dropped");
             return Ok(receipt(false, false, reason));
         }
-        metrics::report(reason);
+        metrics::report(reason.as_str());
         let breaking = self.breaking(rules, Some(0));
         inner.store.add_report(new_report(report, false), &breaking).await?;
         Ok(receipt(false, true, reason))
@@ -301,8 +327,12 @@ impl ReportsHandle {
             .store
             .add_report(new_report(report, true), &self.breaking(rules, served))
             .await?;
-        let reason = if outcome.counted { "counted" } else { "repeat" };
-        metrics::report(reason);
+        let reason = if outcome.counted {
+            Reason::Counted
+        } else {
+            Reason::Repeat
+        };
+        metrics::report(reason.as_str());
         let mut receipt = receipt(outcome.counted, true, reason);
         if let Some(broke) = outcome.broke {
             tracing::warn!(
@@ -383,10 +413,7 @@ impl ReportsHandle {
             window_s,
             served_devices,
             counted_sources,
-            ratio: match served_devices.max(counted_sources.max(0) as u64) {
-                0 => 0.0,
-                n => counted_sources as f64 / n as f64,
-            },
+            ratio: share(counted_sources.max(0) as u64, served_devices).1,
             rule: rule.into(),
             min_sources,
             break_ratio,
@@ -424,7 +451,7 @@ impl ReportsHandle {
     }
 }
 
-fn receipt(counted: bool, stored: bool, reason: &'static str) -> Receipt {
+fn receipt(counted: bool, stored: bool, reason: Reason) -> Receipt {
     Receipt {
         counted,
         stored,

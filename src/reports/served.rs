@@ -187,8 +187,9 @@ impl ServedRecord {
         remote.retain(|_, v| v.parts.iter().any(|(i, _)| *i >= oldest));
     }
 
-    /// Versions with a local record, for the dashboard and tests.
-    pub fn versions_held(&self) -> usize {
+    /// Versions with a local record.
+    #[cfg(test)]
+    fn versions_held(&self) -> usize {
         self.versions.reading().len()
     }
 }

@@ -118,9 +118,9 @@ impl Share {
     pub fn landed_by(&self, arrived: Instant) -> Instant {
         let due = arrived + self.interval + Duration::from_millis(50);
         let step = (self.interval / 4).max(Duration::from_millis(1));
-        let since = due.saturating_duration_since(self.epoch);
-        let steps = since.as_nanos().div_ceil(step.as_nanos()) as u32;
-        self.epoch + step * steps
+        let since = due.saturating_duration_since(self.epoch).as_nanos();
+        let rounded = since.div_ceil(step.as_nanos()) * step.as_nanos();
+        self.epoch + Duration::from_nanos(u64::try_from(rounded).unwrap_or(u64::MAX))
     }
 
     /// How often nodes share (`reports.share_ms`).

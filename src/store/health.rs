@@ -18,6 +18,9 @@ pub const REPORTS_ACTOR: &str = "reports";
 
 pub async fn add_report(pool: &AnyPool, report: NewReport, breaking: &Breaking) -> Result<ReportOutcome, StoreError> {
     let now = now_millis();
+    if !report.candidate {
+        return store_ignored(pool, &report, now).await;
+    }
     let since = now - breaking.window_s as i64 * 1000;
     let mut tx = pool.begin().await?;
     let config = lock_config(&mut tx, &report.config_id).await?;
@@ -29,9 +32,8 @@ pub async fn add_report(pool: &AnyPool, report: NewReport, breaking: &Breaking) 
         .ok_or_else(|| StoreError::NotFound(Missing::version(&report.config_id, &report.code_id)))?;
     let mut error_count: i64 = version.try_get("error_count")?;
     let broken = version.try_get::<i64, _>("broken")? != 0;
-    let counted = report.candidate
-        && (matches!(breaking.rule, BreakRule::Count { .. })
-            || !counted_before(&mut tx, &report.code_id, &report.source, since).await?);
+    let counted = matches!(breaking.rule, BreakRule::Count { .. })
+        || !counted_before(&mut tx, &report.code_id, &report.source, since).await?;
     sqlx::query(
         "INSERT INTO error_reports (config_id, code_id, err_time, message, received_at, kind, source, counted) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -86,6 +88,37 @@ pub async fn add_report(pool: &AnyPool, report: NewReport, breaking: &Breaking) 
     }
     tx.commit().await?;
     Ok(outcome)
+}
+
+/// Stores a report that cannot count: one statement that writes from the
+/// start (so SQLite never has to upgrade a read lock under contention), and
+/// without the config's lock, which publishes and counted reports need.
+async fn store_ignored(pool: &AnyPool, report: &NewReport, now: i64) -> Result<ReportOutcome, StoreError> {
+    let stored = sqlx::query(
+        "INSERT INTO error_reports (config_id, code_id, err_time, message, received_at, kind, source, counted) \
+         SELECT config_id, code_id, $3, $4, $5, $6, $7, 0 FROM versions WHERE code_id = $2 AND config_id = $1",
+    )
+    .bind(&report.config_id)
+    .bind(&report.code_id)
+    .bind(report.err_time)
+    .bind(&report.message)
+    .bind(now)
+    .bind(report.kind.as_str())
+    .bind(&report.source)
+    .execute(pool)
+    .await?;
+    if stored.rows_affected() == 0 {
+        return Err(StoreError::NotFound(Missing::version(
+            &report.config_id,
+            &report.code_id,
+        )));
+    }
+    Ok(ReportOutcome {
+        counted: false,
+        error_count: 0,
+        counted_sources: 0,
+        broke: None,
+    })
 }
 
 async fn counted_before(

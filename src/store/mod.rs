@@ -207,7 +207,8 @@ pub struct Revision {
 pub struct ReportOutcome {
     /// Whether this report counted toward breaking the version.
     pub counted: bool,
-    /// The version's counted reports ever, this one included.
+    /// The version's counted reports ever, this one included (0 for a
+    /// report that was not a candidate: it was only stored).
     pub error_count: i64,
     /// Distinct sources counted in the window, this one included.
     pub counted_sources: i64,
