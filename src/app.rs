@@ -31,7 +31,9 @@ use crate::{reload, secrets, store};
 
 /// A running Vane: its address, its handles, and the way to stop it.
 pub struct App {
+    /// Where the server listens.
     pub addr: SocketAddr,
+    /// The services the routes use, for tests and the binary.
     pub state: AppState,
     supervisor: ActorRef<SupervisorMsg>,
     supervisor_done: JoinHandle<()>,
@@ -43,6 +45,7 @@ pub struct App {
     shutdown_grace: Duration,
 }
 
+/// Connects the store, starts the actor tree and serves on `listener`.
 pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<App> {
     settings.validate()?;
     let store = store::connect(&settings.store.url, settings.store.max_connections)

@@ -1,4 +1,7 @@
 //! Vane: a dynamic client-configuration service. See the README's Layout for the map.
+// Denied, not warned: a warning scrolls past in a test run, and every public
+// item is part of the map a newcomer reads.
+#![deny(missing_docs)]
 
 pub mod actors;
 pub mod agent;

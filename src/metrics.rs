@@ -17,15 +17,15 @@ pub const HTTP_REQUESTS: &str = "vane_http_requests_total";
 /// Time to answer a request, by route.
 pub const HTTP_SECONDS: &str = "vane_http_request_duration_seconds";
 /// Messages waiting for an actor that counts its mailbox.
-pub const ACTOR_MAILBOX: &str = "vane_actor_mailbox_depth";
+const ACTOR_MAILBOX: &str = "vane_actor_mailbox_depth";
 /// Messages an actor handled.
-pub const ACTOR_MESSAGES: &str = "vane_actor_messages_total";
+const ACTOR_MESSAGES: &str = "vane_actor_messages_total";
 /// Time an actor took per message.
-pub const ACTOR_SECONDS: &str = "vane_actor_handle_seconds";
+const ACTOR_SECONDS: &str = "vane_actor_handle_seconds";
 /// Restarts of a supervised actor.
-pub const ACTOR_RESTARTS: &str = "vane_actor_restarts_total";
+const ACTOR_RESTARTS: &str = "vane_actor_restarts_total";
 /// Time a worker took per evaluation, by language.
-pub const EVAL_SECONDS: &str = "vane_eval_duration_seconds";
+const EVAL_SECONDS: &str = "vane_eval_duration_seconds";
 /// Jobs waiting for an Evaluator.
 pub const POOL_QUEUED: &str = "vane_pool_queued";
 /// Jobs in workers' hands.
@@ -49,19 +49,19 @@ pub const PUSH_SUBSCRIPTIONS: &str = "vane_push_subscriptions";
 /// Change notices sent to sockets.
 pub const PUSH_NOTICES: &str = "vane_push_notices_total";
 /// Push sockets dropped because writing to them failed or timed out.
-pub const PUSH_DROPPED: &str = "vane_push_dropped_clients_total";
+const PUSH_DROPPED: &str = "vane_push_dropped_clients_total";
 /// Time from a change on one node to its arrival on this one.
 pub const BUS_LAG_MS: &str = "vane_bus_lag_ms";
 /// Change bus events, by kind (published, received, polls, ...).
 pub const BUS_EVENTS: &str = "vane_bus_events_total";
 /// Reads of configs' revisions for `cached: false` fetches.
-pub const REVISION_READS: &str = "vane_store_revision_reads_total";
+const REVISION_READS: &str = "vane_store_revision_reads_total";
 /// How `cached: false` fetches were answered (current, reloaded, stale).
-pub const FRESH_FETCHES: &str = "vane_fresh_fetches_total";
+const FRESH_FETCHES: &str = "vane_fresh_fetches_total";
 /// Client error reports, by outcome (see `report`).
-pub const REPORTS: &str = "vane_reports_total";
+const REPORTS: &str = "vane_reports_total";
 /// Versions broken by reports, and whether a rollback followed.
-pub const BROKEN_BY_REPORTS: &str = "vane_versions_broken_by_reports_total";
+const BROKEN_BY_REPORTS: &str = "vane_versions_broken_by_reports_total";
 
 /// How often histograms are compacted.
 const UPKEEP: Duration = Duration::from_secs(5);

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use crate::settings::Settings;
 
 /// Keys a running node takes without a restart.
-pub const LIVE: &[&str] = &[
+const LIVE: &[&str] = &[
     "sandbox.workers",
     "sandbox.deadline_ms",
     "sandbox.memory_mb",
@@ -44,13 +44,18 @@ const SECRET: &[&str] = &[
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+/// One setting that differs between the running and the reloaded settings.
 pub struct Change {
+    /// The setting's dotted key (`sandbox.deadline_ms`).
     pub key: String,
+    /// Its value before.
     pub from: Value,
+    /// Its value after.
     pub to: Value,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+/// What a reload does with each change.
 pub struct Plan {
     /// Taken at once.
     pub applied: Vec<Change>,
@@ -59,6 +64,7 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Whether a change applied now is under `section`.
     pub fn touches(&self, section: &str) -> bool {
         self.applied.iter().any(|c| c.key.starts_with(section))
     }

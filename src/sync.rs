@@ -6,6 +6,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockW
 
 /// `Mutex::lock`, never failing on poison.
 pub trait Locked<T: ?Sized> {
+    /// The guard, whether or not the lock is poisoned.
     fn locked(&self) -> MutexGuard<'_, T>;
 }
 
@@ -17,7 +18,9 @@ impl<T: ?Sized> Locked<T> for Mutex<T> {
 
 /// `RwLock::read` and `RwLock::write`, never failing on poison.
 pub trait RwLocked<T: ?Sized> {
+    /// A read guard, whether or not the lock is poisoned.
     fn reading(&self) -> RwLockReadGuard<'_, T>;
+    /// A write guard, whether or not the lock is poisoned.
     fn writing(&self) -> RwLockWriteGuard<'_, T>;
 }
 

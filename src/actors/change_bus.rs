@@ -39,6 +39,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// A catch-up gives up on a store slower than this and tries again later.
 const STORE_LIMIT: Duration = Duration::from_secs(5);
 
+/// What the ChangeBus handles.
 pub enum BusMsg {
     /// A change committed on this node: published once for the others.
     Publish(ChangeNotice),
@@ -46,11 +47,13 @@ pub enum BusMsg {
     Remote(Wire),
     /// The subscription is (re)established: catch up on what was missed.
     Connected,
+    /// The subscription dropped, with the reason: poll the store until it is back.
     Disconnected(String),
     /// The periodic comparison with the store while the bus is connected.
     Reconcile,
     /// The frequent comparison with the store while no bus carries changes.
     Poll,
+    /// Reply with the counters below.
     Stats(RpcReplyPort<BusStats>),
 }
 
@@ -67,13 +70,19 @@ pub struct Wire {
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+/// The ChangeBus's counters, as the stats route shows them.
 pub struct BusStats {
     /// Whether Redis is configured at all.
     pub redis: bool,
+    /// Whether the Redis subscription is up now.
     pub connected: bool,
+    /// Notices this node published.
     pub published: u64,
+    /// Publishes that failed (Redis down or slower than `redis.timeout_ms`).
     pub publish_errors: u64,
+    /// Notices received from other nodes.
     pub received: u64,
+    /// Times the subscription was established again after a drop.
     pub reconnects: u64,
     /// Comparisons with the store made because no bus carried changes.
     pub polls: u64,
@@ -83,15 +92,21 @@ pub struct BusStats {
     pub last_lag_ms: i64,
 }
 
+/// What a ChangeBus starts from; kept by the Supervisor for restarts.
 pub struct BusArgs {
     /// Redis settings and cache; `None` on a node without Redis, which only polls.
     pub redis: Option<(Redis, RedisCache)>,
+    /// How often to read the store's revisions while no bus carries changes.
     pub poll: Duration,
+    /// Where revisions are compared against, for catch-up and polling.
     pub store: std::sync::Arc<dyn Store>,
+    /// Refreshed before subscribers are told, so they fetch the new revision.
     pub cache: ConfigCacheHandle,
+    /// Where local subscribers are told of changes.
     pub registry: Slot<RegistryMsg>,
 }
 
+/// The ChangeBus's state; lost on restart, rebuilt by a catch-up.
 pub struct BusState {
     node: String,
     redis: Option<(String, RedisCache, Duration)>,
@@ -107,6 +122,7 @@ pub struct BusState {
     listener: Option<JoinHandle<()>>,
 }
 
+/// Carries change notices between nodes (Redis pub/sub) or polls the store.
 pub struct ChangeBus;
 
 impl Actor for ChangeBus {
@@ -369,6 +385,7 @@ pub struct ChangeBusHandle {
 }
 
 impl ChangeBusHandle {
+    /// A handle whose calls wait at most `timeout`.
     pub fn new(slot: Slot<BusMsg>, timeout: Duration) -> Self {
         Self { slot, timeout }
     }
@@ -380,10 +397,12 @@ impl ChangeBusHandle {
         }
     }
 
+    /// The bus's counters.
     pub async fn stats(&self) -> Result<BusStats, super::CallError> {
         self.slot.ask(NAME, self.timeout, BusMsg::Stats).await
     }
 
+    /// Whether the actor is running (between a crash and its restart it is not).
     pub fn is_alive(&self) -> bool {
         self.slot.is_alive()
     }

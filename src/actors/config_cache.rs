@@ -60,27 +60,37 @@ const NAME: ActorName = ActorName::ConfigCache;
 /// What the cache keeps across restarts: where entries come from below
 /// memory, and where it publishes the ready ones.
 pub struct Sources {
+    /// The store, read on a miss or a change.
     pub store: Arc<dyn Store>,
+    /// The shared Redis cache, read before the store on a cold load.
     pub redis: Option<RedisCache>,
+    /// The lock-free map fetches read without asking the actor.
     pub published: Arc<Published>,
 }
 
+/// What the ConfigCache handles.
 pub enum ConfigCacheMsg {
     /// An entry at `min_revision` or newer (any, when `None`): from memory,
     /// or after a load. A reload that fails answers with the entry held, if
     /// any; the caller tells by its revision.
     Get {
+        /// The config wanted.
         config_id: String,
+        /// The oldest revision the caller accepts.
         min_revision: Option<i64>,
         /// Only if memory holds the config or is loading it; otherwise
         /// answered at once as unknown (the next request loads it).
         if_held: bool,
+        /// Where the entry (or why there is none) goes.
         reply: RpcReplyPort<Result<Arc<Entry>, ResolveError>>,
     },
     /// A load this actor started has finished.
     Loaded {
+        /// The config loaded.
         config_id: String,
+        /// Which load this is, so a late answer to an older one is ignored.
         generation: u64,
+        /// The entry, `None` if the config does not exist, or the store's failure.
         result: Result<Option<Arc<Entry>>, StoreError>,
     },
     /// A reload that failed short of a wanted revision is due again.
@@ -92,15 +102,22 @@ pub enum ConfigCacheMsg {
 /// A config with the versions its pointers name.
 #[derive(Debug)]
 pub struct Entry {
+    /// The config row: pointers, rules, schema, revision.
     pub config: Config,
+    /// The stable version, if any.
     pub release: Option<Arc<Version>>,
+    /// The gray-release version, if any.
     pub gray: Option<Arc<Version>>,
 }
 
 #[derive(Debug, Clone)]
+/// The version a request should run, chosen from an entry.
 pub struct Resolved {
+    /// The config asked for.
     pub config_id: String,
+    /// The config's revision when it was chosen.
     pub revision: i64,
+    /// The stable or gray version chosen for this device.
     pub version: Arc<Version>,
     /// A fresh request answered from the last known state because the store
     /// did not answer in time.
@@ -108,16 +125,24 @@ pub struct Resolved {
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
+/// Why a fetch got no version to run.
 pub enum ResolveError {
     #[error(transparent)]
+    /// The config refuses this request (unknown, inactive, no release, rules).
     Refused(#[from] Refusal),
     /// The store failed while loading; the detail was logged here.
     #[error("store unavailable")]
     Store,
     /// The config is not in memory and the store did not answer in time.
     #[error("config `{config_id}` is not in memory and the store did not answer within {waited_ms} ms")]
-    Waited { config_id: String, waited_ms: u64 },
+    Waited {
+        /// The config asked for.
+        config_id: String,
+        /// How long the request waited (`store.wait_ms`).
+        waited_ms: u64,
+    },
     #[error(transparent)]
+    /// The ConfigCache did not answer.
     Call(#[from] CallError),
 }
 
@@ -143,6 +168,7 @@ struct CacheSlot {
     retry_scheduled: bool,
 }
 
+/// The ConfigCache's state; memory only, reloaded on demand after a restart.
 pub struct ConfigCacheState {
     sources: Arc<Sources>,
     slots: HashMap<String, CacheSlot>,
@@ -151,6 +177,7 @@ pub struct ConfigCacheState {
     generation: u64,
 }
 
+/// Keeps configs and their versions in memory and loads them on demand.
 pub struct ConfigCache;
 
 impl Actor for ConfigCache {
@@ -394,6 +421,7 @@ pub struct ConfigCacheHandle {
 }
 
 impl ConfigCacheHandle {
+    /// A handle over `slot` reading `sources`; calls wait at most `timeout`.
     pub fn new(slot: Slot<ConfigCacheMsg>, sources: &Sources, timeout: Duration, fresh: FreshSettings) -> Self {
         Self {
             slot,
@@ -492,6 +520,7 @@ impl ConfigCacheHandle {
         self.reads.reads()
     }
 
+    /// Whether the actor is running (between a crash and its restart it is not).
     pub fn is_alive(&self) -> bool {
         self.slot.is_alive()
     }

@@ -23,8 +23,10 @@ use names::ActorName;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
     #[error("{0} did not answer in time")]
+    /// The actor did not answer within the handle's timeout.
     Timeout(&'static str),
     #[error("{0} is unavailable")]
+    /// The actor is down (crashed, not yet restarted).
     Unavailable(&'static str),
 }
 
@@ -39,18 +41,22 @@ impl<M> Clone for Slot<M> {
 }
 
 impl<M: ractor::Message> Slot<M> {
+    /// A slot holding `actor`.
     pub fn new(actor: ActorRef<M>) -> Self {
         Self(Arc::new(RwLock::new(actor)))
     }
 
+    /// The actor in the slot now.
     pub fn get(&self) -> ActorRef<M> {
         self.0.reading().clone()
     }
 
+    /// Puts a restarted actor in the slot.
     pub fn set(&self, actor: ActorRef<M>) {
         *self.0.writing() = actor;
     }
 
+    /// Whether the actor in the slot is running.
     pub fn is_alive(&self) -> bool {
         self.get().get_status() == ractor::ActorStatus::Running
     }

@@ -5,9 +5,13 @@
 /// A long-lived actor of the tree (Connections are many and unnamed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ActorName {
+    /// Configs and versions in memory.
     ConfigCache,
+    /// The sandbox workers.
     EvaluatorPool,
+    /// The WebSocket subscriptions.
     SubscriptionRegistry,
+    /// Change notices between nodes.
     ChangeBus,
 }
 

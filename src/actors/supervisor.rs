@@ -27,31 +27,30 @@ const RESTART_WINDOW: Duration = Duration::from_secs(60);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// The reason the Supervisor stops with when it escalates.
-pub const ESCALATED: &str = "escalated: children failed too often";
+const ESCALATED: &str = "escalated: children failed too often";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Child {
-    ConfigCache,
-    EvaluatorPool,
-    SubscriptionRegistry,
-    ChangeBus,
-}
-
+/// What the Supervisor handles.
 pub enum SupervisorMsg {
     /// Reply with where the children can be reached.
     GetSlots(RpcReplyPort<Slots>),
     /// Respawn a child whose backoff has passed.
-    Restart(Child),
+    Restart(ActorName),
 }
 
 #[derive(Clone)]
+/// Where each child can be reached; a slot's actor changes on restart.
 pub struct Slots {
+    /// Configs and versions in memory.
     pub config_cache: Slot<ConfigCacheMsg>,
+    /// The sandbox workers.
     pub evaluator_pool: Slot<PoolMsg>,
+    /// The WebSocket subscriptions.
     pub subscriptions: Slot<RegistryMsg>,
+    /// Change notices between nodes.
     pub change_bus: Slot<BusMsg>,
 }
 
+/// What the Supervisor starts its children from, again after a crash.
 pub struct SupervisorArgs {
     /// Where the ConfigCache loads from.
     pub sources: Arc<Sources>,
@@ -63,15 +62,18 @@ pub struct SupervisorArgs {
     pub poll: Duration,
     /// How fetches wait on the store.
     pub fresh: FreshSettings,
+    /// How long the children's handles wait for a reply.
     pub call_timeout: Duration,
 }
 
+/// The Supervisor's state: its arguments, the slots and recent restarts.
 pub struct SupervisorState {
     args: SupervisorArgs,
     slots: Slots,
     restarts: VecDeque<Instant>,
 }
 
+/// Starts the long-lived actors and restarts them with backoff when they fail.
 pub struct Supervisor;
 
 impl Actor for Supervisor {
@@ -147,22 +149,22 @@ impl Actor for Supervisor {
 }
 
 impl SupervisorState {
-    fn child_of(&self, cell: &ActorCell) -> Option<Child> {
+    fn child_of(&self, cell: &ActorCell) -> Option<ActorName> {
         let id = cell.get_id();
         if self.slots.config_cache.get().get_id() == id {
-            Some(Child::ConfigCache)
+            Some(ActorName::ConfigCache)
         } else if self.slots.evaluator_pool.get().get_id() == id {
-            Some(Child::EvaluatorPool)
+            Some(ActorName::EvaluatorPool)
         } else if self.slots.subscriptions.get().get_id() == id {
-            Some(Child::SubscriptionRegistry)
+            Some(ActorName::SubscriptionRegistry)
         } else if self.slots.change_bus.get().get_id() == id {
-            Some(Child::ChangeBus)
+            Some(ActorName::ChangeBus)
         } else {
             None
         }
     }
 
-    fn schedule_restart(&mut self, myself: &ActorRef<SupervisorMsg>, child: Child) {
+    fn schedule_restart(&mut self, myself: &ActorRef<SupervisorMsg>, child: ActorName) {
         let now = Instant::now();
         while self
             .restarts
@@ -182,33 +184,28 @@ impl SupervisorState {
         myself.send_after(backoff, move || SupervisorMsg::Restart(child));
     }
 
-    async fn restart(&mut self, myself: &ActorRef<SupervisorMsg>, child: Child) -> Result<(), ActorProcessingErr> {
+    async fn restart(&mut self, myself: &ActorRef<SupervisorMsg>, child: ActorName) -> Result<(), ActorProcessingErr> {
         match child {
-            Child::ConfigCache => self
+            ActorName::ConfigCache => self
                 .slots
                 .config_cache
                 .set(spawn_cache(&self.args, myself.get_cell()).await?),
-            Child::EvaluatorPool => self
+            ActorName::EvaluatorPool => self
                 .slots
                 .evaluator_pool
                 .set(evaluator::spawn(&self.args.pool, myself.get_cell()).await?),
-            Child::SubscriptionRegistry => {
+            ActorName::SubscriptionRegistry => {
                 let (registry, _) = Actor::spawn_linked(None, SubscriptionRegistry, (), myself.get_cell()).await?;
                 self.slots.subscriptions.set(registry)
             }
-            Child::ChangeBus => {
+            ActorName::ChangeBus => {
                 let (cache, registry) = (&self.slots.config_cache, &self.slots.subscriptions);
                 let bus = spawn_bus(&self.args, cache, registry, myself.get_cell()).await?;
                 self.slots.change_bus.set(bus);
             }
         }
         tracing::info!(?child, "child restarted");
-        crate::metrics::restarted(match child {
-            Child::ConfigCache => ActorName::ConfigCache,
-            Child::EvaluatorPool => ActorName::EvaluatorPool,
-            Child::SubscriptionRegistry => ActorName::SubscriptionRegistry,
-            Child::ChangeBus => ActorName::ChangeBus,
-        });
+        crate::metrics::restarted(child);
         Ok(())
     }
 }

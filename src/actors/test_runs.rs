@@ -13,24 +13,37 @@ use crate::domain::model::TestCase;
 use crate::domain::rules;
 
 #[derive(Debug, Clone, Serialize)]
+/// One stored test case's outcome.
 pub struct CaseResult {
+    /// The case's id.
     pub test_id: String,
+    /// The case's name.
     pub name: String,
+    /// Whether the result equalled the expected JSON.
     pub passed: bool,
+    /// What the version returned, if it ran.
     pub actual: Option<Value>,
+    /// What the case expects.
     pub expected: Value,
+    /// Why it did not run or failed to return (rules, engine error).
     pub error: Option<String>,
+    /// How long the run took.
     pub duration_us: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// The outcome of a version's stored test cases.
 pub struct TestRun {
+    /// Cases that passed.
     pub passed: usize,
+    /// Cases that failed.
     pub failed: usize,
+    /// Each case's outcome, in the cases' order.
     pub results: Vec<CaseResult>,
 }
 
 impl TestRun {
+    /// Whether no case failed (true for no cases).
     pub fn all_passed(&self) -> bool {
         self.failed == 0
     }
@@ -64,6 +77,7 @@ pub async fn run_case(pool: &EvaluatorPoolHandle, version: &Arc<Version>, case: 
     }
 }
 
+/// Runs every case, one after another, so a run costs the pool one worker at a time.
 pub async fn run_all(pool: &EvaluatorPoolHandle, version: &Arc<Version>, cases: &[TestCase]) -> TestRun {
     let mut results = Vec::with_capacity(cases.len());
     for case in cases {
@@ -79,7 +93,7 @@ pub async fn run_all(pool: &EvaluatorPoolHandle, version: &Arc<Version>, cases: 
 
 /// JSON equality where numbers compare by value: an expected `1` matches an
 /// actual `1.0`, as both languages may produce either.
-pub fn json_equal(a: &Value, b: &Value) -> bool {
+fn json_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
             (Some(x), Some(y)) => x == y,

@@ -11,35 +11,43 @@ use crate::domain::Meta;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// A `vane watch` configuration file.
 pub struct AgentConfig {
     /// Serve counters at `http://<metrics_listen>/metrics`; none if unset.
     #[serde(default)]
     pub metrics_listen: Option<std::net::SocketAddr>,
     #[serde(rename = "resource")]
+    /// The configs to render, each into its own file.
     pub resources: Vec<Resource>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// One config rendered into one file.
 pub struct Resource {
     /// Names the resource in logs and counters; defaults to the config id.
     #[serde(default)]
     pub name: String,
     /// Vane's base URL, e.g. `http://127.0.0.1:8080`.
     pub server: String,
+    /// The config to fetch.
     pub config_id: String,
     /// The config's client secret.
     pub secret: String,
     #[serde(default)]
+    /// Who the agent is to Vane (platform, version, device id).
     pub meta: Meta,
     #[serde(default = "empty_object")]
+    /// The parameters sent with every fetch.
     pub params: serde_json::Value,
     /// A minijinja template, inline or from `template_file`; the result is
     /// its context (an object's keys at the top level, and `result`).
     #[serde(default)]
     pub template: Option<String>,
     #[serde(default)]
+    /// A file holding the template, read at start.
     pub template_file: Option<PathBuf>,
+    /// The file written, atomically, when the result changes.
     pub destination: PathBuf,
     /// Octal, e.g. "0644".
     #[serde(default = "default_mode")]
@@ -52,6 +60,7 @@ pub struct Resource {
     #[serde(default)]
     pub reload: Option<String>,
     #[serde(default = "default_reload_timeout")]
+    /// How long `reload` may run before it is killed.
     pub reload_timeout_ms: u64,
     /// Notices within this window are rendered once.
     #[serde(default = "default_debounce")]
@@ -119,6 +128,7 @@ impl AgentConfig {
 }
 
 impl Resource {
+    /// The destination's permission bits, from the octal `mode`.
     pub fn file_mode(&self) -> Result<u32, String> {
         u32::from_str_radix(self.mode.trim_start_matches("0o"), 8)
             .ok()
@@ -126,10 +136,12 @@ impl Resource {
             .ok_or_else(|| format!("`mode` {:?} is not an octal file mode", self.mode))
     }
 
+    /// `reload_timeout_ms` as a duration.
     pub fn reload_timeout(&self) -> Duration {
         Duration::from_millis(self.reload_timeout_ms)
     }
 
+    /// `debounce_ms` as a duration.
     pub fn debounce(&self) -> Duration {
         Duration::from_millis(self.debounce_ms)
     }

@@ -19,9 +19,13 @@ pub use resource::Watcher;
 /// Counters for the optional metrics port, across all resources.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Destination files written.
     pub writes: AtomicU64,
+    /// Fetches, renders, checks or reloads that failed.
     pub failures: AtomicU64,
+    /// Reports sent to Vane.
     pub reports: AtomicU64,
+    /// WebSocket reconnections.
     pub reconnects: AtomicU64,
 }
 

@@ -63,6 +63,7 @@ pub enum PassError {
     },
 }
 
+/// Follows one resource: subscribes, fetches, renders, writes and reloads.
 pub struct Watcher {
     resource: Resource,
     http: reqwest::Client,
@@ -74,6 +75,7 @@ pub struct Watcher {
 }
 
 impl Watcher {
+    /// A watcher for `resource`, counting into `counters`.
     pub fn new(mut resource: Resource, counters: Arc<Counters>) -> Self {
         // Vane counts a report only from a device it served: the agent is
         // one, under a name that stays the same across restarts.

@@ -29,18 +29,24 @@ fn monotonic_ms() -> u64 {
 }
 
 #[derive(Debug, Default)]
+/// The Redis cache's counters.
 pub struct CacheStats {
+    /// Reads that found the key.
     pub hits: AtomicU64,
+    /// Reads that did not.
     pub misses: AtomicU64,
+    /// Calls that failed or timed out.
     pub errors: AtomicU64,
 }
 
 #[derive(Clone)]
+/// Configs and versions shared between nodes in Redis, read before the store.
 pub struct RedisCache {
     conn: ConnectionManager,
     prefix: Arc<str>,
     ttl_s: u64,
     timeout: Duration,
+    /// Its counters, shared by every clone.
     pub stats: Arc<CacheStats>,
     failing: Arc<AtomicBool>,
     /// When a call last went to Redis while it was failing (`monotonic_ms`).
@@ -68,10 +74,12 @@ impl RedisCache {
         })
     }
 
+    /// The shared connection, for the bus and the served record.
     pub fn connection(&self) -> ConnectionManager {
         self.conn.clone()
     }
 
+    /// The key prefix (`redis.prefix`) every key starts with.
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
@@ -84,18 +92,22 @@ impl RedisCache {
         format!("{}code/{code_id}", self.prefix)
     }
 
+    /// A config, if Redis holds it and answers in time.
     pub async fn config(&self, id: &str) -> Option<Config> {
         self.get(&self.config_key(id)).await
     }
 
+    /// Stores a config for the other nodes; a failure is counted, not returned.
     pub async fn put_config(&self, config: &Config) {
         self.put(&self.config_key(&config.id), config).await;
     }
 
+    /// A version by code id, if Redis holds it and answers in time.
     pub async fn version(&self, code_id: &str) -> Option<Version> {
         self.get(&self.code_key(code_id)).await
     }
 
+    /// Stores a version for the other nodes; a failure is counted, not returned.
     pub async fn put_version(&self, version: &Version) {
         self.put(&self.code_key(&version.code_id), version).await;
     }

@@ -2,7 +2,7 @@
 //! device stays in the same bucket for a given gray version after migration.
 
 /// FNV-1a, 32 bit, over the bytes of `device_id` followed by `gray_code_id`.
-pub fn fnv1a_32(parts: &[&str]) -> u32 {
+fn fnv1a_32(parts: &[&str]) -> u32 {
     const OFFSET: u32 = 0x811c_9dc5;
     const PRIME: u32 = 0x0100_0193;
     parts

@@ -198,7 +198,7 @@ pub fn bucket(now_ms: i64, window_s: u64) -> u64 {
 }
 
 /// How long a bucket is: half a window, in milliseconds.
-pub fn bucket_ms(window_s: u64) -> u64 {
+fn bucket_ms(window_s: u64) -> u64 {
     (window_s.max(1) * 1000 / 2).max(1)
 }
 

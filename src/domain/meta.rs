@@ -7,8 +7,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Meta {
+    /// The client's integer version, for `version` rules.
     pub version: Option<i64>,
+    /// The platform ("ios", "android", ...), which picks the rules entry.
     pub platform: String,
+    /// The device, which picks the gray bucket and counts for health.
     pub device_id: String,
     /// A semantic version string ("2.1.0"), for `app_version` rules.
     #[serde(skip_serializing_if = "Option::is_none")]

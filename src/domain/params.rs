@@ -8,12 +8,19 @@ use serde_json::{Map, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+/// A parameter's type as the schema names it.
 pub enum ParamType {
+    /// A JSON string.
     String,
+    /// A JSON integer.
     Int,
+    /// Any JSON number.
     Float,
+    /// `true` or `false`.
     Bool,
+    /// A JSON array.
     Array,
+    /// A JSON object.
     Dictionary,
 }
 
@@ -43,13 +50,18 @@ impl ParamType {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// One parameter of a schema.
 pub struct ParamSpec {
+    /// The key in the request's params.
     pub name: String,
     #[serde(rename = "type")]
+    /// Its type.
     pub kind: ParamType,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// Whether a request may leave it out.
     pub optional: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The value used when a request leaves it out.
     pub default: Option<Value>,
 }
 
@@ -60,18 +72,26 @@ impl ParamSpec {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why params or a schema were refused.
 pub enum ParamError {
     #[error("params must be a JSON object")]
+    /// The params are not a JSON object.
     NotAnObject,
     #[error("missing parameter `{0}`")]
+    /// A required parameter is absent.
     Missing(String),
     #[error("parameter `{name}` must be of type {expected}, got {got}")]
+    /// A parameter has another type than the schema's.
     WrongType {
+        /// The parameter.
         name: String,
+        /// The schema's type.
         expected: &'static str,
+        /// The type sent.
         got: &'static str,
     },
     #[error("parameter schema: {0}")]
+    /// An uploaded schema is malformed.
     Schema(String),
 }
 
@@ -87,7 +107,7 @@ pub fn from_upload(raw: Vec<Value>) -> Result<Vec<ParamSpec>, ParamError> {
 }
 
 /// Checks an uploaded schema: names non-empty and unique.
-pub fn validate_schema(specs: &[ParamSpec]) -> Result<(), ParamError> {
+fn validate_schema(specs: &[ParamSpec]) -> Result<(), ParamError> {
     let mut seen = std::collections::HashSet::new();
     for (i, spec) in specs.iter().enumerate() {
         if spec.name.is_empty() {

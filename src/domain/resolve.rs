@@ -9,16 +9,22 @@ use super::model::{Config, ConfigStatus, Version};
 use super::rules;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a config gives no version for a request.
 pub enum Refusal {
     #[error("config `{0}` does not exist")]
+    /// No config has this id.
     UnknownConfig(String),
     #[error("config `{0}` is inactive")]
+    /// The config is switched off.
     Inactive(String),
     #[error("config `{0}` has no released version")]
+    /// The config has no stable version yet.
     NoRelease(String),
     #[error("version `{0}` is marked broken")]
+    /// The version chosen is marked broken, with no fallback.
     Broken(String),
     #[error("request metadata does not match the rules of version `{0}`")]
+    /// The version's targeting rules do not admit this request.
     RulesReject(String),
 }
 

@@ -10,7 +10,7 @@ use starlark_syntax::syntax::ast::{AstExpr, AstLiteral, BinOp, Expr};
 use super::EngineError;
 
 /// Items of a folded string or list, or bits of a folded shift.
-pub const MAX_FOLDED: u128 = 1 << 20;
+const MAX_FOLDED: u128 = 1 << 20;
 
 /// The shape of a constant expression, as far as its size goes.
 #[derive(Clone, Copy)]

@@ -7,10 +7,10 @@ use super::EngineError;
 use crate::domain::Lang;
 
 /// Deeper bracket nesting than any real config needs.
-pub const MAX_NESTING: usize = 64;
+const MAX_NESTING: usize = 64;
 
 /// Sources longer than this are refused before parsing.
-pub const MAX_SOURCE_BYTES: usize = 1 << 20;
+const MAX_SOURCE_BYTES: usize = 1 << 20;
 
 /// Refuses sources that are too long or nest brackets too deeply. Strings and
 /// comments are skipped; a JavaScript `/` is a regular expression when it

@@ -65,6 +65,7 @@ const FREEZE: &str = r#"(function () {
 /// Params of the run in progress, read by `__vane_params()`.
 struct Params(JsValue);
 
+/// The JavaScript engine (Boa), with its compiled-code cache.
 pub struct JsEngine {
     cache_entries: NonZeroUsize,
     runtime: Option<Runtime>,
@@ -80,6 +81,7 @@ struct Runtime {
 }
 
 impl JsEngine {
+    /// An engine keeping up to `cache_entries` compiled versions.
     pub fn new(cache_entries: usize) -> Self {
         let cache_entries = NonZeroUsize::new(cache_entries.max(1)).expect("non-zero");
         Self {

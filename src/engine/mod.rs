@@ -19,10 +19,15 @@ use crate::domain::Lang;
 /// Per-call limits. Each limit hit becomes an error that names it.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Limits {
+    /// Wall-clock time a run may take.
     pub deadline_ms: u64,
+    /// Heap a run may allocate.
     pub heap_bytes: usize,
+    /// Nested calls a run may make.
     pub max_callstack: usize,
+    /// Bytes the result's JSON may take.
     pub max_output_bytes: usize,
+    /// Levels the result may nest.
     pub max_output_depth: usize,
 }
 
@@ -39,6 +44,7 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// When a run started at `start` must end.
     pub fn deadline_from(&self, start: Instant) -> Instant {
         start + Duration::from_millis(self.deadline_ms)
     }
@@ -46,25 +52,56 @@ impl Limits {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+/// Why a run or a compile failed; each names the limit or the place.
 pub enum EngineError {
     #[error("compile error at line {line}, column {column}: {message}")]
+    /// The source does not compile.
     Compile {
+        /// The compiler's message.
         message: String,
+        /// Where: line, from 1.
         line: usize,
+        /// Where: column, from 1.
         column: usize,
     },
+    /// The script failed while running (an exception, a type error, ...).
     #[error("execution error: {message}")]
-    Runtime { message: String },
+    Runtime {
+        /// The interpreter's message.
+        message: String,
+    },
+    /// The run took longer than its deadline.
     #[error("deadline exceeded: evaluation ran past {deadline_ms} ms")]
-    Deadline { deadline_ms: u64 },
+    Deadline {
+        /// The deadline it ran past.
+        deadline_ms: u64,
+    },
+    /// The run allocated more than its heap limit.
     #[error("memory limit exceeded: {message}")]
-    Memory { message: String },
+    Memory {
+        /// What ran out.
+        message: String,
+    },
+    /// The run nested calls deeper than its limit.
     #[error("recursion limit exceeded: more than {limit} nested calls")]
-    Recursion { limit: usize },
+    Recursion {
+        /// The call depth allowed.
+        limit: usize,
+    },
+    /// The result's JSON is larger than allowed.
     #[error("output too large: {bytes} bytes is over the {limit} byte limit")]
-    OutputSize { bytes: usize, limit: usize },
+    OutputSize {
+        /// The result's size.
+        bytes: usize,
+        /// The size allowed.
+        limit: usize,
+    },
+    /// The result nests deeper than allowed, or refers to itself.
     #[error("output too deep: the result nests more than {limit} levels (or refers to itself)")]
-    OutputDepth { limit: usize },
+    OutputDepth {
+        /// The depth allowed.
+        limit: usize,
+    },
 }
 
 impl EngineError {
@@ -109,6 +146,7 @@ pub struct Engines {
 }
 
 impl Engines {
+    /// Engines keeping up to `code_cache_entries` compiled versions each.
     pub fn new(code_cache_entries: usize) -> Self {
         Self {
             starlark: starlark::StarlarkEngine::new(code_cache_entries),
@@ -121,6 +159,7 @@ impl Engines {
         self.javascript.prepare();
     }
 
+    /// The engine for `lang`.
     pub fn get(&mut self, lang: Lang) -> &mut dyn Engine {
         match lang {
             Lang::Starlark => &mut self.starlark,

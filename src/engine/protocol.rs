@@ -11,7 +11,7 @@ use super::{EngineError, Limits};
 use crate::domain::Lang;
 
 /// Frames larger than this are refused rather than allocated.
-pub const MAX_FRAME: usize = 64 << 20;
+const MAX_FRAME: usize = 64 << 20;
 
 /// Borrowed when the server encodes it, owned when the worker decodes it,
 /// so sending a request never copies the source or the params.
@@ -24,23 +24,36 @@ pub enum Request<'a> {
     /// left out once the worker has the code; it answers `NeedSource` if it
     /// has not (after an eviction, or a parent that guessed wrong).
     Run {
+        /// The version's code id, the key of the compiled-code cache.
         code_id: Cow<'a, str>,
+        /// Drop the compiled code first (a restarted job).
         fresh: bool,
+        /// The version's language.
         lang: Lang,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        /// The source, when the worker may not hold the code.
         source: Option<Cow<'a, str>>,
+        /// The request's params.
         params: Cow<'a, serde_json::Value>,
+        /// The run's limits.
         limits: Limits,
     },
     /// Compiles without caching, to check an upload.
-    Check { lang: Lang, source: Cow<'a, str> },
+    Check {
+        /// The source's language.
+        lang: Lang,
+        /// The source to compile.
+        source: Cow<'a, str>,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+/// A worker's answer to a request.
 pub enum Response {
     /// The JSON text of the result (`null` for a check).
     Ok(Box<RawValue>),
+    /// The run or compile failed.
     Err(EngineError),
     /// An error after which the worker stops serving: its interpreter
     /// panicked and may be left in a torn state.
@@ -56,6 +69,7 @@ fn too_large(len: usize) -> std::io::Error {
     )
 }
 
+/// Reads one length-prefixed frame, refusing one over the frame limit.
 pub fn read_frame(r: &mut impl std::io::Read) -> std::io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len)?;

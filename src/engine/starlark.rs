@@ -22,12 +22,14 @@ use crate::domain::Lang;
 
 const INDENT: usize = 4;
 
+/// The Starlark engine, with its compiled-code cache.
 pub struct StarlarkEngine {
     globals: Globals,
     compiled: LruCache<String, OwnedFrozenValue>,
 }
 
 impl StarlarkEngine {
+    /// An engine keeping up to `cache_entries` compiled versions.
     pub fn new(cache_entries: usize) -> Self {
         let globals = GlobalsBuilder::extended_by(&[
             LibraryExtension::StructType,

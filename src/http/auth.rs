@@ -15,6 +15,7 @@ use crate::settings::admin_token_parts;
 #[derive(Debug, Clone)]
 pub struct Operator(pub String);
 
+/// The admin tokens by name, compared in constant time.
 pub struct AdminTokens(Vec<(String, String)>);
 
 impl AdminTokens {

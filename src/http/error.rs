@@ -16,42 +16,74 @@ use crate::reports::ReportError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
+/// Every error a route answers with; status and code derive from the variant.
 pub enum ApiError {
+    /// The request is malformed (400).
     #[error("{message}")]
-    BadRequest { code: &'static str, message: String },
+    BadRequest {
+        /// The stable machine-readable code.
+        code: &'static str,
+        /// What is wrong, for a person.
+        message: String,
+    },
     #[error("{0}")]
+    /// No valid token or secret.
     Unauthorized(String),
+    /// Authenticated but not allowed (403).
     #[error("{message}")]
-    Forbidden { code: &'static str, message: String },
+    Forbidden {
+        /// The stable machine-readable code.
+        code: &'static str,
+        /// What is wrong, for a person.
+        message: String,
+    },
     #[error("{0}")]
+    /// The resource does not exist.
     NotFound(String),
     #[error("{0}")]
+    /// The request conflicts with what is stored.
     Conflict(String),
     /// Publishing refused: stored tests failed. `results` rides along.
     #[error("{message}")]
     TestsFailed {
+        /// What failed.
         message: String,
+        /// Each case's outcome.
         results: serde_json::Value,
     },
     #[error("{0}")]
+    /// The body is over the size limit.
     PayloadTooLarge(String),
+    /// Well-formed but refused: bad code, rules or schema (422).
     #[error("{message}")]
-    Unprocessable { code: &'static str, message: String },
+    Unprocessable {
+        /// The stable machine-readable code.
+        code: &'static str,
+        /// What is wrong, for a person.
+        message: String,
+    },
     /// Shed load: the client should retry after a moment.
     #[error("{0}")]
     Overloaded(String),
     #[error("{0}")]
+    /// A dependency did not answer in time.
     Unavailable(String),
     /// A dependency failed: the client learns only which, the log (once,
     /// here at the edge) gets `detail`.
     #[error("{what} unavailable")]
-    Down { what: &'static str, detail: String },
+    Down {
+        /// The dependency, as the client sees it ("store").
+        what: &'static str,
+        /// The failure, for the log.
+        detail: String,
+    },
     /// Logged in full, shown to the client only as "internal error".
     #[error("{0}")]
     Internal(String),
 }
 
 impl ApiError {
+    /// 400 with a code and message.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::BadRequest {
             code,
@@ -59,6 +91,7 @@ impl ApiError {
         }
     }
 
+    /// 422 with a code and message.
     pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
         Self::Unprocessable {
             code,
@@ -66,6 +99,7 @@ impl ApiError {
         }
     }
 
+    /// 403 with a code and message.
     pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
         Self::Forbidden {
             code,
@@ -73,6 +107,7 @@ impl ApiError {
         }
     }
 
+    /// The HTTP status the error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
@@ -87,6 +122,7 @@ impl ApiError {
         }
     }
 
+    /// The stable machine-readable code in the error body.
     pub fn code(&self) -> &'static str {
         match self {
             Self::BadRequest { code, .. } | Self::Forbidden { code, .. } | Self::Unprocessable { code, .. } => code,
@@ -102,7 +138,7 @@ impl ApiError {
     }
 
     /// The message a client may see.
-    pub fn public_message(&self) -> String {
+    fn public_message(&self) -> String {
         match self {
             Self::Internal(_) => "internal error".into(),
             other => other.to_string(),

@@ -89,7 +89,7 @@ pub async fn compat_fetch(
 }
 
 #[derive(Serialize)]
-pub struct EvaluateResponse {
+struct EvaluateResponse {
     result: Box<RawValue>,
     code_id: String,
     revision: i64,
@@ -127,4 +127,4 @@ pub async fn evaluate(
 
 /// Set on a `cached: false` answer served from the last known state because
 /// the store did not answer within `store.wait_ms`.
-pub const STALE_HEADER: &str = "vane-stale";
+const STALE_HEADER: &str = "vane-stale";

@@ -37,6 +37,7 @@ pub use auth::AdminTokens;
 pub struct AppState(Arc<Services>);
 
 impl AppState {
+    /// Shares `services` among the routes.
     pub fn new(services: Services) -> Self {
         Self(Arc::new(services))
     }
@@ -50,13 +51,19 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// What the routes use.
 pub struct Services {
+    /// Configs and versions in memory.
     pub cache: ConfigCacheHandle,
+    /// The sandbox workers.
     pub pool: EvaluatorPoolHandle,
+    /// The management service (publish, rollback, tests).
     pub releases: ReleasesHandle,
+    /// The WebSocket subscriptions.
     pub push: PushHandle,
     /// Changes to and from the other nodes (over Redis, or by polling).
     pub bus: ChangeBusHandle,
+    /// Who may call the admin routes.
     pub admin_tokens: Arc<AdminTokens>,
     /// The playground routes need no admin token.
     pub playground_open: bool,
@@ -64,7 +71,9 @@ pub struct Services {
     pub tests_secret: Arc<str>,
     /// The `Secret` of the original `POST /update/{id}`.
     pub update_secret: Arc<str>,
+    /// Settings reload, log level and stats.
     pub ops: Arc<ops::Ops>,
+    /// Client reports and the served record.
     pub reports: ReportsHandle,
     /// `server.client_address_header`, when set.
     pub client_address_header: Option<axum::http::HeaderName>,
@@ -78,6 +87,7 @@ fn request_span(request: &axum::extract::Request) -> tracing::Span {
     tracing::info_span!("request", method = %request.method(), route, uri = %request.uri())
 }
 
+/// Every route, with tracing, timeouts and the body limit.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let admin = admin::routes()
         .merge(cases::admin_routes())

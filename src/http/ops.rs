@@ -61,6 +61,7 @@ impl Ops {
     }
 }
 
+/// The operations routes: reload, log level, stats.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/admin/reload", post(reload_route))

@@ -62,7 +62,7 @@ pub async fn subscribe(State(app): State<AppState>, ws: WebSocketUpgrade) -> Res
 }
 
 #[derive(Serialize)]
-pub struct UpdateData {
+struct UpdateData {
     client_num: usize,
 }
 

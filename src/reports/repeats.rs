@@ -13,7 +13,7 @@ use crate::domain::health::Source;
 use crate::sync::Locked;
 
 /// Reports that cannot count, stored per source and bucket at most.
-pub const STORED_PER_SOURCE: u16 = 3;
+const STORED_PER_SOURCE: u16 = 3;
 /// About 5 MiB of sources, across every version.
 const MAX_SOURCES: usize = 200_000;
 /// Sources checked against the served record per version and bucket on a
@@ -21,7 +21,7 @@ const MAX_SOURCES: usize = 200_000;
 /// guesses pass as served about 0.1 times per bucket and node at most, far
 /// short of `reports.min_sources`; past it, a storm of unknown sources is
 /// not checked at all (outcome `storm`) until the next bucket.
-pub const MAX_CHECKS: u32 = 100_000;
+const MAX_CHECKS: u32 = 100_000;
 
 /// What this node took from each source, per version and bucket.
 pub struct Repeats {

@@ -17,9 +17,9 @@ use datasketches::hll::{HllSketch, HllType, HllUnion};
 use crate::domain::health::Source;
 
 /// 2^12 registers: about 1.6% standard error, 4 KiB once dense.
-pub const HLL_LG_K: u8 = 12;
+const HLL_LG_K: u8 = 12;
 /// All filters of a sketch together pass a stranger this rarely.
-pub const FALSE_POSITIVES: f64 = 1e-6;
+const FALSE_POSITIVES: f64 = 1e-6;
 const FIRST_CAPACITY: u64 = 1024;
 
 /// One version's served sources in one bucket, on this node.

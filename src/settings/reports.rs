@@ -8,6 +8,7 @@ use crate::domain::health::BreakRule;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+/// `[reports]`: how client reports break a version.
 pub struct Reports {
     /// `rate`: a share of the devices served; `count`: the original's
     /// absolute `break_threshold`, unsafe when the secret is public.
@@ -46,6 +47,7 @@ impl Default for Reports {
 }
 
 impl Reports {
+    /// The rule the store judges with.
     pub fn break_rule(&self) -> BreakRule {
         match self.rule.as_str() {
             "count" => BreakRule::Count {
@@ -58,10 +60,12 @@ impl Reports {
         }
     }
 
+    /// `share_ms` as a duration.
     pub fn share_interval(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.share_ms)
     }
 
+    /// Refuses values that cannot work, naming the key.
     pub fn validate(&self) -> Result<(), SettingsError> {
         let invalid = |key, reason: &str| {
             Err(SettingsError::Invalid {

@@ -7,8 +7,11 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+/// `[sandbox]`: the worker pool and each run's limits.
 pub struct Sandbox {
+    /// Wall-clock limit of one run.
     pub deadline_ms: u64,
+    /// Memory cap of one worker process.
     pub memory_mb: u64,
     /// 0 means one per core.
     pub workers: usize,
@@ -49,17 +52,23 @@ pub struct Sandbox {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+/// Where scripts run.
 pub enum Isolation {
     #[default]
+    /// In worker processes, each with its own memory cap; a crash stays there.
     Process,
+    /// In threads of the server (tests and trusted scripts only).
     Thread,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+/// What happens to jobs while the pool is paused.
 pub enum PausedJobs {
     #[default]
+    /// They wait in the queue until it resumes.
     Wait,
+    /// They are refused at once (503).
     Shed,
 }
 
@@ -86,18 +95,22 @@ impl Default for Sandbox {
 }
 
 impl Sandbox {
+    /// `deadline_ms` as a duration.
     pub fn deadline(&self) -> Duration {
         Duration::from_millis(self.deadline_ms)
     }
 
+    /// `queue_wait_ms` as a duration.
     pub fn queue_wait(&self) -> Duration {
         Duration::from_millis(self.queue_wait_ms)
     }
 
+    /// `kill_grace_ms` as a duration.
     pub fn kill_grace(&self) -> Duration {
         Duration::from_millis(self.kill_grace_ms)
     }
 
+    /// `workers`, or one per core when 0.
     pub fn worker_count(&self) -> usize {
         if self.workers > 0 {
             return self.workers;
@@ -105,6 +118,7 @@ impl Sandbox {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
     }
 
+    /// `recycle_rss_mb` in bytes, or 3/4 of `memory_mb` when 0.
     pub fn recycle_rss_bytes(&self) -> u64 {
         let mb = if self.recycle_rss_mb == 0 {
             self.memory_mb * 3 / 4
@@ -114,6 +128,7 @@ impl Sandbox {
         mb << 20
     }
 
+    /// `worker_exe`, or this executable when empty.
     pub fn worker_exe(&self) -> PathBuf {
         if self.worker_exe.is_empty() {
             std::env::current_exe().unwrap_or_else(|_| PathBuf::from("vane"))

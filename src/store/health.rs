@@ -14,7 +14,7 @@ use crate::domain::health::{BreakRule, Evidence, ReportKind, Tally, judge};
 use crate::domain::model::{ErrorReport, EventKind, Release, now_millis};
 
 /// Who a break by reports is recorded as.
-pub const REPORTS_ACTOR: &str = "reports";
+const REPORTS_ACTOR: &str = "reports";
 
 pub async fn add_report(pool: &AnyPool, report: NewReport, breaking: &Breaking) -> Result<ReportOutcome, StoreError> {
     let now = now_millis();

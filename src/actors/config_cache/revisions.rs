@@ -26,7 +26,7 @@ use crate::sync::Locked;
 pub struct ReadFailed;
 
 /// The revision, or `None` when the store has no such config.
-pub type Outcome = Result<Option<i64>, ReadFailed>;
+type Outcome = Result<Option<i64>, ReadFailed>;
 
 type Waiters = HashMap<String, Vec<oneshot::Sender<Outcome>>>;
 

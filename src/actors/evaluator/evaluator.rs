@@ -42,7 +42,7 @@ const RSS_EVERY: Duration = Duration::from_secs(1);
 /// Code ids remembered as sent to a worker before the list starts over.
 const MAX_KNOWN_SOURCES: usize = 4096;
 
-pub type EvaluatorContext = WorkerStartContext<(), EvalJob, watch::Receiver<Arc<PoolSettings>>>;
+type EvaluatorContext = WorkerStartContext<(), EvalJob, watch::Receiver<Arc<PoolSettings>>>;
 
 pub struct EvaluatorState {
     context: EvaluatorContext,
@@ -57,6 +57,7 @@ pub struct EvaluatorState {
     sources: HashSet<String>,
 }
 
+/// One pool worker: runs jobs in its worker process or thread.
 pub struct Evaluator;
 
 impl Actor for Evaluator {

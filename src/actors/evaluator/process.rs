@@ -20,10 +20,15 @@ use crate::settings::Isolation;
 const START_LIMIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
+/// How to start a worker process.
 pub struct ProcessSettings {
+    /// The executable, run as `<exe> worker`.
     pub exe: PathBuf,
+    /// The process's memory cap (its address-space limit).
     pub memory_bytes: u64,
+    /// Compiled versions the worker keeps.
     pub code_cache_entries: usize,
+    /// Process or thread isolation.
     pub isolation: Isolation,
 }
 

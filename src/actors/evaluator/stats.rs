@@ -11,19 +11,26 @@ use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+/// What an Evaluator is doing.
 pub enum WorkerState {
+    /// Waiting for a job.
     Idle,
+    /// Running a job.
     Busy,
 }
 
 /// One Evaluator as an operator sees it.
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkerInfo {
+    /// The Evaluator's number in the pool.
     pub wid: usize,
+    /// Idle or busy.
     pub state: WorkerState,
+    /// Jobs it finished since the pool started.
     pub jobs_done: u64,
     /// The worker process (none for a worker thread).
     pub pid: Option<u32>,
+    /// The worker process's resident memory, when it has one.
     pub rss_bytes: Option<u64>,
     /// Seconds since its current worker process or thread started.
     pub age_s: f64,
@@ -38,6 +45,7 @@ struct WorkerEntry {
 }
 
 #[derive(Debug, Default)]
+/// The pool's counters and per-worker view; outlives pool restarts.
 pub struct PoolStats {
     workers: Mutex<BTreeMap<usize, WorkerEntry>>,
     submitted: AtomicU64,
@@ -54,9 +62,13 @@ pub struct PoolStats {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A counter of the pool.
 pub enum Count {
+    /// Accepted into the queue.
     Submitted,
+    /// Taken by a worker.
     Started,
+    /// Answered, whatever the result.
     Finished,
     /// Refused because the queue was full or the pool paused with `shed`.
     Shed,
@@ -81,16 +93,27 @@ pub enum Count {
 /// A point-in-time copy, with the gauges derived from the counters.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 pub struct PoolSnapshot {
+    /// Jobs accepted.
     pub submitted: u64,
+    /// Jobs started and not yet finished.
     pub running: u64,
+    /// Jobs answered.
     pub finished: u64,
+    /// See [`Count::Shed`].
     pub shed: u64,
+    /// See [`Count::Expired`].
     pub expired: u64,
+    /// See [`Count::Killed`].
     pub killed: u64,
+    /// See [`Count::Crashed`].
     pub crashed: u64,
+    /// See [`Count::Restarted`].
     pub restarted: u64,
+    /// See [`Count::Recycled`].
     pub recycled: u64,
+    /// See [`Count::Requeued`].
     pub requeued: u64,
+    /// See [`Count::Compiled`].
     pub compiled: u64,
 }
 
@@ -108,6 +131,7 @@ impl PoolStats {
         entry.since = Instant::now();
     }
 
+    /// Records what Evaluator `wid` is doing.
     pub fn worker_state(&self, wid: usize, state: WorkerState) {
         let mut workers = self.workers.locked();
         if let Some(entry) = workers.get_mut(&wid) {
@@ -115,6 +139,7 @@ impl PoolStats {
         }
     }
 
+    /// Counts a job finished by Evaluator `wid`.
     pub fn job_done(&self, wid: usize) {
         let mut workers = self.workers.locked();
         if let Some(entry) = workers.get_mut(&wid) {
@@ -122,10 +147,12 @@ impl PoolStats {
         }
     }
 
+    /// Evaluator `wid` stopped: it leaves the view.
     pub fn worker_gone(&self, wid: usize) {
         self.workers.locked().remove(&wid);
     }
 
+    /// The workers, with their memory read now.
     pub fn workers(&self) -> Vec<WorkerInfo> {
         let workers = self.workers.locked();
         workers
@@ -141,6 +168,7 @@ impl PoolStats {
             .collect()
     }
 
+    /// Adds one to a counter.
     pub fn add(&self, count: Count) {
         self.counter(count).fetch_add(1, Ordering::Relaxed);
     }
@@ -161,6 +189,7 @@ impl PoolStats {
         }
     }
 
+    /// A copy of the counters.
     pub fn snapshot(&self) -> PoolSnapshot {
         let get = |c| self.counter(c).load(Ordering::Relaxed);
         let finished = get(Count::Finished);

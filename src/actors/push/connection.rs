@@ -34,6 +34,7 @@ use crate::settings::Push;
 const MAX_QUEUED_REPLIES: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which WebSocket route the client came in on.
 pub enum Protocol {
     /// `GET /push/{id}`: one config, `{"update_time","config_id"}` frames.
     Compat,
@@ -41,13 +42,21 @@ pub enum Protocol {
     Native,
 }
 
+/// What a Connection starts from.
 pub struct ConnectionArgs {
+    /// The upgraded socket.
     pub socket: WebSocket,
+    /// Which route it came in on.
     pub protocol: Protocol,
+    /// The config to follow at once (the original route names it in its path).
     pub initial: Option<String>,
+    /// Where subscriptions are registered.
     pub registry: ActorRef<RegistryMsg>,
+    /// Reads a config's current revision when a client subscribes.
     pub releases: ReleasesHandle,
+    /// Heartbeat, idle and queue limits.
     pub settings: Arc<Push>,
+    /// How long calls to other actors may take.
     pub call_timeout: Duration,
 }
 
@@ -79,6 +88,7 @@ enum ClientMessage {
     },
 }
 
+/// One WebSocket client: its subscriptions, heartbeat and pending notices.
 pub struct Connection;
 
 impl Actor for Connection {

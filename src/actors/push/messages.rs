@@ -10,24 +10,35 @@ use crate::domain::change::ChangeNotice;
 /// How the registry is named in metrics and errors.
 pub const NAME: ActorName = ActorName::SubscriptionRegistry;
 
+/// What the SubscriptionRegistry handles.
 pub enum RegistryMsg {
     /// Registers `conn` for `config_id`, replying once it is registered, so
     /// the caller can read the current revision only afterwards.
     Subscribe {
+        /// The config followed.
         config_id: String,
+        /// The Connection to tell.
         conn: ActorRef<ConnectionMsg>,
+        /// Answered once registered.
         reply: RpcReplyPort<()>,
     },
+    /// Stops telling `conn` of `config_id`.
     Unsubscribe {
+        /// The config no longer followed.
         config_id: String,
+        /// The Connection that stops following it.
         conn: ActorId,
     },
     /// Fans a notice out to the config's subscribers.
     Notify(ChangeNotice),
+    /// How many sockets follow a config.
     Count {
+        /// The config asked about.
         config_id: String,
+        /// Where the count goes.
         reply: RpcReplyPort<usize>,
     },
+    /// Reply with the registry's counters.
     Stats(RpcReplyPort<RegistryStats>),
     /// Closes every socket with `code` (1001: the server is going away, so
     /// clients reconnect elsewhere).
@@ -35,22 +46,31 @@ pub enum RegistryMsg {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+/// The registry's counters, as the stats route shows them.
 pub struct RegistryStats {
     /// Sockets following at least one config.
     pub connections: usize,
+    /// Pairs of (socket, config) followed.
     pub subscriptions: usize,
+    /// Notices handed to Connections since start.
     pub notices_sent: u64,
 }
 
+/// What a Connection handles.
 pub enum ConnectionMsg {
+    /// A config it follows changed.
     Notice(ChangeNotice),
     /// A text frame from the client.
     Text(String),
     /// Any other frame from the client (pong, ping, binary): it is alive.
     Heard,
+    /// The client closed the socket or it failed.
     PeerGone,
+    /// The writer sent everything queued: send what waited meanwhile.
     WriterIdle,
+    /// A write failed (or took too long): the client is gone or too slow.
     WriterFailed(String),
+    /// Heartbeat: ping, and close if the client has been silent too long.
     Tick,
     /// Closes the socket with this code (1001 when the server is going away).
     Close(u16),

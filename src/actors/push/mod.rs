@@ -29,7 +29,7 @@ pub use outbox::Outbox;
 pub use registry::SubscriptionRegistry;
 
 /// The WebSocket close code for "server going away".
-pub const GOING_AWAY: u16 = 1001;
+const GOING_AWAY: u16 = 1001;
 
 /// What callers hold to reach the SubscriptionRegistry.
 #[derive(Clone)]
@@ -42,6 +42,7 @@ pub struct PushHandle {
 }
 
 impl PushHandle {
+    /// A handle over the registry; calls wait at most the settings' call timeout.
     pub fn new(registry: Slot<RegistryMsg>, releases: ReleasesHandle, settings: &Push, timeout: Duration) -> Self {
         Self {
             registry,
@@ -90,6 +91,7 @@ impl PushHandle {
             .await
     }
 
+    /// The registry's counters.
     pub async fn stats(&self) -> Result<RegistryStats, CallError> {
         self.registry
             .ask(ActorName::SubscriptionRegistry, self.timeout, RegistryMsg::Stats)
@@ -102,6 +104,7 @@ impl PushHandle {
             .tell(ActorName::SubscriptionRegistry, RegistryMsg::CloseAll(GOING_AWAY))
     }
 
+    /// Whether the registry is running.
     pub fn is_alive(&self) -> bool {
         self.registry.is_alive()
     }

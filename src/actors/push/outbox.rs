@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::domain::change::ChangeNotice;
 
 #[derive(Debug, Default)]
+/// A Connection's unsent notices, newest per config.
 pub struct Outbox {
     pending: BTreeMap<String, ChangeNotice>,
     /// The newest revision sent per config, so a late, older notice (a
@@ -14,6 +15,7 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// Queues `notice` unless a newer one for its config was sent or waits.
     pub fn push(&mut self, notice: ChangeNotice) {
         let known = self.sent.get(&notice.config_id).copied();
         if !notice.manual && known.is_some_and(|r| r >= notice.revision) {
@@ -37,11 +39,13 @@ impl Outbox {
         taken
     }
 
+    /// Drops what is pending or known for a config no longer followed.
     pub fn forget(&mut self, config_id: &str) {
         self.pending.remove(config_id);
         self.sent.remove(config_id);
     }
 
+    /// Whether nothing waits to be sent.
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
     }

@@ -20,6 +20,7 @@ pub struct RegistryState {
     notices_sent: u64,
 }
 
+/// Who follows which config, on this node; fans notices out to them.
 pub struct SubscriptionRegistry;
 
 impl Actor for SubscriptionRegistry {

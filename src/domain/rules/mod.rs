@@ -16,26 +16,41 @@ pub use upload::{RawCondition, RawPlatformRules, from_upload, parse_semver, vali
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("rule {entry} ({platform}), group {group}, condition {condition}: {reason}")]
+/// A rule that failed validation, located by entry, group and condition.
 pub struct RuleError {
+    /// The platform entry's index.
     pub entry: usize,
+    /// The platform entry's platform.
     pub platform: String,
+    /// The AND-group's index.
     pub group: usize,
+    /// The condition's index in its group.
     pub condition: usize,
+    /// What is wrong with it.
     pub reason: String,
 }
 
 /// The platform entry that applies to every request.
-pub const ANY_PLATFORM: &str = "*";
+const ANY_PLATFORM: &str = "*";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A comparison, as uploaded in `compare`.
 pub enum Op {
+    /// `<`
     Lt,
+    /// `<=`
     Le,
+    /// `==`
     Eq,
+    /// `!=`
     Ne,
+    /// `>`
     Gt,
+    /// `>=`
     Ge,
+    /// `in`: the value is one of a list.
     In,
+    /// `not_in`: the value is none of a list.
     NotIn,
 }
 
@@ -86,6 +101,7 @@ impl Op {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The request field a condition reads.
 pub enum Field {
     /// `meta.version`, an integer (the original rule).
     Version,
@@ -134,7 +150,9 @@ pub struct Condition {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The rules for one platform (or `*` for any).
 pub struct PlatformRules {
+    /// The platform it applies to, or `*`.
     pub platform: String,
     /// OR of AND-groups; an empty list places no constraint.
     pub rules: Vec<Vec<Condition>>,

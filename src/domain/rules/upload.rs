@@ -9,16 +9,22 @@ use super::{Condition, Field, Op, Operand, PlatformRules, RuleError};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPlatformRules {
+    /// The platform it applies to, or `*`.
     pub platform: String,
     #[serde(default)]
+    /// OR of AND-groups of conditions.
     pub rules: Vec<Vec<RawCondition>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// One condition as uploaded.
 pub struct RawCondition {
+    /// The request field (`version`, `app_version`, ...).
     pub field: String,
+    /// The comparison (`<`, `==`, `in`, ...).
     pub compare: String,
+    /// What the field is compared with.
     pub value: serde_json::Value,
 }
 
