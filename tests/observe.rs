@@ -128,9 +128,13 @@ async fn the_openapi_document_covers_every_native_route() {
         ("/api/v1/admin/pool/resize", &["post"]),
     ] {
         for method in methods {
-            assert!(
-                paths.get(path).and_then(|p| p.get(*method)).is_some(),
-                "{method} {path} missing"
+            let operation = paths.get(path).and_then(|p| p.get(*method));
+            assert!(operation.is_some(), "{method} {path} missing");
+            // Every native route answers refusals in the one error envelope.
+            let refused = &operation.unwrap()["responses"]["4XX"]["content"]["application/json"]["schema"];
+            assert_eq!(
+                refused["properties"]["error"]["properties"]["code"]["type"], "string",
+                "{method} {path}: {refused}"
             );
         }
     }

@@ -38,3 +38,47 @@ impl Modify for BearerAuth {
 pub async fn document() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
+
+/// The error answers every native route shares, named once so each handler's
+/// annotation lists only its success.
+pub struct Failures;
+
+// The error envelope, for the description only: `ApiError` builds it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ErrorBody {
+    #[schema(inline)]
+    error: ErrorDetail,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ErrorDetail {
+    /// Stable and machine-readable: `not_found`, `invalid_params`, ...
+    code: String,
+    /// Names the problem, for a person.
+    message: String,
+}
+
+impl utoipa::IntoResponses for Failures {
+    fn responses() -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+        use utoipa::PartialSchema;
+        use utoipa::openapi::{ContentBuilder, ResponseBuilder, ResponsesBuilder};
+        let body = || ContentBuilder::new().schema(Some(ErrorBody::schema())).build();
+        ResponsesBuilder::new()
+            .response(
+                "4XX",
+                ResponseBuilder::new()
+                    .description("refused: the message names the problem")
+                    .content("application/json", body()),
+            )
+            .response(
+                "503",
+                ResponseBuilder::new()
+                    .description("a dependency is down or the pool is full; `Retry-After` says when to retry")
+                    .content("application/json", body()),
+            )
+            .build()
+            .into()
+    }
+}

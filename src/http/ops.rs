@@ -102,7 +102,7 @@ pub fn reload(app: &AppState) -> Result<Plan, String> {
     post,
     path = "/api/v1/admin/reload",
     summary = "Reload settings (what changed, what needs a restart)",
-    responses((status = 200, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    responses((status = 200, description = "ok"), crate::http::openapi::Failures),
     security(("bearer" = []))
 )]
 async fn reload_route(State(app): State<AppState>) -> Result<Json<Plan>, ApiError> {
@@ -119,7 +119,7 @@ async fn reload_route(State(app): State<AppState>) -> Result<Json<Plan>, ApiErro
     get,
     path = "/api/v1/admin/pool",
     summary = "Evaluator pool status",
-    responses((status = 200, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    responses((status = 200, description = "ok"), crate::http::openapi::Failures),
     security(("bearer" = []))
 )]
 async fn pool_status(State(app): State<AppState>) -> Result<Json<PoolStatus>, ApiError> {
@@ -130,7 +130,7 @@ async fn pool_status(State(app): State<AppState>) -> Result<Json<PoolStatus>, Ap
     post,
     path = "/api/v1/admin/pool/pause",
     summary = "Pause the pool",
-    responses((status = 200, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    responses((status = 200, description = "ok"), crate::http::openapi::Failures),
     security(("bearer" = []))
 )]
 async fn pause(State(app): State<AppState>) -> Result<Json<PoolStatus>, ApiError> {
@@ -142,7 +142,7 @@ async fn pause(State(app): State<AppState>) -> Result<Json<PoolStatus>, ApiError
     post,
     path = "/api/v1/admin/pool/resume",
     summary = "Resume the pool",
-    responses((status = 200, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    responses((status = 200, description = "ok"), crate::http::openapi::Failures),
     security(("bearer" = []))
 )]
 async fn resume(State(app): State<AppState>) -> Result<Json<PoolStatus>, ApiError> {
@@ -161,7 +161,7 @@ struct ResizeBody {
     path = "/api/v1/admin/pool/resize",
     summary = "Resize the pool",
     request_body = ResizeBody,
-    responses((status = 200, description = "ok"), (status = "4XX", description = "error: {\"error\":{\"code\",\"message\"}}")),
+    responses((status = 200, description = "ok"), crate::http::openapi::Failures),
     security(("bearer" = []))
 )]
 async fn resize(State(app): State<AppState>, Body(body): Body<ResizeBody>) -> Result<Json<PoolStatus>, ApiError> {
