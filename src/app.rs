@@ -159,7 +159,7 @@ impl App {
     }
 
     /// Reloads the settings source; see `http::ops::reload`.
-    pub fn reload(&self) -> Result<crate::reload::Plan, String> {
+    pub fn reload(&self) -> Result<crate::reload::Plan, reload::ReloadError> {
         ops::reload(&self.state)
     }
 
@@ -219,7 +219,10 @@ fn deliver_reloads(pool: &EvaluatorPoolHandle, reports: &ReportsHandle, push: &P
         if plan.touches("sandbox.")
             && let Err(e) = pool.reconfigure(&effective.sandbox)
         {
-            return Err(format!("the evaluator pool did not take the new settings: {e}"));
+            return Err(reload::ReloadError::NotTaken {
+                service: crate::actors::names::ActorName::EvaluatorPool.as_str(),
+                source: Box::new(e),
+            });
         }
         if plan.touches("reports.") {
             reports.set_rules(Rules::from_settings(&effective.reports));

@@ -138,7 +138,7 @@ async fn serve(
                     restart_required = plan.restart_required.len(),
                     "settings reloaded"
                 ),
-                Err(e) => tracing::warn!(error = e, "settings reload refused; nothing changed"),
+                Err(e) => tracing::warn!(error = %e, "settings reload refused; nothing changed"),
             },
             _ = app.supervisor_stopped() => {
                 tracing::error!("actor tree stopped, exiting");

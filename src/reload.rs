@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::settings::Settings;
+use crate::settings::{Settings, SettingsError};
 
 /// Keys a running node takes without a restart.
 const LIVE: &[&str] = &[
@@ -125,7 +125,23 @@ pub type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 /// Hands a reload's settings to the services that take them live; built in
 /// `app.rs`, the one place that knows which service takes which section.
-pub type Deliver = Box<dyn Fn(&Plan, &Settings) -> Result<(), String> + Send + Sync>;
+pub type Deliver = Box<dyn Fn(&Plan, &Settings) -> Result<(), ReloadError> + Send + Sync>;
+
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file or the environment does not hold valid settings.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// A running service refused the new settings.
+    #[error("the {service} did not take the new settings: {source}")]
+    NotTaken {
+        /// The service, as its actor is named.
+        service: &'static str,
+        /// Its own error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
 
 /// `section.key` -> value.
 fn flatten(settings: &Settings) -> Map<String, Value> {

@@ -14,7 +14,7 @@ use super::test_runs::{self, CaseResult, TestRun};
 use crate::cache::RedisCache;
 use crate::domain::Meta;
 use crate::domain::change::{Change, ChangeNotice};
-use crate::domain::model::{ReleaseEvent, TestCase, now_millis, validate_config_id};
+use crate::domain::model::{ConfigIdError, ReleaseEvent, TestCase, now_millis, validate_config_id};
 use crate::domain::params::{self, ParamError};
 use crate::domain::rules::{self, RuleError};
 use crate::domain::{Config, ConfigStatus, Lang, Version};
@@ -23,9 +23,12 @@ use crate::store::{Missing, NewConfig, NewTestCase, NewVersion, Store, StoreErro
 /// Why a management operation was refused; rendered at the edge.
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
-    /// A bad value in the request (the message says which).
-    #[error("{0}")]
-    Invalid(String),
+    /// The config id is not one Vane can put in a URL or key.
+    #[error(transparent)]
+    ConfigId(#[from] ConfigIdError),
+    /// A test case's params are not a JSON object.
+    #[error("`params` must be a JSON object")]
+    TestParams,
     /// An uploaded rule is malformed.
     #[error(transparent)]
     Rule(#[from] RuleError),
@@ -136,7 +139,7 @@ impl ReleasesHandle {
 
     /// Creates a config with a fresh secret, and announces it.
     pub async fn create_config(&self, id: String, description: String, actor: &str) -> Result<Config, ReleaseError> {
-        validate_config_id(&id).map_err(ReleaseError::Invalid)?;
+        validate_config_id(&id)?;
         let secret = crate::secrets::random_token();
         let config = self
             .store
@@ -260,7 +263,7 @@ impl ReleasesHandle {
     /// Stores a test case for a version of the config.
     pub async fn create_test(&self, config_id: &str, code_id: &str, test: NewTest) -> Result<TestCase, ReleaseError> {
         if !test.params.is_object() {
-            return Err(ReleaseError::Invalid("`params` must be a JSON object".into()));
+            return Err(ReleaseError::TestParams);
         }
         let new = NewTestCase {
             config_id: config_id.to_owned(),

@@ -293,18 +293,27 @@ pub fn now_millis() -> i64 {
         .unwrap_or(0)
 }
 
+/// Why a config id was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigIdError {
+    /// Empty or longer than 128 bytes.
+    #[error("config id must be 1 to 128 characters, got {0}")]
+    Length(usize),
+    /// A character other than a letter, digit, `-`, `_` or `.`.
+    #[error("config id `{0}` may contain only letters, digits, `-`, `_` and `.`")]
+    Characters(String),
+}
+
 /// Config ids appear in URLs and Redis keys: keep them plain.
-pub fn validate_config_id(id: &str) -> Result<(), String> {
+pub fn validate_config_id(id: &str) -> Result<(), ConfigIdError> {
     if id.is_empty() || id.len() > 128 {
-        return Err("config id must be 1 to 128 characters".into());
+        return Err(ConfigIdError::Length(id.len()));
     }
     if !id
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     {
-        return Err(format!(
-            "config id `{id}` may contain only letters, digits, `-`, `_` and `.`"
-        ));
+        return Err(ConfigIdError::Characters(id.to_owned()));
     }
     Ok(())
 }

@@ -50,7 +50,7 @@ struct NewConfigBody {
     path = "/api/v1/configs",
     summary = "Create a config",
     request_body = NewConfigBody,
-    responses((status = 201, description = "ok"), crate::http::openapi::Failures),
+    responses((status = 201, description = "ok"), crate::http::error::Failures),
     security(("bearer" = []))
 )]
 async fn create_config(
@@ -66,7 +66,7 @@ async fn create_config(
     get,
     path = "/api/v1/configs",
     summary = "List configs",
-    responses((status = 200, description = "ok"), crate::http::openapi::Failures),
+    responses((status = 200, description = "ok"), crate::http::error::Failures),
     security(("bearer" = []))
 )]
 async fn list_configs(State(app): State<AppState>) -> Reply<Vec<Config>> {
@@ -77,7 +77,7 @@ async fn list_configs(State(app): State<AppState>) -> Reply<Vec<Config>> {
     get,
     path = "/api/v1/configs/{config_id}",
     summary = "Get a config",
-    responses((status = 200, description = "ok"), crate::http::openapi::Failures),
+    responses((status = 200, description = "ok"), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id")),
     security(("bearer" = []))
 )]
@@ -99,7 +99,7 @@ struct UpdateConfigBody {
     path = "/api/v1/configs/{config_id}",
     summary = "Change status or description",
     request_body = UpdateConfigBody,
-    responses((status = 200, description = "ok"), crate::http::openapi::Failures),
+    responses((status = 200, description = "ok"), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id")),
     security(("bearer" = []))
 )]
@@ -134,7 +134,7 @@ struct NewVersionBody {
     path = "/api/v1/configs/{config_id}/versions",
     summary = "Upload a version (compile-checked; 422 names the line or rule)",
     request_body = NewVersionBody,
-    responses((status = 201, description = "ok"), crate::http::openapi::Failures),
+    responses((status = 201, description = "ok"), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id")),
     security(("bearer" = []))
 )]
@@ -158,7 +158,7 @@ async fn create_version(
     get,
     path = "/api/v1/configs/{config_id}/versions",
     summary = "List versions",
-    responses((status = 200, description = "ok"), crate::http::openapi::Failures),
+    responses((status = 200, description = "ok"), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id")),
     security(("bearer" = []))
 )]
@@ -170,7 +170,7 @@ async fn list_versions(State(app): State<AppState>, Path(config_id): Path<String
     get,
     path = "/api/v1/configs/{config_id}/versions/{code_id}",
     summary = "Get a version",
-    responses((status = 200, description = "ok"), crate::http::openapi::Failures),
+    responses((status = 200, description = "ok"), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id"), ("code_id" = String, Path, description = "version code id")),
     security(("bearer" = []))
 )]
@@ -194,7 +194,7 @@ struct ReleaseBody {
     path = "/api/v1/configs/{config_id}/release",
     summary = "Release a version (stored tests gate it; 409 with results unless force)",
     request_body = ReleaseBody,
-    responses((status = 200, description = "ok"), crate::http::openapi::Failures),
+    responses((status = 200, description = "ok"), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id")),
     security(("bearer" = []))
 )]
@@ -225,7 +225,7 @@ struct GrayBody {
     path = "/api/v1/configs/{config_id}/gray",
     summary = "Set or change the gray release",
     request_body = GrayBody,
-    responses((status = 200, description = "ok"), crate::http::openapi::Failures),
+    responses((status = 200, description = "ok"), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id")),
     security(("bearer" = []))
 )]
@@ -254,7 +254,7 @@ async fn set_gray(
     delete,
     path = "/api/v1/configs/{config_id}/gray",
     summary = "Remove the gray release",
-    responses((status = 200, description = "ok"), crate::http::openapi::Failures),
+    responses((status = 200, description = "ok"), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id")),
     security(("bearer" = []))
 )]
@@ -270,7 +270,7 @@ async fn remove_gray(
     post,
     path = "/api/v1/configs/{config_id}/rollback",
     summary = "Roll back to the previous stable version",
-    responses((status = 200, description = "ok"), crate::http::openapi::Failures),
+    responses((status = 200, description = "ok"), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id")),
     security(("bearer" = []))
 )]
@@ -286,7 +286,7 @@ async fn rollback(
     post,
     path = "/api/v1/configs/{config_id}/secret/rotate",
     summary = "Give the config a new secret; the old one keeps working for `auth.secret_grace_s`",
-    responses((status = 200, description = "the config, with its new secret"), crate::http::openapi::Failures),
+    responses((status = 200, description = "the config, with its new secret"), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id")),
     security(("bearer" = []))
 )]
@@ -303,7 +303,7 @@ pub(super) async fn rotate_secret(
     post,
     path = "/api/v1/configs/{config_id}/versions/{code_id}/broken",
     summary = "Mark a version broken",
-    responses((status = 200, description = "ok"), crate::http::openapi::Failures),
+    responses((status = 200, description = "ok"), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id"), ("code_id" = String, Path, description = "version code id")),
     security(("bearer" = []))
 )]
@@ -323,7 +323,7 @@ async fn mark_broken(
     delete,
     path = "/api/v1/configs/{config_id}/versions/{code_id}/broken",
     summary = "Clear the broken mark",
-    responses((status = 200, description = "ok"), crate::http::openapi::Failures),
+    responses((status = 200, description = "ok"), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id"), ("code_id" = String, Path, description = "version code id")),
     security(("bearer" = []))
 )]
@@ -343,7 +343,7 @@ async fn clear_broken(
     get,
     path = "/api/v1/configs/{config_id}/events",
     summary = "The release log, newest first",
-    responses((status = 200, description = "ok"), crate::http::openapi::Failures),
+    responses((status = 200, description = "ok"), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id")),
     security(("bearer" = []))
 )]

@@ -56,7 +56,7 @@ fn empty_object() -> Value {
     path = "/api/v1/configs/{config_id}/versions/{code_id}/tests",
     summary = "Store a test case",
     request_body = NewTestBody,
-    responses((status = 201, description = "ok"), crate::http::openapi::Failures),
+    responses((status = 201, description = "ok"), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id"), ("code_id" = String, Path, description = "version code id")),
     security(("bearer" = []))
 )]
@@ -79,7 +79,7 @@ async fn create(
     get,
     path = "/api/v1/configs/{config_id}/versions/{code_id}/tests",
     summary = "List test cases",
-    responses((status = 200, description = "ok"), crate::http::openapi::Failures),
+    responses((status = 200, description = "ok"), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id"), ("code_id" = String, Path, description = "version code id")),
     security(("bearer" = []))
 )]
@@ -94,7 +94,7 @@ async fn list(
     delete,
     path = "/api/v1/configs/{config_id}/versions/{code_id}/tests/{test_id}",
     summary = "Delete a test case",
-    responses((status = 204, description = "ok"), crate::http::openapi::Failures),
+    responses((status = 204, description = "ok"), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id"), ("code_id" = String, Path, description = "version code id"), ("test_id" = String, Path, description = "test case id")),
     security(("bearer" = []))
 )]
@@ -110,7 +110,7 @@ async fn remove(
     post,
     path = "/api/v1/configs/{config_id}/versions/{code_id}/tests/run",
     summary = "Run the stored tests",
-    responses((status = 200, description = "ok"), crate::http::openapi::Failures),
+    responses((status = 200, description = "ok"), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id"), ("code_id" = String, Path, description = "version code id")),
     security(("bearer" = []))
 )]

@@ -272,7 +272,7 @@ impl From<StoreError> for ApiError {
             StoreError::Exists(_) | StoreError::NoRollbackTarget { .. } | StoreError::RollbackTargetBroken { .. } => {
                 Self::Conflict(message)
             }
-            StoreError::Invalid(_) => Self::unprocessable("invalid", message),
+            StoreError::Refused(_) | StoreError::Percentage(_) => Self::unprocessable("invalid", message),
             // Driver messages describe internals; the client learns only that it failed.
             StoreError::Unavailable(detail) => Self::Down { what: "store", detail },
             StoreError::Corrupt(_) => Self::Internal(message),
@@ -285,7 +285,7 @@ impl From<ReleaseError> for ApiError {
     fn from(e: ReleaseError) -> Self {
         let message = e.to_string();
         match e {
-            ReleaseError::Invalid(_) => Self::unprocessable("invalid", message),
+            ReleaseError::ConfigId(_) | ReleaseError::TestParams => Self::unprocessable("invalid", message),
             ReleaseError::Rule(_) => Self::unprocessable("invalid_rules", message),
             ReleaseError::Schema(_) => Self::unprocessable("invalid_params_schema", message),
             ReleaseError::Eval(EvalError::Engine(engine)) => Self::unprocessable(engine_code(&engine), message),
@@ -318,5 +318,49 @@ impl From<ReportError> for ApiError {
             ReportError::Broken(_) => Self::forbidden("version_broken", message),
             ReportError::Store(store) => store.into(),
         }
+    }
+}
+
+/// The error answers every native route shares, named once so each handler's
+/// annotation lists only its success.
+pub struct Failures;
+
+// The error envelope, for the description only: `ApiError` builds it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ErrorBody {
+    #[schema(inline)]
+    error: ErrorDetail,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ErrorDetail {
+    /// Stable and machine-readable: `not_found`, `invalid_params`, ...
+    code: String,
+    /// Names the problem, for a person.
+    message: String,
+}
+
+impl utoipa::IntoResponses for Failures {
+    fn responses() -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+        use utoipa::PartialSchema;
+        use utoipa::openapi::{ContentBuilder, ResponseBuilder, ResponsesBuilder};
+        let body = || ContentBuilder::new().schema(Some(ErrorBody::schema())).build();
+        ResponsesBuilder::new()
+            .response(
+                "4XX",
+                ResponseBuilder::new()
+                    .description("refused: the message names the problem")
+                    .content("application/json", body()),
+            )
+            .response(
+                "503",
+                ResponseBuilder::new()
+                    .description("a dependency is down or the pool is full; `Retry-After` says when to retry")
+                    .content("application/json", body()),
+            )
+            .build()
+            .into()
     }
 }

@@ -102,7 +102,7 @@ struct EvaluateResponse {
     request_body = FetchRequest,
     responses(
         (status = 200, description = "ok; header `Vane-Stale: 1` when `cached: false` was answered from the last known state because the store did not answer in time"),
-        crate::http::openapi::Failures,
+        crate::http::error::Failures,
         (status = 503, description = "the config is not in memory and the store did not answer in time (Retry-After)")
     ),
     params(("config_id" = String, Path, description = "config id"))

@@ -63,7 +63,7 @@ pub async fn prometheus(State(app): State<AppState>) -> Response {
     get,
     path = "/api/v1/stats",
     summary = "Live numbers for the dashboard",
-    responses((status = 200, description = "ok"), crate::http::openapi::Failures)
+    responses((status = 200, description = "ok"), crate::http::error::Failures)
 )]
 pub async fn stats_route(State(app): State<AppState>) -> Json<Value> {
     Json(stats(&app).await)

@@ -13,7 +13,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::Body;
 use crate::actors::evaluator::PoolStatus;
-use crate::reload::{self, Plan};
+use crate::reload::{self, Plan, ReloadError};
 use crate::settings::Settings;
 use crate::sync::Locked;
 
@@ -73,10 +73,10 @@ pub fn routes() -> Router<AppState> {
 
 /// Loads the settings source again and applies what can change at run time.
 /// An invalid source changes nothing.
-pub fn reload(app: &AppState) -> Result<Plan, String> {
+pub fn reload(app: &AppState) -> Result<Plan, ReloadError> {
     let source = app.ops.source.locked().clone();
     let (path, required) = source.unwrap_or_else(|| (PathBuf::from("config.toml"), false));
-    let loaded = Settings::load(&path, required).map_err(|e| e.to_string())?;
+    let loaded = Settings::load(&path, required)?;
     let mut current = app.ops.current.locked();
     let (plan, effective) = reload::plan(&current, loaded);
     (app.ops.deliver)(&plan, &effective)?;
@@ -102,16 +102,20 @@ pub fn reload(app: &AppState) -> Result<Plan, String> {
     post,
     path = "/api/v1/admin/reload",
     summary = "Reload settings (what changed, what needs a restart)",
-    responses((status = 200, description = "ok"), crate::http::openapi::Failures),
+    responses((status = 200, description = "ok"), crate::http::error::Failures),
     security(("bearer" = []))
 )]
 async fn reload_route(State(app): State<AppState>) -> Result<Json<Plan>, ApiError> {
     match reload(&app) {
         Ok(plan) => Ok(Json(plan)),
-        Err(message) => {
-            tracing::warn!(error = message, "reload refused; settings unchanged");
-            Err(ApiError::unprocessable("invalid_settings", message))
+        Err(e @ ReloadError::Settings(_)) => {
+            tracing::warn!(error = %e, "reload refused; settings unchanged");
+            Err(ApiError::unprocessable("invalid_settings", e.to_string()))
         }
+        Err(e @ ReloadError::NotTaken { service, .. }) => Err(ApiError::Down {
+            what: service,
+            detail: e.to_string(),
+        }),
     }
 }
 
@@ -119,7 +123,7 @@ async fn reload_route(State(app): State<AppState>) -> Result<Json<Plan>, ApiErro
     get,
     path = "/api/v1/admin/pool",
     summary = "Evaluator pool status",
-    responses((status = 200, description = "ok"), crate::http::openapi::Failures),
+    responses((status = 200, description = "ok"), crate::http::error::Failures),
     security(("bearer" = []))
 )]
 async fn pool_status(State(app): State<AppState>) -> Result<Json<PoolStatus>, ApiError> {
@@ -130,7 +134,7 @@ async fn pool_status(State(app): State<AppState>) -> Result<Json<PoolStatus>, Ap
     post,
     path = "/api/v1/admin/pool/pause",
     summary = "Pause the pool",
-    responses((status = 200, description = "ok"), crate::http::openapi::Failures),
+    responses((status = 200, description = "ok"), crate::http::error::Failures),
     security(("bearer" = []))
 )]
 async fn pause(State(app): State<AppState>) -> Result<Json<PoolStatus>, ApiError> {
@@ -142,7 +146,7 @@ async fn pause(State(app): State<AppState>) -> Result<Json<PoolStatus>, ApiError
     post,
     path = "/api/v1/admin/pool/resume",
     summary = "Resume the pool",
-    responses((status = 200, description = "ok"), crate::http::openapi::Failures),
+    responses((status = 200, description = "ok"), crate::http::error::Failures),
     security(("bearer" = []))
 )]
 async fn resume(State(app): State<AppState>) -> Result<Json<PoolStatus>, ApiError> {
@@ -161,7 +165,7 @@ struct ResizeBody {
     path = "/api/v1/admin/pool/resize",
     summary = "Resize the pool",
     request_body = ResizeBody,
-    responses((status = 200, description = "ok"), crate::http::openapi::Failures),
+    responses((status = 200, description = "ok"), crate::http::error::Failures),
     security(("bearer" = []))
 )]
 async fn resize(State(app): State<AppState>, Body(body): Body<ResizeBody>) -> Result<Json<PoolStatus>, ApiError> {

@@ -52,7 +52,7 @@ pub async fn compat_push(
     get,
     path = "/api/v1/subscribe",
     summary = "WebSocket: subscribe to configs by revision",
-    responses((status = 101, description = "switching to WebSocket"), crate::http::openapi::Failures)
+    responses((status = 101, description = "switching to WebSocket"), crate::http::error::Failures)
 )]
 pub async fn subscribe(State(app): State<AppState>, ws: WebSocketUpgrade) -> Response {
     let push = app.push.clone();

@@ -97,7 +97,7 @@ struct ReportBody {
     responses(
         (status = 201, description = "stored", body = Receipt),
         (status = 202, description = "accepted but not stored: the source's repeats or the version's stored reports that cannot count reached their cap", body = Receipt),
-        crate::http::openapi::Failures
+        crate::http::error::Failures
     ),
     params(("config_id" = String, Path, description = "config id"))
 )]
@@ -189,7 +189,7 @@ struct ListQuery {
     get,
     path = "/api/v1/configs/{config_id}/versions/{code_id}/reports",
     summary = "List a version's reports, newest first",
-    responses((status = 200, description = "ok"), crate::http::openapi::Failures),
+    responses((status = 200, description = "ok"), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id"), ("code_id" = String, Path, description = "version code id")),
     security(("bearer" = []))
 )]
@@ -206,7 +206,7 @@ async fn list(
     get,
     path = "/api/v1/configs/{config_id}/versions/{code_id}/reports/summary",
     summary = "A version's health: reports counted and ignored by kind, distinct sources, devices served, the share",
-    responses((status = 200, description = "ok", body = Summary), crate::http::openapi::Failures),
+    responses((status = 200, description = "ok", body = Summary), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id"), ("code_id" = String, Path, description = "version code id")),
     security(("bearer" = []))
 )]

@@ -16,7 +16,7 @@ macro_rules! test_columns {
 
 pub async fn create(pool: &AnyPool, new: NewTestCase) -> Result<TestCase, StoreError> {
     let text = |v: &serde_json::Value| v.to_string();
-    let meta = serde_json::to_string(&new.meta).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let meta = serde_json::to_string(&new.meta).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let row = sqlx::query(concat!(
         "INSERT INTO test_cases (test_id, config_id, code_id, name, meta, params, expected, created_at) \
          SELECT $1, config_id, code_id, $4, $5, $6, $7, $8 FROM versions WHERE code_id = $3 AND config_id = $2 \

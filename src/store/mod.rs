@@ -46,9 +46,12 @@ pub enum StoreError {
         /// The version a rollback would go to.
         code_id: String,
     },
-    /// The database refused a value (the message says which).
+    /// The database refused a value; its own message says which.
     #[error("{0}")]
-    Invalid(String),
+    Refused(String),
+    /// A gray release's share over 100 %.
+    #[error("percentage {0} is over 100")]
+    Percentage(u8),
     /// The database did not answer, or failed; the detail is for the log.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -101,7 +104,7 @@ impl From<sqlx::Error> for StoreError {
             // SQLSTATE class 22, data exception: the value itself was refused
             // (PostgreSQL will not store a NUL byte in text, for one).
             sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")) => {
-                Self::Invalid(db.message().to_owned())
+                Self::Refused(db.message().to_owned())
             }
             sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
                 Self::Corrupt(e.to_string())

@@ -114,8 +114,8 @@ impl Store for SqlStore {
 
     async fn create_version(&self, new: NewVersion) -> Result<Version, StoreError> {
         let code_id = new_code_id();
-        let rules = serde_json::to_string(&new.rules).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let params = serde_json::to_string(&new.params).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let rules = serde_json::to_string(&new.rules).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let params = serde_json::to_string(&new.params).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let row = sqlx::query(concat!(
             "INSERT INTO versions (code_id, config_id, lang, source, rules, params, created_by, created_at) \
              SELECT $1, id, $3, $4, $5, $6, $7, $8 FROM configs WHERE id = $2 RETURNING ",
@@ -266,7 +266,7 @@ async fn changed(
             forced,
         } => {
             if *percentage > 100 {
-                return Err(StoreError::Invalid(format!("percentage {percentage} is over 100")));
+                return Err(StoreError::Percentage(*percentage));
             }
             ensure_version_of(tx, &before.id, code_id).await?;
             after.gray = Some(Gray {
@@ -291,8 +291,10 @@ async fn changed(
             after.release = Some(Release { code_id: target });
             (EventKind::Rollback, false)
         }
+        // Marks are stored by `set_broken`; a caller routing one here is a
+        // bug, answered as one rather than stored as a pointer change.
         Change::Broken { .. } | Change::Unbroken { .. } => {
-            return Err(StoreError::Invalid("broken marks are not pointer changes".into()));
+            return Err(StoreError::Corrupt("a broken mark sent as a pointer change".into()));
         }
     };
     Ok((result.0, result.1, after))
