@@ -27,17 +27,19 @@ use crate::reports::share::Share;
 use crate::reports::{ReportsHandle, Rules, Wiring};
 use crate::settings::Settings;
 use crate::store::Store;
-use crate::{reload, secrets, store};
+use crate::{reload, secrets, server, store};
 
 /// A running Vane: its address, its handles, and the way to stop it.
 pub struct App {
     /// Where the server listens.
     pub addr: SocketAddr,
+    /// Where the observation routes are served, when `server.admin_listen` is set.
+    pub admin_addr: Option<SocketAddr>,
     /// The services the routes use, for tests and the binary.
     pub state: AppState,
     supervisor: ActorRef<SupervisorMsg>,
     supervisor_done: JoinHandle<()>,
-    server: JoinHandle<std::io::Result<()>>,
+    servers: Vec<JoinHandle<()>>,
     stop_server: watch::Sender<bool>,
     forwarder: JoinHandle<()>,
     /// The served record's sweep and sharing.
@@ -127,23 +129,32 @@ pub async fn start_with_store(
         reports,
         client_address_header: client_address_header(&settings.server.client_address_header)?,
     });
-    let router = http::router(state.clone(), settings.server.max_body_bytes);
+    let admin_listen = settings.server.admin_address()?;
+    let routers = http::routers(state.clone(), settings.server.max_body_bytes, admin_listen.is_some());
     let addr = listener.local_addr()?;
-    let (stop_server, mut stopped) = watch::channel(false);
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
-    tracing::info!(%addr, store = %redact(&settings.store.url), "vane listening");
+    let (stop_server, stopped) = watch::channel(false);
+    let limits = connection_limits(&settings.server);
+    let mut servers = vec![tokio::spawn(server::serve(
+        listener,
+        routers.public,
+        limits.clone(),
+        stopped.clone(),
+    ))];
+    let mut admin_addr = None;
+    if let (Some(admin_listen), Some(router)) = (admin_listen, routers.admin) {
+        let listener =
+            listen(admin_listen).with_context(|| format!("listening on {admin_listen} (server.admin_listen)"))?;
+        admin_addr = Some(listener.local_addr()?);
+        servers.push(tokio::spawn(server::serve(listener, router, limits, stopped)));
+    }
+    tracing::info!(%addr, ?admin_addr, store = %redact(&settings.store.url), "vane listening");
     Ok(App {
         addr,
+        admin_addr,
         state,
         supervisor,
         supervisor_done,
-        server,
+        servers,
         stop_server,
         forwarder,
         upkeep,
@@ -175,7 +186,10 @@ impl App {
         // their clients reconnect to another node.
         let _ = self.state.push.close_all();
         let _ = self.stop_server.send(true);
-        if tokio::time::timeout(self.shutdown_grace, self.server).await.is_err() {
+        if tokio::time::timeout(self.shutdown_grace, futures_util::future::join_all(self.servers))
+            .await
+            .is_err()
+        {
             tracing::warn!("in-flight requests did not finish in time");
         }
         // Jobs outlive their requests only if the requests gave up waiting.
@@ -275,6 +289,16 @@ fn client_address_header(name: &str) -> anyhow::Result<Option<axum::http::Header
 /// 1024 the rest are dropped and their clients retry a second later. The
 /// kernel caps it at `net.core.somaxconn`.
 const LISTEN_BACKLOG: u32 = 16_384;
+
+/// What one client connection may take (`[server]`).
+fn connection_limits(server: &crate::settings::Server) -> server::Limits {
+    server::Limits {
+        header: server.header_timeout(),
+        body: server.body_timeout(),
+        idle: server.idle_timeout(),
+        max_connections: server.max_connections,
+    }
+}
 
 /// The server's listening socket, with room for a publish wave's connections.
 pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {

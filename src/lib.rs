@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod reload;
 pub mod reports;
 pub mod secrets;
+pub mod server;
 pub mod settings;
 pub mod store;
 pub mod sync;

@@ -48,8 +48,16 @@ pub const PUSH_CONNECTIONS: &str = "vane_push_connections";
 pub const PUSH_SUBSCRIPTIONS: &str = "vane_push_subscriptions";
 /// Change notices sent to sockets.
 pub const PUSH_NOTICES: &str = "vane_push_notices_total";
-/// Push sockets dropped because writing to them failed or timed out.
+/// Push sockets the server dropped, by reason: `slow` (writes failed or
+/// timed out), `silent` (no pong), `no_subscription` (followed nothing by
+/// `push.subscribe_deadline_ms`), `per_address` (refused at
+/// `push.max_sockets_per_address`).
 const PUSH_DROPPED: &str = "vane_push_dropped_clients_total";
+/// Connections open now, WebSockets included.
+const CONNECTIONS_OPEN: &str = "vane_connections_open";
+/// Connections the server closed or refused, by reason: `header_timeout`,
+/// `body_timeout`, `idle_timeout`, `max_connections`.
+const CONNECTIONS_CLOSED: &str = "vane_connections_closed_total";
 /// Time from a change on one node to its arrival on this one.
 pub const BUS_LAG_MS: &str = "vane_bus_lag_ms";
 /// Change bus events, by kind (published, received, polls, ...).
@@ -164,9 +172,19 @@ pub fn evaluated(lang: &'static str, took: Duration) {
     }
 }
 
-/// A push socket was dropped because writing to it failed or timed out.
-pub fn dropped_push_client() {
-    counter!(PUSH_DROPPED).increment(1);
+/// The server dropped a push socket (see `PUSH_DROPPED` for the reasons).
+pub fn dropped_push_client(reason: &'static str) {
+    counter!(PUSH_DROPPED, "reason" => reason).increment(1);
+}
+
+/// A connection opened (`1.0`) or closed (`-1.0`).
+pub fn connections_open(delta: f64) {
+    gauge!(CONNECTIONS_OPEN).increment(delta);
+}
+
+/// The server closed or refused a connection at one of its limits.
+pub fn connection_closed(reason: &'static str) {
+    counter!(CONNECTIONS_CLOSED, "reason" => reason).increment(1);
 }
 
 /// The Starlark result memo was asked.

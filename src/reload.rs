@@ -31,6 +31,8 @@ const LIVE: &[&str] = &[
     "push.pong_timeout_ms",
     "push.write_timeout_ms",
     "push.max_subscriptions",
+    "push.subscribe_deadline_ms",
+    "push.max_sockets_per_address",
     "log.level",
 ];
 

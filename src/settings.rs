@@ -2,7 +2,6 @@
 //! validated once into typed values. A bad value stops start-up with a message
 //! naming the key.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,9 +9,11 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize};
 
+mod network;
 mod reports;
 mod sandbox;
 mod storage;
+pub use network::{Push, Server};
 pub use reports::Reports;
 pub use sandbox::{Isolation, PausedJobs, Sandbox};
 pub use storage::{Redis, Store};
@@ -64,36 +65,6 @@ pub struct Settings {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-/// `[server]`.
-pub struct Server {
-    /// Address and port to listen on.
-    pub listen: SocketAddr,
-    /// Largest request body accepted, in bytes.
-    pub max_body_bytes: usize,
-    /// How long an actor call may take before the caller gets 503.
-    pub call_timeout_ms: u64,
-    /// On SIGTERM/SIGINT, how long requests in flight may take to finish.
-    pub shutdown_grace_ms: u64,
-    /// A header a trusted proxy in front sets to the client's address (e.g.
-    /// `X-Forwarded-For`, whose last entry is taken); empty = the peer's
-    /// address. Only set it behind such a proxy: clients can send it too.
-    pub client_address_header: String,
-}
-
-impl Default for Server {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            max_body_bytes: 1024 * 1024,
-            call_timeout_ms: 5000,
-            shutdown_grace_ms: 10_000,
-            client_address_header: String::new(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
 /// `[auth]`.
 pub struct Auth {
     /// Entries are `name=token` or a bare token; an empty list makes the
@@ -117,51 +88,6 @@ impl Auth {
     /// `secret_grace_s`.
     pub fn secret_grace(&self) -> Duration {
         Duration::from_secs(self.secret_grace_s)
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-/// `[push]`.
-pub struct Push {
-    /// The `Secret` of the original `POST /update/{id}`.
-    pub update_secret: String,
-    /// How often each socket is pinged.
-    pub ping_interval_ms: u64,
-    /// How long past a ping's interval a silent socket is kept.
-    pub pong_timeout_ms: u64,
-    /// A client whose socket accepts nothing for this long is disconnected.
-    pub write_timeout_ms: u64,
-    /// Configs one native socket may subscribe to.
-    pub max_subscriptions: usize,
-}
-
-impl Default for Push {
-    fn default() -> Self {
-        Self {
-            update_secret: String::new(),
-            ping_interval_ms: 30_000,
-            pong_timeout_ms: 10_000,
-            write_timeout_ms: 10_000,
-            max_subscriptions: 1024,
-        }
-    }
-}
-
-impl Push {
-    /// `ping_interval_ms`.
-    pub fn ping_interval(&self) -> Duration {
-        Duration::from_millis(self.ping_interval_ms)
-    }
-
-    /// `pong_timeout_ms`.
-    pub fn pong_timeout(&self) -> Duration {
-        Duration::from_millis(self.pong_timeout_ms)
-    }
-
-    /// `write_timeout_ms`.
-    pub fn write_timeout(&self) -> Duration {
-        Duration::from_millis(self.write_timeout_ms)
     }
 }
 
@@ -273,9 +199,7 @@ impl Settings {
         if self.sandbox.code_cache_entries == 0 {
             return invalid("sandbox.code_cache_entries", "must be at least 1");
         }
-        if self.server.call_timeout_ms == 0 {
-            return invalid("server.call_timeout_ms", "must be at least 1");
-        }
+        self.server.validate()?;
         if self.redis.enabled() && !self.redis.url.starts_with("redis://") && !self.redis.url.starts_with("rediss://") {
             return invalid("redis.url", "must start with redis:// or rediss:// (or be empty)");
         }
@@ -285,18 +209,7 @@ impl Settings {
                 "redis ttl, timeout and reconcile interval must be positive",
             );
         }
-        if self.push.write_timeout_ms == 0 {
-            return invalid("push.write_timeout_ms", "must be at least 1");
-        }
-        if self.push.max_subscriptions == 0 {
-            return invalid("push.max_subscriptions", "must be at least 1");
-        }
-        if self.push.ping_interval_ms == 0 || self.push.pong_timeout_ms == 0 {
-            return invalid(
-                "push.ping_interval_ms",
-                "ping interval and pong timeout must be positive",
-            );
-        }
+        self.push.validate()?;
         self.reports.validate()?;
         if self.auth.secret_grace_s > 366 * 86_400 {
             return invalid("auth.secret_grace_s", "must be at most a year (31622400)");

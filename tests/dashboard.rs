@@ -85,7 +85,8 @@ async fn the_dashboard_shows_live_numbers_in_a_browser() {
             }
         }
     });
-    let url = app.url("/dashboard");
+    // The token rides in the fragment, which the browser never sends.
+    let url = app.url(&format!("/dashboard#token={}", common::BEARER));
     let (dom, log) = tokio::task::spawn_blocking({
         let (chromium, url) = (chromium.clone(), url.clone());
         move || browse(&chromium, &url, &["--dump-dom"])

@@ -9,7 +9,13 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 async fn scrape(app: &TestApp) -> String {
-    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth(common::BEARER)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     response.text().await.unwrap()
 }
@@ -66,7 +72,7 @@ async fn metrics_cover_every_family_and_move_with_traffic() {
     assert!(sample(&second, route) >= before + 3.0);
     assert_eq!(app.state().pool.stats().finished, finished + 3);
 
-    let (status, stats) = common::read(app.client.get(app.url("/api/v1/stats")).send().await.unwrap()).await;
+    let (status, stats) = app.admin(reqwest::Method::GET, "/api/v1/stats", None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(stats["requests"]["total"].as_u64().unwrap() >= 8, "{stats}");
     let actors = stats["actors"].as_array().unwrap();
@@ -88,7 +94,7 @@ async fn metrics_cover_every_family_and_move_with_traffic() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_openapi_document_covers_every_native_route() {
     let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
-    let (status, doc) = common::read(app.client.get(app.url("/api/v1/openapi.json")).send().await.unwrap()).await;
+    let (status, doc) = app.admin(reqwest::Method::GET, "/api/v1/openapi.json", None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
     let paths = doc["paths"].as_object().unwrap();
@@ -176,5 +182,43 @@ async fn starlark_results_are_remembered_even_for_cached_false() {
     assert_eq!(pool.stats().submitted, ran + 1);
     let metrics = scrape(&app).await;
     assert!(sample(&metrics, "vane_cache_hits_total{layer=\"result\"}") >= 1.0);
+    app.stop().await;
+}
+
+/// What the observation routes show (worker pids, traffic, the API's shape)
+/// is an operator's: behind the admin token on the public listener, or on
+/// `server.admin_listen` and absent from the public one.
+#[tokio::test(flavor = "multi_thread")]
+async fn observation_routes_need_a_token_or_their_own_listener() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    for path in ["/metrics", "/api/v1/stats", "/api/v1/openapi.json"] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let (status, _) = app.admin(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
+    let page = app.client.get(app.url("/dashboard")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    for header in ["content-security-policy", "x-frame-options", "x-content-type-options"] {
+        assert!(page.headers().contains_key(header), "the dashboard has no {header}");
+    }
+    app.stop().await;
+
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| s.server.admin_listen = "127.0.0.1:0".into())
+        .await
+        .unwrap();
+    let admin = app.app().admin_addr.expect("an admin listener");
+    for path in ["/metrics", "/api/v1/stats", "/api/v1/openapi.json", "/dashboard"] {
+        let public = app
+            .client
+            .get(app.url(path))
+            .bearer_auth(common::BEARER)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(public.status(), StatusCode::NOT_FOUND, "{path} is still public");
+        let private = app.client.get(format!("http://{admin}{path}")).send().await.unwrap();
+        assert_eq!(private.status(), StatusCode::OK, "{path} on the admin listener");
+    }
     app.stop().await;
 }

@@ -51,9 +51,15 @@ pub enum ApiError {
         /// Each case's outcome.
         results: serde_json::Value,
     },
-    #[error("{0}")]
     /// The body is over the size limit.
+    #[error("{0}")]
     PayloadTooLarge(String),
+    /// The body did not arrive within `server.body_timeout_ms`.
+    #[error("{0}")]
+    BodyTimeout(String),
+    /// The client holds as much as one client may (429).
+    #[error("{0}")]
+    TooManyRequests(String),
     /// Well-formed but refused: bad code, rules or schema (422).
     #[error("{message}")]
     Unprocessable {
@@ -116,6 +122,8 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) | Self::TestsFailed { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Overloaded(_) | Self::Unavailable(_) | Self::Down { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -131,6 +139,8 @@ impl ApiError {
             Self::Conflict(_) => "conflict",
             Self::TestsFailed { .. } => "tests_failed",
             Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::BodyTimeout(_) => "body_timeout",
+            Self::TooManyRequests(_) => "too_many_requests",
             Self::Overloaded(_) => "overloaded",
             Self::Unavailable(_) | Self::Down { .. } => "unavailable",
             Self::Internal(_) => "internal",

@@ -20,12 +20,27 @@ async fn parse<T: DeserializeOwned, S: Send + Sync>(req: Request, state: &S) -> 
     let bytes = Bytes::from_request(req, state).await.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge("request body is too large".into())
+        } else if timed_out(&e) {
+            crate::metrics::connection_closed("body_timeout");
+            ApiError::BodyTimeout("the request body did not arrive in time".into())
         } else {
             ApiError::bad_request("malformed_body", format!("could not read body: {e}"))
         }
     })?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request("malformed_body", format!("malformed JSON body: {e}")))
+}
+
+/// Whether reading the body failed at `server.body_timeout_ms`.
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(error) = cause {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {

@@ -87,17 +87,51 @@ fn request_span(request: &axum::extract::Request) -> tracing::Span {
     tracing::info_span!("request", method = %request.method(), route, uri = %request.uri())
 }
 
-/// Every route, with tracing, timeouts and the body limit.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+/// The routes of each listener.
+pub struct Routers {
+    /// Clients' and operators' routes, on `server.listen`.
+    pub public: Router,
+    /// The observation routes, tokenless, for `server.admin_listen`; `None`
+    /// when they stay on the public listener behind the admin token.
+    pub admin: Option<Router>,
+}
+
+/// Every route, with tracing and the body limit. The observation routes
+/// (metrics, stats, dashboard, OpenAPI) show worker pids, traffic and the
+/// API's shape: on their own listener when `separate`, else behind the admin
+/// token (the dashboard page holds no data and asks for the token).
+pub fn routers(state: AppState, max_body_bytes: usize, separate: bool) -> Routers {
+    let require_admin = || middleware::from_fn_with_state(state.admin_tokens.clone(), auth::require_admin);
+    let observed = Router::new()
+        .route("/metrics", get(observe::prometheus))
+        .route("/api/v1/stats", get(observe::stats_route))
+        .route("/api/v1/openapi.json", get(openapi::document));
     let admin = admin::routes()
         .merge(cases::admin_routes())
         .merge(reports::admin_routes())
         .merge(ops::routes())
-        .route_layer(middleware::from_fn_with_state(
-            state.admin_tokens.clone(),
-            auth::require_admin,
+        .route_layer(require_admin());
+    let mut public = Router::new().merge(admin);
+    let mut tokenless = None;
+    if separate {
+        tokenless = Some(finish(
+            observed.route("/dashboard", get(observe::dashboard)),
+            &state,
+            max_body_bytes,
         ));
-    Router::new()
+    } else {
+        public = public
+            .merge(observed.route_layer(require_admin()))
+            .route("/dashboard", get(observe::dashboard));
+    }
+    Routers {
+        public: finish(client_routes(public), &state, max_body_bytes),
+        admin: tokenless,
+    }
+}
+
+fn client_routes(router: Router<AppState>) -> Router<AppState> {
+    router
         .route("/config/{config_id}", post(fetch::compat_fetch))
         .route("/api/v1/configs/{config_id}/evaluate", post(fetch::evaluate))
         .route("/push/{config_id}", get(push::compat_push))
@@ -105,18 +139,18 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/v1/subscribe", get(push::subscribe))
         .route("/playground/starlark", post(playground::starlark))
         .route("/playground/js", post(playground::javascript))
-        .route("/metrics", get(observe::prometheus))
-        .route("/api/v1/stats", get(observe::stats_route))
-        .route("/dashboard", get(observe::dashboard))
-        .route("/api/v1/openapi.json", get(openapi::document))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(cases::compat_routes())
         .merge(reports::client_routes())
-        .merge(admin)
+}
+
+/// Request metrics, tracing, the body limit and the state.
+fn finish(router: Router<AppState>, state: &AppState, max_body_bytes: usize) -> Router {
+    router
         .route_layer(middleware::from_fn(observe::track))
         // A route layer, so the span can name the matched route.
         .route_layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .with_state(state)
+        .with_state(state.clone())
 }

@@ -11,7 +11,10 @@ use serde::Serialize;
 use super::AppState;
 use super::auth::{check_secret, secret_header};
 use super::error::{ApiError, CompatError};
-use crate::actors::push::Protocol;
+use super::extract::ClientAddress;
+use std::net::IpAddr;
+
+use crate::actors::push::{Protocol, SocketSlot};
 use crate::domain::change::ChangeNotice;
 use crate::domain::model::now_millis;
 
@@ -34,6 +37,7 @@ fn sized(ws: WebSocketUpgrade) -> WebSocketUpgrade {
 pub async fn compat_push(
     State(app): State<AppState>,
     headers: HeaderMap,
+    ClientAddress(address): ClientAddress,
     Path(config_id): Path<String>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, CompatError> {
@@ -41,10 +45,19 @@ pub async fn compat_push(
     if !config.accepts_secret(secret_header(&headers)?, now_millis()) {
         return Err(ApiError::forbidden("wrong_secret", "wrong secret").into());
     }
+    let slot = admit(&app, address)?;
     let push = app.push.clone();
     Ok(sized(ws).on_upgrade(move |socket| async move {
-        push.connect(socket, Protocol::Compat, Some(config_id)).await;
+        push.connect(socket, slot, Protocol::Compat, Some(config_id)).await;
     }))
+}
+
+fn admit(app: &AppState, address: IpAddr) -> Result<SocketSlot, ApiError> {
+    app.push.admit(address).ok_or_else(|| {
+        ApiError::TooManyRequests(format!(
+            "{address} holds as many push sockets as one address may (push.max_sockets_per_address)"
+        ))
+    })
 }
 
 /// One socket, many configs: each `subscribe` message carries its secret.
@@ -54,11 +67,16 @@ pub async fn compat_push(
     summary = "WebSocket: subscribe to configs by revision",
     responses((status = 101, description = "switching to WebSocket"), crate::http::error::Failures)
 )]
-pub async fn subscribe(State(app): State<AppState>, ws: WebSocketUpgrade) -> Response {
+pub async fn subscribe(
+    State(app): State<AppState>,
+    ClientAddress(address): ClientAddress,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let slot = admit(&app, address)?;
     let push = app.push.clone();
-    sized(ws).on_upgrade(move |socket| async move {
-        push.connect(socket, Protocol::Native, None).await;
-    })
+    Ok(sized(ws).on_upgrade(move |socket| async move {
+        push.connect(socket, slot, Protocol::Native, None).await;
+    }))
 }
 
 #[derive(Serialize)]

@@ -24,10 +24,14 @@ use tokio::task::JoinHandle;
 
 use super::messages::{self, ConnectionMsg, RegistryMsg};
 use super::outbox::Outbox;
+use super::sockets::SocketSlot;
 use crate::actors::releases::ReleasesHandle;
 use crate::domain::change::ChangeNotice;
 use crate::domain::model::now_millis;
 use crate::settings::Push;
+
+/// The WebSocket close code for a socket that broke the server's rules.
+const POLICY_VIOLATION: u16 = 1008;
 
 /// Replies (acks, errors) that may wait behind a blocked write before the
 /// client counts as too slow.
@@ -46,6 +50,8 @@ pub enum Protocol {
 pub struct ConnectionArgs {
     /// The upgraded socket.
     pub socket: WebSocket,
+    /// Its place among the node's sockets, given back when it closes.
+    pub slot: SocketSlot,
     /// Which route it came in on.
     pub protocol: Protocol,
     /// The config to follow at once (the original route names it in its path).
@@ -73,6 +79,7 @@ pub struct ConnectionState {
     subscriptions: HashSet<String>,
     last_heard: Instant,
     tasks: [JoinHandle<()>; 2],
+    _slot: SocketSlot,
 }
 
 #[derive(Deserialize)]
@@ -121,9 +128,12 @@ impl Actor for Connection {
             subscriptions: HashSet::new(),
             last_heard: Instant::now(),
             tasks,
+            _slot: args.slot,
         };
         if let Some(config_id) = args.initial {
             state.register(&myself, &config_id).await?;
+        } else {
+            myself.send_after(state.settings.subscribe_deadline(), || ConnectionMsg::SubscribeDue);
         }
         Ok(state)
     }
@@ -160,27 +170,36 @@ impl Actor for Connection {
             }
             ConnectionMsg::WriterIdle => state.writing = false,
             ConnectionMsg::WriterFailed(why) => {
-                crate::metrics::dropped_push_client();
+                crate::metrics::dropped_push_client("slow");
                 tracing::debug!(why, "dropping a push client");
                 myself.stop(Some(why));
                 return Ok(());
             }
             ConnectionMsg::Tick => {
+                if !state.writing {
+                    state.replies.push(Message::Ping(Default::default()));
+                    myself.send_after(state.settings.pong_timeout(), || ConnectionMsg::PongDue);
+                }
+            }
+            ConnectionMsg::PongDue => {
+                // Nothing heard since the ping went out.
                 let silent_for = state.last_heard.elapsed();
-                if silent_for > state.settings.ping_interval() + state.settings.pong_timeout() {
+                if silent_for >= state.settings.pong_timeout() {
+                    crate::metrics::dropped_push_client("silent");
                     myself.stop(Some(format!("peer silent for {silent_for:?}")));
                     return Ok(());
                 }
-                if !state.writing {
-                    state.replies.push(Message::Ping(Default::default()));
+            }
+            ConnectionMsg::SubscribeDue => {
+                if state.subscriptions.is_empty() {
+                    crate::metrics::dropped_push_client("no_subscription");
+                    state.close(POLICY_VIOLATION, "no subscription in time");
+                    myself.stop(Some("followed nothing in time".into()));
+                    return Ok(());
                 }
             }
             ConnectionMsg::Close(code) => {
-                let frame = CloseFrame {
-                    code,
-                    reason: Utf8Bytes::from_static("server going away"),
-                };
-                let _ = state.writer.try_send(vec![Message::Close(Some(frame))]);
+                state.close(code, "server going away");
                 myself.stop(Some("closed by the server".into()));
                 return Ok(());
             }
@@ -195,6 +214,15 @@ impl Actor for Connection {
 }
 
 impl ConnectionState {
+    /// Sends a close frame; the writer ends after it.
+    fn close(&self, code: u16, reason: &'static str) {
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        let _ = self.writer.try_send(vec![Message::Close(Some(frame))]);
+    }
+
     /// Sends what is waiting, unless a batch is still being written.
     fn flush(&mut self) {
         if self.writing || (self.outbox.is_empty() && self.replies.is_empty()) {

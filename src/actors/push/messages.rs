@@ -74,4 +74,8 @@ pub enum ConnectionMsg {
     Tick,
     /// Closes the socket with this code (1001 when the server is going away).
     Close(u16),
+    /// A ping's pong is due: close if nothing was heard since.
+    PongDue,
+    /// A native socket's time to subscribe has passed.
+    SubscribeDue,
 }

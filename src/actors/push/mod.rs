@@ -10,7 +10,9 @@ mod connection;
 mod messages;
 mod outbox;
 mod registry;
+mod sockets;
 
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -27,6 +29,7 @@ pub use connection::{Connection, ConnectionArgs, Protocol};
 pub use messages::{ConnectionMsg, RegistryMsg, RegistryStats};
 pub use outbox::Outbox;
 pub use registry::SubscriptionRegistry;
+pub use sockets::{SocketSlot, Sockets};
 
 /// The WebSocket close code for "server going away".
 const GOING_AWAY: u16 = 1001;
@@ -38,6 +41,7 @@ pub struct PushHandle {
     releases: ReleasesHandle,
     /// Read by each new Connection; a reload replaces it.
     settings: Arc<RwLock<Arc<Push>>>,
+    sockets: Arc<Sockets>,
     timeout: Duration,
 }
 
@@ -48,16 +52,34 @@ impl PushHandle {
             registry,
             releases,
             settings: Arc::new(RwLock::new(Arc::new(settings.clone()))),
+            sockets: Arc::default(),
             timeout,
         }
     }
 
+    /// A place for one more socket from `address`, unless it holds
+    /// `push.max_sockets_per_address` already (counted as dropped).
+    pub fn admit(&self, address: IpAddr) -> Option<SocketSlot> {
+        let limit = self.settings.reading().max_sockets_per_address;
+        let slot = self.sockets.admit(address, limit);
+        if slot.is_none() {
+            crate::metrics::dropped_push_client("per_address");
+        }
+        slot
+    }
+
+    /// Sockets open on this node, whether they follow anything or not.
+    pub fn open_sockets(&self) -> usize {
+        self.sockets.open()
+    }
+
     /// Serves `socket` with a Connection actor linked to the registry. For the
     /// original protocol, `config_id` is the one config it follows.
-    pub async fn connect(&self, socket: WebSocket, protocol: Protocol, config_id: Option<String>) {
+    pub async fn connect(&self, socket: WebSocket, slot: SocketSlot, protocol: Protocol, config_id: Option<String>) {
         let registry = self.registry.get();
         let args = ConnectionArgs {
             socket,
+            slot,
             protocol,
             initial: config_id,
             registry: registry.clone(),
