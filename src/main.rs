@@ -119,6 +119,7 @@ async fn serve(
     set_log_level: vane::reload::SetLogLevel,
 ) -> anyhow::Result<ExitCode> {
     transparent_huge_pages(false);
+    open_file_room(settings.server.max_connections);
     use tokio::signal::unix::{SignalKind, signal};
     let listener = vane::app::listen(settings.server.listen)
         .map_err(|e| anyhow::anyhow!("binding server.listen {}: {e}", settings.server.listen))?;
@@ -175,6 +176,42 @@ fn init_tracing(settings: &Settings) -> vane::reload::SetLogLevel {
         let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
         handle.reload(filter).map_err(|e| e.to_string())
     })
+}
+
+/// Raises the open-file limit to its hard maximum (the soft default, often
+/// 1024, runs out long before `server.max_connections`), and warns when even
+/// that leaves too little room: past it, accepts fail instead of being
+/// refused with a 503.
+fn open_file_room(max_connections: usize) {
+    // Workers' pipes, the store's pool, Redis, logs.
+    const RESERVE: u64 = 256;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    let wanted = max_connections as u64 + RESERVE;
+    if (limit.rlim_cur as u64) < wanted {
+        tracing::warn!(
+            open_files = limit.rlim_cur as u64,
+            max_connections,
+            "the open-file limit is below server.max_connections plus {RESERVE}; lower one or raise the other"
+        );
+    }
 }
 
 /// Whether this process's memory may come in transparent huge pages. The
