@@ -41,15 +41,27 @@ enum Command {
     Worker {
         #[arg(long, default_value_t = 256)]
         code_cache_entries: usize,
+        /// The user to drop to (given by a server that runs as root).
+        #[arg(long)]
+        uid: Option<u32>,
+        /// The group to drop to.
+        #[arg(long)]
+        gid: Option<u32>,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Worker { code_cache_entries } => {
+        Command::Worker {
+            code_cache_entries,
+            uid,
+            gid,
+        } => {
             transparent_huge_pages(true);
-            match vane::engine::worker::serve(code_cache_entries) {
+            let identity = uid.zip(gid).map(|(uid, gid)| vane::confine::Identity { uid, gid });
+            let confine = || vane::confine::enter(identity).map_err(std::io::Error::other);
+            match vane::engine::worker::serve(code_cache_entries, confine) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("vane worker: {e}");

@@ -196,6 +196,12 @@ impl Settings {
         if self.sandbox.recycle_rss_mb > self.sandbox.memory_mb {
             return invalid("sandbox.recycle_rss_mb", "must not exceed sandbox.memory_mb");
         }
+        if !self.sandbox.user.is_empty()
+            && crate::confine::running_as_root()
+            && self.sandbox.worker_identity().is_none()
+        {
+            return invalid("sandbox.user", "names no user on this machine");
+        }
         if self.sandbox.code_cache_entries == 0 {
             return invalid("sandbox.code_cache_entries", "must be at least 1");
         }

@@ -45,6 +45,23 @@ pub enum Request<'a> {
         /// The source to compile.
         source: Cow<'a, str>,
     },
+    /// Debug builds only (those `cargo test` runs): tries what a confined
+    /// worker must not do, so tests can see it refused.
+    #[cfg(debug_assertions)]
+    Probe(Probe),
+}
+
+/// What a probe tries from inside a worker.
+#[cfg(debug_assertions)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Probe {
+    /// Open a file for reading.
+    Open,
+    /// Open a TCP socket.
+    Socket,
+    /// Start a program.
+    Exec,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -17,12 +17,15 @@ use super::{EngineError, Engines};
 /// Longest a reply waits in the output buffer behind later requests.
 const FLUSH_EVERY: Duration = Duration::from_millis(1);
 
-/// Serves until stdin closes. Returns an error only for a broken pipe or a
-/// malformed frame, which means the parent is gone or confused.
-pub fn serve(code_cache_entries: usize) -> std::io::Result<()> {
+/// Serves until stdin closes. `confine` runs once the engines are built and
+/// before the ready frame: from then on the process may lose its rights.
+/// Returns an error only for a broken pipe, a malformed frame or a failed
+/// confinement, which mean the parent is gone or the worker is unsafe.
+pub fn serve(code_cache_entries: usize, confine: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
     // Panics are reported in the reply; the default hook would only add noise.
     std::panic::set_hook(Box::new(|_| {}));
     let mut engines = Engines::new(code_cache_entries);
+    confine()?;
     let mut input = BufReader::new(std::io::stdin().lock());
     let mut output = BufWriter::new(std::io::stdout().lock());
     // An empty frame says "ready", so start-up time is not charged to the
@@ -119,6 +122,8 @@ fn handle(engines: &mut Engines, request: Request) -> Response {
             }
         }
         Request::Check { lang, source } => engines.get(lang).check(&source).map(|()| "null".to_owned()),
+        #[cfg(debug_assertions)]
+        Request::Probe(probe) => probe_result(probe),
     };
     match result.and_then(|text| {
         RawValue::from_string(text).map_err(|e| EngineError::Runtime {
@@ -128,6 +133,27 @@ fn handle(engines: &mut Engines, request: Request) -> Response {
         Ok(raw) => Response::Ok(raw),
         Err(e) => Response::Err(e),
     }
+}
+
+/// What a probe got; a confined worker gets a refusal or is killed first.
+#[cfg(debug_assertions)]
+fn probe_result(probe: super::protocol::Probe) -> Result<String, EngineError> {
+    use super::protocol::Probe;
+    let refused = |e: std::io::Error| EngineError::Runtime {
+        message: format!("{probe:?} refused: {e}"),
+    };
+    match probe {
+        Probe::Open => std::fs::File::open("/etc/hostname").map_err(refused)?,
+        Probe::Socket => {
+            std::net::TcpStream::connect("127.0.0.1:9").map_err(refused)?;
+            return Ok("\"connected\"".into());
+        }
+        Probe::Exec => {
+            std::process::Command::new("/bin/true").status().map_err(refused)?;
+            return Ok("\"ran\"".into());
+        }
+    };
+    Ok("\"opened\"".into())
 }
 
 #[cfg(test)]

@@ -27,6 +27,9 @@ pub struct Sandbox {
     pub code_cache_entries: usize,
     /// The executable run as `<exe> worker`; empty means this executable.
     pub worker_exe: String,
+    /// When the server runs as root, worker processes run as this user;
+    /// empty keeps them root (not recommended).
+    pub user: String,
     /// Where scripts run: worker processes (hard memory cap, killable) or
     /// threads in the server (faster, for trusted scripts only).
     pub isolation: Isolation,
@@ -57,7 +60,8 @@ pub enum Isolation {
     #[default]
     /// In worker processes, each with its own memory cap; a crash stays there.
     Process,
-    /// In threads of the server (tests and trusted scripts only).
+    /// In threads of the server (trusted scripts only): no memory cap, no
+    /// kill, none of the worker confinement (`confine`).
     Thread,
 }
 
@@ -83,6 +87,7 @@ impl Default for Sandbox {
             kill_grace_ms: 100,
             code_cache_entries: 256,
             worker_exe: String::new(),
+            user: "nobody".into(),
             isolation: Isolation::Process,
             paused_jobs: PausedJobs::Wait,
             recycle_after_runs: 100_000,
@@ -126,6 +131,14 @@ impl Sandbox {
             self.recycle_rss_mb
         };
         mb << 20
+    }
+
+    /// Who worker processes run as: `user` when the server runs as root.
+    pub fn worker_identity(&self) -> Option<crate::confine::Identity> {
+        if self.user.is_empty() || !crate::confine::running_as_root() {
+            return None;
+        }
+        crate::confine::identity(&self.user)
     }
 
     /// `worker_exe`, or this executable when empty.

@@ -144,11 +144,15 @@ impl EvaluatorState {
             Work::Run { version, .. } => Some(version.lang),
             Work::Try { lang, .. } => Some(*lang),
             Work::Check { .. } => None,
+            #[cfg(debug_assertions)]
+            Work::Probe(_) => None,
         };
         let terms = Terms {
             limit: match &job.msg.work {
                 Work::Run { .. } | Work::Try { .. } => settings.deadline() + settings.kill_grace,
                 Work::Check { .. } => settings.check_limit,
+                #[cfg(debug_assertions)]
+                Work::Probe(_) => settings.check_limit,
             },
             deadline_ms: settings.limits.deadline_ms,
             lang,
@@ -314,6 +318,8 @@ fn encode(work: &Work, settings: &PoolSettings, with_source: bool) -> Result<Vec
             lang: *lang,
             source: source.as_str().into(),
         },
+        #[cfg(debug_assertions)]
+        Work::Probe(probe) => Request::Probe(*probe),
         Work::Try { lang, source, params } => Request::Run {
             code_id: SCRATCH_CODE_ID.into(),
             fresh: true,

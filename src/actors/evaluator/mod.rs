@@ -95,6 +95,9 @@ pub enum Work {
         /// The source.
         source: String,
     },
+    /// Debug builds only: tries what a confined worker must not do.
+    #[cfg(debug_assertions)]
+    Probe(crate::engine::protocol::Probe),
     /// Runs a source that is not a stored version (the playground).
     Try {
         /// Its language.
@@ -314,6 +317,12 @@ impl EvaluatorPoolHandle {
     /// Compiles `source` in a worker to check it, caching nothing.
     pub async fn check(&self, lang: Lang, source: String) -> Result<(), EvalError> {
         self.submit(Work::Check { lang, source }).await.map(|_| ())
+    }
+
+    /// Debug builds only: has a worker try what confinement forbids.
+    #[cfg(debug_assertions)]
+    pub async fn probe(&self, probe: crate::engine::protocol::Probe) -> Result<Box<RawValue>, EvalError> {
+        self.submit(Work::Probe(probe)).await
     }
 
     /// Runs `source` once, as the playground does: compiled fresh, cached

@@ -13,6 +13,7 @@ use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 use tokio::task::JoinHandle;
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
+use crate::confine::Identity;
 use crate::engine::protocol::codec;
 use crate::settings::Isolation;
 
@@ -30,6 +31,8 @@ pub struct ProcessSettings {
     pub code_cache_entries: usize,
     /// Process or thread isolation.
     pub isolation: Isolation,
+    /// The user it drops to (`sandbox.user`, when the server is root).
+    pub identity: Option<Identity>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,10 +76,17 @@ impl WorkerProcess {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // A backtrace on abort takes hundreds of milliseconds to print.
-            .env_remove("RUST_BACKTRACE")
-            .env_remove("RUST_LIB_BACKTRACE")
+            // Nothing of the server's environment (its admin tokens, the
+            // store's URL) reaches a worker; it needs none of it.
+            .env_clear()
             .kill_on_drop(true);
+        if let Some(Identity { uid, gid }) = settings.identity {
+            command
+                .arg("--uid")
+                .arg(uid.to_string())
+                .arg("--gid")
+                .arg(gid.to_string());
+        }
         let memory = settings.memory_bytes;
         // SAFETY: only async-signal-safe calls (setrlimit, prctl) between fork and exec.
         unsafe {
@@ -190,6 +200,12 @@ fn limit_child(memory_bytes: u64) -> std::io::Result<()> {
         // The worker must not outlive the server if the server is killed.
         #[cfg(target_os = "linux")]
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        // A crashing worker leaves no core with a script's data in it.
+        let none = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::setrlimit(libc::RLIMIT_CORE, &none);
     }
     Ok(())
 }

@@ -63,6 +63,7 @@ impl PoolSettings {
                 memory_bytes: sandbox.memory_mb << 20,
                 code_cache_entries: sandbox.code_cache_entries,
                 isolation: sandbox.isolation,
+                identity: sandbox.worker_identity(),
             },
             limits: Limits {
                 deadline_ms: sandbox.deadline_ms,
