@@ -174,8 +174,10 @@ fn json_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "bool",
-        Value::Number(n) if n.is_f64() => "float",
-        Value::Number(_) => "int",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "int",
+        // Written as an integer, but no 64-bit integer holds it.
+        Value::Number(n) if !n.to_string().contains(['.', 'e', 'E']) => "an integer outside the 64-bit range",
+        Value::Number(_) => "float",
         Value::String(_) => "string",
         Value::Array(_) => "array",
         Value::Object(_) => "dictionary",
@@ -217,6 +219,11 @@ mod tests {
                 .to_string()
                 .contains("`s` must be of type string")
         );
+        let huge: Value =
+            serde_json::from_str(r#"{"s": "x", "i": 99999999999999999999999, "f": 1, "b": true, "a": [], "d": {}}"#)
+                .unwrap();
+        let message = check(&s, &huge).unwrap_err().to_string();
+        assert!(message.contains("outside the 64-bit range"), "{message}");
     }
 
     #[test]

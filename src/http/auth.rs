@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -52,18 +53,25 @@ pub async fn require_admin(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let presented = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError::Unauthorized("missing `Authorization: Bearer <token>` header".into()))?;
-    let name = tokens
-        .who(presented.trim())
-        .ok_or_else(|| ApiError::Unauthorized("invalid admin token".into()))?;
+    let name = admin_name(&tokens, request.headers())?;
     let operator = Operator(name.to_owned());
     request.extensions_mut().insert(operator);
     Ok(next.run(request).await)
+}
+
+/// The name of the admin token in `Authorization: Bearer <token>`; the
+/// scheme is matched without regard to case, as RFC 9110 says.
+pub fn admin_name<'a>(tokens: &'a AdminTokens, headers: &HeaderMap) -> Result<&'a str, ApiError> {
+    let presented = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token)
+        .ok_or_else(|| ApiError::Unauthorized("missing `Authorization: Bearer <token>` header".into()))?;
+    tokens
+        .who(presented.trim())
+        .ok_or_else(|| ApiError::Unauthorized("invalid admin token".into()))
 }
 
 /// The `Secret` header of the original client routes.

@@ -282,7 +282,12 @@ impl From<StoreError> for ApiError {
             StoreError::Exists(_) | StoreError::NoRollbackTarget { .. } | StoreError::RollbackTargetBroken { .. } => {
                 Self::Conflict(message)
             }
-            StoreError::Refused(_) | StoreError::Percentage(_) => Self::unprocessable("invalid", message),
+            StoreError::Percentage(_) => Self::unprocessable("invalid", message),
+            // The database's own words describe its internals: logged, not sent.
+            StoreError::Refused(detail) => {
+                tracing::warn!(error = %detail, "the store refused a value");
+                Self::unprocessable("invalid", "the store refused a value in the request")
+            }
             // Driver messages describe internals; the client learns only that it failed.
             StoreError::Unavailable(detail) => Self::Down { what: "store", detail },
             StoreError::Corrupt(_) => Self::Internal(message),

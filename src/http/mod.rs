@@ -152,5 +152,6 @@ fn finish(router: Router<AppState>, state: &AppState, max_body_bytes: usize) -> 
         // A route layer, so the span can name the matched route.
         .route_layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(extract::refuse_nul_in_path))
         .with_state(state.clone())
 }

@@ -1,12 +1,12 @@
 //! The original playground: run a snippet once, without storing anything.
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::http::header::AUTHORIZATION;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
+use super::auth::admin_name;
 use super::error::{ApiError, CompatError};
 use super::extract::CompatBody;
 use crate::domain::Lang;
@@ -30,40 +30,41 @@ pub struct PlaygroundResponse {
 }
 
 pub async fn starlark(
+    _: PlaygroundAccess,
     State(app): State<AppState>,
-    headers: HeaderMap,
     body: CompatBody<PlaygroundRequest>,
 ) -> Result<Json<PlaygroundResponse>, CompatError> {
-    run(app, headers, Lang::Starlark, body).await
+    run(app, Lang::Starlark, body).await
 }
 
 pub async fn javascript(
+    _: PlaygroundAccess,
     State(app): State<AppState>,
-    headers: HeaderMap,
     body: CompatBody<PlaygroundRequest>,
 ) -> Result<Json<PlaygroundResponse>, CompatError> {
-    run(app, headers, Lang::Javascript, body).await
+    run(app, Lang::Javascript, body).await
+}
+
+/// The admin token, unless `playground.open`. An extractor, so it is
+/// checked before the body is read: a stranger learns nothing from a 400.
+pub struct PlaygroundAccess;
+
+impl FromRequestParts<AppState> for PlaygroundAccess {
+    type Rejection = CompatError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+        if !app.playground_open {
+            admin_name(&app.admin_tokens, &parts.headers)?;
+        }
+        Ok(Self)
+    }
 }
 
 async fn run(
     app: AppState,
-    headers: HeaderMap,
     lang: Lang,
     CompatBody(request): CompatBody<PlaygroundRequest>,
 ) -> Result<Json<PlaygroundResponse>, CompatError> {
-    if !app.playground_open {
-        let presented = headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        match presented {
-            None => return Err(ApiError::Unauthorized("missing `Authorization: Bearer <token>` header".into()).into()),
-            Some(token) if app.admin_tokens.who(token.trim()).is_none() => {
-                return Err(ApiError::Unauthorized("invalid admin token".into()).into());
-            }
-            Some(_) => {}
-        }
-    }
     if !request.params.is_object() {
         return Err(ApiError::bad_request("invalid_params", "`params` must be a JSON object").into());
     }
