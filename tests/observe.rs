@@ -144,9 +144,31 @@ async fn the_openapi_document_covers_every_native_route() {
             );
         }
     }
-    // Request bodies carry their schemas.
+    // Request bodies carry their schemas, with what the server enforces.
     let body = &paths["/api/v1/configs/{config_id}/versions"]["post"]["requestBody"];
     assert!(body.to_string().contains("NewVersionBody"), "{body}");
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["LangName"]["enum"],
+        json!(["starlark", "javascript"]),
+        "{schemas}"
+    );
+    assert_eq!(
+        schemas["StatusName"]["enum"],
+        json!(["active", "inactive"]),
+        "{schemas}"
+    );
+    assert_eq!(
+        schemas["GrayBody"]["properties"]["percentage"]["maximum"],
+        json!(100),
+        "{schemas}"
+    );
+    assert!(
+        schemas["NewConfigBody"]["properties"]["id"]["pattern"].is_string(),
+        "{schemas}"
+    );
+    let report = &paths["/api/v1/configs/{config_id}/reports"]["post"]["parameters"];
+    assert!(report.to_string().contains("\"Secret\""), "{report}");
     app.stop().await;
 }
 

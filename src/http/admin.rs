@@ -40,6 +40,8 @@ type Reply<T> = Result<Json<T>, ApiError>;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewConfigBody {
+    /// Letters, digits, `-`, `_`, `.`; 1 to 128 of them.
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,128}$", min_length = 1, max_length = 128)]
     id: String,
     #[serde(default)]
     description: String,
@@ -88,8 +90,7 @@ async fn get_config(State(app): State<AppState>, Path(config_id): Path<String>) 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateConfigBody {
-    /// "active" or "inactive".
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::http::schema::StatusName>)]
     status: Option<ConfigStatus>,
     description: Option<String>,
 }
@@ -119,8 +120,7 @@ async fn update_config(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewVersionBody {
-    /// "starlark" or "javascript".
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::http::schema::LangName)]
     lang: Lang,
     source: String,
     #[serde(default)]
@@ -215,6 +215,8 @@ async fn release(
 #[serde(deny_unknown_fields)]
 struct GrayBody {
     code_id: String,
+    /// The share of devices, by a stable hash of their id.
+    #[schema(minimum = 0, maximum = 100)]
     percentage: i64,
     #[serde(default)]
     force: bool,

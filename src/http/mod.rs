@@ -14,6 +14,7 @@ pub mod ops;
 mod playground;
 mod push;
 mod reports;
+mod schema;
 
 use std::sync::Arc;
 

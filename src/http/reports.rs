@@ -82,10 +82,12 @@ struct ReportBody {
     device_id: String,
     /// `client` (default), `check`, `render` or `reload`; only `client` and
     /// `check` count toward breaking the version.
+    #[schema(value_type = Option<crate::http::schema::KindName>)]
     kind: Option<String>,
     /// Unix seconds when the client saw the error; now if absent.
     err_time: Option<i64>,
     /// At most 8192 bytes, no NUL.
+    #[schema(max_length = 8192)]
     message: String,
 }
 
@@ -99,7 +101,10 @@ struct ReportBody {
         (status = 202, description = "accepted but not stored: the source's repeats or the version's stored reports that cannot count reached their cap", body = Receipt),
         crate::http::error::Failures
     ),
-    params(("config_id" = String, Path, description = "config id"))
+    params(
+        ("config_id" = String, Path, description = "config id"),
+        ("Secret" = String, Header, description = "the config's client secret")
+    )
 )]
 async fn report(
     State(app): State<AppState>,
