@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 #[serde(default)]
 pub struct Meta {
     /// The client's integer version, for `version` rules.
+    #[serde(deserialize_with = "super::whole::maybe_whole")]
     pub version: Option<i64>,
     /// The platform ("ios", "android", ...), which picks the rules entry.
     pub platform: String,

@@ -8,6 +8,7 @@ pub mod model;
 pub mod params;
 pub mod resolve;
 pub mod rules;
+pub mod whole;
 
 pub use meta::Meta;
 pub use model::{Config, ConfigStatus, Lang, Version};

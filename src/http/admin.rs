@@ -124,8 +124,10 @@ struct NewVersionBody {
     lang: Lang,
     source: String,
     #[serde(default)]
+    #[schema(value_type = Vec<crate::http::schema::RulesEntry>)]
     rules: Vec<serde_json::Value>,
     #[serde(default)]
+    #[schema(value_type = Vec<crate::http::schema::ParamEntry>)]
     params: Vec<serde_json::Value>,
 }
 
@@ -217,6 +219,7 @@ struct GrayBody {
     code_id: String,
     /// The share of devices, by a stable hash of their id.
     #[schema(minimum = 0, maximum = 100)]
+    #[serde(deserialize_with = "crate::domain::whole::whole")]
     percentage: i64,
     #[serde(default)]
     force: bool,

@@ -226,7 +226,8 @@ impl From<Refusal> for ApiError {
             Refusal::UnknownConfig(_) => Self::NotFound(message),
             Refusal::Inactive(_) => Self::forbidden("config_inactive", message),
             Refusal::Broken(_) => Self::forbidden("version_broken", message),
-            Refusal::NoRelease(_) => Self::bad_request("no_release", message),
+            // Nothing released to answer with (the original route turns 404 into 400).
+            Refusal::NoRelease(_) => Self::NotFound(message),
             Refusal::RulesReject(_) => Self::bad_request("rules_reject", message),
         }
     }

@@ -27,13 +27,22 @@ async fn parse<T: DeserializeOwned, S: Send + Sync>(req: Request, state: &S) -> 
             ApiError::bad_request("malformed_body", format!("could not read body: {e}"))
         }
     })?;
+    // serde reads a struct from an array by position (`[null, null]`):
+    // every body Vane takes is an object, so anything else is refused.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request(
+            "malformed_body",
+            "the body must be a JSON object",
+        ));
+    }
     // PostgreSQL stores no NUL in text and SQLite would: refused here for
     // both, naming where it is. JSON can carry one only escaped.
     if bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
         let value: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request("malformed_body", format!("malformed JSON body: {e}")))?;
         if let Some(place) = nul_at(&value, "body") {
-            return Err(ApiError::bad_request(
+            // Well-formed and of the right shape, but not storable: 422.
+            return Err(ApiError::unprocessable(
                 "nul_character",
                 format!("{place} contains a NUL character (\\u0000), which Vane does not accept"),
             ));

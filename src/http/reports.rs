@@ -37,6 +37,7 @@ pub fn admin_routes() -> Router<AppState> {
 
 #[derive(Deserialize)]
 struct CompatReportBody {
+    #[serde(deserialize_with = "crate::domain::whole::whole")]
     err_time: i64,
     message: String,
 }
@@ -79,15 +80,16 @@ async fn compat_report(
 struct ReportBody {
     code_id: String,
     /// The reporting device, as it sends `meta.device_id` when it fetches.
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")]
     device_id: String,
     /// `client` (default), `check`, `render` or `reload`; only `client` and
     /// `check` count toward breaking the version.
     #[schema(value_type = Option<crate::http::schema::KindName>)]
     kind: Option<String>,
     /// Unix seconds when the client saw the error; now if absent.
+    #[serde(default, deserialize_with = "crate::domain::whole::maybe_whole")]
     err_time: Option<i64>,
     /// At most 8192 bytes, no NUL.
-    #[schema(max_length = 8192)]
     message: String,
 }
 
@@ -112,7 +114,10 @@ async fn report(
     Path(config_id): Path<String>,
     Body(body): Body<ReportBody>,
 ) -> Result<(StatusCode, Json<Receipt>), ApiError> {
-    let secret = secret_header(&headers)?.to_owned();
+    // The native route has no original to follow: no secret is no credential.
+    let secret = secret_header(&headers)
+        .map_err(|_| ApiError::Unauthorized("missing `Secret` header (the config's client secret)".into()))?
+        .to_owned();
     let kind = match body.kind.as_deref() {
         None => ReportKind::Client,
         Some(kind) => ReportKind::parse(kind).ok_or_else(|| {
@@ -163,7 +168,8 @@ fn check_device_id(device_id: &str) -> Result<(), ApiError> {
 
 fn check_message(message: &str) -> Result<(), ApiError> {
     if message.len() > MAX_MESSAGE_BYTES {
-        return Err(ApiError::bad_request(
+        // Bytes, which the document's character count cannot state: 422.
+        return Err(ApiError::unprocessable(
             "message_too_long",
             format!(
                 "`message` is {} bytes; at most {MAX_MESSAGE_BYTES} are kept",
