@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -106,7 +106,14 @@ async fn connection(
         let body_limit = limits.body;
         tower::service_fn(move |request: hyper::Request<Incoming>| {
             let busy = activity.begin();
-            let mut request = request.map(|body| axum::body::Body::new(DeadlineBody::new(body_limit, body)));
+            // A body's deadline costs a timer; a request without one needs none.
+            let mut request = request.map(|body| {
+                if body.is_end_stream() {
+                    axum::body::Body::new(body)
+                } else {
+                    axum::body::Body::new(DeadlineBody::new(body_limit, body))
+                }
+            });
             request.extensions_mut().insert(ConnectInfo(peer));
             let answer = router.clone().oneshot(request);
             async move {

@@ -238,7 +238,7 @@ async fn bad_requests_are_400(backend: Backend) {
             Some(json!({"description": "a\u{0}b"})),
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(
         body["error"]["message"].as_str().unwrap().contains("body.description"),
         "{body}"
