@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use hyper::body::{Body as _, Incoming};
+use hyper::body::{Body as HttpBody, Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -24,7 +24,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
-use tower_http::timeout::DeadlineBody;
 
 /// How long a connection past the cap waits for another to close.
 const ADMISSION_WAIT: Duration = Duration::from_millis(100);
@@ -106,14 +105,7 @@ async fn connection(
         let body_limit = limits.body;
         tower::service_fn(move |request: hyper::Request<Incoming>| {
             let busy = activity.begin();
-            // A body's deadline costs a timer; a request without one needs none.
-            let mut request = request.map(|body| {
-                if body.is_end_stream() {
-                    axum::body::Body::new(body)
-                } else {
-                    axum::body::Body::new(DeadlineBody::new(body_limit, body))
-                }
-            });
+            let mut request = request.map(|body| axum::body::Body::new(Deadline::new(body, body_limit)));
             request.extensions_mut().insert(ConnectInfo(peer));
             let answer = router.clone().oneshot(request);
             async move {
@@ -289,5 +281,61 @@ impl AsyncWrite for Watched {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// A request body that must arrive whole by a deadline. Unlike tower-http's
+/// `DeadlineBody`, it starts a timer only when the body is not already in
+/// hand: a fetch's small body arrives with its head, and a timer per request
+/// was a measurable share of the fetch path.
+struct Deadline<B> {
+    body: B,
+    due: Instant,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// The body did not arrive by `server.body_timeout_ms`.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within its deadline")]
+pub struct BodyTimedOut;
+
+impl<B> Deadline<B> {
+    fn new(body: B, limit: Duration) -> Self {
+        Self {
+            body,
+            due: Instant::now() + limit,
+            timer: None,
+        }
+    }
+}
+
+impl<B> HttpBody for Deadline<B>
+where
+    B: HttpBody + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
+    type Data = B::Data;
+    type Error = axum::BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<B::Data>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        let due = self.due;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(BodyTimedOut.into()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }

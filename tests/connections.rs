@@ -40,16 +40,7 @@ async fn until_closed(stream: &mut TcpStream, limit: Duration) -> Option<(String
 /// The counter `vane_connections_closed_total{reason}` or
 /// `vane_push_dropped_clients_total{reason}`, as scraped now.
 async fn counted(app: &TestApp, family: &str, reason: &str) -> f64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .bearer_auth(common::BEARER)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.scrape().await;
     let prefix = format!("{family}{{reason=\"{reason}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))

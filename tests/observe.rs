@@ -8,18 +8,6 @@ use common::{Backend, TestApp};
 use reqwest::StatusCode;
 use serde_json::json;
 
-async fn scrape(app: &TestApp) -> String {
-    let response = app
-        .client
-        .get(app.url("/metrics"))
-        .bearer_auth(common::BEARER)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    response.text().await.unwrap()
-}
-
 /// The value of the first sample line that starts with `prefix`.
 fn sample(text: &str, prefix: &str) -> f64 {
     text.lines()
@@ -37,7 +25,7 @@ async fn metrics_cover_every_family_and_move_with_traffic() {
     for n in 0..5 {
         assert_eq!(app.fetch("m", json!({"params": {"n": n}})).await.0, StatusCode::OK);
     }
-    let first = scrape(&app).await;
+    let first = app.scrape().await;
     for family in [
         "vane_http_requests_total{",
         "vane_http_request_duration_seconds",
@@ -68,7 +56,7 @@ async fn metrics_cover_every_family_and_move_with_traffic() {
     for n in 10..13 {
         app.fetch("m", json!({"params": {"n": n}})).await;
     }
-    let second = scrape(&app).await;
+    let second = app.scrape().await;
     assert!(sample(&second, route) >= before + 3.0);
     assert_eq!(app.state().pool.stats().finished, finished + 3);
 
@@ -202,7 +190,7 @@ async fn starlark_results_are_remembered_even_for_cached_false() {
     let (_, fresh) = fetch(21, false).await;
     assert_eq!(fresh, first);
     assert_eq!(pool.stats().submitted, ran + 1);
-    let metrics = scrape(&app).await;
+    let metrics = app.scrape().await;
     assert!(sample(&metrics, "vane_cache_hits_total{layer=\"result\"}") >= 1.0);
     app.stop().await;
 }

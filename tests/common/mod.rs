@@ -297,6 +297,13 @@ impl TestApp {
         code_id
     }
 
+    /// `/metrics` as Prometheus text (it needs the admin token).
+    pub async fn scrape(&self) -> String {
+        let response = self.client.get(self.url("/metrics")).bearer_auth(BEARER).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.unwrap()
+    }
+
     /// The compatible fetch.
     pub async fn fetch(&self, config_id: &str, body: Value) -> (StatusCode, Value) {
         self.post_json(&format!("/config/{config_id}"), body).await
