@@ -1,0 +1,51 @@
+"""A/B of two vane binaries by the CPU their own processes (the server and
+its workers) spend per request, so the load generator's share of the two
+cores does not move the figure: (b) Starlark with fixed params (a memo hit,
+the HTTP path alone) and (a) varying params (through a worker). Alternates
+the binaries ROUNDS times (default 3); wrk -t1 -c32, 5 s per row.
+  python3 loadtest/ab_cpu.py BASE_BIN BASE_TREE NEW_BIN NEW_TREE
+"""
+import subprocess,time,os,json,sys,re,tempfile,urllib.request
+HERE=os.path.dirname(os.path.abspath(__file__))
+def ticks(pids):
+    t=0
+    for p in pids:
+        try:
+            f=open(f'/proc/{p}/stat').read().rsplit(')',1)[1].split()
+            t+=int(f[11])+int(f[12])
+        except FileNotFoundError: pass
+    return t
+def family(pid):
+    out=subprocess.run(['pgrep','-P',str(pid)],capture_output=True,text=True).stdout.split()
+    return [pid]+[int(x) for x in out]
+def req(url,body,token=None):
+    r=urllib.request.Request(url,data=json.dumps(body).encode(),headers={'Content-Type':'application/json',**({'Authorization':'Bearer '+token} if token else {})})
+    return json.load(urllib.request.urlopen(r))
+def bench(binary,cwd,port):
+    d=tempfile.mkdtemp(); tok='bench-token-0123456789abcdef'
+    env=dict(os.environ,VANE_SERVER__LISTEN=f'127.0.0.1:{port}',VANE_STORE__URL=f'sqlite://{d}/l.db?mode=rwc',VANE_AUTH__ADMIN_TOKENS='b='+tok,VANE_LOG__LEVEL='warn')
+    srv=subprocess.Popen([binary,'serve'],cwd=cwd,env=env,stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL)
+    base=f'http://127.0.0.1:{port}'
+    for _ in range(100):
+        try: urllib.request.urlopen(base+'/readyz'); break
+        except Exception: time.sleep(0.1)
+    api=base+'/api/v1/configs'
+    req(api,{'id':'star'},tok)
+    code=req(api+'/star/versions',{'lang':'starlark','source':open(os.path.join(HERE,'scripts/config60.star')).read()},tok)['code_id']
+    req(api+'/star/release',{'code_id':code},tok)
+    res={}
+    for name,script in [('b','fixed.lua'),('a','varying.lua')]:
+        subprocess.run(['wrk','-t1','-c32','-d2s','-s',os.path.join(HERE,'wrk',script),base+'/config/star'],capture_output=True)
+        pids=family(srv.pid); t0=ticks(pids)
+        out=subprocess.run(['wrk','-t1','-c32','-d5s','-s',os.path.join(HERE,'wrk',script),base+'/config/star'],capture_output=True,text=True).stdout
+        t1=ticks(family(srv.pid))
+        n=int(re.search(r'(\d+) requests in',out).group(1))
+        res[name]=(t1-t0)*1e6/os.sysconf('SC_CLK_TCK')/n
+    srv.terminate(); srv.wait()
+    return res
+# base binary, its tree (for its config.toml), new binary, its tree
+bins=[('base',sys.argv[1],sys.argv[2]),('new',sys.argv[3],sys.argv[4])]
+for i in range(int(os.environ.get('ROUNDS','3'))):
+    for name,b,cwd in bins:
+        r=bench(b,cwd,19100+i)
+        print(name, {k:round(v,1) for k,v in r.items()}, flush=True)
