@@ -31,6 +31,8 @@ admin -X POST "$base/api/v1/configs/fuzz/release" -d "{\"code_id\": \"$code\"}" 
 # e.g. POST .../gray with a random code_id and reads the 404 for that unknown
 # version as the new config missing.
 status=0
+# From the temporary directory: schemathesis keeps a cache where it runs.
+cd "$dir"
 "$st" --config-file "$here/schemathesis.toml" run "$base/api/v1/openapi.json" \
   -H "Authorization: Bearer $token" --checks all --max-examples "${FUZZ_EXAMPLES:-30}" \
   --exclude-checks ensure_resource_availability \
