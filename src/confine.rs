@@ -3,8 +3,8 @@
 //! finds no inherited descriptor but its pipes, no secrets in its
 //! environment (its parent cleared it), no root, no new privileges, and a
 //! kernel that refuses every system call the engines do not need. Linux
-//! only; elsewhere `enter` only drops privileges. Thread isolation runs
-//! scripts inside the server and gets none of this.
+//! only, as Vane is. Thread isolation runs scripts inside the server and
+//! gets none of this.
 
 use std::collections::BTreeMap;
 
