@@ -34,20 +34,7 @@ pub async fn add_report(pool: &AnyPool, report: NewReport, breaking: &Breaking) 
     let broken = version.try_get::<i64, _>("broken")? != 0;
     let counted = matches!(breaking.rule, BreakRule::Count { .. })
         || !counted_before(&mut tx, &report.code_id, &report.source, since).await?;
-    sqlx::query(
-        "INSERT INTO error_reports (config_id, code_id, err_time, message, received_at, kind, source, counted) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(&report.config_id)
-    .bind(&report.code_id)
-    .bind(report.err_time)
-    .bind(&report.message)
-    .bind(now)
-    .bind(report.kind.as_str())
-    .bind(&report.source)
-    .bind(i64::from(counted))
-    .execute(&mut *tx)
-    .await?;
+    insert_report(&mut *tx, &report, now, counted).await?;
     let mut outcome = ReportOutcome {
         counted,
         error_count,
@@ -94,20 +81,8 @@ pub async fn add_report(pool: &AnyPool, report: NewReport, breaking: &Breaking) 
 /// start (so SQLite never has to upgrade a read lock under contention), and
 /// without the config's lock, which publishes and counted reports need.
 async fn store_ignored(pool: &AnyPool, report: &NewReport, now: i64) -> Result<ReportOutcome, StoreError> {
-    let stored = sqlx::query(
-        "INSERT INTO error_reports (config_id, code_id, err_time, message, received_at, kind, source, counted) \
-         SELECT config_id, code_id, $3, $4, $5, $6, $7, 0 FROM versions WHERE code_id = $2 AND config_id = $1",
-    )
-    .bind(&report.config_id)
-    .bind(&report.code_id)
-    .bind(report.err_time)
-    .bind(&report.message)
-    .bind(now)
-    .bind(report.kind.as_str())
-    .bind(&report.source)
-    .execute(pool)
-    .await?;
-    if stored.rows_affected() == 0 {
+    let stored = insert_report(pool, report, now, false).await?;
+    if !stored {
         return Err(StoreError::NotFound(Missing::version(
             &report.config_id,
             &report.code_id,
@@ -119,6 +94,30 @@ async fn store_ignored(pool: &AnyPool, report: &NewReport, now: i64) -> Result<R
         counted_sources: 0,
         broke: None,
     })
+}
+
+/// Stores one report if its version belongs to the config; whether it did.
+async fn insert_report<'e, E: sqlx::Executor<'e, Database = Any>>(
+    db: E,
+    report: &NewReport,
+    now: i64,
+    counted: bool,
+) -> Result<bool, StoreError> {
+    let stored = sqlx::query(
+        "INSERT INTO error_reports (config_id, code_id, err_time, message, received_at, kind, source, counted) \
+         SELECT config_id, code_id, $3, $4, $5, $6, $7, $8 FROM versions WHERE code_id = $2 AND config_id = $1",
+    )
+    .bind(&report.config_id)
+    .bind(&report.code_id)
+    .bind(report.err_time)
+    .bind(&report.message)
+    .bind(now)
+    .bind(report.kind.as_str())
+    .bind(&report.source)
+    .bind(i64::from(counted))
+    .execute(db)
+    .await?;
+    Ok(stored.rows_affected() > 0)
 }
 
 async fn counted_before(
