@@ -150,12 +150,6 @@ impl Settings {
 
     /// Checks every value's range; the first one out names its key.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        let invalid = |key, reason: &str| {
-            Err(SettingsError::Invalid {
-                key,
-                reason: reason.into(),
-            })
-        };
         let url = &self.store.url;
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return invalid("store.url", "must start with sqlite:, postgres:// or postgresql://");
@@ -236,6 +230,14 @@ impl Settings {
     pub fn call_timeout(&self) -> Duration {
         Duration::from_millis(self.server.call_timeout_ms)
     }
+}
+
+/// A value out of its range, named by its key, as a validation's answer.
+fn invalid<T>(key: &'static str, reason: &str) -> Result<T, SettingsError> {
+    Err(SettingsError::Invalid {
+        key,
+        reason: reason.into(),
+    })
 }
 
 /// Splits a `name=token` entry; a bare token is named by its position.

@@ -93,7 +93,7 @@ async fn a_trickled_head_and_an_idle_keep_alive_are_closed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stalled_body_gets_408() {
     let app = spawn(|s| s.server.body_timeout_ms = 300).await;
-    let config = app.create_config("slow").await;
+    app.create_config("slow").await;
     let mut stream = raw(&app).await;
     let head = "POST /api/v1/configs/slow/evaluate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"params\":";
     stream.write_all(head.as_bytes()).await.unwrap();
@@ -103,7 +103,6 @@ async fn a_stalled_body_gets_408() {
     assert!(said.starts_with("HTTP/1.1 408"), "{said}");
     assert!(said.contains("body_timeout"), "{said}");
     assert!(counted(&app, CLOSED, "body_timeout").await >= 1.0);
-    drop(config);
     app.stop().await;
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::SettingsError;
+use super::{SettingsError, invalid};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -88,12 +88,6 @@ impl Server {
 
     /// Refuses values that cannot work, naming the key.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        let invalid = |key, reason: &str| {
-            Err(SettingsError::Invalid {
-                key,
-                reason: reason.into(),
-            })
-        };
         if self.call_timeout_ms == 0 {
             return invalid("server.call_timeout_ms", "must be at least 1");
         }
@@ -174,12 +168,6 @@ impl Push {
 
     /// Refuses values that cannot work, naming the key.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        let invalid = |key, reason: &str| {
-            Err(SettingsError::Invalid {
-                key,
-                reason: reason.into(),
-            })
-        };
         if self.write_timeout_ms == 0 {
             return invalid("push.write_timeout_ms", "must be at least 1");
         }

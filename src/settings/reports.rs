@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::SettingsError;
+use super::{SettingsError, invalid};
 use crate::domain::health::BreakRule;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,12 +67,6 @@ impl Reports {
 
     /// Refuses values that cannot work, naming the key.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        let invalid = |key, reason: &str| {
-            Err(SettingsError::Invalid {
-                key,
-                reason: reason.into(),
-            })
-        };
         if !matches!(self.rule.as_str(), "rate" | "count") {
             return invalid("reports.rule", "must be `rate` or `count`");
         }

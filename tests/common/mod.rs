@@ -299,7 +299,13 @@ impl TestApp {
 
     /// `/metrics` as Prometheus text (it needs the admin token).
     pub async fn scrape(&self) -> String {
-        let response = self.client.get(self.url("/metrics")).bearer_auth(BEARER).send().await.unwrap();
+        let response = self
+            .client
+            .get(self.url("/metrics"))
+            .bearer_auth(BEARER)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         response.text().await.unwrap()
     }
