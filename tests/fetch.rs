@@ -72,6 +72,30 @@ async fn create_version_release_fetch(backend: Backend) {
         serde_json::from_str::<serde_json::Value>(text).unwrap(),
         json!({"a": [1, 2.5, true, null], "p": {"x": "y"}})
     );
+
+    // A memoized result (kept on its second computation, served from the
+    // memo on the third) comes back byte for byte as the first did, on both
+    // routes, with quotes in it escaped once and correctly.
+    let same = json!({"params": {"x": "say \"hi\"\n"}});
+    let mut bodies = Vec::new();
+    for path in ["/config/shape", "/api/v1/configs/shape/evaluate"] {
+        for _ in 0..3 {
+            let response = app.client.post(app.url(path)).json(&same).send().await.unwrap();
+            assert_eq!(response.headers()["content-type"], "application/json");
+            bodies.push(response.text().await.unwrap());
+        }
+    }
+    assert!(bodies[..3].iter().all(|b| *b == bodies[0]) && bodies[3..].iter().all(|b| *b == bodies[3]));
+    let compat: serde_json::Value = serde_json::from_str(&bodies[0]).unwrap();
+    let native: serde_json::Value = serde_json::from_str(&bodies[3]).unwrap();
+    let expected = json!({"a": [1, 2.5, true, null], "p": {"x": "say \"hi\"\n"}});
+    let result = compat["data"]["result"].as_str().unwrap();
+    assert_eq!(serde_json::from_str::<serde_json::Value>(result).unwrap(), expected);
+    assert_eq!(native["result"], expected);
+    assert_eq!(
+        (native["code_id"].clone(), native["revision"].clone()),
+        (json!(code), json!(2))
+    );
     app.stop().await;
 }
 

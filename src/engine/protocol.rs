@@ -34,7 +34,7 @@ pub enum Request<'a> {
         /// The source, when the worker may not hold the code.
         source: Option<Cow<'a, str>>,
         /// The request's params.
-        params: Cow<'a, serde_json::Value>,
+        params: Params<'a>,
         /// The run's limits.
         limits: Limits,
     },
@@ -49,6 +49,42 @@ pub enum Request<'a> {
     /// worker must not do, so tests can see it refused.
     #[cfg(debug_assertions)]
     Probe(Probe),
+}
+
+/// A run's params: the server sends the JSON text it already holds (its
+/// memo key) or a value; the worker always reads a value.
+#[derive(Debug)]
+pub enum Params<'a> {
+    /// JSON text, written into the frame as it is.
+    Text(&'a RawValue),
+    /// A value, written out when the frame is.
+    Value(Cow<'a, serde_json::Value>),
+}
+
+impl Params<'_> {
+    /// The params as a value (what a worker reads is always one).
+    pub fn value(&self) -> Cow<'_, serde_json::Value> {
+        match self {
+            Self::Value(v) => Cow::Borrowed(v.as_ref()),
+            // Never on the worker's side; parsed rather than refused anyway.
+            Self::Text(t) => Cow::Owned(serde_json::from_str(t.get()).unwrap_or_default()),
+        }
+    }
+}
+
+impl Serialize for Params<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Text(text) => text.serialize(serializer),
+            Self::Value(value) => value.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Params<'_> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde_json::Value::deserialize(deserializer).map(|v| Self::Value(Cow::Owned(v)))
+    }
 }
 
 /// What a probe tries from inside a worker.

@@ -115,6 +115,7 @@ fn handle(engines: &mut Engines, request: Request) -> Response {
             if fresh {
                 engine.forget(&code_id);
             }
+            let params = params.value();
             match source {
                 Some(source) => engine.run(&code_id, &source, &params, &limits),
                 None if engine.has(&code_id) => engine.run(&code_id, "", &params, &limits),
@@ -161,6 +162,7 @@ mod tests {
     use super::*;
     use crate::domain::Lang;
     use crate::engine::Limits;
+    use crate::engine::protocol::Params;
     use std::borrow::Cow;
 
     fn run(engines: &mut Engines, source: Option<&str>) -> Response {
@@ -169,7 +171,7 @@ mod tests {
             fresh: false,
             lang: Lang::Starlark,
             source: source.map(Cow::Borrowed),
-            params: Cow::Owned(serde_json::json!({"n": 2})),
+            params: Params::Value(Cow::Owned(serde_json::json!({"n": 2}))),
             limits: Limits::default(),
         };
         let (frame, poisoned) = handle_frame(engines, &serde_json::to_vec(&request).unwrap());

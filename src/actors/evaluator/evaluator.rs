@@ -24,7 +24,7 @@ use super::link::{Link, Owner, Terms};
 use super::process::{ProcessError, ProcessSettings};
 use super::stats::{Count, rss_bytes};
 use super::{EvalError, EvalJob, PoolSettings, SCRATCH_CODE_ID, Work};
-use crate::engine::protocol::Request;
+use crate::engine::protocol::{Params, Request};
 use crate::settings::Isolation;
 
 /// Crashes within this window count towards the respawn backoff.
@@ -311,7 +311,7 @@ fn encode(work: &Work, settings: &PoolSettings, with_source: bool) -> Result<Vec
             fresh: false,
             lang: version.lang,
             source: with_source.then(|| version.source.as_str().into()),
-            params: Cow::Borrowed(params),
+            params: Params::Text(params),
             limits: settings.limits,
         },
         Work::Check { lang, source } => Request::Check {
@@ -325,7 +325,7 @@ fn encode(work: &Work, settings: &PoolSettings, with_source: bool) -> Result<Vec
             fresh: true,
             lang: *lang,
             source: Some(source.as_str().into()),
-            params: Cow::Borrowed(params),
+            params: Params::Value(Cow::Borrowed(params)),
             limits: settings.limits,
         },
     };

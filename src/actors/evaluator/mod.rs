@@ -39,6 +39,7 @@
 //! itself (`evaluator.rs`, `finish`).
 
 mod ends;
+mod evaluated;
 mod evaluator;
 mod link;
 mod memo;
@@ -68,6 +69,7 @@ use crate::domain::params::{self, ParamError};
 use crate::domain::{Lang, Version};
 use crate::engine::EngineError;
 use crate::settings::{PausedJobs, Sandbox};
+pub use evaluated::Evaluated;
 pub use evaluator::Evaluator;
 use evaluator::EvaluatorBuilder;
 pub use process::ProcessSettings;
@@ -85,8 +87,9 @@ pub enum Work {
     Run {
         /// The version to run.
         version: Arc<Version>,
-        /// The request's params, checked against its schema first.
-        params: serde_json::Value,
+        /// The request's params, checked against its schema first, as
+        /// canonical JSON text (shared with the memo's key).
+        params: Arc<RawValue>,
     },
     /// Compiles an uploaded source, to refuse one that does not compile.
     Check {
@@ -296,22 +299,35 @@ impl EvaluatorPoolHandle {
     }
 
     /// Checks `params` against the version's schema, then runs it; returns the
-    /// JSON text of the result.
-    pub async fn evaluate(&self, version: Arc<Version>, params: serde_json::Value) -> Result<Box<RawValue>, EvalError> {
+    /// result, shared with the memo.
+    pub async fn evaluate(
+        &self,
+        version: Arc<Version>,
+        params: serde_json::Value,
+    ) -> Result<Arc<Evaluated>, EvalError> {
         let params = params::prepare(&version.params, params)?;
+        // Written once: the memo's key and, as it is, the worker's frame.
+        let params: Arc<RawValue> = serde_json::value::to_raw_value(&params)
+            .map_err(|e| EvalError::Unavailable(format!("encoding params: {e}")))?
+            .into();
         let memo = self.memo.as_ref().filter(|_| version.lang == Lang::Starlark);
         let Some(memo) = memo else {
-            return self.submit(Work::Run { version, params }).await;
+            return self.run(version, params).await;
         };
-        let key = memo.key(&version.code_id, &params);
+        let key = memo.key(&version.code_id, params.clone());
         if let Some(result) = memo.get(&key) {
             crate::metrics::result_cache(true);
             return Ok(result);
         }
         crate::metrics::result_cache(false);
-        let result = self.submit(Work::Run { version, params }).await?;
+        let result = self.run(version, params).await?;
         memo.put(key, &result);
         Ok(result)
+    }
+
+    async fn run(&self, version: Arc<Version>, params: Arc<RawValue>) -> Result<Arc<Evaluated>, EvalError> {
+        let result = self.submit(Work::Run { version, params }).await?;
+        Ok(Arc::new(Evaluated::new(result)))
     }
 
     /// Compiles `source` in a worker to check it, caching nothing.
