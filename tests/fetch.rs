@@ -77,6 +77,11 @@ async fn create_version_release_fetch(backend: Backend) {
     // memo on the third) comes back byte for byte as the first did, on both
     // routes, with quotes in it escaped once and correctly.
     let same = json!({"params": {"x": "say \"hi\"\n"}});
+    let submitted = || async {
+        let (_, stats) = app.admin(Method::GET, "/api/v1/stats", None).await;
+        stats["pool"]["submitted"].as_u64().unwrap()
+    };
+    let before = submitted().await;
     let mut bodies = Vec::new();
     for path in ["/config/shape", "/api/v1/configs/shape/evaluate"] {
         for _ in 0..3 {
@@ -85,6 +90,8 @@ async fn create_version_release_fetch(backend: Backend) {
             bodies.push(response.text().await.unwrap());
         }
     }
+    // Six answers, two runs: the rest came from the memo.
+    assert_eq!(submitted().await - before, 2);
     assert!(bodies[..3].iter().all(|b| *b == bodies[0]) && bodies[3..].iter().all(|b| *b == bodies[3]));
     let compat: serde_json::Value = serde_json::from_str(&bodies[0]).unwrap();
     let native: serde_json::Value = serde_json::from_str(&bodies[3]).unwrap();

@@ -62,12 +62,12 @@ pub enum Params<'a> {
 }
 
 impl Params<'_> {
-    /// The params as a value (what a worker reads is always one).
-    pub fn value(&self) -> Cow<'_, serde_json::Value> {
+    /// The params as a value. What a worker decodes is always one; text is
+    /// read here only for a request built in the same process.
+    pub fn value(&self) -> serde_json::Result<Cow<'_, serde_json::Value>> {
         match self {
-            Self::Value(v) => Cow::Borrowed(v.as_ref()),
-            // Never on the worker's side; parsed rather than refused anyway.
-            Self::Text(t) => Cow::Owned(serde_json::from_str(t.get()).unwrap_or_default()),
+            Self::Value(v) => Ok(Cow::Borrowed(v.as_ref())),
+            Self::Text(t) => serde_json::from_str(t.get()).map(Cow::Owned),
         }
     }
 }

@@ -115,7 +115,14 @@ fn handle(engines: &mut Engines, request: Request) -> Response {
             if fresh {
                 engine.forget(&code_id);
             }
-            let params = params.value();
+            let params = match params.value() {
+                Ok(params) => params,
+                Err(e) => {
+                    return Response::Err(EngineError::Runtime {
+                        message: format!("bad params in request frame: {e}"),
+                    });
+                }
+            };
             match source {
                 Some(source) => engine.run(&code_id, &source, &params, &limits),
                 None if engine.has(&code_id) => engine.run(&code_id, "", &params, &limits),
