@@ -1,18 +1,22 @@
 """A/B of two vane binaries by the CPU their own processes (the server and
-its workers) spend per request, so the load generator's share of the two
-cores does not move the figure: (b) Starlark with fixed params (a memo hit,
-the HTTP path alone) and (a) varying params (through a worker). Alternates
-the binaries ROUNDS times (default 3); wrk -t1 -c32, 5 s per row.
+its workers, stopped workers included) spend per request, so the load
+generator's share of the two cores does not move the figure: (b) Starlark
+with fixed params (a memo hit, the HTTP path alone), (a) varying params
+(through a worker) and (c) JavaScript, varying. Alternates the binaries
+ROUNDS times (default 3); wrk -t1 -c32, 5 s per row. A binary may be a
+script that sets the server's environment and execs vane.
   python3 loadtest/ab_cpu.py BASE_BIN BASE_TREE NEW_BIN NEW_TREE
 """
 import subprocess,time,os,json,sys,re,tempfile,urllib.request
 HERE=os.path.dirname(os.path.abspath(__file__))
 def ticks(pids):
     t=0
-    for p in pids:
+    for i,p in enumerate(pids):
         try:
             f=open(f'/proc/{p}/stat').read().rsplit(')',1)[1].split()
             t+=int(f[11])+int(f[12])
+            # The server's reaped children: workers stopped during the row.
+            if i==0: t+=int(f[13])+int(f[14])
         except FileNotFoundError: pass
     return t
 def family(pid):
@@ -33,14 +37,19 @@ def bench(binary,cwd,port):
     req(api,{'id':'star'},tok)
     code=req(api+'/star/versions',{'lang':'starlark','source':open(os.path.join(HERE,'scripts/config60.star')).read()},tok)['code_id']
     req(api+'/star/release',{'code_id':code},tok)
+    req(api,{'id':'js'},tok)
+    code=req(api+'/js/versions',{'lang':'javascript','source':open(os.path.join(HERE,'scripts/config60.js')).read()},tok)['code_id']
+    req(api+'/js/release',{'code_id':code},tok)
     res={}
-    for name,script in [('b','fixed.lua'),('a','varying.lua')]:
-        subprocess.run(['wrk','-t1','-c32','-d2s','-s',os.path.join(HERE,'wrk',script),base+'/config/star'],capture_output=True)
+    for name,script,config in [('b','fixed.lua','star'),('a','varying.lua','star'),('c','varying.lua','js')]:
+        url=base+'/config/'+config
+        subprocess.run(['wrk','-t1','-c32','-d2s','-s',os.path.join(HERE,'wrk',script),url],capture_output=True)
         pids=family(srv.pid); t0=ticks(pids)
-        out=subprocess.run(['wrk','-t1','-c32','-d5s','-s',os.path.join(HERE,'wrk',script),base+'/config/star'],capture_output=True,text=True).stdout
-        t1=ticks(family(srv.pid))
+        out=subprocess.run(['wrk','-t1','-c32','-d5s','-s',os.path.join(HERE,'wrk',script),url],capture_output=True,text=True).stdout
+        after=family(srv.pid); t1=ticks(after)
         n=int(re.search(r'(\d+) requests in',out).group(1))
-        res[name]=(t1-t0)*1e6/os.sysconf('SC_CLK_TCK')/n
+        # CPU µs per request, requests/s, worker processes at the end.
+        res[name]=(round((t1-t0)*1e6/os.sysconf('SC_CLK_TCK')/n,1),round(n/5),len(after)-1)
     srv.terminate(); srv.wait()
     return res
 # base binary, its tree (for its config.toml), new binary, its tree
@@ -48,4 +57,4 @@ bins=[('base',sys.argv[1],sys.argv[2]),('new',sys.argv[3],sys.argv[4])]
 for i in range(int(os.environ.get('ROUNDS','3'))):
     for name,b,cwd in bins:
         r=bench(b,cwd,19100+i)
-        print(name, {k:round(v,1) for k,v in r.items()}, flush=True)
+        print(name, r, flush=True)

@@ -10,6 +10,7 @@ use crate::settings::{Settings, SettingsError};
 /// Keys a running node takes without a restart.
 const LIVE: &[&str] = &[
     "sandbox.workers",
+    "sandbox.min_workers",
     "sandbox.deadline_ms",
     "sandbox.memory_mb",
     "sandbox.queue_bound",

@@ -53,7 +53,7 @@ async fn reload_changes_pool_size_and_deadline_and_refuses_bad_files() {
 
     std::fs::write(
         &file,
-        "[sandbox]\nworkers = 3\ndeadline_ms = 1500\n[reports]\nbreak_threshold = 4\n",
+        "[sandbox]\nworkers = 3\nmin_workers = 3\ndeadline_ms = 1500\n[reports]\nbreak_threshold = 4\n",
     )
     .unwrap();
     let (status, plan) = app.admin(Method::POST, "/api/v1/admin/reload", None).await;
@@ -66,7 +66,12 @@ async fn reload_changes_pool_size_and_deadline_and_refuses_bad_files() {
         .collect();
     assert_eq!(
         applied,
-        ["reports.break_threshold", "sandbox.deadline_ms", "sandbox.workers"]
+        [
+            "reports.break_threshold",
+            "sandbox.deadline_ms",
+            "sandbox.min_workers",
+            "sandbox.workers"
+        ]
     );
     let waiting: Vec<&str> = plan["restart_required"]
         .as_array()

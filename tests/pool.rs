@@ -3,7 +3,8 @@
 //! and drains through its handle. Timing comes from a JavaScript busy-wait on
 //! `Date.now()`, so a job's length does not depend on the machine's speed.
 //! With pipelining, a busy worker holds quick jobs behind the one it runs,
-//! and the jobs behind one that kills its worker go back to the pool.
+//! and the jobs behind one that kills its worker go back to the pool. A pool
+//! sized by demand stops an idle worker and starts it again under load.
 
 mod common;
 
@@ -24,6 +25,8 @@ const SETTLE: Duration = Duration::from_secs(10);
 async fn app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let app = TestApp::spawn_with(Backend::Sqlite, |s| {
         s.sandbox.workers = 1;
+        // A fixed pool: these tests count on the size they set.
+        s.sandbox.min_workers = 1024;
         s.sandbox.deadline_ms = 3000;
         s.sandbox.queue_wait_ms = 3000;
         // One job per worker, so jobs wait in the pool's queue; the tests of
@@ -399,5 +402,47 @@ async fn jobs_behind_one_that_overruns_are_not_run_past_their_deadline() {
         "{stats:?}"
     );
     assert_eq!(busy(&app, 0).await.unwrap().0, StatusCode::OK);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_workers_stop_and_start_again_when_scripts_need_the_cpu() {
+    let app = app_with(|s| {
+        s.sandbox.workers = 2;
+        s.sandbox.min_workers = 1;
+    })
+    .await;
+    let pool = app.state().pool.clone();
+    let running_now = |want: usize| {
+        let pool = pool.clone();
+        async move { pool.status().await.is_ok_and(|s| s.worker_list.len() == want) }
+    };
+    // Idle: after five quiet one-second windows one worker stops, and the
+    // pool goes no lower than `min_workers`.
+    let limit = Duration::from_secs(60);
+    assert!(
+        eventually(limit, || running_now(1)).await,
+        "the idle second worker kept running"
+    );
+    let status = pool.status().await.unwrap();
+    assert_eq!((status.workers, status.min_workers), (2, 1));
+
+    // One job after another, each spinning a core: the second worker starts.
+    let load = {
+        let (client, url) = (app.client.clone(), app.url("/config/busy"));
+        tokio::spawn(async move {
+            loop {
+                let response = client.post(&url).json(&json!({"params": {"ms": 300}})).send().await;
+                assert_eq!(response.unwrap().status(), StatusCode::OK);
+            }
+        })
+    };
+    let grew = eventually(limit, || running_now(2)).await;
+    load.abort();
+    assert!(grew, "a worker busy spinning did not bring the second back");
+    assert!(
+        load.await.unwrap_err().is_cancelled(),
+        "a job failed while the pool grew"
+    );
     app.stop().await;
 }

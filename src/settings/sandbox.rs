@@ -13,8 +13,12 @@ pub struct Sandbox {
     pub deadline_ms: u64,
     /// Memory cap of one worker process.
     pub memory_mb: u64,
-    /// 0 means one per core.
+    /// Most Evaluators (each with its worker process); 0 means one per core.
     pub workers: usize,
+    /// Fewest Evaluators: between the two the pool runs as many as its
+    /// workers' CPU use calls for (`actors/evaluator/demand.rs`). At least 1;
+    /// `workers` or more makes the pool fixed.
+    pub min_workers: usize,
     /// Jobs waiting for a free worker beyond this are shed with 503.
     pub queue_bound: usize,
     /// How long a job may wait for a worker before it is answered 503. Apart
@@ -82,6 +86,7 @@ impl Default for Sandbox {
             deadline_ms: 50,
             memory_mb: 512,
             workers: 0,
+            min_workers: 1,
             queue_bound: 16_384,
             queue_wait_ms: 1000,
             kill_grace_ms: 100,

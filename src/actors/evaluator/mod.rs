@@ -2,6 +2,10 @@
 //! idle Evaluator takes the next job), a bounded queue that sheds when full,
 //! and a queue deadline after which a waiting job is dropped, not run.
 //!
+//! The pool runs between `sandbox.min_workers` and `sandbox.workers`
+//! Evaluators, as many as its worker processes' CPU use calls for
+//! (`demand.rs`): an idle worker process costs a wake-up per job.
+//!
 //! Supervised by the root Supervisor; the factory itself respawns a failed
 //! Evaluator. A restart of the whole pool loses queued jobs (their callers get
 //! `Unavailable`) and every worker process.
@@ -38,6 +42,7 @@
 //! worker starts) is answered by the Evaluator, which then says `Finished`
 //! itself (`evaluator.rs`, `finish`).
 
+mod demand;
 mod ends;
 mod evaluated;
 mod evaluator;
@@ -210,6 +215,7 @@ pub async fn spawn(live: &LiveSettings, supervisor: ActorCell) -> Result<ActorRe
             stats: current.stats.clone(),
         }))
         .discard_settings(discard_settings(current.queue_bound))
+        .capacity_controller(Box::new(demand::Demand::new(live.subscribe())))
         .build();
     let (pool, _) = Actor::spawn_linked(None, factory, arguments, supervisor).await?;
     Ok(pool)
@@ -239,8 +245,10 @@ pub enum Gate {
 pub struct PoolStatus {
     /// Whether it takes jobs.
     pub gate: Gate,
-    /// Evaluators, each with its worker.
+    /// Most Evaluators, each with its worker (`worker_list` has the running ones).
     pub workers: usize,
+    /// Fewest: below `workers`, idle ones are stopped (`demand.rs`).
+    pub min_workers: usize,
     /// Jobs waiting for an Evaluator.
     pub queued: usize,
     /// Its counters.
@@ -413,7 +421,7 @@ impl EvaluatorPoolHandle {
         self.gate.send_if_modified(|g| replace_unless_draining(g, Gate::Open));
     }
 
-    /// Sets the number of Evaluators; surplus ones finish their job first.
+    /// Sets the most Evaluators; surplus ones finish their job first.
     pub fn resize(&self, workers: usize) -> Result<(), EvalError> {
         self.slot
             .tell(ActorName::EvaluatorPool, FactoryMessage::AdjustWorkerPool(workers))
@@ -450,6 +458,7 @@ impl EvaluatorPoolHandle {
         Ok(PoolStatus {
             gate,
             workers: self.current().workers,
+            min_workers: self.current().min_workers.clamp(1, self.current().workers),
             queued,
             counts: self.stats.snapshot(),
             worker_list: self.stats.workers(),

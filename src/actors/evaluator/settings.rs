@@ -28,8 +28,10 @@ pub struct PoolSettings {
     pub recycle_after_runs: u64,
     /// ... or past this resident memory.
     pub recycle_rss_bytes: u64,
-    /// Evaluators in the pool.
+    /// Most Evaluators in the pool.
     pub workers: usize,
+    /// Fewest, when demand is low (thread workers: always `workers`).
+    pub min_workers: usize,
     /// Jobs waiting past this are shed.
     pub queue_bound: usize,
     /// What jobs do while the pool is paused.
@@ -76,6 +78,7 @@ impl PoolSettings {
             recycle_after_runs: sandbox.recycle_after_runs,
             recycle_rss_bytes: sandbox.recycle_rss_bytes(),
             workers: sandbox.worker_count(),
+            min_workers: sandbox.min_workers,
             queue_bound: sandbox.queue_bound,
             paused_jobs: sandbox.paused_jobs,
             memo_entries: sandbox.memo_entries,

@@ -168,6 +168,11 @@ impl PoolStats {
             .collect()
     }
 
+    /// The running worker processes.
+    pub fn pids(&self) -> Vec<u32> {
+        self.workers.locked().values().filter_map(|w| w.pid).collect()
+    }
+
     /// Adds one to a counter.
     pub fn add(&self, count: Count) {
         self.counter(count).fetch_add(1, Ordering::Relaxed);
