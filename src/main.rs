@@ -35,6 +35,10 @@ enum Command {
         /// Render every resource once and exit (non-zero if any failed).
         #[arg(long)]
         once: bool,
+        /// Render every resource to standard output and exit, writing,
+        /// checking, reloading and reporting nothing.
+        #[arg(long, conflicts_with = "once")]
+        dry_run: bool,
     },
     /// Run one sandbox worker on stdin/stdout (started by `serve`).
     #[command(hide = true)]
@@ -69,7 +73,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Watch { config, once } => {
+        Command::Watch { config, once, dry_run } => {
             let agent = match vane::agent::AgentConfig::load(&config) {
                 Ok(agent) => agent,
                 Err(e) => {
@@ -78,21 +82,23 @@ fn main() -> ExitCode {
                 }
             };
             tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
                 )
                 .init();
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
             runtime.block_on(async move {
-                if once {
-                    return if vane::agent::once(agent).await {
-                        ExitCode::SUCCESS
+                if once || dry_run {
+                    let ok = if once {
+                        vane::agent::once(agent).await
                     } else {
-                        ExitCode::FAILURE
+                        vane::agent::dry_run(agent).await
                     };
+                    return if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE };
                 }
-                match vane::agent::run(agent, Default::default()).await {
-                    Ok(()) => ExitCode::SUCCESS,
+                match vane::agent::run(config, agent, Default::default()).await {
+                    Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
                     Err(e) => {
                         eprintln!("vane watch: {e:#}");
                         ExitCode::FAILURE

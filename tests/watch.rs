@@ -14,7 +14,7 @@ use common::{Backend, TestApp, eventually, test_settings};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use vane::agent::{AgentConfig, Counters, Resource};
+use vane::agent::{AgentConfig, Backup, Counters, Resource};
 
 const WAIT: Duration = Duration::from_secs(15);
 const TEMPLATE: &str = "upstream app {\n{% for s in servers %}  server {{ s }};\n{% endfor %}}\n";
@@ -36,14 +36,22 @@ fn resource(server: String, secret: &str, dir: &Path, check: Option<String>, rel
         secret: secret.into(),
         meta: Default::default(),
         params: json!({}),
+        configs: Default::default(),
+        defaults: json!({}),
         template: Some(TEMPLATE.into()),
         template_file: None,
         destination: dir.join("upstreams.conf"),
         mode: "0644".into(),
+        user: None,
+        group: None,
+        backup: Backup::Beside,
+        keep_candidate: false,
         check,
         reload,
         reload_timeout_ms: 5000,
         debounce_ms: 50,
+        allowed_env: Vec::new(),
+        owner: Default::default(),
     }
 }
 
@@ -51,12 +59,14 @@ fn start_agent(resource: Resource) -> (tokio::task::JoinHandle<()>, Arc<Counters
     let counters = Arc::new(Counters::default());
     let config = AgentConfig {
         metrics_listen: None,
+        env: Vec::new(),
+        exec: None,
         resources: vec![resource],
     };
     let task = tokio::spawn({
         let counters = counters.clone();
         async move {
-            let _ = vane::agent::run(config, counters).await;
+            let _ = vane::agent::run("unused-watch.toml".into(), config, counters).await;
         }
     });
     (task, counters)

@@ -1,57 +1,92 @@
-//! `watch.toml`: the agent's resources, each a config rendered into a file.
+//! `watch.toml`: the agent's resources, each one or more configs rendered
+//! into a file.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Format, Toml};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
+use super::exec::Exec;
+use super::owner::Owner;
 use crate::domain::Meta;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 /// A `vane watch` configuration file.
 pub struct AgentConfig {
     /// Serve counters at `http://<metrics_listen>/metrics`; none if unset.
     #[serde(default)]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Environment variables templates may read with `env("NAME")`; any
+    /// other name is a render error, so a template cannot leak the agent's
+    /// environment into a file.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// A child the agent supervises (consul-template's exec mode).
+    #[serde(default)]
+    pub exec: Option<Exec>,
     #[serde(rename = "resource")]
-    /// The configs to render, each into its own file.
+    /// The files to render.
     pub resources: Vec<Resource>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-/// One config rendered into one file.
+/// One file rendered from one or more configs.
 pub struct Resource {
     /// Names the resource in logs and counters; defaults to the config id.
     #[serde(default)]
     pub name: String,
     /// Vane's base URL, e.g. `http://127.0.0.1:8080`.
     pub server: String,
-    /// The config to fetch.
+    /// The config whose result is the template's context (its keys at the
+    /// top level, and `result`); optional when `configs` names others.
+    #[serde(default)]
     pub config_id: String,
-    /// The config's client secret.
+    /// That config's client secret (the default for `configs` too).
+    #[serde(default)]
     pub secret: String,
     #[serde(default)]
     /// Who the agent is to Vane (platform, version, device id).
     pub meta: Meta,
     #[serde(default = "empty_object")]
-    /// The parameters sent with every fetch.
+    /// The parameters sent with every fetch (the default for `configs` too).
     pub params: serde_json::Value,
-    /// A minijinja template, inline or from `template_file`; the result is
-    /// its context (an object's keys at the top level, and `result`).
+    /// More configs, each seen by the template under its name here.
+    #[serde(default)]
+    pub configs: BTreeMap<String, Source>,
+    /// Values the template sees when no config's result has them.
+    #[serde(default = "empty_object")]
+    pub defaults: serde_json::Value,
+    /// A minijinja template, inline or from `template_file`.
     #[serde(default)]
     pub template: Option<String>,
     #[serde(default)]
-    /// A file holding the template, read at start.
+    /// A file holding the template, read at start and on SIGHUP.
     pub template_file: Option<PathBuf>,
-    /// The file written, atomically, when the result changes.
+    /// The file written, atomically, when its content changes.
     pub destination: PathBuf,
     /// Octal, e.g. "0644".
     #[serde(default = "default_mode")]
     pub mode: String,
+    /// The written file's owner, a name or a number; unchanged if unset.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Its group, a name or a number.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Where the previous file is kept: "none", "beside" (`<file>.bak`), or
+    /// a directory. Not beside by default: a directory loaded by a glob
+    /// (nginx's `include conf.d/*;`) would load the backup too.
+    #[serde(default)]
+    pub backup: Backup,
+    /// Keep a candidate the check or the reload refused as
+    /// `<file>.rejected`, where the backups go.
+    #[serde(default)]
+    pub keep_candidate: bool,
     /// Run on the candidate file before it replaces the destination; `{}` in
     /// the command (and `$VANE_CANDIDATE`) is the candidate's path.
     #[serde(default)]
@@ -60,11 +95,68 @@ pub struct Resource {
     #[serde(default)]
     pub reload: Option<String>,
     #[serde(default = "default_reload_timeout")]
-    /// How long `reload` may run before it is killed.
+    /// How long `check` or `reload` may run before it is killed.
     pub reload_timeout_ms: u64,
     /// Notices within this window are rendered once.
     #[serde(default = "default_debounce")]
     pub debounce_ms: u64,
+    /// The agent's `env` list, copied here so a change to it restarts the
+    /// resources on SIGHUP.
+    #[serde(skip)]
+    pub allowed_env: Vec<String>,
+    /// `user` and `group` as numbers, resolved at load.
+    #[serde(skip)]
+    pub owner: Owner,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+/// A config a resource reads besides (or instead of) its `config_id`.
+pub struct Source {
+    /// The config.
+    pub config_id: String,
+    /// Its secret; the resource's when empty.
+    #[serde(default)]
+    pub secret: String,
+    /// Its params; the resource's when unset.
+    #[serde(default)]
+    pub params: Option<serde_json::Value>,
+}
+
+/// A config as one fetch needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fetch<'a> {
+    /// The template variable it fills; `None` for the resource's own config.
+    pub name: Option<&'a str>,
+    /// The config.
+    pub config_id: &'a str,
+    /// Its secret.
+    pub secret: &'a str,
+    /// The params sent.
+    pub params: &'a serde_json::Value,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+/// Where the previous file is kept.
+pub enum Backup {
+    /// Nowhere on disk (it is held in memory for a failed reload).
+    #[default]
+    None,
+    /// `<file>.bak` next to it.
+    Beside,
+    /// `<dir>/<file>.bak`.
+    Dir(PathBuf),
+}
+
+impl<'de> Deserialize<'de> for Backup {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Ok(match text.as_str() {
+            "none" | "" => Backup::None,
+            "beside" => Backup::Beside,
+            dir => Backup::Dir(PathBuf::from(dir)),
+        })
+    }
 }
 
 fn empty_object() -> serde_json::Value {
@@ -95,39 +187,106 @@ impl AgentConfig {
             path.display()
         );
         let base = path.parent().unwrap_or(Path::new("."));
+        let mut names = std::collections::HashSet::new();
         for (i, resource) in config.resources.iter_mut().enumerate() {
             if resource.name.is_empty() {
                 resource.name = resource.config_id.clone();
             }
             let at = format!("resource {} ({})", i + 1, resource.name);
+            resource
+                .prepare(base, &config.env)
+                .map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
             anyhow::ensure!(
-                resource.server.starts_with("http://") || resource.server.starts_with("https://"),
-                "{at}: `server` must be an http:// or https:// URL"
+                names.insert(resource.name.clone()),
+                "{at}: another resource has the name {:?}; give each its own `name`",
+                resource.name
             );
-            resource.server = resource.server.trim_end_matches('/').to_owned();
-            anyhow::ensure!(resource.params.is_object(), "{at}: `params` must be a table");
-            if let Some(file) = &resource.template_file {
-                let file = base.join(file);
-                let text = std::fs::read_to_string(&file)
-                    .map_err(|e| anyhow::anyhow!("{at}: template_file {}: {e}", file.display()))?;
-                resource.template = Some(text);
-            }
-            let template = resource
-                .template
-                .as_deref()
-                .ok_or_else(|| anyhow::anyhow!("{at}: needs `template` or `template_file`"))?;
-            super::render::check_template(template).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
-            resource.file_mode().map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
-            anyhow::ensure!(
-                resource.reload_timeout_ms > 0,
-                "{at}: `reload_timeout_ms` must be positive"
-            );
+        }
+        if let Some(exec) = &mut config.exec {
+            exec.prepare(&names)
+                .map_err(|e| anyhow::anyhow!("{}: [exec]: {e}", path.display()))?;
         }
         Ok(config)
     }
 }
 
 impl Resource {
+    /// Checks the resource and fills in what is derived from it.
+    fn prepare(&mut self, base: &Path, env: &[String]) -> Result<(), String> {
+        if !(self.server.starts_with("http://") || self.server.starts_with("https://")) {
+            return Err("`server` must be an http:// or https:// URL".into());
+        }
+        self.server = self.server.trim_end_matches('/').to_owned();
+        if self.config_id.is_empty() && self.configs.is_empty() {
+            return Err("needs `config_id` or a `configs` table".into());
+        }
+        if !self.params.is_object() || !self.defaults.is_object() {
+            return Err("`params` and `defaults` must be tables".into());
+        }
+        for fetch in self.fetches() {
+            if fetch.secret.is_empty() {
+                return Err(format!("config {:?} needs a `secret`", fetch.config_id));
+            }
+            if !fetch.params.is_object() {
+                return Err(format!("config {:?}: `params` must be a table", fetch.config_id));
+            }
+        }
+        if let Some(file) = &self.template_file {
+            let file = base.join(file);
+            let text = std::fs::read_to_string(&file).map_err(|e| format!("template_file {}: {e}", file.display()))?;
+            self.template = Some(text);
+            self.template_file = Some(file);
+        }
+        let template = self.template.as_deref().ok_or("needs `template` or `template_file`")?;
+        super::render::check_template(&self.template_name(), template)?;
+        self.file_mode()?;
+        if self.reload_timeout_ms == 0 {
+            return Err("`reload_timeout_ms` must be positive".into());
+        }
+        if let Backup::Dir(dir) = &self.backup {
+            let dir = base.join(dir);
+            if !dir.is_dir() {
+                return Err(format!("`backup` directory {} does not exist", dir.display()));
+            }
+            self.backup = Backup::Dir(dir);
+        }
+        if self.keep_candidate && self.backup == Backup::None {
+            return Err("`keep_candidate` keeps a rejected file where the backups go: set `backup`".into());
+        }
+        self.owner = Owner::resolve(self.user.as_deref(), self.group.as_deref())?;
+        self.allowed_env = env.to_vec();
+        Ok(())
+    }
+
+    /// The configs this resource fetches, its own first.
+    pub fn fetches(&self) -> Vec<Fetch<'_>> {
+        let own = (!self.config_id.is_empty()).then(|| Fetch {
+            name: None,
+            config_id: &self.config_id,
+            secret: &self.secret,
+            params: &self.params,
+        });
+        let named = self.configs.iter().map(|(name, source)| Fetch {
+            name: Some(name),
+            config_id: &source.config_id,
+            secret: if source.secret.is_empty() {
+                &self.secret
+            } else {
+                &source.secret
+            },
+            params: source.params.as_ref().unwrap_or(&self.params),
+        });
+        own.into_iter().chain(named).collect()
+    }
+
+    /// How errors name the template: its file, or the resource.
+    pub fn template_name(&self) -> String {
+        match &self.template_file {
+            Some(file) => file.display().to_string(),
+            None => format!("resource {}", self.name),
+        }
+    }
+
     /// The destination's permission bits, from the octal `mode`.
     pub fn file_mode(&self) -> Result<u32, String> {
         u32::from_str_radix(self.mode.trim_start_matches("0o"), 8)

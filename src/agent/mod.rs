@@ -1,20 +1,31 @@
 //! `vane watch`: the consumer-side agent. Keeps files rendered from configs in
 //! step with Vane, in the spirit of confd and consul-template: one task per
-//! resource, so a failing resource never stops the others.
+//! resource, so a failing resource never stops the others. SIGHUP reloads
+//! `watch.toml`, restarting only the resources that changed; `[exec]`
+//! supervises a child that reads the files.
 
 mod config;
+mod exec;
 mod files;
+mod owner;
 mod render;
 mod resource;
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::routing::get;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
-pub use config::{AgentConfig, Resource};
-pub use resource::Watcher;
+pub use config::{AgentConfig, Backup, Resource, Source};
+pub use exec::Exec;
+pub use owner::Owner;
+pub use resource::{WatchError, Watcher};
 
 /// Counters for the optional metrics port, across all resources.
 #[derive(Debug, Default)]
@@ -49,18 +60,93 @@ impl Counters {
     }
 }
 
-/// Renders every resource once; false if any failed.
+/// Renders every resource once; false if any failed. A wrong secret fails
+/// too, though the fetch route does not need it: watching would.
 pub async fn once(config: AgentConfig) -> bool {
     let counters = Arc::new(Counters::default());
     let mut ok = true;
     for resource in config.resources {
-        ok &= Watcher::new(resource, counters.clone()).pass_and_report().await;
+        let name = resource.name.clone();
+        let mut watcher = Watcher::new(resource, counters.clone());
+        if let Err(e) = watcher.check_subscriptions().await {
+            tracing::error!(resource = name, error = e, "not rendered");
+            ok = false;
+            continue;
+        }
+        ok &= watcher.pass_and_report().await;
     }
     ok
 }
 
-/// Watches every resource until the process ends.
-pub async fn run(config: AgentConfig, counters: Arc<Counters>) -> anyhow::Result<()> {
+/// Renders every resource to standard output, writing, checking, reloading
+/// and reporting nothing; false if any failed.
+pub async fn dry_run(config: AgentConfig) -> bool {
+    let counters = Arc::new(Counters::default());
+    let mut ok = true;
+    for resource in config.resources {
+        let header = format!(
+            "# vane watch --dry-run: resource {} -> {}",
+            resource.name,
+            resource.destination.display()
+        );
+        match Watcher::new(resource, counters.clone()).dry_run().await {
+            Ok(content) => println!("{header}\n{content}"),
+            Err(e) => {
+                eprintln!("{header}: {e}");
+                ok = false;
+            }
+        }
+    }
+    ok
+}
+
+/// The running watchers, by resource name.
+struct Running {
+    tasks: HashMap<String, (Resource, JoinHandle<()>)>,
+    counters: Arc<Counters>,
+    refused: mpsc::UnboundedSender<WatchError>,
+    rendered: Option<mpsc::UnboundedSender<resource::Rendered>>,
+}
+
+impl Running {
+    fn start(&mut self, resource: Resource) {
+        let mut watcher = Watcher::new(resource.clone(), self.counters.clone());
+        if let Some(rendered) = &self.rendered {
+            watcher = watcher.telling(rendered.clone());
+        }
+        let refused = self.refused.clone();
+        let task = tokio::spawn(async move {
+            if let Err(e) = watcher.watch().await {
+                let _ = refused.send(e);
+            }
+        });
+        self.tasks.insert(resource.name.clone(), (resource, task));
+    }
+
+    /// Applies a reloaded file: stops removed and changed resources, starts
+    /// changed and new ones, and leaves the rest running.
+    fn reload(&mut self, config: AgentConfig) {
+        let mut next: HashMap<String, Resource> = config.resources.into_iter().map(|r| (r.name.clone(), r)).collect();
+        self.tasks.retain(|name, (running, task)| {
+            let keep = next.get(name) == Some(running);
+            if keep {
+                next.remove(name);
+            } else {
+                task.abort();
+                tracing::info!(resource = name, "stopped: removed or changed in watch.toml");
+            }
+            keep
+        });
+        for (_, resource) in next {
+            tracing::info!(resource = resource.name, "started from the reloaded watch.toml");
+            self.start(resource);
+        }
+    }
+}
+
+/// Watches every resource until the process is told to stop. Returns the
+/// exit code: 0, or the exec child's status.
+pub async fn run(path: PathBuf, config: AgentConfig, counters: Arc<Counters>) -> anyhow::Result<i32> {
     if let Some(addr) = config.metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let metrics = counters.clone();
@@ -68,13 +154,43 @@ pub async fn run(config: AgentConfig, counters: Arc<Counters>) -> anyhow::Result
         tokio::spawn(async move { axum::serve(listener, router).await });
         tracing::info!(%addr, "watch metrics listening");
     }
-    let tasks: Vec<_> = config
-        .resources
-        .into_iter()
-        .map(|resource| tokio::spawn(Watcher::new(resource, counters.clone()).watch()))
-        .collect();
-    for task in tasks {
-        task.await?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    let (refused, mut refusals) = mpsc::unbounded_channel();
+    let (rendered, child) = match config.exec.clone() {
+        Some(exec) => {
+            let (to, from) = mpsc::unbounded_channel();
+            (Some(to), Some(tokio::spawn(exec::supervise(exec, from))))
+        }
+        None => (None, None),
+    };
+    let mut child = child;
+    let mut running = Running {
+        tasks: HashMap::new(),
+        counters,
+        refused,
+        rendered,
+    };
+    let (exec, metrics_listen) = (config.exec.clone(), config.metrics_listen);
+    for resource in config.resources {
+        running.start(resource);
     }
-    Ok(())
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => match AgentConfig::load(&path) {
+                Ok(next) => {
+                    if next.exec != exec || next.metrics_listen != metrics_listen {
+                        tracing::warn!("`exec` and `metrics_listen` change only on restart; the rest is reloaded");
+                    }
+                    running.reload(next);
+                }
+                Err(e) => tracing::error!(error = format!("{e:#}"), "watch.toml not reloaded; nothing changed"),
+            },
+            Some(e) = refusals.recv() => anyhow::bail!(e),
+            status = async { child.as_mut().expect("guarded").await }, if child.is_some() => {
+                let status = status??;
+                use std::os::unix::process::ExitStatusExt;
+                return Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)));
+            }
+        }
+    }
 }

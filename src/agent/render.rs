@@ -1,29 +1,77 @@
-//! Rendering a fetched result through a resource's template. Pure.
+//! Rendering fetched results through a resource's template. Pure apart from
+//! `env("NAME")`, which reads only the variables `watch.toml` lists.
 
 use minijinja::syntax::SyntaxConfig;
-use minijinja::{Environment, UndefinedBehavior, Value};
+use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
 
-/// Fails on template syntax errors, so a bad template stops the agent at
-/// start rather than at the first change.
-pub fn check_template(template: &str) -> Result<(), String> {
-    environment()
-        .template_from_str(template)
-        .map(|_| ())
-        .map_err(|e| format!("template: {e}"))
+/// What one render sees.
+pub struct Inputs<'a> {
+    /// Names the template in errors (its file, or the resource).
+    pub name: &'a str,
+    /// The template's text.
+    pub template: &'a str,
+    /// The resource's own config's result, if it has one: its keys at the
+    /// top level, and `result`.
+    pub own: Option<&'a serde_json::Value>,
+    /// The other configs' results, each under its name.
+    pub named: Vec<(&'a str, &'a serde_json::Value)>,
+    /// Values used where no result has the key.
+    pub defaults: &'a serde_json::Value,
+    /// The environment variables `env()` may read.
+    pub allowed_env: &'a [String],
 }
 
-/// Renders `template` with the result as its context: an object's keys at
-/// the top level, and the whole result as `result`. Undefined names are
-/// errors, so a version missing a field never renders a half-empty file.
-pub fn render(template: &str, result: &serde_json::Value) -> Result<String, String> {
-    let mut context: Vec<(String, Value)> = match result {
-        serde_json::Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), to_value(v))).collect(),
-        _ => Vec::new(),
+/// Fails on template syntax errors, so a bad template stops the agent at
+/// start (or a SIGHUP changes nothing) rather than failing at the first change.
+pub fn check_template(name: &str, template: &str) -> Result<(), String> {
+    environment(&[])
+        .template_from_named_str(name, template)
+        .map(|_| ())
+        .map_err(|e| describe(&e, name, template))
+}
+
+/// Renders the template. Undefined names are errors, so a version missing a
+/// field never renders a half-empty file; the error names the template,
+/// the line and what was missing.
+pub fn render(inputs: &Inputs<'_>) -> Result<String, String> {
+    let mut context: Vec<(String, Value)> = Vec::new();
+    let mut top = |object: &serde_json::Value| {
+        if let serde_json::Value::Object(map) = object {
+            context.extend(map.iter().map(|(k, v)| (k.clone(), to_value(v))));
+        }
     };
-    context.push(("result".into(), to_value(result)));
-    environment()
-        .render_str(template, Value::from_pairs(context))
-        .map_err(|e| format!("render: {e}"))
+    top(inputs.defaults);
+    if let Some(own) = inputs.own {
+        top(own);
+        context.push(("result".into(), to_value(own)));
+    }
+    for (name, result) in &inputs.named {
+        context.push(((*name).to_owned(), to_value(result)));
+    }
+    // Later pairs win: a result's key over a default of the same name.
+    environment(inputs.allowed_env)
+        .render_named_str(inputs.name, inputs.template, Value::from_pairs(context))
+        .map_err(|e| describe(&e, inputs.name, inputs.template))
+}
+
+/// "template <name>, line <n>: <what>", naming the undefined expression.
+fn describe(error: &Error, name: &str, template: &str) -> String {
+    let line = error.line().map(|l| format!(", line {l}")).unwrap_or_default();
+    let expression = error
+        .range()
+        .and_then(|range| template.get(range))
+        .map(str::trim)
+        .filter(|text| !text.is_empty());
+    let what = match (error.kind(), expression) {
+        (ErrorKind::UndefinedError, Some(expression)) => format!("undefined value `{expression}`"),
+        (_, _) => match (error.detail(), expression) {
+            (Some(detail), Some(expression)) => format!("{}: {detail} (in `{expression}`)", error.kind()),
+            (Some(detail), None) => format!("{}: {detail}", error.kind()),
+            (None, Some(expression)) => format!("{} (in `{expression}`)", error.kind()),
+            (None, None) => error.kind().to_string(),
+        },
+    };
+    format!("template {name}{line}: {what}")
 }
 
 /// By hand rather than through serde: serde_json numbers may serialize as a
@@ -43,12 +91,22 @@ fn to_value(json: &serde_json::Value) -> Value {
     }
 }
 
-fn environment() -> Environment<'static> {
+fn environment(allowed_env: &[String]) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     if let Ok(syntax) = SyntaxConfig::builder().keep_trailing_newline(true).build() {
         env.set_syntax(syntax);
     }
+    let allowed = allowed_env.to_vec();
+    env.add_function("env", move |name: &str| -> Result<Value, Error> {
+        if !allowed.iter().any(|a| a == name) {
+            let message = format!("env({name:?}) is not allowed: list {name:?} in watch.toml's `env`");
+            return Err(Error::new(ErrorKind::InvalidOperation, message));
+        }
+        // Unset is undefined, so `env("X") | default("y")` works and a bare
+        // `env("X")` fails naming it.
+        Ok(std::env::var(name).map(Value::from).unwrap_or(Value::UNDEFINED))
+    });
     env
 }
 
@@ -57,18 +115,76 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn renders_the_result_as_context() {
-        let template = "upstream app {\n{% for s in servers %}  server {{ s }};\n{% endfor %}}\n";
-        let out = render(template, &json!({"servers": ["10.0.0.1:80", "10.0.0.2:80"]})).unwrap();
-        assert_eq!(out, "upstream app {\n  server 10.0.0.1:80;\n  server 10.0.0.2:80;\n}\n");
-        assert_eq!(render("{{ result }}", &json!(5)).unwrap(), "5");
+    fn inputs<'a>(template: &'a str, own: &'a serde_json::Value) -> Inputs<'a> {
+        Inputs {
+            name: "upstreams.tmpl",
+            template,
+            own: Some(own),
+            named: Vec::new(),
+            defaults: &serde_json::Value::Null,
+            allowed_env: &[],
+        }
     }
 
     #[test]
-    fn missing_fields_and_bad_data_are_errors() {
-        assert!(render("{{ servers }}", &json!({})).is_err());
-        assert!(render("{{ port + 1 }}", &json!({"port": "x"})).is_err());
-        assert!(check_template("{% for %}").is_err());
+    fn renders_the_result_as_context() {
+        let template = "upstream app {\n{% for s in servers %}  server {{ s }};\n{% endfor %}}\n";
+        let servers = json!({"servers": ["10.0.0.1:80", "10.0.0.2:80"]});
+        let out = render(&inputs(template, &servers)).unwrap();
+        assert_eq!(out, "upstream app {\n  server 10.0.0.1:80;\n  server 10.0.0.2:80;\n}\n");
+        assert_eq!(render(&inputs("{{ result }}", &json!(5))).unwrap(), "5");
+    }
+
+    #[test]
+    fn errors_name_the_template_the_line_and_what_is_missing() {
+        let err = render(&inputs("ok\n{{ servers }}", &json!({}))).unwrap_err();
+        assert!(err.starts_with("template upstreams.tmpl, line 2:"), "{err}");
+        assert!(err.contains("`servers`"), "{err}");
+        let err = render(&inputs("{% for s in sevrers %}{{ s }}{% endfor %}", &json!({}))).unwrap_err();
+        assert!(err.contains("sevrers") && err.contains("line 1"), "{err}");
+        assert!(render(&inputs("{{ port + 1 }}", &json!({"port": "x"}))).is_err());
+        let err = check_template("t.tmpl", "a\n{% for %}").unwrap_err();
+        assert!(err.contains("template t.tmpl, line 2"), "{err}");
+    }
+
+    #[test]
+    fn tojson_defaults_and_named_configs() {
+        let own = json!({"servers": ["a:1"], "port": 8080});
+        let flags = json!({"beta": true});
+        let defaults = json!({"port": 80, "region": "eu"});
+        let rendered = render(&Inputs {
+            named: vec![("flags", &flags)],
+            defaults: &defaults,
+            ..inputs(
+                "{{ servers | tojson }} {{ port }} {{ region }} {{ flags.beta | tojson }} {{ missing | default('d') }}",
+                &own,
+            )
+        })
+        .unwrap();
+        assert_eq!(rendered, "[\"a:1\"] 8080 eu true d");
+    }
+
+    #[test]
+    fn env_reads_only_listed_variables() {
+        // SAFETY: no other test reads or writes these variables.
+        unsafe {
+            std::env::set_var("VANE_RENDER_TEST_REGION", "eu-1");
+            std::env::set_var("VANE_RENDER_TEST_SECRET", "hidden");
+        }
+        let allowed = [
+            "VANE_RENDER_TEST_REGION".to_owned(),
+            "VANE_RENDER_TEST_UNSET".to_owned(),
+        ];
+        let with = |template| Inputs {
+            allowed_env: &allowed,
+            ..inputs(template, &serde_json::Value::Null)
+        };
+        assert_eq!(render(&with("{{ env('VANE_RENDER_TEST_REGION') }}")).unwrap(), "eu-1");
+        assert_eq!(
+            render(&with("{{ env('VANE_RENDER_TEST_UNSET') | default('x') }}")).unwrap(),
+            "x"
+        );
+        let err = render(&with("{{ env('VANE_RENDER_TEST_SECRET') }}")).unwrap_err();
+        assert!(err.contains("not allowed") && !err.contains("hidden"), "{err}");
     }
 }

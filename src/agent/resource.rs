@@ -1,44 +1,72 @@
-//! One resource's loop: subscribe with the last applied revision, and on
-//! each notice (debounced) fetch, render and put the file in place. Reconnects
-//! with exponential backoff and jitter; while Vane is unreachable the file on
-//! disk is left as it is.
+//! One resource's loop: subscribe to its configs with the revisions in
+//! force, and on each notice (debounced) fetch, render and put the file in
+//! place. A pass that failed for a reason that may pass (Vane unreachable,
+//! a full pool, a failed reload) is retried with backoff until it succeeds;
+//! one that failed on the version (check, render) waits for the next
+//! notice. Reconnects with backoff and jitter, reset once a subscription is
+//! taken; while Vane is unreachable the file on disk is left as it is.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::Counters;
-use super::config::Resource;
+use super::config::{Fetch, Resource};
 use super::files::{Applied, ApplyError, Target};
-use super::render::render;
+use super::render::{Inputs, render};
 use crate::domain::health::{MAX_MESSAGE_BYTES, ReportKind};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const HTTP_LIMIT: Duration = Duration::from_secs(10);
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
+/// A pass that put the resource's file in force (or found it current).
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// The resource's name.
+    pub resource: String,
+    /// Whether the file on disk changed.
+    pub changed: bool,
 }
 
-fn truncate_at_char(text: &mut String, max: usize) {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
+/// Why one pass did not put a file in force.
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    /// Worth retrying: Vane or the machine, not the version.
+    #[error("{0}")]
+    Transient(String),
+    /// The version's output could not be put in force here; reported as
+    /// `report` if that is a kind worth telling Vane.
+    #[error("{message}")]
+    Version {
+        code_id: Option<String>,
+        message: String,
+        report: Option<ReportKind>,
+    },
+}
+
+/// Why the watch of a resource stopped for good.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// Vane refused the first subscription (a wrong secret, an unknown
+    /// config): retrying would not help.
+    #[error("resource {resource}: vane refused the subscription to {config_id}: {message}")]
+    Refused {
+        /// The resource.
+        resource: String,
+        /// The config refused.
+        config_id: String,
+        /// What Vane said.
+        message: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -48,19 +76,11 @@ struct Evaluated {
     revision: i64,
 }
 
-/// Why one pass did not put a file in force.
-#[derive(Debug, thiserror::Error)]
-pub enum PassError {
-    #[error("fetch: {0}")]
-    Fetch(String),
-    /// The version's output could not be put in force here; reported as
-    /// `report` if that is a kind worth telling Vane.
-    #[error("{message}")]
-    Version {
-        code_id: String,
-        message: String,
-        report: Option<ReportKind>,
-    },
+/// How a session ended.
+struct Ended {
+    subscribed: bool,
+    reason: String,
+    refused: Option<(String, String)>,
 }
 
 /// Follows one resource: subscribes, fetches, renders, writes and reloads.
@@ -68,10 +88,13 @@ pub struct Watcher {
     resource: Resource,
     http: reqwest::Client,
     counters: Arc<Counters>,
-    /// The revision whose file is in force.
-    applied: Option<i64>,
+    /// The revision of each config whose output is in force.
+    applied: HashMap<String, i64>,
     /// What this run has reported already: once per version and kind.
     reported: HashSet<(String, ReportKind)>,
+    /// When to try a failed pass again, and the wait after that.
+    retry: Option<(Instant, Duration)>,
+    rendered: Option<mpsc::UnboundedSender<Rendered>>,
 }
 
 impl Watcher {
@@ -90,20 +113,52 @@ impl Watcher {
             resource,
             http,
             counters,
-            applied: None,
+            applied: HashMap::new(),
             reported: HashSet::new(),
+            retry: None,
+            rendered: None,
         }
     }
 
-    /// Runs until the task is dropped.
-    pub async fn watch(mut self) {
+    /// Tells `to` of every pass that put the file in force.
+    pub fn telling(mut self, to: mpsc::UnboundedSender<Rendered>) -> Self {
+        self.rendered = Some(to);
+        self
+    }
+
+    /// Runs until the task is dropped, or Vane refuses its first subscription.
+    pub async fn watch(mut self) -> Result<(), WatchError> {
         let mut backoff = FIRST_BACKOFF;
+        let mut ever_subscribed = false;
         loop {
-            match self.session().await {
-                Ok(()) => backoff = FIRST_BACKOFF,
-                Err(e) => {
-                    tracing::warn!(resource = self.resource.name, error = %e, ?backoff, "vane unreachable; keeping the current file")
+            let ended = self.session().await;
+            if ended.subscribed {
+                ever_subscribed = true;
+                backoff = FIRST_BACKOFF;
+            }
+            match ended.refused {
+                Some((config_id, message)) if !ever_subscribed => {
+                    return Err(WatchError::Refused {
+                        resource: self.resource.name.clone(),
+                        config_id,
+                        message,
+                    });
                 }
+                Some((config_id, message)) => {
+                    tracing::error!(
+                        resource = self.resource.name,
+                        config_id,
+                        message,
+                        ?backoff,
+                        "vane refused the subscription; fix watch.toml and send SIGHUP"
+                    )
+                }
+                None => tracing::warn!(
+                    resource = self.resource.name,
+                    reason = ended.reason,
+                    ?backoff,
+                    "vane unreachable; keeping the current file"
+                ),
             }
             self.counters.add(&self.counters.reconnects);
             let jitter = Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1));
@@ -112,143 +167,273 @@ impl Watcher {
         }
     }
 
-    /// One WebSocket session: subscribes with the applied revision (so Vane
-    /// says at once if there is something newer) and applies each notice.
-    async fn session(&mut self) -> anyhow::Result<()> {
-        let url = format!("{}/api/v1/subscribe", self.resource.server.replacen("http", "ws", 1));
-        let (mut socket, _) = connect_async(url).await?;
-        let subscribe = json!({"type": "subscribe", "config_id": self.resource.config_id,
-                               "secret": self.resource.secret, "revision": self.applied});
-        socket.send(Message::text(subscribe.to_string())).await?;
-        tracing::info!(resource = self.resource.name, revision = ?self.applied, "subscribed");
-        loop {
-            let Some(frame) = socket.next().await else {
-                anyhow::bail!("connection closed");
-            };
-            let Message::Text(text) = frame? else {
-                continue;
-            };
-            let message: Value = serde_json::from_str(&text)?;
-            match message["type"].as_str() {
-                Some("update") => {
-                    // Notices within the window become one render.
-                    let _ = tokio::time::timeout(self.resource.debounce(), async {
-                        while let Some(Ok(_)) = socket.next().await {}
-                    })
-                    .await;
-                    self.pass_and_report().await;
-                }
-                Some("error") => anyhow::bail!("vane refused the subscription: {}", message["message"]),
-                _ => {}
+    /// One WebSocket session: subscribes to each config with the revision in
+    /// force (so Vane says at once if there is something newer), renders on
+    /// notices after the debounce window, and retries a failed pass when due.
+    async fn session(&mut self) -> Ended {
+        let mut ended = Ended {
+            subscribed: false,
+            reason: String::new(),
+            refused: None,
+        };
+        let mut socket = match self.subscribe().await {
+            Ok(socket) => socket,
+            Err(e) => {
+                ended.reason = e;
+                return ended;
             }
+        };
+        let mut render_at: Option<Instant> = None;
+        loop {
+            let due = [render_at, self.retry.map(|(at, _)| at)].into_iter().flatten().min();
+            let frame = tokio::select! {
+                frame = socket.next() => frame,
+                () = sleep_until(due) => {
+                    render_at = None;
+                    self.pass_and_report().await;
+                    continue;
+                }
+            };
+            let reason = match frame {
+                None => "connection closed".to_owned(),
+                Some(Err(e)) => chain(&e),
+                Some(Ok(Message::Text(text))) => {
+                    let message: Value = match serde_json::from_str(&text) {
+                        Ok(message) => message,
+                        Err(e) => {
+                            ended.reason = format!("unreadable message from vane: {e}");
+                            return ended;
+                        }
+                    };
+                    match message["type"].as_str() {
+                        Some("subscribed") => ended.subscribed = true,
+                        // Notices within the window become one render.
+                        Some("update") => {
+                            render_at.get_or_insert(Instant::now() + self.resource.debounce());
+                        }
+                        Some("error") => {
+                            let config_id = message["config_id"].as_str().unwrap_or_default().to_owned();
+                            let text = message["message"].as_str().unwrap_or("no reason given").to_owned();
+                            ended.refused = Some((config_id, text));
+                        }
+                        _ => {}
+                    }
+                    if ended.refused.is_none() {
+                        continue;
+                    }
+                    "vane refused a subscription".to_owned()
+                }
+                Some(Ok(_)) => continue,
+            };
+            ended.reason = reason;
+            return ended;
         }
     }
 
-    /// Applies once, reporting a failure that is the version's fault.
-    pub async fn pass_and_report(&mut self) -> bool {
-        match self.pass().await {
-            Ok(()) => true,
-            Err(PassError::Fetch(e)) => {
-                self.counters.add(&self.counters.failures);
-                tracing::warn!(
-                    resource = self.resource.name,
-                    error = e,
-                    "fetch failed; file left as it was"
-                );
-                false
+    async fn subscribe(
+        &self,
+    ) -> Result<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>, String>
+    {
+        let url = format!("{}/api/v1/subscribe", self.resource.server.replacen("http", "ws", 1));
+        let (mut socket, _) = connect_async(&url).await.map_err(|e| chain(&e))?;
+        for fetch in self.resource.fetches() {
+            let subscribe = json!({"type": "subscribe", "config_id": fetch.config_id,
+                                   "secret": fetch.secret, "revision": self.applied.get(fetch.config_id)});
+            socket
+                .send(Message::text(subscribe.to_string()))
+                .await
+                .map_err(|e| chain(&e))?;
+        }
+        tracing::info!(resource = self.resource.name, revisions = ?self.applied, "subscribing");
+        Ok(socket)
+    }
+
+    /// Subscribes once, to learn whether Vane takes the secrets (the fetch
+    /// route needs none, so `--once` would not notice a wrong one).
+    pub async fn check_subscriptions(&self) -> Result<(), String> {
+        let checked = async {
+            let mut socket = self.subscribe().await?;
+            let mut waiting: HashSet<&str> = self.resource.fetches().iter().map(|f| f.config_id).collect();
+            while !waiting.is_empty() {
+                let frame = socket.next().await.ok_or("vane closed the connection")?;
+                let Message::Text(text) = frame.map_err(|e| chain(&e))? else {
+                    continue;
+                };
+                let message: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+                let config_id = message["config_id"].as_str().unwrap_or_default();
+                match message["type"].as_str() {
+                    Some("subscribed") => {
+                        waiting.remove(config_id);
+                    }
+                    Some("error") => {
+                        return Err(format!(
+                            "vane refused the subscription to {config_id}: {}",
+                            message["message"]
+                        ));
+                    }
+                    _ => {}
+                }
             }
-            Err(PassError::Version {
+            Ok(())
+        };
+        tokio::time::timeout(HTTP_LIMIT, checked)
+            .await
+            .unwrap_or_else(|_| Err("vane did not answer the subscription in time".into()))
+    }
+
+    /// Applies once, reporting a failure that is the version's fault; a
+    /// transient failure is tried again after a backoff.
+    pub async fn pass_and_report(&mut self) -> bool {
+        let failure = match self.pass().await {
+            Ok(()) => {
+                self.retry = None;
+                return true;
+            }
+            Err(failure) => failure,
+        };
+        self.counters.add(&self.counters.failures);
+        match failure {
+            PassError::Transient(e) => {
+                let wait = self
+                    .retry
+                    .map_or(FIRST_BACKOFF, |(_, wait)| (wait * 2).min(MAX_BACKOFF));
+                self.retry = Some((Instant::now() + wait, wait));
+                tracing::warn!(resource = self.resource.name, error = e, retry_in = ?wait,
+                               "file left as it was; trying again");
+            }
+            PassError::Version {
                 code_id,
                 message,
                 report,
-            }) => {
-                self.counters.add(&self.counters.failures);
+            } => {
+                self.retry = None;
                 tracing::error!(
                     resource = self.resource.name,
                     code_id,
                     error = message,
                     "file not updated"
                 );
-                if let Some(kind) = report
+                if let (Some(kind), Some(code_id)) = (report, code_id)
                     && self.reported.insert((code_id.clone(), kind))
                 {
                     self.report(&code_id, kind, &message).await;
                 }
-                false
             }
         }
+        false
+    }
+
+    /// The file's content as it would be written now (`--dry-run`).
+    pub async fn dry_run(&self) -> Result<String, PassError> {
+        self.render().await.map(|(content, _)| content)
+    }
+
+    /// Fetches every config and renders the file's content.
+    async fn render(&self) -> Result<(String, Vec<(String, Evaluated)>), PassError> {
+        let mut fetched = Vec::new();
+        for fetch in self.resource.fetches() {
+            let evaluated = self.fetch(&fetch).await.map_err(PassError::Transient)?;
+            fetched.push((fetch.name.map(str::to_owned), fetch.config_id.to_owned(), evaluated));
+        }
+        let own = fetched.iter().find(|(name, ..)| name.is_none());
+        let named = fetched
+            .iter()
+            .filter_map(|(name, _, e)| Some((name.as_deref()?, &e.result)))
+            .collect();
+        let template_name = self.resource.template_name();
+        let inputs = Inputs {
+            name: &template_name,
+            template: self.resource.template.as_deref().unwrap_or_default(),
+            own: own.map(|(_, _, e)| &e.result),
+            named,
+            defaults: &self.resource.defaults,
+            allowed_env: &self.resource.allowed_env,
+        };
+        // The template is the operator's: a name it uses that the output
+        // lacks, or an unknown filter, is not evidence against the version.
+        let content = render(&inputs).map_err(|message| PassError::Version {
+            code_id: blamed(&fetched),
+            message,
+            report: Some(ReportKind::Render),
+        })?;
+        let revisions = fetched.into_iter().map(|(_, id, e)| (id, e)).collect();
+        Ok((content, revisions))
     }
 
     /// Fetch, render, put in place.
     pub async fn pass(&mut self) -> Result<(), PassError> {
-        let evaluated = self.fetch().await.map_err(PassError::Fetch)?;
-        let version_error = |message: String, report: Option<ReportKind>| PassError::Version {
-            code_id: evaluated.code_id.clone(),
-            message,
-            report,
-        };
-        let template = self.resource.template.as_deref().unwrap_or_default();
-        // The template is the operator's: a name it uses that the output
-        // lacks, or an unknown filter, is not evidence against the version.
-        let content = render(template, &evaluated.result).map_err(|e| version_error(e, Some(ReportKind::Render)))?;
+        let (content, fetched) = self.render().await?;
         let target = Target {
             destination: &self.resource.destination,
             mode: self.resource.file_mode().unwrap_or(0o644),
+            owner: self.resource.owner,
+            backup: &self.resource.backup,
+            keep_candidate: self.resource.keep_candidate,
             check: self.resource.check.as_deref(),
             reload: self.resource.reload.as_deref(),
             reload_timeout: self.resource.reload_timeout(),
         };
-        match target.apply(&content).await {
+        let code_id = (fetched.len() == 1).then(|| fetched[0].1.code_id.clone());
+        let revisions: HashMap<String, i64> = fetched.iter().map(|(id, e)| (id.clone(), e.revision)).collect();
+        let (name, path) = (&self.resource.name, self.resource.destination.display());
+        let changed = match target.apply(&content).await {
             Ok(Applied::Unchanged) => {
-                tracing::info!(
-                    resource = self.resource.name,
-                    revision = evaluated.revision,
-                    "file already current"
-                );
+                tracing::info!(resource = name, ?revisions, "file already current");
+                false
             }
-            Ok(Applied::Replaced) => {
+            Ok(Applied::Replaced { reloaded }) => {
                 self.counters.add(&self.counters.writes);
-                tracing::info!(resource = self.resource.name, revision = evaluated.revision,
-                               path = %self.resource.destination.display(), "file replaced and reloaded");
+                let what = if reloaded {
+                    "file replaced and reloaded"
+                } else {
+                    "file replaced"
+                };
+                tracing::info!(resource = name, ?revisions, %path, "{what}");
+                true
             }
-            Err(e @ ApplyError::Io { .. }) => return Err(PassError::Fetch(e.to_string())),
-            Err(e @ ApplyError::Check(_)) => return Err(version_error(e.to_string(), Some(ReportKind::Check))),
+            Err(e @ ApplyError::Io { .. }) => return Err(PassError::Transient(e.to_string())),
+            // Counted against the version only when one version made the file.
+            Err(e @ ApplyError::Check(_)) => {
+                return Err(PassError::Version {
+                    code_id,
+                    message: e.to_string(),
+                    report: Some(ReportKind::Check),
+                });
+            }
             // A reload fails for the machine's reasons as often as the
-            // file's: never blamed on the version.
-            Err(e @ ApplyError::Reload(_)) => return Err(version_error(e.to_string(), None)),
+            // file's: never blamed on the version, and tried again.
+            Err(e @ ApplyError::Reload { .. }) => return Err(PassError::Transient(e.to_string())),
+        };
+        self.applied.extend(revisions);
+        if let Some(to) = &self.rendered {
+            let _ = to.send(Rendered {
+                resource: name.clone(),
+                changed,
+            });
         }
-        self.applied = Some(evaluated.revision);
         Ok(())
     }
 
-    async fn fetch(&self) -> Result<Evaluated, String> {
-        let url = format!(
-            "{}/api/v1/configs/{}/evaluate",
-            self.resource.server, self.resource.config_id
-        );
-        let body = json!({"meta": self.resource.meta, "params": self.resource.params});
-        let response = self
-            .http
-            .post(url)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
+    async fn fetch(&self, fetch: &Fetch<'_>) -> Result<Evaluated, String> {
+        let url = format!("{}/api/v1/configs/{}/evaluate", self.resource.server, fetch.config_id);
+        let body = json!({"meta": self.resource.meta, "params": fetch.params});
+        let failed = |e: reqwest::Error| format!("fetching {}: {}", fetch.config_id, chain(&e));
+        let response = self.http.post(url).json(&body).send().await.map_err(failed)?;
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
-            return Err(format!("{status}: {text}"));
+            return Err(format!("fetching {}: {status}: {text}", fetch.config_id));
         }
-        response.json().await.map_err(|e| e.to_string())
+        response.json().await.map_err(failed)
     }
 
     /// Tells Vane: a `check` report counts toward breaking the version, a
     /// `render` one is shown to the operator.
     async fn report(&self, code_id: &str, kind: ReportKind, message: &str) {
-        let url = format!(
-            "{}/api/v1/configs/{}/reports",
-            self.resource.server, self.resource.config_id
-        );
+        let Some(fetch) = self.resource.fetches().into_iter().next() else {
+            return;
+        };
+        let url = format!("{}/api/v1/configs/{}/reports", self.resource.server, fetch.config_id);
         let mut message = format!("vane watch ({}): {message}", self.resource.name);
         truncate_at_char(&mut message, MAX_MESSAGE_BYTES);
         let body = json!({"code_id": code_id, "device_id": self.resource.meta.device_id,
@@ -256,14 +441,63 @@ impl Watcher {
         let sent = self
             .http
             .post(url)
-            .header("Secret", &self.resource.secret)
+            .header("Secret", fetch.secret)
             .json(&body)
             .send()
             .await;
         match sent {
             Ok(r) if r.status().is_success() => self.counters.add(&self.counters.reports),
             Ok(r) => tracing::warn!(resource = self.resource.name, status = %r.status(), "report refused"),
-            Err(e) => tracing::warn!(resource = self.resource.name, error = %e, "report not sent"),
+            Err(e) => tracing::warn!(resource = self.resource.name, error = chain(&e), "report not sent"),
         }
+    }
+}
+
+/// The version a render failure is reported against: only when one config
+/// made the file, since with several the fault could be any of them.
+fn blamed(fetched: &[(Option<String>, String, Evaluated)]) -> Option<String> {
+    match fetched {
+        [(_, _, only)] => Some(only.code_id.clone()),
+        _ => None,
+    }
+}
+
+async fn sleep_until(due: Option<Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// An error with its causes ("connection refused" lives in the source of
+/// reqwest's "error sending request").
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn truncate_at_char(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
     }
 }
