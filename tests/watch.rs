@@ -360,3 +360,92 @@ async fn the_command_renders_once_and_refuses_a_bad_file() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("needs `template` or `template_file`"));
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_fetch_is_retried_until_the_file_is_current() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.sandbox.paused_jobs = vane::settings::PausedJobs::Shed
+    })
+    .await
+    .unwrap();
+    let secret = app.create_config("upstreams").await["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    publish(&app, json!({"servers": ["old:80"]})).await;
+    let conf = dir.path().join("upstreams.conf");
+    let (agent, counters) = start_agent(resource(app.url(""), &secret, dir.path(), None, None));
+    assert!(file_becomes(&conf, &upstreams(&["old:80"])).await);
+
+    // The notice arrives while the pool sheds: the fetch fails with 503.
+    // (Uploading compiles in the pool, so that comes first.)
+    let code_id = app.create_version("upstreams", version(json!({"servers": ["new:80"]}))).await;
+    app.admin(Method::POST, "/api/v1/admin/pool/pause", None).await;
+    app.release("upstreams", &code_id).await;
+    let failed = || async { counters.failures.load(std::sync::atomic::Ordering::Relaxed) >= 1 };
+    assert!(eventually(WAIT, failed).await);
+    assert_eq!(read(&conf), upstreams(&["old:80"]));
+    // No second notice comes; the agent tries again by itself.
+    app.admin(Method::POST, "/api/v1/admin/pool/resume", None).await;
+    assert!(file_becomes(&conf, &upstreams(&["new:80"])).await, "{}", read(&conf));
+    agent.abort();
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_first_reload_is_retried_and_no_file_is_left_unreloaded() {
+    let (app, dir, secret) = served().await;
+    publish(&app, json!({"servers": ["a:80"]})).await;
+    let conf = dir.path().join("upstreams.conf");
+    let works = dir.path().join("reload-works");
+    let reload = format!("test -e {}", works.display());
+    let (agent, counters) = start_agent(resource(app.url(""), &secret, dir.path(), None, Some(reload)));
+    let failed = || async { counters.failures.load(std::sync::atomic::Ordering::Relaxed) >= 1 };
+    assert!(eventually(WAIT, failed).await);
+    // There was no previous file to restore, so the new one is not left in
+    // place unreloaded, and no backup of nothing appears.
+    assert!(!conf.exists());
+    assert!(!dir.path().join("upstreams.conf.bak").exists());
+    std::fs::write(&works, "").unwrap();
+    assert!(file_becomes(&conf, &upstreams(&["a:80"])).await);
+    agent.abort();
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_reconnect_backoff_starts_over_after_a_subscription() {
+    let dir = tempfile::tempdir().unwrap();
+    let db: PathBuf = dir.path().join("vane.db");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let app = server_at(&db, port).await;
+    let config = admin(&base, Method::POST, "/api/v1/configs", Some(json!({"id": "upstreams"}))).await;
+    let secret = config["secret"].as_str().unwrap().to_owned();
+    release_at(&base, json!({"servers": ["1:80"]})).await;
+    let conf = dir.path().join("upstreams.conf");
+    let (agent, _) = start_agent(resource(base.clone(), &secret, dir.path(), None, None));
+    assert!(file_becomes(&conf, &upstreams(&["1:80"])).await);
+
+    // A long outage: the backoff grows past 3 s (0.2, 0.4, 0.8, 1.6, 3.2 s).
+    app.shutdown().await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let app = server_at(&db, port).await;
+    release_at(&base, json!({"servers": ["2:80"]})).await;
+    assert!(file_becomes(&conf, &upstreams(&["2:80"])).await);
+    // Subscribed again, so a short blip is back to the first backoff.
+    app.shutdown().await;
+    let app = server_at(&db, port).await;
+    release_at(&base, json!({"servers": ["3:80"]})).await;
+    let quick = eventually(Duration::from_millis(2500), || async {
+        read(&conf) == upstreams(&["3:80"])
+    })
+    .await;
+    assert!(quick, "the agent waited out the old backoff: {}", read(&conf));
+    agent.abort();
+    app.shutdown().await;
+}

@@ -13,12 +13,19 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::resource::Rendered;
-
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A child that ran this long before exiting restarts without waiting.
 const STEADY: Duration = Duration::from_secs(10);
+
+/// A pass that put the resource's file in force (or found it current).
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// The resource's name.
+    pub resource: String,
+    /// Whether the file on disk changed.
+    pub changed: bool,
+}
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -120,7 +127,7 @@ pub async fn supervise(exec: Exec, mut rendered: mpsc::UnboundedReceiver<Rendere
     loop {
         let mut child = exec.spawn()?;
         let started = Instant::now();
-        tracing::info!(command = ?exec.command, pid = child.id(), "child started");
+        tracing::info!(command = ?exec.command, pid = child.id().unwrap_or(0), "child started");
         let stop = loop {
             tokio::select! {
                 Some(r) = rendered.recv() => {

@@ -105,7 +105,7 @@ struct Running {
     tasks: HashMap<String, (Resource, JoinHandle<()>)>,
     counters: Arc<Counters>,
     refused: mpsc::UnboundedSender<WatchError>,
-    rendered: Option<mpsc::UnboundedSender<resource::Rendered>>,
+    rendered: Option<mpsc::UnboundedSender<exec::Rendered>>,
 }
 
 impl Running {

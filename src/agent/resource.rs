@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::Counters;
 use super::config::{Fetch, Resource};
+use super::exec::Rendered;
 use super::files::{Applied, ApplyError, Target};
 use super::render::{Inputs, render};
 use crate::domain::health::{MAX_MESSAGE_BYTES, ReportKind};
@@ -27,15 +28,6 @@ use crate::domain::health::{MAX_MESSAGE_BYTES, ReportKind};
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const HTTP_LIMIT: Duration = Duration::from_secs(10);
-
-/// A pass that put the resource's file in force (or found it current).
-#[derive(Debug, Clone)]
-pub struct Rendered {
-    /// The resource's name.
-    pub resource: String,
-    /// Whether the file on disk changed.
-    pub changed: bool,
-}
 
 /// Why one pass did not put a file in force.
 #[derive(Debug, thiserror::Error)]
