@@ -118,7 +118,15 @@ async fn sighup_reloads_watch_toml_restarting_only_what_changed() {
     for id in ["kept", "changed", "removed", "added"] {
         secrets.push(config(&app, id, json!({"v": id})).await);
     }
-    let kept = resource(&app, d, "kept", "kept", &secrets[0], "{{ v }}");
+    // A scripted check and reload on the one that stays: the check sees the
+    // candidate, the reload runs after the file is in place.
+    let journal = d.join("journal");
+    let kept = format!(
+        "{}check = \"cat {{}} >> {j}\"\nreload = \"echo reloaded $(cat {k}) >> {j}\"\n",
+        resource(&app, d, "kept", "kept", &secrets[0], "{{ v }}"),
+        j = journal.display(),
+        k = d.join("kept").display()
+    );
     let changed = resource(&app, d, "changed", "changed", &secrets[1], "{{ v }}");
     let removed = resource(&app, d, "removed", "removed", &secrets[2], "{{ v }}");
     let file = d.join("watch.toml");
@@ -146,6 +154,24 @@ async fn sighup_reloads_watch_toml_restarting_only_what_changed() {
     publish(&app, "kept", json!({"v": "kept 2"})).await;
     assert!(becomes(&d.join("kept"), "kept 2").await, "{}", agent.log());
     assert_eq!(read(&d.join("removed")), "removed");
+    let journal_says = || async { read(&journal) == "keptreloaded kept\nkept 2reloaded kept 2\n" };
+    assert!(eventually(WAIT, journal_says).await, "{:?}", read(&journal));
+    // Only a resource with a reload command says it reloaded.
+    let log = agent.log();
+    let replaced: Vec<&str> = log.lines().filter(|l| l.contains("file replaced")).collect();
+    assert!(
+        replaced
+            .iter()
+            .any(|l| l.contains("and reloaded") && l.contains("kept")),
+        "{log}"
+    );
+    assert!(
+        replaced
+            .iter()
+            .filter(|l| !l.contains("kept"))
+            .all(|l| !l.contains("reloaded")),
+        "{log}"
+    );
 
     // An invalid file changes nothing and says why.
     std::fs::write(&file, format!("{kept}[[resource]]\nname = \"broken\"\n")).unwrap();

@@ -225,6 +225,13 @@ async fn a_misspelt_template_variable_is_never_counted() {
     assert!(eventually(WAIT, || async { !reports(&app, &code_id).await.is_empty() }).await);
     assert_eq!(reports(&app, &code_id).await, [("render".to_owned(), false)]);
     assert_eq!(error_count(&app, &code_id).await, 0);
+    // The message names the template, the line and the missing name.
+    let path = format!("/api/v1/configs/upstreams/versions/{code_id}/reports");
+    let message = app.admin(Method::GET, &path, None).await.1[0]["message"].to_string();
+    assert!(
+        message.contains("template resource upstreams, line 1") && message.contains("`sevrers`"),
+        "{message}"
+    );
     agent.abort();
     app.stop().await;
 }
