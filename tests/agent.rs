@@ -347,3 +347,47 @@ async fn exec_mode_starts_signals_restarts_and_stops_the_child() {
     assert_eq!(lines().last().map(String::as_str), Some("term"));
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resources_own_child_follows_only_its_file() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mine = config(&app, "mine", json!({"v": 1})).await;
+    let other = config(&app, "other", json!({"v": 1})).await;
+    let events = d.join("events");
+    let child = format!(
+        "trap 'echo hup >> {e}' HUP; trap 'exit 3' TERM; echo start >> {e}; while true; do sleep 0.05; done",
+        e = events.display()
+    );
+    let exec = format!("[resource.exec]\ncommand = [\"sh\", \"-c\", \"{child}\"]\n");
+    let text = format!(
+        "{}{exec}{}",
+        resource(&app, d, "mine", "mine", &mine, "{{ v }}"),
+        resource(&app, d, "other", "other", &other, "{{ v }}")
+    );
+    let file = d.join("watch.toml");
+    std::fs::write(&file, text).unwrap();
+    let mut agent = Agent::start(&file);
+    let lines = || read(&events).lines().map(str::to_owned).collect::<Vec<_>>();
+    assert!(
+        eventually(WAIT, || async { lines() == ["start"] }).await,
+        "{:?} {}",
+        lines(),
+        agent.log()
+    );
+    assert!(becomes(&d.join("other"), "1").await);
+
+    publish(&app, "other", json!({"v": 2})).await;
+    assert!(becomes(&d.join("other"), "2").await);
+    publish(&app, "mine", json!({"v": 2})).await;
+    assert!(
+        eventually(WAIT, || async { lines() == ["start", "hup"] }).await,
+        "{:?}",
+        lines()
+    );
+
+    agent.signal(libc::SIGTERM);
+    assert_eq!(agent.exit_code().await, Some(3), "{}", agent.log());
+    app.stop().await;
+}

@@ -50,6 +50,7 @@ fn resource(server: String, secret: &str, dir: &Path, check: Option<String>, rel
         reload,
         reload_timeout_ms: 5000,
         debounce_ms: 50,
+        exec: None,
         allowed_env: Vec::new(),
         owner: Default::default(),
     }
@@ -387,7 +388,9 @@ async fn a_failed_fetch_is_retried_until_the_file_is_current() {
 
     // The notice arrives while the pool sheds: the fetch fails with 503.
     // (Uploading compiles in the pool, so that comes first.)
-    let code_id = app.create_version("upstreams", version(json!({"servers": ["new:80"]}))).await;
+    let code_id = app
+        .create_version("upstreams", version(json!({"servers": ["new:80"]})))
+        .await;
     app.admin(Method::POST, "/api/v1/admin/pool/pause", None).await;
     app.release("upstreams", &code_id).await;
     let failed = || async { counters.failures.load(std::sync::atomic::Ordering::Relaxed) >= 1 };

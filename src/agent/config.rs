@@ -100,6 +100,10 @@ pub struct Resource {
     /// Notices within this window are rendered once.
     #[serde(default = "default_debounce")]
     pub debounce_ms: u64,
+    /// A child that reads only this resource's file, supervised with it
+    /// (`[resource.exec]`, as the agent's `[exec]`).
+    #[serde(default)]
+    pub exec: Option<Exec>,
     /// The agent's `env` list, copied here so a change to it restarts the
     /// resources on SIGHUP.
     #[serde(skip)]
@@ -254,6 +258,10 @@ impl Resource {
             return Err("`keep_candidate` keeps a rejected file where the backups go: set `backup`".into());
         }
         self.owner = Owner::resolve(self.user.as_deref(), self.group.as_deref())?;
+        if let Some(exec) = &mut self.exec {
+            exec.prepare(&[self.name.clone()].into())
+                .map_err(|e| format!("[resource.exec]: {e}"))?;
+        }
         self.allowed_env = env.to_vec();
         Ok(())
     }

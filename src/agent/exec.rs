@@ -75,7 +75,9 @@ impl Exec {
     }
 
     fn spawn(&self) -> std::io::Result<Child> {
-        Command::new(&self.command[0]).args(&self.command[1..]).spawn()
+        // A resource stopped or changed on SIGHUP drops its supervisor: its
+        // child must not outlive it unsupervised.
+        Command::new(&self.command[0]).args(&self.command[1..]).kill_on_drop(true).spawn()
     }
 }
 
@@ -103,7 +105,7 @@ fn send(child: &Child, signal: i32) {
 
 enum Stop {
     /// The child exited by itself: start it again.
-    Exited,
+    Exited(ExitStatus),
     /// The agent was told to stop: pass the signal on and wait.
     Forward(i32),
 }
@@ -119,8 +121,9 @@ pub async fn supervise(exec: Exec, mut rendered: mpsc::UnboundedReceiver<Rendere
     while ready.len() < depends.len() {
         tokio::select! {
             Some(r) = rendered.recv() => if depends.contains(&r.resource) { ready.insert(r.resource); },
-            _ = term.recv() => return Ok(std::os::unix::process::ExitStatusExt::from_raw(libc::SIGTERM)),
-            _ = int.recv() => return Ok(std::os::unix::process::ExitStatusExt::from_raw(libc::SIGINT)),
+            // Told to stop before there was a child: nothing failed.
+            _ = term.recv() => return Ok(std::os::unix::process::ExitStatusExt::from_raw(0)),
+            _ = int.recv() => return Ok(std::os::unix::process::ExitStatusExt::from_raw(0)),
         }
     }
     let mut backoff = FIRST_BACKOFF;
@@ -139,7 +142,7 @@ pub async fn supervise(exec: Exec, mut rendered: mpsc::UnboundedReceiver<Rendere
                 status = child.wait() => {
                     let status = status?;
                     tracing::warn!(%status, "child exited");
-                    break Stop::Exited;
+                    break Stop::Exited(status);
                 }
                 _ = term.recv() => break Stop::Forward(libc::SIGTERM),
                 _ = int.recv() => break Stop::Forward(libc::SIGINT),
@@ -158,12 +161,17 @@ pub async fn supervise(exec: Exec, mut rendered: mpsc::UnboundedReceiver<Rendere
                     }
                 };
             }
-            Stop::Exited => {
+            Stop::Exited(status) => {
                 if started.elapsed() >= STEADY {
                     backoff = FIRST_BACKOFF;
                 }
                 tracing::info!(?backoff, "restarting the child");
-                tokio::time::sleep(backoff).await;
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    // Told to stop while there is no child: its last status.
+                    _ = term.recv() => return Ok(status),
+                    _ = int.recv() => return Ok(status),
+                }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }

@@ -13,6 +13,7 @@ mod resource;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -105,7 +106,10 @@ struct Running {
     tasks: HashMap<String, (Resource, JoinHandle<()>)>,
     counters: Arc<Counters>,
     refused: mpsc::UnboundedSender<WatchError>,
+    /// Feeds the agent's `[exec]` child, if it has one.
     rendered: Option<mpsc::UnboundedSender<exec::Rendered>>,
+    /// Where every exec supervisor's last status goes.
+    exited: mpsc::UnboundedSender<std::io::Result<ExitStatus>>,
 }
 
 impl Running {
@@ -114,9 +118,29 @@ impl Running {
         if let Some(rendered) = &self.rendered {
             watcher = watcher.telling(rendered.clone());
         }
-        let refused = self.refused.clone();
+        let own = match resource.exec.clone() {
+            Some(exec) => {
+                let (to, from) = mpsc::unbounded_channel();
+                watcher = watcher.telling(to);
+                Some((exec, from))
+            }
+            None => None,
+        };
+        let (refused, exited) = (self.refused.clone(), self.exited.clone());
         let task = tokio::spawn(async move {
-            if let Err(e) = watcher.watch().await {
+            let watched = match own {
+                None => watcher.watch().await,
+                // The child lives as long as the resource's task: a
+                // resource stopped or changed on SIGHUP takes it along.
+                Some((exec, from)) => tokio::select! {
+                    watched = watcher.watch() => watched,
+                    status = exec::supervise(exec, from) => {
+                        let _ = exited.send(status);
+                        Ok(())
+                    }
+                },
+            };
+            if let Err(e) = watched {
                 let _ = refused.send(e);
             }
         });
@@ -142,10 +166,20 @@ impl Running {
             self.start(resource);
         }
     }
+
+    /// Exec supervisors running: the agent's and each resource's.
+    fn supervisors(&self) -> usize {
+        usize::from(self.rendered.is_some())
+            + self
+                .tasks
+                .values()
+                .filter(|(r, t)| r.exec.is_some() && !t.is_finished())
+                .count()
+    }
 }
 
 /// Watches every resource until the process is told to stop. Returns the
-/// exit code: 0, or the exec child's status.
+/// exit code: 0, or the status of the exec children (the first that failed).
 pub async fn run(path: PathBuf, config: AgentConfig, counters: Arc<Counters>) -> anyhow::Result<i32> {
     if let Some(addr) = config.metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -156,21 +190,31 @@ pub async fn run(path: PathBuf, config: AgentConfig, counters: Arc<Counters>) ->
     }
     let mut hangup = signal(SignalKind::hangup())?;
     let (refused, mut refusals) = mpsc::unbounded_channel();
-    let (rendered, child) = match config.exec.clone() {
-        Some(exec) => {
-            let (to, from) = mpsc::unbounded_channel();
-            (Some(to), Some(tokio::spawn(exec::supervise(exec, from))))
-        }
-        None => (None, None),
-    };
-    let mut child = child;
+    let (exited, mut exits) = mpsc::unbounded_channel();
+    let rendered = config.exec.clone().map(|exec| {
+        let (to, from) = mpsc::unbounded_channel();
+        let exited = exited.clone();
+        tokio::spawn(async move {
+            let _ = exited.send(exec::supervise(exec, from).await);
+        });
+        to
+    });
     let mut running = Running {
         tasks: HashMap::new(),
         counters,
         refused,
         rendered,
+        exited,
     };
     let (exec, metrics_listen) = (config.exec.clone(), config.metrics_listen);
+    let longest_stop = config
+        .resources
+        .iter()
+        .filter_map(|r| r.exec.as_ref())
+        .chain(&config.exec)
+        .map(|e| e.kill_timeout_ms)
+        .max()
+        .unwrap_or(0);
     for resource in config.resources {
         running.start(resource);
     }
@@ -186,11 +230,31 @@ pub async fn run(path: PathBuf, config: AgentConfig, counters: Arc<Counters>) ->
                 Err(e) => tracing::error!(error = format!("{e:#}"), "watch.toml not reloaded; nothing changed"),
             },
             Some(e) = refusals.recv() => anyhow::bail!(e),
-            status = async { child.as_mut().expect("guarded").await }, if child.is_some() => {
-                let status = status??;
-                use std::os::unix::process::ExitStatusExt;
-                return Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)));
+            // A supervisor ends only when its child cannot start or the
+            // agent is told to stop (SIGTERM, SIGINT), which every
+            // supervisor hears: wait for the others' children too.
+            Some(first) = exits.recv() => {
+                let mut code = exit_code(first?);
+                let others = running.supervisors().saturating_sub(1);
+                let limit = std::time::Duration::from_millis(longest_stop + 5_000);
+                let rest = async {
+                    for _ in 0..others {
+                        match exits.recv().await {
+                            Some(status) => code = code.max(exit_code(status?)),
+                            None => break,
+                        }
+                    }
+                    anyhow::Ok(())
+                };
+                tokio::time::timeout(limit, rest).await.unwrap_or(Ok(()))?;
+                return Ok(code);
             }
         }
     }
+}
+
+/// An exit status as a shell reports it: the code, or 128 + the signal.
+fn exit_code(status: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }

@@ -86,7 +86,7 @@ pub struct Watcher {
     reported: HashSet<(String, ReportKind)>,
     /// When to try a failed pass again, and the wait after that.
     retry: Option<(Instant, Duration)>,
-    rendered: Option<mpsc::UnboundedSender<Rendered>>,
+    rendered: Vec<mpsc::UnboundedSender<Rendered>>,
 }
 
 impl Watcher {
@@ -108,13 +108,13 @@ impl Watcher {
             applied: HashMap::new(),
             reported: HashSet::new(),
             retry: None,
-            rendered: None,
+            rendered: Vec::new(),
         }
     }
 
-    /// Tells `to` of every pass that put the file in force.
+    /// Tells `to` (too) of every pass that put the file in force.
     pub fn telling(mut self, to: mpsc::UnboundedSender<Rendered>) -> Self {
-        self.rendered = Some(to);
+        self.rendered.push(to);
         self
     }
 
@@ -397,7 +397,7 @@ impl Watcher {
             Err(e @ ApplyError::Reload { .. }) => return Err(PassError::Transient(e.to_string())),
         };
         self.applied.extend(revisions);
-        if let Some(to) = &self.rendered {
+        for to in &self.rendered {
             let _ = to.send(Rendered {
                 resource: name.clone(),
                 changed,
