@@ -221,11 +221,7 @@ async fn a_wrong_secret_fails_once_and_stops_the_watch() {
 #[tokio::test(flavor = "multi_thread")]
 async fn with_vane_down_once_says_the_connection_was_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let file = dir.path().join("watch.toml");
     std::fs::write(
         &file,

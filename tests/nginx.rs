@@ -16,14 +16,6 @@ use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A backend that answers every request with its name.
 async fn backend(name: &'static str) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -97,7 +89,7 @@ async fn nginx_follows_publishes_refuses_a_bad_file_and_stops_with_the_agent() {
     let (one, two) = (backend("one").await, backend("two").await);
     publish(&app, &[format!("127.0.0.1:{one}")]).await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let file = dir.path().join("watch.toml");
     std::fs::write(&file, watch_toml(dir.path(), &app.url(""), &secret, port)).unwrap();
     let log = dir.path().join("agent.log");

@@ -206,11 +206,7 @@ struct Served {
 impl Served {
     async fn start(file: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = common::free_port();
         let path = dir.path().join("vane.toml");
         std::fs::write(&path, file).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_vane"))

@@ -268,6 +268,18 @@ async fn server_at(db: &Path, port: u16) -> vane::app::App {
     vane::app::start(settings, listener).await.unwrap()
 }
 
+/// A server on a free port over a SQLite file in `dir`, with the
+/// `upstreams` config: the server, the file, the port and the secret.
+async fn restartable(dir: &Path) -> (vane::app::App, PathBuf, u16, String) {
+    let db = dir.join("vane.db");
+    let port = common::free_port();
+    let app = server_at(&db, port).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let config = admin(&base, Method::POST, "/api/v1/configs", Some(json!({"id": "upstreams"}))).await;
+    let secret = config["secret"].as_str().unwrap().to_owned();
+    (app, db, port, secret)
+}
+
 async fn admin(base: &str, method: Method, path: &str, body: Option<Value>) -> Value {
     let mut request = reqwest::Client::new()
         .request(method, format!("{base}{path}"))
@@ -293,17 +305,9 @@ async fn release_at(base: &str, result: Value) {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_agent_waits_for_its_server_and_catches_up_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let db: PathBuf = dir.path().join("vane.db");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
     // The secret is the config's; make the config first, then stop.
-    let app = server_at(&db, port).await;
-    let config = admin(&base, Method::POST, "/api/v1/configs", Some(json!({"id": "upstreams"}))).await;
-    let secret = config["secret"].as_str().unwrap().to_owned();
+    let (app, db, port, secret) = restartable(dir.path()).await;
+    let base = format!("http://127.0.0.1:{port}");
     app.shutdown().await;
 
     // Server down at start: the existing file is kept, never emptied.
@@ -426,16 +430,8 @@ async fn a_failing_first_reload_is_retried_and_no_file_is_left_unreloaded() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_reconnect_backoff_starts_over_after_a_subscription() {
     let dir = tempfile::tempdir().unwrap();
-    let db: PathBuf = dir.path().join("vane.db");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let (app, db, port, secret) = restartable(dir.path()).await;
     let base = format!("http://127.0.0.1:{port}");
-    let app = server_at(&db, port).await;
-    let config = admin(&base, Method::POST, "/api/v1/configs", Some(json!({"id": "upstreams"}))).await;
-    let secret = config["secret"].as_str().unwrap().to_owned();
     release_at(&base, json!({"servers": ["1:80"]})).await;
     let conf = dir.path().join("upstreams.conf");
     let (agent, _) = start_agent(resource(base.clone(), &secret, dir.path(), None, None));

@@ -31,35 +31,46 @@ impl Owner {
 }
 
 fn user_id(name: &str) -> Result<u32, String> {
-    if let Ok(id) = name.parse() {
-        return Ok(id);
-    }
-    let c = CString::new(name).map_err(|_| format!("`user` {name:?} holds a NUL"))?;
-    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut found: *mut libc::passwd = std::ptr::null_mut();
-    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: every pointer is valid for the call and the buffer's length is passed.
-    let rc = unsafe { libc::getpwnam_r(c.as_ptr(), &mut entry, buffer.as_mut_ptr(), buffer.len(), &mut found) };
-    if rc != 0 || found.is_null() {
-        return Err(format!("`user` {name:?} is not a user on this machine"));
-    }
-    Ok(entry.pw_uid)
+    // SAFETY: the pointers getpwnam_r receives are valid for its call.
+    lookup(
+        "user",
+        name,
+        |n, e, b, l, f| unsafe { libc::getpwnam_r(n, e, b, l, f) },
+        |p: &libc::passwd| p.pw_uid,
+    )
 }
 
 fn group_id(name: &str) -> Result<u32, String> {
+    // SAFETY: as above, for getgrnam_r.
+    lookup(
+        "group",
+        name,
+        |n, e, b, l, f| unsafe { libc::getgrnam_r(n, e, b, l, f) },
+        |g: &libc::group| g.gr_gid,
+    )
+}
+
+/// A number as it is, or a name looked up with a reentrant libc call
+/// (`getpwnam_r`, `getgrnam_r`: same shape, different entry types).
+fn lookup<T>(
+    key: &str,
+    name: &str,
+    call: impl FnOnce(*const libc::c_char, *mut T, *mut libc::c_char, usize, *mut *mut T) -> libc::c_int,
+    id: impl FnOnce(&T) -> u32,
+) -> Result<u32, String> {
     if let Ok(id) = name.parse() {
         return Ok(id);
     }
-    let c = CString::new(name).map_err(|_| format!("`group` {name:?} holds a NUL"))?;
-    let mut entry: libc::group = unsafe { std::mem::zeroed() };
-    let mut found: *mut libc::group = std::ptr::null_mut();
+    let c = CString::new(name).map_err(|_| format!("`{key}` {name:?} holds a NUL"))?;
+    // SAFETY: both entry types are plain C structs, valid when zeroed.
+    let mut entry: T = unsafe { std::mem::zeroed() };
+    let mut found: *mut T = std::ptr::null_mut();
     let mut buffer = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: as in `user_id`.
-    let rc = unsafe { libc::getgrnam_r(c.as_ptr(), &mut entry, buffer.as_mut_ptr(), buffer.len(), &mut found) };
+    let rc = call(c.as_ptr(), &mut entry, buffer.as_mut_ptr(), buffer.len(), &mut found);
     if rc != 0 || found.is_null() {
-        return Err(format!("`group` {name:?} is not a group on this machine"));
+        return Err(format!("`{key}` {name:?} is not a {key} on this machine"));
     }
-    Ok(entry.gr_gid)
+    Ok(id(&entry))
 }
 
 #[cfg(test)]

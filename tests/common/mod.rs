@@ -52,6 +52,16 @@ macro_rules! backend_tests {
     };
 }
 
+/// A loopback port nothing listens on now (for servers a test starts and
+/// restarts on a fixed port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Says, where a plain `cargo test` shows it, that the running test skips
 /// its body: libtest captures `eprintln!`, not writes to the stderr handle.
 pub fn skipped(what: &str, why: &str) {

@@ -20,11 +20,7 @@ impl PrivateRedis {
             eprintln!("skipping Redis test: redis-server is not installed");
             return None;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::free_port();
         let mut redis = Self { port, child: None };
         redis.resume().await;
         Some(redis)
