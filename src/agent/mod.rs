@@ -10,6 +10,7 @@ mod files;
 mod owner;
 mod render;
 mod resource;
+mod text;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -23,6 +23,7 @@ use super::config::{Fetch, Resource};
 use super::exec::Rendered;
 use super::files::{Applied, ApplyError, Target};
 use super::render::{Inputs, render};
+use super::text::{chain, truncate_at_char};
 use crate::domain::health::{MAX_MESSAGE_BYTES, ReportKind};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -70,6 +71,7 @@ struct Evaluated {
 
 /// How a session ended.
 struct Ended {
+    /// Vane took every subscription of the session.
     subscribed: bool,
     reason: String,
     refused: Option<(String, String)>,
@@ -176,6 +178,7 @@ impl Watcher {
             }
         };
         let mut render_at: Option<Instant> = None;
+        let mut waiting: HashSet<String> = self.resource.fetches().iter().map(|f| f.config_id.to_owned()).collect();
         loop {
             let due = [render_at, self.retry.map(|(at, _)| at)].into_iter().flatten().min();
             let frame = tokio::select! {
@@ -198,7 +201,10 @@ impl Watcher {
                         }
                     };
                     match message["type"].as_str() {
-                        Some("subscribed") => ended.subscribed = true,
+                        Some("subscribed") => {
+                            waiting.remove(message["config_id"].as_str().unwrap_or_default());
+                            ended.subscribed = waiting.is_empty();
+                        }
                         // Notices within the window become one render.
                         Some("update") => {
                             render_at.get_or_insert(Instant::now() + self.resource.debounce());
@@ -461,35 +467,10 @@ async fn sleep_until(due: Option<Instant>) {
     }
 }
 
-/// An error with its causes ("connection refused" lives in the source of
-/// reqwest's "error sending request").
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text = format!("{text}: {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
-}
-
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into())
-}
-
-fn truncate_at_char(text: &mut String, max: usize) {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
 }
