@@ -7,6 +7,7 @@ pub mod meta;
 pub mod model;
 pub mod params;
 pub mod resolve;
+pub mod rollout;
 pub mod rules;
 pub mod whole;
 
