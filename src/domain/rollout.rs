@@ -235,6 +235,53 @@ impl PlanState {
     }
 }
 
+/// A stored plan and how far it got.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Plan {
+    /// Its id.
+    pub id: String,
+    /// The config it changes.
+    pub config_id: String,
+    /// The version it rolls out.
+    pub code_id: String,
+    /// Its steps; the last is the release.
+    pub steps: Vec<Step>,
+    /// Started although the version's stored tests failed.
+    pub forced: bool,
+    /// Where it stands.
+    pub state: PlanState,
+    /// Steps applied so far (0: not started).
+    pub applied: usize,
+    /// Unix milliseconds of its next move, while active.
+    pub next_at: Option<i64>,
+    /// When the step now baking was applied (the gate's window starts here).
+    pub step_started_at: Option<i64>,
+    /// While paused: how much of the bake was left.
+    pub remaining_ms: Option<i64>,
+    /// Why it paused, completed or aborted.
+    pub reason: Option<String>,
+    /// The last gate's figures.
+    pub gate: Option<GateFigures>,
+    /// Who made it.
+    pub created_by: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds of its last change.
+    pub updated_at: i64,
+}
+
+/// What an operator does to a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Control {
+    /// Holds it; the bake left is kept.
+    Pause,
+    /// Lets a paused plan go on with the bake it had left.
+    Resume,
+    /// Stops it; gray is removed if the version is in gray.
+    Abort,
+}
+
 /// A version's health over a step's bake, as the gate sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GateFigures {

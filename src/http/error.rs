@@ -280,7 +280,10 @@ impl From<StoreError> for ApiError {
         let message = e.to_string();
         match e {
             StoreError::NotFound(_) => Self::NotFound(message),
-            StoreError::Exists(_) | StoreError::NoRollbackTarget { .. } | StoreError::RollbackTargetBroken { .. } => {
+            StoreError::Exists(_)
+            | StoreError::NoRollbackTarget { .. }
+            | StoreError::RollbackTargetBroken { .. }
+            | StoreError::PlanState { .. } => {
                 Self::Conflict(message)
             }
             StoreError::Percentage(_) => Self::unprocessable("invalid", message),

@@ -6,6 +6,7 @@ mod cases;
 mod direct;
 mod health;
 mod history;
+mod plans;
 mod postgres;
 mod revisions;
 mod rows;
@@ -22,8 +23,10 @@ pub use crate::domain::change::Change;
 use crate::domain::health::{BreakRule, Evidence, ReportKind};
 use crate::domain::model::{ErrorReport, ReleaseEvent, TestCase};
 use crate::domain::params::ParamSpec;
+use crate::domain::rollout::{Control, GateFigures, Plan};
 use crate::domain::rules::PlatformRules;
 use crate::domain::{Config, Lang, Meta, Version};
+pub use plans::{ACTOR as ROLLOUT_ACTOR, Advanced, NewPlan};
 
 /// Why a store call failed; rendered into a status and message at the edge.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +55,14 @@ pub enum StoreError {
     /// A gray release's share over 100 %.
     #[error("percentage {0} is over 100")]
     Percentage(u8),
+    /// A rollout plan cannot do that from where it stands.
+    #[error("rollout plan `{id}` is {state}")]
+    PlanState {
+        /// The plan.
+        id: String,
+        /// Where it stands.
+        state: &'static str,
+    },
     /// The database did not answer, or failed; the detail is for the log.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -77,6 +88,9 @@ pub enum Missing {
     /// A test case, by id.
     #[error("test `{0}`")]
     Test(String),
+    /// A rollout plan, by id.
+    #[error("rollout plan `{0}`")]
+    Plan(String),
     /// A test case of a version.
     #[error("test `{test_id}` of version `{code_id}`")]
     TestOf {
@@ -302,6 +316,28 @@ pub trait Store: Send + Sync + 'static {
         grace_until_ms: i64,
         actor: &str,
     ) -> Result<Config, StoreError>;
+    /// Stores an active rollout plan; a config holds one open plan at most
+    /// (`Exists` otherwise).
+    async fn create_plan(&self, new: NewPlan) -> Result<Plan, StoreError>;
+    /// A rollout plan by id.
+    async fn get_plan(&self, id: &str) -> Result<Option<Plan>, StoreError>;
+    /// A config's plans, or every open plan, newest first.
+    async fn list_plans(&self, config_id: Option<&str>) -> Result<Vec<Plan>, StoreError>;
+    /// When the earliest active plan is due (unix ms), if any is.
+    async fn next_plan_due(&self) -> Result<Option<i64>, StoreError>;
+    /// Active plans due at `now_ms`.
+    async fn due_plans(&self, now_ms: i64) -> Result<Vec<Plan>, StoreError>;
+    /// Claims a due plan and applies its next move in one transaction, the
+    /// change and its event by `rollout` included; `None` when it is no
+    /// longer due (another node applied it, or it was paused).
+    async fn advance_plan(
+        &self,
+        id: &str,
+        now_ms: i64,
+        gate: Option<GateFigures>,
+    ) -> Result<Option<Advanced>, StoreError>;
+    /// Pauses, resumes or aborts a plan for `actor`.
+    async fn control_plan(&self, id: &str, control: Control, actor: &str) -> Result<Advanced, StoreError>;
 }
 
 /// How long a query waits for a pooled connection before the store counts as

@@ -18,5 +18,5 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<SqlStore, StoreE
         .acquire_timeout(super::ACQUIRE_TIMEOUT)
         .connect(url)
         .await?;
-    Ok(SqlStore::new(pool))
+    Ok(SqlStore::new(pool).on_postgres())
 }

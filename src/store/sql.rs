@@ -4,32 +4,42 @@
 use async_trait::async_trait;
 use serde_json::json;
 use sqlx::AnyPool;
-use sqlx::{Any, Transaction};
 
 use super::direct::DirectReads;
-use super::history;
 use super::revisions;
 use super::rows::{config_from_row, event_from_row, version_from_row};
 use super::tx::{
-    NewEvent, bump, config_columns, ensure_version_of, insert_event, lock_config, new_code_id, not_found_config,
-    state_of, version_columns,
+    NewEvent, apply_change, config_columns, insert_event, lock_config, new_code_id, not_found_config, state_of,
+    version_columns,
 };
 use super::{
-    Breaking, Change, NewConfig, NewReport, NewTestCase, NewVersion, ReportCount, ReportOutcome, Revision, Store,
-    StoreError, cases, health,
+    Advanced, Breaking, Change, NewConfig, NewPlan, NewReport, NewTestCase, NewVersion, ReportCount, ReportOutcome,
+    Revision, Store, StoreError, cases, health, plans,
 };
-use crate::domain::model::{ErrorReport, EventKind, Gray, Release, ReleaseEvent, TestCase, now_millis};
+use crate::domain::model::{ErrorReport, EventKind, ReleaseEvent, TestCase, now_millis};
+use crate::domain::rollout::{Control, GateFigures, Plan};
 use crate::domain::{Config, Version};
 
 pub struct SqlStore {
     pool: AnyPool,
+    /// PostgreSQL claims rows with `FOR UPDATE SKIP LOCKED`; SQLite has one writer.
+    postgres: bool,
     /// SQLite's revision reads without a thread hop (see `direct.rs`).
     direct: Option<DirectReads>,
 }
 
 impl SqlStore {
     pub fn new(pool: AnyPool) -> Self {
-        Self { pool, direct: None }
+        Self {
+            pool,
+            postgres: false,
+            direct: None,
+        }
+    }
+
+    /// The same store, claiming rows the PostgreSQL way.
+    pub fn on_postgres(self) -> Self {
+        Self { postgres: true, ..self }
     }
 
     pub fn with_direct_reads(self, direct: Option<DirectReads>) -> Self {
@@ -164,24 +174,22 @@ impl Store for SqlStore {
 
     async fn apply(&self, config_id: &str, change: Change, actor: &str) -> Result<Config, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // A release, gray or rollback by hand takes the config out of its
+        // rollout plan's hands: the plan pauses, and the event says so.
+        let manual = matches!(
+            change,
+            Change::Release { .. } | Change::Gray { .. } | Change::RemoveGray | Change::Rollback
+        );
+        let paused = match manual {
+            true => plans::pause_for_manual(&mut tx, config_id, actor).await?,
+            false => None,
+        };
+        let detail = paused.map(|plan| json!({"plan_paused": plan, "why": "a change by hand pauses the rollout plan"}));
         let before = lock_config(&mut tx, config_id).await?;
         let after = match &change {
             Change::Broken { code_id } => health::set_broken(&mut tx, &before, code_id, true, actor, None).await?,
             Change::Unbroken { code_id } => health::set_broken(&mut tx, &before, code_id, false, actor, None).await?,
-            _ => {
-                let (kind, forced, after) = changed(&mut tx, &before, &change).await?;
-                if after == before {
-                    None
-                } else {
-                    let after = bump(&mut tx, after).await?;
-                    let event = NewEvent {
-                        forced,
-                        ..NewEvent::new(kind, actor, state_of(&before), state_of(&after))
-                    };
-                    insert_event(&mut tx, &after, event).await?;
-                    Some(after)
-                }
-            }
+            _ => apply_change(&mut tx, &before, &change, actor, detail).await?,
         };
         let Some(after) = after else {
             // Already in force: nothing to record.
@@ -239,63 +247,37 @@ impl Store for SqlStore {
     ) -> Result<Config, StoreError> {
         health::rotate_secret(&self.pool, config_id, secret, grace_until_ms, actor).await
     }
-}
 
-/// The config as it would be after `change`, with the event kind and whether
-/// it was forced. Checks that a named version belongs to this config.
-async fn changed(
-    tx: &mut Transaction<'_, Any>,
-    before: &Config,
-    change: &Change,
-) -> Result<(EventKind, bool, Config), StoreError> {
-    let mut after = before.clone();
-    let result = match change {
-        Change::Release { code_id, forced } => {
-            ensure_version_of(tx, &before.id, code_id).await?;
-            after.release = Some(Release {
-                code_id: code_id.clone(),
-            });
-            if after.gray.as_ref().is_some_and(|g| &g.code_id == code_id) {
-                after.gray = None;
-            }
-            (EventKind::Release, *forced)
-        }
-        Change::Gray {
-            code_id,
-            percentage,
-            forced,
-        } => {
-            if *percentage > 100 {
-                return Err(StoreError::Percentage(*percentage));
-            }
-            ensure_version_of(tx, &before.id, code_id).await?;
-            after.gray = Some(Gray {
-                code_id: code_id.clone(),
-                percentage: *percentage,
-            });
-            (EventKind::Gray, *forced)
-        }
-        Change::RemoveGray => {
-            after.gray = None;
-            (EventKind::GrayRemoved, false)
-        }
-        Change::Status(status) => {
-            after.status = *status;
-            (EventKind::Status, false)
-        }
-        Change::Rollback => {
-            let target = history::rollback_target(tx, before).await?;
-            if after.gray.as_ref().is_some_and(|g| g.code_id == target) {
-                after.gray = None;
-            }
-            after.release = Some(Release { code_id: target });
-            (EventKind::Rollback, false)
-        }
-        // Marks are stored by `set_broken`; a caller routing one here is a
-        // bug, answered as one rather than stored as a pointer change.
-        Change::Broken { .. } | Change::Unbroken { .. } => {
-            return Err(StoreError::Corrupt("a broken mark sent as a pointer change".into()));
-        }
-    };
-    Ok((result.0, result.1, after))
+    async fn create_plan(&self, new: NewPlan) -> Result<Plan, StoreError> {
+        plans::create(&self.pool, new).await
+    }
+
+    async fn get_plan(&self, id: &str) -> Result<Option<Plan>, StoreError> {
+        plans::get(&self.pool, id).await
+    }
+
+    async fn list_plans(&self, config_id: Option<&str>) -> Result<Vec<Plan>, StoreError> {
+        plans::list(&self.pool, config_id).await
+    }
+
+    async fn next_plan_due(&self) -> Result<Option<i64>, StoreError> {
+        plans::next_due(&self.pool).await
+    }
+
+    async fn due_plans(&self, now_ms: i64) -> Result<Vec<Plan>, StoreError> {
+        plans::due(&self.pool, now_ms).await
+    }
+
+    async fn advance_plan(
+        &self,
+        id: &str,
+        now_ms: i64,
+        gate: Option<GateFigures>,
+    ) -> Result<Option<Advanced>, StoreError> {
+        plans::advance(&self.pool, self.postgres, id, now_ms, gate).await
+    }
+
+    async fn control_plan(&self, id: &str, control: Control, actor: &str) -> Result<Advanced, StoreError> {
+        plans::control(&self.pool, self.postgres, id, control, actor).await
+    }
 }

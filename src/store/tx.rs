@@ -7,9 +7,9 @@ use serde_json::json;
 use sqlx::{Any, Transaction};
 
 use super::rows::config_from_row;
-use super::{Missing, StoreError};
+use super::{Change, Missing, StoreError, history};
 use crate::domain::Config;
-use crate::domain::model::{EventKind, now_millis};
+use crate::domain::model::{EventKind, Gray, Release, now_millis};
 
 // Macros, not consts, so the SQL stays a static string (sqlx refuses
 // strings built at run time).
@@ -139,4 +139,87 @@ pub(super) fn new_code_id() -> String {
 
 pub(super) fn not_found_config(id: &str) -> StoreError {
     StoreError::NotFound(Missing::Config(id.to_owned()))
+}
+
+/// Applies a pointer change to the locked config `before`: the new revision
+/// and its event (with `detail`, if any). `None` when the change is already
+/// in force, so nothing is written.
+pub(super) async fn apply_change(
+    tx: &mut Transaction<'_, Any>,
+    before: &Config,
+    change: &Change,
+    actor: &str,
+    detail: Option<serde_json::Value>,
+) -> Result<Option<Config>, StoreError> {
+    let (kind, forced, after) = changed(tx, before, change).await?;
+    if after == *before {
+        return Ok(None);
+    }
+    let after = bump(tx, after).await?;
+    let event = NewEvent {
+        forced,
+        detail,
+        ..NewEvent::new(kind, actor, state_of(before), state_of(&after))
+    };
+    insert_event(tx, &after, event).await?;
+    Ok(Some(after))
+}
+
+/// The config as it would be after `change`, with the event kind and whether
+/// it was forced. Checks that a named version belongs to this config.
+async fn changed(
+    tx: &mut Transaction<'_, Any>,
+    before: &Config,
+    change: &Change,
+) -> Result<(EventKind, bool, Config), StoreError> {
+    let mut after = before.clone();
+    let result = match change {
+        Change::Release { code_id, forced } => {
+            ensure_version_of(tx, &before.id, code_id).await?;
+            after.release = Some(Release {
+                code_id: code_id.clone(),
+            });
+            if after.gray.as_ref().is_some_and(|g| &g.code_id == code_id) {
+                after.gray = None;
+            }
+            (EventKind::Release, *forced)
+        }
+        Change::Gray {
+            code_id,
+            percentage,
+            forced,
+        } => {
+            if *percentage > 100 {
+                return Err(StoreError::Percentage(*percentage));
+            }
+            ensure_version_of(tx, &before.id, code_id).await?;
+            after.gray = Some(Gray {
+                code_id: code_id.clone(),
+                percentage: *percentage,
+            });
+            (EventKind::Gray, *forced)
+        }
+        Change::RemoveGray => {
+            after.gray = None;
+            (EventKind::GrayRemoved, false)
+        }
+        Change::Status(status) => {
+            after.status = *status;
+            (EventKind::Status, false)
+        }
+        Change::Rollback => {
+            let target = history::rollback_target(tx, before).await?;
+            if after.gray.as_ref().is_some_and(|g| g.code_id == target) {
+                after.gray = None;
+            }
+            after.release = Some(Release { code_id: target });
+            (EventKind::Rollback, false)
+        }
+        // Marks are stored by `set_broken`; a caller routing one here is a
+        // bug, answered as one rather than stored as a pointer change.
+        Change::Broken { .. } | Change::Unbroken { .. } => {
+            return Err(StoreError::Corrupt("a broken mark sent as a pointer change".into()));
+        }
+    };
+    Ok((result.0, result.1, after))
 }

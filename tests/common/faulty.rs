@@ -9,10 +9,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::watch;
 use vane::domain::model::{ErrorReport, ReleaseEvent, TestCase};
+use vane::domain::rollout::{Control, GateFigures, Plan};
 use vane::domain::{Config, Version};
 use vane::store::{
-    Breaking, Change, NewConfig, NewReport, NewTestCase, NewVersion, ReportCount, ReportOutcome, Revision, Store,
-    StoreError,
+    Advanced, Breaking, Change, NewConfig, NewPlan, NewReport, NewTestCase, NewVersion, ReportCount, ReportOutcome,
+    Revision, Store, StoreError,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,5 +176,38 @@ impl Store for FaultyStore {
     ) -> Result<Config, StoreError> {
         self.gate().await?;
         self.inner.rotate_secret(config_id, secret, grace_until_ms, actor).await
+    }
+    async fn create_plan(&self, new: NewPlan) -> Result<Plan, StoreError> {
+        self.gate().await?;
+        self.inner.create_plan(new).await
+    }
+    async fn get_plan(&self, id: &str) -> Result<Option<Plan>, StoreError> {
+        self.gate().await?;
+        self.inner.get_plan(id).await
+    }
+    async fn list_plans(&self, config_id: Option<&str>) -> Result<Vec<Plan>, StoreError> {
+        self.gate().await?;
+        self.inner.list_plans(config_id).await
+    }
+    async fn next_plan_due(&self) -> Result<Option<i64>, StoreError> {
+        self.gate().await?;
+        self.inner.next_plan_due().await
+    }
+    async fn due_plans(&self, now_ms: i64) -> Result<Vec<Plan>, StoreError> {
+        self.gate().await?;
+        self.inner.due_plans(now_ms).await
+    }
+    async fn advance_plan(
+        &self,
+        id: &str,
+        now_ms: i64,
+        gate: Option<GateFigures>,
+    ) -> Result<Option<Advanced>, StoreError> {
+        self.gate().await?;
+        self.inner.advance_plan(id, now_ms, gate).await
+    }
+    async fn control_plan(&self, id: &str, control: Control, actor: &str) -> Result<Advanced, StoreError> {
+        self.gate().await?;
+        self.inner.control_plan(id, control, actor).await
     }
 }
