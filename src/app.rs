@@ -16,8 +16,10 @@ use crate::actors::change_bus::ChangeBusHandle;
 use crate::actors::config_cache::ConfigCacheHandle;
 use crate::actors::config_cache::{FreshSettings, Sources};
 use crate::actors::evaluator::{EvaluatorPoolHandle, PoolSettings};
+use crate::actors::plans::PlansHandle;
 use crate::actors::push::PushHandle;
 use crate::actors::releases::ReleasesHandle;
+use crate::actors::rollout::SchedulerArgs;
 use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::cache::RedisCache;
 use crate::http::ops::{self, Ops};
@@ -115,6 +117,21 @@ pub async fn start_with_store(
     let bus = ChangeBusHandle::new(slots.change_bus.clone(), timeout);
     let forwarder = forward_changes(push.clone(), bus.clone(), &releases);
     let deliver = deliver_reloads(&pool, &reports, &push);
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let plans = PlansHandle::new(store.clone(), releases.clone(), wake.clone());
+    let scheduler_args = SchedulerArgs {
+        plans: plans.clone(),
+        reports: reports.clone(),
+        wake,
+    };
+    let scheduler = supervisor
+        .call(
+            |reply| SupervisorMsg::StartScheduler(scheduler_args, reply),
+            Some(Duration::from_secs(5)),
+        )
+        .await
+        .context("starting the rollout scheduler")?
+        .success_or(anyhow::anyhow!("supervisor did not start the rollout scheduler"))?;
     let state = AppState::new(Services {
         releases,
         push,
@@ -127,6 +144,8 @@ pub async fn start_with_store(
         update_secret: settings.push.update_secret.clone().into(),
         ops: Arc::new(Ops::new(settings.clone(), deliver)),
         reports,
+        plans,
+        scheduler,
         client_address_header: client_address_header(&settings.server.client_address_header)?,
     });
     let admin_listen = settings.server.admin_address()?;

@@ -70,6 +70,10 @@ const FRESH_FETCHES: &str = "vane_fresh_fetches_total";
 const REPORTS: &str = "vane_reports_total";
 /// Versions broken by reports, and whether a rollback followed.
 const BROKEN_BY_REPORTS: &str = "vane_versions_broken_by_reports_total";
+/// Rollout plans' moves applied on this node, by what they led to.
+const ROLLOUT_MOVES: &str = "vane_rollout_moves_total";
+/// Open rollout plans, by state (active, paused), as the store holds them.
+const ROLLOUT_PLANS: &str = "vane_rollout_plans";
 
 /// How often histograms are compacted.
 const UPKEEP: Duration = Duration::from_secs(5);
@@ -242,4 +246,16 @@ pub fn report(outcome: &'static str) {
 /// went back to an earlier one.
 pub fn broken_by_reports(rolled_back: bool) {
     counter!(BROKEN_BY_REPORTS, "rolled_back" => if rolled_back { "true" } else { "false" }).increment(1);
+}
+
+/// A rollout plan moved on this node: a step (`active`), or it ended
+/// (`completed`, `aborted`).
+pub fn plan_moved(state: &'static str) {
+    counter!(ROLLOUT_MOVES, "state" => state).increment(1);
+}
+
+/// The open rollout plans, as the Scheduler last read them.
+pub fn open_plans(active: usize, paused: usize) {
+    gauge!(ROLLOUT_PLANS, "state" => "active").set(active as f64);
+    gauge!(ROLLOUT_PLANS, "state" => "paused").set(paused as f64);
 }

@@ -67,7 +67,13 @@ async fn metrics_cover_every_family_and_move_with_traffic() {
     let names: Vec<&str> = actors.iter().map(|a| a["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["config cache", "evaluator pool", "subscription registry", "change bus"]
+        [
+            "config cache",
+            "evaluator pool",
+            "subscription registry",
+            "change bus",
+            "rollout scheduler"
+        ]
     );
     assert!(actors.iter().all(|a| a["alive"] == json!(true)), "{actors:?}");
     assert!(stats["pool"]["worker_list"].as_array().unwrap().len() == 2, "{stats}");

@@ -13,15 +13,18 @@ pub enum ActorName {
     SubscriptionRegistry,
     /// Change notices between nodes.
     ChangeBus,
+    /// Rollout plans' moves, when due.
+    Scheduler,
 }
 
 impl ActorName {
     /// The Supervisor's children, in the order the dashboard shows them.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::ConfigCache,
         Self::EvaluatorPool,
         Self::SubscriptionRegistry,
         Self::ChangeBus,
+        Self::Scheduler,
     ];
 
     /// As metrics label it and errors name it.
@@ -31,14 +34,15 @@ impl ActorName {
             Self::EvaluatorPool => "evaluator pool",
             Self::SubscriptionRegistry => "subscription registry",
             Self::ChangeBus => "change bus",
+            Self::Scheduler => "rollout scheduler",
         }
     }
 
     /// Whether the actor counts what it takes from its mailbox (ractor
     /// exposes no queue length), so sends to it are counted too. The pool is
-    /// a factory with its own queue counters.
+    /// a factory with its own queue counters; the Scheduler only wakes itself.
     pub fn counts_mailbox(self) -> bool {
-        !matches!(self, Self::EvaluatorPool)
+        !matches!(self, Self::EvaluatorPool | Self::Scheduler)
     }
 
     /// Its place in `ALL`, for arrays indexed by actor.

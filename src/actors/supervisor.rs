@@ -1,6 +1,8 @@
 //! Supervisor: the root of the actor tree. Spawns the ConfigCache, the
 //! EvaluatorPool, the SubscriptionRegistry and the ChangeBus linked to
-//! itself, restarts a failed child after a backoff,
+//! itself, and the rollout Scheduler when the app hands it the services it
+//! needs (they are built on the other children's handles); restarts a
+//! failed child after a backoff,
 //! and stops (escalates) when children fail too often, so the process exits
 //! non-zero and its service manager restarts it.
 //!
@@ -18,6 +20,7 @@ use super::config_cache::{ConfigCache, ConfigCacheHandle, ConfigCacheMsg, FreshS
 use super::evaluator::{self, LiveSettings, PoolMsg};
 use super::names::ActorName;
 use super::push::{RegistryMsg, SubscriptionRegistry};
+use super::rollout::{Scheduler, SchedulerArgs, SchedulerMsg};
 use crate::cache::RedisCache;
 use crate::settings::Redis;
 
@@ -35,6 +38,8 @@ pub enum SupervisorMsg {
     GetSlots(RpcReplyPort<Slots>),
     /// Respawn a child whose backoff has passed.
     Restart(ActorName),
+    /// Start the rollout Scheduler with these services; reply with its slot.
+    StartScheduler(SchedulerArgs, RpcReplyPort<Slot<SchedulerMsg>>),
 }
 
 #[derive(Clone)]
@@ -70,6 +75,8 @@ pub struct SupervisorArgs {
 pub struct SupervisorState {
     args: SupervisorArgs,
     slots: Slots,
+    /// The Scheduler, once started, and what it is restarted with.
+    scheduler: Option<(Slot<SchedulerMsg>, SchedulerArgs)>,
     restarts: VecDeque<Instant>,
 }
 
@@ -100,12 +107,16 @@ impl Actor for Supervisor {
         Ok(SupervisorState {
             args,
             slots,
+            scheduler: None,
             restarts: VecDeque::new(),
         })
     }
 
     async fn post_stop(&self, _: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         let wait = Some(Duration::from_secs(5));
+        if let Some((scheduler, _)) = &state.scheduler {
+            let _ = scheduler.get().stop_and_wait(None, wait).await;
+        }
         let _ = state.slots.change_bus.get().stop_and_wait(None, wait).await;
         let _ = state.slots.subscriptions.get().stop_and_wait(None, wait).await;
         let _ = state.slots.evaluator_pool.get().stop_and_wait(None, wait).await;
@@ -124,6 +135,12 @@ impl Actor for Supervisor {
                 let _ = reply.send(state.slots.clone());
             }
             SupervisorMsg::Restart(child) => state.restart(&myself, child).await?,
+            SupervisorMsg::StartScheduler(args, reply) => {
+                let (scheduler, _) = Actor::spawn_linked(None, Scheduler, args.clone(), myself.get_cell()).await?;
+                let slot = Slot::new(scheduler);
+                state.scheduler = Some((slot.clone(), args));
+                let _ = reply.send(slot);
+            }
         }
         Ok(())
     }
@@ -159,6 +176,8 @@ impl SupervisorState {
             Some(ActorName::SubscriptionRegistry)
         } else if self.slots.change_bus.get().get_id() == id {
             Some(ActorName::ChangeBus)
+        } else if self.scheduler.as_ref().is_some_and(|(s, _)| s.get().get_id() == id) {
+            Some(ActorName::Scheduler)
         } else {
             None
         }
@@ -202,6 +221,13 @@ impl SupervisorState {
                 let (cache, registry) = (&self.slots.config_cache, &self.slots.subscriptions);
                 let bus = spawn_bus(&self.args, cache, registry, myself.get_cell()).await?;
                 self.slots.change_bus.set(bus);
+            }
+            ActorName::Scheduler => {
+                let Some((slot, args)) = &self.scheduler else {
+                    return Ok(());
+                };
+                let (scheduler, _) = Actor::spawn_linked(None, Scheduler, args.clone(), myself.get_cell()).await?;
+                slot.set(scheduler);
             }
         }
         tracing::info!(?child, "child restarted");

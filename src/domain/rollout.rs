@@ -10,6 +10,8 @@ use super::change::Change;
 
 /// The most steps a plan may have (a linear plan of 1 % steps has 100).
 pub const MAX_STEPS: usize = 100;
+/// The longest bake or watch: 30 days, in seconds.
+pub const MAX_BAKE_S: i64 = 30 * 86_400;
 
 /// A plan as an operator asks for it.
 #[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
@@ -88,11 +90,18 @@ pub struct PlanError {
     pub problem: String,
 }
 
-fn refuse(field: impl Into<String>, problem: impl Into<String>) -> PlanError {
-    PlanError {
-        field: field.into(),
-        problem: problem.into(),
+impl PlanError {
+    /// The field at fault and what is wrong with it.
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            problem: problem.into(),
+        }
     }
+}
+
+fn refuse(field: impl Into<String>, problem: impl Into<String>) -> PlanError {
+    PlanError::new(field, problem)
 }
 
 /// The plan's steps, always ending with the release (100 %), or why not.
@@ -107,6 +116,12 @@ pub fn expand(request: &PlanRequest, now_ms: i64) -> Result<Vec<Step>, PlanError
         (None, Some(strategy)) => by_strategy(*strategy)?,
     };
     let after = request.bake_after_release_s;
+    if after.is_some_and(|a| a > MAX_BAKE_S as u64) {
+        return Err(refuse(
+            "bake_after_release_s",
+            format!("must be at most {MAX_BAKE_S} (30 days)"),
+        ));
+    }
     match steps.last() {
         Some(last) if last.percentage == 100 && request.steps.is_some() => {
             if after.is_some() {
@@ -146,8 +161,11 @@ fn explicit(steps: &[StepRequest]) -> Result<Vec<Step>, PlanError> {
                     format!("must be greater than the step before ({last})"),
                 ));
             }
-            if s.bake_s <= 0 {
-                return Err(refuse(format!("steps[{i}].bake_s"), "must be positive"));
+            if !(1..=MAX_BAKE_S).contains(&s.bake_s) {
+                return Err(refuse(
+                    format!("steps[{i}].bake_s"),
+                    format!("must be between 1 and {MAX_BAKE_S} (30 days)"),
+                ));
             }
             last = s.percentage;
             Ok(Step {
@@ -170,8 +188,11 @@ fn by_strategy(strategy: Strategy) -> Result<Vec<Step>, PlanError> {
     if !(1..=100).contains(&first) {
         return Err(refuse(name, "must be between 1 and 100"));
     }
-    if interval_s <= 0 {
-        return Err(refuse("strategy.interval_s", "must be positive"));
+    if !(1..=MAX_BAKE_S).contains(&interval_s) {
+        return Err(refuse(
+            "strategy.interval_s",
+            format!("must be between 1 and {MAX_BAKE_S} (30 days)"),
+        ));
     }
     if let Strategy::Exponential { factor, .. } = strategy
         && !(factor > 1.0 && factor.is_finite())

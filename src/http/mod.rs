@@ -14,6 +14,7 @@ pub mod ops;
 mod playground;
 mod push;
 mod reports;
+mod rollout;
 mod schema;
 
 use std::sync::Arc;
@@ -28,7 +29,10 @@ use crate::actors::change_bus::ChangeBusHandle;
 use crate::actors::config_cache::ConfigCacheHandle;
 use crate::actors::evaluator::EvaluatorPoolHandle;
 use crate::actors::push::PushHandle;
+use crate::actors::Slot;
+use crate::actors::plans::PlansHandle;
 use crate::actors::releases::ReleasesHandle;
+use crate::actors::rollout::SchedulerMsg;
 use crate::reports::ReportsHandle;
 pub use auth::AdminTokens;
 
@@ -76,6 +80,10 @@ pub struct Services {
     pub ops: Arc<ops::Ops>,
     /// Client reports and the served record.
     pub reports: ReportsHandle,
+    /// Rollout plans.
+    pub plans: PlansHandle,
+    /// The rollout Scheduler, for its liveness.
+    pub scheduler: Slot<SchedulerMsg>,
     /// `server.client_address_header`, when set.
     pub client_address_header: Option<axum::http::HeaderName>,
 }
@@ -110,6 +118,7 @@ pub fn routers(state: AppState, max_body_bytes: usize, separate: bool) -> Router
     let admin = admin::routes()
         .merge(cases::admin_routes())
         .merge(reports::admin_routes())
+        .merge(rollout::routes())
         .merge(ops::routes())
         .route_layer(require_admin());
     let mut public = Router::new().merge(admin);

@@ -129,6 +129,7 @@ async fn stats(app: &AppState) -> Value {
         ActorName::EvaluatorPool => app.pool.is_alive(),
         ActorName::SubscriptionRegistry => app.push.is_alive(),
         ActorName::ChangeBus => app.bus.is_alive(),
+        ActorName::Scheduler => app.scheduler.is_alive(),
     };
     let actors: Vec<Value> = ActorName::ALL
         .into_iter()

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, cases, fetch, observe, ops, push, reports};
+use super::{admin, cases, fetch, observe, ops, push, reports, rollout};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +19,8 @@ use super::{admin, cases, fetch, observe, ops, push, reports};
         admin::mark_broken, admin::clear_broken, admin::list_events,
         cases::create, cases::list, cases::remove, cases::run,
         reports::report, reports::list, reports::summary, admin::rotate_secret,
+        rollout::create_plan, rollout::list_plans, rollout::open_plans, rollout::get_plan,
+        rollout::pause, rollout::resume, rollout::abort,
         ops::reload_route, ops::pool_status, ops::pause, ops::resume, ops::resize,
         fetch::evaluate, push::subscribe, observe::stats_route,
     ),

@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use crate::actors::config_cache::{ConfigCacheHandle, ResolveError};
 use crate::actors::releases::ReleasesHandle;
 use crate::domain::ConfigStatus;
+use crate::domain::rollout::GateFigures;
 use crate::domain::health::{BreakRule, ReportKind, Source, share};
 use crate::domain::model::{ErrorReport, now_millis};
 use crate::metrics;
@@ -421,6 +422,22 @@ impl ReportsHandle {
             window,
             total,
         })
+    }
+
+    /// A version's health since `since_ms`, as a rollout plan's gate judges
+    /// it: counted sources since then against the devices served it. Under
+    /// the count rule only the broken mark fails the gate (the ratio's
+    /// threshold is then 1, which a share never passes).
+    pub async fn gate(&self, code_id: &str, since_ms: i64) -> Result<GateFigures, ReportError> {
+        let broken = self.inner.store.get_version(code_id).await?.is_some_and(|v| v.broken);
+        let counts = self.inner.store.report_counts(code_id, since_ms).await?;
+        let counted = counts.iter().filter(|c| c.counted).map(|c| c.sources.max(0) as u64).sum();
+        let served = self.served_devices(code_id).await.unwrap_or(0);
+        let threshold = match self.rules().rule {
+            BreakRule::Rate { ratio, .. } => ratio,
+            BreakRule::Count { .. } => 1.0,
+        };
+        Ok(GateFigures::new(broken, counted, served, threshold))
     }
 
     /// A version's latest reports, newest first.

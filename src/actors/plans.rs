@@ -1,0 +1,131 @@
+//! Rollout plans as operators and the scheduler use them. Not an actor: a
+//! plan's moves are claimed and applied in the store's transactions, then
+//! announced like any change (`ReleasesHandle::announce`); the Scheduler
+//! actor (`rollout.rs`) only decides when to ask.
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use super::releases::{ReleaseError, ReleasesHandle};
+use crate::domain::model::now_millis;
+use crate::domain::rollout::{self, Control, Plan, PlanError, PlanRequest};
+use crate::reports::{ReportError, ReportsHandle};
+use crate::store::{Advanced, Missing, NewPlan, Store, StoreError};
+
+/// Why a plan operation was refused; rendered at the edge.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanOpError {
+    /// The request is malformed (422, naming the field).
+    #[error(transparent)]
+    Request(#[from] PlanError),
+    /// The version, its tests or the store refused.
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
+}
+
+impl From<StoreError> for PlanOpError {
+    fn from(e: StoreError) -> Self {
+        Self::Release(ReleaseError::Store(e))
+    }
+}
+
+/// Plans, behind a cloneable handle.
+#[derive(Clone)]
+pub struct PlansHandle {
+    store: Arc<dyn Store>,
+    releases: ReleasesHandle,
+    /// Wakes this node's Scheduler when a plan is made or controlled.
+    wake: Arc<Notify>,
+}
+
+impl PlansHandle {
+    /// Plans over `store`, announcing their changes through `releases`.
+    pub fn new(store: Arc<dyn Store>, releases: ReleasesHandle, wake: Arc<Notify>) -> Self {
+        Self { store, releases, wake }
+    }
+
+    /// Checks and stores a plan for a version of the config. Its stored
+    /// tests must pass, unless `force`.
+    pub async fn create(&self, config_id: &str, request: PlanRequest, actor: &str) -> Result<Plan, PlanOpError> {
+        let now = now_millis();
+        let steps = rollout::expand(&request, now)?;
+        match self.releases.version(config_id, &request.code_id).await {
+            Err(ReleaseError::Store(StoreError::NotFound(Missing::Version { .. }))) => {
+                let problem = format!("is not a version of config `{config_id}`");
+                return Err(PlanError::new("code_id", problem).into());
+            }
+            other => other?,
+        };
+        if !request.force {
+            let run = self.releases.run_tests(config_id, &request.code_id).await?;
+            if !run.all_passed() {
+                return Err(ReleaseError::TestsFailed(run).into());
+            }
+        }
+        let new = NewPlan {
+            config_id: config_id.to_owned(),
+            code_id: request.code_id,
+            steps,
+            forced: request.force,
+            start_at: request.start_at.unwrap_or(now).max(now),
+            created_by: actor.to_owned(),
+        };
+        let plan = self.store.create_plan(new).await?;
+        self.wake.notify_one();
+        Ok(plan)
+    }
+
+    /// A plan of the config.
+    pub async fn get(&self, config_id: &str, id: &str) -> Result<Plan, PlanOpError> {
+        match self.store.get_plan(id).await? {
+            Some(plan) if plan.config_id == config_id => Ok(plan),
+            _ => Err(StoreError::NotFound(Missing::Plan(id.to_owned())).into()),
+        }
+    }
+
+    /// A config's plans, newest first, or (no config) every open plan.
+    pub async fn list(&self, config_id: Option<&str>) -> Result<Vec<Plan>, PlanOpError> {
+        if let Some(config_id) = config_id {
+            self.releases.config(config_id).await?;
+        }
+        Ok(self.store.list_plans(config_id).await?)
+    }
+
+    /// Pauses, resumes or aborts a plan of the config.
+    pub async fn control(&self, config_id: &str, id: &str, control: Control, actor: &str) -> Result<Plan, PlanOpError> {
+        self.get(config_id, id).await?;
+        let advanced = self.store.control_plan(id, control, actor).await?;
+        self.wake.notify_one();
+        Ok(self.announced(advanced).await)
+    }
+
+    /// When the next active plan is due, if any is.
+    pub async fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        self.store.next_plan_due().await
+    }
+
+    /// Applies every due plan's move, judging each bake by `reports`;
+    /// returns the plans that moved here (another node may have taken some).
+    pub async fn advance_due(&self, reports: &ReportsHandle) -> Result<Vec<Plan>, ReportError> {
+        let now = now_millis();
+        let mut moved = Vec::new();
+        for plan in self.store.due_plans(now).await? {
+            let gate = match plan.step_started_at {
+                Some(since) if plan.applied > 0 => Some(reports.gate(&plan.code_id, since).await?),
+                _ => None,
+            };
+            if let Some(advanced) = self.store.advance_plan(&plan.id, now, gate).await? {
+                moved.push(self.announced(advanced).await);
+            }
+        }
+        Ok(moved)
+    }
+
+    async fn announced(&self, advanced: Advanced) -> Plan {
+        if let Some(config) = &advanced.config {
+            self.releases.announce(config, None).await;
+        }
+        advanced.plan
+    }
+}

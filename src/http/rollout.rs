@@ -1,0 +1,153 @@
+//! Rollout plan routes under `/api/v1/configs/{config_id}/plans`, behind
+//! bearer tokens, and the open plans of every config for the dashboard.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+
+use super::AppState;
+use super::auth::Operator;
+use super::error::ApiError;
+use super::extract::Body;
+use crate::actors::plans::PlanOpError;
+use crate::domain::rollout::{Control, Plan, PlanRequest};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/plans", get(open_plans))
+        .route("/api/v1/configs/{config_id}/plans", post(create_plan).get(list_plans))
+        .route("/api/v1/configs/{config_id}/plans/{plan_id}", get(get_plan))
+        .route("/api/v1/configs/{config_id}/plans/{plan_id}/pause", post(pause))
+        .route("/api/v1/configs/{config_id}/plans/{plan_id}/resume", post(resume))
+        .route("/api/v1/configs/{config_id}/plans/{plan_id}/abort", post(abort))
+}
+
+type Reply<T> = Result<Json<T>, ApiError>;
+
+impl From<PlanOpError> for ApiError {
+    fn from(e: PlanOpError) -> Self {
+        match e {
+            PlanOpError::Request(e) => Self::unprocessable("invalid_plan", e.to_string()),
+            PlanOpError::Release(e) => e.into(),
+        }
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/configs/{config_id}/plans",
+    summary = "Start a rollout plan (409 while the config has an open one)",
+    request_body = PlanRequest,
+    responses((status = 201, description = "created", body = Plan), crate::http::error::Failures),
+    params(("config_id" = String, Path, description = "config id")),
+    security(("bearer" = []))
+)]
+async fn create_plan(
+    State(app): State<AppState>,
+    Extension(who): Extension<Operator>,
+    Path(config_id): Path<String>,
+    Body(body): Body<PlanRequest>,
+) -> Result<(StatusCode, Json<Plan>), ApiError> {
+    let plan = app.plans.create(&config_id, body, &who.0).await?;
+    Ok((StatusCode::CREATED, Json(plan)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/configs/{config_id}/plans",
+    summary = "A config's rollout plans, newest first",
+    responses((status = 200, description = "ok", body = [Plan]), crate::http::error::Failures),
+    params(("config_id" = String, Path, description = "config id")),
+    security(("bearer" = []))
+)]
+async fn list_plans(State(app): State<AppState>, Path(config_id): Path<String>) -> Reply<Vec<Plan>> {
+    Ok(Json(app.plans.list(Some(&config_id)).await?))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/plans",
+    summary = "Every open (active or paused) rollout plan",
+    responses((status = 200, description = "ok", body = [Plan]), crate::http::error::Failures),
+    security(("bearer" = []))
+)]
+async fn open_plans(State(app): State<AppState>) -> Reply<Vec<Plan>> {
+    Ok(Json(app.plans.list(None).await?))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/configs/{config_id}/plans/{plan_id}",
+    summary = "A rollout plan: its steps, how far it got, its next move and its last gate",
+    responses((status = 200, description = "ok", body = Plan), crate::http::error::Failures),
+    params(
+        ("config_id" = String, Path, description = "config id"),
+        ("plan_id" = String, Path, description = "plan id")
+    ),
+    security(("bearer" = []))
+)]
+async fn get_plan(State(app): State<AppState>, Path((config_id, plan_id)): Path<(String, String)>) -> Reply<Plan> {
+    Ok(Json(app.plans.get(&config_id, &plan_id).await?))
+}
+
+async fn control(app: AppState, who: Operator, config_id: String, plan_id: String, what: Control) -> Reply<Plan> {
+    Ok(Json(app.plans.control(&config_id, &plan_id, what, &who.0).await?))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/configs/{config_id}/plans/{plan_id}/pause",
+    summary = "Pause an active plan, keeping the bake it has left",
+    responses((status = 200, description = "ok", body = Plan), crate::http::error::Failures),
+    params(
+        ("config_id" = String, Path, description = "config id"),
+        ("plan_id" = String, Path, description = "plan id")
+    ),
+    security(("bearer" = []))
+)]
+async fn pause(
+    State(app): State<AppState>,
+    Extension(who): Extension<Operator>,
+    Path((config_id, plan_id)): Path<(String, String)>,
+) -> Reply<Plan> {
+    control(app, who, config_id, plan_id, Control::Pause).await
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/configs/{config_id}/plans/{plan_id}/resume",
+    summary = "Resume a paused plan",
+    responses((status = 200, description = "ok", body = Plan), crate::http::error::Failures),
+    params(
+        ("config_id" = String, Path, description = "config id"),
+        ("plan_id" = String, Path, description = "plan id")
+    ),
+    security(("bearer" = []))
+)]
+async fn resume(
+    State(app): State<AppState>,
+    Extension(who): Extension<Operator>,
+    Path((config_id, plan_id)): Path<(String, String)>,
+) -> Reply<Plan> {
+    control(app, who, config_id, plan_id, Control::Resume).await
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/configs/{config_id}/plans/{plan_id}/abort",
+    summary = "Abort an open plan; its version's gray is removed",
+    responses((status = 200, description = "ok", body = Plan), crate::http::error::Failures),
+    params(
+        ("config_id" = String, Path, description = "config id"),
+        ("plan_id" = String, Path, description = "plan id")
+    ),
+    security(("bearer" = []))
+)]
+async fn abort(
+    State(app): State<AppState>,
+    Extension(who): Extension<Operator>,
+    Path((config_id, plan_id)): Path<(String, String)>,
+) -> Reply<Plan> {
+    control(app, who, config_id, plan_id, Control::Abort).await
+}

@@ -1,0 +1,312 @@
+//! Rollout plans through the API, on both backends: steps raise gray and end
+//! with the release, serving exactly the devices each share names and
+//! telling subscribers each time; counted reports abort a plan, reports
+//! that do not count do not; pause, resume, abort, a manual release, a
+//! scheduled publish; bad requests are refused naming the field.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::ws::{native_socket, next_json, subscribe};
+use common::{Backend, TestApp, eventually};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use vane::domain::gray::in_gray;
+
+backend_tests!(
+    steps_serve_their_share_and_end_stable,
+    counted_reports_abort_the_plan_and_others_do_not,
+    operators_hold_plans_and_bad_plans_are_refused
+);
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A config `app` at "old", a version "new" uploaded; returns the app, the
+/// secret and the codes of old and new.
+async fn served(backend: Backend) -> Option<(TestApp, String, String, String)> {
+    let app = TestApp::spawn_with(backend, |s| {
+        // The gate judges the ratio; no break by reports gets there first.
+        s.reports.min_sources = 1_000;
+        s.reports.break_ratio = 0.05;
+    })
+    .await?;
+    let secret = app.create_config("app").await["secret"].as_str().unwrap().to_owned();
+    let old = app
+        .create_version("app", json!({"lang": "starlark", "source": "return 'old'"}))
+        .await;
+    app.release("app", &old).await;
+    let new = app
+        .create_version("app", json!({"lang": "starlark", "source": "return 'new'"}))
+        .await;
+    Some((app, secret, old, new))
+}
+
+async fn start(app: &TestApp, body: Value) -> (StatusCode, Value) {
+    app.admin(Method::POST, "/api/v1/configs/app/plans", Some(body)).await
+}
+
+async fn plan(app: &TestApp, id: &str) -> Value {
+    app.admin(Method::GET, &format!("/api/v1/configs/app/plans/{id}"), None)
+        .await
+        .1
+}
+
+async fn state_becomes(app: &TestApp, id: &str, state: &str) -> bool {
+    eventually(WAIT, || async { plan(app, id).await["state"] == state }).await
+}
+
+/// The code id and revision served to `device`.
+async fn fetch_as(app: &TestApp, device: &str) -> (String, i64) {
+    let body = json!({"meta": {"platform": "ios", "device_id": device}});
+    let (status, body) = app.post_json("/api/v1/configs/app/evaluate", body).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    (
+        body["code_id"].as_str().unwrap().to_owned(),
+        body["revision"].as_i64().unwrap(),
+    )
+}
+
+fn devices() -> Vec<String> {
+    (0..200).map(|i| format!("device-{i}")).collect()
+}
+
+async fn steps_serve_their_share_and_end_stable(backend: Backend) {
+    let Some((app, secret, old, new)) = served(backend).await else {
+        return;
+    };
+    let mut socket = native_socket(&app).await;
+    let subscribed = subscribe(&mut socket, "app", &secret, None).await;
+    let from = subscribed["revision"].as_i64().unwrap();
+
+    let steps =
+        json!([{"percentage": 10, "bake_s": 1}, {"percentage": 50, "bake_s": 1}, {"percentage": 100, "bake_s": 1}]);
+    let (status, created) = start(&app, json!({"code_id": new, "steps": steps})).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    // Fetch as 200 devices over and over while the plan runs.
+    let mut served: Vec<(String, String, i64)> = Vec::new();
+    while plan(&app, &id).await["state"] == "active" {
+        for device in devices() {
+            let (code_id, revision) = fetch_as(&app, &device).await;
+            served.push((device, code_id, revision));
+        }
+    }
+    let done = plan(&app, &id).await;
+    assert_eq!(done["state"], "completed", "{done}");
+    let (_, config) = app.admin(Method::GET, "/api/v1/configs/app", None).await;
+    assert_eq!(
+        (config["release"]["code_id"].as_str(), &config["gray"]),
+        (Some(new.as_str()), &Value::Null)
+    );
+
+    // One event per step, by `rollout`, with the plan and the step.
+    let (_, events) = app.admin(Method::GET, "/api/v1/configs/app/events", None).await;
+    let moves: Vec<&Value> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .filter(|e| e["actor"] == "rollout")
+        .collect();
+    let kinds: Vec<&str> = moves.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["gray", "gray", "release"]);
+    assert!(moves.iter().all(|e| e["detail"]["plan"] == id.as_str()));
+    // Exactly the devices each share names were served the new version.
+    let mut share_at: BTreeMap<i64, u8> = BTreeMap::new();
+    for event in &moves {
+        let percentage = event["to"]["gray"]["percentage"].as_u64().map_or(100, |p| p as u8);
+        share_at.insert(event["revision"].as_i64().unwrap(), percentage);
+    }
+    let mut seen = BTreeMap::new();
+    for (device, code_id, revision) in &served {
+        let share = share_at.range(..=revision).next_back().map_or(0, |(_, p)| *p);
+        let expected = if share == 100 || in_gray(device, &new, share) {
+            &new
+        } else {
+            &old
+        };
+        assert_eq!(code_id, expected, "{device} at revision {revision} (share {share})");
+        *seen.entry(share).or_insert(0) += 1;
+    }
+    assert!(
+        seen.contains_key(&10) && seen.contains_key(&50),
+        "fetched during each step: {seen:?}"
+    );
+    // Subscribers were told of each move.
+    for revision in share_at.keys() {
+        assert!(*revision > from);
+        common::ws::until_revision(&mut socket, "app", *revision).await;
+    }
+    app.stop().await;
+}
+
+async fn counted_reports_abort_the_plan_and_others_do_not(backend: Backend) {
+    let Some((app, secret, old, new)) = served(backend).await else {
+        return;
+    };
+    let report = |device: String, kind: &'static str| {
+        let request = app
+            .client
+            .post(app.url("/api/v1/configs/app/reports"))
+            .header("Secret", secret.clone())
+            .json(&json!({"code_id": new, "device_id": device, "kind": kind, "message": "crash"}));
+        async move { common::read(request.send().await.unwrap()).await }
+    };
+    // A long second step, to report in.
+    let steps = json!([{"percentage": 10, "bake_s": 1}, {"percentage": 50, "bake_s": 3}]);
+    let body = json!({"code_id": new, "steps": steps.clone(), "bake_after_release_s": 1});
+
+    // Reports that cannot count: a render failure, and devices never served.
+    let (_, created) = start(&app, body.clone()).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let at_50 = || async { plan(&app, &id).await["applied"] == 2 };
+    assert!(eventually(WAIT, at_50).await);
+    for device in devices().into_iter().take(40) {
+        fetch_as(&app, &device).await;
+        report(device, "render").await;
+        report(format!("never-served-{}", rand_suffix()), "client").await;
+    }
+    assert!(state_becomes(&app, &id, "completed").await, "{}", plan(&app, &id).await);
+
+    // Counted reports during step 2: the plan aborts, gray goes, stable stays.
+    let next = app
+        .create_version("app", json!({"lang": "starlark", "source": "return 'next'"}))
+        .await;
+    let (status, created) = start(&app, json!({"code_id": next, "steps": steps})).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(eventually(WAIT, || async { plan(&app, &id).await["applied"] == 2 }).await);
+    let mut reported = 0;
+    for device in devices() {
+        let (code_id, _) = fetch_as(&app, &device).await;
+        if code_id == next && reported < 20 {
+            let request = app
+                .client
+                .post(app.url("/api/v1/configs/app/reports"))
+                .header("Secret", secret.clone())
+                .json(&json!({"code_id": next, "device_id": device, "message": "crash"}));
+            let (status, receipt) = common::read(request.send().await.unwrap()).await;
+            assert!(status.is_success() && receipt["counted"] == true, "{receipt}");
+            reported += 1;
+        }
+    }
+    assert!(state_becomes(&app, &id, "aborted").await, "{}", plan(&app, &id).await);
+    let aborted = plan(&app, &id).await;
+    let reason = aborted["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("health gate failed at step 2") && reason.contains("ratio"),
+        "{reason}"
+    );
+    let (_, config) = app.admin(Method::GET, "/api/v1/configs/app", None).await;
+    assert_eq!(
+        (config["release"]["code_id"].as_str(), &config["gray"]),
+        (Some(new.as_str()), &Value::Null)
+    );
+    let (_, events) = app.admin(Method::GET, "/api/v1/configs/app/events", None).await;
+    let last = &events[0];
+    assert_eq!(
+        (last["kind"].as_str(), last["actor"].as_str()),
+        (Some("gray_removed"), Some("rollout"))
+    );
+    assert_eq!(last["detail"]["gate"]["counted_sources"], reported);
+    assert!(last["detail"]["gate"]["ratio"].as_f64().unwrap() >= 0.05, "{last}");
+    let _ = old;
+    app.stop().await;
+}
+
+fn rand_suffix() -> u64 {
+    rand::random()
+}
+
+async fn operators_hold_plans_and_bad_plans_are_refused(backend: Backend) {
+    let Some((app, _secret, old, new)) = served(backend).await else {
+        return;
+    };
+    let refused = |body: Value, field: &'static str| {
+        let app = &app;
+        async move {
+            let (status, answer) = start(app, body).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+            let message = answer["error"]["message"].as_str().unwrap().to_owned();
+            assert!(message.contains(field), "{field}: {message}");
+        }
+    };
+    let step = |percentage: i64, bake_s: i64| json!({"percentage": percentage, "bake_s": bake_s});
+    refused(
+        json!({"code_id": new, "steps": [step(50, 1), step(10, 1)]}),
+        "steps[1].percentage",
+    )
+    .await;
+    refused(json!({"code_id": new, "steps": [step(120, 1)]}), "steps[0].percentage").await;
+    refused(json!({"code_id": new, "steps": [step(10, 0)]}), "steps[0].bake_s").await;
+    refused(json!({"code_id": new, "steps": [step(10, -3)]}), "steps[0].bake_s").await;
+    refused(
+        json!({"code_id": new, "steps": [step(10, 1)], "start_at": 1000}),
+        "start_at",
+    )
+    .await;
+    app.create_config("other").await;
+    let foreign = app
+        .create_version("other", json!({"lang": "starlark", "source": "return 1"}))
+        .await;
+    refused(json!({"code_id": foreign, "steps": [step(10, 1)]}), "code_id").await;
+
+    // A scheduled publish: one step to 100 % at a time; a second plan is 409.
+    let at = vane::domain::model::now_millis() + 1500;
+    let (status, created) = start(&app, json!({"code_id": new, "steps": [step(100, 1)], "start_at": at})).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (status, _) = start(&app, json!({"code_id": new, "steps": [step(10, 1)]})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let released = || async {
+        let (_, config) = app.admin(Method::GET, "/api/v1/configs/app", None).await;
+        config["release"]["code_id"] == new.as_str()
+    };
+    assert!(eventually(WAIT, released).await);
+    let release_event = app.admin(Method::GET, "/api/v1/configs/app/events", None).await.1[0].clone();
+    assert!(release_event["created_at"].as_i64().unwrap() >= at, "{release_event}");
+    assert!(state_becomes(&app, &id, "completed").await);
+
+    // Pause holds a plan; resume lets it go on; a release by hand pauses it.
+    let (_, created) = start(
+        &app,
+        json!({"code_id": old, "steps": [step(10, 1), step(50, 60)], "force": true}),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let path = |what: &str| format!("/api/v1/configs/app/plans/{id}/{what}");
+    assert!(eventually(WAIT, || async { plan(&app, &id).await["applied"] == 1 }).await);
+    let (status, paused) = app.admin(Method::POST, &path("pause"), None).await;
+    assert_eq!(
+        (status, paused["state"].as_str()),
+        (StatusCode::OK, Some("paused")),
+        "{paused}"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(plan(&app, &id).await["applied"], 1, "a paused plan does not move");
+    let (_, resumed) = app.admin(Method::POST, &path("resume"), None).await;
+    assert_eq!(resumed["state"], "active");
+    assert!(eventually(WAIT, || async { plan(&app, &id).await["applied"] == 2 }).await);
+    let (status, _) = app
+        .admin(
+            Method::POST,
+            "/api/v1/configs/app/release",
+            Some(json!({"code_id": old})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let held = plan(&app, &id).await;
+    assert_eq!(held["state"], "paused", "{held}");
+    let (_, events) = app.admin(Method::GET, "/api/v1/configs/app/events", None).await;
+    assert_eq!(events[0]["detail"]["plan_paused"], id.as_str());
+    let (status, aborted) = app.admin(Method::POST, &path("abort"), None).await;
+    assert_eq!((status, aborted["state"].as_str()), (StatusCode::OK, Some("aborted")));
+    let (status, _) = app.admin(Method::POST, &path("resume"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (_, open) = app.admin(Method::GET, "/api/v1/plans", None).await;
+    assert_eq!(open, json!([]));
+    app.stop().await;
+}
