@@ -254,9 +254,19 @@ async fn operators_hold_plans_and_bad_plans_are_refused(backend: Backend) {
         .await;
     refused(json!({"code_id": foreign, "steps": [step(10, 1)]}), "code_id").await;
 
+    // Stored tests gate the start, unless forced.
+    let failing = json!({"name": "says old", "params": {}, "expected": "old"});
+    let tests = format!("/api/v1/configs/app/versions/{new}/tests");
+    let (status, body) = app.admin(Method::POST, &tests, Some(failing)).await;
+    assert!(status.is_success(), "{body}");
+    let (status, body) = start(&app, json!({"code_id": new, "steps": [step(10, 1)]})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body.to_string().contains("tests failed"), "{body}");
+
     // A scheduled publish: one step to 100 % at a time; a second plan is 409.
     let at = vane::domain::model::now_millis() + 1500;
-    let (status, created) = start(&app, json!({"code_id": new, "steps": [step(100, 1)], "start_at": at})).await;
+    let scheduled = json!({"code_id": new, "steps": [step(100, 1)], "start_at": at, "force": true});
+    let (status, created) = start(&app, scheduled).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let id = created["id"].as_str().unwrap().to_owned();
     let (status, _) = start(&app, json!({"code_id": new, "steps": [step(10, 1)]})).await;
@@ -309,4 +319,74 @@ async fn operators_hold_plans_and_bad_plans_are_refused(backend: Backend) {
     let (_, open) = app.admin(Method::GET, "/api/v1/plans", None).await;
     assert_eq!(open, json!([]));
     app.stop().await;
+}
+
+/// A node over a SQLite file that outlives it, on a free port.
+async fn node_over(db: &std::path::Path) -> (vane::app::App, String) {
+    let mut settings = common::test_settings(format!("sqlite://{}", db.display()));
+    settings.server.listen = "127.0.0.1:0".parse().unwrap();
+    let listener = tokio::net::TcpListener::bind(settings.server.listen).await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    (vane::app::start(settings, listener).await.unwrap(), base)
+}
+
+async fn call(base: &str, method: Method, path: &str, body: Option<Value>) -> Value {
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(common::BEARER);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_in_the_middle_of_a_plan_resumes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vane.db");
+    let (node, base) = node_over(&db).await;
+    call(&base, Method::POST, "/api/v1/configs", Some(json!({"id": "app"}))).await;
+    let upload = |n: i64| json!({"lang": "starlark", "source": format!("return {n}")});
+    let v1 = call(&base, Method::POST, "/api/v1/configs/app/versions", Some(upload(1))).await;
+    call(
+        &base,
+        Method::POST,
+        "/api/v1/configs/app/release",
+        Some(json!({"code_id": v1["code_id"]})),
+    )
+    .await;
+    let v2 = call(&base, Method::POST, "/api/v1/configs/app/versions", Some(upload(2))).await;
+    let steps =
+        json!([{"percentage": 10, "bake_s": 2}, {"percentage": 50, "bake_s": 1}, {"percentage": 100, "bake_s": 1}]);
+    let body = json!({"code_id": v2["code_id"], "steps": steps});
+    let plan = call(&base, Method::POST, "/api/v1/configs/app/plans", Some(body)).await;
+    let path = format!("/api/v1/configs/app/plans/{}", plan["id"].as_str().unwrap());
+    assert!(
+        eventually(WAIT, || async {
+            call(&base, Method::GET, &path, None).await["applied"] == 1
+        })
+        .await
+    );
+    node.shutdown().await;
+
+    // Down past the step's bake: the next node picks the plan up where it was.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (node, base) = node_over(&db).await;
+    let done = || async { call(&base, Method::GET, &path, None).await["state"] == "completed" };
+    assert!(
+        eventually(WAIT, done).await,
+        "{}",
+        call(&base, Method::GET, &path, None).await
+    );
+    let events = call(&base, Method::GET, "/api/v1/configs/app/events", None).await;
+    let steps: Vec<i64> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .filter(|e| e["actor"] == "rollout")
+        .map(|e| e["detail"]["step"].as_i64().unwrap())
+        .collect();
+    assert_eq!(steps, [1, 2, 3]);
+    node.shutdown().await;
 }
