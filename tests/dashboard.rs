@@ -74,6 +74,19 @@ async fn the_dashboard_shows_live_numbers_in_a_browser() {
     let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
     app.released("load", "return p['n'] * 2", json!([{"name": "n", "type": "int"}]))
         .await;
+    // An open rollout plan, with a bake long enough to stay at its first step.
+    let next = app
+        .create_version(
+            "load",
+            json!({"lang": "starlark", "source": "return p['n'] * 3",
+        "params": [{"name": "n", "type": "int"}]}),
+        )
+        .await;
+    let plan = json!({"code_id": next, "steps": [{"percentage": 20, "bake_s": 600}], "force": true});
+    let (status, plan) = app
+        .admin(reqwest::Method::POST, "/api/v1/configs/load/plans", Some(plan))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{plan}");
     let running = Arc::new(AtomicBool::new(true));
     let traffic = tokio::spawn({
         let (client, url, running) = (app.client.clone(), app.url("/config/load"), running.clone());
@@ -96,6 +109,10 @@ async fn the_dashboard_shows_live_numbers_in_a_browser() {
     let served: u64 = text_of(&dom, "requests-total").trim().parse().unwrap();
     assert!(served > 0, "no live numbers:\n{dom}");
     assert!(text_of(&dom, "status").starts_with("live"), "{dom}");
+    assert!(
+        dom.contains(&format!("load → {}", &next[..8])),
+        "the open plan is listed:\n{dom}"
+    );
     assert!(
         dom.contains("worker 0") || dom.contains("worker 1"),
         "no workers shown:\n{dom}"

@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::ws::{native_socket, next_json, subscribe};
+use common::ws::{native_socket, subscribe};
 use common::{Backend, TestApp, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -135,6 +135,15 @@ async fn steps_serve_their_share_and_end_stable(backend: Backend) {
         seen.contains_key(&10) && seen.contains_key(&50),
         "fetched during each step: {seen:?}"
     );
+    // Counted in /metrics (the recorder is the process's: other tests add).
+    let metrics = app.scrape().await;
+    let sample = |name: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(sample("vane_rollout_moves_total{state=\"active\"}") >= 3.0, "{metrics}");
+    assert!(sample("vane_rollout_moves_total{state=\"completed\"}") >= 1.0, "{metrics}");
+    sample("vane_rollout_plans{state=\"active\"}");
     // Subscribers were told of each move.
     for revision in share_at.keys() {
         assert!(*revision > from);

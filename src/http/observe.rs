@@ -139,8 +139,22 @@ async fn stats(app: &AppState) -> Value {
                    "mailbox": depth, "handled": handled})
         })
         .collect();
+    // Open rollout plans, as the dashboard lists them.
+    let plans: Vec<Value> = app
+        .plans
+        .list(None)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            let share = p.applied.checked_sub(1).and_then(|i| p.steps.get(i)).map(|s| s.percentage);
+            json!({"id": p.id, "config_id": p.config_id, "code_id": p.code_id, "state": p.state,
+                   "applied": p.applied, "steps": p.steps.len(), "percentage": share, "next_at": p.next_at})
+        })
+        .collect();
     json!({
         "requests": {"total": requests, "micros": request_micros},
+        "plans": plans,
         "pool": pool,
         "push": push,
         "redis": redis.map(|(hits, misses, errors)| json!({"hits": hits, "misses": misses, "errors": errors})),
