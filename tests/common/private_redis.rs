@@ -20,7 +20,12 @@ impl PrivateRedis {
             eprintln!("skipping Redis test: redis-server is not installed");
             return None;
         }
-        let port = super::free_port();
+        // Not `common::free_port`: examples/herd.rs includes this file alone.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut redis = Self { port, child: None };
         redis.resume().await;
         Some(redis)
