@@ -27,12 +27,12 @@ pub struct PlanRequest {
     #[serde(default)]
     pub strategy: Option<Strategy>,
     /// Unix milliseconds of the first step; now if unset.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::whole::maybe_whole")]
     pub start_at: Option<i64>,
     /// How long the released version is watched (seconds); a failed watch
     /// rolls back. Not with an explicit 100 % step, whose bake is this.
-    #[serde(default)]
-    pub bake_after_release_s: Option<u64>,
+    #[serde(default, deserialize_with = "super::whole::maybe_whole")]
+    pub bake_after_release_s: Option<i64>,
     /// Start although the version's stored tests fail.
     #[serde(default)]
     pub force: bool,
@@ -43,8 +43,10 @@ pub struct PlanRequest {
 #[serde(deny_unknown_fields)]
 pub struct StepRequest {
     /// The share of devices served the version, 1 to 100.
+    #[serde(deserialize_with = "super::whole::whole")]
     pub percentage: i64,
     /// How long the step runs under the gate before the next, in seconds.
+    #[serde(deserialize_with = "super::whole::whole")]
     pub bake_s: i64,
 }
 
@@ -55,17 +57,21 @@ pub enum Strategy {
     /// `step`, 2 x `step`, ... up to 100, each baked `interval_s`.
     Linear {
         /// The percentage added each step.
+        #[serde(deserialize_with = "super::whole::whole")]
         step: i64,
         /// Each step's bake, in seconds.
+        #[serde(deserialize_with = "super::whole::whole")]
         interval_s: i64,
     },
     /// `start`, `start` x `factor`, ... up to 100, each baked `interval_s`.
     Exponential {
         /// The first percentage.
+        #[serde(deserialize_with = "super::whole::whole")]
         start: i64,
         /// What each step multiplies the share by (over 1).
         factor: f64,
         /// Each step's bake, in seconds.
+        #[serde(deserialize_with = "super::whole::whole")]
         interval_s: i64,
     },
 }
@@ -116,12 +122,13 @@ pub fn expand(request: &PlanRequest, now_ms: i64) -> Result<Vec<Step>, PlanError
         (None, Some(strategy)) => by_strategy(*strategy)?,
     };
     let after = request.bake_after_release_s;
-    if after.is_some_and(|a| a > MAX_BAKE_S as u64) {
+    if after.is_some_and(|a| !(0..=MAX_BAKE_S).contains(&a)) {
         return Err(refuse(
             "bake_after_release_s",
-            format!("must be at most {MAX_BAKE_S} (30 days)"),
+            format!("must be between 0 and {MAX_BAKE_S} (30 days)"),
         ));
     }
+    let after = after.map(|a| a as u64);
     match steps.last() {
         Some(last) if last.percentage == 100 && request.steps.is_some() => {
             if after.is_some() {
@@ -447,6 +454,18 @@ mod tests {
     }
 
     #[test]
+    fn whole_numbers_may_come_as_floats() {
+        let body =
+            r#"{"code_id": "c", "steps": [{"percentage": 10.0, "bake_s": 60.0}], "bake_after_release_s": 777623.0}"#;
+        let request: PlanRequest = serde_json::from_str(body).unwrap();
+        assert_eq!(request.bake_after_release_s, Some(777_623));
+        let strategy = r#"{"code_id": "c", "strategy": {"kind": "linear", "step": 25.0, "interval_s": 1.0}}"#;
+        let request: PlanRequest = serde_json::from_str(strategy).unwrap();
+        assert_eq!(shares(&expand(&request, 0).unwrap()), [25, 50, 75, 100]);
+        assert!(serde_json::from_str::<PlanRequest>(&body.replace("10.0", "10.5")).is_err());
+    }
+
+    #[test]
     fn strategies_climb_to_100() {
         let linear = PlanRequest {
             steps: None,
@@ -474,6 +493,11 @@ mod tests {
     #[test]
     fn bad_requests_name_the_field() {
         let field = |r: PlanRequest| expand(&r, 10_000).unwrap_err().field;
+        let negative = PlanRequest {
+            bake_after_release_s: Some(-1),
+            ..request(&[(10, 1)])
+        };
+        assert_eq!(field(negative), "bake_after_release_s");
         assert_eq!(field(request(&[(10, 1), (10, 1)])), "steps[1].percentage");
         assert_eq!(field(request(&[(50, 1), (20, 1)])), "steps[1].percentage");
         assert_eq!(field(request(&[(0, 1)])), "steps[0].percentage");
