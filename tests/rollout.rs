@@ -138,11 +138,17 @@ async fn steps_serve_their_share_and_end_stable(backend: Backend) {
     // Counted in /metrics (the recorder is the process's: other tests add).
     let metrics = app.scrape().await;
     let sample = |name: &str| -> f64 {
-        let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name}"));
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name}"));
         line.rsplit(' ').next().unwrap().parse().unwrap()
     };
     assert!(sample("vane_rollout_moves_total{state=\"active\"}") >= 3.0, "{metrics}");
-    assert!(sample("vane_rollout_moves_total{state=\"completed\"}") >= 1.0, "{metrics}");
+    assert!(
+        sample("vane_rollout_moves_total{state=\"completed\"}") >= 1.0,
+        "{metrics}"
+    );
     sample("vane_rollout_plans{state=\"active\"}");
     // Subscribers were told of each move.
     for revision in share_at.keys() {
@@ -319,6 +325,9 @@ async fn operators_hold_plans_and_bad_plans_are_refused(backend: Backend) {
     assert_eq!(status, StatusCode::OK);
     let held = plan(&app, &id).await;
     assert_eq!(held["state"], "paused", "{held}");
+    // An open plan shows the figures its gate would judge now.
+    assert_eq!(held["gate_now"]["threshold"], 0.05, "{held}");
+    assert_eq!(held["gate_now"]["counted_sources"], 0, "{held}");
     let (_, events) = app.admin(Method::GET, "/api/v1/configs/app/events", None).await;
     assert_eq!(events[0]["detail"]["plan_paused"], id.as_str());
     let (status, aborted) = app.admin(Method::POST, &path("abort"), None).await;

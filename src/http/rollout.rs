@@ -11,7 +11,7 @@ use super::auth::Operator;
 use super::error::ApiError;
 use super::extract::Body;
 use crate::actors::plans::PlanOpError;
-use crate::domain::rollout::{Control, Plan, PlanRequest};
+use crate::domain::rollout::{Control, GateFigures, Plan, PlanRequest, PlanState};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -79,16 +79,32 @@ async fn open_plans(State(app): State<AppState>) -> Reply<Vec<Plan>> {
 #[utoipa::path(
     get,
     path = "/api/v1/configs/{config_id}/plans/{plan_id}",
-    summary = "A rollout plan: its steps, how far it got, its next move and its last gate",
-    responses((status = 200, description = "ok", body = Plan), crate::http::error::Failures),
+    summary = "A rollout plan: its steps, how far it got, its next move, its last gate and the bake under way",
+    responses((status = 200, description = "ok", body = PlanView), crate::http::error::Failures),
     params(
         ("config_id" = String, Path, description = "config id"),
         ("plan_id" = String, Path, description = "plan id")
     ),
     security(("bearer" = []))
 )]
-async fn get_plan(State(app): State<AppState>, Path((config_id, plan_id)): Path<(String, String)>) -> Reply<Plan> {
-    Ok(Json(app.plans.get(&config_id, &plan_id).await?))
+async fn get_plan(State(app): State<AppState>, Path((config_id, plan_id)): Path<(String, String)>) -> Reply<PlanView> {
+    let plan = app.plans.get(&config_id, &plan_id).await?;
+    // The bake under way, as its gate would judge it now.
+    let gate_now = match (plan.state, plan.step_started_at) {
+        (PlanState::Active | PlanState::Paused, Some(since)) => Some(app.reports.gate(&plan.code_id, since).await?),
+        _ => None,
+    };
+    Ok(Json(PlanView { plan, gate_now }))
+}
+
+/// A plan, with the figures of the bake under way.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct PlanView {
+    #[serde(flatten)]
+    plan: Plan,
+    /// While open: the version's health since its current step began, as
+    /// the gate would judge it now.
+    gate_now: Option<GateFigures>,
 }
 
 async fn control(app: AppState, who: Operator, config_id: String, plan_id: String, what: Control) -> Reply<Plan> {
