@@ -69,6 +69,7 @@ pub enum Strategy {
         #[serde(deserialize_with = "super::whole::whole")]
         start: i64,
         /// What each step multiplies the share by (over 1).
+        #[serde(deserialize_with = "super::whole::real")]
         factor: f64,
         /// Each step's bake, in seconds.
         #[serde(deserialize_with = "super::whole::whole")]
@@ -463,6 +464,9 @@ mod tests {
         let request: PlanRequest = serde_json::from_str(strategy).unwrap();
         assert_eq!(shares(&expand(&request, 0).unwrap()), [25, 50, 75, 100]);
         assert!(serde_json::from_str::<PlanRequest>(&body.replace("10.0", "10.5")).is_err());
+        let exponential = r#"{"code_id": "c", "strategy": {"kind": "exponential", "start": 10, "factor": 1.5e0, "interval_s": 1}}"#;
+        let request: PlanRequest = serde_json::from_str(exponential).unwrap();
+        assert_eq!(shares(&expand(&request, 0).unwrap()), [10, 15, 23, 35, 53, 80, 100]);
     }
 
     #[test]

@@ -18,6 +18,17 @@ pub fn whole<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     }
 }
 
+/// An `f64` read through `serde_json::Number`, so it also reads inside an
+/// internally tagged enum, whose buffered numbers `arbitrary_precision`
+/// turns into maps that a plain `f64` refuses.
+pub fn real<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let number = serde_json::Number::deserialize(d)?;
+    number
+        .as_f64()
+        .filter(|f| f.is_finite())
+        .ok_or_else(|| D::Error::custom(format!("expected a finite number, got {number}")))
+}
+
 /// `whole`, for an optional field (`null` or absent is `None`).
 pub fn maybe_whole<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     #[derive(Deserialize)]
