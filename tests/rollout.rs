@@ -348,40 +348,30 @@ async fn node_over(db: &std::path::Path) -> (vane::app::App, String) {
     (vane::app::start(settings, listener).await.unwrap(), base)
 }
 
-async fn call(base: &str, method: Method, path: &str, body: Option<Value>) -> Value {
-    let mut request = reqwest::Client::new()
-        .request(method, format!("{base}{path}"))
-        .bearer_auth(common::BEARER);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    request.send().await.unwrap().json().await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restart_in_the_middle_of_a_plan_resumes_it() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("vane.db");
     let (node, base) = node_over(&db).await;
-    call(&base, Method::POST, "/api/v1/configs", Some(json!({"id": "app"}))).await;
+    common::admin_at(&base, Method::POST, "/api/v1/configs", Some(json!({"id": "app"}))).await;
     let upload = |n: i64| json!({"lang": "starlark", "source": format!("return {n}")});
-    let v1 = call(&base, Method::POST, "/api/v1/configs/app/versions", Some(upload(1))).await;
-    call(
+    let v1 = common::admin_at(&base, Method::POST, "/api/v1/configs/app/versions", Some(upload(1))).await;
+    common::admin_at(
         &base,
         Method::POST,
         "/api/v1/configs/app/release",
         Some(json!({"code_id": v1["code_id"]})),
     )
     .await;
-    let v2 = call(&base, Method::POST, "/api/v1/configs/app/versions", Some(upload(2))).await;
+    let v2 = common::admin_at(&base, Method::POST, "/api/v1/configs/app/versions", Some(upload(2))).await;
     let steps =
         json!([{"percentage": 10, "bake_s": 2}, {"percentage": 50, "bake_s": 1}, {"percentage": 100, "bake_s": 1}]);
     let body = json!({"code_id": v2["code_id"], "steps": steps});
-    let plan = call(&base, Method::POST, "/api/v1/configs/app/plans", Some(body)).await;
+    let plan = common::admin_at(&base, Method::POST, "/api/v1/configs/app/plans", Some(body)).await;
     let path = format!("/api/v1/configs/app/plans/{}", plan["id"].as_str().unwrap());
     assert!(
         eventually(WAIT, || async {
-            call(&base, Method::GET, &path, None).await["applied"] == 1
+            common::admin_at(&base, Method::GET, &path, None).await["applied"] == 1
         })
         .await
     );
@@ -390,13 +380,13 @@ async fn a_restart_in_the_middle_of_a_plan_resumes_it() {
     // Down past the step's bake: the next node picks the plan up where it was.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let (node, base) = node_over(&db).await;
-    let done = || async { call(&base, Method::GET, &path, None).await["state"] == "completed" };
+    let done = || async { common::admin_at(&base, Method::GET, &path, None).await["state"] == "completed" };
     assert!(
         eventually(WAIT, done).await,
         "{}",
-        call(&base, Method::GET, &path, None).await
+        common::admin_at(&base, Method::GET, &path, None).await
     );
-    let events = call(&base, Method::GET, "/api/v1/configs/app/events", None).await;
+    let events = common::admin_at(&base, Method::GET, "/api/v1/configs/app/events", None).await;
     let steps: Vec<i64> = events
         .as_array()
         .unwrap()

@@ -275,23 +275,13 @@ async fn restartable(dir: &Path) -> (vane::app::App, PathBuf, u16, String) {
     let port = common::free_port();
     let app = server_at(&db, port).await;
     let base = format!("http://127.0.0.1:{port}");
-    let config = admin(&base, Method::POST, "/api/v1/configs", Some(json!({"id": "upstreams"}))).await;
+    let config = common::admin_at(&base, Method::POST, "/api/v1/configs", Some(json!({"id": "upstreams"}))).await;
     let secret = config["secret"].as_str().unwrap().to_owned();
     (app, db, port, secret)
 }
 
-async fn admin(base: &str, method: Method, path: &str, body: Option<Value>) -> Value {
-    let mut request = reqwest::Client::new()
-        .request(method, format!("{base}{path}"))
-        .bearer_auth(common::BEARER);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    request.send().await.unwrap().json().await.unwrap()
-}
-
 async fn release_at(base: &str, result: Value) {
-    let version = admin(
+    let version = common::admin_at(
         base,
         Method::POST,
         "/api/v1/configs/upstreams/versions",
@@ -299,7 +289,7 @@ async fn release_at(base: &str, result: Value) {
     )
     .await;
     let body = json!({"code_id": version["code_id"]});
-    admin(base, Method::POST, "/api/v1/configs/upstreams/release", Some(body)).await;
+    common::admin_at(base, Method::POST, "/api/v1/configs/upstreams/release", Some(body)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -52,6 +52,18 @@ macro_rules! backend_tests {
     };
 }
 
+/// An admin call to the node at `base` (a server the test started itself,
+/// not a `TestApp`): the JSON it answers.
+pub async fn admin_at(base: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(BEARER);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 /// A loopback port nothing listens on now (for servers a test starts and
 /// restarts on a fixed port).
 pub fn free_port() -> u16 {
