@@ -126,7 +126,7 @@ pub async fn start_with_store(
     };
     let scheduler = supervisor
         .call(
-            |reply| SupervisorMsg::StartScheduler(scheduler_args, reply),
+            |reply| SupervisorMsg::StartScheduler(Box::new(scheduler_args), reply),
             Some(Duration::from_secs(5)),
         )
         .await

@@ -323,7 +323,7 @@ async fn exec_mode_starts_signals_restarts_and_stops_the_child() {
         .log()
         .lines()
         .filter_map(|l| l.split("pid=").nth(1))
-        .last()
+        .next_back()
         .unwrap()
         .split_whitespace()
         .next()

@@ -8,7 +8,7 @@ use common::Backend;
 use vane::domain::Lang;
 use vane::domain::model::EventKind;
 use vane::domain::rollout::{Control, GateFigures, PlanState, Step};
-use vane::store::{self, Change, NewConfig, NewPlan, NewVersion, Store, StoreError};
+use vane::store::{self, Change, NewConfig, NewPlan, NewVersion, StoreError};
 
 backend_tests!(plans_move_once_and_stop_on_their_gate);
 

@@ -39,7 +39,7 @@ pub enum SupervisorMsg {
     /// Respawn a child whose backoff has passed.
     Restart(ActorName),
     /// Start the rollout Scheduler with these services; reply with its slot.
-    StartScheduler(SchedulerArgs, RpcReplyPort<Slot<SchedulerMsg>>),
+    StartScheduler(Box<SchedulerArgs>, RpcReplyPort<Slot<SchedulerMsg>>),
 }
 
 #[derive(Clone)]
@@ -136,9 +136,9 @@ impl Actor for Supervisor {
             }
             SupervisorMsg::Restart(child) => state.restart(&myself, child).await?,
             SupervisorMsg::StartScheduler(args, reply) => {
-                let (scheduler, _) = Actor::spawn_linked(None, Scheduler, args.clone(), myself.get_cell()).await?;
+                let (scheduler, _) = Actor::spawn_linked(None, Scheduler, (*args).clone(), myself.get_cell()).await?;
                 let slot = Slot::new(scheduler);
-                state.scheduler = Some((slot.clone(), args));
+                state.scheduler = Some((slot.clone(), *args));
                 let _ = reply.send(slot);
             }
         }

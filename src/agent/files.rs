@@ -84,10 +84,10 @@ impl Target<'_> {
     }
 
     fn keep_rejected(&self, content: &[u8]) {
-        if let Some(path) = self.rejected() {
-            if let Err(e) = write_synced(&path, content, self.mode, Owner::default()) {
-                tracing::warn!(error = %e, "the rejected file was not kept");
-            }
+        if let Some(path) = self.rejected()
+            && let Err(e) = write_synced(&path, content, self.mode, Owner::default())
+        {
+            tracing::warn!(error = %e, "the rejected file was not kept");
         }
     }
 
