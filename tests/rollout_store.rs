@@ -205,4 +205,54 @@ async fn plans_move_once_and_stop_on_their_gate(backend: Backend) {
     assert_eq!(store.list_plans(Some("app")).await.unwrap().len(), 3);
     assert!(store.list_plans(None).await.unwrap().is_empty());
     assert_eq!(store.next_plan_due().await.unwrap(), None);
+
+    // A first release through a plan has nothing to roll back to: a failed
+    // watch still ends the plan, saying the release stays.
+    let fresh = NewConfig {
+        id: "fresh".into(),
+        description: String::new(),
+        secret: "s".into(),
+    };
+    store.create_config(fresh, "tester").await.unwrap();
+    let only = store
+        .create_version(NewVersion {
+            config_id: "fresh".into(),
+            ..version("return 1")
+        })
+        .await
+        .unwrap()
+        .code_id;
+    let publish = NewPlan {
+        config_id: "fresh".into(),
+        code_id: only.clone(),
+        steps: vec![Step {
+            percentage: 100,
+            bake_s: 1,
+        }],
+        ..plan(&only, t0)
+    };
+    let scheduled = store.create_plan(publish).await.unwrap();
+    store.advance_plan(&scheduled.id, t0, None).await.unwrap().unwrap();
+    let ended = store
+        .advance_plan(&scheduled.id, t0 + 1000, Some(sick))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((ended.plan.state, ended.config), (PlanState::Aborted, None));
+    let why = ended.plan.reason.unwrap();
+    assert!(
+        why.contains("in the watch after release") && why.contains("the release stays"),
+        "{why}"
+    );
+    assert_eq!(
+        store
+            .get_config("fresh")
+            .await
+            .unwrap()
+            .unwrap()
+            .release
+            .unwrap()
+            .code_id,
+        only
+    );
 }

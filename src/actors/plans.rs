@@ -111,15 +111,23 @@ impl PlansHandle {
         let now = now_millis();
         let mut moved = Vec::new();
         for plan in self.store.due_plans(now).await? {
-            let gate = match plan.step_started_at {
-                Some(since) if plan.applied > 0 => Some(reports.gate(&plan.code_id, since).await?),
-                _ => None,
-            };
-            if let Some(advanced) = self.store.advance_plan(&plan.id, now, gate).await? {
-                moved.push(self.announced(advanced).await);
+            // One plan that fails is logged and tried at the next wake; the
+            // others still move.
+            match self.advance(reports, &plan, now).await {
+                Ok(Some(advanced)) => moved.push(self.announced(advanced).await),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(plan = plan.id, %error, "rollout plan not advanced"),
             }
         }
         Ok(moved)
+    }
+
+    async fn advance(&self, reports: &ReportsHandle, plan: &Plan, now: i64) -> Result<Option<Advanced>, ReportError> {
+        let gate = match plan.step_started_at {
+            Some(since) if plan.applied > 0 => Some(reports.gate(&plan.code_id, since).await?),
+            _ => None,
+        };
+        Ok(self.store.advance_plan(&plan.id, now, gate).await?)
     }
 
     async fn announced(&self, advanced: Advanced) -> Plan {

@@ -268,9 +268,18 @@ pub(super) async fn advance(
         }
         Move::Abort { change } => {
             let figures = gate.expect("an abort is judged by a gate");
-            let why = abort_reason(&plan, &figures);
+            let mut why = abort_reason(&plan, &figures);
             let detail = json!({"plan": plan.id, "aborted": why, "gate": figures});
-            config = apply_change(&mut tx, &before, &change, ACTOR, Some(detail)).await?;
+            config = match apply_change(&mut tx, &before, &change, ACTOR, Some(detail)).await {
+                Ok(config) => config,
+                // Nothing to roll back to: the plan still stops, and says so,
+                // rather than failing the same way at every tick.
+                Err(e @ (StoreError::NoRollbackTarget { .. } | StoreError::RollbackTargetBroken { .. })) => {
+                    why = format!("{why}; the release stays: {e}");
+                    None
+                }
+                Err(e) => return Err(e),
+            };
             plan.state = PlanState::Aborted;
             plan.next_at = None;
             plan.reason = Some(why);
