@@ -1,12 +1,8 @@
-//! Rollout plans: a version's way from gray to stable in steps, each baked
-//! under a health gate, then watched after its release. Pure: what a plan
-//! request may say, the steps it expands to, and what a plan does next at a
-//! given time with a given gate. The store claims and applies the moves, a
-//! scheduler actor wakes for them.
+//! A plan request as an operator sends it, checked field by field, and the
+//! steps it expands to: explicit, or by a linear or exponential strategy,
+//! always ending with the release. Pure.
 
 use serde::{Deserialize, Serialize};
-
-use super::change::Change;
 
 /// The most steps a plan may have (a linear plan of 1 % steps has 100).
 pub const MAX_STEPS: usize = 100;
@@ -27,11 +23,11 @@ pub struct PlanRequest {
     #[serde(default)]
     pub strategy: Option<Strategy>,
     /// Unix milliseconds of the first step; now if unset.
-    #[serde(default, deserialize_with = "super::whole::maybe_whole")]
+    #[serde(default, deserialize_with = "crate::domain::whole::maybe_whole")]
     pub start_at: Option<i64>,
     /// How long the released version is watched (seconds); a failed watch
     /// rolls back. Not with an explicit 100 % step, whose bake is this.
-    #[serde(default, deserialize_with = "super::whole::maybe_whole")]
+    #[serde(default, deserialize_with = "crate::domain::whole::maybe_whole")]
     pub bake_after_release_s: Option<i64>,
     /// Start although the version's stored tests fail.
     #[serde(default)]
@@ -43,10 +39,10 @@ pub struct PlanRequest {
 #[serde(deny_unknown_fields)]
 pub struct StepRequest {
     /// The share of devices served the version, 1 to 100.
-    #[serde(deserialize_with = "super::whole::whole")]
+    #[serde(deserialize_with = "crate::domain::whole::whole")]
     pub percentage: i64,
     /// How long the step runs under the gate before the next, in seconds.
-    #[serde(deserialize_with = "super::whole::whole")]
+    #[serde(deserialize_with = "crate::domain::whole::whole")]
     pub bake_s: i64,
 }
 
@@ -57,22 +53,22 @@ pub enum Strategy {
     /// `step`, 2 x `step`, ... up to 100, each baked `interval_s`.
     Linear {
         /// The percentage added each step.
-        #[serde(deserialize_with = "super::whole::whole")]
+        #[serde(deserialize_with = "crate::domain::whole::whole")]
         step: i64,
         /// Each step's bake, in seconds.
-        #[serde(deserialize_with = "super::whole::whole")]
+        #[serde(deserialize_with = "crate::domain::whole::whole")]
         interval_s: i64,
     },
     /// `start`, `start` x `factor`, ... up to 100, each baked `interval_s`.
     Exponential {
         /// The first percentage.
-        #[serde(deserialize_with = "super::whole::whole")]
+        #[serde(deserialize_with = "crate::domain::whole::whole")]
         start: i64,
         /// What each step multiplies the share by (over 1).
-        #[serde(deserialize_with = "super::whole::real")]
+        #[serde(deserialize_with = "crate::domain::whole::real")]
         factor: f64,
         /// Each step's bake, in seconds.
-        #[serde(deserialize_with = "super::whole::whole")]
+        #[serde(deserialize_with = "crate::domain::whole::whole")]
         interval_s: i64,
     },
 }
@@ -226,180 +222,6 @@ fn by_strategy(strategy: Strategy) -> Result<Vec<Step>, PlanError> {
         .collect())
 }
 
-/// Where a plan stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PlanState {
-    /// Waiting for its start or its next step.
-    Active,
-    /// Held by an operator (or by a manual release); resumes on request.
-    Paused,
-    /// Released and watched to the end.
-    Completed,
-    /// Stopped by its gate or an operator; gray removed or rolled back.
-    Aborted,
-}
-
-impl PlanState {
-    /// As stored and sent.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Paused => "paused",
-            Self::Completed => "completed",
-            Self::Aborted => "aborted",
-        }
-    }
-
-    /// The state `as_str` gave, if it is one.
-    pub fn parse(text: &str) -> Option<Self> {
-        [Self::Active, Self::Paused, Self::Completed, Self::Aborted]
-            .into_iter()
-            .find(|s| s.as_str() == text)
-    }
-
-    /// Active or paused: the config's one open plan.
-    pub fn is_open(self) -> bool {
-        matches!(self, Self::Active | Self::Paused)
-    }
-}
-
-/// A stored plan and how far it got.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct Plan {
-    /// Its id.
-    pub id: String,
-    /// The config it changes.
-    pub config_id: String,
-    /// The version it rolls out.
-    pub code_id: String,
-    /// Its steps; the last is the release.
-    pub steps: Vec<Step>,
-    /// Started although the version's stored tests failed.
-    pub forced: bool,
-    /// Where it stands.
-    pub state: PlanState,
-    /// Steps applied so far (0: not started).
-    pub applied: usize,
-    /// Unix milliseconds of its next move, while active.
-    pub next_at: Option<i64>,
-    /// When the step now baking was applied (the gate's window starts here).
-    pub step_started_at: Option<i64>,
-    /// While paused: how much of the bake was left.
-    pub remaining_ms: Option<i64>,
-    /// Why it paused, completed or aborted.
-    pub reason: Option<String>,
-    /// The last gate's figures.
-    pub gate: Option<GateFigures>,
-    /// Who made it.
-    pub created_by: String,
-    /// Unix milliseconds.
-    pub created_at: i64,
-    /// Unix milliseconds of its last change.
-    pub updated_at: i64,
-}
-
-/// What an operator does to a plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Control {
-    /// Holds it; the bake left is kept.
-    Pause,
-    /// Lets a paused plan go on with the bake it had left.
-    Resume,
-    /// Stops it; gray is removed if the version is in gray.
-    Abort,
-}
-
-/// A version's health over a step's bake, as the gate sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct GateFigures {
-    /// The version is marked broken.
-    pub broken: bool,
-    /// Distinct sources whose reports counted during the bake.
-    pub counted_sources: u64,
-    /// Distinct devices served the version (an estimate).
-    pub served_devices: u64,
-    /// `counted_sources / served_devices`.
-    pub ratio: f64,
-    /// The ratio the gate refuses at (`reports.break_ratio`).
-    pub threshold: f64,
-}
-
-impl GateFigures {
-    /// The figures, with the ratio the way breaking judges it.
-    pub fn new(broken: bool, counted_sources: u64, served_devices: u64, threshold: f64) -> Self {
-        let (served, ratio) = super::health::share(counted_sources, served_devices);
-        Self {
-            broken,
-            counted_sources,
-            served_devices: served,
-            ratio,
-            threshold,
-        }
-    }
-
-    /// Passes when the version is not broken and the ratio stayed under
-    /// the threshold. Any counted report fails a gate with no served device.
-    pub fn passes(&self) -> bool {
-        !self.broken && self.ratio < self.threshold
-    }
-}
-
-/// What a due plan does now.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Move {
-    /// Applies step `index` (the gate of the step before passed).
-    Step {
-        /// The step's index.
-        index: usize,
-        /// The change it makes.
-        change: Change,
-    },
-    /// The last step's watch passed: the plan is done.
-    Complete,
-    /// The gate failed: undo with `change` and stop.
-    Abort {
-        /// Gray removed, or (after the release) the rollback.
-        change: Change,
-    },
-}
-
-/// The move of a plan that is due, having applied `applied` of `steps`
-/// (0: not started), judged by `gate` over the bake just ended.
-pub fn next_move(steps: &[Step], applied: usize, code_id: &str, forced: bool, gate: Option<&GateFigures>) -> Move {
-    if applied > 0 && gate.is_some_and(|g| !g.passes()) {
-        let released = steps.get(applied - 1).is_some_and(|s| s.percentage == 100);
-        let change = if released { Change::Rollback } else { Change::RemoveGray };
-        return Move::Abort { change };
-    }
-    match steps.get(applied) {
-        None => Move::Complete,
-        Some(step) if step.percentage == 100 => Move::Step {
-            index: applied,
-            change: Change::Release {
-                code_id: code_id.to_owned(),
-                forced,
-            },
-        },
-        Some(step) => Move::Step {
-            index: applied,
-            change: Change::Gray {
-                code_id: code_id.to_owned(),
-                percentage: step.percentage,
-                forced,
-            },
-        },
-    }
-}
-
-/// When a plan that applied step `applied - 1` at `applied_at_ms` is due
-/// again; `None` once the release has no watch left.
-pub fn due_after(steps: &[Step], applied: usize, applied_at_ms: i64) -> Option<i64> {
-    let step = steps.get(applied.checked_sub(1)?)?;
-    Some(applied_at_ms + (step.bake_s as i64) * 1000)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,7 +286,8 @@ mod tests {
         let request: PlanRequest = serde_json::from_str(strategy).unwrap();
         assert_eq!(shares(&expand(&request, 0).unwrap()), [25, 50, 75, 100]);
         assert!(serde_json::from_str::<PlanRequest>(&body.replace("10.0", "10.5")).is_err());
-        let exponential = r#"{"code_id": "c", "strategy": {"kind": "exponential", "start": 10, "factor": 1.5e0, "interval_s": 1}}"#;
+        let exponential =
+            r#"{"code_id": "c", "strategy": {"kind": "exponential", "start": 10, "factor": 1.5e0, "interval_s": 1}}"#;
         let request: PlanRequest = serde_json::from_str(exponential).unwrap();
         assert_eq!(shares(&expand(&request, 0).unwrap()), [10, 15, 23, 35, 53, 80, 100]);
     }
@@ -539,61 +362,5 @@ mod tests {
             ..request(&[])
         };
         assert_eq!(field(flat), "strategy.factor");
-    }
-
-    #[test]
-    fn a_plan_moves_step_by_step_and_aborts_on_a_failed_gate() {
-        let steps = expand(&request(&[(10, 1), (50, 1), (100, 1)]), 0).unwrap();
-        let healthy = GateFigures::new(false, 0, 200, 0.05);
-        let gray = |percentage| Change::Gray {
-            code_id: "c".into(),
-            percentage,
-            forced: false,
-        };
-        assert_eq!(
-            next_move(&steps, 0, "c", false, None),
-            Move::Step {
-                index: 0,
-                change: gray(10)
-            }
-        );
-        assert_eq!(
-            next_move(&steps, 1, "c", false, Some(&healthy)),
-            Move::Step {
-                index: 1,
-                change: gray(50)
-            }
-        );
-        let release = Change::Release {
-            code_id: "c".into(),
-            forced: false,
-        };
-        assert_eq!(
-            next_move(&steps, 2, "c", false, Some(&healthy)),
-            Move::Step {
-                index: 2,
-                change: release
-            }
-        );
-        assert_eq!(next_move(&steps, 3, "c", false, Some(&healthy)), Move::Complete);
-
-        let sick = GateFigures::new(false, 20, 200, 0.05);
-        assert!(!sick.passes() && (sick.ratio - 0.1).abs() < 1e-9);
-        assert_eq!(
-            next_move(&steps, 2, "c", false, Some(&sick)),
-            Move::Abort {
-                change: Change::RemoveGray
-            }
-        );
-        assert_eq!(
-            next_move(&steps, 3, "c", false, Some(&sick)),
-            Move::Abort {
-                change: Change::Rollback
-            }
-        );
-        let broken = GateFigures::new(true, 0, 200, 0.05);
-        assert!(!broken.passes());
-        assert_eq!(due_after(&steps, 1, 1_000), Some(2_000));
-        assert_eq!(due_after(&steps, 0, 1_000), None);
     }
 }
