@@ -159,7 +159,7 @@ async fn steps_serve_their_share_and_end_stable(backend: Backend) {
 }
 
 async fn counted_reports_abort_the_plan_and_others_do_not(backend: Backend) {
-    let Some((app, secret, old, new)) = served(backend).await else {
+    let Some((app, secret, _old, new)) = served(backend).await else {
         return;
     };
     let report = |device: String, kind: &'static str| {
@@ -228,7 +228,6 @@ async fn counted_reports_abort_the_plan_and_others_do_not(backend: Backend) {
     );
     assert_eq!(last["detail"]["gate"]["counted_sources"], reported);
     assert!(last["detail"]["gate"]["ratio"].as_f64().unwrap() >= 0.05, "{last}");
-    let _ = old;
     app.stop().await;
 }
 
@@ -263,6 +262,19 @@ async fn operators_hold_plans_and_bad_plans_are_refused(backend: Backend) {
         "start_at",
     )
     .await;
+    let path = "/api/v1/configs/nowhere/plans";
+    let (status, _) = app
+        .admin(
+            Method::POST,
+            path,
+            Some(json!({"code_id": new, "steps": [step(10, 1)]})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "an unknown config is not found, not an invalid plan"
+    );
     app.create_config("other").await;
     let foreign = app
         .create_version("other", json!({"lang": "starlark", "source": "return 1"}))

@@ -49,6 +49,8 @@ impl PlansHandle {
     /// tests must pass, unless `force`.
     pub async fn create(&self, config_id: &str, request: PlanRequest, actor: &str) -> Result<Plan, PlanOpError> {
         let now = now_millis();
+        // An unknown config is 404, not a `code_id` that is not its version.
+        self.releases.config(config_id).await?;
         let steps = rollout::expand(&request, now)?;
         match self.releases.version(config_id, &request.code_id).await {
             Err(ReleaseError::Store(StoreError::NotFound(Missing::Version { .. }))) => {

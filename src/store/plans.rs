@@ -105,7 +105,9 @@ pub(super) async fn create(pool: &AnyPool, new: NewPlan) -> Result<Plan, StoreEr
             other => other,
         });
     }
-    let plan = read(&mut tx, &id, false).await?.ok_or_else(|| missing(&id))?;
+    let plan = read(&mut tx, &id, false, Lock::None)
+        .await?
+        .ok_or_else(|| missing(&id))?;
     tx.commit().await?;
     Ok(plan)
 }
@@ -166,35 +168,41 @@ pub(super) async fn due(pool: &AnyPool, now: i64) -> Result<Vec<Plan>, StoreErro
     rows.iter().map(plan_from_row).collect()
 }
 
-/// Takes the plan row for this transaction: `FOR UPDATE SKIP LOCKED` on
-/// PostgreSQL (`None` if another node holds it), the write lock on SQLite.
-async fn read(tx: &mut Transaction<'_, Any>, id: &str, lock: bool) -> Result<Option<Plan>, StoreError> {
-    let row = if lock {
-        sqlx::query(concat!(
-            "SELECT ",
-            plan_columns!(),
-            " FROM rollout_plans WHERE id = $1 FOR UPDATE SKIP LOCKED"
-        ))
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?
-    } else {
-        sqlx::query(concat!("SELECT ", plan_columns!(), " FROM rollout_plans WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&mut **tx)
-            .await?
-    };
-    row.as_ref().map(plan_from_row).transpose()
+/// How a transaction takes a plan's row on PostgreSQL.
+#[derive(Clone, Copy)]
+enum Lock {
+    /// A plain read (the row was just written in this transaction).
+    None,
+    /// `FOR UPDATE SKIP LOCKED`: a scheduler leaves a row another node holds.
+    Skip,
+    /// `FOR UPDATE`: an operator's control waits for a step being applied.
+    Wait,
 }
 
-async fn claim(tx: &mut Transaction<'_, Any>, id: &str, postgres: bool) -> Result<Option<Plan>, StoreError> {
-    if !postgres {
+/// Reads the plan row, taking it for this transaction as `lock` says on
+/// PostgreSQL; on SQLite a write to the row takes the write lock first.
+async fn read(tx: &mut Transaction<'_, Any>, id: &str, postgres: bool, lock: Lock) -> Result<Option<Plan>, StoreError> {
+    if !postgres && !matches!(lock, Lock::None) {
         sqlx::query("UPDATE rollout_plans SET updated_at = updated_at WHERE id = $1")
             .bind(id)
             .execute(&mut **tx)
             .await?;
     }
-    read(tx, id, postgres).await
+    let query = match (postgres, lock) {
+        (true, Lock::Skip) => concat!(
+            "SELECT ",
+            plan_columns!(),
+            " FROM rollout_plans WHERE id = $1 FOR UPDATE SKIP LOCKED"
+        ),
+        (true, Lock::Wait) => concat!(
+            "SELECT ",
+            plan_columns!(),
+            " FROM rollout_plans WHERE id = $1 FOR UPDATE"
+        ),
+        _ => concat!("SELECT ", plan_columns!(), " FROM rollout_plans WHERE id = $1"),
+    };
+    let row = sqlx::query(query).bind(id).fetch_optional(&mut **tx).await?;
+    row.as_ref().map(plan_from_row).transpose()
 }
 
 async fn write(tx: &mut Transaction<'_, Any>, plan: &Plan) -> Result<(), StoreError> {
@@ -237,7 +245,7 @@ pub(super) async fn advance(
     gate: Option<GateFigures>,
 ) -> Result<Option<Advanced>, StoreError> {
     let mut tx = pool.begin().await?;
-    let Some(mut plan) = claim(&mut tx, id, postgres).await? else {
+    let Some(mut plan) = read(&mut tx, id, postgres, Lock::Skip).await? else {
         return Ok(None);
     };
     if plan.state != PlanState::Active || plan.next_at.is_none_or(|at| at > now) {
@@ -319,29 +327,8 @@ pub(super) async fn control(
 ) -> Result<Advanced, StoreError> {
     let mut tx = pool.begin().await?;
     // Waits for a node applying a step, rather than skipping it.
-    let row = if postgres {
-        sqlx::query(concat!(
-            "SELECT ",
-            plan_columns!(),
-            " FROM rollout_plans WHERE id = $1 FOR UPDATE"
-        ))
-        .bind(id)
-        .fetch_optional(&mut *tx)
+    let mut plan = read(&mut tx, id, postgres, Lock::Wait)
         .await?
-    } else {
-        sqlx::query("UPDATE rollout_plans SET updated_at = updated_at WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(concat!("SELECT ", plan_columns!(), " FROM rollout_plans WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-    };
-    let mut plan = row
-        .as_ref()
-        .map(plan_from_row)
-        .transpose()?
         .ok_or_else(|| missing(id))?;
     let now = now_millis();
     let mut config = None;
