@@ -360,6 +360,16 @@ async fn the_command_renders_once_and_refuses_a_bad_file() {
     let bad = run(&file);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("needs `template` or `template_file`"));
+    // A directory is no destination.
+    let out = dir.path().join("out.conf").display().to_string();
+    std::fs::write(&file, config.replace(&out, &dir.path().display().to_string())).unwrap();
+    let bad = run(&file);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("must name a file"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
     app.stop().await;
 }
 

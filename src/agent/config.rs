@@ -243,6 +243,9 @@ impl Resource {
         }
         let template = self.template.as_deref().ok_or("needs `template` or `template_file`")?;
         super::render::check_template(&self.template_name(), template)?;
+        if self.destination.file_name().is_none() || self.destination.is_dir() {
+            return Err(format!("`destination` {} must name a file", self.destination.display()));
+        }
         self.file_mode()?;
         if self.reload_timeout_ms == 0 {
             return Err("`reload_timeout_ms` must be positive".into());
