@@ -14,16 +14,16 @@ use tokio::task::JoinHandle;
 
 use crate::actors::change_bus::ChangeBusHandle;
 use crate::actors::config_cache::ConfigCacheHandle;
-use crate::actors::config_cache::{FreshSettings, Sources};
+use crate::actors::config_cache::{Catalog, FreshSettings, Sources};
 use crate::actors::evaluator::{EvaluatorPoolHandle, PoolSettings};
 use crate::actors::plans::PlansHandle;
-use crate::actors::push::PushHandle;
+use crate::actors::push::{NoticeFeed, PushHandle};
 use crate::actors::releases::ReleasesHandle;
 use crate::actors::rollout::SchedulerArgs;
 use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::cache::RedisCache;
 use crate::http::ops::{self, Ops};
-use crate::http::{self, AdminTokens, AppState, Services};
+use crate::http::{self, AdminTokens, AppState, OfrepAccess, Services};
 use crate::reports::served::ServedRecord;
 use crate::reports::share::Share;
 use crate::reports::{ReportsHandle, Rules, Wiring};
@@ -94,6 +94,7 @@ pub async fn start_with_store(
         wait: settings.store.wait(),
         read_gap: settings.store.revision_read_gap(),
     };
+    let feed = NoticeFeed::default();
     let args = SupervisorArgs {
         sources: sources.clone(),
         pool: pool_settings.clone(),
@@ -101,6 +102,7 @@ pub async fn start_with_store(
         poll: settings.store.poll(),
         fresh,
         call_timeout: settings.call_timeout(),
+        feed: feed.clone(),
     };
     let (supervisor, supervisor_done) = Actor::spawn(None, Supervisor, args).await.context("starting actors")?;
     let slots = supervisor
@@ -113,7 +115,7 @@ pub async fn start_with_store(
     let pool = EvaluatorPoolHandle::new(slots.evaluator_pool, pool_settings);
     let releases = ReleasesHandle::new(store.clone(), cache.clone(), pool.clone(), redis.clone());
     let (reports, upkeep) = start_reports(&settings, &store, &cache, &releases, redis.as_ref());
-    let push = PushHandle::new(slots.subscriptions, releases.clone(), &settings.push, timeout);
+    let push = PushHandle::new(slots.subscriptions, releases.clone(), feed, &settings.push, timeout);
     let bus = ChangeBusHandle::new(slots.change_bus.clone(), timeout);
     let forwarder = forward_changes(push.clone(), bus.clone(), &releases);
     let deliver = deliver_reloads(&pool, &reports, &push);
@@ -139,6 +141,12 @@ pub async fn start_with_store(
         cache,
         pool,
         admin_tokens: Arc::new(AdminTokens::from_entries(&settings.auth.admin_tokens)),
+        ofrep: Arc::new(OfrepAccess::new(&settings.ofrep)),
+        catalog: Arc::new(Catalog::new(
+            store.clone(),
+            Duration::from_millis(settings.ofrep.catalog_max_age_ms),
+            settings.store.wait(),
+        )),
         playground_open: settings.playground.open,
         tests_secret: settings.tests.secret.clone().into(),
         update_secret: settings.push.update_secret.clone().into(),

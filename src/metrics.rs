@@ -53,6 +53,8 @@ pub const PUSH_NOTICES: &str = "vane_push_notices_total";
 /// `push.subscribe_deadline_ms`), `per_address` (refused at
 /// `push.max_sockets_per_address`).
 const PUSH_DROPPED: &str = "vane_push_dropped_clients_total";
+/// OpenFeature event streams (Server-Sent Events) open now.
+const OFREP_STREAMS: &str = "vane_ofrep_event_streams";
 /// Connections open now, WebSockets included.
 const CONNECTIONS_OPEN: &str = "vane_connections_open";
 /// Connections the server closed or refused, by reason: `header_timeout`,
@@ -179,6 +181,11 @@ pub fn evaluated(lang: &'static str, took: Duration) {
 /// The server dropped a push socket (see `PUSH_DROPPED` for the reasons).
 pub fn dropped_push_client(reason: &'static str) {
     counter!(PUSH_DROPPED, "reason" => reason).increment(1);
+}
+
+/// An OpenFeature event stream opened (`1.0`) or ended (`-1.0`).
+pub fn event_streams_open(delta: f64) {
+    gauge!(OFREP_STREAMS).increment(delta);
 }
 
 /// A connection opened (`1.0`) or closed (`-1.0`).

@@ -40,6 +40,7 @@ const LIVE: &[&str] = &[
 /// Keys whose values never appear in a report.
 const SECRET: &[&str] = &[
     "auth.admin_tokens",
+    "ofrep.client_tokens",
     "push.update_secret",
     "tests.secret",
     "store.url",

@@ -10,10 +10,12 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize};
 
 mod network;
+mod ofrep;
 mod reports;
 mod sandbox;
 mod storage;
 pub use network::{Push, Server};
+pub use ofrep::{ClientToken, Ofrep};
 pub use reports::Reports;
 pub use sandbox::{Isolation, PausedJobs, Sandbox};
 pub use storage::{Redis, Store};
@@ -59,6 +61,8 @@ pub struct Settings {
     pub sandbox: Sandbox,
     /// `[playground]`: the playground routes.
     pub playground: Playground,
+    /// `[ofrep]`: the OpenFeature routes and their client tokens.
+    pub ofrep: Ofrep,
     /// `[log]`: level and format.
     pub log: Log,
 }
@@ -211,6 +215,7 @@ impl Settings {
         }
         self.push.validate()?;
         self.reports.validate()?;
+        self.ofrep.validate()?;
         if self.auth.secret_grace_s > 366 * 86_400 {
             return invalid("auth.secret_grace_s", "must be at most a year (31622400)");
         }

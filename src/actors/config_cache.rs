@@ -37,10 +37,12 @@ use crate::domain::resolve::Refusal;
 use crate::domain::{Config, Version};
 use crate::metrics;
 use crate::store::{Store, StoreError};
+pub use catalog::Catalog;
 pub use handle::{ConfigCacheHandle, FreshSettings};
 use load::load;
 pub use published::Published;
 
+mod catalog;
 mod fresh;
 mod handle;
 mod load;
@@ -119,6 +121,10 @@ pub struct Resolved {
     pub revision: i64,
     /// The stable or gray version chosen for this device.
     pub version: Arc<Version>,
+    /// A gray release was in force: the device's bucket chose the version.
+    pub split: bool,
+    /// The version's rules apply to this request, and it passed them.
+    pub targeted: bool,
     /// A fresh request answered from the last known state because the store
     /// did not answer in time.
     pub stale: bool,

@@ -19,7 +19,7 @@ use super::change_bus::{BusArgs, BusMsg, ChangeBus};
 use super::config_cache::{ConfigCache, ConfigCacheHandle, ConfigCacheMsg, FreshSettings, Sources};
 use super::evaluator::{self, LiveSettings, PoolMsg};
 use super::names::ActorName;
-use super::push::{RegistryMsg, SubscriptionRegistry};
+use super::push::{NoticeFeed, RegistryMsg, SubscriptionRegistry};
 use super::rollout::{Scheduler, SchedulerArgs, SchedulerMsg};
 use crate::cache::RedisCache;
 use crate::settings::Redis;
@@ -69,6 +69,8 @@ pub struct SupervisorArgs {
     pub fresh: FreshSettings,
     /// How long the children's handles wait for a reply.
     pub call_timeout: Duration,
+    /// Where the registry passes every notice, whichever incarnation it is.
+    pub feed: NoticeFeed,
 }
 
 /// The Supervisor's state: its arguments, the slots and recent restarts.
@@ -95,7 +97,7 @@ impl Actor for Supervisor {
     ) -> Result<Self::State, ActorProcessingErr> {
         let cache = spawn_cache(&args, myself.get_cell()).await?;
         let pool = evaluator::spawn(&args.pool, myself.get_cell()).await?;
-        let (registry, _) = Actor::spawn_linked(None, SubscriptionRegistry, (), myself.get_cell()).await?;
+        let (registry, _) = Actor::spawn_linked(None, SubscriptionRegistry, args.feed.clone(), myself.get_cell()).await?;
         let (config_cache, subscriptions) = (Slot::new(cache), Slot::new(registry));
         let bus = spawn_bus(&args, &config_cache, &subscriptions, myself.get_cell()).await?;
         let slots = Slots {
@@ -214,7 +216,7 @@ impl SupervisorState {
                 .evaluator_pool
                 .set(evaluator::spawn(&self.args.pool, myself.get_cell()).await?),
             ActorName::SubscriptionRegistry => {
-                let (registry, _) = Actor::spawn_linked(None, SubscriptionRegistry, (), myself.get_cell()).await?;
+                let (registry, _) = Actor::spawn_linked(None, SubscriptionRegistry, self.args.feed.clone(), myself.get_cell()).await?;
                 self.slots.subscriptions.set(registry)
             }
             ActorName::ChangeBus => {
@@ -301,6 +303,7 @@ mod tests {
                     read_gap: Duration::from_millis(1),
                 },
                 call_timeout: Duration::from_secs(1),
+                feed: Default::default(),
             },
         )
         .await

@@ -5,6 +5,7 @@ pub mod gray;
 pub mod health;
 pub mod meta;
 pub mod model;
+pub mod ofrep;
 pub mod params;
 pub mod resolve;
 pub mod rollout;

@@ -28,6 +28,18 @@ pub enum Refusal {
     RulesReject(String),
 }
 
+/// The version chosen for a request, and how it was chosen.
+#[derive(Debug, PartialEq)]
+pub struct Chosen<'a, V> {
+    /// The caller's own handle to the version.
+    pub version: &'a V,
+    /// A gray release was in force, so the device's bucket decided between
+    /// it and stable.
+    pub split: bool,
+    /// The version's rules apply to this request, and it passed them.
+    pub targeted: bool,
+}
+
 /// Picks the version for `meta`, returning the caller's own handle to it
 /// (`Version`, `Arc<Version>`, ...). A broken gray version is skipped, so its
 /// devices fall back to stable; a broken stable version refuses.
@@ -36,15 +48,15 @@ pub fn choose<'a, V: Borrow<Version>>(
     release: Option<&'a V>,
     gray: Option<&'a V>,
     meta: &Meta,
-) -> Result<&'a V, Refusal> {
+) -> Result<Chosen<'a, V>, Refusal> {
     if config.status == ConfigStatus::Inactive {
         return Err(Refusal::Inactive(config.id.clone()));
     }
-    let gray_hit = match (&config.gray, gray) {
+    let (split, gray_hit) = match (&config.gray, gray) {
         (Some(g), Some(v)) if !v.borrow().broken && v.borrow().code_id == g.code_id => {
-            gray::in_gray(&meta.device_id, &g.code_id, g.percentage)
+            (true, gray::in_gray(&meta.device_id, &g.code_id, g.percentage))
         }
-        _ => false,
+        _ => (false, false),
     };
     let version = match (gray_hit, gray, release) {
         (true, Some(v), _) => v,
@@ -58,7 +70,11 @@ pub fn choose<'a, V: Borrow<Version>>(
     if !rules::allows(&chosen.rules, meta) {
         return Err(Refusal::RulesReject(chosen.code_id.clone()));
     }
-    Ok(version)
+    Ok(Chosen {
+        version,
+        split,
+        targeted: rules::constrains(&chosen.rules, meta),
+    })
 }
 
 #[cfg(test)]
@@ -116,7 +132,7 @@ mod tests {
         let cfg = config(Some(50));
         for i in 0..200 {
             let device = format!("device-{i}");
-            let chosen = choose(&cfg, Some(&s), Some(&g), &meta(&device)).unwrap();
+            let chosen = choose(&cfg, Some(&s), Some(&g), &meta(&device)).unwrap().version;
             let expect = if gray::in_gray(&device, "gray", 50) {
                 "gray"
             } else {
@@ -132,7 +148,7 @@ mod tests {
         let mut g = version("gray");
         g.broken = true;
         let cfg = config(Some(100));
-        assert_eq!(choose(&cfg, Some(&s), Some(&g), &meta("d")).unwrap().code_id, "stable");
+        assert_eq!(choose(&cfg, Some(&s), Some(&g), &meta("d")).unwrap().version.code_id, "stable");
         let mut s = s;
         s.broken = true;
         assert_eq!(
@@ -154,5 +170,36 @@ mod tests {
             choose::<Version>(&cfg, None, None, &meta("d")),
             Err(Refusal::NoRelease("c".into()))
         );
+    }
+
+    #[test]
+    fn the_choice_says_whether_gray_split_and_rules_targeted() {
+        let (s, g) = (version("stable"), version("gray"));
+        let chosen = choose(&config(None), Some(&s), Some(&g), &meta("d")).unwrap();
+        assert!(!chosen.split && !chosen.targeted, "no gray, no rules");
+        let chosen = choose(&config(Some(50)), Some(&s), Some(&g), &meta("d")).unwrap();
+        assert!(chosen.split, "a gray release decides for every device, in or out");
+        let mut broken = version("gray");
+        broken.broken = true;
+        let chosen = choose(&config(Some(50)), Some(&s), Some(&broken), &meta("d")).unwrap();
+        assert!(!chosen.split, "a broken gray decides nothing");
+
+        let mut ruled = version("stable");
+        ruled.rules = serde_json::from_value(serde_json::json!([
+            {"platform": "ios", "rules": [[{"field": "version", "compare": ">=", "value": 3}]]}
+        ]))
+        .unwrap();
+        let ios = Meta {
+            platform: "ios".into(),
+            version: Some(5),
+            ..meta("d")
+        };
+        assert!(choose(&config(None), Some(&ruled), None, &ios).unwrap().targeted);
+        let android = Meta {
+            platform: "android".into(),
+            ..meta("d")
+        };
+        let chosen = choose(&config(None), Some(&ruled), None, &android).unwrap();
+        assert!(!chosen.targeted, "no rule applies to android: let through, not targeted");
     }
 }

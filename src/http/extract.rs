@@ -86,7 +86,7 @@ pub async fn refuse_nul_in_path(request: Request, next: axum::middleware::Next) 
 }
 
 /// Whether reading the body failed at `server.body_timeout_ms`.
-fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+pub(super) fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(e);
     while let Some(error) = cause {
         if error.is::<crate::server::BodyTimedOut>() {

@@ -13,8 +13,8 @@ use super::AppState;
 use super::error::{ApiError, CompatError};
 use super::extract::{Body, ClientAddress, CompatBody};
 use crate::actors::config_cache::Resolved;
-use crate::actors::evaluator::Evaluated;
-use crate::domain::Meta;
+use crate::actors::evaluator::{EvalError, Evaluated};
+use crate::domain::{Meta, Version};
 use crate::domain::health::Source;
 
 /// Unknown fields are ignored, as the original service did.
@@ -37,9 +37,7 @@ fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(Default::default())
 }
 
-/// Resolves and runs a fetch, recording who was served the version (the
-/// device, and on the original route the client's address, which is how
-/// its reports are told apart) for the health signals.
+/// Resolves and runs a fetch.
 async fn run(
     app: &AppState,
     config_id: &str,
@@ -47,16 +45,27 @@ async fn run(
     address: Option<IpAddr>,
 ) -> Result<(Resolved, Arc<Evaluated>), ApiError> {
     let resolved = app.cache.resolve(config_id, &request.meta, !request.cached).await?;
-    let device = Source::Device(&request.meta.device_id);
+    let result = serve(app, &resolved.version, &request.meta.device_id, address, request.params).await?;
+    Ok((resolved, result))
+}
+
+/// Runs the version chosen for a request, first recording who was served it
+/// (the device, and on the original route the client's address, which is how
+/// its reports are told apart) for the health signals.
+pub(super) async fn serve(
+    app: &AppState,
+    version: &Arc<Version>,
+    device_id: &str,
+    address: Option<IpAddr>,
+    params: serde_json::Value,
+) -> Result<Arc<Evaluated>, EvalError> {
+    let device = Source::Device(device_id);
     match address {
-        Some(ip) => app
-            .reports
-            .served(&resolved.version.code_id, &[device, Source::Address(ip)]),
-        None => app.reports.served(&resolved.version.code_id, &[device]),
+        Some(ip) => app.reports.served(&version.code_id, &[device, Source::Address(ip)]),
+        None => app.reports.served(&version.code_id, &[device]),
     }
     // Never fresh: a version's compiled code and memoized results never go stale.
-    let result = app.pool.evaluate(resolved.version.clone(), request.params).await?;
-    Ok((resolved, result))
+    app.pool.evaluate(version.clone(), params).await
 }
 
 /// `{"data":{"result":"<the result's JSON as a string>","code_id":"..."},"message":"success"}`,

@@ -9,6 +9,7 @@ mod extract;
 mod fetch;
 mod health;
 mod observe;
+mod ofrep;
 mod openapi;
 pub mod ops;
 mod playground;
@@ -26,7 +27,7 @@ use axum::routing::{get, post};
 use tower_http::trace::TraceLayer;
 
 use crate::actors::change_bus::ChangeBusHandle;
-use crate::actors::config_cache::ConfigCacheHandle;
+use crate::actors::config_cache::{Catalog, ConfigCacheHandle};
 use crate::actors::evaluator::EvaluatorPoolHandle;
 use crate::actors::push::PushHandle;
 use crate::actors::Slot;
@@ -35,6 +36,7 @@ use crate::actors::releases::ReleasesHandle;
 use crate::actors::rollout::SchedulerMsg;
 use crate::reports::ReportsHandle;
 pub use auth::AdminTokens;
+pub use ofrep::OfrepAccess;
 
 /// What every handler reaches, behind one `Arc`: axum clones the state for
 /// each request, and cloning a dozen handles cost more than the handler.
@@ -70,6 +72,10 @@ pub struct Services {
     pub bus: ChangeBusHandle,
     /// Who may call the admin routes.
     pub admin_tokens: Arc<AdminTokens>,
+    /// Who may read what over OpenFeature (OFREP).
+    pub ofrep: Arc<OfrepAccess>,
+    /// Every config id, for OFREP's bulk evaluation.
+    pub catalog: Arc<Catalog>,
     /// The playground routes need no admin token.
     pub playground_open: bool,
     /// The `Secret` of the original `GET /test/{id}`.
@@ -153,6 +159,7 @@ fn client_routes(router: Router<AppState>) -> Router<AppState> {
         .route("/readyz", get(health::readyz))
         .merge(cases::compat_routes())
         .merge(reports::client_routes())
+        .merge(ofrep::routes())
 }
 
 /// Request metrics, tracing, the body limit and the state.

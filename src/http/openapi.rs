@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, cases, fetch, observe, ops, push, reports, rollout};
+use super::{admin, cases, fetch, observe, ofrep, ops, push, reports, rollout};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,6 +23,7 @@ use super::{admin, cases, fetch, observe, ops, push, reports, rollout};
         rollout::pause, rollout::resume, rollout::abort,
         ops::reload_route, ops::pool_status, ops::pause, ops::resume, ops::resize,
         fetch::evaluate, push::subscribe, observe::stats_route,
+        ofrep::single, ofrep::bulk,
     ),
     modifiers(&BearerAuth)
 )]

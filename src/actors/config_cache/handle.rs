@@ -16,13 +16,22 @@ use crate::domain::resolve::{Refusal, choose};
 use crate::metrics;
 
 fn answer(entry: &Entry, meta: &Meta, stale: bool) -> Result<Resolved, ResolveError> {
-    let version = choose(&entry.config, entry.release.as_ref(), entry.gray.as_ref(), meta)?.clone();
+    let chosen = choose(&entry.config, entry.release.as_ref(), entry.gray.as_ref(), meta)?;
     Ok(Resolved {
         config_id: entry.config.id.clone(),
         revision: entry.config.revision,
-        version,
+        version: chosen.version.clone(),
+        split: chosen.split,
+        targeted: chosen.targeted,
         stale,
     })
+}
+
+impl Entry {
+    /// The version this entry serves `meta`, chosen as a cached fetch's is.
+    pub fn resolve(&self, meta: &Meta) -> Result<Resolved, ResolveError> {
+        answer(self, meta, false)
+    }
 }
 
 /// How fetches wait on the store (`[store]` settings).

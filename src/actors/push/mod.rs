@@ -7,6 +7,7 @@
 //! Connection keeps at most one pending notice per config.
 
 mod connection;
+mod feed;
 mod messages;
 mod outbox;
 mod registry;
@@ -26,6 +27,7 @@ use crate::domain::change::ChangeNotice;
 use crate::settings::Push;
 use crate::sync::RwLocked;
 pub use connection::{Connection, ConnectionArgs, Protocol};
+pub use feed::{Listener, NoticeFeed};
 pub use messages::{ConnectionMsg, RegistryMsg, RegistryStats};
 pub use outbox::Outbox;
 pub use registry::SubscriptionRegistry;
@@ -42,19 +44,37 @@ pub struct PushHandle {
     /// Read by each new Connection; a reload replaces it.
     settings: Arc<RwLock<Arc<Push>>>,
     sockets: Arc<Sockets>,
+    feed: NoticeFeed,
     timeout: Duration,
 }
 
 impl PushHandle {
     /// A handle over the registry; calls wait at most the settings' call timeout.
-    pub fn new(registry: Slot<RegistryMsg>, releases: ReleasesHandle, settings: &Push, timeout: Duration) -> Self {
+    pub fn new(
+        registry: Slot<RegistryMsg>,
+        releases: ReleasesHandle,
+        feed: NoticeFeed,
+        settings: &Push,
+        timeout: Duration,
+    ) -> Self {
         Self {
             registry,
             releases,
             settings: Arc::new(RwLock::new(Arc::new(settings.clone()))),
             sockets: Arc::default(),
+            feed,
             timeout,
         }
+    }
+
+    /// Every notice the registry fans out from now on, and word of closing.
+    pub fn listen(&self) -> Listener {
+        self.feed.listen()
+    }
+
+    /// Event streams open on this node.
+    pub fn event_streams(&self) -> usize {
+        self.feed.listeners()
     }
 
     /// A place for one more socket from `address`, unless it holds
@@ -120,8 +140,10 @@ impl PushHandle {
             .await
     }
 
-    /// Closes every subscribed socket with 1001 (going away).
+    /// Closes every subscribed socket with 1001 (going away), and ends
+    /// every event stream.
     pub fn close_all(&self) -> Result<(), CallError> {
+        self.feed.close();
         self.registry
             .tell(ActorName::SubscriptionRegistry, RegistryMsg::CloseAll(GOING_AWAY))
     }

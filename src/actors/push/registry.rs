@@ -10,10 +10,12 @@ use std::collections::{HashMap, HashSet};
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 
+use super::feed::NoticeFeed;
 use super::messages::{ConnectionMsg, NAME, RegistryMsg, RegistryStats};
 
-#[derive(Default)]
 pub struct RegistryState {
+    /// Where every notice also goes, for the event streams.
+    feed: NoticeFeed,
     by_config: HashMap<String, HashMap<ActorId, ActorRef<ConnectionMsg>>>,
     /// The reverse index, to drop a stopped connection everywhere at once.
     by_connection: HashMap<ActorId, HashSet<String>>,
@@ -26,10 +28,15 @@ pub struct SubscriptionRegistry;
 impl Actor for SubscriptionRegistry {
     type Msg = RegistryMsg;
     type State = RegistryState;
-    type Arguments = ();
+    type Arguments = NoticeFeed;
 
-    async fn pre_start(&self, _: ActorRef<Self::Msg>, _: ()) -> Result<Self::State, ActorProcessingErr> {
-        Ok(RegistryState::default())
+    async fn pre_start(&self, _: ActorRef<Self::Msg>, feed: NoticeFeed) -> Result<Self::State, ActorProcessingErr> {
+        Ok(RegistryState {
+            feed,
+            by_config: HashMap::new(),
+            by_connection: HashMap::new(),
+            notices_sent: 0,
+        })
     }
 
     async fn handle(
@@ -55,6 +62,7 @@ impl Actor for SubscriptionRegistry {
             }
             RegistryMsg::Unsubscribe { config_id, conn } => state.remove(&config_id, conn),
             RegistryMsg::Notify(notice) => {
+                state.feed.send(&notice);
                 if let Some(conns) = state.by_config.get(&notice.config_id) {
                     for conn in conns.values() {
                         // A cast never waits: a slow client only grows its

@@ -169,6 +169,15 @@ pub fn allows(rules: &[PlatformRules], meta: &Meta) -> bool {
     entry_allows(ANY_PLATFORM) && entry_allows(&meta.platform)
 }
 
+/// True when some rule applies to the request: a non-empty entry for its
+/// platform or for every platform. An admitted request it applies to was
+/// targeted, not merely let through.
+pub fn constrains(rules: &[PlatformRules], meta: &Meta) -> bool {
+    rules
+        .iter()
+        .any(|r| !r.rules.is_empty() && (r.platform == ANY_PLATFORM || r.platform == meta.platform))
+}
+
 impl Condition {
     fn holds(&self, meta: &Meta) -> bool {
         match &self.value {

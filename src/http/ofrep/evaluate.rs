@@ -1,0 +1,326 @@
+//! OFREP evaluation: one flag (server-side providers, per evaluation) and
+//! every flag a client token may read (client-side providers, per context).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+
+use super::access::{self, Client};
+use super::answer::{Code, Failure, Outcome, json};
+use crate::actors::config_cache::{Entry, ResolveError};
+use crate::domain::model::now_millis;
+use crate::domain::ofrep::{self, Reason, Split};
+use crate::http::AppState;
+use crate::http::fetch::serve;
+
+/// Flags of one bulk evaluation evaluated at once: enough to overlap their
+/// round trips, few enough that one client cannot fill the pool's queue.
+const BULK_CONCURRENCY: usize = 8;
+
+/// `POST /ofrep/v1/evaluate/flags/{key}`: the config `key` for a context.
+#[utoipa::path(
+    post,
+    path = "/ofrep/v1/evaluate/flags/{key}",
+    tag = "OpenFeature (OFREP)",
+    summary = "Evaluate one config as an OpenFeature flag",
+    description = "The config's secret or a client token may be presented as `Authorization: Bearer` or \
+        `X-API-Key`; with `ofrep.require_credentials` one must be. `targetingKey` is the device id, \
+        `platform`, `version` and `app_version` the request metadata, the other attributes the parameters.",
+    request_body(content = EvaluationRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "the value, or no value and reason DISABLED or DEFAULT: the caller's default stands", body = Object),
+        (status = 400, description = "errorCode PARSE_ERROR, TARGETING_KEY_MISSING, INVALID_CONTEXT or GENERAL", body = Object),
+        (status = 401, description = "a credential that is neither the config's secret nor a client token"),
+        (status = 403, description = "a client token whose configs do not include this one"),
+        (status = 404, description = "errorCode FLAG_NOT_FOUND", body = Object),
+        (status = 413, description = "the body is over the size limit", body = Object),
+        (status = 503, description = "shed or the store is down; `Retry-After` says when to retry", body = Object),
+    ),
+    params(("key" = String, Path, description = "the config id"))
+)]
+pub async fn single(
+    State(app): State<AppState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    request: Request,
+) -> Response {
+    match single_outcome(&app, &key, &headers, request).await {
+        Ok(outcome) => outcome.into_response(),
+        Err(failure) => failure.into_response(),
+    }
+}
+
+async fn single_outcome(app: &AppState, key: &str, headers: &HeaderMap, request: Request) -> Result<Outcome, Failure> {
+    let credential = access::presented(headers);
+    if credential.is_none() && app.ofrep.require_credentials {
+        return Err(Failure::Denied(StatusCode::UNAUTHORIZED));
+    }
+    let context = read_context(request, Some(key)).await?;
+    let entry = match app.cache.entry(key).await {
+        Ok(entry) => entry,
+        Err(e) => return Ok(Outcome::unresolved(key, e)),
+    };
+    match credential {
+        None => {}
+        Some(credential) => match app.ofrep.client(credential) {
+            Some(client) if !client.scope.covers(key) => return Err(Failure::Denied(StatusCode::FORBIDDEN)),
+            Some(_) => {}
+            None if entry.config.accepts_secret(credential, now_millis()) => {}
+            None => return Err(Failure::Denied(StatusCode::UNAUTHORIZED)),
+        },
+    }
+    Ok(flag(app, &entry, &context).await)
+}
+
+/// One config's outcome for a context, from the entry memory holds.
+async fn flag(app: &AppState, entry: &Entry, context: &Split) -> Outcome {
+    let key = &entry.config.id;
+    let revision = entry.config.revision;
+    let resolved = match entry.resolve(&context.meta) {
+        Ok(resolved) => resolved,
+        Err(ResolveError::Refused(refusal)) => return Outcome::refused(key, refusal, revision),
+        Err(other) => return Outcome::unresolved(key, other),
+    };
+    // Without the device the bucket is the same for every caller: refused,
+    // rather than silently giving them all one side of the split.
+    if resolved.split && !context.has_targeting_key {
+        return Outcome::Failed {
+            key: key.clone(),
+            code: Code::TargetingKeyMissing,
+            details: format!(
+                "config `{key}` is in a gray release: the context needs a `targetingKey` (the device id) to choose its bucket"
+            ),
+        };
+    }
+    let served = serve(app, &resolved.version, &context.meta.device_id, None, context.params.clone()).await;
+    match served {
+        Ok(value) => Outcome::Served {
+            key: key.clone(),
+            value,
+            reason: Reason::of(resolved.split, resolved.targeted),
+            variant: resolved.version.code_id.clone(),
+            revision,
+        },
+        Err(e) => Outcome::unevaluated(key, e),
+    }
+}
+
+/// `POST /ofrep/v1/evaluate/flags`: every config the client token may read.
+#[utoipa::path(
+    post,
+    path = "/ofrep/v1/evaluate/flags",
+    tag = "OpenFeature (OFREP)",
+    summary = "Evaluate every config a client token may read",
+    description = "Takes a client token from `[ofrep] client_tokens` (`Authorization: Bearer` or `X-API-Key`). \
+        The answer carries an `ETag` from the configs' revisions and the context; `If-None-Match` with it \
+        gets 304. `eventStreams` names a Server-Sent Events stream that says `refetchEvaluation` when \
+        any of the token's configs changes.",
+    request_body(content = EvaluationRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`flags`: each config's value or error; `eventStreams`", body = Object),
+        (status = 304, description = "nothing changed since the `ETag` presented"),
+        (status = 400, description = "errorCode PARSE_ERROR, INVALID_CONTEXT, or GENERAL when the token reads more configs than `ofrep.max_bulk_flags`", body = Object),
+        (status = 401, description = "no client token, or an unknown one"),
+        (status = 413, description = "the body is over the size limit", body = Object),
+        (status = 503, description = "shed or the store is down; `Retry-After` says when to retry", body = Object),
+    ),
+    params(("If-None-Match" = Option<String>, Header, description = "the ETag of the last answer"))
+)]
+pub async fn bulk(State(app): State<AppState>, headers: HeaderMap, request: Request) -> Response {
+    match bulk_answer(&app, &headers, request).await {
+        Ok(response) => response,
+        Err(failure) => failure.into_response(),
+    }
+}
+
+async fn bulk_answer(app: &AppState, headers: &HeaderMap, request: Request) -> Result<Response, Failure> {
+    let client = access::presented(headers)
+        .and_then(|credential| app.ofrep.client(credential))
+        .ok_or(Failure::Denied(StatusCode::UNAUTHORIZED))?;
+    let context = read_context(request, None).await?;
+    let ids = app.catalog.ids().await.map_err(|e| Failure::Busy(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let keys: Vec<&String> = ids.iter().filter(|id| client.scope.covers(id)).collect();
+    if keys.len() > app.ofrep.max_bulk_flags {
+        tracing::warn!(client = %client.name, configs = keys.len(), "an OFREP client token reads too many configs");
+        return Err(Failure::Refused {
+            key: None,
+            code: Code::General,
+            details: format!(
+                "client token `{}` reads {} configs, more than ofrep.max_bulk_flags ({})",
+                client.name,
+                keys.len(),
+                app.ofrep.max_bulk_flags
+            ),
+        });
+    }
+    // Owned values in each future: borrowed ones defeat the handler's Send proof.
+    let entries = futures_util::stream::iter(keys.into_iter().cloned())
+        .map(|key| {
+            let app = app.clone();
+            async move { app.cache.entry(&key).await.map_err(|e| (key, e)) }
+        })
+        .buffered(BULK_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+    let mut held = Vec::with_capacity(entries.len());
+    for entry in entries {
+        match entry {
+            Ok(entry) => held.push(entry),
+            // Deleted since the list was read: not one of the flags any more.
+            Err((_, ResolveError::Refused(_))) => {}
+            Err((key, e)) => {
+                return Err(Failure::Busy(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("config `{key}`: {e}"),
+                ));
+            }
+        }
+    }
+    let etag = etag(client, &held, &context);
+    if not_modified(headers, &etag) {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+    }
+    let context = Arc::new(context);
+    let flags = futures_util::stream::iter(held)
+        .map(|entry| {
+            let (app, context) = (app.clone(), context.clone());
+            async move { flag(&app, &entry, &context).await }
+        })
+        .buffered(BULK_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+    if let Some(Outcome::Busy(details)) = flags.iter().find(|f| matches!(f, Outcome::Busy(_))) {
+        return Err(Failure::Busy(StatusCode::SERVICE_UNAVAILABLE, details.clone()));
+    }
+    let mut body = serde_json::json!({ "flags": flags });
+    if let Some(url) = events_url(app, headers, client) {
+        body["eventStreams"] = serde_json::json!([{
+            "type": "sse",
+            "url": url,
+            "inactivityDelaySec": app.ofrep.inactivity_delay_s,
+        }]);
+    }
+    let mut response = json(&body);
+    response.headers_mut().insert(header::ETAG, etag);
+    Ok(response)
+}
+
+/// The body OFREP evaluation takes: `{"context": {...}}`, both optional.
+/// For the document only: `read_context` reads it, refusing as OFREP says.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct EvaluationRequest {
+    context: Option<EvaluationContext>,
+}
+
+/// The evaluation context: who is asking, and the config's parameters.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct EvaluationContext {
+    /// The device id: it picks the gray bucket.
+    #[schema(rename = "targetingKey")]
+    targeting_key: Option<String>,
+    /// The platform the rules are chosen by.
+    platform: Option<String>,
+    /// The app's integer version, for `version` rules.
+    version: Option<i64>,
+    /// A semantic version ("2.1.0"), for `app_version` rules.
+    app_version: Option<String>,
+}
+
+/// Reads the body's context, refusing it as the specification says.
+async fn read_context(request: Request, key: Option<&str>) -> Result<Split, Failure> {
+    let bytes = Bytes::from_request(request, &()).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Failure::Body(StatusCode::PAYLOAD_TOO_LARGE, "request body is too large".into())
+        } else if crate::http::extract::timed_out(&e) {
+            crate::metrics::connection_closed("body_timeout");
+            Failure::Body(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time".into())
+        } else {
+            parse_error(key, format!("could not read body: {e}"))
+        }
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return ofrep::split(None).map_err(|e| Failure::context(key, e));
+    }
+    let body: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| parse_error(key, format!("malformed JSON body: {e}")))?;
+    let serde_json::Value::Object(mut body) = body else {
+        return Err(parse_error(key, "the body must be a JSON object".into()));
+    };
+    ofrep::split(body.remove("context")).map_err(|e| Failure::context(key, e))
+}
+
+fn parse_error(key: Option<&str>, details: String) -> Failure {
+    Failure::Refused {
+        key: key.map(str::to_owned),
+        code: Code::ParseError,
+        details,
+    }
+}
+
+/// Changes with any config's revision, the set of configs, the token and
+/// the context; the same on every node.
+fn etag(client: &Client, entries: &[Arc<Entry>], context: &Split) -> HeaderValue {
+    let mut hash = Sha256::new();
+    hash.update(client.name.as_bytes());
+    for entry in entries {
+        hash.update(b"\0");
+        hash.update(entry.config.id.as_bytes());
+        hash.update(b"\0");
+        hash.update(entry.config.revision.to_le_bytes());
+    }
+    // Serializing a Meta and a Value into a hasher cannot fail.
+    let _ = serde_json::to_writer(HashWriter(&mut hash), &(&context.meta, &context.params));
+    let digest = hash.finalize();
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    HeaderValue::from_str(&format!("\"{hex}\"")).expect("hex is a valid header value")
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Whether `If-None-Match` names `etag` (weakly, as RFC 9110 compares for it) or is `*`.
+pub(super) fn not_modified(headers: &HeaderMap, etag: &HeaderValue) -> bool {
+    let ours = etag.to_str().unwrap_or_default();
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == ours)
+}
+
+/// The event stream's address: `ofrep.public_url`, else the scheme and
+/// host the request came in with.
+fn events_url(app: &AppState, headers: &HeaderMap, client: &Client) -> Option<String> {
+    let base = match app.ofrep.public_url.as_str() {
+        "" => {
+            let host = headers.get(header::HOST)?.to_str().ok()?;
+            let scheme = headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .filter(|p| matches!(*p, "http" | "https"))
+                .unwrap_or("http");
+            format!("{scheme}://{host}")
+        }
+        url => url.to_owned(),
+    };
+    Some(format!("{base}/ofrep/v1/events?ticket={}", client.ticket))
+}
