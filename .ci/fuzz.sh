@@ -11,7 +11,10 @@ dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 token=fuzz-token-0123456789abcdef
 base="http://127.0.0.1:$port"
+# The same value is also a client token for every config, so the OFREP bulk
+# route is fuzzed past its authentication too.
 VANE_STORE__URL="sqlite://$dir/vane.db?mode=rwc" VANE_AUTH__ADMIN_TOKENS="fuzz=$token" \
+  VANE_OFREP__CLIENT_TOKENS="[{name=\"fuzz\", token=\"$token\", configs=[\"*\"]}]" \
   VANE_SERVER__LISTEN="127.0.0.1:$port" VANE_LOG__LEVEL=warn \
   "$vane" serve > "$dir/server.log" 2>&1 &
 server=$!

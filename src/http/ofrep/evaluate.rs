@@ -31,7 +31,7 @@ const BULK_CONCURRENCY: usize = 8;
     description = "The config's secret or a client token may be presented as `Authorization: Bearer` or \
         `X-API-Key`; with `ofrep.require_credentials` one must be. `targetingKey` is the device id, \
         `platform`, `version` and `app_version` the request metadata, the other attributes the parameters.",
-    request_body(content = EvaluationRequest, content_type = "application/json"),
+    request_body(content = Option<EvaluationRequest>, content_type = "application/json", description = "optional: no body is an empty context"),
     responses(
         (status = 200, description = "the value, or no value and reason DISABLED or DEFAULT: the caller's default stands", body = Object),
         (status = 400, description = "errorCode PARSE_ERROR, TARGETING_KEY_MISSING, INVALID_CONTEXT or GENERAL", body = Object),
@@ -120,7 +120,7 @@ async fn flag(app: &AppState, entry: &Entry, context: &Split) -> Outcome {
         The answer carries an `ETag` from the configs' revisions and the context; `If-None-Match` with it \
         gets 304. `eventStreams` names a Server-Sent Events stream that says `refetchEvaluation` when \
         any of the token's configs changes.",
-    request_body(content = EvaluationRequest, content_type = "application/json"),
+    request_body(content = Option<EvaluationRequest>, content_type = "application/json", description = "optional: no body is an empty context"),
     responses(
         (status = 200, description = "`flags`: each config's value or error; `eventStreams`", body = Object),
         (status = 304, description = "nothing changed since the `ETag` presented"),
@@ -250,10 +250,13 @@ async fn read_context(request: Request, key: Option<&str>) -> Result<Split, Fail
     }
     let body: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| parse_error(key, format!("malformed JSON body: {e}")))?;
-    let serde_json::Value::Object(mut body) = body else {
-        return Err(parse_error(key, "the body must be a JSON object".into()));
+    let context = match body {
+        serde_json::Value::Object(mut body) => body.remove("context"),
+        // As absent: what a client that serializes "no request" sends.
+        serde_json::Value::Null => None,
+        _ => return Err(parse_error(key, "the body must be a JSON object".into())),
     };
-    ofrep::split(body.remove("context")).map_err(|e| Failure::context(key, e))
+    ofrep::split(context).map_err(|e| Failure::context(key, e))
 }
 
 fn parse_error(key: Option<&str>, details: String) -> Failure {
