@@ -282,6 +282,48 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_config_toml_loads() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"));
+        let loaded = Settings::load(path, true).unwrap();
+        assert_eq!(loaded.ofrep.max_bulk_flags, Ofrep::default().max_bulk_flags);
+    }
+
+    #[test]
+    fn client_tokens_come_from_the_environment_as_config_toml_shows() {
+        figment::Jail::expect_with(|jail| {
+            let tokens = r#"[{name="web", token="web-client-token-0123456789", configs=["app-*"]}]"#;
+            jail.set_env("VANE_OFREP__CLIENT_TOKENS", tokens);
+            let loaded = Settings::load(Path::new("none.toml"), false).unwrap();
+            assert_eq!(loaded.ofrep.client_tokens[0].name, "web");
+            assert_eq!(loaded.ofrep.client_tokens[0].configs, ["app-*"]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn client_tokens_are_checked() {
+        let token = |name: &str, token: &str, configs: &[&str]| ClientToken {
+            name: name.into(),
+            token: token.into(),
+            configs: configs.iter().map(|c| c.to_string()).collect(),
+        };
+        let refused = |tokens: Vec<ClientToken>| {
+            let mut s = Settings::default();
+            s.ofrep.client_tokens = tokens;
+            s.validate().unwrap_err().to_string()
+        };
+        let long = "0123456789abcdef";
+        assert!(refused(vec![token("web", "short", &["a"])]).contains("16 characters"));
+        assert!(refused(vec![token("web", long, &[])]).contains("name the configs"));
+        assert!(refused(vec![token("web", long, &["a b"])]).contains("`a b`"));
+        let twice = refused(vec![token("web", long, &["a"]), token("web", long, &["b"])]);
+        assert!(
+            twice.contains("ofrep.client_tokens") && twice.contains("name of its own"),
+            "{twice}"
+        );
+    }
+
+    #[test]
     fn bad_value_names_the_key() {
         let mut s = Settings::default();
         s.sandbox.deadline_ms = 0;

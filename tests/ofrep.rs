@@ -70,7 +70,10 @@ async fn single_evaluation_answers_values_reasons_and_errors(backend: Backend) {
     assert_eq!(evaluate(&app, "text", json!({})).await.1["value"], "hello");
     assert_eq!(evaluate(&app, "number", json!({})).await.1["value"], 2.5);
     let (status, body) = evaluate(&app, "object", json!({"context": {"city": "Oslo"}})).await;
-    assert_eq!((status, &body["value"]), (StatusCode::OK, &json!({"city": "Oslo", "n": 4})));
+    assert_eq!(
+        (status, &body["value"]),
+        (StatusCode::OK, &json!({"city": "Oslo", "n": 4}))
+    );
     assert_eq!(body["variant"], object.as_str());
 
     // Rules that apply and pass: TARGETING_MATCH; that refuse: INVALID_CONTEXT.
@@ -85,8 +88,16 @@ async fn single_evaluation_answers_values_reasons_and_errors(backend: Backend) {
     app.release("ruled", &ruled).await;
     let ios = |version: Value| json!({"context": {"platform": "ios", "version": version}});
     let (status, body) = evaluate(&app, "ruled", ios(json!(5))).await;
-    assert_eq!((status, body["reason"].as_str()), (StatusCode::OK, Some("TARGETING_MATCH")), "{body}");
-    assert_eq!(evaluate(&app, "ruled", ios(json!(5.0))).await.0, StatusCode::OK, "a float with no fraction is an integer");
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (StatusCode::OK, Some("TARGETING_MATCH")),
+        "{body}"
+    );
+    assert_eq!(
+        evaluate(&app, "ruled", ios(json!(5.0))).await.0,
+        StatusCode::OK,
+        "a float with no fraction is an integer"
+    );
     let (status, body) = evaluate(&app, "ruled", ios(json!(2))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["errorCode"], "INVALID_CONTEXT");
@@ -96,15 +107,27 @@ async fn single_evaluation_answers_values_reasons_and_errors(backend: Backend) {
 
     // The parameter schema, the context's own shape and the body.
     let (status, body) = evaluate(&app, "object", json!({"context": {"city": 7}})).await;
-    assert_eq!((status, body["errorCode"].as_str()), (StatusCode::BAD_REQUEST, Some("INVALID_CONTEXT")));
+    assert_eq!(
+        (status, body["errorCode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("INVALID_CONTEXT"))
+    );
     assert_eq!(body["key"], "object");
     assert!(body["errorDetails"].as_str().unwrap().contains("`city`"), "{body}");
     let (_, body) = evaluate(&app, "object", json!({"context": {}})).await;
-    assert!(body["errorDetails"].as_str().unwrap().contains("city"), "a missing parameter is named: {body}");
+    assert!(
+        body["errorDetails"].as_str().unwrap().contains("city"),
+        "a missing parameter is named: {body}"
+    );
     let (status, body) = evaluate(&app, "flag", json!({"context": {"targetingKey": 12}})).await;
-    assert_eq!((status, body["errorCode"].as_str()), (StatusCode::BAD_REQUEST, Some("INVALID_CONTEXT")));
+    assert_eq!(
+        (status, body["errorCode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("INVALID_CONTEXT"))
+    );
     assert!(body["errorDetails"].as_str().unwrap().contains("targetingKey"));
-    assert_eq!(evaluate(&app, "flag", json!({"context": [1]})).await.1["errorCode"], "INVALID_CONTEXT");
+    assert_eq!(
+        evaluate(&app, "flag", json!({"context": [1]})).await.1["errorCode"],
+        "INVALID_CONTEXT"
+    );
     let raw = |body: &'static str| {
         app.client
             .post(app.url("/ofrep/v1/evaluate/flags/flag"))
@@ -113,32 +136,58 @@ async fn single_evaluation_answers_values_reasons_and_errors(backend: Backend) {
             .send()
     };
     let (status, body) = common::read(raw("{not json").await.unwrap()).await;
-    assert_eq!((status, body["errorCode"].as_str()), (StatusCode::BAD_REQUEST, Some("PARSE_ERROR")));
+    assert_eq!(
+        (status, body["errorCode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("PARSE_ERROR"))
+    );
     assert_eq!(body["key"], "flag");
     let (status, body) = common::read(raw("").await.unwrap()).await;
-    assert_eq!((status, &body["value"]), (StatusCode::OK, &json!(true)), "no body is an empty context");
+    assert_eq!(
+        (status, &body["value"]),
+        (StatusCode::OK, &json!(true)),
+        "no body is an empty context"
+    );
 
     // Unknown, off, unreleased, broken, failing.
     let (status, body) = evaluate(&app, "nothing-here", json!({})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(body, json!({"key": "nothing-here", "errorCode": "FLAG_NOT_FOUND", "errorDetails": "config `nothing-here` does not exist"}));
+    assert_eq!(
+        body,
+        json!({"key": "nothing-here", "errorCode": "FLAG_NOT_FOUND", "errorDetails": "config `nothing-here` does not exist"})
+    );
     let (status, _) = app
-        .admin(Method::PATCH, "/api/v1/configs/text", Some(json!({"status": "inactive"})))
+        .admin(
+            Method::PATCH,
+            "/api/v1/configs/text",
+            Some(json!({"status": "inactive"})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = evaluate(&app, "text", json!({})).await;
-    assert_eq!((status, body["reason"].as_str()), (StatusCode::OK, Some("DISABLED")), "{body}");
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (StatusCode::OK, Some("DISABLED")),
+        "{body}"
+    );
     assert!(body.get("value").is_none(), "the caller's default stands: {body}");
     app.create_config("unreleased").await;
     let (_, body) = evaluate(&app, "unreleased", json!({})).await;
     assert_eq!(body["reason"], "DEFAULT");
     assert!(body.get("value").is_none());
     let (status, _) = app
-        .admin(Method::POST, &format!("/api/v1/configs/flag/versions/{flag}/broken"), None)
+        .admin(
+            Method::POST,
+            &format!("/api/v1/configs/flag/versions/{flag}/broken"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = evaluate(&app, "flag", json!({})).await;
-    assert_eq!((status, body["errorCode"].as_str()), (StatusCode::BAD_REQUEST, Some("GENERAL")), "{body}");
+    assert_eq!(
+        (status, body["errorCode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("GENERAL")),
+        "{body}"
+    );
     assert!(body["errorDetails"].as_str().unwrap().contains("broken"));
     app.released("failing", "return 1 // 0", json!([])).await;
     let (_, body) = evaluate(&app, "failing", json!({})).await;
@@ -149,7 +198,11 @@ async fn single_evaluation_answers_values_reasons_and_errors(backend: Backend) {
     // without a targeting key.
     let gray = upload(&app, "number", json!({"lang": "starlark", "source": "return 7"})).await;
     let (status, _) = app
-        .admin(Method::POST, "/api/v1/configs/number/gray", Some(json!({"code_id": gray, "percentage": 50})))
+        .admin(
+            Method::POST,
+            "/api/v1/configs/number/gray",
+            Some(json!({"code_id": gray, "percentage": 50})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let mut sides = std::collections::HashSet::new();
@@ -163,7 +216,10 @@ async fn single_evaluation_answers_values_reasons_and_errors(backend: Backend) {
     }
     assert_eq!(sides.len(), 2, "forty devices all landed on one side of a 50 % gray");
     let (status, body) = evaluate(&app, "number", json!({"context": {"city": "x"}})).await;
-    assert_eq!((status, body["errorCode"].as_str()), (StatusCode::BAD_REQUEST, Some("TARGETING_KEY_MISSING")));
+    assert_eq!(
+        (status, body["errorCode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("TARGETING_KEY_MISSING"))
+    );
 
     // Shed: 503 with Retry-After.
     app.state().pool.pause();
@@ -195,9 +251,15 @@ async fn credentials_are_checked_when_presented_or_required(backend: Backend) {
             .send()
     };
     let status = |r: reqwest::Response| r.status();
-    assert_eq!(status(ask("authorization", format!("Bearer {secret}")).await.unwrap()), StatusCode::OK);
+    assert_eq!(
+        status(ask("authorization", format!("Bearer {secret}")).await.unwrap()),
+        StatusCode::OK
+    );
     assert_eq!(status(ask("x-api-key", secret.clone()).await.unwrap()), StatusCode::OK);
-    assert_eq!(status(ask("x-api-key", WEB_TOKEN.into()).await.unwrap()), StatusCode::OK);
+    assert_eq!(
+        status(ask("x-api-key", WEB_TOKEN.into()).await.unwrap()),
+        StatusCode::OK
+    );
     let forbidden = ask("authorization", format!("Bearer {OTHER_TOKEN}")).await.unwrap();
     assert_eq!(forbidden.status(), StatusCode::FORBIDDEN, "a token scoped elsewhere");
     assert!(forbidden.text().await.unwrap().is_empty(), "401 and 403 carry no body");
@@ -253,10 +315,21 @@ async fn bulk_evaluation_answers_a_tokens_configs_with_an_etag(backend: Backend)
         .await;
     app.released("elsewhere", "return 0", json!([])).await;
     app.create_config("app-off").await;
-    app.admin(Method::PATCH, "/api/v1/configs/app-off", Some(json!({"status": "inactive"}))).await;
+    app.admin(
+        Method::PATCH,
+        "/api/v1/configs/app-off",
+        Some(json!({"status": "inactive"})),
+    )
+    .await;
 
-    assert_eq!(bulk(&app, None, json!({}), None).await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(bulk(&app, Some("wrong"), json!({}), None).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        bulk(&app, None, json!({}), None).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        bulk(&app, Some("wrong"), json!({}), None).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     let context = json!({"targetingKey": "d1", "n": 21});
     let response = bulk(&app, Some(WEB_TOKEN), context.clone(), None).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -265,13 +338,25 @@ async fn bulk_evaluation_answers_a_tokens_configs_with_an_etag(backend: Backend)
     let body: Value = response.json().await.unwrap();
     let flags = body["flags"].as_array().unwrap();
     let keys: Vec<&str> = flags.iter().map(|f| f["key"].as_str().unwrap()).collect();
-    assert_eq!(keys, ["app-banner", "app-limit", "app-off"], "only the token's configs, in order");
-    assert_eq!(flags[0], json!({"key": "app-banner", "value": {"text": "hi"}, "reason": "STATIC", "variant": banner, "metadata": {"revision": 2}}));
+    assert_eq!(
+        keys,
+        ["app-banner", "app-limit", "app-off"],
+        "only the token's configs, in order"
+    );
+    assert_eq!(
+        flags[0],
+        json!({"key": "app-banner", "value": {"text": "hi"}, "reason": "STATIC", "variant": banner, "metadata": {"revision": 2}})
+    );
     assert_eq!(flags[1]["value"], 42);
     assert_eq!(flags[2]["reason"], "DISABLED");
     let stream = &body["eventStreams"][0];
     assert_eq!(stream["type"], "sse");
-    assert!(stream["url"].as_str().unwrap().starts_with(&format!("http://{}/ofrep/v1/events?ticket=", app.addr)));
+    assert!(
+        stream["url"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("http://{}/ofrep/v1/events?ticket=", app.addr))
+    );
     assert_eq!(stream["inactivityDelaySec"], 120);
 
     // Unchanged: 304 with the same tag, any of several, or weak.
@@ -279,11 +364,27 @@ async fn bulk_evaluation_answers_a_tokens_configs_with_an_etag(backend: Backend)
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);
     let listed = format!("\"other\", W/{etag}");
-    assert_eq!(bulk(&app, Some(WEB_TOKEN), context.clone(), Some(&listed)).await.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(
+        bulk(&app, Some(WEB_TOKEN), context.clone(), Some(&listed))
+            .await
+            .status(),
+        StatusCode::NOT_MODIFIED
+    );
     // Another context, or a change to a config in scope: a new tag.
-    let other = bulk(&app, Some(WEB_TOKEN), json!({"targetingKey": "d1", "n": 1}), Some(&etag)).await;
+    let other = bulk(
+        &app,
+        Some(WEB_TOKEN),
+        json!({"targetingKey": "d1", "n": 1}),
+        Some(&etag),
+    )
+    .await;
     assert_eq!(other.status(), StatusCode::OK);
-    let updated = upload(&app, "app-banner", json!({"lang": "starlark", "source": "return {'text': 'bye'}"})).await;
+    let updated = upload(
+        &app,
+        "app-banner",
+        json!({"lang": "starlark", "source": "return {'text': 'bye'}"}),
+    )
+    .await;
     app.release("app-banner", &updated).await;
     let changed = bulk(&app, Some(WEB_TOKEN), context.clone(), Some(&etag)).await;
     assert_eq!(changed.status(), StatusCode::OK);
@@ -314,7 +415,10 @@ async fn bulk_evaluation_answers_a_tokens_configs_with_an_etag(backend: Backend)
     app.released("app-b", "return 2", json!([])).await;
     let (status, body) = read_bulk(bulk(&app, Some(WEB_TOKEN), json!({}), None).await).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["errorDetails"].as_str().unwrap().contains("ofrep.max_bulk_flags"), "{body}");
+    assert!(
+        body["errorDetails"].as_str().unwrap().contains("ofrep.max_bulk_flags"),
+        "{body}"
+    );
     app.stop().await;
 }
 
@@ -348,10 +452,24 @@ async fn the_event_stream_says_refetch_for_changes_in_scope(backend: Backend) {
     let body: Value = bulk(&app, Some(WEB_TOKEN), json!({}), None).await.json().await.unwrap();
     let url = body["eventStreams"][0]["url"].as_str().unwrap().to_owned();
 
-    let refused = app.client.get(app.url("/ofrep/v1/events?ticket=wrong")).send().await.unwrap();
+    let refused = app
+        .client
+        .get(app.url("/ofrep/v1/events?ticket=wrong"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
-    let token_as_ticket = app.client.get(app.url(&format!("/ofrep/v1/events?ticket={WEB_TOKEN}"))).send().await.unwrap();
-    assert_eq!(token_as_ticket.status(), StatusCode::UNAUTHORIZED, "the stream takes the ticket, not the token");
+    let token_as_ticket = app
+        .client
+        .get(app.url(&format!("/ofrep/v1/events?ticket={WEB_TOKEN}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        token_as_ticket.status(),
+        StatusCode::UNAUTHORIZED,
+        "the stream takes the ticket, not the token"
+    );
 
     let mut events = app.client.get(&url).send().await.unwrap();
     assert_eq!(events.status(), StatusCode::OK);
@@ -362,19 +480,30 @@ async fn the_event_stream_says_refetch_for_changes_in_scope(backend: Backend) {
     app.release("elsewhere", &other).await;
     let newer = upload(&app, "app-a", json!({"lang": "starlark", "source": "return 2"})).await;
     app.release("app-a", &newer).await;
-    let event = next_event(&mut events, &mut buffer, Duration::from_secs(10)).await.expect("an event");
-    assert!(event.contains("id: app-a@3"), "the first event is for app-a's change: {event}");
+    let event = next_event(&mut events, &mut buffer, Duration::from_secs(10))
+        .await
+        .expect("an event");
+    assert!(
+        event.contains("id: app-a@3"),
+        "the first event is for app-a's change: {event}"
+    );
     let data = event.lines().find_map(|l| l.strip_prefix("data: ")).expect("data");
     let data: Value = serde_json::from_str(data).unwrap();
     assert_eq!(data["type"], "refetchEvaluation");
     assert!(data["lastModified"].as_i64().unwrap() > 1_700_000_000);
-    assert_eq!(next_event(&mut events, &mut buffer, Duration::from_millis(300)).await, None);
+    assert_eq!(
+        next_event(&mut events, &mut buffer, Duration::from_millis(300)).await,
+        None
+    );
 
     // The stream holds one of its address's places, and gives it back.
     assert_eq!(app.state().push.event_streams(), 1);
     drop(events);
     assert!(
-        common::eventually(Duration::from_secs(5), || async { app.state().push.event_streams() == 0 }).await,
+        common::eventually(Duration::from_secs(5), || async {
+            app.state().push.event_streams() == 0
+        })
+        .await,
         "a closed stream kept listening"
     );
     // Shutting down ends open streams, so shutdown does not wait on them.
@@ -385,5 +514,9 @@ async fn the_event_stream_says_refetch_for_changes_in_scope(backend: Backend) {
     while let Ok(Some(chunk)) = events.chunk().await {
         rest.push_str(&String::from_utf8_lossy(&chunk));
     }
-    assert!(started.elapsed() < Duration::from_secs(5), "shutdown waited {:?} on a stream", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown waited {:?} on a stream",
+        started.elapsed()
+    );
 }

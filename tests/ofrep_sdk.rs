@@ -16,12 +16,14 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 fn python() -> Option<PathBuf> {
-    let candidate = std::env::var_os("VANE_TEST_OFREP_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-        target.join("ci-venv/bin/python")
-    });
+    let candidate = std::env::var_os("VANE_TEST_OFREP_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+            target.join("ci-venv/bin/python")
+        });
     let imports = Command::new(&candidate)
         .args(["-c", "import openfeature.contrib.provider.ofrep, requests"])
         .output()
@@ -69,11 +71,19 @@ async fn the_python_openfeature_sdk_reads_vane() {
         .create_version("sdk-gray", json!({"lang": "starlark", "source": "return 2"}))
         .await;
     let (status, _) = app
-        .admin(Method::POST, "/api/v1/configs/sdk-gray/gray", Some(json!({"code_id": gray, "percentage": 50})))
+        .admin(
+            Method::POST,
+            "/api/v1/configs/sdk-gray/gray",
+            Some(json!({"code_id": gray, "percentage": 50})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = app
-        .admin(Method::PATCH, "/api/v1/configs/sdk-off", Some(json!({"status": "inactive"})))
+        .admin(
+            Method::PATCH,
+            "/api/v1/configs/sdk-off",
+            Some(json!({"status": "inactive"})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
 

@@ -97,7 +97,8 @@ impl Actor for Supervisor {
     ) -> Result<Self::State, ActorProcessingErr> {
         let cache = spawn_cache(&args, myself.get_cell()).await?;
         let pool = evaluator::spawn(&args.pool, myself.get_cell()).await?;
-        let (registry, _) = Actor::spawn_linked(None, SubscriptionRegistry, args.feed.clone(), myself.get_cell()).await?;
+        let (registry, _) =
+            Actor::spawn_linked(None, SubscriptionRegistry, args.feed.clone(), myself.get_cell()).await?;
         let (config_cache, subscriptions) = (Slot::new(cache), Slot::new(registry));
         let bus = spawn_bus(&args, &config_cache, &subscriptions, myself.get_cell()).await?;
         let slots = Slots {
@@ -216,7 +217,8 @@ impl SupervisorState {
                 .evaluator_pool
                 .set(evaluator::spawn(&self.args.pool, myself.get_cell()).await?),
             ActorName::SubscriptionRegistry => {
-                let (registry, _) = Actor::spawn_linked(None, SubscriptionRegistry, self.args.feed.clone(), myself.get_cell()).await?;
+                let (registry, _) =
+                    Actor::spawn_linked(None, SubscriptionRegistry, self.args.feed.clone(), myself.get_cell()).await?;
                 self.slots.subscriptions.set(registry)
             }
             ActorName::ChangeBus => {

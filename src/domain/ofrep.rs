@@ -175,7 +175,11 @@ pub struct Scope(Vec<Pattern>);
 impl Scope {
     /// From settings entries, already validated.
     pub fn new(patterns: &[String]) -> Result<Self, String> {
-        patterns.iter().map(|p| Pattern::new(p)).collect::<Result<_, _>>().map(Self)
+        patterns
+            .iter()
+            .map(|p| Pattern::new(p))
+            .collect::<Result<_, _>>()
+            .map(Self)
     }
 
     /// Whether the token may read `config_id`.
@@ -206,7 +210,11 @@ mod tests {
         let empty = super::split(None).unwrap();
         assert!(!empty.has_targeting_key);
         assert_eq!(empty.params, json!({}));
-        assert!(!super::split(Some(json!({"targetingKey": ""}))).unwrap().has_targeting_key);
+        assert!(
+            !super::split(Some(json!({"targetingKey": ""})))
+                .unwrap()
+                .has_targeting_key
+        );
     }
 
     #[test]

@@ -148,7 +148,10 @@ mod tests {
         let mut g = version("gray");
         g.broken = true;
         let cfg = config(Some(100));
-        assert_eq!(choose(&cfg, Some(&s), Some(&g), &meta("d")).unwrap().version.code_id, "stable");
+        assert_eq!(
+            choose(&cfg, Some(&s), Some(&g), &meta("d")).unwrap().version.code_id,
+            "stable"
+        );
         let mut s = s;
         s.broken = true;
         assert_eq!(
@@ -200,6 +203,9 @@ mod tests {
             ..meta("d")
         };
         let chosen = choose(&config(None), Some(&ruled), None, &android).unwrap();
-        assert!(!chosen.targeted, "no rule applies to android: let through, not targeted");
+        assert!(
+            !chosen.targeted,
+            "no rule applies to android: let through, not targeted"
+        );
     }
 }

@@ -283,9 +283,7 @@ impl From<StoreError> for ApiError {
             StoreError::Exists(_)
             | StoreError::NoRollbackTarget { .. }
             | StoreError::RollbackTargetBroken { .. }
-            | StoreError::PlanState { .. } => {
-                Self::Conflict(message)
-            }
+            | StoreError::PlanState { .. } => Self::Conflict(message),
             StoreError::Percentage(_) => Self::unprocessable("invalid", message),
             // The database's own words describe its internals: logged, not sent.
             StoreError::Refused(detail) => {

@@ -14,8 +14,8 @@ use super::error::{ApiError, CompatError};
 use super::extract::{Body, ClientAddress, CompatBody};
 use crate::actors::config_cache::Resolved;
 use crate::actors::evaluator::{EvalError, Evaluated};
-use crate::domain::{Meta, Version};
 use crate::domain::health::Source;
+use crate::domain::{Meta, Version};
 
 /// Unknown fields are ignored, as the original service did.
 #[derive(Deserialize, utoipa::ToSchema)]

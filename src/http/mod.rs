@@ -26,12 +26,12 @@ use axum::middleware;
 use axum::routing::{get, post};
 use tower_http::trace::TraceLayer;
 
+use crate::actors::Slot;
 use crate::actors::change_bus::ChangeBusHandle;
 use crate::actors::config_cache::{Catalog, ConfigCacheHandle};
 use crate::actors::evaluator::EvaluatorPoolHandle;
-use crate::actors::push::PushHandle;
-use crate::actors::Slot;
 use crate::actors::plans::PlansHandle;
+use crate::actors::push::PushHandle;
 use crate::actors::releases::ReleasesHandle;
 use crate::actors::rollout::SchedulerMsg;
 use crate::reports::ReportsHandle;

@@ -147,7 +147,11 @@ async fn stats(app: &AppState) -> Value {
         .unwrap_or_default()
         .iter()
         .map(|p| {
-            let share = p.applied.checked_sub(1).and_then(|i| p.steps.get(i)).map(|s| s.percentage);
+            let share = p
+                .applied
+                .checked_sub(1)
+                .and_then(|i| p.steps.get(i))
+                .map(|s| s.percentage);
             json!({"id": p.id, "config_id": p.config_id, "code_id": p.code_id, "state": p.state,
                    "applied": p.applied, "steps": p.steps.len(), "percentage": share, "next_at": p.next_at})
         })

@@ -251,7 +251,9 @@ impl IntoResponse for Failure {
                 retry_soon(&mut response);
                 response
             }
-            Self::Body(status, details) => (status, json(&serde_json::json!({ "errorDetails": details }))).into_response(),
+            Self::Body(status, details) => {
+                (status, json(&serde_json::json!({ "errorDetails": details }))).into_response()
+            }
         }
     }
 }

@@ -97,7 +97,14 @@ async fn flag(app: &AppState, entry: &Entry, context: &Split) -> Outcome {
             ),
         };
     }
-    let served = serve(app, &resolved.version, &context.meta.device_id, None, context.params.clone()).await;
+    let served = serve(
+        app,
+        &resolved.version,
+        &context.meta.device_id,
+        None,
+        context.params.clone(),
+    )
+    .await;
     match served {
         Ok(value) => Outcome::Served {
             key: key.clone(),
@@ -143,7 +150,11 @@ async fn bulk_answer(app: &AppState, headers: &HeaderMap, request: Request) -> R
         .and_then(|credential| app.ofrep.client(credential))
         .ok_or(Failure::Denied(StatusCode::UNAUTHORIZED))?;
     let context = read_context(request, None).await?;
-    let ids = app.catalog.ids().await.map_err(|e| Failure::Busy(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let ids = app
+        .catalog
+        .ids()
+        .await
+        .map_err(|e| Failure::Busy(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let keys: Vec<&String> = ids.iter().filter(|id| client.scope.covers(id)).collect();
     if keys.len() > app.ofrep.max_bulk_flags {
         tracing::warn!(client = %client.name, configs = keys.len(), "an OFREP client token reads too many configs");
@@ -240,7 +251,10 @@ async fn read_context(request: Request, key: Option<&str>) -> Result<Split, Fail
             Failure::Body(StatusCode::PAYLOAD_TOO_LARGE, "request body is too large".into())
         } else if crate::http::extract::timed_out(&e) {
             crate::metrics::connection_closed("body_timeout");
-            Failure::Body(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time".into())
+            Failure::Body(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time".into(),
+            )
         } else {
             parse_error(key, format!("could not read body: {e}"))
         }
