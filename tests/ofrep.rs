@@ -1,13 +1,13 @@
 //! The OpenFeature Remote Evaluation Protocol (OFREP) against its
 //! specification, on both backends: single evaluation's shapes, reasons and
 //! error codes for every kind of refusal; credentials; bulk evaluation
-//! scoped by client tokens with its ETag and 304; the event stream that says
-//! `refetchEvaluation` when a config in scope changes, and only then.
+//! scoped by client tokens with its ETag and 304. The event stream is in
+//! `tests/ofrep_events.rs`.
 
 mod common;
 
-use std::time::Duration;
 
+use common::faulty::Mode;
 use common::{Backend, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -17,7 +17,7 @@ backend_tests!(
     single_evaluation_answers_values_reasons_and_errors,
     credentials_are_checked_when_presented_or_required,
     bulk_evaluation_answers_a_tokens_configs_with_an_etag,
-    the_event_stream_says_refetch_for_changes_in_scope,
+    bulk_evaluation_rides_out_a_store_outage,
 );
 
 const WEB_TOKEN: &str = "web-client-token-0123456789";
@@ -426,97 +426,39 @@ async fn read_bulk(response: reqwest::Response) -> (StatusCode, Value) {
     common::read(response).await
 }
 
-/// Reads events from an SSE response until one arrives or `within` passes.
-async fn next_event(response: &mut reqwest::Response, buffer: &mut String, within: Duration) -> Option<String> {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(end) = buffer.find("\n\n") {
-            let event: String = buffer.drain(..end + 2).collect();
-            // Keep-alive comments are not events.
-            if event.lines().all(|l| l.starts_with(':')) {
-                continue;
-            }
-            return Some(event);
-        }
-        let chunk = tokio::time::timeout_at(deadline, response.chunk()).await.ok()?.ok()??;
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-    }
-}
-
-async fn the_event_stream_says_refetch_for_changes_in_scope(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, with_tokens).await else {
+async fn bulk_evaluation_rides_out_a_store_outage(backend: Backend) {
+    let tweak = |s: &mut vane::settings::Settings| {
+        with_tokens(s);
+        s.ofrep.catalog_max_age_ms = 10;
+        s.store.wait_ms = 300;
+    };
+    let Some((app, store)) = TestApp::spawn_faulty(backend, tweak).await else {
         return;
     };
-    app.released("app-a", "return 1", json!([])).await;
-    app.released("elsewhere", "return 1", json!([])).await;
-    let body: Value = bulk(&app, Some(WEB_TOKEN), json!({}), None).await.json().await.unwrap();
-    let url = body["eventStreams"][0]["url"].as_str().unwrap().to_owned();
-
-    let refused = app
-        .client
-        .get(app.url("/ofrep/v1/events?ticket=wrong"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
-    let token_as_ticket = app
-        .client
-        .get(app.url(&format!("/ofrep/v1/events?ticket={WEB_TOKEN}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        token_as_ticket.status(),
-        StatusCode::UNAUTHORIZED,
-        "the stream takes the ticket, not the token"
-    );
-
-    let mut events = app.client.get(&url).send().await.unwrap();
-    assert_eq!(events.status(), StatusCode::OK);
-    assert_eq!(events.headers()["content-type"], "text/event-stream");
-    let mut buffer = String::new();
-    // Out of scope: nothing. Then in scope: one event, naming that change.
-    let other = upload(&app, "elsewhere", json!({"lang": "starlark", "source": "return 2"})).await;
-    app.release("elsewhere", &other).await;
-    let newer = upload(&app, "app-a", json!({"lang": "starlark", "source": "return 2"})).await;
-    app.release("app-a", &newer).await;
-    let event = next_event(&mut events, &mut buffer, Duration::from_secs(10))
-        .await
-        .expect("an event");
-    assert!(
-        event.contains("id: app-a@3"),
-        "the first event is for app-a's change: {event}"
-    );
-    let data = event.lines().find_map(|l| l.strip_prefix("data: ")).expect("data");
-    let data: Value = serde_json::from_str(data).unwrap();
-    assert_eq!(data["type"], "refetchEvaluation");
-    assert!(data["lastModified"].as_i64().unwrap() > 1_700_000_000);
-    assert_eq!(
-        next_event(&mut events, &mut buffer, Duration::from_millis(300)).await,
-        None
-    );
-
-    // The stream holds one of its address's places, and gives it back.
-    assert_eq!(app.state().push.event_streams(), 1);
-    drop(events);
-    assert!(
-        common::eventually(Duration::from_secs(5), || async {
-            app.state().push.event_streams() == 0
-        })
-        .await,
-        "a closed stream kept listening"
-    );
-    // Shutting down ends open streams, so shutdown does not wait on them.
-    let mut events = app.client.get(&url).send().await.unwrap();
-    let started = std::time::Instant::now();
-    app.stop().await;
-    let mut rest = String::new();
-    while let Ok(Some(chunk)) = events.chunk().await {
-        rest.push_str(&String::from_utf8_lossy(&chunk));
+    app.released("app-a", "return 'a'", json!([])).await;
+    let (status, before) = read_bulk(bulk(&app, Some(WEB_TOKEN), json!({}), None).await).await;
+    assert_eq!(status, StatusCode::OK);
+    // The list is past its age, and the store fails or hangs: the last list
+    // and memory's entries answer.
+    for mode in [Mode::Fail, Mode::Block] {
+        store.set_mode(mode);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let started = std::time::Instant::now();
+        let (status, during) = read_bulk(bulk(&app, Some(WEB_TOKEN), json!({}), None).await).await;
+        assert_eq!((status, &during), (StatusCode::OK, &before), "{mode:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{mode:?} took {:?}", started.elapsed());
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "shutdown waited {:?} on a stream",
-        started.elapsed()
-    );
+    store.set_mode(Mode::Normal);
+    app.stop().await;
+
+    // With no list read yet, it is a 503 to retry, not an empty answer.
+    let Some((app, store)) = TestApp::spawn_faulty(backend, tweak).await else {
+        return;
+    };
+    store.set_mode(Mode::Fail);
+    let response = bulk(&app, Some(WEB_TOKEN), json!({}), None).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key("retry-after"));
+    store.set_mode(Mode::Normal);
+    app.stop().await;
 }

@@ -15,6 +15,10 @@ use tokio::time::Instant;
 
 use super::ResolveError;
 use crate::store::Store;
+use crate::sync::RwLocked;
+
+/// A list read lately, for the path that takes no lock but a read lock.
+type Recent = std::sync::RwLock<Option<(Instant, Arc<[String]>)>>;
 
 #[derive(Default)]
 struct Held {
@@ -29,6 +33,9 @@ pub struct Catalog {
     max_age: Duration,
     /// The longest one read may take (`store.wait_ms`).
     wait: Duration,
+    /// The last good list, read by every caller while it is fresh.
+    recent: Recent,
+    /// Taken only to read the store, so one read serves everyone waiting.
     held: Mutex<Held>,
 }
 
@@ -39,12 +46,18 @@ impl Catalog {
             store,
             max_age,
             wait,
+            recent: Recent::default(),
             held: Mutex::default(),
         }
     }
 
     /// The ids, sorted.
     pub async fn ids(&self) -> Result<Arc<[String]>, ResolveError> {
+        if let Some((at, ids)) = &*self.recent.reading()
+            && at.elapsed() < self.max_age
+        {
+            return Ok(ids.clone());
+        }
         let waited = || ResolveError::Waited {
             config_id: "(every config)".into(),
             waited_ms: self.wait.as_millis() as u64,
@@ -66,6 +79,7 @@ impl Catalog {
                 ids.sort_unstable();
                 let ids: Arc<[String]> = ids.into();
                 held.ids = Some(ids.clone());
+                *self.recent.writing() = Some((Instant::now(), ids.clone()));
                 Ok(ids)
             }
             Ok(Err(e)) => {

@@ -99,6 +99,12 @@ impl ConfigCacheHandle {
         }
     }
 
+    /// The entries memory holds for `ids`, without loading any (`None`
+    /// for those it does not hold).
+    pub fn held(&self, ids: &[String]) -> Vec<Option<Arc<Entry>>> {
+        self.published.get_many(ids)
+    }
+
     pub(super) async fn get(
         &self,
         config_id: &str,

@@ -18,6 +18,12 @@ impl Published {
         self.0.reading().get(config_id).cloned()
     }
 
+    /// Each id's entry, under one read lock.
+    pub(super) fn get_many(&self, ids: &[String]) -> Vec<Option<Arc<Entry>>> {
+        let shown = self.0.reading();
+        ids.iter().map(|id| shown.get(id).cloned()).collect()
+    }
+
     pub(super) fn show(&self, config_id: &str, entry: &Arc<Entry>) {
         let mut shown = self.0.writing();
         shown.insert(config_id.to_owned(), entry.clone());

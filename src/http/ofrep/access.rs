@@ -3,6 +3,8 @@
 //! opened with (a browser's EventSource cannot send a header, so the
 //! stream's address carries the ticket, never the token).
 
+use std::sync::{Arc, Mutex};
+
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use sha2::{Digest, Sha256};
@@ -10,6 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::domain::ofrep::Scope;
 use crate::secrets;
 use crate::settings::Ofrep;
+use crate::sync::Locked;
 
 /// One client token, ready to check.
 pub struct Client {
@@ -20,6 +23,24 @@ pub struct Client {
     pub scope: Scope,
     /// What its event stream's address carries.
     pub ticket: String,
+    /// The ids it covers, with the list they were picked from: the same
+    /// list gives the same ids without matching every id again.
+    covered: Mutex<Option<(Arc<[String]>, Arc<[String]>)>>,
+}
+
+impl Client {
+    /// The ids in `all` this client may read, in `all`'s order.
+    pub fn covered(&self, all: &Arc<[String]>) -> Arc<[String]> {
+        let mut covered = self.covered.locked();
+        match &*covered {
+            Some((from, ids)) if Arc::ptr_eq(from, all) => ids.clone(),
+            _ => {
+                let ids: Arc<[String]> = all.iter().filter(|id| self.scope.covers(id)).cloned().collect();
+                *covered = Some((all.clone(), ids.clone()));
+                ids
+            }
+        }
+    }
 }
 
 /// `[ofrep]` as the routes use it.
@@ -48,6 +69,7 @@ impl OfrepAccess {
                 // Validated with the settings.
                 scope: Scope::new(&t.configs).unwrap_or_else(|_| Scope::new(&[]).expect("empty scope")),
                 ticket: ticket(&t.token),
+                covered: Mutex::default(),
             })
             .collect();
         Self {
@@ -127,6 +149,21 @@ mod tests {
         assert!(access.by_ticket("web-token-0123456789").is_none());
         assert!(access.client(&web.ticket.clone()).is_none());
         assert!(access.client("wrong").is_none());
+    }
+
+    #[test]
+    fn the_ids_covered_are_picked_once_per_list() {
+        let access = access();
+        let web = access.client("web-token-0123456789").unwrap();
+        let all: Arc<[String]> = ["app-a", "b", "app-c"].map(String::from).into();
+        let first = web.covered(&all);
+        assert_eq!(&*first, ["app-a", "app-c"]);
+        assert!(
+            Arc::ptr_eq(&first, &web.covered(&all)),
+            "the same list was matched again"
+        );
+        let newer: Arc<[String]> = ["app-a", "app-d"].map(String::from).into();
+        assert_eq!(&*web.covered(&newer), ["app-a", "app-d"]);
     }
 
     #[test]

@@ -155,7 +155,7 @@ async fn bulk_answer(app: &AppState, headers: &HeaderMap, request: Request) -> R
         .ids()
         .await
         .map_err(|e| Failure::Busy(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    let keys: Vec<&String> = ids.iter().filter(|id| client.scope.covers(id)).collect();
+    let keys = client.covered(&ids);
     if keys.len() > app.ofrep.max_bulk_flags {
         tracing::warn!(client = %client.name, configs = keys.len(), "an OFREP client token reads too many configs");
         return Err(Failure::Refused {
@@ -169,29 +169,7 @@ async fn bulk_answer(app: &AppState, headers: &HeaderMap, request: Request) -> R
             ),
         });
     }
-    // Owned values in each future: borrowed ones defeat the handler's Send proof.
-    let entries = futures_util::stream::iter(keys.into_iter().cloned())
-        .map(|key| {
-            let app = app.clone();
-            async move { app.cache.entry(&key).await.map_err(|e| (key, e)) }
-        })
-        .buffered(BULK_CONCURRENCY)
-        .collect::<Vec<_>>()
-        .await;
-    let mut held = Vec::with_capacity(entries.len());
-    for entry in entries {
-        match entry {
-            Ok(entry) => held.push(entry),
-            // Deleted since the list was read: not one of the flags any more.
-            Err((_, ResolveError::Refused(_))) => {}
-            Err((key, e)) => {
-                return Err(Failure::Busy(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("config `{key}`: {e}"),
-                ));
-            }
-        }
-    }
+    let held = entries(app, &keys).await?;
     let etag = etag(client, &held, &context);
     if not_modified(headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
@@ -219,6 +197,35 @@ async fn bulk_answer(app: &AppState, headers: &HeaderMap, request: Request) -> R
     let mut response = json(&body);
     response.headers_mut().insert(header::ETAG, etag);
     Ok(response)
+}
+
+/// The entries of `keys` in order: memory's, and those it lacks loaded a
+/// few at a time. One deleted since the list was read is left out.
+async fn entries(app: &AppState, keys: &[String]) -> Result<Vec<Arc<Entry>>, Failure> {
+    let mut held = app.cache.held(keys);
+    let missing: Vec<usize> = (0..keys.len()).filter(|&i| held[i].is_none()).collect();
+    // Owned values in each future: borrowed ones defeat the handler's Send proof.
+    let loaded = futures_util::stream::iter(missing)
+        .map(|i| {
+            let (app, key) = (app.clone(), keys[i].clone());
+            async move { (i, app.cache.entry(&key).await) }
+        })
+        .buffered(BULK_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+    for (i, entry) in loaded {
+        match entry {
+            Ok(entry) => held[i] = Some(entry),
+            Err(ResolveError::Refused(_)) => {}
+            Err(e) => {
+                return Err(Failure::Busy(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("config `{}`: {e}", keys[i]),
+                ));
+            }
+        }
+    }
+    Ok(held.into_iter().flatten().collect())
 }
 
 /// The body OFREP evaluation takes: `{"context": {...}}`, both optional.
