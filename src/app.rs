@@ -23,7 +23,7 @@ use crate::actors::rollout::SchedulerArgs;
 use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::cache::RedisCache;
 use crate::http::ops::{self, Ops};
-use crate::http::{self, AdminTokens, AppState, OfrepAccess, Services};
+use crate::http::{self, AdminTokens, AppState, LiveAccess, Services};
 use crate::reports::served::ServedRecord;
 use crate::reports::share::Share;
 use crate::reports::{ReportsHandle, Rules, Wiring};
@@ -118,7 +118,8 @@ pub async fn start_with_store(
     let push = PushHandle::new(slots.subscriptions, releases.clone(), feed, &settings.push, timeout);
     let bus = ChangeBusHandle::new(slots.change_bus.clone(), timeout);
     let forwarder = forward_changes(push.clone(), bus.clone(), &releases);
-    let deliver = deliver_reloads(&pool, &reports, &push);
+    let ofrep = Arc::new(LiveAccess::new(&settings.ofrep));
+    let deliver = deliver_reloads(&pool, &reports, &push, &ofrep);
     let wake = Arc::new(tokio::sync::Notify::new());
     let plans = PlansHandle::new(store.clone(), releases.clone(), wake.clone());
     let scheduler_args = SchedulerArgs {
@@ -141,7 +142,7 @@ pub async fn start_with_store(
         cache,
         pool,
         admin_tokens: Arc::new(AdminTokens::from_entries(&settings.auth.admin_tokens)),
-        ofrep: Arc::new(OfrepAccess::new(&settings.ofrep)),
+        ofrep: ofrep.clone(),
         catalog: Arc::new(Catalog::new(
             store.clone(),
             Duration::from_millis(settings.ofrep.catalog_max_age_ms),
@@ -254,8 +255,13 @@ fn forward_changes(push: PushHandle, bus: ChangeBusHandle, releases: &ReleasesHa
 /// What a settings reload changes in the running services, section by
 /// section. Runs before the new settings are taken as current, so a
 /// service that refuses them leaves everything as it was.
-fn deliver_reloads(pool: &EvaluatorPoolHandle, reports: &ReportsHandle, push: &PushHandle) -> reload::Deliver {
-    let (pool, reports, push) = (pool.clone(), reports.clone(), push.clone());
+fn deliver_reloads(
+    pool: &EvaluatorPoolHandle,
+    reports: &ReportsHandle,
+    push: &PushHandle,
+    ofrep: &Arc<LiveAccess>,
+) -> reload::Deliver {
+    let (pool, reports, push, ofrep) = (pool.clone(), reports.clone(), push.clone(), ofrep.clone());
     Box::new(move |plan, effective| {
         if plan.touches("sandbox.")
             && let Err(e) = pool.reconfigure(&effective.sandbox)
@@ -270,6 +276,9 @@ fn deliver_reloads(pool: &EvaluatorPoolHandle, reports: &ReportsHandle, push: &P
         }
         if plan.touches("push.") {
             push.set_settings(&effective.push);
+        }
+        if plan.touches("ofrep.") {
+            ofrep.set(&effective.ofrep);
         }
         Ok(())
     })

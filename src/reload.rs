@@ -34,6 +34,11 @@ const LIVE: &[&str] = &[
     "push.max_subscriptions",
     "push.subscribe_deadline_ms",
     "push.max_sockets_per_address",
+    "ofrep.client_tokens",
+    "ofrep.require_credentials",
+    "ofrep.max_bulk_flags",
+    "ofrep.public_url",
+    "ofrep.inactivity_delay_s",
     "log.level",
 ];
 

@@ -8,11 +8,14 @@ mod common;
 use std::time::Duration;
 
 use common::{Backend, TestApp};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use vane::settings::ClientToken;
 
-backend_tests!(the_event_stream_says_refetch_for_changes_in_scope);
+backend_tests!(
+    the_event_stream_says_refetch_for_changes_in_scope,
+    a_reload_takes_new_tokens_and_ends_streams_of_removed_ones,
+);
 
 const WEB_TOKEN: &str = "web-client-token-0123456789";
 
@@ -131,4 +134,69 @@ async fn the_event_stream_says_refetch_for_changes_in_scope(backend: Backend) {
         "shutdown waited {:?} on a stream",
         started.elapsed()
     );
+}
+
+async fn bulk_status(app: &TestApp, token: &str) -> StatusCode {
+    let response = app
+        .client
+        .post(app.url("/ofrep/v1/evaluate/flags"))
+        .bearer_auth(token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    response.status()
+}
+
+async fn a_reload_takes_new_tokens_and_ends_streams_of_removed_ones(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, with_token).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("vane.toml");
+    app.app().set_settings_source(file.clone(), true);
+    app.released("app-a", "return 1", json!([])).await;
+    let body: Value = app
+        .client
+        .post(app.url("/ofrep/v1/evaluate/flags"))
+        .bearer_auth(WEB_TOKEN)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = body["eventStreams"][0]["url"].as_str().unwrap().to_owned();
+    let mut events = app.client.get(&url).send().await.unwrap();
+    assert_eq!(events.status(), StatusCode::OK);
+
+    // The web token is replaced by another one.
+    let rotated = "web-client-token-rotated-0123";
+    std::fs::write(
+        &file,
+        format!("[sandbox]\nworkers = 2\nmin_workers = 2\n[[ofrep.client_tokens]]\nname = \"web\"\ntoken = \"{rotated}\"\nconfigs = [\"app-*\"]\n"),
+    )
+    .unwrap();
+    let (status, plan) = app.admin(Method::POST, "/api/v1/admin/reload", None).await;
+    assert_eq!(status, StatusCode::OK, "{plan}");
+    let applied = plan["applied"].to_string();
+    assert!(
+        applied.contains("ofrep.client_tokens") && applied.contains("(hidden)"),
+        "{plan}"
+    );
+    assert!(
+        !applied.contains(rotated),
+        "a token's value showed in the reload plan: {plan}"
+    );
+    assert_eq!(bulk_status(&app, WEB_TOKEN).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(bulk_status(&app, rotated).await, StatusCode::OK);
+
+    // The old token's stream ends by itself.
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(_)) = events.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the removed token's stream stayed open");
+    app.stop().await;
 }

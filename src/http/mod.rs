@@ -36,7 +36,7 @@ use crate::actors::releases::ReleasesHandle;
 use crate::actors::rollout::SchedulerMsg;
 use crate::reports::ReportsHandle;
 pub use auth::AdminTokens;
-pub use ofrep::OfrepAccess;
+pub use ofrep::LiveAccess;
 
 /// What every handler reaches, behind one `Arc`: axum clones the state for
 /// each request, and cloning a dozen handles cost more than the handler.
@@ -72,8 +72,8 @@ pub struct Services {
     pub bus: ChangeBusHandle,
     /// Who may call the admin routes.
     pub admin_tokens: Arc<AdminTokens>,
-    /// Who may read what over OpenFeature (OFREP).
-    pub ofrep: Arc<OfrepAccess>,
+    /// Who may read what over OpenFeature (OFREP), as reloaded.
+    pub ofrep: Arc<LiveAccess>,
     /// Every config id, for OFREP's bulk evaluation.
     pub catalog: Arc<Catalog>,
     /// The playground routes need no admin token.

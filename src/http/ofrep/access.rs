@@ -3,16 +3,17 @@
 //! opened with (a browser's EventSource cannot send a header, so the
 //! stream's address carries the ticket, never the token).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 
 use crate::domain::ofrep::Scope;
 use crate::secrets;
 use crate::settings::Ofrep;
-use crate::sync::Locked;
+use crate::sync::{Locked, RwLocked};
 
 /// One client token, ready to check.
 pub struct Client {
@@ -96,6 +97,39 @@ impl OfrepAccess {
         self.clients
             .iter()
             .fold(None, |found, c| if matches(c) { Some(c) } else { found })
+    }
+}
+
+/// `[ofrep]` as it is now: a settings reload replaces it, and tells the
+/// open event streams, so a stream whose token was removed ends.
+pub struct LiveAccess {
+    current: RwLock<Arc<OfrepAccess>>,
+    changed: watch::Sender<()>,
+}
+
+impl LiveAccess {
+    /// From validated settings.
+    pub fn new(settings: &Ofrep) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(OfrepAccess::new(settings))),
+            changed: watch::channel(()).0,
+        }
+    }
+
+    /// What requests are checked against now.
+    pub fn current(&self) -> Arc<OfrepAccess> {
+        self.current.reading().clone()
+    }
+
+    /// Takes reloaded settings for requests from now on.
+    pub fn set(&self, settings: &Ofrep) {
+        *self.current.writing() = Arc::new(OfrepAccess::new(settings));
+        self.changed.send_replace(());
+    }
+
+    /// Changes when the settings do.
+    pub fn changes(&self) -> watch::Receiver<()> {
+        self.changed.subscribe()
     }
 }
 

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
-use super::access::{self, Client};
+use super::access::{self, Client, OfrepAccess};
 use super::answer::{Code, Failure, Outcome, json};
 use crate::actors::config_cache::{Entry, ResolveError};
 use crate::domain::model::now_millis;
@@ -56,8 +56,9 @@ pub async fn single(
 }
 
 async fn single_outcome(app: &AppState, key: &str, headers: &HeaderMap, request: Request) -> Result<Outcome, Failure> {
+    let access = app.ofrep.current();
     let credential = access::presented(headers);
-    if credential.is_none() && app.ofrep.require_credentials {
+    if credential.is_none() && access.require_credentials {
         return Err(Failure::Denied(StatusCode::UNAUTHORIZED));
     }
     let context = read_context(request, Some(key)).await?;
@@ -67,7 +68,7 @@ async fn single_outcome(app: &AppState, key: &str, headers: &HeaderMap, request:
     };
     match credential {
         None => {}
-        Some(credential) => match app.ofrep.client(credential) {
+        Some(credential) => match access.client(credential) {
             Some(client) if !client.scope.covers(key) => return Err(Failure::Denied(StatusCode::FORBIDDEN)),
             Some(_) => {}
             None if entry.config.accepts_secret(credential, now_millis()) => {}
@@ -146,8 +147,9 @@ pub async fn bulk(State(app): State<AppState>, headers: HeaderMap, request: Requ
 }
 
 async fn bulk_answer(app: &AppState, headers: &HeaderMap, request: Request) -> Result<Response, Failure> {
+    let access = app.ofrep.current();
     let client = access::presented(headers)
-        .and_then(|credential| app.ofrep.client(credential))
+        .and_then(|credential| access.client(credential))
         .ok_or(Failure::Denied(StatusCode::UNAUTHORIZED))?;
     let context = read_context(request, None).await?;
     let ids = app
@@ -156,7 +158,7 @@ async fn bulk_answer(app: &AppState, headers: &HeaderMap, request: Request) -> R
         .await
         .map_err(|e| Failure::Busy(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let keys = client.covered(&ids);
-    if keys.len() > app.ofrep.max_bulk_flags {
+    if keys.len() > access.max_bulk_flags {
         tracing::warn!(client = %client.name, configs = keys.len(), "an OFREP client token reads too many configs");
         return Err(Failure::Refused {
             key: None,
@@ -165,7 +167,7 @@ async fn bulk_answer(app: &AppState, headers: &HeaderMap, request: Request) -> R
                 "client token `{}` reads {} configs, more than ofrep.max_bulk_flags ({})",
                 client.name,
                 keys.len(),
-                app.ofrep.max_bulk_flags
+                access.max_bulk_flags
             ),
         });
     }
@@ -187,11 +189,11 @@ async fn bulk_answer(app: &AppState, headers: &HeaderMap, request: Request) -> R
         return Err(Failure::Busy(StatusCode::SERVICE_UNAVAILABLE, details.clone()));
     }
     let mut body = serde_json::json!({ "flags": flags });
-    if let Some(url) = events_url(app, headers, client) {
+    if let Some(url) = events_url(&access, headers, client) {
         body["eventStreams"] = serde_json::json!([{
             "type": "sse",
             "url": url,
-            "inactivityDelaySec": app.ofrep.inactivity_delay_s,
+            "inactivityDelaySec": access.inactivity_delay_s,
         }]);
     }
     let mut response = json(&body);
@@ -333,8 +335,8 @@ pub(super) fn not_modified(headers: &HeaderMap, etag: &HeaderValue) -> bool {
 
 /// The event stream's address: `ofrep.public_url`, else the scheme and
 /// host the request came in with.
-fn events_url(app: &AppState, headers: &HeaderMap, client: &Client) -> Option<String> {
-    let base = match app.ofrep.public_url.as_str() {
+fn events_url(access: &OfrepAccess, headers: &HeaderMap, client: &Client) -> Option<String> {
+    let base = match access.public_url.as_str() {
         "" => {
             let host = headers.get(header::HOST)?.to_str().ok()?;
             let scheme = headers

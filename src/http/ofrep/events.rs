@@ -10,6 +10,7 @@
 //! ends when the node closes.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
@@ -18,7 +19,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::watch;
 
+use super::access::LiveAccess;
 use super::answer::Failure;
 use crate::actors::push::{Listener, SocketSlot};
 use crate::domain::change::ChangeNotice;
@@ -41,7 +44,9 @@ pub async fn stream(
     ClientAddress(address): ClientAddress,
     Query(query): Query<EventsQuery>,
 ) -> Response {
-    let Some(client) = query.ticket.as_deref().and_then(|t| app.ofrep.by_ticket(t)) else {
+    let ticket = query.ticket.unwrap_or_default();
+    let changes = app.ofrep.changes();
+    let Some(scope) = app.ofrep.current().by_ticket(&ticket).map(|c| c.scope.clone()) else {
         return Failure::Denied(StatusCode::UNAUTHORIZED).into_response();
     };
     let Some(slot) = app.push.admit(address) else {
@@ -58,7 +63,10 @@ pub async fn stream(
     crate::metrics::event_streams_open(1.0);
     let state = Stream {
         listener,
-        scope: client.scope.clone(),
+        scope,
+        ticket,
+        access: app.ofrep.clone(),
+        changes,
         _slot: slot,
     };
     Sse::new(futures_util::stream::unfold(state, next))
@@ -69,6 +77,11 @@ pub async fn stream(
 struct Stream {
     listener: Listener,
     scope: Scope,
+    ticket: String,
+    /// Read again when the settings change: a removed token ends its
+    /// stream, a changed scope applies at once.
+    access: Arc<LiveAccess>,
+    changes: watch::Receiver<()>,
     /// Released when the stream ends, however it ends.
     _slot: SocketSlot,
 }
@@ -78,6 +91,10 @@ async fn next(mut stream: Stream) -> Option<(Result<Event, Infallible>, Stream)>
     loop {
         let got = tokio::select! {
             _ = stream.listener.closing.wait_for(|closing| *closing) => return None,
+            _ = stream.changes.changed() => {
+                stream.scope = stream.access.current().by_ticket(&stream.ticket)?.scope.clone();
+                continue;
+            }
             got = stream.listener.notices.recv() => got,
         };
         let last = match got {

@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-pub use access::OfrepAccess;
+pub use access::LiveAccess;
 pub use evaluate::{__path_bulk, __path_single};
 
 use super::AppState;
