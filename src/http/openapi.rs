@@ -25,7 +25,7 @@ use super::{admin, cases, fetch, observe, ofrep, ops, push, reports, rollout};
         fetch::evaluate, push::subscribe, observe::stats_route,
         ofrep::single, ofrep::bulk,
     ),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &ClosedStrategies)
 )]
 struct ApiDoc;
 
@@ -35,6 +35,26 @@ impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// serde refuses unknown fields in a rollout strategy (a tagged enum), which
+/// utoipa does not state for enum variants: stated here, so a client (or a
+/// fuzzer) is not told a field is allowed that the server refuses.
+struct ClosedStrategies;
+
+impl Modify for ClosedStrategies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{AdditionalProperties, Schema};
+        let strategy = openapi.components.as_mut().and_then(|c| c.schemas.get_mut("Strategy"));
+        if let Some(RefOr::T(Schema::OneOf(one_of))) = strategy {
+            for variant in &mut one_of.items {
+                if let RefOr::T(Schema::Object(object)) = variant {
+                    object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+                }
+            }
+        }
     }
 }
 
