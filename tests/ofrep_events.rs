@@ -200,3 +200,49 @@ async fn a_reload_takes_new_tokens_and_ends_streams_of_removed_ones(backend: Bac
     assert!(ended.is_ok(), "the removed token's stream stayed open");
     app.stop().await;
 }
+
+/// Two nodes over PostgreSQL and Redis: a stream open on one hears a change
+/// made on the other (the ChangeBus delivers it to that node's registry,
+/// which passes it to the feed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_hears_a_change_made_on_another_node() {
+    let Some(nodes) = TestApp::cluster(2, with_token).await else {
+        return;
+    };
+    let (one, two) = (&nodes[0], &nodes[1]);
+    one.released("app-a", "return 1", json!([])).await;
+    let body: Value = two
+        .client
+        .post(two.url("/ofrep/v1/evaluate/flags"))
+        .bearer_auth(WEB_TOKEN)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["flags"][0]["value"], 1, "{body}");
+    let url = body["eventStreams"][0]["url"].as_str().unwrap().to_owned();
+    assert!(
+        url.contains(&two.addr.to_string()),
+        "the stream is on the node asked: {url}"
+    );
+    let mut events = two.client.get(&url).send().await.unwrap();
+    let mut buffer = String::new();
+    let newer = one
+        .create_version("app-a", json!({"lang": "starlark", "source": "return 2"}))
+        .await;
+    one.release("app-a", &newer).await;
+    let event = next_event(&mut events, &mut buffer, Duration::from_secs(10))
+        .await
+        .expect("the other node's change reached the stream");
+    assert!(
+        event.contains("id: app-a@3") && event.contains("refetchEvaluation"),
+        "{event}"
+    );
+    drop(events);
+    for node in nodes {
+        node.stop().await;
+    }
+}
