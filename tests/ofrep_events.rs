@@ -44,23 +44,26 @@ async fn next_event(response: &mut reqwest::Response, buffer: &mut String, withi
     }
 }
 
-async fn the_event_stream_says_refetch_for_changes_in_scope(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, with_token).await else {
-        return;
-    };
-    app.released("app-a", "return 1", json!([])).await;
-    app.released("elsewhere", "return 1", json!([])).await;
-    let body: Value = app
+/// A bulk evaluation with the web token: its flags and its event stream.
+async fn bulk(app: &TestApp) -> Value {
+    let response = app
         .client
         .post(app.url("/ofrep/v1/evaluate/flags"))
         .bearer_auth(WEB_TOKEN)
         .json(&json!({}))
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
+    response.json().await.unwrap()
+}
+
+async fn the_event_stream_says_refetch_for_changes_in_scope(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, with_token).await else {
+        return;
+    };
+    app.released("app-a", "return 1", json!([])).await;
+    app.released("elsewhere", "return 1", json!([])).await;
+    let body = bulk(&app).await;
     let url = body["eventStreams"][0]["url"].as_str().unwrap().to_owned();
 
     let refused = app
@@ -156,17 +159,7 @@ async fn a_reload_takes_new_tokens_and_ends_streams_of_removed_ones(backend: Bac
     let file = dir.path().join("vane.toml");
     app.app().set_settings_source(file.clone(), true);
     app.released("app-a", "return 1", json!([])).await;
-    let body: Value = app
-        .client
-        .post(app.url("/ofrep/v1/evaluate/flags"))
-        .bearer_auth(WEB_TOKEN)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = bulk(&app).await;
     let url = body["eventStreams"][0]["url"].as_str().unwrap().to_owned();
     let mut events = app.client.get(&url).send().await.unwrap();
     assert_eq!(events.status(), StatusCode::OK);
@@ -211,17 +204,7 @@ async fn an_event_stream_hears_a_change_made_on_another_node() {
     };
     let (one, two) = (&nodes[0], &nodes[1]);
     one.released("app-a", "return 1", json!([])).await;
-    let body: Value = two
-        .client
-        .post(two.url("/ofrep/v1/evaluate/flags"))
-        .bearer_auth(WEB_TOKEN)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = bulk(&two).await;
     assert_eq!(body["flags"][0]["value"], 1, "{body}");
     let url = body["eventStreams"][0]["url"].as_str().unwrap().to_owned();
     assert!(
