@@ -4,6 +4,7 @@
 mod admin;
 mod auth;
 mod cases;
+mod console;
 pub mod error;
 mod extract;
 mod fetch;
@@ -160,6 +161,7 @@ fn client_routes(router: Router<AppState>) -> Router<AppState> {
         .merge(cases::compat_routes())
         .merge(reports::client_routes())
         .merge(ofrep::routes())
+        .merge(console::routes())
 }
 
 /// Request metrics, tracing, the body limit and the state.

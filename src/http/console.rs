@@ -1,0 +1,60 @@
+//! `GET /console`: the management console, plain ES modules and a style
+//! sheet compiled into the binary, so `vane serve` alone serves it. The page
+//! holds no data: it signs in with an admin token kept for the tab and calls
+//! the admin API like any client.
+
+use axum::Router;
+use axum::extract::Path;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use super::AppState;
+
+/// Every file the console has, with its type.
+const ASSETS: &[(&str, &str, &str)] = &[
+    ("index.html", "text/html; charset=utf-8", include_str!("console/index.html")),
+    ("console.css", "text/css; charset=utf-8", include_str!("console/console.css")),
+    ("app.js", JS, include_str!("console/app.js")),
+    ("api.js", JS, include_str!("console/api.js")),
+    ("dom.js", JS, include_str!("console/dom.js")),
+    ("editor.js", JS, include_str!("console/editor.js")),
+    ("configs.js", JS, include_str!("console/configs.js")),
+    ("config.js", JS, include_str!("console/config.js")),
+    ("events.js", JS, include_str!("console/events.js")),
+];
+
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// Only this server's own files run and are fetched, and nothing frames the
+/// page: an injected script or a clickjacking frame gets nothing.
+const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+    img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// The console's routes; tokenless, since the page holds no data.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/console", get(|| asset("index.html")))
+        .route("/console/", get(|| asset("index.html")))
+        .route("/console/{file}", get(|Path(file): Path<String>| asset_owned(file)))
+}
+
+async fn asset_owned(file: String) -> Response {
+    asset(&file).await
+}
+
+async fn asset(file: &str) -> Response {
+    let Some((_, kind, body)) = ASSETS.iter().find(|(name, ..)| *name == file) else {
+        return (StatusCode::NOT_FOUND, format!("the console has no file `{file}`")).into_response();
+    };
+    let mut response = (*body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(POLICY));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Small, and changed only with Vane: revalidated on each load.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}

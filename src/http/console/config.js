@@ -1,0 +1,118 @@
+// One config: what it serves, its versions, uploading one, and releasing.
+// Every change asks first, saying what it will do; a failed upload keeps
+// what was typed and shows each error beside the field it names.
+
+import { api, ApiError } from "./api.js";
+import { h, replace, say, when, confirmChange } from "./dom.js";
+import { editor } from "./editor.js";
+
+export async function configView(main, id) {
+  const path = `/api/v1/configs/${encodeURIComponent(id)}`;
+  const [config, versions] = await Promise.all([api("GET", path), api("GET", `${path}/versions`)]);
+  const reload = () => configView(main, id);
+  const act = async (title, lines, method, suffix, body) => {
+    if (!(await confirmChange(title, lines))) return;
+    try {
+      await api(method, `${path}${suffix}`, body);
+      say(`${title}: done`);
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      say(`${title}: ${e.message}`);
+    }
+    await reload();
+  };
+  const stable = config.release?.code_id;
+  const serving = h("section", { id: "serving", "aria-labelledby": "serving-title" },
+    h("h2", { id: "serving-title", text: "Serving" }),
+    h("dl", {},
+      h("dt", { text: "Status" }), h("dd", { text: config.status }),
+      h("dt", { text: "Revision" }), h("dd", { id: "revision", text: config.revision }),
+      h("dt", { text: "Stable" }), h("dd", { id: "stable", text: stable ?? "nothing released" }),
+      h("dt", { text: "Gray" }), h("dd", { id: "gray", text: config.gray ? `${config.gray.code_id} at ${config.gray.percentage} %` : "none" })),
+    stable && h("button", { type: "button", id: "rollback", onclick: () => act("Roll back",
+      [`${id} goes back from ${stable} to the release before it.`, "Every device not in gray gets that version at once."],
+      "POST", "/rollback", {}) }, "Roll back"),
+    config.gray && h("button", { type: "button", id: "remove-gray", onclick: () => act("Remove gray",
+      [`${config.gray.code_id} stops being served; its ${config.gray.percentage} % of devices get ${stable ?? "nothing"}.`],
+      "DELETE", "/gray") }, "Remove gray"));
+  replace(main,
+    h("h1", {}, `Config ${id}`),
+    config.description && h("p", { text: config.description }),
+    h("p", {}, h("a", { href: `#/configs/${encodeURIComponent(id)}/events` }, "Events")),
+    serving,
+    versionsTable(id, config, versions, act),
+    uploadForm(path, reload));
+}
+
+function versionsTable(id, config, versions, act) {
+  const source = h("pre", { id: "source", class: "source", tabindex: "0", "aria-label": "Source of the version shown" },
+    "Choose a version's code to see its source.");
+  const rows = versions.map((v) => {
+    const percent = h("input", { type: "range", min: 0, max: 100, value: config.gray?.code_id === v.code_id ? config.gray.percentage : 10, "aria-label": `Gray share for ${v.code_id}` });
+    const shown = h("output", { text: `${percent.value} %` });
+    percent.addEventListener("input", () => { shown.textContent = `${percent.value} %`; });
+    return h("tr", { "data-code": v.code_id },
+      h("th", { scope: "row" }, h("button", { type: "button", class: "link", onclick: () => { source.textContent = v.source; } }, v.code_id)),
+      h("td", { text: v.lang }),
+      h("td", { text: when(v.created_at) }),
+      h("td", { text: v.broken ? "broken" : "ok" }),
+      h("td", {},
+        h("button", { type: "button", class: "release", onclick: () => act("Release",
+          [`${v.code_id} becomes the stable version of ${id}${config.release ? `, replacing ${config.release.code_id}` : ""}.`,
+            "Stored tests run first; every device not in gray gets it at once."],
+          "POST", "/release", { code_id: v.code_id }) }, "Release"),
+        " ", percent, shown, " ",
+        h("button", { type: "button", class: "gray", onclick: () => act("Gray release",
+          [`${v.code_id} is served to ${percent.value} % of ${id}'s devices, chosen by a stable hash of their id.`,
+            `The others keep ${config.release?.code_id ?? "nothing"}.`],
+          "POST", "/gray", { code_id: v.code_id, percentage: Number(percent.value) }) }, "Gray")));
+  });
+  return h("section", { "aria-labelledby": "versions-title" },
+    h("h2", { id: "versions-title", text: "Versions" }),
+    h("table", { id: "versions" },
+      h("thead", {}, h("tr", {}, ["Code", "Language", "Created", "Health", "Release"].map((t) => h("th", { scope: "col", text: t })))),
+      h("tbody", {}, rows)),
+    source);
+}
+
+function uploadForm(path, reload) {
+  const lang = h("select", { id: "lang" }, h("option", { value: "starlark" }, "Starlark"), h("option", { value: "javascript" }, "JavaScript"));
+  const code = editor("code", "Source (the body of a function of p)", "return {\"enabled\": True}");
+  const rules = editor("rules", "Rules (JSON)", "[]", 4);
+  const params = editor("params", "Parameter schema (JSON)", "[]", 4);
+  const error = h("p", { class: "error", role: "alert", id: "upload-error" });
+  const form = h("form", { id: "upload" },
+    h("h2", { text: "Upload a version" }),
+    h("div", { class: "field" }, h("label", { for: "lang" }, "Language"), lang),
+    code.element, rules.element, params.element,
+    h("button", { type: "submit", class: "primary" }, "Upload"),
+    error);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    for (const field of [code, rules, params]) field.clear();
+    error.textContent = "";
+    const json = (field, name) => {
+      try {
+        return JSON.parse(field.value);
+      } catch (e) {
+        field.fail(`${name} is not JSON: ${e.message}`);
+        return undefined;
+      }
+    };
+    const body = { lang: lang.value, source: code.value, rules: json(rules, "rules"), params: json(params, "the schema") };
+    if (body.rules === undefined || body.params === undefined) return;
+    try {
+      const version = await api("POST", `${path}/versions`, body);
+      say(`version ${version.code_id} uploaded`);
+      await reload();
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      // The server names which part it refused; the text typed stays.
+      if (e.code === "invalid_rules") rules.fail(e.message);
+      else if (e.code === "invalid_params_schema") params.fail(e.message);
+      else if (e.status === 422) code.fail(e.message);
+      else error.textContent = e.message;
+    }
+  });
+  return form;
+}

@@ -1,0 +1,73 @@
+//! The management console in a real browser: `tests/console/e2e.mjs` drives
+//! Debian's Chromium with playwright-core through sign-in, a config's
+//! versions (an upload's error at its line), release, gray, rollback and the
+//! events, at desktop and phone widths. Screenshots go to `target/tmp/`.
+//!
+//! playwright-core is found in `VANE_PLAYWRIGHT_DIR`, else in
+//! `target/ci-node` (where `.ci/run` installs it); without it, or without
+//! node or Chromium, the test says it skipped, and `.ci/run` fails on that.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{Backend, TestApp};
+
+fn target() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+fn playwright() -> Result<PathBuf, &'static str> {
+    let dir = std::env::var_os("VANE_PLAYWRIGHT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target().join("ci-node"));
+    if !dir.join("node_modules/playwright-core").exists() {
+        return Err("playwright-core is not installed (npm install --prefix target/ci-node playwright-core, or run .ci/run)");
+    }
+    if !Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        return Err("node is not installed");
+    }
+    if !PathBuf::from("/usr/bin/chromium").exists() {
+        return Err("chromium is not installed");
+    }
+    Ok(dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_runs_a_config_from_the_browser() {
+    let dir = match playwright() {
+        Ok(dir) => dir,
+        Err(why) => return common::skipped("console browser", why),
+    };
+    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite always runs");
+    let shots = target().join("tmp");
+    std::fs::create_dir_all(&shots).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console/e2e.mjs");
+    let base = format!("http://{}", app.addr);
+    let shots_arg = shots.clone();
+    let run = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .args([base.as_str(), common::BEARER])
+            .arg(&shots_arg)
+            .env("VANE_PLAYWRIGHT_DIR", &dir)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("node runs");
+    let out = String::from_utf8_lossy(&run.stdout);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "the browser run failed:\n{out}\n{err}");
+    assert!(out.contains("console: every step passed"), "{out}");
+    for name in ["signin", "error", "config", "events", "phone"] {
+        let shot = shots.join(format!("console-{name}.png"));
+        assert!(shot.exists(), "no screenshot {}", shot.display());
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "console screenshot: {}", shot.display());
+    }
+    app.stop().await;
+}

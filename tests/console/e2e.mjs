@@ -1,0 +1,122 @@
+// The console in a real browser (Debian's Chromium, driven by playwright-core):
+// sign in, create a config, upload a version with a syntax error and see the
+// error at its line, fix it, release, move gray and see the share of devices
+// change through the fetch route, roll back, read the events; at a phone's
+// width too. Run by tests/console.rs:
+//   node e2e.mjs <base url> <admin token> <screenshot dir>
+// with VANE_PLAYWRIGHT_DIR naming a directory where playwright-core is installed.
+
+import { createRequire } from "node:module";
+import assert from "node:assert/strict";
+
+const [base, adminToken, shots] = process.argv.slice(2);
+const require = createRequire(`${process.env.VANE_PLAYWRIGHT_DIR}/`);
+const { chromium } = require("playwright-core");
+
+const browser = await chromium.launch({ executablePath: process.env.VANE_CHROMIUM ?? "/usr/bin/chromium", args: ["--no-sandbox"] });
+const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+const problems = [];
+page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+page.on("console", (m) => { if (m.type() === "error" && !/status of (409|422|401)/.test(m.text())) problems.push(`console: ${m.text()}`); });
+const step = (name) => console.log(`step: ${name}`);
+const shot = (name) => page.screenshot({ path: `${shots}/console-${name}.png`, fullPage: true });
+const confirm = async (title) => {
+  const dialog = page.getByRole("dialog");
+  await dialog.waitFor();
+  assert.match(await dialog.textContent(), new RegExp(title));
+  await page.locator("#confirm-go").click();
+  await dialog.waitFor({ state: "detached" });
+};
+
+step("sign in");
+await page.goto(`${base}/console`);
+await page.getByLabel("Admin token").fill("not-the-token");
+await page.getByRole("button", { name: "Sign in" }).click();
+await page.locator("#token-error", { hasText: "not an admin token" }).waitFor();
+await shot("signin");
+await page.getByLabel("Admin token").fill(adminToken);
+await page.keyboard.press("Enter");
+await page.getByRole("heading", { name: "Configs" }).waitFor();
+
+step("create a config");
+await page.getByLabel("Id").fill("bad id");
+await page.getByRole("button", { name: "Create" }).click();
+// The browser's own check refuses the pattern before any request.
+assert.equal(await page.locator("#new-id").evaluate((e) => e.validity.valid), false);
+await page.getByLabel("Id").fill("banner");
+await page.getByLabel("Description").fill("the home banner");
+await page.getByRole("button", { name: "Create" }).click();
+await page.getByRole("heading", { name: "Config banner" }).waitFor();
+
+step("a syntax error shows at its line, and what was typed stays");
+const broken = "greeting = 'hello'\nif p.get('vip')\n    greeting = 'welcome'\nreturn {'text': greeting}";
+await page.locator("#code").fill(broken);
+await page.getByRole("button", { name: "Upload" }).click();
+await page.locator("#code-error", { hasText: /line 2/ }).waitFor();
+assert.equal(await page.locator(".gutter .marked").textContent(), "2\n");
+assert.equal(await page.locator("#code").inputValue(), broken);
+await shot("error");
+await page.locator("#params").fill("[{\"name\": \"vip\"}]");
+await page.locator("#code").fill(broken.replace("if p.get('vip')", "if p.get('vip'):"));
+await page.getByRole("button", { name: "Upload" }).click();
+await page.locator("#params-error", { hasText: /type/ }).waitFor();
+await page.locator("#params").fill("[{\"name\": \"vip\", \"type\": \"bool\", \"optional\": true}]");
+await page.getByRole("button", { name: "Upload" }).click();
+await page.locator("#versions tbody tr").first().waitFor();
+const first = await page.locator("#versions tbody tr").first().getAttribute("data-code");
+
+step("release");
+await page.locator(`tr[data-code="${first}"] button.release`).click();
+await confirm(`${first} becomes the stable version of banner`);
+await page.locator("#stable", { hasText: first }).waitFor();
+const fetched = await (await fetch(`${base}/config/banner`, { method: "POST", body: JSON.stringify({ params: { vip: true } }) })).json();
+assert.equal(JSON.parse(fetched.data.result).text, "welcome");
+
+step("gray at 50 % serves about half the devices");
+await page.locator("#code").fill("return {'text': 'new'}");
+await page.locator("#params").fill("[]");
+await page.getByRole("button", { name: "Upload" }).click();
+await page.locator("#versions tbody tr").nth(1).waitFor();
+const codes = await page.locator("#versions tbody tr").evaluateAll((rows) => rows.map((r) => r.dataset.code));
+const second = codes.find((c) => c !== first);
+const slider = page.locator(`tr[data-code="${second}"] input[type=range]`);
+await slider.focus();
+await slider.fill("50");
+await page.locator(`tr[data-code="${second}"] button.gray`).click();
+await confirm(`${second} is served to 50 %`);
+await page.locator("#gray", { hasText: `${second} at 50 %` }).waitFor();
+let gray = 0;
+for (let i = 0; i < 200; i++) {
+  const r = await (await fetch(`${base}/config/banner`, { method: "POST", body: JSON.stringify({ meta: { device_id: `device-${i}` } }) })).json();
+  if (r.data.code_id === second) gray++;
+}
+assert.ok(gray > 70 && gray < 130, `gray served ${gray} of 200 devices at 50 %`);
+await shot("config");
+
+step("release the second, then roll back to the first");
+await page.locator(`tr[data-code="${second}"] button.release`).click();
+await confirm(`replacing ${first}`);
+await page.locator("#stable", { hasText: second }).waitFor();
+await page.getByRole("button", { name: "Roll back" }).click();
+await confirm("goes back");
+await page.locator("#stable", { hasText: first }).waitFor();
+
+step("events");
+await page.getByRole("link", { name: "Events" }).click();
+await page.getByRole("heading", { name: "Events of banner" }).waitFor();
+const kinds = await page.locator("#events tbody tr td:nth-child(3)").allTextContents();
+for (const kind of ["created", "release", "gray"]) assert.ok(kinds.includes(kind), `no ${kind} event in ${kinds}`);
+assert.ok(kinds.some((k) => k.includes("rollback")), `no rollback event in ${kinds}`);
+await shot("events");
+
+step("a phone's width");
+await page.setViewportSize({ width: 390, height: 844 });
+await page.goto(`${base}/console#/configs/banner`);
+await page.getByRole("heading", { name: "Config banner" }).waitFor();
+const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+assert.ok(overflow <= 0, `the page is ${overflow} px wider than a phone`);
+await shot("phone");
+
+await browser.close();
+assert.deepEqual(problems, []);
+console.log("console: every step passed");
