@@ -22,6 +22,8 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("configs.js", JS, include_str!("console/configs.js")),
     ("config.js", JS, include_str!("console/config.js")),
     ("events.js", JS, include_str!("console/events.js")),
+    ("tests.js", JS, include_str!("console/tests.js")),
+    ("plans.js", JS, include_str!("console/plans.js")),
 ];
 
 const JS: &str = "text/javascript; charset=utf-8";

@@ -65,6 +65,18 @@ await page.getByRole("button", { name: "Upload" }).click();
 await page.locator("#versions tbody tr").first().waitFor();
 const first = await page.locator("#versions tbody tr").first().getAttribute("data-code");
 
+step("a test case: add it, run it");
+await page.getByRole("button", { name: `Show ${first}: source and tests` }).click();
+await page.locator("#source", { hasText: "welcome" }).waitFor();
+await page.getByLabel("Name").fill("vip gets welcome");
+await page.locator("#test-params").fill('{"vip": true}');
+await page.locator("#test-expected").fill('{"text": "welcome"}');
+await page.getByRole("button", { name: "Add test" }).click();
+await page.locator("#tests li", { hasText: "vip gets welcome" }).waitFor();
+await page.getByRole("button", { name: "Run tests" }).click();
+await page.locator("#test-summary", { hasText: "1 passed, 0 failed" }).waitFor();
+await shot("tests");
+
 step("release");
 await page.locator(`tr[data-code="${first}"] button.release`).click();
 await confirm(`${first} becomes the stable version of banner`);
@@ -101,12 +113,25 @@ await page.getByRole("button", { name: "Roll back" }).click();
 await confirm("goes back");
 await page.locator("#stable", { hasText: first }).waitFor();
 
+step("a rollout plan advances by itself");
+await page.locator("#plan-version").selectOption(second);
+await page.locator("#plan-steps").fill("20:1, 100:1");
+await page.getByRole("button", { name: "Start plan" }).click();
+await confirm(`${second} is served to 20 % for 1 s, then 100 % for 1 s`);
+await page.locator("#plans .plan-state", { hasText: "active" }).waitFor();
+await page.locator("#plans .plan-progress", { hasText: "1 of 2 (20 %)" }).waitFor({ timeout: 15000 });
+await page.locator("#gray", { hasText: `${second} at 20 %` }).waitFor();
+await shot("plan");
+await page.locator("#plans .plan-state", { hasText: "completed" }).waitFor({ timeout: 20000 });
+await page.locator("#stable", { hasText: second }).waitFor();
+
 step("events");
 await page.getByRole("link", { name: "Events" }).click();
 await page.getByRole("heading", { name: "Events of banner" }).waitFor();
 const kinds = await page.locator("#events tbody tr td:nth-child(3)").allTextContents();
 for (const kind of ["created", "release", "gray"]) assert.ok(kinds.includes(kind), `no ${kind} event in ${kinds}`);
 assert.ok(kinds.some((k) => k.includes("rollback")), `no rollback event in ${kinds}`);
+assert.equal(kinds[0], "release", "the newest event, the plan's release, comes first");
 await shot("events");
 
 step("a phone's width");

@@ -5,6 +5,8 @@
 import { api, ApiError } from "./api.js";
 import { h, replace, say, when, confirmChange } from "./dom.js";
 import { editor } from "./editor.js";
+import { plansPanel } from "./plans.js";
+import { testsPanel } from "./tests.js";
 
 export async function configView(main, id) {
   const path = `/api/v1/configs/${encodeURIComponent(id)}`;
@@ -21,8 +23,36 @@ export async function configView(main, id) {
     }
     await reload();
   };
+  const servingBox = h("div", {}, serving(id, config, act));
+  const plansBox = h("div", {}, await plansPanel(path, versions, reload));
+  const versionBox = h("div", { id: "version" });
+  const show = async (version) => replace(versionBox,
+    h("h2", { text: `Version ${version.code_id}` }),
+    h("pre", { id: "source", class: "source", tabindex: "0", "aria-label": `Source of ${version.code_id}` }, version.source),
+    await testsPanel(path, version));
+  replace(main,
+    h("h1", {}, `Config ${id}`),
+    config.description && h("p", { text: config.description }),
+    h("p", {}, h("a", { href: `#/configs/${encodeURIComponent(id)}/events` }, "Events")),
+    servingBox,
+    versionsTable(id, config, versions, act, show),
+    versionBox,
+    plansBox,
+    uploadForm(path, reload));
+  // While a plan moves, what it changes is shown as it changes; the rest of
+  // the page (and anything typed) is left alone.
+  const timer = setInterval(async () => {
+    if (!main.contains(plansBox)) return clearInterval(timer);
+    if (!plansBox.querySelector('[data-state="active"]')) return;
+    const [now, panel] = await Promise.all([api("GET", path), plansPanel(path, versions, reload)]);
+    replace(servingBox, serving(id, now, act));
+    replace(plansBox, panel);
+  }, 1000);
+}
+
+function serving(id, config, act) {
   const stable = config.release?.code_id;
-  const serving = h("section", { id: "serving", "aria-labelledby": "serving-title" },
+  return h("section", { id: "serving", "aria-labelledby": "serving-title" },
     h("h2", { id: "serving-title", text: "Serving" }),
     h("dl", {},
       h("dt", { text: "Status" }), h("dd", { text: config.status }),
@@ -35,24 +65,15 @@ export async function configView(main, id) {
     config.gray && h("button", { type: "button", id: "remove-gray", onclick: () => act("Remove gray",
       [`${config.gray.code_id} stops being served; its ${config.gray.percentage} % of devices get ${stable ?? "nothing"}.`],
       "DELETE", "/gray") }, "Remove gray"));
-  replace(main,
-    h("h1", {}, `Config ${id}`),
-    config.description && h("p", { text: config.description }),
-    h("p", {}, h("a", { href: `#/configs/${encodeURIComponent(id)}/events` }, "Events")),
-    serving,
-    versionsTable(id, config, versions, act),
-    uploadForm(path, reload));
 }
 
-function versionsTable(id, config, versions, act) {
-  const source = h("pre", { id: "source", class: "source", tabindex: "0", "aria-label": "Source of the version shown" },
-    "Choose a version's code to see its source.");
+function versionsTable(id, config, versions, act, show) {
   const rows = versions.map((v) => {
     const percent = h("input", { type: "range", min: 0, max: 100, value: config.gray?.code_id === v.code_id ? config.gray.percentage : 10, "aria-label": `Gray share for ${v.code_id}` });
     const shown = h("output", { text: `${percent.value} %` });
     percent.addEventListener("input", () => { shown.textContent = `${percent.value} %`; });
     return h("tr", { "data-code": v.code_id },
-      h("th", { scope: "row" }, h("button", { type: "button", class: "link", onclick: () => { source.textContent = v.source; } }, v.code_id)),
+      h("th", { scope: "row" }, h("button", { type: "button", class: "link", "aria-label": `Show ${v.code_id}: source and tests`, onclick: () => show(v) }, v.code_id)),
       h("td", { text: v.lang }),
       h("td", { text: when(v.created_at) }),
       h("td", { text: v.broken ? "broken" : "ok" }),
@@ -72,7 +93,7 @@ function versionsTable(id, config, versions, act) {
     h("table", { id: "versions" },
       h("thead", {}, h("tr", {}, ["Code", "Language", "Created", "Health", "Release"].map((t) => h("th", { scope: "col", text: t })))),
       h("tbody", {}, rows)),
-    source);
+    h("p", { text: "Choose a version's code to see its source and tests." }));
 }
 
 function uploadForm(path, reload) {

@@ -7,7 +7,7 @@ const brief = (value) => (value === null || value === undefined ? "—" : JSON.s
 
 export async function eventsView(main, id) {
   const events = await api("GET", `/api/v1/configs/${encodeURIComponent(id)}/events`);
-  const rows = [...events].reverse().map((e) => h("tr", {},
+  const rows = events.map((e) => h("tr", {},
     h("td", { text: when(e.created_at) }),
     h("td", { text: e.revision }),
     h("td", { text: e.kind }),

@@ -1,0 +1,77 @@
+// A config's rollout plans: start one from a strategy or explicit steps,
+// watch it advance, pause, resume or abort it.
+
+import { api, ApiError } from "./api.js";
+import { h, replace, when, confirmChange, say } from "./dom.js";
+
+export async function plansPanel(path, versions, reload) {
+  const plans = await api("GET", `${path}/plans`);
+  const control = async (plan, action) => {
+    const what = { pause: "stops moving; gray stays where it is", resume: "moves on from where it stopped", abort: "ends; gray is removed, the release stays" }[action];
+    if (!(await confirmChange(`${action[0].toUpperCase()}${action.slice(1)} the plan`, [`The plan for ${plan.code_id} ${what}.`]))) return;
+    try {
+      await api("POST", `${path}/plans/${plan.id}/${action}`, {});
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      say(e.message);
+    }
+    await reload();
+  };
+  const rows = plans.map((p) => {
+    const step = p.steps[p.applied - 1];
+    return h("tr", { "data-plan": p.id, "data-state": p.state },
+      h("td", { text: p.code_id }),
+      h("td", { class: "plan-state", text: p.state }),
+      h("td", { class: "plan-progress", text: `${p.applied} of ${p.steps.length}${step ? ` (${step.percentage} %)` : ""}` }),
+      h("td", { text: p.next_at ? when(p.next_at) : "—" }),
+      h("td", { text: p.reason ?? "" }),
+      h("td", {},
+        p.state === "active" && h("button", { type: "button", onclick: () => control(p, "pause") }, "Pause"),
+        p.state === "paused" && h("button", { type: "button", onclick: () => control(p, "resume") }, "Resume"),
+        ["active", "paused"].includes(p.state) && h("button", { type: "button", onclick: () => control(p, "abort") }, "Abort")));
+  });
+  return h("section", { id: "plans", "aria-labelledby": "plans-title" },
+    h("h2", { id: "plans-title", text: "Rollout plans" }),
+    h("table", {},
+      h("thead", {}, h("tr", {}, ["Version", "State", "Step", "Next move", "Why", ""].map((t) => h("th", { scope: "col", text: t })))),
+      h("tbody", {}, rows)),
+    newPlanForm(path, versions, reload));
+}
+
+function newPlanForm(path, versions, reload) {
+  const version = h("select", { id: "plan-version" }, versions.map((v) => h("option", { value: v.code_id }, v.code_id)));
+  const steps = h("input", { id: "plan-steps", value: "10:60, 50:60, 100:60", "aria-describedby": "plan-steps-help plan-error" });
+  const error = h("p", { id: "plan-error", class: "error", role: "alert" });
+  const form = h("form", { id: "new-plan" },
+    h("h3", { text: "Start a plan" }),
+    h("label", { for: "plan-version" }, "Version"), version,
+    h("label", { for: "plan-steps" }, "Steps"), steps,
+    h("p", { id: "plan-steps-help", text: "percent:seconds, comma-separated: each step serves that share, then waits that long under the health gate; 100 is the release." }),
+    h("button", { type: "submit" }, "Start plan"),
+    error);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.textContent = "";
+    const parsed = steps.value.split(",").map((s) => s.trim()).filter(Boolean).map((s) => {
+      const [percentage, bake] = s.split(":").map(Number);
+      return { percentage, bake_s: bake };
+    });
+    if (parsed.some((s) => !Number.isInteger(s.percentage) || !Number.isInteger(s.bake_s))) {
+      error.textContent = "each step is percent:seconds, e.g. 10:60";
+      steps.setAttribute("aria-invalid", "true");
+      return;
+    }
+    const summary = parsed.map((s) => `${s.percentage} % for ${s.bake_s} s`).join(", then ");
+    if (!(await confirmChange("Start a rollout plan", [`${version.value} is served to ${summary}.`, "A failed health gate rolls it back."]))) return;
+    try {
+      await api("POST", `${path}/plans`, { code_id: version.value, steps: parsed });
+      say("plan started");
+      await reload();
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      error.textContent = e.message;
+      steps.setAttribute("aria-invalid", "true");
+    }
+  });
+  return form;
+}

@@ -1,0 +1,63 @@
+// One version's stored test cases: add one, run them all, see each result.
+
+import { api, ApiError } from "./api.js";
+import { h, replace, say } from "./dom.js";
+import { editor } from "./editor.js";
+
+export async function testsPanel(path, version) {
+  const base = `${path}/versions/${encodeURIComponent(version.code_id)}/tests`;
+  const panel = h("section", { id: "tests", "aria-labelledby": "tests-title" });
+  const draw = async () => {
+    const cases = await api("GET", base);
+    const results = h("div", { id: "test-results" });
+    const name = h("input", { id: "test-name" });
+    const params = editor("test-params", "Parameters (JSON)", "{}", 3);
+    const expected = editor("test-expected", "Expected result (JSON)", "", 3);
+    const form = h("form", { id: "add-test" },
+      h("h3", { text: "Add a test" }),
+      h("label", { for: "test-name" }, "Name"), name,
+      params.element, expected.element,
+      h("button", { type: "submit" }, "Add test"));
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      params.clear();
+      expected.clear();
+      const parsed = {};
+      for (const [key, field] of [["params", params], ["expected", expected]]) {
+        try {
+          parsed[key] = JSON.parse(field.value);
+        } catch (e) {
+          return field.fail(`not JSON: ${e.message}`);
+        }
+      }
+      try {
+        await api("POST", base, { name: name.value, ...parsed });
+        say(`test ${name.value} added`);
+        await draw();
+      } catch (e) {
+        if (!(e instanceof ApiError)) throw e;
+        (e.message.includes("expected") ? expected : params).fail(e.message);
+      }
+    });
+    const run = h("button", { type: "button", id: "run-tests", disabled: cases.length === 0 }, "Run tests");
+    run.addEventListener("click", async () => {
+      const outcome = await api("POST", `${base}/run`, {});
+      say(`${outcome.passed} passed, ${outcome.failed} failed`);
+      replace(results,
+        h("p", { id: "test-summary", text: `${outcome.passed} passed, ${outcome.failed} failed` }),
+        h("table", {},
+          h("thead", {}, h("tr", {}, ["Test", "Outcome", "Got", "Expected"].map((t) => h("th", { scope: "col", text: t })))),
+          h("tbody", {}, outcome.results.map((r) => h("tr", {},
+            h("td", { text: r.name || r.test_id }),
+            h("td", { text: r.passed ? "passed" : `failed${r.error ? `: ${r.error}` : ""}` }),
+            h("td", { text: JSON.stringify(r.actual) }),
+            h("td", { text: JSON.stringify(r.expected) }))))));
+    });
+    replace(panel,
+      h("h2", { id: "tests-title", text: `Tests of ${version.code_id}` }),
+      h("ul", {}, cases.map((c) => h("li", { text: `${c.name || c.test_id}: ${JSON.stringify(c.params)} → ${JSON.stringify(c.expected)}` }))),
+      run, results, form);
+  };
+  await draw();
+  return panel;
+}
