@@ -24,6 +24,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("events.js", JS, include_str!("console/events.js")),
     ("tests.js", JS, include_str!("console/tests.js")),
     ("plans.js", JS, include_str!("console/plans.js")),
+    ("live.js", JS, include_str!("console/live.js")),
 ];
 
 const JS: &str = "text/javascript; charset=utf-8";

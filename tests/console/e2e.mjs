@@ -113,6 +113,17 @@ await page.getByRole("button", { name: "Roll back" }).click();
 await confirm("goes back");
 await page.locator("#stable", { hasText: first }).waitFor();
 
+step("a change made elsewhere shows without a reload");
+const elsewhere = (method, path, body) => fetch(`${base}/api/v1/configs/banner${path}`, {
+  method, headers: { Authorization: `Bearer ${adminToken}`, "Content-Type": "application/json" }, body: body && JSON.stringify(body),
+});
+await page.locator("#upload #code").fill("return {'text': 'typed, not sent'}");
+assert.equal((await elsewhere("POST", "/gray", { code_id: second, percentage: 30 })).status, 200);
+await page.locator("#gray", { hasText: `${second} at 30 %` }).waitFor({ timeout: 5000 });
+assert.equal((await elsewhere("DELETE", "/gray")).status, 200);
+await page.locator("#gray", { hasText: "none" }).waitFor({ timeout: 5000 });
+assert.equal(await page.locator("#upload #code").inputValue(), "return {'text': 'typed, not sent'}", "a live update lost what was typed");
+
 step("a rollout plan advances by itself");
 await page.locator("#plan-version").selectOption(second);
 await page.locator("#plan-steps").fill("20:1, 100:1");
@@ -133,6 +144,13 @@ for (const kind of ["created", "release", "gray"]) assert.ok(kinds.includes(kind
 assert.ok(kinds.some((k) => k.includes("rollback")), `no rollback event in ${kinds}`);
 assert.equal(kinds[0], "release", "the newest event, the plan's release, comes first");
 await shot("events");
+
+step("the config list follows changes too");
+await page.getByRole("link", { name: "Configs" }).click();
+await page.locator("#configs tbody tr", { hasText: "banner" }).waitFor();
+assert.equal((await elsewhere("POST", "/gray", { code_id: first, percentage: 40 })).status, 200);
+await page.locator("#configs tbody tr", { hasText: `${first} (40 %)` }).waitFor({ timeout: 5000 });
+await shot("configs");
 
 step("a phone's width");
 await page.setViewportSize({ width: 390, height: 844 });

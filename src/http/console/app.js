@@ -6,6 +6,7 @@ import { h, replace, say } from "./dom.js";
 import { configsView } from "./configs.js";
 import { configView } from "./config.js";
 import { eventsView } from "./events.js";
+import { stop } from "./live.js";
 
 const main = () => document.getElementById("main");
 
@@ -39,7 +40,10 @@ async function route() {
   const signedIn = Boolean(token());
   document.getElementById("nav").hidden = !signedIn;
   document.getElementById("sign-out").hidden = !signedIn;
-  if (!signedIn) return signInView();
+  if (!signedIn) {
+    stop();
+    return signInView();
+  }
   const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
   try {
     if (parts[0] === "configs" && parts[1] && parts[2] === "events") await eventsView(main(), parts[1]);

@@ -5,6 +5,7 @@
 import { api, ApiError } from "./api.js";
 import { h, replace, say, when, confirmChange } from "./dom.js";
 import { editor } from "./editor.js";
+import { follow } from "./live.js";
 import { plansPanel } from "./plans.js";
 import { testsPanel } from "./tests.js";
 
@@ -26,27 +27,34 @@ export async function configView(main, id) {
   const servingBox = h("div", {}, serving(id, config, act));
   const plansBox = h("div", {}, await plansPanel(path, versions, reload));
   const versionBox = h("div", { id: "version" });
+  const versionsBox = h("div");
   const show = async (version) => replace(versionBox,
     h("h2", { text: `Version ${version.code_id}` }),
     h("pre", { id: "source", class: "source", tabindex: "0", "aria-label": `Source of ${version.code_id}` }, version.source),
     await testsPanel(path, version));
+  replace(versionsBox, versionsTable(id, config, versions, act, show));
   replace(main,
     h("h1", {}, `Config ${id}`),
     config.description && h("p", { text: config.description }),
     h("p", {}, h("a", { href: `#/configs/${encodeURIComponent(id)}/events` }, "Events")),
     servingBox,
-    versionsTable(id, config, versions, act, show),
+    versionsBox,
     versionBox,
     plansBox,
     uploadForm(path, reload));
-  // While a plan moves, what it changes is shown as it changes; the rest of
-  // the page (and anything typed) is left alone.
+  // What a change elsewhere (another operator, a plan, a break by reports)
+  // alters is redrawn; the rest of the page, and anything typed, stays.
+  const refresh = async () => {
+    const [now, current, panel] = await Promise.all([api("GET", path), api("GET", `${path}/versions`), plansPanel(path, versions, reload)]);
+    replace(servingBox, serving(id, now, act));
+    replace(versionsBox, versionsTable(id, now, current, act, show));
+    replace(plansBox, panel);
+  };
+  follow([config], () => main.contains(plansBox) && refresh());
+  // A plan's scheduled moves arrive as changes too; its countdown does not.
   const timer = setInterval(async () => {
     if (!main.contains(plansBox)) return clearInterval(timer);
-    if (!plansBox.querySelector('[data-state="active"]')) return;
-    const [now, panel] = await Promise.all([api("GET", path), plansPanel(path, versions, reload)]);
-    replace(servingBox, serving(id, now, act));
-    replace(plansBox, panel);
+    if (plansBox.querySelector('[data-state="active"]')) replace(plansBox, await plansPanel(path, versions, reload));
   }, 1000);
 }
 

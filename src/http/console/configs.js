@@ -3,6 +3,7 @@
 
 import { api, ApiError } from "./api.js";
 import { h, replace, say } from "./dom.js";
+import { follow } from "./live.js";
 
 export async function configsView(main) {
   const configs = await api("GET", "/api/v1/configs");
@@ -15,6 +16,13 @@ export async function configsView(main) {
   };
   search.addEventListener("input", draw);
   draw();
+  // A change to a listed config redraws its row.
+  follow(configs, async (changedId) => {
+    if (!main.contains(rows)) return;
+    const at = configs.findIndex((c) => c.id === changedId);
+    if (at >= 0) configs[at] = await api("GET", `/api/v1/configs/${encodeURIComponent(changedId)}`);
+    draw();
+  });
   replace(main,
     h("h1", { text: "Configs" }),
     createForm(),

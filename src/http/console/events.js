@@ -2,10 +2,12 @@
 
 import { api } from "./api.js";
 import { h, replace, when } from "./dom.js";
+import { stop } from "./live.js";
 
 const brief = (value) => (value === null || value === undefined ? "—" : JSON.stringify(value));
 
 export async function eventsView(main, id) {
+  stop();
   const events = await api("GET", `/api/v1/configs/${encodeURIComponent(id)}/events`);
   const rows = events.map((e) => h("tr", {},
     h("td", { text: when(e.created_at) }),
