@@ -25,6 +25,10 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("tests.js", JS, include_str!("console/tests.js")),
     ("plans.js", JS, include_str!("console/plans.js")),
     ("live.js", JS, include_str!("console/live.js")),
+    ("compare.js", JS, include_str!("console/compare.js")),
+    // jsdiff 9.0.0 (BSD-3-Clause, vendor/diff.LICENSE), as npm ships it;
+    // `.ci/console-vendor.sh` checks the copy.
+    ("vendor/diff.min.js", JS, include_str!("console/vendor/diff.min.js")),
 ];
 
 const JS: &str = "text/javascript; charset=utf-8";
@@ -40,6 +44,10 @@ pub fn routes() -> Router<AppState> {
         .route("/console", get(|| asset("index.html")))
         .route("/console/", get(|| asset("index.html")))
         .route("/console/{file}", get(|Path(file): Path<String>| asset_owned(file)))
+        .route(
+            "/console/vendor/{file}",
+            get(|Path(file): Path<String>| asset_owned(format!("vendor/{file}"))),
+        )
 }
 
 async fn asset_owned(file: String) -> Response {

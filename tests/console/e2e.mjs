@@ -105,6 +105,17 @@ for (let i = 0; i < 200; i++) {
 assert.ok(gray > 70 && gray < 130, `gray served ${gray} of 200 devices at 50 %`);
 await shot("config");
 
+step("compare two versions");
+await page.locator("#compare-from").selectOption(first);
+await page.locator("#compare-to").selectOption(second);
+await page.getByRole("button", { name: "Compare" }).click();
+await page.locator("#compare-result .removed", { hasText: "- greeting = 'hello'" }).waitFor();
+await page.locator("#compare-result .added", { hasText: "+ return {'text': 'new'}" }).waitFor();
+const compared = await page.locator("#compare-result").textContent();
+assert.match(compared, /Rules: the same/);
+assert.match(compared, /- +"name": "vip"/);
+await shot("compare");
+
 step("release the second, then roll back to the first");
 await page.locator(`tr[data-code="${second}"] button.release`).click();
 await confirm(`replacing ${first}`);

@@ -5,6 +5,7 @@
 import { api, ApiError } from "./api.js";
 import { h, replace, say, when, confirmChange } from "./dom.js";
 import { editor } from "./editor.js";
+import { comparePanel } from "./compare.js";
 import { follow } from "./live.js";
 import { plansPanel } from "./plans.js";
 import { testsPanel } from "./tests.js";
@@ -40,6 +41,7 @@ export async function configView(main, id) {
     servingBox,
     versionsBox,
     versionBox,
+    comparePanel(versions),
     plansBox,
     uploadForm(path, reload));
   // What a change elsewhere (another operator, a plan, a break by reports)
