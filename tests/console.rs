@@ -63,7 +63,7 @@ async fn the_console_runs_a_config_from_the_browser() {
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "the browser run failed:\n{out}\n{err}");
     assert!(out.contains("console: every step passed"), "{out}");
-    for name in ["signin", "configs", "error", "compare", "tests", "config", "plan", "events", "phone"] {
+    for name in ["signin", "configs", "error", "compare", "reports", "tests", "config", "plan", "events", "phone"] {
         let shot = shots.join(format!("console-{name}.png"));
         assert!(shot.exists(), "no screenshot {}", shot.display());
         use std::io::Write;

@@ -26,6 +26,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("plans.js", JS, include_str!("console/plans.js")),
     ("live.js", JS, include_str!("console/live.js")),
     ("compare.js", JS, include_str!("console/compare.js")),
+    ("reports.js", JS, include_str!("console/reports.js")),
     // jsdiff 9.0.0 (BSD-3-Clause, vendor/diff.LICENSE), as npm ships it;
     // `.ci/console-vendor.sh` checks the copy.
     ("vendor/diff.min.js", JS, include_str!("console/vendor/diff.min.js")),

@@ -84,6 +84,20 @@ await page.locator("#stable", { hasText: first }).waitFor();
 const fetched = await (await fetch(`${base}/config/banner`, { method: "POST", body: JSON.stringify({ params: { vip: true } }) })).json();
 assert.equal(JSON.parse(fetched.data.result).text, "welcome");
 
+step("a version's reports: counted and ignored, by kind");
+const { secret } = await (await fetch(`${base}/api/v1/configs/banner`, { headers: { Authorization: `Bearer ${adminToken}` } })).json();
+const reported = await fetch(`${base}/api/v1/configs/banner/reports`, {
+  method: "POST", headers: { Secret: secret, "Content-Type": "application/json" },
+  body: JSON.stringify({ code_id: first, device_id: "device-1", kind: "render", message: "template line 3: undefined value" }),
+});
+assert.ok(reported.ok, `report refused: ${reported.status}`);
+await page.getByRole("button", { name: `Show ${first}: source and tests` }).click();
+await page.locator("#reports tr", { hasText: "render" }).first().waitFor();
+assert.match(await page.locator("#reports").textContent(), /ignored/);
+assert.match(await page.locator("#report-ratio").textContent(), /0 counted sources, ratio 0\.000/);
+await page.locator("#reports li", { hasText: "undefined value" }).waitFor();
+await shot("reports");
+
 step("gray at 50 % serves about half the devices");
 await page.locator("#code").fill("return {'text': 'new'}");
 await page.locator("#params").fill("[]");

@@ -8,6 +8,7 @@ import { editor } from "./editor.js";
 import { comparePanel } from "./compare.js";
 import { follow } from "./live.js";
 import { plansPanel } from "./plans.js";
+import { reportsPanel } from "./reports.js";
 import { testsPanel } from "./tests.js";
 
 export async function configView(main, id) {
@@ -32,7 +33,8 @@ export async function configView(main, id) {
   const show = async (version) => replace(versionBox,
     h("h2", { text: `Version ${version.code_id}` }),
     h("pre", { id: "source", class: "source", tabindex: "0", "aria-label": `Source of ${version.code_id}` }, version.source),
-    await testsPanel(path, version));
+    await testsPanel(path, version),
+    await reportsPanel(path, version));
   replace(versionsBox, versionsTable(id, config, versions, act, show));
   replace(main,
     h("h1", {}, `Config ${id}`),
