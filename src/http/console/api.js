@@ -33,8 +33,11 @@ export async function api(method, path, body) {
     data = null;
   }
   if (!response.ok) {
+    // Native routes say {"error":{code,message}}; the original's (the
+    // playground) {"data":null,"message"}.
     const error = data?.error ?? {};
-    throw new ApiError(response.status, error.code ?? "http_error", error.message ?? `${response.status} ${response.statusText}`);
+    const message = error.message ?? data?.message ?? `${response.status} ${response.statusText}`;
+    throw new ApiError(response.status, error.code ?? "http_error", message);
   }
   return data;
 }

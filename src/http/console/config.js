@@ -114,12 +114,36 @@ function uploadForm(path, reload) {
   const rules = editor("rules", "Rules (JSON)", "[]", 4);
   const params = editor("params", "Parameter schema (JSON)", "[]", 4);
   const error = h("p", { class: "error", role: "alert", id: "upload-error" });
+  const trial = editor("try-params", "Parameters to try it with (JSON)", "{}", 3);
+  const tried = h("pre", { id: "try-result", class: "source", "aria-live": "polite" });
+  // The playground runs the code as typed, storing nothing.
+  const tryIt = h("button", { type: "button", id: "try" }, "Try it");
+  tryIt.addEventListener("click", async () => {
+    code.clear();
+    trial.clear();
+    tried.textContent = "";
+    let input;
+    try {
+      input = JSON.parse(trial.value);
+    } catch (e) {
+      return trial.fail(`not JSON: ${e.message}`);
+    }
+    try {
+      const out = await api("POST", `/playground/${lang.value === "javascript" ? "js" : "starlark"}`, { code: code.value, params: input });
+      tried.textContent = typeof out?.data === "string" ? out.data : JSON.stringify(out);
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      code.fail(e.message);
+    }
+  });
   const form = h("form", { id: "upload" },
     h("h2", { text: "Upload a version" }),
     h("div", { class: "field" }, h("label", { for: "lang" }, "Language"), lang),
     code.element, rules.element, params.element,
     h("button", { type: "submit", class: "primary" }, "Upload"),
-    error);
+    error,
+    h("h3", { text: "Playground" }),
+    trial.element, tryIt, tried);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     for (const field of [code, rules, params]) field.clear();
