@@ -24,6 +24,11 @@ while read -r package file name; do
 done <<'LIST'
 diff@9.0.0 dist/diff.min.js diff.min.js
 diff@9.0.0 LICENSE diff.LICENSE
+@highlightjs/cdn-assets@11.12.0 es/core.min.js hljs-core.min.js
+@highlightjs/cdn-assets@11.12.0 es/languages/python.min.js hljs-python.min.js
+@highlightjs/cdn-assets@11.12.0 es/languages/javascript.min.js hljs-javascript.min.js
+@highlightjs/cdn-assets@11.12.0 styles/github.min.css hljs-github.min.css
+@highlightjs/cdn-assets@11.12.0 LICENSE hljs.LICENSE
 LIST
 [ "$status" -eq 0 ] && echo "console vendor files match their packages"
 exit $status

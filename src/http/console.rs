@@ -14,7 +14,7 @@ use super::AppState;
 /// Every file the console has, with its type.
 const ASSETS: &[(&str, &str, &str)] = &[
     ("index.html", "text/html; charset=utf-8", include_str!("console/index.html")),
-    ("console.css", "text/css; charset=utf-8", include_str!("console/console.css")),
+    ("console.css", CSS, include_str!("console/console.css")),
     ("app.js", JS, include_str!("console/app.js")),
     ("api.js", JS, include_str!("console/api.js")),
     ("dom.js", JS, include_str!("console/dom.js")),
@@ -27,12 +27,19 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("live.js", JS, include_str!("console/live.js")),
     ("compare.js", JS, include_str!("console/compare.js")),
     ("reports.js", JS, include_str!("console/reports.js")),
+    ("highlight.js", JS, include_str!("console/highlight.js")),
     // jsdiff 9.0.0 (BSD-3-Clause, vendor/diff.LICENSE), as npm ships it;
     // `.ci/console-vendor.sh` checks the copy.
     ("vendor/diff.min.js", JS, include_str!("console/vendor/diff.min.js")),
+    // highlight.js 11.12.0 (BSD-3-Clause, vendor/hljs.LICENSE), likewise.
+    ("vendor/hljs-core.min.js", JS, include_str!("console/vendor/hljs-core.min.js")),
+    ("vendor/hljs-python.min.js", JS, include_str!("console/vendor/hljs-python.min.js")),
+    ("vendor/hljs-javascript.min.js", JS, include_str!("console/vendor/hljs-javascript.min.js")),
+    ("vendor/hljs-github.min.css", CSS, include_str!("console/vendor/hljs-github.min.css")),
 ];
 
 const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
 
 /// Only this server's own files run and are fetched, and nothing frames the
 /// page: an injected script or a clickjacking frame gets nothing.

@@ -79,6 +79,9 @@ const first = await page.locator("#versions tbody tr").first().getAttribute("dat
 step("a test case: add it, run it");
 await page.getByRole("button", { name: `Show ${first}: source and tests` }).click();
 await page.locator("#source", { hasText: "welcome" }).waitFor();
+// Coloured: Starlark as Python, in the viewer and under the editor.
+await page.locator("#source .hljs-keyword", { hasText: "return" }).waitFor();
+await page.locator("#upload .under .hljs-string").first().waitFor();
 await page.getByLabel("Name").fill("vip gets welcome");
 await page.locator("#test-params").fill('{"vip": true}');
 await page.locator("#test-expected").fill('{"text": "welcome"}');

@@ -5,6 +5,7 @@
 import { api, ApiError } from "./api.js";
 import { h, replace, say, when, confirmChange } from "./dom.js";
 import { editor } from "./editor.js";
+import { colour } from "./highlight.js";
 import { comparePanel } from "./compare.js";
 import { follow } from "./live.js";
 import { plansPanel } from "./plans.js";
@@ -32,7 +33,7 @@ export async function configView(main, id) {
   const versionsBox = h("div");
   const show = async (version) => replace(versionBox,
     h("h2", { text: `Version ${version.code_id}` }),
-    h("pre", { id: "source", class: "source", tabindex: "0", "aria-label": `Source of ${version.code_id}` }, version.source),
+    coloured(version),
     await testsPanel(path, version),
     await reportsPanel(path, version));
   replace(versionsBox, versionsTable(id, config, versions, act, show));
@@ -60,6 +61,12 @@ export async function configView(main, id) {
     if (!main.contains(plansBox)) return clearInterval(timer);
     if (plansBox.querySelector('[data-state="active"]')) replace(plansBox, await plansPanel(path, versions, reload));
   }, 1000);
+}
+
+function coloured(version) {
+  const pre = h("pre", { id: "source", class: "source", tabindex: "0", "aria-label": `Source of ${version.code_id}` });
+  colour(pre, version.source, version.lang);
+  return pre;
 }
 
 function serving(id, config, act) {
@@ -110,7 +117,8 @@ function versionsTable(id, config, versions, act, show) {
 
 function uploadForm(path, reload) {
   const lang = h("select", { id: "lang" }, h("option", { value: "starlark" }, "Starlark"), h("option", { value: "javascript" }, "JavaScript"));
-  const code = editor("code", "Source (the body of a function of p)", "return {\"enabled\": True}");
+  const code = editor("code", "Source (the body of a function of p)", "return {\"enabled\": True}", 12, () => lang.value);
+  lang.addEventListener("change", () => code.paint());
   const rules = editor("rules", "Rules (JSON)", "[]", 4);
   const params = editor("params", "Parameter schema (JSON)", "[]", 4);
   const error = h("p", { class: "error", role: "alert", id: "upload-error" });

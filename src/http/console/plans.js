@@ -35,7 +35,7 @@ export async function plansPanel(path, versions, reload) {
     h("table", {},
       h("thead", {}, h("tr", {}, ["Version", "State", "Step", "Next move", "Why", ""].map((t) => h("th", { scope: "col", text: t })))),
       h("tbody", {}, rows)),
-    newPlanForm(path, versions, reload));
+    versions.length ? newPlanForm(path, versions, reload) : h("p", { text: "Upload a version to roll out." }));
 }
 
 function newPlanForm(path, versions, reload) {
