@@ -90,6 +90,16 @@ await page.locator("#tests li", { hasText: "vip gets welcome" }).waitFor();
 await page.getByRole("button", { name: "Run tests" }).click();
 await page.locator("#test-summary", { hasText: "1 passed, 0 failed" }).waitFor();
 await shot("tests");
+await page.getByRole("button", { name: "Edit vip gets welcome" }).click();
+await page.locator("#test-expected").fill('{"text": "hello"}');
+await page.getByRole("button", { name: "Save vip gets welcome" }).click();
+await page.locator("#tests li", { hasText: '{"text":"hello"}' }).waitFor();
+assert.equal(await page.locator("#tests li").count(), 1, "editing added a second case");
+await page.getByRole("button", { name: "Run tests" }).click();
+await page.locator("#test-summary", { hasText: "0 passed, 1 failed" }).waitFor();
+await page.getByRole("button", { name: "Remove vip gets welcome" }).click();
+await confirm("is deleted");
+await page.locator("#tests li").first().waitFor({ state: "detached" });
 
 step("release");
 await page.locator(`tr[data-code="${first}"] button.release`).click();
@@ -175,14 +185,39 @@ await shot("plan");
 await page.locator("#plans .plan-state", { hasText: "completed" }).waitFor({ timeout: 20000 });
 await page.locator("#stable", { hasText: second }).waitFor();
 
+step("a plan by strategy, aborted");
+await page.locator("#plan-version").selectOption(first);
+await page.locator("#plan-kind").selectOption("linear");
+await page.getByLabel("First (or each) step, %").fill("50");
+await page.getByLabel("Seconds each step waits").fill("30");
+await page.getByRole("button", { name: "Start plan" }).click();
+await confirm("50 % more every 30 s up to the release");
+await page.locator("#gray", { hasText: `${first} at 50 %` }).waitFor({ timeout: 15000 });
+await page.locator("#plans tr[data-state=active]").getByRole("button", { name: "Abort" }).click();
+await confirm("ends; gray is removed");
+await page.locator("#plans tr[data-state=aborted]").waitFor();
+await page.locator("#gray", { hasText: "none" }).waitFor({ timeout: 5000 });
+await page.locator("#stable", { hasText: second }).waitFor();
+
 step("events");
 await page.getByRole("link", { name: "Events" }).click();
 await page.getByRole("heading", { name: "Events of banner" }).waitFor();
 const kinds = await page.locator("#events tbody tr td:nth-child(3)").allTextContents();
 for (const kind of ["created", "release", "gray"]) assert.ok(kinds.includes(kind), `no ${kind} event in ${kinds}`);
 assert.ok(kinds.some((k) => k.includes("rollback")), `no rollback event in ${kinds}`);
-assert.equal(kinds[0], "release", "the newest event, the plan's release, comes first");
+assert.equal(kinds[0], "gray_removed", "the newest event, the aborted plan's, comes first");
 await shot("events");
+
+step("switch the config off and on");
+await page.getByRole("link", { name: "Back to banner" }).click();
+await page.getByRole("button", { name: "Deactivate" }).click();
+await confirm("stops answering");
+await page.getByRole("button", { name: "Activate" }).waitFor();
+const off = await fetch(`${base}/config/banner`, { method: "POST", body: "{}" });
+assert.equal(off.status, 403, "an inactive config still answered");
+await page.getByRole("button", { name: "Activate" }).click();
+await confirm("answers its clients again");
+await page.getByRole("button", { name: "Deactivate" }).waitFor();
 
 step("the config list follows changes too");
 await page.getByRole("link", { name: "Configs" }).click();

@@ -78,6 +78,10 @@ function serving(id, config, act) {
       h("dt", { text: "Revision" }), h("dd", { id: "revision", text: config.revision }),
       h("dt", { text: "Stable" }), h("dd", { id: "stable", text: stable ?? "nothing released" }),
       h("dt", { text: "Gray" }), h("dd", { id: "gray", text: config.gray ? `${config.gray.code_id} at ${config.gray.percentage} %` : "none" })),
+    h("button", { type: "button", id: "status", onclick: () => config.status === "active"
+      ? act("Deactivate", [`${id} stops answering: its clients get an error (OpenFeature clients their default).`], "PATCH", "", { status: "inactive" })
+      : act("Activate", [`${id} answers its clients again.`], "PATCH", "", { status: "active" }) },
+      config.status === "active" ? "Deactivate" : "Activate"),
     stable && h("button", { type: "button", id: "rollback", onclick: () => act("Roll back",
       [`${id} goes back from ${stable} to the release before it.`, "Every device not in gray gets that version at once."],
       "POST", "/rollback", {}) }, "Roll back"),
@@ -102,6 +106,11 @@ function versionsTable(id, config, versions, act, show) {
             "Stored tests run first; every device not in gray gets it at once."],
           "POST", "/release", { code_id: v.code_id }) }, "Release"),
         " ", percent, shown, " ",
+        h("button", { type: "button", class: "mark", onclick: () => v.broken
+          ? act("Clear the broken mark", [`${v.code_id} may be served again.`], "DELETE", `/versions/${v.code_id}/broken`)
+          : act("Mark broken", [`${v.code_id} stops being served: gray falls back to stable, and a broken stable refuses.`], "POST", `/versions/${v.code_id}/broken`) },
+          v.broken ? "Clear broken" : "Mark broken"),
+        " ",
         h("button", { type: "button", class: "gray", onclick: () => act("Gray release",
           [`${v.code_id} is served to ${percent.value} % of ${id}'s devices, chosen by a stable hash of their id.`,
             `The others keep ${config.release?.code_id ?? "nothing"}.`],

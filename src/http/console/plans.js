@@ -40,37 +40,68 @@ export async function plansPanel(path, versions, reload) {
 
 function newPlanForm(path, versions, reload) {
   const version = h("select", { id: "plan-version" }, versions.map((v) => h("option", { value: v.code_id }, v.code_id)));
+  const kind = h("select", { id: "plan-kind" },
+    h("option", { value: "steps" }, "Explicit steps"),
+    h("option", { value: "linear" }, "Linear: the same step each time"),
+    h("option", { value: "exponential" }, "Exponential: multiplied each time"));
   const steps = h("input", { id: "plan-steps", value: "10:60, 50:60, 100:60", "aria-describedby": "plan-steps-help plan-error" });
+  const first = h("input", { id: "plan-first", type: "number", min: 1, max: 100, value: 10 });
+  const factor = h("input", { id: "plan-factor", type: "number", min: 1.1, step: 0.1, value: 2 });
+  const interval = h("input", { id: "plan-interval", type: "number", min: 1, value: 60 });
   const error = h("p", { id: "plan-error", class: "error", role: "alert" });
+  const explicit = h("div", {},
+    h("label", { for: "plan-steps" }, "Steps"), steps,
+    h("p", { id: "plan-steps-help", text: "percent:seconds, comma-separated: each step serves that share, then waits that long under the health gate; 100 is the release." }));
+  const rule = h("div", { hidden: true },
+    h("label", { for: "plan-first" }, "First (or each) step, %"), first,
+    h("label", { for: "plan-factor" }, "Factor (exponential)"), factor,
+    h("label", { for: "plan-interval" }, "Seconds each step waits"), interval);
+  kind.addEventListener("change", () => {
+    explicit.hidden = kind.value !== "steps";
+    rule.hidden = kind.value === "steps";
+  });
   const form = h("form", { id: "new-plan" },
     h("h3", { text: "Start a plan" }),
     h("label", { for: "plan-version" }, "Version"), version,
-    h("label", { for: "plan-steps" }, "Steps"), steps,
-    h("p", { id: "plan-steps-help", text: "percent:seconds, comma-separated: each step serves that share, then waits that long under the health gate; 100 is the release." }),
+    h("label", { for: "plan-kind" }, "Steps by"), kind,
+    explicit, rule,
     h("button", { type: "submit" }, "Start plan"),
     error);
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    error.textContent = "";
+  const request = () => {
+    if (kind.value === "linear") {
+      return [{ kind: "linear", step: Number(first.value), interval_s: Number(interval.value) },
+        `${first.value} % more every ${interval.value} s up to the release`];
+    }
+    if (kind.value === "exponential") {
+      return [{ kind: "exponential", start: Number(first.value), factor: Number(factor.value), interval_s: Number(interval.value) },
+        `${first.value} %, times ${factor.value} every ${interval.value} s, up to the release`];
+    }
     const parsed = steps.value.split(",").map((s) => s.trim()).filter(Boolean).map((s) => {
       const [percentage, bake] = s.split(":").map(Number);
       return { percentage, bake_s: bake };
     });
-    if (parsed.some((s) => !Number.isInteger(s.percentage) || !Number.isInteger(s.bake_s))) {
+    if (parsed.length === 0 || parsed.some((s) => !Number.isInteger(s.percentage) || !Number.isInteger(s.bake_s))) return [null];
+    return [parsed, parsed.map((s) => `${s.percentage} % for ${s.bake_s} s`).join(", then ")];
+  };
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.textContent = "";
+    steps.removeAttribute("aria-invalid");
+    const [plan, summary] = request();
+    if (!plan) {
       error.textContent = "each step is percent:seconds, e.g. 10:60";
       steps.setAttribute("aria-invalid", "true");
       return;
     }
-    const summary = parsed.map((s) => `${s.percentage} % for ${s.bake_s} s`).join(", then ");
     if (!(await confirmChange("Start a rollout plan", [`${version.value} is served to ${summary}.`, "A failed health gate rolls it back."]))) return;
+    const body = kind.value === "steps" ? { code_id: version.value, steps: plan } : { code_id: version.value, strategy: plan };
     try {
-      await api("POST", `${path}/plans`, { code_id: version.value, steps: parsed });
+      await api("POST", `${path}/plans`, body);
       say("plan started");
       await reload();
     } catch (e) {
       if (!(e instanceof ApiError)) throw e;
       error.textContent = e.message;
-      steps.setAttribute("aria-invalid", "true");
     }
   });
   return form;

@@ -1,7 +1,7 @@
 // One version's stored test cases: add one, run them all, see each result.
 
 import { api, ApiError } from "./api.js";
-import { h, replace, say } from "./dom.js";
+import { h, replace, say, confirmChange } from "./dom.js";
 import { editor } from "./editor.js";
 
 export async function testsPanel(path, version) {
@@ -18,6 +18,21 @@ export async function testsPanel(path, version) {
       h("label", { for: "test-name" }, "Name"), name,
       params.element, expected.element,
       h("button", { type: "submit" }, "Add test"));
+    let replacing = null;
+    const edit = (c) => {
+      replacing = c;
+      name.value = c.name;
+      params.area.value = JSON.stringify(c.params, null, 1);
+      expected.area.value = JSON.stringify(c.expected, null, 1);
+      for (const field of [params, expected]) field.area.dispatchEvent(new Event("input"));
+      form.querySelector("button[type=submit]").textContent = `Save ${c.name || c.test_id}`;
+      name.focus();
+    };
+    const remove = async (c) => {
+      if (!(await confirmChange("Remove a test", [`${c.name || c.test_id} is deleted; publishing no longer runs it.`]))) return;
+      await api("DELETE", `${base}/${c.test_id}`);
+      await draw();
+    };
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       params.clear();
@@ -31,8 +46,10 @@ export async function testsPanel(path, version) {
         }
       }
       try {
+        // A case is never changed in place: the edited one is added, then the old one removed.
         await api("POST", base, { name: name.value, ...parsed });
-        say(`test ${name.value} added`);
+        if (replacing) await api("DELETE", `${base}/${replacing.test_id}`);
+        say(`test ${name.value} ${replacing ? "saved" : "added"}`);
         await draw();
       } catch (e) {
         if (!(e instanceof ApiError)) throw e;
@@ -55,7 +72,11 @@ export async function testsPanel(path, version) {
     });
     replace(panel,
       h("h2", { id: "tests-title", text: `Tests of ${version.code_id}` }),
-      h("ul", {}, cases.map((c) => h("li", { text: `${c.name || c.test_id}: ${JSON.stringify(c.params)} → ${JSON.stringify(c.expected)}` }))),
+      h("ul", {}, cases.map((c) => h("li", {},
+        `${c.name || c.test_id}: ${JSON.stringify(c.params)} → ${JSON.stringify(c.expected)} `,
+        h("button", { type: "button", onclick: () => edit(c) }, `Edit ${c.name || c.test_id}`),
+        " ",
+        h("button", { type: "button", onclick: () => remove(c) }, `Remove ${c.name || c.test_id}`)))),
       run, results, form);
   };
   await draw();
