@@ -105,7 +105,7 @@ step("release");
 await page.locator(`tr[data-code="${first}"] button.release`).click();
 await confirm(`${first} becomes the stable version of banner`);
 await page.locator("#stable", { hasText: first }).waitFor();
-const fetched = await (await fetch(`${base}/config/banner`, { method: "POST", body: JSON.stringify({ params: { vip: true } }) })).json();
+const fetched = await (await fetch(`${base}/config/banner`, { method: "POST", body: JSON.stringify({ params: { vip: true }, cached: false }) })).json();
 assert.equal(JSON.parse(fetched.data.result).text, "welcome");
 
 step("a version's reports: counted and ignored, by kind");
@@ -137,7 +137,7 @@ await confirm(`${second} is served to 50 %`);
 await page.locator("#gray", { hasText: `${second} at 50 %` }).waitFor();
 let gray = 0;
 for (let i = 0; i < 200; i++) {
-  const r = await (await fetch(`${base}/config/banner`, { method: "POST", body: JSON.stringify({ meta: { device_id: `device-${i}` } }) })).json();
+  const r = await (await fetch(`${base}/config/banner`, { method: "POST", body: JSON.stringify({ meta: { device_id: `device-${i}` }, cached: false }) })).json();
   if (r.data.code_id === second) gray++;
 }
 assert.ok(gray > 70 && gray < 130, `gray served ${gray} of 200 devices at 50 %`);
@@ -158,8 +158,14 @@ step("release the second, then roll back to the first");
 await page.locator(`tr[data-code="${second}"] button.release`).click();
 await confirm(`replacing ${first}`);
 await page.locator("#stable", { hasText: second }).waitFor();
-await page.getByRole("button", { name: "Roll back" }).click();
-await confirm("goes back");
+// By keyboard: the dialog opens on Cancel, the safe choice; Tab reaches Confirm.
+await page.getByRole("button", { name: "Roll back" }).focus();
+await page.keyboard.press("Enter");
+await page.getByRole("dialog").waitFor();
+assert.equal(await page.evaluate(() => document.activeElement.textContent), "Cancel");
+await page.keyboard.press("Tab");
+await page.keyboard.press("Enter");
+await page.getByRole("dialog").waitFor({ state: "detached" });
 await page.locator("#stable", { hasText: first }).waitFor();
 
 step("a change made elsewhere shows without a reload");
@@ -193,6 +199,10 @@ await page.getByLabel("Seconds each step waits").fill("30");
 await page.getByRole("button", { name: "Start plan" }).click();
 await confirm("50 % more every 30 s up to the release");
 await page.locator("#gray", { hasText: `${first} at 50 %` }).waitFor({ timeout: 15000 });
+await page.locator("#plans tr[data-state=active]").getByRole("button", { name: "Pause" }).click();
+await confirm("stops moving");
+await page.locator("#plans tr[data-state=paused]").getByRole("button", { name: "Resume" }).click();
+await confirm("moves on");
 await page.locator("#plans tr[data-state=active]").getByRole("button", { name: "Abort" }).click();
 await confirm("ends; gray is removed");
 await page.locator("#plans tr[data-state=aborted]").waitFor();
@@ -213,7 +223,7 @@ await page.getByRole("link", { name: "Back to banner" }).click();
 await page.getByRole("button", { name: "Deactivate" }).click();
 await confirm("stops answering");
 await page.getByRole("button", { name: "Activate" }).waitFor();
-const off = await fetch(`${base}/config/banner`, { method: "POST", body: "{}" });
+const off = await fetch(`${base}/config/banner`, { method: "POST", body: JSON.stringify({ cached: false }) });
 assert.equal(off.status, 403, "an inactive config still answered");
 await page.getByRole("button", { name: "Activate" }).click();
 await confirm("answers its clients again");
@@ -224,6 +234,8 @@ await page.getByRole("link", { name: "Configs" }).click();
 await page.locator("#configs tbody tr", { hasText: "banner" }).waitFor();
 assert.equal((await elsewhere("POST", "/gray", { code_id: first, percentage: 40 })).status, 200);
 await page.locator("#configs tbody tr", { hasText: `${first} (40 %)` }).waitFor({ timeout: 5000 });
+await page.locator('#configs tr[data-config="banner"] .health', { hasText: /ok|reports/ }).waitFor();
+assert.equal(await page.locator('#configs tr[data-config="banner"] .plan').textContent(), "—");
 await shot("configs");
 
 step("a phone's width");

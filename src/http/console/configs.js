@@ -6,13 +6,26 @@ import { h, replace, say } from "./dom.js";
 import { follow } from "./live.js";
 
 export async function configsView(main) {
-  const configs = await api("GET", "/api/v1/configs");
+  const [configs, open] = await Promise.all([api("GET", "/api/v1/configs"), api("GET", "/api/v1/plans")]);
+  const plans = new Map(open.map((p) => [p.config_id, p]));
+  // Each shown config's stable version, for its health: fetched once per
+  // view, for the first hundred configs shown.
+  const health = new Map();
   const rows = h("tbody");
   const search = h("input", { type: "search", id: "search", placeholder: "id or description" });
   const draw = () => {
     const needle = search.value.trim().toLowerCase();
     const shown = configs.filter((c) => !needle || c.id.toLowerCase().includes(needle) || c.description.toLowerCase().includes(needle));
-    replace(rows, shown.map(row));
+    replace(rows, shown.map((c) => row(c, plans.get(c.id), health)));
+    const wanted = shown.filter((c) => c.release && !health.has(c.id)).slice(0, 100);
+    for (const c of wanted) health.set(c.id, null);
+    Promise.all(wanted.map(async (c) => {
+      try {
+        health.set(c.id, await api("GET", `/api/v1/configs/${encodeURIComponent(c.id)}/versions/${c.release.code_id}`));
+      } catch {
+        health.delete(c.id);
+      }
+    })).then(() => wanted.length && main.contains(rows) && replace(rows, shown.map((c) => row(c, plans.get(c.id), health))));
   };
   search.addEventListener("input", draw);
   draw();
@@ -20,7 +33,11 @@ export async function configsView(main) {
   follow(configs, async (changedId) => {
     if (!main.contains(rows)) return;
     const at = configs.findIndex((c) => c.id === changedId);
-    if (at >= 0) configs[at] = await api("GET", `/api/v1/configs/${encodeURIComponent(changedId)}`);
+    const [config, fresh] = await Promise.all([api("GET", `/api/v1/configs/${encodeURIComponent(changedId)}`), api("GET", "/api/v1/plans")]);
+    if (at >= 0) configs[at] = config;
+    plans.clear();
+    for (const p of fresh) plans.set(p.config_id, p);
+    health.delete(changedId);
     draw();
   });
   replace(main,
@@ -29,18 +46,26 @@ export async function configsView(main) {
     h("p", {}, h("label", { for: "search" }, "Search "), search),
     h("table", { id: "configs" },
       h("caption", { text: `${configs.length} configs` }),
-      h("thead", {}, h("tr", {}, ["Id", "Status", "Revision", "Stable", "Gray"].map((t) => h("th", { scope: "col", text: t })))),
+      h("thead", {}, h("tr", {}, ["Id", "Status", "Revision", "Stable", "Gray", "Rollout plan", "Health"].map((t) => h("th", { scope: "col", text: t })))),
       rows));
 }
 
-function row(config) {
+function row(config, plan, health) {
   const gray = config.gray ? `${config.gray.code_id} (${config.gray.percentage} %)` : "—";
-  return h("tr", {},
+  const stable = health.get(config.id);
+  const state = !config.release ? "—"
+    : !stable ? "…"
+    : stable.broken ? "broken"
+    : stable.error_count > 0 ? `${stable.error_count} reports` : "ok";
+  const step = plan?.steps[plan.applied - 1];
+  return h("tr", { "data-config": config.id },
     h("th", { scope: "row" }, h("a", { href: `#/configs/${encodeURIComponent(config.id)}` }, config.id)),
     h("td", { text: config.status }),
     h("td", { text: config.revision }),
     h("td", { text: config.release?.code_id ?? "—" }),
-    h("td", { text: gray }));
+    h("td", { text: gray }),
+    h("td", { class: "plan", text: plan ? `${plan.state}, ${plan.applied} of ${plan.steps.length}${step ? ` (${step.percentage} %)` : ""}` : "—" }),
+    h("td", { class: "health", text: state }));
 }
 
 function createForm() {
