@@ -40,11 +40,11 @@ await page.keyboard.press("Enter");
 await page.getByRole("heading", { name: "Configs" }).waitFor();
 
 step("create a config");
-await page.getByLabel("Id").fill("bad id");
+await page.getByLabel("Id", { exact: true }).fill("bad id");
 await page.getByRole("button", { name: "Create" }).click();
 // The browser's own check refuses the pattern before any request.
 assert.equal(await page.locator("#new-id").evaluate((e) => e.validity.valid), false);
-await page.getByLabel("Id").fill("banner");
+await page.getByLabel("Id", { exact: true }).fill("banner");
 await page.getByLabel("Description").fill("the home banner");
 await page.getByRole("button", { name: "Create" }).click();
 await page.getByRole("heading", { name: "Config banner" }).waitFor();
@@ -87,6 +87,7 @@ await page.locator("#test-params").fill('{"vip": true}');
 await page.locator("#test-expected").fill('{"text": "welcome"}');
 await page.getByRole("button", { name: "Add test" }).click();
 await page.locator("#tests li", { hasText: "vip gets welcome" }).waitFor();
+await page.locator(`tr[data-code="${first}"] .tests`, { hasText: "1" }).waitFor();
 await page.getByRole("button", { name: "Run tests" }).click();
 await page.locator("#test-summary", { hasText: "1 passed, 0 failed" }).waitFor();
 await shot("tests");
@@ -220,14 +221,15 @@ await shot("events");
 
 step("switch the config off and on");
 await page.getByRole("link", { name: "Back to banner" }).click();
-await page.getByRole("button", { name: "Deactivate" }).click();
+await page.getByRole("button", { name: "Deactivate", exact: true }).click();
 await confirm("stops answering");
-await page.getByRole("button", { name: "Activate" }).waitFor();
+await page.getByRole("button", { name: "Activate", exact: true }).waitFor();
 const off = await fetch(`${base}/config/banner`, { method: "POST", body: JSON.stringify({ cached: false }) });
-assert.equal(off.status, 403, "an inactive config still answered");
-await page.getByRole("button", { name: "Activate" }).click();
+const history = async () => (await (await elsewhere("GET", "/events")).json()).slice(0, 4).map((e) => `${e.kind} ${JSON.stringify(e.to)}`).join("; ");
+assert.equal(off.status, 403, `an inactive config still answered; latest events: ${await history()}`);
+await page.getByRole("button", { name: "Activate", exact: true }).click();
 await confirm("answers its clients again");
-await page.getByRole("button", { name: "Deactivate" }).waitFor();
+await page.getByRole("button", { name: "Deactivate", exact: true }).waitFor();
 
 step("the config list follows changes too");
 await page.getByRole("link", { name: "Configs" }).click();

@@ -15,6 +15,7 @@ import { testsPanel } from "./tests.js";
 export async function configView(main, id) {
   const path = `/api/v1/configs/${encodeURIComponent(id)}`;
   const [config, versions] = await Promise.all([api("GET", path), api("GET", `${path}/versions`)]);
+  await countTests(path, versions);
   const reload = () => configView(main, id);
   const act = async (title, lines, method, suffix, body) => {
     if (!(await confirmChange(title, lines))) return;
@@ -34,7 +35,7 @@ export async function configView(main, id) {
   const show = async (version) => replace(versionBox,
     h("h2", { text: `Version ${version.code_id}` }),
     coloured(version),
-    await testsPanel(path, version),
+    await testsPanel(path, version, () => refresh()),
     await reportsPanel(path, version));
   replace(versionsBox, versionsTable(id, config, versions, act, show));
   replace(main,
@@ -51,6 +52,7 @@ export async function configView(main, id) {
   // alters is redrawn; the rest of the page, and anything typed, stays.
   const refresh = async () => {
     const [now, current, panel] = await Promise.all([api("GET", path), api("GET", `${path}/versions`), plansPanel(path, versions, reload)]);
+    await countTests(path, current);
     replace(servingBox, serving(id, now, act));
     replace(versionsBox, versionsTable(id, now, current, act, show));
     replace(plansBox, panel);
@@ -61,6 +63,17 @@ export async function configView(main, id) {
     if (!main.contains(plansBox)) return clearInterval(timer);
     if (plansBox.querySelector('[data-state="active"]')) replace(plansBox, await plansPanel(path, versions, reload));
   }, 1000);
+}
+
+// Each version's number of stored tests, as `tests` on it.
+async function countTests(path, versions) {
+  await Promise.all(versions.map(async (v) => {
+    try {
+      v.tests = (await api("GET", `${path}/versions/${encodeURIComponent(v.code_id)}/tests`)).length;
+    } catch {
+      v.tests = null;
+    }
+  }));
 }
 
 function coloured(version) {
@@ -99,7 +112,8 @@ function versionsTable(id, config, versions, act, show) {
       h("th", { scope: "row" }, h("button", { type: "button", class: "link", "aria-label": `Show ${v.code_id}: source and tests`, onclick: () => show(v) }, v.code_id)),
       h("td", { text: v.lang }),
       h("td", { text: when(v.created_at) }),
-      h("td", { text: v.broken ? "broken" : "ok" }),
+      h("td", { class: "tests", text: v.tests ?? "?" }),
+      h("td", { text: v.broken ? "broken" : v.error_count > 0 ? `${v.error_count} reports` : "ok" }),
       h("td", {},
         h("button", { type: "button", class: "release", onclick: () => act("Release",
           [`${v.code_id} becomes the stable version of ${id}${config.release ? `, replacing ${config.release.code_id}` : ""}.`,
@@ -119,7 +133,7 @@ function versionsTable(id, config, versions, act, show) {
   return h("section", { "aria-labelledby": "versions-title" },
     h("h2", { id: "versions-title", text: "Versions" }),
     h("table", { id: "versions" },
-      h("thead", {}, h("tr", {}, ["Code", "Language", "Created", "Health", "Release"].map((t) => h("th", { scope: "col", text: t })))),
+      h("thead", {}, h("tr", {}, ["Code", "Language", "Created", "Tests", "Health", "Release"].map((t) => h("th", { scope: "col", text: t })))),
       h("tbody", {}, rows)),
     h("p", { text: "Choose a version's code to see its source and tests." }));
 }

@@ -4,7 +4,7 @@ import { api, ApiError } from "./api.js";
 import { h, replace, say, confirmChange } from "./dom.js";
 import { editor } from "./editor.js";
 
-export async function testsPanel(path, version) {
+export async function testsPanel(path, version, changed = () => {}) {
   const base = `${path}/versions/${encodeURIComponent(version.code_id)}/tests`;
   const panel = h("section", { id: "tests", "aria-labelledby": "tests-title" });
   const draw = async () => {
@@ -32,6 +32,7 @@ export async function testsPanel(path, version) {
       if (!(await confirmChange("Remove a test", [`${c.name || c.test_id} is deleted; publishing no longer runs it.`]))) return;
       await api("DELETE", `${base}/${c.test_id}`);
       await draw();
+      changed();
     };
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
@@ -51,6 +52,7 @@ export async function testsPanel(path, version) {
         if (replacing) await api("DELETE", `${base}/${replacing.test_id}`);
         say(`test ${name.value} ${replacing ? "saved" : "added"}`);
         await draw();
+        changed();
       } catch (e) {
         if (!(e instanceof ApiError)) throw e;
         (e.message.includes("expected") ? expected : params).fail(e.message);
