@@ -204,7 +204,7 @@ async fn an_event_stream_hears_a_change_made_on_another_node() {
     };
     let (one, two) = (&nodes[0], &nodes[1]);
     one.released("app-a", "return 1", json!([])).await;
-    let body = bulk(&two).await;
+    let body = bulk(two).await;
     assert_eq!(body["flags"][0]["value"], 1, "{body}");
     let url = body["eventStreams"][0]["url"].as_str().unwrap().to_owned();
     assert!(

@@ -26,8 +26,11 @@ pub struct Client {
     pub ticket: String,
     /// The ids it covers, with the list they were picked from: the same
     /// list gives the same ids without matching every id again.
-    covered: Mutex<Option<(Arc<[String]>, Arc<[String]>)>>,
+    covered: Mutex<Option<Covered>>,
 }
+
+/// A list of ids, and those of them a client covers.
+type Covered = (Arc<[String]>, Arc<[String]>);
 
 impl Client {
     /// The ids in `all` this client may read, in `all`'s order.
