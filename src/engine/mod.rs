@@ -3,6 +3,7 @@
 
 pub mod folding;
 pub mod guard;
+mod go_json;
 pub mod javascript;
 mod js_errors;
 mod js_json;

@@ -39,6 +39,8 @@ impl StarlarkEngine {
             LibraryExtension::Json,
             LibraryExtension::SetType,
         ])
+        // The original service's top-level json functions (`encode(x)`...).
+        .with(super::go_json::original_json)
         .build();
         let cap = NonZeroUsize::new(cache_entries.max(1)).expect("non-zero");
         Self {
@@ -300,6 +302,29 @@ mod tests {
 
     fn run(source: &str, params: serde_json::Value) -> Result<String, EngineError> {
         StarlarkEngine::new(4).run("c1", source, &params, &Limits::default())
+    }
+
+    #[test]
+    fn the_originals_json_functions_are_predeclared() {
+        let text = |src: &str| serde_json::from_str::<String>(&run(src, json!({})).unwrap()).unwrap();
+        assert_eq!(
+            text("return encode({'b': 1, 'a': [1.0, 'x', None, True], 'c': (2, 1e6)})"),
+            r#"{"a":[1.0,"x",null,true],"b":1,"c":[2,1e+06]}"#,
+            "keys sorted, floats as Go writes them"
+        );
+        assert_eq!(
+            run("d = decode('{\"n\": 1, \"f\": 1.5, \"l\": [true]}')\nreturn [d['n'] + 1, d['f'], d['l']]", json!({}))
+                .unwrap(),
+            "[2,1.5,[true]]"
+        );
+        assert_eq!(text("return indent('{\"a\":[1]}')"), "{\n\t\"a\": [\n\t\t1\n\t]\n}");
+        assert_eq!(text("return encode_indent({'a': 1}, indent='  ')"), "{\n  \"a\": 1\n}");
+        // Names a script defines itself still win.
+        assert_eq!(run("encode = 5\nreturn encode", json!({})).unwrap(), "5");
+        let err = run("return encode({1: 2})", json!({})).unwrap_err().to_string();
+        assert!(err.contains("encode: dict has int key, want string"), "{err}");
+        let err = run("l = []\nl.append(l)\nreturn encode(l)", json!({})).unwrap_err().to_string();
+        assert!(err.contains("cycle in JSON structure"), "{err}");
     }
 
     #[test]
