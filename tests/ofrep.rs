@@ -6,7 +6,6 @@
 
 mod common;
 
-
 use common::faulty::Mode;
 use common::{Backend, TestApp};
 use reqwest::{Method, StatusCode};
@@ -289,6 +288,27 @@ async fn credentials_are_checked_when_presented_or_required(backend: Backend) {
         .unwrap();
     let (status, body) = common::read(response).await;
     assert_eq!((status, &body["reason"]), (StatusCode::OK, &json!("DEFAULT")));
+    // Without good credentials, an unknown config is no different from a known one.
+    for key in ["app-y", "no-such-config"] {
+        let response = app
+            .client
+            .post(app.url(&format!("/ofrep/v1/evaluate/flags/{key}")))
+            .bearer_auth("a-guess")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{key}");
+    }
+    let scoped_elsewhere = app
+        .client
+        .post(app.url("/ofrep/v1/evaluate/flags/no-such-config"))
+        .bearer_auth(OTHER_TOKEN)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scoped_elsewhere.status(), StatusCode::FORBIDDEN);
     app.stop().await;
 }
 
@@ -446,7 +466,11 @@ async fn bulk_evaluation_rides_out_a_store_outage(backend: Backend) {
         let started = std::time::Instant::now();
         let (status, during) = read_bulk(bulk(&app, Some(WEB_TOKEN), json!({}), None).await).await;
         assert_eq!((status, &during), (StatusCode::OK, &before), "{mode:?}");
-        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{mode:?} took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{mode:?} took {:?}",
+            started.elapsed()
+        );
     }
     store.set_mode(Mode::Normal);
     app.stop().await;

@@ -62,18 +62,24 @@ async fn single_outcome(app: &AppState, key: &str, headers: &HeaderMap, request:
         return Err(Failure::Denied(StatusCode::UNAUTHORIZED));
     }
     let context = read_context(request, Some(key)).await?;
+    let client = credential.and_then(|c| access.client(c));
+    if client.is_some_and(|c| !c.scope.covers(key)) {
+        return Err(Failure::Denied(StatusCode::FORBIDDEN));
+    }
     let entry = match app.cache.entry(key).await {
         Ok(entry) => entry,
+        // Where credentials are required, a caller without good ones learns
+        // nothing, not even which configs exist.
+        Err(_) if access.require_credentials && client.is_none() => {
+            return Err(Failure::Denied(StatusCode::UNAUTHORIZED));
+        }
         Err(e) => return Ok(Outcome::unresolved(key, e)),
     };
-    match credential {
-        None => {}
-        Some(credential) => match access.client(credential) {
-            Some(client) if !client.scope.covers(key) => return Err(Failure::Denied(StatusCode::FORBIDDEN)),
-            Some(_) => {}
-            None if entry.config.accepts_secret(credential, now_millis()) => {}
-            None => return Err(Failure::Denied(StatusCode::UNAUTHORIZED)),
-        },
+    // A credential that is no client token must be the config's secret.
+    if let Some(secret) = credential.filter(|_| client.is_none())
+        && !entry.config.accepts_secret(secret, now_millis())
+    {
+        return Err(Failure::Denied(StatusCode::UNAUTHORIZED));
     }
     Ok(flag(app, &entry, &context).await)
 }
