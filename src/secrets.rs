@@ -5,7 +5,16 @@ use subtle::ConstantTimeEq;
 /// 32 random bytes as 64 hex characters.
 pub fn random_token() -> String {
     let bytes: [u8; 32] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&bytes)
+}
+
+/// Bytes as lower-case hex, two characters each.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
 }
 
 /// Compares secrets without leaking, through timing, how much of a guess was right.

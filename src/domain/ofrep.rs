@@ -169,7 +169,7 @@ impl Pattern {
 }
 
 /// The configs a client token may read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scope(Vec<Pattern>);
 
 impl Scope {

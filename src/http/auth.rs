@@ -59,18 +59,23 @@ pub async fn require_admin(
     Ok(next.run(request).await)
 }
 
-/// The name of the admin token in `Authorization: Bearer <token>`; the
-/// scheme is matched without regard to case, as RFC 9110 says.
-pub fn admin_name<'a>(tokens: &'a AdminTokens, headers: &HeaderMap) -> Result<&'a str, ApiError> {
-    let presented = headers
+/// The value in `Authorization: Bearer <value>`; the scheme is matched
+/// without regard to case, as RFC 9110 says.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token)
+        .map(|(_, value)| value.trim())
+}
+
+/// The name of the admin token in `Authorization: Bearer <token>`.
+pub fn admin_name<'a>(tokens: &'a AdminTokens, headers: &HeaderMap) -> Result<&'a str, ApiError> {
+    let presented = bearer(headers)
         .ok_or_else(|| ApiError::Unauthorized("missing `Authorization: Bearer <token>` header".into()))?;
     tokens
-        .who(presented.trim())
+        .who(presented)
         .ok_or_else(|| ApiError::Unauthorized("invalid admin token".into()))
 }
 

@@ -13,7 +13,11 @@ use super::AppState;
 
 /// Every file the console has, with its type.
 const ASSETS: &[(&str, &str, &str)] = &[
-    ("index.html", "text/html; charset=utf-8", include_str!("console/index.html")),
+    (
+        "index.html",
+        "text/html; charset=utf-8",
+        include_str!("console/index.html"),
+    ),
     ("console.css", CSS, include_str!("console/console.css")),
     ("app.js", JS, include_str!("console/app.js")),
     ("api.js", JS, include_str!("console/api.js")),
@@ -32,10 +36,26 @@ const ASSETS: &[(&str, &str, &str)] = &[
     // `.ci/console-vendor.sh` checks the copy.
     ("vendor/diff.min.js", JS, include_str!("console/vendor/diff.min.js")),
     // highlight.js 11.12.0 (BSD-3-Clause, vendor/hljs.LICENSE), likewise.
-    ("vendor/hljs-core.min.js", JS, include_str!("console/vendor/hljs-core.min.js")),
-    ("vendor/hljs-python.min.js", JS, include_str!("console/vendor/hljs-python.min.js")),
-    ("vendor/hljs-javascript.min.js", JS, include_str!("console/vendor/hljs-javascript.min.js")),
-    ("vendor/hljs-github.min.css", CSS, include_str!("console/vendor/hljs-github.min.css")),
+    (
+        "vendor/hljs-core.min.js",
+        JS,
+        include_str!("console/vendor/hljs-core.min.js"),
+    ),
+    (
+        "vendor/hljs-python.min.js",
+        JS,
+        include_str!("console/vendor/hljs-python.min.js"),
+    ),
+    (
+        "vendor/hljs-javascript.min.js",
+        JS,
+        include_str!("console/vendor/hljs-javascript.min.js"),
+    ),
+    (
+        "vendor/hljs-github.min.css",
+        CSS,
+        include_str!("console/vendor/hljs-github.min.css"),
+    ),
 ];
 
 const JS: &str = "text/javascript; charset=utf-8";
@@ -49,20 +69,16 @@ const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; c
 /// The console's routes; tokenless, since the page holds no data.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/console", get(|| asset("index.html")))
-        .route("/console/", get(|| asset("index.html")))
-        .route("/console/{file}", get(|Path(file): Path<String>| asset_owned(file)))
+        .route("/console", get(async || asset("index.html")))
+        .route("/console/", get(async || asset("index.html")))
+        .route("/console/{file}", get(async |Path(file): Path<String>| asset(&file)))
         .route(
             "/console/vendor/{file}",
-            get(|Path(file): Path<String>| asset_owned(format!("vendor/{file}"))),
+            get(async |Path(file): Path<String>| asset(&format!("vendor/{file}"))),
         )
 }
 
-async fn asset_owned(file: String) -> Response {
-    asset(&file).await
-}
-
-async fn asset(file: &str) -> Response {
+fn asset(file: &str) -> Response {
     let Some((_, kind, body)) = ASSETS.iter().find(|(name, ..)| *name == file) else {
         return (StatusCode::NOT_FOUND, format!("the console has no file `{file}`")).into_response();
     };

@@ -20,8 +20,9 @@ static ESCAPED_NUL: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
 
 pub struct CompatBody<T>(pub T);
 
-async fn parse<T: DeserializeOwned, S: Send + Sync>(req: Request, state: &S) -> Result<T, ApiError> {
-    let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+/// The whole body, within `server.max_body_bytes` and `server.body_timeout_ms`.
+pub(super) async fn read_bytes(req: Request) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, &()).await.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge("request body is too large".into())
         } else if timed_out(&e) {
@@ -30,7 +31,11 @@ async fn parse<T: DeserializeOwned, S: Send + Sync>(req: Request, state: &S) -> 
         } else {
             ApiError::bad_request("malformed_body", format!("could not read body: {e}"))
         }
-    })?;
+    })
+}
+
+async fn parse<T: DeserializeOwned>(req: Request) -> Result<T, ApiError> {
+    let bytes = read_bytes(req).await?;
     // serde reads a struct from an array by position (`[null, null]`):
     // every body Vane takes is an object, so anything else is refused.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
@@ -86,7 +91,7 @@ pub async fn refuse_nul_in_path(request: Request, next: axum::middleware::Next) 
 }
 
 /// Whether reading the body failed at `server.body_timeout_ms`.
-pub(super) fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(e);
     while let Some(error) = cause {
         if error.is::<crate::server::BodyTimedOut>() {
@@ -100,16 +105,16 @@ pub(super) fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        parse(req, state).await.map(Body)
+    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
+        parse(req).await.map(Body)
     }
 }
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for CompatBody<T> {
     type Rejection = CompatError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        parse(req, state).await.map(CompatBody).map_err(CompatError)
+    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
+        parse(req).await.map(CompatBody).map_err(CompatError)
     }
 }
 

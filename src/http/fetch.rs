@@ -130,7 +130,8 @@ fn push_string(body: &mut Vec<u8>, text: &str) {
     let _ = serde_json::to_writer(&mut *body, text);
 }
 
-fn json_response(body: Vec<u8>) -> Response {
+/// A JSON body already written, with its content type.
+pub(super) fn json_response(body: Vec<u8>) -> Response {
     (
         [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
         body,

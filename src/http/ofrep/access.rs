@@ -6,11 +6,11 @@
 use std::sync::{Arc, Mutex, RwLock};
 
 use axum::http::HeaderMap;
-use axum::http::header::AUTHORIZATION;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use crate::domain::ofrep::Scope;
+use crate::http::auth::bearer;
 use crate::secrets;
 use crate::settings::Ofrep;
 use crate::sync::{Locked, RwLocked};
@@ -70,8 +70,8 @@ impl OfrepAccess {
             .map(|t| Client {
                 name: t.name.clone(),
                 token: t.token.clone(),
-                // Validated with the settings.
-                scope: Scope::new(&t.configs).unwrap_or_else(|_| Scope::new(&[]).expect("empty scope")),
+                // Validated with the settings; a pattern that is not reads nothing.
+                scope: Scope::new(&t.configs).unwrap_or_default(),
                 ticket: ticket(&t.token),
                 covered: Mutex::default(),
             })
@@ -139,13 +139,7 @@ impl LiveAccess {
 /// The credential in `Authorization: Bearer <value>` or `X-API-Key`, the two
 /// schemes the specification names.
 pub fn presented(headers: &HeaderMap) -> Option<&str> {
-    let bearer = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, value)| value.trim());
-    bearer
+    bearer(headers)
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim))
         .filter(|value| !value.is_empty())
 }
@@ -157,13 +151,14 @@ fn ticket(token: &str) -> String {
         .chain_update(b"vane ofrep event stream\0")
         .chain_update(token.as_bytes())
         .finalize();
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    secrets::hex(&digest[..16])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::settings::ClientToken;
+    use axum::http::header::AUTHORIZATION;
 
     fn access() -> OfrepAccess {
         OfrepAccess::new(&Ofrep {

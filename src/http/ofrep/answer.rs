@@ -12,6 +12,7 @@ use crate::actors::config_cache::ResolveError;
 use crate::actors::evaluator::{EvalError, Evaluated};
 use crate::domain::ofrep::{ContextError, Reason};
 use crate::domain::resolve::Refusal;
+use crate::http::fetch::json_response;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 /// OpenFeature's error codes, as OFREP sends them.
@@ -261,12 +262,7 @@ impl IntoResponse for Failure {
 /// A JSON body with its content type.
 pub fn json<T: Serialize>(value: &T) -> Response {
     // Serializing plain data into a Vec cannot fail.
-    let body = serde_json::to_vec(value).unwrap_or_default();
-    (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-        body,
-    )
-        .into_response()
+    json_response(serde_json::to_vec(value).unwrap_or_default())
 }
 
 fn retry_soon(response: &mut Response) {

@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
@@ -16,6 +15,8 @@ use crate::actors::config_cache::{Entry, ResolveError};
 use crate::domain::model::now_millis;
 use crate::domain::ofrep::{self, Reason, Split};
 use crate::http::AppState;
+use crate::http::error::ApiError;
+use crate::http::extract::read_bytes;
 use crate::http::fetch::serve;
 
 /// Flags of one bulk evaluation evaluated at once: enough to overlap their
@@ -261,18 +262,10 @@ struct EvaluationContext {
 
 /// Reads the body's context, refusing it as the specification says.
 async fn read_context(request: Request, key: Option<&str>) -> Result<Split, Failure> {
-    let bytes = Bytes::from_request(request, &()).await.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Failure::Body(StatusCode::PAYLOAD_TOO_LARGE, "request body is too large".into())
-        } else if crate::http::extract::timed_out(&e) {
-            crate::metrics::connection_closed("body_timeout");
-            Failure::Body(
-                StatusCode::REQUEST_TIMEOUT,
-                "the request body did not arrive in time".into(),
-            )
-        } else {
-            parse_error(key, format!("could not read body: {e}"))
-        }
+    let bytes = read_bytes(request).await.map_err(|e| match e {
+        ApiError::PayloadTooLarge(details) => Failure::Body(StatusCode::PAYLOAD_TOO_LARGE, details),
+        ApiError::BodyTimeout(details) => Failure::Body(StatusCode::REQUEST_TIMEOUT, details),
+        other => parse_error(key, other.to_string()),
     })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return ofrep::split(None).map_err(|e| Failure::context(key, e));
@@ -310,8 +303,8 @@ fn etag(client: &Client, entries: &[Arc<Entry>], context: &Split) -> HeaderValue
     // Serializing a Meta and a Value into a hasher cannot fail.
     let _ = serde_json::to_writer(HashWriter(&mut hash), &(&context.meta, &context.params));
     let digest = hash.finalize();
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    HeaderValue::from_str(&format!("\"{hex}\"")).expect("hex is a valid header value")
+    let tag = format!("\"{}\"", crate::secrets::hex(&digest[..16]));
+    HeaderValue::from_str(&tag).expect("hex is a valid header value")
 }
 
 struct HashWriter<'a>(&'a mut Sha256);
