@@ -17,26 +17,18 @@ use super::ResolveError;
 use crate::store::Store;
 use crate::sync::RwLocked;
 
-/// A list read lately, for the path that takes no lock but a read lock.
-type Recent = std::sync::RwLock<Option<(Instant, Arc<[String]>)>>;
-
-#[derive(Default)]
-struct Held {
-    ids: Option<Arc<[String]>>,
-    /// When `ids` was read, or the last read failed.
-    at: Option<Instant>,
-}
-
 /// Every config's id, a little stale at most.
 pub struct Catalog {
     store: Arc<dyn Store>,
     max_age: Duration,
     /// The longest one read may take (`store.wait_ms`).
     wait: Duration,
-    /// The last good list, read by every caller while it is fresh.
-    recent: Recent,
-    /// Taken only to read the store, so one read serves everyone waiting.
-    held: Mutex<Held>,
+    /// The last good list and when it was read: every caller reads it,
+    /// under a read lock only, while it is fresh.
+    recent: std::sync::RwLock<Option<(Instant, Arc<[String]>)>>,
+    /// When the store was last asked, whatever it answered; taken only to
+    /// ask, so one read serves everyone waiting.
+    asked: Mutex<Option<Instant>>,
 }
 
 impl Catalog {
@@ -46,47 +38,45 @@ impl Catalog {
             store,
             max_age,
             wait,
-            recent: Recent::default(),
-            held: Mutex::default(),
+            recent: Default::default(),
+            asked: Mutex::default(),
         }
     }
 
     /// The ids, sorted.
     pub async fn ids(&self) -> Result<Arc<[String]>, ResolveError> {
-        if let Some((at, ids)) = &*self.recent.reading()
+        let last = || self.recent.reading().as_ref().map(|(at, ids)| (*at, ids.clone()));
+        if let Some((at, ids)) = last()
             && at.elapsed() < self.max_age
         {
-            return Ok(ids.clone());
+            return Ok(ids);
         }
         let waited = || ResolveError::Waited {
             config_id: "(every config)".into(),
             waited_ms: self.wait.as_millis() as u64,
         };
-        let mut held = tokio::time::timeout(self.wait, self.held.lock())
+        let mut asked = tokio::time::timeout(self.wait, self.asked.lock())
             .await
             .map_err(|_| waited())?;
-        let recent = held.at.is_some_and(|at| at.elapsed() < self.max_age);
-        match (&held.ids, recent) {
-            (Some(ids), true) => return Ok(ids.clone()),
-            (None, true) => return Err(ResolveError::Store),
-            _ => {}
+        // Asked just now by someone else: what that read left stands.
+        if asked.is_some_and(|at| at.elapsed() < self.max_age) {
+            return last().map(|(_, ids)| ids).ok_or(ResolveError::Store);
         }
         let read = tokio::time::timeout(self.wait, self.store.revisions()).await;
-        held.at = Some(Instant::now());
+        *asked = Some(Instant::now());
         match read {
             Ok(Ok(revisions)) => {
                 let mut ids: Vec<String> = revisions.into_iter().map(|r| r.config_id).collect();
                 ids.sort_unstable();
                 let ids: Arc<[String]> = ids.into();
-                held.ids = Some(ids.clone());
                 *self.recent.writing() = Some((Instant::now(), ids.clone()));
                 Ok(ids)
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "could not list configs");
-                held.ids.clone().ok_or(ResolveError::Store)
+                last().map(|(_, ids)| ids).ok_or(ResolveError::Store)
             }
-            Err(_) => held.ids.clone().ok_or_else(waited),
+            Err(_) => last().map(|(_, ids)| ids).ok_or_else(waited),
         }
     }
 }
