@@ -155,8 +155,9 @@ impl Settings {
     /// Checks every value's range; the first one out names its key.
     pub fn validate(&self) -> Result<(), SettingsError> {
         let url = &self.store.url;
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return invalid("store.url", "must start with sqlite:, postgres:// or postgresql://");
+        let schemes = ["sqlite:", "postgres://", "postgresql://", "mysql://"];
+        if !schemes.iter().any(|scheme| url.starts_with(scheme)) {
+            return invalid("store.url", "must start with sqlite:, postgres://, postgresql:// or mysql://");
         }
         if self.store.max_connections == 0 {
             return invalid("store.max_connections", "must be at least 1");

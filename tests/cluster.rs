@@ -1,5 +1,5 @@
-//! Several nodes over one PostgreSQL database and one Redis, in one test
-//! process: a change published on A reaches subscribers on B and B's fetches;
+//! Several nodes over one PostgreSQL (or MySQL) database and one Redis, in
+//! one test process: a change published on A reaches subscribers on B and B's fetches;
 //! B catches up by itself after losing its Redis subscription; a node keeps
 //! serving when Redis or the store is down; devices served on A that report
 //! on B break a version as on one node.
@@ -52,8 +52,17 @@ async fn stop_all(nodes: Vec<TestApp>) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_change_on_one_node_reaches_the_other() {
+    a_change_reaches_the_other_node(Backend::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_on_one_node_reaches_the_other_over_mysql() {
+    a_change_reaches_the_other_node(Backend::MySql).await
+}
+
+async fn a_change_reaches_the_other_node(backend: Backend) {
     let _alone = REDIS.lock().await;
-    let Some(nodes) = TestApp::cluster(2, |_| {}).await else {
+    let Some(nodes) = TestApp::cluster_on(backend, 2, |_| {}).await else {
         return;
     };
     let (a, b) = (&nodes[0], &nodes[1]);

@@ -1,4 +1,4 @@
-//! Rollout plans on two nodes over one PostgreSQL database: each step is
+//! Rollout plans on two nodes over one PostgreSQL (or MySQL) database: each step is
 //! applied exactly once however many schedulers wake for it, and when a
 //! node stops mid-plan the other applies the rest.
 
@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestApp, eventually};
+use common::{Backend, TestApp, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -52,7 +52,17 @@ async fn start(node: &TestApp, code_id: &str, steps: Value) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rollout_steps_apply_once_across_nodes() {
-    let Some(nodes) = TestApp::cluster_over(2, None, |_| {}).await else {
+    steps_apply_once(Backend::Postgres).await
+}
+
+/// `FOR UPDATE SKIP LOCKED` on MySQL/MariaDB claims each step once too.
+#[tokio::test(flavor = "multi_thread")]
+async fn rollout_steps_apply_once_across_nodes_over_mysql() {
+    steps_apply_once(Backend::MySql).await
+}
+
+async fn steps_apply_once(backend: Backend) {
+    let Some(nodes) = TestApp::cluster_over_on(backend, 2, None, |_| {}).await else {
         return;
     };
     let (a, b) = (&nodes[0], &nodes[1]);

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Store {
-    /// `sqlite://path` or `postgres://...`.
+    /// `sqlite://path`, `postgres://...` or `mysql://...` (MySQL 8, MariaDB 10.6+).
     pub url: String,
     /// Connections in the pool.
     pub max_connections: u32,

@@ -6,6 +6,7 @@ use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
 
+use super::dialect::{Dialect, sql};
 use super::rows::corrupt;
 use super::tx::{NewEvent, bump, ensure_version_of, insert_event, lock_config, state_of};
 use super::{Breaking, Broke, Missing, NewReport, ReportCount, ReportOutcome, StoreError, history};
@@ -16,25 +17,33 @@ use crate::domain::model::{ErrorReport, EventKind, Release, now_millis};
 /// Who a break by reports is recorded as.
 const REPORTS_ACTOR: &str = "reports";
 
-pub async fn add_report(pool: &AnyPool, report: NewReport, breaking: &Breaking) -> Result<ReportOutcome, StoreError> {
+pub async fn add_report(
+    pool: &AnyPool,
+    d: Dialect,
+    report: NewReport,
+    breaking: &Breaking,
+) -> Result<ReportOutcome, StoreError> {
     let now = now_millis();
     if !report.candidate {
-        return store_ignored(pool, &report, now).await;
+        return store_ignored(pool, d, &report, now).await;
     }
     let since = now - breaking.window_s as i64 * 1000;
     let mut tx = pool.begin().await?;
-    let config = lock_config(&mut tx, &report.config_id).await?;
-    let version = sqlx::query("SELECT error_count, broken FROM versions WHERE code_id = $1 AND config_id = $2")
-        .bind(&report.code_id)
-        .bind(&report.config_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(Missing::version(&report.config_id, &report.code_id)))?;
+    let config = lock_config(&mut tx, d, &report.config_id).await?;
+    let version = sqlx::query(sql!(
+        d,
+        "SELECT error_count, broken FROM versions WHERE code_id = $1 AND config_id = $2"
+    ))
+    .bind(&report.code_id)
+    .bind(&report.config_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| StoreError::NotFound(Missing::version(&report.config_id, &report.code_id)))?;
     let mut error_count: i64 = version.try_get("error_count")?;
     let broken = version.try_get::<i64, _>("broken")? != 0;
     let counted = matches!(breaking.rule, BreakRule::Count { .. })
-        || !counted_before(&mut tx, &report.code_id, &report.source, since).await?;
-    insert_report(&mut *tx, &report, now, counted).await?;
+        || !counted_before(&mut tx, d, &report.code_id, &report.source, since).await?;
+    insert_report(&mut *tx, d, &report, now, counted).await?;
     let mut outcome = ReportOutcome {
         counted,
         error_count,
@@ -42,16 +51,23 @@ pub async fn add_report(pool: &AnyPool, report: NewReport, breaking: &Breaking) 
         broke: None,
     };
     if counted {
-        error_count =
-            sqlx::query("UPDATE versions SET error_count = error_count + 1 WHERE code_id = $1 RETURNING error_count")
-                .bind(&report.code_id)
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("error_count")?;
-        let sources: i64 = sqlx::query(
+        sqlx::query(sql!(
+            d,
+            "UPDATE versions SET error_count = error_count + 1 WHERE code_id = $1"
+        ))
+        .bind(&report.code_id)
+        .execute(&mut *tx)
+        .await?;
+        error_count = sqlx::query(sql!(d, "SELECT error_count FROM versions WHERE code_id = $1"))
+            .bind(&report.code_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("error_count")?;
+        let sources: i64 = sqlx::query(sql!(
+            d,
             "SELECT COUNT(DISTINCT source) AS n FROM error_reports \
              WHERE code_id = $1 AND counted = 1 AND received_at >= $2",
-        )
+        ))
         .bind(&report.code_id)
         .bind(since)
         .fetch_one(&mut *tx)
@@ -70,7 +86,7 @@ pub async fn add_report(pool: &AnyPool, report: NewReport, breaking: &Breaking) 
             window_s: breaking.window_s,
         });
         if !broken && let Some(evidence) = tally.and_then(|t| judge(breaking.rule, t)) {
-            outcome.broke = Some(break_version(&mut tx, &config, &report.code_id, evidence).await?);
+            outcome.broke = Some(break_version(&mut tx, d, &config, &report.code_id, evidence).await?);
         }
     }
     tx.commit().await?;
@@ -80,8 +96,8 @@ pub async fn add_report(pool: &AnyPool, report: NewReport, breaking: &Breaking) 
 /// Stores a report that cannot count: one statement that writes from the
 /// start (so SQLite never has to upgrade a read lock under contention), and
 /// without the config's lock, which publishes and counted reports need.
-async fn store_ignored(pool: &AnyPool, report: &NewReport, now: i64) -> Result<ReportOutcome, StoreError> {
-    let stored = insert_report(pool, report, now, false).await?;
+async fn store_ignored(pool: &AnyPool, d: Dialect, report: &NewReport, now: i64) -> Result<ReportOutcome, StoreError> {
+    let stored = insert_report(pool, d, report, now, false).await?;
     if !stored {
         return Err(StoreError::NotFound(Missing::version(
             &report.config_id,
@@ -99,22 +115,24 @@ async fn store_ignored(pool: &AnyPool, report: &NewReport, now: i64) -> Result<R
 /// Stores one report if its version belongs to the config; whether it did.
 async fn insert_report<'e, E: sqlx::Executor<'e, Database = Any>>(
     db: E,
+    d: Dialect,
     report: &NewReport,
     now: i64,
     counted: bool,
 ) -> Result<bool, StoreError> {
-    let stored = sqlx::query(
+    let stored = sqlx::query(sql!(
+        d,
         "INSERT INTO error_reports (config_id, code_id, err_time, message, received_at, kind, source, counted) \
-         SELECT config_id, code_id, $3, $4, $5, $6, $7, $8 FROM versions WHERE code_id = $2 AND config_id = $1",
-    )
-    .bind(&report.config_id)
-    .bind(&report.code_id)
+         SELECT config_id, code_id, $1, $2, $3, $4, $5, $6 FROM versions WHERE code_id = $7 AND config_id = $8",
+    ))
     .bind(report.err_time)
     .bind(&report.message)
     .bind(now)
     .bind(report.kind.as_str())
     .bind(&report.source)
     .bind(i64::from(counted))
+    .bind(&report.code_id)
+    .bind(&report.config_id)
     .execute(db)
     .await?;
     Ok(stored.rows_affected() > 0)
@@ -122,13 +140,15 @@ async fn insert_report<'e, E: sqlx::Executor<'e, Database = Any>>(
 
 async fn counted_before(
     tx: &mut Transaction<'_, Any>,
+    d: Dialect,
     code_id: &str,
     source: &str,
     since: i64,
 ) -> Result<bool, StoreError> {
-    let found = sqlx::query(
+    let found = sqlx::query(sql!(
+        d,
         "SELECT 1 FROM error_reports WHERE code_id = $1 AND counted = 1 AND received_at >= $2 AND source = $3 LIMIT 1",
-    )
+    ))
     .bind(code_id)
     .bind(since)
     .bind(source)
@@ -141,17 +161,18 @@ async fn counted_before(
 /// back to the latest earlier one that is not broken, if there is one.
 async fn break_version(
     tx: &mut Transaction<'_, Any>,
+    d: Dialect,
     config: &Config,
     code_id: &str,
     evidence: Evidence,
 ) -> Result<Broke, StoreError> {
     let detail = json!({ "evidence": evidence });
-    let after = set_broken(tx, config, code_id, true, REPORTS_ACTOR, Some(detail.clone()))
+    let after = set_broken(tx, d, config, code_id, true, REPORTS_ACTOR, Some(detail.clone()))
         .await?
         .unwrap_or_else(|| config.clone());
     let stable = after.release.as_ref().is_some_and(|r| r.code_id == code_id);
     let target = match stable {
-        true => history::healthy_target(tx, &after).await?,
+        true => history::healthy_target(tx, d, &after).await?,
         false => None,
     };
     let Some(target) = target else {
@@ -168,13 +189,13 @@ async fn break_version(
     rolled.release = Some(Release {
         code_id: target.clone(),
     });
-    let rolled = bump(tx, rolled).await?;
+    let rolled = bump(tx, d, rolled).await?;
     let state = state_of;
     let event = NewEvent {
         detail: Some(json!({ "evidence": evidence, "broken": code_id })),
         ..NewEvent::new(EventKind::Rollback, REPORTS_ACTOR, state(&after), state(&rolled))
     };
-    insert_event(tx, &rolled, event).await?;
+    insert_event(tx, d, &rolled, event).await?;
     Ok(Broke {
         config: rolled,
         evidence,
@@ -187,6 +208,7 @@ async fn break_version(
 /// was already so.
 pub async fn set_broken(
     tx: &mut Transaction<'_, Any>,
+    d: Dialect,
     config: &Config,
     code_id: &str,
     broken: bool,
@@ -194,36 +216,46 @@ pub async fn set_broken(
     detail: Option<serde_json::Value>,
 ) -> Result<Option<Config>, StoreError> {
     let changed = if broken {
-        sqlx::query("UPDATE versions SET broken = 1 WHERE code_id = $1 AND config_id = $2 AND broken = 0")
+        sqlx::query(sql!(
+            d,
+            "UPDATE versions SET broken = 1 WHERE code_id = $1 AND config_id = $2 AND broken = 0"
+        ))
     } else {
-        sqlx::query(
+        sqlx::query(sql!(
+            d,
             "UPDATE versions SET broken = 0, error_count = 0 WHERE code_id = $1 AND config_id = $2 AND broken = 1",
-        )
+        ))
     }
     .bind(code_id)
     .bind(&config.id)
     .execute(&mut **tx)
     .await?;
     if changed.rows_affected() == 0 {
-        ensure_version_of(tx, &config.id, code_id).await?;
+        ensure_version_of(tx, d, &config.id, code_id).await?;
         return Ok(None);
     }
-    let after = bump(tx, config.clone()).await?;
+    let after = bump(tx, d, config.clone()).await?;
     let kind = if broken { EventKind::Broken } else { EventKind::Unbroken };
     let state = |b: bool| json!({ "code_id": code_id, "broken": b });
     let event = NewEvent {
         detail,
         ..NewEvent::new(kind, actor, state(!broken), state(broken))
     };
-    insert_event(tx, &after, event).await?;
+    insert_event(tx, d, &after, event).await?;
     Ok(Some(after))
 }
 
-pub async fn list_reports(pool: &AnyPool, code_id: &str, limit: i64) -> Result<Vec<ErrorReport>, StoreError> {
-    let rows = sqlx::query(
+pub async fn list_reports(
+    pool: &AnyPool,
+    d: Dialect,
+    code_id: &str,
+    limit: i64,
+) -> Result<Vec<ErrorReport>, StoreError> {
+    let rows = sqlx::query(sql!(
+        d,
         "SELECT id, config_id, code_id, err_time, message, received_at, kind, source, counted FROM error_reports \
          WHERE code_id = $1 ORDER BY id DESC LIMIT $2",
-    )
+    ))
     .bind(code_id)
     .bind(limit)
     .fetch_all(pool)
@@ -231,11 +263,17 @@ pub async fn list_reports(pool: &AnyPool, code_id: &str, limit: i64) -> Result<V
     rows.iter().map(report_from_row).collect()
 }
 
-pub async fn report_counts(pool: &AnyPool, code_id: &str, since_ms: i64) -> Result<Vec<ReportCount>, StoreError> {
-    let rows = sqlx::query(
+pub async fn report_counts(
+    pool: &AnyPool,
+    d: Dialect,
+    code_id: &str,
+    since_ms: i64,
+) -> Result<Vec<ReportCount>, StoreError> {
+    let rows = sqlx::query(sql!(
+        d,
         "SELECT kind, counted, COUNT(*) AS reports, COUNT(DISTINCT source) AS sources FROM error_reports \
          WHERE code_id = $1 AND received_at >= $2 GROUP BY kind, counted ORDER BY kind, counted",
-    )
+    ))
     .bind(code_id)
     .bind(since_ms)
     .fetch_all(pool)
@@ -254,26 +292,32 @@ pub async fn report_counts(pool: &AnyPool, code_id: &str, since_ms: i64) -> Resu
 
 pub async fn rotate_secret(
     pool: &AnyPool,
+    d: Dialect,
     config_id: &str,
     secret: &str,
     grace_until_ms: i64,
     actor: &str,
 ) -> Result<Config, StoreError> {
     let mut tx = pool.begin().await?;
-    let before = lock_config(&mut tx, config_id).await?;
-    sqlx::query("UPDATE configs SET previous_secret = secret, previous_secret_until = $2, secret = $3 WHERE id = $1")
-        .bind(config_id)
-        .bind(grace_until_ms)
-        .bind(secret)
-        .execute(&mut *tx)
-        .await?;
+    let before = lock_config(&mut tx, d, config_id).await?;
+    // MySQL assigns left to right, with the values already assigned: the
+    // old secret must be kept before the new one is written.
+    sqlx::query(sql!(
+        d,
+        "UPDATE configs SET previous_secret = secret, previous_secret_until = $1, secret = $2 WHERE id = $3"
+    ))
+    .bind(grace_until_ms)
+    .bind(secret)
+    .bind(config_id)
+    .execute(&mut *tx)
+    .await?;
     let rotated = Config {
         previous_secret: Some(before.secret.clone()),
         previous_secret_until: grace_until_ms,
         secret: secret.to_owned(),
         ..before.clone()
     };
-    let after = bump(&mut tx, rotated).await?;
+    let after = bump(&mut tx, d, rotated).await?;
     // Never the secrets themselves: the log is read by more people.
     let grace = |until: i64| json!({ "previous_secret_until": until });
     let event = NewEvent::new(
@@ -282,7 +326,7 @@ pub async fn rotate_secret(
         grace(before.previous_secret_until),
         grace(grace_until_ms),
     );
-    insert_event(&mut tx, &after, event).await?;
+    insert_event(&mut tx, d, &after, event).await?;
     tx.commit().await?;
     Ok(after)
 }

@@ -6,14 +6,19 @@
 use sqlx::{Any, Row, Transaction};
 
 use super::StoreError;
+use super::dialect::{Dialect, sql};
 use super::rows::corrupt;
 use crate::domain::Config;
 use crate::domain::model::EventKind;
 
 /// The stable version before the current one, for an operator's rollback:
 /// refused when it is marked broken.
-pub(super) async fn rollback_target(tx: &mut Transaction<'_, Any>, config: &Config) -> Result<String, StoreError> {
-    let stack = released(tx, &config.id).await?;
+pub(super) async fn rollback_target(
+    tx: &mut Transaction<'_, Any>,
+    d: Dialect,
+    config: &Config,
+) -> Result<String, StoreError> {
+    let stack = released(tx, d, &config.id).await?;
     let target = stack
         .iter()
         .rev()
@@ -22,7 +27,7 @@ pub(super) async fn rollback_target(tx: &mut Transaction<'_, Any>, config: &Conf
         .ok_or_else(|| StoreError::NoRollbackTarget {
             config_id: config.id.clone(),
         })?;
-    if is_broken(tx, &target).await? {
+    if is_broken(tx, d, &target).await? {
         return Err(StoreError::RollbackTargetBroken { code_id: target });
     }
     Ok(target)
@@ -32,23 +37,25 @@ pub(super) async fn rollback_target(tx: &mut Transaction<'_, Any>, config: &Conf
 /// automatic rollback of a broken stable version; `None` if there is none.
 pub(super) async fn healthy_target(
     tx: &mut Transaction<'_, Any>,
+    d: Dialect,
     config: &Config,
 ) -> Result<Option<String>, StoreError> {
     let current = config.release.as_ref().map(|r| r.code_id.as_str());
-    let stack = released(tx, &config.id).await?;
+    let stack = released(tx, d, &config.id).await?;
     for code_id in stack.iter().rev().skip(1) {
-        if Some(code_id.as_str()) != current && !is_broken(tx, code_id).await? {
+        if Some(code_id.as_str()) != current && !is_broken(tx, d, code_id).await? {
             return Ok(Some(code_id.clone()));
         }
     }
     Ok(None)
 }
 
-async fn released(tx: &mut Transaction<'_, Any>, config_id: &str) -> Result<Vec<String>, StoreError> {
-    let rows = sqlx::query(
+async fn released(tx: &mut Transaction<'_, Any>, d: Dialect, config_id: &str) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query(sql!(
+        d,
         "SELECT kind, to_state FROM release_events WHERE config_id = $1 AND kind IN ('release', 'rollback') \
          ORDER BY id",
-    )
+    ))
     .bind(config_id)
     .fetch_all(&mut **tx)
     .await?;
@@ -74,8 +81,8 @@ async fn released(tx: &mut Transaction<'_, Any>, config_id: &str) -> Result<Vec<
     Ok(stack)
 }
 
-async fn is_broken(tx: &mut Transaction<'_, Any>, code_id: &str) -> Result<bool, StoreError> {
-    let row = sqlx::query("SELECT broken FROM versions WHERE code_id = $1")
+async fn is_broken(tx: &mut Transaction<'_, Any>, d: Dialect, code_id: &str) -> Result<bool, StoreError> {
+    let row = sqlx::query(sql!(d, "SELECT broken FROM versions WHERE code_id = $1"))
         .bind(code_id)
         .fetch_one(&mut **tx)
         .await?;

@@ -1,11 +1,14 @@
-//! Durable state behind one trait. Both backends share the SQL in `sql.rs`
-//! (sqlx's Any driver; the schema keeps to types both read the same way) and
-//! differ only in how they connect and migrate.
+//! Durable state behind one trait. The three backends (SQLite, PostgreSQL,
+//! MySQL/MariaDB) share the SQL in `sql.rs` (sqlx's Any driver; the schema
+//! keeps to types all read the same way) and differ in how they connect and
+//! migrate, and in the dialect details `dialect.rs` names.
 
 mod cases;
+mod dialect;
 mod direct;
 mod health;
 mod history;
+mod mysql;
 mod plans;
 mod postgres;
 mod revisions;
@@ -158,6 +161,20 @@ pub struct NewVersion {
 }
 
 #[derive(Debug, Clone)]
+/// A version brought from another service (`vane import`): kept under the
+/// code id its clients know, with its health.
+pub struct ImportedVersion {
+    /// The version, checked as an upload is.
+    pub new: NewVersion,
+    /// The code id it had.
+    pub code_id: String,
+    /// Its counted reports so far.
+    pub error_count: i64,
+    /// Whether it was marked broken.
+    pub broken: bool,
+}
+
+#[derive(Debug, Clone)]
 /// A test case to store (`TestCase` without its id and time).
 pub struct NewTestCase {
     /// The config of its version.
@@ -279,6 +296,9 @@ pub trait Store: Send + Sync + 'static {
     async fn set_description(&self, id: &str, description: &str) -> Result<Config, StoreError>;
     /// Stores a version under a new code id (versions never change after).
     async fn create_version(&self, new: NewVersion) -> Result<Version, StoreError>;
+    /// Stores an imported version under its own code id; `Exists` when the id
+    /// is taken. Its broken mark is stored as it was, without an event.
+    async fn import_version(&self, imported: ImportedVersion) -> Result<Version, StoreError>;
     /// A version by code id, if it exists.
     async fn get_version(&self, code_id: &str) -> Result<Option<Version>, StoreError>;
     /// A config's versions, oldest first.
@@ -290,6 +310,9 @@ pub trait Store: Send + Sync + 'static {
     async fn list_events(&self, config_id: &str) -> Result<Vec<ReleaseEvent>, StoreError>;
     /// Stores a test case of a version of the config.
     async fn create_test(&self, new: NewTestCase) -> Result<TestCase, StoreError>;
+    /// Stores an imported test case under its own id; `Exists` when the id is
+    /// taken.
+    async fn import_test(&self, new: NewTestCase, test_id: &str) -> Result<TestCase, StoreError>;
     /// A version's test cases, oldest first.
     async fn list_tests(&self, code_id: &str) -> Result<Vec<TestCase>, StoreError>;
     /// A test case by id, if it exists.
@@ -349,6 +372,8 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, 
     sqlx::any::install_default_drivers();
     let store = if url.starts_with("sqlite:") {
         sqlite::connect(url, max_connections).await?
+    } else if url.starts_with("mysql:") {
+        mysql::connect(url, max_connections).await?
     } else {
         postgres::connect(url, max_connections).await?
     };

@@ -1,6 +1,7 @@
 //! Rollout plans in the store. A plan's move is claimed and applied in one
-//! transaction: on PostgreSQL the plan row is taken with `FOR UPDATE SKIP
-//! LOCKED`, so of several nodes one applies a step and the others skip it;
+//! transaction: on PostgreSQL and MySQL the plan row is taken with `FOR
+//! UPDATE SKIP LOCKED`, so of several nodes one applies a step and the others
+//! skip it;
 //! on SQLite a write to the plan row takes the database's write lock first.
 //! Every path takes the plan row before the config row, so a manual change
 //! and a scheduled step can never hold each other's lock.
@@ -9,6 +10,7 @@ use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
 
+use super::dialect::{Dialect, sql};
 use super::rows::corrupt;
 use super::tx::{apply_change, ensure_version_of, lock_config, new_code_id};
 use super::{Change, Missing, StoreError};
@@ -78,17 +80,18 @@ fn plan_from_row(row: &AnyRow) -> Result<Plan, StoreError> {
 }
 
 /// Stores an active plan; a config holds one open plan at most.
-pub(super) async fn create(pool: &AnyPool, new: NewPlan) -> Result<Plan, StoreError> {
+pub(super) async fn create(pool: &AnyPool, d: Dialect, new: NewPlan) -> Result<Plan, StoreError> {
     let mut tx = pool.begin().await?;
-    lock_config(&mut tx, &new.config_id).await?;
-    ensure_version_of(&mut tx, &new.config_id, &new.code_id).await?;
+    lock_config(&mut tx, d, &new.config_id).await?;
+    ensure_version_of(&mut tx, d, &new.config_id, &new.code_id).await?;
     let id = new_code_id();
     let now = now_millis();
     let steps = serde_json::to_string(&new.steps).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let inserted = sqlx::query(
+    let inserted = sqlx::query(sql!(
+        d,
         "INSERT INTO rollout_plans (id, config_id, code_id, steps, forced, state, applied, next_at, created_by, \
-         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'active', 0, $6, $7, $8, $8)",
-    )
+         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'active', 0, $6, $7, $8, $9)",
+    ))
     .bind(&id)
     .bind(&new.config_id)
     .bind(&new.code_id)
@@ -96,6 +99,7 @@ pub(super) async fn create(pool: &AnyPool, new: NewPlan) -> Result<Plan, StoreEr
     .bind(i64::from(new.forced))
     .bind(new.start_at)
     .bind(&new.created_by)
+    .bind(now)
     .bind(now)
     .execute(&mut *tx)
     .await;
@@ -105,40 +109,47 @@ pub(super) async fn create(pool: &AnyPool, new: NewPlan) -> Result<Plan, StoreEr
             other => other,
         });
     }
-    let plan = read(&mut tx, &id, false, Lock::None)
-        .await?
-        .ok_or_else(|| missing(&id))?;
+    let plan = read(&mut tx, d, &id, Lock::None).await?.ok_or_else(|| missing(&id))?;
     tx.commit().await?;
     Ok(plan)
 }
 
 /// A plan by id.
-pub(super) async fn get(pool: &AnyPool, id: &str) -> Result<Option<Plan>, StoreError> {
-    let row = sqlx::query(concat!("SELECT ", plan_columns!(), " FROM rollout_plans WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
+pub(super) async fn get(pool: &AnyPool, d: Dialect, id: &str) -> Result<Option<Plan>, StoreError> {
+    let row = sqlx::query(sql!(
+        d,
+        concat!("SELECT ", plan_columns!(), " FROM rollout_plans WHERE id = $1")
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
     row.as_ref().map(plan_from_row).transpose()
 }
 
 /// Plans, newest first: a config's, or every open one.
-pub(super) async fn list(pool: &AnyPool, config_id: Option<&str>) -> Result<Vec<Plan>, StoreError> {
+pub(super) async fn list(pool: &AnyPool, d: Dialect, config_id: Option<&str>) -> Result<Vec<Plan>, StoreError> {
     let rows = match config_id {
         Some(config_id) => {
-            sqlx::query(concat!(
-                "SELECT ",
-                plan_columns!(),
-                " FROM rollout_plans WHERE config_id = $1 ORDER BY created_at DESC, id"
+            sqlx::query(sql!(
+                d,
+                concat!(
+                    "SELECT ",
+                    plan_columns!(),
+                    " FROM rollout_plans WHERE config_id = $1 ORDER BY created_at DESC, id"
+                )
             ))
             .bind(config_id)
             .fetch_all(pool)
             .await?
         }
         None => {
-            sqlx::query(concat!(
-                "SELECT ",
-                plan_columns!(),
-                " FROM rollout_plans WHERE state IN ('active', 'paused') ORDER BY created_at DESC, id"
+            sqlx::query(sql!(
+                d,
+                concat!(
+                    "SELECT ",
+                    plan_columns!(),
+                    " FROM rollout_plans WHERE state IN ('active', 'paused') ORDER BY created_at DESC, id"
+                )
             ))
             .fetch_all(pool)
             .await?
@@ -148,19 +159,25 @@ pub(super) async fn list(pool: &AnyPool, config_id: Option<&str>) -> Result<Vec<
 }
 
 /// When the earliest active plan is due, if any is.
-pub(super) async fn next_due(pool: &AnyPool) -> Result<Option<i64>, StoreError> {
-    let row = sqlx::query("SELECT MIN(next_at) AS next FROM rollout_plans WHERE state = 'active'")
-        .fetch_one(pool)
-        .await?;
-    Ok(row.try_get("next")?)
+pub(super) async fn next_due(pool: &AnyPool, d: Dialect) -> Result<Option<i64>, StoreError> {
+    let row = sqlx::query(sql!(
+        d,
+        "SELECT MIN(next_at) AS earliest FROM rollout_plans WHERE state = 'active'"
+    ))
+    .fetch_one(pool)
+    .await?;
+    Ok(row.try_get("earliest")?)
 }
 
 /// Active plans due at `now`, earliest first.
-pub(super) async fn due(pool: &AnyPool, now: i64) -> Result<Vec<Plan>, StoreError> {
-    let rows = sqlx::query(concat!(
-        "SELECT ",
-        plan_columns!(),
-        " FROM rollout_plans WHERE state = 'active' AND next_at <= $1 ORDER BY next_at, id"
+pub(super) async fn due(pool: &AnyPool, d: Dialect, now: i64) -> Result<Vec<Plan>, StoreError> {
+    let rows = sqlx::query(sql!(
+        d,
+        concat!(
+            "SELECT ",
+            plan_columns!(),
+            " FROM rollout_plans WHERE state = 'active' AND next_at <= $1 ORDER BY next_at, id"
+        )
     ))
     .bind(now)
     .fetch_all(pool)
@@ -168,7 +185,7 @@ pub(super) async fn due(pool: &AnyPool, now: i64) -> Result<Vec<Plan>, StoreErro
     rows.iter().map(plan_from_row).collect()
 }
 
-/// How a transaction takes a plan's row on PostgreSQL.
+/// How a transaction takes a plan's row where rows are locked one by one.
 #[derive(Clone, Copy)]
 enum Lock {
     /// A plain read (the row was just written in this transaction).
@@ -179,39 +196,52 @@ enum Lock {
     Wait,
 }
 
-/// Reads the plan row, taking it for this transaction as `lock` says on
-/// PostgreSQL; on SQLite a write to the row takes the write lock first.
-async fn read(tx: &mut Transaction<'_, Any>, id: &str, postgres: bool, lock: Lock) -> Result<Option<Plan>, StoreError> {
-    if !postgres && !matches!(lock, Lock::None) {
-        sqlx::query("UPDATE rollout_plans SET updated_at = updated_at WHERE id = $1")
-            .bind(id)
-            .execute(&mut **tx)
-            .await?;
+/// Reads the plan row, taking it for this transaction as `lock` says where
+/// rows are locked; on SQLite a write to the row takes the write lock first.
+async fn read(tx: &mut Transaction<'_, Any>, d: Dialect, id: &str, lock: Lock) -> Result<Option<Plan>, StoreError> {
+    let row_locks = d.row_locks();
+    if !row_locks && !matches!(lock, Lock::None) {
+        sqlx::query(sql!(
+            d,
+            "UPDATE rollout_plans SET updated_at = updated_at WHERE id = $1"
+        ))
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
     }
-    let query = match (postgres, lock) {
-        (true, Lock::Skip) => concat!(
-            "SELECT ",
-            plan_columns!(),
-            " FROM rollout_plans WHERE id = $1 FOR UPDATE SKIP LOCKED"
+    let query = match (row_locks, lock) {
+        (true, Lock::Skip) => sql!(
+            d,
+            concat!(
+                "SELECT ",
+                plan_columns!(),
+                " FROM rollout_plans WHERE id = $1 FOR UPDATE SKIP LOCKED"
+            )
         ),
-        (true, Lock::Wait) => concat!(
-            "SELECT ",
-            plan_columns!(),
-            " FROM rollout_plans WHERE id = $1 FOR UPDATE"
+        (true, Lock::Wait) => sql!(
+            d,
+            concat!(
+                "SELECT ",
+                plan_columns!(),
+                " FROM rollout_plans WHERE id = $1 FOR UPDATE"
+            )
         ),
-        _ => concat!("SELECT ", plan_columns!(), " FROM rollout_plans WHERE id = $1"),
+        _ => sql!(
+            d,
+            concat!("SELECT ", plan_columns!(), " FROM rollout_plans WHERE id = $1")
+        ),
     };
     let row = sqlx::query(query).bind(id).fetch_optional(&mut **tx).await?;
     row.as_ref().map(plan_from_row).transpose()
 }
 
-async fn write(tx: &mut Transaction<'_, Any>, plan: &Plan) -> Result<(), StoreError> {
+async fn write(tx: &mut Transaction<'_, Any>, d: Dialect, plan: &Plan) -> Result<(), StoreError> {
     let gate = plan.gate.map(|g| json!(g).to_string());
-    sqlx::query(
-        "UPDATE rollout_plans SET state = $2, applied = $3, next_at = $4, step_started_at = $5, remaining_ms = $6, \
-         reason = $7, gate = $8, updated_at = $9 WHERE id = $1",
-    )
-    .bind(&plan.id)
+    sqlx::query(sql!(
+        d,
+        "UPDATE rollout_plans SET state = $1, applied = $2, next_at = $3, step_started_at = $4, remaining_ms = $5, \
+         reason = $6, gate = $7, updated_at = $8 WHERE id = $9",
+    ))
     .bind(plan.state.as_str())
     .bind(plan.applied as i64)
     .bind(plan.next_at)
@@ -220,14 +250,15 @@ async fn write(tx: &mut Transaction<'_, Any>, plan: &Plan) -> Result<(), StoreEr
     .bind(&plan.reason)
     .bind(gate)
     .bind(now_millis())
+    .bind(&plan.id)
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
 /// Whether the version is marked broken, read in the transaction.
-async fn broken(tx: &mut Transaction<'_, Any>, code_id: &str) -> Result<bool, StoreError> {
-    let row = sqlx::query("SELECT broken FROM versions WHERE code_id = $1")
+async fn broken(tx: &mut Transaction<'_, Any>, d: Dialect, code_id: &str) -> Result<bool, StoreError> {
+    let row = sqlx::query(sql!(d, "SELECT broken FROM versions WHERE code_id = $1"))
         .bind(code_id)
         .fetch_one(&mut **tx)
         .await?;
@@ -239,22 +270,22 @@ async fn broken(tx: &mut Transaction<'_, Any>, code_id: &str) -> Result<bool, St
 /// the figures of the bake just ended; the broken mark is read here.
 pub(super) async fn advance(
     pool: &AnyPool,
-    postgres: bool,
+    d: Dialect,
     id: &str,
     now: i64,
     gate: Option<GateFigures>,
 ) -> Result<Option<Advanced>, StoreError> {
     let mut tx = pool.begin().await?;
-    let Some(mut plan) = read(&mut tx, id, postgres, Lock::Skip).await? else {
+    let Some(mut plan) = read(&mut tx, d, id, Lock::Skip).await? else {
         return Ok(None);
     };
     if plan.state != PlanState::Active || plan.next_at.is_none_or(|at| at > now) {
         return Ok(None);
     }
-    let before = lock_config(&mut tx, &plan.config_id).await?;
+    let before = lock_config(&mut tx, d, &plan.config_id).await?;
     let gate = match gate {
         Some(g) if plan.applied > 0 => Some(GateFigures {
-            broken: g.broken || broken(&mut tx, &plan.code_id).await?,
+            broken: g.broken || broken(&mut tx, d, &plan.code_id).await?,
             ..g
         }),
         _ => None,
@@ -264,7 +295,7 @@ pub(super) async fn advance(
         Move::Step { index, change } => {
             let detail = json!({"plan": plan.id, "step": index + 1, "of": plan.steps.len(),
                                 "percentage": plan.steps[index].percentage, "gate": gate});
-            config = apply_change(&mut tx, &before, &change, ACTOR, Some(detail)).await?;
+            config = apply_change(&mut tx, d, &before, &change, ACTOR, Some(detail)).await?;
             plan.applied = index + 1;
             plan.step_started_at = Some(now);
             plan.next_at = due_after(&plan.steps, plan.applied, now);
@@ -278,7 +309,7 @@ pub(super) async fn advance(
             let figures = gate.expect("an abort is judged by a gate");
             let mut why = abort_reason(&plan, &figures);
             let detail = json!({"plan": plan.id, "aborted": why, "gate": figures});
-            config = match apply_change(&mut tx, &before, &change, ACTOR, Some(detail)).await {
+            config = match apply_change(&mut tx, d, &before, &change, ACTOR, Some(detail)).await {
                 Ok(config) => config,
                 // Nothing to roll back to: the plan still stops, and says so,
                 // rather than failing the same way at every tick.
@@ -294,7 +325,7 @@ pub(super) async fn advance(
         }
     }
     plan.gate = gate.or(plan.gate);
-    write(&mut tx, &plan).await?;
+    write(&mut tx, d, &plan).await?;
     tx.commit().await?;
     plan.updated_at = now_millis();
     Ok(Some(Advanced { plan, config }))
@@ -320,16 +351,14 @@ fn abort_reason(plan: &Plan, gate: &GateFigures) -> String {
 /// version is in gray, in the same transaction.
 pub(super) async fn control(
     pool: &AnyPool,
-    postgres: bool,
+    d: Dialect,
     id: &str,
     control: Control,
     actor: &str,
 ) -> Result<Advanced, StoreError> {
     let mut tx = pool.begin().await?;
     // Waits for a node applying a step, rather than skipping it.
-    let mut plan = read(&mut tx, id, postgres, Lock::Wait)
-        .await?
-        .ok_or_else(|| missing(id))?;
+    let mut plan = read(&mut tx, d, id, Lock::Wait).await?.ok_or_else(|| missing(id))?;
     let now = now_millis();
     let mut config = None;
     match (control, plan.state) {
@@ -346,10 +375,10 @@ pub(super) async fn control(
             plan.reason = None;
         }
         (Control::Abort, state) if state.is_open() => {
-            let before = lock_config(&mut tx, &plan.config_id).await?;
+            let before = lock_config(&mut tx, d, &plan.config_id).await?;
             if before.gray.as_ref().is_some_and(|g| g.code_id == plan.code_id) {
                 let detail = json!({"plan": plan.id, "aborted": format!("aborted by {actor}")});
-                config = apply_change(&mut tx, &before, &Change::RemoveGray, actor, Some(detail)).await?;
+                config = apply_change(&mut tx, d, &before, &Change::RemoveGray, actor, Some(detail)).await?;
             }
             plan.state = PlanState::Aborted;
             plan.next_at = None;
@@ -363,7 +392,7 @@ pub(super) async fn control(
             });
         }
     }
-    write(&mut tx, &plan).await?;
+    write(&mut tx, d, &plan).await?;
     tx.commit().await?;
     Ok(Advanced { plan, config })
 }
@@ -373,20 +402,38 @@ pub(super) async fn control(
 /// the config is locked, keeping the plan-then-config lock order.
 pub(super) async fn pause_for_manual(
     tx: &mut Transaction<'_, Any>,
+    d: Dialect,
     config_id: &str,
     actor: &str,
 ) -> Result<Option<String>, StoreError> {
     let now = now_millis();
-    let row = sqlx::query(
-        "UPDATE rollout_plans SET state = 'paused', remaining_ms = CASE WHEN next_at > $2 THEN next_at - $2 ELSE 0 END, \
-         next_at = NULL, reason = $3, updated_at = $2 WHERE config_id = $1 AND state = 'active' RETURNING id",
-    )
-    .bind(config_id)
+    // The write comes first, so SQLite takes its write lock at once. MySQL
+    // assigns left to right: `remaining_ms` is worked out before `next_at`
+    // is cleared.
+    let paused = sqlx::query(sql!(
+        d,
+        "UPDATE rollout_plans SET state = 'paused', remaining_ms = CASE WHEN next_at > $1 THEN next_at - $2 ELSE 0 END, \
+         next_at = NULL, reason = $3, updated_at = $4 WHERE config_id = $5 AND state = 'active'"
+    ))
+    .bind(now)
     .bind(now)
     .bind(format!("paused: {actor} changed the config by hand"))
-    .fetch_optional(&mut **tx)
+    .bind(now)
+    .bind(config_id)
+    .execute(&mut **tx)
     .await?;
-    Ok(row.map(|r| r.try_get("id")).transpose()?)
+    if paused.rows_affected() == 0 {
+        return Ok(None);
+    }
+    // A config holds one open plan at most, so the paused one is this one.
+    let row = sqlx::query(sql!(
+        d,
+        "SELECT id FROM rollout_plans WHERE config_id = $1 AND state = 'paused'"
+    ))
+    .bind(config_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(Some(row.try_get("id")?))
 }
 
 fn missing(id: &str) -> StoreError {

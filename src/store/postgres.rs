@@ -4,6 +4,7 @@ use sqlx::Connection;
 use sqlx::any::AnyPoolOptions;
 
 use super::StoreError;
+use super::dialect::Dialect;
 use super::sql::SqlStore;
 
 pub async fn connect(url: &str, max_connections: u32) -> Result<SqlStore, StoreError> {
@@ -18,5 +19,5 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<SqlStore, StoreE
         .acquire_timeout(super::ACQUIRE_TIMEOUT)
         .connect(url)
         .await?;
-    Ok(SqlStore::new(pool).on_postgres())
+    Ok(SqlStore::new(pool, Dialect::Postgres))
 }

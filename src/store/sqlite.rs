@@ -4,6 +4,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{Connection, Executor};
 
 use super::StoreError;
+use super::dialect::Dialect;
 use super::direct::DirectReads;
 use super::sql::SqlStore;
 
@@ -38,7 +39,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<SqlStore, StoreE
         .connect(&url)
         .await?;
     let direct = DirectReads::open(file_path(&url))?;
-    Ok(SqlStore::new(pool).with_direct_reads(direct))
+    Ok(SqlStore::new(pool, Dialect::Sqlite).with_direct_reads(direct))
 }
 
 /// The file of a `sqlite:` URL.

@@ -6,6 +6,7 @@
 use serde_json::json;
 use sqlx::{Any, Transaction};
 
+use super::dialect::{Dialect, sql};
 use super::rows::config_from_row;
 use super::{Change, Missing, StoreError, history};
 use crate::domain::Config;
@@ -26,41 +27,62 @@ macro_rules! version_columns {
 }
 pub(super) use {config_columns, version_columns};
 
-/// Takes the config's write lock (a row lock on PostgreSQL, the database lock
-/// on SQLite) before reading it, so the read cannot go stale before the write.
-pub(super) async fn lock_config(tx: &mut Transaction<'_, Any>, config_id: &str) -> Result<Config, StoreError> {
-    let locked = sqlx::query("UPDATE configs SET revision = revision WHERE id = $1")
+/// Takes the config's write lock (a row lock on PostgreSQL and MySQL, the
+/// database lock on SQLite) before reading it, so the read cannot go stale
+/// before the write. (MySQL counts the rows matched, as sqlx connects with
+/// `CLIENT_FOUND_ROWS`, so an update that changes nothing still counts.)
+pub(super) async fn lock_config(
+    tx: &mut Transaction<'_, Any>,
+    d: Dialect,
+    config_id: &str,
+) -> Result<Config, StoreError> {
+    let locked = sqlx::query(sql!(d, "UPDATE configs SET revision = revision WHERE id = $1"))
         .bind(config_id)
         .execute(&mut **tx)
         .await?;
     if locked.rows_affected() == 0 {
         return Err(not_found_config(config_id));
     }
-    let row = sqlx::query(concat!("SELECT ", config_columns!(), " FROM configs WHERE id = $1"))
-        .bind(config_id)
-        .fetch_one(&mut **tx)
-        .await?;
-    config_from_row(&row)
+    read_config(&mut **tx, d, config_id)
+        .await?
+        .ok_or_else(|| not_found_config(config_id))
+}
+
+/// A config by id, through the pool or inside a transaction.
+pub(super) async fn read_config<'e, E: sqlx::Executor<'e, Database = Any>>(
+    db: E,
+    d: Dialect,
+    id: &str,
+) -> Result<Option<Config>, StoreError> {
+    let row = sqlx::query(sql!(
+        d,
+        concat!("SELECT ", config_columns!(), " FROM configs WHERE id = $1")
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    row.as_ref().map(config_from_row).transpose()
 }
 
 /// Writes `after` with the next revision.
-pub(super) async fn bump(tx: &mut Transaction<'_, Any>, after: Config) -> Result<Config, StoreError> {
+pub(super) async fn bump(tx: &mut Transaction<'_, Any>, d: Dialect, after: Config) -> Result<Config, StoreError> {
     let after = Config {
         revision: after.revision + 1,
         updated_at: now_millis(),
         ..after
     };
-    sqlx::query(
-        "UPDATE configs SET status = $2, revision = $3, release_code_id = $4, gray_code_id = $5, \
-         gray_percentage = $6, updated_at = $7 WHERE id = $1",
-    )
-    .bind(&after.id)
+    sqlx::query(sql!(
+        d,
+        "UPDATE configs SET status = $1, revision = $2, release_code_id = $3, gray_code_id = $4, \
+         gray_percentage = $5, updated_at = $6 WHERE id = $7",
+    ))
     .bind(after.status.as_str())
     .bind(after.revision)
     .bind(after.release.as_ref().map(|r| r.code_id.clone()))
     .bind(after.gray.as_ref().map(|g| g.code_id.clone()))
     .bind(after.gray.as_ref().map_or(0, |g| i64::from(g.percentage)))
     .bind(after.updated_at)
+    .bind(&after.id)
     .execute(&mut **tx)
     .await?;
     Ok(after)
@@ -68,10 +90,11 @@ pub(super) async fn bump(tx: &mut Transaction<'_, Any>, after: Config) -> Result
 
 pub(super) async fn ensure_version_of(
     tx: &mut Transaction<'_, Any>,
+    d: Dialect,
     config_id: &str,
     code_id: &str,
 ) -> Result<(), StoreError> {
-    let found = sqlx::query("SELECT 1 FROM versions WHERE code_id = $1 AND config_id = $2")
+    let found = sqlx::query(sql!(d, "SELECT 1 FROM versions WHERE code_id = $1 AND config_id = $2"))
         .bind(code_id)
         .bind(config_id)
         .fetch_optional(&mut **tx)
@@ -107,13 +130,15 @@ impl<'a> NewEvent<'a> {
 
 pub(super) async fn insert_event(
     tx: &mut Transaction<'_, Any>,
+    d: Dialect,
     config: &Config,
     event: NewEvent<'_>,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    sqlx::query(sql!(
+        d,
         "INSERT INTO release_events (config_id, revision, kind, actor, from_state, to_state, forced, created_at, detail) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
+    ))
     .bind(&config.id)
     .bind(config.revision)
     .bind(event.kind.as_str())
@@ -146,22 +171,23 @@ pub(super) fn not_found_config(id: &str) -> StoreError {
 /// in force, so nothing is written.
 pub(super) async fn apply_change(
     tx: &mut Transaction<'_, Any>,
+    d: Dialect,
     before: &Config,
     change: &Change,
     actor: &str,
     detail: Option<serde_json::Value>,
 ) -> Result<Option<Config>, StoreError> {
-    let (kind, forced, after) = changed(tx, before, change).await?;
+    let (kind, forced, after) = changed(tx, d, before, change).await?;
     if after == *before {
         return Ok(None);
     }
-    let after = bump(tx, after).await?;
+    let after = bump(tx, d, after).await?;
     let event = NewEvent {
         forced,
         detail,
         ..NewEvent::new(kind, actor, state_of(before), state_of(&after))
     };
-    insert_event(tx, &after, event).await?;
+    insert_event(tx, d, &after, event).await?;
     Ok(Some(after))
 }
 
@@ -169,13 +195,14 @@ pub(super) async fn apply_change(
 /// it was forced. Checks that a named version belongs to this config.
 async fn changed(
     tx: &mut Transaction<'_, Any>,
+    d: Dialect,
     before: &Config,
     change: &Change,
 ) -> Result<(EventKind, bool, Config), StoreError> {
     let mut after = before.clone();
     let result = match change {
         Change::Release { code_id, forced } => {
-            ensure_version_of(tx, &before.id, code_id).await?;
+            ensure_version_of(tx, d, &before.id, code_id).await?;
             after.release = Some(Release {
                 code_id: code_id.clone(),
             });
@@ -192,7 +219,7 @@ async fn changed(
             if *percentage > 100 {
                 return Err(StoreError::Percentage(*percentage));
             }
-            ensure_version_of(tx, &before.id, code_id).await?;
+            ensure_version_of(tx, d, &before.id, code_id).await?;
             after.gray = Some(Gray {
                 code_id: code_id.clone(),
                 percentage: *percentage,
@@ -208,7 +235,7 @@ async fn changed(
             (EventKind::Status, false)
         }
         Change::Rollback => {
-            let target = history::rollback_target(tx, before).await?;
+            let target = history::rollback_target(tx, d, before).await?;
             if after.gray.as_ref().is_some_and(|g| g.code_id == target) {
                 after.gray = None;
             }

@@ -12,8 +12,8 @@ use vane::domain::model::{ErrorReport, ReleaseEvent, TestCase};
 use vane::domain::rollout::{Control, GateFigures, Plan};
 use vane::domain::{Config, Version};
 use vane::store::{
-    Advanced, Breaking, Change, NewConfig, NewPlan, NewReport, NewTestCase, NewVersion, ReportCount, ReportOutcome,
-    Revision, Store, StoreError,
+    Advanced, Breaking, Change, ImportedVersion, NewConfig, NewPlan, NewReport, NewTestCase, NewVersion, ReportCount,
+    ReportOutcome, Revision, Store, StoreError,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +123,10 @@ impl Store for FaultyStore {
         self.gate().await?;
         self.inner.create_version(new).await
     }
+    async fn import_version(&self, imported: ImportedVersion) -> Result<Version, StoreError> {
+        self.gate().await?;
+        self.inner.import_version(imported).await
+    }
     async fn get_version(&self, code_id: &str) -> Result<Option<Version>, StoreError> {
         self.gate().await?;
         self.inner.get_version(code_id).await
@@ -142,6 +146,10 @@ impl Store for FaultyStore {
     async fn create_test(&self, new: NewTestCase) -> Result<TestCase, StoreError> {
         self.gate().await?;
         self.inner.create_test(new).await
+    }
+    async fn import_test(&self, new: NewTestCase, test_id: &str) -> Result<TestCase, StoreError> {
+        self.gate().await?;
+        self.inner.import_test(new, test_id).await
     }
     async fn list_tests(&self, code_id: &str) -> Result<Vec<TestCase>, StoreError> {
         self.gate().await?;

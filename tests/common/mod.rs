@@ -1,6 +1,6 @@
 //! The integration harness: starts Vane exactly as `main` does (`app::start`)
-//! on 127.0.0.1:0, with a temp SQLite file or a fresh PostgreSQL database, and
-//! drives it over HTTP.
+//! on 127.0.0.1:0, with a temp SQLite file or a fresh PostgreSQL or MySQL
+//! database, and drives it over HTTP.
 #![allow(dead_code)]
 
 pub mod faulty;
@@ -27,6 +27,7 @@ pub const BEARER: &str = "test-token-0123456789abcdef";
 pub enum Backend {
     Sqlite,
     Postgres,
+    MySql,
 }
 
 /// Runs each named `async fn(Backend)` once per backend.
@@ -46,6 +47,14 @@ macro_rules! backend_tests {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name($crate::common::Backend::Postgres).await
+                }
+            )*
+        }
+        mod mysql {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::MySql).await
                 }
             )*
         }
@@ -82,21 +91,36 @@ pub fn skipped(what: &str, why: &str) {
     let _ = writeln!(std::io::stderr(), "skipping {what} test {test}: {why}");
 }
 
-/// A store URL for `backend`, or None when PostgreSQL is not configured
+/// A store URL for `backend`, or None when its server is not configured
 /// outside CI. In CI a missing database is a failure, never a skip.
-pub async fn store_url(backend: Backend, dir: &std::path::Path) -> Option<(String, Option<PgDatabase>)> {
-    match backend {
-        Backend::Sqlite => Some((format!("sqlite://{}", dir.join("vane.db").display()), None)),
-        Backend::Postgres => {
-            let Ok(base) = std::env::var("VANE_TEST_DATABASE_URL") else {
-                if std::env::var("CI").is_ok_and(|v| v == "true") {
-                    panic!("VANE_TEST_DATABASE_URL must be set when CI=true");
-                }
-                skipped("PostgreSQL", "VANE_TEST_DATABASE_URL is not set");
-                return None;
-            };
-            let db = PgDatabase::create(&base).await;
-            Some((db.url.clone(), Some(db)))
+pub async fn store_url(backend: Backend, dir: &std::path::Path) -> Option<(String, Option<TestDatabase>)> {
+    let (what, variable) = match backend {
+        Backend::Sqlite => return Some((format!("sqlite://{}", dir.join("vane.db").display()), None)),
+        Backend::Postgres => ("PostgreSQL", "VANE_TEST_DATABASE_URL"),
+        Backend::MySql => ("MySQL", "VANE_TEST_MYSQL_URL"),
+    };
+    let Ok(base) = std::env::var(variable) else {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{variable} must be set when CI=true");
+        }
+        skipped(what, &format!("{variable} is not set"));
+        return None;
+    };
+    let db = TestDatabase::create(&base).await;
+    Some((db.url.clone(), Some(db)))
+}
+
+/// The MySQL server for tests (the env var's URL), or None outside CI when
+/// it is not set.
+pub fn mysql_url() -> Option<String> {
+    match std::env::var("VANE_TEST_MYSQL_URL") {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("VANE_TEST_MYSQL_URL must be set when CI=true")
+        }
+        Err(_) => {
+            skipped("MySQL", "VANE_TEST_MYSQL_URL is not set");
+            None
         }
     }
 }
@@ -115,22 +139,18 @@ pub fn redis_url() -> Option<String> {
     }
 }
 
-/// A database made for one test and dropped after it.
-pub struct PgDatabase {
+/// A database made for one test on a PostgreSQL or MySQL server (by the
+/// scheme of `base`), and dropped after it.
+pub struct TestDatabase {
     base: String,
     name: String,
     pub url: String,
 }
 
-impl PgDatabase {
-    async fn create(base: &str) -> Self {
+impl TestDatabase {
+    pub async fn create(base: &str) -> Self {
         let name = format!("vane_t_{:016x}", rand::random::<u64>());
-        let mut conn = sqlx::PgConnection::connect(base)
-            .await
-            .expect("connect to VANE_TEST_DATABASE_URL");
-        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .await
-            .expect("create test database");
+        execute_on(base, &format!("CREATE DATABASE {name}")).await;
         let (prefix, _) = base.rsplit_once('/').expect("database URL has a path");
         Self {
             base: base.to_owned(),
@@ -140,11 +160,29 @@ impl PgDatabase {
     }
 
     pub async fn drop_database(&self) {
-        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.base).await {
-            let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-            let _ = conn.execute(sqlx::AssertSqlSafe(sql)).await;
-        }
+        let sql = match self.base.starts_with("mysql:") {
+            true => format!("DROP DATABASE IF EXISTS {}", self.name),
+            false => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        };
+        let _ = try_execute_on(&self.base, &sql).await;
     }
+}
+
+/// Runs `sql` on the server at `url` (PostgreSQL or MySQL, by its scheme).
+pub async fn execute_on(url: &str, sql: &str) {
+    try_execute_on(url, sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql} on {url}: {e}"));
+}
+
+async fn try_execute_on(url: &str, sql: &str) -> Result<(), sqlx::Error> {
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    if url.starts_with("mysql:") {
+        sqlx::MySqlConnection::connect(url).await?.execute(sql).await?;
+    } else {
+        sqlx::PgConnection::connect(url).await?.execute(sql).await?;
+    }
+    Ok(())
 }
 
 pub fn test_settings(store_url: String) -> Settings {
@@ -167,7 +205,7 @@ pub struct TestApp {
     pub addr: std::net::SocketAddr,
     pub client: reqwest::Client,
     app: Option<App>,
-    pg: Option<PgDatabase>,
+    pg: Option<TestDatabase>,
     _dir: tempfile::TempDir,
 }
 
@@ -180,6 +218,12 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         let (url, pg) = store_url(backend, dir.path()).await?;
         Some(Self::start(url, pg, dir, tweak, None).await)
+    }
+
+    /// A node on a store the test prepared at `url` (from `store_url`),
+    /// owning its database.
+    pub async fn spawn_on(url: String, db: Option<TestDatabase>, dir: tempfile::TempDir) -> Self {
+        Self::start(url, db, dir, |_| {}, None).await
     }
 
     /// A node whose store the test can slow down, fail or hold.
@@ -195,15 +239,30 @@ impl TestApp {
     /// `n` nodes sharing one fresh PostgreSQL database and one Redis, under a
     /// key prefix of their own; the first node owns the database.
     pub async fn cluster(n: usize, tweak: impl Fn(&mut Settings)) -> Option<Vec<Self>> {
+        Self::cluster_on(Backend::Postgres, n, tweak).await
+    }
+
+    /// `cluster` over `backend`'s server (PostgreSQL or MySQL).
+    pub async fn cluster_on(backend: Backend, n: usize, tweak: impl Fn(&mut Settings)) -> Option<Vec<Self>> {
         let redis = redis_url()?;
-        Self::cluster_over(n, Some(redis), tweak).await
+        Self::cluster_over_on(backend, n, Some(redis), tweak).await
     }
 
     /// `n` nodes sharing one fresh PostgreSQL database, and the Redis at
     /// `redis` if any.
     pub async fn cluster_over(n: usize, redis: Option<String>, tweak: impl Fn(&mut Settings)) -> Option<Vec<Self>> {
+        Self::cluster_over_on(Backend::Postgres, n, redis, tweak).await
+    }
+
+    /// `cluster_over` on `backend`'s server.
+    pub async fn cluster_over_on(
+        backend: Backend,
+        n: usize,
+        redis: Option<String>,
+        tweak: impl Fn(&mut Settings),
+    ) -> Option<Vec<Self>> {
         let dir = tempfile::tempdir().unwrap();
-        let (url, pg) = store_url(Backend::Postgres, dir.path()).await?;
+        let (url, pg) = store_url(backend, dir.path()).await?;
         let prefix = format!("vane_t_{:016x}:", rand::random::<u64>());
         let mut nodes = Vec::with_capacity(n);
         let mut owner = pg;
@@ -221,7 +280,7 @@ impl TestApp {
 
     async fn start(
         url: String,
-        pg: Option<PgDatabase>,
+        pg: Option<TestDatabase>,
         dir: tempfile::TempDir,
         tweak: impl FnOnce(&mut Settings),
         store: Option<Arc<FaultyStore>>,
@@ -258,12 +317,10 @@ impl TestApp {
         self.pg.as_ref().map(|pg| pg.name.clone())
     }
 
-    /// Runs SQL on the PostgreSQL server as the test's superuser, outside
+    /// Runs SQL on the database server as the test's superuser, outside
     /// the node's own database.
     pub async fn admin_sql(&self, sql: &str) {
-        let base = &self.pg.as_ref().expect("a PostgreSQL test").base;
-        let mut conn = sqlx::PgConnection::connect(base).await.unwrap();
-        conn.execute(sqlx::AssertSqlSafe(sql.to_owned())).await.unwrap();
+        execute_on(&self.pg.as_ref().expect("a PostgreSQL or MySQL test").base, sql).await;
     }
 
     pub fn url(&self, path: &str) -> String {
