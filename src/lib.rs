@@ -11,6 +11,7 @@ pub mod confine;
 pub mod domain;
 pub mod engine;
 pub mod http;
+pub mod import;
 pub mod metrics;
 pub mod reload;
 pub mod reports;

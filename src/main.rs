@@ -40,6 +40,21 @@ enum Command {
         #[arg(long, conflicts_with = "once")]
         dry_run: bool,
     },
+    /// Bring a running Go service's configs, versions, test cases and
+    /// reports into Vane's store, keeping their secrets and code ids.
+    /// Running it again changes nothing that is already in place.
+    Import {
+        /// The Go service's database: `mysql://user:password@host:3306/db`.
+        #[arg(long)]
+        from: String,
+        /// Settings file naming Vane's store (`store.url`); without it
+        /// `config.toml` is used when present.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Read both sides and say what would be written, writing nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Run one sandbox worker on stdin/stdout (started by `serve`).
     #[command(hide = true)]
     Worker {
@@ -106,6 +121,7 @@ fn main() -> ExitCode {
                 }
             })
         }
+        Command::Import { from, config, dry_run } => import(&from, config, dry_run),
         Command::Serve { config } => {
             let required = config.is_some();
             let path = config.unwrap_or_else(|| PathBuf::from("config.toml"));
@@ -126,6 +142,42 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Exit codes: 0 every row imported, 3 some rows left out (listed), 1 the
+/// import stopped, 2 bad settings.
+fn import(from: &str, config: Option<PathBuf>, dry_run: bool) -> ExitCode {
+    let required = config.is_some();
+    let path = config.unwrap_or_else(|| PathBuf::from("config.toml"));
+    let settings = match Settings::load(&path, required) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("vane import: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let started = std::time::Instant::now();
+    let result = runtime.block_on(async {
+        let store = vane::store::connect(&settings.store.url, settings.store.max_connections).await?;
+        vane::import::run(from, store.as_ref(), dry_run)
+            .await
+            .map_err(anyhow::Error::from)
+    });
+    match result {
+        Ok(summary) => {
+            print!("{}", summary.render());
+            println!("took {:.1} s", started.elapsed().as_secs_f64());
+            match summary.outcome.refused.is_empty() {
+                true => ExitCode::SUCCESS,
+                false => ExitCode::from(3),
+            }
+        }
+        Err(e) => {
+            eprintln!("vane import: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }
