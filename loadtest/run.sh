@@ -7,6 +7,8 @@
 #   bash loadtest/run.sh [seconds]
 #   THREADS=2 CONNS=64 bash loadtest/run.sh 10
 # STORM=1 adds forged-report storms and (a) again after them.
+# STORE_URL=postgres://... or mysql://... (an empty database) puts the
+# store there instead of a new SQLite file.
 # VANE_BIN=/path/to/vane measures that binary instead of this tree's (an
 # earlier build, say, for an A/B on the same machine minutes apart).
 set -euo pipefail
@@ -21,7 +23,7 @@ vane_bin=${VANE_BIN:-target/release/vane}
 dir=$(mktemp -d)
 port=18181; limit=18182
 token=bench-token-0123456789abcdef
-VANE_SERVER__LISTEN=127.0.0.1:$port VANE_STORE__URL="sqlite://$dir/load.db" \
+VANE_SERVER__LISTEN=127.0.0.1:$port VANE_STORE__URL="${STORE_URL:-sqlite://$dir/load.db}" \
   VANE_AUTH__ADMIN_TOKENS="bench=$token" VANE_LOG__LEVEL=warn \
   "$vane_bin" serve >"$dir/vane.log" 2>&1 &
 vane=$!

@@ -348,7 +348,7 @@ pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Where generated secrets live: beside the SQLite file, or in the working
-/// directory for PostgreSQL.
+/// directory for PostgreSQL and MySQL.
 fn secret_path(store_url: &str, file_name: &str) -> PathBuf {
     let dir = store_url
         .strip_prefix("sqlite://")

@@ -125,12 +125,8 @@ fn main() -> ExitCode {
         Command::Serve { config } => {
             let required = config.is_some();
             let path = config.unwrap_or_else(|| PathBuf::from("config.toml"));
-            let settings = match Settings::load(&path, required) {
-                Ok(settings) => settings,
-                Err(e) => {
-                    eprintln!("vane: {e}");
-                    return ExitCode::from(2);
-                }
+            let Some(settings) = settings("vane", &path, required) else {
+                return ExitCode::from(2);
             };
             let set_log_level = init_tracing(&settings);
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
@@ -146,17 +142,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// The settings at `path` (which must exist when `required`), or `None`
+/// once the reason is printed under `who`.
+fn settings(who: &str, path: &std::path::Path, required: bool) -> Option<Settings> {
+    Settings::load(path, required)
+        .map_err(|e| eprintln!("{who}: {e}"))
+        .ok()
+}
+
 /// Exit codes: 0 every row imported, 3 some rows left out (listed), 1 the
 /// import stopped, 2 bad settings.
 fn import(from: &str, config: Option<PathBuf>, dry_run: bool) -> ExitCode {
-    let required = config.is_some();
-    let path = config.unwrap_or_else(|| PathBuf::from("config.toml"));
-    let settings = match Settings::load(&path, required) {
-        Ok(settings) => settings,
-        Err(e) => {
-            eprintln!("vane import: {e}");
-            return ExitCode::from(2);
-        }
+    let path = config.clone().unwrap_or_else(|| PathBuf::from("config.toml"));
+    let Some(settings) = settings("vane import", &path, config.is_some()) else {
+        return ExitCode::from(2);
     };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let started = std::time::Instant::now();

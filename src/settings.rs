@@ -325,6 +325,20 @@ mod tests {
     }
 
     #[test]
+    fn store_urls_name_a_backend() {
+        let check = |url: &str| {
+            let mut s = Settings::default();
+            s.store.url = url.into();
+            s.validate().map_err(|e| e.to_string())
+        };
+        for url in ["sqlite://vane.db", "postgres://u@h/db", "postgresql://u@h/db", "mysql://u:p@h:3306/db"] {
+            assert!(check(url).is_ok(), "{url}");
+        }
+        let err = check("mariadb://u@h/db").unwrap_err();
+        assert!(err.contains("store.url") && err.contains("mysql://"), "{err}");
+    }
+
+    #[test]
     fn bad_value_names_the_key() {
         let mut s = Settings::default();
         s.sandbox.deadline_ms = 0;

@@ -198,6 +198,22 @@ async fn an_imported_service_answers_its_clients_as_before(backend: Backend) {
     let app = TestApp::spawn_on(url, db, dir).await;
     clients_see_no_difference(&app).await;
     operators_see_what_was_imported(&app).await;
+
+    // A config whose secret Vane changed is not the original's any more:
+    // a later import leaves it, and what it holds, as they are.
+    let (status, _) = app
+        .admin(Method::POST, "/api/v1/configs/theme/secret/rotate", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (code, third) = import(&original.url, &settings, false);
+    assert_eq!(code, 3, "{third}");
+    for line in [
+        "config config_id `theme`: Vane has a config by this id with another secret",
+        "code code_id `theme-1`: its config `theme` is left as it is",
+        "configs: 0 created, 0 updated, 6 unchanged",
+    ] {
+        assert!(third.contains(line), "no `{line}` in:\n{third}");
+    }
     app.stop().await;
     original.drop_database().await;
 }

@@ -44,6 +44,7 @@ CREATE TABLE release_events (
     INDEX release_events_by_config (config_id, id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
+-- No foreign keys: see error_reports below.
 CREATE TABLE test_cases (
     test_id    VARCHAR(255) NOT NULL PRIMARY KEY,
     config_id  VARCHAR(255) NOT NULL,
@@ -53,16 +54,15 @@ CREATE TABLE test_cases (
     params     MEDIUMTEXT NOT NULL,
     expected   MEDIUMTEXT NOT NULL,
     created_at BIGINT NOT NULL,
-    FOREIGN KEY (config_id) REFERENCES configs(id),
-    FOREIGN KEY (code_id) REFERENCES versions(code_id),
     INDEX test_cases_by_version (code_id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
--- No foreign keys here: InnoDB checks one by taking a shared lock on the
--- parent row, so a report stored without the config's lock would hold the
--- version's row while waiting for the config's, and deadlock with a counted
--- report that holds the config and updates the version. Every insert selects
--- its config and version from `versions`, and neither is ever deleted.
+-- No foreign keys on test cases and reports: InnoDB checks one by taking a
+-- shared lock on the parent row, so a row stored without the config's lock
+-- would hold the version's row while waiting for the config's, and deadlock
+-- with a counted report that holds the config and updates the version (seen
+-- under a storm of reports). Every insert selects its config and version
+-- from `versions`, and neither is ever deleted.
 CREATE TABLE error_reports (
     id          BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
     config_id   VARCHAR(255) NOT NULL,

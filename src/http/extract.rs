@@ -44,8 +44,8 @@ async fn parse<T: DeserializeOwned>(req: Request) -> Result<T, ApiError> {
             "the body must be a JSON object",
         ));
     }
-    // PostgreSQL stores no NUL in text and SQLite would: refused here for
-    // both, naming where it is. JSON can carry one only escaped, and its
+    // PostgreSQL stores no NUL in text and SQLite and MySQL would: refused
+    // here for all, naming where it is. JSON can carry one only escaped, and its
     // `\u` is lower-case; every fetch passes here, so a SIMD search.
     if ESCAPED_NUL.find(&bytes).is_some() {
         let value: serde_json::Value = serde_json::from_slice(&bytes)

@@ -313,11 +313,12 @@ fn report(
 }
 
 fn plain_id(what: &str, id: &str) -> Result<(), String> {
-    let plain = !id.is_empty() && id.len() <= MAX_ID_BYTES && !id.chars().any(|c| c.is_control() || c == '/');
+    let plain =
+        !id.is_empty() && id.len() <= MAX_ID_BYTES && !id.chars().any(|c| c.is_control() || c.is_whitespace() || c == '/');
     match plain {
         true => Ok(()),
         false => Err(format!(
-            "{what} `{id}` must be 1 to {MAX_ID_BYTES} bytes without `/` or control characters, as clients send it in a URL path"
+            "{what} `{id}` must be 1 to {MAX_ID_BYTES} bytes without `/`, spaces or control characters, as clients send it in a URL path"
         )),
     }
 }

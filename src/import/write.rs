@@ -46,6 +46,9 @@ pub async fn apply(store: &dyn Store, plan: Plan, dry_run: bool) -> Result<Outco
         ..Outcome::default()
     };
     let mut found: HashMap<String, Option<Config>> = HashMap::new();
+    // Configs Vane has with another secret: another config by the same id,
+    // or one whose secret was rotated in Vane. Neither is touched.
+    let mut untouched: HashSet<String> = HashSet::new();
     for config in &plan.configs {
         let existing = store.get_config(&config.id).await?;
         if existing.is_none() && !dry_run {
@@ -58,7 +61,7 @@ pub async fn apply(store: &dyn Store, plan: Plan, dry_run: bool) -> Result<Outco
                 store.create_config(new, ACTOR).await,
                 &mut out.refused,
                 "config",
-                &config.id,
+                &format!("config_id `{}`", config.id),
             )?;
         }
         if let Some(existing) = &existing
@@ -67,13 +70,26 @@ pub async fn apply(store: &dyn Store, plan: Plan, dry_run: bool) -> Result<Outco
             out.refused.push(Refusal {
                 table: "config",
                 row: format!("config_id `{}`", config.id),
-                reason: "Vane has this config with another secret; its secret is left as it is".into(),
+                reason: "Vane has a config by this id with another secret; it is left as it is, with what it holds"
+                    .into(),
             });
+            untouched.insert(config.id.clone());
+            continue;
         }
         found.insert(config.id.clone(), existing);
     }
+    let left_alone = |table: &'static str, row: String, config_id: &str| Refusal {
+        table,
+        row,
+        reason: format!("its config `{config_id}` is left as it is (see that row)"),
+    };
     for version in plan.versions {
         let row = version.code_id.clone();
+        if untouched.contains(&version.new.config_id) {
+            out.refused
+                .push(left_alone("code", format!("code_id `{row}`"), &version.new.config_id));
+            continue;
+        }
         match store.get_version(&version.code_id).await? {
             Some(v) if v.config_id == version.new.config_id => out.versions.unchanged += 1,
             Some(v) => out.refused.push(Refusal {
@@ -83,13 +99,20 @@ pub async fn apply(store: &dyn Store, plan: Plan, dry_run: bool) -> Result<Outco
             }),
             None if dry_run => out.versions.created += 1,
             None => {
-                if store_row(store.import_version(version).await, &mut out.refused, "code", &row)?.is_some() {
+                if store_row(
+                    store.import_version(version).await,
+                    &mut out.refused,
+                    "code",
+                    &format!("code_id `{row}`"),
+                )?
+                .is_some()
+                {
                     out.versions.created += 1;
                 }
             }
         }
     }
-    for config in &plan.configs {
+    for config in plan.configs.iter().filter(|c| !untouched.contains(&c.id)) {
         let existing = found.get(&config.id).cloned().flatten();
         let changes = changes(existing.as_ref(), config);
         let counts = &mut out.configs;
@@ -103,10 +126,20 @@ pub async fn apply(store: &dyn Store, plan: Plan, dry_run: bool) -> Result<Outco
         }
         for change in changes {
             let applied = store.apply(&config.id, change, ACTOR).await;
-            store_row(applied, &mut out.refused, "config", &config.id)?;
+            store_row(
+                applied,
+                &mut out.refused,
+                "config",
+                &format!("config_id `{}`", config.id),
+            )?;
         }
     }
     for (test_id, new) in plan.tests {
+        if untouched.contains(&new.config_id) {
+            out.refused
+                .push(left_alone("unittest", format!("test_id `{test_id}`"), &new.config_id));
+            continue;
+        }
         match store.get_test(&test_id).await? {
             Some(t) if t.code_id == new.code_id => out.tests.unchanged += 1,
             Some(t) => out.refused.push(Refusal {
@@ -120,7 +153,7 @@ pub async fn apply(store: &dyn Store, plan: Plan, dry_run: bool) -> Result<Outco
                     store.import_test(new, &test_id).await,
                     &mut out.refused,
                     "unittest",
-                    &test_id,
+                    &format!("test_id `{test_id}`"),
                 )?
                 .is_some()
                 {
@@ -131,6 +164,11 @@ pub async fn apply(store: &dyn Store, plan: Plan, dry_run: bool) -> Result<Outco
     }
     let mut imported: HashMap<String, HashSet<String>> = HashMap::new();
     for report in plan.reports {
+        if untouched.contains(&report.config_id) {
+            let row = format!("id {}", report.source.trim_start_matches("import:"));
+            out.refused.push(left_alone("error_report", row, &report.config_id));
+            continue;
+        }
         if !imported.contains_key(&report.code_id) {
             let sources = store
                 .list_reports(&report.code_id, i64::MAX)
@@ -149,7 +187,7 @@ pub async fn apply(store: &dyn Store, plan: Plan, dry_run: bool) -> Result<Outco
             out.reports.created += 1;
             continue;
         }
-        let row = report.source.trim_start_matches("import:").to_owned();
+        let row = format!("id {}", report.source.trim_start_matches("import:"));
         if store_row(
             store.add_report(report, &NEVER_BREAKS).await,
             &mut out.refused,

@@ -367,6 +367,18 @@ pub trait Store: Send + Sync + 'static {
 /// unavailable (sqlx's default of 30 s would hold requests far too long).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What every backend's pool starts from.
+fn pool_options(max_connections: u32) -> sqlx::any::AnyPoolOptions {
+    sqlx::any::AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+}
+
+/// A failed migration, which leaves the store unusable.
+fn migrating(e: sqlx::migrate::MigrateError) -> StoreError {
+    StoreError::Unavailable(format!("migrating: {e}"))
+}
+
 /// Opens the store named by `url`, creating and migrating it as needed.
 pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, StoreError> {
     sqlx::any::install_default_drivers();

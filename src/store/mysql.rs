@@ -1,7 +1,6 @@
 //! MySQL 8 and MariaDB 10.6+, for operators whose database is MySQL (the Go
 //! service Vane replaces kept everything there).
 
-use sqlx::any::AnyPoolOptions;
 use sqlx::{Connection, Executor};
 
 use super::StoreError;
@@ -25,11 +24,9 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<SqlStore, StoreE
     sqlx::migrate!("migrations/mysql")
         .run(&mut conn)
         .await
-        .map_err(|e| StoreError::Unavailable(format!("migrating: {e}")))?;
+        .map_err(super::migrating)?;
     conn.close().await?;
-    let pool = AnyPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(super::ACQUIRE_TIMEOUT)
+    let pool = super::pool_options(max_connections)
         .after_connect(|conn, _| {
             Box::pin(async move {
                 conn.execute(SESSION).await?;

@@ -1,7 +1,6 @@
 //! PostgreSQL, for clusters of nodes sharing one database.
 
 use sqlx::Connection;
-use sqlx::any::AnyPoolOptions;
 
 use super::StoreError;
 use super::dialect::Dialect;
@@ -12,11 +11,9 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<SqlStore, StoreE
     sqlx::migrate!("migrations/postgres")
         .run(&mut conn)
         .await
-        .map_err(|e| StoreError::Unavailable(format!("migrating: {e}")))?;
+        .map_err(super::migrating)?;
     conn.close().await?;
-    let pool = AnyPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(super::ACQUIRE_TIMEOUT)
+    let pool = super::pool_options(max_connections)
         .connect(url)
         .await?;
     Ok(SqlStore::new(pool, Dialect::Postgres))

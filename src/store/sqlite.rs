@@ -1,6 +1,5 @@
 //! The embedded default: one file, WAL, zero setup.
 
-use sqlx::any::AnyPoolOptions;
 use sqlx::{Connection, Executor};
 
 use super::StoreError;
@@ -23,9 +22,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<SqlStore, StoreE
         .await
         .map_err(|e| StoreError::Unavailable(format!("migrating {url}: {e}")))?;
     conn.close().await?;
-    let pool = AnyPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(super::ACQUIRE_TIMEOUT)
+    let pool = super::pool_options(max_connections)
         // A file in this process cannot go away under a connection; the ping
         // sqlx sends by default would double the cost of every small read.
         .test_before_acquire(false)
