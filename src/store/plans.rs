@@ -276,10 +276,15 @@ pub(super) async fn advance(
     gate: Option<GateFigures>,
 ) -> Result<Option<Advanced>, StoreError> {
     let mut tx = pool.begin().await?;
+    // Ended at once when there is nothing to do: a transaction only dropped
+    // rolls back when its connection is next used, and until then keeps the
+    // plan's row locked, so the next claim would skip it.
     let Some(mut plan) = read(&mut tx, d, id, Lock::Skip).await? else {
+        tx.rollback().await?;
         return Ok(None);
     };
     if plan.state != PlanState::Active || plan.next_at.is_none_or(|at| at > now) {
+        tx.rollback().await?;
         return Ok(None);
     }
     let before = lock_config(&mut tx, d, &plan.config_id).await?;

@@ -232,7 +232,9 @@ impl Store for SqlStore {
             _ => apply_change(&mut tx, d, &before, &change, actor, detail).await?,
         };
         let Some(after) = after else {
-            // Already in force: nothing to record.
+            // Already in force: nothing to record. Ended now, not when the
+            // connection is next used, so the config's lock goes at once.
+            tx.rollback().await?;
             return Ok(before);
         };
         tx.commit().await?;
