@@ -46,8 +46,9 @@ pub async fn apply(store: &dyn Store, plan: Plan, dry_run: bool) -> Result<Outco
         ..Outcome::default()
     };
     let mut found: HashMap<String, Option<Config>> = HashMap::new();
-    // Configs Vane has with another secret: another config by the same id,
-    // or one whose secret was rotated in Vane. Neither is touched.
+    // Configs Vane has with another secret (another config by the same id,
+    // or one whose secret was rotated in Vane), or could not create: what
+    // they hold is not written either.
     let mut untouched: HashSet<String> = HashSet::new();
     for config in &plan.configs {
         let existing = store.get_config(&config.id).await?;
@@ -57,12 +58,16 @@ pub async fn apply(store: &dyn Store, plan: Plan, dry_run: bool) -> Result<Outco
                 description: "imported from the Go service".into(),
                 secret: config.secret.clone(),
             };
-            store_row(
+            let created = store_row(
                 store.create_config(new, ACTOR).await,
                 &mut out.refused,
                 "config",
                 &format!("config_id `{}`", config.id),
             )?;
+            if created.is_none() {
+                untouched.insert(config.id.clone());
+                continue;
+            }
         }
         if let Some(existing) = &existing
             && existing.secret != config.secret

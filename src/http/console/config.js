@@ -26,7 +26,9 @@ export async function configView(main, id) {
       if (!(e instanceof ApiError)) throw e;
       say(`${title}: ${e.message}`);
     }
-    await reload();
+    // Only what a change alters is redrawn: a whole redraw, finishing after
+    // the live update had shown the change, once threw away what was typed.
+    await refresh();
   };
   const servingBox = h("div", {}, serving(id, config, act));
   const plansBox = h("div", {}, await plansPanel(path, versions, reload));
