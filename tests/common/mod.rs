@@ -99,41 +99,31 @@ pub async fn store_url(backend: Backend, dir: &std::path::Path) -> Option<(Strin
         Backend::Postgres => ("PostgreSQL", "VANE_TEST_DATABASE_URL"),
         Backend::MySql => ("MySQL", "VANE_TEST_MYSQL_URL"),
     };
-    let Ok(base) = std::env::var(variable) else {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{variable} must be set when CI=true");
-        }
-        skipped(what, &format!("{variable} is not set"));
-        return None;
-    };
+    let base = service_url(variable, what)?;
     let db = TestDatabase::create(&base).await;
     Some((db.url.clone(), Some(db)))
 }
 
-/// The MySQL server for tests (the env var's URL), or None outside CI when
-/// it is not set.
-pub fn mysql_url() -> Option<String> {
-    match std::env::var("VANE_TEST_MYSQL_URL") {
-        Ok(url) => Some(url),
-        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("VANE_TEST_MYSQL_URL must be set when CI=true")
-        }
-        Err(_) => {
-            skipped("MySQL", "VANE_TEST_MYSQL_URL is not set");
-            None
-        }
-    }
-}
-
 /// The Redis for cluster tests, or None outside CI when it is not set.
 pub fn redis_url() -> Option<String> {
-    match std::env::var("VANE_TEST_REDIS_URL") {
+    service_url("VANE_TEST_REDIS_URL", "Redis")
+}
+
+/// The MySQL server for tests, or None outside CI when it is not set.
+pub fn mysql_url() -> Option<String> {
+    service_url("VANE_TEST_MYSQL_URL", "MySQL")
+}
+
+/// The URL in `variable`; when it is not set, a failure in CI and a skip
+/// (said where a plain `cargo test` shows it) elsewhere.
+fn service_url(variable: &str, what: &str) -> Option<String> {
+    match std::env::var(variable) {
         Ok(url) => Some(url),
         Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("VANE_TEST_REDIS_URL must be set when CI=true")
+            panic!("{variable} must be set when CI=true")
         }
         Err(_) => {
-            skipped("Redis", "VANE_TEST_REDIS_URL is not set");
+            skipped(what, &format!("{variable} is not set"));
             None
         }
     }
