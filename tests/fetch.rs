@@ -251,7 +251,7 @@ async fn bad_requests_are_400(backend: Backend) {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
     // NUL (which PostgreSQL refuses in text and SQLite would store) is
-    // refused alike on both backends, before any store sees it, naming where.
+    // refused alike on every backend, before any store sees it, naming where.
     let (status, body) = app.fetch("a%00b", json!({})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["code"], "nul_character", "{body}");

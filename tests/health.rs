@@ -1,4 +1,4 @@
-//! Health signals end to end, on both backends: a report counts only from a
+//! Health signals end to end, on every backend: a report counts only from a
 //! distinct source that was served the version, a version breaks on a share
 //! of its served devices, a broken stable version rolls back by itself, a
 //! rotated secret keeps working through its grace, and bad reports are

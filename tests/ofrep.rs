@@ -1,5 +1,5 @@
 //! The OpenFeature Remote Evaluation Protocol (OFREP) against its
-//! specification, on both backends: single evaluation's shapes, reasons and
+//! specification, on every backend: single evaluation's shapes, reasons and
 //! error codes for every kind of refusal; credentials; bulk evaluation
 //! scoped by client tokens with its ETag and 304. The event stream is in
 //! `tests/ofrep_events.rs`.

@@ -1,4 +1,4 @@
-//! OFREP's event stream (ADR 0008), on both backends: it says
+//! OFREP's event stream (ADR 0008), on every backend: it says
 //! `refetchEvaluation` when a config in the client token's scope changes, and
 //! only then; it opens with the ticket, never the token; it gives its place
 //! back when closed, and shutdown ends it.

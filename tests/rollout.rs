@@ -1,4 +1,4 @@
-//! Rollout plans through the API, on both backends: steps raise gray and end
+//! Rollout plans through the API, on every backend: steps raise gray and end
 //! with the release, serving exactly the devices each share names and
 //! telling subscribers each time; counted reports abort a plan, reports
 //! that do not count do not; pause, resume, abort, a manual release, a
