@@ -112,72 +112,60 @@ pub async fn read(url: &str) -> Result<Tables, ReadError> {
     }
     let mut conn = MySqlConnection::connect(url).await.map_err(ReadError::Connect)?;
     let text = |row: &sqlx::mysql::MySqlRow, i: usize| row.try_get::<Option<String>, _>(i);
-    let configs = rows(
+    let configs = table(
         &mut conn,
         "config",
         "SELECT CAST(config_id AS CHAR), CAST(code_release AS CHAR), CAST(code_unittest AS CHAR), \
          CAST(code_gray AS CHAR), CAST(percentage AS CHAR), CAST(status AS CHAR), CAST(secret AS CHAR) \
          FROM config ORDER BY config_id",
+        |r| {
+            Ok(ConfigRow {
+                config_id: text(r, 0)?.unwrap_or_default(),
+                code_release: text(r, 1)?,
+                code_unittest: text(r, 2)?,
+                code_gray: text(r, 3)?,
+                percentage: text(r, 4)?,
+                status: text(r, 5)?,
+                secret: text(r, 6)?,
+            })
+        },
     )
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(ConfigRow {
-            config_id: text(r, 0)?.unwrap_or_default(),
-            code_release: text(r, 1)?,
-            code_unittest: text(r, 2)?,
-            code_gray: text(r, 3)?,
-            percentage: text(r, 4)?,
-            status: text(r, 5)?,
-            secret: text(r, 6)?,
-        })
-    })
-    .collect::<Result<_, sqlx::Error>>()
-    .map_err(|error| ReadError::Table { table: "config", error })?;
-    let codes = rows(
+    .await?;
+    let codes = table(
         &mut conn,
         "code",
         "SELECT CAST(id AS CHAR), CAST(code_id AS CHAR), CAST(lang AS CHAR), CAST(rules AS CHAR), \
          CAST(params AS CHAR), CAST(code AS CHAR), CAST(is_broken AS CHAR), CAST(err_count AS CHAR) \
          FROM code ORDER BY id",
+        |r| {
+            Ok(CodeRow {
+                id: text(r, 0)?.unwrap_or_default(),
+                code_id: text(r, 1)?.unwrap_or_default(),
+                lang: text(r, 2)?,
+                rules: text(r, 3)?,
+                params: text(r, 4)?,
+                code: text(r, 5)?,
+                is_broken: text(r, 6)?,
+                err_count: text(r, 7)?,
+            })
+        },
     )
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(CodeRow {
-            id: text(r, 0)?.unwrap_or_default(),
-            code_id: text(r, 1)?.unwrap_or_default(),
-            lang: text(r, 2)?,
-            rules: text(r, 3)?,
-            params: text(r, 4)?,
-            code: text(r, 5)?,
-            is_broken: text(r, 6)?,
-            err_count: text(r, 7)?,
-        })
-    })
-    .collect::<Result<_, sqlx::Error>>()
-    .map_err(|error| ReadError::Table { table: "code", error })?;
-    let tests = rows(
+    .await?;
+    let tests = table(
         &mut conn,
         "unittest",
         "SELECT CAST(test_id AS CHAR), CAST(input AS CHAR), CAST(output AS CHAR), CAST(code_id AS CHAR) \
          FROM unittest ORDER BY test_id",
+        |r| {
+            Ok(TestRow {
+                test_id: text(r, 0)?.unwrap_or_default(),
+                input: text(r, 1)?,
+                output: text(r, 2)?,
+                code_id: text(r, 3)?,
+            })
+        },
     )
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(TestRow {
-            test_id: text(r, 0)?.unwrap_or_default(),
-            input: text(r, 1)?,
-            output: text(r, 2)?,
-            code_id: text(r, 3)?,
-        })
-    })
-    .collect::<Result<_, sqlx::Error>>()
-    .map_err(|error| ReadError::Table {
-        table: "unittest",
-        error,
-    })?;
+    .await?;
     // A date column becomes unix seconds here (sqlx's connection is UTC),
     // an integer one is read as it is.
     let dated = sqlx::query(
@@ -202,22 +190,15 @@ pub async fn read(url: &str) -> Result<Tables, ReadError> {
              FROM error_report ORDER BY id"
         }
     };
-    let reports = rows(&mut conn, "error_report", sql)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(ReportRow {
-                id: text(r, 0)?.unwrap_or_default(),
-                time: text(r, 1)?,
-                message: text(r, 2)?,
-                code_ref: text(r, 3)?,
-            })
+    let reports = table(&mut conn, "error_report", sql, |r| {
+        Ok(ReportRow {
+            id: text(r, 0)?.unwrap_or_default(),
+            time: text(r, 1)?,
+            message: text(r, 2)?,
+            code_ref: text(r, 3)?,
         })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(|error| ReadError::Table {
-            table: "error_report",
-            error,
-        })?;
+    })
+    .await?;
     let _ = conn.close().await;
     Ok(Tables {
         configs,
@@ -227,13 +208,19 @@ pub async fn read(url: &str) -> Result<Tables, ReadError> {
     })
 }
 
-async fn rows(
+/// A table's rows, each made into a `T` by `row`.
+async fn table<T>(
     conn: &mut MySqlConnection,
     table: &'static str,
     sql: &'static str,
-) -> Result<Vec<sqlx::mysql::MySqlRow>, ReadError> {
-    sqlx::query(sql)
+    row: impl Fn(&sqlx::mysql::MySqlRow) -> Result<T, sqlx::Error>,
+) -> Result<Vec<T>, ReadError> {
+    let rows = sqlx::query(sql)
         .fetch_all(conn)
         .await
+        .map_err(|error| ReadError::Table { table, error })?;
+    rows.iter()
+        .map(row)
+        .collect::<Result<_, _>>()
         .map_err(|error| ReadError::Table { table, error })
 }
