@@ -92,7 +92,11 @@ async fn run(n: usize, nodes: usize, redis_down: bool, connections: usize) -> an
     let dir = tempfile::tempdir()?;
     let (database, store) = store_for(nodes, dir.path(), "herd").await?;
     let mut private_redis = match redis_down {
-        true => Some(PrivateRedis::start().await.ok_or_else(|| anyhow::anyhow!("needs redis-server"))?),
+        true => Some(
+            PrivateRedis::start()
+                .await
+                .ok_or_else(|| anyhow::anyhow!("needs redis-server"))?,
+        ),
         false => None,
     };
     let redis = match &private_redis {

@@ -145,9 +145,7 @@ fn main() -> ExitCode {
 /// The settings at `path` (which must exist when `required`), or `None`
 /// once the reason is printed under `who`.
 fn settings(who: &str, path: &std::path::Path, required: bool) -> Option<Settings> {
-    Settings::load(path, required)
-        .map_err(|e| eprintln!("{who}: {e}"))
-        .ok()
+    Settings::load(path, required).map_err(|e| eprintln!("{who}: {e}")).ok()
 }
 
 /// Exit codes: 0 every row imported, 3 some rows left out (listed), 1 the

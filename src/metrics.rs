@@ -227,6 +227,10 @@ pub enum Freshness {
     Reloaded,
     /// The store did not answer in time: the last known state was served.
     Stale,
+    /// The store was already known not to answer (its last read failed, or
+    /// one has been out past `store.wait_ms`): the last known state was
+    /// served at once, without waiting.
+    StoreUnanswered,
 }
 
 /// A `cached: false` fetch was answered so.
@@ -234,10 +238,13 @@ pub fn fresh_fetch(outcome: Freshness) {
     static CURRENT: LazyLock<Counter> = LazyLock::new(|| counter!(FRESH_FETCHES, "outcome" => "current"));
     static RELOADED: LazyLock<Counter> = LazyLock::new(|| counter!(FRESH_FETCHES, "outcome" => "reloaded"));
     static STALE: LazyLock<Counter> = LazyLock::new(|| counter!(FRESH_FETCHES, "outcome" => "stale"));
+    static UNANSWERED: LazyLock<Counter> =
+        LazyLock::new(|| counter!(FRESH_FETCHES, "outcome" => "stale_store_unanswered"));
     match outcome {
         Freshness::Current => &CURRENT,
         Freshness::Reloaded => &RELOADED,
         Freshness::Stale => &STALE,
+        Freshness::StoreUnanswered => &UNANSWERED,
     }
     .increment(1);
 }

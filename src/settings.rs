@@ -157,7 +157,10 @@ impl Settings {
         let url = &self.store.url;
         let schemes = ["sqlite:", "postgres://", "postgresql://", "mysql://"];
         if !schemes.iter().any(|scheme| url.starts_with(scheme)) {
-            return invalid("store.url", "must start with sqlite:, postgres://, postgresql:// or mysql://");
+            return invalid(
+                "store.url",
+                "must start with sqlite:, postgres://, postgresql:// or mysql://",
+            );
         }
         if self.store.max_connections == 0 {
             return invalid("store.max_connections", "must be at least 1");
@@ -331,7 +334,12 @@ mod tests {
             s.store.url = url.into();
             s.validate().map_err(|e| e.to_string())
         };
-        for url in ["sqlite://vane.db", "postgres://u@h/db", "postgresql://u@h/db", "mysql://u:p@h:3306/db"] {
+        for url in [
+            "sqlite://vane.db",
+            "postgres://u@h/db",
+            "postgresql://u@h/db",
+            "mysql://u:p@h:3306/db",
+        ] {
             assert!(check(url).is_ok(), "{url}");
         }
         let err = check("mariadb://u@h/db").unwrap_err();

@@ -142,7 +142,15 @@ async fn warm_fetches_are_answered_while_the_store_is_out(backend: Backend) {
             "{text}"
         );
         store.set_mode(Mode::Normal);
-        assert_eq!(evaluated(&app, "warm", false).await, (StatusCode::OK, false, json!(1)));
+        // Stale until a read succeeds again: the first fetch after the store
+        // came back asks for one.
+        assert!(
+            eventually(WAIT, || async {
+                evaluated(&app, "warm", false).await == (StatusCode::OK, false, json!(1))
+            })
+            .await,
+            "{mode:?}: still stale after the store came back"
+        );
     }
     assert_eq!(served(&app, "cold", false).await, (StatusCode::OK, json!("7")));
     app.stop().await;
@@ -172,6 +180,7 @@ backend_tests!(
     fresh_requests_share_store_reads_and_never_recompile,
     warm_fetches_are_answered_while_the_store_is_out,
     bad_fetches_stay_client_errors,
+    a_hung_store_is_waited_on_once_not_by_every_fresh_fetch,
 );
 
 /// A publish on A reaches B's fetches and subscribers through the poll while
@@ -243,4 +252,53 @@ async fn nodes_without_redis_see_each_others_changes_by_polling() {
     for node in nodes.into_iter().rev() {
         node.stop().await;
     }
+}
+
+/// A store that stops answering (a partition): the fresh fetch that finds
+/// out waits `store.wait_ms` once; every fresh fetch after it answers from
+/// memory at once, marked stale, until a read succeeds again, and then a
+/// change made meanwhile is served.
+async fn a_hung_store_is_waited_on_once_not_by_every_fresh_fetch(backend: Backend) {
+    let Some((app, store)) = TestApp::spawn_faulty(backend, |s| {
+        no_poll(s);
+        s.store.wait_ms = 2000;
+    })
+    .await
+    else {
+        return;
+    };
+    app.create_config("part").await;
+    let v1 = app.create_version("part", version(1)).await;
+    app.release("part", &v1).await;
+    assert_eq!(evaluated(&app, "part", false).await, (StatusCode::OK, false, json!(1)));
+    let v2 = app.create_version("part", version(2)).await;
+    store.set_mode(Mode::Block);
+    assert_eq!(evaluated(&app, "part", false).await, (StatusCode::OK, true, json!(1)));
+    // Twenty fresh fetches, one after another as a single client sends them:
+    // had each waited for its own read, they would take forty seconds.
+    let start = std::time::Instant::now();
+    for _ in 0..20 {
+        assert_eq!(evaluated(&app, "part", false).await, (StatusCode::OK, true, json!(1)));
+    }
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "20 fresh fetches took {took:?} on a hung store"
+    );
+    // A change behind the node's back while it is cut off, then the store
+    // answers again: the next successful read brings it.
+    let change = Change::Release {
+        code_id: v2,
+        forced: true,
+    };
+    store.inner().apply("part", change, "test").await.unwrap();
+    store.set_mode(Mode::Normal);
+    assert!(
+        eventually(WAIT, || async {
+            evaluated(&app, "part", false).await == (StatusCode::OK, false, json!(2))
+        })
+        .await,
+        "the change made while the node was cut off was not served once the store answered"
+    );
+    app.stop().await;
 }

@@ -368,3 +368,129 @@ async fn every_kind_of_change_is_announced_with_its_revision() {
     }
     app.stop().await;
 }
+
+/// Short heartbeats, so that idling past three of them takes a second.
+fn quick_pings(s: &mut vane::settings::Settings) {
+    s.push.ping_interval_ms = 300;
+    s.push.pong_timeout_ms = 200;
+}
+
+/// Three ping intervals and then some.
+const IDLE: Duration = Duration::from_millis(1300);
+
+/// A tokio-tungstenite client that keeps reading (and so answers pings, as
+/// the library does) idles past three ping intervals on each protocol and
+/// still hears the next change.
+#[tokio::test(flavor = "multi_thread")]
+async fn subscribers_that_answer_pings_stay_connected() {
+    let app = spawn(Backend::Sqlite, quick_pings).await.unwrap();
+    let secret = app.create_config("idle").await["secret"].as_str().unwrap().to_owned();
+    let mut compat = compat_socket(&app, "idle", Some(&secret)).await.unwrap();
+    let mut native = native_socket(&app).await;
+    assert_eq!(
+        subscribe(&mut native, "idle", &secret, None).await["type"],
+        json!("subscribed")
+    );
+    let start = revision(&app, "idle").await;
+    until_revision(&mut native, "idle", start).await;
+    // Both read for the whole idle time: only pings arrive, and the library
+    // answers each.
+    let (compat, native) = tokio::join!(idle(compat), idle(native));
+    let (mut compat, mut native) = (compat, native);
+    let push = app.state().push.clone();
+    assert_eq!(
+        push.subscribers("idle").await,
+        Ok(2),
+        "a subscriber that answers pings was dropped"
+    );
+    change(&app, "idle", false).await;
+    assert_eq!(next_json(&mut compat).await["config_id"], json!("idle"));
+    until_revision(&mut native, "idle", start + 1).await;
+    app.stop().await;
+}
+
+/// Reads for `IDLE`, failing on anything but control frames.
+async fn idle(mut socket: Socket) -> Socket {
+    let until = tokio::time::Instant::now() + IDLE;
+    let mut pings = 0;
+    loop {
+        match tokio::time::timeout_at(until, socket.next()).await {
+            Err(_) => break,
+            Ok(Some(Ok(Message::Ping(_)))) => pings += 1,
+            Ok(other) => panic!("idle socket got {other:?}"),
+        }
+    }
+    assert!(pings >= 3, "{pings} pings in {IDLE:?}");
+    socket
+}
+
+/// The same with a client written by hand from RFC 6455 that answers each
+/// ping with a pong and sends nothing else; a second raw client that never
+/// answers is dropped beside it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_raw_client_that_answers_pings_stays_and_a_silent_one_goes() {
+    use common::raw_ws::{RawSocket, Seen};
+    let app = spawn(Backend::Sqlite, quick_pings).await.unwrap();
+    let secret = app.create_config("raw").await["secret"].as_str().unwrap().to_owned();
+    let path = "/push/raw";
+    let mut compat = RawSocket::open(app.addr, path, &[("Secret", &secret)]).await.unwrap();
+    let mut silent = RawSocket::open(app.addr, path, &[("Secret", &secret)]).await.unwrap();
+    let mut native = RawSocket::open(app.addr, "/api/v1/subscribe", &[]).await.unwrap();
+    let message = json!({"type": "subscribe", "config_id": "raw", "secret": secret});
+    native.send_text(&message.to_string()).await;
+    let until = tokio::time::Instant::now() + IDLE;
+    let mut native_seen = Vec::new();
+    while tokio::time::Instant::now() < until {
+        let slice = Duration::from_millis(50);
+        assert!(
+            compat.next(slice).await.is_none(),
+            "the original client was told something while idle"
+        );
+        if let Some(seen) = native.next(slice).await {
+            native_seen.push(seen);
+        }
+    }
+    assert!(
+        compat.pings >= 3 && native.pings >= 3,
+        "pings: {} and {}",
+        compat.pings,
+        native.pings
+    );
+    assert!(
+        matches!(native_seen.first(), Some(Seen::Text(t)) if t.contains("subscribed")),
+        "{native_seen:?}"
+    );
+    assert!(
+        native_seen.iter().all(|s| matches!(s, Seen::Text(_))),
+        "the native client was closed: {native_seen:?}"
+    );
+    // The silent one never read, so never answered: it was dropped.
+    let push = app.state().push.clone();
+    assert!(eventually(WAIT, || async { push.subscribers("raw").await == Ok(2) }).await);
+    change(&app, "raw", false).await;
+    match compat.next(WAIT).await {
+        Some(Seen::Text(text)) => assert!(text.contains("\"config_id\":\"raw\""), "{text}"),
+        other => panic!("the original client heard {other:?}"),
+    }
+    loop {
+        match native.next(WAIT).await {
+            Some(Seen::Text(text)) if text.contains("\"update\"") => break,
+            Some(Seen::Text(_)) => {}
+            other => panic!("the native client heard {other:?}"),
+        }
+    }
+    // What the silent client finds when it finally reads: the socket is gone.
+    let mut seen = Vec::new();
+    while let Some(frame) = silent.next(Duration::from_millis(500)).await {
+        let closed = matches!(frame, Seen::Closed(_));
+        seen.push(frame);
+        if closed {
+            break;
+        }
+    }
+    assert!(
+        matches!(seen.last(), Some(Seen::Closed(_))),
+        "the silent client still held a socket: {seen:?}"
+    );
+    app.stop().await;
+}

@@ -77,7 +77,10 @@ impl Exec {
     fn spawn(&self) -> std::io::Result<Child> {
         // A resource stopped or changed on SIGHUP drops its supervisor: its
         // child must not outlive it unsupervised.
-        Command::new(&self.command[0]).args(&self.command[1..]).kill_on_drop(true).spawn()
+        Command::new(&self.command[0])
+            .args(&self.command[1..])
+            .kill_on_drop(true)
+            .spawn()
     }
 }
 

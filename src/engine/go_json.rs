@@ -126,7 +126,11 @@ fn array(items: &[Value], kind: &str, depth: usize, out: &mut String) -> Result<
 /// exponent.
 fn go_float(f: f64) -> String {
     if f == 0.0 {
-        return if f.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
+        return if f.is_sign_negative() {
+            "-0.0".into()
+        } else {
+            "0.0".into()
+        };
     }
     // Rust's `{:e}` is the shortest round-trip digits with their exponent.
     let scientific = format!("{f:e}");
@@ -137,7 +141,11 @@ fn go_float(f: f64) -> String {
     let sign = if negative { "-" } else { "" };
     if !(-4..6).contains(&exponent) {
         let (first, rest) = digits.split_at(1);
-        let point = if rest.is_empty() { String::new() } else { format!(".{rest}") };
+        let point = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
         let exp_sign = if exponent < 0 { '-' } else { '+' };
         return format!("{sign}{first}{point}e{exp_sign}{:02}", exponent.abs());
     }
@@ -151,7 +159,11 @@ fn go_float(f: f64) -> String {
             format!("{digits}{}", "0".repeat(whole - digits.len()))
         }
     };
-    let dotted = if plain.contains('.') { plain } else { format!("{plain}.0") };
+    let dotted = if plain.contains('.') {
+        plain
+    } else {
+        format!("{plain}.0")
+    };
     format!("{sign}{dotted}")
 }
 
@@ -284,7 +296,10 @@ mod tests {
     #[test]
     fn indent_as_go_does() {
         let out = reindent(r#" {"a": [1, 2], "b": {}, "c": [], "d": "x, y: {z}"}"#, "", "\t").unwrap();
-        assert_eq!(out, "{\n\t\"a\": [\n\t\t1,\n\t\t2\n\t],\n\t\"b\": {},\n\t\"c\": [],\n\t\"d\": \"x, y: {z}\"\n}");
+        assert_eq!(
+            out,
+            "{\n\t\"a\": [\n\t\t1,\n\t\t2\n\t],\n\t\"b\": {},\n\t\"c\": [],\n\t\"d\": \"x, y: {z}\"\n}"
+        );
         assert_eq!(reindent("[1]", "> ", "  ").unwrap(), "[\n>   1\n> ]");
         assert!(reindent("{", "", "\t").is_err());
     }

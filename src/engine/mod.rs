@@ -2,8 +2,8 @@
 //! and its worker process, and the worker's loop. No actors, no HTTP.
 
 pub mod folding;
-pub mod guard;
 mod go_json;
+pub mod guard;
 pub mod javascript;
 mod js_errors;
 mod js_json;

@@ -313,8 +313,11 @@ mod tests {
             "keys sorted, floats as Go writes them"
         );
         assert_eq!(
-            run("d = decode('{\"n\": 1, \"f\": 1.5, \"l\": [true]}')\nreturn [d['n'] + 1, d['f'], d['l']]", json!({}))
-                .unwrap(),
+            run(
+                "d = decode('{\"n\": 1, \"f\": 1.5, \"l\": [true]}')\nreturn [d['n'] + 1, d['f'], d['l']]",
+                json!({})
+            )
+            .unwrap(),
             "[2,1.5,[true]]"
         );
         assert_eq!(text("return indent('{\"a\":[1]}')"), "{\n\t\"a\": [\n\t\t1\n\t]\n}");
@@ -323,7 +326,9 @@ mod tests {
         assert_eq!(run("encode = 5\nreturn encode", json!({})).unwrap(), "5");
         let err = run("return encode({1: 2})", json!({})).unwrap_err().to_string();
         assert!(err.contains("encode: dict has int key, want string"), "{err}");
-        let err = run("l = []\nl.append(l)\nreturn encode(l)", json!({})).unwrap_err().to_string();
+        let err = run("l = []\nl.append(l)\nreturn encode(l)", json!({}))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("cycle in JSON structure"), "{err}");
     }
 

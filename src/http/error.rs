@@ -57,9 +57,15 @@ pub enum ApiError {
     /// The body did not arrive within `server.body_timeout_ms`.
     #[error("{0}")]
     BodyTimeout(String),
-    /// The client holds as much as one client may (429).
-    #[error("{0}")]
-    TooManyRequests(String),
+    /// The client holds as much as one client may (429); `Retry-After`
+    /// says when a place may be free.
+    #[error("{message}")]
+    TooManyRequests {
+        /// What is capped and what to do, for a person.
+        message: String,
+        /// Seconds, for `Retry-After`.
+        retry_after_s: u64,
+    },
     /// Well-formed but refused: bad code, rules or schema (422).
     #[error("{message}")]
     Unprocessable {
@@ -123,7 +129,7 @@ impl ApiError {
             Self::Conflict(_) | Self::TestsFailed { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Overloaded(_) | Self::Unavailable(_) | Self::Down { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -140,7 +146,7 @@ impl ApiError {
             Self::TestsFailed { .. } => "tests_failed",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::BodyTimeout(_) => "body_timeout",
-            Self::TooManyRequests(_) => "too_many_requests",
+            Self::TooManyRequests { .. } => "too_many_requests",
             Self::Overloaded(_) => "overloaded",
             Self::Unavailable(_) | Self::Down { .. } => "unavailable",
             Self::Internal(_) => "internal",
@@ -174,6 +180,11 @@ impl ApiError {
                 response
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::TooManyRequests { retry_after_s, .. } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
             }
             _ => {}
         }

@@ -54,11 +54,24 @@ pub async fn compat_push(
 
 fn admit(app: &AppState, address: IpAddr) -> Result<SocketSlot, ApiError> {
     app.push.admit(address).ok_or_else(|| {
-        ApiError::TooManyRequests(format!(
-            "{address} holds as many push sockets as one address may (push.max_sockets_per_address)"
-        ))
+        let limit = app.push.max_sockets_per_address();
+        // Spread over ten seconds, so that clients refused together do not
+        // all come back at the same moment.
+        let retry_after_s = RETRY_AFTER_MIN_S + rand::random::<u64>() % RETRY_AFTER_SPREAD_S;
+        ApiError::TooManyRequests {
+            message: format!(
+                "{address} already holds {limit} push sockets, the most one address may hold \
+                 (push.max_sockets_per_address); close one, or retry after {retry_after_s} s. \
+                 If many clients share this address (a NAT or a proxy), raise the setting."
+            ),
+            retry_after_s,
+        }
     })
 }
+
+/// A refused socket is told to wait between 5 and 14 seconds.
+const RETRY_AFTER_MIN_S: u64 = 5;
+const RETRY_AFTER_SPREAD_S: u64 = 10;
 
 /// One socket, many configs: each `subscribe` message carries its secret.
 #[utoipa::path(

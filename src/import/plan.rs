@@ -313,8 +313,9 @@ fn report(
 }
 
 fn plain_id(what: &str, id: &str) -> Result<(), String> {
-    let plain =
-        !id.is_empty() && id.len() <= MAX_ID_BYTES && !id.chars().any(|c| c.is_control() || c.is_whitespace() || c == '/');
+    let plain = !id.is_empty()
+        && id.len() <= MAX_ID_BYTES
+        && !id.chars().any(|c| c.is_control() || c.is_whitespace() || c == '/');
     match plain {
         true => Ok(()),
         false => Err(format!(

@@ -23,9 +23,9 @@ use tokio::time::Instant;
 use crate::actors::config_cache::{ConfigCacheHandle, ResolveError};
 use crate::actors::releases::ReleasesHandle;
 use crate::domain::ConfigStatus;
-use crate::domain::rollout::GateFigures;
 use crate::domain::health::{BreakRule, ReportKind, Source, share};
 use crate::domain::model::{ErrorReport, now_millis};
+use crate::domain::rollout::GateFigures;
 use crate::metrics;
 use crate::store::{Breaking, Missing, NewReport, ReportCount, Store, StoreError};
 use crate::sync::RwLocked;
@@ -431,7 +431,11 @@ impl ReportsHandle {
     pub async fn gate(&self, code_id: &str, since_ms: i64) -> Result<GateFigures, ReportError> {
         let broken = self.inner.store.get_version(code_id).await?.is_some_and(|v| v.broken);
         let counts = self.inner.store.report_counts(code_id, since_ms).await?;
-        let counted = counts.iter().filter(|c| c.counted).map(|c| c.sources.max(0) as u64).sum();
+        let counted = counts
+            .iter()
+            .filter(|c| c.counted)
+            .map(|c| c.sources.max(0) as u64)
+            .sum();
         let served = self.served_devices(code_id).await.unwrap_or(0);
         let threshold = match self.rules().rule {
             BreakRule::Rate { ratio, .. } => ratio,

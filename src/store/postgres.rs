@@ -13,8 +13,6 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<SqlStore, StoreE
         .await
         .map_err(super::migrating)?;
     conn.close().await?;
-    let pool = super::pool_options(max_connections)
-        .connect(url)
-        .await?;
+    let pool = super::pool_options(max_connections).connect(url).await?;
     Ok(SqlStore::new(pool, Dialect::Postgres))
 }

@@ -5,6 +5,7 @@
 
 pub mod faulty;
 pub mod private_redis;
+pub mod raw_ws;
 pub mod ws;
 
 use std::future::Future;

@@ -1,6 +1,9 @@
 //! The `cached: false` path of the handle: nothing older than the store's
 //! state when the request arrived, unless the store does not answer within
-//! `store.wait_ms`; then the last known state, marked stale.
+//! `store.wait_ms`; then the last known state, marked stale. While the store
+//! is known not to answer, that state answers at once: waiting out a read
+//! that is already known to hang would only add `store.wait_ms` to every
+//! fresh fetch.
 
 use std::sync::Arc;
 
@@ -13,6 +16,13 @@ impl ConfigCacheHandle {
     pub(super) async fn fresh(&self, config_id: &str) -> Result<(Arc<Entry>, bool), ResolveError> {
         let deadline = tokio::time::Instant::now() + self.wait;
         let held = self.published.get(config_id);
+        if let Some(entry) = held.as_ref()
+            && self.reads.unanswered(self.wait)
+        {
+            self.reads.probe(config_id);
+            metrics::fresh_fetch(Freshness::StoreUnanswered);
+            return Ok((entry.clone(), true));
+        }
         let revision = match tokio::time::timeout_at(deadline, self.reads.read(config_id)).await {
             Ok(Ok(Some(revision))) => revision,
             Ok(Ok(None)) => return Err(Refusal::UnknownConfig(config_id.to_owned()).into()),

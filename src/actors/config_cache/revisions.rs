@@ -7,6 +7,13 @@
 //! at most two reads of latency. `store.revision_read_gap_ms` spaces reads
 //! further apart, for a store whose reads are dear.
 //!
+//! A store that stops answering (a partition rather than a refusal) would
+//! make every fresh fetch wait out its read. Once a read has failed, or one
+//! has been out longer than `store.wait_ms`, the store
+//! counts as unanswered and fresh fetches answer from memory at once
+//! ([`RevisionReads::unanswered`]), each asking for the next read without
+//! waiting for it ([`RevisionReads::probe`]), until one succeeds again.
+//!
 //! Not an actor: a mutex held to push a waiter, and one task that loops while
 //! requests keep arriving and ends when none wait.
 
@@ -47,6 +54,10 @@ pub struct RevisionReads {
     next: Mutex<Next>,
     reads: AtomicU64,
     failing: AtomicBool,
+    /// When the read in flight started, in milliseconds after `epoch` plus
+    /// one; 0 while none is.
+    started: AtomicU64,
+    epoch: Instant,
 }
 
 impl RevisionReads {
@@ -58,7 +69,39 @@ impl RevisionReads {
             next: Mutex::default(),
             reads: AtomicU64::new(0),
             failing: AtomicBool::new(false),
+            started: AtomicU64::new(0),
+            epoch: Instant::now(),
         }
+    }
+
+    /// Whether the store is known not to answer: the last read failed, or
+    /// the one in flight has been out longer than `wait`.
+    pub fn unanswered(&self, wait: Duration) -> bool {
+        if self.failing.load(Ordering::Relaxed) {
+            return true;
+        }
+        let started = self.started.load(Ordering::Relaxed);
+        started != 0 && self.now() > started + wait.as_millis() as u64
+    }
+
+    /// Asks for a read of `config_id` without waiting for it, so that the
+    /// store's return is noticed while fetches are answered from memory. A
+    /// read already gathering or in flight is enough.
+    pub fn probe(self: &Arc<Self>, config_id: &str) {
+        let start = {
+            let mut next = self.next.locked();
+            if !next.waiters.contains_key(config_id) {
+                next.waiters.insert(config_id.to_owned(), Vec::new());
+            }
+            !std::mem::replace(&mut next.reading, true)
+        };
+        if start {
+            tokio::spawn(self.clone().read_while_asked());
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
     }
 
     /// The store's revision of `config_id` as of a read that started after
@@ -119,10 +162,12 @@ impl RevisionReads {
     async fn read_once(&self, ids: &[String]) -> Result<HashMap<String, i64>, ReadFailed> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         crate::metrics::revision_read();
+        self.started.store(self.now(), Ordering::Relaxed);
         let result = match tokio::time::timeout(self.limit, self.store.config_revisions(ids)).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::Unavailable(format!("no answer within {:?}", self.limit))),
         };
+        self.started.store(0, Ordering::Relaxed);
         match result {
             Ok(found) => {
                 if self.failing.swap(false, Ordering::Relaxed) {

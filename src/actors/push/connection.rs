@@ -178,13 +178,17 @@ impl Actor for Connection {
             ConnectionMsg::Tick => {
                 if !state.writing {
                     state.replies.push(Message::Ping(Default::default()));
-                    myself.send_after(state.settings.pong_timeout(), || ConnectionMsg::PongDue);
+                    let pinged = Instant::now();
+                    myself.send_after(state.settings.pong_timeout(), move || ConnectionMsg::PongDue(pinged));
                 }
             }
-            ConnectionMsg::PongDue => {
-                // Nothing heard since the ping went out.
-                let silent_for = state.last_heard.elapsed();
-                if silent_for >= state.settings.pong_timeout() {
+            ConnectionMsg::PongDue(pinged) => {
+                // Judged against the ping, not against the timer: the timer
+                // fires a little late, and on a short round trip the pong
+                // came a little early, so "silent for the pong timeout"
+                // dropped clients that had answered at once.
+                if state.last_heard < pinged {
+                    let silent_for = state.last_heard.elapsed();
                     crate::metrics::dropped_push_client("silent");
                     myself.stop(Some(format!("peer silent for {silent_for:?}")));
                     return Ok(());

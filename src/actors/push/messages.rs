@@ -74,8 +74,10 @@ pub enum ConnectionMsg {
     Tick,
     /// Closes the socket with this code (1001 when the server is going away).
     Close(u16),
-    /// A ping's pong is due: close if nothing was heard since.
-    PongDue,
+    /// The pong to the ping sent at this instant is due: close if nothing
+    /// was heard since that ping. Each ping carries its own instant, since
+    /// with a pong timeout longer than the ping interval several are out.
+    PongDue(std::time::Instant),
     /// A native socket's time to subscribe has passed.
     SubscribeDue,
 }

@@ -88,6 +88,11 @@ impl PushHandle {
         slot
     }
 
+    /// `push.max_sockets_per_address` as it is now.
+    pub fn max_sockets_per_address(&self) -> usize {
+        self.settings.reading().max_sockets_per_address
+    }
+
     /// Sockets open on this node, whether they follow anything or not.
     pub fn open_sockets(&self) -> usize {
         self.sockets.open()
