@@ -11,6 +11,14 @@
 //!     cargo run --release --example herd -- 10000 --nodes 2
 //!     cargo run --release --example herd -- 1000 --nodes 2 --redis-down
 //!     cargo run --release --example herd -- 10000 --connections 256
+//!     cargo run --release --example herd -- 2000 --one-address --idle 60
+//!
+//! `--one-address` opens every push socket from one address, so past
+//! `push.max_sockets_per_address` clients are refused (429); a refused
+//! client is slow to give up: it tries again every 10 s for the whole run.
+//! `--idle S` has the subscribed clients idle S seconds before the publish
+//! (past the default heartbeat's 40 s, say). The figures are then over the
+//! admitted clients, with the refusals counted.
 //!
 //! `--connections K` has each client process fetch over at most K keep-alive
 //! connections, as apps behind a load balancer with a bounded upstream pool
@@ -73,15 +81,29 @@ fn main() -> anyhow::Result<()> {
     let nodes = option(&args, "--nodes").unwrap_or(1);
     let redis_down = args.iter().any(|a| a == "--redis-down");
     let connections = option(&args, "--connections").unwrap_or(0);
+    let wave = Wave {
+        one_address: args.iter().any(|a| a == "--one-address"),
+        idle: Duration::from_secs(option(&args, "--idle").unwrap_or(0) as u64),
+    };
+    let limit = LIMIT + wave.idle;
     runtime.block_on(async {
-        match tokio::time::timeout(LIMIT, run(n, nodes, redis_down, connections)).await {
+        match tokio::time::timeout(limit, run(n, nodes, redis_down, connections, wave)).await {
             Ok(result) => result,
-            Err(_) => anyhow::bail!("gave up after {LIMIT:?}"),
+            Err(_) => anyhow::bail!("gave up after {limit:?}"),
         }
     })
 }
 
-async fn run(n: usize, nodes: usize, redis_down: bool, connections: usize) -> anyhow::Result<()> {
+/// How the clients meet the publish.
+#[derive(Clone, Copy)]
+struct Wave {
+    /// Every push socket from one address.
+    one_address: bool,
+    /// How long subscribed clients idle before the publish.
+    idle: Duration,
+}
+
+async fn run(n: usize, nodes: usize, redis_down: bool, connections: usize, wave: Wave) -> anyhow::Result<()> {
     let per_node = n.div_ceil(nodes);
     let files = open_files_limit();
     anyhow::ensure!(n <= 100_000, "at most 100000 clients");
@@ -136,6 +158,8 @@ async fn run(n: usize, nodes: usize, redis_down: bool, connections: usize) -> an
                     &secret,
                     &index,
                     &versions[1],
+                    if wave.one_address { "1" } else { "0" },
+                    &wave.idle.as_secs().to_string(),
                 ])
                 .stdout(Stdio::piped())
                 .spawn()?;
@@ -143,11 +167,17 @@ async fn run(n: usize, nodes: usize, redis_down: bool, connections: usize) -> an
             clients.push((Process(child), BufReader::new(stdout)));
         }
     }
+    let mut refused = 0;
     for (_, out) in &mut clients {
         let line = expect_line(out, "ready")?;
-        anyhow::ensure!(line.trim().ends_with(" 0"), "some clients failed to start: {line}");
+        let failed: usize = line.split_whitespace().nth(2).and_then(|w| w.parse().ok()).unwrap_or(0);
+        anyhow::ensure!(failed == 0 || wave.one_address, "some clients failed to start: {line}");
+        refused += failed;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    if wave.one_address {
+        println!("{refused} of {n} clients refused a push socket (one address); they retry every 10 s");
+    }
+    tokio::time::sleep(Duration::from_secs(1) + wave.idle).await;
     if let Some(mut redis) = private_redis.take() {
         redis.stop();
         // Time for the nodes to see it gone.
@@ -177,7 +207,7 @@ async fn run(n: usize, nodes: usize, redis_down: bool, connections: usize) -> an
     let wave = started.elapsed();
     let busy = machine_busy_seconds() - busy_before;
     let clients_cpu = client_cpu(&clients) - clients_before;
-    report(n, nodes, publish_took, retries, delays);
+    report(n - refused, nodes, publish_took, retries, delays);
     println!(
         "  the wave took {wave:.2?}: machine busy {busy:.2} s of CPU, of which the client processes {clients_cpu:.2} s; \
          the servers {:.0} µs per client",
@@ -249,6 +279,8 @@ async fn client(args: &[String]) -> anyhow::Result<()> {
     let secret = args[3].clone();
     let index: usize = args[4].parse()?;
     let target: Arc<str> = args[5].as_str().into();
+    let one_address = args.get(6).is_some_and(|a| a == "1");
+    let idle = Duration::from_secs(args.get(7).map_or(Ok(0), |a| a.parse())?);
     let pool = Arc::new(Semaphore::new(match connections {
         0 => Semaphore::MAX_PERMITS,
         k => k,
@@ -266,7 +298,10 @@ async fn client(args: &[String]) -> anyhow::Result<()> {
         .timeout(Duration::from_secs(10))
         .build()?;
     for i in 0..count {
-        let source = Ipv4Addr::new(127, 1 + index as u8, 1 + (i / PER_SOURCE) as u8, 1);
+        let source = match one_address {
+            true => Ipv4Addr::new(127, 1, 1, 1),
+            false => Ipv4Addr::new(127, 1 + index as u8, 1 + (i / PER_SOURCE) as u8, 1),
+        };
         let app = App {
             http: http.clone(),
             pool: pool.clone(),
@@ -288,6 +323,16 @@ async fn client(args: &[String]) -> anyhow::Result<()> {
             };
             let what = format!("client {i}");
             let Some(socket) = start_gated(&gate, &ready_tx, &what, started).await else {
+                if one_address {
+                    // Slow to give up: a socket it gets later is held, unread.
+                    let mut kept = Vec::new();
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(10)).await;
+                        if let Ok(socket) = subscribe(addr, source, CONFIG, &secret).await {
+                            kept.push(socket);
+                        }
+                    }
+                }
                 return;
             };
             let (_sink, mut frames) = socket.split();
@@ -324,7 +369,7 @@ async fn client(args: &[String]) -> anyhow::Result<()> {
     println!("ready {ok} {}", count - ok);
     let mut times = Vec::with_capacity(ok);
     let mut retries = 0;
-    let deadline = tokio::time::Instant::now() + WAVE_LIMIT;
+    let deadline = tokio::time::Instant::now() + idle + WAVE_LIMIT;
     while times.len() < ok {
         match tokio::time::timeout_at(deadline, held.recv()).await {
             Ok(Some((at, tries))) => {
@@ -336,7 +381,7 @@ async fn client(args: &[String]) -> anyhow::Result<()> {
     }
     println!("held {retries} {}", times.join(" "));
     // Stay connected until the parent is done.
-    tokio::time::sleep(LIMIT).await;
+    tokio::time::sleep(LIMIT + idle).await;
     Ok(())
 }
 

@@ -8,7 +8,12 @@
 //! being stale. Loopback only, bounded in time.
 //!
 //!     cargo build --release --bins --examples
-//!     cargo run --release --example outage -- [requests/s, default 2000] [outage seconds, default 15]
+//!     cargo run --release --example outage -- [requests/s, default 2000] [outage seconds, default 15] [--partition]
+//!
+//! With `--partition` the store is not refused but stops answering: the node
+//! reaches PostgreSQL through a TCP proxy in this program, which for the
+//! outage stops passing bytes either way and holds new connections open
+//! without connecting them, as a network partition does.
 //!
 //! VANE_BENCH_DATABASE_URL names the PostgreSQL server (default
 //! postgres://postgres@127.0.0.1:5432/test); the database made is dropped.
@@ -17,8 +22,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 mod support;
 
@@ -46,20 +55,29 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let rate: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(2000);
     let outage = Duration::from_secs(args.get(2).and_then(|a| a.parse().ok()).unwrap_or(15));
+    let partition = args.iter().any(|a| a == "--partition");
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let limit = BEFORE + outage + AFTER + Duration::from_secs(60);
-        match tokio::time::timeout(limit, run(rate, outage)).await {
+        match tokio::time::timeout(limit, run(rate, outage, partition)).await {
             Ok(result) => result,
             Err(_) => anyhow::bail!("gave up after {limit:?}"),
         }
     })
 }
 
-async fn run(rate: u64, outage: Duration) -> anyhow::Result<()> {
+async fn run(rate: u64, outage: Duration, partition: bool) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let database = Database::create("vane_outage_").await?;
-    let (server, addr) = start_server(dir.path(), &database.url, None, &[])?;
+    let frozen = Arc::new(AtomicBool::new(false));
+    let store_url = if partition {
+        let upstream = database_host(&database.url)?;
+        let proxy = proxy(upstream, frozen.clone()).await?;
+        database.url.replacen(&upstream.to_string(), &proxy.to_string(), 1)
+    } else {
+        database.url.clone()
+    };
+    let (server, addr) = start_server(dir.path(), &store_url, None, &[])?;
     let http = reqwest::Client::new();
     wait_ready(&http, addr).await?;
     let mut expected = Vec::new();
@@ -103,11 +121,19 @@ async fn run(rate: u64, outage: Duration) -> anyhow::Result<()> {
 
     tokio::time::sleep(BEFORE).await;
     let admin_url = database_admin_url();
-    cut_off(&admin_url, &database.name, true).await?;
+    if partition {
+        frozen.store(true, Ordering::SeqCst);
+    } else {
+        cut_off(&admin_url, &database.name, true).await?;
+    }
     *phase.lock().unwrap() = Phase::During;
     let during_stale = stale(&http, addr, CONFIGS[0]).await;
     tokio::time::sleep(outage).await;
-    cut_off(&admin_url, &database.name, false).await?;
+    if partition {
+        frozen.store(false, Ordering::SeqCst);
+    } else {
+        cut_off(&admin_url, &database.name, false).await?;
+    }
     let back = Instant::now();
     *phase.lock().unwrap() = Phase::After;
     let mut caught_up = None;
@@ -123,7 +149,8 @@ async fn run(rate: u64, outage: Duration) -> anyhow::Result<()> {
     }
 
     let samples = std::mem::take(&mut *samples.lock().unwrap());
-    println!("{rate} requests/s from {CLIENTS} clients, 10 % cached: false, store cut off for {outage:?}:");
+    let how = if partition { "partitioned (no answer)" } else { "cut off (refused)" };
+    println!("{rate} requests/s from {CLIENTS} clients, 10 % cached: false, store {how} for {outage:?}:");
     for at in [Phase::Before, Phase::During, Phase::After] {
         for fresh in [false, true] {
             summarize(&samples.fetches, at, fresh);
@@ -234,4 +261,58 @@ async fn cut_off(admin: &str, name: &str, off: bool) -> anyhow::Result<()> {
         conn.execute(sqlx::AssertSqlSafe(kill)).await?;
     }
     Ok(())
+}
+
+/// `host:port` of a `postgres://user@host:port/db` URL.
+fn database_host(url: &str) -> anyhow::Result<SocketAddr> {
+    let rest = url.split_once('@').map_or(url, |(_, r)| r);
+    let host = rest.split('/').next().unwrap_or_default();
+    Ok(host.parse()?)
+}
+
+/// A TCP proxy to `upstream` that, while `frozen`, passes no bytes either way
+/// and leaves new connections unconnected: a partition, not a refusal.
+async fn proxy(upstream: SocketAddr, frozen: Arc<AtomicBool>) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let frozen = frozen.clone();
+            tokio::spawn(async move {
+                thaw(&frozen).await;
+                let Ok(server) = TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::join!(
+                    pass(client_read, server_write, &frozen),
+                    pass(server_read, client_write, &frozen)
+                );
+            });
+        }
+    });
+    Ok(addr)
+}
+
+async fn thaw(frozen: &AtomicBool) {
+    while frozen.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn pass(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, frozen: &AtomicBool) {
+    let mut buf = vec![0u8; 16 << 10];
+    loop {
+        thaw(frozen).await;
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        // Bytes read as the partition began are held, not passed.
+        thaw(frozen).await;
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
 }

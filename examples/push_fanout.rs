@@ -5,6 +5,13 @@
 //!     cargo build --release --bins --examples
 //!     cargo run --release --example push_fanout -- 10000
 //!     cargo run --release --example push_fanout -- 100000 --nodes 6
+//!     cargo run --release --example push_fanout -- 10000 --hold 600
+//!
+//! `--hold S` is the soak: the subscribers idle S seconds with the default
+//! heartbeat (a ping every 30 s, answered by the client library as real
+//! clients answer it) before the publish, and the run reports the servers'
+//! CPU and memory per idle subscriber and every socket the servers dropped;
+//! it fails if any was dropped or missed the publish.
 //!
 //! One node runs on SQLite. Several nodes share a fresh PostgreSQL database
 //! (VANE_BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test)
@@ -23,6 +30,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
+/// The run's bound, beyond `--hold`.
 const LIMIT: Duration = Duration::from_secs(300);
 /// Connections one subscriber process opens at once.
 const OPENING: usize = 128;
@@ -45,15 +53,17 @@ fn main() -> anyhow::Result<()> {
     }
     let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let nodes = option(&args, "--nodes").unwrap_or(1);
+    let hold = Duration::from_secs(option(&args, "--hold").unwrap_or(0) as u64);
+    let limit = LIMIT + hold;
     runtime.block_on(async {
-        match tokio::time::timeout(LIMIT, run(n, nodes)).await {
+        match tokio::time::timeout(limit, run(n, nodes, hold)).await {
             Ok(result) => result,
-            Err(_) => anyhow::bail!("gave up after {LIMIT:?}"),
+            Err(_) => anyhow::bail!("gave up after {limit:?}"),
         }
     })
 }
 
-async fn run(n: usize, nodes: usize) -> anyhow::Result<()> {
+async fn run(n: usize, nodes: usize, hold: Duration) -> anyhow::Result<()> {
     let per_node = n.div_ceil(nodes);
     let files = open_files_limit();
     anyhow::ensure!(
@@ -111,7 +121,7 @@ async fn run(n: usize, nodes: usize) -> anyhow::Result<()> {
         let count = per_node.min(n - i * per_node);
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
-            .args(["client", &addr.to_string(), &count.to_string(), &secret, &i.to_string()])
+            .args(["client", &addr.to_string(), &count.to_string(), &secret, &i.to_string(), &hold.as_secs().to_string()])
             .stdout(Stdio::piped())
             .spawn()?;
         let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
@@ -124,6 +134,21 @@ async fn run(n: usize, nodes: usize) -> anyhow::Result<()> {
     let open_time = started.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after: u64 = servers.iter().map(|(p, _)| rss_bytes(p.0.id())).sum();
+    let soak = if hold.is_zero() {
+        None
+    } else {
+        let cpu_before: u64 = servers.iter().map(|(p, _)| cpu_ticks(p.0.id())).sum();
+        let held = Instant::now();
+        tokio::time::sleep(hold).await;
+        let cpu = servers.iter().map(|(p, _)| cpu_ticks(p.0.id())).sum::<u64>() - cpu_before;
+        let held = held.elapsed();
+        let rss: u64 = servers.iter().map(|(p, _)| rss_bytes(p.0.id())).sum();
+        let mut dropped = 0.0;
+        for (_, addr) in &servers {
+            dropped += dropped_clients(&http, *addr).await?;
+        }
+        Some((held, cpu, rss, dropped))
+    };
 
     let published = unix_nanos();
     admin("/api/v1/configs/fan/release", json!({"code_id": versions[1]}))
@@ -158,6 +183,21 @@ async fn run(n: usize, nodes: usize) -> anyhow::Result<()> {
         pick(0.99),
         pick(1.0)
     );
+    if let Some((held, cpu, rss, dropped)) = soak {
+        let cpu_s = cpu as f64 / ticks_per_second();
+        println!("  held idle {held:.0?} with the default heartbeat: {dropped} sockets dropped");
+        println!(
+            "  servers' CPU {cpu_s:.2} s over the hold: {:.3} % of a core, {:.2} µs per subscriber per second",
+            cpu_s / held.as_secs_f64() * 100.0,
+            cpu_s * 1e6 / held.as_secs_f64() / n as f64
+        );
+        println!(
+            "  servers' RSS after the hold {:.1} MiB: {:.1} KiB per connection",
+            rss as f64 / 1048576.0,
+            rss.saturating_sub(before) as f64 / n as f64 / 1024.0
+        );
+        anyhow::ensure!(dropped == 0.0, "{dropped} idle subscribers were dropped");
+    }
     drop(clients);
     drop(servers);
     if let Some(db) = database {
@@ -174,6 +214,7 @@ async fn client(args: &[String]) -> anyhow::Result<()> {
     let count: usize = args[1].parse()?;
     let secret = args[2].clone();
     let index: usize = args[3].parse()?;
+    let hold = Duration::from_secs(args.get(4).map_or(Ok(0), |h| h.parse())?);
     let gate = Arc::new(Semaphore::new(OPENING));
     let (opened_tx, mut opened) = tokio::sync::mpsc::unbounded_channel();
     let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel();
@@ -206,6 +247,34 @@ async fn client(args: &[String]) -> anyhow::Result<()> {
     }
     println!("received {}", times.join(" "));
     // Stay connected until the parent is done.
-    tokio::time::sleep(LIMIT).await;
+    tokio::time::sleep(LIMIT + hold).await;
     Ok(())
+}
+
+/// User and system CPU of a process so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // Fields after the command's closing parenthesis; utime and stime are
+    // the 14th and 15th of the line.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    field(11) + field(12)
+}
+
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf only reads a constant.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
+}
+
+/// `vane_push_dropped_clients_total`, every reason summed, from `/metrics`.
+async fn dropped_clients(http: &reqwest::Client, addr: SocketAddr) -> anyhow::Result<f64> {
+    let text = http.get(format!("http://{addr}/metrics")).bearer_auth(BEARER).send().await?.text().await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("vane_push_dropped_clients_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
 }

@@ -494,3 +494,56 @@ async fn a_raw_client_that_answers_pings_stays_and_a_silent_one_goes() {
     );
     app.stop().await;
 }
+
+/// A wave of original-protocol clients from one address, more than it may
+/// hold: the refused ones are told the cap and when to come back, and are
+/// slow to give up; the admitted ones idle past three ping intervals and
+/// every one of them still hears the publish. A place given back is taken
+/// by a refused client on its retry.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wave_past_the_address_cap_keeps_every_admitted_client() {
+    use common::raw_ws::{RawSocket, Seen};
+    const CAP: usize = 20;
+    let app = spawn(Backend::Sqlite, |s| {
+        quick_pings(s);
+        s.push.max_sockets_per_address = CAP;
+    })
+    .await
+    .unwrap();
+    let secret = app.create_config("wave").await["secret"].as_str().unwrap().to_owned();
+    let headers = [("Secret", secret.as_str())];
+    let attempts = futures_util::future::join_all((0..CAP + 10).map(|_| RawSocket::open(app.addr, "/push/wave", &headers))).await;
+    let (admitted, refused): (Vec<_>, Vec<_>) = attempts.into_iter().partition(Result::is_ok);
+    assert_eq!((admitted.len(), refused.len()), (CAP, 10));
+    for refusal in &refused {
+        let text = refusal.as_ref().err().unwrap();
+        assert!(text.starts_with("HTTP/1.1 429"), "{text}");
+        let retry: u64 = text
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("retry-after: ").map(|v| v.trim().parse().unwrap()))
+            .unwrap_or_else(|| panic!("no Retry-After: {text}"));
+        assert!((5..15).contains(&retry), "Retry-After: {retry}");
+        assert!(text.contains(&format!("already holds {CAP} push sockets")), "{text}");
+        assert!(text.contains("push.max_sockets_per_address"), "{text}");
+    }
+    // The admitted clients idle (answering pings) past three intervals while
+    // the refused ones hang about; then the publish reaches every one.
+    let mut admitted: Vec<RawSocket> = admitted.into_iter().map(Result::unwrap).collect();
+    let idled = futures_util::future::join_all(admitted.iter_mut().map(|socket| socket.next(IDLE))).await;
+    assert!(idled.iter().all(Option::is_none), "told something while idle: {idled:?}");
+    assert!(admitted.iter().all(|s| s.pings >= 3));
+    let (status, _) = update(&app, "wave", Some(UPDATE_SECRET)).await;
+    assert_eq!(status, StatusCode::OK);
+    let heard = futures_util::future::join_all(admitted.iter_mut().map(|socket| socket.next(WAIT))).await;
+    let told = heard
+        .iter()
+        .filter(|h| matches!(h, Some(Seen::Text(t)) if t.contains("\"config_id\":\"wave\"")))
+        .count();
+    assert_eq!(told, CAP, "{heard:?}");
+    // One leaves; a refused client's retry takes its place.
+    drop(admitted.pop());
+    let push = app.state().push.clone();
+    assert!(eventually(WAIT, || async { push.open_sockets() == CAP - 1 }).await);
+    RawSocket::open(app.addr, "/push/wave", &headers).await.expect("a retry after a place was given back");
+    app.stop().await;
+}
