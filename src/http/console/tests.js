@@ -1,7 +1,7 @@
 // One version's stored test cases: add one, run them all, see each result.
 
 import { api, ApiError } from "./api.js";
-import { h, replace, say, confirmChange } from "./dom.js";
+import { h, replace, say, confirmChange, labelCells } from "./dom.js";
 import { editor } from "./editor.js";
 
 export async function testsPanel(path, version, changed = () => {}) {
@@ -64,13 +64,13 @@ export async function testsPanel(path, version, changed = () => {}) {
       say(`${outcome.passed} passed, ${outcome.failed} failed`);
       replace(results,
         h("p", { id: "test-summary", text: `${outcome.passed} passed, ${outcome.failed} failed` }),
-        h("table", {},
+        labelCells(h("table", {},
           h("thead", {}, h("tr", {}, ["Test", "Outcome", "Got", "Expected"].map((t) => h("th", { scope: "col", text: t })))),
           h("tbody", {}, outcome.results.map((r) => h("tr", {},
             h("td", { text: r.name || r.test_id }),
             h("td", { text: r.passed ? "passed" : `failed${r.error ? `: ${r.error}` : ""}` }),
             h("td", { text: JSON.stringify(r.actual) }),
-            h("td", { text: JSON.stringify(r.expected) }))))));
+            h("td", { text: JSON.stringify(r.expected) })))))));
     });
     replace(panel,
       h("h2", { id: "tests-title", text: `Tests of ${version.code_id}` }),
