@@ -27,9 +27,15 @@ fn playwright() -> Result<PathBuf, &'static str> {
         .map(PathBuf::from)
         .unwrap_or_else(|| target().join("ci-node"));
     if !dir.join("node_modules/playwright-core").exists() {
-        return Err("playwright-core is not installed (npm install --prefix target/ci-node playwright-core, or run .ci/run)");
+        return Err(
+            "playwright-core is not installed (npm install --prefix target/ci-node playwright-core, or run .ci/run)",
+        );
     }
-    if !Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success()) {
+    if !Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
         return Err("node is not installed");
     }
     if !PathBuf::from("/usr/bin/chromium").exists() {
@@ -86,6 +92,7 @@ async fn the_console_runs_a_config_from_the_browser() {
         "broken",
         "events-desktop",
         "events-phone",
+        "refused",
     ] {
         let shot = shots.join(format!("console-{name}.png"));
         assert!(shot.exists(), "no screenshot {}", shot.display());

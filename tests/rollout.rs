@@ -441,7 +441,10 @@ async fn uploads_and_plan_controls_are_logged_by_their_operator(backend: Backend
         assert_eq!(uploaded["to"]["lang"], "starlark", "{uploaded}");
         assert_eq!(uploaded["from"], Value::Null, "{uploaded}");
     }
-    assert_eq!(log[0]["kind"], "uploaded", "the newest event is the last upload: {log:?}");
+    assert_eq!(
+        log[0]["kind"], "uploaded",
+        "the newest event is the last upload: {log:?}"
+    );
     assert_eq!(log[0]["revision"].as_i64(), Some(revision(&app).await));
 
     let step = |percentage: i64, bake_s: i64| json!({"percentage": percentage, "bake_s": bake_s});
@@ -475,7 +478,11 @@ async fn uploads_and_plan_controls_are_logged_by_their_operator(backend: Backend
     control("pause").await;
     let log = events(&app).await;
     expect(&log[0], "plan_paused", "active", "paused");
-    assert_eq!(log[0]["revision"].as_i64(), Some(revision(&app).await), "a pause bumped the revision");
+    assert_eq!(
+        log[0]["revision"].as_i64(),
+        Some(revision(&app).await),
+        "a pause bumped the revision"
+    );
 
     control("resume").await;
     expect(&events(&app).await[0], "plan_resumed", "paused", "active");
@@ -487,12 +494,19 @@ async fn uploads_and_plan_controls_are_logged_by_their_operator(backend: Backend
     assert_eq!(log[0]["detail"]["gray_removed"], true, "{}", log[0]);
     assert_eq!(log[1]["kind"], "gray_removed", "{}", log[1]);
     assert_eq!(log[1]["actor"], "tester", "{}", log[1]);
-    assert_eq!(log[0]["revision"], log[1]["revision"], "the abort's entry carries the gray removal's revision");
+    assert_eq!(
+        log[0]["revision"], log[1]["revision"],
+        "the abort's entry carries the gray removal's revision"
+    );
 
     // A refused control writes nothing.
     let before = events(&app).await.len();
     let (status, _) = app
-        .admin(Method::POST, &format!("/api/v1/configs/app/plans/{id}/pause"), Some(json!({})))
+        .admin(
+            Method::POST,
+            &format!("/api/v1/configs/app/plans/{id}/pause"),
+            Some(json!({})),
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(events(&app).await.len(), before, "a refused pause was logged");

@@ -355,21 +355,48 @@ async fn the_playground_checks_rules_and_schema_as_a_fetch_would() {
         body
     };
     // Admitted, and the schema's default filled in.
-    assert_eq!(run(base.clone()).await, (StatusCode::OK, json!({"data": "false", "message": "success"})));
+    assert_eq!(
+        run(base.clone()).await,
+        (StatusCode::OK, json!({"data": "false", "message": "success"}))
+    );
     let cases = [
-        (with("meta", json!({"platform": "iphone", "version": 9})), "rules: they do not admit this request (platform `iphone`, version 9"),
-        (with("rules", json!([{"platform": "iphone", "rules": [[{"field": "colour", "compare": "==", "value": "1"}]]}])), "rules: "),
+        (
+            with("meta", json!({"platform": "iphone", "version": 9})),
+            "rules: they do not admit this request (platform `iphone`, version 9",
+        ),
+        (
+            with(
+                "rules",
+                json!([{"platform": "iphone", "rules": [[{"field": "colour", "compare": "==", "value": "1"}]]}]),
+            ),
+            "rules: ",
+        ),
         (with("rules", json!({"platform": "iphone"})), "malformed JSON body"),
-        (with("params_schema", json!([{"name": "vip", "type": "bool", "default": "yes"}])), "params_schema: "),
-        (with("params_schema", json!([{"name": "vip", "type": "bool"}])), "params: missing parameter `vip`"),
-        (with("params", json!({"vip": "yes"})), "params: parameter `vip` must be of type bool"),
+        (
+            with(
+                "params_schema",
+                json!([{"name": "vip", "type": "bool", "default": "yes"}]),
+            ),
+            "params_schema: ",
+        ),
+        (
+            with("params_schema", json!([{"name": "vip", "type": "bool"}])),
+            "params: missing parameter `vip`",
+        ),
+        (
+            with("params", json!({"vip": "yes"})),
+            "params: parameter `vip` must be of type bool",
+        ),
         (with("meta", json!({"version": "twelve"})), "malformed JSON body"),
     ];
     for (body, expected) in cases {
         let (status, reply) = run(body.clone()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {reply}");
         let message = reply["message"].as_str().unwrap_or_default();
-        assert!(message.starts_with(expected) || message.contains(expected), "{body}: {message}");
+        assert!(
+            message.starts_with(expected) || message.contains(expected),
+            "{body}: {message}"
+        );
     }
     // Without them, the original's request runs as before.
     let plain = json!({"code": "return 1", "params": {}});

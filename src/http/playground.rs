@@ -84,7 +84,8 @@ async fn run(
         return Err(ApiError::bad_request("invalid_params", "`params` must be a JSON object").into());
     }
     if let Some(raw) = request.rules {
-        let rules = rules::from_upload(raw).map_err(|e| ApiError::bad_request("invalid_rules", format!("rules: {e}")))?;
+        let rules =
+            rules::from_upload(raw).map_err(|e| ApiError::bad_request("invalid_rules", format!("rules: {e}")))?;
         if !rules::allows(&rules, &request.meta) {
             let message = format!("rules: they do not admit this request ({})", described(&request.meta));
             return Err(ApiError::bad_request("rules_reject", message).into());
@@ -110,7 +111,9 @@ fn described(meta: &Meta) -> String {
     format!(
         "platform `{}`, version {version}, app_version {}, device_id `{}`",
         meta.platform,
-        meta.app_version.as_deref().map_or("none".to_owned(), |v| format!("`{v}`")),
+        meta.app_version
+            .as_deref()
+            .map_or("none".to_owned(), |v| format!("`{v}`")),
         meta.device_id
     )
 }

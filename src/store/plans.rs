@@ -428,7 +428,11 @@ async fn log_control(
             .await?
             .ok_or_else(|| StoreError::NotFound(Missing::Config(plan.config_id.clone())))?,
     };
-    let percentage = plan.applied.checked_sub(1).and_then(|i| plan.steps.get(i)).map(|s| s.percentage);
+    let percentage = plan
+        .applied
+        .checked_sub(1)
+        .and_then(|i| plan.steps.get(i))
+        .map(|s| s.percentage);
     let state = |s: PlanState| json!({ "plan": plan.id, "code_id": plan.code_id, "state": s.as_str() });
     let event = NewEvent {
         detail: Some(json!({

@@ -165,6 +165,7 @@ await confirm(`${first} becomes the stable version`);
 await failure("Release refused: 1 of the version's 1 tests failed");
 await page.waitForTimeout(500);
 await failure("Release refused");
+await shot("refused");
 assert.match(await page.locator("#stable").textContent(), /nothing released/);
 await dismissAll();
 await page.getByRole("button", { name: "Remove vip gets welcome" }).click();

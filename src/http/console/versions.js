@@ -9,7 +9,7 @@ function marks(config, v) {
   if (config.release?.code_id === v.code_id) tags.push(["stable", "stable"]);
   if (config.gray?.code_id === v.code_id) tags.push(["gray", v.broken ? `gray ${config.gray.percentage} %, not served` : `gray ${config.gray.percentage} %`]);
   if (v.broken) tags.push(["broken", "broken"]);
-  return tags.map(([kind, text]) => h("span", { class: `tag ${kind}`, text }));
+  return tags.length ? tags.map(([kind, text]) => h("span", { class: `tag ${kind}`, text })) : "—";
 }
 
 // `publish(title, lines, method, suffix, body, version)` asks (with the test
