@@ -339,7 +339,7 @@ async fn hostile_corpus_in_worker_threads() {
 /// names its part, never a 500.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_playground_checks_rules_and_schema_as_a_fetch_would() {
-    let _apart = CORPUS.read().await;
+    let _apart = CORPUS.write().await;
     let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
     let rules = json!([{"platform": "iphone", "rules": [[{"field": "version", "compare": ">=", "value": "10"}]]}]);
     let schema = json!([{"name": "vip", "type": "bool", "optional": true, "default": false}]);
