@@ -34,7 +34,8 @@ const confirm = async (title, button = "#confirm-go") => {
 const success = (text) => page.locator("#messages .message.ok", { hasText: text }).first().waitFor();
 const failure = (text) => page.locator("#messages [role=alert]", { hasText: text }).first().waitFor();
 const dismissAll = async () => {
-  for (const close of await page.locator("#messages .dismiss").all()) await close.click();
+  // Each click removes one, so the first is always the next.
+  while (await page.locator("#messages .dismiss").count() > 0) await page.locator("#messages .dismiss").first().click();
   assert.equal(await page.locator("#messages [role=alert]").count(), 0, "a dismissed error stayed");
 };
 const short = (code) => `${code.slice(0, 8)}…`;
