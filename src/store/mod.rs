@@ -360,7 +360,8 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
         gate: Option<GateFigures>,
     ) -> Result<Option<Advanced>, StoreError>;
-    /// Pauses, resumes or aborts a plan for `actor`.
+    /// Pauses, resumes or aborts a plan for `actor`, with its event
+    /// (`plan_paused`, `plan_resumed`, `plan_aborted`) in the same transaction.
     async fn control_plan(&self, id: &str, control: Control, actor: &str) -> Result<Advanced, StoreError>;
 }
 
