@@ -1,7 +1,9 @@
 //! The management console in a real browser: `tests/console/e2e.mjs` drives
 //! Debian's Chromium with playwright-core through sign-in, a config's
-//! versions (an upload's error at its line), release, gray, rollback and the
-//! events, at desktop and phone widths. Screenshots go to `target/tmp/`.
+//! versions (an upload's error at its line), release, gray, rollback, a
+//! version broken by reports, the events as sentences, and the live socket
+//! idling past several pings, at desktop and phone widths. Screenshots go to
+//! `target/tmp/`.
 //!
 //! playwright-core is found in `VANE_PLAYWRIGHT_DIR`, else in
 //! `target/ci-node` (where `.ci/run` installs it); without it, or without
@@ -48,7 +50,14 @@ async fn the_console_runs_a_config_from_the_browser() {
         Ok(dir) => dir,
         Err(why) => return common::skipped("console browser", why),
     };
-    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite always runs");
+    // Pings every second, so the page's idle socket meets several of them
+    // (and answers each, as browsers do) within the run.
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.push.ping_interval_ms = 1000;
+        s.push.pong_timeout_ms = 700;
+    })
+    .await
+    .expect("sqlite always runs");
     let shots = target().join("tmp");
     std::fs::create_dir_all(&shots).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console/e2e.mjs");
@@ -70,7 +79,8 @@ async fn the_console_runs_a_config_from_the_browser() {
     assert!(run.status.success(), "the browser run failed:\n{out}\n{err}");
     assert!(out.contains("console: every step passed"), "{out}");
     for name in [
-        "signin", "configs", "error", "compare", "reports", "tests", "config", "plan", "events", "phone",
+        "signin", "configs", "error", "compare", "reports", "tests", "config", "plan", "events", "phone", "broken",
+        "events-desktop", "events-phone", "refused",
     ] {
         let shot = shots.join(format!("console-{name}.png"));
         assert!(shot.exists(), "no screenshot {}", shot.display());

@@ -202,8 +202,11 @@ async fn a_config_lives_through_a_release_story(backend: Backend) {
         ("rollback", "tester", false),
         ("broken", "reports", false),
         ("gray", "tester", false),
+        ("uploaded", "tester", false),
         ("release", "tester", true),
+        ("uploaded", "tester", false),
         ("release", "tester", false),
+        ("uploaded", "tester", false),
         ("created", "tester", false),
     ]
     .into_iter()
@@ -216,7 +219,8 @@ async fn a_config_lives_through_a_release_story(backend: Backend) {
         .iter()
         .map(|e| e["revision"].as_i64().unwrap())
         .collect();
-    assert_eq!(revisions, [6, 5, 4, 3, 2, 1]);
+    // An upload changes nothing clients see: it keeps the revision.
+    assert_eq!(revisions, [6, 5, 4, 3, 3, 2, 2, 1, 1]);
     assert_eq!(events[0]["from"]["release"]["code_id"], json!(v2));
     assert_eq!(events[0]["to"]["release"]["code_id"], json!(v1));
 

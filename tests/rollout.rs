@@ -2,7 +2,9 @@
 //! with the release, serving exactly the devices each share names and
 //! telling subscribers each time; counted reports abort a plan, reports
 //! that do not count do not; pause, resume, abort, a manual release, a
-//! scheduled publish; bad requests are refused naming the field.
+//! scheduled publish; bad requests are refused naming the field. Uploads
+//! and an operator's pause, resume and abort are in the release log, by
+//! whom, with the plan they touched.
 
 mod common;
 
@@ -18,7 +20,8 @@ use vane::domain::gray::in_gray;
 backend_tests!(
     steps_serve_their_share_and_end_stable,
     counted_reports_abort_the_plan_and_others_do_not,
-    operators_hold_plans_and_bad_plans_are_refused
+    operators_hold_plans_and_bad_plans_are_refused,
+    uploads_and_plan_controls_are_logged_by_their_operator
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -409,4 +412,103 @@ async fn a_restart_in_the_middle_of_a_plan_resumes_it() {
         .collect();
     assert_eq!(steps, [1, 2, 3]);
     node.shutdown().await;
+}
+
+async fn events(app: &TestApp) -> Vec<Value> {
+    let (status, body) = app.admin(Method::GET, "/api/v1/configs/app/events", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body.as_array().unwrap().clone()
+}
+
+async fn revision(app: &TestApp) -> i64 {
+    let (_, config) = app.admin(Method::GET, "/api/v1/configs/app", None).await;
+    config["revision"].as_i64().unwrap()
+}
+
+async fn uploads_and_plan_controls_are_logged_by_their_operator(backend: Backend) {
+    let Some((app, _secret, old, new)) = served(backend).await else {
+        return;
+    };
+    // Each upload is logged by its uploader, at the revision the config was
+    // at (an upload changes nothing clients see).
+    let log = events(&app).await;
+    for code in [&old, &new] {
+        let uploaded = log
+            .iter()
+            .find(|e| e["kind"] == "uploaded" && e["to"]["code_id"] == json!(code))
+            .unwrap_or_else(|| panic!("no upload event for {code}: {log:?}"));
+        assert_eq!(uploaded["actor"], "tester", "{uploaded}");
+        assert_eq!(uploaded["to"]["lang"], "starlark", "{uploaded}");
+        assert_eq!(uploaded["from"], Value::Null, "{uploaded}");
+    }
+    assert_eq!(
+        log[0]["kind"], "uploaded",
+        "the newest event is the last upload: {log:?}"
+    );
+    assert_eq!(log[0]["revision"].as_i64(), Some(revision(&app).await));
+
+    let step = |percentage: i64, bake_s: i64| json!({"percentage": percentage, "bake_s": bake_s});
+    let (status, created) = start(&app, json!({"code_id": new, "steps": [step(30, 600), step(100, 600)]})).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(
+        eventually(WAIT, || async { plan(&app, &id).await["applied"] == 1 }).await,
+        "the first step was not applied"
+    );
+    let control = |action: &'static str| {
+        let app = &app;
+        let path = format!("/api/v1/configs/app/plans/{id}/{action}");
+        async move {
+            let (status, body) = app.admin(Method::POST, &path, Some(json!({}))).await;
+            assert_eq!(status, StatusCode::OK, "{action}: {body}");
+        }
+    };
+    let expect = |event: &Value, kind: &str, from: &str, to: &str| {
+        assert_eq!(event["kind"], kind, "{event}");
+        assert_eq!(event["actor"], "tester", "{event}");
+        assert_eq!(event["from"]["state"], from, "{event}");
+        assert_eq!(event["to"]["state"], to, "{event}");
+        assert_eq!(event["detail"]["plan"], json!(id), "{event}");
+        assert_eq!(event["detail"]["code_id"], json!(new), "{event}");
+        assert_eq!(event["detail"]["step"], 1, "{event}");
+        assert_eq!(event["detail"]["of"], 2, "{event}");
+        assert_eq!(event["detail"]["percentage"], 30, "{event}");
+    };
+
+    control("pause").await;
+    let log = events(&app).await;
+    expect(&log[0], "plan_paused", "active", "paused");
+    assert_eq!(
+        log[0]["revision"].as_i64(),
+        Some(revision(&app).await),
+        "a pause bumped the revision"
+    );
+
+    control("resume").await;
+    expect(&events(&app).await[0], "plan_resumed", "paused", "active");
+
+    // An abort removes gray (its own event, by the operator) and is logged after it.
+    control("abort").await;
+    let log = events(&app).await;
+    expect(&log[0], "plan_aborted", "active", "aborted");
+    assert_eq!(log[0]["detail"]["gray_removed"], true, "{}", log[0]);
+    assert_eq!(log[1]["kind"], "gray_removed", "{}", log[1]);
+    assert_eq!(log[1]["actor"], "tester", "{}", log[1]);
+    assert_eq!(
+        log[0]["revision"], log[1]["revision"],
+        "the abort's entry carries the gray removal's revision"
+    );
+
+    // A refused control writes nothing.
+    let before = events(&app).await.len();
+    let (status, _) = app
+        .admin(
+            Method::POST,
+            &format!("/api/v1/configs/app/plans/{id}/pause"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(events(&app).await.len(), before, "a refused pause was logged");
+    app.stop().await;
 }

@@ -335,3 +335,73 @@ async fn hostile_corpus_in_worker_threads() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     app.stop().await;
 }
+
+/// The playground checks what a fetch checks when it is given the version's
+/// rules and schema and the request's metadata; each refusal is a 400 that
+/// names its part, never a 500.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_playground_checks_rules_and_schema_as_a_fetch_would() {
+    let _apart = CORPUS.write().await;
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let rules = json!([{"platform": "iphone", "rules": [[{"field": "version", "compare": ">=", "value": "10"}]]}]);
+    let schema = json!([{"name": "vip", "type": "bool", "optional": true, "default": false}]);
+    let run = |body: Value| {
+        let app = &app;
+        async move { app.admin(Method::POST, "/playground/starlark", Some(body)).await }
+    };
+    let base = json!({"code": "return p['vip']", "params": {}, "rules": rules, "params_schema": schema,
+        "meta": {"platform": "iphone", "version": 12, "app_version": "2.1.0", "device_id": "d-1"}});
+    let with = |key: &str, value: Value| {
+        let mut body = base.clone();
+        body[key] = value;
+        body
+    };
+    // Admitted, and the schema's default filled in.
+    assert_eq!(
+        run(base.clone()).await,
+        (StatusCode::OK, json!({"data": "false", "message": "success"}))
+    );
+    let cases = [
+        (
+            with("meta", json!({"platform": "iphone", "version": 9})),
+            "rules: they do not admit this request (platform `iphone`, version 9",
+        ),
+        (
+            with(
+                "rules",
+                json!([{"platform": "iphone", "rules": [[{"field": "colour", "compare": "==", "value": "1"}]]}]),
+            ),
+            "rules: ",
+        ),
+        (with("rules", json!({"platform": "iphone"})), "malformed JSON body"),
+        (
+            with(
+                "params_schema",
+                json!([{"name": "vip", "type": "bool", "default": "yes"}]),
+            ),
+            "params_schema: ",
+        ),
+        (
+            with("params_schema", json!([{"name": "vip", "type": "bool"}])),
+            "params: missing parameter `vip`",
+        ),
+        (
+            with("params", json!({"vip": "yes"})),
+            "params: parameter `vip` must be of type bool",
+        ),
+        (with("meta", json!({"version": "twelve"})), "malformed JSON body"),
+    ];
+    for (body, expected) in cases {
+        let (status, reply) = run(body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {reply}");
+        let message = reply["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with(expected) || message.contains(expected),
+            "{body}: {message}"
+        );
+    }
+    // Without them, the original's request runs as before.
+    let plain = json!({"code": "return 1", "params": {}});
+    assert_eq!(run(plain).await.0, StatusCode::OK);
+    app.stop().await;
+}

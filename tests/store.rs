@@ -136,10 +136,16 @@ async fn store_contract(backend: Backend) {
             EventKind::Status,
             EventKind::Gray,
             EventKind::Release,
+            EventKind::Uploaded,
+            EventKind::Uploaded,
             EventKind::Created
         ]
     );
-    assert_eq!(events.iter().map(|e| e.revision).collect::<Vec<_>>(), [5, 4, 3, 2, 1]);
+    // Uploads change nothing clients see: they keep the revision.
+    assert_eq!(
+        events.iter().map(|e| e.revision).collect::<Vec<_>>(),
+        [5, 4, 3, 2, 1, 1, 1]
+    );
     assert_eq!(events[3].actor, "ops");
     assert_eq!(events[3].from["release"], serde_json::Value::Null);
     assert_eq!(events[3].to["release"]["code_id"], serde_json::json!(v1.code_id));

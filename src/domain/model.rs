@@ -178,6 +178,16 @@ pub enum EventKind {
     Unbroken,
     /// The config's secret was replaced (the log never holds secrets).
     SecretRotated,
+    /// A version was uploaded. Clients see nothing yet, so the revision
+    /// stays; the log says who brought the code in.
+    Uploaded,
+    /// A rollout plan was paused by hand (its moves stop; gray stays).
+    PlanPaused,
+    /// A paused rollout plan was resumed by hand.
+    PlanResumed,
+    /// A rollout plan was aborted by hand (its gray, if any, is removed by a
+    /// `gray_removed` event of its own).
+    PlanAborted,
 }
 
 impl EventKind {
@@ -193,6 +203,10 @@ impl EventKind {
             Self::Broken => "broken",
             Self::Unbroken => "unbroken",
             Self::SecretRotated => "secret_rotated",
+            Self::Uploaded => "uploaded",
+            Self::PlanPaused => "plan_paused",
+            Self::PlanResumed => "plan_resumed",
+            Self::PlanAborted => "plan_aborted",
         }
     }
 
@@ -208,6 +222,10 @@ impl EventKind {
             Self::Broken,
             Self::Unbroken,
             Self::SecretRotated,
+            Self::Uploaded,
+            Self::PlanPaused,
+            Self::PlanResumed,
+            Self::PlanAborted,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

@@ -32,6 +32,14 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("compare.js", JS, include_str!("console/compare.js")),
     ("reports.js", JS, include_str!("console/reports.js")),
     ("highlight.js", JS, include_str!("console/highlight.js")),
+    ("health.js", JS, include_str!("console/health.js")),
+    ("serving.js", JS, include_str!("console/serving.js")),
+    ("versions.js", JS, include_str!("console/versions.js")),
+    ("version.js", JS, include_str!("console/version.js")),
+    ("gate.js", JS, include_str!("console/gate.js")),
+    ("upload.js", JS, include_str!("console/upload.js")),
+    ("playground.js", JS, include_str!("console/playground.js")),
+    ("sentence.js", JS, include_str!("console/sentence.js")),
     // jsdiff 9.0.0 (BSD-3-Clause, vendor/diff.LICENSE), as npm ships it;
     // `.ci/console-vendor.sh` checks the copy.
     ("vendor/diff.min.js", JS, include_str!("console/vendor/diff.min.js")),

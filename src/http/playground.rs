@@ -1,4 +1,9 @@
 //! The original playground: run a snippet once, without storing anything.
+//! Beyond the original's `code` and `params`, a request may carry the
+//! request metadata, rules and parameter schema of the version being
+//! written, and they are checked as a fetch checks them (rules against the
+//! metadata, params against the schema, defaults filled in), so an operator
+//! can try targeting before uploading. Each refusal is a 400 naming what.
 
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
@@ -9,13 +14,23 @@ use super::AppState;
 use super::auth::admin_name;
 use super::error::{ApiError, CompatError};
 use super::extract::CompatBody;
-use crate::domain::Lang;
+use crate::domain::{Lang, Meta, params, rules};
 
 #[derive(Deserialize)]
 pub struct PlaygroundRequest {
     code: String,
     #[serde(default = "empty_object")]
     params: serde_json::Value,
+    /// Who is asking, as a fetch's `meta`; checked against `rules`.
+    #[serde(default)]
+    meta: Meta,
+    /// The rules as a version's upload takes them.
+    #[serde(default)]
+    rules: Option<Vec<serde_json::Value>>,
+    /// The parameter schema as a version's upload takes it (a version's
+    /// `params`; named apart here, where `params` are the values).
+    #[serde(default)]
+    params_schema: Option<Vec<serde_json::Value>>,
 }
 
 fn empty_object() -> serde_json::Value {
@@ -68,9 +83,37 @@ async fn run(
     if !request.params.is_object() {
         return Err(ApiError::bad_request("invalid_params", "`params` must be a JSON object").into());
     }
-    let result = app.pool.try_source(lang, request.code, request.params).await?;
+    if let Some(raw) = request.rules {
+        let rules =
+            rules::from_upload(raw).map_err(|e| ApiError::bad_request("invalid_rules", format!("rules: {e}")))?;
+        if !rules::allows(&rules, &request.meta) {
+            let message = format!("rules: they do not admit this request ({})", described(&request.meta));
+            return Err(ApiError::bad_request("rules_reject", message).into());
+        }
+    }
+    let mut values = request.params;
+    if let Some(raw) = request.params_schema {
+        let schema = params::from_upload(raw)
+            .map_err(|e| ApiError::bad_request("invalid_params_schema", format!("params_schema: {e}")))?;
+        values = params::prepare(&schema, values)
+            .map_err(|e| ApiError::bad_request("invalid_params", format!("params: {e}")))?;
+    }
+    let result = app.pool.try_source(lang, request.code, values).await?;
     Ok(Json(PlaygroundResponse {
         data: result.into(),
         message: "success",
     }))
+}
+
+/// The metadata a rule reads, for a refusal's message.
+fn described(meta: &Meta) -> String {
+    let version = meta.version.map_or("none".to_owned(), |v| v.to_string());
+    format!(
+        "platform `{}`, version {version}, app_version {}, device_id `{}`",
+        meta.platform,
+        meta.app_version
+            .as_deref()
+            .map_or("none".to_owned(), |v| format!("`{v}`")),
+        meta.device_id
+    )
 }

@@ -294,7 +294,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_configs(&self) -> Result<Vec<Config>, StoreError>;
     /// Changes what clients do not see (no revision bump, no event).
     async fn set_description(&self, id: &str, description: &str) -> Result<Config, StoreError>;
-    /// Stores a version under a new code id (versions never change after).
+    /// Stores a version under a new code id (versions never change after),
+    /// with an `uploaded` event by its `created_by` in the same transaction.
     async fn create_version(&self, new: NewVersion) -> Result<Version, StoreError>;
     /// Stores an imported version under its own code id; `Exists` when the id
     /// is taken. Its broken mark is stored as it was, without an event.
@@ -359,7 +360,8 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
         gate: Option<GateFigures>,
     ) -> Result<Option<Advanced>, StoreError>;
-    /// Pauses, resumes or aborts a plan for `actor`.
+    /// Pauses, resumes or aborts a plan for `actor`, with its event
+    /// (`plan_paused`, `plan_resumed`, `plan_aborted`) in the same transaction.
     async fn control_plan(&self, id: &str, control: Control, actor: &str) -> Result<Advanced, StoreError>;
 }
 

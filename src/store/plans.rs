@@ -12,10 +12,10 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 
 use super::dialect::{Dialect, sql};
 use super::rows::corrupt;
-use super::tx::{apply_change, ensure_version_of, lock_config, new_code_id};
+use super::tx::{NewEvent, apply_change, ensure_version_of, insert_event, lock_config, new_code_id, read_config};
 use super::{Change, Missing, StoreError};
 use crate::domain::Config;
-use crate::domain::model::now_millis;
+use crate::domain::model::{EventKind, now_millis};
 use crate::domain::rollout::{Control, GateFigures, Move, Plan, PlanState, Step, due_after, next_move};
 
 /// Who the release log names for a plan's own moves.
@@ -366,6 +366,7 @@ pub(super) async fn control(
     let mut plan = read(&mut tx, d, id, Lock::Wait).await?.ok_or_else(|| missing(id))?;
     let now = now_millis();
     let mut config = None;
+    let was = plan.state;
     match (control, plan.state) {
         (Control::Pause, PlanState::Active) => {
             plan.state = PlanState::Paused;
@@ -398,8 +399,49 @@ pub(super) async fn control(
         }
     }
     write(&mut tx, d, &plan).await?;
+    log_control(&mut tx, d, &plan, was, config.as_ref(), actor).await?;
     tx.commit().await?;
     Ok(Advanced { plan, config })
+}
+
+/// The release log's entry for an operator's pause, resume or abort, in the
+/// control's transaction: who stopped or restarted a rollout is as much a
+/// part of a config's history as the moves themselves. A control changes no
+/// pointer (an abort's gray removal has its own event), so the entry carries
+/// the revision the config is at.
+async fn log_control(
+    tx: &mut Transaction<'_, Any>,
+    d: Dialect,
+    plan: &Plan,
+    was: PlanState,
+    changed: Option<&Config>,
+    actor: &str,
+) -> Result<(), StoreError> {
+    let kind = match plan.state {
+        PlanState::Paused => EventKind::PlanPaused,
+        PlanState::Active => EventKind::PlanResumed,
+        _ => EventKind::PlanAborted,
+    };
+    let config = match changed {
+        Some(config) => config.clone(),
+        None => read_config(&mut **tx, d, &plan.config_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(Missing::Config(plan.config_id.clone())))?,
+    };
+    let percentage = plan
+        .applied
+        .checked_sub(1)
+        .and_then(|i| plan.steps.get(i))
+        .map(|s| s.percentage);
+    let state = |s: PlanState| json!({ "plan": plan.id, "code_id": plan.code_id, "state": s.as_str() });
+    let event = NewEvent {
+        detail: Some(json!({
+            "plan": plan.id, "code_id": plan.code_id, "step": plan.applied, "of": plan.steps.len(),
+            "percentage": percentage, "gray_removed": changed.is_some(),
+        })),
+        ..NewEvent::new(kind, actor, state(was), state(plan.state))
+    };
+    insert_event(tx, d, &config, event).await
 }
 
 /// Pauses the config's active plan, if it has one, because `actor` changed

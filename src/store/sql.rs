@@ -31,17 +31,22 @@ pub struct SqlStore {
 }
 
 impl SqlStore {
-    /// Stores a version under `code_id`; `Exists` when the id is taken.
+    /// Stores a version under `code_id`; `Exists` when the id is taken. An
+    /// upload (`logged`) writes its `uploaded` event in the same
+    /// transaction, so the log never misses a version that exists; an
+    /// import brings versions in without one, as they were.
     async fn insert_version(
         &self,
         code_id: &str,
         new: NewVersion,
         error_count: i64,
         broken: bool,
+        logged: bool,
     ) -> Result<Version, StoreError> {
         let rules = serde_json::to_string(&new.rules).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let params = serde_json::to_string(&new.params).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let d = self.dialect;
+        let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(sql!(
             d,
             "INSERT INTO versions (code_id, config_id, lang, source, rules, params, error_count, broken, created_by, \
@@ -57,7 +62,7 @@ impl SqlStore {
         .bind(&new.created_by)
         .bind(now_millis())
         .bind(&new.config_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await;
         let inserted = match inserted.map_err(StoreError::from) {
             Err(StoreError::Exists(_)) => return Err(StoreError::Exists(format!("version `{code_id}`"))),
@@ -66,6 +71,17 @@ impl SqlStore {
         if inserted.rows_affected() == 0 {
             return Err(not_found_config(&new.config_id));
         }
+        if logged {
+            // Clients see nothing new, so the revision stays; the event
+            // carries the revision the config is at.
+            let config = read_config(&mut *tx, d, &new.config_id)
+                .await?
+                .ok_or_else(|| not_found_config(&new.config_id))?;
+            let to = json!({ "code_id": code_id, "lang": new.lang.as_str() });
+            let event = NewEvent::new(EventKind::Uploaded, &new.created_by, json!(null), to);
+            insert_event(&mut tx, d, &config, event).await?;
+        }
+        tx.commit().await?;
         // Versions never change, so the read needs no transaction.
         self.get_version(code_id)
             .await?
@@ -168,7 +184,7 @@ impl Store for SqlStore {
     }
 
     async fn create_version(&self, new: NewVersion) -> Result<Version, StoreError> {
-        self.insert_version(&new_code_id(), new, 0, false).await
+        self.insert_version(&new_code_id(), new, 0, false, true).await
     }
 
     async fn import_version(&self, imported: ImportedVersion) -> Result<Version, StoreError> {
@@ -178,7 +194,7 @@ impl Store for SqlStore {
             error_count,
             broken,
         } = imported;
-        self.insert_version(&code_id, new, error_count, broken).await
+        self.insert_version(&code_id, new, error_count, broken, false).await
     }
 
     async fn get_version(&self, code_id: &str) -> Result<Option<Version>, StoreError> {

@@ -2,30 +2,42 @@
 // by id or description.
 
 import { api, ApiError } from "./api.js";
-import { h, replace, say } from "./dom.js";
+import { h, replace, say, labelCells } from "./dom.js";
+import { breakReasons, pointedVersions, served } from "./health.js";
 import { follow } from "./live.js";
 
 export async function configsView(main) {
   const [configs, open] = await Promise.all([api("GET", "/api/v1/configs"), api("GET", "/api/v1/plans")]);
   const plans = new Map(open.map((p) => [p.config_id, p]));
-  // Each shown config's stable version, for its health: fetched once per
-  // view, for the first hundred configs shown.
+  // Each shown config's served state (its stable and gray versions' marks,
+  // and why a broken one broke): fetched once per view, for the first
+  // hundred configs shown.
   const health = new Map();
   const rows = h("tbody");
   const search = h("input", { type: "search", id: "search", placeholder: "id or description" });
+  const table = h("table", { id: "configs" },
+    h("caption", { text: `${configs.length} configs` }),
+    h("thead", {}, h("tr", {}, ["Id", "Status", "Revision", "Stable", "Gray", "Rollout plan", "Health"].map((t) => h("th", { scope: "col", text: t })))),
+    rows);
   const draw = () => {
     const needle = search.value.trim().toLowerCase();
     const shown = configs.filter((c) => !needle || c.id.toLowerCase().includes(needle) || c.description.toLowerCase().includes(needle));
-    replace(rows, shown.map((c) => row(c, plans.get(c.id), health)));
-    const wanted = shown.filter((c) => c.release && !health.has(c.id)).slice(0, 100);
+    const paint = () => {
+      replace(rows, shown.map((c) => row(c, plans.get(c.id), health.get(c.id))));
+      labelCells(table);
+    };
+    paint();
+    const wanted = shown.filter((c) => (c.release || c.gray) && !health.has(c.id)).slice(0, 100);
     for (const c of wanted) health.set(c.id, null);
     Promise.all(wanted.map(async (c) => {
       try {
-        health.set(c.id, await api("GET", `/api/v1/configs/${encodeURIComponent(c.id)}/versions/${c.release.code_id}`));
+        const versions = await pointedVersions(c);
+        const reasons = await breakReasons(c.id, [...versions.values()].filter((v) => v.broken).map((v) => v.code_id));
+        health.set(c.id, served(c, versions, reasons));
       } catch {
         health.delete(c.id);
       }
-    })).then(() => wanted.length && main.contains(rows) && replace(rows, shown.map((c) => row(c, plans.get(c.id), health))));
+    })).then(() => wanted.length && main.contains(rows) && paint());
   };
   search.addEventListener("input", draw);
   draw();
@@ -44,28 +56,20 @@ export async function configsView(main) {
     h("h1", { text: "Configs" }),
     createForm(),
     h("p", {}, h("label", { for: "search" }, "Search "), search),
-    h("table", { id: "configs" },
-      h("caption", { text: `${configs.length} configs` }),
-      h("thead", {}, h("tr", {}, ["Id", "Status", "Revision", "Stable", "Gray", "Rollout plan", "Health"].map((t) => h("th", { scope: "col", text: t })))),
-      rows));
+    table);
 }
 
-function row(config, plan, health) {
-  const gray = config.gray ? `${config.gray.code_id} (${config.gray.percentage} %)` : "—";
-  const stable = health.get(config.id);
-  const state = !config.release ? "—"
-    : !stable ? "…"
-    : stable.broken ? "broken"
-    : stable.error_count > 0 ? `${stable.error_count} reports` : "ok";
+function row(config, plan, state) {
   const step = plan?.steps[plan.applied - 1];
+  const pending = (config.release || config.gray) && !state;
   return h("tr", { "data-config": config.id },
     h("th", { scope: "row" }, h("a", { href: `#/configs/${encodeURIComponent(config.id)}` }, config.id)),
     h("td", { text: config.status }),
     h("td", { text: config.revision }),
-    h("td", { text: config.release?.code_id ?? "—" }),
-    h("td", { text: gray }),
+    h("td", { class: state?.stableBroken ? "broken" : null, text: config.release?.code_id ?? "—" }),
+    h("td", { class: state?.grayBroken ? "gray broken" : "gray", text: state ? state.grayText : config.gray ? `${config.gray.code_id} (${config.gray.percentage} %)` : "—" }),
     h("td", { class: "plan", text: plan ? `${plan.state}, ${plan.applied} of ${plan.steps.length}${step ? ` (${step.percentage} %)` : ""}` : "—" }),
-    h("td", { class: "health", text: state }));
+    h("td", { class: state?.broken ? "health broken" : "health", text: pending ? "…" : state ? state.health : "—" }));
 }
 
 function createForm() {

@@ -22,23 +22,61 @@ export function replace(parent, ...children) {
 export const when = (ms) => new Date(ms).toISOString().replace("T", " ").slice(0, 19) + " UTC";
 
 // Asks before a change, saying what it will do; resolves true to go ahead.
-export function confirmChange(title, lines) {
+export async function confirmChange(title, lines) {
+  return (await choose(title, lines, [{ value: "go", label: "Confirm", primary: true }])) === "go";
+}
+
+// Asks with several ways to go ahead (`choices`: {value, label, primary?},
+// each a button after Cancel); resolves the value chosen, or null. Focus
+// opens on Cancel, the safe choice.
+export function choose(title, lines, choices) {
   return new Promise((resolve) => {
     const dialog = h("dialog", { "aria-labelledby": "confirm-title" },
       h("h2", { id: "confirm-title", text: title }),
-      lines.map((line) => h("p", { text: line })),
+      lines.map((line) => (line instanceof Node ? line : h("p", { text: line }))),
       h("form", { method: "dialog" },
         h("button", { value: "cancel", type: "submit" }, "Cancel"),
-        h("button", { value: "go", type: "submit", class: "primary", id: "confirm-go" }, "Confirm")));
+        choices.map((c, i) => h("button", { value: c.value, type: "submit", class: c.primary ? "primary" : null, id: i === 0 ? "confirm-go" : `confirm-${c.value}` }, c.label))));
     dialog.addEventListener("close", () => {
       dialog.remove();
-      resolve(dialog.returnValue === "go");
+      resolve(choices.some((c) => c.value === dialog.returnValue) ? dialog.returnValue : null);
     });
     document.body.append(dialog);
     dialog.showModal();
   });
 }
 
+// Every message has one place, the page's message region (index.html),
+// which no view redraws: a message written into a view's own element was
+// wiped by the next redraw. Successes fade; errors stay, marked as alerts,
+// until the operator dismisses them.
+const FADE_MS = 8000;
+
 export function say(message) {
-  document.getElementById("status").textContent = message;
+  const region = document.getElementById("messages");
+  // One success at a time: the newest replaces the last, so a run of
+  // changes leaves one line, not a stack.
+  for (const old of region.querySelectorAll(".message.ok")) old.remove();
+  const note = h("p", { class: "message ok" }, message);
+  region.append(note);
+  setTimeout(() => note.remove(), FADE_MS);
+}
+
+export function sayError(message) {
+  const note = h("div", { class: "message error", role: "alert" },
+    h("p", { text: message }),
+    h("button", { type: "button", class: "dismiss", "aria-label": `Dismiss: ${message}`, onclick: () => note.remove() }, "×"));
+  document.getElementById("messages").append(note);
+}
+
+// A phone shows each table row as a stack of "label: value" lines; the
+// label comes from the cell's column heading, copied here as data-label.
+export function labelCells(table) {
+  const headings = [...table.querySelectorAll("thead th")].map((th) => th.textContent);
+  for (const row of table.querySelectorAll("tbody tr")) {
+    [...row.children].forEach((cell, i) => {
+      if (headings[i]) cell.dataset.label = headings[i];
+    });
+  }
+  return table;
 }

@@ -2,7 +2,7 @@
 // watch it advance, pause, resume or abort it.
 
 import { api, ApiError } from "./api.js";
-import { h, replace, when, confirmChange, say } from "./dom.js";
+import { h, replace, when, confirmChange, say, sayError, labelCells } from "./dom.js";
 
 export async function plansPanel(path, versions, reload) {
   const plans = await api("GET", `${path}/plans`);
@@ -11,9 +11,10 @@ export async function plansPanel(path, versions, reload) {
     if (!(await confirmChange(`${action[0].toUpperCase()}${action.slice(1)} the plan`, [`The plan for ${plan.code_id} ${what}.`]))) return;
     try {
       await api("POST", `${path}/plans/${plan.id}/${action}`, {});
+      say(`plan for ${plan.code_id}: ${action} done`);
     } catch (e) {
       if (!(e instanceof ApiError)) throw e;
-      say(e.message);
+      sayError(`${action} refused: ${e.message}`);
     }
     await reload();
   };
@@ -32,9 +33,9 @@ export async function plansPanel(path, versions, reload) {
   });
   return h("section", { id: "plans", "aria-labelledby": "plans-title" },
     h("h2", { id: "plans-title", text: "Rollout plans" }),
-    h("table", {},
-      h("thead", {}, h("tr", {}, ["Version", "State", "Step", "Next move", "Why", ""].map((t) => h("th", { scope: "col", text: t })))),
-      h("tbody", {}, rows)),
+    labelCells(h("table", { id: "plans-table" },
+      h("thead", {}, h("tr", {}, ["Version", "State", "Step", "Next move", "Why", "Control"].map((t) => h("th", { scope: "col", text: t })))),
+      h("tbody", {}, rows))),
     versions.length ? newPlanForm(path, versions, reload) : h("p", { text: "Upload a version to roll out." }));
 }
 

@@ -3,7 +3,7 @@
 // the latest messages.
 
 import { api } from "./api.js";
-import { h } from "./dom.js";
+import { h, labelCells } from "./dom.js";
 
 export async function reportsPanel(path, version) {
   const base = `${path}/versions/${encodeURIComponent(version.code_id)}/reports`;
@@ -11,14 +11,14 @@ export async function reportsPanel(path, version) {
   const rule = summary.rule === "rate"
     ? `breaks at ${summary.break_ratio * 100} % of the ${summary.served_devices} devices served in ${summary.window_s} s, with at least ${summary.min_sources} sources`
     : `breaks at ${summary.break_threshold} reports`;
-  const counts = (title, rows) => h("table", { class: "reports" },
+  const counts = (title, rows) => labelCells(h("table", { class: "reports" },
     h("caption", { text: title }),
     h("thead", {}, h("tr", {}, ["Kind", "Counts toward breaking", "Reports", "Sources"].map((t) => h("th", { scope: "col", text: t })))),
     h("tbody", {}, rows.length === 0
       ? h("tr", {}, h("td", { colspan: 4, text: "none" }))
       : rows.map((r) => h("tr", {},
         h("td", { text: r.kind }), h("td", { text: r.counted ? "counted" : "ignored" }),
-        h("td", { text: r.reports }), h("td", { text: r.sources })))));
+        h("td", { text: r.reports }), h("td", { text: r.sources }))))));
   return h("section", { id: "reports", "aria-labelledby": "reports-title" },
     h("h2", { id: "reports-title", text: `Reports of ${version.code_id}` }),
     h("p", { id: "report-ratio", text: `${summary.broken ? "Broken. " : ""}${summary.counted_sources} counted sources, ratio ${summary.ratio.toFixed(3)}; the rule ${rule}.` }),

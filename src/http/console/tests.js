@@ -1,7 +1,7 @@
 // One version's stored test cases: add one, run them all, see each result.
 
 import { api, ApiError } from "./api.js";
-import { h, replace, say, confirmChange } from "./dom.js";
+import { h, replace, say, sayError, confirmChange, labelCells } from "./dom.js";
 import { editor } from "./editor.js";
 
 export async function testsPanel(path, version, changed = () => {}) {
@@ -61,16 +61,19 @@ export async function testsPanel(path, version, changed = () => {}) {
     const run = h("button", { type: "button", id: "run-tests", disabled: cases.length === 0 }, "Run tests");
     run.addEventListener("click", async () => {
       const outcome = await api("POST", `${base}/run`, {});
-      say(`${outcome.passed} passed, ${outcome.failed} failed`);
+      // A failing test would stop a release: kept in view like a refusal.
+      const told = `tests of ${version.code_id}: ${outcome.passed} passed, ${outcome.failed} failed`;
+      if (outcome.failed > 0) sayError(told);
+      else say(told);
       replace(results,
         h("p", { id: "test-summary", text: `${outcome.passed} passed, ${outcome.failed} failed` }),
-        h("table", {},
+        labelCells(h("table", {},
           h("thead", {}, h("tr", {}, ["Test", "Outcome", "Got", "Expected"].map((t) => h("th", { scope: "col", text: t })))),
           h("tbody", {}, outcome.results.map((r) => h("tr", {},
             h("td", { text: r.name || r.test_id }),
             h("td", { text: r.passed ? "passed" : `failed${r.error ? `: ${r.error}` : ""}` }),
             h("td", { text: JSON.stringify(r.actual) }),
-            h("td", { text: JSON.stringify(r.expected) }))))));
+            h("td", { text: JSON.stringify(r.expected) })))))));
     });
     replace(panel,
       h("h2", { id: "tests-title", text: `Tests of ${version.code_id}` }),
