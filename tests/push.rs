@@ -385,7 +385,7 @@ const IDLE: Duration = Duration::from_millis(1300);
 async fn subscribers_that_answer_pings_stay_connected() {
     let app = spawn(Backend::Sqlite, quick_pings).await.unwrap();
     let secret = app.create_config("idle").await["secret"].as_str().unwrap().to_owned();
-    let mut compat = compat_socket(&app, "idle", Some(&secret)).await.unwrap();
+    let compat = compat_socket(&app, "idle", Some(&secret)).await.unwrap();
     let mut native = native_socket(&app).await;
     assert_eq!(
         subscribe(&mut native, "idle", &secret, None).await["type"],

@@ -203,6 +203,16 @@ await page.locator("#reports tr", { hasText: "render" }).first().waitFor();
 assert.match(await page.locator("#reports").textContent(), /ignored/);
 assert.match(await page.locator("#report-ratio").textContent(), /0 counted sources, ratio 0\.000/);
 await page.locator("#reports li", { hasText: "undefined value" }).waitFor();
+// Anyone may send a report (the secret is public): a right-to-left override
+// in its message stays inside it.
+const override = await fetch(`${base}/api/v1/configs/banner/reports`, {
+  method: "POST", headers: { Secret: secret, "Content-Type": "application/json" },
+  body: JSON.stringify({ code_id: first, device_id: "device-2", kind: "render", message: "evil \u202E txet desrever" }),
+});
+assert.ok(override.ok, `report refused: ${override.status}`);
+await page.getByRole("button", { name: `Show ${first}: source, rules, schema and tests` }).click();
+const evil = await page.locator("#reports li", { hasText: "evil" }).first().textContent();
+assert.equal(evil, "render: \u2068evil \u202E txet desrever\u2069", "a report's message is not isolated");
 await shot("reports");
 
 step("a passing test on the first version");
@@ -322,6 +332,13 @@ await page.locator("#plans tr[data-state=aborted]").waitFor();
 await page.locator("#gray", { hasText: "none" }).waitFor({ timeout: 5000 });
 await page.locator("#stable", { hasText: second }).waitFor();
 
+step("an address that does not decode says so");
+await page.goto(`${base}/console#/configs/%E0%A4%A`);
+await page.getByRole("heading", { name: "No such page" }).waitFor();
+assert.match(await page.locator("#main .error").textContent(), /is not a console address/);
+await page.goto(`${base}/console#/configs/banner`);
+await page.getByRole("heading", { name: "Config banner" }).waitFor();
+
 step("events");
 await page.getByRole("link", { name: "Events" }).click();
 await page.getByRole("heading", { name: "Events of banner" }).waitFor();
@@ -331,7 +348,12 @@ assert.ok(kinds.some((k) => k.includes("rollback")), `no rollback event in ${kin
 assert.equal(kinds[0], "plan_aborted", "the newest event, the aborted plan's, comes first");
 assert.equal(kinds[1], "gray_removed", "the abort's gray removal comes just before it");
 for (const kind of ["uploaded", "plan_paused", "plan_resumed"]) assert.ok(kinds.includes(kind), `no ${kind} event in ${kinds}`);
-const sentences = await page.locator("#events tbody tr .sentence > span").allTextContents();
+// Who did it sits between Unicode isolates (FSI, PDI), so a name holding a
+// right-to-left override cannot reverse the sentence; compared without them.
+const isolated = await page.locator("#events tbody tr .sentence > span").allTextContents();
+assert.ok(isolated.some((t) => t.startsWith("\u2068tester\u2069 ")), `the actor is not isolated: ${isolated.join(" | ")}`);
+const plain = (t) => t.replace(/[\u2068\u2069]/g, "");
+const sentences = isolated.map(plain);
 assert.ok(sentences.some((t) => t === `tester uploaded ${short(first)} (starlark)`), `no upload sentence in ${sentences.join(" | ")}`);
 assert.ok(sentences.some((t) => t.startsWith(`tester released ${short(second)} (was ${short(first)})`)), `no release sentence in ${sentences.join(" | ")}`);
 assert.ok(sentences.some((t) => /^tester paused the rollout plan .* at step 1 of 2 \(50 %\)$/.test(t)), `no pause sentence in ${sentences.join(" | ")}`);
@@ -403,7 +425,7 @@ assert.deepEqual(await ids(), [], "ids are not unique");
 await shot("broken");
 await page.getByRole("link", { name: "Events" }).click();
 await page.getByRole("heading", { name: "Events of banner" }).waitFor();
-const told = await page.locator("#events tbody tr .sentence > span").allTextContents();
+const told = (await page.locator("#events tbody tr .sentence > span").allTextContents()).map(plain);
 assert.match(told[0], new RegExp(`^reports broke ${short(third.code_id)}: \\d+ of \\d+ served devices reported in \\d+ s`), told.join(" | "));
 await shot("events-desktop");
 

@@ -44,7 +44,16 @@ async function route() {
     stop();
     return signInView();
   }
-  const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  let parts;
+  try {
+    parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  } catch {
+    // A hand-typed address such as #/configs/%E0%A4%A is no config's.
+    replace(main(), h("h1", { text: "No such page" }),
+      h("p", { class: "error", role: "alert", text: `${location.hash} is not a console address (its escapes do not decode).` }),
+      h("p", {}, h("a", { href: "#/configs" }, "All configs")));
+    return;
+  }
   try {
     if (parts[0] === "configs" && parts[1] && parts[2] === "events") await eventsView(main(), parts[1]);
     else if (parts[0] === "configs" && parts[1]) await configView(main(), parts[1]);

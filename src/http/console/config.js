@@ -3,7 +3,7 @@
 // refusal, goes to the page's message region (dom.js `say`/`sayError`).
 
 import { api, ApiError } from "./api.js";
-import { h, replace, say, sayError, confirmChange } from "./dom.js";
+import { h, isolate, replace, say, sayError, confirmChange } from "./dom.js";
 import { comparePanel } from "./compare.js";
 import { confirmPublish } from "./gate.js";
 import { breakReasons, served } from "./health.js";
@@ -60,7 +60,7 @@ export async function configView(main, id) {
   draw();
   replace(main,
     h("h1", {}, `Config ${id}`),
-    now.config.description && h("p", { text: now.config.description }),
+    now.config.description && h("p", { text: isolate(now.config.description) }),
     h("p", {}, h("a", { href: `#/configs/${encodeURIComponent(id)}/events` }, "Events")),
     servingBox,
     versionsBox,

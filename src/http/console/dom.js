@@ -19,7 +19,19 @@ export function replace(parent, ...children) {
   parent.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
 }
 
-export const when = (ms) => new Date(ms).toISOString().replace("T", " ").slice(0, 19) + " UTC";
+// Any stored number shows: a date past what Date holds (a plan's start_at of
+// year 275,760 or more) would otherwise throw and blank the page.
+export function when(ms) {
+  const date = new Date(ms);
+  if (!Number.isFinite(date.getTime())) return `${ms} (not a date)`;
+  return date.toISOString().replace("T", " ").replace(/\.\d+Z$/, "") + " UTC";
+}
+
+// Text anyone may have written (a report's message, a description, an
+// actor's or a test's name) between Unicode isolates (FSI ... PDI): a
+// right-to-left override inside it then cannot reverse the sentence around
+// it, wherever the text is used, in an element or inside a longer string.
+export const isolate = (text) => `\u2068${text ?? ""}\u2069`;
 
 // Asks before a change, saying what it will do; resolves true to go ahead.
 export async function confirmChange(title, lines) {

@@ -6,6 +6,7 @@
 // evidence reports left, or who marked it by hand.
 
 import { api } from "./api.js";
+import { isolate } from "./dom.js";
 
 export const short = (code) => (code && code.length > 8 ? `${code.slice(0, 8)}…` : code);
 
@@ -27,7 +28,7 @@ export async function breakReasons(configId, codes) {
     const e = events.find((ev) => ev.kind === "broken" && ev.to?.code_id === code);
     reasons.set(code, !e ? "marked broken"
       : e.detail?.evidence ? `broken by reports: ${evidenceText(e.detail.evidence)}`
-      : `marked broken by ${e.actor}`);
+      : `marked broken by ${isolate(e.actor)}`);
   }
   return reasons;
 }

@@ -3,7 +3,7 @@
 // the latest messages.
 
 import { api } from "./api.js";
-import { h, labelCells } from "./dom.js";
+import { h, isolate, labelCells } from "./dom.js";
 
 export async function reportsPanel(path, version) {
   const base = `${path}/versions/${encodeURIComponent(version.code_id)}/reports`;
@@ -25,5 +25,5 @@ export async function reportsPanel(path, version) {
     counts(`In the last ${summary.window_s} s`, summary.window),
     counts("In all", summary.total),
     h("h3", { text: "Latest" }),
-    h("ul", {}, latest.slice(0, 20).map((r) => h("li", { text: `${r.kind ?? "client"}: ${r.message}` }))));
+    h("ul", {}, latest.slice(0, 20).map((r) => h("li", { text: `${r.kind ?? "client"}: ${isolate(r.message)}` }))));
 }

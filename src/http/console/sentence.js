@@ -2,6 +2,7 @@
 // what, and why (a break's evidence, the plan that moved, a forced publish).
 // Pure: events.js shows it, with the raw record a click away.
 
+import { isolate } from "./dom.js";
 import { evidenceText, short } from "./health.js";
 
 const code = (state) => state?.release?.code_id ?? null;
@@ -24,11 +25,11 @@ function plan(e, verb) {
   const d = e.detail ?? {};
   const at = d.step > 0 ? ` at step ${d.step} of ${d.of}${d.percentage != null ? ` (${d.percentage} %)` : ""}` : " before its first step";
   const removed = e.kind === "plan_aborted" && d.gray_removed ? "; its gray was removed" : "";
-  return `${e.actor} ${verb} the rollout plan ${short(d.plan)} for ${short(d.code_id)}${at}${removed}`;
+  return `${isolate(e.actor)} ${verb} the rollout plan ${short(d.plan)} for ${short(d.code_id)}${at}${removed}`;
 }
 
 export function sentence(e) {
-  const who = e.actor;
+  const who = isolate(e.actor);
   const d = e.detail ?? {};
   switch (e.kind) {
     case "created": return `${who} created the config`;

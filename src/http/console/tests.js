@@ -1,7 +1,7 @@
 // One version's stored test cases: add one, run them all, see each result.
 
 import { api, ApiError } from "./api.js";
-import { h, replace, say, sayError, confirmChange, labelCells } from "./dom.js";
+import { h, isolate, replace, say, sayError, confirmChange, labelCells } from "./dom.js";
 import { editor } from "./editor.js";
 
 export async function testsPanel(path, version, changed = () => {}) {
@@ -29,7 +29,7 @@ export async function testsPanel(path, version, changed = () => {}) {
       name.focus();
     };
     const remove = async (c) => {
-      if (!(await confirmChange("Remove a test", [`${c.name || c.test_id} is deleted; publishing no longer runs it.`]))) return;
+      if (!(await confirmChange("Remove a test", [`${isolate(c.name || c.test_id)} is deleted; publishing no longer runs it.`]))) return;
       await api("DELETE", `${base}/${c.test_id}`);
       await draw();
       changed();
@@ -50,7 +50,7 @@ export async function testsPanel(path, version, changed = () => {}) {
         // A case is never changed in place: the edited one is added, then the old one removed.
         await api("POST", base, { name: name.value, ...parsed });
         if (replacing) await api("DELETE", `${base}/${replacing.test_id}`);
-        say(`test ${name.value} ${replacing ? "saved" : "added"}`);
+        say(`test ${isolate(name.value)} ${replacing ? "saved" : "added"}`);
         await draw();
         changed();
       } catch (e) {
@@ -78,7 +78,7 @@ export async function testsPanel(path, version, changed = () => {}) {
     replace(panel,
       h("h2", { id: "tests-title", text: `Tests of ${version.code_id}` }),
       h("ul", {}, cases.map((c) => h("li", {},
-        `${c.name || c.test_id}: ${JSON.stringify(c.params)} → ${JSON.stringify(c.expected)} `,
+        `${isolate(c.name || c.test_id)}: ${JSON.stringify(c.params)} → ${JSON.stringify(c.expected)} `,
         h("button", { type: "button", onclick: () => edit(c) }, `Edit ${c.name || c.test_id}`),
         " ",
         h("button", { type: "button", onclick: () => remove(c) }, `Remove ${c.name || c.test_id}`)))),
