@@ -155,7 +155,8 @@ pub async fn start_with_store(
         reports,
         plans,
         scheduler,
-        client_address_header: client_address_header(&settings.server.client_address_header)?,
+        proxies: proxies(&settings.server)?,
+        original_routes: settings.server.original_routes,
     });
     let admin_listen = settings.server.admin_address()?;
     let routers = http::routers(state.clone(), settings.server.max_body_bytes, admin_listen.is_some());
@@ -311,13 +312,24 @@ fn start_reports(
     (reports, upkeep)
 }
 
-fn client_address_header(name: &str) -> anyhow::Result<Option<axum::http::HeaderName>> {
-    match name.trim() {
-        "" => Ok(None),
-        name => Ok(Some(name.parse().with_context(|| {
+/// Whose forwarding headers are believed. A header set with no proxy
+/// trusted is never read, which a deployment that relied on it must hear.
+fn proxies(server: &crate::settings::Server) -> anyhow::Result<http::Proxies> {
+    let header = match server.client_address_header.trim() {
+        "" => None,
+        name => Some(name.parse::<axum::http::HeaderName>().with_context(|| {
             format!("invalid setting `server.client_address_header`: `{name}` is not a header name")
-        })?)),
+        })?),
+    };
+    let trusted = server.trusted_proxy_ranges()?;
+    if header.is_some() && trusted.is_empty() {
+        tracing::warn!(
+            header = %server.client_address_header,
+            "server.client_address_header is set but server.trusted_proxies is empty: the header is \
+             ignored and each client is its connection's peer; list your proxies' addresses"
+        );
     }
+    Ok(http::Proxies::new(header, trusted))
 }
 
 /// Connections waiting to be accepted. A publish makes every subscribed

@@ -14,6 +14,7 @@ mod ofrep;
 mod openapi;
 pub mod ops;
 mod playground;
+mod proxies;
 mod push;
 mod reports;
 mod rollout;
@@ -38,6 +39,7 @@ use crate::actors::rollout::SchedulerMsg;
 use crate::reports::ReportsHandle;
 pub use auth::AdminTokens;
 pub use ofrep::LiveAccess;
+pub use proxies::Proxies;
 
 /// What every handler reaches, behind one `Arc`: axum clones the state for
 /// each request, and cloning a dozen handles cost more than the handler.
@@ -91,8 +93,10 @@ pub struct Services {
     pub plans: PlansHandle,
     /// The rollout Scheduler, for its liveness.
     pub scheduler: Slot<SchedulerMsg>,
-    /// `server.client_address_header`, when set.
-    pub client_address_header: Option<axum::http::HeaderName>,
+    /// Whose forwarding headers are believed (`server.trusted_proxies`).
+    pub proxies: Proxies,
+    /// `server.original_routes`: off, the original service's routes answer 410.
+    pub original_routes: bool,
 }
 
 fn request_span(request: &axum::extract::Request) -> tracing::Span {
