@@ -54,7 +54,7 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
     settings.validate()?;
     let store = store::connect(&settings.store.url, settings.store.max_connections)
         .await
-        .with_context(|| format!("opening store {}", redact(&settings.store.url)))?;
+        .with_context(|| format!("opening store {}", crate::secrets::redact_url(&settings.store.url)))?;
     start_with_store(settings, store, listener).await
 }
 
@@ -176,7 +176,13 @@ pub async fn start_with_store(
         admin_addr = Some(listener.local_addr()?);
         servers.push(tokio::spawn(server::serve(listener, router, limits, stopped)));
     }
-    tracing::info!(%addr, ?admin_addr, store = %redact(&settings.store.url), "vane listening");
+    tracing::info!(
+        %addr,
+        ?admin_addr,
+        store = %crate::secrets::redact_url(&settings.store.url),
+        redis = %crate::secrets::redact_url(&settings.redis.url),
+        "vane listening"
+    );
     Ok(App {
         addr,
         admin_addr,
@@ -398,20 +404,6 @@ fn generated_secret(store_url: &str, file_name: &str, what: &str) -> anyhow::Res
     Ok(token)
 }
 
-/// A store URL without its password, for logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,11 +422,5 @@ mod tests {
             secret_path("postgres://h/db", "vane-admin-token"),
             Path::new("vane-admin-token")
         );
-    }
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
-        assert_eq!(redact("sqlite://vane.db"), "sqlite://vane.db");
     }
 }

@@ -354,7 +354,10 @@ mod tests {
         assert_eq!(s.server.trusted_proxy_ranges().unwrap().len(), 3);
         s.server.trusted_proxies.push("10.0.0.0/33".into());
         let err = s.validate().unwrap_err().to_string();
-        assert!(err.contains("server.trusted_proxies") && err.contains("`10.0.0.0/33`"), "{err}");
+        assert!(
+            err.contains("server.trusted_proxies") && err.contains("`10.0.0.0/33`"),
+            "{err}"
+        );
         figment::Jail::expect_with(|jail| {
             jail.set_env("VANE_SERVER__TRUSTED_PROXIES", "10.1.0.0/16, 127.0.0.1");
             let loaded = Settings::load(Path::new("none.toml"), false).unwrap();

@@ -49,7 +49,10 @@ async fn a_forwarded_address_from_an_untrusted_peer_is_ignored() {
 
     // Trusted, but only 10.0.0.0/8: the peer (127.0.0.1) is still not one.
     let app = spawn(|s| s.server.trusted_proxies = vec!["10.0.0.0/8".into()]).await;
-    let _held = [socket(&app, "1.1.1.1").await.unwrap(), socket(&app, "2.2.2.2").await.unwrap()];
+    let _held = [
+        socket(&app, "1.1.1.1").await.unwrap(),
+        socket(&app, "2.2.2.2").await.unwrap(),
+    ];
     let text = socket(&app, "3.3.3.3").await.err().unwrap();
     assert!(text.contains("127.0.0.1 already holds"), "{text}");
     app.stop().await;
@@ -71,7 +74,8 @@ async fn through_a_trusted_proxy_the_right_most_untrusted_address_is_the_client(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn through_a_chain_of_trusted_proxies_the_client_is_before_the_first() {
-    let app = spawn(|s| s.server.trusted_proxies = vec!["127.0.0.0/8".into(), "10.0.0.0/8".into(), "fd00::/8".into()]).await;
+    let app =
+        spawn(|s| s.server.trusted_proxies = vec!["127.0.0.0/8".into(), "10.0.0.0/8".into(), "fd00::/8".into()]).await;
     let chain = "9.9.9.9, 203.0.113.7, 10.1.2.3, fd00::5";
     let _a = socket(&app, chain).await.unwrap();
     let _b = socket(&app, "203.0.113.7, 10.9.9.9").await.unwrap();
@@ -118,12 +122,20 @@ async fn the_event_stream_address_takes_forwarded_parts_only_from_a_trusted_prox
     app.create_config("app-one").await;
     let url = stream_url(&app, &forged).await;
     let url = url.as_str().unwrap();
-    assert!(url.starts_with("http://vane.example:8443/ofrep/v1/events?ticket="), "{url}");
+    assert!(
+        url.starts_with("http://vane.example:8443/ofrep/v1/events?ticket="),
+        "{url}"
+    );
     // A Host that is not a host name gets no stream address, not a broken one.
     assert_eq!(stream_url(&app, &[("Host", "a\"b")]).await, Value::Null);
     // Without forged headers, the address the client connected to.
     let url = stream_url(&app, &[]).await;
-    assert!(url.as_str().unwrap().starts_with(&format!("http://{}/ofrep/", app.addr)), "{url}");
+    assert!(
+        url.as_str()
+            .unwrap()
+            .starts_with(&format!("http://{}/ofrep/", app.addr)),
+        "{url}"
+    );
     app.stop().await;
 
     let app = spawn(|s| {
@@ -133,6 +145,184 @@ async fn the_event_stream_address_takes_forwarded_parts_only_from_a_trusted_prox
     .await;
     app.create_config("app-one").await;
     let url = stream_url(&app, &forged).await;
-    assert!(url.as_str().unwrap().starts_with("https://evil.example/ofrep/v1/events?ticket="), "{url}");
+    assert!(
+        url.as_str()
+            .unwrap()
+            .starts_with("https://evil.example/ofrep/v1/events?ticket="),
+        "{url}"
+    );
+    app.stop().await;
+}
+
+fn meta() -> Value {
+    json!({"meta": {"version": 1, "platform": "ios", "device_id": "d1"}, "params": {}})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_original_routes_can_be_switched_off() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| s.server.original_routes = false)
+        .await
+        .unwrap();
+    app.released("app", "return 1", json!([])).await;
+    let gone = [
+        ("POST", "/config/app"),
+        ("GET", "/push/app"),
+        ("POST", "/update/app"),
+        ("POST", "/report/app/c1"),
+        ("GET", "/test/t1"),
+    ];
+    for (method, path) in gone {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let response = app
+            .client
+            .request(method, app.url(path))
+            .json(&meta())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::GONE, "{path}");
+        let body: Value = response.json().await.unwrap();
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains("server.original_routes"), "{path}: {body}");
+        assert_eq!(body["error"]["code"], "original_routes_off");
+    }
+    // The native routes answer as ever.
+    let (status, body) = app.post_json("/api/v1/configs/app/evaluate", meta()).await;
+    assert_eq!((status, &body["result"]), (StatusCode::OK, &json!(1)), "{body}");
+    app.stop().await;
+
+    // On by default: the original fetch answers.
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    app.released("app", "return 1", json!([])).await;
+    let (status, body) = app.fetch("app", meta()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_id_must_be_a_clean_path_segment() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    for id in [".", ".."] {
+        let (status, body) = app
+            .admin(reqwest::Method::POST, "/api/v1/configs", Some(json!({"id": id})))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{id}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_config_id");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("clean path segment"),
+            "{body}"
+        );
+    }
+    let (status, body) = app
+        .admin(reqwest::Method::POST, "/api/v1/configs", Some(json!({"id": "a b"})))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    for id in ["...", ".hidden", "app.v2"] {
+        app.create_config(id).await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plan_may_start_at_most_a_year_ahead() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    app.create_config("app").await;
+    let code_id = app
+        .create_version("app", json!({"lang": "starlark", "source": "return 1"}))
+        .await;
+    let now = vane::domain::model::now_millis();
+    for far in [now + 400 * 86_400_000, 253_402_300_800_000, 9_223_372_036_854_775_000] {
+        let plan = json!({"code_id": code_id, "steps": [{"percentage": 100, "bake_s": 1}], "start_at": far});
+        let (status, body) = app
+            .admin(reqwest::Method::POST, "/api/v1/configs/app/plans", Some(plan))
+            .await;
+        assert!(status.is_client_error(), "{far}: {status} {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("start_at") && message.contains("a year ahead"),
+            "{message}"
+        );
+    }
+    let soon = json!({"code_id": code_id, "steps": [{"percentage": 100, "bake_s": 1}], "start_at": now + 3_600_000});
+    let (status, body) = app
+        .admin(reqwest::Method::POST, "/api/v1/configs/app/plans", Some(soon))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreadable_paths_and_queries_answer_in_json() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let code_id = app.released("app", "return 1", json!([])).await;
+    let (status, body) = app.admin(reqwest::Method::GET, "/api/v1/configs/%FF", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_path", "{body}");
+    let reports = format!("/api/v1/configs/app/versions/{code_id}/reports");
+    let (status, body) = app
+        .admin(reqwest::Method::GET, &format!("{reports}?limit=many"), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_query", "{body}");
+    let (status, body) = app
+        .admin(reqwest::Method::GET, &format!("{reports}?limit=5"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The original routes keep their envelope.
+    let (status, body) = app.fetch("%FF", meta()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["message"].is_string() && body["data"].is_null(), "{body}");
+    let (status, body) = app.fetch("app", meta()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_declared_length_over_the_limit_is_refused_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    app.released("app", "return 1", json!([])).await;
+    for path in [
+        "/api/v1/configs/app/evaluate",
+        "/config/app",
+        "/ofrep/v1/evaluate/flags/app",
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\n{{");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = vec![0; 4096];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(3), stream.read(&mut answer))
+            .await
+            .expect("no answer within 3 s")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer[..read]);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{path}: {answer}");
+        assert!(answer.contains("server.max_body_bytes"), "{path}: {answer}");
+    }
+    let (status, body) = app.post_json("/api/v1/configs/app/evaluate", meta()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_404_carries_the_console_headers() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    for (path, status) in [("/console/nope.js", 404), ("/console/app.js", 200)] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{path}");
+        let headers = response.headers();
+        assert!(
+            headers["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("default-src 'none'"),
+            "{path}"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+    }
     app.stop().await;
 }

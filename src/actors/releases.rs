@@ -14,7 +14,7 @@ use super::test_runs::{self, CaseResult, TestRun};
 use crate::cache::RedisCache;
 use crate::domain::Meta;
 use crate::domain::change::{Change, ChangeNotice};
-use crate::domain::model::{ConfigIdError, ReleaseEvent, TestCase, now_millis, validate_config_id};
+use crate::domain::model::{ConfigIdError, ReleaseEvent, TestCase, now_millis, validate_new_config_id};
 use crate::domain::params::{self, ParamError};
 use crate::domain::rules::{self, RuleError};
 use crate::domain::{Config, ConfigStatus, Lang, Version};
@@ -139,7 +139,7 @@ impl ReleasesHandle {
 
     /// Creates a config with a fresh secret, and announces it.
     pub async fn create_config(&self, id: String, description: String, actor: &str) -> Result<Config, ReleaseError> {
-        validate_config_id(&id)?;
+        validate_new_config_id(&id)?;
         let secret = crate::secrets::random_token();
         let config = self
             .store

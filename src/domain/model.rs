@@ -85,7 +85,7 @@ pub struct Gray {
 /// clients must see.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
-    /// Letters, digits, `-`, `_`, `.` (`validate_config_id`).
+    /// Letters, digits, `-`, `_`, `.`, not `.` or `..` (`validate_new_config_id`).
     pub id: String,
     /// For operators.
     pub description: String,
@@ -302,6 +302,12 @@ pub enum ConfigIdError {
     /// A character other than a letter, digit, `-`, `_` or `.`.
     #[error("config id `{0}` may contain only letters, digits, `-`, `_` and `.`")]
     Characters(String),
+    /// `.` or `..`: a path segment clients and browsers resolve away.
+    #[error(
+        "config id `{0}` is not a clean path segment: `.` and `..` are resolved away by browsers and HTTP \
+         clients that normalise paths, so no client could reach it"
+    )]
+    DotSegment(String),
 }
 
 /// Config ids appear in URLs and Redis keys: keep them plain.
@@ -314,6 +320,17 @@ pub fn validate_config_id(id: &str) -> Result<(), ConfigIdError> {
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     {
         return Err(ConfigIdError::Characters(id.to_owned()));
+    }
+    Ok(())
+}
+
+/// The rule for a new id: `validate_config_id`, and a clean path segment
+/// (`.` and `..` are not). Lookups keep the looser rule, so a config made
+/// before this one still answers whoever can name it.
+pub fn validate_new_config_id(id: &str) -> Result<(), ConfigIdError> {
+    validate_config_id(id)?;
+    if matches!(id, "." | "..") {
+        return Err(ConfigIdError::DotSegment(id.to_owned()));
     }
     Ok(())
 }

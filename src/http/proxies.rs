@@ -92,7 +92,10 @@ mod tests {
     fn an_untrusted_peer_is_the_client_whatever_it_sends() {
         let p = proxies(&["10.0.0.0/8"]);
         assert_eq!(p.client(ip("203.0.113.9"), &headers(&["1.1.1.1"])), ip("203.0.113.9"));
-        assert_eq!(proxies(&[]).client(ip("10.0.0.1"), &headers(&["1.1.1.1"])), ip("10.0.0.1"));
+        assert_eq!(
+            proxies(&[]).client(ip("10.0.0.1"), &headers(&["1.1.1.1"])),
+            ip("10.0.0.1")
+        );
     }
 
     #[test]
@@ -100,9 +103,15 @@ mod tests {
         let p = proxies(&["10.0.0.0/8", "192.168.0.1/32"]);
         let chain = headers(&["6.6.6.6, 198.51.100.4, 192.168.0.1", "10.2.3.4"]);
         assert_eq!(p.client(ip("10.0.0.1"), &chain), ip("198.51.100.4"));
-        assert_eq!(p.client(ip("10.0.0.1"), &headers(&["[2001:db8::1]:443"])), ip("2001:db8::1"));
+        assert_eq!(
+            p.client(ip("10.0.0.1"), &headers(&["[2001:db8::1]:443"])),
+            ip("2001:db8::1")
+        );
         assert_eq!(p.client(ip("10.0.0.1"), &headers(&["10.0.0.2"])), ip("10.0.0.2"));
-        assert_eq!(p.client(ip("10.0.0.1"), &headers(&["1.1.1.1, unknown"])), ip("10.0.0.1"));
+        assert_eq!(
+            p.client(ip("10.0.0.1"), &headers(&["1.1.1.1, unknown"])),
+            ip("10.0.0.1")
+        );
         assert_eq!(p.client(ip("10.0.0.1"), &HeaderMap::new()), ip("10.0.0.1"));
         assert_eq!(p.client(ip("::ffff:10.0.0.1"), &headers(&["5.5.5.5"])), ip("5.5.5.5"));
     }
