@@ -12,6 +12,8 @@ use vane::settings::ClientToken;
 
 const CAP: usize = 2;
 
+backend_tests!(every_previous_secret_keeps_its_own_grace);
+
 async fn spawn(tweak: impl FnOnce(&mut vane::settings::Settings)) -> TestApp {
     TestApp::spawn_with(Backend::Sqlite, |s| {
         s.server.client_address_header = "X-Forwarded-For".into();
@@ -324,5 +326,91 @@ async fn the_console_404_carries_the_console_headers() {
         assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(headers["x-frame-options"], "DENY", "{path}");
     }
+    app.stop().await;
+}
+
+/// What ends `socket`: the close frame's code, or `None` if it ended
+/// without one; `Err` if still open after `wait`.
+async fn closed_with(socket: &mut common::ws::Socket, wait: std::time::Duration) -> Result<Option<u16>, ()> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    tokio::time::timeout(wait, async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .map_err(|_| ())
+}
+
+/// Two rotations within the grace: the original and the second secret each
+/// work until their own grace ends, then 403; a socket opened with a
+/// secret is closed with 1008 when that secret's grace ends, and one opened
+/// with the current secret stays.
+async fn every_previous_secret_keeps_its_own_grace(backend: Backend) {
+    use common::ws::{compat_socket, native_socket, subscribe};
+    use std::time::{Duration, Instant};
+    const GRACE: Duration = Duration::from_secs(4);
+    let Some(app) = TestApp::spawn_with(backend, |s| s.auth.secret_grace_s = GRACE.as_secs()).await else {
+        return;
+    };
+    let original = app.create_config("app").await["secret"].as_str().unwrap().to_owned();
+    let mut opened_with_original = compat_socket(&app, "app", Some(&original)).await.unwrap();
+    let rotate = || async {
+        let (status, body) = app
+            .admin(reqwest::Method::POST, "/api/v1/configs/app/secret/rotate", None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        (Instant::now(), body)
+    };
+    let (first_at, first) = rotate().await;
+    let second = first["secret"].as_str().unwrap().to_owned();
+    tokio::time::sleep(GRACE / 2).await;
+    let (second_at, third) = rotate().await;
+    let third = third["secret"].as_str().unwrap().to_owned();
+    let previous = &app.admin(reqwest::Method::GET, "/api/v1/configs/app", None).await.1["previous_secrets"];
+    assert_eq!(previous.as_array().map(Vec::len), Some(2), "{previous}");
+
+    // All three work while both graces run.
+    for secret in [&original, &second, &third] {
+        assert!(compat_socket(&app, "app", Some(secret)).await.is_ok());
+    }
+    let mut opened_with_second = native_socket(&app).await;
+    assert_eq!(
+        subscribe(&mut opened_with_second, "app", &second, None).await["type"],
+        "subscribed"
+    );
+    let mut opened_with_third = compat_socket(&app, "app", Some(&third)).await.unwrap();
+
+    // The original's grace ends: its socket is closed with 1008, the
+    // others are not, and it is refused while the second still works.
+    let left = (first_at + GRACE).saturating_duration_since(Instant::now());
+    let code = closed_with(&mut opened_with_original, left + Duration::from_secs(3)).await;
+    assert_eq!(code, Ok(Some(1008)));
+    assert!(first_at.elapsed() >= GRACE - Duration::from_millis(100));
+    assert_eq!(
+        compat_socket(&app, "app", Some(&original)).await.err(),
+        Some(StatusCode::FORBIDDEN)
+    );
+    assert!(compat_socket(&app, "app", Some(&second)).await.is_ok());
+
+    // Then the second's.
+    let left = (second_at + GRACE).saturating_duration_since(Instant::now());
+    let code = closed_with(&mut opened_with_second, left + Duration::from_secs(3)).await;
+    assert_eq!(code, Ok(Some(1008)));
+    assert_eq!(
+        compat_socket(&app, "app", Some(&second)).await.err(),
+        Some(StatusCode::FORBIDDEN)
+    );
+    // The current secret's socket and secret are untouched.
+    assert_eq!(
+        closed_with(&mut opened_with_third, Duration::from_millis(300)).await,
+        Err(())
+    );
+    assert!(compat_socket(&app, "app", Some(&third)).await.is_ok());
     app.stop().await;
 }

@@ -164,6 +164,12 @@ impl ReleasesHandle {
             .ok_or_else(|| StoreError::NotFound(Missing::Config(id.to_owned())).into())
     }
 
+    /// The config as memory holds it (loaded once if it holds none): for
+    /// checks made on every change, such as an open socket's secret.
+    pub async fn held_config(&self, id: &str) -> Option<Config> {
+        self.cache.entry(id).await.ok().map(|entry| entry.config.clone())
+    }
+
     /// Every config, from the store.
     pub async fn configs(&self) -> Result<Vec<Config>, ReleaseError> {
         Ok(self.store.list_configs().await?)
