@@ -149,7 +149,11 @@ async fn run(rate: u64, outage: Duration, partition: bool) -> anyhow::Result<()>
     }
 
     let samples = std::mem::take(&mut *samples.lock().unwrap());
-    let how = if partition { "partitioned (no answer)" } else { "cut off (refused)" };
+    let how = if partition {
+        "partitioned (no answer)"
+    } else {
+        "cut off (refused)"
+    };
     println!("{rate} requests/s from {CLIENTS} clients, 10 % cached: false, store {how} for {outage:?}:");
     for at in [Phase::Before, Phase::During, Phase::After] {
         for fresh in [false, true] {

@@ -121,7 +121,14 @@ async fn run(n: usize, nodes: usize, hold: Duration) -> anyhow::Result<()> {
         let count = per_node.min(n - i * per_node);
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
-            .args(["client", &addr.to_string(), &count.to_string(), &secret, &i.to_string(), &hold.as_secs().to_string()])
+            .args([
+                "client",
+                &addr.to_string(),
+                &count.to_string(),
+                &secret,
+                &i.to_string(),
+                &hold.as_secs().to_string(),
+            ])
             .stdout(Stdio::piped())
             .spawn()?;
         let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
@@ -271,7 +278,13 @@ fn ticks_per_second() -> f64 {
 
 /// `vane_push_dropped_clients_total`, every reason summed, from `/metrics`.
 async fn dropped_clients(http: &reqwest::Client, addr: SocketAddr) -> anyhow::Result<f64> {
-    let text = http.get(format!("http://{addr}/metrics")).bearer_auth(BEARER).send().await?.text().await?;
+    let text = http
+        .get(format!("http://{addr}/metrics"))
+        .bearer_auth(BEARER)
+        .send()
+        .await?
+        .text()
+        .await?;
     Ok(text
         .lines()
         .filter(|l| l.starts_with("vane_push_dropped_clients_total"))

@@ -54,7 +54,7 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
     settings.validate()?;
     let store = store::connect(&settings.store.url, settings.store.max_connections)
         .await
-        .with_context(|| format!("opening store {}", redact(&settings.store.url)))?;
+        .with_context(|| format!("opening store {}", crate::secrets::redact_url(&settings.store.url)))?;
     start_with_store(settings, store, listener).await
 }
 
@@ -155,7 +155,8 @@ pub async fn start_with_store(
         reports,
         plans,
         scheduler,
-        client_address_header: client_address_header(&settings.server.client_address_header)?,
+        proxies: proxies(&settings.server)?,
+        original_routes: settings.server.original_routes,
     });
     let admin_listen = settings.server.admin_address()?;
     let routers = http::routers(state.clone(), settings.server.max_body_bytes, admin_listen.is_some());
@@ -175,7 +176,13 @@ pub async fn start_with_store(
         admin_addr = Some(listener.local_addr()?);
         servers.push(tokio::spawn(server::serve(listener, router, limits, stopped)));
     }
-    tracing::info!(%addr, ?admin_addr, store = %redact(&settings.store.url), "vane listening");
+    tracing::info!(
+        %addr,
+        ?admin_addr,
+        store = %crate::secrets::redact_url(&settings.store.url),
+        redis = %crate::secrets::redact_url(&settings.redis.url),
+        "vane listening"
+    );
     Ok(App {
         addr,
         admin_addr,
@@ -311,13 +318,24 @@ fn start_reports(
     (reports, upkeep)
 }
 
-fn client_address_header(name: &str) -> anyhow::Result<Option<axum::http::HeaderName>> {
-    match name.trim() {
-        "" => Ok(None),
-        name => Ok(Some(name.parse().with_context(|| {
+/// Whose forwarding headers are believed. A header set with no proxy
+/// trusted is never read, which a deployment that relied on it must hear.
+fn proxies(server: &crate::settings::Server) -> anyhow::Result<http::Proxies> {
+    let header = match server.client_address_header.trim() {
+        "" => None,
+        name => Some(name.parse::<axum::http::HeaderName>().with_context(|| {
             format!("invalid setting `server.client_address_header`: `{name}` is not a header name")
-        })?)),
+        })?),
+    };
+    let trusted = server.trusted_proxy_ranges()?;
+    if header.is_some() && trusted.is_empty() {
+        tracing::warn!(
+            header = %server.client_address_header,
+            "server.client_address_header is set but server.trusted_proxies is empty: the header is \
+             ignored and each client is its connection's peer; list your proxies' addresses"
+        );
     }
+    Ok(http::Proxies::new(header, trusted))
 }
 
 /// Connections waiting to be accepted. A publish makes every subscribed
@@ -386,20 +404,6 @@ fn generated_secret(store_url: &str, file_name: &str, what: &str) -> anyhow::Res
     Ok(token)
 }
 
-/// A store URL without its password, for logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,11 +422,5 @@ mod tests {
             secret_path("postgres://h/db", "vane-admin-token"),
             Path::new("vane-admin-token")
         );
-    }
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
-        assert_eq!(redact("sqlite://vane.db"), "sqlite://vane.db");
     }
 }

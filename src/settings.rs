@@ -347,6 +347,26 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_are_ranges_and_a_bad_one_is_named() {
+        let mut s = Settings::default();
+        s.server.trusted_proxies = vec!["10.0.0.0/8".into(), "::1".into(), "192.168.1.7".into()];
+        s.validate().unwrap();
+        assert_eq!(s.server.trusted_proxy_ranges().unwrap().len(), 3);
+        s.server.trusted_proxies.push("10.0.0.0/33".into());
+        let err = s.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("server.trusted_proxies") && err.contains("`10.0.0.0/33`"),
+            "{err}"
+        );
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("VANE_SERVER__TRUSTED_PROXIES", "10.1.0.0/16, 127.0.0.1");
+            let loaded = Settings::load(Path::new("none.toml"), false).unwrap();
+            assert_eq!(loaded.server.trusted_proxies, ["10.1.0.0/16", "127.0.0.1"]);
+            Ok(())
+        });
+    }
+
+    #[test]
     fn bad_value_names_the_key() {
         let mut s = Settings::default();
         s.sandbox.deadline_ms = 0;

@@ -512,7 +512,8 @@ async fn a_wave_past_the_address_cap_keeps_every_admitted_client() {
     .unwrap();
     let secret = app.create_config("wave").await["secret"].as_str().unwrap().to_owned();
     let headers = [("Secret", secret.as_str())];
-    let attempts = futures_util::future::join_all((0..CAP + 10).map(|_| RawSocket::open(app.addr, "/push/wave", &headers))).await;
+    let attempts =
+        futures_util::future::join_all((0..CAP + 10).map(|_| RawSocket::open(app.addr, "/push/wave", &headers))).await;
     let (admitted, refused): (Vec<_>, Vec<_>) = attempts.into_iter().partition(Result::is_ok);
     assert_eq!((admitted.len(), refused.len()), (CAP, 10));
     for refusal in &refused {
@@ -520,7 +521,11 @@ async fn a_wave_past_the_address_cap_keeps_every_admitted_client() {
         assert!(text.starts_with("HTTP/1.1 429"), "{text}");
         let retry: u64 = text
             .lines()
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("retry-after: ").map(|v| v.trim().parse().unwrap()))
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("retry-after: ")
+                    .map(|v| v.trim().parse().unwrap())
+            })
             .unwrap_or_else(|| panic!("no Retry-After: {text}"));
         assert!((5..15).contains(&retry), "Retry-After: {retry}");
         assert!(text.contains(&format!("already holds {CAP} push sockets")), "{text}");
@@ -530,7 +535,10 @@ async fn a_wave_past_the_address_cap_keeps_every_admitted_client() {
     // the refused ones hang about; then the publish reaches every one.
     let mut admitted: Vec<RawSocket> = admitted.into_iter().map(Result::unwrap).collect();
     let idled = futures_util::future::join_all(admitted.iter_mut().map(|socket| socket.next(IDLE))).await;
-    assert!(idled.iter().all(Option::is_none), "told something while idle: {idled:?}");
+    assert!(
+        idled.iter().all(Option::is_none),
+        "told something while idle: {idled:?}"
+    );
     assert!(admitted.iter().all(|s| s.pings >= 3));
     let (status, _) = update(&app, "wave", Some(UPDATE_SECRET)).await;
     assert_eq!(status, StatusCode::OK);
@@ -544,6 +552,8 @@ async fn a_wave_past_the_address_cap_keeps_every_admitted_client() {
     drop(admitted.pop());
     let push = app.state().push.clone();
     assert!(eventually(WAIT, || async { push.open_sockets() == CAP - 1 }).await);
-    RawSocket::open(app.addr, "/push/wave", &headers).await.expect("a retry after a place was given back");
+    RawSocket::open(app.addr, "/push/wave", &headers)
+        .await
+        .expect("a retry after a place was given back");
     app.stop().await;
 }

@@ -14,7 +14,7 @@ use super::test_runs::{self, CaseResult, TestRun};
 use crate::cache::RedisCache;
 use crate::domain::Meta;
 use crate::domain::change::{Change, ChangeNotice};
-use crate::domain::model::{ConfigIdError, ReleaseEvent, TestCase, now_millis, validate_config_id};
+use crate::domain::model::{ConfigIdError, ReleaseEvent, TestCase, now_millis, validate_new_config_id};
 use crate::domain::params::{self, ParamError};
 use crate::domain::rules::{self, RuleError};
 use crate::domain::{Config, ConfigStatus, Lang, Version};
@@ -139,7 +139,7 @@ impl ReleasesHandle {
 
     /// Creates a config with a fresh secret, and announces it.
     pub async fn create_config(&self, id: String, description: String, actor: &str) -> Result<Config, ReleaseError> {
-        validate_config_id(&id)?;
+        validate_new_config_id(&id)?;
         let secret = crate::secrets::random_token();
         let config = self
             .store
@@ -162,6 +162,12 @@ impl ReleasesHandle {
             .get_config(id)
             .await?
             .ok_or_else(|| StoreError::NotFound(Missing::Config(id.to_owned())).into())
+    }
+
+    /// The config as memory holds it (loaded once if it holds none): for
+    /// checks made on every change, such as an open socket's secret.
+    pub async fn held_config(&self, id: &str) -> Option<Config> {
+        self.cache.entry(id).await.ok().map(|entry| entry.config.clone())
     }
 
     /// Every config, from the store.

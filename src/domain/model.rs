@@ -85,7 +85,7 @@ pub struct Gray {
 /// clients must see.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
-    /// Letters, digits, `-`, `_`, `.` (`validate_config_id`).
+    /// Letters, digits, `-`, `_`, `.`, not `.` or `..` (`validate_new_config_id`).
     pub id: String,
     /// For operators.
     pub description: String,
@@ -111,6 +111,36 @@ pub struct Config {
     /// Unix milliseconds; 0 when there is no previous secret.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub previous_secret_until: i64,
+    /// Every secret rotated away whose grace has not ended when the next
+    /// rotation happened, newest first, at most `MAX_PREVIOUS_SECRETS`: each
+    /// keeps its own grace however many rotations follow.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_secrets: Vec<PreviousSecret>,
+}
+
+/// The most previous secrets a config keeps; a rotation past it drops the
+/// oldest at once (eight rotations within one grace is an emergency, and
+/// the list is read on every secret check).
+pub const MAX_PREVIOUS_SECRETS: usize = 8;
+
+/// A secret rotated away, accepted until `until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousSecret {
+    /// The secret.
+    pub secret: String,
+    /// Unix milliseconds when its grace ends.
+    pub until: i64,
+}
+
+/// How a presented secret stands with a config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretStanding {
+    /// The current secret.
+    Current,
+    /// A previous secret, accepted until this unix millisecond.
+    Until(i64),
+    /// Neither.
+    Refused,
 }
 
 fn is_zero(n: &i64) -> bool {
@@ -121,12 +151,48 @@ impl Config {
     /// Whether a client presenting `secret` at `now_ms` may subscribe or
     /// report: the current secret, or the previous one within its grace.
     pub fn accepts_secret(&self, secret: &str, now_ms: i64) -> bool {
-        crate::secrets::equal(&self.secret, secret)
-            || (now_ms < self.previous_secret_until
-                && self
-                    .previous_secret
-                    .as_deref()
-                    .is_some_and(|previous| crate::secrets::equal(previous, secret)))
+        self.secret_standing(secret, now_ms) != SecretStanding::Refused
+    }
+
+    /// Whether `secret` is the current one, a previous one within its
+    /// grace (and until when), or neither.
+    pub fn secret_standing(&self, secret: &str, now_ms: i64) -> SecretStanding {
+        if crate::secrets::equal(&self.secret, secret) {
+            return SecretStanding::Current;
+        }
+        // A config read before the list existed holds only the newest.
+        let legacy = self.previous_secrets.is_empty().then(|| PreviousSecret {
+            secret: self.previous_secret.clone().unwrap_or_default(),
+            until: self.previous_secret_until,
+        });
+        self.previous_secrets
+            .iter()
+            .chain(legacy.as_ref())
+            .find(|p| now_ms < p.until && !p.secret.is_empty() && crate::secrets::equal(&p.secret, secret))
+            .map_or(SecretStanding::Refused, |p| SecretStanding::Until(p.until))
+    }
+
+    /// The previous secrets after rotating the current one away with a
+    /// grace ending at `until`: it first, then those still in their grace
+    /// at `now_ms`, at most `MAX_PREVIOUS_SECRETS`.
+    pub fn rotated_previous(&self, until: i64, now_ms: i64) -> Vec<PreviousSecret> {
+        let legacy = self.previous_secrets.is_empty().then(|| PreviousSecret {
+            secret: self.previous_secret.clone().unwrap_or_default(),
+            until: self.previous_secret_until,
+        });
+        let kept = self
+            .previous_secrets
+            .iter()
+            .chain(legacy.as_ref())
+            .filter(|p| now_ms < p.until && !p.secret.is_empty())
+            .cloned();
+        std::iter::once(PreviousSecret {
+            secret: self.secret.clone(),
+            until,
+        })
+        .chain(kept)
+        .take(MAX_PREVIOUS_SECRETS)
+        .collect()
     }
 }
 
@@ -320,6 +386,12 @@ pub enum ConfigIdError {
     /// A character other than a letter, digit, `-`, `_` or `.`.
     #[error("config id `{0}` may contain only letters, digits, `-`, `_` and `.`")]
     Characters(String),
+    /// `.` or `..`: a path segment clients and browsers resolve away.
+    #[error(
+        "config id `{0}` is not a clean path segment: `.` and `..` are resolved away by browsers and HTTP \
+         clients that normalise paths, so no client could reach it"
+    )]
+    DotSegment(String),
 }
 
 /// Config ids appear in URLs and Redis keys: keep them plain.
@@ -334,4 +406,55 @@ pub fn validate_config_id(id: &str) -> Result<(), ConfigIdError> {
         return Err(ConfigIdError::Characters(id.to_owned()));
     }
     Ok(())
+}
+
+/// The rule for a new id: `validate_config_id`, and a clean path segment
+/// (`.` and `..` are not). Lookups keep the looser rule, so a config made
+/// before this one still answers whoever can name it.
+pub fn validate_new_config_id(id: &str) -> Result<(), ConfigIdError> {
+    validate_config_id(id)?;
+    if matches!(id, "." | "..") {
+        return Err(ConfigIdError::DotSegment(id.to_owned()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    #[test]
+    fn each_previous_secret_keeps_its_grace_and_the_list_is_bounded() {
+        let mut config = Config {
+            id: "c".into(),
+            description: String::new(),
+            status: ConfigStatus::Active,
+            secret: "s0".into(),
+            revision: 1,
+            release: None,
+            gray: None,
+            created_at: 0,
+            updated_at: 0,
+            previous_secret: None,
+            previous_secret_until: 0,
+            previous_secrets: Vec::new(),
+        };
+        for i in 1..=10 {
+            let now = i * 10;
+            config.previous_secrets = config.rotated_previous(now + 1_000, now);
+            config.secret = format!("s{i}");
+        }
+        assert_eq!(config.previous_secrets.len(), MAX_PREVIOUS_SECRETS);
+        assert_eq!(config.secret_standing("s10", 100), SecretStanding::Current);
+        assert_eq!(config.secret_standing("s9", 100), SecretStanding::Until(1_100));
+        assert_eq!(config.secret_standing("s2", 100), SecretStanding::Until(1_030));
+        // The two oldest were dropped.
+        assert_eq!(config.secret_standing("s1", 100), SecretStanding::Refused);
+        assert_eq!(config.secret_standing("s0", 100), SecretStanding::Refused);
+        assert_eq!(config.secret_standing("s2", 1_030), SecretStanding::Refused);
+        assert_eq!(config.secret_standing("s9", 1_050), SecretStanding::Until(1_100));
+        // Ended graces are not carried into the next rotation.
+        // s9 to s5 are still in theirs at 1050: five, and the one rotated away.
+        assert_eq!(config.rotated_previous(3_000, 1_050).len(), 6);
+    }
 }

@@ -115,6 +115,7 @@ mod tests {
             updated_at: 0,
             previous_secret: None,
             previous_secret_until: 0,
+            previous_secrets: Vec::new(),
         }
     }
 

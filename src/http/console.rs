@@ -88,16 +88,27 @@ pub fn routes() -> Router<AppState> {
 
 fn asset(file: &str) -> Response {
     let Some((_, kind, body)) = ASSETS.iter().find(|(name, ..)| *name == file) else {
-        return (StatusCode::NOT_FOUND, format!("the console has no file `{file}`")).into_response();
+        // A 404 is a page of the console's origin too: the same policy, or a
+        // browser sniffing it could run what an address put in the message.
+        let mut response = (StatusCode::NOT_FOUND, format!("the console has no file `{file}`")).into_response();
+        guarded(&mut response, "text/plain; charset=utf-8");
+        return response;
     };
     let mut response = (*body).into_response();
+    guarded(&mut response, kind);
+    // Small, and changed only with Vane: revalidated on each load.
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// The type, and the headers every console response carries.
+fn guarded(response: &mut Response, kind: &'static str) {
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(POLICY));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    // Small, and changed only with Vane: revalidated on each load.
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
 }

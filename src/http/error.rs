@@ -154,7 +154,7 @@ impl ApiError {
     }
 
     /// The message a client may see.
-    fn public_message(&self) -> String {
+    pub(super) fn public_message(&self) -> String {
         match self {
             Self::Internal(_) => "internal error".into(),
             other => other.to_string(),
@@ -313,7 +313,9 @@ impl From<ReleaseError> for ApiError {
     fn from(e: ReleaseError) -> Self {
         let message = e.to_string();
         match e {
-            ReleaseError::ConfigId(_) | ReleaseError::TestParams => Self::unprocessable("invalid", message),
+            // An id is part of the request, not an upload: 400, naming the rule.
+            ReleaseError::ConfigId(_) => Self::bad_request("invalid_config_id", message),
+            ReleaseError::TestParams => Self::unprocessable("invalid", message),
             ReleaseError::Rule(_) => Self::unprocessable("invalid_rules", message),
             ReleaseError::Schema(_) => Self::unprocessable("invalid_params_schema", message),
             ReleaseError::Eval(EvalError::Engine(engine)) => Self::unprocessable(engine_code(&engine), message),
@@ -391,4 +393,18 @@ impl utoipa::IntoResponses for Failures {
             .build()
             .into()
     }
+}
+
+/// What every original route answers with `server.original_routes` off:
+/// 410, in both error shapes (the original's `message` and the native
+/// `error`), so either kind of client reads why.
+pub async fn original_routes_off(_: axum::extract::Request, _: axum::middleware::Next) -> Response {
+    let message = "the original service's routes are off on this server (server.original_routes = false); \
+                   use /api/v1 or /ofrep/v1";
+    let body = serde_json::json!({
+        "data": null,
+        "message": message,
+        "error": {"code": "original_routes_off", "message": message},
+    });
+    (StatusCode::GONE, axum::Json(body)).into_response()
 }

@@ -118,22 +118,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for CompatBody<T> {
     }
 }
 
-/// The client's address: the peer's, or the last entry of the trusted
-/// proxy's header (`server.client_address_header`) when one is set and
-/// holds an address.
+/// The client's address: the peer's, or, when the peer is a trusted proxy
+/// (`server.trusted_proxies`), the right-most untrusted address in
+/// `server.client_address_header` (`proxies.rs`).
 pub struct ClientAddress(pub IpAddr);
 
 impl FromRequestParts<AppState> for ClientAddress {
     type Rejection = CompatError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
-        let forwarded = app.client_address_header.as_ref().and_then(|name| {
-            let value = parts.headers.get_all(name).iter().next_back()?.to_str().ok()?;
-            value.rsplit(',').next()?.trim().parse::<IpAddr>().ok()
-        });
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-        match forwarded.or(peer) {
-            Some(ip) => Ok(Self(ip.to_canonical())),
+        match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+            Some(peer) => Ok(Self(app.proxies.client(peer.0.ip(), &parts.headers))),
             None => Err(CompatError(ApiError::Internal(
                 "the server was started without peer addresses".into(),
             ))),

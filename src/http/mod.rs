@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod cases;
 mod console;
+mod edge;
 pub mod error;
 mod extract;
 mod fetch;
@@ -14,6 +15,7 @@ mod ofrep;
 mod openapi;
 pub mod ops;
 mod playground;
+mod proxies;
 mod push;
 mod reports;
 mod rollout;
@@ -38,6 +40,7 @@ use crate::actors::rollout::SchedulerMsg;
 use crate::reports::ReportsHandle;
 pub use auth::AdminTokens;
 pub use ofrep::LiveAccess;
+pub use proxies::Proxies;
 
 /// What every handler reaches, behind one `Arc`: axum clones the state for
 /// each request, and cloning a dozen handles cost more than the handler.
@@ -91,8 +94,10 @@ pub struct Services {
     pub plans: PlansHandle,
     /// The rollout Scheduler, for its liveness.
     pub scheduler: Slot<SchedulerMsg>,
-    /// `server.client_address_header`, when set.
-    pub client_address_header: Option<axum::http::HeaderName>,
+    /// Whose forwarding headers are believed (`server.trusted_proxies`).
+    pub proxies: Proxies,
+    /// `server.original_routes`: off, the original service's routes answer 410.
+    pub original_routes: bool,
 }
 
 fn request_span(request: &axum::extract::Request) -> tracing::Span {
@@ -142,23 +147,35 @@ pub fn routers(state: AppState, max_body_bytes: usize, separate: bool) -> Router
             .route("/dashboard", get(observe::dashboard));
     }
     Routers {
-        public: finish(client_routes(public), &state, max_body_bytes),
+        public: finish(client_routes(public, state.original_routes), &state, max_body_bytes),
         admin: tokenless,
     }
 }
 
-fn client_routes(router: Router<AppState>) -> Router<AppState> {
-    router
+/// The original service's routes: answered, or with `server.original_routes`
+/// off, refused before any of them reads its path, body or secret.
+fn original_routes(on: bool) -> Router<AppState> {
+    let routes = Router::new()
         .route("/config/{config_id}", post(fetch::compat_fetch))
-        .route("/api/v1/configs/{config_id}/evaluate", post(fetch::evaluate))
         .route("/push/{config_id}", get(push::compat_push))
         .route("/update/{config_id}", post(push::compat_update))
+        .merge(cases::compat_routes())
+        .merge(reports::compat_routes());
+    match on {
+        true => routes,
+        false => routes.route_layer(middleware::from_fn(error::original_routes_off)),
+    }
+}
+
+fn client_routes(router: Router<AppState>, original: bool) -> Router<AppState> {
+    router
+        .merge(original_routes(original))
+        .route("/api/v1/configs/{config_id}/evaluate", post(fetch::evaluate))
         .route("/api/v1/subscribe", get(push::subscribe))
         .route("/playground/starlark", post(playground::starlark))
         .route("/playground/js", post(playground::javascript))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .merge(cases::compat_routes())
         .merge(reports::client_routes())
         .merge(ofrep::routes())
         .merge(console::routes())
@@ -171,6 +188,11 @@ fn finish(router: Router<AppState>, state: &AppState, max_body_bytes: usize) -> 
         // A route layer, so the span can name the matched route.
         .route_layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            max_body_bytes,
+            edge::refuse_declared_length,
+        ))
+        .layer(middleware::from_fn(edge::json_rejections))
         .layer(middleware::from_fn(extract::refuse_nul_in_path))
         .with_state(state.clone())
 }

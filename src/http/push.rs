@@ -42,13 +42,16 @@ pub async fn compat_push(
     ws: WebSocketUpgrade,
 ) -> Result<Response, CompatError> {
     let config = app.releases.config(&config_id).await?;
-    if !config.accepts_secret(secret_header(&headers)?, now_millis()) {
+    let secret = secret_header(&headers)?;
+    if !config.accepts_secret(secret, now_millis()) {
         return Err(ApiError::forbidden("wrong_secret", "wrong secret").into());
     }
+    // The socket keeps the secret: it is closed when that secret's grace ends.
+    let initial = (config_id, secret.to_owned());
     let slot = admit(&app, address)?;
     let push = app.push.clone();
     Ok(sized(ws).on_upgrade(move |socket| async move {
-        push.connect(socket, slot, Protocol::Compat, Some(config_id)).await;
+        push.connect(socket, slot, Protocol::Compat, Some(initial)).await;
     }))
 }
 

@@ -21,9 +21,12 @@ const MAX_LISTED: i64 = 1000;
 const MAX_DEVICE_ID_BYTES: usize = 256;
 
 pub fn client_routes() -> Router<AppState> {
-    Router::new()
-        .route("/report/{config_id}/{code_id}", post(compat_report))
-        .route("/api/v1/configs/{config_id}/reports", post(report))
+    Router::new().route("/api/v1/configs/{config_id}/reports", post(report))
+}
+
+/// The original service's report route.
+pub fn compat_routes() -> Router<AppState> {
+    Router::new().route("/report/{config_id}/{code_id}", post(compat_report))
 }
 
 pub fn admin_routes() -> Router<AppState> {

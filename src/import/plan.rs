@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::original::{CodeRow, ConfigRow, ReportRow, Tables, TestRow};
 use crate::domain::health::ReportKind;
-use crate::domain::model::validate_config_id;
+use crate::domain::model::validate_new_config_id;
 use crate::domain::{ConfigStatus, Lang, Meta, params, rules};
 use crate::store::{ImportedVersion, NewReport, NewTestCase, NewVersion};
 
@@ -201,7 +201,8 @@ struct Accepted<'a> {
 }
 
 fn accept(row: &ConfigRow) -> Result<Accepted<'_>, String> {
-    validate_config_id(&row.config_id).map_err(|e| format!("{e}; clients name it in URLs and Vane keeps ids plain"))?;
+    validate_new_config_id(&row.config_id)
+        .map_err(|e| format!("{e}; clients name it in URLs and Vane keeps ids plain"))?;
     let secret = given(&row.secret).ok_or("it has no secret, so its apps could not be told apart from anyone")?;
     let percentage = integer("percentage", &row.percentage)?.unwrap_or(0);
     Ok(Accepted {

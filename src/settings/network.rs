@@ -2,9 +2,10 @@
 //! bounds what one client can take from the others; a hit is counted in
 //! `/metrics` (`vane_connections_closed_total`, `vane_push_dropped_total`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::{SettingsError, invalid};
@@ -22,9 +23,18 @@ pub struct Server {
     /// On SIGTERM/SIGINT, how long requests in flight may take to finish.
     pub shutdown_grace_ms: u64,
     /// A header a trusted proxy in front sets to the client's address (e.g.
-    /// `X-Forwarded-For`, whose last entry is taken); empty = the peer's
-    /// address. Only set it behind such a proxy: clients can send it too.
+    /// `X-Forwarded-For`); empty = the peer's address. Read only from a peer
+    /// in `trusted_proxies`, since clients can send it too.
     pub client_address_header: String,
+    /// The proxies whose `client_address_header` (and `X-Forwarded-Proto` /
+    /// `X-Forwarded-Host`) is believed: addresses or CIDR ranges, such as
+    /// `10.0.0.0/8` or `::1`. Through them, the client is the right-most
+    /// address in the header that is not one of them. Empty: none.
+    #[serde(deserialize_with = "super::string_or_list")]
+    pub trusted_proxies: Vec<String>,
+    /// Whether the original service's routes (`/config`, `/push`, `/update`,
+    /// `/report`, `/test`) are served; off, they answer 410 saying so.
+    pub original_routes: bool,
     /// A request's head must arrive whole within this of its first byte (or
     /// of the connection opening); a connection that trickles it is closed.
     pub header_timeout_ms: u64,
@@ -50,6 +60,8 @@ impl Default for Server {
             call_timeout_ms: 5000,
             shutdown_grace_ms: 10_000,
             client_address_header: String::new(),
+            trusted_proxies: Vec::new(),
+            original_routes: true,
             header_timeout_ms: 10_000,
             body_timeout_ms: 30_000,
             idle_timeout_ms: 60_000,
@@ -86,6 +98,27 @@ impl Server {
         })
     }
 
+    /// `trusted_proxies` as ranges (a bare address is a range of one), or
+    /// the first entry that is neither, named.
+    pub fn trusted_proxy_ranges(&self) -> Result<Vec<IpNet>, SettingsError> {
+        self.trusted_proxies
+            .iter()
+            .map(|entry| {
+                let entry = entry.trim();
+                entry
+                    .parse::<IpNet>()
+                    .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                    .map(|net| net.trunc())
+                    .map_err(|_| SettingsError::Invalid {
+                        key: "server.trusted_proxies",
+                        reason: format!(
+                            "`{entry}` is neither an address nor a CIDR range (such as 10.0.0.0/8 or fd00::/8)"
+                        ),
+                    })
+            })
+            .collect()
+    }
+
     /// Refuses values that cannot work, naming the key.
     pub fn validate(&self) -> Result<(), SettingsError> {
         if self.call_timeout_ms == 0 {
@@ -104,6 +137,7 @@ impl Server {
             return invalid("server.max_connections", "must be at least 1");
         }
         self.admin_address()?;
+        self.trusted_proxy_ranges()?;
         Ok(())
     }
 }

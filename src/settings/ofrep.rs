@@ -11,9 +11,10 @@ use crate::domain::ofrep::Pattern;
 pub struct Ofrep {
     /// Tokens of client-side providers, each naming the configs it may read.
     pub client_tokens: Vec<ClientToken>,
-    /// Single evaluation refuses a request with neither a config's secret
-    /// nor a client token (the original routes take none: the secret is in
-    /// every app).
+    /// OFREP single evaluation refuses a request with neither a config's
+    /// secret nor a client token. Only that route: the native evaluate and
+    /// the original routes take none (`server.original_routes` turns the
+    /// latter off).
     pub require_credentials: bool,
     /// The most configs one bulk evaluation answers.
     pub max_bulk_flags: usize,

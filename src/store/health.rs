@@ -300,13 +300,18 @@ pub async fn rotate_secret(
 ) -> Result<Config, StoreError> {
     let mut tx = pool.begin().await?;
     let before = lock_config(&mut tx, d, config_id).await?;
-    // MySQL assigns left to right, with the values already assigned: the
-    // old secret must be kept before the new one is written.
+    // Every secret still in its grace keeps it (`Config::rotated_previous`);
+    // the newest is also kept in the columns older readers know.
+    let previous = before.rotated_previous(grace_until_ms, crate::domain::model::now_millis());
+    let list = serde_json::to_string(&previous).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     sqlx::query(sql!(
         d,
-        "UPDATE configs SET previous_secret = secret, previous_secret_until = $1, secret = $2 WHERE id = $3"
+        "UPDATE configs SET previous_secret = $1, previous_secret_until = $2, previous_secrets = $3, secret = $4 \
+         WHERE id = $5"
     ))
+    .bind(&before.secret)
     .bind(grace_until_ms)
+    .bind(&list)
     .bind(secret)
     .bind(config_id)
     .execute(&mut *tx)
@@ -314,6 +319,7 @@ pub async fn rotate_secret(
     let rotated = Config {
         previous_secret: Some(before.secret.clone()),
         previous_secret_until: grace_until_ms,
+        previous_secrets: previous,
         secret: secret.to_owned(),
         ..before.clone()
     };

@@ -9,7 +9,7 @@
 //! Spawned linked to the SubscriptionRegistry and never restarted: when it
 //! stops, the registry forgets it and the client reconnects.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,7 @@ use super::outbox::Outbox;
 use super::sockets::SocketSlot;
 use crate::actors::releases::ReleasesHandle;
 use crate::domain::change::ChangeNotice;
-use crate::domain::model::now_millis;
+use crate::domain::model::{SecretStanding, now_millis};
 use crate::settings::Push;
 
 /// The WebSocket close code for a socket that broke the server's rules.
@@ -54,8 +54,9 @@ pub struct ConnectionArgs {
     pub slot: SocketSlot,
     /// Which route it came in on.
     pub protocol: Protocol,
-    /// The config to follow at once (the original route names it in its path).
-    pub initial: Option<String>,
+    /// The config to follow at once (the original route names it in its
+    /// path) and the secret the socket was opened with.
+    pub initial: Option<(String, String)>,
     /// Where subscriptions are registered.
     pub registry: ActorRef<RegistryMsg>,
     /// Reads a config's current revision when a client subscribes.
@@ -77,6 +78,9 @@ pub struct ConnectionState {
     outbox: Outbox,
     replies: Vec<Message>,
     subscriptions: HashSet<String>,
+    /// Per config followed, the secret it was followed with and when its
+    /// grace ends, once known: then the socket is closed (1008).
+    secrets: HashMap<String, (String, Option<i64>)>,
     last_heard: Instant,
     tasks: [JoinHandle<()>; 2],
     _slot: SocketSlot,
@@ -126,12 +130,15 @@ impl Actor for Connection {
             outbox: Outbox::default(),
             replies: Vec::new(),
             subscriptions: HashSet::new(),
+            secrets: HashMap::new(),
             last_heard: Instant::now(),
             tasks,
             _slot: args.slot,
         };
-        if let Some(config_id) = args.initial {
+        if let Some((config_id, secret)) = args.initial {
             state.register(&myself, &config_id).await?;
+            state.secrets.insert(config_id.clone(), (secret, None));
+            state.check_secret(&myself, &config_id).await;
         } else {
             myself.send_after(state.settings.subscribe_deadline(), || ConnectionMsg::SubscribeDue);
         }
@@ -154,7 +161,16 @@ impl Actor for Connection {
         match message {
             ConnectionMsg::Notice(notice) => {
                 if state.subscriptions.contains(&notice.config_id) {
+                    // A rotation is a change too: the secret may now have a grace.
+                    if !state.check_secret(&myself, &notice.config_id).await {
+                        return Ok(());
+                    }
                     state.outbox.push(notice);
+                }
+            }
+            ConnectionMsg::SecretDue(config_id) => {
+                if !state.check_secret(&myself, &config_id).await {
+                    return Ok(());
                 }
             }
             ConnectionMsg::Text(text) => {
@@ -218,6 +234,42 @@ impl Actor for Connection {
 }
 
 impl ConnectionState {
+    /// Whether the secret `config_id` was followed with still works: when its
+    /// grace has ended the socket is closed with 1008 (the client reconnects
+    /// with the new secret) and `false` returned; when it has a grace, a
+    /// check is due at its end.
+    async fn check_secret(&mut self, myself: &ActorRef<ConnectionMsg>, config_id: &str) -> bool {
+        let Some((secret, due)) = self.secrets.get_mut(config_id) else {
+            return true;
+        };
+        let Some(config) = self.releases.held_config(config_id).await else {
+            return true;
+        };
+        let now = now_millis();
+        match config.secret_standing(secret, now) {
+            SecretStanding::Current => *due = None,
+            SecretStanding::Until(until) => {
+                if *due != Some(until) {
+                    *due = Some(until);
+                    let id = config_id.to_owned();
+                    // A little after the end, so the check finds it ended.
+                    let wait = Duration::from_millis((until - now).max(0) as u64 + 5);
+                    myself.send_after(wait, move || ConnectionMsg::SecretDue(id));
+                }
+            }
+            SecretStanding::Refused => {
+                crate::metrics::dropped_push_client("secret_expired");
+                self.close(
+                    POLICY_VIOLATION,
+                    "secret expired: reconnect with the config's new secret",
+                );
+                myself.stop(Some(format!("the secret {config_id} was followed with expired")));
+                return false;
+            }
+        }
+        true
+    }
+
     /// Sends a close frame; the writer ends after it.
     fn close(&self, code: u16, reason: &'static str) {
         let frame = CloseFrame {
@@ -264,6 +316,7 @@ impl ConnectionState {
             }) => self.subscribe(myself, config_id, &secret, revision).await,
             Ok(ClientMessage::Unsubscribe { config_id }) => {
                 self.subscriptions.remove(&config_id);
+                self.secrets.remove(&config_id);
                 self.outbox.forget(&config_id);
                 let unsubscribe = RegistryMsg::Unsubscribe {
                     config_id,
@@ -304,6 +357,10 @@ impl ConnectionState {
             return Ok(());
         }
         let current = self.register(myself, &config_id).await?;
+        self.secrets.insert(config_id.clone(), (secret.to_owned(), None));
+        if !self.check_secret(myself, &config_id).await {
+            return Ok(());
+        }
         self.reply(json!({"type": "subscribed", "config_id": config_id, "revision": current}));
         if revision.is_none_or(|r| r < current) {
             self.outbox.push(ChangeNotice {

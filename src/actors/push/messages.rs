@@ -80,4 +80,7 @@ pub enum ConnectionMsg {
     PongDue(std::time::Instant),
     /// A native socket's time to subscribe has passed.
     SubscribeDue,
+    /// The grace of the secret this config was followed with may have
+    /// ended: close (1008) if it has.
+    SecretDue(String),
 }

@@ -99,14 +99,21 @@ impl PushHandle {
     }
 
     /// Serves `socket` with a Connection actor linked to the registry. For the
-    /// original protocol, `config_id` is the one config it follows.
-    pub async fn connect(&self, socket: WebSocket, slot: SocketSlot, protocol: Protocol, config_id: Option<String>) {
+    /// original protocol, `initial` is the one config it follows and the
+    /// secret it was opened with.
+    pub async fn connect(
+        &self,
+        socket: WebSocket,
+        slot: SocketSlot,
+        protocol: Protocol,
+        initial: Option<(String, String)>,
+    ) {
         let registry = self.registry.get();
         let args = ConnectionArgs {
             socket,
             slot,
             protocol,
-            initial: config_id,
+            initial,
             registry: registry.clone(),
             releases: self.releases.clone(),
             settings: self.settings.reading().clone(),

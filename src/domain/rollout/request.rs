@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 pub const MAX_STEPS: usize = 100;
 /// The longest bake or watch: 30 days, in seconds.
 pub const MAX_BAKE_S: i64 = 30 * 86_400;
+/// How far ahead a plan may start: a year (366 days), in milliseconds. A
+/// plan far in the future would hold the config's one open plan for good,
+/// and past `i64` arithmetic on it overflows.
+pub const MAX_START_AHEAD_MS: i64 = 366 * 86_400_000;
 
 /// A plan as an operator asks for it.
 #[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
@@ -111,6 +115,18 @@ fn refuse(field: impl Into<String>, problem: impl Into<String>) -> PlanError {
 pub fn expand(request: &PlanRequest, now_ms: i64) -> Result<Vec<Step>, PlanError> {
     if request.start_at.is_some_and(|at| at < now_ms - 1_000) {
         return Err(refuse("start_at", "is in the past"));
+    }
+    if request
+        .start_at
+        .is_some_and(|at| at > now_ms.saturating_add(MAX_START_AHEAD_MS))
+    {
+        return Err(refuse(
+            "start_at",
+            format!(
+                "is more than a year ahead: it must be at most {} (now + {MAX_START_AHEAD_MS} ms, 366 days)",
+                now_ms.saturating_add(MAX_START_AHEAD_MS)
+            ),
+        ));
     }
     let mut steps = match (&request.steps, &request.strategy) {
         (Some(_), Some(_)) => return Err(refuse("strategy", "cannot be given with `steps`")),
@@ -339,6 +355,27 @@ mod tests {
             }),
             "start_at"
         );
+        for far in [
+            10_000 + MAX_START_AHEAD_MS + 1,
+            253_402_300_800_000,
+            9_223_372_036_854_775_000,
+        ] {
+            let error = expand(
+                &PlanRequest {
+                    start_at: Some(far),
+                    ..request(&[(10, 1)])
+                },
+                10_000,
+            )
+            .unwrap_err();
+            assert_eq!(error.field, "start_at");
+            assert!(error.problem.contains("a year ahead"), "{error}");
+        }
+        let at_the_bound = PlanRequest {
+            start_at: Some(10_000 + MAX_START_AHEAD_MS),
+            ..request(&[(10, 1)])
+        };
+        assert!(expand(&at_the_bound, 10_000).is_ok());
         let both = PlanRequest {
             strategy: Some(Strategy::Linear {
                 step: 10,

@@ -1,9 +1,10 @@
 //! OFREP evaluation: one flag (server-side providers, per evaluation) and
 //! every flag a client token may read (client-side providers, per context).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
@@ -158,6 +159,10 @@ async fn bulk_answer(app: &AppState, headers: &HeaderMap, request: Request) -> R
     let client = access::presented(headers)
         .and_then(|credential| access.client(credential))
         .ok_or(Failure::Denied(StatusCode::UNAUTHORIZED))?;
+    let from_proxy = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_some_and(|peer| app.proxies.trusts(peer.0.ip()));
     let context = read_context(request, None).await?;
     let ids = app
         .catalog
@@ -196,7 +201,7 @@ async fn bulk_answer(app: &AppState, headers: &HeaderMap, request: Request) -> R
         return Err(Failure::Busy(StatusCode::SERVICE_UNAVAILABLE, details.clone()));
     }
     let mut body = serde_json::json!({ "flags": flags });
-    if let Some(url) = events_url(&access, headers, client) {
+    if let Some(url) = events_url(&access, headers, client, from_proxy) {
         body["eventStreams"] = serde_json::json!([{
             "type": "sse",
             "url": url,
@@ -332,15 +337,29 @@ pub(super) fn not_modified(headers: &HeaderMap, etag: &HeaderValue) -> bool {
         .any(|tag| tag == "*" || tag.trim_start_matches("W/") == ours)
 }
 
-/// The event stream's address: `ofrep.public_url`, else the scheme and
-/// host the request came in with.
-fn events_url(access: &OfrepAccess, headers: &HeaderMap, client: &Client) -> Option<String> {
+/// The event stream's address: `ofrep.public_url`, else the `Host` the
+/// client connected to, over http. `X-Forwarded-Host` and
+/// `X-Forwarded-Proto` are believed only from a trusted proxy
+/// (`server.trusted_proxies`): from anyone else they would let a caller
+/// choose the address Vane hands out. A host that is not a plain host
+/// name or address gets no `eventStreams`.
+fn events_url(access: &OfrepAccess, headers: &HeaderMap, client: &Client, from_proxy: bool) -> Option<String> {
+    let forwarded = |name: &str| {
+        let value = headers.get(name).filter(|_| from_proxy)?.to_str().ok()?;
+        // A chain of proxies appends; the last is the one Vane trusts.
+        Some(value.rsplit(',').next()?.trim())
+    };
     let base = match access.public_url.as_str() {
         "" => {
-            let host = headers.get(header::HOST)?.to_str().ok()?;
-            let scheme = headers
-                .get("x-forwarded-proto")
-                .and_then(|v| v.to_str().ok())
+            let host = match forwarded("x-forwarded-host") {
+                Some(host) => host,
+                None => headers.get(header::HOST)?.to_str().ok()?,
+            };
+            let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_');
+            if host.is_empty() || !host.bytes().all(plain) {
+                return None;
+            }
+            let scheme = forwarded("x-forwarded-proto")
                 .filter(|p| matches!(*p, "http" | "https"))
                 .unwrap_or("http");
             format!("{scheme}://{host}")

@@ -1,0 +1,80 @@
+//! What the router answers before or around a handler, in the error shape
+//! of the route family it was meant for: axum's own rejections of a path
+//! or query (plain text: `%FF` in a path, `?limit=x`) and a declared body
+//! length over `server.max_body_bytes`, refused before any byte is read.
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::error::{ApiError, CompatError};
+
+/// The original service's path prefixes (`server.original_routes`).
+const ORIGINAL: &[&str] = &["/config/", "/push/", "/update/", "/report/", "/test/"];
+
+/// The most of a plain-text rejection read to reshape; axum's are short.
+const MAX_REJECTION: usize = 16 << 10;
+
+/// `error` as the route family at `path` renders errors: the original's
+/// envelope, OFREP's `errorCode`/`errorDetails`, or the native shape.
+fn shaped(path: &str, error: ApiError) -> Response {
+    if ORIGINAL.iter().any(|prefix| path.starts_with(prefix)) {
+        return CompatError(error).into_response();
+    }
+    if path.starts_with("/ofrep/") {
+        let status = error.status();
+        let details = error.public_message();
+        let body = match status {
+            StatusCode::BAD_REQUEST => json!({"errorCode": "PARSE_ERROR", "errorDetails": details}),
+            _ => json!({"errorDetails": details}),
+        };
+        return (status, axum::Json(body)).into_response();
+    }
+    error.into_response()
+}
+
+/// A `Content-Length` over the limit is 413 at once: reading first would
+/// hold the connection until `server.body_timeout_ms` for a body that
+/// would be refused anyway.
+pub async fn refuse_declared_length(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(length) = declared.filter(|&length| length > limit as u64) {
+        let message = format!("the request body is {length} bytes, over the limit of {limit} (server.max_body_bytes)");
+        return shaped(request.uri().path(), ApiError::PayloadTooLarge(message));
+    }
+    next.run(request).await
+}
+
+/// axum answers a path or query it cannot read with a plain-text 400;
+/// every route here answers JSON, so such an answer is reshaped, its text
+/// kept as the message. The console's own plain pages are left alone.
+pub async fn json_rejections(request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if response.status() != StatusCode::BAD_REQUEST || !plain || path.starts_with("/console") {
+        return response;
+    }
+    let text = match axum::body::to_bytes(response.into_body(), MAX_REJECTION).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => String::new(),
+    };
+    let code = if text.starts_with("Failed to deserialize query string") {
+        "invalid_query"
+    } else if text.starts_with("Invalid URL") || text.contains("path") {
+        "invalid_path"
+    } else {
+        "bad_request"
+    };
+    shaped(&path, ApiError::bad_request(code, text))
+}
