@@ -34,8 +34,9 @@ use tokio::sync::Semaphore;
 const LIMIT: Duration = Duration::from_secs(300);
 /// Connections one subscriber process opens at once.
 const OPENING: usize = 128;
-/// Sockets per loopback source address.
-const PER_SOURCE: usize = 20_000;
+/// Sockets per loopback source address: under the server's default
+/// `push.max_sockets_per_address` (1,024), or the rest would be refused.
+const PER_SOURCE: usize = 1_000;
 
 mod support;
 
@@ -226,7 +227,8 @@ async fn client(args: &[String]) -> anyhow::Result<()> {
     let (opened_tx, mut opened) = tokio::sync::mpsc::unbounded_channel();
     let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel();
     for i in 0..count {
-        let source = Ipv4Addr::new(127, 1 + index as u8, 1 + (i / PER_SOURCE) as u8, 1);
+        let block = i / PER_SOURCE;
+        let source = Ipv4Addr::new(127, 1 + index as u8, 1 + (block / 250) as u8, 1 + (block % 250) as u8);
         let (secret, gate, opened_tx, arrived_tx) =
             (secret.clone(), gate.clone(), opened_tx.clone(), arrived_tx.clone());
         tokio::spawn(async move {

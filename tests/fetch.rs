@@ -399,7 +399,7 @@ async fn bad_uploads_are_refused(backend: Backend) {
     let (status, _) = app
         .admin(Method::POST, "/api/v1/configs", Some(json!({"id": "has space"})))
         .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = app
         .admin(
             Method::POST,
