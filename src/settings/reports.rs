@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{SettingsError, invalid};
-use crate::domain::health::BreakRule;
+use crate::domain::health::{BreakRule, Prefixes};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -15,7 +15,8 @@ pub struct Reports {
     pub rule: String,
     /// The span reports and served devices are counted over, in seconds.
     pub window_s: u64,
-    /// Distinct counted sources a break needs at least (rate).
+    /// Distinct counted sources (client networks) a break needs at least
+    /// (rate); also the rollout gate's floor unless a plan sets its own.
     pub min_sources: u64,
     /// The share of the devices served that must have reported (rate).
     pub break_ratio: f64,
@@ -29,6 +30,11 @@ pub struct Reports {
     pub max_ignored: u32,
     /// How often each node shares its served sketches through Redis.
     pub share_ms: u64,
+    /// Bits of an IPv4 client address that name its network, the source a
+    /// report counts as (8 to 32).
+    pub source_prefix_v4: u8,
+    /// Bits of an IPv6 client address that name its network (16 to 128).
+    pub source_prefix_v6: u8,
 }
 
 impl Default for Reports {
@@ -42,6 +48,8 @@ impl Default for Reports {
             served_capacity: 1_000_000,
             max_ignored: 1000,
             share_ms: 1000,
+            source_prefix_v4: Prefixes::default().v4,
+            source_prefix_v6: Prefixes::default().v6,
         }
     }
 }
@@ -57,6 +65,14 @@ impl Reports {
                 min_sources: self.min_sources,
                 ratio: self.break_ratio,
             },
+        }
+    }
+
+    /// How client addresses group into networks.
+    pub fn prefixes(&self) -> Prefixes {
+        Prefixes {
+            v4: self.source_prefix_v4,
+            v6: self.source_prefix_v6,
         }
     }
 
@@ -87,6 +103,14 @@ impl Reports {
         }
         if !(10..=60_000).contains(&self.share_ms) {
             return invalid("reports.share_ms", "must be between 10 and 60000");
+        }
+        // Wider than a /8 or a /16 would lump unrelated clients into one
+        // source; narrower than an address is no network.
+        if !(8..=32).contains(&self.source_prefix_v4) {
+            return invalid("reports.source_prefix_v4", "must be between 8 and 32");
+        }
+        if !(16..=128).contains(&self.source_prefix_v6) {
+            return invalid("reports.source_prefix_v6", "must be between 16 and 128");
         }
         Ok(())
     }

@@ -32,6 +32,22 @@ pub struct PlanRequest {
     /// Start although the version's stored tests fail.
     #[serde(default)]
     pub force: bool,
+    /// The least distinct reporting networks that fail the health gate, in
+    /// place of `reports.min_sources` (which also breaks versions): lower
+    /// it for a plan whose version is served to few networks. 1 lets one
+    /// network's report abort the plan, so it is never the default.
+    #[serde(default, deserialize_with = "crate::domain::whole::maybe_whole")]
+    pub gate_min_sources: Option<i64>,
+}
+
+/// The highest `gate_min_sources` a plan may set.
+pub const MAX_GATE_MIN_SOURCES: i64 = 1_000_000;
+
+impl PlanRequest {
+    /// The plan's own gate floor, if it sets one (checked by `expand`).
+    pub fn gate_floor(&self) -> Option<u64> {
+        self.gate_min_sources.map(|n| n.max(1) as u64)
+    }
 }
 
 /// One explicit step.
@@ -111,6 +127,15 @@ fn refuse(field: impl Into<String>, problem: impl Into<String>) -> PlanError {
 pub fn expand(request: &PlanRequest, now_ms: i64) -> Result<Vec<Step>, PlanError> {
     if request.start_at.is_some_and(|at| at < now_ms - 1_000) {
         return Err(refuse("start_at", "is in the past"));
+    }
+    if request
+        .gate_min_sources
+        .is_some_and(|n| !(1..=MAX_GATE_MIN_SOURCES).contains(&n))
+    {
+        return Err(refuse(
+            "gate_min_sources",
+            format!("must be between 1 and {MAX_GATE_MIN_SOURCES}"),
+        ));
     }
     let mut steps = match (&request.steps, &request.strategy) {
         (Some(_), Some(_)) => return Err(refuse("strategy", "cannot be given with `steps`")),
@@ -239,6 +264,7 @@ mod tests {
             start_at: None,
             bake_after_release_s: None,
             force: false,
+            gate_min_sources: None,
         }
     }
 
