@@ -69,6 +69,9 @@ pub struct Rules {
     pub rule: BreakRule,
     /// Reports that cannot count stored per version and bucket, per node.
     pub max_ignored: u32,
+    /// Networks not known as served looked up further per version and
+    /// bucket, per node (`repeats.rs`).
+    pub max_lookups: u32,
 }
 
 impl Rules {
@@ -77,6 +80,7 @@ impl Rules {
         Self {
             rule: reports.break_rule(),
             max_ignored: reports.max_ignored,
+            max_lookups: reports.max_lookups,
         }
     }
 }
@@ -376,7 +380,7 @@ impl ReportsHandle {
         if served.was_served(code_id, network, now_millis()) {
             return None;
         }
-        if !self.inner.repeats.may_check(code_id) {
+        if !self.inner.repeats.may_check(code_id, self.rules().max_lookups) {
             // Past the cap nothing waits for the next share; but the other
             // nodes' view is kept at most an interval old (one read per
             // interval, shared), so a network served elsewhere still counts.

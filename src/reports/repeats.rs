@@ -16,12 +16,6 @@ use crate::sync::Locked;
 const STORED_PER_SOURCE: u16 = 3;
 /// About 5 MiB of sources, across every version.
 const MAX_SOURCES: usize = 200_000;
-/// Networks not found served in memory that a node looks up further (waiting
-/// for the other nodes' sketches) per version and bucket. A network memory
-/// knows as served is never held back by it: a storm from networks never
-/// served cannot hide the served ones. Past it, a storm of unknown networks
-/// is judged on memory alone (outcome `storm`) until the next bucket.
-const MAX_CHECKS: u32 = 100_000;
 
 /// What this node took from each source, per version and bucket.
 pub struct Repeats {
@@ -105,13 +99,16 @@ impl Repeats {
 
     /// Whether a network memory does not know as served may be looked up
     /// further: false once the version's lookups in this bucket reached
-    /// `MAX_CHECKS`.
-    pub fn may_check(&self, code_id: &str) -> bool {
+    /// `cap` (`reports.max_lookups`). A network memory knows as served is
+    /// never held back by it, so a storm from networks never served cannot
+    /// hide the served ones; past it, a storm of unknown networks is judged
+    /// on memory alone (outcome `storm`) until the next bucket.
+    pub fn may_check(&self, code_id: &str, cap: u32) -> bool {
         let mut state = self.state.locked();
         let Some(taken) = state.versions.get_mut(code_id) else {
             return true;
         };
-        if taken.checks >= MAX_CHECKS {
+        if taken.checks >= cap {
             return false;
         }
         taken.checks += 1;
@@ -195,10 +192,10 @@ mod tests {
     fn checks_stop_at_the_cap_until_the_next_bucket() {
         let repeats = Repeats::new();
         repeats.note("v1", &net("a"), 1);
-        assert!((0..MAX_CHECKS).all(|_| repeats.may_check("v1")));
-        assert!(!repeats.may_check("v1"));
+        assert!((0..1000).all(|_| repeats.may_check("v1", 1000)));
+        assert!(!repeats.may_check("v1", 1000));
         repeats.note("v1", &net("a"), 2);
-        assert!(repeats.may_check("v1"));
+        assert!(repeats.may_check("v1", 1000));
     }
 
     #[test]

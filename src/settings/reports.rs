@@ -28,6 +28,11 @@ pub struct Reports {
     /// Reports that cannot count stored per version and half window, per
     /// node; past it they are dropped (and counted in metrics).
     pub max_ignored: u32,
+    /// Networks not known as served that a node looks up further (waiting
+    /// for the other nodes' sketches) per version and half window; past it
+    /// such reports are refused as `storm`. Served networks never count
+    /// against it.
+    pub max_lookups: u32,
     /// How often each node shares its served sketches through Redis.
     pub share_ms: u64,
     /// Bits of an IPv4 client address that name its network, the source a
@@ -47,6 +52,7 @@ impl Default for Reports {
             break_threshold: 10,
             served_capacity: 1_000_000,
             max_ignored: 1000,
+            max_lookups: 100_000,
             share_ms: 1000,
             source_prefix_v4: Prefixes::default().v4,
             source_prefix_v6: Prefixes::default().v6,
@@ -100,6 +106,9 @@ impl Reports {
         }
         if !(1024..=100_000_000).contains(&self.served_capacity) {
             return invalid("reports.served_capacity", "must be between 1024 and 100000000");
+        }
+        if !(100..=10_000_000).contains(&self.max_lookups) {
+            return invalid("reports.max_lookups", "must be between 100 and 10000000");
         }
         if !(10..=60_000).contains(&self.share_ms) {
             return invalid("reports.share_ms", "must be between 10 and 60000");
