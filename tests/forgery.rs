@@ -124,21 +124,30 @@ async fn a_crash_across_twenty_networks_breaks_and_rolls_back(backend: Backend) 
         }
         let health = summary(&app, &id, v2).await;
         assert_eq!(
-            (health["broken"].clone(), health["counted_sources"].clone(), health["served_networks"].clone()),
+            (
+                health["broken"].clone(),
+                health["counted_sources"].clone(),
+                health["served_networks"].clone()
+            ),
             (json!(false), json!(9), json!(20)),
             "nine networks are short of reports.min_sources: {health}"
         );
         let (status, receipt) = fleet[9].report(route, &id, &secret, v2, "phone-9").await;
         assert!(status.is_success(), "{receipt}");
         if route == Route::Native {
-            assert_eq!((&receipt["broke"], &receipt["rolled_back_to"]), (&json!(true), &json!(v1)));
+            assert_eq!(
+                (&receipt["broke"], &receipt["rolled_back_to"]),
+                (&json!(true), &json!(v1))
+            );
         }
         let (_, config) = app.admin(Method::GET, &format!("/api/v1/configs/{id}"), None).await;
         assert_eq!(config["release"]["code_id"], json!(v1), "{route:?}: {config}");
         for net in &fleet {
             assert_eq!(net.fetch(route, &id, "phone-0").await.1.unwrap().1, json!(1));
         }
-        let (_, events) = app.admin(Method::GET, &format!("/api/v1/configs/{id}/events"), None).await;
+        let (_, events) = app
+            .admin(Method::GET, &format!("/api/v1/configs/{id}/events"), None)
+            .await;
         let evidence = &events[0]["detail"]["evidence"];
         assert_eq!(events[0]["kind"], json!("rollback"));
         assert_eq!(
@@ -209,7 +218,11 @@ async fn one_report_never_aborts_a_plan_and_enough_networks_do(backend: Backend)
     let done = ends(&app, &id).await;
     assert_eq!(done["state"], json!("completed"), "{done}");
     let gate = &done["gate"];
-    assert_eq!((&gate["min_sources"], &gate["served_networks"]), (&json!(10), &json!(2)), "{done}");
+    assert_eq!(
+        (&gate["min_sources"], &gate["served_networks"]),
+        (&json!(10), &json!(2)),
+        "{done}"
+    );
 
     // A plan's own lower floor: three networks of twenty abort it by the
     // gate, before reports could break the version (ten networks).
@@ -230,7 +243,10 @@ async fn one_report_never_aborts_a_plan_and_enough_networks_do(backend: Backend)
     assert_eq!(done["state"], json!("aborted"), "{done}");
     let reason = done["reason"].as_str().unwrap();
     assert!(reason.contains("health gate failed at step 1"), "{reason}");
-    assert_eq!((&done["gate"]["counted_sources"], &done["gate"]["min_sources"]), (&json!(3), &json!(3)));
+    assert_eq!(
+        (&done["gate"]["counted_sources"], &done["gate"]["min_sources"]),
+        (&json!(3), &json!(3))
+    );
     assert_eq!(summary(&app, "app", &next).await["broken"], json!(false));
 
     // At the default floor: ten networks abort it (they also break it).
@@ -269,7 +285,10 @@ async fn a_storm_from_a_network_never_served_hides_no_served_network(backend: Ba
     let (v1, v2) = (&code_ids[0], &code_ids[1]);
     let fleet = Net::many(&app, 1, 20);
     for (i, net) in fleet.iter().enumerate() {
-        assert_eq!(net.fetch(Route::Native, "storm", &format!("phone-{i}")).await.0, StatusCode::OK);
+        assert_eq!(
+            net.fetch(Route::Native, "storm", &format!("phone-{i}")).await.0,
+            StatusCode::OK
+        );
     }
     // Half on each route, 64 at a time over kept-alive connections.
     let stranger = Net::new(&app, 0);
@@ -282,7 +301,10 @@ async fn a_storm_from_a_network_never_served_hides_no_served_network(backend: Ba
         })
         .buffer_unordered(64);
     let statuses = storm.collect::<Vec<StatusCode>>().await;
-    assert!(statuses.iter().all(|s| s.is_success()), "every storm report is answered");
+    assert!(
+        statuses.iter().all(|s| s.is_success()),
+        "every storm report is answered"
+    );
     let (_, receipt) = stranger.report(Route::Native, "storm", &secret, v2, "bot").await;
     assert_eq!(receipt["reason"], json!("storm"), "the cap was reached: {receipt}");
     for (i, net) in fleet[..10].iter().enumerate() {
@@ -330,7 +352,9 @@ async fn a_break_with_nothing_to_fall_back_to_keeps_serving(backend: Backend) {
             let (status, served) = net.fetch(route, &id, "phone-0").await;
             assert_eq!((status, served.map(|s| s.1)), (StatusCode::OK, Some(json!(1))));
         }
-        let (_, events) = app.admin(Method::GET, &format!("/api/v1/configs/{id}/events"), None).await;
+        let (_, events) = app
+            .admin(Method::GET, &format!("/api/v1/configs/{id}/events"), None)
+            .await;
         let broke = &events[0];
         assert_eq!((&broke["kind"], &broke["actor"]), (&json!("broken"), &json!("reports")));
         assert_eq!(broke["detail"]["still_served"], json!(true), "{broke}");
@@ -358,7 +382,9 @@ async fn the_count_rule_keeps_the_originals_403(backend: Backend) {
     let (secret, code_ids) = config_with(&app, "counted", &[1]).await;
     let machine = Net::new(&app, 0);
     for _ in 0..3 {
-        let (status, _) = machine.report(Route::Original, "counted", &secret, &code_ids[0], "").await;
+        let (status, _) = machine
+            .report(Route::Original, "counted", &secret, &code_ids[0], "")
+            .await;
         assert_eq!(status, StatusCode::OK);
     }
     let (status, _) = machine.fetch(Route::Original, "counted", "anyone").await;

@@ -86,7 +86,8 @@ async fn a_storm_from_one_source_breaks_nothing(backend: Backend) {
     // One machine, however many device ids it claims, is one network.
     for round in 0..20 {
         let reports = (0..50).map(|i| {
-            let body = json!({"code_id": v1, "device_id": format!("attacker-{i}"), "message": format!("boom {round}-{i}")});
+            let body =
+                json!({"code_id": v1, "device_id": format!("attacker-{i}"), "message": format!("boom {round}-{i}")});
             report_as(&app, "storm", &secret, body)
         });
         for (status, receipt) in join_all(reports).await {
@@ -164,7 +165,10 @@ async fn a_share_of_the_served_networks_stops_gray(backend: Backend) {
         .post(app.url("/api/v1/configs/gray/reports"))
         .header("Secret", &secret)
         .json(&body);
-    assert_eq!(common::read(request.send().await.unwrap()).await.1["reason"], json!("kind"));
+    assert_eq!(
+        common::read(request.send().await.unwrap()).await.1["reason"],
+        json!("kind")
+    );
     let health = summary(&app, "gray", &v2).await;
     assert_eq!(
         (
@@ -175,7 +179,10 @@ async fn a_share_of_the_served_networks_stops_gray(backend: Backend) {
         (json!(40), json!(15), json!(false)),
         "{health}"
     );
-    assert_eq!(health["served_devices"], health["served_networks"], "the old name stays");
+    assert_eq!(
+        health["served_devices"], health["served_networks"],
+        "the old name stays"
+    );
     // The 16th distinct served network breaks it, on the original route
     // too: gray stops for everyone.
     let (status, _) = gray_nets[15].report(Route::Original, "gray", &secret, &v2, "").await;

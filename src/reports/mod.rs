@@ -386,7 +386,9 @@ impl ReportsHandle {
             // interval, shared), so a network served elsewhere still counts.
             if let Some(share) = &self.inner.share {
                 let now = Instant::now();
-                share.read_after(code_id, now.checked_sub(share.interval()).unwrap_or(now)).await;
+                share
+                    .read_after(code_id, now.checked_sub(share.interval()).unwrap_or(now))
+                    .await;
                 if served.was_served(code_id, network, now_millis()) {
                     return None;
                 }
@@ -459,7 +461,12 @@ impl ReportsHandle {
     /// the same floor as breaking (`reports.min_sources`, or the plan's own
     /// `min_sources`). Under the count rule only the broken mark fails the
     /// gate (the ratio's threshold is then 1, which a share never passes).
-    pub async fn gate(&self, code_id: &str, since_ms: i64, min_sources: Option<u64>) -> Result<GateFigures, ReportError> {
+    pub async fn gate(
+        &self,
+        code_id: &str,
+        since_ms: i64,
+        min_sources: Option<u64>,
+    ) -> Result<GateFigures, ReportError> {
         let broken = self.inner.store.get_version(code_id).await?.is_some_and(|v| v.broken);
         let counts = self.inner.store.report_counts(code_id, since_ms).await?;
         let counted = counts
@@ -469,7 +476,10 @@ impl ReportsHandle {
             .sum();
         let served = self.served_networks(code_id).await.unwrap_or(0);
         let (threshold, floor) = match self.rules().rule {
-            BreakRule::Rate { ratio, min_sources: floor } => (ratio, min_sources.unwrap_or(floor)),
+            BreakRule::Rate {
+                ratio,
+                min_sources: floor,
+            } => (ratio, min_sources.unwrap_or(floor)),
             BreakRule::Count { .. } => (1.0, min_sources.unwrap_or(1)),
         };
         Ok(GateFigures::new(broken, counted, served, threshold, floor))

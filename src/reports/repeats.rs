@@ -153,7 +153,9 @@ mod tests {
 
     /// A distinct network per name (its hash picks a /24).
     fn net(name: &str) -> Network {
-        let n = name.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+        let n = name
+            .bytes()
+            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
         Prefixes::default().network(std::net::Ipv4Addr::from(n << 8).into())
     }
 

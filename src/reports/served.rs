@@ -108,7 +108,10 @@ impl ServedRecord {
         let (_, oldest) = self.span(now_ms);
         let here = self.local(code_id).is_some_and(|b| {
             let buckets = b.locked();
-            buckets.0.iter().any(|b| b.index >= oldest && b.sketch.contains(network))
+            buckets
+                .0
+                .iter()
+                .any(|b| b.index >= oldest && b.sketch.contains(network))
         });
         here || self
             .remote_view(code_id)

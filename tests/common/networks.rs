@@ -78,7 +78,14 @@ impl Net {
 
     /// A `client` report as `device`: the status and, on the native route,
     /// the receipt (the original answers `{"data":"","message":"success"}`).
-    pub async fn report(&self, route: Route, config_id: &str, secret: &str, code_id: &str, device: &str) -> (StatusCode, Value) {
+    pub async fn report(
+        &self,
+        route: Route,
+        config_id: &str,
+        secret: &str,
+        code_id: &str,
+        device: &str,
+    ) -> (StatusCode, Value) {
         let (path, body) = match route {
             Route::Native => (
                 format!("/api/v1/configs/{config_id}/reports"),

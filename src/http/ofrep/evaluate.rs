@@ -159,7 +159,12 @@ pub async fn bulk(
     }
 }
 
-async fn bulk_answer(app: &AppState, headers: &HeaderMap, address: IpAddr, request: Request) -> Result<Response, Failure> {
+async fn bulk_answer(
+    app: &AppState,
+    headers: &HeaderMap,
+    address: IpAddr,
+    request: Request,
+) -> Result<Response, Failure> {
     let access = app.ofrep.current();
     let client = access::presented(headers)
         .and_then(|credential| access.client(credential))
