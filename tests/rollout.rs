@@ -257,6 +257,11 @@ async fn operators_hold_plans_and_bad_plans_are_refused(backend: Backend) {
     .await;
     refused(json!({"code_id": new, "steps": [step(120, 1)]}), "steps[0].percentage").await;
     refused(json!({"code_id": new, "steps": [step(10, 0)]}), "steps[0].bake_s").await;
+    refused(
+        json!({"code_id": new, "steps": [step(10, 1)], "gate_min_sources": 0}),
+        "gate_min_sources",
+    )
+    .await;
     refused(json!({"code_id": new, "steps": [step(10, -3)]}), "steps[0].bake_s").await;
     refused(
         json!({"code_id": new, "steps": [step(10, 1)], "start_at": 1000}),

@@ -388,5 +388,18 @@ mod tests {
             ..request(&[])
         };
         assert_eq!(field(flat), "strategy.factor");
+        for floor in [0, -1, MAX_GATE_MIN_SOURCES + 1] {
+            let floored = PlanRequest {
+                gate_min_sources: Some(floor),
+                ..request(&[(10, 1)])
+            };
+            assert_eq!(field(floored), "gate_min_sources");
+        }
+        let lowered = PlanRequest {
+            gate_min_sources: Some(3),
+            ..request(&[(10, 1)])
+        };
+        assert!(expand(&lowered, 10_000).is_ok());
+        assert_eq!(lowered.gate_floor(), Some(3));
     }
 }
