@@ -10,15 +10,15 @@ use crate::domain::health::{BreakRule, Prefixes};
 #[serde(default, deny_unknown_fields)]
 /// `[reports]`: how client reports break a version.
 pub struct Reports {
-    /// `rate`: a share of the devices served; `count`: the original's
+    /// `rate`: a share of the networks served; `count`: the original's
     /// absolute `break_threshold`, unsafe when the secret is public.
     pub rule: String,
-    /// The span reports and served devices are counted over, in seconds.
+    /// The span reports and served networks are counted over, in seconds.
     pub window_s: u64,
     /// Distinct counted sources (client networks) a break needs at least
     /// (rate); also the rollout gate's floor unless a plan sets its own.
     pub min_sources: u64,
-    /// The share of the devices served that must have reported (rate).
+    /// The share of the networks served that must have reported (rate).
     pub break_ratio: f64,
     /// Reports that break a version (count).
     pub break_threshold: u32,
