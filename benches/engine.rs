@@ -5,7 +5,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use vane::domain::Meta;
 use vane::domain::gray::in_gray;
-use vane::domain::health::Source;
+use vane::domain::health::Prefixes;
 use vane::domain::params::{ParamSpec, prepare};
 use vane::domain::rules::{RawPlatformRules, allows, validate};
 use vane::engine::Engine;
@@ -66,21 +66,23 @@ fn domain(c: &mut Criterion) {
     c.bench_function("params prepare", |b| b.iter(|| prepare(&specs, params(7)).unwrap()));
 }
 
-/// What every fetch adds: recording its device in the version's served
-/// sketch. A device seen before costs a lookup; a new one an insert.
+/// What every fetch adds: recording its client's network in the version's
+/// served sketch. A network seen before costs a lookup; a new one an insert.
 fn served(c: &mut Criterion) {
     let record = ServedRecord::new(600, 1_000_000);
+    let prefixes = Prefixes::default();
     let now = 1_700_000_000_000;
-    record.record("v1", &[Source::Device("regular")], now);
-    c.bench_function("served record, known device", |b| {
-        b.iter(|| record.record("v1", &[Source::Device("regular")], now))
+    let regular = prefixes.network("203.0.113.7".parse().unwrap());
+    record.record("v1", &regular, now);
+    c.bench_function("served record, known network", |b| {
+        b.iter(|| record.record("v1", &prefixes.network("203.0.113.7".parse().unwrap()), now))
     });
-    let mut i = 0u64;
-    c.bench_function("served record, new device", |b| {
+    let mut i = 0u32;
+    c.bench_function("served record, new network", |b| {
         b.iter(|| {
-            i += 1;
-            let id = format!("device-{i}");
-            record.record("v1", &[Source::Device(&id)], now)
+            i = i.wrapping_add(1);
+            let ip = std::net::Ipv6Addr::from((0x2001_0db8_u128 << 96) | (u128::from(i) << 72));
+            record.record("v1", &prefixes.network(ip.into()), now)
         })
     });
 }

@@ -312,6 +312,7 @@ fn start_reports(
         releases: releases.clone(),
         served,
         share,
+        prefixes: settings.reports.prefixes(),
     };
     let reports = ReportsHandle::new(wiring, Rules::from_settings(&settings.reports));
     let upkeep = reports.spawn_upkeep(interval);

@@ -72,6 +72,9 @@ const FRESH_FETCHES: &str = "vane_fresh_fetches_total";
 const REPORTS: &str = "vane_reports_total";
 /// Versions broken by reports, and whether a rollback followed.
 const BROKEN_BY_REPORTS: &str = "vane_versions_broken_by_reports_total";
+/// Stable versions broken by reports with no healthy earlier version: still
+/// served, and an operator must decide (alert on any increase).
+const BROKEN_WITHOUT_FALLBACK: &str = "vane_broken_without_fallback_total";
 /// Rollout plans' moves applied on this node, by what they led to.
 const ROLLOUT_MOVES: &str = "vane_rollout_moves_total";
 /// Open rollout plans, by state (active, paused), as the store holds them.
@@ -260,6 +263,12 @@ pub fn report(outcome: &'static str) {
 /// went back to an earlier one.
 pub fn broken_by_reports(rolled_back: bool) {
     counter!(BROKEN_BY_REPORTS, "rolled_back" => if rolled_back { "true" } else { "false" }).increment(1);
+}
+
+/// Reports broke a stable version with nothing healthy to fall back to; it
+/// is still served until an operator acts.
+pub fn broken_without_fallback() {
+    counter!(BROKEN_WITHOUT_FALLBACK).increment(1);
 }
 
 /// A rollout plan moved on this node: a step (`active`), or it ended

@@ -27,6 +27,7 @@ const LIVE: &[&str] = &[
     "reports.break_ratio",
     "reports.break_threshold",
     "reports.max_ignored",
+    "reports.max_lookups",
     "auth.secret_grace_s",
     "push.ping_interval_ms",
     "push.pong_timeout_ms",

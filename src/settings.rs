@@ -375,6 +375,23 @@ mod tests {
     }
 
     #[test]
+    fn source_prefixes_and_the_storm_cap_are_checked() {
+        let refused = |tweak: fn(&mut Settings)| {
+            let mut s = Settings::default();
+            tweak(&mut s);
+            s.validate().unwrap_err().to_string()
+        };
+        assert!(refused(|s| s.reports.source_prefix_v4 = 33).contains("reports.source_prefix_v4"));
+        assert!(refused(|s| s.reports.source_prefix_v4 = 4).contains("reports.source_prefix_v4"));
+        assert!(refused(|s| s.reports.source_prefix_v6 = 129).contains("reports.source_prefix_v6"));
+        assert!(refused(|s| s.reports.max_lookups = 0).contains("reports.max_lookups"));
+        assert_eq!(
+            Settings::default().reports.prefixes(),
+            crate::domain::health::Prefixes { v4: 24, v6: 56 }
+        );
+    }
+
+    #[test]
     fn toml_and_env_merge() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("vane.toml", "[sandbox]\ndeadline_ms = 70\nworkers = 3\n")?;

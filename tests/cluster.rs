@@ -8,6 +8,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::networks::{Net, Route};
 use common::ws::{native_socket, subscribe, until_revision};
 use common::{Backend, TestApp, eventually};
 use reqwest::{Method, StatusCode};
@@ -204,11 +205,11 @@ async fn with_the_store_down_known_configs_are_still_served() {
     app.stop().await;
 }
 
-/// Devices fetch on A and report on B at once: B waits for A's next share
+/// Networks fetch on A and report on B at once: B waits for A's next share
 /// of its served record, so the reports count and the version breaks (and
 /// rolls back) as it would on one node; strangers still count for nothing.
 #[tokio::test(flavor = "multi_thread")]
-async fn devices_served_on_one_node_and_reporting_on_another_break_the_version() {
+async fn networks_served_on_one_node_and_reporting_on_another_break_the_version() {
     let _alone = REDIS.lock().await;
     let Some(nodes) = TestApp::cluster(2, |s| {
         s.reports.min_sources = 4;
@@ -225,25 +226,24 @@ async fn devices_served_on_one_node_and_reporting_on_another_break_the_version()
     a.release("health", &v1).await;
     let v2 = a.create_version("health", version(2)).await;
     a.release("health", &v2).await;
-    for i in 0..8 {
-        assert_eq!(fetch(a, format!("phone-{i}")).await, json!(2));
+    // Phones in networks 127.0.1.0/24 to 127.0.8.0/24 fetch on A and
+    // report on B; strangers from networks never served report on B.
+    let on_a = Net::many(a, 1, 8);
+    let on_b = Net::many(b, 1, 8);
+    for (i, net) in on_a.iter().enumerate() {
+        let (_, served) = net.fetch(Route::Native, "health", &format!("phone-{i}")).await;
+        assert_eq!(served.unwrap().1, json!(2));
     }
-    let report = |device: String| {
-        let body = json!({"code_id": v2, "device_id": device, "message": "crash"});
-        let request = b
-            .client
-            .post(b.url("/api/v1/configs/health/reports"))
-            .header("Secret", &secret)
-            .json(&body);
-        async move { common::read(request.send().await.unwrap()).await.1 }
-    };
-    for i in 0..6 {
-        let receipt = report(format!("stranger-{i}")).await;
+    for net in Net::many(b, 100, 6) {
+        let receipt = net.report(Route::Native, "health", &secret, &v2, "phone-0").await.1;
         assert_eq!(receipt["reason"], json!("not_served"), "{receipt}");
     }
     let mut last = Value::Null;
-    for i in 0..4 {
-        last = report(format!("phone-{i}")).await;
+    for (i, net) in on_b[..4].iter().enumerate() {
+        last = net
+            .report(Route::Native, "health", &secret, &v2, &format!("phone-{i}"))
+            .await
+            .1;
         assert_eq!(last["counted"], json!(true), "{last}");
     }
     assert_eq!(
@@ -252,7 +252,7 @@ async fn devices_served_on_one_node_and_reporting_on_another_break_the_version()
     );
     let path = format!("/api/v1/configs/health/versions/{v2}/reports/summary");
     let health = b.admin(Method::GET, &path, None).await.1;
-    assert_eq!(health["served_devices"], json!(8), "B sees A's devices: {health}");
+    assert_eq!(health["served_networks"], json!(8), "B sees A's networks: {health}");
     assert!(eventually(WAIT, || async { fetch(a, "phone-0".into()).await == json!(1) }).await);
     stop_all(nodes).await;
 }

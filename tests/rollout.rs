@@ -11,6 +11,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use common::networks::{Net, Route};
 use common::ws::{native_socket, subscribe};
 use common::{Backend, TestApp, eventually};
 use reqwest::{Method, StatusCode};
@@ -30,7 +31,8 @@ const WAIT: Duration = Duration::from_secs(30);
 /// secret and the codes of old and new.
 async fn served(backend: Backend) -> Option<(TestApp, String, String, String)> {
     let app = TestApp::spawn_with(backend, |s| {
-        // The gate judges the ratio; no break by reports gets there first.
+        // The gate judges; no break by reports gets there first (plans
+        // that abort set their own lower floor, `gate_min_sources`).
         s.reports.min_sources = 1_000;
         s.reports.break_ratio = 0.05;
     })
@@ -177,40 +179,43 @@ async fn counted_reports_abort_the_plan_and_others_do_not(backend: Backend) {
     let steps = json!([{"percentage": 10, "bake_s": 1}, {"percentage": 50, "bake_s": 3}]);
     let body = json!({"code_id": new, "steps": steps.clone(), "bake_after_release_s": 1});
 
-    // Reports that cannot count: a render failure, and devices never served.
+    // Reports that cannot count: a render failure, and networks never
+    // served (as devices that were), with a floor of one network.
+    let mut body = body;
+    body["gate_min_sources"] = json!(1);
     let (_, created) = start(&app, body.clone()).await;
     let id = created["id"].as_str().unwrap().to_owned();
     let at_50 = || async { plan(&app, &id).await["applied"] == 2 };
     assert!(eventually(WAIT, at_50).await);
+    let stranger = Net::new(&app, 200);
     for device in devices().into_iter().take(40) {
-        fetch_as(&app, &device).await;
-        report(device, "render").await;
-        report(format!("never-served-{}", rand_suffix()), "client").await;
+        let (code_id, _) = fetch_as(&app, &device).await;
+        report(device.clone(), "render").await;
+        let (_, receipt) = stranger.report(Route::Native, "app", &secret, &code_id, &device).await;
+        assert_eq!(receipt["reason"], "not_served", "{receipt}");
     }
     assert!(state_becomes(&app, &id, "completed").await, "{}", plan(&app, &id).await);
 
-    // Counted reports during step 2: the plan aborts, gray goes, stable stays.
+    // Counted reports from networks during step 2 (a floor of five): the
+    // plan aborts, gray goes, stable stays.
     let next = app
         .create_version("app", json!({"lang": "starlark", "source": "return 'next'"}))
         .await;
-    let (status, created) = start(&app, json!({"code_id": next, "steps": steps})).await;
+    let body = json!({"code_id": next, "steps": steps, "gate_min_sources": 5});
+    let (status, created) = start(&app, body).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let id = created["id"].as_str().unwrap().to_owned();
     assert!(eventually(WAIT, || async { plan(&app, &id).await["applied"] == 2 }).await);
     let mut reported = 0;
-    for device in devices() {
-        let (code_id, _) = fetch_as(&app, &device).await;
-        if code_id == next && reported < 20 {
-            let request = app
-                .client
-                .post(app.url("/api/v1/configs/app/reports"))
-                .header("Secret", secret.clone())
-                .json(&json!({"code_id": next, "device_id": device, "message": "crash"}));
-            let (status, receipt) = common::read(request.send().await.unwrap()).await;
+    for (net, device) in Net::many(&app, 1, 60).iter().zip(devices()) {
+        let (_, served) = net.fetch(Route::Native, "app", &device).await;
+        if served.unwrap().0 == next && reported < 20 {
+            let (status, receipt) = net.report(Route::Native, "app", &secret, &next, &device).await;
             assert!(status.is_success() && receipt["counted"] == true, "{receipt}");
             reported += 1;
         }
     }
+    assert!(reported >= 5, "{reported} networks were served the new version");
     assert!(state_becomes(&app, &id, "aborted").await, "{}", plan(&app, &id).await);
     let aborted = plan(&app, &id).await;
     let reason = aborted["reason"].as_str().unwrap();
@@ -234,10 +239,6 @@ async fn counted_reports_abort_the_plan_and_others_do_not(backend: Backend) {
     app.stop().await;
 }
 
-fn rand_suffix() -> u64 {
-    rand::random()
-}
-
 async fn operators_hold_plans_and_bad_plans_are_refused(backend: Backend) {
     let Some((app, _secret, old, new)) = served(backend).await else {
         return;
@@ -259,6 +260,11 @@ async fn operators_hold_plans_and_bad_plans_are_refused(backend: Backend) {
     .await;
     refused(json!({"code_id": new, "steps": [step(120, 1)]}), "steps[0].percentage").await;
     refused(json!({"code_id": new, "steps": [step(10, 0)]}), "steps[0].bake_s").await;
+    refused(
+        json!({"code_id": new, "steps": [step(10, 1)], "gate_min_sources": 0}),
+        "gate_min_sources",
+    )
+    .await;
     refused(json!({"code_id": new, "steps": [step(10, -3)]}), "steps[0].bake_s").await;
     refused(
         json!({"code_id": new, "steps": [step(10, 1)], "start_at": 1000}),

@@ -30,6 +30,7 @@ fn plan(code_id: &str, start_at: i64) -> NewPlan {
         code_id: code_id.into(),
         steps: vec![step(10, 1), step(50, 1), step(100, 1)],
         forced: false,
+        gate_min_sources: None,
         start_at,
         created_by: "alice".into(),
     }
@@ -38,9 +39,10 @@ fn plan(code_id: &str, start_at: i64) -> NewPlan {
 const HEALTHY: GateFigures = GateFigures {
     broken: false,
     counted_sources: 0,
-    served_devices: 200,
+    served_networks: 200,
     ratio: 0.0,
     threshold: 0.05,
+    min_sources: 10,
 };
 
 async fn plans_move_once_and_stop_on_their_gate(backend: Backend) {
@@ -174,7 +176,7 @@ async fn plans_move_once_and_stop_on_their_gate(backend: Backend) {
     let v3 = store.create_version(version("return 3")).await.unwrap().code_id;
     let sick_plan = store.create_plan(plan(&v3, t0)).await.unwrap();
     store.advance_plan(&sick_plan.id, t0, None).await.unwrap().unwrap();
-    let sick = GateFigures::new(false, 20, 200, 0.05);
+    let sick = GateFigures::new(false, 20, 200, 0.05, 10);
     let aborted = store
         .advance_plan(&sick_plan.id, t0 + 1000, Some(sick))
         .await

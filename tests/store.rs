@@ -187,7 +187,7 @@ fn report(code_id: &str, n: i64) -> NewReport {
 const COUNT_3: Breaking = Breaking {
     rule: BreakRule::Count { threshold: 3 },
     window_s: 600,
-    served_devices: None,
+    served_networks: None,
 };
 
 async fn released_code(store: &dyn Store) -> String {

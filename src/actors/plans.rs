@@ -67,6 +67,7 @@ impl PlansHandle {
         }
         let new = NewPlan {
             config_id: config_id.to_owned(),
+            gate_min_sources: request.gate_floor(),
             code_id: request.code_id,
             steps,
             forced: request.force,
@@ -126,7 +127,7 @@ impl PlansHandle {
 
     async fn advance(&self, reports: &ReportsHandle, plan: &Plan, now: i64) -> Result<Option<Advanced>, ReportError> {
         let gate = match plan.step_started_at {
-            Some(since) if plan.applied > 0 => Some(reports.gate(&plan.code_id, since).await?),
+            Some(since) if plan.applied > 0 => Some(reports.gate(&plan.code_id, since, plan.gate_min_sources).await?),
             _ => None,
         };
         Ok(self.store.advance_plan(&plan.id, now, gate).await?)

@@ -2,9 +2,10 @@
 //! and when the counted ones are enough to break it. A config's secret is
 //! built into every app, so it is public: a report proves nothing by itself.
 //! It counts only when it is the version's fault (its kind), comes from a
-//! source the version was served to, and is that source's first in the
-//! window; and a version breaks on a share of its served devices, not on a
-//! bare count. Pure: the served record, the store and the routes apply it.
+//! source (a client network) the version was served to, and is that
+//! source's first in the window; and a version breaks on a share of the
+//! networks it was served to, not on a bare count. Pure: the served record,
+//! the store and the routes apply it.
 
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
@@ -55,55 +56,96 @@ impl ReportKind {
     }
 }
 
-/// Who sent a report, or was served a version: a device id (native routes),
-/// or the client's address (the original's report route has no device id).
+/// The prefix lengths that group client addresses into networks
+/// (`reports.source_prefix_v4`, `reports.source_prefix_v6`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source<'a> {
-    /// A device id, as the client sends it in `meta.device_id`.
-    Device(&'a str),
-    /// A client's address.
-    Address(IpAddr),
+pub struct Prefixes {
+    /// Bits of an IPv4 address that name its network (24 by default).
+    pub v4: u8,
+    /// Bits of an IPv6 address that name its network (56 by default: what
+    /// one home or office is usually given).
+    pub v6: u8,
 }
 
-impl Source<'_> {
-    /// How the source is stored with its reports.
-    pub fn key(&self) -> String {
-        match self {
-            Self::Device(id) => format!("device:{id}"),
-            Self::Address(ip) => format!("address:{}", ip.to_canonical()),
-        }
+impl Default for Prefixes {
+    fn default() -> Self {
+        Self { v4: 24, v6: 56 }
     }
 }
 
-/// Hashes the same on every node (sketches from several nodes are merged),
-/// and a device id never collides with an address.
-impl Hash for Source<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        match self {
-            Self::Device(id) => {
-                state.write_u8(b'd');
-                state.write(id.as_bytes());
+impl Prefixes {
+    /// The network `ip` belongs to. An IPv4-mapped IPv6 address is its IPv4
+    /// address, so one client is one network on either stack.
+    pub fn network(self, ip: IpAddr) -> Network {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => {
+                let prefix = self.v4.min(32);
+                let mask = u32::MAX.checked_shl(u32::from(32 - prefix)).unwrap_or(0);
+                Network {
+                    base: IpAddr::V4((u32::from(v4) & mask).into()),
+                    prefix,
+                }
             }
-            Self::Address(ip) => {
-                state.write_u8(b'a');
-                match ip.to_canonical() {
-                    IpAddr::V4(v4) => state.write(&v4.octets()),
-                    IpAddr::V6(v6) => state.write(&v6.octets()),
+            IpAddr::V6(v6) => {
+                let prefix = self.v6.min(128);
+                let mask = u128::MAX.checked_shl(u32::from(128 - prefix)).unwrap_or(0);
+                Network {
+                    base: IpAddr::V6((u128::from(v6) & mask).into()),
+                    prefix,
                 }
             }
         }
     }
 }
 
+/// Who sent a report, or was served a version: the client's network, never
+/// what the client says it is. A device id is free to invent (the secret is
+/// public and fetching needs no credential), so counting ids let one machine
+/// pose as a fleet; an address is the one thing a client cannot choose
+/// freely, and a network (not the address) is counted because one machine,
+/// or one office, may hold many addresses of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    /// The network's first address (the address with its host bits cleared).
+    base: IpAddr,
+    /// Its prefix length.
+    prefix: u8,
+}
+
+impl Network {
+    /// How the source is stored with its reports: `network:203.0.113.0/24`.
+    pub fn key(&self) -> String {
+        format!("network:{}/{}", self.base, self.prefix)
+    }
+
+    /// The same bytes on every node (sketches from several nodes are
+    /// merged): a tag, the prefix, then the base address's octets.
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut bytes = vec![b'n', self.prefix];
+        match self.base {
+            IpAddr::V4(v4) => bytes.extend_from_slice(&v4.octets()),
+            IpAddr::V6(v6) => bytes.extend_from_slice(&v6.octets()),
+        }
+        bytes
+    }
+}
+
+/// Hashes `bytes()`, so the Bloom filters' hash is the same on every node.
+impl Hash for Network {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(&self.bytes());
+    }
+}
+
 /// When counted reports break a version.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum BreakRule {
-    /// At least `min_sources` distinct counted sources in the window, and at
-    /// least `ratio` of the distinct devices served the version in it.
+    /// At least `min_sources` distinct counted networks in the window, and
+    /// at least `ratio` of the distinct networks served the version in it.
     Rate {
-        /// The least distinct counted sources.
+        /// The least distinct counted networks.
         min_sources: u64,
-        /// The least share of the devices served.
+        /// The least share of the networks served.
         ratio: f64,
     },
     /// The original's absolute count of reports, from anyone: unsafe when
@@ -119,13 +161,15 @@ pub enum BreakRule {
 pub struct Evidence {
     /// `rate` or `count`.
     pub rule: String,
-    /// Distinct sources whose reports counted in the window.
+    /// Distinct networks whose reports counted in the window.
     pub counted_sources: u64,
-    /// Distinct devices served the version in the window (an estimate).
-    pub served_devices: u64,
+    /// Distinct networks served the version in the window (an estimate).
+    /// Events recorded before sources were networks call it `served_devices`.
+    #[serde(alias = "served_devices")]
+    pub served_networks: u64,
     /// The window both were counted over, in seconds.
     pub window_s: u64,
-    /// `counted_sources / served_devices`.
+    /// `counted_sources / served_networks`.
     pub ratio: f64,
     /// What the rule asked for: the least sources (rate), or the count
     /// (count).
@@ -137,22 +181,21 @@ pub struct Evidence {
 /// What the store knows when a report has counted.
 #[derive(Debug, Clone, Copy)]
 pub struct Tally {
-    /// Distinct sources whose reports counted in the window.
+    /// Distinct networks whose reports counted in the window.
     pub counted_sources: u64,
     /// The version's counted reports ever (the original's error count).
     pub error_count: u64,
-    /// Distinct devices served the version in the window, on every node.
-    pub served_devices: u64,
+    /// Distinct networks served the version in the window, on every node.
+    pub served_networks: u64,
     /// The window, in seconds.
     pub window_s: u64,
 }
 
-/// The served devices as judged, and the share of them that reported.
-/// Served devices are an estimate, and compatible reports count client
-/// addresses: the served count is never below the counted sources, so the
-/// share never passes one.
-pub fn share(counted_sources: u64, served_devices: u64) -> (u64, f64) {
-    let served = served_devices.max(counted_sources);
+/// The served networks as judged, and the share of them that reported.
+/// Served networks are an estimate: the served count is never below the
+/// counted sources, so the share never passes one.
+pub fn share(counted_sources: u64, served_networks: u64) -> (u64, f64) {
+    let served = served_networks.max(counted_sources);
     let ratio = match served {
         0 => 0.0,
         n => counted_sources as f64 / n as f64,
@@ -162,7 +205,7 @@ pub fn share(counted_sources: u64, served_devices: u64) -> (u64, f64) {
 
 /// The evidence that breaks the version, if the tally is enough.
 pub fn judge(rule: BreakRule, tally: Tally) -> Option<Evidence> {
-    let (served, ratio) = share(tally.counted_sources, tally.served_devices);
+    let (served, ratio) = share(tally.counted_sources, tally.served_networks);
     let (broken, rule_name, required_sources, required_ratio) = match rule {
         BreakRule::Rate {
             min_sources,
@@ -178,7 +221,7 @@ pub fn judge(rule: BreakRule, tally: Tally) -> Option<Evidence> {
     broken.then(|| Evidence {
         rule: rule_name.into(),
         counted_sources: tally.counted_sources,
-        served_devices: served,
+        served_networks: served,
         window_s: tally.window_s,
         ratio,
         required_sources,
@@ -211,11 +254,11 @@ mod tests {
         ratio: 0.1,
     };
 
-    fn tally(counted_sources: u64, served_devices: u64) -> Tally {
+    fn tally(counted_sources: u64, served_networks: u64) -> Tally {
         Tally {
             counted_sources,
             error_count: counted_sources,
-            served_devices,
+            served_networks,
             window_s: 600,
         }
     }
@@ -225,7 +268,7 @@ mod tests {
         assert_eq!(judge(RATE, tally(9, 20)), None, "too few sources");
         assert_eq!(judge(RATE, tally(10, 101)), None, "too small a share");
         let evidence = judge(RATE, tally(16, 40)).expect("40% of 40 served");
-        assert_eq!((evidence.counted_sources, evidence.served_devices), (16, 40));
+        assert_eq!((evidence.counted_sources, evidence.served_networks), (16, 40));
         assert!((evidence.ratio - 0.4).abs() < 1e-9);
         assert_eq!(evidence.rule, "rate");
     }
@@ -233,7 +276,7 @@ mod tests {
     #[test]
     fn the_share_never_passes_one() {
         let evidence = judge(RATE, tally(12, 3)).unwrap();
-        assert_eq!((evidence.served_devices, evidence.ratio), (12, 1.0));
+        assert_eq!((evidence.served_networks, evidence.ratio), (12, 1.0));
     }
 
     #[test]
@@ -257,18 +300,19 @@ mod tests {
     }
 
     #[test]
-    fn sources_hash_apart_and_v4_mapped_addresses_are_one() {
-        use std::hash::DefaultHasher;
-        fn h(s: Source) -> u64 {
-            let mut hasher = DefaultHasher::new();
-            s.hash(&mut hasher);
-            hasher.finish()
-        }
-        let v4: IpAddr = "10.0.0.1".parse().unwrap();
-        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
-        assert_eq!(h(Source::Address(v4)), h(Source::Address(mapped)));
-        assert_ne!(h(Source::Device("10.0.0.1")), h(Source::Address(v4)));
-        assert_eq!(Source::Device("d1").key(), "device:d1");
+    fn addresses_group_into_networks_and_mapped_v4_is_v4() {
+        let prefixes = Prefixes::default();
+        let net = |ip: &str| prefixes.network(ip.parse().unwrap());
+        assert_eq!(net("203.0.113.7"), net("203.0.113.250"));
+        assert_ne!(net("203.0.113.7"), net("203.0.114.7"));
+        assert_eq!(net("::ffff:203.0.113.9"), net("203.0.113.7"));
+        assert_eq!(net("203.0.113.7").key(), "network:203.0.113.0/24");
+        assert_eq!(net("2001:db8:1:ff::1").key(), "network:2001:db8:1::/56");
+        assert_eq!(net("2001:db8:1:ff::1"), net("2001:db8:1:aa:1::9"));
+        assert_ne!(net("2001:db8:1:1ff::1"), net("2001:db8:1:ff::1"));
+        let whole = Prefixes { v4: 32, v6: 128 };
+        assert_eq!(whole.network("10.0.0.1".parse().unwrap()).key(), "network:10.0.0.1/32");
+        assert_eq!(net("10.1.2.3").bytes(), [b'n', 24, 10, 1, 2, 0]);
     }
 
     #[test]

@@ -213,8 +213,15 @@ pub struct Version {
     pub params: Vec<ParamSpec>,
     /// Reports that counted against it (`domain::health`).
     pub error_count: i64,
-    /// Marked broken: by reports, or by hand; never served while marked.
+    /// Marked broken: by reports, or by hand; never served while marked,
+    /// unless `still_served`.
     pub broken: bool,
+    /// Broken by reports with no healthy earlier version to fall back to:
+    /// served on (reports alone never take a config offline) until an
+    /// operator marks it broken by hand, clears the mark or releases
+    /// another version.
+    #[serde(default)]
+    pub still_served: bool,
     /// The operator who uploaded it.
     pub created_by: String,
     /// Unix milliseconds.

@@ -42,7 +42,8 @@ pub struct Chosen<'a, V> {
 
 /// Picks the version for `meta`, returning the caller's own handle to it
 /// (`Version`, `Arc<Version>`, ...). A broken gray version is skipped, so its
-/// devices fall back to stable; a broken stable version refuses.
+/// devices fall back to stable; a broken stable version refuses, unless
+/// reports broke it with nothing to fall back to (`still_served`).
 pub fn choose<'a, V: Borrow<Version>>(
     config: &Config,
     release: Option<&'a V>,
@@ -64,7 +65,7 @@ pub fn choose<'a, V: Borrow<Version>>(
         _ => return Err(Refusal::NoRelease(config.id.clone())),
     };
     let chosen: &Version = version.borrow();
-    if chosen.broken {
+    if chosen.broken && !chosen.still_served {
         return Err(Refusal::Broken(chosen.code_id.clone()));
     }
     if !rules::allows(&chosen.rules, meta) {
@@ -92,6 +93,7 @@ mod tests {
             params: vec![],
             error_count: 0,
             broken: false,
+            still_served: false,
             created_by: "t".into(),
             created_at: 0,
         }
@@ -158,6 +160,12 @@ mod tests {
         assert_eq!(
             choose(&cfg, Some(&s), Some(&g), &meta("d")),
             Err(Refusal::Broken("stable".into()))
+        );
+        // Broken by reports with nothing to fall back to: served on.
+        s.still_served = true;
+        assert_eq!(
+            choose(&cfg, Some(&s), Some(&g), &meta("d")).unwrap().version.code_id,
+            "stable"
         );
     }
 

@@ -14,7 +14,6 @@ use super::error::{ApiError, CompatError};
 use super::extract::{Body, ClientAddress, CompatBody};
 use crate::actors::config_cache::Resolved;
 use crate::actors::evaluator::{EvalError, Evaluated};
-use crate::domain::health::Source;
 use crate::domain::{Meta, Version};
 
 /// Unknown fields are ignored, as the original service did.
@@ -42,28 +41,23 @@ async fn run(
     app: &AppState,
     config_id: &str,
     request: FetchRequest,
-    address: Option<IpAddr>,
+    address: IpAddr,
 ) -> Result<(Resolved, Arc<Evaluated>), ApiError> {
     let resolved = app.cache.resolve(config_id, &request.meta, !request.cached).await?;
-    let result = serve(app, &resolved.version, &request.meta.device_id, address, request.params).await?;
+    let result = serve(app, &resolved.version, address, request.params).await?;
     Ok((resolved, result))
 }
 
-/// Runs the version chosen for a request, first recording who was served it
-/// (the device, and on the original route the client's address, which is how
-/// its reports are told apart) for the health signals.
+/// Runs the version chosen for a request, first recording the client's
+/// network as served it for the health signals: reports count by network,
+/// on every route, so the served side is counted the same way.
 pub(super) async fn serve(
     app: &AppState,
     version: &Arc<Version>,
-    device_id: &str,
-    address: Option<IpAddr>,
+    address: IpAddr,
     params: serde_json::Value,
 ) -> Result<Arc<Evaluated>, EvalError> {
-    let device = Source::Device(device_id);
-    match address {
-        Some(ip) => app.reports.served(&version.code_id, &[device, Source::Address(ip)]),
-        None => app.reports.served(&version.code_id, &[device]),
-    }
+    app.reports.served(&version.code_id, address);
     // Never fresh: a version's compiled code and memoized results never go stale.
     app.pool.evaluate(version.clone(), params).await
 }
@@ -77,7 +71,7 @@ pub async fn compat_fetch(
     ClientAddress(address): ClientAddress,
     CompatBody(request): CompatBody<FetchRequest>,
 ) -> Result<Response, CompatError> {
-    let (resolved, result) = run(&app, &config_id, request, Some(address)).await?;
+    let (resolved, result) = run(&app, &config_id, request, address).await?;
     let quoted = result.quoted();
     let code_id = &resolved.version.code_id;
     let mut body = Vec::with_capacity(quoted.len() + code_id.len() + 64);
@@ -104,9 +98,10 @@ pub async fn compat_fetch(
 pub async fn evaluate(
     State(app): State<AppState>,
     Path(config_id): Path<String>,
+    ClientAddress(address): ClientAddress,
     Body(request): Body<FetchRequest>,
 ) -> Result<Response, ApiError> {
-    let (resolved, result) = run(&app, &config_id, request, None).await?;
+    let (resolved, result) = run(&app, &config_id, request, address).await?;
     // `{"result":<JSON>,"code_id":"...","revision":N}`, in one buffer.
     let code_id = &resolved.version.code_id;
     let mut body = Vec::with_capacity(result.get().len() + code_id.len() + 64);

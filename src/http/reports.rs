@@ -14,7 +14,7 @@ use super::error::{ApiError, CompatError};
 use super::extract::{Body, ClientAddress, CompatBody};
 use crate::domain::health::{MAX_MESSAGE_BYTES, ReportKind};
 use crate::domain::model::{ErrorReport, now_millis};
-use crate::reports::{ClientReport, Receipt, Reporter, Summary};
+use crate::reports::{ClientReport, Receipt, Summary};
 
 /// Reports kept per listing at most.
 const MAX_LISTED: i64 = 1000;
@@ -51,8 +51,8 @@ struct CompatReply {
     message: &'static str,
 }
 
-/// The original's route has no device id: the client's address is the
-/// source, and every report is of kind `client`.
+/// The original's route: the client's network is the source (as on the
+/// native route), and every report is of kind `client`.
 async fn compat_report(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -66,7 +66,7 @@ async fn compat_report(
         config_id,
         code_id,
         secret,
-        reporter: Reporter::Address(address),
+        address,
         kind: ReportKind::Client,
         err_time: body.err_time,
         message: body.message,
@@ -83,6 +83,8 @@ async fn compat_report(
 struct ReportBody {
     code_id: String,
     /// The reporting device, as it sends `meta.device_id` when it fetches.
+    /// Checked and required, but not the source: anyone may invent a device
+    /// id, so the source is the client's network, as on the original route.
     #[schema(min_length = 1, max_length = 256, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")]
     device_id: String,
     /// `client` (default), `check`, `render` or `reload`; only `client` and
@@ -115,6 +117,7 @@ async fn report(
     State(app): State<AppState>,
     headers: HeaderMap,
     Path(config_id): Path<String>,
+    ClientAddress(address): ClientAddress,
     Body(body): Body<ReportBody>,
 ) -> Result<(StatusCode, Json<Receipt>), ApiError> {
     // The native route has no original to follow: no secret is no credential.
@@ -139,7 +142,7 @@ async fn report(
         config_id,
         code_id: body.code_id,
         secret,
-        reporter: Reporter::Device(body.device_id),
+        address,
         kind,
         err_time: body.err_time.unwrap_or_else(|| now_millis() / 1000),
         message: body.message,
@@ -219,7 +222,7 @@ async fn list(
 #[utoipa::path(
     get,
     path = "/api/v1/configs/{config_id}/versions/{code_id}/reports/summary",
-    summary = "A version's health: reports counted and ignored by kind, distinct sources, devices served, the share",
+    summary = "A version's health: reports counted and ignored by kind, distinct networks reporting and served, the share",
     responses((status = 200, description = "ok", body = Summary), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id"), ("code_id" = String, Path, description = "version code id")),
     security(("bearer" = []))

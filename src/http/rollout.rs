@@ -91,7 +91,9 @@ async fn get_plan(State(app): State<AppState>, Path((config_id, plan_id)): Path<
     let plan = app.plans.get(&config_id, &plan_id).await?;
     // The bake under way, as its gate would judge it now.
     let gate_now = match (plan.state, plan.step_started_at) {
-        (PlanState::Active | PlanState::Paused, Some(since)) => Some(app.reports.gate(&plan.code_id, since).await?),
+        (PlanState::Active | PlanState::Paused, Some(since)) => {
+            Some(app.reports.gate(&plan.code_id, since, plan.gate_min_sources).await?)
+        }
         _ => None,
     };
     Ok(Json(PlanView { plan, gate_now }))

@@ -211,7 +211,7 @@ pub async fn apply(store: &dyn Store, plan: Plan, dry_run: bool) -> Result<Outco
 const NEVER_BREAKS: Breaking = Breaking {
     rule: BreakRule::Count { threshold: u64::MAX },
     window_s: 0,
-    served_devices: None,
+    served_networks: None,
 };
 
 /// A dry run reads reports of versions it has not written.

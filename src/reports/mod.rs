@@ -1,7 +1,8 @@
 //! Client error reports, judged by the health-signal model
 //! (`domain::health`): a report is checked against memory (the config, its
 //! secret, its current versions), then against this node's record of what
-//! it took from the source and of whom each version was served to, and only
+//! it took from the source (the client's network) and of which networks each
+//! version was served to, and only
 //! a candidate that may count reaches the store's judgement. So a storm of
 //! reports that cannot count costs a few hash lookups each, and stores at
 //! most a few per source and a capped number per version. Not an actor: the
@@ -23,7 +24,7 @@ use tokio::time::Instant;
 use crate::actors::config_cache::{ConfigCacheHandle, ResolveError};
 use crate::actors::releases::ReleasesHandle;
 use crate::domain::ConfigStatus;
-use crate::domain::health::{BreakRule, ReportKind, Source, share};
+use crate::domain::health::{BreakRule, Network, Prefixes, ReportKind, share};
 use crate::domain::model::{ErrorReport, now_millis};
 use crate::domain::rollout::GateFigures;
 use crate::metrics;
@@ -68,6 +69,9 @@ pub struct Rules {
     pub rule: BreakRule,
     /// Reports that cannot count stored per version and bucket, per node.
     pub max_ignored: u32,
+    /// Networks not known as served looked up further per version and
+    /// bucket, per node (`repeats.rs`).
+    pub max_lookups: u32,
 }
 
 impl Rules {
@@ -76,25 +80,7 @@ impl Rules {
         Self {
             rule: reports.break_rule(),
             max_ignored: reports.max_ignored,
-        }
-    }
-}
-
-/// Who sent a report, owned.
-#[derive(Debug, Clone)]
-pub enum Reporter {
-    /// The native route's `device_id`.
-    Device(String),
-    /// The original route's client address.
-    Address(IpAddr),
-}
-
-impl Reporter {
-    /// As the served record and the repeats know it.
-    pub fn source(&self) -> Source<'_> {
-        match self {
-            Self::Device(id) => Source::Device(id),
-            Self::Address(ip) => Source::Address(*ip),
+            max_lookups: reports.max_lookups,
         }
     }
 }
@@ -107,8 +93,9 @@ pub struct ClientReport {
     pub code_id: String,
     /// The secret the client presented.
     pub secret: String,
-    /// Who sent it.
-    pub reporter: Reporter,
+    /// The client's address: its network is the report's source, on every
+    /// route (a device id is the client's word, and anyone may invent one).
+    pub address: IpAddr,
     /// What went wrong, as the reporter saw it.
     pub kind: ReportKind,
     /// When the client saw it, as it says.
@@ -125,12 +112,13 @@ pub enum Reason {
     Counted,
     /// Its kind is not the version's fault (`render`, `reload`).
     Kind,
-    /// Its source was not served the version recently.
+    /// Its network was not served the version recently.
     NotServed,
-    /// Its source already reported in this window.
+    /// Its network already reported in this window.
     Repeat,
-    /// This node checked as many unknown sources for the version as it will
-    /// in this half window.
+    /// Its network was not served as far as this node knows, and the node
+    /// already looked up as many unknown networks for the version as it
+    /// will in this half window (a served network is never refused so).
     Storm,
 }
 
@@ -174,12 +162,15 @@ pub struct Summary {
     pub error_count: i64,
     /// The window the figures below cover, in seconds.
     pub window_s: u64,
-    /// Distinct devices served the version in the window, on every node
+    /// Distinct networks served the version in the window, on every node
     /// this one can read.
+    pub served_networks: u64,
+    /// The same as `served_networks`, under the name it had when sources
+    /// were devices (deprecated; kept for clients that read it).
     pub served_devices: u64,
-    /// Distinct sources whose reports counted in the window.
+    /// Distinct networks whose reports counted in the window.
     pub counted_sources: i64,
-    /// `counted_sources / served_devices`.
+    /// `counted_sources / served_networks`.
     pub ratio: f64,
     /// What breaks it: `rate` with `min_sources` and `break_ratio`, or
     /// `count` with `break_threshold`.
@@ -209,6 +200,7 @@ struct Inner {
     served: Arc<ServedRecord>,
     repeats: Repeats,
     share: Option<Arc<Share>>,
+    prefixes: Prefixes,
     rules: RwLock<Rules>,
 }
 
@@ -220,10 +212,12 @@ pub struct Wiring {
     pub cache: ConfigCacheHandle,
     /// Announces a break like any change.
     pub releases: ReleasesHandle,
-    /// Who each version was served to.
+    /// Which networks each version was served to.
     pub served: Arc<ServedRecord>,
     /// Other nodes' served records, with Redis.
     pub share: Option<Arc<Share>>,
+    /// How client addresses group into networks (`reports.source_prefix_*`).
+    pub prefixes: Prefixes,
 }
 
 impl ReportsHandle {
@@ -237,6 +231,7 @@ impl ReportsHandle {
                 served: wiring.served,
                 repeats: Repeats::new(),
                 share: wiring.share,
+                prefixes: wiring.prefixes,
                 rules: RwLock::new(rules),
             }),
         }
@@ -251,9 +246,11 @@ impl ReportsHandle {
         *self.inner.rules.reading()
     }
 
-    /// A fetch was served `code_id`: the hot path, memory only.
-    pub fn served(&self, code_id: &str, sources: &[Source]) {
-        self.inner.served.record(code_id, sources, now_millis());
+    /// A fetch from `address` was served `code_id`: the hot path, memory
+    /// only. Its network is recorded, the way its reports will be counted.
+    pub fn served(&self, code_id: &str, address: IpAddr) {
+        let network = self.inner.prefixes.network(address);
+        self.inner.served.record(code_id, &network, now_millis());
     }
 
     /// Judges a report: refused (bad secret, not current, ...), or stored
@@ -282,27 +279,25 @@ impl ReportsHandle {
         if version.broken {
             return Err(ReportError::Broken(version.code_id.clone()));
         }
-        let source = report.reporter.source();
+        let source = inner.prefixes.network(report.address);
         let (bucket, _) = inner.served.span(now);
         let seen = inner.repeats.note(&report.code_id, &source, bucket);
         let rules = self.rules();
-        // The original's count takes every report; the rate takes a source
+        // The original's count takes every report; the rate takes a network
         // once per window, and only one the version was served to.
         let rate = matches!(rules.rule, BreakRule::Rate { .. });
         let ignored = if !report.kind.counts() {
             Some(Reason::Kind)
         } else if rate && seen.candidate {
             Some(Reason::Repeat)
-        } else if rate && !inner.repeats.may_check(&report.code_id) {
-            Some(Reason::Storm)
-        } else if rate && !self.was_served(&report.code_id, &source, arrived).await {
-            Some(Reason::NotServed)
+        } else if rate {
+            self.served_or_why_not(&report.code_id, &source, arrived).await
         } else {
             None
         };
         let Some(reason) = ignored else {
             inner.repeats.mark_candidate(&report.code_id, &source);
-            return self.judge(report, rules).await;
+            return self.judge(report, &source, rules).await;
         };
         if !inner
             .repeats
@@ -313,20 +308,23 @@ impl ReportsHandle {
         }
         metrics::report(reason.as_str());
         let breaking = self.breaking(rules, Some(0));
-        inner.store.add_report(new_report(report, false), &breaking).await?;
+        inner
+            .store
+            .add_report(new_report(report, &source, false), &breaking)
+            .await?;
         Ok(receipt(false, true, reason))
     }
 
-    async fn judge(&self, report: ClientReport, rules: Rules) -> Result<Receipt, ReportError> {
+    async fn judge(&self, report: ClientReport, source: &Network, rules: Rules) -> Result<Receipt, ReportError> {
         let served = match rules.rule {
-            BreakRule::Rate { .. } => self.served_devices(&report.code_id).await,
+            BreakRule::Rate { .. } => self.served_networks(&report.code_id).await,
             BreakRule::Count { .. } => Some(0),
         };
         let code_id = report.code_id.clone();
         let outcome = self
             .inner
             .store
-            .add_report(new_report(report, true), &self.breaking(rules, served))
+            .add_report(new_report(report, source, true), &self.breaking(rules, served))
             .await?;
         let reason = if outcome.counted {
             Reason::Counted
@@ -341,9 +339,20 @@ impl ReportsHandle {
                 code_id,
                 evidence = ?broke.evidence,
                 rolled_back_to = broke.rolled_back_to,
+                still_served = broke.still_served,
                 "version marked broken by reports"
             );
             metrics::broken_by_reports(broke.rolled_back_to.is_some());
+            if broke.still_served {
+                // Nothing healthy to fall back to: served on, and someone
+                // must decide whether to take the config offline.
+                tracing::error!(
+                    config_id = broke.config.id,
+                    code_id,
+                    "a version broken by reports has no healthy earlier version: still served until an operator acts"
+                );
+                metrics::broken_without_fallback();
+            }
             self.inner.releases.announce(&broke.config, Some(&code_id)).await;
             receipt.broke = true;
             receipt.rolled_back_to = broke.rolled_back_to;
@@ -351,32 +360,54 @@ impl ReportsHandle {
         Ok(receipt)
     }
 
-    fn breaking(&self, rules: Rules, served_devices: Option<u64>) -> Breaking {
+    fn breaking(&self, rules: Rules, served_networks: Option<u64>) -> Breaking {
         Breaking {
             rule: rules.rule,
             window_s: self.inner.served.window_s(),
-            served_devices,
+            served_networks,
         }
     }
 
-    /// Whether the source was served the version; with other nodes, a miss
-    /// waits until a fetch made elsewhere before this report arrived has
-    /// surely been shared.
-    async fn was_served(&self, code_id: &str, source: &Source<'_>, arrived: Instant) -> bool {
+    /// `None` when the network was served the version, else why it does not
+    /// count. Memory (this node's record and the other nodes' as last read)
+    /// is asked first, before any cap, so a storm from networks never served
+    /// cannot hide a served one. Only a network memory does not know is
+    /// looked up further (with other nodes, waiting until a fetch made
+    /// elsewhere before this report arrived has surely been shared), and
+    /// only as many per version and half window as `repeats` allows.
+    async fn served_or_why_not(&self, code_id: &str, network: &Network, arrived: Instant) -> Option<Reason> {
         let served = &self.inner.served;
-        if served.was_served(code_id, source, now_millis()) {
-            return true;
+        if served.was_served(code_id, network, now_millis()) {
+            return None;
+        }
+        if !self.inner.repeats.may_check(code_id, self.rules().max_lookups) {
+            // Past the cap nothing waits for the next share; but the other
+            // nodes' view is kept at most an interval old (one read per
+            // interval, shared), so a network served elsewhere still counts.
+            if let Some(share) = &self.inner.share {
+                let now = Instant::now();
+                share
+                    .read_after(code_id, now.checked_sub(share.interval()).unwrap_or(now))
+                    .await;
+                if served.was_served(code_id, network, now_millis()) {
+                    return None;
+                }
+            }
+            return Some(Reason::Storm);
         }
         let Some(share) = &self.inner.share else {
-            return false;
+            return Some(Reason::NotServed);
         };
         share.read_after(code_id, share.landed_by(arrived)).await;
-        served.was_served(code_id, source, now_millis())
+        match served.was_served(code_id, network, now_millis()) {
+            true => None,
+            false => Some(Reason::NotServed),
+        }
     }
 
-    /// Devices served the version on every node; `None` when other nodes'
+    /// Networks served the version on every node; `None` when other nodes'
     /// records could not be read lately.
-    async fn served_devices(&self, code_id: &str) -> Option<u64> {
+    async fn served_networks(&self, code_id: &str) -> Option<u64> {
         if let Some(share) = &self.inner.share {
             let now = Instant::now();
             let recent = now.checked_sub(share.interval()).unwrap_or(now);
@@ -384,10 +415,10 @@ impl ReportsHandle {
                 return None;
             }
         }
-        Some(self.inner.served.served_devices(code_id, now_millis()))
+        Some(self.inner.served.served_networks(code_id, now_millis()))
     }
 
-    /// A version's reports and served devices, for its operator.
+    /// A version's reports and served networks, for its operator.
     pub async fn summary(&self, config_id: &str, code_id: &str) -> Result<Summary, ReportError> {
         let version = self
             .inner
@@ -400,7 +431,7 @@ impl ReportsHandle {
         let since = now_millis() - window_s as i64 * 1000;
         let window = self.inner.store.report_counts(code_id, since).await?;
         let total = self.inner.store.report_counts(code_id, 0).await?;
-        let served_devices = self.served_devices(code_id).await.unwrap_or(0);
+        let served_networks = self.served_networks(code_id).await.unwrap_or(0);
         let counted_sources = window.iter().filter(|c| c.counted).map(|c| c.sources).sum::<i64>();
         let rules = self.rules();
         let (rule, min_sources, break_ratio, break_threshold) = match rules.rule {
@@ -412,9 +443,10 @@ impl ReportsHandle {
             broken: version.broken,
             error_count: version.error_count,
             window_s,
-            served_devices,
+            served_networks,
+            served_devices: served_networks,
             counted_sources,
-            ratio: share(counted_sources.max(0) as u64, served_devices).1,
+            ratio: share(counted_sources.max(0) as u64, served_networks).1,
             rule: rule.into(),
             min_sources,
             break_ratio,
@@ -425,10 +457,16 @@ impl ReportsHandle {
     }
 
     /// A version's health since `since_ms`, as a rollout plan's gate judges
-    /// it: counted sources since then against the devices served it. Under
-    /// the count rule only the broken mark fails the gate (the ratio's
-    /// threshold is then 1, which a share never passes).
-    pub async fn gate(&self, code_id: &str, since_ms: i64) -> Result<GateFigures, ReportError> {
+    /// it: counted networks since then against the networks served it, with
+    /// the same floor as breaking (`reports.min_sources`, or the plan's own
+    /// `min_sources`). Under the count rule only the broken mark fails the
+    /// gate (the ratio's threshold is then 1, which a share never passes).
+    pub async fn gate(
+        &self,
+        code_id: &str,
+        since_ms: i64,
+        min_sources: Option<u64>,
+    ) -> Result<GateFigures, ReportError> {
         let broken = self.inner.store.get_version(code_id).await?.is_some_and(|v| v.broken);
         let counts = self.inner.store.report_counts(code_id, since_ms).await?;
         let counted = counts
@@ -436,12 +474,15 @@ impl ReportsHandle {
             .filter(|c| c.counted)
             .map(|c| c.sources.max(0) as u64)
             .sum();
-        let served = self.served_devices(code_id).await.unwrap_or(0);
-        let threshold = match self.rules().rule {
-            BreakRule::Rate { ratio, .. } => ratio,
-            BreakRule::Count { .. } => 1.0,
+        let served = self.served_networks(code_id).await.unwrap_or(0);
+        let (threshold, floor) = match self.rules().rule {
+            BreakRule::Rate {
+                ratio,
+                min_sources: floor,
+            } => (ratio, min_sources.unwrap_or(floor)),
+            BreakRule::Count { .. } => (1.0, min_sources.unwrap_or(1)),
         };
-        Ok(GateFigures::new(broken, counted, served, threshold))
+        Ok(GateFigures::new(broken, counted, served, threshold, floor))
     }
 
     /// A version's latest reports, newest first.
@@ -482,9 +523,9 @@ fn receipt(counted: bool, stored: bool, reason: Reason) -> Receipt {
     }
 }
 
-fn new_report(report: ClientReport, candidate: bool) -> NewReport {
+fn new_report(report: ClientReport, source: &Network, candidate: bool) -> NewReport {
     NewReport {
-        source: report.reporter.source().key(),
+        source: source.key(),
         config_id: report.config_id,
         code_id: report.code_id,
         err_time: report.err_time,

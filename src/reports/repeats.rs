@@ -9,19 +9,13 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 
-use crate::domain::health::Source;
+use crate::domain::health::Network;
 use crate::sync::Locked;
 
 /// Reports that cannot count, stored per source and bucket at most.
 const STORED_PER_SOURCE: u16 = 3;
 /// About 5 MiB of sources, across every version.
 const MAX_SOURCES: usize = 200_000;
-/// Sources checked against the served record per version and bucket on a
-/// node. With the record's false-positive rate (`sketch.rs`), a forger's
-/// guesses pass as served about 0.1 times per bucket and node at most, far
-/// short of `reports.min_sources`; past it, a storm of unknown sources is
-/// not checked at all (outcome `storm`) until the next bucket.
-const MAX_CHECKS: u32 = 100_000;
 
 /// What this node took from each source, per version and bucket.
 pub struct Repeats {
@@ -69,7 +63,7 @@ impl Repeats {
     }
 
     /// Notes a report from `source` and says what came before it.
-    pub fn note(&self, code_id: &str, source: &Source, bucket: u64) -> Seen {
+    pub fn note(&self, code_id: &str, source: &Network, bucket: u64) -> Seen {
         let key = self.hasher.hash_one(source);
         let mut state = self.state.locked();
         let State { versions, tracked } = &mut *state;
@@ -95,7 +89,7 @@ impl Repeats {
 
     /// Remembers that `source` sent a candidate in this bucket: its further
     /// reports are repeats.
-    pub fn mark_candidate(&self, code_id: &str, source: &Source) {
+    pub fn mark_candidate(&self, code_id: &str, source: &Network) {
         let key = self.hasher.hash_one(source);
         let mut state = self.state.locked();
         if let Some(seen) = state.versions.get_mut(code_id).and_then(|t| t.sources.get_mut(&key)) {
@@ -103,14 +97,18 @@ impl Repeats {
         }
     }
 
-    /// Whether a source may be checked against the served record: false
-    /// once the version's checks in this bucket reached `MAX_CHECKS`.
-    pub fn may_check(&self, code_id: &str) -> bool {
+    /// Whether a network memory does not know as served may be looked up
+    /// further: false once the version's lookups in this bucket reached
+    /// `cap` (`reports.max_lookups`). A network memory knows as served is
+    /// never held back by it, so a storm from networks never served cannot
+    /// hide the served ones; past it, a storm of unknown networks is judged
+    /// on memory alone (outcome `storm`) until the next bucket.
+    pub fn may_check(&self, code_id: &str, cap: u32) -> bool {
         let mut state = self.state.locked();
         let Some(taken) = state.versions.get_mut(code_id) else {
             return true;
         };
-        if taken.checks >= MAX_CHECKS {
+        if taken.checks >= cap {
             return false;
         }
         taken.checks += 1;
@@ -151,11 +149,20 @@ impl Repeats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::health::Prefixes;
+
+    /// A distinct network per name (its hash picks a /24).
+    fn net(name: &str) -> Network {
+        let n = name
+            .bytes()
+            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+        Prefixes::default().network(std::net::Ipv4Addr::from(n << 8).into())
+    }
 
     #[test]
     fn a_storm_from_one_source_is_stored_a_few_times_then_dropped() {
         let repeats = Repeats::new();
-        let me = Source::Device("me");
+        let me = net("me");
         let mut stored = 0;
         for _ in 0..1000 {
             let seen = repeats.note("v1", &me, 7);
@@ -170,14 +177,14 @@ mod tests {
     #[test]
     fn a_candidate_is_remembered_and_the_version_cap_holds() {
         let repeats = Repeats::new();
-        let first = Source::Device("a");
+        let first = net("a");
         assert_eq!(repeats.note("v1", &first, 1), Seen::default());
         repeats.mark_candidate("v1", &first);
         assert!(repeats.note("v1", &first, 1).candidate);
         let mut stored = 0;
         for i in 0..50 {
             let id = format!("d{i}");
-            let seen = repeats.note("v1", &Source::Device(&id), 1);
+            let seen = repeats.note("v1", &net(&id), 1);
             stored += u32::from(repeats.may_store_ignored("v1", seen, 10));
         }
         assert_eq!(stored, 10);
@@ -186,20 +193,21 @@ mod tests {
     #[test]
     fn checks_stop_at_the_cap_until_the_next_bucket() {
         let repeats = Repeats::new();
-        repeats.note("v1", &Source::Device("a"), 1);
-        assert!((0..MAX_CHECKS).all(|_| repeats.may_check("v1")));
-        assert!(!repeats.may_check("v1"));
-        repeats.note("v1", &Source::Device("a"), 2);
-        assert!(repeats.may_check("v1"));
+        repeats.note("v1", &net("a"), 1);
+        assert!((0..1000).all(|_| repeats.may_check("v1", 1000)));
+        assert!(!repeats.may_check("v1", 1000));
+        repeats.note("v1", &net("a"), 2);
+        assert!(repeats.may_check("v1", 1000));
     }
 
     #[test]
     fn sources_past_the_cap_are_not_tracked_and_a_sweep_frees_them() {
         let repeats = Repeats::new();
         for i in 0..MAX_SOURCES {
-            repeats.note("v1", &Source::Device(&i.to_string()), 1);
+            let network = Prefixes::default().network(std::net::Ipv4Addr::from((i as u32 + 1) << 8).into());
+            repeats.note("v1", &network, 1);
         }
-        let late = Source::Device("late");
+        let late = Prefixes::default().network("203.0.113.1".parse().unwrap());
         repeats.note("v2", &late, 1);
         assert_eq!(repeats.note("v2", &late, 1).reports, 0, "not tracked");
         repeats.sweep(2);

@@ -1,5 +1,5 @@
-//! The served record: for each version fetched recently, which sources it was
-//! served to and how many distinct devices, in sketches per bucket of half a
+//! The served record: for each version fetched recently, which networks it
+//! was served to and how many distinct ones, in sketches per bucket of half a
 //! window (`domain::health`). Every fetch records here, so a fetch costs a
 //! read lock, a mutex and a few hashes, never I/O. Other nodes' records
 //! arrive as remote views (`share.rs`); a question about a version answers
@@ -9,15 +9,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use super::sketch::{Part, Sketch, device_union};
-use crate::domain::health::{BUCKETS_IN_VIEW, Source, bucket};
+use super::sketch::{Part, Sketch, network_union};
+use crate::domain::health::{BUCKETS_IN_VIEW, Network, bucket};
 use crate::sync::{Locked, RwLocked};
 
 /// This node's record of who each version was served to, and the other
 /// nodes' as last read.
 pub struct ServedRecord {
     window_s: u64,
-    /// Sources one sketch may hold (`reports.served_capacity`).
+    /// Networks one sketch may hold (`reports.served_capacity`).
     capacity: u64,
     versions: RwLock<HashMap<String, Arc<Mutex<Buckets>>>>,
     remote: Mutex<HashMap<String, Arc<RemoteView>>>,
@@ -64,7 +64,7 @@ impl ServedRecord {
         }
     }
 
-    /// The window reports and served devices are counted over, in seconds.
+    /// The window reports and served networks are counted over, in seconds.
     pub fn window_s(&self) -> u64 {
         self.window_s
     }
@@ -75,12 +75,8 @@ impl ServedRecord {
         (current, current.saturating_sub(BUCKETS_IN_VIEW - 1))
     }
 
-    /// A fetch was served `code_id`. Empty device ids are nobody.
-    pub fn record(&self, code_id: &str, sources: &[Source], now_ms: i64) {
-        let somebody = |s: &&Source| !matches!(s, Source::Device(""));
-        if !sources.iter().any(|s| somebody(&s)) {
-            return;
-        }
+    /// A fetch from `network` was served `code_id`.
+    pub fn record(&self, code_id: &str, network: &Network, now_ms: i64) {
         let buckets = self.buckets_of(code_id);
         let (current, oldest) = self.span(now_ms);
         let mut buckets = buckets.locked();
@@ -91,10 +87,7 @@ impl ServedRecord {
                 sketch: Sketch::new(self.capacity),
             });
         }
-        let last = buckets.0.last_mut().expect("just ensured");
-        for source in sources.iter().filter(somebody) {
-            last.sketch.add(source);
-        }
+        buckets.0.last_mut().expect("just ensured").sketch.add(network);
     }
 
     fn buckets_of(&self, code_id: &str) -> Arc<Mutex<Buckets>> {
@@ -109,32 +102,35 @@ impl ServedRecord {
         self.versions.reading().get(code_id).cloned()
     }
 
-    /// Whether `source` was served `code_id` in the view, here or (as last
+    /// Whether `network` was served `code_id` in the view, here or (as last
     /// read) on another node.
-    pub fn was_served(&self, code_id: &str, source: &Source, now_ms: i64) -> bool {
+    pub fn was_served(&self, code_id: &str, network: &Network, now_ms: i64) -> bool {
         let (_, oldest) = self.span(now_ms);
         let here = self.local(code_id).is_some_and(|b| {
             let buckets = b.locked();
-            buckets.0.iter().any(|b| b.index >= oldest && b.sketch.contains(source))
+            buckets
+                .0
+                .iter()
+                .any(|b| b.index >= oldest && b.sketch.contains(network))
         });
         here || self
             .remote_view(code_id)
-            .is_some_and(|v| v.parts.iter().any(|(i, p)| *i >= oldest && p.contains(source)))
+            .is_some_and(|v| v.parts.iter().any(|(i, p)| *i >= oldest && p.contains(network)))
     }
 
-    /// Distinct devices served `code_id` in the view, on every node.
-    pub fn served_devices(&self, code_id: &str, now_ms: i64) -> u64 {
+    /// Distinct networks served `code_id` in the view, on every node.
+    pub fn served_networks(&self, code_id: &str, now_ms: i64) -> u64 {
         let (_, oldest) = self.span(now_ms);
-        let mut union = device_union();
+        let mut union = network_union();
         if let Some(b) = self.local(code_id) {
             let buckets = b.locked();
             for b in buckets.0.iter().filter(|b| b.index >= oldest) {
-                b.sketch.add_devices_to(&mut union);
+                b.sketch.add_networks_to(&mut union);
             }
         }
         if let Some(view) = self.remote_view(code_id) {
             for (_, part) in view.parts.iter().filter(|(i, _)| *i >= oldest) {
-                part.add_devices_to(&mut union);
+                part.add_networks_to(&mut union);
             }
         }
         union.estimate().round() as u64
@@ -197,35 +193,41 @@ impl ServedRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::health::Prefixes;
 
     const WINDOW_S: u64 = 600;
     const HALF_MS: i64 = 300_000;
 
+    fn net(ip: &str) -> Network {
+        Prefixes::default().network(ip.parse().unwrap())
+    }
+
     #[test]
-    fn a_source_is_served_for_the_view_then_forgotten() {
+    fn a_network_is_served_for_the_view_then_forgotten() {
         let record = ServedRecord::new(WINDOW_S, 10_000);
         let t0 = 10 * HALF_MS;
-        record.record("v1", &[Source::Device("d1")], t0);
-        assert!(record.was_served("v1", &Source::Device("d1"), t0));
-        assert!(!record.was_served("v1", &Source::Device("d2"), t0));
-        assert!(!record.was_served("v2", &Source::Device("d1"), t0));
-        assert!(record.was_served("v1", &Source::Device("d1"), t0 + 2 * HALF_MS));
-        assert!(!record.was_served("v1", &Source::Device("d1"), t0 + 3 * HALF_MS));
+        record.record("v1", &net("10.0.0.1"), t0);
+        assert!(record.was_served("v1", &net("10.0.0.200"), t0), "the same /24");
+        assert!(!record.was_served("v1", &net("10.0.1.1"), t0));
+        assert!(!record.was_served("v2", &net("10.0.0.1"), t0));
+        assert!(record.was_served("v1", &net("10.0.0.1"), t0 + 2 * HALF_MS));
+        assert!(!record.was_served("v1", &net("10.0.0.1"), t0 + 3 * HALF_MS));
         record.sweep(t0 + 3 * HALF_MS);
         assert_eq!(record.versions_held(), 0);
     }
 
     #[test]
-    fn devices_are_counted_once_across_buckets() {
+    fn networks_are_counted_once_across_buckets() {
         let record = ServedRecord::new(WINDOW_S, 10_000);
         let t0 = 10 * HALF_MS;
         for i in 0..40 {
-            let id = format!("d{i}");
-            record.record("v1", &[Source::Device(&id)], t0);
-            record.record("v1", &[Source::Device(&id)], t0 + HALF_MS);
+            for host in [1, 2] {
+                let ip = format!("10.0.{i}.{host}");
+                record.record("v1", &net(&ip), t0);
+                record.record("v1", &net(&ip), t0 + HALF_MS);
+            }
         }
-        record.record("v1", &[Source::Device("")], t0);
-        assert_eq!(record.served_devices("v1", t0 + HALF_MS), 40);
+        assert_eq!(record.served_networks("v1", t0 + HALF_MS), 40);
     }
 
     #[test]
@@ -233,13 +235,10 @@ mod tests {
         let here = ServedRecord::new(WINDOW_S, 10_000);
         let there = ServedRecord::new(WINDOW_S, 10_000);
         let t0 = 10 * HALF_MS;
-        here.record(
-            "v1",
-            &[Source::Device("d1"), Source::Address("10.0.0.9".parse().unwrap())],
-            t0,
-        );
+        here.record("v1", &net("10.0.0.9"), t0);
+        here.record("v1", &net("2001:db8::9"), t0);
         let shared = here.take_changed();
-        assert_eq!(shared.len(), 2, "the devices and the one filter");
+        assert_eq!(shared.len(), 2, "the networks' count and the one filter");
         assert!(here.take_changed().is_empty(), "nothing changed since");
         let parts = shared
             .iter()
@@ -252,8 +251,9 @@ mod tests {
                 parts,
             },
         );
-        assert!(there.was_served("v1", &Source::Device("d1"), t0));
-        assert!(there.was_served("v1", &Source::Address("10.0.0.9".parse().unwrap()), t0));
-        assert_eq!(there.served_devices("v1", t0), 1);
+        assert!(there.was_served("v1", &net("10.0.0.77"), t0));
+        assert!(there.was_served("v1", &net("2001:db8::1"), t0));
+        assert!(!there.was_served("v1", &net("10.0.1.9"), t0));
+        assert_eq!(there.served_networks("v1", t0), 2);
     }
 }

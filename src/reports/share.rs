@@ -1,4 +1,4 @@
-//! Sharing served records between nodes through Redis, so a device may fetch
+//! Sharing served records between nodes through Redis, so a client may fetch
 //! on one node and report on another. Each node writes the sketches that
 //! changed, once per `reports.share_ms`, in one round trip (never a call per
 //! fetch); reports read the other nodes' sketches of their version a few

@@ -1,6 +1,8 @@
 //! Error reports, the broken mark and the secret: a report that makes its
 //! version's tally enough breaks it in the same transaction, as a release
-//! event carrying the evidence, and rolls a broken stable version back.
+//! event carrying the evidence, and rolls a broken stable version back; with
+//! nothing to roll back to, the rate rule keeps serving it (`still_served`):
+//! reports never take a config offline, an operator does.
 
 use serde_json::json;
 use sqlx::any::AnyRow;
@@ -76,17 +78,18 @@ pub async fn add_report(
         outcome.error_count = error_count;
         outcome.counted_sources = sources;
         let served = match breaking.rule {
-            BreakRule::Rate { .. } => breaking.served_devices,
+            BreakRule::Rate { .. } => breaking.served_networks,
             BreakRule::Count { .. } => Some(0),
         };
-        let tally = served.map(|served_devices| Tally {
+        let tally = served.map(|served_networks| Tally {
             counted_sources: sources.max(0) as u64,
             error_count: error_count.max(0) as u64,
-            served_devices,
+            served_networks,
             window_s: breaking.window_s,
         });
         if !broken && let Some(evidence) = tally.and_then(|t| judge(breaking.rule, t)) {
-            outcome.broke = Some(break_version(&mut tx, d, &config, &report.code_id, evidence).await?);
+            let keep = matches!(breaking.rule, BreakRule::Rate { .. });
+            outcome.broke = Some(break_version(&mut tx, d, &config, &report.code_id, evidence, keep).await?);
         }
     }
     tx.commit().await?;
@@ -158,28 +161,49 @@ async fn counted_before(
 }
 
 /// Marks the version broken with the evidence; a broken stable version rolls
-/// back to the latest earlier one that is not broken, if there is one.
+/// back to the latest earlier one that is not broken, if there is one. With
+/// none, and `keep` (the rate rule), the version is still served: the event
+/// says so, and going offline is left to an operator. (The count rule keeps
+/// the original's 403.)
 async fn break_version(
     tx: &mut Transaction<'_, Any>,
     d: Dialect,
     config: &Config,
     code_id: &str,
     evidence: Evidence,
+    keep: bool,
 ) -> Result<Broke, StoreError> {
-    let detail = json!({ "evidence": evidence });
-    let after = set_broken(tx, d, config, code_id, true, REPORTS_ACTOR, Some(detail.clone()))
-        .await?
-        .unwrap_or_else(|| config.clone());
-    let stable = after.release.as_ref().is_some_and(|r| r.code_id == code_id);
+    let stable = config.release.as_ref().is_some_and(|r| r.code_id == code_id);
+    // The current release is never its own target, so the target does not
+    // depend on the mark about to be set.
     let target = match stable {
-        true => history::healthy_target(tx, d, &after).await?,
+        true => history::healthy_target(tx, d, config).await?,
         false => None,
     };
+    let still_served = stable && keep && target.is_none();
+    let detail = match still_served {
+        true => json!({
+            "evidence": evidence,
+            "still_served": true,
+            "why": "no earlier stable version is healthy: the version is still served until an operator acts",
+        }),
+        false => json!({ "evidence": evidence }),
+    };
+    if still_served {
+        sqlx::query(sql!(d, "UPDATE versions SET still_served = 1 WHERE code_id = $1"))
+            .bind(code_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    let after = set_broken(tx, d, config, code_id, true, REPORTS_ACTOR, Some(detail))
+        .await?
+        .unwrap_or_else(|| config.clone());
     let Some(target) = target else {
         return Ok(Broke {
             config: after,
             evidence,
             rolled_back_to: None,
+            still_served,
         });
     };
     let mut rolled = after.clone();
@@ -200,12 +224,14 @@ async fn break_version(
         config: rolled,
         evidence,
         rolled_back_to: Some(target),
+        still_served: false,
     })
 }
 
 /// Sets or clears a version's broken mark (clearing also resets its error
 /// count), bumping the config's revision with an event. `None` when the mark
-/// was already so.
+/// was already so. Marking by hand a version reports left `still_served`
+/// stops serving it: that is the operator's act reports never take.
 pub async fn set_broken(
     tx: &mut Transaction<'_, Any>,
     d: Dialect,
@@ -216,14 +242,20 @@ pub async fn set_broken(
     detail: Option<serde_json::Value>,
 ) -> Result<Option<Config>, StoreError> {
     let changed = if broken {
+        // By reports, a version's `still_served` is set just before this:
+        // the mark is then new (broken = 0) and `still_served` is kept.
+        let still = i64::from(actor == REPORTS_ACTOR);
         sqlx::query(sql!(
             d,
-            "UPDATE versions SET broken = 1 WHERE code_id = $1 AND config_id = $2 AND broken = 0"
+            "UPDATE versions SET broken = 1, still_served = still_served * $1 \
+             WHERE code_id = $2 AND config_id = $3 AND (broken = 0 OR still_served = 1)"
         ))
+        .bind(still)
     } else {
         sqlx::query(sql!(
             d,
-            "UPDATE versions SET broken = 0, error_count = 0 WHERE code_id = $1 AND config_id = $2 AND broken = 1",
+            "UPDATE versions SET broken = 0, still_served = 0, error_count = 0 \
+             WHERE code_id = $1 AND config_id = $2 AND broken = 1",
         ))
     }
     .bind(code_id)

@@ -219,10 +219,10 @@ pub struct Breaking {
     pub rule: BreakRule,
     /// The window sources are counted over, in seconds.
     pub window_s: u64,
-    /// Distinct devices served the version in the window, across nodes;
+    /// Distinct networks served the version in the window, across nodes;
     /// `None` when other nodes' records could not be read, and the rate rule
     /// then breaks nothing until they can.
-    pub served_devices: Option<u64>,
+    pub served_networks: Option<u64>,
 }
 
 /// Where one config stands, as a poll reads it.
@@ -259,6 +259,9 @@ pub struct Broke {
     pub evidence: Evidence,
     /// The broken version was stable and the release went back to this one.
     pub rolled_back_to: Option<String>,
+    /// The broken version was stable with no healthy earlier one, and is
+    /// still served (rate rule): an operator must act.
+    pub still_served: bool,
 }
 
 /// Reports of one kind that did or did not count, in a span of time.

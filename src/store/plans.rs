@@ -23,8 +23,8 @@ pub const ACTOR: &str = "rollout";
 
 macro_rules! plan_columns {
     () => {
-        "id, config_id, code_id, steps, forced, state, applied, next_at, step_started_at, remaining_ms, reason, gate, \
-         created_by, created_at, updated_at"
+        "id, config_id, code_id, steps, forced, gate_min_sources, state, applied, next_at, step_started_at, remaining_ms, \
+         reason, gate, created_by, created_at, updated_at"
     };
 }
 
@@ -39,6 +39,8 @@ pub struct NewPlan {
     pub steps: Vec<Step>,
     /// Started although stored tests failed.
     pub forced: bool,
+    /// The plan's own gate floor, if it sets one.
+    pub gate_min_sources: Option<u64>,
     /// Unix milliseconds of its first move.
     pub start_at: i64,
     /// Who made it.
@@ -64,6 +66,9 @@ fn plan_from_row(row: &AnyRow) -> Result<Plan, StoreError> {
         code_id: row.try_get("code_id")?,
         steps: serde_json::from_str(&steps).map_err(|e| corrupt("plan steps", &e.to_string()))?,
         forced: row.try_get::<i64, _>("forced")? != 0,
+        gate_min_sources: row
+            .try_get::<Option<i64>, _>("gate_min_sources")?
+            .map(|n| n.max(1) as u64),
         state: PlanState::parse(&state).ok_or_else(|| corrupt("plan state", &state))?,
         applied: row.try_get::<i64, _>("applied")?.max(0) as usize,
         next_at: row.try_get("next_at")?,
@@ -89,14 +94,15 @@ pub(super) async fn create(pool: &AnyPool, d: Dialect, new: NewPlan) -> Result<P
     let steps = serde_json::to_string(&new.steps).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let inserted = sqlx::query(sql!(
         d,
-        "INSERT INTO rollout_plans (id, config_id, code_id, steps, forced, state, applied, next_at, created_by, \
-         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'active', 0, $6, $7, $8, $9)",
+        "INSERT INTO rollout_plans (id, config_id, code_id, steps, forced, gate_min_sources, state, applied, next_at, \
+         created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'active', 0, $7, $8, $9, $10)",
     ))
     .bind(&id)
     .bind(&new.config_id)
     .bind(&new.code_id)
     .bind(steps)
     .bind(i64::from(new.forced))
+    .bind(new.gate_min_sources.map(|n| n.min(i64::MAX as u64) as i64))
     .bind(new.start_at)
     .bind(&new.created_by)
     .bind(now)
@@ -347,8 +353,8 @@ fn abort_reason(plan: &Plan, gate: &GateFigures) -> String {
         return format!("the version was marked broken {at}");
     }
     format!(
-        "the health gate failed {at}: {} of {} served devices reported (ratio {:.3}, threshold {})",
-        gate.counted_sources, gate.served_devices, gate.ratio, gate.threshold
+        "the health gate failed {at}: {} of {} served networks reported (ratio {:.3}, threshold {}, at least {} networks)",
+        gate.counted_sources, gate.served_networks, gate.ratio, gate.threshold, gate.min_sources
     )
 }
 

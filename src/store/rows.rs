@@ -54,6 +54,7 @@ pub(super) fn version_from_row(row: &AnyRow) -> Result<Version, StoreError> {
         params: serde_json::from_str(&params).map_err(|e| corrupt("params", &e.to_string()))?,
         error_count: row.try_get("error_count")?,
         broken: row.try_get::<i64, _>("broken")? != 0,
+        still_served: row.try_get::<i64, _>("still_served")? != 0,
         created_by: row.try_get("created_by")?,
         created_at: row.try_get("created_at")?,
     })

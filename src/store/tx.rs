@@ -22,7 +22,7 @@ macro_rules! config_columns {
 }
 macro_rules! version_columns {
     () => {
-        "code_id, config_id, lang, source, rules, params, error_count, broken, created_by, created_at"
+        "code_id, config_id, lang, source, rules, params, error_count, broken, still_served, created_by, created_at"
     };
 }
 pub(super) use {config_columns, version_columns};

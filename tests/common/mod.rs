@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod faulty;
+pub mod networks;
 pub mod private_redis;
 pub mod raw_ws;
 pub mod ws;

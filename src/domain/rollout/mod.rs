@@ -8,4 +8,6 @@ mod plan;
 mod request;
 
 pub use plan::{Control, GateFigures, Move, Plan, PlanState, due_after, next_move};
-pub use request::{MAX_BAKE_S, MAX_STEPS, PlanError, PlanRequest, Step, StepRequest, Strategy, expand};
+pub use request::{
+    MAX_BAKE_S, MAX_GATE_MIN_SOURCES, MAX_STEPS, PlanError, PlanRequest, Step, StepRequest, Strategy, expand,
+};

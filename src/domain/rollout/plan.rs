@@ -58,6 +58,9 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// Started although the version's stored tests failed.
     pub forced: bool,
+    /// The plan's own gate floor (`gate_min_sources`); `None`:
+    /// `reports.min_sources`.
+    pub gate_min_sources: Option<u64>,
     /// Where it stands.
     pub state: PlanState,
     /// Steps applied so far (0: not started).
@@ -97,33 +100,44 @@ pub enum Control {
 pub struct GateFigures {
     /// The version is marked broken.
     pub broken: bool,
-    /// Distinct sources whose reports counted during the bake.
+    /// Distinct networks whose reports counted during the bake.
     pub counted_sources: u64,
-    /// Distinct devices served the version (an estimate).
-    pub served_devices: u64,
-    /// `counted_sources / served_devices`.
+    /// Distinct networks served the version (an estimate). Figures stored
+    /// before sources were networks call it `served_devices`.
+    #[serde(alias = "served_devices")]
+    pub served_networks: u64,
+    /// `counted_sources / served_networks`.
     pub ratio: f64,
     /// The ratio the gate refuses at (`reports.break_ratio`).
     pub threshold: f64,
+    /// The least counted networks the gate refuses at
+    /// (`reports.min_sources`, or the plan's `gate_min_sources`); 0 in
+    /// figures stored before the gate had a floor.
+    #[serde(default)]
+    pub min_sources: u64,
 }
 
 impl GateFigures {
     /// The figures, with the ratio the way breaking judges it.
-    pub fn new(broken: bool, counted_sources: u64, served_devices: u64, threshold: f64) -> Self {
-        let (served, ratio) = crate::domain::health::share(counted_sources, served_devices);
+    pub fn new(broken: bool, counted_sources: u64, served_networks: u64, threshold: f64, min_sources: u64) -> Self {
+        let (served, ratio) = crate::domain::health::share(counted_sources, served_networks);
         Self {
             broken,
             counted_sources,
-            served_devices: served,
+            served_networks: served,
             ratio,
             threshold,
+            min_sources,
         }
     }
 
-    /// Passes when the version is not broken and the ratio stayed under
-    /// the threshold. Any counted report fails a gate with no served device.
+    /// Passes unless the version is marked broken, or at least
+    /// `min_sources` networks reported and they reached the threshold: the
+    /// same floor as breaking, so one network's report (anyone may send
+    /// one) never aborts a plan.
     pub fn passes(&self) -> bool {
-        !self.broken && self.ratio < self.threshold
+        let failed = self.counted_sources >= self.min_sources.max(1) && self.ratio >= self.threshold;
+        !self.broken && !failed
     }
 }
 
@@ -189,7 +203,7 @@ mod tests {
     fn a_plan_moves_step_by_step_and_aborts_on_a_failed_gate() {
         let step = |percentage, bake_s| Step { percentage, bake_s };
         let steps = [step(10, 1), step(50, 1), step(100, 1)];
-        let healthy = GateFigures::new(false, 0, 200, 0.05);
+        let healthy = GateFigures::new(false, 0, 200, 0.05, 10);
         let gray = |percentage| Change::Gray {
             code_id: "c".into(),
             percentage,
@@ -222,7 +236,7 @@ mod tests {
         );
         assert_eq!(next_move(&steps, 3, "c", false, Some(&healthy)), Move::Complete);
 
-        let sick = GateFigures::new(false, 20, 200, 0.05);
+        let sick = GateFigures::new(false, 20, 200, 0.05, 10);
         assert!(!sick.passes() && (sick.ratio - 0.1).abs() < 1e-9);
         assert_eq!(
             next_move(&steps, 2, "c", false, Some(&sick)),
@@ -236,8 +250,13 @@ mod tests {
                 change: Change::Rollback
             }
         );
-        let broken = GateFigures::new(true, 0, 200, 0.05);
+        let broken = GateFigures::new(true, 0, 200, 0.05, 10);
         assert!(!broken.passes());
+        // One network's report is the whole share of a version served to
+        // one network, and still short of the floor.
+        assert!(GateFigures::new(false, 1, 1, 0.05, 10).passes());
+        assert!(!GateFigures::new(false, 10, 10, 0.05, 10).passes());
+        assert!(!GateFigures::new(false, 2, 3, 0.05, 2).passes(), "a plan's lower floor");
         assert_eq!(due_after(&steps, 1, 1_000), Some(2_000));
         assert_eq!(due_after(&steps, 0, 1_000), None);
     }

@@ -36,6 +36,22 @@ pub struct PlanRequest {
     /// Start although the version's stored tests fail.
     #[serde(default)]
     pub force: bool,
+    /// The least distinct reporting networks that fail the health gate, in
+    /// place of `reports.min_sources` (which also breaks versions): lower
+    /// it for a plan whose version is served to few networks. 1 lets one
+    /// network's report abort the plan, so it is never the default.
+    #[serde(default, deserialize_with = "crate::domain::whole::maybe_whole")]
+    pub gate_min_sources: Option<i64>,
+}
+
+/// The highest `gate_min_sources` a plan may set.
+pub const MAX_GATE_MIN_SOURCES: i64 = 1_000_000;
+
+impl PlanRequest {
+    /// The plan's own gate floor, if it sets one (checked by `expand`).
+    pub fn gate_floor(&self) -> Option<u64> {
+        self.gate_min_sources.map(|n| n.max(1) as u64)
+    }
 }
 
 /// One explicit step.
@@ -126,6 +142,15 @@ pub fn expand(request: &PlanRequest, now_ms: i64) -> Result<Vec<Step>, PlanError
                 "is more than a year ahead: it must be at most {} (now + {MAX_START_AHEAD_MS} ms, 366 days)",
                 now_ms.saturating_add(MAX_START_AHEAD_MS)
             ),
+        ));
+    }
+    if request
+        .gate_min_sources
+        .is_some_and(|n| !(1..=MAX_GATE_MIN_SOURCES).contains(&n))
+    {
+        return Err(refuse(
+            "gate_min_sources",
+            format!("must be between 1 and {MAX_GATE_MIN_SOURCES}"),
         ));
     }
     let mut steps = match (&request.steps, &request.strategy) {
@@ -255,6 +280,7 @@ mod tests {
             start_at: None,
             bake_after_release_s: None,
             force: false,
+            gate_min_sources: None,
         }
     }
 
@@ -399,5 +425,18 @@ mod tests {
             ..request(&[])
         };
         assert_eq!(field(flat), "strategy.factor");
+        for floor in [0, -1, MAX_GATE_MIN_SOURCES + 1] {
+            let floored = PlanRequest {
+                gate_min_sources: Some(floor),
+                ..request(&[(10, 1)])
+            };
+            assert_eq!(field(floored), "gate_min_sources");
+        }
+        let lowered = PlanRequest {
+            gate_min_sources: Some(3),
+            ..request(&[(10, 1)])
+        };
+        assert!(expand(&lowered, 10_000).is_ok());
+        assert_eq!(lowered.gate_floor(), Some(3));
     }
 }

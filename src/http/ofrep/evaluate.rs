@@ -2,6 +2,7 @@
 //! every flag a client token may read (client-side providers, per context).
 
 use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Path, Request, State};
@@ -17,7 +18,7 @@ use crate::domain::model::now_millis;
 use crate::domain::ofrep::{self, Reason, Split};
 use crate::http::AppState;
 use crate::http::error::ApiError;
-use crate::http::extract::read_bytes;
+use crate::http::extract::{ClientAddress, read_bytes};
 use crate::http::fetch::serve;
 
 /// Flags of one bulk evaluation evaluated at once: enough to overlap their
@@ -48,16 +49,23 @@ const BULK_CONCURRENCY: usize = 8;
 pub async fn single(
     State(app): State<AppState>,
     Path(key): Path<String>,
+    ClientAddress(address): ClientAddress,
     headers: HeaderMap,
     request: Request,
 ) -> Response {
-    match single_outcome(&app, &key, &headers, request).await {
+    match single_outcome(&app, &key, &headers, address, request).await {
         Ok(outcome) => outcome.into_response(),
         Err(failure) => failure.into_response(),
     }
 }
 
-async fn single_outcome(app: &AppState, key: &str, headers: &HeaderMap, request: Request) -> Result<Outcome, Failure> {
+async fn single_outcome(
+    app: &AppState,
+    key: &str,
+    headers: &HeaderMap,
+    address: IpAddr,
+    request: Request,
+) -> Result<Outcome, Failure> {
     let access = app.ofrep.current();
     let credential = access::presented(headers);
     if credential.is_none() && access.require_credentials {
@@ -83,11 +91,11 @@ async fn single_outcome(app: &AppState, key: &str, headers: &HeaderMap, request:
     {
         return Err(Failure::Denied(StatusCode::UNAUTHORIZED));
     }
-    Ok(flag(app, &entry, &context).await)
+    Ok(flag(app, &entry, &context, address).await)
 }
 
 /// One config's outcome for a context, from the entry memory holds.
-async fn flag(app: &AppState, entry: &Entry, context: &Split) -> Outcome {
+async fn flag(app: &AppState, entry: &Entry, context: &Split, address: IpAddr) -> Outcome {
     let key = &entry.config.id;
     let revision = entry.config.revision;
     let resolved = match entry.resolve(&context.meta) {
@@ -106,14 +114,7 @@ async fn flag(app: &AppState, entry: &Entry, context: &Split) -> Outcome {
             ),
         };
     }
-    let served = serve(
-        app,
-        &resolved.version,
-        &context.meta.device_id,
-        None,
-        context.params.clone(),
-    )
-    .await;
+    let served = serve(app, &resolved.version, address, context.params.clone()).await;
     match served {
         Ok(value) => Outcome::Served {
             key: key.clone(),
@@ -147,14 +148,24 @@ async fn flag(app: &AppState, entry: &Entry, context: &Split) -> Outcome {
     ),
     params(("If-None-Match" = Option<String>, Header, description = "the ETag of the last answer"))
 )]
-pub async fn bulk(State(app): State<AppState>, headers: HeaderMap, request: Request) -> Response {
-    match bulk_answer(&app, &headers, request).await {
+pub async fn bulk(
+    State(app): State<AppState>,
+    ClientAddress(address): ClientAddress,
+    headers: HeaderMap,
+    request: Request,
+) -> Response {
+    match bulk_answer(&app, &headers, address, request).await {
         Ok(response) => response,
         Err(failure) => failure.into_response(),
     }
 }
 
-async fn bulk_answer(app: &AppState, headers: &HeaderMap, request: Request) -> Result<Response, Failure> {
+async fn bulk_answer(
+    app: &AppState,
+    headers: &HeaderMap,
+    address: IpAddr,
+    request: Request,
+) -> Result<Response, Failure> {
     let access = app.ofrep.current();
     let client = access::presented(headers)
         .and_then(|credential| access.client(credential))
@@ -192,7 +203,7 @@ async fn bulk_answer(app: &AppState, headers: &HeaderMap, request: Request) -> R
     let flags = futures_util::stream::iter(held)
         .map(|entry| {
             let (app, context) = (app.clone(), context.clone());
-            async move { flag(&app, &entry, &context).await }
+            async move { flag(&app, &entry, &context, address).await }
         })
         .buffered(BULK_CONCURRENCY)
         .collect::<Vec<_>>()
