@@ -10,6 +10,22 @@
 
 import { createRequire } from "node:module";
 import assert from "node:assert/strict";
+import http from "node:http";
+
+// A POST from a loopback address of the test's choosing (127.0.N.1): reports
+// count per client network, so a break needs many networks, as a real fleet
+// has; one machine's reports never break a version.
+function postFrom(n, url, headers, body) {
+  return new Promise((resolve, reject) => {
+    const request = http.request(url, { method: "POST", localAddress: `127.0.${n}.1`, headers: { "Content-Type": "application/json", ...headers } }, (response) => {
+      let text = "";
+      response.on("data", (chunk) => (text += chunk));
+      response.on("end", () => resolve(JSON.parse(text)));
+    });
+    request.on("error", reject);
+    request.end(JSON.stringify(body));
+  });
+}
 
 const [base, adminToken, shots] = process.argv.slice(2);
 const require = createRequire(`${process.env.VANE_PLAYWRIGHT_DIR}/`);
@@ -389,44 +405,42 @@ const third = await (await elsewhere("POST", "/versions", { lang: "starlark", so
 assert.equal((await elsewhere("POST", "/gray", { code_id: third.code_id, percentage: 50 })).status, 200);
 await page.locator("#configs tbody tr", { hasText: `${third.code_id} (50 %)` }).waitFor({ timeout: 5000 });
 const servedThird = [];
-for (let i = 0; i < 200; i++) {
-  const r = await (await fetch(`${base}/config/banner`, { method: "POST", body: JSON.stringify({ meta: { device_id: `phone-${i}` }, cached: false }) })).json();
-  if (r.data.code_id === third.code_id) servedThird.push(`phone-${i}`);
+for (let n = 1; n <= 80; n++) {
+  const r = await postFrom(n, `${base}/config/banner`, {}, { meta: { device_id: `phone-${n}` }, cached: false });
+  if (r.data.code_id === third.code_id) servedThird.push(n);
 }
 let broke = false;
-for (const device of servedThird.slice(0, 40)) {
-  const r = await (await fetch(`${base}/api/v1/configs/banner/reports`, {
-    method: "POST", headers: { Secret: secret, "Content-Type": "application/json" },
-    body: JSON.stringify({ code_id: third.code_id, device_id: device, kind: "client", message: "crash on start" }),
-  })).json();
+for (const n of servedThird) {
+  const r = await postFrom(n, `${base}/api/v1/configs/banner/reports`, { Secret: secret },
+    { code_id: third.code_id, device_id: `phone-${n}`, kind: "client", message: "crash on start" });
   if (r.broke) {
     broke = true;
     break;
   }
 }
-assert.ok(broke, `reports from ${servedThird.length} served devices did not break ${third.code_id}`);
+assert.ok(broke, `reports from ${servedThird.length} served networks did not break ${third.code_id}`);
 const listed = page.locator('#configs tr[data-config="banner"]');
 await listed.locator(".gray.broken", { hasText: `${third.code_id} broken, not served` }).waitFor({ timeout: 5000 });
 await listed.locator(".health.broken", { hasText: `gray ${short(third.code_id)} broken, its 50 % get stable ${short(second)}` }).waitFor();
-assert.match(await listed.locator(".health").textContent(), /broken by reports: \d+ of \d+ served devices reported/);
-const grayServed = await (await fetch(`${base}/config/banner`, { method: "POST", body: JSON.stringify({ meta: { device_id: servedThird[0] }, cached: false }) })).json();
+assert.match(await listed.locator(".health").textContent(), /broken by reports: \d+ of \d+ served networks reported/);
+const grayServed = await (await fetch(`${base}/config/banner`, { method: "POST", body: JSON.stringify({ meta: { device_id: `phone-${servedThird[0]}` }, cached: false }) })).json();
 assert.equal(grayServed.data.code_id, second, "a broken gray version was still served");
 await page.setViewportSize({ width: 1366, height: 900 });
 await page.getByRole("link", { name: "banner", exact: true }).click();
 await page.getByRole("heading", { name: "Config banner" }).waitFor();
 await page.locator("#gray.broken", { hasText: `${third.code_id} at 50 %: broken, not served; those devices get stable ${short(second)}` }).waitFor();
-assert.match(await page.locator("#gray .why").textContent(), /^broken by reports: \d+ of \d+ served devices reported in \d+ s/);
+assert.match(await page.locator("#gray .why").textContent(), /^broken by reports: \d+ of \d+ served networks reported in \d+ s/);
 assert.equal(await page.locator("#gray").evaluate((e) => getComputedStyle(e).color), "rgb(176, 0, 32)");
 await page.locator(`tr[data-code="${third.code_id}"] .tag.broken`).waitFor();
 await page.locator(`tr[data-code="${third.code_id}"] .tag.gray`, { hasText: "not served" }).waitFor();
 await page.locator(`tr[data-code="${second}"] .tag.stable`).waitFor();
-assert.match(await page.locator(`tr[data-code="${third.code_id}"] .health`).textContent(), /^broken by reports: \d+ of \d+ served devices/);
+assert.match(await page.locator(`tr[data-code="${third.code_id}"] .health`).textContent(), /^broken by reports: \d+ of \d+ served networks/);
 assert.deepEqual(await ids(), [], "ids are not unique");
 await shot("broken");
 await page.getByRole("link", { name: "Events" }).click();
 await page.getByRole("heading", { name: "Events of banner" }).waitFor();
 const told = (await page.locator("#events tbody tr .sentence > span").allTextContents()).map(plain);
-assert.match(told[0], new RegExp(`^reports broke ${short(third.code_id)}: \\d+ of \\d+ served devices reported in \\d+ s`), told.join(" | "));
+assert.match(told[0], new RegExp(`^reports broke ${short(third.code_id)}: \\d+ of \\d+ served networks reported in \\d+ s`), told.join(" | "));
 await shot("events-desktop");
 
 step("a phone's width");

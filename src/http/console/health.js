@@ -16,7 +16,10 @@ export function evidenceText(e) {
   const rule = e.rule === "rate"
     ? `the rule asks for ${e.required_sources} sources and ${Math.round(e.required_ratio * 1000) / 10} %`
     : `the rule breaks at ${e.required_sources} reports`;
-  return `${e.counted_sources} of ${e.served_devices} served devices reported in ${e.window_s} s; ${rule}`;
+  // Events from before sources were networks name the served count
+  // `served_devices`.
+  const served = e.served_networks ?? e.served_devices;
+  return `${e.counted_sources} of ${served} served networks reported in ${e.window_s} s; ${rule}`;
 }
 
 // Why each broken version of the config broke, by code id, from its events.
@@ -42,12 +45,19 @@ export function served(config, versions, reasons) {
   const gray = grayCode && versions.get(grayCode);
   const grayBroken = Boolean(gray?.broken);
   const stableBroken = Boolean(stable?.broken);
+  // Reports never take a config offline: a stable version they broke with
+  // nothing healthy to go back to is still served, marked for an operator.
+  const stillServed = Boolean(stable?.still_served);
   const problems = [];
-  if (stableBroken) problems.push(`stable ${short(stableCode)} broken, every device refused (${reasons.get(stableCode) ?? "marked broken"})`);
+  if (stableBroken) {
+    const what = stillServed ? "still served: nothing healthy to roll back to" : "every device refused";
+    problems.push(`stable ${short(stableCode)} broken, ${what} (${reasons.get(stableCode) ?? "marked broken"})`);
+  }
   if (grayBroken) problems.push(`gray ${short(grayCode)} broken, its ${config.gray.percentage} % get ${stableCode ? `stable ${short(stableCode)}` : "nothing"} (${reasons.get(grayCode) ?? "marked broken"})`);
   const reports = [stable, gray].filter((v) => v && !v.broken && v.error_count > 0).map((v) => `${short(v.code_id)}: ${v.error_count} reports`);
   return {
     stableBroken,
+    stillServed,
     grayBroken,
     broken: stableBroken || grayBroken,
     grayText: !config.gray ? "—"

@@ -9,7 +9,7 @@ export async function reportsPanel(path, version) {
   const base = `${path}/versions/${encodeURIComponent(version.code_id)}/reports`;
   const [summary, latest] = await Promise.all([api("GET", `${base}/summary`), api("GET", base)]);
   const rule = summary.rule === "rate"
-    ? `breaks at ${summary.break_ratio * 100} % of the ${summary.served_devices} devices served in ${summary.window_s} s, with at least ${summary.min_sources} sources`
+    ? `breaks at ${summary.break_ratio * 100} % of the ${summary.served_networks ?? summary.served_devices} networks served in ${summary.window_s} s, with at least ${summary.min_sources} networks`
     : `breaks at ${summary.break_threshold} reports`;
   const counts = (title, rows) => labelCells(h("table", { class: "reports" },
     h("caption", { text: title }),

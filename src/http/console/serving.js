@@ -11,6 +11,7 @@ export function serving(id, config, state, reasons, act) {
     : state.grayBroken ? `${gray.code_id} at ${gray.percentage} %: broken, not served; those devices get ${stable ? `stable ${short(stable)}` : "nothing"}`
     : `${gray.code_id} at ${gray.percentage} %`;
   const stableLine = !stable ? "nothing released"
+    : state.stableBroken && state.stillServed ? `${stable}: broken, still served (nothing healthy to roll back to; deactivate or release another)`
     : state.stableBroken ? `${stable}: broken, every device is refused` : stable;
   const why = (code) => h("p", { class: "why", text: reasons.get(code) ?? "marked broken" });
   return h("section", { id: "serving", "aria-labelledby": "serving-title" },
