@@ -414,3 +414,32 @@ async fn every_previous_secret_keeps_its_own_grace(backend: Backend) {
     assert!(compat_socket(&app, "app", Some(&third)).await.is_ok());
     app.stop().await;
 }
+
+/// No route, or a route asked with the wrong method: JSON in the route
+/// family's shape (axum's own answers are empty), and a route still answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_routes_and_methods_answer_in_json() {
+    let app = spawn(|_| {}).await;
+    let (status, body) = app.admin(reqwest::Method::GET, "/api/v1/nope", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["code"], json!("not_found"), "{body}");
+    let response = app
+        .client
+        .delete(app.url("/api/v1/configs"))
+        .bearer_auth(common::BEARER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(response.headers().get("allow").is_some_and(|a| a.to_str().unwrap().contains("POST")));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], json!("method_not_allowed"), "{body}");
+    // The original route keeps its own envelope.
+    let response = app.client.get(app.url("/config/x")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("does not take GET"), "{body}");
+    let (status, _) = app.admin(reqwest::Method::GET, "/api/v1/configs", None).await;
+    assert_eq!(status, StatusCode::OK);
+    app.stop().await;
+}

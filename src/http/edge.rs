@@ -78,3 +78,18 @@ pub async fn json_rejections(request: Request, next: Next) -> Response {
     };
     shaped(&path, ApiError::bad_request(code, text))
 }
+
+/// A path no route has: 404 in its route family's JSON shape (axum's own
+/// answer has no body at all).
+pub async fn no_route(uri: axum::http::Uri) -> Response {
+    shaped(uri.path(), ApiError::NotFound(format!("no route {}", uri.path())))
+}
+
+/// A route asked with a method it does not take: 405, in JSON, keeping the
+/// `Allow` header axum names the methods in.
+pub async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let message = format!("{} does not take {method}", uri.path());
+    let mut response = shaped(uri.path(), ApiError::bad_request("method_not_allowed", message));
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    response
+}

@@ -187,6 +187,8 @@ fn finish(router: Router<AppState>, state: &AppState, max_body_bytes: usize) -> 
         .route_layer(middleware::from_fn(observe::track))
         // A route layer, so the span can name the matched route.
         .route_layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .fallback(edge::no_route)
+        .method_not_allowed_fallback(edge::wrong_method)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn_with_state(
             max_body_bytes,

@@ -206,6 +206,8 @@ impl Actor for Connection {
                 if state.last_heard < pinged {
                     let silent_for = state.last_heard.elapsed();
                     crate::metrics::dropped_push_client("silent");
+                    // A peer that is alive but deaf learns why.
+                    state.close(POLICY_VIOLATION, "no pong within push.pong_timeout_ms").await;
                     myself.stop(Some(format!("peer silent for {silent_for:?}")));
                     return Ok(());
                 }
@@ -213,13 +215,13 @@ impl Actor for Connection {
             ConnectionMsg::SubscribeDue => {
                 if state.subscriptions.is_empty() {
                     crate::metrics::dropped_push_client("no_subscription");
-                    state.close(POLICY_VIOLATION, "no subscription in time");
+                    state.close(POLICY_VIOLATION, "no subscription in time").await;
                     myself.stop(Some("followed nothing in time".into()));
                     return Ok(());
                 }
             }
             ConnectionMsg::Close(code) => {
-                state.close(code, "server going away");
+                state.close(code, "server going away").await;
                 myself.stop(Some("closed by the server".into()));
                 return Ok(());
             }
@@ -262,7 +264,8 @@ impl ConnectionState {
                 self.close(
                     POLICY_VIOLATION,
                     "secret expired: reconnect with the config's new secret",
-                );
+                )
+                .await;
                 myself.stop(Some(format!("the secret {config_id} was followed with expired")));
                 return false;
             }
@@ -270,13 +273,17 @@ impl ConnectionState {
         true
     }
 
-    /// Sends a close frame; the writer ends after it.
-    fn close(&self, code: u16, reason: &'static str) {
+    /// Sends a close frame; the writer ends after it. Waits (at most the
+    /// write timeout) for a batch being written: a close frame that did not
+    /// fit the writer's queue was once dropped, and the client then saw a
+    /// close without a code (1005) instead of, say, 1001 at shutdown.
+    async fn close(&self, code: u16, reason: &'static str) {
         let frame = CloseFrame {
             code,
             reason: Utf8Bytes::from_static(reason),
         };
-        let _ = self.writer.try_send(vec![Message::Close(Some(frame))]);
+        let send = self.writer.send(vec![Message::Close(Some(frame))]);
+        let _ = tokio::time::timeout(self.settings.write_timeout(), send).await;
     }
 
     /// Sends what is waiting, unless a batch is still being written.

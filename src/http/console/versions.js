@@ -42,7 +42,13 @@ export function versionsTable(id, config, versions, reasons, publish, act, show)
         h("button", { type: "button", class: "mark", onclick: () => v.broken
           ? act("Clear the broken mark", [`${v.code_id} may be served again.`], "DELETE", `/versions/${v.code_id}/broken`)
           : act("Mark broken", [`${v.code_id} stops being served: gray falls back to stable, and a broken stable refuses.`], "POST", `/versions/${v.code_id}/broken`) },
-          v.broken ? "Clear broken" : "Mark broken")));
+          v.broken ? "Clear broken" : "Mark broken"),
+        // Reports never take a config offline; an operator may, by marking
+        // by hand the version reports broke but left served.
+        v.broken && v.still_served && " ",
+        v.broken && v.still_served && h("button", { type: "button", class: "offline", onclick: () =>
+          act("Stop serving", [`${v.code_id} is broken and still served, since nothing healthy came before it. Marked by hand it stops being served: ${id} refuses its clients until another version is released.`], "POST", `/versions/${v.code_id}/broken`) },
+          "Stop serving")));
   });
   const table = h("table", { id: "versions" },
     h("thead", {}, h("tr", {}, ["Code", "Serves", "Language", "Created", "Tests", "Health", "Publish"].map((t) => h("th", { scope: "col", text: t })))),
