@@ -79,8 +79,20 @@ async fn the_console_runs_a_config_from_the_browser() {
     assert!(run.status.success(), "the browser run failed:\n{out}\n{err}");
     assert!(out.contains("console: every step passed"), "{out}");
     for name in [
-        "signin", "configs", "error", "compare", "reports", "tests", "config", "plan", "events", "phone", "broken",
-        "events-desktop", "events-phone", "refused",
+        "signin",
+        "configs",
+        "error",
+        "compare",
+        "reports",
+        "tests",
+        "config",
+        "plan",
+        "events",
+        "phone",
+        "broken",
+        "events-desktop",
+        "events-phone",
+        "refused",
     ] {
         let shot = shots.join(format!("console-{name}.png"));
         assert!(shot.exists(), "no screenshot {}", shot.display());

@@ -431,14 +431,22 @@ async fn unknown_routes_and_methods_answer_in_json() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
-    assert!(response.headers().get("allow").is_some_and(|a| a.to_str().unwrap().contains("POST")));
+    assert!(
+        response
+            .headers()
+            .get("allow")
+            .is_some_and(|a| a.to_str().unwrap().contains("POST"))
+    );
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], json!("method_not_allowed"), "{body}");
     // The original route keeps its own envelope.
     let response = app.client.get(app.url("/config/x")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     let body: Value = response.json().await.unwrap();
-    assert!(body["message"].as_str().unwrap().contains("does not take GET"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("does not take GET"),
+        "{body}"
+    );
     let (status, _) = app.admin(reqwest::Method::GET, "/api/v1/configs", None).await;
     assert_eq!(status, StatusCode::OK);
     app.stop().await;

@@ -35,19 +35,6 @@ fn version(n: i64) -> Value {
     json!({"lang": "starlark", "source": format!("return {n}")})
 }
 
-/// A config `id` with versions returning 1, 2, ... released in turn; its
-/// secret and the versions' code ids.
-async fn config_with(app: &TestApp, id: &str, versions: &[i64]) -> (String, Vec<String>) {
-    let secret = app.create_config(id).await["secret"].as_str().unwrap().to_owned();
-    let mut code_ids = Vec::new();
-    for n in versions {
-        let code_id = app.create_version(id, version(*n)).await;
-        app.release(id, &code_id).await;
-        code_ids.push(code_id);
-    }
-    (secret, code_ids)
-}
-
 async fn summary(app: &TestApp, config_id: &str, code_id: &str) -> Value {
     let path = format!("/api/v1/configs/{config_id}/versions/{code_id}/reports/summary");
     let (status, body) = app.admin(Method::GET, &path, None).await;
@@ -77,7 +64,7 @@ async fn one_machine_posing_as_a_fleet_breaks_nothing(backend: Backend) {
     let machine = Net::new(&app, 0);
     for route in Route::BOTH {
         let id = config_for(route, "fleet");
-        let (secret, code_ids) = config_with(&app, &id, &[1]).await;
+        let (secret, code_ids) = app.config_with(&id, &[1]).await;
         let v1 = &code_ids[0];
         let devices: Vec<String> = (0..1000).map(|i| format!("invented-{i}")).collect();
         for chunk in devices.chunks(50) {
@@ -112,7 +99,7 @@ async fn a_crash_across_twenty_networks_breaks_and_rolls_back(backend: Backend) 
     let fleet = Net::many(&app, 1, 20);
     for route in Route::BOTH {
         let id = config_for(route, "crash");
-        let (secret, code_ids) = config_with(&app, &id, &[1, 2]).await;
+        let (secret, code_ids) = app.config_with(&id, &[1, 2]).await;
         let (v1, v2) = (&code_ids[0], &code_ids[1]);
         for (i, net) in fleet.iter().enumerate() {
             let (_, served) = net.fetch(route, &id, &format!("phone-{i}")).await;
@@ -203,7 +190,7 @@ async fn one_report_never_aborts_a_plan_and_enough_networks_do(backend: Backend)
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let (secret, _) = config_with(&app, "app", &[1]).await;
+    let (secret, _) = app.config_with("app", &[1]).await;
     let fleet = Net::many(&app, 1, 20);
 
     // One report on each route, from the two networks served the version.
@@ -278,10 +265,20 @@ async fn a_storm_from_a_network_never_served_hides_no_served_network(backend: Ba
         Backend::Sqlite => 100_000,
         _ => 5_000,
     };
-    let Some(app) = TestApp::spawn_with(backend, |s| s.reports.max_lookups = cap).await else {
+    // The cap counts per half window, and buckets follow the wall clock: the
+    // longest window makes a bucket twelve hours, so a storm of a minute or
+    // two rarely straddles two, and when it does the cap's check says so.
+    const WINDOW_S: u64 = 86_400;
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.reports.max_lookups = cap;
+        s.reports.window_s = WINDOW_S;
+    })
+    .await
+    else {
         return;
     };
-    let (secret, code_ids) = config_with(&app, "storm", &[1, 2]).await;
+    let bucket = || vane::domain::health::bucket(vane::domain::model::now_millis(), WINDOW_S);
+    let (secret, code_ids) = app.config_with("storm", &[1, 2]).await;
     let (v1, v2) = (&code_ids[0], &code_ids[1]);
     let fleet = Net::many(&app, 1, 20);
     for (i, net) in fleet.iter().enumerate() {
@@ -292,6 +289,7 @@ async fn a_storm_from_a_network_never_served_hides_no_served_network(backend: Ba
     }
     // Half on each route, 64 at a time over kept-alive connections.
     let stranger = Net::new(&app, 0);
+    let storm_began = bucket();
     let storm = futures_util::stream::iter(0..cap)
         .map(|i| {
             let route = Route::BOTH[(i % 2) as usize];
@@ -306,7 +304,11 @@ async fn a_storm_from_a_network_never_served_hides_no_served_network(backend: Ba
         "every storm report is answered"
     );
     let (_, receipt) = stranger.report(Route::Native, "storm", &secret, v2, "bot").await;
-    assert_eq!(receipt["reason"], json!("storm"), "the cap was reached: {receipt}");
+    if bucket() == storm_began {
+        assert_eq!(receipt["reason"], json!("storm"), "the cap was reached: {receipt}");
+    } else {
+        eprintln!("skipping the cap's check: the storm straddled two half windows, which reset the cap");
+    }
     for (i, net) in fleet[..10].iter().enumerate() {
         let route = Route::BOTH[i % 2];
         let (status, receipt) = net.report(route, "storm", &secret, v2, &format!("phone-{i}")).await;
@@ -331,7 +333,7 @@ async fn a_break_with_nothing_to_fall_back_to_keeps_serving(backend: Backend) {
     let fleet = Net::many(&app, 1, 20);
     for route in Route::BOTH {
         let id = config_for(route, "alone");
-        let (secret, code_ids) = config_with(&app, &id, &[1]).await;
+        let (secret, code_ids) = app.config_with(&id, &[1]).await;
         let v1 = &code_ids[0];
         for (i, net) in fleet.iter().enumerate() {
             assert_eq!(net.fetch(route, &id, &format!("phone-{i}")).await.0, StatusCode::OK);
@@ -379,7 +381,7 @@ async fn the_count_rule_keeps_the_originals_403(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, tweak).await else {
         return;
     };
-    let (secret, code_ids) = config_with(&app, "counted", &[1]).await;
+    let (secret, code_ids) = app.config_with("counted", &[1]).await;
     let machine = Net::new(&app, 0);
     for _ in 0..3 {
         let (status, _) = machine

@@ -66,22 +66,11 @@ async fn listed(app: &TestApp, config_id: &str, code_id: &str) -> Vec<Value> {
     body.as_array().unwrap().clone()
 }
 
-async fn config_with(app: &TestApp, id: &str, versions: &[i64]) -> (String, Vec<String>) {
-    let secret = app.create_config(id).await["secret"].as_str().unwrap().to_owned();
-    let mut code_ids = Vec::new();
-    for n in versions {
-        let code_id = app.create_version(id, version(*n)).await;
-        app.release(id, &code_id).await;
-        code_ids.push(code_id);
-    }
-    (secret, code_ids)
-}
-
 async fn a_storm_from_one_source_breaks_nothing(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let (secret, code_ids) = config_with(&app, "storm", &[1]).await;
+    let (secret, code_ids) = app.config_with("storm", &[1]).await;
     let v1 = &code_ids[0];
     assert_eq!(fetch_as(&app, "storm", "attacker").await.0, StatusCode::OK);
     // One machine, however many device ids it claims, is one network.
@@ -123,7 +112,7 @@ async fn a_share_of_the_served_networks_stops_gray(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, |s| s.reports.break_ratio = 0.4).await else {
         return;
     };
-    let (secret, code_ids) = config_with(&app, "gray", &[1]).await;
+    let (secret, code_ids) = app.config_with("gray", &[1]).await;
     let v2 = app.create_version("gray", version(2)).await;
     let body = json!({"code_id": v2, "percentage": 50});
     let (status, body) = app.admin(Method::POST, "/api/v1/configs/gray/gray", Some(body)).await;
@@ -226,7 +215,7 @@ async fn a_broken_stable_version_rolls_back_by_itself(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, tweak).await else {
         return;
     };
-    let (secret, code_ids) = config_with(&app, "stable", &[1, 2]).await;
+    let (secret, code_ids) = app.config_with("stable", &[1, 2]).await;
     let (v1, v2) = (&code_ids[0], &code_ids[1]);
     let mut socket = native_socket(&app).await;
     let reply = subscribe(&mut socket, "stable", &secret, None).await;
@@ -271,7 +260,7 @@ async fn a_rotated_secret_works_through_its_grace(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, |s| s.auth.secret_grace_s = 2).await else {
         return;
     };
-    let (old, code_ids) = config_with(&app, "rotating", &[1]).await;
+    let (old, code_ids) = app.config_with("rotating", &[1]).await;
     fetch_as(&app, "rotating", "phone").await;
     let (status, rotated) = app
         .admin(Method::POST, "/api/v1/configs/rotating/secret/rotate", None)
@@ -301,7 +290,9 @@ async fn a_rotated_secret_works_through_its_grace(backend: Backend) {
     let closed = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match socket.next().await {
-                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => {
+                    return frame.map(|f| u16::from(f.code));
+                }
                 Some(Ok(_)) => continue,
                 _ => return None,
             }
@@ -326,7 +317,7 @@ async fn bad_reports_are_refused_by_name(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let (secret, code_ids) = config_with(&app, "strict", &[1]).await;
+    let (secret, code_ids) = app.config_with("strict", &[1]).await;
     let v1 = &code_ids[0];
     fetch_as(&app, "strict", "phone").await;
     client_report(&app, "strict", &secret, v1, "phone").await;

@@ -358,6 +358,20 @@ impl TestApp {
     }
 
     /// A config with one released Starlark version; returns its code_id.
+    /// A config `id` with versions returning each of `versions`, released
+    /// in turn; its secret and the versions' code ids.
+    pub async fn config_with(&self, id: &str, versions: &[i64]) -> (String, Vec<String>) {
+        let secret = self.create_config(id).await["secret"].as_str().unwrap().to_owned();
+        let mut code_ids = Vec::new();
+        for n in versions {
+            let source = json!({"lang": "starlark", "source": format!("return {n}")});
+            let code_id = self.create_version(id, source).await;
+            self.release(id, &code_id).await;
+            code_ids.push(code_id);
+        }
+        (secret, code_ids)
+    }
+
     pub async fn released(&self, config_id: &str, source: &str, params: Value) -> String {
         self.create_config(config_id).await;
         let code_id = self

@@ -207,7 +207,9 @@ impl Actor for Connection {
                     let silent_for = state.last_heard.elapsed();
                     crate::metrics::dropped_push_client("silent");
                     // A peer that is alive but deaf learns why.
-                    state.close(POLICY_VIOLATION, "no pong within push.pong_timeout_ms").await;
+                    state
+                        .close(POLICY_VIOLATION, "no pong within push.pong_timeout_ms")
+                        .await;
                     myself.stop(Some(format!("peer silent for {silent_for:?}")));
                     return Ok(());
                 }

@@ -1,8 +1,8 @@
 //! OFREP evaluation: one flag (server-side providers, per evaluation) and
 //! every flag a client token may read (client-side providers, per context).
 
-use std::net::SocketAddr;
 use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Path, Request, State};
