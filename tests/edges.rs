@@ -451,3 +451,27 @@ async fn unknown_routes_and_methods_answer_in_json() {
     assert_eq!(status, StatusCode::OK);
     app.stop().await;
 }
+
+/// A report list's `limit` out of its range is refused by name, not
+/// quietly clamped; one in range still lists.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_report_list_limit_out_of_range_is_refused() {
+    let app = spawn(|_| {}).await;
+    let (_, code_ids) = app.config_with("listed", &[1]).await;
+    let path = |limit: &str| format!("/api/v1/configs/listed/versions/{}/reports?limit={limit}", code_ids[0]);
+    for bad in ["0", "-1", "1001"] {
+        let (status, body) = app.admin(reqwest::Method::GET, &path(bad), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "limit={bad}: {body}");
+        assert_eq!(body["error"]["code"], json!("invalid_query"), "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("between 1 and 1000"),
+            "{body}"
+        );
+    }
+    let (status, body) = app.admin(reqwest::Method::GET, &path("1000"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.stop().await;
+}

@@ -215,7 +215,11 @@ async fn list(
     Path((config_id, code_id)): Path<(String, String)>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Vec<ErrorReport>>, ApiError> {
-    let limit = query.limit.unwrap_or(100).clamp(1, MAX_LISTED);
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=MAX_LISTED).contains(&limit) {
+        let message = format!("limit must be between 1 and {MAX_LISTED}, not {limit}");
+        return Err(ApiError::bad_request("invalid_query", message));
+    }
     Ok(Json(app.reports.list(&config_id, &code_id, limit).await?))
 }
 
