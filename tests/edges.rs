@@ -304,6 +304,22 @@ async fn a_declared_length_over_the_limit_is_refused_at_once() {
         assert!(answer.starts_with("HTTP/1.1 413"), "{path}: {answer}");
         assert!(answer.contains("server.max_body_bytes"), "{path}: {answer}");
     }
+    // A chunked body declares no length: it is refused once it passes the
+    // limit, and the answer names the setting too.
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = "POST /api/v1/configs/app/evaluate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let chunk = format!("{:x}\r\n{}\r\n", 64 << 10, "x".repeat(64 << 10));
+    for _ in 0..40 {
+        if stream.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "chunked: {answer}");
+    assert!(answer.contains("server.max_body_bytes"), "chunked: {answer}");
     let (status, body) = app.post_json("/api/v1/configs/app/evaluate", meta()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     app.stop().await;

@@ -24,7 +24,7 @@ pub struct CompatBody<T>(pub T);
 pub(super) async fn read_bytes(req: Request) -> Result<Bytes, ApiError> {
     Bytes::from_request(req, &()).await.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge("request body is too large".into())
+            ApiError::PayloadTooLarge("the request body is over the limit set by server.max_body_bytes".into())
         } else if timed_out(&e) {
             crate::metrics::connection_closed("body_timeout");
             ApiError::BodyTimeout("the request body did not arrive in time".into())
