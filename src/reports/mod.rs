@@ -8,6 +8,7 @@
 //! most a few per source and a capped number per version. Not an actor: the
 //! state is in `served.rs` and `repeats.rs`, shared across requests.
 
+pub mod receipt;
 pub mod repeats;
 pub mod served;
 pub mod share;
@@ -17,7 +18,6 @@ use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -28,8 +28,10 @@ use crate::domain::health::{BreakRule, Network, Prefixes, ReportKind, share};
 use crate::domain::model::{ErrorReport, now_millis};
 use crate::domain::rollout::GateFigures;
 use crate::metrics;
-use crate::store::{Breaking, Missing, NewReport, ReportCount, Store, StoreError};
+use crate::store::{Breaking, Missing, NewReport, Store, StoreError};
 use crate::sync::RwLocked;
+use receipt::receipt;
+pub use receipt::{Reason, Receipt, Summary};
 use repeats::Repeats;
 use served::ServedRecord;
 use share::Share;
@@ -102,89 +104,6 @@ pub struct ClientReport {
     pub err_time: i64,
     /// What the client said.
     pub message: String,
-}
-
-/// Whether a report counted, or why not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Reason {
-    /// It counted toward breaking the version.
-    Counted,
-    /// Its kind is not the version's fault (`render`, `reload`).
-    Kind,
-    /// Its network was not served the version recently.
-    NotServed,
-    /// Its network already reported in this window.
-    Repeat,
-    /// Its network was not served as far as this node knows, and the node
-    /// already looked up as many unknown networks for the version as it
-    /// will in this half window (a served network is never refused so).
-    Storm,
-}
-
-impl Reason {
-    /// As metrics label it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Counted => "counted",
-            Self::Kind => "kind",
-            Self::NotServed => "not_served",
-            Self::Repeat => "repeat",
-            Self::Storm => "storm",
-        }
-    }
-}
-
-/// What became of a report, as the native route answers it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Receipt {
-    /// It counted toward breaking the version.
-    pub counted: bool,
-    /// It was stored for the operator.
-    pub stored: bool,
-    /// `counted`, or why not.
-    pub reason: Reason,
-    /// This report broke the version.
-    pub broke: bool,
-    /// ... and the release went back to this version.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rolled_back_to: Option<String>,
-}
-
-/// A version's reports as an operator reads them.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Summary {
-    /// The version summed up.
-    pub code_id: String,
-    /// Whether it is marked broken.
-    pub broken: bool,
-    /// Counted reports ever (the original's error count).
-    pub error_count: i64,
-    /// The window the figures below cover, in seconds.
-    pub window_s: u64,
-    /// Distinct networks served the version in the window, on every node
-    /// this one can read.
-    pub served_networks: u64,
-    /// The same as `served_networks`, under the name it had when sources
-    /// were devices (deprecated; kept for clients that read it).
-    pub served_devices: u64,
-    /// Distinct networks whose reports counted in the window.
-    pub counted_sources: i64,
-    /// `counted_sources / served_networks`.
-    pub ratio: f64,
-    /// What breaks it: `rate` with `min_sources` and `break_ratio`, or
-    /// `count` with `break_threshold`.
-    pub rule: String,
-    /// The rate rule's least sources (0 under `count`).
-    pub min_sources: u64,
-    /// The rate rule's least share (0 under `count`).
-    pub break_ratio: f64,
-    /// The count rule's threshold (0 under `rate`).
-    pub break_threshold: u64,
-    /// Reports received in the window, by kind and whether they counted.
-    pub window: Vec<ReportCount>,
-    /// All reports ever stored, the same way.
-    pub total: Vec<ReportCount>,
 }
 
 /// Judges client error reports; cloneable, shared by every request.
@@ -510,16 +429,6 @@ impl ReportsHandle {
                 }
             }
         })
-    }
-}
-
-fn receipt(counted: bool, stored: bool, reason: Reason) -> Receipt {
-    Receipt {
-        counted,
-        stored,
-        reason,
-        broke: false,
-        rolled_back_to: None,
     }
 }
 
