@@ -14,7 +14,7 @@ use super::test_runs::{self, CaseResult, TestRun};
 use crate::cache::RedisCache;
 use crate::domain::Meta;
 use crate::domain::change::{Change, ChangeNotice};
-use crate::domain::model::{ConfigIdError, ReleaseEvent, TestCase, now_millis, validate_new_config_id};
+use crate::domain::model::{ConfigIdError, ReleaseEvent, SecretStanding, TestCase, now_millis, validate_new_config_id};
 use crate::domain::params::{self, ParamError};
 use crate::domain::rules::{self, RuleError};
 use crate::domain::{Config, ConfigStatus, Lang, Version};
@@ -164,10 +164,12 @@ impl ReleasesHandle {
             .ok_or_else(|| StoreError::NotFound(Missing::Config(id.to_owned())).into())
     }
 
-    /// The config as memory holds it (loaded once if it holds none): for
-    /// checks made on every change, such as an open socket's secret.
-    pub async fn held_config(&self, id: &str) -> Option<Config> {
-        self.cache.entry(id).await.ok().map(|entry| entry.config.clone())
+    /// How `secret` stands with the config as memory holds it (loaded once
+    /// if it holds none), or `None` if it cannot be had: checked by every
+    /// open socket on every change, so it reads in place, cloning nothing.
+    pub async fn secret_standing(&self, id: &str, secret: &str, now_ms: i64) -> Option<SecretStanding> {
+        let entry = self.cache.entry(id).await.ok()?;
+        Some(entry.config.secret_standing(secret, now_ms))
     }
 
     /// Every config, from the store.

@@ -77,3 +77,19 @@ pub async fn compat_socket(app: &TestApp, config_id: &str, secret: Option<&str>)
         Err(e) => panic!("{e}"),
     }
 }
+
+/// Reads until the server closes the socket, within `wait`; the close
+/// frame's code, `None` for a close without one or a dropped connection.
+/// Panics if the socket is still open after `wait`.
+pub async fn close_code(socket: &mut Socket, wait: Duration) -> Option<u16> {
+    let closed = tokio::time::timeout(wait, async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    });
+    closed.await.expect("the socket was still open")
+}

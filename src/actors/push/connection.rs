@@ -246,11 +246,11 @@ impl ConnectionState {
         let Some((secret, due)) = self.secrets.get_mut(config_id) else {
             return true;
         };
-        let Some(config) = self.releases.held_config(config_id).await else {
+        let now = now_millis();
+        let Some(standing) = self.releases.secret_standing(config_id, secret, now).await else {
             return true;
         };
-        let now = now_millis();
-        match config.secret_standing(secret, now) {
+        match standing {
             SecretStanding::Current => *due = None,
             SecretStanding::Until(until) => {
                 if *due != Some(until) {
