@@ -293,7 +293,7 @@ mod tests {
         source: &str,
         params: serde_json::Value,
     ) -> Result<String, EngineError> {
-        engine.run(code_id, source, &params, &Limits::default())
+        engine.run(code_id, source, &params, &Limits::roomy())
     }
 
     #[test]
@@ -371,7 +371,7 @@ mod tests {
             let started = Instant::now();
             let err = engine.run("loop", src, &json!({}), &limits).unwrap_err();
             assert_eq!(err, EngineError::Deadline { deadline_ms: 30 }, "{src}");
-            assert!(started.elapsed().as_millis() < 1000);
+            assert!(started.elapsed().as_millis() < 5000);
             assert_eq!(run(&mut engine, "ok", "return p.n + 1", json!({"n": 1})).unwrap(), "2");
         }
         assert_eq!(engine.discarded, 3);
@@ -382,10 +382,7 @@ mod tests {
         let mut engine = JsEngine::new(4);
         // Debug builds are slow; these are about limits other than time.
         let run = |engine: &mut JsEngine, id: &str, src: &str, params| {
-            let limits = Limits {
-                deadline_ms: 10_000,
-                ..Limits::default()
-            };
+            let limits = Limits::roomy();
             engine.run(id, src, &params, &limits)
         };
         let got = run(

@@ -321,7 +321,7 @@ mod tests {
     #[test]
     fn plain_results_are_written_as_json_stringify_writes_them() {
         let mut context = Context::default();
-        let limits = Limits::default();
+        let limits = Limits::roomy();
         for (source, plain) in STRINGIFY_CASES {
             let value = context.eval(Source::from_bytes(source)).unwrap();
             let native = stringify(&value, &mut context).unwrap();

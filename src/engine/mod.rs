@@ -45,6 +45,16 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// Limits for tests about something other than time: on a loaded
+    /// machine the 50 ms default turns them into deadline failures.
+    #[cfg(test)]
+    pub fn roomy() -> Self {
+        Self {
+            deadline_ms: 10_000,
+            ..Self::default()
+        }
+    }
+
     /// When a run started at `start` must end.
     pub fn deadline_from(&self, start: Instant) -> Instant {
         start + Duration::from_millis(self.deadline_ms)

@@ -179,7 +179,7 @@ mod tests {
             lang: Lang::Starlark,
             source: source.map(Cow::Borrowed),
             params: Params::Value(Cow::Owned(serde_json::json!({"n": 2}))),
-            limits: Limits::default(),
+            limits: Limits::roomy(),
         };
         let (frame, poisoned) = handle_frame(engines, &serde_json::to_vec(&request).unwrap());
         assert!(!poisoned);
