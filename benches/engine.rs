@@ -12,7 +12,7 @@ use vane::engine::Engine;
 use vane::engine::Limits;
 use vane::engine::javascript::JsEngine;
 use vane::engine::starlark::StarlarkEngine;
-use vane::reports::served::ServedRecord;
+use vane::service::reports::served::ServedRecord;
 
 const STARLARK: &str = include_str!("../loadtest/scripts/config60.star");
 const JAVASCRIPT: &str = include_str!("../loadtest/scripts/config60.js");

@@ -9,25 +9,26 @@ use std::time::Duration;
 use anyhow::Context;
 use ractor::{Actor, ActorRef};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::actors::change_bus::ChangeBusHandle;
-use crate::actors::config_cache::ConfigCacheHandle;
-use crate::actors::config_cache::{Catalog, FreshSettings, Sources};
+use crate::actors::config_cache::{Catalog, ConfigCacheHandle, FreshSettings, Sources};
 use crate::actors::evaluator::{EvaluatorPoolHandle, PoolSettings};
-use crate::actors::plans::PlansHandle;
 use crate::actors::push::{NoticeFeed, PushHandle};
-use crate::actors::releases::ReleasesHandle;
-use crate::actors::rollout::SchedulerArgs;
+use crate::actors::scheduler::SchedulerArgs;
 use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
-use crate::cache::RedisCache;
-use crate::http::ops::{self, Ops};
+use crate::domain::change::ChangeNotice;
 use crate::http::{self, AdminTokens, AppState, LiveAccess, Services};
-use crate::reports::served::ServedRecord;
-use crate::reports::share::Share;
-use crate::reports::{ReportsHandle, Rules, Wiring};
+use crate::service::announce::Announcer;
+use crate::service::plans::PlansHandle;
+use crate::service::releases::ReleasesHandle;
+use crate::service::reports::served::ServedRecord;
+use crate::service::reports::share::Share;
+use crate::service::reports::{ReportsHandle, Rules, Wiring};
 use crate::settings::Settings;
+use crate::shared::Shared;
 use crate::store::Store;
 use crate::{reload, secrets, server, store};
 
@@ -81,50 +82,59 @@ pub async fn start_with_store(
     }
     crate::metrics::install();
     let pool_settings = PoolSettings::live(&settings.sandbox, Arc::default());
-    let redis = match settings.redis.enabled() {
-        true => Some(RedisCache::connect(&settings.redis).context("configuring redis")?),
+    let shared = match settings.redis.enabled() {
+        true => Some(Shared::connect(&settings.redis).context("configuring redis")?),
         false => None,
     };
     let sources = Arc::new(Sources {
         store: store.clone(),
-        redis: redis.clone(),
-        published: Arc::default(),
+        redis: shared.clone(),
+        ready: Arc::default(),
     });
     let fresh = FreshSettings {
         wait: settings.store.wait(),
         read_gap: settings.store.revision_read_gap(),
     };
     let feed = NoticeFeed::default();
+    let (arrivals, arrived) = tokio::sync::mpsc::unbounded_channel();
     let args = SupervisorArgs {
         sources: sources.clone(),
         pool: pool_settings.clone(),
-        bus: redis.clone().map(|r| (settings.redis.clone(), r)),
+        bus: shared.clone().map(|r| (settings.redis.clone(), r)),
         poll: settings.store.poll(),
         fresh,
         call_timeout: settings.call_timeout(),
         feed: feed.clone(),
+        arrivals,
     };
     let (supervisor, supervisor_done) = Actor::spawn(None, Supervisor, args).await.context("starting actors")?;
-    let slots = supervisor
-        .call(SupervisorMsg::GetSlots, Some(Duration::from_secs(5)))
+    let children = supervisor
+        .call(SupervisorMsg::GetChildren, Some(Duration::from_secs(5)))
         .await
         .context("asking supervisor")?
         .success_or(anyhow::anyhow!("supervisor did not answer"))?;
     let timeout = settings.call_timeout();
-    let cache = ConfigCacheHandle::new(slots.config_cache, &sources, timeout, fresh);
-    let pool = EvaluatorPoolHandle::new(slots.evaluator_pool, pool_settings);
-    let releases = ReleasesHandle::new(store.clone(), cache.clone(), pool.clone(), redis.clone());
-    let (reports, upkeep) = start_reports(&settings, &store, &cache, &releases, redis.as_ref());
-    let push = PushHandle::new(slots.subscriptions, releases.clone(), feed, &settings.push, timeout);
-    let bus = ChangeBusHandle::new(slots.change_bus.clone(), timeout);
-    let forwarder = forward_changes(push.clone(), bus.clone(), &releases);
+    let cache = children.cache;
+    let pool = EvaluatorPoolHandle::new(children.pool, pool_settings);
+    let push = PushHandle::new(
+        children.push,
+        cache.clone(),
+        store.clone(),
+        feed,
+        &settings.push,
+        timeout,
+    );
+    let bus = ChangeBusHandle::new(children.bus, timeout);
+    let announcer = Announcer::new(shared.clone(), cache.clone(), push.clone(), bus.clone());
+    let forwarder = announce_arrivals(arrived, announcer.clone());
+    let releases = ReleasesHandle::new(store.clone(), pool.clone(), announcer.clone());
+    let (reports, upkeep) = start_reports(&settings, &store, &cache, &releases, shared.as_ref());
     let ofrep = Arc::new(LiveAccess::new(&settings.ofrep));
     let deliver = deliver_reloads(&pool, &reports, &push, &ofrep);
     let wake = Arc::new(tokio::sync::Notify::new());
-    let plans = PlansHandle::new(store.clone(), releases.clone(), wake.clone());
+    let plans = PlansHandle::new(store.clone(), releases.clone(), reports.clone(), wake.clone());
     let scheduler_args = SchedulerArgs {
-        plans: plans.clone(),
-        reports: reports.clone(),
+        moves: Arc::new(plans.clone()),
         wake,
     };
     let scheduler = supervisor
@@ -139,6 +149,8 @@ pub async fn start_with_store(
         releases,
         push,
         bus,
+        announcer,
+        shared,
         cache,
         pool,
         admin_tokens: Arc::new(AdminTokens::from_entries(&settings.auth.admin_tokens)),
@@ -151,7 +163,7 @@ pub async fn start_with_store(
         playground_open: settings.playground.open,
         tests_secret: settings.tests.secret.clone().into(),
         update_secret: settings.push.update_secret.clone().into(),
-        ops: Arc::new(Ops::new(settings.clone(), deliver)),
+        reloader: Arc::new(reload::Reloader::new(settings.clone(), deliver)),
         reports,
         plans,
         scheduler,
@@ -201,12 +213,12 @@ impl App {
     /// Reads the settings file given here on every reload (SIGHUP or the
     /// admin route).
     pub fn set_settings_source(&self, path: PathBuf, required: bool) {
-        self.state.ops.set_source(path, required);
+        self.state.reloader.set_source(path, required);
     }
 
-    /// Reloads the settings source; see `http::ops::reload`.
-    pub fn reload(&self) -> Result<crate::reload::Plan, reload::ReloadError> {
-        ops::reload(&self.state)
+    /// Reloads the settings source; see `reload::Reloader::reload`.
+    pub fn reload(&self) -> Result<reload::ReloadPlan, reload::ReloadError> {
+        self.state.reloader.reload()
     }
 
     /// Resolves when the actor tree has stopped by itself (it escalated).
@@ -238,23 +250,14 @@ impl App {
     }
 }
 
-/// Feeds every change committed on this node to its registry and, in a
-/// cluster, to the change bus, for as long as the app runs.
-fn forward_changes(push: PushHandle, bus: ChangeBusHandle, releases: &ReleasesHandle) -> tokio::task::JoinHandle<()> {
-    let mut changes = releases.subscribe_changes();
+/// Announces on this node each change the ChangeBus heard other nodes
+/// made, each in a task of its own, so a slow store holds up neither the
+/// bus nor other configs.
+fn announce_arrivals(mut arrived: UnboundedReceiver<ChangeNotice>, announcer: Announcer) -> JoinHandle<()> {
     tokio::spawn(async move {
-        use tokio::sync::broadcast::error::RecvError;
-        loop {
-            match changes.recv().await {
-                Ok(notice) => {
-                    bus.publish(notice.clone());
-                    if let Err(e) = push.notify(notice) {
-                        tracing::warn!(error = %e, "change not delivered to subscribers");
-                    }
-                }
-                Err(RecvError::Lagged(missed)) => tracing::warn!(missed, "push fell behind the change feed"),
-                Err(RecvError::Closed) => return,
-            }
+        while let Some(notice) = arrived.recv().await {
+            let announcer = announcer.clone();
+            tokio::spawn(async move { announcer.arrived(notice).await });
         }
     })
 }
@@ -298,14 +301,14 @@ fn start_reports(
     store: &Arc<dyn Store>,
     cache: &ConfigCacheHandle,
     releases: &ReleasesHandle,
-    redis: Option<&RedisCache>,
+    shared: Option<&Shared>,
 ) -> (ReportsHandle, JoinHandle<()>) {
     let served = Arc::new(ServedRecord::new(
         settings.reports.window_s,
         settings.reports.served_capacity,
     ));
     let interval = settings.reports.share_interval();
-    let share = redis.map(|r| Arc::new(Share::new(r.clone(), served.clone(), interval)));
+    let share = shared.map(|r| Arc::new(Share::new(r.clone(), served.clone(), interval)));
     let wiring = Wiring {
         store: store.clone(),
         cache: cache.clone(),

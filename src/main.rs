@@ -192,7 +192,7 @@ async fn serve(
         .map_err(|e| anyhow::anyhow!("binding server.listen {}: {e}", settings.server.listen))?;
     let mut app = vane::app::start(settings, listener).await?;
     app.set_settings_source(path, required);
-    app.state.ops.set_log_level_setter(set_log_level);
+    app.state.reloader.set_log_level_setter(set_log_level);
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut hangup = signal(SignalKind::hangup())?;

@@ -1,11 +1,17 @@
-//! Settings reload: what changed between the running settings and a newly
-//! loaded file, which of those changes apply at run time, and the settings in
-//! force afterwards. Pure; the app delivers the result to its actors.
+//! Settings reload (the admin route and SIGHUP): what changed between the
+//! running settings and a newly loaded file, which of those changes apply
+//! at run time, and the settings in force afterwards (`plan`, pure); the
+//! `Reloader` holds the settings in force and hands each reload to the
+//! services through `Deliver`, which `app.rs` builds.
+
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::settings::{Settings, SettingsError};
+use crate::sync::Locked;
 
 /// Keys a running node takes without a restart.
 const LIVE: &[&str] = &[
@@ -55,7 +61,7 @@ const SECRET: &[&str] = &[
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 /// One setting that differs between the running and the reloaded settings.
-pub struct Change {
+pub struct SettingChange {
     /// The setting's dotted key (`sandbox.deadline_ms`).
     pub key: String,
     /// Its value before.
@@ -66,14 +72,14 @@ pub struct Change {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 /// What a reload does with each change.
-pub struct Plan {
+pub struct ReloadPlan {
     /// Taken at once.
-    pub applied: Vec<Change>,
+    pub applied: Vec<SettingChange>,
     /// Logged and left as they were until the next restart.
-    pub restart_required: Vec<Change>,
+    pub restart_required: Vec<SettingChange>,
 }
 
-impl Plan {
+impl ReloadPlan {
     /// Whether a change applied now is under `section`.
     pub fn touches(&self, section: &str) -> bool {
         self.applied.iter().any(|c| c.key.starts_with(section))
@@ -83,7 +89,7 @@ impl Plan {
 /// Compares `running` with `loaded` and returns the plan and the settings in
 /// force after it: `running` with the live keys taken from `loaded`.
 /// Secrets the node generated at start (empty in the file) are not changes.
-pub fn plan(running: &Settings, mut loaded: Settings) -> (Plan, Settings) {
+pub fn plan(running: &Settings, mut loaded: Settings) -> (ReloadPlan, Settings) {
     if loaded.auth.admin_tokens.is_empty() {
         loaded.auth.admin_tokens = running.auth.admin_tokens.clone();
     }
@@ -95,7 +101,7 @@ pub fn plan(running: &Settings, mut loaded: Settings) -> (Plan, Settings) {
     }
     let old = flatten(running);
     let new = flatten(&loaded);
-    let mut plan = Plan::default();
+    let mut plan = ReloadPlan::default();
     let mut effective = serde_json::to_value(running).unwrap_or_default();
     for (key, to) in &new {
         let from = old.get(key).cloned().unwrap_or(Value::Null);
@@ -107,13 +113,13 @@ pub fn plan(running: &Settings, mut loaded: Settings) -> (Plan, Settings) {
             effective[section][field] = to.clone();
         }
         let change = if SECRET.contains(&key.as_str()) {
-            Change {
+            SettingChange {
                 key: key.clone(),
                 from: Value::from("(hidden)"),
                 to: Value::from("(hidden)"),
             }
         } else {
-            Change {
+            SettingChange {
                 key: key.clone(),
                 from,
                 to: to.clone(),
@@ -135,7 +141,7 @@ pub type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 /// Hands a reload's settings to the services that take them live; built in
 /// `app.rs`, the one place that knows which service takes which section.
-pub type Deliver = Box<dyn Fn(&Plan, &Settings) -> Result<(), ReloadError> + Send + Sync>;
+pub type Deliver = Box<dyn Fn(&ReloadPlan, &Settings) -> Result<(), ReloadError> + Send + Sync>;
 
 /// Why a reload changed nothing.
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +157,77 @@ pub enum ReloadError {
         /// Its own error.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+/// The settings in force, where they came from, and who takes a reload.
+pub struct Reloader {
+    current: Mutex<Settings>,
+    source: Mutex<Option<(PathBuf, bool)>>,
+    deliver: Deliver,
+    log_level: OnceLock<SetLogLevel>,
+}
+
+impl Reloader {
+    /// `deliver` hands each reload to the services (see `app.rs`).
+    pub fn new(settings: Settings, deliver: Deliver) -> Self {
+        Self {
+            current: Mutex::new(settings),
+            source: Mutex::new(None),
+            deliver,
+            log_level: OnceLock::new(),
+        }
+    }
+
+    /// How a reload changes the log filter, once `main` has installed it.
+    pub fn set_log_level_setter(&self, set: SetLogLevel) {
+        let _ = self.log_level.set(set);
+    }
+
+    /// Changes the log filter, if this process has one to change.
+    pub fn set_log_level(&self, level: &str) -> Result<(), String> {
+        match self.log_level.get() {
+            Some(set) => set(level),
+            None => Ok(()),
+        }
+    }
+
+    /// The file a reload reads (with environment overrides on top);
+    /// `required` makes a missing file an error.
+    pub fn set_source(&self, path: PathBuf, required: bool) {
+        *self.source.locked() = Some((path, required));
+    }
+
+    /// The settings in force, reloads included.
+    pub fn settings(&self) -> Settings {
+        self.current.locked().clone()
+    }
+
+    /// Loads the settings source again and applies what can change at run time.
+    /// An invalid source changes nothing.
+    pub fn reload(&self) -> Result<ReloadPlan, ReloadError> {
+        let source = self.source.locked().clone();
+        let (path, required) = source.unwrap_or_else(|| (PathBuf::from("config.toml"), false));
+        let loaded = Settings::load(&path, required)?;
+        let mut current = self.current.locked();
+        let (plan, effective) = plan(&current, loaded);
+        (self.deliver)(&plan, &effective)?;
+        if plan.touches("log.")
+            && let Err(e) = self.set_log_level(&effective.log.level)
+        {
+            tracing::warn!(error = %e, "log level not changed");
+        }
+        for change in &plan.applied {
+            tracing::info!(key = change.key, from = %change.from, to = %change.to, "setting reloaded");
+        }
+        for change in &plan.restart_required {
+            tracing::warn!(
+                key = change.key,
+                "setting changed in the file but needs a restart; left as it was"
+            );
+        }
+        *current = effective;
+        Ok(plan)
+    }
 }
 
 /// `section.key` -> value.
@@ -203,7 +280,7 @@ mod tests {
         running.tests.secret = "generated-at-start".into();
         running.auth.admin_tokens = vec!["generated-token-0123456789".into()];
         let (plan, effective) = plan(&running, Settings::default());
-        assert_eq!(plan, Plan::default());
+        assert_eq!(plan, ReloadPlan::default());
         assert_eq!(effective.tests.secret, "generated-at-start");
     }
 }

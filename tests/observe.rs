@@ -70,7 +70,7 @@ async fn metrics_cover_every_family_and_move_with_traffic() {
         [
             "config cache",
             "evaluator pool",
-            "subscription registry",
+            "push registry",
             "change bus",
             "rollout scheduler"
         ]

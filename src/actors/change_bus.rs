@@ -1,7 +1,8 @@
 //! ChangeBus: one per node. It carries changes between nodes over Redis
 //! pub/sub when Redis is configured: a change committed here is published
-//! once; a change published by another node reloads this node's ConfigCache
-//! and is then told to this node's subscribers.
+//! once; a change published by another node is handed to this node's
+//! Announcer (`service/announce.rs`), which loads it into memory and then
+//! tells this node's subscribers.
 //!
 //! Pub/sub drops what is published while a subscriber is disconnected, so on
 //! every (re)connect, and every `redis.reconcile_interval_ms` anyway, the bus
@@ -20,16 +21,16 @@ use futures_util::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::Slot;
 use super::config_cache::ConfigCacheHandle;
 use super::names::ActorName;
-use super::push::RegistryMsg;
-use crate::cache::RedisCache;
 use crate::domain::change::ChangeNotice;
 use crate::domain::model::now_millis;
 use crate::settings::Redis;
+use crate::shared::Shared;
 use crate::store::Store;
 
 /// How this actor is named in metrics and errors.
@@ -41,8 +42,8 @@ const STORE_LIMIT: Duration = Duration::from_secs(5);
 
 /// What the ChangeBus handles.
 pub enum BusMsg {
-    /// A change committed on this node: published once for the others.
-    Publish(ChangeNotice),
+    /// A change committed on this node: sent once to the others.
+    Committed(ChangeNotice),
     /// A change another node published.
     Remote(Wire),
     /// The subscription is (re)established: catch up on what was missed.
@@ -94,25 +95,26 @@ pub struct BusStats {
 
 /// What a ChangeBus starts from; kept by the Supervisor for restarts.
 pub struct BusArgs {
-    /// Redis settings and cache; `None` on a node without Redis, which only polls.
-    pub redis: Option<(Redis, RedisCache)>,
+    /// Redis settings and shared copies; `None` on a node without Redis, which only polls.
+    pub redis: Option<(Redis, Shared)>,
     /// How often to read the store's revisions while no bus carries changes.
     pub poll: Duration,
     /// Where revisions are compared against, for catch-up and polling.
     pub store: std::sync::Arc<dyn Store>,
-    /// Refreshed before subscribers are told, so they fetch the new revision.
+    /// The revisions memory holds, compared with the store's in a catch-up.
     pub cache: ConfigCacheHandle,
-    /// Where local subscribers are told of changes.
-    pub registry: Slot<RegistryMsg>,
+    /// Where changes other nodes made are handed over, to be announced
+    /// on this node (`app.rs` wires it to the Announcer).
+    pub arrivals: mpsc::UnboundedSender<ChangeNotice>,
 }
 
 /// The ChangeBus's state; lost on restart, rebuilt by a catch-up.
 pub struct BusState {
     node: String,
-    redis: Option<(String, RedisCache, Duration)>,
+    redis: Option<(String, Shared, Duration)>,
     store: std::sync::Arc<dyn Store>,
     cache: ConfigCacheHandle,
-    registry: Slot<RegistryMsg>,
+    arrivals: mpsc::UnboundedSender<ChangeNotice>,
     /// The newest revision this node knows of, per config.
     seen: HashMap<String, i64>,
     synced: bool,
@@ -133,12 +135,12 @@ impl Actor for ChangeBus {
     async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: BusArgs) -> Result<Self::State, ActorProcessingErr> {
         let mut listener = None;
         let mut redis = None;
-        if let Some((settings, cache)) = args.redis {
+        if let Some((settings, shared)) = args.redis {
             let channel = format!("{}changes", settings.prefix);
             let client = redis::Client::open(settings.url.as_str())?;
             listener = Some(tokio::spawn(listen(client, channel.clone(), myself.clone())));
             myself.send_interval(settings.reconcile_interval(), || BusMsg::Reconcile);
-            redis = Some((channel, cache, settings.timeout()));
+            redis = Some((channel, shared, settings.timeout()));
         }
         myself.send_interval(args.poll, || BusMsg::Poll);
         Ok(BusState {
@@ -150,7 +152,7 @@ impl Actor for ChangeBus {
             redis,
             store: args.store,
             cache: args.cache,
-            registry: args.registry,
+            arrivals: args.arrivals,
             seen: HashMap::new(),
             synced: false,
             poll: args.poll,
@@ -180,7 +182,7 @@ impl Actor for ChangeBus {
             std::time::Instant::now()
         };
         match message {
-            BusMsg::Publish(notice) => state.publish(notice).await,
+            BusMsg::Committed(notice) => state.send_to_others(notice).await,
             BusMsg::Remote(wire) => state.remote(wire),
             BusMsg::Connected => {
                 if state.stats.connected {
@@ -217,7 +219,7 @@ impl Actor for ChangeBus {
 }
 
 impl BusState {
-    async fn publish(&mut self, notice: ChangeNotice) {
+    async fn send_to_others(&mut self, notice: ChangeNotice) {
         self.saw(&notice.config_id, notice.revision);
         // Tried even while this node's subscription is down: Redis may be
         // back before the listener notices, and nodes that are connected
@@ -276,19 +278,11 @@ impl BusState {
         *known = (*known).max(revision);
     }
 
-    /// Reloads this node's copy, then tells its subscribers, so none of
-    /// them fetches what the change replaced. In a task of its own, so a
-    /// slow store holds up neither the bus nor other configs.
+    /// Hands a change another node made to this node's Announcer.
     fn tell(&self, notice: ChangeNotice) {
-        let (cache, registry) = (self.cache.clone(), self.registry.clone());
-        tokio::spawn(async move {
-            if let Err(error) = cache.refresh(&notice.config_id, notice.revision).await {
-                tracing::warn!(config_id = notice.config_id, %error, "change not yet served from memory");
-            }
-            if let Err(e) = registry.tell(ActorName::SubscriptionRegistry, RegistryMsg::Notify(notice)) {
-                tracing::warn!(error = %e, "change not delivered to subscribers");
-            }
-        });
+        if self.arrivals.send(notice).is_err() {
+            tracing::warn!("a change from another node arrived while this node is stopping");
+        }
     }
 
     /// Whether a poll is due: not when the last check ended just now.
@@ -390,9 +384,9 @@ impl ChangeBusHandle {
         Self { slot, timeout }
     }
 
-    /// Publishes a change committed on this node to the other nodes.
-    pub fn publish(&self, notice: ChangeNotice) {
-        if let Err(e) = self.slot.tell(NAME, BusMsg::Publish(notice)) {
+    /// Sends a change committed on this node to the other nodes.
+    pub fn tell_others(&self, notice: ChangeNotice) {
+        if let Err(e) = self.slot.tell(NAME, BusMsg::Committed(notice)) {
             tracing::warn!(error = %e, "change not handed to the change bus");
         }
     }

@@ -5,12 +5,9 @@ pub mod change_bus;
 pub mod config_cache;
 pub mod evaluator;
 pub mod names;
-pub mod plans;
 pub mod push;
-pub mod releases;
-pub mod rollout;
+pub mod scheduler;
 pub mod supervisor;
-pub mod test_runs;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

@@ -10,7 +10,7 @@ pub enum ActorName {
     /// The sandbox workers.
     EvaluatorPool,
     /// The WebSocket subscriptions.
-    SubscriptionRegistry,
+    PushRegistry,
     /// Change notices between nodes.
     ChangeBus,
     /// Rollout plans' moves, when due.
@@ -22,7 +22,7 @@ impl ActorName {
     pub const ALL: [Self; 5] = [
         Self::ConfigCache,
         Self::EvaluatorPool,
-        Self::SubscriptionRegistry,
+        Self::PushRegistry,
         Self::ChangeBus,
         Self::Scheduler,
     ];
@@ -32,7 +32,7 @@ impl ActorName {
         match self {
             Self::ConfigCache => "config cache",
             Self::EvaluatorPool => "evaluator pool",
-            Self::SubscriptionRegistry => "subscription registry",
+            Self::PushRegistry => "push registry",
             Self::ChangeBus => "change bus",
             Self::Scheduler => "rollout scheduler",
         }

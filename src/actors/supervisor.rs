@@ -1,5 +1,5 @@
 //! Supervisor: the root of the actor tree. Spawns the ConfigCache, the
-//! EvaluatorPool, the SubscriptionRegistry and the ChangeBus linked to
+//! EvaluatorPool, the PushRegistry and the ChangeBus linked to
 //! itself, and the rollout Scheduler when the app hands it the services it
 //! needs (they are built on the other children's handles); restarts a
 //! failed child after a backoff,
@@ -19,10 +19,11 @@ use super::change_bus::{BusArgs, BusMsg, ChangeBus};
 use super::config_cache::{ConfigCache, ConfigCacheHandle, ConfigCacheMsg, FreshSettings, Sources};
 use super::evaluator::{self, LiveSettings, PoolMsg};
 use super::names::ActorName;
-use super::push::{NoticeFeed, RegistryMsg, SubscriptionRegistry};
-use super::rollout::{Scheduler, SchedulerArgs, SchedulerMsg};
-use crate::cache::RedisCache;
+use super::push::{NoticeFeed, PushMsg, PushRegistry};
+use super::scheduler::{Scheduler, SchedulerArgs, SchedulerMsg};
+use crate::domain::change::ChangeNotice;
 use crate::settings::Redis;
+use crate::shared::Shared;
 
 /// Restarts allowed within `RESTART_WINDOW` before escalating.
 const MAX_RESTARTS: usize = 5;
@@ -35,7 +36,7 @@ const ESCALATED: &str = "escalated: children failed too often";
 /// What the Supervisor handles.
 pub enum SupervisorMsg {
     /// Reply with where the children can be reached.
-    GetSlots(RpcReplyPort<Slots>),
+    GetChildren(RpcReplyPort<Children>),
     /// Respawn a child whose backoff has passed.
     Restart(ActorName),
     /// Start the rollout Scheduler with these services; reply with its slot.
@@ -44,15 +45,15 @@ pub enum SupervisorMsg {
 
 #[derive(Clone)]
 /// Where each child can be reached; a slot's actor changes on restart.
-pub struct Slots {
-    /// Configs and versions in memory.
-    pub config_cache: Slot<ConfigCacheMsg>,
+pub struct Children {
+    /// Configs and versions in memory, behind the one handle every caller shares.
+    pub cache: ConfigCacheHandle,
     /// The sandbox workers.
-    pub evaluator_pool: Slot<PoolMsg>,
-    /// The WebSocket subscriptions.
-    pub subscriptions: Slot<RegistryMsg>,
+    pub pool: Slot<PoolMsg>,
+    /// The push registry: WebSocket subscribers.
+    pub push: Slot<PushMsg>,
     /// Change notices between nodes.
-    pub change_bus: Slot<BusMsg>,
+    pub bus: Slot<BusMsg>,
 }
 
 /// What the Supervisor starts its children from, again after a crash.
@@ -62,7 +63,7 @@ pub struct SupervisorArgs {
     /// The pool's settings (with counters that outlive pool restarts).
     pub pool: LiveSettings,
     /// Redis settings and cache, for the ChangeBus; `None` on a single node.
-    pub bus: Option<(Redis, RedisCache)>,
+    pub bus: Option<(Redis, Shared)>,
     /// How often the ChangeBus polls the store while no bus carries changes.
     pub poll: Duration,
     /// How fetches wait on the store.
@@ -71,12 +72,16 @@ pub struct SupervisorArgs {
     pub call_timeout: Duration,
     /// Where the registry passes every notice, whichever incarnation it is.
     pub feed: NoticeFeed,
+    /// Where the ChangeBus hands changes other nodes made.
+    pub arrivals: tokio::sync::mpsc::UnboundedSender<ChangeNotice>,
 }
 
-/// The Supervisor's state: its arguments, the slots and recent restarts.
+/// The Supervisor's state: its arguments, its children and recent restarts.
 pub struct SupervisorState {
     args: SupervisorArgs,
-    slots: Slots,
+    children: Children,
+    /// The ConfigCache's slot, which `children.cache` reads through.
+    cache: Slot<ConfigCacheMsg>,
     /// The Scheduler, once started, and what it is restarted with.
     scheduler: Option<(Slot<SchedulerMsg>, SchedulerArgs)>,
     restarts: VecDeque<Instant>,
@@ -97,19 +102,20 @@ impl Actor for Supervisor {
     ) -> Result<Self::State, ActorProcessingErr> {
         let cache = spawn_cache(&args, myself.get_cell()).await?;
         let pool = evaluator::spawn(&args.pool, myself.get_cell()).await?;
-        let (registry, _) =
-            Actor::spawn_linked(None, SubscriptionRegistry, args.feed.clone(), myself.get_cell()).await?;
-        let (config_cache, subscriptions) = (Slot::new(cache), Slot::new(registry));
-        let bus = spawn_bus(&args, &config_cache, &subscriptions, myself.get_cell()).await?;
-        let slots = Slots {
-            config_cache,
-            evaluator_pool: Slot::new(pool),
-            subscriptions,
-            change_bus: Slot::new(bus),
+        let (registry, _) = Actor::spawn_linked(None, PushRegistry, args.feed.clone(), myself.get_cell()).await?;
+        let cache = Slot::new(cache);
+        let handle = ConfigCacheHandle::new(cache.clone(), &args.sources, args.call_timeout, args.fresh);
+        let bus = spawn_bus(&args, &handle, myself.get_cell()).await?;
+        let children = Children {
+            cache: handle,
+            pool: Slot::new(pool),
+            push: Slot::new(registry),
+            bus: Slot::new(bus),
         };
         Ok(SupervisorState {
             args,
-            slots,
+            children,
+            cache,
             scheduler: None,
             restarts: VecDeque::new(),
         })
@@ -120,10 +126,10 @@ impl Actor for Supervisor {
         if let Some((scheduler, _)) = &state.scheduler {
             let _ = scheduler.get().stop_and_wait(None, wait).await;
         }
-        let _ = state.slots.change_bus.get().stop_and_wait(None, wait).await;
-        let _ = state.slots.subscriptions.get().stop_and_wait(None, wait).await;
-        let _ = state.slots.evaluator_pool.get().stop_and_wait(None, wait).await;
-        let _ = state.slots.config_cache.get().stop_and_wait(None, wait).await;
+        let _ = state.children.bus.get().stop_and_wait(None, wait).await;
+        let _ = state.children.push.get().stop_and_wait(None, wait).await;
+        let _ = state.children.pool.get().stop_and_wait(None, wait).await;
+        let _ = state.cache.get().stop_and_wait(None, wait).await;
         Ok(())
     }
 
@@ -134,8 +140,8 @@ impl Actor for Supervisor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            SupervisorMsg::GetSlots(reply) => {
-                let _ = reply.send(state.slots.clone());
+            SupervisorMsg::GetChildren(reply) => {
+                let _ = reply.send(state.children.clone());
             }
             SupervisorMsg::Restart(child) => state.restart(&myself, child).await?,
             SupervisorMsg::StartScheduler(args, reply) => {
@@ -171,13 +177,13 @@ impl Actor for Supervisor {
 impl SupervisorState {
     fn child_of(&self, cell: &ActorCell) -> Option<ActorName> {
         let id = cell.get_id();
-        if self.slots.config_cache.get().get_id() == id {
+        if self.cache.get().get_id() == id {
             Some(ActorName::ConfigCache)
-        } else if self.slots.evaluator_pool.get().get_id() == id {
+        } else if self.children.pool.get().get_id() == id {
             Some(ActorName::EvaluatorPool)
-        } else if self.slots.subscriptions.get().get_id() == id {
-            Some(ActorName::SubscriptionRegistry)
-        } else if self.slots.change_bus.get().get_id() == id {
+        } else if self.children.push.get().get_id() == id {
+            Some(ActorName::PushRegistry)
+        } else if self.children.bus.get().get_id() == id {
             Some(ActorName::ChangeBus)
         } else if self.scheduler.as_ref().is_some_and(|(s, _)| s.get().get_id() == id) {
             Some(ActorName::Scheduler)
@@ -208,23 +214,19 @@ impl SupervisorState {
 
     async fn restart(&mut self, myself: &ActorRef<SupervisorMsg>, child: ActorName) -> Result<(), ActorProcessingErr> {
         match child {
-            ActorName::ConfigCache => self
-                .slots
-                .config_cache
-                .set(spawn_cache(&self.args, myself.get_cell()).await?),
+            ActorName::ConfigCache => self.cache.set(spawn_cache(&self.args, myself.get_cell()).await?),
             ActorName::EvaluatorPool => self
-                .slots
-                .evaluator_pool
+                .children
+                .pool
                 .set(evaluator::spawn(&self.args.pool, myself.get_cell()).await?),
-            ActorName::SubscriptionRegistry => {
+            ActorName::PushRegistry => {
                 let (registry, _) =
-                    Actor::spawn_linked(None, SubscriptionRegistry, self.args.feed.clone(), myself.get_cell()).await?;
-                self.slots.subscriptions.set(registry)
+                    Actor::spawn_linked(None, PushRegistry, self.args.feed.clone(), myself.get_cell()).await?;
+                self.children.push.set(registry)
             }
             ActorName::ChangeBus => {
-                let (cache, registry) = (&self.slots.config_cache, &self.slots.subscriptions);
-                let bus = spawn_bus(&self.args, cache, registry, myself.get_cell()).await?;
-                self.slots.change_bus.set(bus);
+                let bus = spawn_bus(&self.args, &self.children.cache, myself.get_cell()).await?;
+                self.children.bus.set(bus);
             }
             ActorName::Scheduler => {
                 let Some((slot, args)) = &self.scheduler else {
@@ -242,16 +244,15 @@ impl SupervisorState {
 
 async fn spawn_bus(
     args: &SupervisorArgs,
-    cache: &Slot<ConfigCacheMsg>,
-    registry: &Slot<RegistryMsg>,
+    cache: &ConfigCacheHandle,
     supervisor: ActorCell,
 ) -> Result<ActorRef<BusMsg>, ActorProcessingErr> {
     let bus_args = BusArgs {
         redis: args.bus.clone(),
         poll: args.poll,
         store: args.sources.store.clone(),
-        cache: ConfigCacheHandle::new(cache.clone(), &args.sources, args.call_timeout, args.fresh),
-        registry: registry.clone(),
+        cache: cache.clone(),
+        arrivals: args.arrivals.clone(),
     };
     let (bus, _) = Actor::spawn_linked(None, ChangeBus, bus_args, supervisor).await?;
     Ok(bus)
@@ -275,7 +276,7 @@ mod tests {
     async fn start() -> (
         ActorRef<SupervisorMsg>,
         ractor::concurrency::JoinHandle<()>,
-        Slots,
+        Children,
         tempfile::TempDir,
     ) {
         let dir = tempfile::tempdir().unwrap();
@@ -295,7 +296,7 @@ mod tests {
                 sources: Arc::new(Sources {
                     store,
                     redis: None,
-                    published: Arc::default(),
+                    ready: Arc::default(),
                 }),
                 pool: PoolSettings::live(&sandbox, Arc::default()),
                 bus: None,
@@ -306,16 +307,17 @@ mod tests {
                 },
                 call_timeout: Duration::from_secs(1),
                 feed: Default::default(),
+                arrivals: tokio::sync::mpsc::unbounded_channel().0,
             },
         )
         .await
         .unwrap();
-        let slots = supervisor
-            .call(SupervisorMsg::GetSlots, Some(Duration::from_secs(1)))
+        let children = supervisor
+            .call(SupervisorMsg::GetChildren, Some(Duration::from_secs(1)))
             .await
             .unwrap()
             .unwrap();
-        (supervisor, done, slots, dir)
+        (supervisor, done, children, dir)
     }
 
     async fn replaced(slot: &Slot<ConfigCacheMsg>, old: ractor::ActorId) -> bool {
@@ -330,32 +332,32 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_child_is_restarted() {
-        let (supervisor, _done, slots, _dir) = start().await;
-        let old = slots.config_cache.get();
+        let (supervisor, _done, children, _dir) = start().await;
+        let old = children.cache.slot().get();
         old.kill();
-        assert!(replaced(&slots.config_cache, old.get_id()).await, "cache restarted");
-        let old_pool = slots.evaluator_pool.get();
+        assert!(replaced(&children.cache.slot(), old.get_id()).await, "cache restarted");
+        let old_pool = children.pool.get();
         old_pool.kill();
         for _ in 0..200 {
-            if slots.evaluator_pool.get().get_id() != old_pool.get_id() && slots.evaluator_pool.is_alive() {
+            if children.pool.get().get_id() != old_pool.get_id() && children.pool.is_alive() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert_ne!(slots.evaluator_pool.get().get_id(), old_pool.get_id(), "pool restarted");
+        assert_ne!(children.pool.get().get_id(), old_pool.get_id(), "pool restarted");
         assert_eq!(supervisor.get_status(), ractor::ActorStatus::Running);
         supervisor.stop(None);
     }
 
     #[tokio::test]
     async fn too_many_failures_escalate() {
-        let (_supervisor, done, slots, _dir) = start().await;
+        let (_supervisor, done, children, _dir) = start().await;
         for _ in 0..MAX_RESTARTS {
-            let old = slots.config_cache.get();
+            let old = children.cache.slot().get();
             old.kill();
-            assert!(replaced(&slots.config_cache, old.get_id()).await);
+            assert!(replaced(&children.cache.slot(), old.get_id()).await);
         }
-        slots.config_cache.get().kill();
+        children.cache.slot().get().kill();
         tokio::time::timeout(Duration::from_secs(5), done)
             .await
             .expect("supervisor stopped")

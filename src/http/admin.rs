@@ -10,10 +10,10 @@ use super::AppState;
 use super::auth::Operator;
 use super::error::ApiError;
 use super::extract::Body;
-use crate::actors::releases::VersionUpload;
 use crate::domain::change::Change;
 use crate::domain::model::ReleaseEvent;
 use crate::domain::{Config, ConfigStatus, Lang, Version};
+use crate::service::releases::VersionUpload;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -300,7 +300,7 @@ pub(super) async fn rotate_secret(
     Extension(who): Extension<Operator>,
     Path(config_id): Path<String>,
 ) -> Reply<Config> {
-    let grace = app.ops.settings().auth.secret_grace();
+    let grace = app.reloader.settings().auth.secret_grace();
     Ok(Json(app.releases.rotate_secret(&config_id, grace, &who.0).await?))
 }
 

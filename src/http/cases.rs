@@ -12,10 +12,10 @@ use super::AppState;
 use super::auth::check_secret;
 use super::error::{ApiError, CompatError};
 use super::extract::Body;
-use crate::actors::releases::NewTest;
-use crate::actors::test_runs::TestRun;
 use crate::domain::Meta;
 use crate::domain::model::TestCase;
+use crate::service::releases::NewTest;
+use crate::service::test_runs::TestRun;
 
 pub fn admin_routes() -> Router<AppState> {
     Router::new()

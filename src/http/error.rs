@@ -9,10 +9,10 @@ use serde_json::json;
 use crate::actors::CallError;
 use crate::actors::config_cache::ResolveError;
 use crate::actors::evaluator::EvalError;
-use crate::actors::releases::ReleaseError;
 use crate::domain::resolve::Refusal;
 use crate::engine::EngineError;
-use crate::reports::ReportError;
+use crate::service::releases::ReleaseError;
+use crate::service::reports::ReportError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]

@@ -33,11 +33,13 @@ use crate::actors::Slot;
 use crate::actors::change_bus::ChangeBusHandle;
 use crate::actors::config_cache::{Catalog, ConfigCacheHandle};
 use crate::actors::evaluator::EvaluatorPoolHandle;
-use crate::actors::plans::PlansHandle;
 use crate::actors::push::PushHandle;
-use crate::actors::releases::ReleasesHandle;
-use crate::actors::rollout::SchedulerMsg;
-use crate::reports::ReportsHandle;
+use crate::actors::scheduler::SchedulerMsg;
+use crate::service::announce::Announcer;
+use crate::service::plans::PlansHandle;
+use crate::service::releases::ReleasesHandle;
+use crate::service::reports::ReportsHandle;
+use crate::shared::Shared;
 pub use auth::AdminTokens;
 pub use ofrep::LiveAccess;
 pub use proxies::Proxies;
@@ -70,10 +72,14 @@ pub struct Services {
     pub pool: EvaluatorPoolHandle,
     /// The management service (publish, rollback, tests).
     pub releases: ReleasesHandle,
-    /// The WebSocket subscriptions.
+    /// The push registry: WebSocket subscribers.
     pub push: PushHandle,
     /// Changes to and from the other nodes (over Redis, or by polling).
     pub bus: ChangeBusHandle,
+    /// Where a change is announced (the original's update route nudges).
+    pub announcer: Announcer,
+    /// What nodes share through Redis, when there is one.
+    pub shared: Option<Shared>,
     /// Who may call the admin routes.
     pub admin_tokens: Arc<AdminTokens>,
     /// Who may read what over OpenFeature (OFREP), as reloaded.
@@ -87,7 +93,7 @@ pub struct Services {
     /// The `Secret` of the original `POST /update/{id}`.
     pub update_secret: Arc<str>,
     /// Settings reload, log level and stats.
-    pub ops: Arc<ops::Ops>,
+    pub reloader: Arc<crate::reload::Reloader>,
     /// Client reports and the served record.
     pub reports: ReportsHandle,
     /// Rollout plans.

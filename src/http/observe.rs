@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use crate::actors::names::ActorName;
 use crate::metrics::*;
+use crate::shared::Shared;
 use crate::sync::RwLocked;
 
 pub async fn track(request: Request, next: Next) -> Response {
@@ -103,7 +104,7 @@ async fn stats(app: &AppState) -> Value {
         gauge!(PUSH_SUBSCRIPTIONS).set(push.subscriptions as f64);
         counter!(PUSH_NOTICES).absolute(push.notices_sent);
     }
-    let redis = app.releases.redis_stats();
+    let redis = app.shared.as_ref().map(Shared::counts);
     if let Some(redis) = &redis {
         counter!(CACHE_HITS, "layer" => "redis").absolute(redis.0);
         counter!(CACHE_MISSES, "layer" => "redis").absolute(redis.1);
@@ -127,7 +128,7 @@ async fn stats(app: &AppState) -> Value {
     let alive = |actor: ActorName| match actor {
         ActorName::ConfigCache => app.cache.is_alive(),
         ActorName::EvaluatorPool => app.pool.is_alive(),
-        ActorName::SubscriptionRegistry => app.push.is_alive(),
+        ActorName::PushRegistry => app.push.is_alive(),
         ActorName::ChangeBus => app.bus.is_alive(),
         ActorName::Scheduler => app.scheduler.is_alive(),
     };

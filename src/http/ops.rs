@@ -1,8 +1,6 @@
-//! Operations: settings reload (also on SIGHUP) and control of the evaluator
-//! pool, behind the admin token.
-
-use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+//! Operations routes, behind the admin token: settings reload (the work is
+//! `crate::reload::Reloader`'s; SIGHUP calls it too) and control of the
+//! evaluator pool.
 
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -13,53 +11,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::Body;
 use crate::actors::evaluator::PoolStatus;
-use crate::reload::{self, Plan, ReloadError};
-use crate::settings::Settings;
-use crate::sync::Locked;
-
-/// The settings in force, and where they came from.
-pub struct Ops {
-    current: Mutex<Settings>,
-    source: Mutex<Option<(PathBuf, bool)>>,
-    deliver: reload::Deliver,
-    log_level: OnceLock<reload::SetLogLevel>,
-}
-
-impl Ops {
-    /// `deliver` hands each reload to the services (see `app.rs`).
-    pub fn new(settings: Settings, deliver: reload::Deliver) -> Self {
-        Self {
-            current: Mutex::new(settings),
-            source: Mutex::new(None),
-            deliver,
-            log_level: OnceLock::new(),
-        }
-    }
-
-    /// How a reload changes the log filter, once `main` has installed it.
-    pub fn set_log_level_setter(&self, set: reload::SetLogLevel) {
-        let _ = self.log_level.set(set);
-    }
-
-    /// Changes the log filter, if this process has one to change.
-    pub fn set_log_level(&self, level: &str) -> Result<(), String> {
-        match self.log_level.get() {
-            Some(set) => set(level),
-            None => Ok(()),
-        }
-    }
-
-    /// The file a reload reads (with environment overrides on top);
-    /// `required` makes a missing file an error.
-    pub fn set_source(&self, path: PathBuf, required: bool) {
-        *self.source.locked() = Some((path, required));
-    }
-
-    /// The settings in force, reloads included.
-    pub fn settings(&self) -> Settings {
-        self.current.locked().clone()
-    }
-}
+use crate::reload::{ReloadError, ReloadPlan};
 
 /// The operations routes: reload, log level, stats.
 pub fn routes() -> Router<AppState> {
@@ -71,33 +23,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/admin/pool/resize", post(resize))
 }
 
-/// Loads the settings source again and applies what can change at run time.
-/// An invalid source changes nothing.
-pub fn reload(app: &AppState) -> Result<Plan, ReloadError> {
-    let source = app.ops.source.locked().clone();
-    let (path, required) = source.unwrap_or_else(|| (PathBuf::from("config.toml"), false));
-    let loaded = Settings::load(&path, required)?;
-    let mut current = app.ops.current.locked();
-    let (plan, effective) = reload::plan(&current, loaded);
-    (app.ops.deliver)(&plan, &effective)?;
-    if plan.touches("log.")
-        && let Err(e) = app.ops.set_log_level(&effective.log.level)
-    {
-        tracing::warn!(error = %e, "log level not changed");
-    }
-    for change in &plan.applied {
-        tracing::info!(key = change.key, from = %change.from, to = %change.to, "setting reloaded");
-    }
-    for change in &plan.restart_required {
-        tracing::warn!(
-            key = change.key,
-            "setting changed in the file but needs a restart; left as it was"
-        );
-    }
-    *current = effective;
-    Ok(plan)
-}
-
 #[utoipa::path(
     post,
     path = "/api/v1/admin/reload",
@@ -105,8 +30,8 @@ pub fn reload(app: &AppState) -> Result<Plan, ReloadError> {
     responses((status = 200, description = "ok"), crate::http::error::Failures),
     security(("bearer" = []))
 )]
-async fn reload_route(State(app): State<AppState>) -> Result<Json<Plan>, ApiError> {
-    match reload(&app) {
+async fn reload_route(State(app): State<AppState>) -> Result<Json<ReloadPlan>, ApiError> {
+    match app.reloader.reload() {
         Ok(plan) => Ok(Json(plan)),
         Err(e @ ReloadError::Settings(_)) => {
             tracing::warn!(error = %e, "reload refused; settings unchanged");

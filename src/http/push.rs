@@ -14,8 +14,7 @@ use super::error::{ApiError, CompatError};
 use super::extract::ClientAddress;
 use std::net::IpAddr;
 
-use crate::actors::push::{Protocol, SocketSlot};
-use crate::domain::change::ChangeNotice;
+use crate::actors::push::{Protocol, SocketPermit};
 use crate::domain::model::now_millis;
 
 /// tungstenite reads into a 128 KiB buffer per socket by default; clients
@@ -48,14 +47,14 @@ pub async fn compat_push(
     }
     // The socket keeps the secret: it is closed when that secret's grace ends.
     let initial = (config_id, secret.to_owned());
-    let slot = admit(&app, address)?;
+    let permit = admit(&app, address)?;
     let push = app.push.clone();
     Ok(sized(ws).on_upgrade(move |socket| async move {
-        push.connect(socket, slot, Protocol::Compat, Some(initial)).await;
+        push.connect(socket, permit, Protocol::Compat, Some(initial)).await;
     }))
 }
 
-fn admit(app: &AppState, address: IpAddr) -> Result<SocketSlot, ApiError> {
+fn admit(app: &AppState, address: IpAddr) -> Result<SocketPermit, ApiError> {
     app.push.admit(address).ok_or_else(|| {
         let limit = app.push.max_sockets_per_address();
         // Spread over ten seconds, so that clients refused together do not
@@ -88,10 +87,10 @@ pub async fn subscribe(
     ClientAddress(address): ClientAddress,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let slot = admit(&app, address)?;
+    let permit = admit(&app, address)?;
     let push = app.push.clone();
     Ok(sized(ws).on_upgrade(move |socket| async move {
-        push.connect(socket, slot, Protocol::Native, None).await;
+        push.connect(socket, permit, Protocol::Native, None).await;
     }))
 }
 
@@ -116,14 +115,7 @@ pub async fn compat_update(
     check_secret(&headers, &app.update_secret)?;
     let config = app.releases.config(&config_id).await?;
     let client_num = app.push.subscribers(&config_id).await?;
-    let notice = ChangeNotice {
-        config_id,
-        revision: config.revision,
-        update_time: now_millis() / 1000,
-        manual: true,
-    };
-    app.bus.publish(notice.clone());
-    app.push.notify(notice)?;
+    app.announcer.nudge(&config)?;
     Ok(Json(UpdateReply {
         data: UpdateData { client_num },
         message: "success",

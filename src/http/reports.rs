@@ -14,7 +14,7 @@ use super::error::{ApiError, CompatError};
 use super::extract::{Body, ClientAddress, CompatBody};
 use crate::domain::health::{MAX_MESSAGE_BYTES, ReportKind};
 use crate::domain::model::{ErrorReport, now_millis};
-use crate::reports::{ClientReport, Receipt, Summary};
+use crate::service::reports::{ClientReport, Receipt, Summary};
 
 /// Reports kept per listing at most.
 const MAX_LISTED: i64 = 1000;

@@ -10,8 +10,8 @@ use super::AppState;
 use super::auth::Operator;
 use super::error::ApiError;
 use super::extract::Body;
-use crate::actors::plans::PlanOpError;
 use crate::domain::rollout::{Control, GateFigures, Plan, PlanRequest, PlanState};
+use crate::service::plans::PlanOpError;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

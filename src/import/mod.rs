@@ -11,7 +11,7 @@ mod write;
 use std::fmt::Write as _;
 
 pub use original::{ReadError, Tables};
-pub use plan::{Plan, Refusal};
+pub use plan::{ImportPlan, RefusedRow};
 pub use write::{Counts, Outcome};
 
 use crate::domain::Lang;
@@ -57,7 +57,7 @@ pub async fn run(from: &str, store: &dyn Store, dry_run: bool) -> Result<Summary
 
 /// The plan for `tables`, each source compiled as an upload's is (in this
 /// process: the sources are the operator's own, and are only compiled).
-pub fn plan_for(tables: &Tables) -> Plan {
+pub fn plan_for(tables: &Tables) -> ImportPlan {
     let mut engines = Engines::new(1);
     let mut check = |lang: Lang, source: &str| {
         guard::check_source(lang, source)

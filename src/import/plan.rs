@@ -21,7 +21,7 @@ const MAX_ID_BYTES: usize = 255;
 
 /// A row left out, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
+pub struct RefusedRow {
     /// The original's table.
     pub table: &'static str,
     /// Which row (its key).
@@ -47,7 +47,7 @@ pub struct ConfigPlan {
 
 /// Everything an import writes, in the order it writes it.
 #[derive(Debug, Clone, Default)]
-pub struct Plan {
+pub struct ImportPlan {
     /// Configs, with their pointers.
     pub configs: Vec<ConfigPlan>,
     /// Versions under their own code ids.
@@ -58,13 +58,13 @@ pub struct Plan {
     /// run find it.
     pub reports: Vec<NewReport>,
     /// Rows left out.
-    pub refused: Vec<Refusal>,
+    pub refused: Vec<RefusedRow>,
 }
 
 /// Works out the plan. `check` compiles a source, answering the compiler's
 /// message when it does not.
-pub fn plan(tables: &Tables, check: &mut dyn FnMut(Lang, &str) -> Result<(), String>) -> Plan {
-    let mut plan = Plan::default();
+pub fn plan(tables: &Tables, check: &mut dyn FnMut(Lang, &str) -> Result<(), String>) -> ImportPlan {
+    let mut plan = ImportPlan::default();
     let accepted: Vec<Accepted> = tables
         .configs
         .iter()
@@ -118,14 +118,14 @@ pub fn plan(tables: &Tables, check: &mut dyn FnMut(Lang, &str) -> Result<(), Str
     plan
 }
 
-fn refusal(table: &'static str, row: String, reason: String) -> Refusal {
-    Refusal { table, row, reason }
+fn refusal(table: &'static str, row: String, reason: String) -> RefusedRow {
+    RefusedRow { table, row, reason }
 }
 
 /// The original's versions carry no config: a version belongs to the config
 /// whose release, gray or unittest pointer names it. One pointed at by two
 /// configs goes to the first (by id); the other's pointer is refused.
-fn owners(configs: &[ConfigRow], refused: &mut Vec<Refusal>) -> HashMap<String, String> {
+fn owners(configs: &[ConfigRow], refused: &mut Vec<RefusedRow>) -> HashMap<String, String> {
     let mut owners: HashMap<String, String> = HashMap::new();
     for row in configs {
         let pointers = [&row.code_release, &row.code_gray, &row.code_unittest];
@@ -215,7 +215,7 @@ fn accept(row: &ConfigRow) -> Result<Accepted<'_>, String> {
 /// The config with the pointers whose versions were imported. A pointer to
 /// a version left out is dropped, and said; the config itself still comes,
 /// so its secret and the rest are there.
-fn pointers(config: Accepted, imported: &HashMap<String, String>, refused: &mut Vec<Refusal>) -> ConfigPlan {
+fn pointers(config: Accepted, imported: &HashMap<String, String>, refused: &mut Vec<RefusedRow>) -> ConfigPlan {
     let Accepted {
         row,
         secret,
@@ -387,7 +387,7 @@ mod tests {
         }
     }
 
-    fn planned(tables: &Tables) -> Plan {
+    fn planned(tables: &Tables) -> ImportPlan {
         plan(tables, &mut |_, source| match source.contains('{') {
             true => Err("unclosed".into()),
             false => Ok(()),

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::plan::{ACTOR, ConfigPlan, Plan, Refusal};
+use super::plan::{ACTOR, ConfigPlan, ImportPlan, RefusedRow};
 use crate::domain::Config;
 use crate::domain::health::BreakRule;
 use crate::domain::model::{Gray, Release};
@@ -36,11 +36,11 @@ pub struct Outcome {
     /// Reports.
     pub reports: Counts,
     /// Rows left out, the plan's and the store's.
-    pub refused: Vec<Refusal>,
+    pub refused: Vec<RefusedRow>,
 }
 
 /// Writes `plan` (or, with `dry_run`, only reads what it would change).
-pub async fn apply(store: &dyn Store, plan: Plan, dry_run: bool) -> Result<Outcome, StoreError> {
+pub async fn apply(store: &dyn Store, plan: ImportPlan, dry_run: bool) -> Result<Outcome, StoreError> {
     let mut out = Outcome {
         refused: plan.refused,
         ..Outcome::default()
@@ -72,7 +72,7 @@ pub async fn apply(store: &dyn Store, plan: Plan, dry_run: bool) -> Result<Outco
         if let Some(existing) = &existing
             && existing.secret != config.secret
         {
-            out.refused.push(Refusal {
+            out.refused.push(RefusedRow {
                 table: "config",
                 row: format!("config_id `{}`", config.id),
                 reason: "Vane has a config by this id with another secret; it is left as it is, with what it holds"
@@ -83,7 +83,7 @@ pub async fn apply(store: &dyn Store, plan: Plan, dry_run: bool) -> Result<Outco
         }
         found.insert(config.id.clone(), existing);
     }
-    let left_alone = |table: &'static str, row: String, config_id: &str| Refusal {
+    let left_alone = |table: &'static str, row: String, config_id: &str| RefusedRow {
         table,
         row,
         reason: format!("its config `{config_id}` is left as it is (see that row)"),
@@ -97,7 +97,7 @@ pub async fn apply(store: &dyn Store, plan: Plan, dry_run: bool) -> Result<Outco
         }
         match store.get_version(&version.code_id).await? {
             Some(v) if v.config_id == version.new.config_id => out.versions.unchanged += 1,
-            Some(v) => out.refused.push(Refusal {
+            Some(v) => out.refused.push(RefusedRow {
                 table: "code",
                 row: format!("code_id `{row}`"),
                 reason: format!("Vane has this code id in config `{}`", v.config_id),
@@ -147,7 +147,7 @@ pub async fn apply(store: &dyn Store, plan: Plan, dry_run: bool) -> Result<Outco
         }
         match store.get_test(&test_id).await? {
             Some(t) if t.code_id == new.code_id => out.tests.unchanged += 1,
-            Some(t) => out.refused.push(Refusal {
+            Some(t) => out.refused.push(RefusedRow {
                 table: "unittest",
                 row: format!("test_id `{test_id}`"),
                 reason: format!("Vane has this test id for version `{}`", t.code_id),
@@ -263,7 +263,7 @@ fn changes(existing: Option<&Config>, want: &ConfigPlan) -> Vec<Change> {
 /// goes on (`None`); a store that is unavailable stops it.
 fn store_row<T>(
     result: Result<T, StoreError>,
-    refused: &mut Vec<Refusal>,
+    refused: &mut Vec<RefusedRow>,
     table: &'static str,
     row: &str,
 ) -> Result<Option<T>, StoreError> {
@@ -271,7 +271,7 @@ fn store_row<T>(
         Ok(value) => Ok(Some(value)),
         Err(e @ StoreError::Unavailable(_)) => Err(e),
         Err(e) => {
-            refused.push(Refusal {
+            refused.push(RefusedRow {
                 table,
                 row: row.to_owned(),
                 reason: format!("the store refused it: {e}"),

@@ -15,7 +15,7 @@ use crate::metrics::{self, Freshness};
 impl ConfigCacheHandle {
     pub(super) async fn fresh(&self, config_id: &str) -> Result<(Arc<Entry>, bool), ResolveError> {
         let deadline = tokio::time::Instant::now() + self.wait;
-        let held = self.published.get(config_id);
+        let held = self.ready.get(config_id);
         if let Some(entry) = held.as_ref()
             && self.reads.unanswered(self.wait)
         {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::published::Published;
+use super::ready::ReadyEntries;
 use super::revisions::RevisionReads;
 use super::{ConfigCacheMsg, Entry, NAME, ResolveError, Resolved, Sources};
 use crate::actors::{CallError, Slot};
@@ -47,7 +47,7 @@ pub struct FreshSettings {
 #[derive(Clone)]
 pub struct ConfigCacheHandle {
     slot: Slot<ConfigCacheMsg>,
-    pub(super) published: Arc<Published>,
+    pub(super) ready: Arc<ReadyEntries>,
     pub(super) reads: Arc<RevisionReads>,
     timeout: Duration,
     /// The longest a fetch waits on the store (`store.wait_ms`).
@@ -59,7 +59,7 @@ impl ConfigCacheHandle {
     pub fn new(slot: Slot<ConfigCacheMsg>, sources: &Sources, timeout: Duration, fresh: FreshSettings) -> Self {
         Self {
             slot,
-            published: sources.published.clone(),
+            ready: sources.ready.clone(),
             reads: Arc::new(RevisionReads::new(sources.store.clone(), fresh.wait, fresh.read_gap)),
             timeout,
             wait: fresh.wait,
@@ -75,7 +75,7 @@ impl ConfigCacheHandle {
         if validate_config_id(config_id).is_err() {
             return Err(Refusal::UnknownConfig(config_id.to_owned()).into());
         }
-        if !fresh && let Some(entry) = self.published.get(config_id) {
+        if !fresh && let Some(entry) = self.ready.get(config_id) {
             metrics::memory_cache(true);
             return answer(&entry, meta, false);
         }
@@ -93,7 +93,7 @@ impl ConfigCacheHandle {
         if validate_config_id(config_id).is_err() {
             return Err(Refusal::UnknownConfig(config_id.to_owned()).into());
         }
-        match self.published.get(config_id) {
+        match self.ready.get(config_id) {
             Some(entry) => Ok(entry),
             None => self.get(config_id, None, self.wait).await,
         }
@@ -102,7 +102,7 @@ impl ConfigCacheHandle {
     /// The entries memory holds for `ids`, without loading any (`None`
     /// for those it does not hold).
     pub fn held(&self, ids: &[String]) -> Vec<Option<Arc<Entry>>> {
-        self.published.get_many(ids)
+        self.ready.get_many(ids)
     }
 
     pub(super) async fn get(
@@ -158,6 +158,12 @@ impl ConfigCacheHandle {
     /// Store reads made for fresh requests so far (each serves a batch).
     pub fn revision_reads(&self) -> u64 {
         self.reads.reads()
+    }
+
+    /// The actor's slot, for tests that kill it.
+    #[cfg(test)]
+    pub fn slot(&self) -> &Slot<ConfigCacheMsg> {
+        &self.slot
     }
 
     /// Whether the actor is running (between a crash and its restart it is not).

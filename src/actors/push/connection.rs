@@ -6,7 +6,7 @@
 //! `push.ping_interval_ms`; a peer silent past the interval plus
 //! `push.pong_timeout_ms` is dropped.
 //!
-//! Spawned linked to the SubscriptionRegistry and never restarted: when it
+//! Spawned linked to the PushRegistry and never restarted: when it
 //! stops, the registry forgets it and the client reconnects.
 
 use std::collections::{HashMap, HashSet};
@@ -22,13 +22,15 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::messages::{self, ConnectionMsg, RegistryMsg};
+use super::messages::{self, ConnectionMsg, PushMsg};
 use super::outbox::Outbox;
-use super::sockets::SocketSlot;
-use crate::actors::releases::ReleasesHandle;
+use super::sockets::SocketPermit;
+use crate::actors::config_cache::ConfigCacheHandle;
+use crate::domain::Config;
 use crate::domain::change::ChangeNotice;
 use crate::domain::model::{SecretStanding, now_millis};
 use crate::settings::Push;
+use crate::store::{Missing, Store, StoreError};
 
 /// The WebSocket close code for a socket that broke the server's rules.
 const POLICY_VIOLATION: u16 = 1008;
@@ -51,16 +53,18 @@ pub struct ConnectionArgs {
     /// The upgraded socket.
     pub socket: WebSocket,
     /// Its place among the node's sockets, given back when it closes.
-    pub slot: SocketSlot,
+    pub permit: SocketPermit,
     /// Which route it came in on.
     pub protocol: Protocol,
     /// The config to follow at once (the original route names it in its
     /// path) and the secret the socket was opened with.
     pub initial: Option<(String, String)>,
     /// Where subscriptions are registered.
-    pub registry: ActorRef<RegistryMsg>,
-    /// Reads a config's current revision when a client subscribes.
-    pub releases: ReleasesHandle,
+    pub registry: ActorRef<PushMsg>,
+    /// Memory, where each change's secret check reads the config.
+    pub cache: ConfigCacheHandle,
+    /// Where a subscription reads the config's newest revision.
+    pub store: std::sync::Arc<dyn Store>,
     /// Heartbeat, idle and queue limits.
     pub settings: Arc<Push>,
     /// How long calls to other actors may take.
@@ -69,8 +73,9 @@ pub struct ConnectionArgs {
 
 pub struct ConnectionState {
     protocol: Protocol,
-    registry: ActorRef<RegistryMsg>,
-    releases: ReleasesHandle,
+    registry: ActorRef<PushMsg>,
+    cache: ConfigCacheHandle,
+    store: std::sync::Arc<dyn Store>,
     settings: Arc<Push>,
     call_timeout: Duration,
     writer: mpsc::Sender<Vec<Message>>,
@@ -83,7 +88,7 @@ pub struct ConnectionState {
     secrets: HashMap<String, (String, Option<i64>)>,
     last_heard: Instant,
     tasks: [JoinHandle<()>; 2],
-    _slot: SocketSlot,
+    _permit: SocketPermit,
 }
 
 #[derive(Deserialize)]
@@ -122,7 +127,8 @@ impl Actor for Connection {
         let mut state = ConnectionState {
             protocol: args.protocol,
             registry: args.registry,
-            releases: args.releases,
+            cache: args.cache,
+            store: args.store,
             settings: args.settings,
             call_timeout: args.call_timeout,
             writer,
@@ -133,7 +139,7 @@ impl Actor for Connection {
             secrets: HashMap::new(),
             last_heard: Instant::now(),
             tasks,
-            _slot: args.slot,
+            _permit: args.permit,
         };
         if let Some((config_id, secret)) = args.initial {
             state.register(&myself, &config_id).await?;
@@ -238,6 +244,15 @@ impl Actor for Connection {
 }
 
 impl ConnectionState {
+    /// The config as the store has it now, so a subscriber learns the
+    /// newest revision even before memory does.
+    async fn config(&self, id: &str) -> Result<Config, StoreError> {
+        self.store
+            .get_config(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(Missing::Config(id.to_owned())))
+    }
+
     /// Whether the secret `config_id` was followed with still works: when its
     /// grace has ended the socket is closed with 1008 (the client reconnects
     /// with the new secret) and `false` returned; when it has a grace, a
@@ -247,9 +262,11 @@ impl ConnectionState {
             return true;
         };
         let now = now_millis();
-        let Some(standing) = self.releases.secret_standing(config_id, secret, now).await else {
+        // Read in place from memory: every open socket checks on every change.
+        let Ok(entry) = self.cache.entry(config_id).await else {
             return true;
         };
+        let standing = entry.config.secret_standing(secret, now);
         match standing {
             SecretStanding::Current => *due = None,
             SecretStanding::Until(until) => {
@@ -306,14 +323,14 @@ impl ConnectionState {
     async fn register(&mut self, myself: &ActorRef<ConnectionMsg>, config_id: &str) -> Result<i64, ActorProcessingErr> {
         let conn = myself.clone();
         let id = config_id.to_owned();
-        let subscribe = |reply| RegistryMsg::Subscribe {
+        let subscribe = |reply| PushMsg::Subscribe {
             config_id: id,
             conn,
             reply,
         };
         crate::actors::ask(&self.registry, messages::NAME, self.call_timeout, subscribe).await?;
         self.subscriptions.insert(config_id.to_owned());
-        Ok(self.releases.config(config_id).await?.revision)
+        Ok(self.config(config_id).await?.revision)
     }
 
     async fn client_message(&mut self, myself: &ActorRef<ConnectionMsg>, text: &str) -> Result<(), ActorProcessingErr> {
@@ -327,7 +344,7 @@ impl ConnectionState {
                 self.subscriptions.remove(&config_id);
                 self.secrets.remove(&config_id);
                 self.outbox.forget(&config_id);
-                let unsubscribe = RegistryMsg::Unsubscribe {
+                let unsubscribe = PushMsg::Unsubscribe {
                     config_id,
                     conn: myself.get_id(),
                 };
@@ -354,7 +371,7 @@ impl ConnectionState {
             self.reply(refuse(format!("a socket may follow at most {limit} configs")));
             return Ok(());
         }
-        let config = match self.releases.config(&config_id).await {
+        let config = match self.config(&config_id).await {
             Ok(config) => config,
             Err(e) => {
                 self.reply(refuse(e.to_string()));

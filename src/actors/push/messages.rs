@@ -8,10 +8,10 @@ use crate::actors::names::ActorName;
 use crate::domain::change::ChangeNotice;
 
 /// How the registry is named in metrics and errors.
-pub const NAME: ActorName = ActorName::SubscriptionRegistry;
+pub const NAME: ActorName = ActorName::PushRegistry;
 
-/// What the SubscriptionRegistry handles.
-pub enum RegistryMsg {
+/// What the PushRegistry handles.
+pub enum PushMsg {
     /// Registers `conn` for `config_id`, replying once it is registered, so
     /// the caller can read the current revision only afterwards.
     Subscribe {
@@ -39,7 +39,7 @@ pub enum RegistryMsg {
         reply: RpcReplyPort<usize>,
     },
     /// Reply with the registry's counters.
-    Stats(RpcReplyPort<RegistryStats>),
+    Stats(RpcReplyPort<PushStats>),
     /// Closes every socket with `code` (1001: the server is going away, so
     /// clients reconnect elsewhere).
     CloseAll(u16),
@@ -47,7 +47,7 @@ pub enum RegistryMsg {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 /// The registry's counters, as the stats route shows them.
-pub struct RegistryStats {
+pub struct PushStats {
     /// Sockets following at least one config.
     pub connections: usize,
     /// Pairs of (socket, config) followed.

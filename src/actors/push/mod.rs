@@ -1,6 +1,6 @@
 //! Push: WebSocket subscribers told when a config they follow changes.
 //!
-//! The SubscriptionRegistry (one per node, under the root Supervisor) maps
+//! The PushRegistry (one per node, under the root Supervisor) maps
 //! config ids to Connection actors, one per socket, spawned linked to the
 //! registry and never restarted (the client reconnects). Fan-out is a cast to
 //! each Connection, so a slow client never holds up the registry; each
@@ -20,27 +20,29 @@ use std::time::Duration;
 use axum::extract::ws::WebSocket;
 use ractor::Actor;
 
+use super::config_cache::ConfigCacheHandle;
 use super::names::ActorName;
-use super::releases::ReleasesHandle;
 use super::{CallError, Slot};
 use crate::domain::change::ChangeNotice;
 use crate::settings::Push;
+use crate::store::Store;
 use crate::sync::RwLocked;
 pub use connection::{Connection, ConnectionArgs, Protocol};
 pub use feed::{Listener, NoticeFeed};
-pub use messages::{ConnectionMsg, RegistryMsg, RegistryStats};
+pub use messages::{ConnectionMsg, PushMsg, PushStats};
 pub use outbox::Outbox;
-pub use registry::SubscriptionRegistry;
-pub use sockets::{SocketSlot, Sockets};
+pub use registry::PushRegistry;
+pub use sockets::{SocketPermit, Sockets};
 
 /// The WebSocket close code for "server going away".
 const GOING_AWAY: u16 = 1001;
 
-/// What callers hold to reach the SubscriptionRegistry.
+/// What callers hold to reach the PushRegistry.
 #[derive(Clone)]
 pub struct PushHandle {
-    registry: Slot<RegistryMsg>,
-    releases: ReleasesHandle,
+    registry: Slot<PushMsg>,
+    cache: ConfigCacheHandle,
+    store: Arc<dyn Store>,
     /// Read by each new Connection; a reload replaces it.
     settings: Arc<RwLock<Arc<Push>>>,
     sockets: Arc<Sockets>,
@@ -51,15 +53,17 @@ pub struct PushHandle {
 impl PushHandle {
     /// A handle over the registry; calls wait at most the settings' call timeout.
     pub fn new(
-        registry: Slot<RegistryMsg>,
-        releases: ReleasesHandle,
+        registry: Slot<PushMsg>,
+        cache: ConfigCacheHandle,
+        store: Arc<dyn Store>,
         feed: NoticeFeed,
         settings: &Push,
         timeout: Duration,
     ) -> Self {
         Self {
             registry,
-            releases,
+            cache,
+            store,
             settings: Arc::new(RwLock::new(Arc::new(settings.clone()))),
             sockets: Arc::default(),
             feed,
@@ -79,13 +83,13 @@ impl PushHandle {
 
     /// A place for one more socket from `address`, unless it holds
     /// `push.max_sockets_per_address` already (counted as dropped).
-    pub fn admit(&self, address: IpAddr) -> Option<SocketSlot> {
+    pub fn admit(&self, address: IpAddr) -> Option<SocketPermit> {
         let limit = self.settings.reading().max_sockets_per_address;
-        let slot = self.sockets.admit(address, limit);
-        if slot.is_none() {
+        let permit = self.sockets.admit(address, limit);
+        if permit.is_none() {
             crate::metrics::dropped_push_client("per_address");
         }
-        slot
+        permit
     }
 
     /// `push.max_sockets_per_address` as it is now.
@@ -104,18 +108,19 @@ impl PushHandle {
     pub async fn connect(
         &self,
         socket: WebSocket,
-        slot: SocketSlot,
+        permit: SocketPermit,
         protocol: Protocol,
         initial: Option<(String, String)>,
     ) {
         let registry = self.registry.get();
         let args = ConnectionArgs {
             socket,
-            slot,
+            permit,
             protocol,
             initial,
             registry: registry.clone(),
-            releases: self.releases.clone(),
+            cache: self.cache.clone(),
+            store: self.store.clone(),
             settings: self.settings.reading().clone(),
             call_timeout: self.timeout,
         };
@@ -131,24 +136,24 @@ impl PushHandle {
 
     /// Tells this node's subscribers of `notice.config_id`.
     pub fn notify(&self, notice: ChangeNotice) -> Result<(), CallError> {
-        self.registry
-            .tell(ActorName::SubscriptionRegistry, RegistryMsg::Notify(notice))
+        self.registry.tell(ActorName::PushRegistry, PushMsg::Notify(notice))
     }
 
     /// How many of this node's sockets follow `config_id`.
     pub async fn subscribers(&self, config_id: &str) -> Result<usize, CallError> {
         let config_id = config_id.to_owned();
         self.registry
-            .ask(ActorName::SubscriptionRegistry, self.timeout, |reply| {
-                RegistryMsg::Count { config_id, reply }
+            .ask(ActorName::PushRegistry, self.timeout, |reply| PushMsg::Count {
+                config_id,
+                reply,
             })
             .await
     }
 
     /// The registry's counters.
-    pub async fn stats(&self) -> Result<RegistryStats, CallError> {
+    pub async fn stats(&self) -> Result<PushStats, CallError> {
         self.registry
-            .ask(ActorName::SubscriptionRegistry, self.timeout, RegistryMsg::Stats)
+            .ask(ActorName::PushRegistry, self.timeout, PushMsg::Stats)
             .await
     }
 
@@ -157,7 +162,7 @@ impl PushHandle {
     pub fn close_all(&self) -> Result<(), CallError> {
         self.feed.close();
         self.registry
-            .tell(ActorName::SubscriptionRegistry, RegistryMsg::CloseAll(GOING_AWAY))
+            .tell(ActorName::PushRegistry, PushMsg::CloseAll(GOING_AWAY))
     }
 
     /// Whether the registry is running.

@@ -1,4 +1,4 @@
-//! SubscriptionRegistry: config id -> the Connection actors following it.
+//! PushRegistry: config id -> the Connection actors following it.
 //!
 //! Supervised by the root Supervisor. It is itself the supervisor of every
 //! Connection (they are spawned linked to it) and drops a connection from
@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 use super::feed::NoticeFeed;
-use super::messages::{ConnectionMsg, NAME, RegistryMsg, RegistryStats};
+use super::messages::{ConnectionMsg, NAME, PushMsg, PushStats};
 
 pub struct RegistryState {
     /// Where every notice also goes, for the event streams.
@@ -23,10 +23,10 @@ pub struct RegistryState {
 }
 
 /// Who follows which config, on this node; fans notices out to them.
-pub struct SubscriptionRegistry;
+pub struct PushRegistry;
 
-impl Actor for SubscriptionRegistry {
-    type Msg = RegistryMsg;
+impl Actor for PushRegistry {
+    type Msg = PushMsg;
     type State = RegistryState;
     type Arguments = NoticeFeed;
 
@@ -47,7 +47,7 @@ impl Actor for SubscriptionRegistry {
     ) -> Result<(), ActorProcessingErr> {
         let started = crate::metrics::taken(NAME);
         match message {
-            RegistryMsg::Subscribe { config_id, conn, reply } => {
+            PushMsg::Subscribe { config_id, conn, reply } => {
                 state
                     .by_connection
                     .entry(conn.get_id())
@@ -60,8 +60,8 @@ impl Actor for SubscriptionRegistry {
                     .insert(conn.get_id(), conn);
                 let _ = reply.send(());
             }
-            RegistryMsg::Unsubscribe { config_id, conn } => state.remove(&config_id, conn),
-            RegistryMsg::Notify(notice) => {
+            PushMsg::Unsubscribe { config_id, conn } => state.remove(&config_id, conn),
+            PushMsg::Notify(notice) => {
                 state.feed.send(&notice);
                 if let Some(conns) = state.by_config.get(&notice.config_id) {
                     for conn in conns.values() {
@@ -72,18 +72,18 @@ impl Actor for SubscriptionRegistry {
                     state.notices_sent += conns.len() as u64;
                 }
             }
-            RegistryMsg::Count { config_id, reply } => {
+            PushMsg::Count { config_id, reply } => {
                 let _ = reply.send(state.by_config.get(&config_id).map_or(0, HashMap::len));
             }
-            RegistryMsg::CloseAll(code) => {
+            PushMsg::CloseAll(code) => {
                 let everyone: HashMap<&ActorId, &ActorRef<ConnectionMsg>> =
                     state.by_config.values().flat_map(|c| c.iter()).collect();
                 for conn in everyone.into_values() {
                     let _ = conn.cast(ConnectionMsg::Close(code));
                 }
             }
-            RegistryMsg::Stats(reply) => {
-                let _ = reply.send(RegistryStats {
+            PushMsg::Stats(reply) => {
+                let _ = reply.send(PushStats {
                     connections: state.by_connection.len(),
                     subscriptions: state.by_connection.values().map(HashSet::len).sum(),
                     notices_sent: state.notices_sent,

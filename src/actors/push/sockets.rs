@@ -18,14 +18,14 @@ pub struct Sockets {
 
 /// One admitted socket; gives its place back when dropped.
 #[derive(Debug)]
-pub struct SocketSlot {
+pub struct SocketPermit {
     sockets: Arc<Sockets>,
     address: IpAddr,
 }
 
 impl Sockets {
     /// A place for a socket from `address`, unless it holds `limit` already.
-    pub fn admit(self: &Arc<Self>, address: IpAddr, limit: usize) -> Option<SocketSlot> {
+    pub fn admit(self: &Arc<Self>, address: IpAddr, limit: usize) -> Option<SocketPermit> {
         let mut per_address = self.per_address.locked();
         let held = per_address.entry(address).or_default();
         if *held >= limit {
@@ -33,7 +33,7 @@ impl Sockets {
         }
         *held += 1;
         self.open.fetch_add(1, Ordering::Relaxed);
-        Some(SocketSlot {
+        Some(SocketPermit {
             sockets: self.clone(),
             address,
         })
@@ -45,7 +45,7 @@ impl Sockets {
     }
 }
 
-impl Drop for SocketSlot {
+impl Drop for SocketPermit {
     fn drop(&mut self) {
         let mut per_address = self.sockets.per_address.locked();
         if let Some(held) = per_address.get_mut(&self.address) {

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 
 use super::access::LiveAccess;
 use super::answer::Failure;
-use crate::actors::push::{Listener, SocketSlot};
+use crate::actors::push::{Listener, SocketPermit};
 use crate::domain::change::ChangeNotice;
 use crate::domain::model::now_millis;
 use crate::domain::ofrep::Scope;
@@ -49,7 +49,7 @@ pub async fn stream(
     let Some(scope) = app.ofrep.current().by_ticket(&ticket).map(|c| c.scope.clone()) else {
         return Failure::Denied(StatusCode::UNAUTHORIZED).into_response();
     };
-    let Some(slot) = app.push.admit(address) else {
+    let Some(permit) = app.push.admit(address) else {
         return Failure::Busy(
             StatusCode::TOO_MANY_REQUESTS,
             "this address holds as many sockets and streams as push.max_sockets_per_address allows".into(),
@@ -67,7 +67,7 @@ pub async fn stream(
         ticket,
         access: app.ofrep.clone(),
         changes,
-        _slot: slot,
+        _permit: permit,
     };
     Sse::new(futures_util::stream::unfold(state, next))
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
@@ -83,7 +83,7 @@ struct Stream {
     access: Arc<LiveAccess>,
     changes: watch::Receiver<()>,
     /// Released when the stream ends, however it ends.
-    _slot: SocketSlot,
+    _permit: SocketPermit,
 }
 
 /// The next event, or `None` to end the stream.

@@ -12,8 +12,8 @@ use tokio::time::Instant;
 
 use super::served::{RemoteView, ServedRecord};
 use super::sketch::Sketch;
-use crate::cache::RedisCache;
 use crate::domain::model::now_millis;
+use crate::shared::Shared;
 
 /// Reports waiting at once for other nodes' sketches; past this, a report
 /// is judged on what this node knows.
@@ -21,7 +21,7 @@ const MAX_WAITING: usize = 1024;
 
 /// This node's side of the served records in Redis.
 pub struct Share {
-    redis: RedisCache,
+    redis: Shared,
     node: String,
     interval: Duration,
     record: Arc<ServedRecord>,
@@ -34,7 +34,7 @@ pub struct Share {
 
 impl Share {
     /// Shares `record` through `redis` every `interval`, as a node of its own.
-    pub fn new(redis: RedisCache, record: Arc<ServedRecord>, interval: Duration) -> Self {
+    pub fn new(redis: Shared, record: Arc<ServedRecord>, interval: Duration) -> Self {
         Self {
             redis,
             node: crate::secrets::random_token(),
@@ -139,7 +139,7 @@ mod tests {
             url: "redis://127.0.0.1:1".into(),
             ..Default::default()
         };
-        let redis = RedisCache::connect(&settings).unwrap();
+        let redis = Shared::connect(&settings).unwrap();
         let interval = Duration::from_millis(1000);
         let share = Share::new(redis, Arc::new(ServedRecord::new(600, 1024)), interval);
         let now = Instant::now();

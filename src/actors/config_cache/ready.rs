@@ -1,4 +1,4 @@
-//! The ConfigCache's ready entries, published for handles to read without
+//! The ConfigCache's ready entries, for handles to read without
 //! asking the actor. Only the actor writes here, and it replaces an entry
 //! only with a newer one that has finished loading, so readers always find
 //! the last known state.
@@ -11,22 +11,22 @@ use crate::sync::RwLocked;
 
 /// Ready entries, read by handles without asking the actor.
 #[derive(Default)]
-pub struct Published(RwLock<HashMap<String, Arc<Entry>>>);
+pub struct ReadyEntries(RwLock<HashMap<String, Arc<Entry>>>);
 
-impl Published {
+impl ReadyEntries {
     pub(super) fn get(&self, config_id: &str) -> Option<Arc<Entry>> {
         self.0.reading().get(config_id).cloned()
     }
 
     /// Each id's entry, under one read lock.
     pub(super) fn get_many(&self, ids: &[String]) -> Vec<Option<Arc<Entry>>> {
-        let shown = self.0.reading();
-        ids.iter().map(|id| shown.get(id).cloned()).collect()
+        let ready = self.0.reading();
+        ids.iter().map(|id| ready.get(id).cloned()).collect()
     }
 
-    pub(super) fn show(&self, config_id: &str, entry: &Arc<Entry>) {
-        let mut shown = self.0.writing();
-        shown.insert(config_id.to_owned(), entry.clone());
+    pub(super) fn put(&self, config_id: &str, entry: &Arc<Entry>) {
+        let mut ready = self.0.writing();
+        ready.insert(config_id.to_owned(), entry.clone());
     }
 
     /// The store has no such config any more.

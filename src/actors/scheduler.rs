@@ -14,15 +14,12 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr};
 use tokio::sync::Notify;
 
 use super::names::ActorName;
-use super::plans::PlansHandle;
-use crate::domain::model::now_millis;
-use crate::domain::rollout::PlanState;
-use crate::reports::ReportsHandle;
+use futures_util::future::BoxFuture;
 
 /// The longest the scheduler sleeps without looking at the store.
 pub const POLL: Duration = Duration::from_secs(2);
 /// After a failure to read or apply, how soon it tries again.
-const RETRY: Duration = Duration::from_secs(1);
+pub const RETRY: Duration = Duration::from_secs(1);
 
 /// What the Scheduler takes.
 #[derive(Debug)]
@@ -31,13 +28,19 @@ pub enum SchedulerMsg {
     Wake,
 }
 
+/// What the Scheduler drives: the rollout plans (`service/plans.rs`), which
+/// know how to apply their moves; the Scheduler only knows when to ask.
+pub trait DueMoves: Send + Sync + 'static {
+    /// Applies every move that is due; answers how long to sleep before
+    /// looking again (at most `POLL`; `RETRY` after a failure).
+    fn apply_due(&self) -> BoxFuture<'_, Duration>;
+}
+
 /// What the Scheduler is started with, again after a crash.
 #[derive(Clone)]
 pub struct SchedulerArgs {
     /// Plans and their moves.
-    pub plans: PlansHandle,
-    /// The health signal each bake is judged by.
-    pub reports: ReportsHandle,
+    pub moves: Arc<dyn DueMoves>,
     /// Notified when a plan is made or controlled on this node.
     pub wake: Arc<Notify>,
 }
@@ -97,50 +100,12 @@ impl Actor for Scheduler {
         state: &mut SchedulerState,
     ) -> Result<(), ActorProcessingErr> {
         let started = std::time::Instant::now();
-        let wait = state.run().await;
+        let wait = state.args.moves.apply_due().await;
         crate::metrics::handled(ActorName::Scheduler, started);
         if let Some(timer) = state.timer.take() {
             timer.abort();
         }
         state.timer = Some(myself.send_after(wait, || SchedulerMsg::Wake));
         Ok(())
-    }
-}
-
-impl SchedulerState {
-    /// Applies what is due and says how long to sleep.
-    async fn run(&mut self) -> Duration {
-        let SchedulerArgs { plans, reports, .. } = &self.args;
-        match plans.advance_due(reports).await {
-            Ok(moved) => {
-                for plan in &moved {
-                    tracing::info!(
-                        plan = plan.id,
-                        config_id = plan.config_id,
-                        state = plan.state.as_str(),
-                        applied = plan.applied,
-                        of = plan.steps.len(),
-                        "rollout plan moved"
-                    );
-                    crate::metrics::plan_moved(plan.state.as_str());
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "rollout plans not advanced; trying again");
-                return RETRY;
-            }
-        }
-        if let Ok(open) = plans.list(None).await {
-            let active = open.iter().filter(|p| p.state == PlanState::Active).count();
-            crate::metrics::open_plans(active, open.len() - active);
-        }
-        match plans.next_due().await {
-            Ok(Some(at)) => Duration::from_millis((at - now_millis()).clamp(0, POLL.as_millis() as i64) as u64),
-            Ok(None) => POLL,
-            Err(error) => {
-                tracing::warn!(%error, "could not read when the next rollout step is due");
-                RETRY
-            }
-        }
     }
 }

@@ -1,4 +1,4 @@
-//! The shared cache layer in Redis: configs and versions under the original
+//! What nodes share through Redis: copies of configs and versions under the original
 //! keys (`config/{id}`, `code/{code_id}`), behind a prefix, with a TTL. Every
 //! call is bounded by `redis.timeout_ms`; a failure is logged (once per
 //! outage) and counted, and the caller goes on to the store. While Redis
@@ -29,8 +29,8 @@ fn monotonic_ms() -> u64 {
 }
 
 #[derive(Debug, Default)]
-/// The Redis cache's counters.
-pub struct CacheStats {
+/// The shared copies' counters.
+pub struct SharedStats {
     /// Reads that found the key.
     pub hits: AtomicU64,
     /// Reads that did not.
@@ -41,19 +41,19 @@ pub struct CacheStats {
 
 #[derive(Clone)]
 /// Configs and versions shared between nodes in Redis, read before the store.
-pub struct RedisCache {
+pub struct Shared {
     conn: ConnectionManager,
     prefix: Arc<str>,
     ttl_s: u64,
     timeout: Duration,
     /// Its counters, shared by every clone.
-    pub stats: Arc<CacheStats>,
+    pub stats: Arc<SharedStats>,
     failing: Arc<AtomicBool>,
     /// When a call last went to Redis while it was failing (`monotonic_ms`).
     last_try_ms: Arc<AtomicU64>,
 }
 
-impl RedisCache {
+impl Shared {
     /// Connects lazily: a Redis that is down at start (or later) only means
     /// calls fail fast until it is back; the manager reconnects by itself.
     pub fn connect(settings: &Redis) -> anyhow::Result<Self> {
@@ -72,6 +72,16 @@ impl RedisCache {
             failing: Arc::default(),
             last_try_ms: Arc::default(),
         })
+    }
+
+    /// Hits, misses and errors so far.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        let s = &self.stats;
+        (
+            s.hits.load(Ordering::Relaxed),
+            s.misses.load(Ordering::Relaxed),
+            s.errors.load(Ordering::Relaxed),
+        )
     }
 
     /// The shared connection, for the bus and the served record.

@@ -22,12 +22,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::actors::config_cache::{ConfigCacheHandle, ResolveError};
-use crate::actors::releases::ReleasesHandle;
 use crate::domain::ConfigStatus;
 use crate::domain::health::{BreakRule, Network, Prefixes, ReportKind, share};
 use crate::domain::model::{ErrorReport, now_millis};
 use crate::domain::rollout::GateFigures;
 use crate::metrics;
+use crate::service::releases::ReleasesHandle;
 use crate::store::{Breaking, Missing, NewReport, Store, StoreError};
 use crate::sync::RwLocked;
 use receipt::receipt;

@@ -1,16 +1,19 @@
 //! Rollout plans as operators and the scheduler use them. Not an actor: a
 //! plan's moves are claimed and applied in the store's transactions, then
 //! announced like any change (`ReleasesHandle::announce`); the Scheduler
-//! actor (`rollout.rs`) only decides when to ask.
+//! actor (`actors/scheduler.rs`) only decides when to ask.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use tokio::sync::Notify;
 
 use super::releases::{ReleaseError, ReleasesHandle};
+use crate::actors::scheduler::{DueMoves, POLL, RETRY};
 use crate::domain::model::now_millis;
-use crate::domain::rollout::{self, Control, Plan, PlanError, PlanRequest};
-use crate::reports::{ReportError, ReportsHandle};
+use crate::domain::rollout::{self, Control, Plan, PlanError, PlanRequest, PlanState};
+use crate::service::reports::{ReportError, ReportsHandle};
 use crate::store::{Advanced, Missing, NewPlan, Store, StoreError};
 
 /// Why a plan operation was refused; rendered at the edge.
@@ -35,14 +38,22 @@ impl From<StoreError> for PlanOpError {
 pub struct PlansHandle {
     store: Arc<dyn Store>,
     releases: ReleasesHandle,
+    /// The health signal each bake is judged by.
+    reports: ReportsHandle,
     /// Wakes this node's Scheduler when a plan is made or controlled.
     wake: Arc<Notify>,
 }
 
 impl PlansHandle {
-    /// Plans over `store`, announcing their changes through `releases`.
-    pub fn new(store: Arc<dyn Store>, releases: ReleasesHandle, wake: Arc<Notify>) -> Self {
-        Self { store, releases, wake }
+    /// Plans over `store`, announcing their changes through `releases`
+    /// and judging bakes by `reports`.
+    pub fn new(store: Arc<dyn Store>, releases: ReleasesHandle, reports: ReportsHandle, wake: Arc<Notify>) -> Self {
+        Self {
+            store,
+            releases,
+            reports,
+            wake,
+        }
     }
 
     /// Checks and stores a plan for a version of the config. Its stored
@@ -108,15 +119,15 @@ impl PlansHandle {
         self.store.next_plan_due().await
     }
 
-    /// Applies every due plan's move, judging each bake by `reports`;
+    /// Applies every due plan's move, judging each bake by the reports;
     /// returns the plans that moved here (another node may have taken some).
-    pub async fn advance_due(&self, reports: &ReportsHandle) -> Result<Vec<Plan>, ReportError> {
+    pub async fn advance_due(&self) -> Result<Vec<Plan>, ReportError> {
         let now = now_millis();
         let mut moved = Vec::new();
         for plan in self.store.due_plans(now).await? {
             // One plan that fails is logged and tried at the next wake; the
             // others still move.
-            match self.advance(reports, &plan, now).await {
+            match self.advance(&plan, now).await {
                 Ok(Some(advanced)) => moved.push(self.announced(advanced).await),
                 Ok(None) => {}
                 Err(error) => tracing::warn!(plan = plan.id, %error, "rollout plan not advanced"),
@@ -125,9 +136,11 @@ impl PlansHandle {
         Ok(moved)
     }
 
-    async fn advance(&self, reports: &ReportsHandle, plan: &Plan, now: i64) -> Result<Option<Advanced>, ReportError> {
+    async fn advance(&self, plan: &Plan, now: i64) -> Result<Option<Advanced>, ReportError> {
         let gate = match plan.step_started_at {
-            Some(since) if plan.applied > 0 => Some(reports.gate(&plan.code_id, since, plan.gate_min_sources).await?),
+            Some(since) if plan.applied > 0 => {
+                Some(self.reports.gate(&plan.code_id, since, plan.gate_min_sources).await?)
+            }
             _ => None,
         };
         Ok(self.store.advance_plan(&plan.id, now, gate).await?)
@@ -138,5 +151,43 @@ impl PlansHandle {
             self.releases.announce(config, None).await;
         }
         advanced.plan
+    }
+}
+
+impl DueMoves for PlansHandle {
+    fn apply_due(&self) -> BoxFuture<'_, Duration> {
+        Box::pin(async move {
+            match self.advance_due().await {
+                Ok(moved) => {
+                    for plan in &moved {
+                        tracing::info!(
+                            plan = plan.id,
+                            config_id = plan.config_id,
+                            state = plan.state.as_str(),
+                            applied = plan.applied,
+                            of = plan.steps.len(),
+                            "rollout plan moved"
+                        );
+                        crate::metrics::plan_moved(plan.state.as_str());
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "rollout plans not advanced; trying again");
+                    return RETRY;
+                }
+            }
+            if let Ok(open) = self.list(None).await {
+                let active = open.iter().filter(|p| p.state == PlanState::Active).count();
+                crate::metrics::open_plans(active, open.len() - active);
+            }
+            match self.next_due().await {
+                Ok(Some(at)) => Duration::from_millis((at - now_millis()).clamp(0, POLL.as_millis() as i64) as u64),
+                Ok(None) => POLL,
+                Err(error) => {
+                    tracing::warn!(%error, "could not read when the next rollout step is due");
+                    RETRY
+                }
+            }
+        })
     }
 }

@@ -6,15 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::broadcast;
-
-use super::config_cache::ConfigCacheHandle;
-use super::evaluator::{EvalError, EvaluatorPoolHandle};
+use super::announce::Announcer;
 use super::test_runs::{self, CaseResult, TestRun};
-use crate::cache::RedisCache;
+use crate::actors::evaluator::{EvalError, EvaluatorPoolHandle};
 use crate::domain::Meta;
-use crate::domain::change::{Change, ChangeNotice};
-use crate::domain::model::{ConfigIdError, ReleaseEvent, SecretStanding, TestCase, now_millis, validate_new_config_id};
+use crate::domain::change::Change;
+use crate::domain::model::{ConfigIdError, ReleaseEvent, TestCase, now_millis, validate_new_config_id};
 use crate::domain::params::{self, ParamError};
 use crate::domain::rules::{self, RuleError};
 use crate::domain::{Config, ConfigStatus, Lang, Version};
@@ -46,10 +43,6 @@ pub enum ReleaseError {
     TestsFailed(TestRun),
 }
 
-/// Changes announced but not yet taken by a slow listener are dropped past
-/// this; listeners then catch up by revision.
-const CHANGE_BACKLOG: usize = 1024;
-
 /// A test case as uploaded for a version.
 pub struct NewTest {
     /// For operators.
@@ -79,62 +72,20 @@ pub struct VersionUpload {
 #[derive(Clone)]
 pub struct ReleasesHandle {
     store: Arc<dyn Store>,
-    cache: ConfigCacheHandle,
     pool: EvaluatorPoolHandle,
-    redis: Option<RedisCache>,
-    changes: broadcast::Sender<ChangeNotice>,
+    announcer: Announcer,
 }
 
 impl ReleasesHandle {
-    /// The service over `store`, refreshing `cache` and announcing changes.
-    pub fn new(
-        store: Arc<dyn Store>,
-        cache: ConfigCacheHandle,
-        pool: EvaluatorPoolHandle,
-        redis: Option<RedisCache>,
-    ) -> Self {
-        Self {
-            store,
-            cache,
-            pool,
-            redis,
-            changes: broadcast::channel(CHANGE_BACKLOG).0,
-        }
+    /// The service over `store`, announcing what it commits.
+    pub fn new(store: Arc<dyn Store>, pool: EvaluatorPoolHandle, announcer: Announcer) -> Self {
+        Self { store, pool, announcer }
     }
 
-    /// Hits, misses and errors of the Redis cache, when there is one.
-    pub fn redis_stats(&self) -> Option<(u64, u64, u64)> {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.redis.as_ref().map(|r| {
-            let s = &r.stats;
-            (s.hits.load(Relaxed), s.misses.load(Relaxed), s.errors.load(Relaxed))
-        })
-    }
-
-    /// Every change clients must see, as it is committed.
-    pub fn subscribe_changes(&self) -> broadcast::Receiver<ChangeNotice> {
-        self.changes.subscribe()
-    }
-
-    /// Drops the shared copies first, so no node reloads the old state, then
-    /// reloads this node's memory and tells everyone (subscribers here, other
-    /// nodes through the change bus).
+    /// Announces a change committed to `config` (by this service or another
+    /// of the node's): memory, subscribers, other nodes.
     pub async fn announce(&self, config: &Config, code_id: Option<&str>) {
-        if let Some(redis) = &self.redis {
-            redis.forget(&config.id, code_id).await;
-        }
-        // Memory serves the change before anyone is told of it, so a client
-        // told of it never fetches what it replaced from this node.
-        if let Err(error) = self.cache.refresh(&config.id, config.revision).await {
-            tracing::warn!(config_id = config.id, %error, "change committed but not yet served from memory");
-        }
-        // No listener yet is fine: subscribers read revisions on subscribing.
-        let _ = self.changes.send(ChangeNotice {
-            config_id: config.id.clone(),
-            revision: config.revision,
-            update_time: now_millis() / 1000,
-            manual: false,
-        });
+        self.announcer.committed(config, code_id).await;
     }
 
     /// Creates a config with a fresh secret, and announces it.
@@ -162,14 +113,6 @@ impl ReleasesHandle {
             .get_config(id)
             .await?
             .ok_or_else(|| StoreError::NotFound(Missing::Config(id.to_owned())).into())
-    }
-
-    /// How `secret` stands with the config as memory holds it (loaded once
-    /// if it holds none), or `None` if it cannot be had: checked by every
-    /// open socket on every change, so it reads in place, cloning nothing.
-    pub async fn secret_standing(&self, id: &str, secret: &str, now_ms: i64) -> Option<SecretStanding> {
-        let entry = self.cache.entry(id).await.ok()?;
-        Some(entry.config.secret_standing(secret, now_ms))
     }
 
     /// Every config, from the store.

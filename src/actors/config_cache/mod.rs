@@ -32,21 +32,21 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::CallError;
 use super::names::ActorName;
-use crate::cache::RedisCache;
 use crate::domain::resolve::Refusal;
 use crate::domain::{Config, Version};
 use crate::metrics;
+use crate::shared::Shared;
 use crate::store::{Store, StoreError};
 pub use catalog::Catalog;
 pub use handle::{ConfigCacheHandle, FreshSettings};
 use load::load;
-pub use published::Published;
+pub use ready::ReadyEntries;
 
 mod catalog;
 mod fresh;
 mod handle;
 mod load;
-mod published;
+mod ready;
 mod revisions;
 
 /// How long "no such config" is remembered; a change to the config on this
@@ -65,9 +65,9 @@ pub struct Sources {
     /// The store, read on a miss or a change.
     pub store: Arc<dyn Store>,
     /// The shared Redis cache, read before the store on a cold load.
-    pub redis: Option<RedisCache>,
+    pub redis: Option<Shared>,
     /// The lock-free map fetches read without asking the actor.
-    pub published: Arc<Published>,
+    pub ready: Arc<ReadyEntries>,
 }
 
 /// What the ConfigCache handles.
@@ -163,7 +163,7 @@ struct Waiter {
 }
 
 #[derive(Default)]
-struct CacheSlot {
+struct Held {
     /// The entry served (and published) until a reload replaces it.
     entry: Option<Arc<Entry>>,
     /// The generation of the load in flight.
@@ -177,7 +177,7 @@ struct CacheSlot {
 /// The ConfigCache's state; memory only, reloaded on demand after a restart.
 pub struct ConfigCacheState {
     sources: Arc<Sources>,
-    slots: HashMap<String, CacheSlot>,
+    held: HashMap<String, Held>,
     missing: LruCache<String, Instant>,
     /// The generation of the newest load started.
     generation: u64,
@@ -196,10 +196,10 @@ impl Actor for ConfigCache {
         _: ActorRef<Self::Msg>,
         sources: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        sources.published.clear();
+        sources.ready.clear();
         Ok(ConfigCacheState {
             sources,
-            slots: HashMap::new(),
+            held: HashMap::new(),
             missing: LruCache::new(NonZeroUsize::new(MISSING_CAPACITY).expect("non-zero")),
             generation: 0,
         })
@@ -219,7 +219,7 @@ impl Actor for ConfigCache {
                 if_held,
                 reply,
             } => {
-                if if_held && !state.slots.contains_key(&config_id) {
+                if if_held && !state.held.contains_key(&config_id) {
                     // It exists now, whatever was remembered.
                     state.missing.pop(&config_id);
                     let _ = reply.send(Err(Refusal::UnknownConfig(config_id).into()));
@@ -235,9 +235,9 @@ impl Actor for ConfigCache {
             ConfigCacheMsg::Retry(config_id) => state.retry(&myself, config_id),
             ConfigCacheMsg::Revisions(reply) => {
                 let revisions = state
-                    .slots
+                    .held
                     .iter()
-                    .filter_map(|(id, slot)| Some((id.clone(), slot.entry.as_ref()?.config.revision)))
+                    .filter_map(|(id, h)| Some((id.clone(), h.entry.as_ref()?.config.revision)))
                     .collect();
                 let _ = reply.send(revisions);
             }
@@ -249,7 +249,7 @@ impl Actor for ConfigCache {
 
 impl ConfigCacheState {
     fn get(&mut self, myself: &ActorRef<ConfigCacheMsg>, config_id: String, min_revision: Option<i64>, reply: Reply) {
-        let held = self.slots.get(&config_id).and_then(|slot| slot.entry.as_ref());
+        let held = self.held.get(&config_id).and_then(|h| h.entry.as_ref());
         if let Some(entry) = held
             && min_revision.is_none_or(|min| entry.config.revision >= min)
         {
@@ -272,17 +272,17 @@ impl ConfigCacheState {
             None => metrics::memory_cache(false),
         }
         let after = self.generation;
-        let slot = self.slots.entry(config_id.clone()).or_default();
-        slot.wanted = slot.wanted.max(min_revision.unwrap_or(0));
-        slot.waiters.push(Waiter {
+        let held = self.held.entry(config_id.clone()).or_default();
+        held.wanted = held.wanted.max(min_revision.unwrap_or(0));
+        held.waiters.push(Waiter {
             min_revision,
             after,
             reply,
         });
-        if slot.loading.is_none() {
+        if held.loading.is_none() {
             // Only a first load may come from Redis: anything newer than
             // memory is asked for because the store has it.
-            let from_store = min_revision.is_some() || slot.entry.is_some();
+            let from_store = min_revision.is_some() || held.entry.is_some();
             self.start_load(myself, &config_id, from_store);
         }
     }
@@ -294,40 +294,40 @@ impl ConfigCacheState {
         generation: u64,
         result: Result<Option<Arc<Entry>>, StoreError>,
     ) {
-        let Some(slot) = self.slots.get_mut(&config_id) else {
+        let Some(held) = self.held.get_mut(&config_id) else {
             return;
         };
-        if slot.loading != Some(generation) {
+        if held.loading != Some(generation) {
             return;
         }
-        slot.loading = None;
+        held.loading = None;
         match result {
             Ok(Some(loaded)) => {
                 // A load from Redis may be older than what a notice brought.
-                let older = slot
+                let older = held
                     .entry
                     .as_ref()
-                    .is_some_and(|held| held.config.revision > loaded.config.revision);
+                    .is_some_and(|e| e.config.revision > loaded.config.revision);
                 if !older {
-                    self.sources.published.show(&config_id, &loaded);
-                    slot.entry = Some(loaded);
+                    self.sources.ready.put(&config_id, &loaded);
+                    held.entry = Some(loaded);
                 }
-                let entry = slot.entry.clone().expect("set above");
-                let (answered, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut slot.waiters)
+                let entry = held.entry.clone().expect("set above");
+                let (answered, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut held.waiters)
                     .into_iter()
                     .partition(|w| generation > w.after || w.min_revision.is_none_or(|m| entry.config.revision >= m));
-                slot.waiters = waiting;
+                held.waiters = waiting;
                 for waiter in answered {
                     let _ = waiter.reply.send(Ok(entry.clone()));
                 }
-                if !slot.waiters.is_empty() {
+                if !held.waiters.is_empty() {
                     self.start_load(myself, &config_id, true);
                 }
             }
             Ok(None) => {
-                let slot = self.slots.remove(&config_id).expect("looked up above");
-                self.sources.published.remove(&config_id);
-                for waiter in slot.waiters {
+                let held = self.held.remove(&config_id).expect("looked up above");
+                self.sources.ready.remove(&config_id);
+                for waiter in held.waiters {
                     let _ = waiter.reply.send(Err(Refusal::UnknownConfig(config_id.clone()).into()));
                 }
                 self.missing.put(config_id, Instant::now() + MISSING_TTL);
@@ -339,21 +339,21 @@ impl ConfigCacheState {
     /// A load failed: its waiters get the entry held (which they can tell is
     /// behind) or an error, and a reload short of what was asked is retried.
     fn failed(&mut self, myself: &ActorRef<ConfigCacheMsg>, config_id: String, error: StoreError) {
-        let Some(slot) = self.slots.get_mut(&config_id) else {
+        let Some(held) = self.held.get_mut(&config_id) else {
             return;
         };
-        let held = slot.entry.clone();
-        for waiter in std::mem::take(&mut slot.waiters) {
-            let _ = waiter.reply.send(held.clone().ok_or(ResolveError::Store));
+        let last = held.entry.clone();
+        for waiter in std::mem::take(&mut held.waiters) {
+            let _ = waiter.reply.send(last.clone().ok_or(ResolveError::Store));
         }
-        let Some(entry) = held else {
+        let Some(entry) = last else {
             tracing::warn!(config_id, %error, "config load failed");
-            self.slots.remove(&config_id);
+            self.held.remove(&config_id);
             return;
         };
-        if entry.config.revision < slot.wanted && !slot.retry_scheduled {
+        if entry.config.revision < held.wanted && !held.retry_scheduled {
             tracing::warn!(config_id, %error, "config reload failed; serving the last known state");
-            slot.retry_scheduled = true;
+            held.retry_scheduled = true;
             let myself = myself.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(RETRY_AFTER_FAILURE).await;
@@ -363,12 +363,12 @@ impl ConfigCacheState {
     }
 
     fn retry(&mut self, myself: &ActorRef<ConfigCacheMsg>, config_id: String) {
-        let Some(slot) = self.slots.get_mut(&config_id) else {
+        let Some(held) = self.held.get_mut(&config_id) else {
             return;
         };
-        slot.retry_scheduled = false;
-        let behind = slot.entry.as_ref().is_some_and(|e| e.config.revision < slot.wanted);
-        if behind && slot.loading.is_none() {
+        held.retry_scheduled = false;
+        let behind = held.entry.as_ref().is_some_and(|e| e.config.revision < held.wanted);
+        if behind && held.loading.is_none() {
             self.start_load(myself, &config_id, true);
         }
     }
@@ -377,8 +377,8 @@ impl ConfigCacheState {
     fn start_load(&mut self, myself: &ActorRef<ConfigCacheMsg>, config_id: &str, from_store: bool) {
         self.generation += 1;
         let generation = self.generation;
-        if let Some(slot) = self.slots.get_mut(config_id) {
-            slot.loading = Some(generation);
+        if let Some(held) = self.held.get_mut(config_id) {
+            held.loading = Some(generation);
         }
         let (sources, myself, config_id) = (self.sources.clone(), myself.clone(), config_id.to_owned());
         tokio::spawn(async move {

@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::evaluator::EvaluatorPoolHandle;
+use crate::actors::evaluator::EvaluatorPoolHandle;
 use crate::domain::Version;
 use crate::domain::model::TestCase;
 use crate::domain::rules;
