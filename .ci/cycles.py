@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
-"""Fails when two source files import each other, directly or around a loop.
+"""Fails when two source files, or two folders, import each other, directly
+or around a loop.
 
 Every `crate::...` and `super::...` path in a file under src/ (in `use`
 lines and inline) is resolved to the file that defines the module it names;
-a strongly connected group of more than one file is a cycle. A `mod.rs` that
+a strongly connected group of more than one file is a cycle. Folders are
+checked the same way, one level at a time: within each folder, its files
+and subfolders are the nodes, and a file's import of a file in a sibling
+folder is an arrow between the two siblings. A `mod.rs` that
 only declares and re-exports its children is not counted as depending on
 them, and a child's `super::` path that names an item re-exported there is
 resolved to the child that defines it where it can be.
@@ -105,18 +109,9 @@ def declares_only(text):
     return all(re.match(r"\s*(pub(\([a-z]+\))?\s+)?(mod|use)\b", l) for l in body)
 
 
-def main():
-    graph = {}
-    for dirpath, _, names in os.walk(ROOT):
-        for name in names:
-            if name.endswith(".rs"):
-                path = os.path.normpath(os.path.join(dirpath, name))
-                text = strip_tests(open(path, encoding="utf-8").read())
-                edges = targets(path, text)
-                if name == "mod.rs" and declares_only(text):
-                    edges = set()
-                graph[path] = edges
-    index, low, stack, on, cycles, counter = {}, {}, [], set(), [], [0]
+def strongly_connected(graph):
+    """Groups of more than one node that reach each other (Tarjan)."""
+    index, low, stack, on, groups, counter = {}, {}, [], set(), [], [0]
 
     def visit(v):
         index[v] = low[v] = counter[0]
@@ -140,20 +135,67 @@ def main():
                 if w == v:
                     break
             if len(group) > 1:
-                cycles.append(sorted(group))
+                groups.append(sorted(group))
 
     sys.setrecursionlimit(10000)
     for v in sorted(graph):
         if v not in index:
             visit(v)
+    return groups
+
+
+def folder_graphs(graph):
+    """For each folder, its children (files and subfolders) and which
+    imports which, with the file imports behind each arrow."""
+    folders = {}
+    for a, targets_of_a in graph.items():
+        for b in targets_of_a:
+            if b not in graph:
+                continue
+            pa, pb = a.split(os.sep), b.split(os.sep)
+            common = 0
+            while common < min(len(pa), len(pb)) - 1 and pa[common] == pb[common]:
+                common += 1
+            folder = os.sep.join(pa[:common])
+            ca, cb = pa[common], pb[common]
+            if ca == cb:
+                continue
+            nodes, why = folders.setdefault(folder, ({}, {}))
+            nodes.setdefault(ca, set()).add(cb)
+            nodes.setdefault(cb, set())
+            why.setdefault((ca, cb), []).append((a, b))
+    return folders
+
+
+def main():
+    graph = {}
+    for dirpath, _, names in os.walk(ROOT):
+        for name in names:
+            if name.endswith(".rs"):
+                path = os.path.normpath(os.path.join(dirpath, name))
+                text = strip_tests(open(path, encoding="utf-8").read())
+                edges = targets(path, text)
+                if name == "mod.rs" and declares_only(text):
+                    edges = set()
+                graph[path] = edges
+    cycles = strongly_connected(graph)
     for group in cycles:
         print("import cycle:", " <-> ".join(group))
         for a in group:
             for b in sorted(graph[a] & set(group)):
                 print(f"  {a} uses {b}")
-    if cycles:
+    folder_cycles = 0
+    for folder, (nodes, why) in sorted(folder_graphs(graph).items()):
+        for group in strongly_connected(nodes):
+            folder_cycles += 1
+            print(f"folder import cycle in {folder}:", " <-> ".join(group))
+            for ca in group:
+                for cb in sorted(nodes[ca] & set(group)):
+                    for a, b in why[(ca, cb)]:
+                        print(f"  {a} uses {b}")
+    if cycles or folder_cycles:
         sys.exit(1)
-    print(f"no import cycles among {len(graph)} files")
+    print(f"no import cycles among {len(graph)} files or their folders")
 
 
 main()

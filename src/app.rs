@@ -277,7 +277,7 @@ fn deliver_reloads(
             && let Err(e) = pool.reconfigure(&effective.sandbox)
         {
             return Err(reload::ReloadError::NotTaken {
-                service: crate::actors::names::ActorName::EvaluatorPool.as_str(),
+                service: crate::names::ActorName::EvaluatorPool.as_str(),
                 source: Box::new(e),
             });
         }

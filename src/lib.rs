@@ -12,6 +12,7 @@ pub mod engine;
 pub mod http;
 pub mod import;
 pub mod metrics;
+pub mod names;
 pub mod reload;
 pub mod secrets;
 pub mod server;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use metrics::{Counter, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::actors::names::ActorName;
+use crate::names::ActorName;
 
 /// Requests answered, by route and status.
 pub const HTTP_REQUESTS: &str = "vane_http_requests_total";

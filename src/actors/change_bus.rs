@@ -26,9 +26,9 @@ use tokio::task::JoinHandle;
 
 use super::Slot;
 use super::config_cache::ConfigCacheHandle;
-use super::names::ActorName;
 use crate::domain::change::ChangeNotice;
 use crate::domain::model::now_millis;
+use crate::names::ActorName;
 use crate::settings::Redis;
 use crate::shared::Shared;
 use crate::store::Store;

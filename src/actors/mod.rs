@@ -4,7 +4,6 @@
 pub mod change_bus;
 pub mod config_cache;
 pub mod evaluator;
-pub mod names;
 pub mod push;
 pub mod scheduler;
 pub mod supervisor;
@@ -16,7 +15,7 @@ use crate::sync::RwLocked;
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, RpcReplyPort};
 
-use names::ActorName;
+use crate::names::ActorName;
 
 /// Why a call to an actor got no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

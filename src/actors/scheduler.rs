@@ -13,7 +13,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr};
 use tokio::sync::Notify;
 
-use super::names::ActorName;
+use crate::names::ActorName;
 use futures_util::future::BoxFuture;
 
 /// The longest the scheduler sleeps without looking at the store.

@@ -18,10 +18,10 @@ use super::Slot;
 use super::change_bus::{BusArgs, BusMsg, ChangeBus};
 use super::config_cache::{ConfigCache, ConfigCacheHandle, ConfigCacheMsg, FreshSettings, Sources};
 use super::evaluator::{self, LiveSettings, PoolMsg};
-use super::names::ActorName;
 use super::push::{NoticeFeed, PushMsg, PushRegistry};
 use super::scheduler::{Scheduler, SchedulerArgs, SchedulerMsg};
 use crate::domain::change::ChangeNotice;
+use crate::names::ActorName;
 use crate::settings::Redis;
 use crate::shared::Shared;
 

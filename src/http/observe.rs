@@ -14,8 +14,8 @@ use metrics::{Counter, Histogram, counter, gauge, histogram};
 use serde_json::{Value, json};
 
 use super::AppState;
-use crate::actors::names::ActorName;
 use crate::metrics::*;
+use crate::names::ActorName;
 use crate::shared::Shared;
 use crate::sync::RwLocked;
 

@@ -31,10 +31,10 @@ use lru::LruCache;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::CallError;
-use super::names::ActorName;
 use crate::domain::resolve::Refusal;
 use crate::domain::{Config, Version};
 use crate::metrics;
+use crate::names::ActorName;
 use crate::shared::Shared;
 use crate::store::{Store, StoreError};
 pub use catalog::Catalog;

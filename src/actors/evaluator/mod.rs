@@ -64,7 +64,7 @@ use ractor::factory::{
 };
 use ractor::{Actor, ActorCell, ActorRef, SpawnErr};
 
-use super::names::ActorName;
+use crate::names::ActorName;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio::sync::{oneshot, watch};

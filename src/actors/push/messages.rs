@@ -4,8 +4,8 @@
 use ractor::{ActorId, ActorRef, RpcReplyPort};
 use serde::Serialize;
 
-use crate::actors::names::ActorName;
 use crate::domain::change::ChangeNotice;
+use crate::names::ActorName;
 
 /// How the registry is named in metrics and errors.
 pub const NAME: ActorName = ActorName::PushRegistry;

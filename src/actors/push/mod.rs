@@ -21,9 +21,9 @@ use axum::extract::ws::WebSocket;
 use ractor::Actor;
 
 use super::config_cache::ConfigCacheHandle;
-use super::names::ActorName;
 use super::{CallError, Slot};
 use crate::domain::change::ChangeNotice;
+use crate::names::ActorName;
 use crate::settings::Push;
 use crate::store::Store;
 use crate::sync::RwLocked;
