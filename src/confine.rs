@@ -33,18 +33,14 @@ pub enum ConfineError {
     Seccomp(String),
 }
 
-/// The user named `name`, for a parent that runs as root.
+/// The user named `name`, for a parent that runs as root. Read with
+/// `getpwnam_r`: a settings reload may run this beside other threads.
 pub fn identity(name: &str) -> Option<Identity> {
-    let name = std::ffi::CString::new(name).ok()?;
-    // SAFETY: getpwnam reads a NUL-terminated name and returns static data
-    // or null; the fields are copied out at once.
-    unsafe {
-        let entry = libc::getpwnam(name.as_ptr());
-        entry.as_ref().map(|e| Identity {
-            uid: e.pw_uid,
-            gid: e.pw_gid,
-        })
-    }
+    let user = nix::unistd::User::from_name(name).ok()??;
+    Some(Identity {
+        uid: user.uid.as_raw(),
+        gid: user.gid.as_raw(),
+    })
 }
 
 /// Whether this process runs as root, so workers should drop to a user.

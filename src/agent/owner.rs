@@ -1,8 +1,6 @@
 //! The owner and group of a written file: names resolved to ids once, when
 //! `watch.toml` is read, so a typo stops the agent at start.
 
-use std::ffi::CString;
-
 /// Ids a written file is given; `None` leaves that one as the agent's.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Owner {
@@ -30,47 +28,25 @@ impl Owner {
     }
 }
 
+/// A number as it is, or a user's name looked up (`getpwnam_r`).
 fn user_id(name: &str) -> Result<u32, String> {
-    // SAFETY: the pointers getpwnam_r receives are valid for its call.
-    lookup(
-        "user",
-        name,
-        |n, e, b, l, f| unsafe { libc::getpwnam_r(n, e, b, l, f) },
-        |p: &libc::passwd| p.pw_uid,
-    )
+    lookup("user", name, |n| nix::unistd::User::from_name(n).map(|u| u.map(|u| u.uid.as_raw())))
 }
 
+/// A number as it is, or a group's name looked up (`getgrnam_r`).
 fn group_id(name: &str) -> Result<u32, String> {
-    // SAFETY: as above, for getgrnam_r.
-    lookup(
-        "group",
-        name,
-        |n, e, b, l, f| unsafe { libc::getgrnam_r(n, e, b, l, f) },
-        |g: &libc::group| g.gr_gid,
-    )
+    lookup("group", name, |n| nix::unistd::Group::from_name(n).map(|g| g.map(|g| g.gid.as_raw())))
 }
 
-/// A number as it is, or a name looked up with a reentrant libc call
-/// (`getpwnam_r`, `getgrnam_r`: same shape, different entry types).
-fn lookup<T>(
-    key: &str,
-    name: &str,
-    call: impl FnOnce(*const libc::c_char, *mut T, *mut libc::c_char, usize, *mut *mut T) -> libc::c_int,
-    id: impl FnOnce(&T) -> u32,
-) -> Result<u32, String> {
+fn lookup(key: &str, name: &str, find: impl FnOnce(&str) -> nix::Result<Option<u32>>) -> Result<u32, String> {
     if let Ok(id) = name.parse() {
         return Ok(id);
     }
-    let c = CString::new(name).map_err(|_| format!("`{key}` {name:?} holds a NUL"))?;
-    // SAFETY: both entry types are plain C structs, valid when zeroed.
-    let mut entry: T = unsafe { std::mem::zeroed() };
-    let mut found: *mut T = std::ptr::null_mut();
-    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
-    let rc = call(c.as_ptr(), &mut entry, buffer.as_mut_ptr(), buffer.len(), &mut found);
-    if rc != 0 || found.is_null() {
-        return Err(format!("`{key}` {name:?} is not a {key} on this machine"));
+    match find(name) {
+        Ok(Some(id)) => Ok(id),
+        Ok(None) => Err(format!("`{key}` {name:?} is not a {key} on this machine")),
+        Err(e) => Err(format!("`{key}` {name:?} could not be looked up: {e}")),
     }
-    Ok(id(&entry))
 }
 
 #[cfg(test)]
