@@ -335,7 +335,7 @@ mod tests {
         let (supervisor, _done, children, _dir) = start().await;
         let old = children.cache.slot().get();
         old.kill();
-        assert!(replaced(&children.cache.slot(), old.get_id()).await, "cache restarted");
+        assert!(replaced(children.cache.slot(), old.get_id()).await, "cache restarted");
         let old_pool = children.pool.get();
         old_pool.kill();
         for _ in 0..200 {
@@ -355,7 +355,7 @@ mod tests {
         for _ in 0..MAX_RESTARTS {
             let old = children.cache.slot().get();
             old.kill();
-            assert!(replaced(&children.cache.slot(), old.get_id()).await);
+            assert!(replaced(children.cache.slot(), old.get_id()).await);
         }
         children.cache.slot().get().kill();
         tokio::time::timeout(Duration::from_secs(5), done)

@@ -30,12 +30,16 @@ impl Owner {
 
 /// A number as it is, or a user's name looked up (`getpwnam_r`).
 fn user_id(name: &str) -> Result<u32, String> {
-    lookup("user", name, |n| nix::unistd::User::from_name(n).map(|u| u.map(|u| u.uid.as_raw())))
+    lookup("user", name, |n| {
+        nix::unistd::User::from_name(n).map(|u| u.map(|u| u.uid.as_raw()))
+    })
 }
 
 /// A number as it is, or a group's name looked up (`getgrnam_r`).
 fn group_id(name: &str) -> Result<u32, String> {
-    lookup("group", name, |n| nix::unistd::Group::from_name(n).map(|g| g.map(|g| g.gid.as_raw())))
+    lookup("group", name, |n| {
+        nix::unistd::Group::from_name(n).map(|g| g.map(|g| g.gid.as_raw()))
+    })
 }
 
 fn lookup(key: &str, name: &str, find: impl FnOnce(&str) -> nix::Result<Option<u32>>) -> Result<u32, String> {

@@ -45,6 +45,7 @@
 mod demand;
 mod ends;
 mod evaluated;
+#[allow(clippy::module_inception)] // renamed on the words branch
 mod evaluator;
 mod link;
 mod memo;
