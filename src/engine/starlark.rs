@@ -395,7 +395,10 @@ mod tests {
 
     #[test]
     fn output_shape_limits_are_named() {
-        let limits = Limits::roomy();
+        let limits = Limits {
+            max_output_bytes: 64 << 10,
+            ..Limits::roomy()
+        };
         let mut engine = StarlarkEngine::new(4);
         let mut run = |src: &str| engine.run(src, src, &json!({}), &limits);
         let got = run("a = []\nfor i in range(10000):\n    a = [a]\nreturn a");
