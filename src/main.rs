@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use vane::reload::LogLevelError;
 use vane::settings::Settings;
 
 /// glibc's malloc took a fifth of the server's CPU under load (allocations
@@ -240,8 +241,8 @@ fn init_tracing(settings: &Settings) -> vane::reload::SetLogLevel {
         registry.with(tracing_subscriber::fmt::layer()).init();
     }
     Box::new(move |level| {
-        let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
-        handle.reload(filter).map_err(|e| e.to_string())
+        let filter = EnvFilter::try_new(level).map_err(|e| LogLevelError(e.into()))?;
+        handle.reload(filter).map_err(|e| LogLevelError(e.into()))
     })
 }
 

@@ -137,7 +137,12 @@ pub fn plan(running: &Settings, mut loaded: Settings) -> (ReloadPlan, Settings) 
 
 /// Sets the log filter to a new level (given by `main`, which installs the
 /// subscriber).
-pub type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+pub type SetLogLevel = Box<dyn Fn(&str) -> Result<(), LogLevelError> + Send + Sync>;
+
+/// Why the log filter kept its level.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LogLevelError(pub Box<dyn std::error::Error + Send + Sync>);
 
 /// Hands a reload's settings to the services that take them live; built in
 /// `app.rs`, the one place that knows which service takes which section.
@@ -184,7 +189,7 @@ impl Reloader {
     }
 
     /// Changes the log filter, if this process has one to change.
-    pub fn set_log_level(&self, level: &str) -> Result<(), String> {
+    pub fn set_log_level(&self, level: &str) -> Result<(), LogLevelError> {
         match self.log_level.get() {
             Some(set) => set(level),
             None => Ok(()),

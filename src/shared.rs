@@ -28,6 +28,20 @@ fn monotonic_ms() -> u64 {
     START.elapsed().as_millis() as u64
 }
 
+/// Why a call to Redis gave nothing; logged, never shown to a client.
+#[derive(Debug, thiserror::Error)]
+enum SharedError {
+    /// Redis is failing and this call was not the periodic retry.
+    #[error("skipped while redis is failing")]
+    Skipped,
+    /// Redis answered with an error.
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+    /// Redis did not answer in time.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
 #[derive(Debug, Default)]
 /// The shared copies' counters.
 pub struct SharedStats {
@@ -204,7 +218,7 @@ impl Shared {
         self.record(outcome);
     }
 
-    async fn bounded<T>(&self, call: impl Future<Output = redis::RedisResult<T>>) -> Result<T, String> {
+    async fn bounded<T>(&self, call: impl Future<Output = redis::RedisResult<T>>) -> Result<T, SharedError> {
         if self.failing.load(Ordering::Relaxed) {
             let now = monotonic_ms();
             let last = self.last_try_ms.load(Ordering::Relaxed);
@@ -216,19 +230,19 @@ impl Shared {
                     .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                     .is_err()
             {
-                return Err("skipped while redis is failing".into());
+                return Err(SharedError::Skipped);
             }
         }
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+            Ok(Err(e)) => Err(SharedError::Redis(e)),
+            Err(_) => Err(SharedError::Timeout(self.timeout)),
         }
     }
 
     /// Counts a failure and logs the start and end of an outage, not every
     /// failed call.
-    fn record<T>(&self, outcome: Result<T, String>) -> Option<T> {
+    fn record<T>(&self, outcome: Result<T, SharedError>) -> Option<T> {
         match outcome {
             Ok(value) => {
                 if self.failing.swap(false, Ordering::Relaxed) {
