@@ -2,8 +2,11 @@
 //! idle Evaluator takes the next job), a bounded queue that sheds when full,
 //! and a queue deadline after which a waiting job is dropped, not run.
 //!
-//! The pool runs between `sandbox.min_workers` and `sandbox.workers`
-//! Evaluators, as many as its worker processes' CPU use calls for
+//! A worker is what runs scripts: a `vane worker` process, or a thread with
+//! `sandbox.isolation = "thread"`. Each Evaluator owns one worker at a time
+//! (ractor calls the Evaluators themselves its workers; Vane does not). The
+//! pool runs between `sandbox.min_workers` and `sandbox.workers` Evaluators,
+//! and so workers, as many as its worker processes' CPU use calls for
 //! (`demand.rs`): an idle worker process costs a wake-up per job.
 //!
 //! Supervised by the root Supervisor; the factory itself respawns a failed
@@ -13,10 +16,10 @@
 //! # The job path, file by file
 //! ```text
 //! caller ── evaluate ──> pool queue (this file): shed when full (503), dropped past queue_wait_ms
-//!    └─ Dispatch ──> Evaluator (evaluator.rs): encode, make sure the Link is live
-//!          └─ send ──> Link (link.rs): the job joins the worker's flight; frame written
-//!                 worker (process.rs | thread.rs, pipes in ends.rs; engine/worker.rs inside)
-//!          reader task (link.rs), per reply:
+//!    └─ Dispatch ──> Evaluator (actor.rs): encode, make sure its worker is live
+//!          └─ send ──> Worker (worker.rs): the job joins the worker's pipeline; frame written
+//!                 process.rs | thread.rs, pipes in pipes.rs; engine/worker.rs inside
+//!          reader task (worker.rs), per reply:
 //!             Done        -> the caller is answered
 //!             NeedSource  -> back to the pool, to be sent again with its source
 //!             overrun     -> worker killed: the running job fails naming the limit,
@@ -24,34 +27,34 @@
 //! ```
 //!
 //! # An Evaluator's capacity, as the pool sees it
-//! The factory routes a job only to an Evaluator that said `Finished`. A Link
-//! says it whenever its worker can hold another job:
+//! The factory routes a job only to an Evaluator that said `Finished`. Its
+//! worker's pipeline says it whenever the worker can hold another job:
 //! ```text
-//!            send, flight < depth: Finished at once
+//!            send, pipeline < depth: Finished at once
 //!          ┌──────────┐
 //!          v          │
 //!        Free ────────┘
-//!          │  send, flight reaches depth
+//!          │  send, pipeline reaches depth
 //!          v
-//!        Full ── reply leaves flight < depth ──> Free (Finished)
+//!        Full ── reply leaves pipeline < depth ──> Free (Finished)
 //!          └──── worker failed ────────────────> Free (Finished; a new worker next)
 //! ```
 //! `depth` is `sandbox.pipeline_depth`, or about `sandbox.pipeline_budget_ms`
 //! of work by the worker's mean run time, or 1 until its first reply is
 //! timed. A job that never reaches a worker (it cannot be encoded, or no
 //! worker starts) is answered by the Evaluator, which then says `Finished`
-//! itself (`evaluator.rs`, `finish`).
+//! itself (`actor.rs`, `finish`).
 
+mod actor;
 mod demand;
-mod ends;
 mod evaluated;
-mod evaluator;
-mod link;
 mod memo;
+mod pipes;
 mod process;
 mod settings;
 mod stats;
 mod thread;
+mod worker;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,9 +77,9 @@ use crate::domain::params::{self, ParamError};
 use crate::domain::{Lang, Version};
 use crate::engine::EngineError;
 use crate::settings::{PausedJobs, Sandbox};
+pub use actor::Evaluator;
+use actor::EvaluatorBuilder;
 pub use evaluated::Evaluated;
-pub use evaluator::Evaluator;
-use evaluator::EvaluatorBuilder;
 pub use process::ProcessSettings;
 pub use settings::{LiveSettings, PoolSettings};
 pub use stats::{Count, PoolSnapshot, PoolStats, WorkerInfo, WorkerState};
@@ -117,11 +120,26 @@ pub enum Work {
     },
 }
 
+impl Work {
+    /// The language of the script it runs, if it runs one (a check only
+    /// compiles): what its run time is counted under.
+    pub fn script_lang(&self) -> Option<Lang> {
+        match self {
+            Self::Run { version, .. } => Some(version.lang),
+            Self::Try { lang, .. } => Some(*lang),
+            Self::Check { .. } => None,
+            #[cfg(debug_assertions)]
+            Self::Probe(_) => None,
+        }
+    }
+}
+
 /// One job in the pool's queue.
 pub struct EvalJob {
     /// What to do.
     pub work: Work,
-    /// Taken by whoever answers: the Evaluator's link, or the discard handler.
+    /// Taken by whoever answers: the worker's reader, the Evaluator, or the
+    /// discard handler.
     pub reply: Option<oneshot::Sender<Result<Box<RawValue>, EvalError>>>,
     /// Send the source even if the worker is thought to hold the code: it
     /// said it does not.
@@ -245,7 +263,7 @@ pub enum Gate {
 pub struct PoolStatus {
     /// Whether it takes jobs.
     pub gate: Gate,
-    /// Most Evaluators, each with its worker (`worker_list` has the running ones).
+    /// Most Evaluators, so workers (`worker_list` has the running ones).
     pub workers: usize,
     /// Fewest: below `workers`, idle ones are stopped (`demand.rs`).
     pub min_workers: usize,
@@ -254,7 +272,7 @@ pub struct PoolStatus {
     /// Its counters.
     #[serde(flatten)]
     pub counts: PoolSnapshot,
-    /// Each worker's state.
+    /// Each running worker's state.
     pub worker_list: Vec<WorkerInfo>,
 }
 
@@ -421,7 +439,8 @@ impl EvaluatorPoolHandle {
         self.gate.send_if_modified(|g| replace_unless_draining(g, Gate::Open));
     }
 
-    /// Sets the most Evaluators; surplus ones finish their job first.
+    /// Sets the most Evaluators (so workers); surplus ones finish their
+    /// jobs first.
     pub fn resize(&self, workers: usize) -> Result<(), EvalError> {
         self.slot
             .tell(ActorName::EvaluatorPool, FactoryMessage::AdjustWorkerPool(workers))

@@ -28,7 +28,7 @@ pub struct PoolSettings {
     pub recycle_after_runs: u64,
     /// ... or past this resident memory.
     pub recycle_rss_bytes: u64,
-    /// Most Evaluators in the pool.
+    /// Most Evaluators in the pool, so workers.
     pub workers: usize,
     /// Fewest, when demand is low (thread workers: always `workers`).
     pub min_workers: usize,
