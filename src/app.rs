@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use crate::actors::change_bus::ChangeBusHandle;
 use crate::actors::config_cache::ConfigCacheHandle;
 use crate::actors::config_cache::{Catalog, FreshSettings, Sources};
-use crate::actors::evaluator::{EvaluatorPoolHandle, PoolSettings};
+use crate::actors::evaluator::{EvaluatorPoolHandle, PoolShared};
 use crate::actors::plans::PlansHandle;
 use crate::actors::push::{NoticeFeed, PushHandle};
 use crate::actors::releases::ReleasesHandle;
@@ -80,7 +80,7 @@ pub async fn start_with_store(
         settings.push.update_secret = generated_secret(&settings.store.url, "vane-update-secret", "update secret")?;
     }
     crate::metrics::install();
-    let pool_settings = PoolSettings::live(&settings.sandbox, Arc::default());
+    let pool_shared = PoolShared::new(&settings.sandbox);
     let redis = match settings.redis.enabled() {
         true => Some(RedisCache::connect(&settings.redis).context("configuring redis")?),
         false => None,
@@ -97,7 +97,7 @@ pub async fn start_with_store(
     let feed = NoticeFeed::default();
     let args = SupervisorArgs {
         sources: sources.clone(),
-        pool: pool_settings.clone(),
+        pool: pool_shared.clone(),
         bus: redis.clone().map(|r| (settings.redis.clone(), r)),
         poll: settings.store.poll(),
         fresh,
@@ -112,7 +112,7 @@ pub async fn start_with_store(
         .success_or(anyhow::anyhow!("supervisor did not answer"))?;
     let timeout = settings.call_timeout();
     let cache = ConfigCacheHandle::new(slots.config_cache, &sources, timeout, fresh);
-    let pool = EvaluatorPoolHandle::new(slots.evaluator_pool, pool_settings);
+    let pool = EvaluatorPoolHandle::new(slots.evaluator_pool, pool_shared);
     let releases = ReleasesHandle::new(store.clone(), cache.clone(), pool.clone(), redis.clone());
     let (reports, upkeep) = start_reports(&settings, &store, &cache, &releases, redis.as_ref());
     let push = PushHandle::new(slots.subscriptions, releases.clone(), feed, &settings.push, timeout);

@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 
 use ractor::factory::{FactoryMessage, Job, WorkerBuilder, WorkerMessage, WorkerStartContext};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::process::{ProcessError, ProcessSettings};
-use super::stats::{Count, rss_bytes};
-use super::worker::{JobLimits, PoolSeat, Worker};
-use super::{EvalError, EvalJob, PoolSettings, SCRATCH_CODE_ID, Work};
+use super::seat::PoolSeat;
+use super::stats::{Count, PoolStats, rss_bytes};
+use super::worker::{JobLimits, Worker};
+use super::{EvalError, EvalJob, PoolSettings, PoolShared, SCRATCH_CODE_ID, Work};
 use crate::engine::protocol::{Params, Request};
 use crate::settings::Isolation;
 
@@ -43,7 +43,7 @@ const RSS_EVERY: Duration = Duration::from_secs(1);
 /// Code ids remembered as sent to a worker before the list starts over.
 const MAX_KNOWN_SOURCES: usize = 4096;
 
-type EvaluatorContext = WorkerStartContext<(), EvalJob, watch::Receiver<Arc<PoolSettings>>>;
+type EvaluatorContext = WorkerStartContext<(), EvalJob, PoolShared>;
 
 pub struct EvaluatorState {
     context: EvaluatorContext,
@@ -86,8 +86,8 @@ impl Actor for Evaluator {
             .await
             .map_err(|e| tracing::error!(error = %e, "worker process did not start"))
             .ok();
-        settings
-            .stats
+        state
+            .stats()
             .worker_started(state.context.wid, state.worker.as_ref().and_then(Worker::pid));
         Ok(state)
     }
@@ -95,7 +95,7 @@ impl Actor for Evaluator {
     async fn post_stop(&self, _: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         // Dropping the worker lets it finish the jobs it holds, then exit.
         state.worker = None;
-        state.settings().stats.worker_gone(state.context.wid);
+        state.stats().worker_gone(state.context.wid);
         if let Some(task) = state.replacement.take() {
             // Dropping a half-started worker kills it (`kill_on_drop`).
             task.abort();
@@ -125,7 +125,12 @@ impl Actor for Evaluator {
 impl EvaluatorState {
     /// The pool's settings as of now (they change on reload).
     fn settings(&self) -> Arc<PoolSettings> {
-        self.context.custom_start.borrow().clone()
+        self.context.custom_start.current()
+    }
+
+    /// The pool's counters.
+    fn stats(&self) -> &Arc<PoolStats> {
+        &self.context.custom_start.stats
     }
 
     fn seat(&self, settings: &Arc<PoolSettings>) -> PoolSeat {
@@ -133,6 +138,7 @@ impl EvaluatorState {
             wid: self.context.wid,
             factory: self.context.factory.clone(),
             settings: settings.clone(),
+            stats: self.stats().clone(),
         }
     }
 
@@ -140,7 +146,7 @@ impl EvaluatorState {
     /// cannot be handed over is answered here.
     async fn dispatch(&mut self, mut job: Job<(), EvalJob>) {
         let settings = self.settings();
-        settings.stats.add(Count::Started);
+        self.stats().add(Count::Started);
         let limits = JobLimits {
             limit: match &job.msg.work {
                 Work::Run { .. } | Work::Try { .. } => settings.deadline() + settings.kill_grace,
@@ -174,7 +180,7 @@ impl EvaluatorState {
             match worker.send(job, frame, limits).await {
                 Ok(()) => {
                     if let Some(code_id) = sent_source {
-                        settings.stats.add(Count::Compiled);
+                        self.stats().add(Count::Compiled);
                         if self.sources.len() >= MAX_KNOWN_SOURCES {
                             self.sources.clear();
                         }
@@ -244,9 +250,9 @@ impl EvaluatorState {
             Ok(Ok(new)) => {
                 self.sources.clear();
                 self.rss_read_at = Instant::now();
-                self.settings().stats.worker_started(self.context.wid, new.pid());
+                self.stats().worker_started(self.context.wid, new.pid());
                 self.worker = Some(new);
-                self.settings().stats.add(Count::Recycled);
+                self.stats().add(Count::Recycled);
             }
             Ok(Err(e)) => tracing::error!(wid = self.context.wid, error = %e, "replacement worker did not start"),
             Err(e) => tracing::error!(wid = self.context.wid, error = %e, "replacement worker task failed"),
@@ -283,8 +289,8 @@ impl EvaluatorState {
                 })?;
             self.sources.clear();
             self.rss_read_at = Instant::now();
-            settings.stats.add(Count::Restarted);
-            settings.stats.worker_started(self.context.wid, worker.pid());
+            self.stats().add(Count::Restarted);
+            self.stats().worker_started(self.context.wid, worker.pid());
             self.worker = Some(worker);
         }
         Ok(())
@@ -359,11 +365,11 @@ async fn run_once_in_a_process(job: Job<(), EvalJob>, limits: JobLimits, seat: P
 
 /// Builds Evaluators for the factory, on start and on every respawn.
 pub struct EvaluatorBuilder {
-    pub settings: watch::Receiver<Arc<PoolSettings>>,
+    pub shared: PoolShared,
 }
 
-impl WorkerBuilder<Evaluator, watch::Receiver<Arc<PoolSettings>>> for EvaluatorBuilder {
-    fn build(&mut self, _wid: usize) -> (Evaluator, watch::Receiver<Arc<PoolSettings>>) {
-        (Evaluator, self.settings.clone())
+impl WorkerBuilder<Evaluator, PoolShared> for EvaluatorBuilder {
+    fn build(&mut self, _wid: usize) -> (Evaluator, PoolShared) {
+        (Evaluator, self.shared.clone())
     }
 }

@@ -48,9 +48,11 @@
 mod actor;
 mod demand;
 mod evaluated;
+mod job;
 mod memo;
 mod pipes;
 mod process;
+mod seat;
 mod settings;
 mod stats;
 mod thread;
@@ -73,119 +75,19 @@ use serde_json::value::RawValue;
 use tokio::sync::{oneshot, watch};
 
 use super::Slot;
-use crate::domain::params::{self, ParamError};
+use crate::domain::params;
 use crate::domain::{Lang, Version};
-use crate::engine::EngineError;
 use crate::settings::{PausedJobs, Sandbox};
 pub use actor::Evaluator;
 use actor::EvaluatorBuilder;
 pub use evaluated::Evaluated;
+pub use job::{EvalError, EvalJob, Work};
 pub use process::ProcessSettings;
 pub use settings::{LiveSettings, PoolSettings};
 pub use stats::{Count, PoolSnapshot, PoolStats, WorkerInfo, WorkerState};
 
 /// What the pool (a ractor factory) takes.
 pub type PoolMsg = FactoryMessage<(), EvalJob>;
-
-/// What an Evaluator is asked to do.
-#[derive(Debug)]
-pub enum Work {
-    /// Runs a stored version. Versions are immutable, so its compiled code
-    /// and memoized results never go stale: nothing here is ever "fresh".
-    Run {
-        /// The version to run.
-        version: Arc<Version>,
-        /// The request's params, checked against its schema first, as
-        /// canonical JSON text (shared with the memo's key).
-        params: Arc<RawValue>,
-    },
-    /// Compiles an uploaded source, to refuse one that does not compile.
-    Check {
-        /// Its language.
-        lang: Lang,
-        /// The source.
-        source: String,
-    },
-    /// Debug builds only: tries what a confined worker must not do.
-    #[cfg(debug_assertions)]
-    Probe(crate::engine::protocol::Probe),
-    /// Runs a source that is not a stored version (the playground).
-    Try {
-        /// Its language.
-        lang: Lang,
-        /// The source.
-        source: String,
-        /// The params to run it with.
-        params: serde_json::Value,
-    },
-}
-
-impl Work {
-    /// The language of the script it runs, if it runs one (a check only
-    /// compiles): what its run time is counted under.
-    pub fn script_lang(&self) -> Option<Lang> {
-        match self {
-            Self::Run { version, .. } => Some(version.lang),
-            Self::Try { lang, .. } => Some(*lang),
-            Self::Check { .. } => None,
-            #[cfg(debug_assertions)]
-            Self::Probe(_) => None,
-        }
-    }
-}
-
-/// One job in the pool's queue.
-pub struct EvalJob {
-    /// What to do.
-    pub work: Work,
-    /// Taken by whoever answers: the worker's reader, the Evaluator, or the
-    /// discard handler.
-    pub reply: Option<oneshot::Sender<Result<Box<RawValue>, EvalError>>>,
-    /// Send the source even if the worker is thought to hold the code: it
-    /// said it does not.
-    pub with_source: bool,
-    /// Handed back to the pool once already because its worker failed
-    /// before running it.
-    pub retried: bool,
-}
-
-impl std::fmt::Debug for EvalJob {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EvalJob").field("work", &self.work).finish()
-    }
-}
-
-/// Why an evaluation gave no result; rendered at the edge.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EvalError {
-    /// The script's own failure: compile, runtime or a limit it hit.
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    /// The request's params do not fit the version's schema.
-    #[error(transparent)]
-    Params(#[from] ParamError),
-    /// Killed from outside after running past its deadline plus grace.
-    #[error("deadline exceeded: evaluation ran past {deadline_ms} ms and was stopped")]
-    Killed {
-        /// The deadline it ran past.
-        deadline_ms: u64,
-    },
-    /// The worker process died under the script, e.g. by exhausting memory.
-    #[error("the sandbox process died: {0}")]
-    Crashed(String),
-    /// Shed: the queue is at `sandbox.queue_bound` (503).
-    #[error("evaluation queue is full")]
-    Overloaded,
-    /// Waited in the queue past `sandbox.queue_wait_ms` (503).
-    #[error("request waited in the evaluation queue past its deadline")]
-    Expired,
-    /// No worker could take it (the detail is logged at the edge).
-    #[error("evaluator unavailable: {0}")]
-    Unavailable(String),
-    /// No answer within the caller's limit.
-    #[error("evaluation did not finish in time")]
-    Timeout,
-}
 
 /// Answers discarded jobs so their callers learn why at once.
 struct Discarder {
@@ -211,29 +113,47 @@ impl DiscardHandler<(), EvalJob> for Discarder {
     }
 }
 
+/// What outlives a restart of the pool, shared by its handle, the
+/// supervisor that restarts it and every Evaluator: the settings as a reload
+/// leaves them, and the counters.
+#[derive(Clone)]
+pub struct PoolShared {
+    /// The settings now; a reload replaces them.
+    pub settings: LiveSettings,
+    /// The counters and each worker's state: runtime, never reloaded.
+    pub stats: Arc<PoolStats>,
+}
+
+impl PoolShared {
+    /// The settings `[sandbox]` gives, and counters at zero.
+    pub fn new(sandbox: &Sandbox) -> Self {
+        Self {
+            settings: PoolSettings::live(sandbox),
+            stats: Arc::default(),
+        }
+    }
+
+    /// The settings as of now.
+    fn current(&self) -> Arc<PoolSettings> {
+        self.settings.borrow().clone()
+    }
+}
+
 /// Starts the pool linked to `supervisor`, with its Evaluators.
-pub async fn spawn(live: &LiveSettings, supervisor: ActorCell) -> Result<ActorRef<PoolMsg>, SpawnErr> {
-    let current = live.borrow().clone();
-    let factory = Factory::<
-        (),
-        EvalJob,
-        watch::Receiver<Arc<PoolSettings>>,
-        Evaluator,
-        QueuerRouting<(), EvalJob>,
-        DefaultQueue<(), EvalJob>,
-    >::default();
+pub async fn spawn(shared: &PoolShared, supervisor: ActorCell) -> Result<ActorRef<PoolMsg>, SpawnErr> {
+    let current = shared.current();
+    let factory =
+        Factory::<(), EvalJob, PoolShared, Evaluator, QueuerRouting<(), EvalJob>, DefaultQueue<(), EvalJob>>::default();
     let arguments = FactoryArguments::builder()
-        .worker_builder(Box::new(EvaluatorBuilder {
-            settings: live.subscribe(),
-        }))
+        .worker_builder(Box::new(EvaluatorBuilder { shared: shared.clone() }))
         .num_initial_workers(current.workers)
         .queue(DefaultQueue::default())
         .router(QueuerRouting::default())
         .discard_handler(Arc::new(Discarder {
-            stats: current.stats.clone(),
+            stats: shared.stats.clone(),
         }))
         .discard_settings(discard_settings(current.queue_bound))
-        .capacity_controller(Box::new(demand::Demand::new(live.subscribe())))
+        .capacity_controller(Box::new(demand::Demand::new(shared.clone())))
         .build();
     let (pool, _) = Actor::spawn_linked(None, factory, arguments, supervisor).await?;
     Ok(pool)
@@ -287,14 +207,13 @@ pub struct EvaluatorPoolHandle {
 }
 
 impl EvaluatorPoolHandle {
-    /// The handle of the pool in `slot`, with the settings it was started with.
-    pub fn new(slot: Slot<PoolMsg>, live: LiveSettings) -> Self {
-        let stats = live.borrow().stats.clone();
-        let memo = memo::Memo::new(live.borrow().memo_entries).map(Arc::new);
+    /// The handle of the pool in `slot`, started with `shared`.
+    pub fn new(slot: Slot<PoolMsg>, shared: PoolShared) -> Self {
+        let memo = memo::Memo::new(shared.current().memo_entries).map(Arc::new);
         Self {
             slot,
-            live,
-            stats,
+            live: shared.settings,
+            stats: shared.stats,
             gate: Arc::new(watch::Sender::new(Gate::Open)),
             memo,
         }
@@ -308,7 +227,7 @@ impl EvaluatorPoolHandle {
     /// finishing its job first), the queue bound and deadline apply to the
     /// next job, a new memory cap to worker processes started from now on.
     pub fn reconfigure(&self, sandbox: &Sandbox) -> Result<(), EvalError> {
-        let next = PoolSettings::from_sandbox(sandbox, self.stats.clone());
+        let next = PoolSettings::from_sandbox(sandbox);
         let update = UpdateSettingsRequest {
             discard_handler: None,
             discard_settings: Some(discard_settings(next.queue_bound)),

@@ -1,5 +1,7 @@
 //! Counters of the EvaluatorPool, shared by its handle, its Evaluators and
 //! its discard handler, and kept across pool restarts. Metrics read them.
+//! Runtime state, so they sit beside the settings in `PoolShared`, not in
+//! them: a reload replaces the settings and keeps the counts.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

@@ -22,15 +22,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ractor::factory::{FactoryMessage, Job};
-use ractor::{ActorRef, MessagingErr};
+use ractor::factory::Job;
 use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
 use super::pipes::{self, ReplyPipe, RequestPipe};
 use super::process::{ProcessError, ProcessSettings};
+use super::seat::PoolSeat;
 use super::stats::{Count, WorkerState};
-use super::{EvalError, EvalJob, PoolMsg, PoolSettings};
+use super::{EvalError, EvalJob};
 use crate::domain::Lang;
 use crate::engine::EngineError;
 use crate::engine::protocol::Response;
@@ -38,18 +38,6 @@ use crate::sync::Locked;
 
 /// The weight of the newest run in the mean, as 1/N.
 const MEAN_WEIGHT: u32 = 8;
-
-/// The Evaluator a worker works for, as the pool knows it: where its
-/// jobs' answers and its capacity are reported.
-#[derive(Clone)]
-pub struct PoolSeat {
-    /// The Evaluator's number in the pool (ractor's worker id).
-    pub wid: usize,
-    /// The pool, told when the Evaluator can take another job.
-    pub factory: ActorRef<PoolMsg>,
-    /// The pool's settings as of the worker's start.
-    pub settings: Arc<PoolSettings>,
-}
 
 /// A running worker, owned by one Evaluator: dropping it lets the worker
 /// finish the jobs it holds and exit.
@@ -173,7 +161,7 @@ impl Worker {
         };
         let seat = &self.shared.seat;
         if was_idle {
-            seat.settings.stats.worker_state(seat.wid, WorkerState::Busy);
+            seat.stats.worker_state(seat.wid, WorkerState::Busy);
             self.shared.woken.notify_one();
         }
         self.requests.send(frame).await;
@@ -190,41 +178,6 @@ impl Drop for Worker {
     /// free, if it was full) and then pipes.
     fn drop(&mut self) {
         self.shared.lock().retired = true;
-    }
-}
-
-impl PoolSeat {
-    /// Tells the pool this Evaluator can take another job.
-    pub fn finished(&self) {
-        let _ = self.factory.cast(FactoryMessage::Finished(self.wid, ()));
-    }
-
-    /// Answers a job's caller and counts it done.
-    pub fn answer(&self, mut job: Job<(), EvalJob>, result: Result<Box<RawValue>, EvalError>) {
-        if let Some(reply) = job.msg.reply.take() {
-            let _ = reply.send(result);
-        }
-        self.settings.stats.add(Count::Finished);
-    }
-
-    /// Hands a job that did not run back to the pool. `failed` says its
-    /// worker failed under it; a job is given back for that only once.
-    fn back_to_pool(&self, mut job: Job<(), EvalJob>, failed: bool) {
-        if failed && job.msg.retried {
-            let error = EvalError::Unavailable("its worker failed twice before running it".into());
-            return self.answer(job, Err(error));
-        }
-        job.msg.retried |= failed;
-        self.settings.stats.add(Count::Finished);
-        if failed {
-            self.settings.stats.add(Count::Requeued);
-        }
-        if let Err(MessagingErr::SendErr(FactoryMessage::Dispatch(mut job))) =
-            self.factory.cast(FactoryMessage::Dispatch(job))
-            && let Some(reply) = job.msg.reply.take()
-        {
-            let _ = reply.send(Err(EvalError::Unavailable("the pool stopped".into())));
-        }
     }
 }
 
@@ -301,12 +254,12 @@ impl Shared {
                     crate::metrics::evaluated(lang.as_str(), run);
                 }
                 seat.answer(sent.job, result);
-                seat.settings.stats.job_done(seat.wid);
+                seat.stats.job_done(seat.wid);
                 poisoned
             }
         };
         if idle {
-            seat.settings.stats.worker_state(seat.wid, WorkerState::Idle);
+            seat.stats.worker_state(seat.wid, WorkerState::Idle);
         }
         if release {
             seat.finished();
@@ -327,7 +280,7 @@ impl Shared {
         match (jobs.pop_front(), error) {
             (Some(head), Some(error)) => {
                 tracing::warn!(wid = seat.wid, pid, %error, "worker replaced");
-                seat.answer(head.job, Err(failure(error, head.limits.deadline_ms, &seat.settings)));
+                seat.answer(head.job, Err(failure(error, head.limits.deadline_ms, seat)));
             }
             (Some(head), None) => jobs.push_front(head),
             (None, Some(error)) if !retired => {
@@ -338,7 +291,7 @@ impl Shared {
         for sent in jobs {
             seat.back_to_pool(sent.job, true);
         }
-        seat.settings.stats.worker_state(seat.wid, WorkerState::Idle);
+        seat.stats.worker_state(seat.wid, WorkerState::Idle);
         if owed {
             seat.finished();
         }
@@ -397,7 +350,7 @@ fn replied_all(shared: &Shared, replies: &mut ReplyPipe, first: Bytes) -> Result
         match shared.replied(&frame) {
             Ok(()) => {}
             Err(Stop::Poisoned) => {
-                shared.seat.settings.stats.add(Count::Crashed);
+                shared.seat.stats.add(Count::Crashed);
                 return Err(None);
             }
             Err(Stop::Unasked) => return Err(Some(ProcessError::Died("it replied to nothing".into()))),
@@ -415,23 +368,23 @@ fn far_future() -> Instant {
 }
 
 /// What a caller is told when its worker failed under it.
-fn failure(error: ProcessError, deadline_ms: u64, settings: &PoolSettings) -> EvalError {
+fn failure(error: ProcessError, deadline_ms: u64, seat: &PoolSeat) -> EvalError {
     match error {
         ProcessError::Overran(_) => {
-            settings.stats.add(Count::Killed);
+            seat.stats.add(Count::Killed);
             EvalError::Killed { deadline_ms }
         }
         ProcessError::OutOfMemory => {
-            settings.stats.add(Count::Crashed);
+            seat.stats.add(Count::Crashed);
             EvalError::Engine(EngineError::Memory {
                 message: format!(
                     "the script used up its sandbox's {} MiB and the sandbox was replaced",
-                    settings.process.memory_bytes >> 20
+                    seat.settings.process.memory_bytes >> 20
                 ),
             })
         }
         other => {
-            settings.stats.add(Count::Crashed);
+            seat.stats.add(Count::Crashed);
             EvalError::Crashed(other.to_string())
         }
     }
