@@ -307,7 +307,7 @@ fn encode(work: &Work, settings: &PoolSettings, with_source: bool) -> Result<Vec
     let request = match work {
         Work::Run { version, params } => Request::Run {
             code_id: version.code_id.as_str().into(),
-            fresh: false,
+            recompile: false,
             lang: version.lang,
             source: with_source.then(|| version.source.as_str().into()),
             params: Params::Text(params),
@@ -321,7 +321,7 @@ fn encode(work: &Work, settings: &PoolSettings, with_source: bool) -> Result<Vec
         Work::Probe(probe) => Request::Probe(*probe),
         Work::Try { lang, source, params } => Request::Run {
             code_id: SCRATCH_CODE_ID.into(),
-            fresh: true,
+            recompile: true,
             lang: *lang,
             source: Some(source.as_str().into()),
             params: Params::Value(Cow::Borrowed(params)),

@@ -14,7 +14,7 @@ use crate::engine::EngineError;
 #[derive(Debug)]
 pub enum Work {
     /// Runs a stored version. Versions are immutable, so its compiled code
-    /// and memoized results never go stale: nothing here is ever "fresh".
+    /// and memoized results never go stale, even for a `cached: false` fetch.
     Run {
         /// The version to run.
         version: Arc<Version>,

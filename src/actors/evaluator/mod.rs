@@ -286,7 +286,7 @@ impl EvaluatorPoolHandle {
         self.submit(Work::Probe(probe)).await
     }
 
-    /// Runs `source` once, as the playground does: compiled fresh, cached
+    /// Runs `source` once, as the playground does: compiled anew, cached
     /// under a key no version can have, and dropped again by the next call.
     pub async fn try_source(
         &self,
