@@ -346,8 +346,8 @@ fn proxies(server: &crate::settings::Server) -> anyhow::Result<http::Proxies> {
 const LISTEN_BACKLOG: u32 = 16_384;
 
 /// What one client connection may take (`[server]`).
-fn connection_limits(server: &crate::settings::Server) -> server::Limits {
-    server::Limits {
+fn connection_limits(server: &crate::settings::Server) -> server::ConnectionLimits {
+    server::ConnectionLimits {
         header: server.header_timeout(),
         body: server.body_timeout(),
         idle: server.idle_timeout(),
