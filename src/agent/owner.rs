@@ -3,6 +3,27 @@
 
 use std::ffi::CString;
 
+/// A `user` or `group` that names no one here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OwnerError {
+    /// The name holds a NUL, which no name can.
+    #[error("`{key}` {name:?} holds a NUL")]
+    Nul {
+        /// `user` or `group`.
+        key: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// No such user or group on this machine.
+    #[error("`{key}` {name:?} is not a {key} on this machine")]
+    Unknown {
+        /// `user` or `group`.
+        key: &'static str,
+        /// The name.
+        name: String,
+    },
+}
+
 /// Ids a written file is given; `None` leaves that one as the agent's.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Owner {
@@ -14,7 +35,7 @@ pub struct Owner {
 
 impl Owner {
     /// Resolves a user and a group, each a name or a number.
-    pub fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Self, String> {
+    pub fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Self, OwnerError> {
         Ok(Self {
             uid: user.map(user_id).transpose()?,
             gid: group.map(group_id).transpose()?,
@@ -30,7 +51,7 @@ impl Owner {
     }
 }
 
-fn user_id(name: &str) -> Result<u32, String> {
+fn user_id(name: &str) -> Result<u32, OwnerError> {
     // SAFETY: the pointers getpwnam_r receives are valid for its call.
     lookup(
         "user",
@@ -40,7 +61,7 @@ fn user_id(name: &str) -> Result<u32, String> {
     )
 }
 
-fn group_id(name: &str) -> Result<u32, String> {
+fn group_id(name: &str) -> Result<u32, OwnerError> {
     // SAFETY: as above, for getgrnam_r.
     lookup(
         "group",
@@ -53,22 +74,23 @@ fn group_id(name: &str) -> Result<u32, String> {
 /// A number as it is, or a name looked up with a reentrant libc call
 /// (`getpwnam_r`, `getgrnam_r`: same shape, different entry types).
 fn lookup<T>(
-    key: &str,
+    key: &'static str,
     name: &str,
     call: impl FnOnce(*const libc::c_char, *mut T, *mut libc::c_char, usize, *mut *mut T) -> libc::c_int,
     id: impl FnOnce(&T) -> u32,
-) -> Result<u32, String> {
+) -> Result<u32, OwnerError> {
     if let Ok(id) = name.parse() {
         return Ok(id);
     }
-    let c = CString::new(name).map_err(|_| format!("`{key}` {name:?} holds a NUL"))?;
+    let owned = || name.to_owned();
+    let c = CString::new(name).map_err(|_| OwnerError::Nul { key, name: owned() })?;
     // SAFETY: both entry types are plain C structs, valid when zeroed.
     let mut entry: T = unsafe { std::mem::zeroed() };
     let mut found: *mut T = std::ptr::null_mut();
     let mut buffer = vec![0 as libc::c_char; 16 * 1024];
     let rc = call(c.as_ptr(), &mut entry, buffer.as_mut_ptr(), buffer.len(), &mut found);
     if rc != 0 || found.is_null() {
-        return Err(format!("`{key}` {name:?} is not a {key} on this machine"));
+        return Err(OwnerError::Unknown { key, name: owned() });
     }
     Ok(id(&entry))
 }
@@ -83,7 +105,7 @@ mod tests {
         assert_eq!((root.uid, root.gid), (Some(0), Some(0)));
         assert_eq!(Owner::resolve(Some("65534"), None).unwrap().uid, Some(65534));
         let err = Owner::resolve(Some("no-such-user-here"), None).unwrap_err();
-        assert!(err.contains("no-such-user-here"), "{err}");
+        assert!(err.to_string().contains("no-such-user-here"), "{err}");
         assert!(Owner::resolve(None, Some("no-such-group-here")).is_err());
     }
 }
