@@ -272,9 +272,9 @@ fn open_file_room(max_connections: usize) {
         }
     }
     let wanted = max_connections as u64 + RESERVE;
-    if (limit.rlim_cur as u64) < wanted {
+    if limit.rlim_cur < wanted {
         tracing::warn!(
-            open_files = limit.rlim_cur as u64,
+            open_files = limit.rlim_cur,
             max_connections,
             "the open-file limit is below server.max_connections plus {RESERVE}; lower one or raise the other"
         );

@@ -32,7 +32,7 @@ pub enum ApplyError {
     )]
     Reload {
         failure: CommandError,
-        again: Option<CommandError>,
+        again: Option<Box<CommandError>>,
         undone: &'static str,
     },
 }
@@ -160,7 +160,7 @@ impl Target<'_> {
         let restoring = self.hidden(".vane-restore");
         write_synced(&restoring, &previous, self.mode, self.owner)?;
         replace(&restoring, self.destination)?;
-        let again = run(reload, None, self.reload_timeout).await.err();
+        let again = run(reload, None, self.reload_timeout).await.err().map(Box::new);
         Err(ApplyError::Reload {
             failure,
             again,

@@ -1,5 +1,6 @@
-//! What an Evaluator and its worker process say to each other over the pipe:
-//! frames of a 4-byte big-endian length followed by that many bytes of JSON.
+//! What an Evaluator and its worker (a process, or a thread) say to each
+//! other: frames of a 4-byte big-endian length followed by that many bytes
+//! of JSON.
 
 use std::borrow::Cow;
 
