@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::actors::change_bus::ChangeBusHandle;
 use crate::actors::config_cache::{Catalog, ConfigCacheHandle, FreshSettings, Sources};
-use crate::actors::evaluator::{EvaluatorPoolHandle, PoolSettings};
+use crate::actors::evaluator::{EvaluatorPoolHandle, PoolShared};
 use crate::actors::push::{NoticeFeed, PushHandle};
 use crate::actors::scheduler::SchedulerArgs;
 use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
@@ -81,7 +81,7 @@ pub async fn start_with_store(
         settings.push.update_secret = generated_secret(&settings.store.url, "vane-update-secret", "update secret")?;
     }
     crate::metrics::install();
-    let pool_settings = PoolSettings::live(&settings.sandbox, Arc::default());
+    let pool_shared = PoolShared::new(&settings.sandbox);
     let shared = match settings.redis.enabled() {
         true => Some(Shared::connect(&settings.redis).context("configuring redis")?),
         false => None,
@@ -99,7 +99,7 @@ pub async fn start_with_store(
     let (arrivals, arrived) = tokio::sync::mpsc::unbounded_channel();
     let args = SupervisorArgs {
         sources: sources.clone(),
-        pool: pool_settings.clone(),
+        pool: pool_shared.clone(),
         bus: shared.clone().map(|r| (settings.redis.clone(), r)),
         poll: settings.store.poll(),
         fresh,
@@ -115,7 +115,7 @@ pub async fn start_with_store(
         .success_or(anyhow::anyhow!("supervisor did not answer"))?;
     let timeout = settings.call_timeout();
     let cache = children.cache;
-    let pool = EvaluatorPoolHandle::new(children.pool, pool_settings);
+    let pool = EvaluatorPoolHandle::new(children.pool, pool_shared);
     let push = PushHandle::new(
         children.push,
         cache.clone(),
@@ -349,8 +349,8 @@ fn proxies(server: &crate::settings::Server) -> anyhow::Result<http::Proxies> {
 const LISTEN_BACKLOG: u32 = 16_384;
 
 /// What one client connection may take (`[server]`).
-fn connection_limits(server: &crate::settings::Server) -> server::Limits {
-    server::Limits {
+fn connection_limits(server: &crate::settings::Server) -> server::ConnectionLimits {
+    server::ConnectionLimits {
         header: server.header_timeout(),
         body: server.body_timeout(),
         idle: server.idle_timeout(),

@@ -283,7 +283,7 @@ fn open_file_room(max_connections: usize) {
 }
 
 /// Whether this process's memory may come in transparent huge pages. The
-/// server's may not: in a publish wave every connection's buffers touch fresh
+/// server's may not: in a publish wave every connection's buffers touch new
 /// memory, and zeroing 2 MiB pages for them took 60% of its CPU
 /// (`examples/herd.rs`). Its worker processes inherit the setting, and turn
 /// it back on: scripts that build large values run faster with huge pages.

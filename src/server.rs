@@ -33,9 +33,9 @@ const REFUSAL: &[u8] =
 /// `Activity::head_ms` while no request head is arriving.
 const NO_HEAD: u64 = u64::MAX;
 
-/// What one connection may take.
+/// What one connection may take, and how many may be open at once.
 #[derive(Debug, Clone)]
-pub struct Limits {
+pub struct ConnectionLimits {
     /// From a head's first byte (or the connection opening) to its end.
     pub header: Duration,
     /// From a head's end to its body's end.
@@ -48,7 +48,7 @@ pub struct Limits {
 
 /// Serves `router` on `listener` until `stop` turns true, then waits for
 /// the requests in flight (upgraded sockets are their owners' to close).
-pub async fn serve(listener: TcpListener, router: Router, limits: Limits, stop: watch::Receiver<bool>) {
+pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimits, stop: watch::Receiver<bool>) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let connections = TaskTracker::new();
     let mut stopping = stop.clone();
@@ -82,7 +82,7 @@ async fn connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     router: Router,
-    limits: Limits,
+    limits: ConnectionLimits,
     slots: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -193,7 +193,7 @@ impl Activity {
 
     /// Resolves with the limit the connection passed. A request in flight
     /// is the body deadline's and the handler's to bound, not this.
-    async fn expired(&self, limits: &Limits) -> &'static str {
+    async fn expired(&self, limits: &ConnectionLimits) -> &'static str {
         let (header, idle) = (limits.header.as_millis() as u64, limits.idle.as_millis() as u64);
         loop {
             let now = self.now_ms();

@@ -17,7 +17,7 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, Super
 use super::Slot;
 use super::change_bus::{BusArgs, BusMsg, ChangeBus};
 use super::config_cache::{ConfigCache, ConfigCacheHandle, ConfigCacheMsg, FreshSettings, Sources};
-use super::evaluator::{self, LiveSettings, PoolMsg};
+use super::evaluator::{self, PoolMsg, PoolShared};
 use super::push::{NoticeFeed, PushMsg, PushRegistry};
 use super::scheduler::{Scheduler, SchedulerArgs, SchedulerMsg};
 use crate::domain::change::ChangeNotice;
@@ -60,8 +60,8 @@ pub struct Children {
 pub struct SupervisorArgs {
     /// Where the ConfigCache loads from.
     pub sources: Arc<Sources>,
-    /// The pool's settings (with counters that outlive pool restarts).
-    pub pool: LiveSettings,
+    /// The pool's settings and counters, which outlive pool restarts.
+    pub pool: PoolShared,
     /// Redis settings and cache, for the ChangeBus; `None` on a single node.
     pub bus: Option<(Redis, Shared)>,
     /// How often the ChangeBus polls the store while no bus carries changes.
@@ -269,7 +269,6 @@ async fn spawn_cache(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actors::evaluator::PoolSettings;
     use crate::settings::Sandbox;
     use crate::store;
 
@@ -298,7 +297,7 @@ mod tests {
                     redis: None,
                     ready: Arc::default(),
                 }),
-                pool: PoolSettings::live(&sandbox, Arc::default()),
+                pool: PoolShared::new(&sandbox),
                 bus: None,
                 poll: Duration::from_secs(1),
                 fresh: FreshSettings {

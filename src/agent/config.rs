@@ -9,9 +9,66 @@ use figment::Figment;
 use figment::providers::{Format, Toml};
 use serde::{Deserialize, Deserializer};
 
-use super::exec::Exec;
-use super::owner::Owner;
+use super::exec::{Exec, ExecError};
+use super::owner::{Owner, OwnerError};
+use super::render::TemplateError;
 use crate::domain::Meta;
+
+/// What is wrong with one `[[resource]]`; `AgentConfig::load` names the
+/// resource.
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    /// `server` is no http(s) URL.
+    #[error("`server` must be an http:// or https:// URL")]
+    Server,
+    /// Nothing to fetch.
+    #[error("needs `config_id` or a `configs` table")]
+    NoConfig,
+    /// `params` or `defaults` is not a table.
+    #[error("`params` and `defaults` must be tables")]
+    NotTables,
+    /// A config fetched without a secret.
+    #[error("config {0:?} needs a `secret`")]
+    NoSecret(String),
+    /// A config's own `params` is not a table.
+    #[error("config {0:?}: `params` must be a table")]
+    ParamsNotTable(String),
+    /// `template_file` cannot be read.
+    #[error("template_file {path}: {error}")]
+    TemplateFile {
+        /// The file, resolved against `watch.toml`'s folder.
+        path: String,
+        /// Why it cannot be read.
+        error: std::io::Error,
+    },
+    /// Neither `template` nor `template_file`.
+    #[error("needs `template` or `template_file`")]
+    NoTemplate,
+    /// The template does not compile.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// `destination` is a folder, or names none.
+    #[error("`destination` {0} must name a file")]
+    Destination(String),
+    /// `mode` is not octal permission bits.
+    #[error("`mode` {0:?} is not an octal file mode")]
+    Mode(String),
+    /// `reload_timeout_ms` is 0.
+    #[error("`reload_timeout_ms` must be positive")]
+    ReloadTimeout,
+    /// `backup` names a folder that is not there.
+    #[error("`backup` directory {0} does not exist")]
+    BackupDir(String),
+    /// `keep_candidate` without anywhere to keep it.
+    #[error("`keep_candidate` keeps a rejected file where the backups go: set `backup`")]
+    KeepCandidate,
+    /// `user` or `group` names no one here.
+    #[error(transparent)]
+    Owner(#[from] OwnerError),
+    /// The resource's own `[resource.exec]` cannot run.
+    #[error("[resource.exec]: {0}")]
+    Exec(ExecError),
+}
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -216,54 +273,56 @@ impl AgentConfig {
 
 impl Resource {
     /// Checks the resource and fills in what is derived from it.
-    fn prepare(&mut self, base: &Path, env: &[String]) -> Result<(), String> {
+    fn prepare(&mut self, base: &Path, env: &[String]) -> Result<(), ResourceError> {
         if !(self.server.starts_with("http://") || self.server.starts_with("https://")) {
-            return Err("`server` must be an http:// or https:// URL".into());
+            return Err(ResourceError::Server);
         }
         self.server = self.server.trim_end_matches('/').to_owned();
         if self.config_id.is_empty() && self.configs.is_empty() {
-            return Err("needs `config_id` or a `configs` table".into());
+            return Err(ResourceError::NoConfig);
         }
         if !self.params.is_object() || !self.defaults.is_object() {
-            return Err("`params` and `defaults` must be tables".into());
+            return Err(ResourceError::NotTables);
         }
         for fetch in self.fetches() {
             if fetch.secret.is_empty() {
-                return Err(format!("config {:?} needs a `secret`", fetch.config_id));
+                return Err(ResourceError::NoSecret(fetch.config_id.to_owned()));
             }
             if !fetch.params.is_object() {
-                return Err(format!("config {:?}: `params` must be a table", fetch.config_id));
+                return Err(ResourceError::ParamsNotTable(fetch.config_id.to_owned()));
             }
         }
         if let Some(file) = &self.template_file {
             let file = base.join(file);
-            let text = std::fs::read_to_string(&file).map_err(|e| format!("template_file {}: {e}", file.display()))?;
+            let text = std::fs::read_to_string(&file).map_err(|error| ResourceError::TemplateFile {
+                path: file.display().to_string(),
+                error,
+            })?;
             self.template = Some(text);
             self.template_file = Some(file);
         }
-        let template = self.template.as_deref().ok_or("needs `template` or `template_file`")?;
+        let template = self.template.as_deref().ok_or(ResourceError::NoTemplate)?;
         super::render::check_template(&self.template_name(), template)?;
         if self.destination.file_name().is_none() || self.destination.is_dir() {
-            return Err(format!("`destination` {} must name a file", self.destination.display()));
+            return Err(ResourceError::Destination(self.destination.display().to_string()));
         }
         self.file_mode()?;
         if self.reload_timeout_ms == 0 {
-            return Err("`reload_timeout_ms` must be positive".into());
+            return Err(ResourceError::ReloadTimeout);
         }
         if let Backup::Dir(dir) = &self.backup {
             let dir = base.join(dir);
             if !dir.is_dir() {
-                return Err(format!("`backup` directory {} does not exist", dir.display()));
+                return Err(ResourceError::BackupDir(dir.display().to_string()));
             }
             self.backup = Backup::Dir(dir);
         }
         if self.keep_candidate && self.backup == Backup::None {
-            return Err("`keep_candidate` keeps a rejected file where the backups go: set `backup`".into());
+            return Err(ResourceError::KeepCandidate);
         }
         self.owner = Owner::resolve(self.user.as_deref(), self.group.as_deref())?;
         if let Some(exec) = &mut self.exec {
-            exec.prepare(&[self.name.clone()].into())
-                .map_err(|e| format!("[resource.exec]: {e}"))?;
+            exec.prepare(&[self.name.clone()].into()).map_err(ResourceError::Exec)?;
         }
         self.allowed_env = env.to_vec();
         Ok(())
@@ -299,11 +358,11 @@ impl Resource {
     }
 
     /// The destination's permission bits, from the octal `mode`.
-    pub fn file_mode(&self) -> Result<u32, String> {
+    pub fn file_mode(&self) -> Result<u32, ResourceError> {
         u32::from_str_radix(self.mode.trim_start_matches("0o"), 8)
             .ok()
             .filter(|m| *m <= 0o7777)
-            .ok_or_else(|| format!("`mode` {:?} is not an octal file mode", self.mode))
+            .ok_or_else(|| ResourceError::Mode(self.mode.clone()))
     }
 
     /// `reload_timeout_ms` as a duration.

@@ -27,6 +27,20 @@ pub struct Rendered {
     pub changed: bool,
 }
 
+/// An `[exec]` section that cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecError {
+    /// `command` is empty.
+    #[error("`command` must name a program")]
+    NoProgram,
+    /// `reload_signal` is no signal the agent sends.
+    #[error("`reload_signal` {0:?} is not a signal")]
+    UnknownSignal(String),
+    /// `resources` names a resource the file does not have.
+    #[error("`resources` names {0:?}, which is no resource")]
+    UnknownResource(String),
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 /// `[exec]` in `watch.toml`.
@@ -57,16 +71,16 @@ fn default_kill_timeout() -> u64 {
 
 impl Exec {
     /// Checks the section against the resources it names.
-    pub fn prepare(&mut self, names: &HashSet<String>) -> Result<(), String> {
+    pub fn prepare(&mut self, names: &HashSet<String>) -> Result<(), ExecError> {
         if self.command.first().is_none_or(|program| program.is_empty()) {
-            return Err("`command` must name a program".into());
+            return Err(ExecError::NoProgram);
         }
         self.signal = match self.reload_signal.as_str() {
             "" => None,
-            name => Some(signal_number(name).ok_or_else(|| format!("`reload_signal` {name:?} is not a signal"))?),
+            name => Some(signal_number(name).ok_or_else(|| ExecError::UnknownSignal(name.to_owned()))?),
         };
         if let Some(unknown) = self.resources.iter().find(|r| !names.contains(*r)) {
-            return Err(format!("`resources` names {unknown:?}, which is no resource"));
+            return Err(ExecError::UnknownResource(unknown.clone()));
         }
         if self.resources.is_empty() {
             self.resources = names.iter().cloned().collect();
@@ -201,17 +215,25 @@ mod tests {
         let mut ok = exec(&["nginx"], "SIGHUP", &[]);
         ok.prepare(&names).unwrap();
         assert_eq!((ok.signal, ok.resources.len()), (Some(libc::SIGHUP), 2));
-        assert!(exec(&[], "HUP", &[]).prepare(&names).unwrap_err().contains("command"));
+        assert!(
+            exec(&[], "HUP", &[])
+                .prepare(&names)
+                .unwrap_err()
+                .to_string()
+                .contains("command")
+        );
         assert!(
             exec(&["x"], "SIGNOPE", &[])
                 .prepare(&names)
                 .unwrap_err()
+                .to_string()
                 .contains("SIGNOPE")
         );
         assert!(
             exec(&["x"], "USR1", &["c"])
                 .prepare(&names)
                 .unwrap_err()
+                .to_string()
                 .contains("\"c\"")
         );
     }

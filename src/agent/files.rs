@@ -22,11 +22,37 @@ pub enum ApplyError {
     #[error("writing {path}: {error}")]
     Io { path: String, error: std::io::Error },
     #[error("check command failed: {0}")]
-    Check(String),
-    /// The reload failed; the previous file is back (and was reloaded), or
-    /// there was none and the new one was removed.
-    #[error("reload failed, {undone}: {failure}")]
-    Reload { failure: String, undone: &'static str },
+    Check(CommandError),
+    /// The reload failed; the previous file is back (and was reloaded, or
+    /// `again` says how that failed too), or there was none and the new one
+    /// was removed.
+    #[error(
+        "reload failed, {undone}: {failure}{}",
+        .again.as_ref().map(|a| format!("; reloading the restored file failed too: {a}")).unwrap_or_default()
+    )]
+    Reload {
+        failure: CommandError,
+        again: Option<Box<CommandError>>,
+        undone: &'static str,
+    },
+}
+
+/// Why a check or reload command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("`{command}` did not start: {error}")]
+    Start { command: String, error: std::io::Error },
+    #[error("`{command}` ran past {limit:?} and was killed")]
+    Overran { command: String, limit: Duration },
+    #[error("`{command}`: {error}")]
+    Wait { command: String, error: std::io::Error },
+    /// It exited unsuccessfully; `stderr` is what it wrote there, trimmed.
+    #[error("`{command}` exited with {status}: {stderr}")]
+    Failed {
+        command: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -125,20 +151,19 @@ impl Target<'_> {
         let Some(previous) = previous else {
             std::fs::remove_file(self.destination).map_err(|e| io(self.destination, e))?;
             let undone = "there was no previous file, so the new one was removed";
-            return Err(ApplyError::Reload { failure, undone });
+            return Err(ApplyError::Reload {
+                failure,
+                again: None,
+                undone,
+            });
         };
         let restoring = self.hidden(".vane-restore");
         write_synced(&restoring, &previous, self.mode, self.owner)?;
         replace(&restoring, self.destination)?;
-        if let Err(again) = run(reload, None, self.reload_timeout).await {
-            let failure = format!("{failure}; reloading the restored file failed too: {again}");
-            return Err(ApplyError::Reload {
-                failure,
-                undone: "previous file restored",
-            });
-        }
+        let again = run(reload, None, self.reload_timeout).await.err().map(Box::new);
         Err(ApplyError::Reload {
             failure,
+            again,
             undone: "previous file restored",
         })
     }
@@ -181,7 +206,7 @@ fn replace(from: &Path, to: &Path) -> Result<(), ApplyError> {
 }
 
 /// Runs `command` with `sh -c`, killed after `limit`.
-async fn run(command: &str, candidate: Option<&Path>, limit: Duration) -> Result<(), String> {
+async fn run(command: &str, candidate: Option<&Path>, limit: Duration) -> Result<(), CommandError> {
     let mut child = Command::new("sh");
     child
         .arg("-c")
@@ -193,15 +218,20 @@ async fn run(command: &str, candidate: Option<&Path>, limit: Duration) -> Result
     if let Some(candidate) = candidate {
         child.env("VANE_CANDIDATE", candidate);
     }
-    let child = child.spawn().map_err(|e| format!("`{command}` did not start: {e}"))?;
+    let command = command.to_owned();
+    let child = match child.spawn() {
+        Ok(child) => child,
+        Err(error) => return Err(CommandError::Start { command, error }),
+    };
     match tokio::time::timeout(limit, child.wait_with_output()).await {
-        Err(_) => Err(format!("`{command}` ran past {limit:?} and was killed")),
-        Ok(Err(e)) => Err(format!("`{command}`: {e}")),
+        Err(_) => Err(CommandError::Overran { command, limit }),
+        Ok(Err(error)) => Err(CommandError::Wait { command, error }),
         Ok(Ok(output)) if output.status.success() => Ok(()),
-        Ok(Ok(output)) => {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            Err(format!("`{command}` exited with {}: {}", output.status, stderr.trim()))
-        }
+        Ok(Ok(output)) => Err(CommandError::Failed {
+            command,
+            status: output.status,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        }),
     }
 }
 

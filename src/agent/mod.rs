@@ -71,7 +71,7 @@ pub async fn once(config: AgentConfig) -> bool {
         let name = resource.name.clone();
         let mut watcher = Watcher::new(resource, counters.clone());
         if let Err(e) = watcher.check_subscriptions().await {
-            tracing::error!(resource = name, error = e, "not rendered");
+            tracing::error!(resource = name, error = %e, "not rendered");
             ok = false;
             continue;
         }

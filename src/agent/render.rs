@@ -4,6 +4,18 @@
 use minijinja::syntax::SyntaxConfig;
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
 
+/// A template that does not compile or render: where, and what went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("template {name}{}: {what}", .line.map(|l| format!(", line {l}")).unwrap_or_default())]
+pub struct TemplateError {
+    /// The template (its file, or the resource).
+    pub name: String,
+    /// The line, when the engine knows it.
+    pub line: Option<usize>,
+    /// What is wrong, naming the expression at fault.
+    pub what: String,
+}
+
 /// What one render sees.
 pub struct Inputs<'a> {
     /// Names the template in errors (its file, or the resource).
@@ -23,7 +35,7 @@ pub struct Inputs<'a> {
 
 /// Fails on template syntax errors, so a bad template stops the agent at
 /// start (or a SIGHUP changes nothing) rather than failing at the first change.
-pub fn check_template(name: &str, template: &str) -> Result<(), String> {
+pub fn check_template(name: &str, template: &str) -> Result<(), TemplateError> {
     environment(&[])
         .template_from_named_str(name, template)
         .map(|_| ())
@@ -33,7 +45,7 @@ pub fn check_template(name: &str, template: &str) -> Result<(), String> {
 /// Renders the template. Undefined names are errors, so a version missing a
 /// field never renders a half-empty file; the error names the template,
 /// the line and what was missing.
-pub fn render(inputs: &Inputs<'_>) -> Result<String, String> {
+pub fn render(inputs: &Inputs<'_>) -> Result<String, TemplateError> {
     let mut context: Vec<(String, Value)> = Vec::new();
     let mut top = |object: &serde_json::Value| {
         if let serde_json::Value::Object(map) = object {
@@ -55,8 +67,7 @@ pub fn render(inputs: &Inputs<'_>) -> Result<String, String> {
 }
 
 /// "template <name>, line <n>: <what>", naming the undefined expression.
-fn describe(error: &Error, name: &str, template: &str) -> String {
-    let line = error.line().map(|l| format!(", line {l}")).unwrap_or_default();
+fn describe(error: &Error, name: &str, template: &str) -> TemplateError {
     let expression = error
         .range()
         .and_then(|range| template.get(range))
@@ -71,7 +82,11 @@ fn describe(error: &Error, name: &str, template: &str) -> String {
             (None, None) => error.kind().to_string(),
         },
     };
-    format!("template {name}{line}: {what}")
+    TemplateError {
+        name: name.to_owned(),
+        line: error.line(),
+        what,
+    }
 }
 
 /// By hand rather than through serde: serde_json numbers may serialize as a
@@ -137,13 +152,17 @@ mod tests {
 
     #[test]
     fn errors_name_the_template_the_line_and_what_is_missing() {
-        let err = render(&inputs("ok\n{{ servers }}", &json!({}))).unwrap_err();
+        let err = render(&inputs("ok\n{{ servers }}", &json!({})))
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("template upstreams.tmpl, line 2:"), "{err}");
         assert!(err.contains("`servers`"), "{err}");
-        let err = render(&inputs("{% for s in sevrers %}{{ s }}{% endfor %}", &json!({}))).unwrap_err();
+        let err = render(&inputs("{% for s in sevrers %}{{ s }}{% endfor %}", &json!({})))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("sevrers") && err.contains("line 1"), "{err}");
         assert!(render(&inputs("{{ port + 1 }}", &json!({"port": "x"}))).is_err());
-        let err = check_template("t.tmpl", "a\n{% for %}").unwrap_err();
+        let err = check_template("t.tmpl", "a\n{% for %}").unwrap_err().to_string();
         assert!(err.contains("template t.tmpl, line 2"), "{err}");
     }
 
@@ -184,7 +203,9 @@ mod tests {
             render(&with("{{ env('VANE_RENDER_TEST_UNSET') | default('x') }}")).unwrap(),
             "x"
         );
-        let err = render(&with("{{ env('VANE_RENDER_TEST_SECRET') }}")).unwrap_err();
+        let err = render(&with("{{ env('VANE_RENDER_TEST_SECRET') }}"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not allowed") && !err.contains("hidden"), "{err}");
     }
 }

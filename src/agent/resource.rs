@@ -46,6 +46,54 @@ pub enum PassError {
     },
 }
 
+/// Why subscribing to a resource's configs failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SubscribeError {
+    /// The socket failed (its text names the causes).
+    #[error("{}", chain(.0))]
+    Socket(#[from] tokio_tungstenite::tungstenite::Error),
+    /// Vane closed the socket before taking every subscription.
+    #[error("vane closed the connection")]
+    Closed,
+    /// Vane sent what is not JSON.
+    #[error("{0}")]
+    Unreadable(#[from] serde_json::Error),
+    /// Vane refused a subscription; `message` is its word, as JSON.
+    #[error("vane refused the subscription to {config_id}: {message}")]
+    Refused {
+        /// The config refused.
+        config_id: String,
+        /// What Vane said.
+        message: Value,
+    },
+    /// Vane took too long to answer the subscriptions.
+    #[error("vane did not answer the subscription in time")]
+    TimedOut,
+}
+
+/// Why fetching a config's result failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// No answer, or one that is not a result (with its causes).
+    #[error("fetching {config_id}: {}", chain(.error))]
+    Http {
+        /// The config.
+        config_id: String,
+        /// What failed.
+        error: reqwest::Error,
+    },
+    /// Vane refused; `text` is its answer's body.
+    #[error("fetching {config_id}: {status}: {text}")]
+    Refused {
+        /// The config.
+        config_id: String,
+        /// The answer's status.
+        status: reqwest::StatusCode,
+        /// The answer's body.
+        text: String,
+    },
+}
+
 /// Why the watch of a resource stopped for good.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
@@ -173,7 +221,7 @@ impl Watcher {
         let mut socket = match self.subscribe().await {
             Ok(socket) => socket,
             Err(e) => {
-                ended.reason = e;
+                ended.reason = e.to_string();
                 return ended;
             }
         };
@@ -230,17 +278,16 @@ impl Watcher {
 
     async fn subscribe(
         &self,
-    ) -> Result<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>, String>
-    {
+    ) -> Result<
+        tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+        SubscribeError,
+    > {
         let url = format!("{}/api/v1/subscribe", self.resource.server.replacen("http", "ws", 1));
-        let (mut socket, _) = connect_async(&url).await.map_err(|e| chain(&e))?;
+        let (mut socket, _) = connect_async(&url).await?;
         for fetch in self.resource.fetches() {
             let subscribe = json!({"type": "subscribe", "config_id": fetch.config_id,
                                    "secret": fetch.secret, "revision": self.applied.get(fetch.config_id)});
-            socket
-                .send(Message::text(subscribe.to_string()))
-                .await
-                .map_err(|e| chain(&e))?;
+            socket.send(Message::text(subscribe.to_string())).await?;
         }
         tracing::info!(resource = self.resource.name, revisions = ?self.applied, "subscribing");
         Ok(socket)
@@ -248,26 +295,26 @@ impl Watcher {
 
     /// Subscribes once, to learn whether Vane takes the secrets (the fetch
     /// route needs none, so `--once` would not notice a wrong one).
-    pub async fn check_subscriptions(&self) -> Result<(), String> {
+    pub async fn check_subscriptions(&self) -> Result<(), SubscribeError> {
         let checked = async {
             let mut socket = self.subscribe().await?;
             let mut waiting: HashSet<&str> = self.resource.fetches().iter().map(|f| f.config_id).collect();
             while !waiting.is_empty() {
-                let frame = socket.next().await.ok_or("vane closed the connection")?;
-                let Message::Text(text) = frame.map_err(|e| chain(&e))? else {
+                let frame = socket.next().await.ok_or(SubscribeError::Closed)?;
+                let Message::Text(text) = frame? else {
                     continue;
                 };
-                let message: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+                let mut message: Value = serde_json::from_str(&text)?;
                 let config_id = message["config_id"].as_str().unwrap_or_default();
                 match message["type"].as_str() {
                     Some("subscribed") => {
                         waiting.remove(config_id);
                     }
                     Some("error") => {
-                        return Err(format!(
-                            "vane refused the subscription to {config_id}: {}",
-                            message["message"]
-                        ));
+                        return Err(SubscribeError::Refused {
+                            config_id: config_id.to_owned(),
+                            message: message["message"].take(),
+                        });
                     }
                     _ => {}
                 }
@@ -276,7 +323,7 @@ impl Watcher {
         };
         tokio::time::timeout(HTTP_LIMIT, checked)
             .await
-            .unwrap_or_else(|_| Err("vane did not answer the subscription in time".into()))
+            .unwrap_or(Err(SubscribeError::TimedOut))
     }
 
     /// Applies once, reporting a failure that is the version's fault; a
@@ -330,7 +377,10 @@ impl Watcher {
     async fn render(&self) -> Result<(String, Vec<(String, Evaluated)>), PassError> {
         let mut fetched = Vec::new();
         for fetch in self.resource.fetches() {
-            let evaluated = self.fetch(&fetch).await.map_err(PassError::Transient)?;
+            let evaluated = self
+                .fetch(&fetch)
+                .await
+                .map_err(|e| PassError::Transient(e.to_string()))?;
             fetched.push((fetch.name.map(str::to_owned), fetch.config_id.to_owned(), evaluated));
         }
         let own = fetched.iter().find(|(name, ..)| name.is_none());
@@ -349,9 +399,9 @@ impl Watcher {
         };
         // The template is the operator's: a name it uses that the output
         // lacks, or an unknown filter, is not evidence against the version.
-        let content = render(&inputs).map_err(|message| PassError::Version {
+        let content = render(&inputs).map_err(|error| PassError::Version {
             code_id: blamed(&fetched),
-            message,
+            message: error.to_string(),
             report: Some(ReportKind::Render),
         })?;
         let revisions = fetched.into_iter().map(|(_, id, e)| (id, e)).collect();
@@ -412,15 +462,22 @@ impl Watcher {
         Ok(())
     }
 
-    async fn fetch(&self, fetch: &Fetch<'_>) -> Result<Evaluated, String> {
+    async fn fetch(&self, fetch: &Fetch<'_>) -> Result<Evaluated, FetchError> {
         let url = format!("{}/api/v1/configs/{}/evaluate", self.resource.server, fetch.config_id);
         let body = json!({"meta": self.resource.meta, "params": fetch.params});
-        let failed = |e: reqwest::Error| format!("fetching {}: {}", fetch.config_id, chain(&e));
+        let failed = |error| FetchError::Http {
+            config_id: fetch.config_id.to_owned(),
+            error,
+        };
         let response = self.http.post(url).json(&body).send().await.map_err(failed)?;
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
-            return Err(format!("fetching {}: {status}: {text}", fetch.config_id));
+            return Err(FetchError::Refused {
+                config_id: fetch.config_id.to_owned(),
+                status,
+                text,
+            });
         }
         response.json().await.map_err(failed)
     }

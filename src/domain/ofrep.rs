@@ -136,14 +136,17 @@ impl Reason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pattern(Vec<String>);
 
+/// A pattern no config id could match, as it was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("config pattern `{0}` must be 1 to 128 letters, digits, `-`, `_`, `.` or `*`")]
+pub struct PatternError(pub String);
+
 impl Pattern {
     /// Refuses a pattern no config id could match, naming it.
-    pub fn new(text: &str) -> Result<Self, String> {
+    pub fn new(text: &str) -> Result<Self, PatternError> {
         let valid = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'*');
         if text.is_empty() || text.len() > 128 || !text.bytes().all(valid) {
-            return Err(format!(
-                "config pattern `{text}` must be 1 to 128 letters, digits, `-`, `_`, `.` or `*`"
-            ));
+            return Err(PatternError(text.to_owned()));
         }
         Ok(Self(text.split('*').map(str::to_owned).collect()))
     }
@@ -174,7 +177,7 @@ pub struct Scope(Vec<Pattern>);
 
 impl Scope {
     /// From settings entries, already validated.
-    pub fn new(patterns: &[String]) -> Result<Self, String> {
+    pub fn new(patterns: &[String]) -> Result<Self, PatternError> {
         patterns
             .iter()
             .map(|p| Pattern::new(p))
@@ -254,7 +257,7 @@ mod tests {
             assert_eq!(Pattern::new(pattern).unwrap().matches(id), expect, "{pattern} {id}");
         }
         assert!(Pattern::new("").is_err());
-        assert!(Pattern::new("a b").unwrap_err().contains("`a b`"));
+        assert!(Pattern::new("a b").unwrap_err().to_string().contains("`a b`"));
         let scope = Scope::new(&["app-*".into(), "banner".into()]).unwrap();
         assert!(scope.covers("banner") && scope.covers("app-x") && !scope.covers("other"));
     }

@@ -17,6 +17,52 @@ use starlark::values::{Heap, Value, ValueLike};
 /// Deeper than this is taken for a structure that holds itself.
 const MAX_DEPTH: usize = 256;
 
+/// Why a value cannot be written as JSON, and where in it.
+#[derive(Debug, thiserror::Error)]
+enum EncodeError {
+    #[error("cycle in JSON structure")]
+    Cycle,
+    /// A NaN or infinity, as Starlark prints it.
+    #[error("cannot encode non-finite float {0}")]
+    NonFinite(String),
+    /// A dict key that is not a string, by its type.
+    #[error("dict has {0} key, want string")]
+    DictKey(String),
+    /// A value of a type JSON has no form for.
+    #[error("cannot encode {0} as JSON")]
+    Unsupported(String),
+    /// The problem with an item, and where the item is.
+    #[error("{at}: {inner}")]
+    Inside { at: Place, inner: Box<EncodeError> },
+}
+
+/// Where an item sits in its container.
+#[derive(Debug)]
+enum Place {
+    Key(String),
+    Field(String),
+    Index(&'static str, usize),
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Key(key) => write!(f, "in dict key \"{key}\""),
+            Self::Field(name) => write!(f, "in field .{name}"),
+            Self::Index(kind, i) => write!(f, "at {kind} index {i}"),
+        }
+    }
+}
+
+impl EncodeError {
+    fn inside(at: Place) -> impl FnOnce(Self) -> Self {
+        move |inner| Self::Inside {
+            at,
+            inner: Box::new(inner),
+        }
+    }
+}
+
 #[starlark_module]
 pub fn original_json(globals: &mut GlobalsBuilder) {
     fn encode(#[starlark(require = pos)] x: Value) -> anyhow::Result<String> {
@@ -49,9 +95,9 @@ pub fn original_json(globals: &mut GlobalsBuilder) {
     }
 }
 
-fn write(value: Value, depth: usize, out: &mut String) -> Result<(), String> {
+fn write(value: Value, depth: usize, out: &mut String) -> Result<(), EncodeError> {
     if depth > MAX_DEPTH {
-        return Err("cycle in JSON structure".into());
+        return Err(EncodeError::Cycle);
     }
     if value.is_none() {
         out.push_str("null");
@@ -61,7 +107,7 @@ fn write(value: Value, depth: usize, out: &mut String) -> Result<(), String> {
         quote(text, out);
     } else if let Some(float) = value.downcast_ref::<StarlarkFloat>() {
         if !float.0.is_finite() {
-            return Err(format!("cannot encode non-finite float {}", value.to_repr()));
+            return Err(EncodeError::NonFinite(value.to_repr()));
         }
         out.push_str(&go_float(float.0));
     } else if value.get_type() == "int" {
@@ -71,7 +117,7 @@ fn write(value: Value, depth: usize, out: &mut String) -> Result<(), String> {
         for (key, item) in dict.iter() {
             let key = key
                 .unpack_str()
-                .ok_or_else(|| format!("dict has {} key, want string", key.get_type()))?;
+                .ok_or_else(|| EncodeError::DictKey(key.get_type().to_owned()))?;
             items.push((key, item));
         }
         items.sort_by(|a, b| a.0.cmp(b.0));
@@ -82,7 +128,7 @@ fn write(value: Value, depth: usize, out: &mut String) -> Result<(), String> {
             }
             quote(key, out);
             out.push(':');
-            write(item, depth + 1, out).map_err(|e| format!("in dict key \"{key}\": {e}"))?;
+            write(item, depth + 1, out).map_err(EncodeError::inside(Place::Key(key.to_owned())))?;
         }
         out.push('}');
     } else if let Some(items) = ListRef::from_value(value).map(|l| l.iter().collect::<Vec<_>>()) {
@@ -99,22 +145,22 @@ fn write(value: Value, depth: usize, out: &mut String) -> Result<(), String> {
             }
             quote(name.as_str(), out);
             out.push(':');
-            write(item, depth + 1, out).map_err(|e| format!("in field .{}: {e}", name.as_str()))?;
+            write(item, depth + 1, out).map_err(EncodeError::inside(Place::Field(name.as_str().to_owned())))?;
         }
         out.push('}');
     } else {
-        return Err(format!("cannot encode {} as JSON", value.get_type()));
+        return Err(EncodeError::Unsupported(value.get_type().to_owned()));
     }
     Ok(())
 }
 
-fn array(items: &[Value], kind: &str, depth: usize, out: &mut String) -> Result<(), String> {
+fn array(items: &[Value], kind: &'static str, depth: usize, out: &mut String) -> Result<(), EncodeError> {
     out.push('[');
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        write(*item, depth + 1, out).map_err(|e| format!("at {kind} index {i}: {e}"))?;
+        write(*item, depth + 1, out).map_err(EncodeError::inside(Place::Index(kind, i)))?;
     }
     out.push(']');
     Ok(())
@@ -192,8 +238,8 @@ fn quote(text: &str, out: &mut String) {
 /// As Go's `json.Indent`: the same tokens, one element per line, each line
 /// after the first starting with `prefix` and `indent` once per level; an
 /// empty array or object stays on one line.
-fn reindent(text: &str, prefix: &str, indent: &str) -> Result<String, String> {
-    serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| e.to_string())?;
+fn reindent(text: &str, prefix: &str, indent: &str) -> Result<String, serde_json::Error> {
+    serde_json::from_str::<serde::de::IgnoredAny>(text)?;
     let mut out = String::with_capacity(text.len() * 2);
     let mut depth = 0usize;
     let mut in_string = false;

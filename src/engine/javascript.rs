@@ -1,7 +1,7 @@
 //! JavaScript on boa: one long-lived Context per worker whose globals and
 //! built-in prototypes are frozen after set-up, so a request can leave nothing
 //! behind for the next. A version's source becomes the body of a function that
-//! is created afresh by every run of its cached script, so even properties set
+//! is created anew by every run of its cached script, so even properties set
 //! on the function itself do not survive.
 //!
 //! boa has no interrupt: the script runs with an instruction budget and is

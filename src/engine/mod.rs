@@ -1,5 +1,5 @@
 //! Interpreters behind one small trait, the frame protocol between an Evaluator
-//! and its worker process, and the worker's loop. No actors, no HTTP.
+//! and its worker, and the worker process's loop. No actors, no HTTP.
 
 pub mod folding;
 mod go_json;

@@ -1,5 +1,6 @@
-//! What an Evaluator and its worker process say to each other over the pipe:
-//! frames of a 4-byte big-endian length followed by that many bytes of JSON.
+//! What an Evaluator and its worker (a process, or a thread) say to each
+//! other: frames of a 4-byte big-endian length followed by that many bytes
+//! of JSON.
 
 use std::borrow::Cow;
 
@@ -20,14 +21,19 @@ const MAX_FRAME: usize = 64 << 20;
 // before decoding it (12% of a worker's time under load).
 #[serde(rename_all = "snake_case")]
 pub enum Request<'a> {
-    /// Runs a version; `fresh` drops its compiled code first. The source is
-    /// left out once the worker has the code; it answers `NeedSource` if it
-    /// has not (after an eviction, or a parent that guessed wrong).
+    /// Runs a version's code, or a playground's source. The source is left
+    /// out once the worker has the code; it answers `NeedSource` if it has
+    /// not (after an eviction, or a parent that guessed wrong).
     Run {
         /// The version's code id, the key of the compiled-code cache.
         code_id: Cow<'a, str>,
-        /// Drop the compiled code first (a restarted job).
-        fresh: bool,
+        /// Compile `source` even if code is cached under `code_id`, replacing
+        /// it: every playground run shares one id and brings its own source.
+        /// A version's code id always names the same source, so never for
+        /// one. (Named `fresh` before; a server of that release may start
+        /// this binary as its worker.)
+        #[serde(alias = "fresh")]
+        recompile: bool,
         /// The version's language.
         lang: Lang,
         #[serde(default, skip_serializing_if = "Option::is_none")]

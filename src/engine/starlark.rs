@@ -1,5 +1,5 @@
 //! Starlark: a version's source becomes the body of `def run(p)`, compiled once
-//! into a frozen module; each call gets a fresh heap, so nothing leaks between
+//! into a frozen module; each call gets a new heap, so nothing leaks between
 //! requests.
 
 use std::cell::{Cell, RefCell};

@@ -105,14 +105,14 @@ fn handle(engines: &mut Engines, request: Request) -> Response {
     let result = match request {
         Request::Run {
             code_id,
-            fresh,
+            recompile,
             lang,
             source,
             params,
             limits,
         } => {
             let engine = engines.get(lang);
-            if fresh {
+            if recompile {
                 engine.forget(&code_id);
             }
             let params = match params.value() {
@@ -173,9 +173,13 @@ mod tests {
     use std::borrow::Cow;
 
     fn run(engines: &mut Engines, source: Option<&str>) -> Response {
+        run_as(engines, source, false)
+    }
+
+    fn run_as(engines: &mut Engines, source: Option<&str>, recompile: bool) -> Response {
         let request = Request::Run {
             code_id: "c1".into(),
-            fresh: false,
+            recompile,
             lang: Lang::Starlark,
             source: source.map(Cow::Borrowed),
             params: Params::Value(Cow::Owned(serde_json::json!({"n": 2}))),
@@ -192,5 +196,21 @@ mod tests {
         assert!(matches!(run(&mut engines, None), Response::NeedSource));
         assert!(matches!(run(&mut engines, Some("return p['n'] * 3")), Response::Ok(v) if v.get() == "6"));
         assert!(matches!(run(&mut engines, None), Response::Ok(v) if v.get() == "6"));
+    }
+
+    #[test]
+    fn recompile_replaces_the_code_held_under_the_id() {
+        let mut engines = Engines::new(4);
+        let answers = |r: Response, want: &str| matches!(r, Response::Ok(v) if v.get() == want);
+        assert!(answers(run(&mut engines, Some("return p['n'] * 3")), "6"));
+        // The id is held: its source is not compiled again unless asked.
+        assert!(answers(run(&mut engines, Some("return p['n'] * 5")), "6"));
+        assert!(answers(run_as(&mut engines, Some("return p['n'] * 5"), true), "10"));
+        // A frame from a server that still calls the flag `fresh`.
+        let old = br#"{"run":{"code_id":"c1","fresh":true,"lang":"starlark","source":"return p['n'] * 7",
+            "params":{"n":2},"limits":{"deadline_ms":10000,"heap_bytes":268435456,"max_callstack":50,
+            "max_output_bytes":1048576,"max_output_depth":64}}}"#;
+        let (frame, _) = handle_frame(&mut engines, old);
+        assert!(answers(serde_json::from_slice(&frame).unwrap(), "14"));
     }
 }

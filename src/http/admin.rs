@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::auth::Operator;
+use super::codes::ErrorCode;
 use super::error::ApiError;
 use super::extract::Body;
 use crate::domain::change::Change;
@@ -244,7 +245,7 @@ async fn set_gray(
         .ok()
         .filter(|p| *p <= 100)
         .ok_or_else(|| ApiError::Unprocessable {
-            code: "invalid",
+            code: ErrorCode::Invalid,
             message: format!("percentage must be 0 to 100, got {}", body.percentage),
         })?;
     let change = Change::Gray {

@@ -8,6 +8,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
 
+use super::codes::ErrorCode;
 use super::error::ApiError;
 use crate::secrets;
 use crate::settings::admin_token_parts;
@@ -87,7 +88,7 @@ pub fn secret_header(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> 
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::bad_request("missing_secret", "missing `Secret` header"))
+        .ok_or_else(|| ApiError::bad_request(ErrorCode::MissingSecret, "missing `Secret` header"))
 }
 
 /// Missing is a bad request, wrong is forbidden, as the original answered;
@@ -96,6 +97,6 @@ pub fn check_secret(headers: &axum::http::HeaderMap, expected: &str) -> Result<(
     if secrets::equal(expected, secret_header(headers)?) {
         Ok(())
     } else {
-        Err(ApiError::forbidden("wrong_secret", "wrong secret"))
+        Err(ApiError::forbidden(ErrorCode::WrongSecret, "wrong secret"))
     }
 }

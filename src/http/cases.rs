@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::AppState;
 use super::auth::check_secret;
+use super::codes::ErrorCode;
 use super::error::{ApiError, CompatError};
 use super::extract::Body;
 use crate::domain::Meta;
@@ -150,7 +151,7 @@ async fn compat_run(
     let result = app.releases.run_test(&test_id).await?;
     let Some(actual) = &result.actual else {
         let message = result.error.unwrap_or_else(|| "execution failed".into());
-        return Err(ApiError::bad_request("execution_error", message).into());
+        return Err(ApiError::bad_request(ErrorCode::ExecutionError, message).into());
     };
     let message = if result.passed {
         "success".to_owned()

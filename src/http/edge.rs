@@ -9,6 +9,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::codes::{ErrorCode, OfrepErrorCode};
 use super::error::{ApiError, CompatError};
 
 /// The original service's path prefixes (`server.original_routes`).
@@ -27,7 +28,7 @@ fn shaped(path: &str, error: ApiError) -> Response {
         let status = error.status();
         let details = error.public_message();
         let body = match status {
-            StatusCode::BAD_REQUEST => json!({"errorCode": "PARSE_ERROR", "errorDetails": details}),
+            StatusCode::BAD_REQUEST => json!({"errorCode": OfrepErrorCode::ParseError, "errorDetails": details}),
             _ => json!({"errorDetails": details}),
         };
         return (status, axum::Json(body)).into_response();
@@ -70,11 +71,11 @@ pub async fn json_rejections(request: Request, next: Next) -> Response {
         Err(_) => String::new(),
     };
     let code = if text.starts_with("Failed to deserialize query string") {
-        "invalid_query"
+        ErrorCode::InvalidQuery
     } else if text.starts_with("Invalid URL") || text.contains("path") {
-        "invalid_path"
+        ErrorCode::InvalidPath
     } else {
-        "bad_request"
+        ErrorCode::BadRequest
     };
     shaped(&path, ApiError::bad_request(code, text))
 }
@@ -89,7 +90,7 @@ pub async fn no_route(uri: axum::http::Uri) -> Response {
 /// `Allow` header axum names the methods in.
 pub async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> Response {
     let message = format!("{} does not take {method}", uri.path());
-    let mut response = shaped(uri.path(), ApiError::bad_request("method_not_allowed", message));
+    let mut response = shaped(uri.path(), ApiError::bad_request(ErrorCode::MethodNotAllowed, message));
     *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
     response
 }

@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::codes::ErrorCode;
 use crate::actors::CallError;
 use crate::actors::config_cache::ResolveError;
 use crate::actors::evaluator::EvalError;
@@ -22,7 +23,7 @@ pub enum ApiError {
     #[error("{message}")]
     BadRequest {
         /// The stable machine-readable code.
-        code: &'static str,
+        code: ErrorCode,
         /// What is wrong, for a person.
         message: String,
     },
@@ -33,7 +34,7 @@ pub enum ApiError {
     #[error("{message}")]
     Forbidden {
         /// The stable machine-readable code.
-        code: &'static str,
+        code: ErrorCode,
         /// What is wrong, for a person.
         message: String,
     },
@@ -70,7 +71,7 @@ pub enum ApiError {
     #[error("{message}")]
     Unprocessable {
         /// The stable machine-readable code.
-        code: &'static str,
+        code: ErrorCode,
         /// What is wrong, for a person.
         message: String,
     },
@@ -96,7 +97,7 @@ pub enum ApiError {
 
 impl ApiError {
     /// 400 with a code and message.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::BadRequest {
             code,
             message: message.into(),
@@ -104,7 +105,7 @@ impl ApiError {
     }
 
     /// 422 with a code and message.
-    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn unprocessable(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::Unprocessable {
             code,
             message: message.into(),
@@ -112,7 +113,7 @@ impl ApiError {
     }
 
     /// 403 with a code and message.
-    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn forbidden(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::Forbidden {
             code,
             message: message.into(),
@@ -137,19 +138,19 @@ impl ApiError {
     }
 
     /// The stable machine-readable code in the error body.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::BadRequest { code, .. } | Self::Forbidden { code, .. } | Self::Unprocessable { code, .. } => code,
-            Self::Unauthorized(_) => "unauthorized",
-            Self::NotFound(_) => "not_found",
-            Self::Conflict(_) => "conflict",
-            Self::TestsFailed { .. } => "tests_failed",
-            Self::PayloadTooLarge(_) => "payload_too_large",
-            Self::BodyTimeout(_) => "body_timeout",
-            Self::TooManyRequests { .. } => "too_many_requests",
-            Self::Overloaded(_) => "overloaded",
-            Self::Unavailable(_) | Self::Down { .. } => "unavailable",
-            Self::Internal(_) => "internal",
+            Self::BadRequest { code, .. } | Self::Forbidden { code, .. } | Self::Unprocessable { code, .. } => *code,
+            Self::Unauthorized(_) => ErrorCode::Unauthorized,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::Conflict(_) => ErrorCode::Conflict,
+            Self::TestsFailed { .. } => ErrorCode::TestsFailed,
+            Self::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
+            Self::BodyTimeout(_) => ErrorCode::BodyTimeout,
+            Self::TooManyRequests { .. } => ErrorCode::TooManyRequests,
+            Self::Overloaded(_) => ErrorCode::Overloaded,
+            Self::Unavailable(_) | Self::Down { .. } => ErrorCode::Unavailable,
+            Self::Internal(_) => ErrorCode::Internal,
         }
     }
 
@@ -235,11 +236,11 @@ impl From<Refusal> for ApiError {
         let message = r.to_string();
         match r {
             Refusal::UnknownConfig(_) => Self::NotFound(message),
-            Refusal::Inactive(_) => Self::forbidden("config_inactive", message),
-            Refusal::Broken(_) => Self::forbidden("version_broken", message),
+            Refusal::Inactive(_) => Self::forbidden(ErrorCode::ConfigInactive, message),
+            Refusal::Broken(_) => Self::forbidden(ErrorCode::VersionBroken, message),
             // Nothing released to answer with (the original route turns 404 into 400).
             Refusal::NoRelease(_) => Self::NotFound(message),
-            Refusal::RulesReject(_) => Self::bad_request("rules_reject", message),
+            Refusal::RulesReject(_) => Self::bad_request(ErrorCode::RulesReject, message),
         }
     }
 }
@@ -261,9 +262,9 @@ impl From<EvalError> for ApiError {
         let message = e.to_string();
         match e {
             EvalError::Engine(engine) => Self::bad_request(engine_code(&engine), message),
-            EvalError::Params(_) => Self::bad_request("invalid_params", message),
-            EvalError::Killed { .. } => Self::bad_request("deadline_exceeded", message),
-            EvalError::Crashed(_) => Self::bad_request("sandbox_crashed", message),
+            EvalError::Params(_) => Self::bad_request(ErrorCode::InvalidParams, message),
+            EvalError::Killed { .. } => Self::bad_request(ErrorCode::DeadlineExceeded, message),
+            EvalError::Crashed(_) => Self::bad_request(ErrorCode::SandboxCrashed, message),
             EvalError::Overloaded | EvalError::Expired => Self::Overloaded(message),
             EvalError::Unavailable(detail) => Self::Down {
                 what: "evaluator",
@@ -274,15 +275,15 @@ impl From<EvalError> for ApiError {
     }
 }
 
-fn engine_code(e: &EngineError) -> &'static str {
+fn engine_code(e: &EngineError) -> ErrorCode {
     match e {
-        EngineError::Compile { .. } => "compile_error",
-        EngineError::Runtime { .. } => "execution_error",
-        EngineError::Deadline { .. } => "deadline_exceeded",
-        EngineError::Memory { .. } => "memory_limit",
-        EngineError::Recursion { .. } => "recursion_limit",
-        EngineError::OutputSize { .. } => "output_too_large",
-        EngineError::OutputDepth { .. } => "output_too_deep",
+        EngineError::Compile { .. } => ErrorCode::CompileError,
+        EngineError::Runtime { .. } => ErrorCode::ExecutionError,
+        EngineError::Deadline { .. } => ErrorCode::DeadlineExceeded,
+        EngineError::Memory { .. } => ErrorCode::MemoryLimit,
+        EngineError::Recursion { .. } => ErrorCode::RecursionLimit,
+        EngineError::OutputSize { .. } => ErrorCode::OutputTooLarge,
+        EngineError::OutputDepth { .. } => ErrorCode::OutputTooDeep,
     }
 }
 
@@ -295,11 +296,11 @@ impl From<StoreError> for ApiError {
             | StoreError::NoRollbackTarget { .. }
             | StoreError::RollbackTargetBroken { .. }
             | StoreError::PlanState { .. } => Self::Conflict(message),
-            StoreError::Percentage(_) => Self::unprocessable("invalid", message),
+            StoreError::Percentage(_) => Self::unprocessable(ErrorCode::Invalid, message),
             // The database's own words describe its internals: logged, not sent.
             StoreError::Refused(detail) => {
                 tracing::warn!(error = %detail, "the store refused a value");
-                Self::unprocessable("invalid", "the store refused a value in the request")
+                Self::unprocessable(ErrorCode::Invalid, "the store refused a value in the request")
             }
             // Driver messages describe internals; the client learns only that it failed.
             StoreError::Unavailable(detail) => Self::Down { what: "store", detail },
@@ -314,15 +315,15 @@ impl From<ReleaseError> for ApiError {
         let message = e.to_string();
         match e {
             // An id is part of the request, not an upload: 400, naming the rule.
-            ReleaseError::ConfigId(_) => Self::bad_request("invalid_config_id", message),
-            ReleaseError::TestParams => Self::unprocessable("invalid", message),
-            ReleaseError::Rule(_) => Self::unprocessable("invalid_rules", message),
-            ReleaseError::Schema(_) => Self::unprocessable("invalid_params_schema", message),
+            ReleaseError::ConfigId(_) => Self::bad_request(ErrorCode::InvalidConfigId, message),
+            ReleaseError::TestParams => Self::unprocessable(ErrorCode::Invalid, message),
+            ReleaseError::Rule(_) => Self::unprocessable(ErrorCode::InvalidRules, message),
+            ReleaseError::Schema(_) => Self::unprocessable(ErrorCode::InvalidParamsSchema, message),
             ReleaseError::Eval(EvalError::Engine(engine)) => Self::unprocessable(engine_code(&engine), message),
             // An upload's check that overruns or kills its worker is the
             // source's fault (starlark folds constants while compiling).
             ReleaseError::Eval(e @ (EvalError::Killed { .. } | EvalError::Crashed(_))) => {
-                Self::unprocessable("compile_limit", format!("compiling the source failed: {e}"))
+                Self::unprocessable(ErrorCode::CompileLimit, format!("compiling the source failed: {e}"))
             }
             ReleaseError::Eval(other) => other.into(),
             ReleaseError::Store(store) => store.into(),
@@ -342,10 +343,10 @@ impl From<ReportError> for ApiError {
         let message = e.to_string();
         match e {
             ReportError::Resolve(resolve) => resolve.into(),
-            ReportError::WrongSecret => Self::forbidden("wrong_secret", message),
-            ReportError::Inactive(_) => Self::forbidden("config_inactive", message),
-            ReportError::NotCurrent { .. } => Self::bad_request("not_current", message),
-            ReportError::Broken(_) => Self::forbidden("version_broken", message),
+            ReportError::WrongSecret => Self::forbidden(ErrorCode::WrongSecret, message),
+            ReportError::Inactive(_) => Self::forbidden(ErrorCode::ConfigInactive, message),
+            ReportError::NotCurrent { .. } => Self::bad_request(ErrorCode::NotCurrent, message),
+            ReportError::Broken(_) => Self::forbidden(ErrorCode::VersionBroken, message),
             ReportError::Store(store) => store.into(),
         }
     }
@@ -366,7 +367,7 @@ struct ErrorBody {
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 struct ErrorDetail {
-    /// Stable and machine-readable: `not_found`, `invalid_params`, ...
+    /// Stable and machine-readable (`ErrorCode`): `not_found`, `invalid_params`, ...
     code: String,
     /// Names the problem, for a person.
     message: String,
@@ -404,7 +405,7 @@ pub async fn original_routes_off(_: axum::extract::Request, _: axum::middleware:
     let body = serde_json::json!({
         "data": null,
         "message": message,
-        "error": {"code": "original_routes_off", "message": message},
+        "error": {"code": ErrorCode::OriginalRoutesOff, "message": message},
     });
     (StatusCode::GONE, axum::Json(body)).into_response()
 }

@@ -10,6 +10,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
+use super::codes::ErrorCode;
 use super::error::{ApiError, CompatError};
 
 pub struct Body<T>(pub T);
@@ -29,7 +30,7 @@ pub(super) async fn read_bytes(req: Request) -> Result<Bytes, ApiError> {
             crate::metrics::connection_closed("body_timeout");
             ApiError::BodyTimeout("the request body did not arrive in time".into())
         } else {
-            ApiError::bad_request("malformed_body", format!("could not read body: {e}"))
+            ApiError::bad_request(ErrorCode::MalformedBody, format!("could not read body: {e}"))
         }
     })
 }
@@ -40,7 +41,7 @@ async fn parse<T: DeserializeOwned>(req: Request) -> Result<T, ApiError> {
     // every body Vane takes is an object, so anything else is refused.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ApiError::bad_request(
-            "malformed_body",
+            ErrorCode::MalformedBody,
             "the body must be a JSON object",
         ));
     }
@@ -49,17 +50,17 @@ async fn parse<T: DeserializeOwned>(req: Request) -> Result<T, ApiError> {
     // `\u` is lower-case; every fetch passes here, so a SIMD search.
     if ESCAPED_NUL.find(&bytes).is_some() {
         let value: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::bad_request("malformed_body", format!("malformed JSON body: {e}")))?;
+            .map_err(|e| ApiError::bad_request(ErrorCode::MalformedBody, format!("malformed JSON body: {e}")))?;
         if let Some(place) = nul_at(&value, "body") {
             // Well-formed and of the right shape, but not storable: 422.
             return Err(ApiError::unprocessable(
-                "nul_character",
+                ErrorCode::NulCharacter,
                 format!("{place} contains a NUL character (\\u0000), which Vane does not accept"),
             ));
         }
     }
     serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request("malformed_body", format!("malformed JSON body: {e}")))
+        .map_err(|e| ApiError::bad_request(ErrorCode::MalformedBody, format!("malformed JSON body: {e}")))
 }
 
 /// Where in `value` a string or key holds a NUL, as `body.params.name`.
@@ -85,7 +86,8 @@ pub async fn refuse_nul_in_path(request: Request, next: axum::middleware::Next) 
     use axum::response::IntoResponse;
     let path = request.uri().path().as_bytes();
     if path.windows(3).any(|w| w.eq_ignore_ascii_case(b"%00")) {
-        return ApiError::bad_request("nul_character", "the path contains a NUL character (%00)").into_response();
+        return ApiError::bad_request(ErrorCode::NulCharacter, "the path contains a NUL character (%00)")
+            .into_response();
     }
     next.run(request).await
 }

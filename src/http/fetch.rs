@@ -58,7 +58,8 @@ pub(super) async fn serve(
     params: serde_json::Value,
 ) -> Result<Arc<Evaluated>, EvalError> {
     app.reports.served(&version.code_id, address);
-    // Never fresh: a version's compiled code and memoized results never go stale.
+    // Even for `cached: false`: a version's compiled code and memoized results
+    // never go stale.
     app.pool.evaluate(version.clone(), params).await
 }
 

@@ -4,6 +4,7 @@
 mod admin;
 mod auth;
 mod cases;
+pub mod codes;
 mod console;
 mod edge;
 pub mod error;

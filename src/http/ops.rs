@@ -8,6 +8,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::AppState;
+use super::codes::ErrorCode;
 use super::error::ApiError;
 use super::extract::Body;
 use crate::actors::evaluator::PoolStatus;
@@ -35,7 +36,7 @@ async fn reload_route(State(app): State<AppState>) -> Result<Json<ReloadPlan>, A
         Ok(plan) => Ok(Json(plan)),
         Err(e @ ReloadError::Settings(_)) => {
             tracing::warn!(error = %e, "reload refused; settings unchanged");
-            Err(ApiError::unprocessable("invalid_settings", e.to_string()))
+            Err(ApiError::unprocessable(ErrorCode::InvalidSettings, e.to_string()))
         }
         Err(e @ ReloadError::NotTaken { service, .. }) => Err(ApiError::Down {
             what: service,
@@ -96,7 +97,7 @@ struct ResizeBody {
 async fn resize(State(app): State<AppState>, Body(body): Body<ResizeBody>) -> Result<Json<PoolStatus>, ApiError> {
     if !(1..=1024).contains(&body.workers) {
         return Err(ApiError::unprocessable(
-            "invalid",
+            ErrorCode::Invalid,
             "`workers` must be between 1 and 1024",
         ));
     }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::auth::admin_name;
+use super::codes::ErrorCode;
 use super::error::{ApiError, CompatError};
 use super::extract::CompatBody;
 use crate::domain::{Lang, Meta, params, rules};
@@ -81,22 +82,22 @@ async fn run(
     CompatBody(request): CompatBody<PlaygroundRequest>,
 ) -> Result<Json<PlaygroundResponse>, CompatError> {
     if !request.params.is_object() {
-        return Err(ApiError::bad_request("invalid_params", "`params` must be a JSON object").into());
+        return Err(ApiError::bad_request(ErrorCode::InvalidParams, "`params` must be a JSON object").into());
     }
     if let Some(raw) = request.rules {
-        let rules =
-            rules::from_upload(raw).map_err(|e| ApiError::bad_request("invalid_rules", format!("rules: {e}")))?;
+        let rules = rules::from_upload(raw)
+            .map_err(|e| ApiError::bad_request(ErrorCode::InvalidRules, format!("rules: {e}")))?;
         if !rules::allows(&rules, &request.meta) {
             let message = format!("rules: they do not admit this request ({})", described(&request.meta));
-            return Err(ApiError::bad_request("rules_reject", message).into());
+            return Err(ApiError::bad_request(ErrorCode::RulesReject, message).into());
         }
     }
     let mut values = request.params;
     if let Some(raw) = request.params_schema {
         let schema = params::from_upload(raw)
-            .map_err(|e| ApiError::bad_request("invalid_params_schema", format!("params_schema: {e}")))?;
+            .map_err(|e| ApiError::bad_request(ErrorCode::InvalidParamsSchema, format!("params_schema: {e}")))?;
         values = params::prepare(&schema, values)
-            .map_err(|e| ApiError::bad_request("invalid_params", format!("params: {e}")))?;
+            .map_err(|e| ApiError::bad_request(ErrorCode::InvalidParams, format!("params: {e}")))?;
     }
     let result = app.pool.try_source(lang, request.code, values).await?;
     Ok(Json(PlaygroundResponse {

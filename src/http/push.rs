@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::AppState;
 use super::auth::{check_secret, secret_header};
+use super::codes::ErrorCode;
 use super::error::{ApiError, CompatError};
 use super::extract::ClientAddress;
 use std::net::IpAddr;
@@ -43,7 +44,7 @@ pub async fn compat_push(
     let config = app.releases.config(&config_id).await?;
     let secret = secret_header(&headers)?;
     if !config.accepts_secret(secret, now_millis()) {
-        return Err(ApiError::forbidden("wrong_secret", "wrong secret").into());
+        return Err(ApiError::forbidden(ErrorCode::WrongSecret, "wrong secret").into());
     }
     // The socket keeps the secret: it is closed when that secret's grace ends.
     let initial = (config_id, secret.to_owned());

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::auth::secret_header;
+use super::codes::ErrorCode;
 use super::error::{ApiError, CompatError};
 use super::extract::{Body, ClientAddress, CompatBody};
 use crate::domain::health::{MAX_MESSAGE_BYTES, ReportKind};
@@ -128,7 +129,7 @@ async fn report(
         None => ReportKind::Client,
         Some(kind) => ReportKind::parse(kind).ok_or_else(|| {
             ApiError::bad_request(
-                "invalid_kind",
+                ErrorCode::InvalidKind,
                 format!(
                     "`kind` must be `client`, `check`, `render` or `reload`, not `{}`",
                     clip(kind)
@@ -167,7 +168,7 @@ fn check_device_id(device_id: &str) -> Result<(), ApiError> {
         return Ok(());
     };
     Err(ApiError::bad_request(
-        "invalid_device_id",
+        ErrorCode::InvalidDeviceId,
         format!("`device_id` {problem}"),
     ))
 }
@@ -176,7 +177,7 @@ fn check_message(message: &str) -> Result<(), ApiError> {
     if message.len() > MAX_MESSAGE_BYTES {
         // Bytes, which the document's character count cannot state: 422.
         return Err(ApiError::unprocessable(
-            "message_too_long",
+            ErrorCode::MessageTooLong,
             format!(
                 "`message` is {} bytes; at most {MAX_MESSAGE_BYTES} are kept",
                 message.len()
@@ -185,7 +186,7 @@ fn check_message(message: &str) -> Result<(), ApiError> {
     }
     if message.contains('\0') {
         return Err(ApiError::bad_request(
-            "invalid_message",
+            ErrorCode::InvalidMessage,
             "`message` must not contain NUL bytes",
         ));
     }
@@ -218,7 +219,7 @@ async fn list(
     let limit = query.limit.unwrap_or(100);
     if !(1..=MAX_LISTED).contains(&limit) {
         let message = format!("limit must be between 1 and {MAX_LISTED}, not {limit}");
-        return Err(ApiError::bad_request("invalid_query", message));
+        return Err(ApiError::bad_request(ErrorCode::InvalidQuery, message));
     }
     Ok(Json(app.reports.list(&config_id, &code_id, limit).await?))
 }

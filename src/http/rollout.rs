@@ -8,6 +8,7 @@ use axum::{Extension, Json, Router};
 
 use super::AppState;
 use super::auth::Operator;
+use super::codes::ErrorCode;
 use super::error::ApiError;
 use super::extract::Body;
 use crate::domain::rollout::{Control, GateFigures, Plan, PlanRequest, PlanState};
@@ -28,7 +29,7 @@ type Reply<T> = Result<Json<T>, ApiError>;
 impl From<PlanOpError> for ApiError {
     fn from(e: PlanOpError) -> Self {
         match e {
-            PlanOpError::Request(e) => Self::unprocessable("invalid_plan", e.to_string()),
+            PlanOpError::Request(e) => Self::unprocessable(ErrorCode::InvalidPlan, e.to_string()),
             PlanOpError::Release(e) => e.into(),
         }
     }

@@ -1,11 +1,13 @@
 //! `vane import --from mysql://...`: brings a running Go service's configs,
 //! versions, test cases and reports into Vane's store (any backend), keeping
 //! the secrets and code ids its apps hold. `original.rs` reads the tables,
-//! `plan.rs` turns rows into what Vane stores (or a refusal with the reason),
-//! `write.rs` writes it so that a second run changes nothing.
+//! `plan.rs` turns rows into what Vane stores (or a refusal with the reason
+//! from `row_error.rs`), `write.rs` writes it so that a second run changes
+//! nothing.
 
 mod original;
 mod plan;
+mod row_error;
 mod write;
 
 use std::fmt::Write as _;
@@ -59,11 +61,8 @@ pub async fn run(from: &str, store: &dyn Store, dry_run: bool) -> Result<Summary
 /// process: the sources are the operator's own, and are only compiled).
 pub fn plan_for(tables: &Tables) -> ImportPlan {
     let mut engines = Engines::new(1);
-    let mut check = |lang: Lang, source: &str| {
-        guard::check_source(lang, source)
-            .and_then(|()| engines.get(lang).check(source))
-            .map_err(|e| e.to_string())
-    };
+    let mut check =
+        |lang: Lang, source: &str| guard::check_source(lang, source).and_then(|()| engines.get(lang).check(source));
     plan::plan(tables, &mut check)
 }
 

@@ -7,17 +7,15 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 
 use super::original::{CodeRow, ConfigRow, ReportRow, Tables, TestRow};
+use super::row_error::{MAX_ID_BYTES, RowError};
 use crate::domain::health::ReportKind;
 use crate::domain::model::validate_new_config_id;
 use crate::domain::{ConfigStatus, Lang, Meta, params, rules};
+use crate::engine::EngineError;
 use crate::store::{ImportedVersion, NewReport, NewTestCase, NewVersion};
 
 /// Who the store records as having made what an import writes.
 pub const ACTOR: &str = "import";
-
-/// Ids Vane keeps as they are: a code or test id is a key clients send back
-/// in a URL path, so it must be one path segment of printable text.
-const MAX_ID_BYTES: usize = 255;
 
 /// A row left out, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,8 +60,8 @@ pub struct ImportPlan {
 }
 
 /// Works out the plan. `check` compiles a source, answering the compiler's
-/// message when it does not.
-pub fn plan(tables: &Tables, check: &mut dyn FnMut(Lang, &str) -> Result<(), String>) -> ImportPlan {
+/// error when it does not.
+pub fn plan(tables: &Tables, check: &mut dyn FnMut(Lang, &str) -> Result<(), EngineError>) -> ImportPlan {
     let mut plan = ImportPlan::default();
     let accepted: Vec<Accepted> = tables
         .configs
@@ -118,8 +116,12 @@ pub fn plan(tables: &Tables, check: &mut dyn FnMut(Lang, &str) -> Result<(), Str
     plan
 }
 
-fn refusal(table: &'static str, row: String, reason: String) -> RefusedRow {
-    RefusedRow { table, row, reason }
+fn refusal(table: &'static str, row: String, reason: RowError) -> RefusedRow {
+    RefusedRow {
+        table,
+        row,
+        reason: reason.to_string(),
+    }
 }
 
 /// The original's versions carry no config: a version belongs to the config
@@ -134,7 +136,10 @@ fn owners(configs: &[ConfigRow], refused: &mut Vec<RefusedRow>) -> HashMap<Strin
                 Some(owner) if owner != &row.config_id => refused.push(refusal(
                     "config",
                     format!("config_id `{}`", row.config_id),
-                    format!("version `{code_id}` belongs to config `{owner}` too; Vane keeps a version in one config, so it stays with `{owner}`"),
+                    RowError::SharedVersion {
+                        code_id: code_id.to_owned(),
+                        owner: owner.clone(),
+                    },
                 )),
                 Some(_) => {}
                 None => {
@@ -155,29 +160,22 @@ fn version(
     row: &CodeRow,
     owners: &HashMap<String, String>,
     kept: &HashSet<&str>,
-    check: &mut dyn FnMut(Lang, &str) -> Result<(), String>,
-) -> Result<ImportedVersion, String> {
+    check: &mut dyn FnMut(Lang, &str) -> Result<(), EngineError>,
+) -> Result<ImportedVersion, RowError> {
     plain_id("code_id", &row.code_id)?;
-    let config_id = owners
-        .get(&row.code_id)
-        .ok_or("no config points at it (as release, gray or unittest), so it belongs to none")?;
+    let config_id = owners.get(&row.code_id).ok_or(RowError::NoOwner)?;
     if !kept.contains(config_id.as_str()) {
-        return Err(format!("its config `{config_id}` was left out (see that row)"));
+        return Err(RowError::ConfigLeftOut(config_id.clone()));
     }
     let lang = match given(&row.lang).map(str::to_ascii_lowercase).as_deref() {
         Some("starlark" | "star" | "python") => Lang::Starlark,
         Some("javascript" | "js") => Lang::Javascript,
-        other => {
-            return Err(format!(
-                "lang `{}` is neither starlark nor javascript",
-                other.unwrap_or("")
-            ));
-        }
+        other => return Err(RowError::UnknownLang(other.unwrap_or("").to_owned())),
     };
-    let rules = rules::from_upload(json_list("rules", &row.rules)?).map_err(|e| format!("rules: {e}"))?;
-    let params = params::from_upload(json_list("params", &row.params)?).map_err(|e| format!("params: {e}"))?;
+    let rules = rules::from_upload(json_list("rules", &row.rules)?).map_err(RowError::Rules)?;
+    let params = params::from_upload(json_list("params", &row.params)?).map_err(RowError::Params)?;
     let source = row.code.clone().unwrap_or_default();
-    check(lang, &source).map_err(|e| format!("the source does not compile: {e}"))?;
+    check(lang, &source).map_err(RowError::DoesNotCompile)?;
     Ok(ImportedVersion {
         new: NewVersion {
             config_id: config_id.clone(),
@@ -200,10 +198,9 @@ struct Accepted<'a> {
     percentage: i64,
 }
 
-fn accept(row: &ConfigRow) -> Result<Accepted<'_>, String> {
-    validate_new_config_id(&row.config_id)
-        .map_err(|e| format!("{e}; clients name it in URLs and Vane keeps ids plain"))?;
-    let secret = given(&row.secret).ok_or("it has no secret, so its apps could not be told apart from anyone")?;
+fn accept(row: &ConfigRow) -> Result<Accepted<'_>, RowError> {
+    validate_new_config_id(&row.config_id).map_err(RowError::ConfigId)?;
+    let secret = given(&row.secret).ok_or(RowError::NoSecret)?;
     let percentage = integer("percentage", &row.percentage)?.unwrap_or(0);
     Ok(Accepted {
         row,
@@ -222,15 +219,14 @@ fn pointers(config: Accepted, imported: &HashMap<String, String>, refused: &mut 
         percentage,
     } = config;
     let key = format!("config_id `{}`", row.config_id);
-    let mut refuse = |reason: String| refused.push(refusal("config", key.clone(), reason));
-    let pointer = |what: &str, code_id: Option<&str>, refuse: &mut dyn FnMut(String)| -> Option<String> {
+    let mut refuse = |reason: RowError| refused.push(refusal("config", key.clone(), reason));
+    let pointer = |what: &'static str, code_id: Option<&str>, refuse: &mut dyn FnMut(RowError)| -> Option<String> {
         let code_id = code_id?;
         match imported.get(code_id) {
             Some(owner) if owner == &row.config_id => Some(code_id.to_owned()),
             _ => {
-                refuse(format!(
-                    "its {what} version `{code_id}` was not imported (see that row), so the config comes without it"
-                ));
+                let code_id = code_id.to_owned();
+                refuse(RowError::PointerLeftOut { what, code_id });
                 None
             }
         }
@@ -238,9 +234,10 @@ fn pointers(config: Accepted, imported: &HashMap<String, String>, refused: &mut 
     let release = pointer("release", given(&row.code_release), &mut refuse);
     let gray = match pointer("gray", given(&row.code_gray), &mut refuse) {
         Some(code) if !(0..=100).contains(&percentage) => {
-            refuse(format!(
-                "gray percentage {percentage} is not between 0 and 100; gray `{code}` left out"
-            ));
+            refuse(RowError::GrayPercentage {
+                percentage,
+                code_id: code,
+            });
             None
         }
         // The original served the release to everyone else; gray at the
@@ -262,23 +259,23 @@ fn pointers(config: Accepted, imported: &HashMap<String, String>, refused: &mut 
     }
 }
 
-fn test(row: &TestRow, imported: &HashMap<String, String>) -> Result<(String, NewTestCase), String> {
+fn test(row: &TestRow, imported: &HashMap<String, String>) -> Result<(String, NewTestCase), RowError> {
     plain_id("test_id", &row.test_id)?;
-    let code_id = given(&row.code_id).ok_or("it names no version (code_id)")?;
+    let code_id = given(&row.code_id).ok_or(RowError::NoVersion("code_id"))?;
     let config_id = imported
         .get(code_id)
-        .ok_or_else(|| format!("its version `{code_id}` was not imported"))?;
+        .ok_or_else(|| RowError::VersionLeftOut(code_id.to_owned()))?;
     let params = match given(&row.input) {
         None => Value::Object(Default::default()),
         Some(text) => match serde_json::from_str(text) {
             Ok(v @ Value::Object(_)) => v,
-            Ok(_) => return Err("input is not a JSON object of parameters".into()),
-            Err(e) => return Err(format!("input is not JSON: {e}")),
+            Ok(_) => return Err(RowError::InputNotObject),
+            Err(error) => return Err(RowError::NotJson { what: "input", error }),
         },
     };
     let expected = match given(&row.output) {
-        Some(text) => serde_json::from_str(text).map_err(|e| format!("output is not JSON: {e}"))?,
-        None => return Err("it has no output to expect".into()),
+        Some(text) => serde_json::from_str(text).map_err(|error| RowError::NotJson { what: "output", error })?,
+        None => return Err(RowError::NoOutput),
     };
     let new = NewTestCase {
         config_id: config_id.clone(),
@@ -296,11 +293,11 @@ fn report(
     row: &ReportRow,
     by_row: &HashMap<String, String>,
     imported: &HashMap<String, String>,
-) -> Result<NewReport, String> {
-    let code_ref = given(&row.code_ref).ok_or("it names no version (code_ref)")?;
+) -> Result<NewReport, RowError> {
+    let code_ref = given(&row.code_ref).ok_or(RowError::NoVersion("code_ref"))?;
     let code_id = by_row
         .get(code_ref)
-        .ok_or_else(|| format!("its version (code.id {code_ref}) was not imported"))?;
+        .ok_or_else(|| RowError::CodeRowLeftOut(code_ref.to_owned()))?;
     Ok(NewReport {
         config_id: imported[code_id].clone(),
         code_id: code_id.clone(),
@@ -313,48 +310,57 @@ fn report(
     })
 }
 
-fn plain_id(what: &str, id: &str) -> Result<(), String> {
+fn plain_id(what: &'static str, id: &str) -> Result<(), RowError> {
     let plain = !id.is_empty()
         && id.len() <= MAX_ID_BYTES
         && !id.chars().any(|c| c.is_control() || c.is_whitespace() || c == '/');
     match plain {
         true => Ok(()),
-        false => Err(format!(
-            "{what} `{id}` must be 1 to {MAX_ID_BYTES} bytes without `/`, spaces or control characters, as clients send it in a URL path"
-        )),
+        false => Err(RowError::NotPlainId {
+            what,
+            id: id.to_owned(),
+        }),
     }
 }
 
 /// A JSON list column: NULL or blank is an empty list.
-fn json_list(what: &str, text: &Option<String>) -> Result<Vec<Value>, String> {
+fn json_list(what: &'static str, text: &Option<String>) -> Result<Vec<Value>, RowError> {
     match given(text) {
         None => Ok(Vec::new()),
         Some(text) => match serde_json::from_str(text) {
             Ok(Value::Array(items)) => Ok(items),
             Ok(Value::Null) => Ok(Vec::new()),
-            Ok(_) => Err(format!("{what} is not a JSON list")),
-            Err(e) => Err(format!("{what} is not JSON: {e}")),
+            Ok(_) => Err(RowError::NotAList(what)),
+            Err(error) => Err(RowError::NotJson { what, error }),
         },
     }
 }
 
-fn integer(what: &str, text: &Option<String>) -> Result<Option<i64>, String> {
+fn integer(what: &'static str, text: &Option<String>) -> Result<Option<i64>, RowError> {
     given(text)
-        .map(|t| t.parse::<i64>().map_err(|_| format!("{what} `{t}` is not an integer")))
+        .map(|t| {
+            t.parse::<i64>().map_err(|_| RowError::NotInteger {
+                what,
+                text: t.to_owned(),
+            })
+        })
         .transpose()
 }
 
-fn flag(what: &str, text: &Option<String>) -> Result<bool, String> {
+fn flag(what: &'static str, text: &Option<String>) -> Result<bool, RowError> {
     match given(text).map(str::to_ascii_lowercase).as_deref() {
         None | Some("0" | "false") => Ok(false),
         Some("1" | "true") => Ok(true),
-        Some(other) => Err(format!("{what} `{other}` is neither 0 nor 1")),
+        Some(other) => Err(RowError::NotAFlag {
+            what,
+            text: other.to_owned(),
+        }),
     }
 }
 
 /// When a report's error happened, in unix seconds (`original.rs` turns a
 /// date column into seconds as it reads).
-fn time(text: &Option<String>) -> Result<i64, String> {
+fn time(text: &Option<String>) -> Result<i64, RowError> {
     integer("time", text).map(|t| t.unwrap_or(0))
 }
 
@@ -389,7 +395,11 @@ mod tests {
 
     fn planned(tables: &Tables) -> ImportPlan {
         plan(tables, &mut |_, source| match source.contains('{') {
-            true => Err("unclosed".into()),
+            true => Err(EngineError::Compile {
+                message: "unclosed".into(),
+                line: 1,
+                column: 1,
+            }),
             false => Ok(()),
         })
     }

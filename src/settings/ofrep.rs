@@ -69,7 +69,7 @@ impl Ofrep {
             if let Some(bad) = token.configs.iter().find_map(|p| Pattern::new(p).err()) {
                 return Err(SettingsError::Invalid {
                     key: "ofrep.client_tokens",
-                    reason: bad,
+                    reason: bad.to_string(),
                 });
             }
         }

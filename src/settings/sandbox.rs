@@ -13,15 +13,16 @@ pub struct Sandbox {
     pub deadline_ms: u64,
     /// Memory cap of one worker process.
     pub memory_mb: u64,
-    /// Most Evaluators (each with its worker process); 0 means one per core.
+    /// Most workers (processes or threads that run scripts), one per
+    /// Evaluator; 0 means one per core.
     pub workers: usize,
-    /// Fewest Evaluators: between the two the pool runs as many as its
+    /// Fewest workers: between the two the pool runs as many as its
     /// workers' CPU use calls for (`actors/evaluator/demand.rs`). At least 1;
     /// `workers` or more makes the pool fixed.
     pub min_workers: usize,
-    /// Jobs waiting for a free worker beyond this are shed with 503.
+    /// Jobs waiting for a free Evaluator beyond this are shed with 503.
     pub queue_bound: usize,
-    /// How long a job may wait for a worker before it is answered 503. Apart
+    /// How long a job may wait for an Evaluator before it is answered 503. Apart
     /// from the deadline, so a publish wave (every client fetching at once)
     /// queues for a moment instead of being shed and retried.
     pub queue_wait_ms: u64,

@@ -17,14 +17,12 @@
 //! that pool stays at `workers`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use ractor::factory::WorkerCapacityController;
-use tokio::sync::watch;
 
-use super::settings::PoolSettings;
+use super::PoolShared;
 use crate::settings::Isolation;
 
 /// How long CPU use is summed before a decision.
@@ -82,7 +80,7 @@ pub fn step(load: Load) -> Step {
 
 /// The pool's capacity controller.
 pub struct Demand {
-    settings: watch::Receiver<Arc<PoolSettings>>,
+    pool: PoolShared,
     since: Instant,
     /// CPU ticks each worker process had used at `since`.
     ticks: HashMap<u32, u64>,
@@ -90,10 +88,10 @@ pub struct Demand {
 }
 
 impl Demand {
-    /// A controller reading the pool's live settings.
-    pub fn new(settings: watch::Receiver<Arc<PoolSettings>>) -> Self {
+    /// A controller reading the pool's live settings and its workers' pids.
+    pub fn new(pool: PoolShared) -> Self {
         Self {
-            settings,
+            pool,
             since: Instant::now(),
             ticks: HashMap::new(),
             quiet: 0,
@@ -101,7 +99,7 @@ impl Demand {
     }
 
     fn pool_size(&mut self, current: usize) -> usize {
-        let settings = self.settings.borrow().clone();
+        let settings = self.pool.current();
         let max = settings.workers;
         if settings.process.isolation == Isolation::Thread {
             return max;
@@ -111,7 +109,8 @@ impl Demand {
         if elapsed < WINDOW && (current >= settings.min_workers.min(max) && current <= max) {
             return current;
         }
-        let ticks: HashMap<u32, u64> = settings
+        let ticks: HashMap<u32, u64> = self
+            .pool
             .stats
             .pids()
             .into_iter()

@@ -2,8 +2,11 @@
 //! idle Evaluator takes the next job), a bounded queue that sheds when full,
 //! and a queue deadline after which a waiting job is dropped, not run.
 //!
-//! The pool runs between `sandbox.min_workers` and `sandbox.workers`
-//! Evaluators, as many as its worker processes' CPU use calls for
+//! A worker is what runs scripts: a `vane worker` process, or a thread with
+//! `sandbox.isolation = "thread"`. Each Evaluator owns one worker at a time
+//! (ractor calls the Evaluators themselves its workers; Vane does not). The
+//! pool runs between `sandbox.min_workers` and `sandbox.workers` Evaluators,
+//! and so workers, as many as its worker processes' CPU use calls for
 //! (`demand.rs`): an idle worker process costs a wake-up per job.
 //!
 //! Supervised by the root Supervisor; the factory itself respawns a failed
@@ -13,10 +16,10 @@
 //! # The job path, file by file
 //! ```text
 //! caller ── evaluate ──> pool queue (this file): shed when full (503), dropped past queue_wait_ms
-//!    └─ Dispatch ──> Evaluator (evaluator.rs): encode, make sure the Link is live
-//!          └─ send ──> Link (link.rs): the job joins the worker's flight; frame written
-//!                 worker (process.rs | thread.rs, pipes in ends.rs; engine/worker.rs inside)
-//!          reader task (link.rs), per reply:
+//!    └─ Dispatch ──> Evaluator (actor.rs): encode, make sure its worker is live
+//!          └─ send ──> Worker (worker.rs): the job joins the worker's pipeline; frame written
+//!                 process.rs | thread.rs, pipes in pipes.rs; engine/worker.rs inside
+//!          reader task (worker.rs), per reply:
 //!             Done        -> the caller is answered
 //!             NeedSource  -> back to the pool, to be sent again with its source
 //!             overrun     -> worker killed: the running job fails naming the limit,
@@ -24,35 +27,36 @@
 //! ```
 //!
 //! # An Evaluator's capacity, as the pool sees it
-//! The factory routes a job only to an Evaluator that said `Finished`. A Link
-//! says it whenever its worker can hold another job:
+//! The factory routes a job only to an Evaluator that said `Finished`. Its
+//! worker's pipeline says it whenever the worker can hold another job:
 //! ```text
-//!            send, flight < depth: Finished at once
+//!            send, pipeline < depth: Finished at once
 //!          ┌──────────┐
 //!          v          │
 //!        Free ────────┘
-//!          │  send, flight reaches depth
+//!          │  send, pipeline reaches depth
 //!          v
-//!        Full ── reply leaves flight < depth ──> Free (Finished)
+//!        Full ── reply leaves pipeline < depth ──> Free (Finished)
 //!          └──── worker failed ────────────────> Free (Finished; a new worker next)
 //! ```
 //! `depth` is `sandbox.pipeline_depth`, or about `sandbox.pipeline_budget_ms`
 //! of work by the worker's mean run time, or 1 until its first reply is
 //! timed. A job that never reaches a worker (it cannot be encoded, or no
 //! worker starts) is answered by the Evaluator, which then says `Finished`
-//! itself (`evaluator.rs`, `finish`).
+//! itself (`actor.rs`, `finish`).
 
+mod actor;
 mod demand;
-mod ends;
 mod evaluated;
-#[allow(clippy::module_inception)] // renamed on the words branch
-mod evaluator;
-mod link;
+mod job;
 mod memo;
+mod pipes;
 mod process;
+mod seat;
 mod settings;
 mod stats;
 mod thread;
+mod worker;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,104 +75,19 @@ use serde_json::value::RawValue;
 use tokio::sync::{oneshot, watch};
 
 use super::Slot;
-use crate::domain::params::{self, ParamError};
+use crate::domain::params;
 use crate::domain::{Lang, Version};
-use crate::engine::EngineError;
 use crate::settings::{PausedJobs, Sandbox};
+pub use actor::Evaluator;
+use actor::EvaluatorBuilder;
 pub use evaluated::Evaluated;
-pub use evaluator::Evaluator;
-use evaluator::EvaluatorBuilder;
+pub use job::{EvalError, EvalJob, Work};
 pub use process::ProcessSettings;
 pub use settings::{LiveSettings, PoolSettings};
 pub use stats::{Count, PoolSnapshot, PoolStats, WorkerInfo, WorkerState};
 
 /// What the pool (a ractor factory) takes.
 pub type PoolMsg = FactoryMessage<(), EvalJob>;
-
-/// What an Evaluator is asked to do.
-#[derive(Debug)]
-pub enum Work {
-    /// Runs a stored version. Versions are immutable, so its compiled code
-    /// and memoized results never go stale: nothing here is ever "fresh".
-    Run {
-        /// The version to run.
-        version: Arc<Version>,
-        /// The request's params, checked against its schema first, as
-        /// canonical JSON text (shared with the memo's key).
-        params: Arc<RawValue>,
-    },
-    /// Compiles an uploaded source, to refuse one that does not compile.
-    Check {
-        /// Its language.
-        lang: Lang,
-        /// The source.
-        source: String,
-    },
-    /// Debug builds only: tries what a confined worker must not do.
-    #[cfg(debug_assertions)]
-    Probe(crate::engine::protocol::Probe),
-    /// Runs a source that is not a stored version (the playground).
-    Try {
-        /// Its language.
-        lang: Lang,
-        /// The source.
-        source: String,
-        /// The params to run it with.
-        params: serde_json::Value,
-    },
-}
-
-/// One job in the pool's queue.
-pub struct EvalJob {
-    /// What to do.
-    pub work: Work,
-    /// Taken by whoever answers: the Evaluator's link, or the discard handler.
-    pub reply: Option<oneshot::Sender<Result<Box<RawValue>, EvalError>>>,
-    /// Send the source even if the worker is thought to hold the code: it
-    /// said it does not.
-    pub with_source: bool,
-    /// Handed back to the pool once already because its worker failed
-    /// before running it.
-    pub retried: bool,
-}
-
-impl std::fmt::Debug for EvalJob {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EvalJob").field("work", &self.work).finish()
-    }
-}
-
-/// Why an evaluation gave no result; rendered at the edge.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EvalError {
-    /// The script's own failure: compile, runtime or a limit it hit.
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    /// The request's params do not fit the version's schema.
-    #[error(transparent)]
-    Params(#[from] ParamError),
-    /// Killed from outside after running past its deadline plus grace.
-    #[error("deadline exceeded: evaluation ran past {deadline_ms} ms and was stopped")]
-    Killed {
-        /// The deadline it ran past.
-        deadline_ms: u64,
-    },
-    /// The worker process died under the script, e.g. by exhausting memory.
-    #[error("the sandbox process died: {0}")]
-    Crashed(String),
-    /// Shed: the queue is at `sandbox.queue_bound` (503).
-    #[error("evaluation queue is full")]
-    Overloaded,
-    /// Waited in the queue past `sandbox.queue_wait_ms` (503).
-    #[error("request waited in the evaluation queue past its deadline")]
-    Expired,
-    /// No worker could take it (the detail is logged at the edge).
-    #[error("evaluator unavailable: {0}")]
-    Unavailable(String),
-    /// No answer within the caller's limit.
-    #[error("evaluation did not finish in time")]
-    Timeout,
-}
 
 /// Answers discarded jobs so their callers learn why at once.
 struct Discarder {
@@ -194,29 +113,47 @@ impl DiscardHandler<(), EvalJob> for Discarder {
     }
 }
 
+/// What outlives a restart of the pool, shared by its handle, the
+/// supervisor that restarts it and every Evaluator: the settings as a reload
+/// leaves them, and the counters.
+#[derive(Clone)]
+pub struct PoolShared {
+    /// The settings now; a reload replaces them.
+    pub settings: LiveSettings,
+    /// The counters and each worker's state: runtime, never reloaded.
+    pub stats: Arc<PoolStats>,
+}
+
+impl PoolShared {
+    /// The settings `[sandbox]` gives, and counters at zero.
+    pub fn new(sandbox: &Sandbox) -> Self {
+        Self {
+            settings: PoolSettings::live(sandbox),
+            stats: Arc::default(),
+        }
+    }
+
+    /// The settings as of now.
+    fn current(&self) -> Arc<PoolSettings> {
+        self.settings.borrow().clone()
+    }
+}
+
 /// Starts the pool linked to `supervisor`, with its Evaluators.
-pub async fn spawn(live: &LiveSettings, supervisor: ActorCell) -> Result<ActorRef<PoolMsg>, SpawnErr> {
-    let current = live.borrow().clone();
-    let factory = Factory::<
-        (),
-        EvalJob,
-        watch::Receiver<Arc<PoolSettings>>,
-        Evaluator,
-        QueuerRouting<(), EvalJob>,
-        DefaultQueue<(), EvalJob>,
-    >::default();
+pub async fn spawn(shared: &PoolShared, supervisor: ActorCell) -> Result<ActorRef<PoolMsg>, SpawnErr> {
+    let current = shared.current();
+    let factory =
+        Factory::<(), EvalJob, PoolShared, Evaluator, QueuerRouting<(), EvalJob>, DefaultQueue<(), EvalJob>>::default();
     let arguments = FactoryArguments::builder()
-        .worker_builder(Box::new(EvaluatorBuilder {
-            settings: live.subscribe(),
-        }))
+        .worker_builder(Box::new(EvaluatorBuilder { shared: shared.clone() }))
         .num_initial_workers(current.workers)
         .queue(DefaultQueue::default())
         .router(QueuerRouting::default())
         .discard_handler(Arc::new(Discarder {
-            stats: current.stats.clone(),
+            stats: shared.stats.clone(),
         }))
         .discard_settings(discard_settings(current.queue_bound))
-        .capacity_controller(Box::new(demand::Demand::new(live.subscribe())))
+        .capacity_controller(Box::new(demand::Demand::new(shared.clone())))
         .build();
     let (pool, _) = Actor::spawn_linked(None, factory, arguments, supervisor).await?;
     Ok(pool)
@@ -246,7 +183,7 @@ pub enum Gate {
 pub struct PoolStatus {
     /// Whether it takes jobs.
     pub gate: Gate,
-    /// Most Evaluators, each with its worker (`worker_list` has the running ones).
+    /// Most Evaluators, so workers (`worker_list` has the running ones).
     pub workers: usize,
     /// Fewest: below `workers`, idle ones are stopped (`demand.rs`).
     pub min_workers: usize,
@@ -255,7 +192,7 @@ pub struct PoolStatus {
     /// Its counters.
     #[serde(flatten)]
     pub counts: PoolSnapshot,
-    /// Each worker's state.
+    /// Each running worker's state.
     pub worker_list: Vec<WorkerInfo>,
 }
 
@@ -270,14 +207,13 @@ pub struct EvaluatorPoolHandle {
 }
 
 impl EvaluatorPoolHandle {
-    /// The handle of the pool in `slot`, with the settings it was started with.
-    pub fn new(slot: Slot<PoolMsg>, live: LiveSettings) -> Self {
-        let stats = live.borrow().stats.clone();
-        let memo = memo::Memo::new(live.borrow().memo_entries).map(Arc::new);
+    /// The handle of the pool in `slot`, started with `shared`.
+    pub fn new(slot: Slot<PoolMsg>, shared: PoolShared) -> Self {
+        let memo = memo::Memo::new(shared.current().memo_entries).map(Arc::new);
         Self {
             slot,
-            live,
-            stats,
+            live: shared.settings,
+            stats: shared.stats,
             gate: Arc::new(watch::Sender::new(Gate::Open)),
             memo,
         }
@@ -291,7 +227,7 @@ impl EvaluatorPoolHandle {
     /// finishing its job first), the queue bound and deadline apply to the
     /// next job, a new memory cap to worker processes started from now on.
     pub fn reconfigure(&self, sandbox: &Sandbox) -> Result<(), EvalError> {
-        let next = PoolSettings::from_sandbox(sandbox, self.stats.clone());
+        let next = PoolSettings::from_sandbox(sandbox);
         let update = UpdateSettingsRequest {
             discard_handler: None,
             discard_settings: Some(discard_settings(next.queue_bound)),
@@ -350,7 +286,7 @@ impl EvaluatorPoolHandle {
         self.submit(Work::Probe(probe)).await
     }
 
-    /// Runs `source` once, as the playground does: compiled fresh, cached
+    /// Runs `source` once, as the playground does: compiled anew, cached
     /// under a key no version can have, and dropped again by the next call.
     pub async fn try_source(
         &self,
@@ -422,7 +358,8 @@ impl EvaluatorPoolHandle {
         self.gate.send_if_modified(|g| replace_unless_draining(g, Gate::Open));
     }
 
-    /// Sets the most Evaluators; surplus ones finish their job first.
+    /// Sets the most Evaluators (so workers); surplus ones finish their
+    /// jobs first.
     pub fn resize(&self, workers: usize) -> Result<(), EvalError> {
         self.slot
             .tell(ActorName::EvaluatorPool, FactoryMessage::AdjustWorkerPool(workers))

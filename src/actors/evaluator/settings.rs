@@ -7,7 +7,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::process::ProcessSettings;
-use super::stats::PoolStats;
 use crate::engine::Limits;
 use crate::settings::{PausedJobs, Sandbox};
 
@@ -28,7 +27,7 @@ pub struct PoolSettings {
     pub recycle_after_runs: u64,
     /// ... or past this resident memory.
     pub recycle_rss_bytes: u64,
-    /// Most Evaluators in the pool.
+    /// Most Evaluators in the pool, so workers.
     pub workers: usize,
     /// Fewest, when demand is low (thread workers: always `workers`).
     pub min_workers: usize,
@@ -42,8 +41,6 @@ pub struct PoolSettings {
     pub pipeline_depth: usize,
     /// ... and about this much work by the worker's mean run time.
     pub pipeline_budget: Duration,
-    /// The pool's counters, shared with the stats route.
-    pub stats: Arc<PoolStats>,
 }
 
 /// The pool's settings as they are now: Evaluators read them per job, so a
@@ -53,12 +50,12 @@ pub type LiveSettings = Arc<watch::Sender<Arc<PoolSettings>>>;
 
 impl PoolSettings {
     /// The settings `[sandbox]` gives, in a channel a reload updates.
-    pub fn live(sandbox: &Sandbox, stats: Arc<PoolStats>) -> LiveSettings {
-        Arc::new(watch::Sender::new(Arc::new(Self::from_sandbox(sandbox, stats))))
+    pub fn live(sandbox: &Sandbox) -> LiveSettings {
+        Arc::new(watch::Sender::new(Arc::new(Self::from_sandbox(sandbox))))
     }
 
     /// The settings `[sandbox]` gives.
-    pub fn from_sandbox(sandbox: &Sandbox, stats: Arc<PoolStats>) -> Self {
+    pub fn from_sandbox(sandbox: &Sandbox) -> Self {
         Self {
             process: ProcessSettings {
                 exe: sandbox.worker_exe(),
@@ -84,7 +81,6 @@ impl PoolSettings {
             memo_entries: sandbox.memo_entries,
             pipeline_depth: sandbox.pipeline_depth,
             pipeline_budget: Duration::from_millis(sandbox.pipeline_budget_ms),
-            stats,
         }
     }
 

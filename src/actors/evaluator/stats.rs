@@ -1,5 +1,7 @@
 //! Counters of the EvaluatorPool, shared by its handle, its Evaluators and
 //! its discard handler, and kept across pool restarts. Metrics read them.
+//! Runtime state, so they sit beside the settings in `PoolShared`, not in
+//! them: a reload replaces the settings and keeps the counts.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -11,28 +13,28 @@ use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-/// What an Evaluator is doing.
+/// What a worker is doing.
 pub enum WorkerState {
-    /// Waiting for a job.
+    /// Holds no job.
     Idle,
-    /// Running a job.
+    /// Holds jobs: runs one, the rest wait in its pipe.
     Busy,
 }
 
-/// One Evaluator as an operator sees it.
+/// One worker as an operator sees it.
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkerInfo {
-    /// The Evaluator's number in the pool.
+    /// The number in the pool of the Evaluator that owns it.
     pub wid: usize,
     /// Idle or busy.
     pub state: WorkerState,
-    /// Jobs it finished since the pool started.
+    /// Jobs its Evaluator's workers finished since the pool started.
     pub jobs_done: u64,
     /// The worker process (none for a worker thread).
     pub pid: Option<u32>,
     /// The worker process's resident memory, when it has one.
     pub rss_bytes: Option<u64>,
-    /// Seconds since its current worker process or thread started.
+    /// Seconds since it started (a replaced worker starts again).
     pub age_s: f64,
 }
 
@@ -66,7 +68,7 @@ pub struct PoolStats {
 pub enum Count {
     /// Accepted into the queue.
     Submitted,
-    /// Taken by a worker.
+    /// Taken by an Evaluator.
     Started,
     /// Answered, whatever the result.
     Finished,
@@ -131,7 +133,7 @@ impl PoolStats {
         entry.since = Instant::now();
     }
 
-    /// Records what Evaluator `wid` is doing.
+    /// Records what Evaluator `wid`'s worker is doing.
     pub fn worker_state(&self, wid: usize, state: WorkerState) {
         let mut workers = self.workers.locked();
         if let Some(entry) = workers.get_mut(&wid) {
@@ -139,7 +141,7 @@ impl PoolStats {
         }
     }
 
-    /// Counts a job finished by Evaluator `wid`.
+    /// Counts a job finished by Evaluator `wid`'s worker.
     pub fn job_done(&self, wid: usize) {
         let mut workers = self.workers.locked();
         if let Some(entry) = workers.get_mut(&wid) {

@@ -2,7 +2,7 @@
 //! engines and frames as a worker process, without the process. There is no
 //! hard memory cap and nothing can be killed: a run that overruns its
 //! deadline plus grace is abandoned (the thread finishes it and exits) and a
-//! fresh thread takes over. For deployments that trust their scripts.
+//! new thread takes over. For deployments that trust their scripts.
 //!
 //! A plain OS thread rather than a tokio task or a thread-local actor: the
 //! interpreters are not `Send`, block for the whole run, and need a larger
@@ -49,7 +49,7 @@ fn serve(inbox: mpsc::Receiver<Vec<u8>>, replies: async_mpsc::UnboundedSender<Ve
         let (frame, poisoned) = handle_frame(&mut engines, &request);
         if replies.send(frame).is_err() || poisoned {
             // A poisoned engine's state may be torn; its reader sees the
-            // replies end and a fresh thread replaces this one.
+            // replies end and a new thread replaces this one.
             return;
         }
         engines.prepare();

@@ -27,7 +27,45 @@ pub struct RuleError {
     /// The condition's index in its group.
     pub condition: usize,
     /// What is wrong with it.
-    pub reason: String,
+    pub reason: RuleProblem,
+}
+
+/// What is wrong with one uploaded rule entry or condition.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleProblem {
+    /// Its JSON has the wrong shape (a misspelt key, a missing value).
+    #[error("{0}")]
+    Malformed(String),
+    /// An entry without a platform.
+    #[error("platform must not be empty")]
+    EmptyPlatform,
+    /// Two entries for one platform.
+    #[error("platform appears more than once")]
+    RepeatedPlatform,
+    /// A `field` no rule compares.
+    #[error("unknown field `{0}` (known: version, app_version, device_id)")]
+    UnknownField(String),
+    /// A `compare` no rule knows.
+    #[error("unknown operator `{0}` (known: < <= = != > >= in not_in)")]
+    UnknownOperator(String),
+    /// An ordering of device ids.
+    #[error("operator `{0}` does not apply to device_id (use = != in not_in)")]
+    NotForDeviceId(String),
+    /// `in` or `not_in` without a list.
+    #[error("`{0}` needs a non-empty list of values")]
+    NeedsList(String),
+    /// A list where one value is compared.
+    #[error("`{0}` compares with one value, not a list")]
+    NeedsOne(String),
+    /// A `version` value that is no integer (the value's JSON).
+    #[error("value {0} is not an integer")]
+    NotInteger(String),
+    /// An `app_version` value that is no semantic version.
+    #[error("value {0} is not a semantic version such as \"2.1.0\"")]
+    NotSemver(String),
+    /// A `device_id` value that is no string.
+    #[error("value {0} is not a string")]
+    NotText(String),
 }
 
 /// The platform entry that applies to every request.

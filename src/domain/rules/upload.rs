@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Condition, Field, Op, Operand, PlatformRules, RuleError};
+use super::{Condition, Field, Op, Operand, PlatformRules, RuleError, RuleProblem};
 
 /// The shape as uploaded, before validation.
 #[derive(Debug, Deserialize)]
@@ -29,9 +29,9 @@ pub struct RawCondition {
 }
 
 impl TryFrom<RawCondition> for Condition {
-    type Error = String;
+    type Error = RuleProblem;
 
-    fn try_from(raw: RawCondition) -> Result<Self, String> {
+    fn try_from(raw: RawCondition) -> Result<Self, RuleProblem> {
         condition(&raw)
     }
 }
@@ -72,20 +72,21 @@ pub fn from_upload(raw: Vec<serde_json::Value>) -> Result<Vec<PlatformRules>, Ru
     let mut entries = Vec::with_capacity(raw.len());
     for (i, value) in raw.into_iter().enumerate() {
         let platform = value.get("platform").and_then(|p| p.as_str()).unwrap_or("?").to_owned();
-        let fail = |group, condition, reason: String| RuleError {
+        let fail = |group, condition, reason: RuleProblem| RuleError {
             entry: i + 1,
             platform: platform.clone(),
             group,
             condition,
             reason,
         };
-        let entry: Entry = serde_json::from_value(value).map_err(|e| fail(0, 0, e.to_string()))?;
+        let malformed = |e: serde_json::Error| RuleProblem::Malformed(e.to_string());
+        let entry: Entry = serde_json::from_value(value).map_err(|e| fail(0, 0, malformed(e)))?;
         let mut groups = Vec::with_capacity(entry.rules.len());
         for (g, group) in entry.rules.into_iter().enumerate() {
             let conditions = group
                 .into_iter()
                 .enumerate()
-                .map(|(c, raw)| serde_json::from_value(raw).map_err(|e| fail(g + 1, c + 1, e.to_string())))
+                .map(|(c, raw)| serde_json::from_value(raw).map_err(|e| fail(g + 1, c + 1, malformed(e))))
                 .collect::<Result<Vec<RawCondition>, _>>()?;
             groups.push(conditions);
         }
@@ -103,7 +104,7 @@ pub fn validate(raw: Vec<RawPlatformRules>) -> Result<Vec<PlatformRules>, RuleEr
     raw.into_iter()
         .enumerate()
         .map(|(i, entry)| {
-            let fail = |group, condition, reason: String| RuleError {
+            let fail = |group, condition, reason: RuleProblem| RuleError {
                 entry: i + 1,
                 platform: entry.platform.clone(),
                 group,
@@ -111,10 +112,10 @@ pub fn validate(raw: Vec<RawPlatformRules>) -> Result<Vec<PlatformRules>, RuleEr
                 reason,
             };
             if entry.platform.is_empty() {
-                return Err(fail(0, 0, "platform must not be empty".into()));
+                return Err(fail(0, 0, RuleProblem::EmptyPlatform));
             }
             if !seen.insert(entry.platform.clone()) {
-                return Err(fail(0, 0, "platform appears more than once".into()));
+                return Err(fail(0, 0, RuleProblem::RepeatedPlatform));
             }
             let mut groups = Vec::with_capacity(entry.rules.len());
             for (g, group) in entry.rules.iter().enumerate() {
@@ -133,23 +134,16 @@ pub fn validate(raw: Vec<RawPlatformRules>) -> Result<Vec<PlatformRules>, RuleEr
         .collect()
 }
 
-fn condition(raw: &RawCondition) -> Result<Condition, String> {
-    let field = Field::parse(&raw.field)
-        .ok_or_else(|| format!("unknown field `{}` (known: version, app_version, device_id)", raw.field))?;
-    let compare = Op::parse(&raw.compare)
-        .ok_or_else(|| format!("unknown operator `{}` (known: < <= = != > >= in not_in)", raw.compare))?;
+fn condition(raw: &RawCondition) -> Result<Condition, RuleProblem> {
+    let field = Field::parse(&raw.field).ok_or_else(|| RuleProblem::UnknownField(raw.field.clone()))?;
+    let compare = Op::parse(&raw.compare).ok_or_else(|| RuleProblem::UnknownOperator(raw.compare.clone()))?;
     if field == Field::DeviceId && !matches!(compare, Op::Eq | Op::Ne | Op::In | Op::NotIn) {
-        return Err(format!(
-            "operator `{}` does not apply to device_id (use = != in not_in)",
-            raw.compare
-        ));
+        return Err(RuleProblem::NotForDeviceId(raw.compare.clone()));
     }
     let items: Vec<&serde_json::Value> = match (&raw.value, compare.is_list()) {
         (serde_json::Value::Array(items), true) if !items.is_empty() => items.iter().collect(),
-        (_, true) => return Err(format!("`{}` needs a non-empty list of values", raw.compare)),
-        (serde_json::Value::Array(_), false) => {
-            return Err(format!("`{}` compares with one value, not a list", raw.compare));
-        }
+        (_, true) => return Err(RuleProblem::NeedsList(raw.compare.clone())),
+        (serde_json::Value::Array(_), false) => return Err(RuleProblem::NeedsOne(raw.compare.clone())),
         (one, false) => vec![one],
     };
     let value = match field {
@@ -160,25 +154,25 @@ fn condition(raw: &RawCondition) -> Result<Condition, String> {
     Ok(Condition { field, compare, value })
 }
 
-fn integer(v: &serde_json::Value) -> Result<i64, String> {
+fn integer(v: &serde_json::Value) -> Result<i64, RuleProblem> {
     match v {
         serde_json::Value::Number(n) => n.as_i64(),
         serde_json::Value::String(s) => s.trim().parse::<i64>().ok(),
         _ => None,
     }
-    .ok_or_else(|| format!("value {v} is not an integer"))
+    .ok_or_else(|| RuleProblem::NotInteger(v.to_string()))
 }
 
-fn semantic(v: &serde_json::Value) -> Result<semver::Version, String> {
+fn semantic(v: &serde_json::Value) -> Result<semver::Version, RuleProblem> {
     v.as_str()
         .and_then(parse_semver)
-        .ok_or_else(|| format!("value {v} is not a semantic version such as \"2.1.0\""))
+        .ok_or_else(|| RuleProblem::NotSemver(v.to_string()))
 }
 
-fn text(v: &serde_json::Value) -> Result<String, String> {
+fn text(v: &serde_json::Value) -> Result<String, RuleProblem> {
     v.as_str()
         .map(str::to_owned)
-        .ok_or_else(|| format!("value {v} is not a string"))
+        .ok_or_else(|| RuleProblem::NotText(v.to_string()))
 }
 
 /// Accepts "2", "2.1", "2.1.0" and a leading "v", as app stores show them.

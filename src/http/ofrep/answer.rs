@@ -1,5 +1,6 @@
 //! OFREP's answers: one flag's outcome, and a request's failure with the
-//! status and OpenFeature error code the specification gives it.
+//! status and OpenFeature error code (`OfrepErrorCode`) the specification
+//! gives it.
 
 use std::sync::Arc;
 
@@ -12,35 +13,8 @@ use crate::actors::config_cache::ResolveError;
 use crate::actors::evaluator::{EvalError, Evaluated};
 use crate::domain::ofrep::{ContextError, Reason};
 use crate::domain::resolve::Refusal;
+use crate::http::codes::OfrepErrorCode;
 use crate::http::fetch::json_response;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-/// OpenFeature's error codes, as OFREP sends them.
-pub enum Code {
-    /// No config has this id.
-    FlagNotFound,
-    /// The body is not JSON, or not an object.
-    ParseError,
-    /// A gray release needs the device id to pick its bucket.
-    TargetingKeyMissing,
-    /// The context does not fit: a metadata attribute's type, the rules,
-    /// the parameter schema.
-    InvalidContext,
-    /// Anything else: the script failed, the version is broken.
-    General,
-}
-
-impl Code {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::FlagNotFound => "FLAG_NOT_FOUND",
-            Self::ParseError => "PARSE_ERROR",
-            Self::TargetingKeyMissing => "TARGETING_KEY_MISSING",
-            Self::InvalidContext => "INVALID_CONTEXT",
-            Self::General => "GENERAL",
-        }
-    }
-}
 
 /// One flag's outcome.
 pub enum Outcome {
@@ -71,7 +45,7 @@ pub enum Outcome {
         /// The config id.
         key: String,
         /// The error code.
-        code: Code,
+        code: OfrepErrorCode,
         /// What went wrong, naming it.
         details: String,
     },
@@ -100,10 +74,10 @@ impl Outcome {
                 reason: Reason::Default,
                 revision,
             },
-            Refusal::UnknownConfig(_) => failed(Code::FlagNotFound, refusal.to_string()),
-            Refusal::RulesReject(_) => failed(Code::InvalidContext, refusal.to_string()),
+            Refusal::UnknownConfig(_) => failed(OfrepErrorCode::FlagNotFound, refusal.to_string()),
+            Refusal::RulesReject(_) => failed(OfrepErrorCode::InvalidContext, refusal.to_string()),
             Refusal::Broken(_) => failed(
-                Code::General,
+                OfrepErrorCode::General,
                 format!("{refusal}, and the config has no other version to fall back to"),
             ),
         }
@@ -120,8 +94,8 @@ impl Outcome {
     /// The outcome of a failed evaluation.
     pub fn unevaluated(key: &str, error: EvalError) -> Self {
         let code = match &error {
-            EvalError::Params(_) => Code::InvalidContext,
-            EvalError::Engine(_) | EvalError::Killed { .. } | EvalError::Crashed(_) => Code::General,
+            EvalError::Params(_) => OfrepErrorCode::InvalidContext,
+            EvalError::Engine(_) | EvalError::Killed { .. } | EvalError::Crashed(_) => OfrepErrorCode::General,
             EvalError::Overloaded | EvalError::Expired | EvalError::Unavailable(_) | EvalError::Timeout => {
                 return Self::Busy(error.to_string());
             }
@@ -142,7 +116,7 @@ impl Outcome {
         match self {
             Self::Served { .. } | Self::Deferred { .. } => StatusCode::OK,
             Self::Failed {
-                code: Code::FlagNotFound,
+                code: OfrepErrorCode::FlagNotFound,
                 ..
             } => StatusCode::NOT_FOUND,
             Self::Failed { .. } => StatusCode::BAD_REQUEST,
@@ -182,7 +156,7 @@ impl Serialize for Outcome {
             }
             Self::Failed { key, code, details } => {
                 map.serialize_entry("key", key)?;
-                map.serialize_entry("errorCode", code.as_str())?;
+                map.serialize_entry("errorCode", code)?;
                 map.serialize_entry("errorDetails", details)?;
             }
             Self::Busy(details) => map.serialize_entry("errorDetails", details)?,
@@ -211,7 +185,7 @@ pub enum Failure {
         /// The flag, for single evaluation.
         key: Option<String>,
         /// The error code.
-        code: Code,
+        code: OfrepErrorCode,
         /// What is wrong.
         details: String,
     },
@@ -228,7 +202,7 @@ impl Failure {
     pub fn context(key: Option<&str>, error: ContextError) -> Self {
         Self::Refused {
             key: key.map(str::to_owned),
-            code: Code::InvalidContext,
+            code: OfrepErrorCode::InvalidContext,
             details: error.to_string(),
         }
     }
@@ -242,7 +216,7 @@ impl IntoResponse for Failure {
                 if let Some(key) = key {
                     body.insert("key".into(), key.into());
                 }
-                body.insert("errorCode".into(), code.as_str().into());
+                body.insert("errorCode".into(), serde_json::json!(code));
                 body.insert("errorDetails".into(), details.into());
                 (StatusCode::BAD_REQUEST, json(&body)).into_response()
             }

@@ -12,11 +12,12 @@ use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
 use super::access::{self, Client, OfrepAccess};
-use super::answer::{Code, Failure, Outcome, json};
+use super::answer::{Failure, Outcome, json};
 use crate::actors::config_cache::{Entry, ResolveError};
 use crate::domain::model::now_millis;
 use crate::domain::ofrep::{self, Reason, Split};
 use crate::http::AppState;
+use crate::http::codes::OfrepErrorCode;
 use crate::http::error::ApiError;
 use crate::http::extract::{ClientAddress, read_bytes};
 use crate::http::fetch::serve;
@@ -108,7 +109,7 @@ async fn flag(app: &AppState, entry: &Entry, context: &Split, address: IpAddr) -
     if resolved.split && !context.has_targeting_key {
         return Outcome::Failed {
             key: key.clone(),
-            code: Code::TargetingKeyMissing,
+            code: OfrepErrorCode::TargetingKeyMissing,
             details: format!(
                 "config `{key}` is in a gray release: the context needs a `targetingKey` (the device id) to choose its bucket"
             ),
@@ -185,7 +186,7 @@ async fn bulk_answer(
         tracing::warn!(client = %client.name, configs = keys.len(), "an OFREP client token reads too many configs");
         return Err(Failure::Refused {
             key: None,
-            code: Code::General,
+            code: OfrepErrorCode::General,
             details: format!(
                 "client token `{}` reads {} configs, more than ofrep.max_bulk_flags ({})",
                 client.name,
@@ -300,7 +301,7 @@ async fn read_context(request: Request, key: Option<&str>) -> Result<Split, Fail
 fn parse_error(key: Option<&str>, details: String) -> Failure {
     Failure::Refused {
         key: key.map(str::to_owned),
-        code: Code::ParseError,
+        code: OfrepErrorCode::ParseError,
         details,
     }
 }

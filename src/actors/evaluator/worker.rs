@@ -1,13 +1,15 @@
-//! Link: the jobs an Evaluator has handed to its worker (a process or a
-//! thread), in the order the worker runs them, and the task that reads the
-//! worker's replies and answers each job's caller.
+//! Worker: what runs scripts (a `vane worker` process, or a thread with
+//! `isolation = "thread"`) as the Evaluator that owns it sees it: the jobs
+//! handed to it, in the order it runs them (its pipeline), and the task that
+//! reads its replies and answers each job's caller.
 //!
 //! Under load a worker finds its next job already in its pipe, so it never
 //! idles for a round trip through the pool, and jobs travel in batches: one
 //! write and one wake-up each way for many jobs. How many may wait adapts to
-//! how long jobs take: about `pipeline_budget` of work, at most `pipeline_depth`, and
-//! one until the worker's first reply has been timed. So slow scripts still
-//! wait in the pool's queue, where its deadline and shedding apply.
+//! how long jobs take: about `pipeline_budget` of work, at most
+//! `pipeline_depth`, and one until the worker's first reply has been timed.
+//! So slow scripts still wait in the pool's queue, where its deadline and
+//! shedding apply.
 //!
 //! The reader enforces each job's deadline, timing it from when the worker
 //! could start it (the reply before it, or its sending if the worker was
@@ -20,15 +22,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ractor::factory::{FactoryMessage, Job};
-use ractor::{ActorRef, MessagingErr};
+use ractor::factory::Job;
 use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
-use super::ends::{self, Input, Output};
+use super::pipes::{self, ReplyPipe, RequestPipe};
 use super::process::{ProcessError, ProcessSettings};
+use super::seat::PoolSeat;
 use super::stats::{Count, WorkerState};
-use super::{EvalError, EvalJob, PoolMsg, PoolSettings};
+use super::{EvalError, EvalJob};
 use crate::domain::Lang;
 use crate::engine::EngineError;
 use crate::engine::protocol::Response;
@@ -37,32 +39,27 @@ use crate::sync::Locked;
 /// The weight of the newest run in the mean, as 1/N.
 const MEAN_WEIGHT: u32 = 8;
 
-/// Who the link works for: the Evaluator's slot in the pool.
-#[derive(Clone)]
-pub struct Owner {
-    pub wid: usize,
-    pub factory: ActorRef<PoolMsg>,
-    pub settings: Arc<PoolSettings>,
-}
-
-pub struct Link {
-    input: Input,
+/// A running worker, owned by one Evaluator: dropping it lets the worker
+/// finish the jobs it holds and exit.
+pub struct Worker {
+    requests: RequestPipe,
     shared: Arc<Shared>,
     pid: Option<u32>,
 }
 
 struct Shared {
-    flight: Mutex<Flight>,
+    pipeline: Mutex<Pipeline>,
     /// Wakes the reader when an idle worker is given a job, to time it.
     woken: Notify,
-    owner: Owner,
+    seat: PoolSeat,
 }
 
-struct Flight {
-    jobs: VecDeque<Sent>,
+/// The jobs in a worker's hands and how many more it may take.
+struct Pipeline {
+    jobs: VecDeque<SentJob>,
     /// The pool has not been told that this Evaluator can take more.
     owes_finished: bool,
-    /// The worker stopped answering; the Evaluator replaces the link.
+    /// The worker stopped answering; the Evaluator replaces it.
     dead: bool,
     retired: bool,
     last_reply: Instant,
@@ -74,49 +71,50 @@ struct Flight {
 }
 
 /// A job in the worker's hands.
-struct Sent {
+struct SentJob {
     job: Job<(), EvalJob>,
     at: Instant,
-    terms: Terms,
+    limits: JobLimits,
 }
 
-/// How a job is run, by the pool's settings when it was sent (they change on
-/// reload; the link's own copy is as of its start).
+/// A job's limits, by the pool's settings when it was sent (they change on
+/// reload; the worker's own copy is as of its start): how long its worker
+/// may take, and how many jobs may wait in that worker with it.
 #[derive(Debug, Clone, Copy)]
-pub struct Terms {
+pub struct JobLimits {
     /// Longest the worker may take to answer it.
     pub limit: Duration,
     /// The deadline named to its caller if it is killed.
     pub deadline_ms: u64,
-    pub lang: Option<Lang>,
-    /// Most jobs the worker may hold, and about how much work.
+    /// Most jobs the worker may hold ...
     pub depth: usize,
+    /// ... and about how much work, by its mean run time.
     pub budget: Duration,
 }
 
-impl Link {
+impl Worker {
     /// Starts a worker of the kind `process` names and the task reading it.
-    pub async fn spawn(process: &ProcessSettings, owner: Owner) -> Result<Self, ProcessError> {
-        let (input, output) = ends::start(process).await?;
-        let pid = output.pid();
+    pub async fn spawn(process: &ProcessSettings, seat: PoolSeat) -> Result<Self, ProcessError> {
+        let (requests, replies) = pipes::start(process).await?;
+        let pid = replies.pid();
         let shared = Arc::new(Shared {
-            flight: Mutex::new(Flight {
+            pipeline: Mutex::new(Pipeline {
                 jobs: VecDeque::new(),
                 owes_finished: false,
                 dead: false,
                 retired: false,
                 last_reply: Instant::now(),
                 mean_run: None,
-                max_depth: owner.settings.pipeline_depth,
-                budget: owner.settings.pipeline_budget,
+                max_depth: seat.settings.pipeline_depth,
+                budget: seat.settings.pipeline_budget,
                 runs: 0,
                 discards: 0,
             }),
             woken: Notify::new(),
-            owner,
+            seat,
         });
-        tokio::spawn(read(shared.clone(), output));
-        Ok(Self { input, shared, pid })
+        tokio::spawn(read(shared.clone(), replies));
+        Ok(Self { requests, shared, pid })
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -130,90 +128,60 @@ impl Link {
 
     /// Evaluations answered and JavaScript contexts discarded so far.
     pub fn counts(&self) -> (u64, u32) {
-        let flight = self.shared.lock();
-        (flight.runs, flight.discards)
+        let pipeline = self.shared.lock();
+        (pipeline.runs, pipeline.discards)
     }
 
     /// Hands `job` (encoded as `frame`) to the worker and tells the pool this
     /// Evaluator can take another unless the worker has enough queued. Gives
     /// the job back if the worker is known to be gone; if the write fails,
     /// the reader sees the worker die and answers or requeues the job.
-    pub async fn send(&mut self, job: Job<(), EvalJob>, frame: Vec<u8>, terms: Terms) -> Result<(), Job<(), EvalJob>> {
+    pub async fn send(
+        &mut self,
+        job: Job<(), EvalJob>,
+        frame: Vec<u8>,
+        limits: JobLimits,
+    ) -> Result<(), Job<(), EvalJob>> {
         let (was_idle, take_more) = {
-            let mut flight = self.shared.lock();
-            if flight.dead {
+            let mut pipeline = self.shared.lock();
+            if pipeline.dead {
                 return Err(job);
             }
-            let was_idle = flight.jobs.is_empty();
-            flight.jobs.push_back(Sent {
+            let was_idle = pipeline.jobs.is_empty();
+            pipeline.jobs.push_back(SentJob {
                 job,
                 at: Instant::now(),
-                terms,
+                limits,
             });
-            (flight.max_depth, flight.budget) = (terms.depth, terms.budget);
+            (pipeline.max_depth, pipeline.budget) = (limits.depth, limits.budget);
             // The pool counts this Evaluator busy from the moment it routed
             // the job here, until told `Finished`.
-            flight.owes_finished = true;
-            (was_idle, flight.settle())
+            pipeline.owes_finished = true;
+            (was_idle, pipeline.settle())
         };
-        let owner = &self.shared.owner;
+        let seat = &self.shared.seat;
         if was_idle {
-            owner.settings.stats.worker_state(owner.wid, WorkerState::Busy);
+            seat.stats.worker_state(seat.wid, WorkerState::Busy);
             self.shared.woken.notify_one();
         }
-        self.input.send(frame).await;
+        self.requests.send(frame).await;
         if take_more {
-            owner.finished();
+            seat.finished();
         }
         Ok(())
     }
 }
 
-impl Drop for Link {
-    /// Closing the input lets the worker finish what it holds and exit; its
+impl Drop for Worker {
+    /// Closing the requests lets the worker finish what it holds and exit; its
     /// reader answers those jobs (and tells the pool when the Evaluator is
-    /// free, if it was full) and then ends.
+    /// free, if it was full) and then pipes.
     fn drop(&mut self) {
         self.shared.lock().retired = true;
     }
 }
 
-impl Owner {
-    /// Tells the pool this Evaluator can take another job.
-    pub fn finished(&self) {
-        let _ = self.factory.cast(FactoryMessage::Finished(self.wid, ()));
-    }
-
-    /// Answers a job's caller and counts it done.
-    pub fn answer(&self, mut job: Job<(), EvalJob>, result: Result<Box<RawValue>, EvalError>) {
-        if let Some(reply) = job.msg.reply.take() {
-            let _ = reply.send(result);
-        }
-        self.settings.stats.add(Count::Finished);
-    }
-
-    /// Hands a job that did not run back to the pool. `failed` says its
-    /// worker failed under it; a job is given back for that only once.
-    fn back_to_pool(&self, mut job: Job<(), EvalJob>, failed: bool) {
-        if failed && job.msg.retried {
-            let error = EvalError::Unavailable("its worker failed twice before running it".into());
-            return self.answer(job, Err(error));
-        }
-        job.msg.retried |= failed;
-        self.settings.stats.add(Count::Finished);
-        if failed {
-            self.settings.stats.add(Count::Requeued);
-        }
-        if let Err(MessagingErr::SendErr(FactoryMessage::Dispatch(mut job))) =
-            self.factory.cast(FactoryMessage::Dispatch(job))
-            && let Some(reply) = job.msg.reply.take()
-        {
-            let _ = reply.send(Err(EvalError::Unavailable("the pool stopped".into())));
-        }
-    }
-}
-
-impl Flight {
+impl Pipeline {
     /// How many jobs the worker may hold.
     fn depth(&self) -> usize {
         match self.mean_run {
@@ -237,13 +205,13 @@ impl Flight {
     /// When the worker must have answered the job at the head.
     fn due(&self) -> Option<Instant> {
         let head = self.jobs.front()?;
-        Some(head.at.max(self.last_reply) + head.terms.limit)
+        Some(head.at.max(self.last_reply) + head.limits.limit)
     }
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Flight> {
-        self.flight.locked()
+    fn lock(&self) -> MutexGuard<'_, Pipeline> {
+        self.pipeline.locked()
     }
 
     /// Answers the job at the head with `frame`. Errs when the worker has
@@ -251,49 +219,50 @@ impl Shared {
     fn replied(&self, frame: &[u8]) -> Result<(), Stop> {
         let decoded = decode(frame);
         let now = Instant::now();
-        let mut flight = self.lock();
-        let Some(sent) = flight.jobs.pop_front() else {
+        let mut pipeline = self.lock();
+        let Some(sent) = pipeline.jobs.pop_front() else {
             return Err(Stop::Unasked);
         };
-        let run = now.saturating_duration_since(sent.at.max(flight.last_reply));
-        flight.last_reply = now;
-        flight.runs += 1;
-        flight.mean_run = Some(match flight.mean_run {
+        let run = now.saturating_duration_since(sent.at.max(pipeline.last_reply));
+        pipeline.last_reply = now;
+        pipeline.runs += 1;
+        pipeline.mean_run = Some(match pipeline.mean_run {
             None => run,
             Some(mean) => mean - mean / MEAN_WEIGHT + run / MEAN_WEIGHT,
         });
-        let discarded = sent.terms.lang == Some(Lang::Javascript)
+        let lang = sent.job.msg.work.script_lang();
+        let discarded = lang == Some(Lang::Javascript)
             && matches!(
                 decoded,
                 Decoded::Done(Err(EvalError::Engine(EngineError::Deadline { .. })), _)
             );
-        flight.discards += u32::from(discarded);
-        let release = flight.settle();
-        let idle = flight.jobs.is_empty();
-        drop(flight);
+        pipeline.discards += u32::from(discarded);
+        let release = pipeline.settle();
+        let idle = pipeline.jobs.is_empty();
+        drop(pipeline);
 
-        let owner = &self.owner;
+        let seat = &self.seat;
         let stopped = match decoded {
             Decoded::NeedSource => {
                 let mut job = sent.job;
                 job.msg.with_source = true;
-                owner.back_to_pool(job, false);
+                seat.back_to_pool(job, false);
                 false
             }
             Decoded::Done(result, poisoned) => {
-                if let Some(lang) = sent.terms.lang {
+                if let Some(lang) = lang {
                     crate::metrics::evaluated(lang.as_str(), run);
                 }
-                owner.answer(sent.job, result);
-                owner.settings.stats.job_done(owner.wid);
+                seat.answer(sent.job, result);
+                seat.stats.job_done(seat.wid);
                 poisoned
             }
         };
         if idle {
-            owner.settings.stats.worker_state(owner.wid, WorkerState::Idle);
+            seat.stats.worker_state(seat.wid, WorkerState::Idle);
         }
         if release {
-            owner.finished();
+            seat.finished();
         }
         if stopped { Err(Stop::Poisoned) } else { Ok(()) }
     }
@@ -301,30 +270,30 @@ impl Shared {
     /// The worker is gone: the job it was running gets `error` (if there was
     /// one), the jobs behind it go back to the pool.
     fn failed(&self, error: Option<ProcessError>, pid: Option<u32>) {
-        let mut flight = self.lock();
-        flight.dead = true;
-        let mut jobs = std::mem::take(&mut flight.jobs);
-        let owed = flight.settle();
-        let retired = flight.retired;
-        drop(flight);
-        let owner = &self.owner;
+        let mut pipeline = self.lock();
+        pipeline.dead = true;
+        let mut jobs = std::mem::take(&mut pipeline.jobs);
+        let owed = pipeline.settle();
+        let retired = pipeline.retired;
+        drop(pipeline);
+        let seat = &self.seat;
         match (jobs.pop_front(), error) {
             (Some(head), Some(error)) => {
-                tracing::warn!(wid = owner.wid, pid, %error, "worker replaced");
-                owner.answer(head.job, Err(failure(error, head.terms.deadline_ms, &owner.settings)));
+                tracing::warn!(wid = seat.wid, pid, %error, "worker replaced");
+                seat.answer(head.job, Err(failure(error, head.limits.deadline_ms, seat)));
             }
             (Some(head), None) => jobs.push_front(head),
             (None, Some(error)) if !retired => {
-                tracing::warn!(wid = owner.wid, pid, %error, "idle worker died, replacing it");
+                tracing::warn!(wid = seat.wid, pid, %error, "idle worker died, replacing it");
             }
             (None, _) => {}
         }
         for sent in jobs {
-            owner.back_to_pool(sent.job, true);
+            seat.back_to_pool(sent.job, true);
         }
-        owner.settings.stats.worker_state(owner.wid, WorkerState::Idle);
+        seat.stats.worker_state(seat.wid, WorkerState::Idle);
         if owed {
-            owner.finished();
+            seat.finished();
         }
     }
 }
@@ -337,8 +306,8 @@ enum Stop {
 }
 
 /// Reads replies until the worker exits, overruns or stops serving.
-async fn read(shared: Arc<Shared>, mut output: Output) {
-    let pid = output.pid();
+async fn read(shared: Arc<Shared>, mut replies: ReplyPipe) {
+    let pid = replies.pid();
     // One timer, moved to each head's due time rather than made anew for
     // every batch of replies.
     let sleep = tokio::time::sleep_until(far_future().into());
@@ -350,22 +319,22 @@ async fn read(shared: Arc<Shared>, mut output: Output) {
         }
         tokio::select! {
             biased;
-            frame = output.next() => match frame {
-                Ok(frame) => match replied_all(&shared, &mut output, frame) {
+            frame = replies.next() => match frame {
+                Ok(frame) => match replied_all(&shared, &mut replies, frame) {
                     Ok(()) => continue,
                     Err(error) => break error,
                 },
                 Err(io) => {
                     let quiet = {
-                        let flight = shared.lock();
-                        flight.retired && flight.jobs.is_empty()
+                        let pipeline = shared.lock();
+                        pipeline.retired && pipeline.jobs.is_empty()
                     };
-                    break if quiet { None } else { Some(output.exit_error(io).await) };
+                    break if quiet { None } else { Some(replies.exit_error(io).await) };
                 }
             },
             () = &mut sleep, if due.is_some() => {
-                output.kill().await;
-                let limit = shared.lock().jobs.front().map_or(Duration::ZERO, |s| s.terms.limit);
+                replies.kill().await;
+                let limit = shared.lock().jobs.front().map_or(Duration::ZERO, |s| s.limits.limit);
                 break Some(ProcessError::Overran(limit));
             }
             () = shared.woken.notified() => {}
@@ -375,18 +344,18 @@ async fn read(shared: Arc<Shared>, mut output: Output) {
 }
 
 /// Answers `first` and every further reply already waiting.
-fn replied_all(shared: &Shared, output: &mut Output, first: Bytes) -> Result<(), Option<ProcessError>> {
+fn replied_all(shared: &Shared, replies: &mut ReplyPipe, first: Bytes) -> Result<(), Option<ProcessError>> {
     let mut frame = first;
     loop {
         match shared.replied(&frame) {
             Ok(()) => {}
             Err(Stop::Poisoned) => {
-                shared.owner.settings.stats.add(Count::Crashed);
+                shared.seat.stats.add(Count::Crashed);
                 return Err(None);
             }
             Err(Stop::Unasked) => return Err(Some(ProcessError::Died("it replied to nothing".into()))),
         }
-        frame = match output.ready() {
+        frame = match replies.ready() {
             Some(Ok(next)) => next,
             // A read error shows again on the next read, which handles it.
             Some(Err(_)) | None => return Ok(()),
@@ -399,23 +368,23 @@ fn far_future() -> Instant {
 }
 
 /// What a caller is told when its worker failed under it.
-fn failure(error: ProcessError, deadline_ms: u64, settings: &PoolSettings) -> EvalError {
+fn failure(error: ProcessError, deadline_ms: u64, seat: &PoolSeat) -> EvalError {
     match error {
         ProcessError::Overran(_) => {
-            settings.stats.add(Count::Killed);
+            seat.stats.add(Count::Killed);
             EvalError::Killed { deadline_ms }
         }
         ProcessError::OutOfMemory => {
-            settings.stats.add(Count::Crashed);
+            seat.stats.add(Count::Crashed);
             EvalError::Engine(EngineError::Memory {
                 message: format!(
                     "the script used up its sandbox's {} MiB and the sandbox was replaced",
-                    settings.process.memory_bytes >> 20
+                    seat.settings.process.memory_bytes >> 20
                 ),
             })
         }
         other => {
-            settings.stats.add(Count::Crashed);
+            seat.stats.add(Count::Crashed);
             EvalError::Crashed(other.to_string())
         }
     }
@@ -443,8 +412,8 @@ fn decode(reply: &[u8]) -> Decoded {
 mod tests {
     use super::*;
 
-    fn flight(mean_run: Option<Duration>) -> Flight {
-        Flight {
+    fn pipeline(mean_run: Option<Duration>) -> Pipeline {
+        Pipeline {
             jobs: VecDeque::new(),
             owes_finished: false,
             dead: false,
@@ -460,7 +429,7 @@ mod tests {
 
     #[test]
     fn finished_is_owed_once_and_only_when_the_pool_counts_this_busy() {
-        let mut f = flight(None);
+        let mut f = pipeline(None);
         assert!(!f.settle(), "nothing routed here: nothing owed");
         f.owes_finished = true;
         assert!(f.settle(), "room in the worker: owed now");
@@ -473,11 +442,11 @@ mod tests {
     #[test]
     fn depth_follows_the_mean_run_time() {
         // Untimed: one job at a time until the first reply.
-        assert_eq!(flight(None).depth(), 1);
-        assert_eq!(flight(Some(Duration::from_micros(500))).depth(), 4);
+        assert_eq!(pipeline(None).depth(), 1);
+        assert_eq!(pipeline(Some(Duration::from_micros(500))).depth(), 4);
         // Quick jobs are capped by the setting, slow ones never below one.
-        assert_eq!(flight(Some(Duration::from_micros(10))).depth(), 16);
-        assert_eq!(flight(Some(Duration::ZERO)).depth(), 16);
-        assert_eq!(flight(Some(Duration::from_millis(40))).depth(), 1);
+        assert_eq!(pipeline(Some(Duration::from_micros(10))).depth(), 16);
+        assert_eq!(pipeline(Some(Duration::ZERO)).depth(), 16);
+        assert_eq!(pipeline(Some(Duration::from_millis(40))).depth(), 1);
     }
 }

@@ -1,6 +1,7 @@
-//! The two ends of a worker as its Link uses them: requests go in at the
-//! `Input`, replies come out of the `Output`, for a worker process or an
-//! in-process worker thread alike.
+//! A worker's two pipes as the Evaluator's side uses them: requests go in
+//! through the `RequestPipe`, replies come out of the `ReplyPipe`. For a
+//! worker process they are its stdin and stdout; for a worker thread, two
+//! channels.
 
 use bytes::Bytes;
 use futures_util::SinkExt;
@@ -13,36 +14,39 @@ use super::thread::WorkerThread;
 use crate::engine::protocol::codec;
 use crate::settings::Isolation;
 
-pub enum Input {
+/// Where requests are written to a worker.
+pub enum RequestPipe {
     /// Written by the Evaluator itself: a task between would cost a
     /// wake-up on every request when the server is not busy.
     Process(Box<FramedWrite<ChildStdin, LengthDelimitedCodec>>),
     Thread(std::sync::mpsc::Sender<Vec<u8>>),
 }
 
-pub enum Output {
+/// Where a worker's replies are read; it owns a worker process, so it also
+/// says its pid, kills it and reads why it died.
+pub enum ReplyPipe {
     Process(Box<ProcessOutput>),
     Thread(mpsc::UnboundedReceiver<Vec<u8>>),
 }
 
 /// Starts a worker of the kind `process` names.
-pub async fn start(process: &ProcessSettings) -> Result<(Input, Output), ProcessError> {
+pub async fn start(process: &ProcessSettings) -> Result<(RequestPipe, ReplyPipe), ProcessError> {
     Ok(match process.isolation {
         Isolation::Process => {
             let worker = WorkerProcess::spawn(process).await?;
             let input = Box::new(FramedWrite::new(worker.input, codec()));
-            (Input::Process(input), Output::Process(Box::new(worker.output)))
+            (RequestPipe::Process(input), ReplyPipe::Process(Box::new(worker.output)))
         }
         Isolation::Thread => {
             let worker = WorkerThread::spawn(process.code_cache_entries)?;
-            (Input::Thread(worker.input), Output::Thread(worker.output))
+            (RequestPipe::Thread(worker.input), ReplyPipe::Thread(worker.output))
         }
     })
 }
 
-impl Input {
+impl RequestPipe {
     /// A failed write is not reported here: the worker is gone, and its
-    /// Output says so.
+    /// ReplyPipe says so.
     pub async fn send(&mut self, frame: Vec<u8>) {
         match self {
             Self::Process(input) => {
@@ -55,7 +59,7 @@ impl Input {
     }
 }
 
-impl Output {
+impl ReplyPipe {
     pub fn pid(&self) -> Option<u32> {
         match self {
             Self::Process(p) => p.pid(),

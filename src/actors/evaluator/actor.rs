@@ -1,14 +1,15 @@
-//! Evaluator: one factory worker of the EvaluatorPool, owning one worker
-//! (a process, or a thread with `isolation = "thread"`) through a `Link`.
-//! It hands each job to its worker and returns at once; the link answers the
-//! job and tells the pool when this Evaluator can take more, so under load
-//! several jobs wait in the worker instead of one at a time.
+//! Evaluator: one actor of the EvaluatorPool (ractor calls it a factory
+//! worker), owning one worker (a `vane worker` process, or a thread with
+//! `isolation = "thread"`; `worker.rs`). It hands each job to its worker and
+//! returns at once; the worker's reader answers the job and tells the pool
+//! when this Evaluator can take more, so under load several jobs wait in the
+//! worker instead of one at a time.
 //!
 //! Supervised by the pool (the ractor factory), which respawns it if it fails.
 //! A restart loses the worker and its compiled-code cache (jobs the worker
 //! holds are still answered). A worker that dies or overruns is replaced
 //! here, without failing the actor: its caller gets a clear error and the
-//! next job gets a fresh worker.
+//! next job gets a new worker.
 
 use std::borrow::Cow;
 use std::collections::{HashSet, VecDeque};
@@ -17,13 +18,13 @@ use std::time::{Duration, Instant};
 
 use ractor::factory::{FactoryMessage, Job, WorkerBuilder, WorkerMessage, WorkerStartContext};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::link::{Link, Owner, Terms};
 use super::process::{ProcessError, ProcessSettings};
-use super::stats::{Count, rss_bytes};
-use super::{EvalError, EvalJob, PoolSettings, SCRATCH_CODE_ID, Work};
+use super::seat::PoolSeat;
+use super::stats::{Count, PoolStats, rss_bytes};
+use super::worker::{JobLimits, Worker};
+use super::{EvalError, EvalJob, PoolSettings, PoolShared, SCRATCH_CODE_ID, Work};
 use crate::engine::protocol::{Params, Request};
 use crate::settings::Isolation;
 
@@ -42,22 +43,22 @@ const RSS_EVERY: Duration = Duration::from_secs(1);
 /// Code ids remembered as sent to a worker before the list starts over.
 const MAX_KNOWN_SOURCES: usize = 4096;
 
-type EvaluatorContext = WorkerStartContext<(), EvalJob, watch::Receiver<Arc<PoolSettings>>>;
+type EvaluatorContext = WorkerStartContext<(), EvalJob, PoolShared>;
 
 pub struct EvaluatorState {
     context: EvaluatorContext,
-    link: Option<Link>,
+    worker: Option<Worker>,
     crashes: VecDeque<Instant>,
     /// When the worker's memory was last read.
     rss_read_at: Instant,
-    /// A fresh worker starting up to take over from this one.
-    replacement: Option<JoinHandle<Result<Link, ProcessError>>>,
+    /// A new worker starting up to take over from this one.
+    replacement: Option<JoinHandle<Result<Worker, ProcessError>>>,
     /// Code ids whose source the current worker was sent (a guess: the
     /// worker answers `NeedSource` when it is wrong).
     sources: HashSet<String>,
 }
 
-/// One pool worker: runs jobs in its worker process or thread.
+/// One Evaluator: owns one worker and hands it the jobs the pool routes here.
 pub struct Evaluator;
 
 impl Actor for Evaluator {
@@ -72,7 +73,7 @@ impl Actor for Evaluator {
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut state = EvaluatorState {
             context,
-            link: None,
+            worker: None,
             crashes: VecDeque::new(),
             rss_read_at: Instant::now(),
             replacement: None,
@@ -81,20 +82,20 @@ impl Actor for Evaluator {
         // Start the worker now so the first request does not pay for it; a
         // failure here is retried on the first job rather than failing start.
         let settings = state.settings();
-        state.link = Link::spawn(&settings.process, state.owner(&settings))
+        state.worker = Worker::spawn(&settings.process, state.seat(&settings))
             .await
             .map_err(|e| tracing::error!(error = %e, "worker process did not start"))
             .ok();
-        settings
-            .stats
-            .worker_started(state.context.wid, state.link.as_ref().and_then(Link::pid));
+        state
+            .stats()
+            .worker_started(state.context.wid, state.worker.as_ref().and_then(Worker::pid));
         Ok(state)
     }
 
     async fn post_stop(&self, _: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
-        // Dropping the link lets the worker finish the jobs it holds, then exit.
-        state.link = None;
-        state.settings().stats.worker_gone(state.context.wid);
+        // Dropping the worker lets it finish the jobs it holds, then exit.
+        state.worker = None;
+        state.stats().worker_gone(state.context.wid);
         if let Some(task) = state.replacement.take() {
             // Dropping a half-started worker kills it (`kill_on_drop`).
             task.abort();
@@ -124,30 +125,29 @@ impl Actor for Evaluator {
 impl EvaluatorState {
     /// The pool's settings as of now (they change on reload).
     fn settings(&self) -> Arc<PoolSettings> {
-        self.context.custom_start.borrow().clone()
+        self.context.custom_start.current()
     }
 
-    fn owner(&self, settings: &Arc<PoolSettings>) -> Owner {
-        Owner {
+    /// The pool's counters.
+    fn stats(&self) -> &Arc<PoolStats> {
+        &self.context.custom_start.stats
+    }
+
+    fn seat(&self, settings: &Arc<PoolSettings>) -> PoolSeat {
+        PoolSeat {
             wid: self.context.wid,
             factory: self.context.factory.clone(),
             settings: settings.clone(),
+            stats: self.stats().clone(),
         }
     }
 
-    /// Hands the job to the worker; its link answers it. Only a job that
+    /// Hands the job to the worker, whose reader answers it. Only a job that
     /// cannot be handed over is answered here.
     async fn dispatch(&mut self, mut job: Job<(), EvalJob>) {
         let settings = self.settings();
-        settings.stats.add(Count::Started);
-        let lang = match &job.msg.work {
-            Work::Run { version, .. } => Some(version.lang),
-            Work::Try { lang, .. } => Some(*lang),
-            Work::Check { .. } => None,
-            #[cfg(debug_assertions)]
-            Work::Probe(_) => None,
-        };
-        let terms = Terms {
+        self.stats().add(Count::Started);
+        let limits = JobLimits {
             limit: match &job.msg.work {
                 Work::Run { .. } | Work::Try { .. } => settings.deadline() + settings.kill_grace,
                 Work::Check { .. } => settings.check_limit,
@@ -155,33 +155,32 @@ impl EvaluatorState {
                 Work::Probe(_) => settings.check_limit,
             },
             deadline_ms: settings.limits.deadline_ms,
-            lang,
             depth: settings.pipeline_depth,
             budget: settings.pipeline_budget,
         };
         if settings.process.isolation == Isolation::Thread && !matches!(job.msg.work, Work::Run { .. }) {
-            return run_once_in_a_process(job, terms, self.owner(&settings)).await;
+            return run_once_in_a_process(job, limits, self.seat(&settings)).await;
         }
-        // A link found dead as the job is sent is replaced once.
+        // A worker found dead as the job is sent is replaced once.
         for _ in 0..2 {
-            if let Err(e) = self.ready_link(&settings).await {
-                return finish(&self.owner(&settings), job, Err(e));
+            if let Err(e) = self.ready_worker(&settings).await {
+                return finish(&self.seat(&settings), job, Err(e));
             }
-            // After `ready_link`: a new worker holds no code yet.
+            // After `ready_worker`: a new worker holds no code yet.
             let with_source = job.msg.with_source || !self.worker_holds(&job.msg.work);
             let frame = match encode(&job.msg.work, &settings, with_source) {
                 Ok(frame) => frame,
-                Err(e) => return finish(&self.owner(&settings), job, Err(e)),
+                Err(e) => return finish(&self.seat(&settings), job, Err(e)),
             };
             let sent_source = match &job.msg.work {
                 Work::Run { version, .. } if with_source => Some(version.code_id.clone()),
                 _ => None,
             };
-            let link = self.link.as_mut().expect("ready above");
-            match link.send(job, frame, terms).await {
+            let worker = self.worker.as_mut().expect("ready above");
+            match worker.send(job, frame, limits).await {
                 Ok(()) => {
                     if let Some(code_id) = sent_source {
-                        settings.stats.add(Count::Compiled);
+                        self.stats().add(Count::Compiled);
                         if self.sources.len() >= MAX_KNOWN_SOURCES {
                             self.sources.clear();
                         }
@@ -194,7 +193,7 @@ impl EvaluatorState {
             }
         }
         let error = EvalError::Unavailable("the worker failed as the job was sent".into());
-        finish(&self.owner(&settings), job, Err(error));
+        finish(&self.seat(&settings), job, Err(error));
     }
 
     /// Whether the worker has this run's code compiled, so needs only its id.
@@ -203,24 +202,24 @@ impl EvaluatorState {
     }
 
     /// Starts a replacement for a worker that has run long enough to be
-    /// worth a fresh one: by evaluations, by discarded JavaScript contexts, or
+    /// worth a new one: by evaluations, by discarded JavaScript contexts, or
     /// by memory. The old worker keeps serving until the new one is ready, so
     /// no queued job waits for a start-up.
     fn recycle_if_due(&mut self, settings: &Arc<PoolSettings>) {
-        let Some(link) = &self.link else {
+        let Some(worker) = &self.worker else {
             return;
         };
         if self.replacement.is_some() {
             return;
         }
-        let (runs, discards) = link.counts();
+        let (runs, discards) = worker.counts();
         let reason = if settings.recycle_after_runs > 0 && runs >= settings.recycle_after_runs {
             "run count"
         } else if discards >= MAX_DISCARDS {
             "discarded javascript contexts"
         } else if self.rss_read_at.elapsed() >= RSS_EVERY {
             self.rss_read_at = Instant::now();
-            let pid = link.pid();
+            let pid = worker.pid();
             if pid
                 .and_then(rss_bytes)
                 .is_some_and(|rss| rss > settings.recycle_rss_bytes)
@@ -233,9 +232,9 @@ impl EvaluatorState {
             return;
         };
         tracing::info!(wid = self.context.wid, runs, reason, "recycling worker");
-        let owner = self.owner(settings);
+        let seat = self.seat(settings);
         let process = settings.process.clone();
-        self.replacement = Some(tokio::spawn(async move { Link::spawn(&process, owner).await }));
+        self.replacement = Some(tokio::spawn(async move { Worker::spawn(&process, seat).await }));
     }
 
     /// Swaps in a replacement that has finished starting; the old worker
@@ -248,27 +247,27 @@ impl EvaluatorState {
             return;
         };
         match task.await {
-            Ok(Ok(fresh)) => {
+            Ok(Ok(new)) => {
                 self.sources.clear();
                 self.rss_read_at = Instant::now();
-                self.settings().stats.worker_started(self.context.wid, fresh.pid());
-                self.link = Some(fresh);
-                self.settings().stats.add(Count::Recycled);
+                self.stats().worker_started(self.context.wid, new.pid());
+                self.worker = Some(new);
+                self.stats().add(Count::Recycled);
             }
             Ok(Err(e)) => tracing::error!(wid = self.context.wid, error = %e, "replacement worker did not start"),
             Err(e) => tracing::error!(wid = self.context.wid, error = %e, "replacement worker task failed"),
         }
     }
 
-    /// The live link, replacing a dead one; repeated crashes back off so a
+    /// The live worker, replacing a dead one; repeated crashes back off so a
     /// crashing script cannot turn the pool into a fork loop.
-    async fn ready_link(&mut self, settings: &Arc<PoolSettings>) -> Result<(), EvalError> {
+    async fn ready_worker(&mut self, settings: &Arc<PoolSettings>) -> Result<(), EvalError> {
         self.swap_in_replacement().await;
-        if self.link.as_ref().is_some_and(Link::is_dead) {
-            self.link = None;
+        if self.worker.as_ref().is_some_and(Worker::is_dead) {
+            self.worker = None;
             self.crashes.push_back(Instant::now());
         }
-        if self.link.is_none() {
+        if self.worker.is_none() {
             let now = Instant::now();
             while self
                 .crashes
@@ -282,7 +281,7 @@ impl EvaluatorState {
                 let backoff = Duration::from_millis(50u64 << over.min(6)).min(MAX_BACKOFF);
                 tokio::time::sleep(backoff).await;
             }
-            let link = Link::spawn(&settings.process, self.owner(settings))
+            let worker = Worker::spawn(&settings.process, self.seat(settings))
                 .await
                 .map_err(|e| {
                     self.crashes.push_back(Instant::now());
@@ -290,25 +289,25 @@ impl EvaluatorState {
                 })?;
             self.sources.clear();
             self.rss_read_at = Instant::now();
-            settings.stats.add(Count::Restarted);
-            settings.stats.worker_started(self.context.wid, link.pid());
-            self.link = Some(link);
+            self.stats().add(Count::Restarted);
+            self.stats().worker_started(self.context.wid, worker.pid());
+            self.worker = Some(worker);
         }
         Ok(())
     }
 }
 
 /// Answers a job that never reached a worker and frees the Evaluator.
-fn finish(owner: &Owner, job: Job<(), EvalJob>, result: Result<Box<serde_json::value::RawValue>, EvalError>) {
-    owner.answer(job, result);
-    owner.finished();
+fn finish(seat: &PoolSeat, job: Job<(), EvalJob>, result: Result<Box<serde_json::value::RawValue>, EvalError>) {
+    seat.answer(job, result);
+    seat.finished();
 }
 
 fn encode(work: &Work, settings: &PoolSettings, with_source: bool) -> Result<Vec<u8>, EvalError> {
     let request = match work {
         Work::Run { version, params } => Request::Run {
             code_id: version.code_id.as_str().into(),
-            fresh: false,
+            recompile: false,
             lang: version.lang,
             source: with_source.then(|| version.source.as_str().into()),
             params: Params::Text(params),
@@ -322,7 +321,7 @@ fn encode(work: &Work, settings: &PoolSettings, with_source: bool) -> Result<Vec
         Work::Probe(probe) => Request::Probe(*probe),
         Work::Try { lang, source, params } => Request::Run {
             code_id: SCRATCH_CODE_ID.into(),
-            fresh: true,
+            recompile: true,
             lang: *lang,
             source: Some(source.as_str().into()),
             params: Params::Value(Cow::Borrowed(params)),
@@ -337,27 +336,27 @@ fn encode(work: &Work, settings: &PoolSettings, with_source: bool) -> Result<Vec
 /// server down; with `isolation = "thread"` they run once in a worker process
 /// instead. Stored versions compiled there first, so threads, whose stacks
 /// are larger than a process's main thread, can compile them again safely.
-/// The one-off link answers the job, frees the Evaluator and lets the
+/// The one-off worker answers the job, frees the Evaluator and lets the
 /// process exit.
-async fn run_once_in_a_process(job: Job<(), EvalJob>, terms: Terms, owner: Owner) {
-    let settings = owner.settings.clone();
+async fn run_once_in_a_process(job: Job<(), EvalJob>, limits: JobLimits, seat: PoolSeat) {
+    let settings = seat.settings.clone();
     let process = ProcessSettings {
         isolation: Isolation::Process,
         ..settings.process.clone()
     };
     let frame = match encode(&job.msg.work, &settings, true) {
         Ok(frame) => frame,
-        Err(e) => return finish(&owner, job, Err(e)),
+        Err(e) => return finish(&seat, job, Err(e)),
     };
-    let mut link = match Link::spawn(&process, owner.clone()).await {
-        Ok(link) => link,
-        Err(e) => return finish(&owner, job, Err(EvalError::Unavailable(e.to_string()))),
+    let mut worker = match Worker::spawn(&process, seat.clone()).await {
+        Ok(worker) => worker,
+        Err(e) => return finish(&seat, job, Err(EvalError::Unavailable(e.to_string()))),
     };
     // Depth 1: the pool hears the Evaluator is free only once this is answered.
-    let terms = Terms { depth: 1, ..terms };
-    if let Err(job) = link.send(job, frame, terms).await {
+    let limits = JobLimits { depth: 1, ..limits };
+    if let Err(job) = worker.send(job, frame, limits).await {
         finish(
-            &owner,
+            &seat,
             job,
             Err(EvalError::Unavailable("the worker process died at once".into())),
         );
@@ -366,11 +365,11 @@ async fn run_once_in_a_process(job: Job<(), EvalJob>, terms: Terms, owner: Owner
 
 /// Builds Evaluators for the factory, on start and on every respawn.
 pub struct EvaluatorBuilder {
-    pub settings: watch::Receiver<Arc<PoolSettings>>,
+    pub shared: PoolShared,
 }
 
-impl WorkerBuilder<Evaluator, watch::Receiver<Arc<PoolSettings>>> for EvaluatorBuilder {
-    fn build(&mut self, _wid: usize) -> (Evaluator, watch::Receiver<Arc<PoolSettings>>) {
-        (Evaluator, self.settings.clone())
+impl WorkerBuilder<Evaluator, PoolShared> for EvaluatorBuilder {
+    fn build(&mut self, _wid: usize) -> (Evaluator, PoolShared) {
+        (Evaluator, self.shared.clone())
     }
 }
