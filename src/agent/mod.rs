@@ -5,6 +5,7 @@
 //! supervises a child that reads the files.
 
 mod config;
+mod errors;
 mod exec;
 mod files;
 mod owner;
@@ -24,10 +25,11 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-pub use config::{AgentConfig, Backup, Resource, Source};
-pub use exec::Exec;
-pub use owner::Owner;
-pub use resource::{WatchError, Watcher};
+pub use config::{AgentConfig, Backup, Resource, ResourceError, Source};
+pub use errors::WatchError;
+pub use exec::{Exec, ExecError};
+pub use owner::{Owner, OwnerError};
+pub use resource::Watcher;
 
 /// Counters for the optional metrics port, across all resources.
 #[derive(Debug, Default)]
