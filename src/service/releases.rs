@@ -88,7 +88,7 @@ impl ReleasesHandle {
         self.announcer.committed(config, code_id).await;
     }
 
-    /// Creates a config with a fresh secret, and announces it.
+    /// Creates a config with a new secret, and announces it.
     pub async fn create_config(&self, id: String, description: String, actor: &str) -> Result<Config, ReleaseError> {
         validate_new_config_id(&id)?;
         let secret = crate::secrets::random_token();
