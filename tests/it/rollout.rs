@@ -6,17 +6,17 @@
 //! and an operator's pause, resume and abort are in the release log, by
 //! whom, with the plan they touched.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::networks::{Net, Route};
-use common::ws::{native_socket, subscribe};
-use common::{Backend, TestApp, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use vane::domain::gray::in_gray;
+
+use crate::common;
+use crate::common::networks::{Net, Route};
+use crate::common::ws::{native_socket, subscribe};
+use crate::common::{Backend, TestApp, eventually};
 
 backend_tests!(
     steps_serve_their_share_and_end_stable,

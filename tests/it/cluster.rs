@@ -4,15 +4,15 @@
 //! serving when Redis or the store is down; devices served on A that report
 //! on B break a version as on one node.
 
-mod common;
-
 use std::time::Duration;
 
-use common::networks::{Net, Route};
-use common::ws::{native_socket, subscribe, until_revision};
-use common::{Backend, TestApp, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+
+use crate::common;
+use crate::common::networks::{Net, Route};
+use crate::common::ws::{native_socket, subscribe, until_revision};
+use crate::common::{Backend, TestApp, eventually};
 
 const WAIT: Duration = Duration::from_secs(10);
 

@@ -1,12 +1,12 @@
 //! Observability: `/metrics` has every family and its numbers move with
 //! traffic; `/api/v1/stats` feeds the dashboard; the dashboard page itself is
-//! served with its assets inside. The browser test is `tests/dashboard.rs`.
+//! served with its assets inside. The browser test is `dashboard.rs`.
 
-mod common;
-
-use common::{Backend, TestApp};
 use reqwest::StatusCode;
 use serde_json::json;
+
+use crate::common;
+use crate::common::{Backend, TestApp};
 
 /// The value of the first sample line that starts with `prefix`.
 fn sample(text: &str, prefix: &str) -> f64 {

@@ -4,15 +4,15 @@
 //! a place frees; push sockets that follow nothing, go silent or crowd in
 //! from one address are dropped or refused. Every hit is counted.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::ws::{WAIT, native_socket, ws_url};
-use common::{Backend, TestApp, eventually};
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::common;
+use crate::common::ws::{WAIT, native_socket, ws_url};
+use crate::common::{Backend, TestApp, eventually};
 
 async fn spawn(tweak: impl FnOnce(&mut vane::settings::Settings)) -> TestApp {
     TestApp::spawn_with(Backend::Sqlite, tweak).await.unwrap()

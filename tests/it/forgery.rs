@@ -8,17 +8,16 @@
 //! network, and a break with nothing to fall back to keeps serving (only
 //! the original's `count` rule answers 403 then).
 
-mod common;
-
 use std::time::Duration;
 
-use common::networks::{Net, Route};
-use common::{Backend, TestApp, eventually};
 use futures_util::StreamExt;
 use futures_util::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use vane::domain::gray::in_gray;
+
+use crate::common::networks::{Net, Route};
+use crate::common::{Backend, TestApp, eventually};
 
 backend_tests!(
     one_machine_posing_as_a_fleet_breaks_nothing,

@@ -5,15 +5,14 @@
 //! while the next request is served. One test in this binary: it sets an
 //! environment variable before the server starts.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Backend, TestApp, eventually};
 use reqwest::StatusCode;
 use serde_json::json;
 use vane::actors::evaluator::EvalError;
 use vane::engine::protocol::Probe;
+
+use crate::common::{Backend, TestApp, eventually};
 
 fn proc_file(pid: u32, name: &str) -> String {
     String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/{name}")).unwrap()).into_owned()

@@ -1,17 +1,17 @@
 //! Operations: settings reload (admin route and SIGHUP), pool control routes,
 //! and graceful shutdown, in process and as a real `vane serve` process.
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::ws::native_socket;
-use common::{BEARER, Backend, TOKEN, TestApp, eventually};
 use futures_util::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::common;
+use crate::common::ws::native_socket;
+use crate::common::{BEARER, Backend, TOKEN, TestApp, eventually};
 
 const SPIN: &str = "while (true) {}";
 const BUSY: &str =
