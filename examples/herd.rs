@@ -49,7 +49,7 @@ use tokio::sync::Semaphore;
 
 mod support;
 // The tests' own: a Redis on a free port that can be stopped.
-#[path = "../tests/common/private_redis.rs"]
+#[path = "../tests/it/common/private_redis.rs"]
 mod private_redis;
 
 use private_redis::PrivateRedis;

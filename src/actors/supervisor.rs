@@ -299,7 +299,9 @@ mod tests {
                 }),
                 pool: PoolShared::new(&sandbox),
                 bus: None,
-                poll: Duration::from_secs(1),
+                // No store poll while the clock is paused: a query on
+                // SQLite's own thread would let the paused clock run ahead.
+                poll: Duration::from_secs(3600),
                 fresh: FreshSettings {
                     wait: Duration::from_millis(500),
                     read_gap: Duration::from_millis(1),
@@ -316,6 +318,9 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+        // From here on only tokio timers run (the restart backoffs), so the
+        // clock is paused and jumps to each timer as soon as all else waits.
+        tokio::time::pause();
         (supervisor, done, children, dir)
     }
 
@@ -357,6 +362,8 @@ mod tests {
             assert!(replaced(children.cache.slot(), old.get_id()).await);
         }
         children.cache.slot().get().kill();
+        // Stopping waits on the children, not on timers.
+        tokio::time::resume();
         tokio::time::timeout(Duration::from_secs(5), done)
             .await
             .expect("supervisor stopped")

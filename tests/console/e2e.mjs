@@ -4,7 +4,7 @@
 // change through the fetch route, roll back, read the events as sentences;
 // see every outcome in the message region, a version broken by reports
 // marked where it is served, and the live socket outlast ping intervals; at
-// a phone's width too. Run by tests/console.rs:
+// a phone's width too. Run by tests/it/console.rs:
 //   node e2e.mjs <base url> <admin token> <screenshot dir>
 // with VANE_PLAYWRIGHT_DIR naming a directory where playwright-core is installed.
 
@@ -475,7 +475,7 @@ page.on("websocket", (ws) => {
 // A query of its own, so the page loads afresh and opens one socket.
 await page.goto(`${base}/console?idle#/configs/banner`);
 await page.getByRole("heading", { name: "Config banner" }).waitFor();
-// The server pings every second (tests/console.rs); three intervals and more.
+// The server pings every second (tests/it/console.rs); three intervals and more.
 await page.waitForTimeout(4500);
 const live = sockets.filter((s) => s.url.endsWith("/api/v1/subscribe"));
 assert.equal(live.length, 1, `the page opened ${live.length} sockets while idle: it was dropped and reconnected`);

@@ -1,7 +1,7 @@
 """The OpenFeature Python SDK with its OFREP provider, reading a running Vane.
 
 Usage: python sdk_conformance.py '<json: {"base": ..., "codes": {...}}>'
-Run by tests/ofrep_sdk.rs, which makes the configs first. Prints one line per
+Run by tests/it/ofrep_sdk.rs, which makes the configs first. Prints one line per
 check and exits 1 at the first that fails.
 """
 

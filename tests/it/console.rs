@@ -9,12 +9,11 @@
 //! `target/ci-node` (where `.ci/run` installs it); without it, or without
 //! node or Chromium, the test says it skipped, and `.ci/run` fails on that.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{Backend, TestApp};
+use crate::common;
+use crate::common::{Backend, TestApp};
 
 fn target() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")

@@ -3,12 +3,12 @@
 //! it, a rollback, and the events that tell the story; then the compatible
 //! report and test routes, and uploads that are refused.
 
-mod common;
-
-use common::{Backend, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use vane::domain::gray::in_gray;
+
+use crate::common;
+use crate::common::{Backend, TestApp};
 
 backend_tests!(a_config_lives_through_a_release_story, bad_uploads_name_the_rule);
 

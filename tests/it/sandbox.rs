@@ -4,14 +4,14 @@
 //! tests/hostile/: the first line says which error messages are acceptable
 //! (`expect: a|b`), a `params:` line gives the params.
 
-mod common;
-
 use std::path::Path;
 
-use common::{BEARER, Backend, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use vane::settings::Isolation;
+
+use crate::common;
+use crate::common::{BEARER, Backend, TestApp};
 
 backend_tests!(
     javascript_versions_upload_release_and_fetch,

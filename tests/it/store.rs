@@ -1,8 +1,5 @@
 //! The Store contract, one body run against SQLite and PostgreSQL.
 
-mod common;
-
-use common::Backend;
 use serde_json::json;
 use vane::domain::ConfigStatus;
 use vane::domain::Lang;
@@ -10,6 +7,9 @@ use vane::domain::Meta;
 use vane::domain::health::{BreakRule, ReportKind};
 use vane::domain::model::EventKind;
 use vane::store::{self, Breaking, Change, NewConfig, NewReport, NewTestCase, NewVersion, Store, StoreError};
+
+use crate::common;
+use crate::common::Backend;
 
 backend_tests!(store_contract, history_health_and_tests, revisions_follow_every_change);
 

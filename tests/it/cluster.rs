@@ -4,21 +4,17 @@
 //! serving when Redis or the store is down; devices served on A that report
 //! on B break a version as on one node.
 
-mod common;
-
 use std::time::Duration;
 
-use common::networks::{Net, Route};
-use common::ws::{native_socket, subscribe, until_revision};
-use common::{Backend, TestApp, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-const WAIT: Duration = Duration::from_secs(10);
+use crate::common::networks::{Net, Route};
+use crate::common::private_redis::PrivateRedis;
+use crate::common::ws::{native_socket, subscribe, until_revision};
+use crate::common::{Backend, TestApp, eventually};
 
-/// One cluster test at a time: the catch-up test cuts every pub/sub
-/// connection on the Redis server, which would disturb a neighbour.
-static REDIS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+const WAIT: Duration = Duration::from_secs(10);
 
 fn version(n: i64) -> Value {
     json!({"lang": "starlark", "source": format!("return {n}")})
@@ -62,7 +58,6 @@ async fn a_change_on_one_node_reaches_the_other_over_mysql() {
 }
 
 async fn a_change_reaches_the_other_node(backend: Backend) {
-    let _alone = REDIS.lock().await;
     let Some(nodes) = TestApp::cluster_on(backend, 2, |_| {}).await else {
         return;
     };
@@ -92,8 +87,12 @@ async fn a_change_reaches_the_other_node(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_that_lost_its_subscription_catches_up_by_itself() {
-    let _alone = REDIS.lock().await;
-    let Some(nodes) = TestApp::cluster(2, |_| {}).await else {
+    // It cuts every pub/sub connection on its Redis server, which would
+    // disturb any other test on that server: it has one of its own.
+    let Some(server) = PrivateRedis::start().await else {
+        return;
+    };
+    let Some(nodes) = TestApp::cluster_over(2, Some(server.url()), |_| {}).await else {
         return;
     };
     let (a, b) = (&nodes[0], &nodes[1]);
@@ -109,7 +108,7 @@ async fn a_node_that_lost_its_subscription_catches_up_by_itself() {
 
     // Cut every pub/sub connection (both nodes'), and publish at once, while
     // B is still waiting out its reconnect backoff: the notice is lost.
-    let redis = redis::Client::open(common::redis_url().unwrap()).unwrap();
+    let redis = redis::Client::open(server.url()).unwrap();
     let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
     let killed: i64 = redis::cmd("CLIENT")
         .arg("KILL")
@@ -210,7 +209,6 @@ async fn with_the_store_down_known_configs_are_still_served() {
 /// rolls back) as it would on one node; strangers still count for nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn networks_served_on_one_node_and_reporting_on_another_break_the_version() {
-    let _alone = REDIS.lock().await;
     let Some(nodes) = TestApp::cluster(2, |s| {
         s.reports.min_sources = 4;
         s.reports.break_ratio = 0.5;

@@ -4,15 +4,15 @@
 //! change. nginx runs under a temporary prefix on loopback ports, as a child
 //! of the agent, not as a system service. Prints publish-to-serving times.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Backend, TestApp, eventually};
 use reqwest::Method;
 use serde_json::json;
+
+use crate::common;
+use crate::common::{Backend, TestApp, eventually};
 
 const WAIT: Duration = Duration::from_secs(20);
 

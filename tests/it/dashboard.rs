@@ -3,15 +3,15 @@
 //! must show live numbers with no console errors. A screenshot is saved and
 //! its path printed.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::{Backend, TestApp};
 use serde_json::json;
+
+use crate::common;
+use crate::common::{Backend, TestApp};
 
 fn chromium() -> Option<PathBuf> {
     let found = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]

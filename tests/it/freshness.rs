@@ -4,18 +4,17 @@
 //! answering while the store is down; nodes find each other's changes by
 //! polling the store while Redis is down or absent.
 
-mod common;
-
 use std::time::Duration;
 
-use common::faulty::Mode;
-use common::private_redis::PrivateRedis;
-use common::ws::{native_socket, subscribe, until_revision};
-use common::{Backend, TestApp, eventually};
 use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use vane::domain::change::Change;
+
+use crate::common::faulty::Mode;
+use crate::common::private_redis::PrivateRedis;
+use crate::common::ws::{native_socket, subscribe, until_revision};
+use crate::common::{Backend, TestApp, eventually};
 
 /// Long enough that a waiting path would show as a failure, not a slow pass:
 /// a blocked store blocks until the test releases it.

@@ -187,7 +187,7 @@ pub fn test_settings(store_url: String) -> Settings {
     settings.tests.secret = "tests-secret-0123456789abcdef".into();
     settings.push.update_secret = "update-secret-0123456789abcdef".into();
     settings.sandbox.workers = 2;
-    // Tests count on both being there; `tests/pool.rs` covers demand sizing.
+    // Tests count on both being there; `pool.rs` covers demand sizing.
     settings.sandbox.min_workers = 2;
     settings.sandbox.worker_exe = env!("CARGO_BIN_EXE_vane").into();
     settings

@@ -4,17 +4,17 @@
 //! rotated secret keeps working through its grace, and bad reports are
 //! refused by name without losing what is stored.
 
-mod common;
-
 use std::time::Duration;
 
-use common::networks::{Net, Route};
-use common::ws::{compat_socket, native_socket, subscribe, until_revision};
-use common::{Backend, TestApp};
 use futures_util::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use vane::domain::gray::in_gray;
+
+use crate::common;
+use crate::common::networks::{Net, Route};
+use crate::common::ws::{compat_socket, native_socket, subscribe, until_revision};
+use crate::common::{Backend, TestApp};
 
 backend_tests!(
     a_storm_from_one_source_breaks_nothing,
@@ -251,7 +251,7 @@ async fn a_broken_stable_version_rolls_back_by_itself(backend: Backend) {
     );
     assert_eq!(events[0]["detail"]["broken"], json!(v2));
     assert_eq!(events[0]["detail"]["evidence"]["counted_sources"], json!(4));
-    // With nothing healthy left, see `tests/forgery.rs`: still served.
+    // With nothing healthy left, see `forgery.rs`: still served.
     app.stop().await;
 }
 

@@ -3,12 +3,8 @@
 //! reconnecting with a revision, slow-consumer coalescing, a blocked client
 //! and a silent one.
 
-mod common;
-
 use std::time::Duration;
 
-use common::ws::{Socket, WAIT, compat_socket, native_socket, next_json, subscribe, until_revision, ws_url};
-use common::{Backend, TestApp, eventually};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -16,6 +12,10 @@ use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, client_async};
 use vane::domain::change::ChangeNotice;
+
+use crate::common;
+use crate::common::ws::{Socket, WAIT, compat_socket, native_socket, next_json, subscribe, until_revision, ws_url};
+use crate::common::{Backend, TestApp, eventually};
 
 backend_tests!(
     original_push_and_update_routes,
@@ -429,7 +429,7 @@ async fn idle(mut socket: Socket) -> Socket {
 /// answers is dropped beside it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_raw_client_that_answers_pings_stays_and_a_silent_one_goes() {
-    use common::raw_ws::{RawSocket, Seen};
+    use crate::common::raw_ws::{RawSocket, Seen};
     let app = spawn(Backend::Sqlite, quick_pings).await.unwrap();
     let secret = app.create_config("raw").await["secret"].as_str().unwrap().to_owned();
     let path = "/push/raw";
@@ -502,7 +502,7 @@ async fn a_raw_client_that_answers_pings_stays_and_a_silent_one_goes() {
 /// by a refused client on its retry.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wave_past_the_address_cap_keeps_every_admitted_client() {
-    use common::raw_ws::{RawSocket, Seen};
+    use crate::common::raw_ws::{RawSocket, Seen};
     const CAP: usize = 20;
     let app = spawn(Backend::Sqlite, |s| {
         quick_pings(s);

@@ -3,14 +3,14 @@
 //! only then; it opens with the ticket, never the token; it gives its place
 //! back when closed, and shutdown ends it.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Backend, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use vane::settings::ClientToken;
+
+use crate::common;
+use crate::common::{Backend, TestApp};
 
 backend_tests!(
     the_event_stream_says_refetch_for_changes_in_scope,

@@ -2,13 +2,13 @@
 //! each move is claimed and applied once, with its event; the gate aborts;
 //! pause, resume and abort; a change by hand pauses the plan.
 
-mod common;
-
-use common::Backend;
 use vane::domain::Lang;
 use vane::domain::model::EventKind;
 use vane::domain::rollout::{Control, GateFigures, PlanState, Step};
 use vane::store::{self, Change, NewConfig, NewPlan, NewVersion, StoreError};
+
+use crate::common;
+use crate::common::Backend;
 
 backend_tests!(plans_move_once_and_stop_on_their_gate);
 

@@ -8,14 +8,13 @@
 //! check, 403 for an inactive config and for a broken version with nothing
 //! to fall back to.
 
-mod common;
-
 use std::process::Command;
 
-use common::ws::compat_socket;
-use common::{Backend, TestApp, TestDatabase, execute_on, mysql_url, store_url};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+
+use crate::common::ws::compat_socket;
+use crate::common::{Backend, TestApp, TestDatabase, execute_on, mysql_url, store_url};
 
 backend_tests!(an_imported_service_answers_its_clients_as_before);
 

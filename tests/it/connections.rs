@@ -4,15 +4,15 @@
 //! a place frees; push sockets that follow nothing, go silent or crowd in
 //! from one address are dropped or refused. Every hit is counted.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::ws::{WAIT, native_socket, ws_url};
-use common::{Backend, TestApp, eventually};
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::common;
+use crate::common::ws::{WAIT, native_socket, ws_url};
+use crate::common::{Backend, TestApp, eventually};
 
 async fn spawn(tweak: impl FnOnce(&mut vane::settings::Settings)) -> TestApp {
     TestApp::spawn_with(Backend::Sqlite, tweak).await.unwrap()
@@ -37,9 +37,20 @@ async fn until_closed(stream: &mut TcpStream, limit: Duration) -> Option<(String
 }
 
 /// The counter `vane_connections_closed_total{reason}` or
-/// `vane_push_dropped_clients_total{reason}`, as scraped now.
+/// `vane_push_dropped_clients_total{reason}`, as scraped now. The recorder
+/// is the process's, shared with every other test's server: a test compares
+/// what it did with a count it took before. Its connection closes once
+/// answered, so it takes no place and meets no idle limit.
 async fn counted(app: &TestApp, family: &str, reason: &str) -> f64 {
-    let text = app.scrape().await;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let response = client
+        .get(app.url("/metrics"))
+        .bearer_auth(common::BEARER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
     let prefix = format!("{family}{{reason=\"{reason}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))
@@ -57,6 +68,10 @@ async fn a_trickled_head_and_an_idle_keep_alive_are_closed() {
         s.server.idle_timeout_ms = 600;
     })
     .await;
+    let (headers, idles) = (
+        counted(&app, CLOSED, "header_timeout").await,
+        counted(&app, CLOSED, "idle_timeout").await,
+    );
     // Half a head, then nothing: closed at the header limit, not served.
     let mut slow = raw(&app).await;
     slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
@@ -84,8 +99,8 @@ async fn a_trickled_head_and_an_idle_keep_alive_are_closed() {
         "an idle keep-alive was kept"
     );
 
-    assert!(counted(&app, CLOSED, "header_timeout").await >= 2.0);
-    assert!(counted(&app, CLOSED, "idle_timeout").await >= 1.0);
+    assert!(counted(&app, CLOSED, "header_timeout").await >= headers + 2.0);
+    assert!(counted(&app, CLOSED, "idle_timeout").await >= idles + 1.0);
     app.stop().await;
 }
 
@@ -93,6 +108,7 @@ async fn a_trickled_head_and_an_idle_keep_alive_are_closed() {
 async fn a_stalled_body_gets_408() {
     let app = spawn(|s| s.server.body_timeout_ms = 300).await;
     app.create_config("slow").await;
+    let before = counted(&app, CLOSED, "body_timeout").await;
     let mut stream = raw(&app).await;
     let head = "POST /api/v1/configs/slow/evaluate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"params\":";
     stream.write_all(head.as_bytes()).await.unwrap();
@@ -101,7 +117,7 @@ async fn a_stalled_body_gets_408() {
         .expect("a stalled body was kept");
     assert!(said.starts_with("HTTP/1.1 408"), "{said}");
     assert!(said.contains("body_timeout"), "{said}");
-    assert!(counted(&app, CLOSED, "body_timeout").await >= 1.0);
+    assert!(counted(&app, CLOSED, "body_timeout").await >= before + 1.0);
     app.stop().await;
 }
 
@@ -116,13 +132,8 @@ async fn at_the_connection_cap_clients_are_refused_fast_and_served_once_a_place_
     let mut hogs = vec![raw(&app).await, raw(&app).await];
     // Give the server time to admit them before the next one arrives.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
-    let response = client.get(app.url("/healthz")).send().await.unwrap();
-    assert_eq!(
-        response.status(),
-        StatusCode::OK,
-        "the last place serves a normal client"
-    );
+    // The last place serves a normal client: this one reads the count so far.
+    let before = counted(&app, CLOSED, "max_connections").await;
 
     hogs.push(raw(&app).await);
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -145,9 +156,9 @@ async fn at_the_connection_cap_clients_are_refused_fast_and_served_once_a_place_
     for hog in &mut hogs {
         assert!(until_closed(hog, Duration::from_secs(5)).await.is_some());
     }
-    let response = client.get(app.url("/healthz")).send().await.unwrap();
+    let response = reqwest::get(app.url("/healthz")).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(counted(&app, CLOSED, "max_connections").await >= 1.0);
+    assert!(counted(&app, CLOSED, "max_connections").await >= before + 1.0);
     app.stop().await;
 }
 
@@ -158,11 +169,15 @@ async fn a_socket_that_follows_nothing_is_closed_and_one_address_cannot_take_the
         s.push.max_sockets_per_address = 2;
     })
     .await;
+    let (unsubscribed, crowded) = (
+        counted(&app, DROPPED, "no_subscription").await,
+        counted(&app, DROPPED, "per_address").await,
+    );
     let mut idle = native_socket(&app).await;
     // Closed, not kept: close_code panics on a socket still open.
     let closed = common::ws::close_code(&mut idle, WAIT).await;
     assert_eq!(closed, Some(1008));
-    assert!(counted(&app, DROPPED, "no_subscription").await >= 1.0);
+    assert!(counted(&app, DROPPED, "no_subscription").await >= unsubscribed + 1.0);
 
     let push = app.state().push.clone();
     assert!(eventually(WAIT, || async { push.open_sockets() == 0 }).await);
@@ -176,7 +191,7 @@ async fn a_socket_that_follows_nothing_is_closed_and_one_address_cannot_take_the
         other => panic!("a third socket from one address was not refused: {other:?}"),
     }
     assert_eq!(push.open_sockets(), 2);
-    assert!(counted(&app, DROPPED, "per_address").await >= 1.0);
+    assert!(counted(&app, DROPPED, "per_address").await >= crowded + 1.0);
     app.stop().await;
 }
 
@@ -188,6 +203,7 @@ async fn a_silent_socket_is_dropped_at_ping_interval_plus_pong_timeout() {
     })
     .await;
     let secret = app.create_config("quiet").await["secret"].as_str().unwrap().to_owned();
+    let before = counted(&app, DROPPED, "silent").await;
     // Never read: tungstenite answers pings only while it is read.
     let silent = common::ws::compat_socket(&app, "quiet", Some(&secret)).await.unwrap();
     let opened = Instant::now();
@@ -204,7 +220,7 @@ async fn a_silent_socket_is_dropped_at_ping_interval_plus_pong_timeout() {
         "dropped after {:?}",
         opened.elapsed()
     );
-    assert!(counted(&app, DROPPED, "silent").await >= 1.0);
+    assert!(counted(&app, DROPPED, "silent").await >= before + 1.0);
     drop(silent);
     app.stop().await;
 }

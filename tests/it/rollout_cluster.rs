@@ -2,13 +2,12 @@
 //! applied exactly once however many schedulers wake for it, and when a
 //! node stops mid-plan the other applies the rest.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Backend, TestApp, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+
+use crate::common::{Backend, TestApp, eventually};
 
 const WAIT: Duration = Duration::from_secs(30);
 

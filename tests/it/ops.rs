@@ -1,17 +1,17 @@
 //! Operations: settings reload (admin route and SIGHUP), pool control routes,
 //! and graceful shutdown, in process and as a real `vane serve` process.
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::ws::native_socket;
-use common::{BEARER, Backend, TOKEN, TestApp, eventually};
 use futures_util::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::common;
+use crate::common::ws::native_socket;
+use crate::common::{BEARER, Backend, TOKEN, TestApp, eventually};
 
 const SPIN: &str = "while (true) {}";
 const BUSY: &str =
@@ -182,7 +182,11 @@ async fn shutdown_finishes_requests_in_flight_and_closes_sockets_with_1001() {
             .unwrap();
         common::read(response).await
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pool = app.state().pool.clone();
+    assert!(
+        eventually(WAIT, || async { pool.stats().running == 1 }).await,
+        "the request never ran"
+    );
     app.stop().await;
     let (status, body) = in_flight.await.unwrap();
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -196,7 +200,8 @@ async fn shutdown_finishes_requests_in_flight_and_closes_sockets_with_1001() {
     assert_eq!(close.map(|f| u16::from(f.code)), Some(1001));
 }
 
-/// `vane serve` as a real process, configured by a file and environment.
+/// `vane serve` as a real process, configured by a file and environment,
+/// its log in a file.
 struct Served {
     child: Child,
     addr: String,
@@ -209,13 +214,14 @@ impl Served {
         let port = common::free_port();
         let path = dir.path().join("vane.toml");
         std::fs::write(&path, file).unwrap();
+        let log = std::fs::File::create(dir.path().join("log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_vane"))
             .args(["serve", "--config", path.to_str().unwrap()])
             .current_dir(dir.path())
             .env("VANE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
             .env("VANE_AUTH__ADMIN_TOKENS", TOKEN)
-            .env("VANE_LOG__LEVEL", "warn")
-            .stdout(Stdio::null())
+            .env("VANE_LOG__LEVEL", "info")
+            .stdout(Stdio::from(log))
             .spawn()
             .unwrap();
         let served = Self {
@@ -238,6 +244,19 @@ impl Served {
 
     fn config_path(&self) -> std::path::PathBuf {
         self._dir.path().join("vane.toml")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("log")).unwrap_or_default()
+    }
+
+    /// Waits until a job is in a worker's hands.
+    async fn until_running(&self) {
+        let running = eventually(WAIT, || async {
+            self.admin(Method::GET, "/api/v1/admin/pool", None).await.1["running"] == json!(1)
+        })
+        .await;
+        assert!(running, "the request never ran: {}", self.log());
     }
 
     fn signal(&self, signal: i32) {
@@ -321,7 +340,7 @@ async fn sighup_reloads_and_sigterm_drains_then_exits_cleanly() {
     assert!(grown, "SIGHUP did not reload the pool size");
 
     let in_flight = served.busy(800);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    served.until_running().await;
     served.signal(libc::SIGTERM);
     assert_eq!(
         in_flight.await.unwrap(),
@@ -329,7 +348,7 @@ async fn sighup_reloads_and_sigterm_drains_then_exits_cleanly() {
         "the request in flight was cut"
     );
     let status = served.wait_exit(WAIT).expect("vane serve exited");
-    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert_eq!(status.code(), Some(0), "{status:?} {}", served.log());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -337,9 +356,11 @@ async fn a_second_signal_exits_at_once() {
     let mut served = Served::start(SERVED).await;
     served.publish_busy().await;
     let in_flight = served.busy(4000);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    served.until_running().await;
     served.signal(libc::SIGTERM);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Two signals sent before the process runs arrive as one.
+    let draining = eventually(WAIT, || async { served.log().contains("terminated, shutting down") }).await;
+    assert!(draining, "{}", served.log());
     let second = Instant::now();
     served.signal(libc::SIGTERM);
     let status = served.wait_exit(Duration::from_secs(2)).expect("exited at once");

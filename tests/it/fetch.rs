@@ -1,12 +1,12 @@
 //! The fetch path end to end, through HTTP, against each store backend.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Backend, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+
+use crate::common;
+use crate::common::{Backend, TestApp};
 
 const VERSION_CHECK: &str = "if p[\"version_code\"] > 100:\n    return \"valid\"\nreturn \"invalid\"";
 

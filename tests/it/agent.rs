@@ -4,15 +4,15 @@
 //! `--dry-run` writes nothing, several configs feed one template, and exec
 //! mode starts, signals, restarts and stops a child.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Backend, TestApp, eventually};
 use reqwest::Method;
 use serde_json::{Value, json};
+
+use crate::common;
+use crate::common::{Backend, TestApp, eventually};
 
 const WAIT: Duration = Duration::from_secs(20);
 

@@ -17,7 +17,10 @@ impl PrivateRedis {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("redis-server must be installed when CI=true");
             }
-            eprintln!("skipping Redis test: redis-server is not installed");
+            // Not `eprintln!`, which libtest captures: a plain `cargo test`
+            // shows this.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "skipping Redis test: redis-server is not installed");
             return None;
         }
         // Not `common::free_port`: examples/herd.rs includes this file alone.

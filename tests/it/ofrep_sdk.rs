@@ -6,14 +6,14 @@
 //! The Python is `VANE_TEST_OFREP_PYTHON`, else the CI environment's under
 //! `target/ci-venv`; without one that imports the provider, it says it skipped.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{Backend, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+
+use crate::common;
+use crate::common::{Backend, TestApp};
 
 fn python() -> Option<PathBuf> {
     let candidate = std::env::var_os("VANE_TEST_OFREP_PYTHON")

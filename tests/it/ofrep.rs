@@ -2,15 +2,15 @@
 //! specification, on every backend: single evaluation's shapes, reasons and
 //! error codes for every kind of refusal; credentials; bulk evaluation
 //! scoped by client tokens with its ETag and 304. The event stream is in
-//! `tests/ofrep_events.rs`.
+//! `ofrep_events.rs`.
 
-mod common;
-
-use common::faulty::Mode;
-use common::{Backend, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use vane::settings::{ClientToken, PausedJobs};
+
+use crate::common;
+use crate::common::faulty::Mode;
+use crate::common::{Backend, TestApp};
 
 backend_tests!(
     single_evaluation_answers_values_reasons_and_errors,

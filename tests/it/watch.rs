@@ -4,17 +4,17 @@
 //! failed reload puts the backup back and reports nothing; an agent started
 //! before its server, or whose server restarts, catches up by itself.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Backend, TestApp, eventually, test_settings};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use vane::agent::{AgentConfig, Backup, Counters, Resource};
+
+use crate::common;
+use crate::common::{Backend, TestApp, eventually, test_settings};
 
 const WAIT: Duration = Duration::from_secs(15);
 const TEMPLATE: &str = "upstream app {\n{% for s in servers %}  server {{ s }};\n{% endfor %}}\n";

@@ -6,15 +6,15 @@
 //! and the jobs behind one that kills its worker go back to the pool. A pool
 //! sized by demand stops an idle worker and starts it again under load.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Backend, TestApp, eventually};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use vane::settings::{PausedJobs, Settings};
+
+use crate::common;
+use crate::common::{Backend, TestApp, eventually};
 
 /// Waits inside a native callback, which no in-engine deadline check reaches:
 /// only the kill at the deadline plus grace stops it early.

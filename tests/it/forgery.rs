@@ -8,17 +8,16 @@
 //! network, and a break with nothing to fall back to keeps serving (only
 //! the original's `count` rule answers 403 then).
 
-mod common;
-
 use std::time::Duration;
 
-use common::networks::{Net, Route};
-use common::{Backend, TestApp, eventually};
 use futures_util::StreamExt;
 use futures_util::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use vane::domain::gray::in_gray;
+
+use crate::common::networks::{Net, Route};
+use crate::common::{Backend, TestApp, eventually};
 
 backend_tests!(
     one_machine_posing_as_a_fleet_breaks_nothing,
@@ -307,7 +306,12 @@ async fn a_storm_from_a_network_never_served_hides_no_served_network(backend: Ba
     if bucket() == storm_began {
         assert_eq!(receipt["reason"], json!("storm"), "the cap was reached: {receipt}");
     } else {
-        eprintln!("skipping the cap's check: the storm straddled two half windows, which reset the cap");
+        // Not `eprintln!`, which libtest captures: a plain `cargo test` shows this.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipping the cap's check: the storm straddled two half windows, which reset the cap"
+        );
     }
     for (i, net) in fleet[..10].iter().enumerate() {
         let route = Route::BOTH[i % 2];

@@ -2,13 +2,13 @@
 //! original routes switched off, bad paths, queries and lengths answered
 //! in the JSON error shape at once.
 
-mod common;
-
-use common::raw_ws::RawSocket;
-use common::{Backend, TestApp};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use vane::settings::ClientToken;
+
+use crate::common;
+use crate::common::raw_ws::RawSocket;
+use crate::common::{Backend, TestApp};
 
 const CAP: usize = 2;
 
@@ -368,7 +368,7 @@ async fn closed_with(socket: &mut common::ws::Socket, wait: std::time::Duration)
 /// secret is closed with 1008 when that secret's grace ends, and one opened
 /// with the current secret stays.
 async fn every_previous_secret_keeps_its_own_grace(backend: Backend) {
-    use common::ws::{compat_socket, native_socket, subscribe};
+    use crate::common::ws::{compat_socket, native_socket, subscribe};
     use std::time::{Duration, Instant};
     const GRACE: Duration = Duration::from_secs(4);
     let Some(app) = TestApp::spawn_with(backend, |s| s.auth.secret_grace_s = GRACE.as_secs()).await else {

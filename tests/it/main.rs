@@ -1,0 +1,41 @@
+//! Vane's integration tests, one binary: each module was a test binary of
+//! its own, and each of those linked the whole crate, which made most of a
+//! debug build's time. Run one module with `cargo test --test it push::`.
+//!
+//! Everything here shares one process, so no test may change what the
+//! process holds for all (its environment, the metrics recorder's numbers,
+//! a shared Redis's connections) without keeping to its own part of it:
+//! counters are compared before and after, a test that needs an
+//! environment of its own runs in a child process (`confinement`), and one
+//! that cuts Redis connections has a Redis of its own (`cluster`).
+
+#[macro_use]
+mod common;
+
+mod agent;
+mod cluster;
+mod confinement;
+mod connections;
+mod console;
+mod dashboard;
+mod edges;
+mod fetch;
+mod forgery;
+mod freshness;
+mod health;
+mod import;
+mod nginx;
+mod observe;
+mod ofrep;
+mod ofrep_events;
+mod ofrep_sdk;
+mod ops;
+mod pool;
+mod push;
+mod releases;
+mod rollout;
+mod rollout_cluster;
+mod rollout_store;
+mod sandbox;
+mod store;
+mod watch;
