@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::actors::change_bus::ChangeBusHandle;
-use crate::actors::config_cache::{Catalog, ConfigCacheHandle, FreshSettings, Sources};
+use crate::actors::config_cache::{Catalog, ConfigCacheHandle, Sources, StoreWait};
 use crate::actors::evaluator::{EvaluatorPoolHandle, PoolShared};
 use crate::actors::push::{NoticeFeed, PushHandle};
 use crate::actors::scheduler::SchedulerArgs;
@@ -88,10 +88,10 @@ pub async fn start_with_store(
     };
     let sources = Arc::new(Sources {
         store: store.clone(),
-        redis: shared.clone(),
+        shared: shared.clone(),
         ready: Arc::default(),
     });
-    let fresh = FreshSettings {
+    let store_wait = StoreWait {
         wait: settings.store.wait(),
         read_gap: settings.store.revision_read_gap(),
     };
@@ -102,7 +102,7 @@ pub async fn start_with_store(
         pool: pool_shared.clone(),
         bus: shared.clone().map(|r| (settings.redis.clone(), r)),
         poll: settings.store.poll(),
-        fresh,
+        store_wait,
         call_timeout: settings.call_timeout(),
         feed: feed.clone(),
         arrivals,
@@ -342,7 +342,7 @@ fn proxies(server: &crate::settings::Server) -> anyhow::Result<http::Proxies> {
     Ok(http::Proxies::new(header, trusted))
 }
 
-/// Connections waiting to be accepted. A publish makes every subscribed
+/// Connections waiting to be accepted. A change makes every subscribed
 /// client fetch at once, many on new connections; with tokio's default of
 /// 1024 the rest are dropped and their clients retry a second later. The
 /// kernel caps it at `net.core.somaxconn`.
@@ -358,7 +358,7 @@ fn connection_limits(server: &crate::settings::Server) -> server::ConnectionLimi
     }
 }
 
-/// The server's listening socket, with room for a publish wave's connections.
+/// The server's listening socket, with room for a change wave's connections.
 pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = match addr {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,

@@ -1,4 +1,4 @@
-//! Vane: a dynamic client-configuration service. See the README's Layout for the map.
+//! Vane: a dynamic client-configuration service. `docs/ARCHITECTURE.md` is the map.
 // Denied, not warned: a warning scrolls past in a test run, and every public
 // item is part of the map a newcomer reads.
 #![deny(missing_docs)]

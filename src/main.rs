@@ -1,5 +1,6 @@
-//! The `vane` command: `serve` runs the service, `worker` is the sandbox
-//! process each Evaluator starts (not for people to run).
+//! The `vane` command: `serve` runs the service, `watch` the agent, `import`
+//! brings the Go service's tables over, and `worker` is the sandbox process
+//! each Evaluator starts (not for people to run).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -283,7 +284,7 @@ fn open_file_room(max_connections: usize) {
 }
 
 /// Whether this process's memory may come in transparent huge pages. The
-/// server's may not: in a publish wave every connection's buffers touch new
+/// server's may not: in a change wave every connection's buffers touch new
 /// memory, and zeroing 2 MiB pages for them took 60% of its CPU
 /// (`examples/herd.rs`). Its worker processes inherit the setting, and turn
 /// it back on: scripts that build large values run faster with huge pages.

@@ -1,6 +1,7 @@
-//! Every metric Vane exports, named in one place, and the Prometheus
+//! Every metric the server exports, named in one place (`vane watch` writes
+//! its own `vane_watch_*` file, agent/mod.rs), and the Prometheus
 //! recorder. Counters kept elsewhere (the pool's, the registry's, the change
-//! bus's, the Redis cache's) are copied in when `/metrics` is scraped, so the
+//! bus's, the shared copies') are copied in when `/metrics` is scraped, so the
 //! hot paths touch only their own atomics.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -32,7 +33,7 @@ pub const POOL_QUEUED: &str = "vane_pool_queued";
 pub const POOL_RUNNING: &str = "vane_pool_running";
 /// Evaluators in the pool.
 pub const POOL_WORKERS: &str = "vane_pool_workers";
-/// Jobs by outcome (finished, shed, expired, killed, ...).
+/// Jobs by outcome (finished, shed, timed_out, killed, ...).
 pub const POOL_JOBS: &str = "vane_pool_jobs_total";
 /// Resident memory of each worker process.
 pub const WORKER_RSS: &str = "vane_pool_worker_rss_bytes";
@@ -40,7 +41,7 @@ pub const WORKER_RSS: &str = "vane_pool_worker_rss_bytes";
 pub const CACHE_HITS: &str = "vane_cache_hits_total";
 /// Cache misses, by layer.
 pub const CACHE_MISSES: &str = "vane_cache_misses_total";
-/// Failed calls to the Redis cache.
+/// Failed calls to Redis for shared copies.
 pub const CACHE_ERRORS: &str = "vane_cache_errors_total";
 /// Open push sockets.
 pub const PUSH_CONNECTIONS: &str = "vane_push_connections";
@@ -62,7 +63,7 @@ const CONNECTIONS_OPEN: &str = "vane_connections_open";
 const CONNECTIONS_CLOSED: &str = "vane_connections_closed_total";
 /// Time from a change on one node to its arrival on this one.
 pub const BUS_LAG_MS: &str = "vane_bus_lag_ms";
-/// Change bus events, by kind (published, received, polls, ...).
+/// Change bus events, by kind (published: sent to the others, received, polls, ...).
 pub const BUS_EVENTS: &str = "vane_bus_events_total";
 /// Reads of configs' revisions for `cached: false` fetches.
 const REVISION_READS: &str = "vane_store_revision_reads_total";
@@ -208,7 +209,7 @@ pub fn result_cache(hit: bool) {
     if hit { &HITS } else { &MISSES }.increment(1);
 }
 
-/// The ConfigCache's published entries were asked.
+/// The ConfigCache's ready entries were asked.
 pub fn memory_cache(hit: bool) {
     static HITS: LazyLock<Counter> = LazyLock::new(|| counter!(CACHE_HITS, "layer" => "memory"));
     static MISSES: LazyLock<Counter> = LazyLock::new(|| counter!(CACHE_MISSES, "layer" => "memory"));

@@ -1,4 +1,5 @@
-//! Random secrets and constant-time comparison.
+//! Random secrets, constant-time comparison, and redaction of credentials
+//! in URLs.
 
 use subtle::ConstantTimeEq;
 

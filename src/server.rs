@@ -49,7 +49,7 @@ pub struct ConnectionLimits {
 /// Serves `router` on `listener` until `stop` turns true, then waits for
 /// the requests in flight (upgraded sockets are their owners' to close).
 pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimits, stop: watch::Receiver<bool>) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
     let connections = TaskTracker::new();
     let mut stopping = stop.clone();
     loop {
@@ -66,8 +66,8 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimi
             },
             _ = stopped(&mut stopping) => break,
         };
-        let (router, limits, slots, stop) = (router.clone(), limits.clone(), slots.clone(), stop.clone());
-        connections.spawn(connection(stream, peer, router, limits, slots, stop));
+        let (router, limits, permits, stop) = (router.clone(), limits.clone(), permits.clone(), stop.clone());
+        connections.spawn(connection(stream, peer, router, limits, permits, stop));
     }
     connections.close();
     connections.wait().await;
@@ -83,12 +83,12 @@ async fn connection(
     peer: SocketAddr,
     router: Router,
     limits: ConnectionLimits,
-    slots: Arc<Semaphore>,
+    permits: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let permit = match slots.clone().try_acquire_owned() {
+    let permit = match permits.clone().try_acquire_owned() {
         Ok(permit) => permit,
-        Err(_) => match tokio::time::timeout(ADMISSION_WAIT, slots.acquire_owned()).await {
+        Err(_) => match tokio::time::timeout(ADMISSION_WAIT, permits.acquire_owned()).await {
             Ok(Ok(permit)) => permit,
             _ => {
                 crate::metrics::connection_closed("max_connections");
@@ -215,20 +215,20 @@ impl Activity {
 }
 
 /// The socket, reporting its traffic to `Activity` and holding the
-/// connection's slot for as long as it is open, upgraded or not.
+/// connection's permit for as long as it is open, upgraded or not.
 struct Watched {
     stream: TcpStream,
     activity: Arc<Activity>,
-    _slot: OwnedSemaphorePermit,
+    _permit: OwnedSemaphorePermit,
 }
 
 impl Watched {
-    fn new(stream: TcpStream, activity: Arc<Activity>, slot: OwnedSemaphorePermit) -> Self {
+    fn new(stream: TcpStream, activity: Arc<Activity>, permit: OwnedSemaphorePermit) -> Self {
         crate::metrics::connections_open(1.0);
         Self {
             stream,
             activity,
-            _slot: slot,
+            _permit: permit,
         }
     }
 }

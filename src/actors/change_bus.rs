@@ -1,10 +1,10 @@
 //! ChangeBus: one per node. It carries changes between nodes over Redis
-//! pub/sub when Redis is configured: a change committed here is published
-//! once; a change published by another node is handed to this node's
+//! pub/sub when Redis is configured: a change committed here is sent
+//! once (a Redis PUBLISH); a change sent by another node is handed to this node's
 //! Announcer (`service/announce.rs`), which loads it into memory and then
 //! tells this node's subscribers.
 //!
-//! Pub/sub drops what is published while a subscriber is disconnected, so on
+//! Pub/sub drops what is sent while a subscriber is disconnected, so on
 //! every (re)connect, and every `redis.reconcile_interval_ms` anyway, the bus
 //! compares the revisions it knows with the store and catches up on what
 //! changed. While no bus carries changes (no Redis, or Redis unreachable) it
@@ -44,7 +44,7 @@ const STORE_LIMIT: Duration = Duration::from_secs(5);
 pub enum BusMsg {
     /// A change committed on this node: sent once to the others.
     Committed(ChangeNotice),
-    /// A change another node published.
+    /// A change another node sent.
     Remote(Wire),
     /// The subscription is (re)established: catch up on what was missed.
     Connected,
@@ -66,7 +66,7 @@ pub struct Wire {
     revision: i64,
     update_time: i64,
     manual: bool,
-    /// When the origin published it, for the lag figure.
+    /// When the origin sent it, for the lag figure.
     sent_ms: i64,
 }
 
@@ -77,7 +77,7 @@ pub struct BusStats {
     pub redis: bool,
     /// Whether the Redis subscription is up now.
     pub connected: bool,
-    /// Notices this node published.
+    /// Notices this node sent (the stats keep Redis's word, `published`).
     pub published: u64,
     /// Publishes that failed (Redis down or slower than `redis.timeout_ms`).
     pub publish_errors: u64,
@@ -89,7 +89,7 @@ pub struct BusStats {
     pub polls: u64,
     /// Configs found changed by a catch-up, a periodic check or a poll.
     pub caught_up: u64,
-    /// Milliseconds from publish on another node to arrival here, last seen.
+    /// Milliseconds from sending on another node to arrival here, last seen.
     pub last_lag_ms: i64,
 }
 
@@ -249,7 +249,7 @@ impl BusState {
                     _ => "timed out".into(),
                 };
                 // Other nodes find the change at their next periodic check.
-                tracing::warn!(%error, config_id = wire.config_id, "change not published to other nodes");
+                tracing::warn!(%error, config_id = wire.config_id, "change not sent to other nodes");
             }
         }
     }

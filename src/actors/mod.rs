@@ -1,5 +1,7 @@
-//! The actor tree (each actor's file says what it does and what a restart loses). HTTP code sees only the handles defined
-//! here; every call through a handle has a timeout.
+//! The actor tree, one actor per file or folder (each says what it does and
+//! what a restart loses), and what reaching them takes: `Slot`, `CallError`,
+//! `ask` and `tell`. Callers see only the actors' handles; every call
+//! through a handle has a timeout.
 
 pub mod change_bus;
 pub mod config_cache;

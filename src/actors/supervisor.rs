@@ -16,7 +16,7 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, Super
 
 use super::Slot;
 use super::change_bus::{BusArgs, BusMsg, ChangeBus};
-use super::config_cache::{ConfigCache, ConfigCacheHandle, ConfigCacheMsg, FreshSettings, Sources};
+use super::config_cache::{ConfigCache, ConfigCacheHandle, ConfigCacheMsg, Sources, StoreWait};
 use super::evaluator::{self, PoolMsg, PoolShared};
 use super::push::{NoticeFeed, PushMsg, PushRegistry};
 use super::scheduler::{Scheduler, SchedulerArgs, SchedulerMsg};
@@ -62,12 +62,12 @@ pub struct SupervisorArgs {
     pub sources: Arc<Sources>,
     /// The pool's settings and counters, which outlive pool restarts.
     pub pool: PoolShared,
-    /// Redis settings and cache, for the ChangeBus; `None` on a single node.
+    /// Redis settings and shared copies, for the ChangeBus; `None` on a single node.
     pub bus: Option<(Redis, Shared)>,
     /// How often the ChangeBus polls the store while no bus carries changes.
     pub poll: Duration,
     /// How fetches wait on the store.
-    pub fresh: FreshSettings,
+    pub store_wait: StoreWait,
     /// How long the children's handles wait for a reply.
     pub call_timeout: Duration,
     /// Where the registry passes every notice, whichever incarnation it is.
@@ -104,7 +104,7 @@ impl Actor for Supervisor {
         let pool = evaluator::spawn(&args.pool, myself.get_cell()).await?;
         let (registry, _) = Actor::spawn_linked(None, PushRegistry, args.feed.clone(), myself.get_cell()).await?;
         let cache = Slot::new(cache);
-        let handle = ConfigCacheHandle::new(cache.clone(), &args.sources, args.call_timeout, args.fresh);
+        let handle = ConfigCacheHandle::new(cache.clone(), &args.sources, args.call_timeout, args.store_wait);
         let bus = spawn_bus(&args, &handle, myself.get_cell()).await?;
         let children = Children {
             cache: handle,
@@ -294,7 +294,7 @@ mod tests {
             SupervisorArgs {
                 sources: Arc::new(Sources {
                     store,
-                    redis: None,
+                    shared: None,
                     ready: Arc::default(),
                 }),
                 pool: PoolShared::new(&sandbox),
@@ -302,7 +302,7 @@ mod tests {
                 // No store poll while the clock is paused: a query on
                 // SQLite's own thread would let the paused clock run ahead.
                 poll: Duration::from_secs(3600),
-                fresh: FreshSettings {
+                store_wait: StoreWait {
                     wait: Duration::from_millis(500),
                     read_gap: Duration::from_millis(1),
                 },

@@ -1,6 +1,6 @@
 //! `[server]` and `[push]`: what a client's connection may hold. Each limit
 //! bounds what one client can take from the others; a hit is counted in
-//! `/metrics` (`vane_connections_closed_total`, `vane_push_dropped_total`).
+//! `/metrics` (`vane_connections_closed_total`, `vane_push_dropped_clients_total`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

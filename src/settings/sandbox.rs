@@ -23,7 +23,7 @@ pub struct Sandbox {
     /// Jobs waiting for a free Evaluator beyond this are shed with 503.
     pub queue_bound: usize,
     /// How long a job may wait for an Evaluator before it is answered 503. Apart
-    /// from the deadline, so a publish wave (every client fetching at once)
+    /// from the deadline, so a change wave (every client fetching at once)
     /// queues for a moment instead of being shed and retried.
     pub queue_wait_ms: u64,
     /// Extra time past the deadline before a worker process is killed.

@@ -98,7 +98,7 @@ pub async fn add_report(
 
 /// Stores a report that cannot count: one statement that writes from the
 /// start (so SQLite never has to upgrade a read lock under contention), and
-/// without the config's lock, which publishes and counted reports need.
+/// without the config's lock, which releases and counted reports need.
 async fn store_ignored(pool: &AnyPool, d: Dialect, report: &NewReport, now: i64) -> Result<ReportOutcome, StoreError> {
     let stored = insert_report(pool, d, report, now, false).await?;
     if !stored {

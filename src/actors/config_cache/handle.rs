@@ -1,4 +1,4 @@
-//! What callers hold to reach the ConfigCache: the published map read
+//! What callers hold to reach the ConfigCache: the ready entries read
 //! without asking the actor, the shared revision reads of fresh requests
 //! (`fresh.rs`), and asks with a timeout for everything else.
 
@@ -36,7 +36,7 @@ impl Entry {
 
 /// How fetches wait on the store (`[store]` settings).
 #[derive(Debug, Clone, Copy)]
-pub struct FreshSettings {
+pub struct StoreWait {
     /// The longest a fetch waits on the store (`store.wait_ms`).
     pub wait: Duration,
     /// The least time between the starts of two revision reads.
@@ -56,13 +56,17 @@ pub struct ConfigCacheHandle {
 
 impl ConfigCacheHandle {
     /// A handle over `slot` reading `sources`; calls wait at most `timeout`.
-    pub fn new(slot: Slot<ConfigCacheMsg>, sources: &Sources, timeout: Duration, fresh: FreshSettings) -> Self {
+    pub fn new(slot: Slot<ConfigCacheMsg>, sources: &Sources, timeout: Duration, store_wait: StoreWait) -> Self {
         Self {
             slot,
             ready: sources.ready.clone(),
-            reads: Arc::new(RevisionReads::new(sources.store.clone(), fresh.wait, fresh.read_gap)),
+            reads: Arc::new(RevisionReads::new(
+                sources.store.clone(),
+                store_wait.wait,
+                store_wait.read_gap,
+            )),
             timeout,
-            wait: fresh.wait,
+            wait: store_wait.wait,
         }
     }
 

@@ -14,7 +14,7 @@ pub(super) async fn load(
     config_id: &str,
     from_store: bool,
 ) -> Result<Option<Arc<Entry>>, StoreError> {
-    let shared = sources.redis.as_ref().filter(|_| !from_store);
+    let shared = sources.shared.as_ref().filter(|_| !from_store);
     let cached = match shared {
         Some(redis) => redis.config(config_id).await,
         None => None,
@@ -25,7 +25,7 @@ pub(super) async fn load(
             let Some(config) = sources.store.get_config(config_id).await? else {
                 return Ok(None);
             };
-            if let Some(redis) = &sources.redis {
+            if let Some(redis) = &sources.shared {
                 redis.put_config(&config).await;
             }
             config
@@ -43,13 +43,13 @@ pub(super) async fn load(
 }
 
 async fn version(sources: &Sources, code_id: &str, from_store: bool) -> Result<Option<Arc<Version>>, StoreError> {
-    if let Some(redis) = sources.redis.as_ref().filter(|_| !from_store)
+    if let Some(redis) = sources.shared.as_ref().filter(|_| !from_store)
         && let Some(version) = redis.version(code_id).await
     {
         return Ok(Some(Arc::new(version)));
     }
     let version = sources.store.get_version(code_id).await?;
-    if let (Some(redis), Some(version)) = (&sources.redis, &version) {
+    if let (Some(redis), Some(version)) = (&sources.shared, &version) {
         redis.put_version(version).await;
     }
     Ok(version.map(Arc::new))

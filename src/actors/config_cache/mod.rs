@@ -1,5 +1,6 @@
 //! ConfigCache: configs and their released versions in memory, loaded through
-//! the Store; resolves a request to the version to run.
+//! the shared copies and the Store; its handle resolves a request to the
+//! version to run from the ready entries, without a message.
 //!
 //! Supervised by the root Supervisor. A restart loses only cached entries
 //! (they reload on the next request) and fails the requests waiting on a load.
@@ -9,9 +10,9 @@
 //! Layers: memory, then Redis (when configured), then the store. A change
 //! reloads from the store (and refreshes Redis).
 //!
-//! Entries ready to serve are published in a map that handles read without
+//! Entries ready to serve are put in a map (`ReadyEntries`) that handles read without
 //! asking the actor, so a request for a cached config costs a read lock
-//! instead of a round trip through the mailbox. Only the actor publishes, and
+//! instead of a round trip through the mailbox. Only the actor writes there, and
 //! it replaces an entry only when the reload has finished: while a config
 //! reloads for any reason, cached requests get the last known entry
 //! (stale-while-revalidate), and a store outage never makes them wait.
@@ -38,7 +39,7 @@ use crate::names::ActorName;
 use crate::shared::Shared;
 use crate::store::{Store, StoreError};
 pub use catalog::Catalog;
-pub use handle::{ConfigCacheHandle, FreshSettings};
+pub use handle::{ConfigCacheHandle, StoreWait};
 use load::load;
 pub use ready::ReadyEntries;
 
@@ -60,12 +61,12 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 const NAME: ActorName = ActorName::ConfigCache;
 
 /// What the cache keeps across restarts: where entries come from below
-/// memory, and where it publishes the ready ones.
+/// memory, and where it puts the ready ones.
 pub struct Sources {
     /// The store, read on a miss or a change.
     pub store: Arc<dyn Store>,
-    /// The shared Redis cache, read before the store on a cold load.
-    pub redis: Option<Shared>,
+    /// The shared copies in Redis, read before the store on a cold load.
+    pub shared: Option<Shared>,
     /// The lock-free map fetches read without asking the actor.
     pub ready: Arc<ReadyEntries>,
 }
@@ -164,7 +165,7 @@ struct Waiter {
 
 #[derive(Default)]
 struct Held {
-    /// The entry served (and published) until a reload replaces it.
+    /// The entry served (and ready to read) until a reload replaces it.
     entry: Option<Arc<Entry>>,
     /// The generation of the load in flight.
     loading: Option<u64>,

@@ -43,11 +43,11 @@ const MEAN_WEIGHT: u32 = 8;
 /// finish the jobs it holds and exit.
 pub struct Worker {
     requests: RequestPipe,
-    shared: Arc<Shared>,
+    shared: Arc<PipelineState>,
     pid: Option<u32>,
 }
 
-struct Shared {
+struct PipelineState {
     pipeline: Mutex<Pipeline>,
     /// Wakes the reader when an idle worker is given a job, to time it.
     woken: Notify,
@@ -97,7 +97,7 @@ impl Worker {
     pub async fn spawn(process: &ProcessSettings, seat: PoolSeat) -> Result<Self, ProcessError> {
         let (requests, replies) = pipes::start(process).await?;
         let pid = replies.pid();
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(PipelineState {
             pipeline: Mutex::new(Pipeline {
                 jobs: VecDeque::new(),
                 owes_finished: false,
@@ -209,7 +209,7 @@ impl Pipeline {
     }
 }
 
-impl Shared {
+impl PipelineState {
     fn lock(&self) -> MutexGuard<'_, Pipeline> {
         self.pipeline.locked()
     }
@@ -306,7 +306,7 @@ enum Stop {
 }
 
 /// Reads replies until the worker exits, overruns or stops serving.
-async fn read(shared: Arc<Shared>, mut replies: ReplyPipe) {
+async fn read(shared: Arc<PipelineState>, mut replies: ReplyPipe) {
     let pid = replies.pid();
     // One timer, moved to each head's due time rather than made anew for
     // every batch of replies.
@@ -344,7 +344,7 @@ async fn read(shared: Arc<Shared>, mut replies: ReplyPipe) {
 }
 
 /// Answers `first` and every further reply already waiting.
-fn replied_all(shared: &Shared, replies: &mut ReplyPipe, first: Bytes) -> Result<(), Option<ProcessError>> {
+fn replied_all(shared: &PipelineState, replies: &mut ReplyPipe, first: Bytes) -> Result<(), Option<ProcessError>> {
     let mut frame = first;
     loop {
         match shared.replied(&frame) {

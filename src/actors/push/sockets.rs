@@ -1,4 +1,4 @@
-//! Open push sockets, counted in all and per client address, so one host
+//! Open push sockets and OFREP event streams, counted in all and per client address, so one host
 //! cannot hold every socket a node can keep. Memory only: after a restart
 //! the sockets are gone and so are their counts.
 

@@ -42,7 +42,7 @@ pub struct RemoteView {
 
 /// A part of one version's sketch in one bucket, encoded to share with other
 /// nodes under its suffix (`sketch.rs`).
-pub struct Shared {
+pub struct SharedPart {
     /// The version served.
     pub code_id: String,
     /// The bucket of time.
@@ -148,7 +148,7 @@ impl ServedRecord {
     }
 
     /// Encodes the parts changed since the last call, for other nodes.
-    pub fn take_changed(&self) -> Vec<Shared> {
+    pub fn take_changed(&self) -> Vec<SharedPart> {
         let versions: Vec<(String, Arc<Mutex<Buckets>>)> = {
             let map = self.versions.reading();
             map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
@@ -158,7 +158,7 @@ impl ServedRecord {
             let mut buckets = buckets.locked();
             for b in buckets.0.iter_mut() {
                 for (suffix, bytes) in b.sketch.take_changed() {
-                    changed.push(Shared {
+                    changed.push(SharedPart {
                         code_id: code_id.clone(),
                         bucket: b.index,
                         suffix,
