@@ -32,7 +32,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const HTTP_LIMIT: Duration = Duration::from_secs(10);
 
 #[derive(Deserialize)]
-struct Evaluated {
+struct FetchedResult {
     result: Value,
     code_id: String,
     revision: i64,
@@ -295,7 +295,7 @@ impl Watcher {
     }
 
     /// Fetches every config and renders the file's content.
-    async fn render(&self) -> Result<(String, Vec<(String, Evaluated)>), PassError> {
+    async fn render(&self) -> Result<(String, Vec<(String, FetchedResult)>), PassError> {
         let mut fetched = Vec::new();
         for fetch in self.resource.fetches() {
             let evaluated = self
@@ -383,7 +383,7 @@ impl Watcher {
         Ok(())
     }
 
-    async fn fetch(&self, fetch: &Fetch<'_>) -> Result<Evaluated, FetchError> {
+    async fn fetch(&self, fetch: &Fetch<'_>) -> Result<FetchedResult, FetchError> {
         let url = format!("{}/api/v1/configs/{}/evaluate", self.resource.server, fetch.config_id);
         let body = json!({"meta": self.resource.meta, "params": fetch.params});
         let failed = |error| FetchError::Http {
@@ -431,7 +431,7 @@ impl Watcher {
 
 /// The version a render failure is reported against: only when one config
 /// made the file, since with several the fault could be any of them.
-fn blamed(fetched: &[(Option<String>, String, Evaluated)]) -> Option<String> {
+fn blamed(fetched: &[(Option<String>, String, FetchedResult)]) -> Option<String> {
     match fetched {
         [(_, _, only)] => Some(only.code_id.clone()),
         _ => None,

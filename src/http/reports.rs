@@ -15,7 +15,7 @@ use super::error::{ApiError, CompatError};
 use super::extract::{Body, ClientAddress, CompatBody};
 use crate::domain::health::{MAX_MESSAGE_BYTES, ReportKind};
 use crate::domain::model::{ErrorReport, now_millis};
-use crate::service::reports::{ClientReport, Receipt, Summary};
+use crate::service::reports::{ClientReport, Receipt, ReportSummary};
 
 /// Reports kept per listing at most.
 const MAX_LISTED: i64 = 1000;
@@ -228,13 +228,13 @@ async fn list(
     get,
     path = "/api/v1/configs/{config_id}/versions/{code_id}/reports/summary",
     summary = "A version's health: reports counted and ignored by kind, distinct networks reporting and served, the share",
-    responses((status = 200, description = "ok", body = Summary), crate::http::error::Failures),
+    responses((status = 200, description = "ok", body = ReportSummary), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id"), ("code_id" = String, Path, description = "version code id")),
     security(("bearer" = []))
 )]
 async fn summary(
     State(app): State<AppState>,
     Path((config_id, code_id)): Path<(String, String)>,
-) -> Result<Json<Summary>, ApiError> {
+) -> Result<Json<ReportSummary>, ApiError> {
     Ok(Json(app.reports.summary(&config_id, &code_id).await?))
 }

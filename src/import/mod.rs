@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 
 pub use original::{ReadError, Tables};
 pub use plan::{ImportPlan, RefusedRow};
-pub use write::{Counts, Outcome};
+pub use write::{Counts, ImportOutcome};
 
 use crate::domain::Lang;
 use crate::engine::{Engines, guard};
@@ -34,17 +34,17 @@ pub enum ImportError {
 
 /// What was read, and what became of it.
 #[derive(Debug, Clone)]
-pub struct Summary {
+pub struct ImportSummary {
     /// Rows read per table: config, code, unittest, error_report.
     pub read: [usize; 4],
     /// What was (or, dry, would be) written.
-    pub outcome: Outcome,
+    pub outcome: ImportOutcome,
     /// Nothing was written.
     pub dry_run: bool,
 }
 
 /// Reads the original's database at `from` and writes it into `store`.
-pub async fn run(from: &str, store: &dyn Store, dry_run: bool) -> Result<Summary, ImportError> {
+pub async fn run(from: &str, store: &dyn Store, dry_run: bool) -> Result<ImportSummary, ImportError> {
     let tables = original::read(from).await?;
     let read = [
         tables.configs.len(),
@@ -54,7 +54,7 @@ pub async fn run(from: &str, store: &dyn Store, dry_run: bool) -> Result<Summary
     ];
     let plan = plan_for(&tables);
     let outcome = write::apply(store, plan, dry_run).await?;
-    Ok(Summary { read, outcome, dry_run })
+    Ok(ImportSummary { read, outcome, dry_run })
 }
 
 /// The plan for `tables`, each source compiled as an upload's is (in this
@@ -66,7 +66,7 @@ pub fn plan_for(tables: &Tables) -> ImportPlan {
     plan::plan(tables, &mut check)
 }
 
-impl Summary {
+impl ImportSummary {
     /// For people: the counts per table, then every row left out and why.
     pub fn render(&self) -> String {
         let o = &self.outcome;

@@ -26,7 +26,7 @@ pub struct Counts {
 
 /// What an import did, or (dry run) would do.
 #[derive(Debug, Clone, Default)]
-pub struct Outcome {
+pub struct ImportOutcome {
     /// Configs.
     pub configs: Counts,
     /// Versions.
@@ -40,10 +40,10 @@ pub struct Outcome {
 }
 
 /// Writes `plan` (or, with `dry_run`, only reads what it would change).
-pub async fn apply(store: &dyn Store, plan: ImportPlan, dry_run: bool) -> Result<Outcome, StoreError> {
-    let mut out = Outcome {
+pub async fn apply(store: &dyn Store, plan: ImportPlan, dry_run: bool) -> Result<ImportOutcome, StoreError> {
+    let mut out = ImportOutcome {
         refused: plan.refused,
-        ..Outcome::default()
+        ..ImportOutcome::default()
     };
     let mut found: HashMap<String, Option<Config>> = HashMap::new();
     // Configs Vane has with another secret (another config by the same id,

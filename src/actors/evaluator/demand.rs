@@ -49,7 +49,7 @@ pub struct Load {
 
 /// What one window says to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+pub enum Adjustment {
     /// Start this many Evaluators in all.
     Resize(usize),
     /// Nothing now; a quiet window counts towards shrinking.
@@ -60,7 +60,7 @@ pub enum Step {
 }
 
 /// The decision for one window.
-pub fn step(load: Load) -> Step {
+pub fn step(load: Load) -> Adjustment {
     let Load {
         current,
         min,
@@ -69,13 +69,13 @@ pub fn step(load: Load) -> Step {
     } = load;
     let min = min.clamp(1, max.max(1));
     if current < min || current > max {
-        return Step::Resize(current.clamp(min, max));
+        return Adjustment::Resize(current.clamp(min, max));
     }
     if current < max && cores > GROW_ABOVE * current as f64 {
-        return Step::Resize(current + 1);
+        return Adjustment::Resize(current + 1);
     }
     let quiet = current > min && cores < SHRINK_BELOW * (current - 1) as f64;
-    Step::Hold { quiet }
+    Adjustment::Hold { quiet }
 }
 
 /// The pool's capacity controller.
@@ -131,15 +131,15 @@ impl Demand {
             cores,
         };
         match step(load) {
-            Step::Resize(size) => {
+            Adjustment::Resize(size) => {
                 self.quiet = 0;
                 size
             }
-            Step::Hold { quiet: false } => {
+            Adjustment::Hold { quiet: false } => {
                 self.quiet = 0;
                 current
             }
-            Step::Hold { quiet: true } => {
+            Adjustment::Hold { quiet: true } => {
                 self.quiet += 1;
                 if self.quiet < SHRINK_AFTER {
                     return current;
@@ -191,18 +191,18 @@ mod tests {
 
     #[test]
     fn grows_one_at_a_time_when_the_workers_are_busy() {
-        assert_eq!(step(load(1, 0.5)), Step::Resize(2));
-        assert_eq!(step(load(2, 0.9)), Step::Resize(3));
-        assert_eq!(step(load(4, 3.9)), Step::Hold { quiet: false });
+        assert_eq!(step(load(1, 0.5)), Adjustment::Resize(2));
+        assert_eq!(step(load(2, 0.9)), Adjustment::Resize(3));
+        assert_eq!(step(load(4, 3.9)), Adjustment::Hold { quiet: false });
     }
 
     #[test]
     fn a_quiet_window_is_one_where_one_fewer_would_do() {
-        assert_eq!(step(load(2, 0.1)), Step::Hold { quiet: true });
-        assert_eq!(step(load(2, 0.3)), Step::Hold { quiet: false });
-        assert_eq!(step(load(1, 0.0)), Step::Hold { quiet: false });
+        assert_eq!(step(load(2, 0.1)), Adjustment::Hold { quiet: true });
+        assert_eq!(step(load(2, 0.3)), Adjustment::Hold { quiet: false });
+        assert_eq!(step(load(1, 0.0)), Adjustment::Hold { quiet: false });
         // Between the two thresholds nothing moves, so it cannot flap.
-        assert_eq!(step(load(3, 0.7)), Step::Hold { quiet: false });
+        assert_eq!(step(load(3, 0.7)), Adjustment::Hold { quiet: false });
     }
 
     #[test]
@@ -213,9 +213,9 @@ mod tests {
             max: 2,
             cores: 0.0,
         };
-        assert_eq!(step(fixed), Step::Hold { quiet: false });
-        assert_eq!(step(Load { max: 1, ..fixed }), Step::Resize(1));
-        assert_eq!(step(Load { current: 1, ..fixed }), Step::Resize(2));
+        assert_eq!(step(fixed), Adjustment::Hold { quiet: false });
+        assert_eq!(step(Load { max: 1, ..fixed }), Adjustment::Resize(1));
+        assert_eq!(step(Load { current: 1, ..fixed }), Adjustment::Resize(2));
         // min above max means a fixed pool of max.
         assert_eq!(
             step(Load {
@@ -224,7 +224,7 @@ mod tests {
                 max: 3,
                 cores: 0.0
             }),
-            Step::Hold { quiet: false }
+            Adjustment::Hold { quiet: false }
         );
     }
 

@@ -64,7 +64,7 @@ impl From<Condition> for RawCondition {
 pub fn from_upload(raw: Vec<serde_json::Value>) -> Result<Vec<PlatformRules>, RuleError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
-    struct Entry {
+    struct RawRule {
         platform: String,
         #[serde(default)]
         rules: Vec<Vec<serde_json::Value>>,
@@ -80,7 +80,7 @@ pub fn from_upload(raw: Vec<serde_json::Value>) -> Result<Vec<PlatformRules>, Ru
             reason,
         };
         let malformed = |e: serde_json::Error| RuleProblem::Malformed(e.to_string());
-        let entry: Entry = serde_json::from_value(value).map_err(|e| fail(0, 0, malformed(e)))?;
+        let entry: RawRule = serde_json::from_value(value).map_err(|e| fail(0, 0, malformed(e)))?;
         let mut groups = Vec::with_capacity(entry.rules.len());
         for (g, group) in entry.rules.into_iter().enumerate() {
             let conditions = group

@@ -17,7 +17,7 @@ use crate::http::codes::OfrepErrorCode;
 use crate::http::fetch::json_response;
 
 /// One flag's outcome.
-pub enum Outcome {
+pub enum FlagOutcome {
     /// The config answered.
     Served {
         /// The config id.
@@ -54,7 +54,7 @@ pub enum Outcome {
     Busy(String),
 }
 
-impl Outcome {
+impl FlagOutcome {
     /// The outcome of a refusal: an off or unreleased config defers to the
     /// caller's default, as OFREP lets a success leave out its value.
     pub fn refused(key: &str, refusal: Refusal, revision: i64) -> Self {
@@ -130,7 +130,7 @@ struct Metadata {
     revision: i64,
 }
 
-impl Serialize for Outcome {
+impl Serialize for FlagOutcome {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
         match self {
@@ -165,7 +165,7 @@ impl Serialize for Outcome {
     }
 }
 
-impl IntoResponse for Outcome {
+impl IntoResponse for FlagOutcome {
     fn into_response(self) -> Response {
         let status = self.status();
         let busy = matches!(self, Self::Busy(_));

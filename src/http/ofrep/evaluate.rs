@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
 use super::access::{self, Client, OfrepAccess};
-use super::answer::{Failure, Outcome, json};
+use super::answer::{Failure, FlagOutcome, json};
 use crate::actors::config_cache::{Entry, ResolveError};
 use crate::domain::model::now_millis;
 use crate::domain::ofrep::{self, Reason, Split};
@@ -66,7 +66,7 @@ async fn single_outcome(
     headers: &HeaderMap,
     address: IpAddr,
     request: Request,
-) -> Result<Outcome, Failure> {
+) -> Result<FlagOutcome, Failure> {
     let access = app.ofrep.current();
     let credential = access::presented(headers);
     if credential.is_none() && access.require_credentials {
@@ -84,7 +84,7 @@ async fn single_outcome(
         Err(_) if access.require_credentials && client.is_none() => {
             return Err(Failure::Denied(StatusCode::UNAUTHORIZED));
         }
-        Err(e) => return Ok(Outcome::unresolved(key, e)),
+        Err(e) => return Ok(FlagOutcome::unresolved(key, e)),
     };
     // A credential that is no client token must be the config's secret.
     if let Some(secret) = credential.filter(|_| client.is_none())
@@ -96,18 +96,18 @@ async fn single_outcome(
 }
 
 /// One config's outcome for a context, from the entry memory holds.
-async fn flag(app: &AppState, entry: &Entry, context: &Split, address: IpAddr) -> Outcome {
+async fn flag(app: &AppState, entry: &Entry, context: &Split, address: IpAddr) -> FlagOutcome {
     let key = &entry.config.id;
     let revision = entry.config.revision;
     let resolved = match entry.resolve(&context.meta) {
         Ok(resolved) => resolved,
-        Err(ResolveError::Refused(refusal)) => return Outcome::refused(key, refusal, revision),
-        Err(other) => return Outcome::unresolved(key, other),
+        Err(ResolveError::Refused(refusal)) => return FlagOutcome::refused(key, refusal, revision),
+        Err(other) => return FlagOutcome::unresolved(key, other),
     };
     // Without the device the bucket is the same for every caller: refused,
     // rather than silently giving them all one side of the split.
     if resolved.split && !context.has_targeting_key {
-        return Outcome::Failed {
+        return FlagOutcome::Failed {
             key: key.clone(),
             code: OfrepErrorCode::TargetingKeyMissing,
             details: format!(
@@ -117,14 +117,14 @@ async fn flag(app: &AppState, entry: &Entry, context: &Split, address: IpAddr) -
     }
     let served = serve(app, &resolved.version, address, context.params.clone()).await;
     match served {
-        Ok(value) => Outcome::Served {
+        Ok(value) => FlagOutcome::Served {
             key: key.clone(),
             value,
             reason: Reason::of(resolved.split, resolved.targeted),
             variant: resolved.version.code_id.clone(),
             revision,
         },
-        Err(e) => Outcome::unevaluated(key, e),
+        Err(e) => FlagOutcome::unevaluated(key, e),
     }
 }
 
@@ -209,7 +209,7 @@ async fn bulk_answer(
         .buffered(BULK_CONCURRENCY)
         .collect::<Vec<_>>()
         .await;
-    if let Some(Outcome::Busy(details)) = flags.iter().find(|f| matches!(f, Outcome::Busy(_))) {
+    if let Some(FlagOutcome::Busy(details)) = flags.iter().find(|f| matches!(f, FlagOutcome::Busy(_))) {
         return Err(Failure::Busy(StatusCode::SERVICE_UNAVAILABLE, details.clone()));
     }
     let mut body = serde_json::json!({ "flags": flags });

@@ -31,7 +31,7 @@ use crate::service::releases::ReleasesHandle;
 use crate::store::{Breaking, Missing, NewReport, Store, StoreError};
 use crate::sync::RwLocked;
 use receipt::receipt;
-pub use receipt::{Reason, Receipt, Summary};
+pub use receipt::{Receipt, ReportReason, ReportSummary};
 use repeats::Repeats;
 use served::ServedRecord;
 use share::Share;
@@ -206,9 +206,9 @@ impl ReportsHandle {
         // once per window, and only one the version was served to.
         let rate = matches!(rules.rule, BreakRule::Rate { .. });
         let ignored = if !report.kind.counts() {
-            Some(Reason::Kind)
+            Some(ReportReason::Kind)
         } else if rate && seen.candidate {
-            Some(Reason::Repeat)
+            Some(ReportReason::Repeat)
         } else if rate {
             self.served_or_why_not(&report.code_id, &source, arrived).await
         } else {
@@ -246,9 +246,9 @@ impl ReportsHandle {
             .add_report(new_report(report, source, true), &self.breaking(rules, served))
             .await?;
         let reason = if outcome.counted {
-            Reason::Counted
+            ReportReason::Counted
         } else {
-            Reason::Repeat
+            ReportReason::Repeat
         };
         metrics::report(reason.as_str());
         let mut receipt = receipt(outcome.counted, true, reason);
@@ -294,7 +294,7 @@ impl ReportsHandle {
     /// looked up further (with other nodes, waiting until a fetch made
     /// elsewhere before this report arrived has surely been shared), and
     /// only as many per version and half window as `repeats` allows.
-    async fn served_or_why_not(&self, code_id: &str, network: &Network, arrived: Instant) -> Option<Reason> {
+    async fn served_or_why_not(&self, code_id: &str, network: &Network, arrived: Instant) -> Option<ReportReason> {
         let served = &self.inner.served;
         if served.was_served(code_id, network, now_millis()) {
             return None;
@@ -312,15 +312,15 @@ impl ReportsHandle {
                     return None;
                 }
             }
-            return Some(Reason::Storm);
+            return Some(ReportReason::Storm);
         }
         let Some(share) = &self.inner.share else {
-            return Some(Reason::NotServed);
+            return Some(ReportReason::NotServed);
         };
         share.read_after(code_id, share.landed_by(arrived)).await;
         match served.was_served(code_id, network, now_millis()) {
             true => None,
-            false => Some(Reason::NotServed),
+            false => Some(ReportReason::NotServed),
         }
     }
 
@@ -338,7 +338,7 @@ impl ReportsHandle {
     }
 
     /// A version's reports and served networks, for its operator.
-    pub async fn summary(&self, config_id: &str, code_id: &str) -> Result<Summary, ReportError> {
+    pub async fn summary(&self, config_id: &str, code_id: &str) -> Result<ReportSummary, ReportError> {
         let version = self
             .inner
             .store
@@ -357,7 +357,7 @@ impl ReportsHandle {
             BreakRule::Rate { min_sources, ratio } => ("rate", min_sources, ratio, 0),
             BreakRule::Count { threshold } => ("count", 0, 0.0, threshold),
         };
-        Ok(Summary {
+        Ok(ReportSummary {
             code_id: version.code_id,
             broken: version.broken,
             error_count: version.error_count,

@@ -1,6 +1,6 @@
 //! What the report routes answer: whether a report counted or why not
-//! (`Reason`), what became of it (`Receipt`), and a version's reports as an
-//! operator reads them (`Summary`). Vocabulary only: `mod.rs` judges.
+//! (`ReportReason`), what became of it (`Receipt`), and a version's reports as an
+//! operator reads them (`ReportSummary`). Vocabulary only: `mod.rs` judges.
 
 use serde::Serialize;
 
@@ -9,7 +9,7 @@ use crate::store::ReportCount;
 /// Whether a report counted, or why not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum Reason {
+pub enum ReportReason {
     /// It counted toward breaking the version.
     Counted,
     /// Its kind is not the version's fault (`render`, `reload`).
@@ -24,7 +24,7 @@ pub enum Reason {
     Storm,
 }
 
-impl Reason {
+impl ReportReason {
     /// As metrics label it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -45,7 +45,7 @@ pub struct Receipt {
     /// It was stored for the operator.
     pub stored: bool,
     /// `counted`, or why not.
-    pub reason: Reason,
+    pub reason: ReportReason,
     /// This report broke the version.
     pub broke: bool,
     /// ... and the release went back to this version.
@@ -55,7 +55,7 @@ pub struct Receipt {
 
 /// A version's reports as an operator reads them.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Summary {
+pub struct ReportSummary {
     /// The version summed up.
     pub code_id: String,
     /// Whether it is marked broken.
@@ -90,7 +90,7 @@ pub struct Summary {
 }
 
 /// A receipt for a report that broke nothing.
-pub(super) fn receipt(counted: bool, stored: bool, reason: Reason) -> Receipt {
+pub(super) fn receipt(counted: bool, stored: bool, reason: ReportReason) -> Receipt {
     Receipt {
         counted,
         stored,
