@@ -375,6 +375,8 @@ async fn node_over(db: &std::path::Path) -> (vane::app::App, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restart_in_the_middle_of_a_plan_resumes_it() {
+    // Its servers are its own, not `TestApp`s: it holds their place.
+    let _place = common::apart::beside_others().await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("vane.db");
     let (node, base) = node_over(&db).await;

@@ -18,14 +18,7 @@ backend_tests!(
     compile_errors_name_line_and_column
 );
 
-/// No script's expected limit depends on the machine's speed (a script that
-/// could meet the deadline first names both limits), but the two corpus
-/// runs kill workers and fill memory: they share this lock, and every other
-/// test here takes it alone, so neither slows the others' deadlines.
-static CORPUS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
-
 async fn javascript_versions_upload_release_and_fetch(backend: Backend) {
-    let _apart = CORPUS.write().await;
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
@@ -77,7 +70,6 @@ async fn javascript_versions_upload_release_and_fetch(backend: Backend) {
 }
 
 async fn compile_errors_name_line_and_column(backend: Backend) {
-    let _apart = CORPUS.write().await;
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
@@ -114,7 +106,6 @@ async fn compile_errors_name_line_and_column(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn playground_needs_an_admin_token_unless_open() {
-    let _apart = CORPUS.write().await;
     let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
     let body = json!({"code": "return p['a'] + 1", "params": {"a": 1}});
     let anonymous = app.post_json("/playground/starlark", body.clone()).await;
@@ -271,6 +262,11 @@ async fn run_corpus(app: &TestApp, scripts: &[Hostile]) -> Vec<String> {
     failures
 }
 
+/// No script's expected limit depends on the machine's speed (a script that
+/// could meet the deadline first names both limits), but a corpus run kills
+/// workers and fills memory: it runs with no other test's server beside it
+/// (`TestApp::spawn_alone`), neither slowing the others' deadlines nor
+/// slowed by them.
 fn hostile_settings(s: &mut vane::settings::Settings) {
     // Generous for debug builds; every script here runs far past it.
     s.sandbox.deadline_ms = 1000;
@@ -280,8 +276,7 @@ fn hostile_settings(s: &mut vane::settings::Settings) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_corpus_in_worker_processes() {
-    let _together = CORPUS.read().await;
-    let app = TestApp::spawn_with(Backend::Sqlite, hostile_settings).await.unwrap();
+    let app = TestApp::spawn_alone(hostile_settings).await;
     let scripts = corpus();
     assert!(scripts.len() >= 33, "corpus went missing");
     let failures = run_corpus(&app, &scripts).await;
@@ -296,13 +291,11 @@ async fn hostile_corpus_in_worker_processes() {
 /// uploads are still checked in a worker process.
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_corpus_in_worker_threads() {
-    let _together = CORPUS.read().await;
-    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+    let app = TestApp::spawn_alone(|s| {
         hostile_settings(s);
         s.sandbox.isolation = Isolation::Thread;
     })
-    .await
-    .unwrap();
+    .await;
     let stoppable = [
         "loop.star",
         "nested_loops.star",
@@ -341,7 +334,6 @@ async fn hostile_corpus_in_worker_threads() {
 /// names its part, never a 500.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_playground_checks_rules_and_schema_as_a_fetch_would() {
-    let _apart = CORPUS.write().await;
     let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
     let rules = json!([{"platform": "iphone", "rules": [[{"field": "version", "compare": ">=", "value": "10"}]]}]);
     let schema = json!([{"name": "vip", "type": "bool", "optional": true, "default": false}]);

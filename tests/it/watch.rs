@@ -294,6 +294,8 @@ async fn release_at(base: &str, result: Value) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_agent_waits_for_its_server_and_catches_up_after_a_restart() {
+    // Its servers are its own, not `TestApp`s: it holds their place.
+    let _place = common::apart::beside_others().await;
     let dir = tempfile::tempdir().unwrap();
     // The secret is the config's; make the config first, then stop.
     let (app, db, port, secret) = restartable(dir.path()).await;
@@ -429,6 +431,8 @@ async fn a_failing_first_reload_is_retried_and_no_file_is_left_unreloaded() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_reconnect_backoff_starts_over_after_a_subscription() {
+    // Its servers are its own, not `TestApp`s: it holds their place.
+    let _place = common::apart::beside_others().await;
     let dir = tempfile::tempdir().unwrap();
     let (app, db, port, secret) = restartable(dir.path()).await;
     let base = format!("http://127.0.0.1:{port}");

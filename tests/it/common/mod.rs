@@ -3,6 +3,7 @@
 //! database, and drives it over HTTP.
 #![allow(dead_code)]
 
+pub mod apart;
 pub mod faulty;
 pub mod networks;
 pub mod private_redis;
@@ -199,6 +200,13 @@ pub struct TestApp {
     app: Option<App>,
     pg: Option<TestDatabase>,
     _dir: tempfile::TempDir,
+    _place: Place,
+}
+
+/// Where a server runs: beside other tests' servers, or alone.
+enum Place {
+    Beside(apart::Beside),
+    Alone(apart::Alone),
 }
 
 impl TestApp {
@@ -210,6 +218,17 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         let (url, pg) = store_url(backend, dir.path()).await?;
         Some(Self::start(url, pg, dir, tweak, None).await)
+    }
+
+    /// A SQLite node with no other test's server beside it, for a test that
+    /// loads the machine on purpose (see `apart`).
+    pub async fn spawn_alone(tweak: impl FnOnce(&mut Settings)) -> Self {
+        let place = Place::Alone(apart::alone().await);
+        let dir = tempfile::tempdir().unwrap();
+        let (url, _) = store_url(Backend::Sqlite, dir.path())
+            .await
+            .expect("sqlite always runs");
+        Self::start_in(place, url, None, dir, tweak, None).await
     }
 
     /// A node on a store the test prepared at `url` (from `store_url`),
@@ -277,6 +296,18 @@ impl TestApp {
         tweak: impl FnOnce(&mut Settings),
         store: Option<Arc<FaultyStore>>,
     ) -> Self {
+        let place = Place::Beside(apart::beside_others().await);
+        Self::start_in(place, url, pg, dir, tweak, store).await
+    }
+
+    async fn start_in(
+        place: Place,
+        url: String,
+        pg: Option<TestDatabase>,
+        dir: tempfile::TempDir,
+        tweak: impl FnOnce(&mut Settings),
+        store: Option<Arc<FaultyStore>>,
+    ) -> Self {
         let mut settings = test_settings(url);
         tweak(&mut settings);
         let listener = TcpListener::bind(settings.server.listen).await.unwrap();
@@ -291,6 +322,7 @@ impl TestApp {
             app: Some(app),
             pg,
             _dir: dir,
+            _place: place,
         }
     }
 
