@@ -43,9 +43,8 @@ async fn reload_changes_pool_size_and_deadline_and_refuses_bad_files() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("vane.toml");
     // Deadlines generous enough for a loaded debug build.
-    let app = TestApp::spawn_with(Backend::Sqlite, |s| s.sandbox.deadline_ms = 2000)
-        .await
-        .unwrap();
+    // Alone: it counts workers and spins them to their deadline.
+    let app = TestApp::spawn_alone(|s| s.sandbox.deadline_ms = 2000).await;
     app.app().set_settings_source(file.clone(), true);
     publish(&app, "spin", SPIN).await;
     assert!(deadline_message(&app).await.contains("2000 ms"));

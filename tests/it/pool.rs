@@ -23,7 +23,8 @@ const BUSY: &str =
 const SETTLE: Duration = Duration::from_secs(10);
 
 async fn app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
-    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+    // Alone: these tests time workers, kill and respawn them.
+    let app = TestApp::spawn_alone(|s| {
         s.sandbox.workers = 1;
         // A fixed pool: these tests count on the size they set.
         s.sandbox.min_workers = 1024;
@@ -34,8 +35,7 @@ async fn app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         s.sandbox.pipeline_depth = 1;
         tweak(s);
     })
-    .await
-    .unwrap();
+    .await;
     app.create_config("busy").await;
     let code_id = app
         .create_version(

@@ -191,6 +191,11 @@ pub fn test_settings(store_url: String) -> Settings {
     // Tests count on both being there; `pool.rs` covers demand sizing.
     settings.sandbox.min_workers = 2;
     settings.sandbox.worker_exe = env!("CARGO_BIN_EXE_vane").into();
+    // A debug worker on a loaded two-core machine: the 50 ms and 1 s
+    // defaults fail tests about something else. Tests of the deadline and
+    // the queue wait set their own.
+    settings.sandbox.deadline_ms = 1000;
+    settings.sandbox.queue_wait_ms = 10_000;
     settings
 }
 
