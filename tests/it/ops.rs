@@ -42,17 +42,18 @@ async fn pool(app: &TestApp) -> Value {
 async fn reload_changes_pool_size_and_deadline_and_refuses_bad_files() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("vane.toml");
-    // Deadlines generous enough for a loaded debug build.
-    // Alone: it counts workers and spins them to their deadline.
+    // Deadlines generous enough for a loaded debug build. Alone: it counts workers and spins them to their deadline.
     let app = TestApp::spawn_alone(|s| s.sandbox.deadline_ms = 2000).await;
     app.app().set_settings_source(file.clone(), true);
     publish(&app, "spin", SPIN).await;
     assert!(deadline_message(&app).await.contains("2000 ms"));
     assert_eq!(pool(&app).await["workers"], json!(2));
 
+    // The test servers' queue wait (common::test_settings) kept, so it is no change.
     std::fs::write(
         &file,
-        "[sandbox]\nworkers = 3\nmin_workers = 3\ndeadline_ms = 1500\n[reports]\nbreak_threshold = 4\n",
+        "[sandbox]\nworkers = 3\nmin_workers = 3\ndeadline_ms = 1500\nqueue_wait_ms = 10000\n\
+         [reports]\nbreak_threshold = 4\n",
     )
     .unwrap();
     let (status, plan) = app.admin(Method::POST, "/api/v1/admin/reload", None).await;
