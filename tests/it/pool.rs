@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use vane::settings::{PausedJobs, Settings};
 
 use crate::common;
-use crate::common::{Backend, TestApp, eventually};
+use crate::common::{TestApp, eventually};
 
 /// Waits inside a native callback, which no in-engine deadline check reaches:
 /// only the kill at the deadline plus grace stops it early.
