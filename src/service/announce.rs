@@ -40,12 +40,7 @@ impl Announcer {
         if let Some(shared) = &self.shared {
             shared.forget(&config.id, code_id).await;
         }
-        let notice = ChangeNotice {
-            config_id: config.id.clone(),
-            revision: config.revision,
-            update_time: now_millis() / 1000,
-            manual: false,
-        };
+        let notice = notice(config, false);
         self.show(&notice).await;
         self.bus.tell_others(notice);
     }
@@ -58,12 +53,7 @@ impl Announcer {
     /// Tells every node's subscribers of `config` to fetch again, though
     /// nothing changed (the original's update route).
     pub fn nudge(&self, config: &Config) -> Result<(), CallError> {
-        let notice = ChangeNotice {
-            config_id: config.id.clone(),
-            revision: config.revision,
-            update_time: now_millis() / 1000,
-            manual: true,
-        };
+        let notice = notice(config, true);
         self.bus.tell_others(notice.clone());
         self.push.notify(notice)
     }
@@ -77,5 +67,15 @@ impl Announcer {
         if let Err(error) = self.push.notify(notice.clone()) {
             tracing::warn!(config_id = notice.config_id, %error, "change not delivered to subscribers");
         }
+    }
+}
+
+/// Word of `config`'s revision as it stands now.
+fn notice(config: &Config, manual: bool) -> ChangeNotice {
+    ChangeNotice {
+        config_id: config.id.clone(),
+        revision: config.revision,
+        update_time: now_millis() / 1000,
+        manual,
     }
 }

@@ -109,10 +109,7 @@ impl ReleasesHandle {
 
     /// A config from the store.
     pub async fn config(&self, id: &str) -> Result<Config, ReleaseError> {
-        self.store
-            .get_config(id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(Missing::Config(id.to_owned())).into())
+        Ok(self.store.existing_config(id).await?)
     }
 
     /// Every config, from the store.

@@ -288,6 +288,12 @@ pub trait Store: Send + Sync + 'static {
     async fn create_config(&self, new: NewConfig, actor: &str) -> Result<Config, StoreError>;
     /// A config by id, if it exists.
     async fn get_config(&self, id: &str) -> Result<Option<Config>, StoreError>;
+    /// A config by id, or `NotFound` naming it.
+    async fn existing_config(&self, id: &str) -> Result<Config, StoreError> {
+        self.get_config(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(Missing::Config(id.to_owned())))
+    }
     /// The revisions of the configs named that exist: what `cached: false`
     /// fetches ask, in one read for all the configs they wait on.
     async fn config_revisions(&self, ids: &[String]) -> Result<Vec<(String, i64)>, StoreError>;

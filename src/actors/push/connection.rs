@@ -26,11 +26,10 @@ use super::messages::{self, ConnectionMsg, PushMsg};
 use super::outbox::Outbox;
 use super::sockets::SocketPermit;
 use crate::actors::config_cache::ConfigCacheHandle;
-use crate::domain::Config;
 use crate::domain::change::ChangeNotice;
 use crate::domain::model::{SecretStanding, now_millis};
 use crate::settings::Push;
-use crate::store::{Missing, Store, StoreError};
+use crate::store::Store;
 
 /// The WebSocket close code for a socket that broke the server's rules.
 const POLICY_VIOLATION: u16 = 1008;
@@ -244,15 +243,6 @@ impl Actor for Connection {
 }
 
 impl ConnectionState {
-    /// The config as the store has it now, so a subscriber learns the
-    /// newest revision even before memory does.
-    async fn config(&self, id: &str) -> Result<Config, StoreError> {
-        self.store
-            .get_config(id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(Missing::Config(id.to_owned())))
-    }
-
     /// Whether the secret `config_id` was followed with still works: when its
     /// grace has ended the socket is closed with 1008 (the client reconnects
     /// with the new secret) and `false` returned; when it has a grace, a
@@ -330,7 +320,7 @@ impl ConnectionState {
         };
         crate::actors::ask(&self.registry, messages::NAME, self.call_timeout, subscribe).await?;
         self.subscriptions.insert(config_id.to_owned());
-        Ok(self.config(config_id).await?.revision)
+        Ok(self.store.existing_config(config_id).await?.revision)
     }
 
     async fn client_message(&mut self, myself: &ActorRef<ConnectionMsg>, text: &str) -> Result<(), ActorProcessingErr> {
@@ -371,7 +361,8 @@ impl ConnectionState {
             self.reply(refuse(format!("a socket may follow at most {limit} configs")));
             return Ok(());
         }
-        let config = match self.config(&config_id).await {
+        // The store's, not memory's: a subscriber learns the newest revision.
+        let config = match self.store.existing_config(&config_id).await {
             Ok(config) => config,
             Err(e) => {
                 self.reply(refuse(e.to_string()));
