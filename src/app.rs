@@ -20,7 +20,7 @@ use crate::actors::push::{NoticeFeed, PushHandle};
 use crate::actors::scheduler::SchedulerArgs;
 use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::domain::change::ChangeNotice;
-use crate::http::{self, AdminTokens, AppState, LiveAccess, Services};
+use crate::http::{self, AdminTokens, AppState, Authenticator, LiveAccess, Services};
 use crate::service::announce::Announcer;
 use crate::service::plans::PlansHandle;
 use crate::service::releases::ReleasesHandle;
@@ -153,7 +153,10 @@ pub async fn start_with_store(
         shared,
         cache,
         pool,
-        admin_tokens: Arc::new(AdminTokens::from_entries(&settings.auth.admin_tokens)),
+        auth: Arc::new(Authenticator {
+            admin_tokens: AdminTokens::from_entries(&settings.auth.admin_tokens),
+            store: store.clone(),
+        }),
         ofrep: ofrep.clone(),
         catalog: Arc::new(Catalog::new(
             store.clone(),

@@ -1,5 +1,6 @@
 //! Vane's own rules as pure functions and plain data: no actors, no I/O.
 
+pub mod access;
 pub mod change;
 pub mod gray;
 pub mod health;

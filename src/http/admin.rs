@@ -7,10 +7,11 @@ use axum::{Extension, Json, Router};
 use serde::Deserialize;
 
 use super::AppState;
-use super::auth::Operator;
 use super::codes::ErrorCode;
 use super::error::ApiError;
 use super::extract::Body;
+use super::roles::require;
+use crate::domain::access::{Caller, Role};
 use crate::domain::change::Change;
 use crate::domain::model::ReleaseEvent;
 use crate::domain::{Config, ConfigStatus, Lang, Version};
@@ -58,10 +59,11 @@ struct NewConfigBody {
 )]
 async fn create_config(
     State(app): State<AppState>,
-    Extension(who): Extension<Operator>,
+    Extension(who): Extension<Caller>,
     Body(body): Body<NewConfigBody>,
 ) -> Result<(StatusCode, Json<Config>), ApiError> {
-    let config = app.releases.create_config(body.id, body.description, &who.0).await?;
+    require(&who, Role::Editor, &body.id)?;
+    let config = app.releases.create_config(body.id, body.description, &who.who).await?;
     Ok((StatusCode::CREATED, Json(config)))
 }
 
@@ -72,8 +74,26 @@ async fn create_config(
     responses((status = 200, description = "ok"), crate::http::error::Failures),
     security(("bearer" = []))
 )]
-async fn list_configs(State(app): State<AppState>) -> Reply<Vec<Config>> {
-    Ok(Json(app.releases.configs().await?))
+async fn list_configs(State(app): State<AppState>, Extension(who): Extension<Caller>) -> Reply<Vec<Config>> {
+    let configs = app.releases.configs().await?;
+    Ok(Json(
+        configs
+            .into_iter()
+            .filter(|c| who.may(Role::Viewer, &c.id))
+            .map(|c| shown(&who, c))
+            .collect(),
+    ))
+}
+
+/// The config as `who` may see it: its secrets only for editors and above.
+fn shown(who: &Caller, mut config: Config) -> Config {
+    if !who.may(Role::Editor, &config.id) {
+        config.secret = String::new();
+        config.previous_secret = None;
+        config.previous_secret_until = 0;
+        config.previous_secrets.clear();
+    }
+    config
 }
 
 #[utoipa::path(
@@ -84,8 +104,12 @@ async fn list_configs(State(app): State<AppState>) -> Reply<Vec<Config>> {
     params(("config_id" = String, Path, description = "config id")),
     security(("bearer" = []))
 )]
-async fn get_config(State(app): State<AppState>, Path(config_id): Path<String>) -> Reply<Config> {
-    Ok(Json(app.releases.config(&config_id).await?))
+async fn get_config(
+    State(app): State<AppState>,
+    Extension(who): Extension<Caller>,
+    Path(config_id): Path<String>,
+) -> Reply<Config> {
+    Ok(Json(shown(&who, app.releases.config(&config_id).await?)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -107,13 +131,13 @@ struct UpdateConfigBody {
 )]
 async fn update_config(
     State(app): State<AppState>,
-    Extension(who): Extension<Operator>,
+    Extension(who): Extension<Caller>,
     Path(config_id): Path<String>,
     Body(body): Body<UpdateConfigBody>,
 ) -> Reply<Config> {
     Ok(Json(
         app.releases
-            .update_config(&config_id, body.status, body.description, &who.0)
+            .update_config(&config_id, body.status, body.description, &who.who)
             .await?,
     ))
 }
@@ -143,7 +167,7 @@ struct NewVersionBody {
 )]
 async fn create_version(
     State(app): State<AppState>,
-    Extension(who): Extension<Operator>,
+    Extension(who): Extension<Caller>,
     Path(config_id): Path<String>,
     Body(body): Body<NewVersionBody>,
 ) -> Result<(StatusCode, Json<Version>), ApiError> {
@@ -153,7 +177,7 @@ async fn create_version(
         rules: body.rules,
         params: body.params,
     };
-    let version = app.releases.create_version(&config_id, upload, &who.0).await?;
+    let version = app.releases.create_version(&config_id, upload, &who.who).await?;
     Ok((StatusCode::CREATED, Json(version)))
 }
 
@@ -203,7 +227,7 @@ struct ReleaseBody {
 )]
 async fn release(
     State(app): State<AppState>,
-    Extension(who): Extension<Operator>,
+    Extension(who): Extension<Caller>,
     Path(config_id): Path<String>,
     Body(body): Body<ReleaseBody>,
 ) -> Reply<Config> {
@@ -211,7 +235,7 @@ async fn release(
         code_id: body.code_id,
         forced: body.force,
     };
-    Ok(Json(app.releases.publish(&config_id, change, &who.0).await?))
+    Ok(Json(app.releases.publish(&config_id, change, &who.who).await?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -237,7 +261,7 @@ struct GrayBody {
 )]
 async fn set_gray(
     State(app): State<AppState>,
-    Extension(who): Extension<Operator>,
+    Extension(who): Extension<Caller>,
     Path(config_id): Path<String>,
     Body(body): Body<GrayBody>,
 ) -> Reply<Config> {
@@ -253,7 +277,7 @@ async fn set_gray(
         percentage,
         forced: body.force,
     };
-    Ok(Json(app.releases.publish(&config_id, change, &who.0).await?))
+    Ok(Json(app.releases.publish(&config_id, change, &who.who).await?))
 }
 
 #[utoipa::path(
@@ -266,10 +290,12 @@ async fn set_gray(
 )]
 async fn remove_gray(
     State(app): State<AppState>,
-    Extension(who): Extension<Operator>,
+    Extension(who): Extension<Caller>,
     Path(config_id): Path<String>,
 ) -> Reply<Config> {
-    Ok(Json(app.releases.apply(&config_id, Change::RemoveGray, &who.0).await?))
+    Ok(Json(
+        app.releases.apply(&config_id, Change::RemoveGray, &who.who).await?,
+    ))
 }
 
 #[utoipa::path(
@@ -282,10 +308,10 @@ async fn remove_gray(
 )]
 async fn rollback(
     State(app): State<AppState>,
-    Extension(who): Extension<Operator>,
+    Extension(who): Extension<Caller>,
     Path(config_id): Path<String>,
 ) -> Reply<Config> {
-    Ok(Json(app.releases.apply(&config_id, Change::Rollback, &who.0).await?))
+    Ok(Json(app.releases.apply(&config_id, Change::Rollback, &who.who).await?))
 }
 
 #[utoipa::path(
@@ -298,11 +324,11 @@ async fn rollback(
 )]
 pub(super) async fn rotate_secret(
     State(app): State<AppState>,
-    Extension(who): Extension<Operator>,
+    Extension(who): Extension<Caller>,
     Path(config_id): Path<String>,
 ) -> Reply<Config> {
     let grace = app.reloader.settings().auth.secret_grace();
-    Ok(Json(app.releases.rotate_secret(&config_id, grace, &who.0).await?))
+    Ok(Json(app.releases.rotate_secret(&config_id, grace, &who.who).await?))
 }
 
 #[utoipa::path(
@@ -315,12 +341,12 @@ pub(super) async fn rotate_secret(
 )]
 async fn mark_broken(
     State(app): State<AppState>,
-    Extension(who): Extension<Operator>,
+    Extension(who): Extension<Caller>,
     Path((config_id, code_id)): Path<(String, String)>,
 ) -> Reply<Config> {
     Ok(Json(
         app.releases
-            .apply(&config_id, Change::Broken { code_id }, &who.0)
+            .apply(&config_id, Change::Broken { code_id }, &who.who)
             .await?,
     ))
 }
@@ -335,12 +361,12 @@ async fn mark_broken(
 )]
 async fn clear_broken(
     State(app): State<AppState>,
-    Extension(who): Extension<Operator>,
+    Extension(who): Extension<Caller>,
     Path((config_id, code_id)): Path<(String, String)>,
 ) -> Reply<Config> {
     Ok(Json(
         app.releases
-            .apply(&config_id, Change::Unbroken { code_id }, &who.0)
+            .apply(&config_id, Change::Unbroken { code_id }, &who.who)
             .await?,
     ))
 }

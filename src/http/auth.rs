@@ -1,21 +1,21 @@
-//! Admin bearer tokens. The matched token's name is who an event records.
+//! Who a request acts as: a bearer token, from settings (`auth.admin_tokens`,
+//! admins over every config) or made at run time (`/api/v1/tokens`, looked
+//! up by hash on every request, so a deletion holds on every node at once).
+//! What the caller may do is `roles.rs`'s business.
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
-use axum::middleware::Next;
-use axum::response::Response;
+use sha2::{Digest, Sha256};
 
 use super::codes::ErrorCode;
 use super::error::ApiError;
+use crate::domain::access::{Caller, Grant, Role};
+use crate::domain::model::now_millis;
 use crate::secrets;
 use crate::settings::admin_token_parts;
-
-/// The name of the token an admin request was made with.
-#[derive(Debug, Clone)]
-pub struct Operator(pub String);
+use crate::store::Store;
 
 /// The admin tokens by name, compared in constant time.
 pub struct AdminTokens(Vec<(String, String)>);
@@ -37,6 +37,11 @@ impl AdminTokens {
         Self(tokens)
     }
 
+    /// The tokens' names.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(name, _)| name.as_str())
+    }
+
     /// The token's name; every candidate is compared so timing tells nothing.
     pub fn who(&self, presented: &str) -> Option<&str> {
         self.0.iter().fold(None, |found, (name, token)| {
@@ -49,15 +54,39 @@ impl AdminTokens {
     }
 }
 
-pub async fn require_admin(
-    State(tokens): State<Arc<AdminTokens>>,
-    mut request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let name = admin_name(&tokens, request.headers())?;
-    let operator = Operator(name.to_owned());
-    request.extensions_mut().insert(operator);
-    Ok(next.run(request).await)
+/// Finds the caller of a request.
+pub struct Authenticator {
+    /// `auth.admin_tokens`.
+    pub admin_tokens: AdminTokens,
+    /// Where tokens made at run time are kept.
+    pub store: Arc<dyn Store>,
+}
+
+/// SHA-256 of a token's value, hex: what the store keeps.
+pub fn token_hash(token: &str) -> String {
+    secrets::hex(&Sha256::digest(token.as_bytes()))
+}
+
+impl Authenticator {
+    /// The caller the request's bearer token names; 401 for none, an unknown
+    /// one or one past its expiry.
+    pub async fn caller(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let presented = bearer(headers)
+            .ok_or_else(|| ApiError::Unauthorized("missing `Authorization: Bearer <token>` header".into()))?;
+        if let Some(name) = self.admin_tokens.who(presented) {
+            return Ok(Caller {
+                who: format!("token:{name}"),
+                grants: vec![Grant::everywhere(Role::Admin)],
+            });
+        }
+        match self.store.token_by_hash(&token_hash(presented)).await? {
+            Some(token) if token.expired(now_millis()) => {
+                Err(ApiError::Unauthorized(format!("token `{}` has expired", token.name)))
+            }
+            Some(token) => Ok(token.caller()),
+            None => Err(ApiError::Unauthorized("invalid token".into())),
+        }
+    }
 }
 
 /// The value in `Authorization: Bearer <value>`; the scheme is matched
@@ -69,15 +98,6 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, value)| value.trim())
-}
-
-/// The name of the admin token in `Authorization: Bearer <token>`.
-pub fn admin_name<'a>(tokens: &'a AdminTokens, headers: &HeaderMap) -> Result<&'a str, ApiError> {
-    let presented = bearer(headers)
-        .ok_or_else(|| ApiError::Unauthorized("missing `Authorization: Bearer <token>` header".into()))?;
-    tokens
-        .who(presented)
-        .ok_or_else(|| ApiError::Unauthorized("invalid admin token".into()))
 }
 
 /// The `Secret` header of the original client routes.

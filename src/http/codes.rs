@@ -97,6 +97,9 @@ error_codes! {
     PayloadTooLarge,
     /// 400 on a run, 422 on an upload: the script nested calls too deeply.
     RecursionLimit,
+    /// 403: the caller's grant does not hold the role the route needs over
+    /// that config.
+    RoleRequired,
     /// 400: the version's rules do not target this request.
     RulesReject,
     /// 400: the worker died under the script.

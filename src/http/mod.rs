@@ -19,8 +19,10 @@ mod playground;
 mod proxies;
 mod push;
 mod reports;
+mod roles;
 mod rollout;
 mod schema;
+mod tokens;
 
 use std::sync::Arc;
 
@@ -41,7 +43,7 @@ use crate::service::plans::PlansHandle;
 use crate::service::releases::ReleasesHandle;
 use crate::service::reports::ReportsHandle;
 use crate::shared::Shared;
-pub use auth::AdminTokens;
+pub use auth::{AdminTokens, Authenticator};
 pub use ofrep::LiveAccess;
 pub use proxies::Proxies;
 
@@ -81,8 +83,8 @@ pub struct Services {
     pub announcer: Announcer,
     /// What nodes share through Redis, when there is one.
     pub shared: Option<Shared>,
-    /// Who may call the admin routes.
-    pub admin_tokens: Arc<AdminTokens>,
+    /// Who a request to an operator route acts as.
+    pub auth: Arc<Authenticator>,
     /// Who may read what over OpenFeature (OFREP), as reloaded.
     pub ofrep: Arc<LiveAccess>,
     /// Every config id, for OFREP's bulk evaluation.
@@ -129,7 +131,7 @@ pub struct Routers {
 /// API's shape: on their own listener when `separate`, else behind the admin
 /// token (the dashboard page holds no data and asks for the token).
 pub fn routers(state: AppState, max_body_bytes: usize, separate: bool) -> Routers {
-    let require_admin = || middleware::from_fn_with_state(state.admin_tokens.clone(), auth::require_admin);
+    let require_admin = || middleware::from_fn_with_state(state.auth.clone(), roles::guard);
     let observed = Router::new()
         .route("/metrics", get(observe::prometheus))
         .route("/api/v1/stats", get(observe::stats_route))
@@ -139,6 +141,7 @@ pub fn routers(state: AppState, max_body_bytes: usize, separate: bool) -> Router
         .merge(reports::admin_routes())
         .merge(rollout::routes())
         .merge(ops::routes())
+        .merge(tokens::routes())
         .route_layer(require_admin());
     let mut public = Router::new().merge(admin);
     let mut tokenless = None;

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, cases, fetch, observe, ofrep, ops, push, reports, rollout};
+use super::{admin, cases, fetch, observe, ofrep, ops, push, reports, roles, rollout, tokens};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,8 +24,9 @@ use super::{admin, cases, fetch, observe, ofrep, ops, push, reports, rollout};
         ops::reload_route, ops::pool_status, ops::pause, ops::resume, ops::resize,
         fetch::evaluate, push::subscribe, observe::stats_route,
         ofrep::single, ofrep::bulk,
+        tokens::create, tokens::list, tokens::remove, tokens::me,
     ),
-    modifiers(&BearerAuth, &ClosedStrategies)
+    modifiers(&BearerAuth, &ClosedStrategies, &Roles)
 )]
 struct ApiDoc;
 
@@ -53,6 +54,48 @@ impl Modify for ClosedStrategies {
                 if let RefOr::T(Schema::Object(object)) = variant {
                     object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
                 }
+            }
+        }
+    }
+}
+
+/// Each operator route's role, from the table the guard reads: in the
+/// operation's description and as `x-vane-role` and `x-vane-scope`.
+struct Roles;
+
+impl Modify for Roles {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::extensions::ExtensionsBuilder;
+        for need in roles::NEEDS {
+            let Some(item) = openapi.paths.paths.get_mut(need.path) else {
+                continue;
+            };
+            let operation = match need.method {
+                "GET" => item.get.as_mut(),
+                "POST" => item.post.as_mut(),
+                "PATCH" => item.patch.as_mut(),
+                "DELETE" => item.delete.as_mut(),
+                "PUT" => item.put.as_mut(),
+                _ => None,
+            };
+            let Some(operation) = operation else { continue };
+            let over = match need.scope {
+                roles::Scope::Config => "the config in the path",
+                roles::Scope::Some => "the configs it touches",
+                roles::Scope::All => "every config (`*`)",
+            };
+            let said = format!("Needs the `{}` role over {over}.", need.role);
+            operation.description = Some(match operation.description.take() {
+                Some(d) if !d.is_empty() => format!("{d}\n\n{said}"),
+                _ => said,
+            });
+            let extensions = ExtensionsBuilder::new()
+                .add("x-vane-role", need.role.as_str())
+                .add("x-vane-scope", format!("{:?}", need.scope).to_lowercase())
+                .build();
+            match operation.extensions.as_mut() {
+                Some(e) => e.merge(extensions),
+                None => operation.extensions = Some(extensions),
             }
         }
     }

@@ -11,10 +11,11 @@ use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::auth::admin_name;
 use super::codes::ErrorCode;
 use super::error::{ApiError, CompatError};
 use super::extract::CompatBody;
+use super::roles::refuse;
+use crate::domain::access::Role;
 use crate::domain::{Lang, Meta, params, rules};
 
 #[derive(Deserialize)]
@@ -70,7 +71,10 @@ impl FromRequestParts<AppState> for PlaygroundAccess {
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
         if !app.playground_open {
-            admin_name(&app.admin_tokens, &parts.headers)?;
+            let caller = app.auth.caller(&parts.headers).await?;
+            if !caller.may_somewhere(Role::Editor) {
+                return Err(refuse(Role::Editor, "some config").into());
+            }
         }
         Ok(Self)
     }

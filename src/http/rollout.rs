@@ -7,10 +7,10 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 
 use super::AppState;
-use super::auth::Operator;
 use super::codes::ErrorCode;
 use super::error::ApiError;
 use super::extract::Body;
+use crate::domain::access::{Caller, Role};
 use crate::domain::rollout::{Control, GateFigures, Plan, PlanRequest, PlanState};
 use crate::service::plans::PlanOpError;
 
@@ -46,11 +46,11 @@ impl From<PlanOpError> for ApiError {
 )]
 async fn create_plan(
     State(app): State<AppState>,
-    Extension(who): Extension<Operator>,
+    Extension(who): Extension<Caller>,
     Path(config_id): Path<String>,
     Body(body): Body<PlanRequest>,
 ) -> Result<(StatusCode, Json<Plan>), ApiError> {
-    let plan = app.plans.create(&config_id, body, &who.0).await?;
+    let plan = app.plans.create(&config_id, body, &who.who).await?;
     Ok((StatusCode::CREATED, Json(plan)))
 }
 
@@ -73,8 +73,14 @@ async fn list_plans(State(app): State<AppState>, Path(config_id): Path<String>) 
     responses((status = 200, description = "ok", body = [Plan]), crate::http::error::Failures),
     security(("bearer" = []))
 )]
-async fn open_plans(State(app): State<AppState>) -> Reply<Vec<Plan>> {
-    Ok(Json(app.plans.list(None).await?))
+async fn open_plans(State(app): State<AppState>, Extension(who): Extension<Caller>) -> Reply<Vec<Plan>> {
+    let plans = app.plans.list(None).await?;
+    Ok(Json(
+        plans
+            .into_iter()
+            .filter(|p| who.may(Role::Viewer, &p.config_id))
+            .collect(),
+    ))
 }
 
 #[utoipa::path(
@@ -110,8 +116,8 @@ struct PlanView {
     gate_now: Option<GateFigures>,
 }
 
-async fn control(app: AppState, who: Operator, config_id: String, plan_id: String, what: Control) -> Reply<Plan> {
-    Ok(Json(app.plans.control(&config_id, &plan_id, what, &who.0).await?))
+async fn control(app: AppState, who: Caller, config_id: String, plan_id: String, what: Control) -> Reply<Plan> {
+    Ok(Json(app.plans.control(&config_id, &plan_id, what, &who.who).await?))
 }
 
 #[utoipa::path(
@@ -127,7 +133,7 @@ async fn control(app: AppState, who: Operator, config_id: String, plan_id: Strin
 )]
 async fn pause(
     State(app): State<AppState>,
-    Extension(who): Extension<Operator>,
+    Extension(who): Extension<Caller>,
     Path((config_id, plan_id)): Path<(String, String)>,
 ) -> Reply<Plan> {
     control(app, who, config_id, plan_id, Control::Pause).await
@@ -146,7 +152,7 @@ async fn pause(
 )]
 async fn resume(
     State(app): State<AppState>,
-    Extension(who): Extension<Operator>,
+    Extension(who): Extension<Caller>,
     Path((config_id, plan_id)): Path<(String, String)>,
 ) -> Reply<Plan> {
     control(app, who, config_id, plan_id, Control::Resume).await
@@ -165,7 +171,7 @@ async fn resume(
 )]
 async fn abort(
     State(app): State<AppState>,
-    Extension(who): Extension<Operator>,
+    Extension(who): Extension<Caller>,
     Path((config_id, plan_id)): Path<(String, String)>,
 ) -> Reply<Plan> {
     control(app, who, config_id, plan_id, Control::Abort).await

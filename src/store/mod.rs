@@ -9,6 +9,7 @@ mod direct;
 mod health;
 mod history;
 mod mysql;
+mod people;
 mod plans;
 mod postgres;
 mod revisions;
@@ -29,6 +30,7 @@ use crate::domain::params::ParamSpec;
 use crate::domain::rollout::{Control, GateFigures, Plan};
 use crate::domain::rules::PlatformRules;
 use crate::domain::{Config, Lang, Meta, Version};
+pub use people::{NewToken, People};
 pub use plans::{ACTOR as ROLLOUT_ACTOR, Advanced, NewPlan};
 
 /// Why a store call failed; rendered into a status and message at the edge.
@@ -94,6 +96,9 @@ pub enum Missing {
     /// A rollout plan, by id.
     #[error("rollout plan `{0}`")]
     Plan(String),
+    /// An API token, by name.
+    #[error("token `{0}`")]
+    Token(String),
     /// A test case of a version.
     #[error("test `{test_id}` of version `{code_id}`")]
     TestOf {
@@ -281,7 +286,7 @@ pub struct ReportCount {
 /// Every write that clients must see bumps the config's revision and
 /// appends a release event in the same transaction.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: People + Send + Sync + 'static {
     /// Succeeds when the store answers a trivial query.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Creates a config at revision 1 with a `created` event by `actor`.

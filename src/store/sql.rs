@@ -24,8 +24,8 @@ use crate::domain::rollout::{Control, GateFigures, Plan};
 use crate::domain::{Config, Version};
 
 pub struct SqlStore {
-    pool: AnyPool,
-    dialect: Dialect,
+    pub(super) pool: AnyPool,
+    pub(super) dialect: Dialect,
     /// SQLite's revision reads without a thread hop (see `direct.rs`).
     direct: Option<DirectReads>,
 }

@@ -470,7 +470,7 @@ async fn admin_routes_need_a_token(backend: Backend) {
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["release", "uploaded", "created"], "newest first");
-    assert_eq!(events[0]["actor"], "tester");
+    assert_eq!(events[0]["actor"], "token:tester");
     let (status, body) = common::read(app.client.get(app.url("/readyz")).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(

@@ -199,15 +199,15 @@ async fn a_config_lives_through_a_release_story(backend: Backend) {
         })
         .collect();
     let expected: Vec<(String, String, bool)> = [
-        ("rollback", "tester", false),
+        ("rollback", "token:tester", false),
         ("broken", "reports", false),
-        ("gray", "tester", false),
-        ("uploaded", "tester", false),
-        ("release", "tester", true),
-        ("uploaded", "tester", false),
-        ("release", "tester", false),
-        ("uploaded", "tester", false),
-        ("created", "tester", false),
+        ("gray", "token:tester", false),
+        ("uploaded", "token:tester", false),
+        ("release", "token:tester", true),
+        ("uploaded", "token:tester", false),
+        ("release", "token:tester", false),
+        ("uploaded", "token:tester", false),
+        ("created", "token:tester", false),
     ]
     .into_iter()
     .map(|(k, a, f)| (k.to_owned(), a.to_owned(), f))

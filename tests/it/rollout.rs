@@ -449,7 +449,7 @@ async fn uploads_and_plan_controls_are_logged_by_their_operator(backend: Backend
             .iter()
             .find(|e| e["kind"] == "uploaded" && e["to"]["code_id"] == json!(code))
             .unwrap_or_else(|| panic!("no upload event for {code}: {log:?}"));
-        assert_eq!(uploaded["actor"], "tester", "{uploaded}");
+        assert_eq!(uploaded["actor"], "token:tester", "{uploaded}");
         assert_eq!(uploaded["to"]["lang"], "starlark", "{uploaded}");
         assert_eq!(uploaded["from"], Value::Null, "{uploaded}");
     }
@@ -477,7 +477,7 @@ async fn uploads_and_plan_controls_are_logged_by_their_operator(backend: Backend
     };
     let expect = |event: &Value, kind: &str, from: &str, to: &str| {
         assert_eq!(event["kind"], kind, "{event}");
-        assert_eq!(event["actor"], "tester", "{event}");
+        assert_eq!(event["actor"], "token:tester", "{event}");
         assert_eq!(event["from"]["state"], from, "{event}");
         assert_eq!(event["to"]["state"], to, "{event}");
         assert_eq!(event["detail"]["plan"], json!(id), "{event}");
@@ -505,7 +505,7 @@ async fn uploads_and_plan_controls_are_logged_by_their_operator(backend: Backend
     expect(&log[0], "plan_aborted", "active", "aborted");
     assert_eq!(log[0]["detail"]["gray_removed"], true, "{}", log[0]);
     assert_eq!(log[1]["kind"], "gray_removed", "{}", log[1]);
-    assert_eq!(log[1]["actor"], "tester", "{}", log[1]);
+    assert_eq!(log[1]["actor"], "token:tester", "{}", log[1]);
     assert_eq!(
         log[0]["revision"], log[1]["revision"],
         "the abort's entry carries the gray removal's revision"

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::watch;
+use vane::domain::access::ApiToken;
 use vane::domain::model::{ErrorReport, ReleaseEvent, TestCase};
 use vane::domain::rollout::{Control, GateFigures, Plan};
 use vane::domain::{Config, Version};
@@ -15,6 +16,7 @@ use vane::store::{
     Advanced, Breaking, Change, ImportedVersion, NewConfig, NewPlan, NewReport, NewTestCase, NewVersion, ReportCount,
     ReportOutcome, Revision, Store, StoreError,
 };
+use vane::store::{NewToken, People};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -83,6 +85,26 @@ impl FaultyStore {
                 }
             }
         }
+    }
+}
+
+#[async_trait]
+impl People for FaultyStore {
+    async fn create_token(&self, new: NewToken) -> Result<ApiToken, StoreError> {
+        self.gate().await?;
+        self.inner.create_token(new).await
+    }
+    async fn list_tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
+        self.gate().await?;
+        self.inner.list_tokens().await
+    }
+    async fn delete_token(&self, name: &str) -> Result<(), StoreError> {
+        self.gate().await?;
+        self.inner.delete_token(name).await
+    }
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>, StoreError> {
+        self.gate().await?;
+        self.inner.token_by_hash(hash).await
     }
 }
 

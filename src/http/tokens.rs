@@ -1,0 +1,134 @@
+//! API tokens made at run time (`/api/v1/tokens`), and `GET /api/v1/me`:
+//! who the caller is and what they may do, for the console to show only that.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Extension, Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::codes::ErrorCode;
+use super::error::ApiError;
+use super::extract::Body;
+use crate::domain::access::{ApiToken, Caller, Grant, Role, check_patterns};
+use crate::domain::model::{now_millis, validate_config_id};
+use crate::store::NewToken;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/tokens", post(create).get(list))
+        .route("/api/v1/tokens/{name}", delete(remove))
+        .route("/api/v1/me", get(me))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NewTokenBody {
+    /// Unique; letters, digits, `-`, `_`, `.`; 1 to 128 of them.
+    name: String,
+    /// `viewer`, `editor`, `publisher` or `admin`.
+    role: String,
+    /// Config-id patterns: `*`, `app-*`, `banner`.
+    configs: Vec<String>,
+    /// Unix milliseconds after which the token is refused; none: never.
+    expires_at: Option<i64>,
+}
+
+fn invalid(field: &str, problem: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(ErrorCode::Invalid, format!("{field}: {problem}"))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    summary = "Make an API token (shown once)",
+    request_body = NewTokenBody,
+    responses((status = 201, description = "ok; `token` is the value, shown only here"), crate::http::error::Failures),
+    security(("bearer" = []))
+)]
+async fn create(
+    State(app): State<AppState>,
+    Extension(who): Extension<Caller>,
+    Body(body): Body<NewTokenBody>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    validate_config_id(&body.name).map_err(|e| invalid("name", e))?;
+    if app.auth.admin_tokens.names().any(|n| n == body.name) {
+        return Err(ApiError::Conflict(format!(
+            "token `{}` already exists (in auth.admin_tokens)",
+            body.name
+        )));
+    }
+    let role = Role::parse(&body.role).ok_or_else(|| {
+        invalid(
+            "role",
+            format!("unknown role `{}`; one of viewer, editor, publisher, admin", body.role),
+        )
+    })?;
+    check_patterns(&body.configs).map_err(|e| invalid("configs", e))?;
+    let now = now_millis();
+    if body.expires_at.is_some_and(|at| at <= now) {
+        return Err(invalid("expires_at", "is not in the future (unix milliseconds)"));
+    }
+    let value = format!("vane_{}", crate::secrets::random_token());
+    let token = ApiToken {
+        name: body.name,
+        role,
+        configs: body.configs,
+        expires_at: body.expires_at,
+        created_by: who.who,
+        created_at: now,
+    };
+    let hash = super::auth::token_hash(&value);
+    let token = app.auth.store.create_token(NewToken { token, hash }).await?;
+    let mut shown = serde_json::to_value(&token).map_err(|e| ApiError::Internal(e.to_string()))?;
+    shown["token"] = value.into();
+    Ok((StatusCode::CREATED, Json(shown)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    summary = "List API tokens (never their values)",
+    responses((status = 200, description = "ok", body = [ApiToken]), crate::http::error::Failures),
+    security(("bearer" = []))
+)]
+async fn list(State(app): State<AppState>) -> Result<Json<Vec<ApiToken>>, ApiError> {
+    Ok(Json(app.auth.store.list_tokens().await?))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tokens/{name}",
+    summary = "Delete an API token; refused on every node at once",
+    responses((status = 204, description = "deleted"), crate::http::error::Failures),
+    params(("name" = String, Path, description = "token name")),
+    security(("bearer" = []))
+)]
+async fn remove(State(app): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    app.auth.store.delete_token(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Who the caller is.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Me {
+    /// What the release log records for them.
+    who: String,
+    /// What they may do.
+    grants: Vec<Grant>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    summary = "Who the caller is and what they may do",
+    responses((status = 200, description = "ok", body = Me), crate::http::error::Failures),
+    security(("bearer" = []))
+)]
+async fn me(Extension(who): Extension<Caller>) -> Json<Me> {
+    Json(Me {
+        who: who.who,
+        grants: who.grants,
+    })
+}
