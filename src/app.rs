@@ -22,6 +22,7 @@ use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::domain::change::ChangeNotice;
 use crate::http::{self, AdminTokens, AppState, Authenticator, LiveAccess, Services};
 use crate::service::announce::Announcer;
+use crate::service::approvals::ApprovalsHandle;
 use crate::service::plans::PlansHandle;
 use crate::service::releases::ReleasesHandle;
 use crate::service::reports::served::ServedRecord;
@@ -145,7 +146,9 @@ pub async fn start_with_store(
         .await
         .context("starting the rollout scheduler")?
         .success_or(anyhow::anyhow!("supervisor did not start the rollout scheduler"))?;
+    let approvals = ApprovalsHandle::new(store.clone(), releases.clone(), plans.clone());
     let state = AppState::new(Services {
+        approvals,
         releases,
         push,
         bus,

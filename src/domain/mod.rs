@@ -1,6 +1,7 @@
 //! Vane's own rules as pure functions and plain data: no actors, no I/O.
 
 pub mod access;
+pub mod approval;
 pub mod change;
 pub mod gray;
 pub mod health;

@@ -116,6 +116,10 @@ pub struct Config {
     /// keeps its own grace however many rotations follow.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub previous_secrets: Vec<PreviousSecret>,
+    /// Approvals a release, gray, rollback, status change or plan start
+    /// needs before it applies; 0: none (four eyes off).
+    #[serde(default)]
+    pub approvals_required: u32,
 }
 
 /// The most previous secrets a config keeps; a rotation past it drops the
@@ -261,6 +265,10 @@ pub enum EventKind {
     /// A rollout plan was aborted by hand (its gray, if any, is removed by a
     /// `gray_removed` event of its own).
     PlanAborted,
+    /// The approvals a config's changes need were set (`approvals_required`).
+    Approvals,
+    /// A rollout plan was started through an approved change request.
+    PlanStarted,
 }
 
 impl EventKind {
@@ -280,6 +288,8 @@ impl EventKind {
             Self::PlanPaused => "plan_paused",
             Self::PlanResumed => "plan_resumed",
             Self::PlanAborted => "plan_aborted",
+            Self::Approvals => "approvals",
+            Self::PlanStarted => "plan_started",
         }
     }
 
@@ -299,6 +309,8 @@ impl EventKind {
             Self::PlanPaused,
             Self::PlanResumed,
             Self::PlanAborted,
+            Self::Approvals,
+            Self::PlanStarted,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -445,6 +457,7 @@ mod secret_tests {
             previous_secret: None,
             previous_secret_until: 0,
             previous_secrets: Vec::new(),
+            approvals_required: 0,
         };
         for i in 1..=10 {
             let now = i * 10;

@@ -118,6 +118,7 @@ mod tests {
             previous_secret: None,
             previous_secret_until: 0,
             previous_secrets: Vec::new(),
+            approvals_required: 0,
         }
     }
 

@@ -7,15 +7,20 @@ use axum::{Extension, Json, Router};
 use serde::Deserialize;
 
 use super::AppState;
+use super::changes::{Glass, glass_of, hold};
 use super::codes::ErrorCode;
 use super::error::ApiError;
 use super::extract::Body;
 use super::roles::require;
 use crate::domain::access::{Caller, Role};
+use crate::domain::approval::Proposal;
 use crate::domain::change::Change;
 use crate::domain::model::ReleaseEvent;
 use crate::domain::{Config, ConfigStatus, Lang, Version};
+use crate::service::approvals::Applied;
 use crate::service::releases::VersionUpload;
+use axum::body::Bytes;
+use axum::response::{IntoResponse, Response};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -118,7 +123,18 @@ struct UpdateConfigBody {
     #[schema(value_type = Option<crate::http::schema::StatusName>)]
     status: Option<ConfigStatus>,
     description: Option<String>,
+    /// Approvals a release, gray, rollback, status change or plan start
+    /// needs (0: none); admins only.
+    #[schema(minimum = 0, maximum = 10)]
+    approvals_required: Option<u32>,
+    #[serde(default)]
+    break_glass: bool,
+    reason: Option<String>,
 }
+
+/// The most approvals a config may require: more people than a team has
+/// would hold every change forever.
+const MOST_APPROVALS: u32 = 10;
 
 #[utoipa::path(
     patch,
@@ -134,12 +150,40 @@ async fn update_config(
     Extension(who): Extension<Caller>,
     Path(config_id): Path<String>,
     Body(body): Body<UpdateConfigBody>,
-) -> Reply<Config> {
-    Ok(Json(
-        app.releases
-            .update_config(&config_id, body.status, body.description, &who.who)
-            .await?,
-    ))
+) -> Result<Response, ApiError> {
+    if let Some(n) = body.approvals_required {
+        require(&who, Role::Admin, &config_id)?;
+        if n > MOST_APPROVALS {
+            return Err(ApiError::unprocessable(
+                ErrorCode::Invalid,
+                format!("approvals_required must be 0 to {MOST_APPROVALS}, got {n}"),
+            ));
+        }
+    }
+    let glass = Glass {
+        break_glass: body.break_glass,
+        reason: body.reason,
+    };
+    // Description and approvals need no approval; a status change may.
+    let held = match body.status {
+        Some(status) => hold(&app, &config_id, Proposal::Status { status }, &who, glass, shown_config).await?,
+        None => None,
+    };
+    let status = body.status.filter(|_| held.is_none());
+    let mut config = app
+        .releases
+        .update_config(&config_id, status, body.description, &who.who)
+        .await?;
+    if let Some(n) = body.approvals_required {
+        config = app.releases.set_approvals_required(&config_id, n, &who.who).await?;
+    }
+    Ok(held.unwrap_or_else(|| Json(config).into_response()))
+}
+
+/// A change applied past its approvals (break glass): the config, as the
+/// route answers without approvals.
+fn shown_config(applied: Applied) -> Response {
+    Json(applied.config).into_response()
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -214,6 +258,9 @@ struct ReleaseBody {
     code_id: String,
     #[serde(default)]
     force: bool,
+    #[serde(default)]
+    break_glass: bool,
+    reason: Option<String>,
 }
 
 #[utoipa::path(
@@ -230,12 +277,23 @@ async fn release(
     Extension(who): Extension<Caller>,
     Path(config_id): Path<String>,
     Body(body): Body<ReleaseBody>,
-) -> Reply<Config> {
+) -> Result<Response, ApiError> {
+    let proposal = Proposal::Release {
+        code_id: body.code_id.clone(),
+        force: body.force,
+    };
+    let glass = Glass {
+        break_glass: body.break_glass,
+        reason: body.reason,
+    };
+    if let Some(reply) = hold(&app, &config_id, proposal, &who, glass, shown_config).await? {
+        return Ok(reply);
+    }
     let change = Change::Release {
         code_id: body.code_id,
         forced: body.force,
     };
-    Ok(Json(app.releases.publish(&config_id, change, &who.who).await?))
+    Ok(Json(app.releases.publish(&config_id, change, &who.who).await?).into_response())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -248,6 +306,9 @@ struct GrayBody {
     percentage: i64,
     #[serde(default)]
     force: bool,
+    #[serde(default)]
+    break_glass: bool,
+    reason: Option<String>,
 }
 
 #[utoipa::path(
@@ -264,7 +325,7 @@ async fn set_gray(
     Extension(who): Extension<Caller>,
     Path(config_id): Path<String>,
     Body(body): Body<GrayBody>,
-) -> Reply<Config> {
+) -> Result<Response, ApiError> {
     let percentage = u8::try_from(body.percentage)
         .ok()
         .filter(|p| *p <= 100)
@@ -272,18 +333,31 @@ async fn set_gray(
             code: ErrorCode::Invalid,
             message: format!("percentage must be 0 to 100, got {}", body.percentage),
         })?;
+    let proposal = Proposal::Gray {
+        code_id: body.code_id.clone(),
+        percentage,
+        force: body.force,
+    };
+    let glass = Glass {
+        break_glass: body.break_glass,
+        reason: body.reason,
+    };
+    if let Some(reply) = hold(&app, &config_id, proposal, &who, glass, shown_config).await? {
+        return Ok(reply);
+    }
     let change = Change::Gray {
         code_id: body.code_id,
         percentage,
         forced: body.force,
     };
-    Ok(Json(app.releases.publish(&config_id, change, &who.who).await?))
+    Ok(Json(app.releases.publish(&config_id, change, &who.who).await?).into_response())
 }
 
 #[utoipa::path(
     delete,
     path = "/api/v1/configs/{config_id}/gray",
     summary = "Remove the gray release",
+    request_body(content = Option<Glass>, description = "optional: `break_glass` and `reason`"),
     responses((status = 200, description = "ok"), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id")),
     security(("bearer" = []))
@@ -292,16 +366,21 @@ async fn remove_gray(
     State(app): State<AppState>,
     Extension(who): Extension<Caller>,
     Path(config_id): Path<String>,
-) -> Reply<Config> {
-    Ok(Json(
-        app.releases.apply(&config_id, Change::RemoveGray, &who.who).await?,
-    ))
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let glass = glass_of(&body)?;
+    if let Some(reply) = hold(&app, &config_id, Proposal::RemoveGray, &who, glass, shown_config).await? {
+        return Ok(reply);
+    }
+    let config = app.releases.apply(&config_id, Change::RemoveGray, &who.who).await?;
+    Ok(Json(config).into_response())
 }
 
 #[utoipa::path(
     post,
     path = "/api/v1/configs/{config_id}/rollback",
     summary = "Roll back to the previous stable version",
+    request_body(content = Option<Glass>, description = "optional: `break_glass` and `reason`"),
     responses((status = 200, description = "ok"), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id")),
     security(("bearer" = []))
@@ -310,8 +389,14 @@ async fn rollback(
     State(app): State<AppState>,
     Extension(who): Extension<Caller>,
     Path(config_id): Path<String>,
-) -> Reply<Config> {
-    Ok(Json(app.releases.apply(&config_id, Change::Rollback, &who.who).await?))
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let glass = glass_of(&body)?;
+    if let Some(reply) = hold(&app, &config_id, Proposal::Rollback, &who, glass, shown_config).await? {
+        return Ok(reply);
+    }
+    let config = app.releases.apply(&config_id, Change::Rollback, &who.who).await?;
+    Ok(Json(config).into_response())
 }
 
 #[utoipa::path(

@@ -42,6 +42,9 @@ error_codes! {
     DeadlineExceeded,
     /// 400 on a run, 422 on an upload: the script failed while running.
     ExecutionError,
+    /// 403: four eyes: the author approving their own change request, a
+    /// second approval by the same person, or someone else cancelling it.
+    FourEyes,
     /// 500: logged in full, shown only as "internal error".
     Internal,
     /// 422: a value out of its range, test params that do not fit, or a

@@ -295,7 +295,8 @@ impl From<StoreError> for ApiError {
             StoreError::Exists(_)
             | StoreError::NoRollbackTarget { .. }
             | StoreError::RollbackTargetBroken { .. }
-            | StoreError::PlanState { .. } => Self::Conflict(message),
+            | StoreError::PlanState { .. }
+            | StoreError::ChangeState { .. } => Self::Conflict(message),
             StoreError::Percentage(_) => Self::unprocessable(ErrorCode::Invalid, message),
             // The database's own words describe its internals: logged, not sent.
             StoreError::Refused(detail) => {

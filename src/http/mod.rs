@@ -4,6 +4,7 @@
 mod admin;
 mod auth;
 mod cases;
+mod changes;
 pub mod codes;
 mod console;
 mod edge;
@@ -39,6 +40,7 @@ use crate::actors::evaluator::EvaluatorPoolHandle;
 use crate::actors::push::PushHandle;
 use crate::actors::scheduler::SchedulerMsg;
 use crate::service::announce::Announcer;
+use crate::service::approvals::ApprovalsHandle;
 use crate::service::plans::PlansHandle;
 use crate::service::releases::ReleasesHandle;
 use crate::service::reports::ReportsHandle;
@@ -101,6 +103,8 @@ pub struct Services {
     pub reports: ReportsHandle,
     /// Rollout plans.
     pub plans: PlansHandle,
+    /// Change requests (four eyes).
+    pub approvals: ApprovalsHandle,
     /// The rollout Scheduler, for its liveness.
     pub scheduler: Slot<SchedulerMsg>,
     /// Whose forwarding headers are believed (`server.trusted_proxies`).
@@ -142,6 +146,7 @@ pub fn routers(state: AppState, max_body_bytes: usize, separate: bool) -> Router
         .merge(rollout::routes())
         .merge(ops::routes())
         .merge(tokens::routes())
+        .merge(changes::routes())
         .route_layer(require_admin());
     let mut public = Router::new().merge(admin);
     let mut tokenless = None;

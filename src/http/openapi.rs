@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, cases, fetch, observe, ofrep, ops, push, reports, roles, rollout, tokens};
+use super::{admin, cases, changes, fetch, observe, ofrep, ops, push, reports, roles, rollout, tokens};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,6 +25,7 @@ use super::{admin, cases, fetch, observe, ofrep, ops, push, reports, roles, roll
         fetch::evaluate, push::subscribe, observe::stats_route,
         ofrep::single, ofrep::bulk,
         tokens::create, tokens::list, tokens::remove, tokens::me,
+        changes::list, changes::details, changes::approve, changes::reject, changes::cancel,
     ),
     modifiers(&BearerAuth, &ClosedStrategies, &Roles)
 )]

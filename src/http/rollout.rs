@@ -7,12 +7,16 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 
 use super::AppState;
+use super::changes::{Glass, hold};
 use super::codes::ErrorCode;
 use super::error::ApiError;
 use super::extract::Body;
 use crate::domain::access::{Caller, Role};
+use crate::domain::approval::Proposal;
 use crate::domain::rollout::{Control, GateFigures, Plan, PlanRequest, PlanState};
+use crate::service::approvals::Applied;
 use crate::service::plans::PlanOpError;
+use axum::response::{IntoResponse, Response};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -48,10 +52,23 @@ async fn create_plan(
     State(app): State<AppState>,
     Extension(who): Extension<Caller>,
     Path(config_id): Path<String>,
-    Body(body): Body<PlanRequest>,
-) -> Result<(StatusCode, Json<Plan>), ApiError> {
-    let plan = app.plans.create(&config_id, body, &who.who).await?;
-    Ok((StatusCode::CREATED, Json(plan)))
+    Body(mut body): Body<serde_json::Map<String, serde_json::Value>>,
+) -> Result<Response, ApiError> {
+    // `break_glass` and `reason` ride beside the plan's own fields.
+    let glass = Glass {
+        break_glass: body.remove("break_glass").is_some_and(|v| v == true),
+        reason: body.remove("reason").and_then(|v| v.as_str().map(str::to_owned)),
+    };
+    let body = serde_json::Value::Object(body);
+    let request: PlanRequest = serde_json::from_value(body.clone())
+        .map_err(|e| ApiError::bad_request(ErrorCode::MalformedBody, format!("malformed JSON body: {e}")))?;
+    let proposal = Proposal::Plan { request: body };
+    let started = |applied: Applied| (StatusCode::CREATED, Json(applied.plan)).into_response();
+    if let Some(reply) = hold(&app, &config_id, proposal, &who, glass, started).await? {
+        return Ok(reply);
+    }
+    let plan = app.plans.create(&config_id, request, &who.who).await?;
+    Ok((StatusCode::CREATED, Json(plan)).into_response())
 }
 
 #[utoipa::path(

@@ -59,6 +59,22 @@ impl PlansHandle {
     /// Checks and stores a plan for a version of the config. Its stored
     /// tests must pass, unless `force`.
     pub async fn create(&self, config_id: &str, request: PlanRequest, actor: &str) -> Result<Plan, PlanOpError> {
+        let new = self.prepare(config_id, request, actor).await?;
+        if !new.forced {
+            let run = self.releases.run_tests(config_id, &new.code_id).await?;
+            if !run.all_passed() {
+                return Err(ReleaseError::TestsFailed(run).into());
+            }
+        }
+        let plan = self.store.create_plan(new).await?;
+        self.wake();
+        Ok(plan)
+    }
+
+    /// Checks a plan request against the config (it exists, `code_id` is
+    /// its version, the steps expand) and makes the plan to store; no tests
+    /// run here.
+    pub async fn prepare(&self, config_id: &str, request: PlanRequest, actor: &str) -> Result<NewPlan, PlanOpError> {
         let now = now_millis();
         // An unknown config is 404, not a `code_id` that is not its version.
         self.releases.config(config_id).await?;
@@ -70,13 +86,7 @@ impl PlansHandle {
             }
             other => other?,
         };
-        if !request.force {
-            let run = self.releases.run_tests(config_id, &request.code_id).await?;
-            if !run.all_passed() {
-                return Err(ReleaseError::TestsFailed(run).into());
-            }
-        }
-        let new = NewPlan {
+        Ok(NewPlan {
             config_id: config_id.to_owned(),
             gate_min_sources: request.gate_floor(),
             code_id: request.code_id,
@@ -84,10 +94,12 @@ impl PlansHandle {
             forced: request.force,
             start_at: request.start_at.unwrap_or(now).max(now),
             created_by: actor.to_owned(),
-        };
-        let plan = self.store.create_plan(new).await?;
+        })
+    }
+
+    /// Wakes this node's Scheduler: a plan was made or controlled.
+    pub fn wake(&self) {
         self.wake.notify_one();
-        Ok(plan)
     }
 
     /// A plan of the config.

@@ -135,6 +135,12 @@ impl ReleasesHandle {
         Ok(config)
     }
 
+    /// Sets how many approvals the config's changes need. Clients see
+    /// nothing, so nothing is announced.
+    pub async fn set_approvals_required(&self, id: &str, n: u32, actor: &str) -> Result<Config, ReleaseError> {
+        Ok(self.store.set_approvals_required(id, n, actor).await?)
+    }
+
     /// Validates rules and schema, compile-checks the source in a worker, then
     /// stores the version.
     pub async fn create_version(

@@ -4,6 +4,7 @@
 //! migrate, and in the dialect details `dialect.rs` names.
 
 mod cases;
+mod changes;
 mod dialect;
 mod direct;
 mod health;
@@ -30,6 +31,7 @@ use crate::domain::params::ParamSpec;
 use crate::domain::rollout::{Control, GateFigures, Plan};
 use crate::domain::rules::PlatformRules;
 use crate::domain::{Config, Lang, Meta, Version};
+pub use changes::{Applying, Changes, Decided, Decision, NewChange};
 pub use people::{NewToken, People};
 pub use plans::{ACTOR as ROLLOUT_ACTOR, Advanced, NewPlan};
 
@@ -68,6 +70,14 @@ pub enum StoreError {
         /// Where it stands.
         state: &'static str,
     },
+    /// A change request that is no longer open.
+    #[error("change request `{id}` is {state}")]
+    ChangeState {
+        /// The request.
+        id: String,
+        /// Where it stands.
+        state: &'static str,
+    },
     /// The database did not answer, or failed; the detail is for the log.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -96,6 +106,9 @@ pub enum Missing {
     /// A rollout plan, by id.
     #[error("rollout plan `{0}`")]
     Plan(String),
+    /// A change request, by id.
+    #[error("change request `{0}`")]
+    Change(String),
     /// An API token, by name.
     #[error("token `{0}`")]
     Token(String),
@@ -286,7 +299,7 @@ pub struct ReportCount {
 /// Every write that clients must see bumps the config's revision and
 /// appends a release event in the same transaction.
 #[async_trait]
-pub trait Store: People + Send + Sync + 'static {
+pub trait Store: People + Changes + Send + Sync + 'static {
     /// Succeeds when the store answers a trivial query.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Creates a config at revision 1 with a `created` event by `actor`.

@@ -87,8 +87,16 @@ fn plan_from_row(row: &AnyRow) -> Result<Plan, StoreError> {
 /// Stores an active plan; a config holds one open plan at most.
 pub(super) async fn create(pool: &AnyPool, d: Dialect, new: NewPlan) -> Result<Plan, StoreError> {
     let mut tx = pool.begin().await?;
-    lock_config(&mut tx, d, &new.config_id).await?;
-    ensure_version_of(&mut tx, d, &new.config_id, &new.code_id).await?;
+    let plan = create_in(&mut tx, d, new).await?;
+    tx.commit().await?;
+    Ok(plan)
+}
+
+/// Stores a plan in `tx` (a change request's approval applies it there).
+pub(super) async fn create_in(tx: &mut Transaction<'_, Any>, d: Dialect, new: NewPlan) -> Result<Plan, StoreError> {
+    let tx = &mut *tx;
+    lock_config(tx, d, &new.config_id).await?;
+    ensure_version_of(tx, d, &new.config_id, &new.code_id).await?;
     let id = new_code_id();
     let now = now_millis();
     let steps = serde_json::to_string(&new.steps).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -107,7 +115,7 @@ pub(super) async fn create(pool: &AnyPool, d: Dialect, new: NewPlan) -> Result<P
     .bind(&new.created_by)
     .bind(now)
     .bind(now)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await;
     if let Err(e) = inserted {
         return Err(match StoreError::from(e) {
@@ -115,9 +123,7 @@ pub(super) async fn create(pool: &AnyPool, d: Dialect, new: NewPlan) -> Result<P
             other => other,
         });
     }
-    let plan = read(&mut tx, d, &id, Lock::None).await?.ok_or_else(|| missing(&id))?;
-    tx.commit().await?;
-    Ok(plan)
+    read(tx, d, &id, Lock::None).await?.ok_or_else(|| missing(&id))
 }
 
 /// A plan by id.

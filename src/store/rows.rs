@@ -32,6 +32,9 @@ pub(super) fn config_from_row(row: &AnyRow) -> Result<Config, StoreError> {
         updated_at: row.try_get("updated_at")?,
         previous_secret: row.try_get("previous_secret")?,
         previous_secret_until: row.try_get("previous_secret_until")?,
+        approvals_required: row
+            .try_get::<i64, _>("approvals_required")?
+            .clamp(0, i64::from(u32::MAX)) as u32,
         previous_secrets: match row.try_get::<Option<String>, _>("previous_secrets")? {
             Some(text) if !text.is_empty() => {
                 serde_json::from_str(&text).map_err(|e| corrupt("previous_secrets", &e.to_string()))?

@@ -226,27 +226,8 @@ impl Store for SqlStore {
     }
 
     async fn apply(&self, config_id: &str, change: Change, actor: &str) -> Result<Config, StoreError> {
-        let d = self.dialect;
         let mut tx = self.pool.begin().await?;
-        // A release, gray or rollback by hand takes the config out of its
-        // rollout plan's hands: the plan pauses, and the event says so.
-        let manual = matches!(
-            change,
-            Change::Release { .. } | Change::Gray { .. } | Change::RemoveGray | Change::Rollback
-        );
-        let paused = match manual {
-            true => plans::pause_for_manual(&mut tx, d, config_id, actor).await?,
-            false => None,
-        };
-        let detail = paused.map(|plan| json!({"plan_paused": plan, "why": "a change by hand pauses the rollout plan"}));
-        let before = lock_config(&mut tx, d, config_id).await?;
-        let after = match &change {
-            Change::Broken { code_id } => health::set_broken(&mut tx, d, &before, code_id, true, actor, None).await?,
-            Change::Unbroken { code_id } => {
-                health::set_broken(&mut tx, d, &before, code_id, false, actor, None).await?
-            }
-            _ => apply_change(&mut tx, d, &before, &change, actor, detail).await?,
-        };
+        let (before, after) = apply_in(&mut tx, self.dialect, config_id, &change, actor, None).await?;
         let Some(after) = after else {
             // Already in force: nothing to record. Ended now, not when the
             // connection is next used, so the config's lock goes at once.
@@ -344,4 +325,41 @@ impl Store for SqlStore {
     async fn control_plan(&self, id: &str, control: Control, actor: &str) -> Result<Advanced, StoreError> {
         plans::control(&self.pool, self.dialect, id, control, actor).await
     }
+}
+
+/// Applies `change` to the config in `tx`: the config before, and after
+/// (`None` when the change was already in force and nothing was written).
+/// `note` joins the event's detail (a change request's approvals).
+pub(super) async fn apply_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    d: Dialect,
+    config_id: &str,
+    change: &Change,
+    actor: &str,
+    note: Option<serde_json::Value>,
+) -> Result<(Config, Option<Config>), StoreError> {
+    // A release, gray or rollback by hand takes the config out of its
+    // rollout plan's hands: the plan pauses, and the event says so.
+    let manual = matches!(
+        change,
+        Change::Release { .. } | Change::Gray { .. } | Change::RemoveGray | Change::Rollback
+    );
+    let paused = match manual {
+        true => plans::pause_for_manual(tx, d, config_id, actor).await?,
+        false => None,
+    };
+    let mut detail = paused.map(|plan| json!({"plan_paused": plan, "why": "a change by hand pauses the rollout plan"}));
+    if let Some(serde_json::Value::Object(note)) = note {
+        let merged = detail.get_or_insert_with(|| json!({}));
+        for (key, value) in note {
+            merged[key] = value;
+        }
+    }
+    let before = lock_config(tx, d, config_id).await?;
+    let after = match change {
+        Change::Broken { code_id } => health::set_broken(tx, d, &before, code_id, true, actor, None).await?,
+        Change::Unbroken { code_id } => health::set_broken(tx, d, &before, code_id, false, actor, None).await?,
+        _ => apply_change(tx, d, &before, change, actor, detail).await?,
+    };
+    Ok((before, after))
 }

@@ -17,7 +17,7 @@ use crate::domain::model::{EventKind, Gray, Release, now_millis};
 macro_rules! config_columns {
     () => {
         "id, description, status, secret, revision, release_code_id, gray_code_id, gray_percentage, created_at, updated_at, \
-         previous_secret, previous_secret_until, previous_secrets"
+         previous_secret, previous_secret_until, previous_secrets, approvals_required"
     };
 }
 macro_rules! version_columns {

@@ -38,4 +38,5 @@ mod rollout_cluster;
 mod rollout_store;
 mod sandbox;
 mod store;
+mod teams;
 mod watch;

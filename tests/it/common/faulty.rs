@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::watch;
 use vane::domain::access::ApiToken;
+use vane::domain::approval::ChangeRequest;
 use vane::domain::model::{ErrorReport, ReleaseEvent, TestCase};
 use vane::domain::rollout::{Control, GateFigures, Plan};
 use vane::domain::{Config, Version};
@@ -16,7 +17,7 @@ use vane::store::{
     Advanced, Breaking, Change, ImportedVersion, NewConfig, NewPlan, NewReport, NewTestCase, NewVersion, ReportCount,
     ReportOutcome, Revision, Store, StoreError,
 };
-use vane::store::{NewToken, People};
+use vane::store::{Changes, Decided, Decision, NewChange, NewToken, People};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -105,6 +106,30 @@ impl People for FaultyStore {
     async fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>, StoreError> {
         self.gate().await?;
         self.inner.token_by_hash(hash).await
+    }
+}
+
+#[async_trait]
+impl Changes for FaultyStore {
+    async fn set_approvals_required(&self, config_id: &str, n: u32, actor: &str) -> Result<Config, StoreError> {
+        self.gate().await?;
+        self.inner.set_approvals_required(config_id, n, actor).await
+    }
+    async fn open_change(&self, new: NewChange) -> Result<ChangeRequest, StoreError> {
+        self.gate().await?;
+        self.inner.open_change(new).await
+    }
+    async fn get_change(&self, id: &str) -> Result<Option<ChangeRequest>, StoreError> {
+        self.gate().await?;
+        self.inner.get_change(id).await
+    }
+    async fn list_changes(&self, config_id: Option<&str>) -> Result<Vec<ChangeRequest>, StoreError> {
+        self.gate().await?;
+        self.inner.list_changes(config_id).await
+    }
+    async fn decide_change(&self, id: &str, decision: Decision, who: &str) -> Result<Decided, StoreError> {
+        self.gate().await?;
+        self.inner.decide_change(id, decision, who).await
     }
 }
 

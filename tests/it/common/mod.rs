@@ -365,6 +365,29 @@ impl TestApp {
         read(request.send().await.unwrap()).await
     }
 
+    /// A request with the bearer `token`.
+    pub async fn as_token(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, self.url(path)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        read(request.send().await.unwrap()).await
+    }
+
+    /// Makes an API token named `name` with `role` over `configs`; its value.
+    pub async fn make_token(&self, name: &str, role: &str, configs: &[&str]) -> String {
+        let body = json!({"name": name, "role": role, "configs": configs});
+        let (status, made) = self.admin(reqwest::Method::POST, "/api/v1/tokens", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{made}");
+        made["token"].as_str().unwrap().to_owned()
+    }
+
     pub async fn post_json(&self, path: &str, body: Value) -> (StatusCode, Value) {
         read(self.client.post(self.url(path)).json(&body).send().await.unwrap()).await
     }
