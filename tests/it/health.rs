@@ -176,7 +176,12 @@ async fn a_share_of_the_served_networks_stops_gray(backend: Backend) {
     // too: gray stops for everyone.
     let (status, _) = gray_nets[15].report(Route::Original, "gray", &secret, &v2, "").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(summary(&app, "gray", &v2).await["broken"], json!(true));
+    let health = summary(&app, "gray", &v2).await;
+    assert_eq!(
+        (&health["broken"], &health["broken_by"]),
+        (&json!(true), &json!("reports")),
+        "{health}"
+    );
     for (net, device) in gray_nets.iter().zip(&grays) {
         let (_, served) = net.fetch(Route::Native, "gray", device).await;
         assert_eq!(served.unwrap().0, code_ids[0]);

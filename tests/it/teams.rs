@@ -87,7 +87,7 @@ async fn every_route_is_guarded_by_the_role_it_states() {
 async fn a_viewer_sees_only_its_configs_and_never_a_secret() {
     let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
     app.released("app-home", "return 1", json!([])).await;
-    app.released("banner", "return 2", json!([])).await;
+    let banner = app.released("banner", "return 2", json!([])).await;
     let viewer = app.make_token("support", "viewer", &["app-*"]).await;
     let editor = app.make_token("dev", "editor", &["app-*"]).await;
     let (status, listed) = app.as_token(&viewer, Method::GET, "/api/v1/configs", None).await;
@@ -524,4 +524,50 @@ async fn a_token_deleted_on_one_node_is_refused_by_the_other() {
     for node in nodes {
         node.stop().await;
     }
+}
+
+/// The gate runs again at the last approval: a test added after the request
+/// was opened that fails holds the change back, and the request stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_approval_runs_the_test_gate_again() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    app.config_with("app", &[1]).await;
+    let v2 = app
+        .create_version("app", json!({"lang": "starlark", "source": "return 2"}))
+        .await;
+    let alice = app.make_token("alice", "publisher", &["*"]).await;
+    let bob = app.make_token("bob", "publisher", &["*"]).await;
+    app.admin(
+        Method::PATCH,
+        "/api/v1/configs/app",
+        Some(json!({"approvals_required": 1})),
+    )
+    .await;
+    let (status, held) = ask(
+        &app,
+        &alice,
+        Method::POST,
+        "/api/v1/configs/app/release",
+        Some(json!({"code_id": v2})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{held}");
+    let id = held["change_request"]["id"].as_str().unwrap().to_owned();
+    let tests = format!("/api/v1/configs/app/versions/{v2}/tests");
+    let (status, _) = app
+        .admin(Method::POST, &tests, Some(json!({"name": "wants 3", "expected": 3})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, answer) = ask(&app, &bob, Method::POST, &format!("/api/v1/changes/{id}/approve"), None).await;
+    assert_eq!(
+        (status, answer["error"]["code"].clone()),
+        (StatusCode::CONFLICT, json!("tests_failed")),
+        "{answer}"
+    );
+    let (_, open) = app.admin(Method::GET, "/api/v1/changes?state=open", None).await;
+    assert_eq!(open[0]["id"], id.as_str());
+    assert_eq!(open[0]["approvals"], json!([]), "a refused approval is not recorded");
+    let (_, config) = app.admin(Method::GET, "/api/v1/configs/app", None).await;
+    assert_ne!(config["release"]["code_id"], v2.as_str());
+    app.stop().await;
 }

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use crate::actors::config_cache::{ConfigCacheHandle, ResolveError};
 use crate::domain::ConfigStatus;
 use crate::domain::health::{BreakRule, Network, Prefixes, ReportKind, share};
-use crate::domain::model::{ErrorReport, now_millis};
+use crate::domain::model::{ErrorReport, EventKind, now_millis};
 use crate::domain::rollout::GateFigures;
 use crate::metrics;
 use crate::service::releases::ReleasesHandle;
@@ -357,9 +357,14 @@ impl ReportsHandle {
             BreakRule::Rate { min_sources, ratio } => ("rate", min_sources, ratio, 0),
             BreakRule::Count { threshold } => ("count", 0, 0.0, threshold),
         };
+        let broken_by = match version.broken {
+            true => self.broken_by(config_id, code_id).await?,
+            false => None,
+        };
         Ok(ReportSummary {
             code_id: version.code_id,
             broken: version.broken,
+            broken_by,
             error_count: version.error_count,
             window_s,
             served_networks,
@@ -373,6 +378,15 @@ impl ReportsHandle {
             window,
             total,
         })
+    }
+
+    /// Who made the version's latest broken mark: the release log says.
+    async fn broken_by(&self, config_id: &str, code_id: &str) -> Result<Option<String>, ReportError> {
+        let events = self.inner.store.list_events(config_id).await?;
+        Ok(events
+            .into_iter()
+            .find(|e| e.kind == EventKind::Broken && e.to["code_id"] == code_id)
+            .map(|e| e.actor))
     }
 
     /// A version's health since `since_ms`, as a rollout plan's gate judges

@@ -60,6 +60,9 @@ pub struct ReportSummary {
     pub code_id: String,
     /// Whether it is marked broken.
     pub broken: bool,
+    /// Who marked it broken (`reports`, `token:<name>`, `oidc:<email>`),
+    /// while it is.
+    pub broken_by: Option<String>,
     /// Counted reports ever (the original's error count).
     pub error_count: i64,
     /// The window the figures below cover, in seconds.
