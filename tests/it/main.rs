@@ -13,6 +13,7 @@
 mod common;
 
 mod agent;
+mod changes_console;
 mod cluster;
 mod confinement;
 mod connections;

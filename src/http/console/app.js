@@ -6,6 +6,7 @@ import { h, replace, say } from "./dom.js";
 import { configsView } from "./configs.js";
 import { configView } from "./config.js";
 import { eventsView } from "./events.js";
+import { changesView } from "./changes.js";
 import { stop } from "./live.js";
 
 const main = () => document.getElementById("main");
@@ -55,7 +56,8 @@ async function route() {
     return;
   }
   try {
-    if (parts[0] === "configs" && parts[1] && parts[2] === "events") await eventsView(main(), parts[1]);
+    if (parts[0] === "changes") await changesView(main());
+    else if (parts[0] === "configs" && parts[1] && parts[2] === "events") await eventsView(main(), parts[1]);
     else if (parts[0] === "configs" && parts[1]) await configView(main(), parts[1]);
     else await configsView(main());
   } catch (e) {

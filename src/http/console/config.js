@@ -13,6 +13,7 @@ import { serving } from "./serving.js";
 import { uploadForm } from "./upload.js";
 import { versionPanel } from "./version.js";
 import { versionsTable } from "./versions.js";
+import { waitingNote } from "./changes.js";
 
 // The config, its versions (each with its number of tests) and why each
 // broken one broke.
@@ -30,8 +31,13 @@ export async function configView(main, id) {
   const reload = () => configView(main, id);
   const apply = async (title, method, suffix, body) => {
     try {
-      await api(method, `${path}${suffix}`, body);
-      say(`${title}: done`);
+      const out = await api(method, `${path}${suffix}`, body);
+      if (out?.change_request) {
+        const r = out.change_request;
+        say(`${title}: held for approval (change request ${r.id} needs ${r.approvals_required} approval${r.approvals_required > 1 ? "s" : ""})`);
+      } else {
+        say(`${title}: done`);
+      }
     } catch (e) {
       if (!(e instanceof ApiError)) throw e;
       sayError(`${title} refused: ${e.message}`);
@@ -49,6 +55,7 @@ export async function configView(main, id) {
   };
   const upload = uploadForm(path, reload);
   const servingBox = h("div");
+  const waitingBox = h("div", {}, await waitingNote(id));
   const plansBox = h("div", {}, await plansPanel(path, now.versions, reload));
   const versionBox = h("div", { id: "version" });
   const versionsBox = h("div");
@@ -62,6 +69,7 @@ export async function configView(main, id) {
     h("h1", {}, `Config ${id}`),
     now.config.description && h("p", { text: isolate(now.config.description) }),
     h("p", {}, h("a", { href: `#/configs/${encodeURIComponent(id)}/events` }, "Events")),
+    waitingBox,
     servingBox,
     versionsBox,
     versionBox,
@@ -71,10 +79,11 @@ export async function configView(main, id) {
   // What a change elsewhere (another operator, a plan, a break by reports)
   // alters is redrawn; the rest of the page, and anything typed, stays.
   const refresh = async () => {
-    const [fresh, panel] = await Promise.all([load(path, id), plansPanel(path, now.versions, reload)]);
+    const [fresh, panel, waiting] = await Promise.all([load(path, id), plansPanel(path, now.versions, reload), waitingNote(id)]);
     now = fresh;
     draw();
     replace(plansBox, panel);
+    replace(waitingBox, waiting);
   };
   follow([now.config], () => main.contains(plansBox) && refresh());
   // A plan's scheduled moves arrive as changes too; its countdown does not.

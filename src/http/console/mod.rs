@@ -36,6 +36,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("upload.js", JS, include_str!("upload.js")),
     ("playground.js", JS, include_str!("playground.js")),
     ("sentence.js", JS, include_str!("sentence.js")),
+    ("changes.js", JS, include_str!("changes.js")),
     // jsdiff 9.0.0 (BSD-3-Clause, vendor/diff.LICENSE), as npm ships it;
     // `.ci/console-vendor.sh` checks the copy.
     ("vendor/diff.min.js", JS, include_str!("vendor/diff.min.js")),

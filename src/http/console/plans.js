@@ -97,8 +97,8 @@ function newPlanForm(path, versions, reload) {
     if (!(await confirmChange("Start a rollout plan", [`${version.value} is served to ${summary}.`, "A failed health gate rolls it back."]))) return;
     const body = kind.value === "steps" ? { code_id: version.value, steps: plan } : { code_id: version.value, strategy: plan };
     try {
-      await api("POST", `${path}/plans`, body);
-      say("plan started");
+      const out = await api("POST", `${path}/plans`, body);
+      say(out?.change_request ? `plan held for approval (change request ${out.change_request.id})` : "plan started");
       await reload();
     } catch (e) {
       if (!(e instanceof ApiError)) throw e;

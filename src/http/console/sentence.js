@@ -18,6 +18,8 @@ function why(e) {
   // An operator's abort says only who, which the sentence already names.
   if (d.aborted) parts.push(d.aborted.startsWith("aborted by") ? `aborting plan ${short(d.plan)}` : `plan ${short(d.plan)} aborted: ${d.aborted}`);
   if (d.plan_paused) parts.push(`this paused plan ${short(d.plan_paused)}`);
+  if (d.change_request && d.approved_by) parts.push(`change request ${d.change_request}, approved by ${d.approved_by.map(isolate).join(", ")}`);
+  if (d.break_glass) parts.push(`break glass by ${isolate(d.by)}: ${isolate(d.reason)}`);
   return parts.length ? ` (${parts.join("; ")})` : "";
 }
 
@@ -59,6 +61,8 @@ export function sentence(e) {
     case "plan_paused": return plan(e, "paused");
     case "plan_resumed": return plan(e, "resumed");
     case "plan_aborted": return plan(e, "aborted");
+    case "plan_started": return `${who} started the rollout plan ${short(e.to?.plan)} for ${short(e.to?.code_id)}${why(e)}`;
+    case "approvals": return `${who} set the approvals each change needs to ${e.to?.approvals_required} (was ${e.from?.approvals_required})`;
     default: return `${who}: ${e.kind}`;
   }
 }
