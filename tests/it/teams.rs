@@ -135,6 +135,14 @@ async fn a_viewer_sees_only_its_configs_and_never_a_secret() {
         me,
         json!({"who": "token:support", "grants": [{"role": "viewer", "configs": ["app-*"]}]})
     );
+    // A report summary says who marked the version broken.
+    let ops = app.make_token("ops", "publisher", &["*"]).await;
+    let broken = format!("/api/v1/configs/banner/versions/{banner}/broken");
+    let (status, _) = app.as_token(&ops, Method::POST, &broken, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let summary = format!("/api/v1/configs/banner/versions/{banner}/reports/summary");
+    let (_, health) = app.admin(Method::GET, &summary, None).await;
+    assert_eq!(health["broken_by"], "token:ops", "{health}");
     app.stop().await;
 }
 
