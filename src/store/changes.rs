@@ -11,7 +11,7 @@ use sqlx::{Any, Row, Transaction};
 use super::dialect::{Dialect, sql};
 use super::rows::corrupt;
 use super::sql::{SqlStore, apply_in};
-use super::tx::{NewEvent, insert_event, lock_config, new_code_id, read_config};
+use super::tx::{NewEvent, insert_event, lock_config, new_code_id};
 use super::{Missing, NewPlan, StoreError, plans};
 use crate::domain::Config;
 use crate::domain::approval::{Approval, ChangeRequest, ChangeState, Proposal};
@@ -252,9 +252,9 @@ impl Changes for SqlStore {
     async fn open_change(&self, new: NewChange) -> Result<ChangeRequest, StoreError> {
         let d = self.dialect;
         let mut tx = self.pool.begin().await?;
-        let config = read_config(&mut *tx, d, &new.config_id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(Missing::Config(new.config_id.clone())))?;
+        // The config's row first, a write: on SQLite a transaction that
+        // read first and wrote after could not wait for the write lock.
+        let config = lock_config(&mut tx, d, &new.config_id).await?;
         let now = now_millis();
         let request = ChangeRequest {
             id: format!("cr-{}", new_code_id()),

@@ -250,9 +250,17 @@ async fn ask(app: &TestApp, token: &str, method: Method, path: &str, body: Optio
 }
 
 async fn four_eyes_apply_once(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    // Two nodes over one database (no Redis: they poll it for changes);
+    // SQLite is one node's store, so there the two approvals race on one.
+    let Some(mut nodes) = (match backend {
+        Backend::Sqlite => TestApp::spawn(backend).await.map(|app| vec![app]),
+        _ => TestApp::cluster_over_on(backend, 2, None, |_| {}).await,
+    }) else {
         return;
     };
+    let other = (nodes.len() > 1).then(|| nodes.pop().unwrap());
+    let app = nodes.pop().unwrap();
+    let second = other.as_ref().unwrap_or(&app);
     let (_, codes) = app.config_with("app", &[1]).await;
     let v2 = app
         .create_version("app", json!({"lang": "starlark", "source": "return 2"}))
@@ -338,11 +346,11 @@ async fn four_eyes_apply_once(backend: Backend) {
         (StatusCode::FORBIDDEN, json!("four_eyes"))
     );
 
-    // The last approval applies it; two at once apply it once.
+    // The last approval applies it; two at once, on two nodes, apply it once.
     let dave = app.make_token("dave", "publisher", &["*"]).await;
     let (one, two) = tokio::join!(
         ask(&app, &carol, Method::POST, &approve, None),
-        ask(&app, &dave, Method::POST, &approve, None),
+        ask(second, &dave, Method::POST, &approve, None),
     );
     let statuses = [one.0, two.0];
     assert!(
@@ -455,6 +463,10 @@ async fn four_eyes_apply_once(backend: Backend) {
     // Automatic moves need no approval: a break by reports still rolls back
     // (covered by the health tests on configs without approvals; here the
     // setting is on and the store's break path is the same).
+    // The first node owns the database: stopped last.
+    if let Some(other) = other {
+        other.stop().await;
+    }
     app.stop().await;
 }
 
@@ -577,5 +589,57 @@ async fn the_last_approval_runs_the_test_gate_again() {
     assert_eq!(open[0]["approvals"], json!([]), "a refused approval is not recorded");
     let (_, config) = app.admin(Method::GET, "/api/v1/configs/app", None).await;
     assert_ne!(config["release"]["code_id"], v2.as_str());
+    app.stop().await;
+}
+
+/// Automatic moves need no approval, on a config that requires one: the
+/// steps of a plan whose start was approved, and a break by reports with
+/// its rollback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_moves_need_no_approval() {
+    use crate::common::networks::{Net, Route};
+    let tweak = |s: &mut vane::settings::Settings| {
+        s.reports.rule = "count".into();
+        s.reports.break_threshold = 3;
+    };
+    let app = TestApp::spawn_with(Backend::Sqlite, tweak).await.unwrap();
+    let (secret, codes) = app.config_with("app", &[1]).await;
+    let v2 = app
+        .create_version("app", json!({"lang": "starlark", "source": "return 2"}))
+        .await;
+    let alice = app.make_token("alice", "publisher", &["*"]).await;
+    let bob = app.make_token("bob", "publisher", &["*"]).await;
+    app.admin(
+        Method::PATCH,
+        "/api/v1/configs/app",
+        Some(json!({"approvals_required": 1})),
+    )
+    .await;
+    let plan = json!({"code_id": v2, "steps": [{"percentage": 50, "bake_s": 1}], "force": true});
+    let (status, held) = ask(&app, &alice, Method::POST, "/api/v1/configs/app/plans", Some(plan)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{held}");
+    let id = held["change_request"]["id"].as_str().unwrap().to_owned();
+    let (status, _) = ask(&app, &bob, Method::POST, &format!("/api/v1/changes/{id}/approve"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    // The plan's gray step and its release apply with no one approving them.
+    let released = crate::common::eventually(Duration::from_secs(20), || async {
+        let (_, config) = app.admin(Method::GET, "/api/v1/configs/app", None).await;
+        config["release"]["code_id"] == v2.as_str()
+    })
+    .await;
+    assert!(released, "the approved plan's steps did not apply");
+    let (_, changes) = app.admin(Method::GET, "/api/v1/changes?state=open", None).await;
+    assert_eq!(changes, json!([]), "a plan's step waited for approval");
+    // A break by reports rolls the release back at once.
+    let machine = Net::new(&app, 0);
+    for _ in 0..3 {
+        machine.fetch(Route::Original, "app", "phone").await;
+        let (status, _) = machine.report(Route::Original, "app", &secret, &v2, "").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (_, config) = app.admin(Method::GET, "/api/v1/configs/app", None).await;
+    assert_eq!(config["release"]["code_id"], codes[0].as_str(), "{config}");
+    let (_, changes) = app.admin(Method::GET, "/api/v1/changes?state=open", None).await;
+    assert_eq!(changes, json!([]));
     app.stop().await;
 }
