@@ -244,6 +244,20 @@ async fn tokens_live_and_die(backend: Backend) {
     app.stop().await;
 }
 
+/// A second version of `app` (`return 2`), publishers `alice` and `bob`,
+/// and one approval required on `app`: the version and their tokens.
+async fn two_publishers(app: &TestApp) -> (String, String, String) {
+    let v2 = app
+        .create_version("app", json!({"lang": "starlark", "source": "return 2"}))
+        .await;
+    let alice = app.make_token("alice", "publisher", &["*"]).await;
+    let bob = app.make_token("bob", "publisher", &["*"]).await;
+    let body = json!({"approvals_required": 1});
+    let (status, _) = app.admin(Method::PATCH, "/api/v1/configs/app", Some(body)).await;
+    assert_eq!(status, StatusCode::OK);
+    (v2, alice, bob)
+}
+
 /// Asks for a change as `token`; the answer.
 async fn ask(app: &TestApp, token: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
     app.as_token(token, method, path, body).await
@@ -552,17 +566,7 @@ async fn a_token_deleted_on_one_node_is_refused_by_the_other() {
 async fn the_last_approval_runs_the_test_gate_again() {
     let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
     app.config_with("app", &[1]).await;
-    let v2 = app
-        .create_version("app", json!({"lang": "starlark", "source": "return 2"}))
-        .await;
-    let alice = app.make_token("alice", "publisher", &["*"]).await;
-    let bob = app.make_token("bob", "publisher", &["*"]).await;
-    app.admin(
-        Method::PATCH,
-        "/api/v1/configs/app",
-        Some(json!({"approvals_required": 1})),
-    )
-    .await;
+    let (v2, alice, bob) = two_publishers(&app).await;
     let (status, held) = ask(
         &app,
         &alice,
@@ -604,17 +608,7 @@ async fn automatic_moves_need_no_approval() {
     };
     let app = TestApp::spawn_with(Backend::Sqlite, tweak).await.unwrap();
     let (secret, codes) = app.config_with("app", &[1]).await;
-    let v2 = app
-        .create_version("app", json!({"lang": "starlark", "source": "return 2"}))
-        .await;
-    let alice = app.make_token("alice", "publisher", &["*"]).await;
-    let bob = app.make_token("bob", "publisher", &["*"]).await;
-    app.admin(
-        Method::PATCH,
-        "/api/v1/configs/app",
-        Some(json!({"approvals_required": 1})),
-    )
-    .await;
+    let (v2, alice, bob) = two_publishers(&app).await;
     let plan = json!({"code_id": v2, "steps": [{"percentage": 50, "bake_s": 1}], "force": true});
     let (status, held) = ask(&app, &alice, Method::POST, "/api/v1/configs/app/plans", Some(plan)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{held}");
