@@ -83,6 +83,23 @@ impl Proposal {
         }
     }
 
+    /// Whether `config` already stands where it would put it: nothing to
+    /// approve then.
+    pub fn in_force(&self, config: &super::Config) -> bool {
+        match self {
+            Self::Release { code_id, .. } => config.release.as_ref().is_some_and(|r| &r.code_id == code_id),
+            Self::Gray {
+                code_id, percentage, ..
+            } => match &config.gray {
+                Some(g) => &g.code_id == code_id && g.percentage == *percentage,
+                None => *percentage == 0,
+            },
+            Self::RemoveGray => config.gray.is_none(),
+            Self::Status { status } => config.status == *status,
+            Self::Rollback | Self::Plan { .. } => false,
+        }
+    }
+
     /// The versions it names, for the request's diff.
     pub fn code_id(&self) -> Option<&str> {
         match self {

@@ -126,7 +126,8 @@ struct UpdateConfigBody {
     /// Approvals a release, gray, rollback, status change or plan start
     /// needs (0: none); admins only.
     #[schema(minimum = 0, maximum = 10)]
-    approvals_required: Option<u32>,
+    #[serde(default, deserialize_with = "crate::domain::whole::maybe_whole")]
+    approvals_required: Option<i64>,
     #[serde(default)]
     break_glass: bool,
     reason: Option<String>,
@@ -141,7 +142,7 @@ const MOST_APPROVALS: u32 = 10;
     path = "/api/v1/configs/{config_id}",
     summary = "Change status or description",
     request_body = UpdateConfigBody,
-    responses((status = 200, description = "ok"), crate::http::error::Failures),
+    responses((status = 200, description = "ok"), (status = 202, description = "a status change held for approvals: {\"change_request\"}"), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id")),
     security(("bearer" = []))
 )]
@@ -151,20 +152,35 @@ async fn update_config(
     Path(config_id): Path<String>,
     Body(body): Body<UpdateConfigBody>,
 ) -> Result<Response, ApiError> {
-    if let Some(n) = body.approvals_required {
-        require(&who, Role::Admin, &config_id)?;
-        if n > MOST_APPROVALS {
-            return Err(ApiError::unprocessable(
-                ErrorCode::Invalid,
-                format!("approvals_required must be 0 to {MOST_APPROVALS}, got {n}"),
-            ));
+    let approvals = match body.approvals_required {
+        Some(n) => {
+            require(&who, Role::Admin, &config_id)?;
+            let refused = || format!("approvals_required must be 0 to {MOST_APPROVALS}, got {n}");
+            let n = u32::try_from(n)
+                .ok()
+                .filter(|n| *n <= MOST_APPROVALS)
+                .ok_or_else(|| ApiError::unprocessable(ErrorCode::Invalid, refused()))?;
+            Some(n)
         }
-    }
+        None => None,
+    };
     let glass = Glass {
         break_glass: body.break_glass,
         reason: body.reason,
     };
-    // Description and approvals need no approval; a status change may.
+    // Description and approvals need no approval; a status change may, and
+    // then goes alone, so a 202 never hides a change made at once.
+    if body.status.is_some() && (body.description.is_some() || approvals.is_some()) && !body.break_glass {
+        let config = app.releases.config(&config_id).await?;
+        if config.approvals_required > 0 {
+            return Err(ApiError::unprocessable(
+                ErrorCode::Invalid,
+                format!(
+                    "config `{config_id}` requires approvals for a status change: send `status` on its own, and `description` or `approvals_required` apart"
+                ),
+            ));
+        }
+    }
     let held = match body.status {
         Some(status) => hold(&app, &config_id, Proposal::Status { status }, &who, glass, shown_config).await?,
         None => None,
@@ -174,7 +190,7 @@ async fn update_config(
         .releases
         .update_config(&config_id, status, body.description, &who.who)
         .await?;
-    if let Some(n) = body.approvals_required {
+    if let Some(n) = approvals {
         config = app.releases.set_approvals_required(&config_id, n, &who.who).await?;
     }
     Ok(held.unwrap_or_else(|| Json(config).into_response()))
@@ -268,7 +284,7 @@ struct ReleaseBody {
     path = "/api/v1/configs/{config_id}/release",
     summary = "Release a version (stored tests gate it; 409 with results unless force)",
     request_body = ReleaseBody,
-    responses((status = 200, description = "ok"), crate::http::error::Failures),
+    responses((status = 200, description = "ok"), (status = 202, description = "held for approvals: {\"change_request\"}"), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id")),
     security(("bearer" = []))
 )]
@@ -316,7 +332,7 @@ struct GrayBody {
     path = "/api/v1/configs/{config_id}/gray",
     summary = "Set or change the gray release",
     request_body = GrayBody,
-    responses((status = 200, description = "ok"), crate::http::error::Failures),
+    responses((status = 200, description = "ok"), (status = 202, description = "held for approvals: {\"change_request\"}"), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id")),
     security(("bearer" = []))
 )]
@@ -358,7 +374,7 @@ async fn set_gray(
     path = "/api/v1/configs/{config_id}/gray",
     summary = "Remove the gray release",
     request_body(content = Option<Glass>, description = "optional: `break_glass` and `reason`"),
-    responses((status = 200, description = "ok"), crate::http::error::Failures),
+    responses((status = 200, description = "ok"), (status = 202, description = "held for approvals: {\"change_request\"}"), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id")),
     security(("bearer" = []))
 )]
@@ -381,7 +397,7 @@ async fn remove_gray(
     path = "/api/v1/configs/{config_id}/rollback",
     summary = "Roll back to the previous stable version",
     request_body(content = Option<Glass>, description = "optional: `break_glass` and `reason`"),
-    responses((status = 200, description = "ok"), crate::http::error::Failures),
+    responses((status = 200, description = "ok"), (status = 202, description = "held for approvals: {\"change_request\"}"), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id")),
     security(("bearer" = []))
 )]

@@ -36,8 +36,12 @@ impl From<ApprovalError> for ApiError {
             ApprovalError::Plan(e) => e.into(),
             ApprovalError::NotYours(_) | ApprovalError::NotAuthor(_) => Self::forbidden(ErrorCode::FourEyes, message),
             ApprovalError::Role { .. } => Self::forbidden(ErrorCode::RoleRequired, message),
-            ApprovalError::NoReason => Self::bad_request(ErrorCode::Invalid, message),
+            ApprovalError::Reason => Self::unprocessable(ErrorCode::Invalid, message),
             ApprovalError::Stale(_) => Self::Conflict(message),
+            ApprovalError::GateFailed(run) => Self::TestsFailed {
+                message,
+                results: serde_json::to_value(&run).unwrap_or_default(),
+            },
         }
     }
 }
@@ -64,12 +68,18 @@ pub async fn hold(
     glass: Glass,
     shown: impl FnOnce(Applied) -> Response,
 ) -> Result<Option<Response>, ApiError> {
-    let break_glass = match glass.break_glass {
-        true => {
+    let break_glass = match (glass.break_glass, glass.reason) {
+        (true, reason) => {
             require(who, Role::Admin, config_id)?;
-            Some(glass.reason.unwrap_or_default())
+            Some(reason.unwrap_or_default())
         }
-        false => None,
+        (false, Some(_)) => {
+            return Err(ApiError::unprocessable(
+                ErrorCode::Invalid,
+                "`reason` goes with `break_glass: true` (a rejection's reason goes to /api/v1/changes/{id}/reject)",
+            ));
+        }
+        (false, None) => None,
     };
     Ok(match app.approvals.hold(config_id, proposal, who, break_glass).await? {
         Held::Proceed => None,
@@ -86,7 +96,16 @@ pub fn glass_of(bytes: &[u8]) -> Result<Glass, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Glass::default());
     }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(ErrorCode::MalformedBody, format!("body: {e}")))
+    let malformed =
+        |e: serde_json::Error| ApiError::bad_request(ErrorCode::MalformedBody, format!("malformed JSON body: {e}"));
+    match serde_json::from_slice(bytes).map_err(malformed)? {
+        serde_json::Value::Null => Ok(Glass::default()),
+        body @ serde_json::Value::Object(_) => serde_json::from_value(body).map_err(malformed),
+        _ => Err(ApiError::bad_request(
+            ErrorCode::MalformedBody,
+            "the body must be a JSON object",
+        )),
+    }
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -44,7 +44,7 @@ impl From<PlanOpError> for ApiError {
     path = "/api/v1/configs/{config_id}/plans",
     summary = "Start a rollout plan (409 while the config has an open one)",
     request_body = PlanRequest,
-    responses((status = 201, description = "created", body = Plan), crate::http::error::Failures),
+    responses((status = 201, description = "created", body = Plan), (status = 202, description = "held for approvals: {\"change_request\"}"), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id")),
     security(("bearer" = []))
 )]

@@ -12,7 +12,7 @@ use super::codes::ErrorCode;
 use super::error::ApiError;
 use super::extract::Body;
 use crate::domain::access::{ApiToken, Caller, Grant, Role, check_patterns};
-use crate::domain::model::{now_millis, validate_config_id};
+use crate::domain::model::{now_millis, validate_new_config_id};
 use crate::store::NewToken;
 
 pub fn routes() -> Router<AppState> {
@@ -32,11 +32,12 @@ struct NewTokenBody {
     /// Config-id patterns: `*`, `app-*`, `banner`.
     configs: Vec<String>,
     /// Unix milliseconds after which the token is refused; none: never.
+    #[serde(default, deserialize_with = "crate::domain::whole::maybe_whole")]
     expires_at: Option<i64>,
 }
 
 fn invalid(field: &str, problem: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request(ErrorCode::Invalid, format!("{field}: {problem}"))
+    ApiError::unprocessable(ErrorCode::Invalid, format!("{field}: {problem}"))
 }
 
 #[utoipa::path(
@@ -52,12 +53,20 @@ async fn create(
     Extension(who): Extension<Caller>,
     Body(body): Body<NewTokenBody>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    validate_config_id(&body.name).map_err(|e| invalid("name", e))?;
-    if app.auth.admin_tokens.names().any(|n| n == body.name) {
-        return Err(ApiError::Conflict(format!(
-            "token `{}` already exists (in auth.admin_tokens)",
-            body.name
-        )));
+    if validate_new_config_id(&body.name).is_err() {
+        return Err(invalid(
+            "name",
+            "must be 1 to 128 letters, digits, `-`, `_` and `.`, and not `.` or `..`",
+        ));
+    }
+    // Names differing only in case read as one person in the release log.
+    let same = |name: &str| name.eq_ignore_ascii_case(&body.name);
+    if let Some(taken) = app.auth.admin_tokens.names().find(|n| same(n)) {
+        let message = format!("token `{taken}` already exists (in auth.admin_tokens)");
+        return Err(ApiError::Conflict(message));
+    }
+    if let Some(taken) = app.auth.store.list_tokens().await?.into_iter().find(|t| same(&t.name)) {
+        return Err(ApiError::Conflict(format!("token `{}` already exists", taken.name)));
     }
     let role = Role::parse(&body.role).ok_or_else(|| {
         invalid(
@@ -106,6 +115,11 @@ async fn list(State(app): State<AppState>) -> Result<Json<Vec<ApiToken>>, ApiErr
     security(("bearer" = []))
 )]
 async fn remove(State(app): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    if app.auth.admin_tokens.names().any(|n| n == name) {
+        return Err(ApiError::Conflict(format!(
+            "token `{name}` is in the settings (auth.admin_tokens): remove it there and reload"
+        )));
+    }
     app.auth.store.delete_token(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -14,6 +14,7 @@ use super::test_runs::TestRun;
 use crate::domain::Config;
 use crate::domain::access::{Caller, Role};
 use crate::domain::approval::{ApprovalRefusal, ChangeRequest, ChangeState, Proposal, may_approve};
+use crate::domain::model::now_millis;
 use crate::domain::rollout::{Plan, PlanRequest};
 use crate::store::{Applying, Decided, Decision, Missing, NewChange, Store, StoreError};
 
@@ -40,9 +41,14 @@ pub enum ApprovalError {
         /// Over which config.
         config_id: String,
     },
-    /// A rejection or break glass with no reason (400).
-    #[error("`reason` must say why")]
-    NoReason,
+    /// A rejection or break glass with no reason, or one past
+    /// `MOST_REASON_CHARS` (400).
+    #[error("`reason` must say why, in at most {MOST_REASON_CHARS} characters")]
+    Reason,
+    /// The version's stored tests fail at the last approval (409); the
+    /// request stays open.
+    #[error("{} of the version's {} stored tests fail now; the request stays open: fix the tests, or reject it and ask again with `force: true`", .0.failed, .0.failed + .0.passed)]
+    GateFailed(TestRun),
     /// The config changed since the request was opened (409).
     #[error("config `{}` changed since change request `{}` was opened; it is stale and applies nothing", .0.config_id, .0.id)]
     Stale(Box<ChangeRequest>),
@@ -111,6 +117,17 @@ pub struct ApprovalsHandle {
     plans: PlansHandle,
 }
 
+/// The longest reason kept: a reason is a sentence, and every listing of
+/// requests carries it.
+pub const MOST_REASON_CHARS: usize = 1000;
+
+fn check_reason(reason: &str) -> Result<(), ApprovalError> {
+    match reason.trim().is_empty() || reason.chars().count() > MOST_REASON_CHARS {
+        true => Err(ApprovalError::Reason),
+        false => Ok(()),
+    }
+}
+
 fn unified(from: &str, to: &str) -> String {
     similar::TextDiff::from_lines(from, to)
         .unified_diff()
@@ -141,7 +158,16 @@ impl ApprovalsHandle {
         let Proposal::Plan { request } = proposal else {
             unreachable!("every proposal but a plan is a change")
         };
-        let request: PlanRequest = serde_json::from_value(request.clone())
+        let mut request = request.clone();
+        // A start time that passed while the request waited: it starts now.
+        if request
+            .get("start_at")
+            .and_then(|at| at.as_f64())
+            .is_some_and(|at| at < now_millis() as f64)
+        {
+            request.as_object_mut().map(|r| r.remove("start_at"));
+        }
+        let request: PlanRequest = serde_json::from_value(request)
             .map_err(|e| PlanOpError::Request(crate::domain::rollout::PlanError::new("body", e.to_string())))?;
         Ok(Applying::Plan(self.plans.prepare(config_id, request, author).await?))
     }
@@ -156,16 +182,18 @@ impl ApprovalsHandle {
         break_glass: Option<String>,
     ) -> Result<Held, ApprovalError> {
         let config = self.releases.config(config_id).await?;
-        if config.approvals_required == 0 {
+        // Nothing to approve: no approvals asked, or the change is in force
+        // already (the plain path answers with the config as it stands).
+        if config.approvals_required == 0 || proposal.in_force(&config) {
             return Ok(Held::Proceed);
         }
-        let applying = self.applying(config_id, &proposal, &caller.who).await?;
         if let Some(reason) = &break_glass {
-            if reason.trim().is_empty() {
-                return Err(ApprovalError::NoReason);
-            }
-            self.gate(config_id, &proposal).await?;
+            check_reason(reason)?;
         }
+        let applying = self.applying(config_id, &proposal, &caller.who).await?;
+        // A version whose tests fail now is refused now, as without
+        // approvals; the last approval runs them again.
+        self.gate(config_id, &proposal).await?;
         let new = NewChange {
             config_id: config_id.to_owned(),
             proposal,
@@ -191,19 +219,33 @@ impl ApprovalsHandle {
         Ok(())
     }
 
+    /// The gate at the last approval: a failure leaves the request open.
+    async fn gate_again(&self, request: &ChangeRequest) -> Result<(), ApprovalError> {
+        match self.gate(&request.config_id, &request.proposal).await {
+            Err(ApprovalError::Release(ReleaseError::TestsFailed(run))) => Err(ApprovalError::GateFailed(run)),
+            other => other,
+        }
+    }
+
     /// Announces what an applied request changed; a stale one is refused.
     async fn settle(&self, decided: Decided) -> Result<Applied, ApprovalError> {
         match decided {
             Decided::Applied { request, config, plan } => {
-                if let Some(config) = &config {
-                    self.releases.announce(config, None).await;
-                }
+                let config = match config {
+                    Some(config) => {
+                        self.releases.announce(&config, None).await;
+                        Some(*config)
+                    }
+                    // In force already: the config as it stands.
+                    None if plan.is_none() => Some(self.releases.config(&request.config_id).await?),
+                    None => None,
+                };
                 if plan.is_some() {
                     self.plans.wake();
                 }
                 Ok(Applied {
                     change_request: request,
-                    config: config.map(|c| *c),
+                    config,
                     plan: plan.map(|p| *p),
                 })
             }
@@ -305,7 +347,7 @@ impl ApprovalsHandle {
             .await?;
         let mut gate_passed = request.proposal.gated_version().is_none();
         if !gate_passed && request.completes() {
-            self.gate(&request.config_id, &request.proposal).await?;
+            self.gate_again(&request).await?;
             gate_passed = true;
         }
         loop {
@@ -316,7 +358,7 @@ impl ApprovalsHandle {
             match self.store.decide_change(id, decision, &caller.who).await? {
                 Decided::GateNeeded => {
                     // Another approval landed since: this one completes it.
-                    self.gate(&request.config_id, &request.proposal).await?;
+                    self.gate_again(&request).await?;
                     gate_passed = true;
                 }
                 decided => return self.settle(decided).await,
@@ -326,9 +368,7 @@ impl ApprovalsHandle {
 
     /// Refuses the request, with a reason.
     pub async fn reject(&self, id: &str, caller: &Caller, reason: String) -> Result<Applied, ApprovalError> {
-        if reason.trim().is_empty() {
-            return Err(ApprovalError::NoReason);
-        }
+        check_reason(&reason)?;
         self.get_as(id, caller, Role::Publisher).await?;
         let decided = self
             .store

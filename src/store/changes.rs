@@ -367,6 +367,8 @@ impl Changes for SqlStore {
             return Ok(Decided::Stale(request));
         }
         request.updated_at = now;
+        // A bar raised since the request opened holds it too.
+        request.approvals_required = request.approvals_required.max(config.approvals_required);
         let (applying, note) = match decision {
             Decision::Reject { reason } => {
                 request.state = ChangeState::Rejected;

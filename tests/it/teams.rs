@@ -166,26 +166,38 @@ async fn tokens_live_and_die(backend: Backend) {
     // Bad input: a clear 4xx naming the field, and nothing stored.
     let far = vane::domain::model::now_millis() + 3_600_000;
     for (body, status, names) in [
-        (json!({"name": "x", "role": "owner", "configs": ["*"]}), 400, "role"),
-        (json!({"name": "", "role": "viewer", "configs": ["*"]}), 400, "name"),
-        (json!({"name": "a b", "role": "viewer", "configs": ["*"]}), 400, "name"),
-        (json!({"name": "x", "role": "viewer", "configs": []}), 400, "configs"),
+        (json!({"name": "x", "role": "owner", "configs": ["*"]}), 422, "role"),
+        (json!({"name": "", "role": "viewer", "configs": ["*"]}), 422, "name"),
+        (json!({"name": "a b", "role": "viewer", "configs": ["*"]}), 422, "name"),
+        (json!({"name": "x", "role": "viewer", "configs": []}), 422, "configs"),
         (
             json!({"name": "x", "role": "viewer", "configs": ["a*b"]}),
-            400,
+            422,
             "configs",
         ),
         (
             json!({"name": "x", "role": "viewer", "configs": ["a", "a"]}),
-            400,
+            422,
             "configs",
         ),
         (
             json!({"name": "x", "role": "viewer", "configs": ["*"], "expires_at": 1}),
-            400,
+            422,
             "expires_at",
         ),
         (json!({"name": "ci", "role": "viewer", "configs": ["*"]}), 409, "ci"),
+        (json!({"name": "CI", "role": "viewer", "configs": ["*"]}), 409, "ci"),
+        (
+            json!({"name": "Tester", "role": "viewer", "configs": ["*"]}),
+            409,
+            "tester",
+        ),
+        (json!({"name": "..", "role": "viewer", "configs": ["*"]}), 422, "name"),
+        (
+            json!({"name": "x", "role": "viewer", "configs": ["*"], "expires_at": 1.5}),
+            400,
+            "whole number",
+        ),
         (
             json!({"name": "tester", "role": "viewer", "configs": ["*"]}),
             409,
@@ -238,6 +250,15 @@ async fn tokens_live_and_die(backend: Backend) {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = app.admin(Method::DELETE, "/api/v1/tokens/ci", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, answer) = app.admin(Method::DELETE, "/api/v1/tokens/tester", None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("auth.admin_tokens"),
+        "{answer}"
+    );
     let guessed = format!("vane_{}", "0".repeat(64));
     let (status, _) = app.as_token(&guessed, Method::GET, "/api/v1/configs", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -401,7 +422,7 @@ async fn four_eyes_apply_once(backend: Backend) {
         Some(json!({"reason": " "})),
     )
     .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let (status, rejected) = ask(
         &app,
         &bob,
@@ -439,7 +460,7 @@ async fn four_eyes_apply_once(backend: Backend) {
             Some(json!({"break_glass": true})),
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let (status, config) = app
         .admin(
             Method::POST,
@@ -635,5 +656,117 @@ async fn automatic_moves_need_no_approval() {
     assert_eq!(config["release"]["code_id"], codes[0].as_str(), "{config}");
     let (_, changes) = app.admin(Method::GET, "/api/v1/changes?state=open", None).await;
     assert_eq!(changes, json!([]));
+    app.stop().await;
+}
+
+/// What a first review found: a raised bar holds open requests; a change
+/// already in force, or one whose tests fail, opens no request; a reason
+/// goes with break glass only and is bounded; a held status change goes on
+/// its own; rollback's optional body may be `null`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_open_only_for_changes_that_could_apply() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let (_, codes) = app.config_with("app", &[1]).await;
+    let (v2, alice, bob) = two_publishers(&app).await;
+    let carol = app.make_token("carol", "publisher", &["*"]).await;
+    let release = |code: &str| Some(json!({ "code_id": code }));
+    // In force already: answered as without approvals, no request.
+    let (status, config) = ask(
+        &app,
+        &alice,
+        Method::POST,
+        "/api/v1/configs/app/release",
+        release(&codes[0]),
+    )
+    .await;
+    assert_eq!(
+        (status, config["release"]["code_id"].clone()),
+        (StatusCode::OK, json!(codes[0]))
+    );
+    let (status, _) = ask(
+        &app,
+        &alice,
+        Method::DELETE,
+        "/api/v1/configs/app/gray",
+        Some(json!(null)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "no gray to remove, and a null body is no body");
+    let (_, open) = app.admin(Method::GET, "/api/v1/changes", None).await;
+    assert_eq!(open, json!([]));
+    // Failing tests are refused when asked, as without approvals.
+    let v3 = app
+        .create_version("app", json!({"lang": "starlark", "source": "return 3"}))
+        .await;
+    let tests = format!("/api/v1/configs/app/versions/{v3}/tests");
+    app.admin(Method::POST, &tests, Some(json!({"expected": 4}))).await;
+    let (status, answer) = ask(&app, &alice, Method::POST, "/api/v1/configs/app/release", release(&v3)).await;
+    assert_eq!(
+        (status, answer["error"]["code"].clone()),
+        (StatusCode::CONFLICT, json!("tests_failed"))
+    );
+    // A reason without break glass is refused, not dropped.
+    let body = json!({"code_id": v2, "reason": "because"});
+    let (status, answer) = ask(&app, &alice, Method::POST, "/api/v1/configs/app/release", Some(body)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    // A held status change goes alone.
+    let body = json!({"status": "inactive", "description": "x"});
+    let (status, answer) = ask(&app, &alice, Method::PATCH, "/api/v1/configs/app", Some(body)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    let (_, config) = app.admin(Method::GET, "/api/v1/configs/app", None).await;
+    assert_eq!(
+        (config["description"].clone(), config["status"].clone()),
+        (json!(""), json!("active"))
+    );
+    // A bar raised after a request opened holds it too.
+    let (status, held) = ask(&app, &alice, Method::POST, "/api/v1/configs/app/release", release(&v2)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{held}");
+    let approve = format!(
+        "/api/v1/changes/{}/approve",
+        held["change_request"]["id"].as_str().unwrap()
+    );
+    app.admin(
+        Method::PATCH,
+        "/api/v1/configs/app",
+        Some(json!({"approvals_required": 2})),
+    )
+    .await;
+    let (status, answer) = ask(&app, &bob, Method::POST, &approve, None).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        answer["change_request"]["state"], "open",
+        "one approval applied a change that needs two"
+    );
+    let (_, answer) = ask(&app, &carol, Method::POST, &approve, None).await;
+    assert_eq!(answer["change_request"]["state"], "applied", "{answer}");
+    // Reasons are sentences, not megabytes.
+    let (_, held) = ask(
+        &app,
+        &alice,
+        Method::POST,
+        "/api/v1/configs/app/rollback",
+        Some(json!(null)),
+    )
+    .await;
+    let reject = format!(
+        "/api/v1/changes/{}/reject",
+        held["change_request"]["id"].as_str().unwrap()
+    );
+    let long = "x".repeat(1001);
+    let (status, _) = ask(&app, &bob, Method::POST, &reject, Some(json!({ "reason": long }))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = ask(&app, &bob, Method::POST, &reject, Some(json!({"reason": "no"}))).await;
+    assert_eq!(status, StatusCode::OK);
+    // A rollback body that is not an object is refused in plain words.
+    let (status, answer) = ask(
+        &app,
+        &alice,
+        Method::POST,
+        "/api/v1/configs/app/rollback",
+        Some(json!([])),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer["error"]["message"], "the body must be a JSON object");
     app.stop().await;
 }
