@@ -1,10 +1,11 @@
 //! The services behind cloneable handles that are not actors: management
 //! (releases.rs), stored test runs (test_runs.rs), rollout plans (plans.rs),
-//! client error reports (reports/), and the one path a change takes to
+//! client error reports (reports/), single sign-on (sso.rs), and the one path a change takes to
 //! memory, subscribers and the other nodes (announce.rs).
 
 pub mod announce;
 pub mod plans;
 pub mod releases;
 pub mod reports;
+pub mod sso;
 pub mod test_runs;

@@ -11,11 +11,13 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 mod network;
 mod ofrep;
+mod oidc;
 mod reports;
 mod sandbox;
 mod storage;
 pub use network::{Push, Server};
 pub use ofrep::{ClientToken, Ofrep};
+pub use oidc::{CALLBACK_PATH, GroupGrant, Oidc};
 pub use reports::Reports;
 pub use sandbox::{Isolation, PausedJobs, Sandbox};
 pub use storage::{Redis, Store};
@@ -77,6 +79,8 @@ pub struct Auth {
     pub admin_tokens: Vec<String>,
     /// How long a config's old secret keeps working after a rotation.
     pub secret_grace_s: u64,
+    /// `[auth.oidc]`: single sign-on for the console; none, token sign-in only.
+    pub oidc: Option<Oidc>,
 }
 
 impl Default for Auth {
@@ -84,6 +88,7 @@ impl Default for Auth {
         Self {
             admin_tokens: Vec::new(),
             secret_grace_s: 7 * 86_400,
+            oidc: None,
         }
     }
 }
@@ -231,6 +236,9 @@ impl Settings {
         }
         if self.auth.admin_tokens.iter().any(|t| admin_token_parts(t).1.len() < 16) {
             return invalid("auth.admin_tokens", "every token must be at least 16 characters");
+        }
+        if let Some(oidc) = &self.auth.oidc {
+            oidc.validate()?;
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ mod plans;
 mod postgres;
 mod revisions;
 mod rows;
+mod sessions;
 mod sql;
 mod sqlite;
 mod tx;
@@ -31,6 +32,7 @@ use crate::domain::rollout::{Control, GateFigures, Plan};
 use crate::domain::rules::PlatformRules;
 use crate::domain::{Config, Lang, Meta, Version};
 pub use people::{NewToken, People};
+pub use sessions::Sessions;
 pub use plans::{ACTOR as ROLLOUT_ACTOR, Advanced, NewPlan};
 
 /// Why a store call failed; rendered into a status and message at the edge.
@@ -286,7 +288,7 @@ pub struct ReportCount {
 /// Every write that clients must see bumps the config's revision and
 /// appends a release event in the same transaction.
 #[async_trait]
-pub trait Store: People + Send + Sync + 'static {
+pub trait Store: People + Sessions + Send + Sync + 'static {
     /// Succeeds when the store answers a trivial query.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Creates a config at revision 1 with a `created` event by `actor`.
