@@ -161,7 +161,9 @@ pub async fn start_with_store(
             sessions: settings.auth.oidc.is_some(),
         }),
         sso: match &settings.auth.oidc {
-            Some(oidc) => Some(Arc::new(Sso::new(oidc, store.clone()).context("setting up [auth.oidc]")?)),
+            Some(oidc) => Some(Arc::new(
+                Sso::new(oidc, store.clone()).context("setting up [auth.oidc]")?,
+            )),
             None => None,
         },
         ofrep: ofrep.clone(),

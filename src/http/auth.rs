@@ -117,7 +117,9 @@ impl Authenticator {
         };
         let session = match self.store.session_by_hash(&token_hash(id)).await? {
             Some(session) if session.expired(now_millis()) => {
-                return Err(ApiError::Unauthorized("the console session has expired; sign in again".into()));
+                return Err(ApiError::Unauthorized(
+                    "the console session has expired; sign in again".into(),
+                ));
             }
             Some(session) => session,
             None => {

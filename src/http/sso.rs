@@ -93,13 +93,25 @@ async fn callback(State(app): State<AppState>, headers: HeaderMap, Query(answer)
     let secure = sso.secure_cookies();
     let pending = cookie(&headers, LOGIN_COOKIE).and_then(Pending::decode);
     let outcome = match (answer, pending) {
-        (Answer { error: Some(error), error_description, .. }, _) => Err(SsoError::Refused(match error_description {
+        (
+            Answer {
+                error: Some(error),
+                error_description,
+                ..
+            },
+            _,
+        ) => Err(SsoError::Refused(match error_description {
             Some(description) => format!("{error}: {description}"),
             None => error,
         })),
-        (Answer { code: Some(code), state: Some(state), .. }, Some(pending)) => {
-            sso.finish(code, &state, pending).await
-        }
+        (
+            Answer {
+                code: Some(code),
+                state: Some(state),
+                ..
+            },
+            Some(pending),
+        ) => sso.finish(code, &state, pending).await,
         _ => Err(SsoError::Stale),
     };
     let mut response = match outcome {

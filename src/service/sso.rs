@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openidconnect::core::{
-    CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreErrorResponseType, CoreGenderClaim,
-    CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm, CoreProviderMetadata,
-    CoreRevocableToken, CoreRevocationErrorResponse, CoreTokenIntrospectionResponse, CoreTokenType,
+    CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreErrorResponseType, CoreGenderClaim, CoreJsonWebKey,
+    CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreRevocableToken,
+    CoreRevocationErrorResponse, CoreTokenIntrospectionResponse, CoreTokenType,
 };
 use openidconnect::{
     AdditionalClaims, AuthorizationCode, Client, ClientId, ClientSecret, CsrfToken, EmptyExtraTokenFields,
@@ -32,7 +32,7 @@ use crate::store::{Store, StoreError};
 /// Every claim the ID token or userinfo carries beyond the standard ones,
 /// so the groups claim can be any name `auth.oidc.groups_claim` says.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OtherClaims(serde_json::Map<String, Value>);
+pub struct OtherClaims(pub serde_json::Map<String, Value>);
 
 impl AdditionalClaims for OtherClaims {}
 
@@ -215,7 +215,10 @@ impl Sso {
 
     /// reqwest 0.13 as oauth2's HTTP client (oauth2 5 takes any closure
     /// from a request to a future of a response).
-    fn http_client(&self) -> impl Fn(HttpRequest) -> std::pin::Pin<Box<dyn Future<Output = Result<HttpResponse, reqwest::Error>> + Send>> {
+    fn http_client(
+        &self,
+    ) -> impl Fn(HttpRequest) -> std::pin::Pin<Box<dyn Future<Output = Result<HttpResponse, reqwest::Error>> + Send>>
+    {
         let client = self.http.clone();
         move |request| Box::pin(send(client.clone(), request))
     }

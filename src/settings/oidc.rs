@@ -68,7 +68,10 @@ impl Oidc {
     pub fn validate(&self) -> Result<(), SettingsError> {
         check_url("auth.oidc.issuer", &self.issuer)?;
         if self.client_id.is_empty() {
-            return invalid("auth.oidc.client_id", "must be set (the client id the provider gave Vane)");
+            return invalid(
+                "auth.oidc.client_id",
+                "must be set (the client id the provider gave Vane)",
+            );
         }
         let redirect = check_url("auth.oidc.redirect_url", &self.redirect_url)?;
         if redirect.path() != CALLBACK_PATH || redirect.query().is_some() || redirect.fragment().is_some() {
@@ -80,7 +83,11 @@ impl Oidc {
         if !self.scopes.iter().any(|s| s == "openid") {
             return invalid("auth.oidc.scopes", "must include `openid`");
         }
-        if self.scopes.iter().any(|s| s.is_empty() || s.contains(char::is_whitespace)) {
+        if self
+            .scopes
+            .iter()
+            .any(|s| s.is_empty() || s.contains(char::is_whitespace))
+        {
             return invalid("auth.oidc.scopes", "every scope is one word, without spaces");
         }
         if self.groups_claim.is_empty() {
@@ -190,7 +197,10 @@ mod tests {
         let o = good();
         o.validate().unwrap();
         assert!(o.secure_cookies());
-        assert_eq!(o.grants_by_group().unwrap()["ops"], vec![Grant::everywhere(Role::Publisher)]);
+        assert_eq!(
+            o.grants_by_group().unwrap()["ops"],
+            vec![Grant::everywhere(Role::Publisher)]
+        );
     }
 
     #[test]

@@ -32,8 +32,8 @@ use crate::domain::rollout::{Control, GateFigures, Plan};
 use crate::domain::rules::PlatformRules;
 use crate::domain::{Config, Lang, Meta, Version};
 pub use people::{NewToken, People};
-pub use sessions::Sessions;
 pub use plans::{ACTOR as ROLLOUT_ACTOR, Advanced, NewPlan};
+pub use sessions::Sessions;
 
 /// Why a store call failed; rendered into a status and message at the edge.
 #[derive(Debug, thiserror::Error)]

@@ -49,5 +49,6 @@ mod rollout;
 mod rollout_cluster;
 mod rollout_store;
 mod sandbox;
+mod sso;
 mod store;
 mod watch;
