@@ -66,11 +66,11 @@ const ids = async () => page.evaluate(() => {
 
 step("sign in");
 await page.goto(`${base}/console`);
-await page.getByLabel("Admin token").fill("not-the-token");
+await page.getByLabel("Token", { exact: true }).fill("not-the-token");
 await page.getByRole("button", { name: "Sign in" }).click();
-await page.locator("#token-error", { hasText: "not an admin token" }).waitFor();
+await page.locator("#token-error", { hasText: "not valid" }).waitFor();
 await shot("signin");
-await page.getByLabel("Admin token").fill(adminToken);
+await page.getByLabel("Token", { exact: true }).fill(adminToken);
 await page.keyboard.press("Enter");
 await page.getByRole("heading", { name: "Configs" }).waitFor();
 
