@@ -29,6 +29,7 @@ mod cluster;
 mod confinement;
 mod connections;
 mod console;
+mod console_sso;
 mod dashboard;
 mod edges;
 mod fetch;
