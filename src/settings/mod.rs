@@ -402,6 +402,52 @@ mod tests {
     }
 
     #[test]
+    fn oidc_comes_from_toml_or_the_environment_as_the_readme_shows() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "vane.toml",
+                "[auth.oidc]\nissuer = \"https://id.example.com\"\nclient_id = \"vane\"\n\
+                 redirect_url = \"https://vane.example.com/auth/callback\"\n\
+                 [auth.oidc.groups]\nops = [{ role = \"publisher\", configs = [\"*\"] }]\n",
+            )?;
+            jail.set_env("VANE_AUTH__OIDC__CLIENT_SECRET", "from-the-environment");
+            let loaded = Settings::load(Path::new("vane.toml"), true).unwrap();
+            let oidc = loaded.auth.oidc.unwrap();
+            assert_eq!(oidc.client_secret, "from-the-environment");
+            assert_eq!(oidc.scopes, ["openid", "email", "profile"]);
+            assert_eq!(oidc.session_ttl_s, 8 * 3600);
+            assert_eq!(oidc.groups["ops"][0].role, "publisher");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("VANE_AUTH__OIDC__ISSUER", "http://127.0.0.1:9000");
+            jail.set_env("VANE_AUTH__OIDC__CLIENT_ID", "vane");
+            jail.set_env("VANE_AUTH__OIDC__REDIRECT_URL", "http://127.0.0.1:8080/auth/callback");
+            jail.set_env("VANE_AUTH__OIDC__SCOPES", r#"["openid","email","profile","groups"]"#);
+            jail.set_env(
+                "VANE_AUTH__OIDC__GROUPS",
+                r#"{ops=[{role="publisher",configs=["*"]}],support=[{role="viewer",configs=["*"]}]}"#,
+            );
+            let oidc = Settings::load(Path::new("none.toml"), false).unwrap().auth.oidc.unwrap();
+            assert_eq!(oidc.groups.len(), 2);
+            assert_eq!(oidc.scopes.len(), 4);
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "vane.toml",
+                "[auth.oidc]\nissuer = \"https://id.example.com\"\nclient_id = \"vane\"\n\
+                 redirect_url = \"https://vane.example.com/auth/callback\"\n\
+                 [auth.oidc.groups]\nops = [{ role = \"owner\", configs = [\"*\"] }]\n",
+            )?;
+            let err = Settings::load(Path::new("vane.toml"), true).unwrap_err().to_string();
+            assert!(err.contains("auth.oidc.groups") && err.contains("owner"), "{err}");
+            Ok(())
+        });
+        assert!(Settings::default().auth.oidc.is_none());
+    }
+
+    #[test]
     fn toml_and_env_merge() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("vane.toml", "[sandbox]\ndeadline_ms = 70\nworkers = 3\n")?;
