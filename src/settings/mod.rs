@@ -428,7 +428,11 @@ mod tests {
                 "VANE_AUTH__OIDC__GROUPS",
                 r#"{ops=[{role="publisher",configs=["*"]}],support=[{role="viewer",configs=["*"]}]}"#,
             );
-            let oidc = Settings::load(Path::new("none.toml"), false).unwrap().auth.oidc.unwrap();
+            let oidc = Settings::load(Path::new("none.toml"), false)
+                .unwrap()
+                .auth
+                .oidc
+                .unwrap();
             assert_eq!(oidc.groups.len(), 2);
             assert_eq!(oidc.scopes.len(), 4);
             Ok(())
