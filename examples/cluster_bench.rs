@@ -35,6 +35,7 @@ struct Node(#[allow(dead_code)] Process, SocketAddr);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    vane::tls::install();
     let base =
         std::env::var("VANE_BENCH_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let redis = std::env::var("VANE_BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());

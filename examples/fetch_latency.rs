@@ -97,6 +97,7 @@ fn summary(mut times: Vec<Duration>) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    vane::tls::install();
     let requests: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(2000);
     println!("{requests} sequential fetches each, 1 worker, parameters varying per request:");
     for isolation in [Isolation::Process, Isolation::Thread] {

@@ -71,6 +71,7 @@ const PER_PROCESS: usize = 16_000;
 const CONFIG: &str = "herd";
 
 fn main() -> anyhow::Result<()> {
+    vane::tls::install();
     let args: Vec<String> = std::env::args().collect();
     raise_open_files();
     let runtime = tokio::runtime::Runtime::new()?;

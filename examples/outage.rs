@@ -52,6 +52,7 @@ struct Samples {
 }
 
 fn main() -> anyhow::Result<()> {
+    vane::tls::install();
     let args: Vec<String> = std::env::args().collect();
     let rate: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(2000);
     let outage = Duration::from_secs(args.get(2).and_then(|a| a.parse().ok()).unwrap_or(15));

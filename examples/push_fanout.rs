@@ -46,6 +46,7 @@ use support::{
 };
 
 fn main() -> anyhow::Result<()> {
+    vane::tls::install();
     let args: Vec<String> = std::env::args().collect();
     raise_open_files();
     let runtime = tokio::runtime::Runtime::new()?;

@@ -28,6 +28,7 @@ use crate::service::releases::ReleasesHandle;
 use crate::service::reports::served::ServedRecord;
 use crate::service::reports::share::Share;
 use crate::service::reports::{ReportsHandle, Rules, Wiring};
+use crate::service::sso::Sso;
 use crate::settings::Settings;
 use crate::shared::Shared;
 use crate::store::Store;
@@ -68,6 +69,7 @@ pub async fn start_with_store(
     listener: TcpListener,
 ) -> anyhow::Result<App> {
     settings.validate()?;
+    crate::tls::install();
     if settings.auth.admin_tokens.is_empty() {
         settings.auth.admin_tokens = vec![generated_secret(
             &settings.store.url,
@@ -159,7 +161,14 @@ pub async fn start_with_store(
         auth: Arc::new(Authenticator {
             admin_tokens: AdminTokens::from_entries(&settings.auth.admin_tokens),
             store: store.clone(),
+            sessions: settings.auth.oidc.is_some(),
         }),
+        sso: match &settings.auth.oidc {
+            Some(oidc) => Some(Arc::new(
+                Sso::new(oidc, store.clone()).context("setting up [auth.oidc]")?,
+            )),
+            None => None,
+        },
         ofrep: ofrep.clone(),
         catalog: Arc::new(Catalog::new(
             store.clone(),

@@ -21,3 +21,4 @@ pub mod settings;
 pub mod shared;
 pub mod store;
 pub mod sync;
+pub mod tls;

@@ -73,6 +73,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Worker { .. }) {
+        vane::tls::install();
+    }
     match cli.command {
         Command::Worker {
             code_cache_entries,

@@ -52,6 +52,7 @@ const LIVE: &[&str] = &[
 /// Keys whose values never appear in a report.
 const SECRET: &[&str] = &[
     "auth.admin_tokens",
+    "auth.oidc",
     "ofrep.client_tokens",
     "push.update_secret",
     "tests.secret",

@@ -9,6 +9,13 @@ pub fn random_token() -> String {
     hex(&bytes)
 }
 
+/// SHA-256 of a random credential (a token, a session id), hex: what the
+/// store keeps. The value is 256 random bits, so a plain hash is enough.
+pub fn sha256_hex(value: &str) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(value.as_bytes()))
+}
+
 /// Bytes as lower-case hex, two characters each.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;

@@ -192,6 +192,65 @@ impl ApiToken {
     }
 }
 
+/// A console session, as stored once its person signed in through the
+/// identity provider: the store keys it by the hash of its id, which only
+/// the cookie carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// `oidc:<email or subject>`.
+    pub who: String,
+    /// What their groups gave them at sign-in.
+    pub grants: Vec<Grant>,
+    /// What every write through the session must carry as `X-CSRF-Token`.
+    pub csrf: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds after which it is refused.
+    pub expires_at: i64,
+}
+
+impl Session {
+    /// The caller a request in this session acts as.
+    pub fn caller(&self) -> Caller {
+        Caller {
+            who: self.who.clone(),
+            grants: self.grants.clone(),
+        }
+    }
+
+    /// Whether it is past its end at `now_ms`.
+    pub fn expired(&self, now_ms: i64) -> bool {
+        self.expires_at <= now_ms
+    }
+}
+
+/// Who a person signed in through the identity provider is in the release
+/// log: `oidc:<email>`, or `oidc:<subject>` when the provider vouches for
+/// no email.
+pub fn person(email: Option<&str>, subject: &str) -> String {
+    match email.filter(|e| !e.is_empty()) {
+        Some(email) => format!("oidc:{email}"),
+        None => format!("oidc:{subject}"),
+    }
+}
+
+/// The union of the grants of the groups a person is in, from the map of
+/// group to grants; empty when none of their groups is mapped.
+pub fn grants_of_groups<'a>(
+    groups: impl IntoIterator<Item = &'a str>,
+    map: &std::collections::BTreeMap<String, Vec<Grant>>,
+) -> Vec<Grant> {
+    let mut out: Vec<Grant> = Vec::new();
+    for group in groups {
+        for grant in map.get(group).into_iter().flatten() {
+            if !out.contains(grant) {
+                out.push(grant.clone());
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,6 +304,28 @@ mod tests {
             Err(PatternError::Repeated("a".into()))
         );
         assert!(check_patterns(&["*".into(), "app-*".into(), "b.c".into()]).is_ok());
+    }
+
+    #[test]
+    fn a_person_holds_the_union_of_their_mapped_groups() {
+        let mut map = std::collections::BTreeMap::new();
+        map.insert("ops".to_owned(), vec![Grant::everywhere(Role::Publisher)]);
+        map.insert(
+            "web".to_owned(),
+            vec![
+                Grant::everywhere(Role::Publisher),
+                Grant {
+                    role: Role::Admin,
+                    configs: vec!["web-*".into()],
+                },
+            ],
+        );
+        let grants = grants_of_groups(["ops", "web", "unmapped"], &map);
+        assert_eq!(grants.len(), 2, "{grants:?}");
+        assert!(grants_of_groups(["unmapped"], &map).is_empty());
+        assert_eq!(person(Some("a@example.com"), "123"), "oidc:a@example.com");
+        assert_eq!(person(Some(""), "123"), "oidc:123");
+        assert_eq!(person(None, "123"), "oidc:123");
     }
 
     #[test]

@@ -38,6 +38,9 @@ error_codes! {
     ConfigInactive,
     /// 409: the request conflicts with what is stored.
     Conflict,
+    /// 403: a write through a console session without its CSRF token
+    /// (`X-CSRF-Token`), or with another; nothing changed.
+    CsrfRequired,
     /// 400 on a run, 422 on an upload: the script ran past its deadline.
     DeadlineExceeded,
     /// 400 on a run, 422 on an upload: the script failed while running.

@@ -23,6 +23,7 @@ mod reports;
 mod roles;
 mod rollout;
 mod schema;
+mod sso;
 mod tokens;
 
 use std::sync::Arc;
@@ -87,6 +88,8 @@ pub struct Services {
     pub shared: Option<Shared>,
     /// Who a request to an operator route acts as.
     pub auth: Arc<Authenticator>,
+    /// Single sign-on for the console, when `[auth.oidc]` is set.
+    pub sso: Option<Arc<crate::service::sso::Sso>>,
     /// Who may read what over OpenFeature (OFREP), as reloaded.
     pub ofrep: Arc<LiveAccess>,
     /// Every config id, for OFREP's bulk evaluation.
@@ -194,6 +197,7 @@ fn client_routes(router: Router<AppState>, original: bool) -> Router<AppState> {
         .merge(reports::client_routes())
         .merge(ofrep::routes())
         .merge(console::routes())
+        .merge(sso::routes())
 }
 
 /// Request metrics, tracing, the body limit and the state.

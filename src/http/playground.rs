@@ -71,7 +71,7 @@ impl FromRequestParts<AppState> for PlaygroundAccess {
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
         if !app.playground_open {
-            let caller = app.auth.caller(&parts.headers).await?;
+            let caller = app.auth.caller(&parts.method, &parts.headers).await?;
             if !caller.may_somewhere(Role::Editor) {
                 return Err(refuse(Role::Editor, "some config").into());
             }

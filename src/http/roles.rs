@@ -10,7 +10,7 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::auth::Authenticator;
+use super::auth::{Authenticator, SessionCsrf};
 use super::codes::ErrorCode;
 use super::error::ApiError;
 use crate::domain::access::{Caller, Role};
@@ -178,8 +178,8 @@ pub fn require(caller: &Caller, role: Role, id: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Authenticates the request and checks its route's need; the `Caller` goes
-/// into the request's extensions for the handler.
+/// Authenticates the request and checks its route's need; the `Caller` (and
+/// a session's CSRF token) goes into the request's extensions for the handler.
 pub async fn guard(
     State(auth): State<Arc<Authenticator>>,
     matched: Option<MatchedPath>,
@@ -187,7 +187,8 @@ pub async fn guard(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let caller = auth.caller(request.headers()).await?;
+    let identity = auth.identify(request.method(), request.headers()).await?;
+    let caller = identity.caller;
     let path = matched.as_ref().map_or("", MatchedPath::as_str);
     let need = need_of(request.method(), path).ok_or_else(|| {
         ApiError::forbidden(
@@ -212,6 +213,9 @@ pub async fn guard(
         Scope::Some | Scope::All => {}
     }
     request.extensions_mut().insert(caller);
+    if let Some(csrf) = identity.csrf {
+        request.extensions_mut().insert(SessionCsrf(csrf));
+    }
     Ok(next.run(request).await)
 }
 

@@ -1,5 +1,6 @@
 //! API tokens made at run time (`/api/v1/tokens`), and `GET /api/v1/me`:
-//! who the caller is and what they may do, for the console to show only that.
+//! who the caller is and what they may do, for the console to show only that
+//! (and, in a console session, the CSRF token its writes carry).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -8,6 +9,7 @@ use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
+use super::auth::SessionCsrf;
 use super::codes::ErrorCode;
 use super::error::ApiError;
 use super::extract::Body;
@@ -131,6 +133,10 @@ struct Me {
     who: String,
     /// What they may do.
     grants: Vec<Grant>,
+    /// For a console session (not a bearer token): the token every write
+    /// must carry as `X-CSRF-Token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    csrf: Option<String>,
 }
 
 #[utoipa::path(
@@ -140,9 +146,10 @@ struct Me {
     responses((status = 200, description = "ok", body = Me), crate::http::error::Failures),
     security(("bearer" = []))
 )]
-async fn me(Extension(who): Extension<Caller>) -> Json<Me> {
+async fn me(Extension(who): Extension<Caller>, csrf: Option<Extension<SessionCsrf>>) -> Json<Me> {
     Json(Me {
         who: who.who,
         grants: who.grants,
+        csrf: csrf.map(|Extension(SessionCsrf(csrf))| csrf),
     })
 }

@@ -11,11 +11,13 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 mod network;
 mod ofrep;
+mod oidc;
 mod reports;
 mod sandbox;
 mod storage;
 pub use network::{Push, Server};
 pub use ofrep::{ClientToken, Ofrep};
+pub use oidc::{CALLBACK_PATH, GroupGrant, Oidc};
 pub use reports::Reports;
 pub use sandbox::{Isolation, PausedJobs, Sandbox};
 pub use storage::{Redis, Store};
@@ -77,6 +79,8 @@ pub struct Auth {
     pub admin_tokens: Vec<String>,
     /// How long a config's old secret keeps working after a rotation.
     pub secret_grace_s: u64,
+    /// `[auth.oidc]`: single sign-on for the console; none, token sign-in only.
+    pub oidc: Option<Oidc>,
 }
 
 impl Default for Auth {
@@ -84,6 +88,7 @@ impl Default for Auth {
         Self {
             admin_tokens: Vec::new(),
             secret_grace_s: 7 * 86_400,
+            oidc: None,
         }
     }
 }
@@ -231,6 +236,9 @@ impl Settings {
         }
         if self.auth.admin_tokens.iter().any(|t| admin_token_parts(t).1.len() < 16) {
             return invalid("auth.admin_tokens", "every token must be at least 16 characters");
+        }
+        if let Some(oidc) = &self.auth.oidc {
+            oidc.validate()?;
         }
         Ok(())
     }
@@ -391,6 +399,56 @@ mod tests {
             Settings::default().reports.prefixes(),
             crate::domain::health::Prefixes { v4: 24, v6: 56 }
         );
+    }
+
+    #[test]
+    fn oidc_comes_from_toml_or_the_environment_as_the_readme_shows() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "vane.toml",
+                "[auth.oidc]\nissuer = \"https://id.example.com\"\nclient_id = \"vane\"\n\
+                 redirect_url = \"https://vane.example.com/auth/callback\"\n\
+                 [auth.oidc.groups]\nops = [{ role = \"publisher\", configs = [\"*\"] }]\n",
+            )?;
+            jail.set_env("VANE_AUTH__OIDC__CLIENT_SECRET", "from-the-environment");
+            let loaded = Settings::load(Path::new("vane.toml"), true).unwrap();
+            let oidc = loaded.auth.oidc.unwrap();
+            assert_eq!(oidc.client_secret, "from-the-environment");
+            assert_eq!(oidc.scopes, ["openid", "email", "profile"]);
+            assert_eq!(oidc.session_ttl_s, 8 * 3600);
+            assert_eq!(oidc.groups["ops"][0].role, "publisher");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("VANE_AUTH__OIDC__ISSUER", "http://127.0.0.1:9000");
+            jail.set_env("VANE_AUTH__OIDC__CLIENT_ID", "vane");
+            jail.set_env("VANE_AUTH__OIDC__REDIRECT_URL", "http://127.0.0.1:8080/auth/callback");
+            jail.set_env("VANE_AUTH__OIDC__SCOPES", r#"["openid","email","profile","groups"]"#);
+            jail.set_env(
+                "VANE_AUTH__OIDC__GROUPS",
+                r#"{ops=[{role="publisher",configs=["*"]}],support=[{role="viewer",configs=["*"]}]}"#,
+            );
+            let oidc = Settings::load(Path::new("none.toml"), false)
+                .unwrap()
+                .auth
+                .oidc
+                .unwrap();
+            assert_eq!(oidc.groups.len(), 2);
+            assert_eq!(oidc.scopes.len(), 4);
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "vane.toml",
+                "[auth.oidc]\nissuer = \"https://id.example.com\"\nclient_id = \"vane\"\n\
+                 redirect_url = \"https://vane.example.com/auth/callback\"\n\
+                 [auth.oidc.groups]\nops = [{ role = \"owner\", configs = [\"*\"] }]\n",
+            )?;
+            let err = Settings::load(Path::new("vane.toml"), true).unwrap_err().to_string();
+            assert!(err.contains("auth.oidc.groups") && err.contains("owner"), "{err}");
+            Ok(())
+        });
+        assert!(Settings::default().auth.oidc.is_none());
     }
 
     #[test]

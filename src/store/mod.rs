@@ -15,6 +15,7 @@ mod plans;
 mod postgres;
 mod revisions;
 mod rows;
+mod sessions;
 mod sql;
 mod sqlite;
 mod tx;
@@ -34,6 +35,7 @@ use crate::domain::{Config, Lang, Meta, Version};
 pub use changes::{Applying, Changes, Decided, Decision, NewChange};
 pub use people::{NewToken, People};
 pub use plans::{ACTOR as ROLLOUT_ACTOR, Advanced, NewPlan};
+pub use sessions::Sessions;
 
 /// Why a store call failed; rendered into a status and message at the edge.
 #[derive(Debug, thiserror::Error)]
@@ -299,7 +301,7 @@ pub struct ReportCount {
 /// Every write that clients must see bumps the config's revision and
 /// appends a release event in the same transaction.
 #[async_trait]
-pub trait Store: People + Changes + Send + Sync + 'static {
+pub trait Store: People + Changes + Sessions + Send + Sync + 'static {
     /// Succeeds when the store answers a trivial query.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Creates a config at revision 1 with a `created` event by `actor`.

@@ -17,7 +17,7 @@ const browser = await chromium.launch({ executablePath: process.env.VANE_CHROMIU
 const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
 const problems = [];
 page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-page.on("console", (m) => { if (m.type() === "error" && !/status of (403|409)/.test(m.text())) problems.push(`console: ${m.text()}`); });
+page.on("console", (m) => { if (m.type() === "error" && !/status of (401|403|409)/.test(m.text())) problems.push(`console: ${m.text()}`); });
 const step = (name) => console.log(`step: ${name}`);
 const shot = (name) => page.screenshot({ path: `${shots}/changes-${name}.png`, fullPage: true });
 const confirm = async (title) => {

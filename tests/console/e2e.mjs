@@ -66,11 +66,11 @@ const ids = async () => page.evaluate(() => {
 
 step("sign in");
 await page.goto(`${base}/console`);
-await page.getByLabel("Admin token").fill("not-the-token");
+await page.getByLabel("Token", { exact: true }).fill("not-the-token");
 await page.getByRole("button", { name: "Sign in" }).click();
-await page.locator("#token-error", { hasText: "not an admin token" }).waitFor();
+await page.locator("#token-error", { hasText: "not valid" }).waitFor();
 await shot("signin");
-await page.getByLabel("Admin token").fill(adminToken);
+await page.getByLabel("Token", { exact: true }).fill(adminToken);
 await page.keyboard.press("Enter");
 await page.getByRole("heading", { name: "Configs" }).waitFor();
 
@@ -367,13 +367,13 @@ for (const kind of ["uploaded", "plan_paused", "plan_resumed"]) assert.ok(kinds.
 // Who did it sits between Unicode isolates (FSI, PDI), so a name holding a
 // right-to-left override cannot reverse the sentence; compared without them.
 const isolated = await page.locator("#events tbody tr .sentence > span").allTextContents();
-assert.ok(isolated.some((t) => t.startsWith("\u2068tester\u2069 ")), `the actor is not isolated: ${isolated.join(" | ")}`);
+assert.ok(isolated.some((t) => t.startsWith("\u2068token:tester\u2069 ")), `the actor is not isolated: ${isolated.join(" | ")}`);
 const plain = (t) => t.replace(/[\u2068\u2069]/g, "");
 const sentences = isolated.map(plain);
-assert.ok(sentences.some((t) => t === `tester uploaded ${short(first)} (starlark)`), `no upload sentence in ${sentences.join(" | ")}`);
-assert.ok(sentences.some((t) => t.startsWith(`tester released ${short(second)} (was ${short(first)})`)), `no release sentence in ${sentences.join(" | ")}`);
-assert.ok(sentences.some((t) => /^tester paused the rollout plan .* at step 1 of 2 \(50 %\)$/.test(t)), `no pause sentence in ${sentences.join(" | ")}`);
-assert.ok(sentences.some((t) => /^tester aborted the rollout plan .*; its gray was removed$/.test(t)), `no abort sentence in ${sentences.join(" | ")}`);
+assert.ok(sentences.some((t) => t === `token:tester uploaded ${short(first)} (starlark)`), `no upload sentence in ${sentences.join(" | ")}`);
+assert.ok(sentences.some((t) => t.startsWith(`token:tester released ${short(second)} (was ${short(first)})`)), `no release sentence in ${sentences.join(" | ")}`);
+assert.ok(sentences.some((t) => /^token:tester paused the rollout plan .* at step 1 of 2 \(50 %\)$/.test(t)), `no pause sentence in ${sentences.join(" | ")}`);
+assert.ok(sentences.some((t) => /^token:tester aborted the rollout plan .*; its gray was removed$/.test(t)), `no abort sentence in ${sentences.join(" | ")}`);
 assert.ok(sentences.some((t) => /^rollout put .* in gray at 20 % \(was none\) \(step 1 of 2 of plan/.test(t)), `no plan move sentence in ${sentences.join(" | ")}`);
 await shot("events");
 

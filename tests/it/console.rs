@@ -15,13 +15,13 @@ use std::process::Command;
 use crate::common;
 use crate::common::{Backend, TestApp};
 
-pub fn target() -> PathBuf {
+pub(crate) fn target() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
-pub fn playwright() -> Result<PathBuf, &'static str> {
+pub(crate) fn playwright() -> Result<PathBuf, &'static str> {
     let dir = std::env::var_os("VANE_PLAYWRIGHT_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| target().join("ci-node"));

@@ -9,6 +9,18 @@
 //! environment of its own runs in a child process (`confinement`), and one
 //! that cuts Redis connections has a Redis of its own (`cluster`).
 
+/// rustls's provider, installed as the process starts: every reqwest
+/// client panics without one (see `vane::tls`), and the tests build theirs
+/// in any order, many before any server starts.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static INSTALL_TLS: extern "C" fn() = {
+    extern "C" fn install() {
+        vane::tls::install();
+    }
+    install
+};
+
 #[macro_use]
 mod common;
 
@@ -18,6 +30,7 @@ mod cluster;
 mod confinement;
 mod connections;
 mod console;
+mod console_sso;
 mod dashboard;
 mod edges;
 mod fetch;
@@ -38,6 +51,7 @@ mod rollout;
 mod rollout_cluster;
 mod rollout_store;
 mod sandbox;
+mod sso;
 mod store;
 mod teams;
 mod watch;

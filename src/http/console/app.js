@@ -1,8 +1,10 @@
 // The console's router: `#/configs`, `#/configs/<id>`, `#/configs/<id>/events`,
-// behind a sign-in with an admin token.
+// behind a sign-in: with a token, or through single sign-on when the server
+// has it (`GET /auth/methods`). What the signed-in person's role cannot do
+// is hidden (body[data-role], console.css).
 
-import { api, ApiError, signIn, signOut, token } from "./api.js";
-import { h, replace, say } from "./dom.js";
+import { api, ApiError, forget, roleOver, signedIn, signIn, signOut, token, whoAmI } from "./api.js";
+import { h, replace, say, sayError } from "./dom.js";
 import { configsView } from "./configs.js";
 import { configView } from "./config.js";
 import { eventsView } from "./events.js";
@@ -11,25 +13,32 @@ import { stop } from "./live.js";
 
 const main = () => document.getElementById("main");
 
-function signInView() {
+async function signInView() {
+  let methods = { sso: false };
+  try {
+    methods = await api("GET", "/auth/methods");
+  } catch {
+    // An older server: tokens only.
+  }
   const field = h("input", { id: "token", type: "password", autocomplete: "off", required: true, "aria-describedby": "token-error" });
   const error = h("p", { id: "token-error", class: "error", role: "alert" });
   const form = h("form", { id: "sign-in" },
     h("h1", { text: "Sign in" }),
-    h("p", { text: "With an admin token (auth.admin_tokens). It is kept for this tab only." }),
-    h("label", { for: "token" }, "Admin token"), field,
+    methods.sso && h("p", {}, h("a", { id: "sso", class: "button", href: methods.login_url }, "Sign in with SSO")),
+    h("p", { text: methods.sso ? "Or with an API token. It is kept for this tab only." : "With an API token (auth.admin_tokens, or one made at /api/v1/tokens). It is kept for this tab only." }),
+    h("label", { for: "token" }, "Token"), field,
     h("button", { type: "submit", class: "primary" }, "Sign in"),
     error);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     signIn(field.value.trim());
     try {
-      await api("GET", "/api/v1/configs");
+      if (!(await whoAmI())) throw new ApiError(401, "unauthorized", "invalid token");
       location.hash = "#/configs";
       await route();
     } catch (e) {
       signOut();
-      error.textContent = e instanceof ApiError && e.status === 401 ? "That token is not an admin token." : e.message;
+      error.textContent = e instanceof ApiError && e.status === 401 ? "That token is not valid." : e.message;
       field.setAttribute("aria-invalid", "true");
     }
   });
@@ -38,11 +47,21 @@ function signInView() {
 }
 
 async function route() {
-  const signedIn = Boolean(token());
-  document.getElementById("nav").hidden = !signedIn;
-  document.getElementById("sign-out").hidden = !signedIn;
-  if (!signedIn) {
+  let who = signedIn();
+  if (!who) {
+    try {
+      who = await whoAmI();
+    } catch (e) {
+      replace(main(), h("h1", { text: "Something went wrong" }), h("p", { class: "error", role: "alert", text: e.message }));
+      return;
+    }
+  }
+  document.getElementById("nav").hidden = !who;
+  document.getElementById("sign-out").hidden = !who;
+  document.getElementById("who").textContent = who ? who.who : "";
+  if (!who) {
     stop();
+    delete document.body.dataset.role;
     return signInView();
   }
   let parts;
@@ -55,6 +74,9 @@ async function route() {
       h("p", {}, h("a", { href: "#/configs" }, "All configs")));
     return;
   }
+  const role = roleOver(parts[0] === "configs" && parts[1] ? parts[1] : undefined);
+  if (role) document.body.dataset.role = role;
+  else delete document.body.dataset.role;
   try {
     if (parts[0] === "changes") await changesView(main());
     else if (parts[0] === "configs" && parts[1] && parts[2] === "events") await eventsView(main(), parts[1]);
@@ -63,6 +85,7 @@ async function route() {
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) {
       signOut();
+      forget();
       return route();
     }
     replace(main(), h("h1", { text: "Something went wrong" }), h("p", { class: "error", role: "alert", text: e.message }));
@@ -70,8 +93,17 @@ async function route() {
   main().focus();
 }
 
-document.getElementById("sign-out").addEventListener("click", () => {
+document.getElementById("sign-out").addEventListener("click", async () => {
+  if (!token()) {
+    // A session ends on the server, for every node; the cookie goes too.
+    try {
+      await api("POST", "/auth/logout");
+    } catch (e) {
+      if (!(e instanceof ApiError) || e.status !== 401) return sayError(`sign-out refused: ${e.message}`);
+    }
+  }
   signOut();
+  forget();
   say("signed out");
   location.hash = "";
   route();

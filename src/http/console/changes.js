@@ -51,15 +51,15 @@ async function detailsPanel(box, r, reload) {
   }
   const tests = d.tests && h("p", { class: d.tests.failed ? "broken" : null,
     text: d.tests.failed ? `${d.tests.failed} of ${d.tests.failed + d.tests.passed} stored tests fail now` : `${d.tests.passed} stored tests pass now` });
-  const reason = h("input", { type: "text", "aria-label": `Reason to reject ${r.id}`, placeholder: "reason (to reject)" });
+  const reason = h("input", { type: "text", "data-needs": "publisher", "aria-label": `Reason to reject ${r.id}`, placeholder: "reason (to reject)" });
   const actions = r.state === "open" && h("div", { class: "actions" },
-    h("button", { type: "button", class: "primary approve", onclick: async () => {
+    h("button", { type: "button", class: "primary approve", "data-needs": "publisher", onclick: async () => {
       if (!(await confirmChange("Approve", [`${r.config_id}: ${proposalText(r.proposal)}.`, "The last approval applies it at once."]))) return;
       await decide("Approve", `${base}/approve`);
       await reload();
     } }, "Approve"),
     reason,
-    h("button", { type: "button", class: "reject", onclick: async () => {
+    h("button", { type: "button", class: "reject", "data-needs": "publisher", onclick: async () => {
       await decide("Reject", `${base}/reject`, { reason: reason.value });
       await reload();
     } }, "Reject"),

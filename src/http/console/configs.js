@@ -76,7 +76,7 @@ function createForm() {
   const id = h("input", { id: "new-id", name: "id", required: true, pattern: "[A-Za-z0-9._\\-]{1,128}", "aria-describedby": "new-id-error" });
   const description = h("input", { id: "new-description", name: "description" });
   const error = h("p", { id: "new-id-error", class: "error", role: "alert" });
-  const form = h("form", { id: "create-config", class: "inline" },
+  const form = h("form", { id: "create-config", class: "inline", "data-needs": "editor" },
     h("h2", { text: "New config" }),
     h("label", { for: "new-id" }, "Id"), id,
     h("label", { for: "new-description" }, "Description"), description,

@@ -1,8 +1,10 @@
-// A config's release events, newest first, each as a sentence (who, what,
-// from what, and why); the raw record stays one click away for audits.
+// A config's release events, newest first, each with who acted
+// (`token:<name>`, `oidc:<email>`, `reports`, `rollout`) and as a sentence
+// (who, what, from what, and why); the raw record stays one click away for
+// audits.
 
 import { api } from "./api.js";
-import { h, replace, when, labelCells } from "./dom.js";
+import { h, isolate, replace, when, labelCells } from "./dom.js";
 import { stop } from "./live.js";
 import { sentence } from "./sentence.js";
 
@@ -13,13 +15,14 @@ export async function eventsView(main, id) {
     h("td", { text: when(e.created_at) }),
     h("td", { text: e.revision }),
     h("td", { class: "kind", text: e.kind }),
+    h("td", { class: "actor", text: isolate(e.actor) }),
     h("td", { class: "sentence" },
       h("span", { text: sentence(e) }),
       h("details", {},
         h("summary", { text: "Record" }),
         h("pre", { class: "record", text: JSON.stringify({ from: e.from, to: e.to, forced: e.forced, detail: e.detail }, null, 2) })))));
   const table = h("table", { id: "events" },
-    h("thead", {}, h("tr", {}, ["When", "Revision", "Kind", "What happened"].map((t) => h("th", { scope: "col", text: t })))),
+    h("thead", {}, h("tr", {}, ["When", "Revision", "Kind", "Who", "What happened"].map((t) => h("th", { scope: "col", text: t })))),
     h("tbody", {}, rows));
   replace(main,
     h("h1", {}, `Events of ${id}`),

@@ -7,6 +7,8 @@ let current = null;
 
 export function follow(configs, onChange) {
   stop();
+  // A viewer is never shown a config's secret, so cannot follow it.
+  configs = configs.filter((c) => c.secret);
   if (configs.length === 0) return;
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const socket = new WebSocket(`${scheme}://${location.host}/api/v1/subscribe`);

@@ -27,9 +27,9 @@ export async function plansPanel(path, versions, reload) {
       h("td", { text: p.next_at ? when(p.next_at) : "—" }),
       h("td", { text: p.reason ?? "" }),
       h("td", {},
-        p.state === "active" && h("button", { type: "button", onclick: () => control(p, "pause") }, "Pause"),
-        p.state === "paused" && h("button", { type: "button", onclick: () => control(p, "resume") }, "Resume"),
-        ["active", "paused"].includes(p.state) && h("button", { type: "button", onclick: () => control(p, "abort") }, "Abort")));
+        p.state === "active" && h("button", { type: "button", "data-needs": "publisher", onclick: () => control(p, "pause") }, "Pause"),
+        p.state === "paused" && h("button", { type: "button", "data-needs": "publisher", onclick: () => control(p, "resume") }, "Resume"),
+        ["active", "paused"].includes(p.state) && h("button", { type: "button", "data-needs": "publisher", onclick: () => control(p, "abort") }, "Abort")));
   });
   return h("section", { id: "plans", "aria-labelledby": "plans-title" },
     h("h2", { id: "plans-title", text: "Rollout plans" }),
@@ -61,7 +61,7 @@ function newPlanForm(path, versions, reload) {
     explicit.hidden = kind.value !== "steps";
     rule.hidden = kind.value === "steps";
   });
-  const form = h("form", { id: "new-plan" },
+  const form = h("form", { id: "new-plan", "data-needs": "publisher" },
     h("h3", { text: "Start a plan" }),
     h("label", { for: "plan-version" }, "Version"), version,
     h("label", { for: "plan-kind" }, "Steps by"), kind,

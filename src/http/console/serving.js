@@ -23,16 +23,16 @@ export function serving(id, config, state, reasons, act) {
       h("dd", { id: "stable", class: state.stableBroken ? "broken" : null }, stableLine, state.stableBroken && why(stable)),
       h("dt", { text: "Gray" }),
       h("dd", { id: "gray", class: state.grayBroken ? "broken" : null }, grayLine, state.grayBroken && why(gray.code_id))),
-    h("button", { type: "button", id: "toggle-status", onclick: () => config.status === "active"
+    h("button", { type: "button", id: "toggle-status", "data-needs": "publisher", onclick: () => config.status === "active"
       ? act("Deactivate", [`${id} stops answering: its clients get an error (OpenFeature clients their default).`], "PATCH", "", { status: "inactive" })
       : act("Activate", [`${id} answers its clients again.`], "PATCH", "", { status: "active" }) },
       config.status === "active" ? "Deactivate" : "Activate"),
     " ",
-    stable && h("button", { type: "button", id: "rollback", onclick: () => act("Roll back",
+    stable && h("button", { type: "button", id: "rollback", "data-needs": "publisher", onclick: () => act("Roll back",
       [`${id} goes back from ${stable} to the release before it.`, "Every device not in gray gets that version at once."],
       "POST", "/rollback", {}) }, "Roll back"),
     " ",
-    gray && h("button", { type: "button", id: "remove-gray", onclick: () => act("Remove gray",
+    gray && h("button", { type: "button", id: "remove-gray", "data-needs": "publisher", onclick: () => act("Remove gray",
       [`${gray.code_id} stops being served; its ${gray.percentage} % of devices get ${stable ?? "nothing"}.`],
       "DELETE", "/gray") }, "Remove gray"));
 }

@@ -13,7 +13,7 @@ export async function testsPanel(path, version, changed = () => {}) {
     const name = h("input", { id: "test-name" });
     const params = editor("test-params", "Parameters (JSON)", "{}", 3);
     const expected = editor("test-expected", "Expected result (JSON)", "", 3);
-    const form = h("form", { id: "add-test" },
+    const form = h("form", { id: "add-test", "data-needs": "editor" },
       h("h3", { text: "Add a test" }),
       h("label", { for: "test-name" }, "Name"), name,
       params.element, expected.element,
@@ -58,7 +58,7 @@ export async function testsPanel(path, version, changed = () => {}) {
         (e.message.includes("expected") ? expected : params).fail(e.message);
       }
     });
-    const run = h("button", { type: "button", id: "run-tests", disabled: cases.length === 0 }, "Run tests");
+    const run = h("button", { type: "button", id: "run-tests", "data-needs": "editor", disabled: cases.length === 0 }, "Run tests");
     run.addEventListener("click", async () => {
       const outcome = await api("POST", `${base}/run`, {});
       // A failing test would stop a release: kept in view like a refusal.
@@ -79,9 +79,9 @@ export async function testsPanel(path, version, changed = () => {}) {
       h("h2", { id: "tests-title", text: `Tests of ${version.code_id}` }),
       h("ul", {}, cases.map((c) => h("li", {},
         `${isolate(c.name || c.test_id)}: ${JSON.stringify(c.params)} → ${JSON.stringify(c.expected)} `,
-        h("button", { type: "button", onclick: () => edit(c) }, `Edit ${c.name || c.test_id}`),
+        h("button", { type: "button", "data-needs": "editor", onclick: () => edit(c) }, `Edit ${c.name || c.test_id}`),
         " ",
-        h("button", { type: "button", onclick: () => remove(c) }, `Remove ${c.name || c.test_id}`)))),
+        h("button", { type: "button", "data-needs": "editor", onclick: () => remove(c) }, `Remove ${c.name || c.test_id}`)))),
       run, results, form);
   };
   await draw();

@@ -17,7 +17,7 @@ export function uploadForm(path, reload) {
   const params = editor("params", "Parameter schema (JSON)", "[]", 4);
   const error = h("p", { class: "error", role: "alert", id: "upload-error" });
   const heading = h("h2", { id: "upload-title", text: "Upload a version" });
-  const form = h("form", { id: "upload", "aria-labelledby": "upload-title" },
+  const form = h("form", { id: "upload", "data-needs": "editor", "aria-labelledby": "upload-title" },
     heading,
     h("div", { class: "field" }, h("label", { for: "lang" }, "Language"), lang),
     code.element, rules.element, params.element,

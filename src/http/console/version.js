@@ -14,7 +14,7 @@ export async function versionPanel(path, version, reasons, fill, changed) {
   return h("section", { "aria-labelledby": "version-title" },
     h("h2", { id: "version-title", text: `Version ${version.code_id} (${version.lang})` }),
     version.broken && h("p", { class: "broken why", id: "version-broken", text: `Broken, never served: ${reasons.get(version.code_id) ?? "marked broken"}` }),
-    h("button", { type: "button", id: "new-from", onclick: () => fill(version) }, "New version from this one"),
+    h("button", { type: "button", id: "new-from", "data-needs": "editor", onclick: () => fill(version) }, "New version from this one"),
     h("h3", { text: "Source" }), source,
     h("h3", { text: "Rules" }),
     version.rules.length ? json("version-rules", `Rules of ${version.code_id}`, version.rules) : h("p", { id: "version-rules", text: "No rules: every request is admitted." }),

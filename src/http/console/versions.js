@@ -29,24 +29,24 @@ export function versionsTable(id, config, versions, reasons, publish, act, show)
       h("td", { class: "tests", text: v.tests ?? "?" }),
       h("td", { class: v.broken ? "health broken" : "health", text: health }),
       h("td", { class: "actions" },
-        h("button", { type: "button", class: "release", onclick: () => publish("Release",
+        h("button", { type: "button", class: "release", "data-needs": "publisher", onclick: () => publish("Release",
           [`${v.code_id} becomes the stable version of ${id}${config.release ? `, replacing ${config.release.code_id}` : ""}.`,
             "Stored tests run first; every device not in gray gets it at once."],
           "/release", { code_id: v.code_id }, v) }, "Release"),
         " ", percent, shown, " ",
-        h("button", { type: "button", class: "gray", onclick: () => publish("Gray release",
+        h("button", { type: "button", class: "gray", "data-needs": "publisher", onclick: () => publish("Gray release",
           [`${v.code_id} is served to ${percent.value} % of ${id}'s devices, chosen by a stable hash of their id.`,
             `The others keep ${config.release?.code_id ?? "nothing"}.`],
           "/gray", { code_id: v.code_id, percentage: Number(percent.value) }, v) }, "Gray"),
         " ",
-        h("button", { type: "button", class: "mark", onclick: () => v.broken
+        h("button", { type: "button", class: "mark", "data-needs": "publisher", onclick: () => v.broken
           ? act("Clear the broken mark", [`${v.code_id} may be served again.`], "DELETE", `/versions/${v.code_id}/broken`)
           : act("Mark broken", [`${v.code_id} stops being served: gray falls back to stable, and a broken stable refuses.`], "POST", `/versions/${v.code_id}/broken`) },
           v.broken ? "Clear broken" : "Mark broken"),
         // Reports never take a config offline; an operator may, by marking
         // by hand the version reports broke but left served.
         v.broken && v.still_served && " ",
-        v.broken && v.still_served && h("button", { type: "button", class: "offline", onclick: () =>
+        v.broken && v.still_served && h("button", { type: "button", class: "offline", "data-needs": "publisher", onclick: () =>
           act("Stop serving", [`${v.code_id} is broken and still served, since nothing healthy came before it. Marked by hand it stops being served: ${id} refuses its clients until another version is released.`], "POST", `/versions/${v.code_id}/broken`) },
           "Stop serving")));
   });

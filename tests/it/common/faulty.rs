@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::watch;
-use vane::domain::access::ApiToken;
+use vane::domain::access::{ApiToken, Session};
 use vane::domain::approval::ChangeRequest;
 use vane::domain::model::{ErrorReport, ReleaseEvent, TestCase};
 use vane::domain::rollout::{Control, GateFigures, Plan};
@@ -17,7 +17,7 @@ use vane::store::{
     Advanced, Breaking, Change, ImportedVersion, NewConfig, NewPlan, NewReport, NewTestCase, NewVersion, ReportCount,
     ReportOutcome, Revision, Store, StoreError,
 };
-use vane::store::{Changes, Decided, Decision, NewChange, NewToken, People};
+use vane::store::{Changes, Decided, Decision, NewChange, NewToken, People, Sessions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -130,6 +130,22 @@ impl Changes for FaultyStore {
     async fn decide_change(&self, id: &str, decision: Decision, who: &str) -> Result<Decided, StoreError> {
         self.gate().await?;
         self.inner.decide_change(id, decision, who).await
+    }
+}
+
+#[async_trait]
+impl Sessions for FaultyStore {
+    async fn create_session(&self, id_hash: &str, session: &Session) -> Result<(), StoreError> {
+        self.gate().await?;
+        self.inner.create_session(id_hash, session).await
+    }
+    async fn session_by_hash(&self, id_hash: &str) -> Result<Option<Session>, StoreError> {
+        self.gate().await?;
+        self.inner.session_by_hash(id_hash).await
+    }
+    async fn delete_session(&self, id_hash: &str) -> Result<bool, StoreError> {
+        self.gate().await?;
+        self.inner.delete_session(id_hash).await
     }
 }
 
