@@ -1,8 +1,9 @@
 // Single sign-on in a real browser (Debian's Chromium, playwright-core)
 // against a real provider (idp.mjs): a viewer signs in, sees the configs
 // but no release or upload control and no secret, and signs out; a
-// publisher signs in, releases a version, reads the console's message, and
-// finds themselves in the release log; each session cookie is printed
+// publisher signs in, releases a version, reads the console's message,
+// finds themselves in the release log, and approves a change another
+// person asked for on the Changes page; each session cookie is printed
 // after sign-out (`signed-out cookie: ...`) for tests/it/console_sso.rs to
 // replay. Run as:
 //   node sso.mjs <base url> <config id> <code id to release> <screenshot dir>
@@ -88,6 +89,18 @@ assert.equal(await first.locator(".kind").textContent(), "release");
 assert.match(await first.locator(".actor").textContent(), /oidc:ops@example\.com/);
 assert.match(await first.locator(".sentence > span").textContent(), /oidc:ops@example\.com.*released/);
 await ops.page.screenshot({ path: `${shots}/sso-events.png`, fullPage: true });
+step("the publisher approves a change another person asked for");
+await ops.page.goto(`${base}/console#/changes`);
+const request = ops.page.locator("li.change[data-state=open]", { hasText: "gated: release" }).first();
+await request.getByRole("button", { name: "What it would do" }).click();
+await request.locator("pre.diff .added").first().waitFor();
+await request.getByRole("button", { name: "Approve" }).click();
+await ops.page.getByRole("dialog").waitFor();
+await ops.page.locator("#confirm-go").click();
+const applied = ops.page.locator("#messages .message.ok", { hasText: "is applied" }).first();
+await applied.waitFor();
+console.log(`message after approval: ${await applied.textContent()}`);
+await ops.page.screenshot({ path: `${shots}/sso-approved.png`, fullPage: true });
 step("the publisher signs out");
 await signOut(ops, "ops-signed-out");
 

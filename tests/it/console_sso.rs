@@ -91,6 +91,24 @@ async fn single_sign_on_through_a_real_provider_in_the_browser() {
         .create_version("banner", json!({"lang": "starlark", "source": "return 2"}))
         .await;
     assert_ne!(code_ids[0], next);
+    // A config that needs an approval, with a release asked for by a token
+    // of someone else: the person signed in through the provider approves it.
+    app.config_with("gated", &[1]).await;
+    let gated = app
+        .create_version("gated", json!({"lang": "starlark", "source": "return 2"}))
+        .await;
+    app.admin(
+        reqwest::Method::PATCH,
+        "/api/v1/configs/gated",
+        Some(json!({"approvals_required": 1})),
+    )
+    .await;
+    let alice = app.make_token("alice", "publisher", &["*"]).await;
+    let body = Some(json!({ "code_id": gated }));
+    let (status, held) = app
+        .as_token(&alice, reqwest::Method::POST, "/api/v1/configs/gated/release", body)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{held}");
 
     let shots = target().join("tmp");
     std::fs::create_dir_all(&shots).unwrap();
@@ -137,7 +155,19 @@ async fn single_sign_on_through_a_real_provider_in_the_browser() {
         .await;
     assert_eq!(events[0]["kind"], "release", "{events}");
     assert_eq!(events[0]["actor"], "oidc:ops@example.com", "{events}");
+    let (_, events) = app
+        .admin(reqwest::Method::GET, "/api/v1/configs/gated/events", None)
+        .await;
+    assert_eq!(events[0]["kind"], "release", "{events}");
+    assert_eq!(events[0]["actor"], "token:alice", "{events}");
+    assert_eq!(
+        events[0]["detail"]["approved_by"],
+        json!(["oidc:ops@example.com"]),
+        "{events}"
+    );
+    assert!(out.contains("message after approval: Approve: change request"), "{out}");
     for name in [
+        "approved",
         "viewer-configs",
         "viewer-config",
         "viewer-signed-out",
