@@ -161,7 +161,16 @@ pub async fn start_with_store(
         auth: Arc::new(Authenticator {
             admin_tokens: AdminTokens::from_entries(&settings.auth.admin_tokens),
             store: store.clone(),
-            sessions: settings.auth.oidc.is_some(),
+            mapped: match &settings.auth.oidc {
+                Some(oidc) => Some(
+                    oidc.grants_by_group()
+                        .context("reading auth.oidc.groups")?
+                        .into_values()
+                        .flatten()
+                        .collect(),
+                ),
+                None => None,
+            },
         }),
         sso: match &settings.auth.oidc {
             Some(oidc) => Some(Arc::new(

@@ -228,10 +228,15 @@ impl Session {
 /// log: `oidc:<email>`, or `oidc:<subject>` when the provider vouches for
 /// no email.
 pub fn person(email: Option<&str>, subject: &str) -> String {
-    match email.filter(|e| !e.is_empty()) {
+    let who = match email.filter(|e| !e.is_empty()) {
         Some(email) => format!("oidc:{email}"),
         None => format!("oidc:{subject}"),
-    }
+    };
+    // A provider's claim is its word: a line break in it would forge a
+    // line of the log or the release log.
+    who.chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
 }
 
 /// The union of the grants of the groups a person is in, from the map of
@@ -326,6 +331,13 @@ mod tests {
         assert_eq!(person(Some("a@example.com"), "123"), "oidc:a@example.com");
         assert_eq!(person(Some(""), "123"), "oidc:123");
         assert_eq!(person(None, "123"), "oidc:123");
+    }
+
+    #[test]
+    fn a_claim_cannot_forge_a_line() {
+        assert_eq!(person(Some("ops@example.com\n2026 admin"), "s"), "oidc:ops@example.com\u{fffd}2026 admin");
+        assert_eq!(person(None, "sub-1"), "oidc:sub-1");
+        assert_eq!(person(Some(""), "sub-1"), "oidc:sub-1");
     }
 
     #[test]

@@ -61,9 +61,12 @@ pub struct Authenticator {
     pub admin_tokens: AdminTokens,
     /// Where tokens made at run time and console sessions are kept.
     pub store: Arc<dyn Store>,
-    /// Whether a session cookie is read (`[auth.oidc]` is set): turning
-    /// SSO off ends every session at once.
-    pub sessions: bool,
+    /// With single sign-on on (`[auth.oidc]`), every grant its group
+    /// mapping gives now; `None`: no session cookie is read, so turning SSO
+    /// off ends every session at once. A session keeps only those of its
+    /// grants still in the mapping, so narrowing it (and restarting)
+    /// narrows every session at once.
+    pub mapped: Option<Vec<Grant>>,
 }
 
 /// The cookie that carries a console session's id.
@@ -107,9 +110,9 @@ impl Authenticator {
             let caller = self.by_token(presented).await?;
             return Ok(Identity { caller, csrf: None });
         }
-        let cookie = self.sessions.then(|| cookie(headers, SESSION_COOKIE)).flatten();
+        let cookie = self.mapped.as_ref().and(cookie(headers, SESSION_COOKIE));
         let Some(id) = cookie else {
-            let missing = match self.sessions {
+            let missing = match self.mapped.is_some() {
                 true => "missing `Authorization: Bearer <token>` header or console session (sign in at /console)",
                 false => "missing `Authorization: Bearer <token>` header",
             };
@@ -131,8 +134,11 @@ impl Authenticator {
         if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
             check_csrf(headers, &session.csrf)?;
         }
+        let mut caller = session.caller();
+        let mapped = self.mapped.as_deref().unwrap_or_default();
+        caller.grants.retain(|g| mapped.contains(g));
         Ok(Identity {
-            caller: session.caller(),
+            caller,
             csrf: Some(session.csrf),
         })
     }

@@ -114,6 +114,7 @@ struct ListQuery {
     /// Only this config's requests.
     config_id: Option<String>,
     /// `open`, `applied`, `rejected`, `cancelled` or `stale`.
+    #[param(value_type = Option<ChangeState>)]
     state: Option<String>,
 }
 
@@ -139,7 +140,8 @@ async fn list(
             )
         })?),
     };
-    Ok(Json(app.approvals.list(&who, query.config_id.as_deref(), state).await?))
+    let config_id = query.config_id.as_deref().filter(|id| !id.is_empty());
+    Ok(Json(app.approvals.list(&who, config_id, state).await?))
 }
 
 #[utoipa::path(

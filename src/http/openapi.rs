@@ -24,7 +24,7 @@ use super::{admin, cases, changes, fetch, observe, ofrep, ops, push, reports, ro
         ops::reload_route, ops::pool_status, ops::pause, ops::resume, ops::resize,
         fetch::evaluate, push::subscribe, observe::stats_route,
         ofrep::single, ofrep::bulk,
-        tokens::create, tokens::list, tokens::remove, tokens::me,
+        tokens::create, tokens::list, tokens::remove, tokens::me, tokens::end_sessions,
         changes::list, changes::details, changes::approve, changes::reject, changes::cancel,
     ),
     modifiers(&BearerAuth, &ClosedStrategies, &Roles)

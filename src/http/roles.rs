@@ -145,6 +145,7 @@ pub const NEEDS: &[Need] = &[
     need("POST", "/api/v1/tokens", Admin, All),
     need("GET", "/api/v1/tokens", Admin, All),
     need("DELETE", "/api/v1/tokens/{name}", Admin, All),
+    need("DELETE", "/api/v1/sessions", Admin, All),
     need("POST", "/api/v1/admin/reload", Admin, All),
     need("GET", "/api/v1/admin/pool", Admin, All),
     need("POST", "/api/v1/admin/pool/pause", Admin, All),

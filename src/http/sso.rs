@@ -6,7 +6,9 @@
 //! itself is `service::sso`.
 
 use axum::extract::{Query, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, SET_COOKIE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -92,18 +94,22 @@ async fn callback(State(app): State<AppState>, headers: HeaderMap, Query(answer)
     };
     let secure = sso.secure_cookies();
     let pending = cookie(&headers, LOGIN_COOKIE).and_then(Pending::decode);
+    // The provider's error is shown only to the browser whose sign-in it
+    // answers: anyone can link to this page with words of their own.
+    let ours = |state: &Option<String>, pending: &Option<Pending>| matches!((state, pending), (Some(state), Some(pending)) if pending.answers(state));
     let outcome = match (answer, pending) {
         (
             Answer {
                 error: Some(error),
                 error_description,
+                state,
                 ..
             },
-            _,
-        ) => Err(SsoError::Refused(match error_description {
+            pending,
+        ) if ours(&state, &pending) => Err(SsoError::Refused(plain(&match error_description {
             Some(description) => format!("{error}: {description}"),
             None => error,
-        })),
+        }))),
         (
             Answer {
                 code: Some(code),
@@ -140,7 +146,10 @@ async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Result<Respo
     if let Some(id) = cookie(&headers, SESSION_COOKIE) {
         let hash = token_hash(id);
         if let Some(session) = app.auth.store.session_by_hash(&hash).await? {
-            check_csrf(&headers, &session.csrf)?;
+            // An ended session can do nothing, so its sign-out needs no token.
+            if !session.expired(crate::domain::model::now_millis()) {
+                check_csrf(&headers, &session.csrf)?;
+            }
             app.auth.store.delete_session(&hash).await?;
             tracing::info!(who = %session.who, "signed out of the console");
         }
@@ -193,10 +202,22 @@ fn page_for(error: &SsoError) -> Response {
     );
     (
         status,
-        [(CONTENT_TYPE, "text/html; charset=utf-8"), (CACHE_CONTROL, "no-store")],
+        [
+            (CONTENT_TYPE, "text/html; charset=utf-8"),
+            (CACHE_CONTROL, "no-store"),
+            (CONTENT_SECURITY_POLICY, "default-src 'self'; frame-ancestors 'none'"),
+            (X_FRAME_OPTIONS, "DENY"),
+            (X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
         body,
     )
         .into_response()
+}
+
+/// A provider's words as one short line: no control characters (which
+/// would forge a line of the log), at most 300 characters.
+fn plain(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(300).collect()
 }
 
 /// Text made safe inside HTML.

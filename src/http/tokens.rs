@@ -22,6 +22,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/tokens", post(create).get(list))
         .route("/api/v1/tokens/{name}", delete(remove))
         .route("/api/v1/me", get(me))
+        .route("/api/v1/sessions", delete(end_sessions))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -152,4 +153,28 @@ async fn me(Extension(who): Extension<Caller>, csrf: Option<Extension<SessionCsr
         grants: who.grants,
         csrf: csrf.map(|Extension(SessionCsrf(csrf))| csrf),
     })
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct EndQuery {
+    /// Only this person's sessions (`oidc:<email or subject>`); none: all.
+    who: Option<String>,
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/sessions",
+    summary = "End console sessions (a person's, or all), on every node at once",
+    params(EndQuery),
+    responses((status = 200, description = "{\"ended\": n}"), crate::http::error::Failures),
+    security(("bearer" = []))
+)]
+async fn end_sessions(
+    State(app): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<EndQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let who = query.who.filter(|w| !w.is_empty());
+    let ended = app.auth.store.end_sessions(who.as_deref()).await?;
+    Ok(Json(serde_json::json!({ "ended": ended })))
 }

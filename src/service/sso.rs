@@ -111,6 +111,11 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// Whether a provider's answer carrying `state` answers this sign-in.
+    pub fn answers(&self, state: &str) -> bool {
+        crate::secrets::equal(&self.state, state)
+    }
+
     /// As one cookie value: the three parts are base64url, so `.` joins them.
     pub fn encode(&self) -> String {
         format!("{}.{}.{}", self.state, self.nonce, self.verifier)

@@ -21,6 +21,8 @@ pub trait Sessions: Send + Sync {
     async fn session_by_hash(&self, id_hash: &str) -> Result<Option<Session>, StoreError>;
     /// Deletes a session; whether there was one.
     async fn delete_session(&self, id_hash: &str) -> Result<bool, StoreError>;
+    /// Ends every session of `who`, or every session; how many there were.
+    async fn end_sessions(&self, who: Option<&str>) -> Result<u64, StoreError>;
 }
 
 #[async_trait]
@@ -72,5 +74,18 @@ impl Sessions for SqlStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn end_sessions(&self, who: Option<&str>) -> Result<u64, StoreError> {
+        let done = match who {
+            Some(who) => {
+                sqlx::query(sql!(self.dialect, "DELETE FROM sessions WHERE who = $1"))
+                    .bind(who)
+                    .execute(&self.pool)
+                    .await?
+            }
+            None => sqlx::query("DELETE FROM sessions").execute(&self.pool).await?,
+        };
+        Ok(done.rows_affected())
     }
 }

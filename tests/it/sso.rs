@@ -485,5 +485,62 @@ async fn sign_in_sessions_csrf_and_sign_out(backend: Backend) {
     let (status, body) = call(&app, reqwest::Method::GET, "/api/v1/me", &id, None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body["error"]["message"].as_str().unwrap().contains("expired"), "{body}");
+    // An ended session signs out without a CSRF token: it can do nothing.
+    let (status, _) = call(&app, reqwest::Method::POST, "/auth/logout", &id, None, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // A session keeps only the grants the mapping gives now: narrowed (or
+    // never given, as this admin grant), they are gone.
+    let id = vane::secrets::random_token();
+    let wide = Session {
+        expires_at: now + 60_000,
+        ..ended
+    };
+    store
+        .create_session(&vane::secrets::sha256_hex(&id), &wide)
+        .await
+        .unwrap();
+    let (status, me) = call(&app, reqwest::Method::GET, "/api/v1/me", &id, None, None).await;
+    assert_eq!(
+        (status, me["error"]["code"].clone()),
+        (StatusCode::FORBIDDEN, json!("role_required")),
+        "{me}"
+    );
+    let (status, body) = call(&app, reqwest::Method::GET, "/api/v1/configs/app", &id, None, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
+    // An admin ends a person's sessions on every node.
+    let viewer = session_of(&app, "viewer@example.com").await;
+    let (status, ended) = app
+        .admin(
+            reqwest::Method::DELETE,
+            "/api/v1/sessions?who=oidc:viewer@example.com",
+            None,
+        )
+        .await;
+    // The viewer signed in earlier in this test as well: both sessions end.
+    assert_eq!((status, ended["ended"].clone()), (StatusCode::OK, json!(2)), "{ended}");
+    let (status, _) = call(&app, reqwest::Method::GET, "/api/v1/me", &viewer, None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // The provider's error is shown only to the sign-in it answers, in one
+    // short line: a link with words of its own gets a plain 400.
+    let forged = "/auth/callback?error=access_denied&error_description=Call%20%2B1-555-0100%0Aforged%20log%20line";
+    let page = browser().get(app.url(forged)).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::BAD_REQUEST);
+    assert!(!page.text().await.unwrap().contains("555-0100"));
+    let login = browser().get(app.url("/auth/login")).send().await.unwrap();
+    let pending = set_cookie(&login, "vane_login").unwrap();
+    let state = pending.split('.').next().unwrap().to_owned();
+    let page = browser()
+        .get(app.url(&format!("{forged}&state={state}")))
+        .header(COOKIE, format!("vane_login={pending}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::FORBIDDEN);
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    let text = page.text().await.unwrap();
+    assert!(text.contains("555-0100forged log line"), "{text}");
     app.stop().await;
 }

@@ -147,6 +147,10 @@ impl Sessions for FaultyStore {
         self.gate().await?;
         self.inner.delete_session(id_hash).await
     }
+    async fn end_sessions(&self, who: Option<&str>) -> Result<u64, StoreError> {
+        self.gate().await?;
+        self.inner.end_sessions(who).await
+    }
 }
 
 #[async_trait]
