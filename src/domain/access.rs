@@ -335,7 +335,10 @@ mod tests {
 
     #[test]
     fn a_claim_cannot_forge_a_line() {
-        assert_eq!(person(Some("ops@example.com\n2026 admin"), "s"), "oidc:ops@example.com\u{fffd}2026 admin");
+        assert_eq!(
+            person(Some("ops@example.com\n2026 admin"), "s"),
+            "oidc:ops@example.com\u{fffd}2026 admin"
+        );
         assert_eq!(person(None, "sub-1"), "oidc:sub-1");
         assert_eq!(person(Some(""), "sub-1"), "oidc:sub-1");
     }
