@@ -132,7 +132,7 @@ async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Vec<ChangeRequest>>, ApiError> {
     let state = match query.state.as_deref() {
-        None | Some("") => None,
+        None => None,
         Some(name) => Some(ChangeState::parse(name).ok_or_else(|| {
             ApiError::bad_request(
                 ErrorCode::InvalidQuery,
