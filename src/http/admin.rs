@@ -219,9 +219,9 @@ struct NewVersionBody {
 #[utoipa::path(
     post,
     path = "/api/v1/configs/{config_id}/versions",
-    summary = "Upload a version (compile-checked; 422 names the line or rule)",
+    summary = "Upload a version (compile-checked; 422 names the line or rule); the same content again is the version it already is",
     request_body = NewVersionBody,
-    responses((status = 201, description = "ok"), crate::http::error::Failures),
+    responses((status = 201, description = "stored"), (status = 200, description = "the same content was uploaded to this config before: that version"), crate::http::error::Failures),
     params(("config_id" = String, Path, description = "config id")),
     security(("bearer" = []))
 )]
@@ -237,8 +237,9 @@ async fn create_version(
         rules: body.rules,
         params: body.params,
     };
-    let version = app.releases.create_version(&config_id, upload, &who.who).await?;
-    Ok((StatusCode::CREATED, Json(version)))
+    let (version, created) = app.releases.create_version(&config_id, upload, &who.who).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(version)))
 }
 
 #[utoipa::path(

@@ -11,7 +11,7 @@ use super::test_runs::{self, CaseResult, TestRun};
 use crate::actors::evaluator::{EvalError, EvaluatorPoolHandle};
 use crate::domain::Meta;
 use crate::domain::change::Change;
-use crate::domain::model::{ConfigIdError, ReleaseEvent, TestCase, now_millis, validate_new_config_id};
+use crate::domain::model::{ConfigIdError, ReleaseEvent, TestCase, content_code_id, now_millis, validate_new_config_id};
 use crate::domain::params::{self, ParamError};
 use crate::domain::rules::{self, RuleError};
 use crate::domain::{Config, ConfigStatus, Lang, Version};
@@ -142,17 +142,18 @@ impl ReleasesHandle {
     }
 
     /// Validates rules and schema, compile-checks the source in a worker, then
-    /// stores the version.
+    /// stores the version; `false` beside a version that was there already
+    /// (the same content uploaded to the config before: a version is its
+    /// content, so nothing new is stored and no event written).
     pub async fn create_version(
         &self,
         config_id: &str,
         upload: VersionUpload,
         actor: &str,
-    ) -> Result<Version, ReleaseError> {
+    ) -> Result<(Version, bool), ReleaseError> {
         let rules = rules::from_upload(upload.rules)?;
         let params = params::from_upload(upload.params)?;
         self.config(config_id).await?;
-        self.pool.check(upload.lang, upload.source.clone()).await?;
         let new = NewVersion {
             config_id: config_id.to_owned(),
             lang: upload.lang,
@@ -161,7 +162,16 @@ impl ReleasesHandle {
             params,
             created_by: actor.to_owned(),
         };
-        Ok(self.store.create_version(new).await?)
+        let code_id = content_code_id(config_id, new.lang, &new.source, &new.rules, &new.params);
+        if let Some(existing) = self.store.get_version(&code_id).await?
+            && existing.config_id == config_id
+            && (existing.lang, &existing.source, &existing.rules, &existing.params)
+                == (new.lang, &new.source, &new.rules, &new.params)
+        {
+            return Ok((existing, false));
+        }
+        self.pool.check(new.lang, new.source.clone()).await?;
+        Ok((self.store.create_version(new).await?, true))
     }
 
     /// A version of the config.

@@ -19,7 +19,7 @@ use super::{
     Advanced, Breaking, Change, ImportedVersion, NewConfig, NewPlan, NewReport, NewTestCase, NewVersion, ReportCount,
     ReportOutcome, Revision, Store, StoreError, cases, health, plans,
 };
-use crate::domain::model::{ErrorReport, EventKind, ReleaseEvent, TestCase, now_millis};
+use crate::domain::model::{ErrorReport, EventKind, ReleaseEvent, TestCase, content_code_id, now_millis};
 use crate::domain::rollout::{Control, GateFigures, Plan};
 use crate::domain::{Config, Version};
 
@@ -184,7 +184,16 @@ impl Store for SqlStore {
     }
 
     async fn create_version(&self, new: NewVersion) -> Result<Version, StoreError> {
-        self.insert_version(&new_code_id(), new, 0, false, true).await
+        let code_id = content_code_id(&new.config_id, new.lang, &new.source, &new.rules, &new.params);
+        match self.insert_version(&code_id, new.clone(), 0, false, true).await {
+            // The same content uploaded again (or at the same moment): the
+            // version it already is.
+            Err(StoreError::Exists(exists)) => match self.get_version(&code_id).await? {
+                Some(v) if same_content(&v, &new) => Ok(v),
+                _ => Err(StoreError::Exists(exists)),
+            },
+            other => other,
+        }
     }
 
     async fn import_version(&self, imported: ImportedVersion) -> Result<Version, StoreError> {
@@ -325,6 +334,15 @@ impl Store for SqlStore {
     async fn control_plan(&self, id: &str, control: Control, actor: &str) -> Result<Advanced, StoreError> {
         plans::control(&self.pool, self.dialect, id, control, actor).await
     }
+}
+
+/// Whether `version` holds what `new` would upload.
+pub(super) fn same_content(version: &Version, new: &NewVersion) -> bool {
+    version.config_id == new.config_id
+        && version.lang == new.lang
+        && version.source == new.source
+        && version.rules == new.rules
+        && version.params == new.params
 }
 
 /// Applies `change` to the config in `tx`: the config before, and after

@@ -37,6 +37,7 @@ mod fetch;
 mod forgery;
 mod freshness;
 mod health;
+mod identity;
 mod import;
 mod nginx;
 mod observe;
