@@ -11,7 +11,9 @@ use super::test_runs::{self, CaseResult, TestRun};
 use crate::actors::evaluator::{EvalError, EvaluatorPoolHandle};
 use crate::domain::Meta;
 use crate::domain::change::Change;
-use crate::domain::model::{ConfigIdError, ReleaseEvent, TestCase, content_code_id, now_millis, validate_new_config_id};
+use crate::domain::model::{
+    ConfigIdError, ReleaseEvent, TestCase, content_code_id, now_millis, validate_new_config_id,
+};
 use crate::domain::params::{self, ParamError};
 use crate::domain::rules::{self, RuleError};
 use crate::domain::{Config, ConfigStatus, Lang, Version};

@@ -21,8 +21,16 @@ async fn a_version_is_its_content(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "the same content uploaded again: {again}");
     assert_eq!(again["code_id"], first["code_id"]);
     let (_, events) = staging.admin(Method::GET, "/api/v1/configs/app/events", None).await;
-    let uploads = events.as_array().unwrap().iter().filter(|e| e["kind"] == "uploaded").count();
-    assert_eq!(uploads, 1, "a second upload of the same content wrote an event: {events}");
+    let uploads = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "uploaded")
+        .count();
+    assert_eq!(
+        uploads, 1,
+        "a second upload of the same content wrote an event: {events}"
+    );
     let (_, versions) = staging.admin(Method::GET, path, None).await;
     assert_eq!(versions.as_array().unwrap().len(), 1);
 
@@ -46,7 +54,10 @@ async fn a_version_is_its_content(backend: Backend) {
     production.create_config("app").await;
     let (status, there) = production.admin(Method::POST, path, Some(upload)).await;
     assert_eq!(status, StatusCode::CREATED);
-    assert_eq!(there["code_id"], first["code_id"], "staging and production name the version alike");
+    assert_eq!(
+        there["code_id"], first["code_id"],
+        "staging and production name the version alike"
+    );
     production.stop().await;
     staging.stop().await;
 }
