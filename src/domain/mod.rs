@@ -5,6 +5,7 @@ pub mod approval;
 pub mod change;
 pub mod gray;
 pub mod health;
+pub mod identity;
 pub mod meta;
 pub mod model;
 pub mod ofrep;

@@ -156,7 +156,7 @@ impl ApprovalsHandle {
             return Ok(Applying::Change(change));
         }
         let Proposal::Plan { request } = proposal else {
-            unreachable!("every proposal but a plan is a change")
+            return Err(StoreError::Refused(format!("`{}` neither a change nor a plan", config_id)).into());
         };
         let mut request = request.clone();
         // A start time that passed while the request waited: it starts now.
@@ -255,7 +255,10 @@ impl ApprovalsHandle {
                 config: None,
                 plan: None,
             }),
-            Decided::GateNeeded => unreachable!("settled only after the gate ran"),
+            // Only an approval asks for the gate, and `approve` runs it first.
+            Decided::GateNeeded => {
+                Err(StoreError::Refused("the test gate did not run before the last approval".into()).into())
+            }
         }
     }
 

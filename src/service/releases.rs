@@ -11,13 +11,12 @@ use super::test_runs::{self, CaseResult, TestRun};
 use crate::actors::evaluator::{EvalError, EvaluatorPoolHandle};
 use crate::domain::Meta;
 use crate::domain::change::Change;
-use crate::domain::model::{
-    ConfigIdError, ReleaseEvent, TestCase, content_code_id, now_millis, validate_new_config_id,
-};
+use crate::domain::identity::content_code_id;
+use crate::domain::model::{ConfigIdError, ReleaseEvent, TestCase, now_millis, validate_new_config_id};
 use crate::domain::params::{self, ParamError};
 use crate::domain::rules::{self, RuleError};
 use crate::domain::{Config, ConfigStatus, Lang, Version};
-use crate::store::{Missing, NewConfig, NewTestCase, NewVersion, Store, StoreError};
+use crate::store::{Missing, NewConfig, NewTestCase, NewVersion, Store, StoreError, same_content};
 
 /// Why a management operation was refused; rendered at the edge.
 #[derive(Debug, thiserror::Error)]
@@ -166,9 +165,7 @@ impl ReleasesHandle {
         };
         let code_id = content_code_id(config_id, new.lang, &new.source, &new.rules, &new.params);
         if let Some(existing) = self.store.get_version(&code_id).await?
-            && existing.config_id == config_id
-            && (existing.lang, &existing.source, &existing.rules, &existing.params)
-                == (new.lang, &new.source, &new.rules, &new.params)
+            && same_content(&existing, &new)
         {
             return Ok((existing, false));
         }

@@ -36,6 +36,7 @@ pub use changes::{Applying, Changes, Decided, Decision, NewChange};
 pub use people::{NewToken, People};
 pub use plans::{ACTOR as ROLLOUT_ACTOR, Advanced, NewPlan};
 pub use sessions::Sessions;
+pub use sql::same_content;
 
 /// Why a store call failed; rendered into a status and message at the edge.
 #[derive(Debug, thiserror::Error)]

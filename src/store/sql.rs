@@ -19,7 +19,8 @@ use super::{
     Advanced, Breaking, Change, ImportedVersion, NewConfig, NewPlan, NewReport, NewTestCase, NewVersion, ReportCount,
     ReportOutcome, Revision, Store, StoreError, cases, health, plans,
 };
-use crate::domain::model::{ErrorReport, EventKind, ReleaseEvent, TestCase, content_code_id, now_millis};
+use crate::domain::identity::content_code_id;
+use crate::domain::model::{ErrorReport, EventKind, ReleaseEvent, TestCase, now_millis};
 use crate::domain::rollout::{Control, GateFigures, Plan};
 use crate::domain::{Config, Version};
 
@@ -337,7 +338,7 @@ impl Store for SqlStore {
 }
 
 /// Whether `version` holds what `new` would upload.
-pub(super) fn same_content(version: &Version, new: &NewVersion) -> bool {
+pub fn same_content(version: &Version, new: &NewVersion) -> bool {
     version.config_id == new.config_id
         && version.lang == new.lang
         && version.source == new.source

@@ -3,14 +3,12 @@
 //! another, reading each message and mark the operator sees. Skipped (and
 //! said so) without node, Chromium or playwright-core; `.ci/run` fails then.
 
-use std::process::Command;
-
 use reqwest::Method;
 use serde_json::json;
 
 use crate::common;
 use crate::common::{Backend, TestApp};
-use crate::console::{playwright, target};
+use crate::console::{playwright, run_browser};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_waits_in_the_console_for_a_second_person() {
@@ -34,24 +32,7 @@ async fn a_change_waits_in_the_console_for_a_second_person() {
     .await;
     let alice = app.make_token("alice", "publisher", &["*"]).await;
     let bob = app.make_token("bob", "publisher", &["*"]).await;
-    let shots = target().join("tmp");
-    std::fs::create_dir_all(&shots).unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console/changes.mjs");
     let base = format!("http://{}", app.addr);
-    let run = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(script)
-            .args([base.as_str(), &alice, &bob, &v2])
-            .arg(&shots)
-            .env("VANE_PLAYWRIGHT_DIR", &dir)
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("node runs");
-    let out = String::from_utf8_lossy(&run.stdout);
-    let err = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "the browser run failed:\n{out}\n{err}");
-    assert!(out.contains("changes: every step passed"), "{out}");
+    run_browser(dir, "changes.mjs", "changes", vec![base, alice, bob, v2]).await;
     app.stop().await;
 }

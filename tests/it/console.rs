@@ -43,6 +43,33 @@ pub(crate) fn playwright() -> Result<PathBuf, &'static str> {
     Ok(dir)
 }
 
+/// Runs `tests/console/<script>` under node with `args` and the screenshot
+/// folder last; its stdout, after asserting it ran through and printed
+/// `<done>: every step passed`.
+pub(crate) async fn run_browser(dir: PathBuf, script: &str, done: &str, args: Vec<String>) -> String {
+    let shots = target().join("tmp");
+    std::fs::create_dir_all(&shots).unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/console")
+        .join(script);
+    let run = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .args(args)
+            .arg(&shots)
+            .env("VANE_PLAYWRIGHT_DIR", &dir)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("node runs");
+    let out = String::from_utf8_lossy(&run.stdout).into_owned();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "the browser run failed:\n{out}\n{err}");
+    assert!(out.contains(&format!("{done}: every step passed")), "{out}");
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_runs_a_config_from_the_browser() {
     let dir = match playwright() {
@@ -57,26 +84,9 @@ async fn the_console_runs_a_config_from_the_browser() {
     })
     .await
     .expect("sqlite always runs");
-    let shots = target().join("tmp");
-    std::fs::create_dir_all(&shots).unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console/e2e.mjs");
     let base = format!("http://{}", app.addr);
-    let shots_arg = shots.clone();
-    let run = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(script)
-            .args([base.as_str(), common::BEARER])
-            .arg(&shots_arg)
-            .env("VANE_PLAYWRIGHT_DIR", &dir)
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("node runs");
-    let out = String::from_utf8_lossy(&run.stdout);
-    let err = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "the browser run failed:\n{out}\n{err}");
-    assert!(out.contains("console: every step passed"), "{out}");
+    run_browser(dir, "e2e.mjs", "console", vec![base, common::BEARER.to_owned()]).await;
+    let shots = target().join("tmp");
     for name in [
         "signin",
         "configs",

@@ -17,7 +17,7 @@ use serde_json::json;
 use vane::settings::{GroupGrant, Oidc};
 
 use crate::common::{self, Backend, TestApp, free_port};
-use crate::console::{playwright, target};
+use crate::console::{playwright, run_browser, target};
 
 const CLIENT_SECRET: &str = "vane-browser-test-client-secret";
 
@@ -110,27 +110,10 @@ async fn single_sign_on_through_a_real_provider_in_the_browser() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{held}");
 
-    let shots = target().join("tmp");
-    std::fs::create_dir_all(&shots).unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console/sso.mjs");
-    let shots_arg = shots.clone();
-    let next_arg = next.clone();
-    let run = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(script)
-            .args([base.as_str(), "banner", next_arg.as_str()])
-            .arg(&shots_arg)
-            .env("VANE_PLAYWRIGHT_DIR", &dir)
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("node runs");
-    let out = String::from_utf8_lossy(&run.stdout);
-    let err = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "the browser run failed:\n{out}\n{err}");
-    assert!(out.contains("sso: every step passed"), "{out}");
+    let args = vec![base, "banner".to_owned(), next.clone()];
+    let out = run_browser(dir, "sso.mjs", "sso", args).await;
+    let shots = target().join("tmp");
     assert!(out.contains("message after release: Release: done"), "{out}");
 
     // Both people's cookies, replayed after their sign-out, are nobody's.
