@@ -7,6 +7,7 @@ pub mod actors;
 pub mod agent;
 pub mod app;
 pub mod confine;
+pub mod declared;
 pub mod domain;
 pub mod engine;
 pub mod http;

@@ -57,6 +57,53 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Run every test of a directory of configs offline, with the server's
+    /// engines and sandbox. Exit 0 all passed, 1 a test failed, 2 the
+    /// directory is malformed.
+    Test {
+        /// The directory: a folder per config (see the README, "Configs as code").
+        dir: PathBuf,
+        /// Also write the results as JUnit XML here.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// A server settings file whose `[sandbox]` limits to run under.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Show what `apply` would change on the server. Exit 0 nothing to do,
+    /// 2 changes, 1 an error.
+    Diff {
+        /// The directory.
+        dir: PathBuf,
+        #[command(flatten)]
+        target: Target,
+        /// Also show configs the directory lacks being made inactive.
+        #[arg(long)]
+        prune: bool,
+    },
+    /// Make the server match the directory, config by config, through its
+    /// test gate and approvals. Exit 0 applied, 1 a config not applied, 2
+    /// the directory is malformed.
+    Apply {
+        /// The directory.
+        dir: PathBuf,
+        #[command(flatten)]
+        target: Target,
+        /// Say what would be done, writing nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Make configs the directory lacks inactive (never deleted).
+        #[arg(long)]
+        prune: bool,
+    },
+    /// Write the server's configs (released and gray versions, their tests)
+    /// as a directory.
+    Export {
+        /// The directory to write into.
+        dir: PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Run one sandbox worker on stdin/stdout (started by `serve`).
     #[command(hide = true)]
     Worker {
@@ -69,6 +116,24 @@ enum Command {
         #[arg(long)]
         gid: Option<u32>,
     },
+}
+
+/// The server the directory commands talk to; the token is read from
+/// `VANE_TOKEN` only, so it never shows in a process list.
+#[derive(clap::Args)]
+struct Target {
+    /// The server's address.
+    #[arg(long, env = "VANE_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+}
+
+impl Target {
+    fn resolve(self) -> vane::declared::commands::Target {
+        vane::declared::commands::Target {
+            server: self.server,
+            token: std::env::var("VANE_TOKEN").ok(),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -127,6 +192,17 @@ fn main() -> ExitCode {
             })
         }
         Command::Import { from, config, dry_run } => import(&from, config, dry_run),
+        Command::Test { dir, junit, config } => {
+            vane::declared::commands::test(&dir, junit.as_deref(), config.as_deref())
+        }
+        Command::Diff { dir, target, prune } => vane::declared::commands::diff(&dir, &target.resolve(), prune),
+        Command::Apply {
+            dir,
+            target,
+            dry_run,
+            prune,
+        } => vane::declared::commands::apply(&dir, &target.resolve(), dry_run, prune),
+        Command::Export { dir, target } => vane::declared::commands::export(&dir, &target.resolve()),
         Command::Serve { config } => {
             let required = config.is_some();
             let path = config.unwrap_or_else(|| PathBuf::from("config.toml"));

@@ -93,7 +93,7 @@ pub async fn run_all(pool: &EvaluatorPoolHandle, version: &Arc<Version>, cases: 
 
 /// JSON equality where numbers compare by value: an expected `1` matches an
 /// actual `1.0`, as both languages may produce either.
-fn json_equal(a: &Value, b: &Value) -> bool {
+pub fn json_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
             (Some(x), Some(y)) => x == y,

@@ -141,10 +141,25 @@ impl PoolShared {
 
 /// Starts the pool linked to `supervisor`, with its Evaluators.
 pub async fn spawn(shared: &PoolShared, supervisor: ActorCell) -> Result<ActorRef<PoolMsg>, SpawnErr> {
+    let (pool, _) = Actor::spawn_linked(None, PoolFactory::default(), arguments(shared), supervisor).await?;
+    Ok(pool)
+}
+
+/// Starts a pool with no supervisor, for a command that runs scripts and
+/// exits (`vane test`): the same Evaluators, workers and limits as a server's.
+pub async fn spawn_alone(shared: &PoolShared) -> Result<(EvaluatorPoolHandle, ActorRef<PoolMsg>), SpawnErr> {
+    let (pool, _) = Actor::spawn(None, PoolFactory::default(), arguments(shared)).await?;
+    let handle = EvaluatorPoolHandle::new(Slot::new(pool.clone()), shared.clone());
+    Ok((handle, pool))
+}
+
+type PoolFactory = Factory<(), EvalJob, PoolShared, Evaluator, QueuerRouting<(), EvalJob>, DefaultQueue<(), EvalJob>>;
+
+fn arguments(
+    shared: &PoolShared,
+) -> FactoryArguments<(), EvalJob, PoolShared, Evaluator, QueuerRouting<(), EvalJob>, DefaultQueue<(), EvalJob>> {
     let current = shared.current();
-    let factory =
-        Factory::<(), EvalJob, PoolShared, Evaluator, QueuerRouting<(), EvalJob>, DefaultQueue<(), EvalJob>>::default();
-    let arguments = FactoryArguments::builder()
+    FactoryArguments::builder()
         .worker_builder(Box::new(EvaluatorBuilder { shared: shared.clone() }))
         .num_initial_workers(current.workers)
         .queue(DefaultQueue::default())
@@ -154,9 +169,7 @@ pub async fn spawn(shared: &PoolShared, supervisor: ActorCell) -> Result<ActorRe
         }))
         .discard_settings(discard_settings(current.queue_bound))
         .capacity_controller(Box::new(demand::Demand::new(shared.clone())))
-        .build();
-    let (pool, _) = Actor::spawn_linked(None, factory, arguments, supervisor).await?;
-    Ok(pool)
+        .build()
 }
 
 fn discard_settings(queue_bound: usize) -> DiscardSettings {

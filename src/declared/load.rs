@@ -1,0 +1,297 @@
+//! Reading a directory of configs. Every problem is collected, each naming
+//! its file and, where there is one, its line, so one run shows them all.
+
+use std::fmt;
+use std::path::{Component, Path};
+
+use serde::Deserialize;
+use serde_json::Value;
+use toml::Spanned;
+
+use super::{DeclaredConfig, DeclaredTest, DeclaredVersion, Release, TestMeta};
+use crate::domain::Lang;
+use crate::domain::model::validate_new_config_id;
+
+/// The file in each config's folder.
+pub const CONFIG_FILE: &str = "config.toml";
+
+/// Why a directory cannot be used: every problem found, in path order.
+#[derive(Debug)]
+pub struct Malformed(pub Vec<String>);
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for problem in &self.0 {
+            writeln!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Malformed {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    description: Option<String>,
+    #[serde(default = "yes")]
+    active: bool,
+    // The version's keys, written at the top (serde's `flatten` would lose
+    // both the unknown-key check and the lines).
+    lang: Option<Lang>,
+    source: Spanned<String>,
+    #[serde(default)]
+    params: Option<Spanned<Vec<Value>>>,
+    #[serde(default)]
+    rules: Option<Spanned<Vec<Value>>>,
+    #[serde(default)]
+    tests: Vec<Spanned<TestFile>>,
+    #[serde(default)]
+    release: Option<Spanned<ReleaseKind>>,
+    gray_percentage: Option<Spanned<u8>>,
+    approvals_required: Option<Spanned<u32>>,
+    stable: Option<Spanned<VersionFile>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VersionFile {
+    lang: Option<Lang>,
+    source: Spanned<String>,
+    #[serde(default)]
+    params: Option<Spanned<Vec<Value>>>,
+    #[serde(default)]
+    rules: Option<Spanned<Vec<Value>>>,
+    #[serde(default)]
+    tests: Vec<Spanned<TestFile>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestFile {
+    name: String,
+    #[serde(default)]
+    meta: TestMeta,
+    #[serde(default = "empty_table")]
+    params: Value,
+    expected: Option<Value>,
+    expected_json: Option<String>,
+}
+
+fn empty_table() -> Value {
+    Value::Object(Default::default())
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum ReleaseKind {
+    Stable,
+    Gray,
+    None,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Every config in `dir`, sorted by id; folders whose name starts with `.`
+/// (`.git`) and plain files (a README) are not configs.
+pub fn read(dir: &Path) -> Result<Vec<DeclaredConfig>, Malformed> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Malformed(vec![format!("{}: {e}", dir.display())]))?;
+    let mut folders: Vec<_> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| e.path())
+        .collect();
+    folders.sort();
+    let mut configs = Vec::new();
+    let mut problems = Vec::new();
+    for folder in folders {
+        match read_config(&folder) {
+            Ok(config) => configs.push(config),
+            Err(mut found) => problems.append(&mut found),
+        }
+    }
+    match problems.is_empty() {
+        true => Ok(configs),
+        false => Err(Malformed(problems)),
+    }
+}
+
+/// One config's folder.
+fn read_config(folder: &Path) -> Result<DeclaredConfig, Vec<String>> {
+    let name = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if let Err(e) = validate_new_config_id(&name) {
+        return Err(vec![format!("{}: the folder's name is the config id, and {e}", folder.display())]);
+    }
+    let path = folder.join(CONFIG_FILE);
+    let place = path.display().to_string();
+    let text = std::fs::read_to_string(&path).map_err(|e| vec![format!("{place}: {e}")])?;
+    let file: ConfigFile = toml::from_str(&text).map_err(|e| {
+        let at = e.span().map(|s| format!(":{}", line_at(&text, s.start))).unwrap_or_default();
+        vec![format!("{place}{at}: {}", e.message().trim_end())]
+    })?;
+    let mut problems = Vec::new();
+    let here = Place { folder, file: &place, text: &text };
+    let top = VersionFile {
+        lang: file.lang,
+        source: file.source,
+        params: file.params,
+        rules: file.rules,
+        tests: file.tests,
+    };
+    let version = here.version(&name, top, &mut problems);
+    let stable = file.stable.map(|s| {
+        let line = line_at(&text, s.span().start);
+        (line, here.version(&name, s.into_inner(), &mut problems))
+    });
+    let kind = file.release.as_ref().map_or(ReleaseKind::Stable, |r| *r.get_ref());
+    let release = match (kind, file.gray_percentage) {
+        (ReleaseKind::Gray, Some(p)) if *p.get_ref() <= 100 => Release::Gray(*p.get_ref()),
+        (ReleaseKind::Gray, Some(p)) => {
+            let line = line_at(&text, p.span().start);
+            problems.push(format!("{place}:{line}: gray_percentage must be 0 to 100"));
+            Release::None
+        }
+        (ReleaseKind::Gray, None) => {
+            problems.push(format!("{place}: release = \"gray\" needs gray_percentage (0 to 100)"));
+            Release::None
+        }
+        (_, Some(p)) => {
+            let line = line_at(&text, p.span().start);
+            problems.push(format!("{place}:{line}: gray_percentage is only read with release = \"gray\""));
+            Release::None
+        }
+        (ReleaseKind::Stable, None) => Release::Stable,
+        (ReleaseKind::None, None) => Release::None,
+    };
+    if let Some((line, _)) = &stable
+        && kind != ReleaseKind::Gray
+    {
+        problems.push(format!(
+            "{place}:{line}: [stable] names the version served beside a gray one, so it needs release = \"gray\""
+        ));
+    }
+    if let Some(n) = &file.approvals_required
+        && *n.get_ref() > 10
+    {
+        let line = line_at(&text, n.span().start);
+        problems.push(format!("{place}:{line}: approvals_required must be 0 to 10"));
+    }
+    match (problems.is_empty(), version) {
+        (true, Some(version)) => Ok(DeclaredConfig {
+            id: name,
+            description: file.description,
+            active: file.active,
+            version,
+            release,
+            stable: stable.and_then(|(_, v)| v),
+            approvals_required: file.approvals_required.map(Spanned::into_inner),
+        }),
+        _ => Err(problems),
+    }
+}
+
+/// A config file being read, for problems' places.
+struct Place<'a> {
+    folder: &'a Path,
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Place<'_> {
+    fn version(&self, id: &str, file: VersionFile, problems: &mut Vec<String>) -> Option<DeclaredVersion> {
+        let found = problems.len();
+        let source_line = line_at(self.text, file.source.span().start);
+        let name = file.source.into_inner();
+        let lang = file.lang.or_else(|| lang_of(&name));
+        let source = match plain_file(&name) {
+            false => {
+                let why = "source must name a file inside the config's folder";
+                problems.push(format!("{}:{source_line}: {why} (not `{name}`)", self.file));
+                None
+            }
+            true => match std::fs::read_to_string(self.folder.join(&name)) {
+                Ok(text) => Some(text),
+                Err(e) => {
+                    let path = self.folder.join(&name);
+                    problems.push(format!("{}:{source_line}: source {}: {e}", self.file, path.display()));
+                    None
+                }
+            },
+        };
+        if lang.is_none() {
+            let why = "lang is missing and the source's extension (.star or .js) does not say it";
+            problems.push(format!("{}:{source_line}: {why}", self.file));
+        }
+        let params = file.params.map(|p| (line_at(self.text, p.span().start), p.into_inner()));
+        let rules = file.rules.map(|r| (line_at(self.text, r.span().start), r.into_inner()));
+        let mut tests = Vec::with_capacity(file.tests.len());
+        for test in file.tests {
+            let line = line_at(self.text, test.span().start);
+            let test = test.into_inner();
+            if !test.params.is_object() {
+                problems.push(format!("{}:{line}: test `{}`: params must be a table", self.file, test.name));
+            }
+            let expected = match (test.expected, test.expected_json) {
+                (Some(value), None) => value,
+                (None, Some(text)) => serde_json::from_str(&text).unwrap_or_else(|e| {
+                    problems.push(format!("{}:{line}: test `{}`: expected_json: {e}", self.file, test.name));
+                    Value::Null
+                }),
+                _ => {
+                    let why = "needs one of expected or expected_json";
+                    problems.push(format!("{}:{line}: test `{}` {why}", self.file, test.name));
+                    Value::Null
+                }
+            };
+            let test = DeclaredTest {
+                name: test.name,
+                meta: test.meta,
+                params: test.params,
+                expected,
+            };
+            if tests.iter().any(|t: &DeclaredTest| t.name == test.name) {
+                problems.push(format!("{}:{line}: two tests are named `{}`", self.file, test.name));
+            }
+            tests.push(test);
+        }
+        let version = DeclaredVersion {
+            file: name,
+            lang: lang?,
+            source: source?,
+            params: params.as_ref().map(|p| p.1.clone()).unwrap_or_default(),
+            rules: rules.as_ref().map(|r| r.1.clone()).unwrap_or_default(),
+            tests,
+        };
+        if let Err(e) = version.code_id(id) {
+            let line = match e.starts_with("rules") {
+                true => rules.map(|r| r.0),
+                false => params.map(|p| p.0),
+            };
+            let at = line.map(|l| format!(":{l}")).unwrap_or_default();
+            problems.push(format!("{}{at}: {e}", self.file));
+        }
+        (problems.len() == found).then_some(version)
+    }
+}
+
+/// Whether `name` is a relative path that stays inside the folder.
+fn plain_file(name: &str) -> bool {
+    let path = Path::new(name);
+    !name.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)))
+}
+
+fn lang_of(name: &str) -> Option<Lang> {
+    match Path::new(name).extension()?.to_str()? {
+        "star" | "bzl" | "py" => Some(Lang::Starlark),
+        "js" | "mjs" => Some(Lang::Javascript),
+        _ => None,
+    }
+}
+
+/// The 1-based line holding byte `offset`.
+fn line_at(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+}
