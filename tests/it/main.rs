@@ -25,6 +25,7 @@ static INSTALL_TLS: extern "C" fn() = {
 mod common;
 
 mod agent;
+mod as_code;
 mod changes_console;
 mod cluster;
 mod confinement;
