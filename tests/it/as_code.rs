@@ -297,3 +297,46 @@ async fn malformed_directories_are_refused_by_file_and_line() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("FAIL bad/main.star: does not compile"), "{out}");
 }
+
+/// `examples/configs-as-code`: every `run: vane ...` line of its workflow,
+/// in order, as the CI system would run it, against a server of the test's.
+#[tokio::test]
+async fn the_example_workflow_runs_as_written() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/configs-as-code");
+    let work = tempfile::tempdir().unwrap();
+    let copy = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(example.join("configs"))
+        .arg(work.path())
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let workflow = std::fs::read_to_string(example.join(".github/workflows/configs.yml")).unwrap();
+    let commands: Vec<&str> = workflow
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("run: "))
+        .filter(|c| c.starts_with("vane "))
+        .collect();
+    let verbs: Vec<&str> = commands.iter().map(|c| c.split(' ').nth(1).unwrap()).collect();
+    assert_eq!(verbs, ["test", "diff", "apply", "diff", "apply"], "{commands:?}");
+    let bin = Path::new(env!("CARGO_BIN_EXE_vane")).parent().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    for command in commands {
+        let out = tokio::process::Command::new("sh")
+            .args(["-c", command])
+            .current_dir(work.path())
+            .env("PATH", &path)
+            .env("VANE_SERVER", app.url(""))
+            .env("VANE_TOKEN", BEARER)
+            .output()
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "`{command}`: {text}{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(work.path().join("junit.xml").exists());
+    assert_eq!(greeting(&app, 101).await, json!("valid"));
+    let (_, banner) = app.admin(Method::GET, "/api/v1/configs/banner", None).await;
+    assert_eq!(banner["gray"]["percentage"], 10, "{banner}");
+}

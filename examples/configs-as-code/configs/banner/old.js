@@ -1,0 +1,1 @@
+return {text: "Welcome", style: "classic"};
