@@ -190,8 +190,14 @@ async fn failing_tests(client: &Client, id: &str, version: &DeclaredVersion) -> 
         let place = format!("  {id}/{}: test `{}`", version.file, test.name);
         match got {
             Ok(actual) if json_equal(&actual, &test.expected) => {}
-            Ok(actual) => failures.push(format!("{place}\n    expected: {}\n    actual:   {actual}", test.expected)),
-            Err(error) => failures.push(format!("{place}\n    expected: {}\n    error:    {error}", test.expected)),
+            Ok(actual) => failures.push(format!(
+                "{place}\n    expected: {}\n    actual:   {actual}",
+                test.expected
+            )),
+            Err(error) => failures.push(format!(
+                "{place}\n    expected: {}\n    error:    {error}",
+                test.expected
+            )),
         }
     }
     Ok(failures)
@@ -212,12 +218,20 @@ async fn write(client: &Client, id: &str, step: &Step) -> Result<Option<String>,
         Step::AddTest { code_id, test } => (
             Method::POST,
             format!("{config}/versions/{code_id}/tests"),
-            Some(json!({"name": test.name, "meta": test.meta.to_json(), "params": test.params, "expected": test.expected})),
+            Some(
+                json!({"name": test.name, "meta": test.meta.to_json(), "params": test.params, "expected": test.expected}),
+            ),
         ),
-        Step::RemoveTest { code_id, test_id, .. } => {
-            (Method::DELETE, format!("{config}/versions/{code_id}/tests/{test_id}"), None)
-        }
-        Step::Release { code_id } => (Method::POST, format!("{config}/release"), Some(json!({"code_id": code_id}))),
+        Step::RemoveTest { code_id, test_id, .. } => (
+            Method::DELETE,
+            format!("{config}/versions/{code_id}/tests/{test_id}"),
+            None,
+        ),
+        Step::Release { code_id } => (
+            Method::POST,
+            format!("{config}/release"),
+            Some(json!({"code_id": code_id})),
+        ),
         Step::Gray { code_id, percentage } => (
             Method::POST,
             format!("{config}/gray"),
@@ -259,7 +273,11 @@ pub fn refusal(e: &ClientError) -> String {
                 true => format!("error: {}", r["error"]),
                 false => format!("actual: {}", r["actual"]),
             };
-            format!("  test `{}`: expected {}, {got}", r["name"].as_str().unwrap_or("?"), r["expected"])
+            format!(
+                "  test `{}`: expected {}, {got}",
+                r["name"].as_str().unwrap_or("?"),
+                r["expected"]
+            )
         })
         .collect();
     format!("{message}\n{}", failing.join("\n"))

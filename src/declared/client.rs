@@ -140,7 +140,12 @@ impl Client {
     }
 
     /// Sends a call; a 2xx answer's status and JSON body (null when empty).
-    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<(StatusCode, Value), ClientError> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value), ClientError> {
         let mut request = self.http.request(method.clone(), format!("{}{path}", self.base));
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
@@ -154,7 +159,9 @@ impl Client {
         let bytes = response.bytes().await.map_err(transport)?;
         let json: Value = match bytes.is_empty() {
             true => Value::Null,
-            false => serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into())),
+            false => {
+                serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+            }
         };
         if status.is_success() {
             return Ok((status, json));

@@ -136,7 +136,11 @@ fn tests_tables(table: &str, tests: &[super::client::RemoteTest]) -> Result<Stri
     for test in tests {
         let _ = writeln!(out, "\n[[{table}]]");
         let _ = writeln!(out, "name = {}", quoted(&test.name));
-        let _ = writeln!(out, "meta = {}", inline(&without_nulls(test.meta.clone()), "a test's meta")?);
+        let _ = writeln!(
+            out,
+            "meta = {}",
+            inline(&without_nulls(test.meta.clone()), "a test's meta")?
+        );
         let _ = writeln!(out, "params = {}", inline(&test.params, "a test's params")?);
         match inline(&test.expected, "") {
             Ok(value) => writeln!(out, "expected = {value}"),

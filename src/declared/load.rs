@@ -121,19 +121,32 @@ pub fn read(dir: &Path) -> Result<Vec<DeclaredConfig>, Malformed> {
 
 /// One config's folder.
 fn read_config(folder: &Path) -> Result<DeclaredConfig, Vec<String>> {
-    let name = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = folder
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     if let Err(e) = validate_new_config_id(&name) {
-        return Err(vec![format!("{}: the folder's name is the config id, and {e}", folder.display())]);
+        return Err(vec![format!(
+            "{}: the folder's name is the config id, and {e}",
+            folder.display()
+        )]);
     }
     let path = folder.join(CONFIG_FILE);
     let place = path.display().to_string();
     let text = std::fs::read_to_string(&path).map_err(|e| vec![format!("{place}: {e}")])?;
     let file: ConfigFile = toml::from_str(&text).map_err(|e| {
-        let at = e.span().map(|s| format!(":{}", line_at(&text, s.start))).unwrap_or_default();
+        let at = e
+            .span()
+            .map(|s| format!(":{}", line_at(&text, s.start)))
+            .unwrap_or_default();
         vec![format!("{place}{at}: {}", e.message().trim_end())]
     })?;
     let mut problems = Vec::new();
-    let here = Place { folder, file: &place, text: &text };
+    let here = Place {
+        folder,
+        file: &place,
+        text: &text,
+    };
     let top = VersionFile {
         lang: file.lang,
         source: file.source,
@@ -160,7 +173,9 @@ fn read_config(folder: &Path) -> Result<DeclaredConfig, Vec<String>> {
         }
         (_, Some(p)) => {
             let line = line_at(&text, p.span().start);
-            problems.push(format!("{place}:{line}: gray_percentage is only read with release = \"gray\""));
+            problems.push(format!(
+                "{place}:{line}: gray_percentage is only read with release = \"gray\""
+            ));
             Release::None
         }
         (ReleaseKind::Stable, None) => Release::Stable,
@@ -225,19 +240,27 @@ impl Place<'_> {
             let why = "lang is missing and the source's extension (.star or .js) does not say it";
             problems.push(format!("{}:{source_line}: {why}", self.file));
         }
-        let params = file.params.map(|p| (line_at(self.text, p.span().start), p.into_inner()));
+        let params = file
+            .params
+            .map(|p| (line_at(self.text, p.span().start), p.into_inner()));
         let rules = file.rules.map(|r| (line_at(self.text, r.span().start), r.into_inner()));
         let mut tests = Vec::with_capacity(file.tests.len());
         for test in file.tests {
             let line = line_at(self.text, test.span().start);
             let test = test.into_inner();
             if !test.params.is_object() {
-                problems.push(format!("{}:{line}: test `{}`: params must be a table", self.file, test.name));
+                problems.push(format!(
+                    "{}:{line}: test `{}`: params must be a table",
+                    self.file, test.name
+                ));
             }
             let expected = match (test.expected, test.expected_json) {
                 (Some(value), None) => value,
                 (None, Some(text)) => serde_json::from_str(&text).unwrap_or_else(|e| {
-                    problems.push(format!("{}:{line}: test `{}`: expected_json: {e}", self.file, test.name));
+                    problems.push(format!(
+                        "{}:{line}: test `{}`: expected_json: {e}",
+                        self.file, test.name
+                    ));
                     Value::Null
                 }),
                 _ => {
@@ -293,5 +316,9 @@ fn lang_of(name: &str) -> Option<Lang> {
 
 /// The 1-based line holding byte `offset`.
 fn line_at(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }

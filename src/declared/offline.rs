@@ -6,13 +6,13 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use super::{DeclaredConfig, DeclaredTest, DeclaredVersion};
 use crate::actors::evaluator::{EvaluatorPoolHandle, PoolShared, spawn_alone};
 use crate::domain::model::TestCase;
 use crate::domain::{Meta, Version, params, rules};
 use crate::service::test_runs::{CaseResult, run_case};
 use crate::settings::Sandbox;
+use futures_util::StreamExt;
 
 /// One declared version's outcome.
 #[derive(Debug)]
@@ -71,9 +71,17 @@ impl Report {
             }
         }
         let tests: usize = self.runs.iter().map(|r| r.cases.len()).sum();
-        let failed: usize = self.runs.iter().map(|r| r.cases.iter().filter(|c| !c.passed).count()).sum();
+        let failed: usize = self
+            .runs
+            .iter()
+            .map(|r| r.cases.iter().filter(|c| !c.passed).count())
+            .sum();
         let broken = self.runs.iter().filter(|r| r.compile_error.is_some()).count();
-        let configs = self.runs.iter().map(|r| &r.config_id).collect::<std::collections::BTreeSet<_>>();
+        let configs = self
+            .runs
+            .iter()
+            .map(|r| &r.config_id)
+            .collect::<std::collections::BTreeSet<_>>();
         let _ = write!(
             out,
             "{tests} tests of {} versions in {} configs: {} passed, {failed} failed",
@@ -99,7 +107,11 @@ pub async fn run(configs: &[DeclaredConfig], sandbox: &Sandbox) -> Result<Report
         .map_err(|e| format!("starting sandbox workers: {e}"))?;
     let versions: Vec<_> = configs
         .iter()
-        .flat_map(|c| std::iter::once(&c.version).chain(&c.stable).map(move |v| (c.id.as_str(), v)))
+        .flat_map(|c| {
+            std::iter::once(&c.version)
+                .chain(&c.stable)
+                .map(move |v| (c.id.as_str(), v))
+        })
         .collect();
     // As many at once as the pool has workers: more would only queue.
     let at_once = sandbox.workers.max(1);
@@ -143,7 +155,8 @@ async fn run_version(pool: &EvaluatorPoolHandle, config_id: &str, declared: &Dec
         created_at: 0,
     });
     for (i, test) in declared.tests.iter().enumerate() {
-        run.cases.push(run_case(pool, &version, &test_case(&version, i, test)).await);
+        run.cases
+            .push(run_case(pool, &version, &test_case(&version, i, test)).await);
     }
     run
 }

@@ -198,13 +198,23 @@ pub fn plan(declared: &DeclaredConfig, remote: &Remote) -> ConfigPlan {
     // A stricter bar first, so it holds this apply's own release; a lower
     // one last, so it does not let it through.
     if let Some(to) = approvals.filter(|to| *to > approvals_now) {
-        steps.push(Step::Approvals { from: approvals_now, to });
+        steps.push(Step::Approvals {
+            from: approvals_now,
+            to,
+        });
     }
     let stable_now = config.and_then(|c| c.release.as_ref()).map(|p| p.code_id.clone());
     let gray_now = config.and_then(|c| c.gray.clone());
     if let Some(stable) = &declared.stable {
         let code_id = code_of(&declared.id, stable);
-        version_steps(&declared.id, stable, &code_id, stable_now.as_deref(), remote, &mut steps);
+        version_steps(
+            &declared.id,
+            stable,
+            &code_id,
+            stable_now.as_deref(),
+            remote,
+            &mut steps,
+        );
         if stable_now.as_deref() != Some(code_id.as_str()) {
             steps.push(Step::Release { code_id });
         }
@@ -225,7 +235,9 @@ pub fn plan(declared: &DeclaredConfig, remote: &Remote) -> ConfigPlan {
             }
         }
         Release::Gray(percentage) => {
-            let now = gray_now.as_ref().map(|g| (g.code_id.as_str(), g.percentage.unwrap_or(0)));
+            let now = gray_now
+                .as_ref()
+                .map(|g| (g.code_id.as_str(), g.percentage.unwrap_or(0)));
             if now != Some((code_id.as_str(), percentage)) {
                 steps.push(Step::Gray { code_id, percentage });
             }
@@ -239,13 +251,19 @@ pub fn plan(declared: &DeclaredConfig, remote: &Remote) -> ConfigPlan {
         });
     }
     if let Some(to) = approvals.filter(|to| *to < approvals_now) {
-        steps.push(Step::Approvals { from: approvals_now, to });
+        steps.push(Step::Approvals {
+            from: approvals_now,
+            to,
+        });
     }
-    waiting_aside(ConfigPlan {
-        id: declared.id.clone(),
-        steps,
-        waiting: Vec::new(),
-    }, &remote.open_changes)
+    waiting_aside(
+        ConfigPlan {
+            id: declared.id.clone(),
+            steps,
+            waiting: Vec::new(),
+        },
+        &remote.open_changes,
+    )
 }
 
 /// `--prune`: a config the directory lacks is made inactive, never deleted.

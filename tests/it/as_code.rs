@@ -10,7 +10,10 @@ use serde_json::{Value, json};
 
 use crate::common::{BEARER, Backend, TestApp};
 
-backend_tests!(a_directory_is_applied_once_and_promoted_unchanged, approvals_hold_what_apply_releases);
+backend_tests!(
+    a_directory_is_applied_once_and_promoted_unchanged,
+    approvals_hold_what_apply_releases
+);
 
 /// Runs `vane <args>` against `app` with `token`; its exit code and output.
 pub async fn vane(app: Option<&TestApp>, token: &str, args: &[&str]) -> (i32, String) {
@@ -93,8 +96,12 @@ async fn footprint(app: &TestApp, ids: &[&str]) -> Vec<(i64, usize, usize)> {
     let mut all = Vec::new();
     for id in ids {
         let (_, config) = app.admin(Method::GET, &format!("/api/v1/configs/{id}"), None).await;
-        let (_, events) = app.admin(Method::GET, &format!("/api/v1/configs/{id}/events"), None).await;
-        let (_, versions) = app.admin(Method::GET, &format!("/api/v1/configs/{id}/versions"), None).await;
+        let (_, events) = app
+            .admin(Method::GET, &format!("/api/v1/configs/{id}/events"), None)
+            .await;
+        let (_, versions) = app
+            .admin(Method::GET, &format!("/api/v1/configs/{id}/versions"), None)
+            .await;
         all.push((
             config["revision"].as_i64().unwrap(),
             events.as_array().unwrap().len(),
@@ -117,19 +124,31 @@ async fn a_directory_is_applied_once_and_promoted_unchanged(backend: Backend) {
     let junit = work.path().join("junit.xml");
     let (code, out) = vane(None, "", &["test", dir_arg, "--junit", junit.to_str().unwrap()]).await;
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("4 tests of 3 versions in 2 configs: 4 passed, 0 failed"), "{out}");
+    assert!(
+        out.contains("4 tests of 3 versions in 2 configs: 4 passed, 0 failed"),
+        "{out}"
+    );
     let xml = std::fs::read_to_string(&junit).unwrap();
-    assert!(xml.contains(r#"name="new app gets valid""#) && xml.contains(r#"failures="0""#), "{xml}");
+    assert!(
+        xml.contains(r#"name="new app gets valid""#) && xml.contains(r#"failures="0""#),
+        "{xml}"
+    );
 
     // A config made by hand that the directory lacks.
     staging.released("legacy", "return 1", json!([])).await;
 
     let (code, out) = vane(Some(&staging), BEARER, &["diff", dir_arg]).await;
     assert_eq!(code, 2, "changes to make: {out}");
-    assert!(out.contains("~ greeting: create the config") && out.contains("+return \"invalid\""), "{out}");
+    assert!(
+        out.contains("~ greeting: create the config") && out.contains("+return \"invalid\""),
+        "{out}"
+    );
     let (code, out) = vane(Some(&staging), BEARER, &["apply", dir_arg, "--dry-run"]).await;
     assert_eq!(code, 0, "{out}");
-    assert_eq!(staging.admin(Method::GET, "/api/v1/configs/greeting", None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        staging.admin(Method::GET, "/api/v1/configs/greeting", None).await.0,
+        StatusCode::NOT_FOUND
+    );
 
     let (code, out) = vane(Some(&staging), BEARER, &["apply", dir_arg]).await;
     assert_eq!(code, 0, "{out}");
@@ -152,27 +171,54 @@ async fn a_directory_is_applied_once_and_promoted_unchanged(backend: Backend) {
     assert_eq!(code, 0, "nothing to do: {out}");
 
     // A failing test: refused by name, nothing written.
-    write(&dir, "greeting/main.star", &GREETING_SOURCE.replace("\"invalid\"", "\"nope\""));
+    write(
+        &dir,
+        "greeting/main.star",
+        &GREETING_SOURCE.replace("\"invalid\"", "\"nope\""),
+    );
     let (code, out) = vane(Some(&staging), BEARER, &["test", dir_arg]).await;
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("test `old app gets invalid`") && out.contains("actual:   \"nope\""), "{out}");
+    assert!(
+        out.contains("test `old app gets invalid`") && out.contains("actual:   \"nope\""),
+        "{out}"
+    );
     let (code, out) = vane(Some(&staging), BEARER, &["apply", dir_arg]).await;
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("! greeting: NOT applied") && out.contains("old app gets invalid"), "{out}");
-    assert_eq!(footprint(&staging, &["greeting", "banner"]).await, before, "nothing half-applied");
+    assert!(
+        out.contains("! greeting: NOT applied") && out.contains("old app gets invalid"),
+        "{out}"
+    );
+    assert_eq!(
+        footprint(&staging, &["greeting", "banner"]).await,
+        before,
+        "nothing half-applied"
+    );
 
     // An edited source and its test: diff names it, apply releases it.
-    write(&dir, "greeting/config.toml", &GREETING.replace("expected = \"invalid\"", "expected = \"nope\""));
+    write(
+        &dir,
+        "greeting/config.toml",
+        &GREETING.replace("expected = \"invalid\"", "expected = \"nope\""),
+    );
     let (code, out) = vane(Some(&staging), BEARER, &["diff", dir_arg]).await;
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("~ greeting: new version") && out.contains("+return \"nope\""), "{out}");
+    assert!(
+        out.contains("~ greeting: new version") && out.contains("+return \"nope\""),
+        "{out}"
+    );
     assert!(out.contains("= banner: unchanged"), "{out}");
     let (code, out) = vane(Some(&staging), BEARER, &["apply", dir_arg, "--prune"]).await;
     assert_eq!(code, 0, "{out}");
     assert_eq!(greeting(&staging, 7).await, json!("nope"));
     let (_, legacy) = staging.admin(Method::GET, "/api/v1/configs/legacy", None).await;
     assert_eq!(legacy["status"], "inactive", "--prune deactivates: {out}");
-    assert_eq!(staging.admin(Method::GET, "/api/v1/configs/legacy/versions", None).await.0, StatusCode::OK);
+    assert_eq!(
+        staging
+            .admin(Method::GET, "/api/v1/configs/legacy/versions", None)
+            .await
+            .0,
+        StatusCode::OK
+    );
 
     // Promotion: export from staging, apply to an empty production.
     let exported = work.path().join("exported");
@@ -203,7 +249,11 @@ async fn approvals_hold_what_apply_releases(backend: Backend) {
     };
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
-    write(dir, "greeting/config.toml", &format!("approvals_required = 1\n{GREETING}"));
+    write(
+        dir,
+        "greeting/config.toml",
+        &format!("approvals_required = 1\n{GREETING}"),
+    );
     write(dir, "greeting/main.star", GREETING_SOURCE);
     let dir_arg = dir.to_str().unwrap();
     let (code, out) = vane(Some(&app), BEARER, &["apply", dir_arg]).await;
@@ -215,7 +265,9 @@ async fn approvals_hold_what_apply_releases(backend: Backend) {
     // Again: the same request waits; no second one is opened.
     let (code, out) = vane(Some(&app), BEARER, &["apply", dir_arg]).await;
     assert_eq!(code, 0, "{out}");
-    let (_, open) = app.admin(Method::GET, "/api/v1/changes?config_id=greeting&state=open", None).await;
+    let (_, open) = app
+        .admin(Method::GET, "/api/v1/changes?config_id=greeting&state=open", None)
+        .await;
     assert_eq!(open.as_array().unwrap().len(), 1, "{open}");
 
     // Another person approves; then the directory and the server agree.
@@ -236,7 +288,10 @@ async fn approvals_hold_what_apply_releases(backend: Backend) {
     let (code, out) = vane(Some(&app), &editor, &["apply", dir_arg]).await;
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("needs role publisher over `fresh`"), "{out}");
-    assert_eq!(app.admin(Method::GET, "/api/v1/configs/fresh", None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.admin(Method::GET, "/api/v1/configs/fresh", None).await.0,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -245,7 +300,11 @@ async fn malformed_directories_are_refused_by_file_and_line() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
     let cases: &[(&str, &str, &str)] = &[
-        ("missing/config.toml", "source = \"main.star\"\n", "missing/config.toml:1: source"),
+        (
+            "missing/config.toml",
+            "source = \"main.star\"\n",
+            "missing/config.toml:1: source",
+        ),
         (
             "unknown/config.toml",
             "source = \"main.star\"\ncolour = \"red\"\n",
@@ -256,7 +315,11 @@ async fn malformed_directories_are_refused_by_file_and_line() {
             "source = \"main.star\"\n\n[[tests]]\nname = \"t\"\nmeta = { version = \"three\" }\nexpected = 1\n",
             "types/config.toml:5: invalid type: string \"three\", expected i64",
         ),
-        ("Not An Id/config.toml", "source = \"main.star\"\n", "Not An Id: the folder's name is the config id"),
+        (
+            "Not An Id/config.toml",
+            "source = \"main.star\"\n",
+            "Not An Id: the folder's name is the config id",
+        ),
         (
             "gray/config.toml",
             "source = \"main.star\"\nrelease = \"gray\"\ngray_percentage = 101\n",
@@ -333,7 +396,11 @@ async fn the_example_workflow_runs_as_written() {
             .await
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "`{command}`: {text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "`{command}`: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert!(work.path().join("junit.xml").exists());
     assert_eq!(greeting(&app, 101).await, json!("valid"));
