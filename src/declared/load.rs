@@ -227,7 +227,7 @@ impl Place<'_> {
                 problems.push(format!("{}:{source_line}: {why} (not `{name}`)", self.file));
                 None
             }
-            true => match std::fs::read_to_string(self.folder.join(&name)) {
+            true => match read_inside(self.folder, &name) {
                 Ok(text) => Some(text),
                 Err(e) => {
                     let path = self.folder.join(&name);
@@ -304,6 +304,29 @@ impl Place<'_> {
 fn plain_file(name: &str) -> bool {
     let path = Path::new(name);
     !name.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)))
+}
+
+/// Most a source may hold: far beyond any config, and short of what makes
+/// an upload's body too large for the server.
+const MOST_SOURCE_BYTES: u64 = 1 << 20;
+
+/// The file `name` in `folder`, refused if a link takes it outside (a
+/// change under review could otherwise upload a file of the CI machine's).
+fn read_inside(folder: &Path, name: &str) -> Result<String, String> {
+    let path = folder.join(name);
+    let real = path.canonicalize().map_err(|e| e.to_string())?;
+    let home = folder.canonicalize().map_err(|e| e.to_string())?;
+    if !real.starts_with(&home) {
+        return Err(format!("links outside the config's folder (to {})", real.display()));
+    }
+    let size = std::fs::metadata(&real).map_err(|e| e.to_string())?.len();
+    if size > MOST_SOURCE_BYTES {
+        return Err(format!("{size} bytes, over the {MOST_SOURCE_BYTES} a source may hold"));
+    }
+    std::fs::read_to_string(&real).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidData => "not UTF-8 text".to_owned(),
+        _ => e.to_string(),
+    })
 }
 
 fn lang_of(name: &str) -> Option<Lang> {

@@ -116,3 +116,6 @@ pub enum Release {
     /// Uploaded with its tests, released by other means (a plan, by hand).
     None,
 }
+
+#[cfg(test)]
+mod tests;
