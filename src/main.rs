@@ -137,7 +137,16 @@ impl Target {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // `vane diff` exits 2 for "changes to make", so its usage errors
+        // exit 1 like its other errors; clap's 2 elsewhere.
+        Err(e) if e.use_stderr() && std::env::args().nth(1).as_deref() == Some("diff") => {
+            let _ = e.print();
+            return ExitCode::FAILURE;
+        }
+        Err(e) => e.exit(),
+    };
     if !matches!(cli.command, Command::Worker { .. }) {
         vane::tls::install();
     }

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::client::{Client, ClientError, Me};
 use super::plan::{ConfigPlan, Remote, Step};
 use super::{DeclaredConfig, DeclaredVersion};
+use crate::actors::evaluator::EvaluatorPoolHandle;
 use crate::domain::Lang;
 use crate::domain::access::Caller;
 use crate::service::test_runs::json_equal;
@@ -41,9 +42,10 @@ pub enum Outcome {
 }
 
 /// What the server has of `declared`.
-pub async fn remote_of(client: &Client, declared: &DeclaredConfig) -> Result<Remote, ClientError> {
+pub async fn remote_of(client: &Client, who: &str, declared: &DeclaredConfig) -> Result<Remote, ClientError> {
     let mut remote = Remote {
         config: client.config(&declared.id).await?,
+        who: Some(who.to_owned()),
         ..Remote::default()
     };
     let Some(config) = &remote.config else {
@@ -70,16 +72,23 @@ pub async fn remote_of(client: &Client, declared: &DeclaredConfig) -> Result<Rem
 }
 
 /// The remote state of every declared config, a few reads at a time.
-pub async fn remotes_of(client: &Client, configs: &[DeclaredConfig]) -> Vec<Result<Remote, ClientError>> {
+pub async fn remotes_of(client: &Client, who: &str, configs: &[DeclaredConfig]) -> Vec<Result<Remote, ClientError>> {
     futures_util::stream::iter(configs)
-        .map(|c| remote_of(client, c))
+        .map(|c| remote_of(client, who, c))
         .buffered(8)
         .collect()
         .await
 }
 
-/// Carries out `plan`; `declared` gives the tests a release must pass.
-pub async fn apply(client: &Client, me: &Me, declared: Option<&DeclaredConfig>, plan: &ConfigPlan) -> Outcome {
+/// Carries out `plan`; `declared` gives the tests a release must pass, and
+/// `compiler` (a pool of the server's engines) checks each upload compiles.
+pub async fn apply(
+    client: &Client,
+    me: &Me,
+    compiler: Option<&EvaluatorPoolHandle>,
+    declared: Option<&DeclaredConfig>,
+    plan: &ConfigPlan,
+) -> Outcome {
     if plan.is_empty() {
         return match plan.waiting.is_empty() {
             true => Outcome::Unchanged,
@@ -90,6 +99,11 @@ pub async fn apply(client: &Client, me: &Me, declared: Option<&DeclaredConfig>, 
         };
     }
     if let Err(why) = allowed(me, plan) {
+        return failed(why);
+    }
+    if let (Some(pool), Some(declared)) = (compiler, declared)
+        && let Err(why) = compiles(pool, declared, plan).await
+    {
         return failed(why);
     }
     if let Some(declared) = declared
@@ -132,6 +146,25 @@ fn allowed(me: &Me, plan: &ConfigPlan) -> Result<(), String> {
                 step.describe(),
                 plan.id,
                 me.who
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Each version the plan uploads compiled first, so a compile error is met
+/// before the config is created or anything else written.
+async fn compiles(pool: &EvaluatorPoolHandle, declared: &DeclaredConfig, plan: &ConfigPlan) -> Result<(), String> {
+    for version in std::iter::once(&declared.version).chain(&declared.stable) {
+        let code_id = version.code_id(&declared.id).unwrap_or_default();
+        let uploaded = plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Upload { code_id: c, .. } if *c == code_id));
+        if uploaded && let Err(e) = pool.check(version.lang, version.source.clone()).await {
+            return Err(format!(
+                "{}/{} does not compile, nothing was written: {e}",
+                declared.id, version.file
             ));
         }
     }
@@ -238,6 +271,7 @@ async fn write(client: &Client, id: &str, step: &Step) -> Result<Option<String>,
             Some(json!({"code_id": code_id, "percentage": percentage})),
         ),
         Step::RemoveGray => (Method::DELETE, format!("{config}/gray"), None),
+        Step::Cancel { change_id, .. } => (Method::POST, format!("/api/v1/changes/{change_id}/cancel"), None),
         Step::Status { active } => {
             let status = if *active { "active" } else { "inactive" };
             (Method::PATCH, config, Some(json!({"status": status})))

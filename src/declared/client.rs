@@ -18,7 +18,7 @@ pub enum ClientError {
     #[error("{0}")]
     Transport(String),
     /// The server said no.
-    #[error("{status} {code}: {message}")]
+    #[error("{status}{}{code}: {message}", if code.is_empty() { "" } else { " " })]
     Refused {
         /// The HTTP status.
         status: u16,
@@ -101,6 +101,9 @@ pub struct RemoteChange {
     pub id: String,
     /// What it would do (`{"kind", ...}`).
     pub proposal: Value,
+    /// Who opened it.
+    #[serde(default)]
+    pub author: String,
 }
 
 /// Who the token is.
@@ -126,7 +129,12 @@ impl Client {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+            .map_err(|e| ClientError::Transport(chain(&e)))?;
+        if reqwest::Url::parse(server).is_err() {
+            return Err(ClientError::Transport(format!(
+                "the server `{server}` is not a URL (http://host:port)"
+            )));
+        }
         Ok(Self {
             http,
             base: server.trim_end_matches('/').to_owned(),
@@ -153,7 +161,7 @@ impl Client {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let transport = |e: reqwest::Error| ClientError::Transport(format!("{method} {path}: {e}"));
+        let transport = |e: reqwest::Error| ClientError::Transport(format!("{method} {path}: {}", chain(&e)));
         let response = request.send().await.map_err(transport)?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(transport)?;
@@ -194,7 +202,9 @@ impl Client {
 
     /// Every config the token may read.
     pub async fn configs(&self) -> Result<Vec<RemoteConfig>, ClientError> {
-        Ok(self.get("/api/v1/configs").await?.unwrap_or_default())
+        self.get("/api/v1/configs")
+            .await?
+            .ok_or_else(|| missing("/api/v1/configs"))
     }
 
     /// One config, if it exists.
@@ -222,6 +232,18 @@ impl Client {
             .await?
             .unwrap_or_default())
     }
+}
+
+/// An error with its causes ("connection refused" is a cause of "error
+/// sending request").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
 }
 
 fn missing(path: &str) -> ClientError {

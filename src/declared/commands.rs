@@ -1,14 +1,17 @@
 //! The directory commands as `vane` runs them: what each prints and its
-//! exit code. `test`: 0 passed, 1 a test failed, 2 malformed. `diff`: 0
-//! nothing to do, 2 changes, 1 an error. `apply`: 0 applied (or held for
-//! approval), 1 a config not applied, 2 malformed. `export`: 0 or 1.
+//! exit code. `test`: 0 passed, 1 a test failed or a version does not
+//! compile, 2 malformed (or its settings or JUnit file unusable). `diff`: 0
+//! nothing to do, 2 changes, 1 an error. `apply`: 0 applied (or waiting for
+//! approval), 1 a config not applied, 2 malformed. `export`: 0 every config
+//! written, 1 one was not, or the server could not be read.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use super::apply::{Outcome, apply as apply_plan, remotes_of};
+use super::client::Me;
 use super::client::{Client, ClientError};
-use super::plan::{ConfigPlan, plan, prune};
+use super::plan::{ConfigPlan, Step, plan, prune};
 use super::{DeclaredConfig, export as exporter, junit, load, offline};
 use crate::settings::Settings;
 
@@ -37,6 +40,7 @@ fn read(who: &str, dir: &Path) -> Result<Vec<DeclaredConfig>, ExitCode> {
 
 /// `vane test DIR`: every version compiled and its tests run offline.
 pub fn test(dir: &Path, junit_file: Option<&Path>, settings: Option<&Path>) -> ExitCode {
+    let started = std::time::Instant::now();
     let configs = match read("test", dir) {
         Ok(configs) => configs,
         Err(code) => return code,
@@ -50,7 +54,10 @@ pub fn test(dir: &Path, junit_file: Option<&Path>, settings: Option<&Path>) -> E
         }
     };
     let report = match runtime().block_on(offline::run(&configs, &sandbox)) {
-        Ok(report) => report,
+        Ok(report) => offline::Report {
+            elapsed: started.elapsed(),
+            ..report
+        },
         Err(e) => {
             eprintln!("vane test: {e}");
             return ExitCode::FAILURE;
@@ -61,7 +68,7 @@ pub fn test(dir: &Path, junit_file: Option<&Path>, settings: Option<&Path>) -> E
         let written = junit::render(&report).and_then(|xml| std::fs::write(path, xml).map_err(|e| e.to_string()));
         if let Err(e) = written {
             eprintln!("vane test: writing {}: {e}", path.display());
-            return ExitCode::FAILURE;
+            return ExitCode::from(2);
         }
     }
     match report.passed() {
@@ -71,16 +78,21 @@ pub fn test(dir: &Path, junit_file: Option<&Path>, settings: Option<&Path>) -> E
 }
 
 /// Every config's plan, in the directory's order, then pruned ones.
-async fn plans(client: &Client, configs: &[DeclaredConfig], pruning: bool) -> Result<Vec<ConfigPlan>, ClientError> {
+async fn plans(
+    client: &Client,
+    me: &Me,
+    configs: &[DeclaredConfig],
+    pruning: bool,
+) -> Result<Vec<ConfigPlan>, ClientError> {
     let mut plans = Vec::with_capacity(configs.len());
-    for (declared, remote) in configs.iter().zip(remotes_of(client, configs).await) {
+    for (declared, remote) in configs.iter().zip(remotes_of(client, &me.who, configs).await) {
         plans.push(plan(declared, &remote?));
     }
     if pruning {
         for config in client.configs().await? {
             if configs.iter().all(|c| c.id != config.id) {
                 let open = client.open_changes(&config.id).await?;
-                plans.push(prune(&config, &open));
+                plans.push(prune(&config, &me.who, &open));
             }
         }
     }
@@ -104,7 +116,11 @@ pub fn diff(dir: &Path, target: &Target, pruning: bool) -> ExitCode {
         Ok(client) => client,
         Err(code) => return code,
     };
-    match runtime().block_on(plans(&client, &configs, pruning)) {
+    let planned = runtime().block_on(async {
+        let me = client.me().await?;
+        plans(&client, &me, &configs, pruning).await
+    });
+    match planned {
         Ok(plans) => {
             for plan in &plans {
                 print!("{}", plan.render(true));
@@ -129,9 +145,21 @@ pub fn apply(dir: &Path, target: &Target, dry_run: bool, pruning: bool) -> ExitC
         Ok(both) => both,
         Err(code) => return code,
     };
+    if pruning && configs.is_empty() {
+        eprintln!(
+            "vane apply: {} holds no configs, so --prune would make every config on the server inactive; refused",
+            dir.display()
+        );
+        return ExitCode::from(2);
+    }
     runtime().block_on(async {
-        let planned = match plans(&client, &configs, pruning).await {
-            Ok(plans) => plans,
+        let read = async {
+            let me = client.me().await?;
+            let planned = plans(&client, &me, &configs, pruning).await?;
+            Ok::<_, ClientError>((me, planned))
+        };
+        let (me, planned) = match read.await {
+            Ok(both) => both,
             Err(e) => {
                 eprintln!("vane apply: reading {}: {e}; nothing was written", client.server());
                 return ExitCode::FAILURE;
@@ -144,21 +172,29 @@ pub fn apply(dir: &Path, target: &Target, dry_run: bool, pruning: bool) -> ExitC
             println!("dry run: nothing was written");
             return ExitCode::SUCCESS;
         }
-        let me = match client.me().await {
-            Ok(me) => me,
-            Err(e) => {
-                eprintln!("vane apply: {e}; nothing was written");
-                return ExitCode::FAILURE;
-            }
+        let uploads = planned
+            .iter()
+            .flat_map(|p| &p.steps)
+            .any(|s| matches!(s, Step::Upload { .. }));
+        let compiler = match uploads {
+            true => match offline::Pool::start(&Default::default()).await {
+                Ok(pool) => Some(pool),
+                Err(e) => {
+                    eprintln!("vane apply: {e}; nothing was written");
+                    return ExitCode::FAILURE;
+                }
+            },
+            false => None,
         };
-        let mut failed = 0;
-        let mut applied = 0;
+        let (mut failed, mut applied, mut waiting) = (0, 0, 0);
         for plan in &planned {
             let declared = configs.iter().find(|c| c.id == plan.id);
-            match apply_plan(&client, &me, declared, plan).await {
+            let pool = compiler.as_ref().map(offline::Pool::handle);
+            match apply_plan(&client, &me, pool, declared, plan).await {
                 Outcome::Unchanged => println!("= {}: unchanged", plan.id),
                 Outcome::Applied { done, held } => {
                     applied += usize::from(!done.is_empty());
+                    waiting += usize::from(!held.is_empty());
                     if !done.is_empty() {
                         println!("+ {}: applied: {}", plan.id, done.join("; "));
                     }
@@ -175,9 +211,12 @@ pub fn apply(dir: &Path, target: &Target, dry_run: bool, pruning: bool) -> ExitC
                 }
             }
         }
+        if let Some(pool) = compiler {
+            pool.stop();
+        }
+        let unchanged = planned.iter().filter(|p| p.is_empty() && p.waiting.is_empty()).count();
         println!(
-            "{applied} applied, {failed} not applied, {} unchanged, on {}",
-            planned.len() - applied - failed,
+            "{applied} applied, {waiting} waiting for approval, {failed} not applied, {unchanged} unchanged, on {}",
             client.server()
         );
         match failed {
@@ -193,7 +232,11 @@ pub fn export(dir: &Path, target: &Target) -> ExitCode {
         Ok(client) => client,
         Err(code) => return code,
     };
-    match runtime().block_on(exporter::export(&client, dir)) {
+    let written = runtime().block_on(async {
+        client.me().await?;
+        exporter::export(&client, dir).await
+    });
+    match written {
         Ok(written) => {
             let mut failed = 0;
             for (id, outcome) in written {

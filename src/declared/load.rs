@@ -98,15 +98,21 @@ fn yes() -> bool {
 /// (`.git`) and plain files (a README) are not configs.
 pub fn read(dir: &Path) -> Result<Vec<DeclaredConfig>, Malformed> {
     let entries = std::fs::read_dir(dir).map_err(|e| Malformed(vec![format!("{}: {e}", dir.display())]))?;
-    let mut folders: Vec<_> = entries
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-        .map(|e| e.path())
-        .collect();
+    let mut problems = Vec::new();
+    let mut folders = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let Ok(kind) = entry.file_type() else { continue };
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if kind.is_symlink() && entry.path().is_dir() {
+            // A link could take `--prune` and the sources anywhere.
+            let why = "is a link; a config's folder must be a folder in the directory";
+            problems.push(format!("{}: {why}", entry.path().display()));
+        } else if kind.is_dir() && !hidden {
+            folders.push(entry.path());
+        }
+    }
     folders.sort();
     let mut configs = Vec::new();
-    let mut problems = Vec::new();
     for folder in folders {
         match read_config(&folder) {
             Ok(config) => configs.push(config),
@@ -168,7 +174,10 @@ fn read_config(folder: &Path) -> Result<DeclaredConfig, Vec<String>> {
             Release::None
         }
         (ReleaseKind::Gray, None) => {
-            problems.push(format!("{place}: release = \"gray\" needs gray_percentage (0 to 100)"));
+            let line = file.release.as_ref().map_or(1, |r| line_at(&text, r.span().start));
+            problems.push(format!(
+                "{place}:{line}: release = \"gray\" needs gray_percentage (0 to 100)"
+            ));
             Release::None
         }
         (_, Some(p)) => {
@@ -186,6 +195,11 @@ fn read_config(folder: &Path) -> Result<DeclaredConfig, Vec<String>> {
     {
         problems.push(format!(
             "{place}:{line}: [stable] names the version served beside a gray one, so it needs release = \"gray\""
+        ));
+    }
+    if file.description.as_deref().is_some_and(|d| d.contains('\0')) {
+        problems.push(format!(
+            "{place}: description holds a NUL character, which the server refuses"
         ));
     }
     if let Some(n) = &file.approvals_required
@@ -244,40 +258,51 @@ impl Place<'_> {
             .params
             .map(|p| (line_at(self.text, p.span().start), p.into_inner()));
         let rules = file.rules.map(|r| (line_at(self.text, r.span().start), r.into_inner()));
+        for (key, found) in [("params", &params), ("rules", &rules)] {
+            if let Some((line, values)) = found
+                && let Some(why) = unfit("", &values.iter().collect::<Vec<_>>())
+            {
+                problems.push(format!("{}:{line}: {key}: {why}", self.file));
+            }
+        }
+        if source.as_deref().is_some_and(|s| s.contains('\0')) {
+            let why = "the source holds a NUL character, which the server refuses";
+            problems.push(format!("{}:{source_line}: {why}", self.file));
+        }
         let mut tests = Vec::with_capacity(file.tests.len());
+        let mut names = std::collections::HashSet::new();
         for test in file.tests {
             let line = line_at(self.text, test.span().start);
             let test = test.into_inner();
+            let shown = test.name.escape_debug().to_string();
             if !test.params.is_object() {
-                problems.push(format!(
-                    "{}:{line}: test `{}`: params must be a table",
-                    self.file, test.name
-                ));
+                problems.push(format!("{}:{line}: test `{shown}`: params must be a table", self.file));
+            }
+            if !names.insert(test.name.clone()) {
+                problems.push(format!("{}:{line}: two tests are named `{shown}`", self.file));
             }
             let expected = match (test.expected, test.expected_json) {
                 (Some(value), None) => value,
                 (None, Some(text)) => serde_json::from_str(&text).unwrap_or_else(|e| {
-                    problems.push(format!(
-                        "{}:{line}: test `{}`: expected_json: {e}",
-                        self.file, test.name
-                    ));
+                    problems.push(format!("{}:{line}: test `{shown}`: expected_json: {e}", self.file));
                     Value::Null
                 }),
                 _ => {
-                    let why = "needs one of expected or expected_json";
-                    problems.push(format!("{}:{line}: test `{}` {why}", self.file, test.name));
+                    let why = "needs exactly one of expected and expected_json";
+                    problems.push(format!("{}:{line}: test `{shown}` {why}", self.file));
                     Value::Null
                 }
             };
+            let meta = test.meta.to_json();
+            if let Some(why) = unfit(&test.name, &[&test.params, &expected, &meta]) {
+                problems.push(format!("{}:{line}: test `{shown}`: {why}", self.file));
+            }
             let test = DeclaredTest {
                 name: test.name,
                 meta: test.meta,
                 params: test.params,
                 expected,
             };
-            if tests.iter().any(|t: &DeclaredTest| t.name == test.name) {
-                problems.push(format!("{}:{line}: two tests are named `{}`", self.file, test.name));
-            }
             tests.push(test);
         }
         let version = DeclaredVersion {
@@ -300,6 +325,29 @@ impl Place<'_> {
     }
 }
 
+/// What the server would refuse in a name and values (a NUL anywhere), or
+/// what TOML holds that JSON has not (a date).
+fn unfit(name: &str, values: &[&Value]) -> Option<String> {
+    fn walk(value: &Value) -> Option<&'static str> {
+        match value {
+            Value::String(s) if s.contains('\0') => Some("holds a NUL character, which the server refuses"),
+            Value::Array(items) => items.iter().find_map(walk),
+            Value::Object(map) if map.contains_key("$__toml_private_datetime") => {
+                Some("holds a TOML date, which JSON has not; write it as a string")
+            }
+            Value::Object(map) => map.iter().find_map(|(k, v)| match k.contains('\0') {
+                true => Some("holds a NUL character, which the server refuses"),
+                false => walk(v),
+            }),
+            _ => None,
+        }
+    }
+    if name.contains('\0') {
+        return Some("its name holds a NUL character, which the server refuses".into());
+    }
+    values.iter().find_map(|v| walk(v)).map(str::to_owned)
+}
+
 /// Whether `name` is a relative path that stays inside the folder.
 fn plain_file(name: &str) -> bool {
     let path = Path::new(name);
@@ -307,8 +355,8 @@ fn plain_file(name: &str) -> bool {
 }
 
 /// Most a source may hold: far beyond any config, and short of what makes
-/// an upload's body too large for the server.
-const MOST_SOURCE_BYTES: u64 = 1 << 20;
+/// an upload's body too large for the server (`server.max_body_bytes`, 1 MiB).
+const MOST_SOURCE_BYTES: u64 = 512 << 10;
 
 /// The file `name` in `folder`, refused if a link takes it outside (a
 /// change under review could otherwise upload a file of the CI machine's).

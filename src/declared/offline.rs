@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{DeclaredConfig, DeclaredTest, DeclaredVersion};
-use crate::actors::evaluator::{EvaluatorPoolHandle, PoolShared, spawn_alone};
+use ractor::ActorRef;
+
+use crate::actors::evaluator::{EvaluatorPoolHandle, PoolMsg, PoolShared, spawn_alone};
 use crate::domain::model::TestCase;
 use crate::domain::{Meta, Version, params, rules};
 use crate::service::test_runs::{CaseResult, run_case};
@@ -60,7 +62,7 @@ impl Report {
                 let _ = writeln!(out, "FAIL {place}: does not compile: {e}");
             }
             for case in run.cases.iter().filter(|c| !c.passed) {
-                let _ = writeln!(out, "FAIL {place}: test `{}`", case.name);
+                let _ = writeln!(out, "FAIL {place}: test `{}`", case.name.escape_debug());
                 let _ = writeln!(out, "  expected: {}", case.expected);
                 match (&case.actual, &case.error) {
                     (Some(actual), _) => writeln!(out, "  actual:   {actual}"),
@@ -101,10 +103,8 @@ impl Report {
 /// in a pool made from `sandbox`.
 pub async fn run(configs: &[DeclaredConfig], sandbox: &Sandbox) -> Result<Report, String> {
     let started = Instant::now();
-    let shared = PoolShared::new(sandbox);
-    let (pool, actor) = spawn_alone(&shared)
-        .await
-        .map_err(|e| format!("starting sandbox workers: {e}"))?;
+    let started_pool = Pool::start(sandbox).await?;
+    let pool = started_pool.handle();
     let versions: Vec<_> = configs
         .iter()
         .flat_map(|c| {
@@ -116,15 +116,42 @@ pub async fn run(configs: &[DeclaredConfig], sandbox: &Sandbox) -> Result<Report
     // As many at once as the pool has workers: more would only queue.
     let at_once = sandbox.workers.max(1);
     let runs = futures_util::stream::iter(versions)
-        .map(|(id, version)| run_version(&pool, id, version))
+        .map(|(id, version)| run_version(pool, id, version))
         .buffered(at_once)
         .collect()
         .await;
-    actor.stop(None);
+    started_pool.stop();
     Ok(Report {
         runs,
         elapsed: started.elapsed(),
     })
+}
+
+/// Sandbox workers started for a command, with the server's engines and
+/// `[sandbox]` limits, stopped when the command is done.
+pub struct Pool {
+    handle: EvaluatorPoolHandle,
+    actor: ActorRef<PoolMsg>,
+}
+
+impl Pool {
+    /// Starts the pool.
+    pub async fn start(sandbox: &Sandbox) -> Result<Self, String> {
+        let (handle, actor) = spawn_alone(&PoolShared::new(sandbox))
+            .await
+            .map_err(|e| format!("starting sandbox workers: {e}"))?;
+        Ok(Self { handle, actor })
+    }
+
+    /// How jobs reach it.
+    pub fn handle(&self) -> &EvaluatorPoolHandle {
+        &self.handle
+    }
+
+    /// Stops it and its workers.
+    pub fn stop(self) {
+        self.actor.stop(None);
+    }
 }
 
 async fn run_version(pool: &EvaluatorPoolHandle, config_id: &str, declared: &DeclaredVersion) -> VersionRun {

@@ -23,6 +23,9 @@ pub struct Remote {
     pub tests: HashMap<String, Vec<RemoteTest>>,
     /// Its open change requests.
     pub open_changes: Vec<RemoteChange>,
+    /// Who is applying (`GET /api/v1/me`): their own superseded requests
+    /// are cancelled.
+    pub who: Option<String>,
 }
 
 /// One write.
@@ -89,6 +92,13 @@ pub enum Step {
         /// Active after.
         active: bool,
     },
+    /// Cancel one's own change request that the directory no longer wants.
+    Cancel {
+        /// The request.
+        change_id: String,
+        /// What it proposed (`release`, `gray`, ...).
+        what: String,
+    },
 }
 
 impl Step {
@@ -99,6 +109,8 @@ impl Step {
             Self::AddTest { .. } | Self::RemoveTest { .. } => Role::Editor,
             Self::Release { .. } | Self::Gray { .. } | Self::RemoveGray | Self::Status { .. } => Role::Publisher,
             Self::Approvals { .. } => Role::Admin,
+            // Its author may always cancel it.
+            Self::Cancel { .. } => Role::Viewer,
         }
     }
 
@@ -129,6 +141,7 @@ impl Step {
             Self::Gray { code_id, percentage } => format!("gray {code_id} at {percentage} %"),
             Self::RemoveGray => "remove the gray release".into(),
             Self::Status { active } => format!("status -> {}", status_word(*active)),
+            Self::Cancel { change_id, what } => format!("cancel change request {change_id} ({what}), superseded"),
         }
     }
 }
@@ -185,27 +198,16 @@ pub fn plan(declared: &DeclaredConfig, remote: &Remote) -> ConfigPlan {
     let config = remote.config.as_ref();
     let approvals_now = config.map_or(0, |c| c.approvals_required);
     let approvals = declared.approvals_required.filter(|n| *n != approvals_now);
-    match config {
-        None => steps.push(Step::Create {
+    if config.is_none() {
+        steps.push(Step::Create {
             description: declared.description.clone().unwrap_or_default(),
-        }),
-        Some(c) => {
-            if let Some(to) = declared.description.as_ref().filter(|d| **d != c.description) {
-                steps.push(Step::Describe { to: to.clone() });
-            }
-        }
-    }
-    // A stricter bar first, so it holds this apply's own release; a lower
-    // one last, so it does not let it through.
-    if let Some(to) = approvals.filter(|to| *to > approvals_now) {
-        steps.push(Step::Approvals {
-            from: approvals_now,
-            to,
         });
     }
+    // Uploads and tests first: they are what the server may still refuse
+    // (a compile error), and nothing clients or reviewers see has moved yet.
     let stable_now = config.and_then(|c| c.release.as_ref()).map(|p| p.code_id.clone());
     let gray_now = config.and_then(|c| c.gray.clone());
-    if let Some(stable) = &declared.stable {
+    let stable_code = declared.stable.as_ref().map(|stable| {
         let code_id = code_of(&declared.id, stable);
         version_steps(
             &declared.id,
@@ -215,16 +217,28 @@ pub fn plan(declared: &DeclaredConfig, remote: &Remote) -> ConfigPlan {
             remote,
             &mut steps,
         );
-        if stable_now.as_deref() != Some(code_id.as_str()) {
-            steps.push(Step::Release { code_id });
-        }
-    }
+        code_id
+    });
     let code_id = code_of(&declared.id, &declared.version);
     let replaces = match declared.release {
         Release::Gray(_) => gray_now.as_ref().map(|g| g.code_id.as_str()).or(stable_now.as_deref()),
         _ => stable_now.as_deref(),
     };
     version_steps(&declared.id, &declared.version, &code_id, replaces, remote, &mut steps);
+    if let Some(to) = config.and_then(|c| declared.description.as_ref().filter(|d| **d != c.description)) {
+        steps.push(Step::Describe { to: to.clone() });
+    }
+    // A stricter bar before the release, so it holds it; a lower one after,
+    // so it does not let it through.
+    if let Some(to) = approvals.filter(|to| *to > approvals_now) {
+        steps.push(Step::Approvals {
+            from: approvals_now,
+            to,
+        });
+    }
+    if let Some(code_id) = stable_code.filter(|c| stable_now.as_deref() != Some(c.as_str())) {
+        steps.push(Step::Release { code_id });
+    }
     match declared.release {
         Release::Stable => {
             if stable_now.as_deref() != Some(code_id.as_str()) {
@@ -256,18 +270,21 @@ pub fn plan(declared: &DeclaredConfig, remote: &Remote) -> ConfigPlan {
             to,
         });
     }
-    waiting_aside(
-        ConfigPlan {
-            id: declared.id.clone(),
-            steps,
-            waiting: Vec::new(),
-        },
-        &remote.open_changes,
-    )
+    let plan = ConfigPlan {
+        id: declared.id.clone(),
+        steps,
+        waiting: Vec::new(),
+    };
+    let bar = approvals_now.max(declared.approvals_required.unwrap_or(0));
+    let decided: &[&str] = match declared.release {
+        Release::None => &["status"],
+        _ => &["status", "release", "gray", "remove_gray"],
+    };
+    settle_requests(plan, remote, bar, decided)
 }
 
 /// `--prune`: a config the directory lacks is made inactive, never deleted.
-pub fn prune(config: &RemoteConfig, open: &[RemoteChange]) -> ConfigPlan {
+pub fn prune(config: &RemoteConfig, who: &str, open: &[RemoteChange]) -> ConfigPlan {
     let steps = match config.status == "active" {
         true => vec![Step::Status { active: false }],
         false => Vec::new(),
@@ -277,24 +294,36 @@ pub fn prune(config: &RemoteConfig, open: &[RemoteChange]) -> ConfigPlan {
         steps,
         waiting: Vec::new(),
     };
-    waiting_aside(plan, open)
+    let bar = config.approvals_required;
+    let remote = Remote {
+        open_changes: open.to_vec(),
+        who: Some(who.to_owned()),
+        ..Remote::default()
+    };
+    settle_requests(plan, &remote, bar, &["status"])
 }
 
-/// Steps a change request already proposes are waiting, not to be asked
-/// again: a second `apply` opens no second request.
-fn waiting_aside(mut plan: ConfigPlan, open: &[RemoteChange]) -> ConfigPlan {
+/// Open change requests against the plan. While approvals are required
+/// (`bar`), a step a request already proposes waits for it rather than
+/// being asked again. A request of the caller's own (`remote.who`) of a kind
+/// the directory decides (`decided`) that proposes what the directory no
+/// longer says is cancelled, so no one approves a superseded change.
+fn settle_requests(mut plan: ConfigPlan, remote: &Remote, bar: u32, decided: &[&str]) -> ConfigPlan {
+    let proposal_of = |c: &RemoteChange| {
+        let mut theirs = c.proposal.clone();
+        if let Some(map) = theirs.as_object_mut() {
+            map.remove("force");
+        }
+        theirs
+    };
+    let mut wanted = Vec::new();
     plan.steps.retain(|step| {
         let Some(proposal) = step.proposal() else {
             return true;
         };
-        let same = |c: &&RemoteChange| {
-            let mut theirs = c.proposal.clone();
-            if let Some(map) = theirs.as_object_mut() {
-                map.remove("force");
-            }
-            theirs == proposal
-        };
-        match open.iter().find(same) {
+        let open = remote.open_changes.iter().find(|c| proposal_of(c) == proposal);
+        wanted.push(proposal);
+        match open.filter(|_| bar > 0) {
             Some(change) => {
                 plan.waiting.push((step.describe(), change.id.clone()));
                 false
@@ -302,6 +331,20 @@ fn waiting_aside(mut plan: ConfigPlan, open: &[RemoteChange]) -> ConfigPlan {
             None => true,
         }
     });
+    for change in &remote.open_changes {
+        let proposal = proposal_of(change);
+        let kind = proposal["kind"].as_str().unwrap_or("");
+        let own = remote.who.as_deref() == Some(change.author.as_str());
+        if own && decided.contains(&kind) && !wanted.contains(&proposal) {
+            plan.steps.insert(
+                0,
+                Step::Cancel {
+                    change_id: change.id.clone(),
+                    what: kind.replace('_', " "),
+                },
+            );
+        }
+    }
     plan
 }
 
@@ -344,12 +387,19 @@ fn version_steps(
         });
     }
     let stored = remote.tests.get(code_id).map(Vec::as_slice).unwrap_or_default();
+    // By name first: a directory may hold thousands of tests.
+    let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, test) in stored.iter().enumerate() {
+        by_name.entry(test.name.as_str()).or_default().push(i);
+    }
     let mut kept = vec![false; stored.len()];
     for test in &version.tests {
-        let found = stored
-            .iter()
-            .enumerate()
-            .position(|(i, s)| !kept[i] && same_test(test, s));
+        let found = by_name.get(test.name.as_str()).and_then(|candidates| {
+            candidates
+                .iter()
+                .copied()
+                .find(|&i| !kept[i] && same_test(test, &stored[i]))
+        });
         match found {
             Some(i) => kept[i] = true,
             None => steps.push(Step::AddTest {

@@ -67,6 +67,7 @@ fn in_place(d: &DeclaredConfig) -> Remote {
         versions: HashMap::from([(code_id.clone(), Some(version))]),
         tests: HashMap::from([(code_id, vec![test])]),
         open_changes: vec![],
+        who: Some("token:ci".into()),
     }
 }
 
@@ -117,9 +118,11 @@ fn a_change_already_asked_for_waits_and_is_not_asked_again() {
     d.active = false;
     d.version.tests[0].name = "renamed".into();
     let mut remote = in_place(&declared());
+    remote.config.as_mut().unwrap().approvals_required = 1;
     remote.open_changes = vec![RemoteChange {
         id: "cr1".into(),
         proposal: json!({"kind": "status", "status": "inactive"}),
+        author: "token:someone".into(),
     }];
     let planned = plan(&d, &remote);
     assert!(
@@ -182,4 +185,40 @@ fn a_source_linked_outside_its_folder_is_refused() {
     let read = load::read(dir.path()).unwrap();
     assert_eq!(read[0].id, "app");
     assert_eq!(read[0].version.lang, Lang::Starlark);
+}
+
+#[test]
+fn ones_own_superseded_request_is_cancelled_and_others_are_left() {
+    let mut d = declared();
+    d.version.source = "return 2".into();
+    d.version.tests[0].expected = json!(2);
+    let mut remote = in_place(&declared());
+    remote.config.as_mut().unwrap().approvals_required = 1;
+    let old = |id: &str, author: &str| RemoteChange {
+        id: id.into(),
+        proposal: json!({"kind": "release", "code_id": "0123456789abcdef", "force": false}),
+        author: author.into(),
+    };
+    remote.open_changes = vec![old("mine", "token:ci"), old("theirs", "token:other")];
+    let steps = plan(&d, &remote).steps;
+    let cancelled: Vec<_> = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Cancel { change_id, .. } => Some(change_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cancelled, ["mine"], "{steps:?}");
+    assert!(steps.iter().any(|s| matches!(s, Step::Release { .. })), "{steps:?}");
+    // With no approvals required, an open request does not hold the step.
+    remote.config.as_mut().unwrap().approvals_required = 0;
+    d.version = declared().version;
+    d.active = false;
+    remote.open_changes = vec![RemoteChange {
+        id: "cr".into(),
+        proposal: json!({"kind": "status", "status": "inactive"}),
+        author: "token:ci".into(),
+    }];
+    let planned = plan(&d, &remote);
+    assert_eq!(planned.steps, [Step::Status { active: false }], "{planned:?}");
 }

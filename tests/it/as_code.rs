@@ -152,7 +152,10 @@ async fn a_directory_is_applied_once_and_promoted_unchanged(backend: Backend) {
 
     let (code, out) = vane(Some(&staging), BEARER, &["apply", dir_arg]).await;
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("2 applied, 0 not applied"), "{out}");
+    assert!(
+        out.contains("2 applied, 0 waiting for approval, 0 not applied"),
+        "{out}"
+    );
     assert_eq!(greeting(&staging, 101).await, json!("valid"));
     assert_eq!(greeting(&staging, 7).await, json!("invalid"));
     let (_, banner) = staging.admin(Method::GET, "/api/v1/configs/banner", None).await;
@@ -165,7 +168,10 @@ async fn a_directory_is_applied_once_and_promoted_unchanged(backend: Backend) {
     let before = footprint(&staging, &["greeting", "banner"]).await;
     let (code, out) = vane(Some(&staging), BEARER, &["apply", dir_arg]).await;
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("0 applied, 0 not applied, 2 unchanged"), "{out}");
+    assert!(
+        out.contains("0 applied, 0 waiting for approval, 0 not applied, 2 unchanged"),
+        "{out}"
+    );
     assert_eq!(footprint(&staging, &["greeting", "banner"]).await, before);
     let (code, out) = vane(Some(&staging), BEARER, &["diff", dir_arg]).await;
     assert_eq!(code, 0, "nothing to do: {out}");
@@ -269,6 +275,27 @@ async fn approvals_hold_what_apply_releases(backend: Backend) {
         .admin(Method::GET, "/api/v1/changes?config_id=greeting&state=open", None)
         .await;
     assert_eq!(open.as_array().unwrap().len(), 1, "{open}");
+    let first = open[0]["id"].as_str().unwrap().to_owned();
+
+    // The directory moves on before anyone approved: the superseded
+    // request is cancelled, so no one can release what it no longer says.
+    let edited = GREETING_SOURCE.replace("\"invalid\"", "\"old\"");
+    write(dir, "greeting/main.star", &edited);
+    write(
+        dir,
+        "greeting/config.toml",
+        &format!("approvals_required = 1\n{GREETING}").replace("expected = \"invalid\"", "expected = \"old\""),
+    );
+    let (code, out) = vane(Some(&app), BEARER, &["apply", dir_arg]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("cancel change request {first}")), "{out}");
+    assert!(out.contains("1 waiting for approval"), "{out}");
+    let (_, cancelled) = app.admin(Method::GET, &format!("/api/v1/changes/{first}"), None).await;
+    assert_eq!(cancelled["change_request"]["state"], "cancelled", "{cancelled}");
+    let (_, open) = app
+        .admin(Method::GET, "/api/v1/changes?config_id=greeting&state=open", None)
+        .await;
+    assert_eq!(open.as_array().unwrap().len(), 1, "{open}");
 
     // Another person approves; then the directory and the server agree.
     let reviewer = app.make_token("reviewer", "publisher", &["*"]).await;
@@ -277,7 +304,7 @@ async fn approvals_hold_what_apply_releases(backend: Backend) {
         .as_token(&reviewer, Method::POST, &format!("/api/v1/changes/{id}/approve"), None)
         .await;
     assert_eq!(status, StatusCode::OK, "{approved}");
-    assert_eq!(greeting(&app, 101).await, json!("valid"));
+    assert_eq!(greeting(&app, 7).await, json!("old"));
     let (code, out) = vane(Some(&app), BEARER, &["diff", dir_arg]).await;
     assert_eq!(code, 0, "{out}");
 
@@ -352,13 +379,40 @@ async fn malformed_directories_are_refused_by_file_and_line() {
     let (_, configs) = app.admin(Method::GET, "/api/v1/configs", None).await;
     assert_eq!(configs, json!([]), "nothing applied, not even the good config");
 
-    // A source that does not compile fails `vane test` with its reason.
+    // A source that does not compile fails `vane test` with its reason,
+    // and `apply` writes nothing for it, not even the config.
     let broken = tempfile::tempdir().unwrap();
     write(broken.path(), "bad/config.toml", "source = \"main.star\"\n");
     write(broken.path(), "bad/main.star", "return (\n");
     let (code, out) = vane(None, "", &["test", broken.path().to_str().unwrap()]).await;
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("FAIL bad/main.star: does not compile"), "{out}");
+    let (code, out) = vane(Some(&app), BEARER, &["apply", broken.path().to_str().unwrap()]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("bad/main.star does not compile, nothing was written"),
+        "{out}"
+    );
+    assert_eq!(
+        app.admin(Method::GET, "/api/v1/configs/bad", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // `--prune` with an empty directory would deactivate everything.
+    let empty = tempfile::tempdir().unwrap();
+    let (code, out) = vane(
+        Some(&app),
+        BEARER,
+        &["apply", empty.path().to_str().unwrap(), "--prune"],
+    )
+    .await;
+    assert_eq!(code, 2, "{out}");
+
+    // Something that is not a Vane server is an error, not an empty one.
+    let (code, out) = vane(None, BEARER, &["diff", dir_arg, "--server", "http://127.0.0.1:9"]).await;
+    assert_eq!(code, 1, "{out}");
+    let (code, out) = vane(None, BEARER, &["diff", "--no-such-flag", dir_arg]).await;
+    assert_eq!(code, 1, "a usage error is not `changes`: {out}");
 }
 
 /// `examples/configs-as-code`: every `run: vane ...` line of its workflow,
