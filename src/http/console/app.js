@@ -46,7 +46,13 @@ async function signInView() {
   field.focus();
 }
 
+// Each navigation renders into an element of its own, which the next one
+// replaces: a slow view still loading (the configs list after sign-in) then
+// fills a detached element, not the page the operator went on to.
+let navigation = 0;
+
 async function route() {
+  const mine = ++navigation;
   let who = signedIn();
   if (!who) {
     try {
@@ -77,12 +83,16 @@ async function route() {
   const role = roleOver(parts[0] === "configs" && parts[1] ? parts[1] : undefined);
   if (role) document.body.dataset.role = role;
   else delete document.body.dataset.role;
+  if (mine !== navigation) return;
+  const view = h("div", { class: "view" });
+  replace(main(), view);
   try {
-    if (parts[0] === "changes") await changesView(main());
-    else if (parts[0] === "configs" && parts[1] && parts[2] === "events") await eventsView(main(), parts[1]);
-    else if (parts[0] === "configs" && parts[1]) await configView(main(), parts[1]);
-    else await configsView(main());
+    if (parts[0] === "changes") await changesView(view);
+    else if (parts[0] === "configs" && parts[1] && parts[2] === "events") await eventsView(view, parts[1]);
+    else if (parts[0] === "configs" && parts[1]) await configView(view, parts[1]);
+    else await configsView(view);
   } catch (e) {
+    if (mine !== navigation) return;
     if (e instanceof ApiError && e.status === 401) {
       signOut();
       forget();
@@ -90,7 +100,7 @@ async function route() {
     }
     replace(main(), h("h1", { text: "Something went wrong" }), h("p", { class: "error", role: "alert", text: e.message }));
   }
-  main().focus();
+  if (mine === navigation) main().focus();
 }
 
 document.getElementById("sign-out").addEventListener("click", async () => {
