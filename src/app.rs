@@ -24,6 +24,7 @@ use crate::http::{self, AdminTokens, AppState, Authenticator, LiveAccess, Servic
 use crate::service::announce::Announcer;
 use crate::service::approvals::ApprovalsHandle;
 use crate::service::plans::PlansHandle;
+use crate::service::registry::RegistryHandle;
 use crate::service::releases::ReleasesHandle;
 use crate::service::reports::served::ServedRecord;
 use crate::service::reports::share::Share;
@@ -49,6 +50,8 @@ pub struct App {
     forwarder: JoinHandle<()>,
     /// The served record's sweep and sharing.
     upkeep: JoinHandle<()>,
+    /// The service registry's lease sweep and store reads.
+    registry_upkeep: JoinHandle<()>,
     shutdown_grace: Duration,
 }
 
@@ -119,6 +122,8 @@ pub async fn start_with_store(
     let timeout = settings.call_timeout();
     let cache = children.cache;
     let pool = EvaluatorPoolHandle::new(children.pool, pool_shared);
+    let registry = RegistryHandle::new(store.clone(), format!("{:016x}", rand::random::<u64>()));
+    let registry_upkeep = registry.spawn_upkeep();
     let push = PushHandle::new(
         children.push,
         cache.clone(),
@@ -126,7 +131,8 @@ pub async fn start_with_store(
         feed,
         &settings.push,
         timeout,
-    );
+    )
+    .with_services(Arc::new(registry.clone()));
     let bus = ChangeBusHandle::new(children.bus, timeout);
     let announcer = Announcer::new(shared.clone(), cache.clone(), push.clone(), bus.clone());
     let forwarder = announce_arrivals(arrived, announcer.clone());
@@ -151,6 +157,7 @@ pub async fn start_with_store(
     let approvals = ApprovalsHandle::new(store.clone(), releases.clone(), plans.clone());
     let state = AppState::new(Services {
         approvals,
+        registry,
         releases,
         push,
         bus,
@@ -229,6 +236,7 @@ pub async fn start_with_store(
         stop_server,
         forwarder,
         upkeep,
+        registry_upkeep,
         shutdown_grace: Duration::from_millis(settings.server.shutdown_grace_ms),
     })
 }
@@ -269,6 +277,7 @@ impl App {
         }
         self.forwarder.abort();
         self.upkeep.abort();
+        self.registry_upkeep.abort();
         self.supervisor.stop(None);
         let _ = tokio::time::timeout(Duration::from_secs(10), self.supervisor_done).await;
     }

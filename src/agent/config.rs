@@ -22,8 +22,11 @@ pub enum ResourceError {
     #[error("`server` must be an http:// or https:// URL")]
     Server,
     /// Nothing to fetch.
-    #[error("needs `config_id` or a `configs` table")]
+    #[error("needs `config_id`, a `configs` table, or a `token` to read services with")]
     NoConfig,
+    /// A resource that reads services only, with no name.
+    #[error("a resource with no `config_id` needs a `name`")]
+    NoName,
     /// `params` or `defaults` is not a table.
     #[error("`params` and `defaults` must be tables")]
     NotTables,
@@ -85,9 +88,12 @@ pub struct AgentConfig {
     /// A child the agent supervises (consul-template's exec mode).
     #[serde(default)]
     pub exec: Option<Exec>,
-    #[serde(rename = "resource")]
+    #[serde(rename = "resource", default)]
     /// The files to render.
     pub resources: Vec<Resource>,
+    /// Instances this agent registers in the service registry.
+    #[serde(rename = "register", default)]
+    pub registrations: Vec<super::register::Register>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -106,6 +112,10 @@ pub struct Resource {
     /// That config's client secret (the default for `configs` too).
     #[serde(default)]
     pub secret: String,
+    /// A token whose grant covers the registry services the template reads
+    /// with `service("name")` (role viewer); needed only for services.
+    #[serde(default)]
+    pub token: Option<String>,
     #[serde(default)]
     /// Who the agent is to Vane (platform, version, device id).
     pub meta: Meta,
@@ -263,6 +273,11 @@ impl AgentConfig {
                 resource.name
             );
         }
+        for (i, register) in config.registrations.iter().enumerate() {
+            if let Some(problem) = register.problem() {
+                anyhow::bail!("{}: register {} ({}): {problem}", path.display(), i + 1, register.service);
+            }
+        }
         if let Some(exec) = &mut config.exec {
             exec.prepare(&names)
                 .map_err(|e| anyhow::anyhow!("{}: [exec]: {e}", path.display()))?;
@@ -278,8 +293,11 @@ impl Resource {
             return Err(ResourceError::Server);
         }
         self.server = self.server.trim_end_matches('/').to_owned();
-        if self.config_id.is_empty() && self.configs.is_empty() {
+        if self.config_id.is_empty() && self.configs.is_empty() && self.token.is_none() {
             return Err(ResourceError::NoConfig);
+        }
+        if self.name.is_empty() {
+            return Err(ResourceError::NoName);
         }
         if !self.params.is_object() || !self.defaults.is_object() {
             return Err(ResourceError::NotTables);

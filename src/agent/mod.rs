@@ -9,8 +9,10 @@ mod errors;
 mod exec;
 mod files;
 mod owner;
+mod register;
 mod render;
 mod resource;
+mod services;
 mod text;
 
 use std::collections::HashMap;
@@ -87,6 +89,9 @@ pub async fn once(config: AgentConfig) -> bool {
 pub async fn dry_run(config: AgentConfig) -> bool {
     let counters = Arc::new(Counters::default());
     let mut ok = true;
+    for register in &config.registrations {
+        println!("{}", register.describe());
+    }
     for resource in config.resources {
         let header = format!(
             "# vane watch --dry-run: resource {} -> {}",
@@ -221,8 +226,35 @@ pub async fn run(path: PathBuf, config: AgentConfig, counters: Arc<Counters>) ->
     for resource in config.resources {
         running.start(resource);
     }
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap_or_default();
+    let registrations = config.registrations.clone();
+    let keepers: Vec<JoinHandle<()>> = registrations.iter().map(|r| tokio::spawn(r.clone().keep(http.clone()))).collect();
+    // Only an agent that registers listens for these: without it, the
+    // signals end the process as they always did.
+    let mut leaving = match registrations.is_empty() {
+        true => None,
+        false => Some((signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?)),
+    };
     loop {
         tokio::select! {
+            () = async {
+                match &mut leaving {
+                    Some((term, int)) => tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} },
+                    None => std::future::pending().await,
+                }
+            } => {
+                for keeper in &keepers {
+                    keeper.abort();
+                }
+                futures_util::future::join_all(registrations.iter().map(|r| r.leave(&http))).await;
+                leaving = None;
+                if running.supervisors() == 0 {
+                    return Ok(0);
+                }
+            }
             _ = hangup.recv() => match AgentConfig::load(&path) {
                 Ok(next) => {
                     if next.exec != exec || next.metrics_listen != metrics_listen {

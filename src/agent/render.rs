@@ -1,6 +1,9 @@
 //! Rendering fetched results through a resource's template. Pure apart from
 //! `env("NAME")`, which reads only the variables `watch.toml` lists.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
 use minijinja::syntax::SyntaxConfig;
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
 
@@ -31,6 +34,29 @@ pub struct Inputs<'a> {
     pub defaults: &'a serde_json::Value,
     /// The environment variables `env()` may read.
     pub allowed_env: &'a [String],
+    /// The registry's services as last read, for `service()` and `services()`.
+    pub services: &'a Services,
+}
+
+/// The registry as a render sees it: each service read so far (its live
+/// instances as the API lists them), and the services' names once asked for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Services {
+    /// Instances by service.
+    pub instances: BTreeMap<String, serde_json::Value>,
+    /// Every service's name, once a template called `services()`.
+    pub names: Option<Vec<String>>,
+}
+
+/// What a render asked of the registry: the services it read, and whether
+/// it listed them all. A service it read that `Services` lacked rendered as
+/// empty; the caller fetches it and renders again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Wanted {
+    /// Services `service()` read.
+    pub services: BTreeSet<String>,
+    /// Whether `services()` was called.
+    pub names: bool,
 }
 
 /// Fails on template syntax errors, so a bad template stops the agent at
@@ -45,7 +71,7 @@ pub fn check_template(name: &str, template: &str) -> Result<(), TemplateError> {
 /// Renders the template. Undefined names are errors, so a version missing a
 /// field never renders a half-empty file; the error names the template,
 /// the line and what was missing.
-pub fn render(inputs: &Inputs<'_>) -> Result<String, TemplateError> {
+pub fn render(inputs: &Inputs<'_>) -> Result<(String, Wanted), TemplateError> {
     let mut context: Vec<(String, Value)> = Vec::new();
     let mut top = |object: &serde_json::Value| {
         if let serde_json::Value::Object(map) = object {
@@ -60,10 +86,36 @@ pub fn render(inputs: &Inputs<'_>) -> Result<String, TemplateError> {
     for (name, result) in &inputs.named {
         context.push(((*name).to_owned(), to_value(result)));
     }
+    let wanted = Arc::new(Mutex::new(Wanted::default()));
+    let mut env = environment(inputs.allowed_env);
+    registry_functions(&mut env, inputs.services, &wanted);
     // Later pairs win: a result's key over a default of the same name.
-    environment(inputs.allowed_env)
+    let text = env
         .render_named_str(inputs.name, inputs.template, Value::from_pairs(context))
-        .map_err(|e| describe(&e, inputs.name, inputs.template))
+        .map_err(|e| describe(&e, inputs.name, inputs.template))?;
+    let wanted = wanted.lock().map(|w| w.clone()).unwrap_or_default();
+    Ok((text, wanted))
+}
+
+/// `service("api")`: the live instances (`instance_id`, `address`, `port`,
+/// `meta`, ...), sorted by id, or an empty list; `services()`: the names.
+fn registry_functions(env: &mut Environment<'static>, services: &Services, wanted: &Arc<Mutex<Wanted>>) {
+    let known = services.instances.clone();
+    let asked = wanted.clone();
+    env.add_function("service", move |name: &str| -> Value {
+        if let Ok(mut asked) = asked.lock() {
+            asked.services.insert(name.to_owned());
+        }
+        known.get(name).map_or_else(|| Value::from(Vec::<Value>::new()), to_value)
+    });
+    let names = services.names.clone().unwrap_or_default();
+    let asked = wanted.clone();
+    env.add_function("services", move || -> Value {
+        if let Ok(mut asked) = asked.lock() {
+            asked.names = true;
+        }
+        Value::from(names.iter().map(|n| Value::from(n.as_str())).collect::<Vec<_>>())
+    });
 }
 
 /// "template <name>, line <n>: <what>", naming the undefined expression.
@@ -130,6 +182,15 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    static NO_SERVICES: Services = Services {
+        instances: BTreeMap::new(),
+        names: None,
+    };
+
+    fn text(inputs: &Inputs<'_>) -> Result<String, TemplateError> {
+        render(inputs).map(|(text, _)| text)
+    }
+
     fn inputs<'a>(template: &'a str, own: &'a serde_json::Value) -> Inputs<'a> {
         Inputs {
             name: "upstreams.tmpl",
@@ -138,30 +199,58 @@ mod tests {
             named: Vec::new(),
             defaults: &serde_json::Value::Null,
             allowed_env: &[],
+            services: &NO_SERVICES,
         }
+    }
+
+    #[test]
+    fn services_render_their_instances_and_say_what_was_read() {
+        let template = "{% for i in service('api') %}server {{ i.address }}:{{ i.port }};\n{% else %}server 127.0.0.1:1 down;\n{% endfor %}";
+        let (empty, wanted) = render(&inputs(template, &serde_json::Value::Null)).unwrap();
+        assert_eq!(empty, "server 127.0.0.1:1 down;\n");
+        assert_eq!(wanted.services.iter().collect::<Vec<_>>(), ["api"]);
+        let services = Services {
+            instances: BTreeMap::from([(
+                "api".to_owned(),
+                json!([{"instance_id": "a", "address": "10.0.0.1", "port": 80}, {"instance_id": "b", "address": "10.0.0.2", "port": 81}]),
+            )]),
+            names: Some(vec!["api".into(), "web".into()]),
+        };
+        let with = Inputs {
+            services: &services,
+            ..inputs(template, &serde_json::Value::Null)
+        };
+        assert_eq!(text(&with).unwrap(), "server 10.0.0.1:80;\nserver 10.0.0.2:81;\n");
+        let names = Inputs {
+            services: &services,
+            ..inputs("{{ services() | join(',') }}", &serde_json::Value::Null)
+        };
+        let (listed, wanted) = render(&names).unwrap();
+        assert_eq!(listed, "api,web");
+        assert!(wanted.names);
     }
 
     #[test]
     fn renders_the_result_as_context() {
         let template = "upstream app {\n{% for s in servers %}  server {{ s }};\n{% endfor %}}\n";
         let servers = json!({"servers": ["10.0.0.1:80", "10.0.0.2:80"]});
-        let out = render(&inputs(template, &servers)).unwrap();
+        let out = text(&inputs(template, &servers)).unwrap();
         assert_eq!(out, "upstream app {\n  server 10.0.0.1:80;\n  server 10.0.0.2:80;\n}\n");
-        assert_eq!(render(&inputs("{{ result }}", &json!(5))).unwrap(), "5");
+        assert_eq!(text(&inputs("{{ result }}", &json!(5))).unwrap(), "5");
     }
 
     #[test]
     fn errors_name_the_template_the_line_and_what_is_missing() {
-        let err = render(&inputs("ok\n{{ servers }}", &json!({})))
+        let err = text(&inputs("ok\n{{ servers }}", &json!({})))
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("template upstreams.tmpl, line 2:"), "{err}");
         assert!(err.contains("`servers`"), "{err}");
-        let err = render(&inputs("{% for s in sevrers %}{{ s }}{% endfor %}", &json!({})))
+        let err = text(&inputs("{% for s in sevrers %}{{ s }}{% endfor %}", &json!({})))
             .unwrap_err()
             .to_string();
         assert!(err.contains("sevrers") && err.contains("line 1"), "{err}");
-        assert!(render(&inputs("{{ port + 1 }}", &json!({"port": "x"}))).is_err());
+        assert!(text(&inputs("{{ port + 1 }}", &json!({"port": "x"}))).is_err());
         let err = check_template("t.tmpl", "a\n{% for %}").unwrap_err().to_string();
         assert!(err.contains("template t.tmpl, line 2"), "{err}");
     }
@@ -171,7 +260,7 @@ mod tests {
         let own = json!({"servers": ["a:1"], "port": 8080});
         let flags = json!({"beta": true});
         let defaults = json!({"port": 80, "region": "eu"});
-        let rendered = render(&Inputs {
+        let rendered = text(&Inputs {
             named: vec![("flags", &flags)],
             defaults: &defaults,
             ..inputs(
@@ -198,12 +287,12 @@ mod tests {
             allowed_env: &allowed,
             ..inputs(template, &serde_json::Value::Null)
         };
-        assert_eq!(render(&with("{{ env('VANE_RENDER_TEST_REGION') }}")).unwrap(), "eu-1");
+        assert_eq!(text(&with("{{ env('VANE_RENDER_TEST_REGION') }}")).unwrap(), "eu-1");
         assert_eq!(
-            render(&with("{{ env('VANE_RENDER_TEST_UNSET') | default('x') }}")).unwrap(),
+            text(&with("{{ env('VANE_RENDER_TEST_UNSET') | default('x') }}")).unwrap(),
             "x"
         );
-        let err = render(&with("{{ env('VANE_RENDER_TEST_SECRET') }}"))
+        let err = text(&with("{{ env('VANE_RENDER_TEST_SECRET') }}"))
             .unwrap_err()
             .to_string();
         assert!(err.contains("not allowed") && !err.contains("hidden"), "{err}");

@@ -24,6 +24,7 @@ use super::errors::{FetchError, PassError, SubscribeError, WatchError};
 use super::exec::Rendered;
 use super::files::{Applied, ApplyError, Target};
 use super::render::{Inputs, render};
+use super::services::{Followed, fetch_names, fetch_service};
 use super::text::{chain, truncate_at_char};
 use crate::domain::health::{MAX_MESSAGE_BYTES, ReportKind};
 
@@ -58,6 +59,8 @@ pub struct Watcher {
     /// When to try a failed pass again, and the wait after that.
     retry: Option<(Instant, Duration)>,
     rendered: Vec<mpsc::UnboundedSender<Rendered>>,
+    /// The registry services the template reads, as last heard.
+    followed: std::sync::Mutex<Followed>,
 }
 
 impl Watcher {
@@ -80,6 +83,7 @@ impl Watcher {
             reported: HashSet::new(),
             retry: None,
             rendered: Vec::new(),
+            followed: Default::default(),
         }
     }
 
@@ -146,8 +150,11 @@ impl Watcher {
                 return ended;
             }
         };
-        let mut render_at: Option<Instant> = None;
+        // With no config to be told of, the first render is now: it learns
+        // which services the template reads.
+        let mut render_at = self.resource.fetches().is_empty().then(Instant::now);
         let mut waiting: HashSet<String> = self.resource.fetches().iter().map(|f| f.config_id.to_owned()).collect();
+        let mut following = self.followed().read.clone();
         loop {
             let due = [render_at, self.retry.map(|(at, _)| at)].into_iter().flatten().min();
             let frame = tokio::select! {
@@ -155,6 +162,15 @@ impl Watcher {
                 () = sleep_until(due) => {
                     render_at = None;
                     self.pass_and_report().await;
+                    // A render may read services it did not before.
+                    let followed = self.followed().clone();
+                    for service in followed.read.difference(&following) {
+                        if let Err(e) = socket.send(followed.subscribe(service)).await {
+                            ended.reason = chain(&e);
+                            return ended;
+                        }
+                    }
+                    following = followed.read;
                     continue;
                 }
             };
@@ -178,8 +194,14 @@ impl Watcher {
                         Some("update") => {
                             render_at.get_or_insert(Instant::now() + self.resource.debounce());
                         }
+                        Some("service") => {
+                            if self.followed().take(&message) {
+                                render_at.get_or_insert(Instant::now() + self.resource.debounce());
+                            }
+                        }
                         Some("error") => {
-                            let config_id = message["config_id"].as_str().unwrap_or_default().to_owned();
+                            let config_id = message["config_id"].as_str().or(message["service"].as_str());
+                            let config_id = config_id.unwrap_or_default().to_owned();
                             let text = message["message"].as_str().unwrap_or("no reason given").to_owned();
                             ended.refused = Some((config_id, text));
                         }
@@ -203,12 +225,23 @@ impl Watcher {
         tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
         SubscribeError,
     > {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let url = format!("{}/api/v1/subscribe", self.resource.server.replacen("http", "ws", 1));
-        let (mut socket, _) = connect_async(&url).await?;
+        let mut request = url.into_client_request()?;
+        if let Some(token) = &self.resource.token
+            && let Ok(value) = format!("Bearer {token}").parse()
+        {
+            request.headers_mut().insert("authorization", value);
+        }
+        let (mut socket, _) = connect_async(request).await?;
         for fetch in self.resource.fetches() {
             let subscribe = json!({"type": "subscribe", "config_id": fetch.config_id,
                                    "secret": fetch.secret, "revision": self.applied.get(fetch.config_id)});
             socket.send(Message::text(subscribe.to_string())).await?;
+        }
+        let followed = self.followed().clone();
+        for service in &followed.read {
+            socket.send(followed.subscribe(service)).await?;
         }
         tracing::info!(resource = self.resource.name, revisions = ?self.applied, "subscribing");
         Ok(socket)
@@ -294,7 +327,9 @@ impl Watcher {
         self.render().await.map(|(content, _)| content)
     }
 
-    /// Fetches every config and renders the file's content.
+    /// Fetches every config and renders the file's content. A render that
+    /// reads a registry service not yet heard of renders it as empty; the
+    /// service is then read and the render done again.
     async fn render(&self) -> Result<(String, Vec<(String, FetchedResult)>), PassError> {
         let mut fetched = Vec::new();
         for fetch in self.resource.fetches() {
@@ -304,29 +339,55 @@ impl Watcher {
                 .map_err(|e| PassError::Transient(e.to_string()))?;
             fetched.push((fetch.name.map(str::to_owned), fetch.config_id.to_owned(), evaluated));
         }
-        let own = fetched.iter().find(|(name, ..)| name.is_none());
-        let named = fetched
-            .iter()
-            .filter_map(|(name, _, e)| Some((name.as_deref()?, &e.result)))
-            .collect();
         let template_name = self.resource.template_name();
-        let inputs = Inputs {
-            name: &template_name,
-            template: self.resource.template.as_deref().unwrap_or_default(),
-            own: own.map(|(_, _, e)| &e.result),
-            named,
-            defaults: &self.resource.defaults,
-            allowed_env: &self.resource.allowed_env,
-        };
-        // The template is the operator's: a name it uses that the output
-        // lacks, or an unknown filter, is not evidence against the version.
-        let content = render(&inputs).map_err(|error| PassError::Version {
-            code_id: blamed(&fetched),
-            message: error.to_string(),
-            report: Some(ReportKind::Render),
-        })?;
-        let revisions = fetched.into_iter().map(|(_, id, e)| (id, e)).collect();
-        Ok((content, revisions))
+        let transient = |e: super::errors::FetchError| PassError::Transient(e.to_string());
+        let (server, token) = (&self.resource.server, self.resource.token.as_deref());
+        for _ in 0..4 {
+            let mut followed = self.followed().clone();
+            let inputs = Inputs {
+                name: &template_name,
+                template: self.resource.template.as_deref().unwrap_or_default(),
+                own: fetched.iter().find(|(name, ..)| name.is_none()).map(|(_, _, e)| &e.result),
+                named: fetched
+                    .iter()
+                    .filter_map(|(name, _, e)| Some((name.as_deref()?, &e.result)))
+                    .collect(),
+                defaults: &self.resource.defaults,
+                allowed_env: &self.resource.allowed_env,
+                services: &followed.data,
+            };
+            // The template is the operator's: a name it uses that the output
+            // lacks, or an unknown filter, is not evidence against the version.
+            let (content, wanted) = render(&inputs).map_err(|error| PassError::Version {
+                code_id: blamed(&fetched),
+                message: error.to_string(),
+                report: Some(ReportKind::Render),
+            })?;
+            let unheard: Vec<String> = wanted
+                .services
+                .iter()
+                .filter(|s| !followed.data.instances.contains_key(*s))
+                .cloned()
+                .collect();
+            let names = wanted.names && followed.data.names.is_none();
+            if unheard.is_empty() && !names {
+                self.followed().read = wanted.services;
+                let revisions = fetched.into_iter().map(|(_, id, e)| (id, e)).collect();
+                return Ok((content, revisions));
+            }
+            for service in unheard {
+                fetch_service(&self.http, server, token, &service, &mut followed).await.map_err(transient)?;
+            }
+            if names {
+                fetch_names(&self.http, server, token, &mut followed).await.map_err(transient)?;
+            }
+            *self.followed() = followed;
+        }
+        Err(PassError::Transient("the template reads services whose names keep changing".into()))
+    }
+
+    fn followed(&self) -> std::sync::MutexGuard<'_, Followed> {
+        self.followed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Fetch, render, put in place.
@@ -445,7 +506,8 @@ async fn sleep_until(due: Option<Instant>) {
     }
 }
 
-fn hostname() -> String {
+/// This machine's name, for default ids.
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .ok()

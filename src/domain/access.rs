@@ -11,6 +11,9 @@ pub enum Role {
     /// Reads configs, versions, tests, events, reports and plans; never a
     /// config's secret.
     Viewer,
+    /// And registers and deregisters instances of the services its grant
+    /// covers (an agent's role).
+    Registrar,
     /// And creates configs, uploads versions, edits tests, uses the playground.
     Editor,
     /// And releases, grays, rolls back, runs plans, changes status and marks.
@@ -21,12 +24,13 @@ pub enum Role {
 
 impl Role {
     /// Every role, lowest first.
-    pub const ALL: [Role; 4] = [Role::Viewer, Role::Editor, Role::Publisher, Role::Admin];
+    pub const ALL: [Role; 5] = [Role::Viewer, Role::Registrar, Role::Editor, Role::Publisher, Role::Admin];
 
     /// The role's name, as the API writes it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Viewer => "viewer",
+            Self::Registrar => "registrar",
             Self::Editor => "editor",
             Self::Publisher => "publisher",
             Self::Admin => "admin",

@@ -10,6 +10,7 @@ pub mod meta;
 pub mod model;
 pub mod ofrep;
 pub mod params;
+pub mod registry;
 pub mod resolve;
 pub mod rollout;
 pub mod rules;

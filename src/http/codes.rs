@@ -67,6 +67,9 @@ error_codes! {
     InvalidParamsSchema,
     /// 400: a path segment that is not UTF-8, such as `%FF`.
     InvalidPath,
+    /// 400: a service registration's field breaks its rule (the message
+    /// names it: service, instance_id, address, port, ttl_s, meta, body).
+    InvalidRegistration,
     /// 422: a rollout plan's request does not hold together.
     InvalidPlan,
     /// 400: a query that does not parse, or a value out of its range.

@@ -23,6 +23,7 @@ mod reports;
 mod roles;
 mod rollout;
 mod schema;
+mod services;
 mod sso;
 mod tokens;
 
@@ -108,6 +109,8 @@ pub struct Services {
     pub plans: PlansHandle,
     /// Change requests (four eyes).
     pub approvals: ApprovalsHandle,
+    /// The service registry: instances and their leases.
+    pub registry: crate::service::registry::RegistryHandle,
     /// The rollout Scheduler, for its liveness.
     pub scheduler: Slot<SchedulerMsg>,
     /// Whose forwarding headers are believed (`server.trusted_proxies`).
@@ -150,6 +153,7 @@ pub fn routers(state: AppState, max_body_bytes: usize, separate: bool) -> Router
         .merge(ops::routes())
         .merge(tokens::routes())
         .merge(changes::routes())
+        .merge(services::routes())
         .route_layer(require_admin());
     let mut public = Router::new().merge(admin);
     let mut tokenless = None;

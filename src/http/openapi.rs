@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, cases, changes, fetch, observe, ofrep, ops, push, reports, roles, rollout, tokens};
+use super::{admin, cases, changes, fetch, observe, ofrep, ops, push, reports, roles, rollout, services, tokens};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,6 +26,7 @@ use super::{admin, cases, changes, fetch, observe, ofrep, ops, push, reports, ro
         ofrep::single, ofrep::bulk,
         tokens::create, tokens::list, tokens::remove, tokens::me, tokens::end_sessions,
         changes::list, changes::details, changes::approve, changes::reject, changes::cancel,
+        services::register, services::deregister, services::list, services::show,
     ),
     modifiers(&BearerAuth, &ClosedStrategies, &Roles)
 )]
@@ -84,6 +85,7 @@ impl Modify for Roles {
                 roles::Scope::Config => "the config in the path",
                 roles::Scope::Some => "the configs it touches",
                 roles::Scope::All => "every config (`*`)",
+                roles::Scope::Service => "the service in the path",
             };
             let said = format!("Needs the `{}` role over {over}.", need.role);
             operation.description = Some(match operation.description.take() {

@@ -4,7 +4,8 @@
 use axum::Json;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use serde::Serialize;
 
@@ -51,7 +52,7 @@ pub async fn compat_push(
     let permit = admit(&app, address)?;
     let push = app.push.clone();
     Ok(sized(ws).on_upgrade(move |socket| async move {
-        push.connect(socket, permit, Protocol::Compat, Some(initial)).await;
+        push.connect(socket, permit, Protocol::Compat, Some(initial), None).await;
     }))
 }
 
@@ -86,12 +87,19 @@ const RETRY_AFTER_SPREAD_S: u64 = 10;
 pub async fn subscribe(
     State(app): State<AppState>,
     ClientAddress(address): ClientAddress,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
+    // A token is needed only to follow registry services; one that is sent
+    // must be valid, so a wrong one is told at once rather than at subscribe.
+    let reader = match headers.contains_key(AUTHORIZATION) {
+        true => Some(app.auth.identify(&Method::GET, &headers).await?.caller),
+        false => None,
+    };
     let permit = admit(&app, address)?;
     let push = app.push.clone();
     Ok(sized(ws).on_upgrade(move |socket| async move {
-        push.connect(socket, permit, Protocol::Native, None).await;
+        push.connect(socket, permit, Protocol::Native, None, reader).await;
     }))
 }
 

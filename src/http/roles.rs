@@ -24,6 +24,9 @@ pub enum Scope {
     Some,
     /// Every config (`*`): the route is about the whole service.
     All,
+    /// The registry service named in the path (`{service}`); grants cover
+    /// service names with the same patterns as config ids.
+    Service,
 }
 
 /// One route's need.
@@ -48,12 +51,16 @@ const fn need(method: &'static str, path: &'static str, role: Role, scope: Scope
     }
 }
 
-use Role::{Admin, Editor, Publisher, Viewer};
-use Scope::{All, Config, Some as Narrowed};
+use Role::{Admin, Editor, Publisher, Registrar, Viewer};
+use Scope::{All, Config, Service, Some as Narrowed};
 
 /// Every route behind a token, and what it needs.
 pub const NEEDS: &[Need] = &[
     need("GET", "/api/v1/me", Viewer, Narrowed),
+    need("GET", "/api/v1/services", Viewer, Narrowed),
+    need("GET", "/api/v1/services/{service}", Viewer, Service),
+    need("PUT", "/api/v1/services/{service}/instances/{instance_id}", Registrar, Service),
+    need("DELETE", "/api/v1/services/{service}/instances/{instance_id}", Registrar, Service),
     need("POST", "/api/v1/configs", Editor, Narrowed),
     need("GET", "/api/v1/configs", Viewer, Narrowed),
     need("GET", "/api/v1/configs/{config_id}", Viewer, Config),
@@ -207,6 +214,15 @@ pub async fn guard(
                     .find(|(key, _)| *key == "config_id")
                     .map(|(_, value)| value);
                 require(&caller, need.role, id.unwrap_or_default())?;
+            }
+        }
+        Scope::Service => {
+            if let Ok(params) = &params {
+                let name = params.iter().find(|(key, _)| *key == "service").map(|(_, value)| value);
+                let name = name.unwrap_or_default();
+                if !caller.may(need.role, name) {
+                    return Err(refuse(need.role, &format!("service `{name}`")));
+                }
             }
         }
         Scope::Some if !caller.may_somewhere(need.role) => return Err(refuse(need.role, "some config")),

@@ -13,6 +13,7 @@ mod mysql;
 mod people;
 mod plans;
 mod postgres;
+mod registry;
 mod revisions;
 mod rows;
 mod sessions;
@@ -35,6 +36,7 @@ use crate::domain::{Config, Lang, Meta, Version};
 pub use changes::{Applying, Changes, Decided, Decision, NewChange};
 pub use people::{NewToken, People};
 pub use plans::{ACTOR as ROLLOUT_ACTOR, Advanced, NewPlan};
+pub use registry::{Registry, StoredInstance};
 pub use sessions::Sessions;
 pub use sql::same_content;
 
@@ -302,7 +304,7 @@ pub struct ReportCount {
 /// Every write that clients must see bumps the config's revision and
 /// appends a release event in the same transaction.
 #[async_trait]
-pub trait Store: People + Changes + Sessions + Send + Sync + 'static {
+pub trait Store: People + Changes + Sessions + Registry + Send + Sync + 'static {
     /// Succeeds when the store answers a trivial query.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Creates a config at revision 1 with a `created` event by `actor`.

@@ -53,6 +53,7 @@ mod rollout;
 mod rollout_cluster;
 mod rollout_store;
 mod sandbox;
+mod services;
 mod sso;
 mod store;
 mod teams;

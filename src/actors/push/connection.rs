@@ -22,10 +22,12 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::follow::{self, ServiceFeed};
 use super::messages::{self, ConnectionMsg, PushMsg};
 use super::outbox::Outbox;
 use super::sockets::SocketPermit;
 use crate::actors::config_cache::ConfigCacheHandle;
+use crate::domain::access::{Caller, Role};
 use crate::domain::change::ChangeNotice;
 use crate::domain::model::{SecretStanding, now_millis};
 use crate::settings::Push;
@@ -68,9 +70,18 @@ pub struct ConnectionArgs {
     pub settings: Arc<Push>,
     /// How long calls to other actors may take.
     pub call_timeout: Duration,
+    /// Where registry services are followed.
+    pub services: Option<Arc<dyn ServiceFeed>>,
+    /// Who opened the socket with a token, if anyone: the grant that
+    /// following a service needs (config secrets grant nothing there).
+    pub reader: Option<Caller>,
 }
 
 pub struct ConnectionState {
+    services: Option<Arc<dyn ServiceFeed>>,
+    reader: Option<Caller>,
+    /// Followed registry services, each with its forwarding task.
+    follows: HashMap<String, JoinHandle<()>>,
     protocol: Protocol,
     registry: ActorRef<PushMsg>,
     cache: ConfigCacheHandle,
@@ -93,13 +104,21 @@ pub struct ConnectionState {
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum ClientMessage {
+    /// A config (with its secret) or a registry service.
     Subscribe {
-        config_id: String,
-        secret: String,
+        #[serde(default)]
+        config_id: Option<String>,
+        #[serde(default)]
+        secret: Option<String>,
+        #[serde(default)]
+        service: Option<String>,
         revision: Option<i64>,
     },
     Unsubscribe {
-        config_id: String,
+        #[serde(default)]
+        config_id: Option<String>,
+        #[serde(default)]
+        service: Option<String>,
     },
 }
 
@@ -124,6 +143,9 @@ impl Actor for Connection {
             tokio::spawn(write_loop(sink, batches, myself.clone(), args.settings.write_timeout())),
         ];
         let mut state = ConnectionState {
+            services: args.services,
+            reader: args.reader,
+            follows: HashMap::new(),
             protocol: args.protocol,
             registry: args.registry,
             cache: args.cache,
@@ -152,6 +174,9 @@ impl Actor for Connection {
 
     async fn post_stop(&self, _: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         state.tasks[0].abort();
+        for task in state.follows.values() {
+            task.abort();
+        }
         // The writer ends once its channel closes, sending a close frame if
         // the socket still takes one.
         Ok(())
@@ -219,8 +244,15 @@ impl Actor for Connection {
                     return Ok(());
                 }
             }
+            ConnectionMsg::Service(members) => {
+                if state.follows.contains_key(&members.service) {
+                    let mut body = serde_json::to_value(&*members).unwrap_or_default();
+                    body["type"] = json!("service");
+                    state.reply(body);
+                }
+            }
             ConnectionMsg::SubscribeDue => {
-                if state.subscriptions.is_empty() {
+                if state.subscriptions.is_empty() && state.follows.is_empty() {
                     crate::metrics::dropped_push_client("no_subscription");
                     state.close(POLICY_VIOLATION, "no subscription in time").await;
                     myself.stop(Some("followed nothing in time".into()));
@@ -326,11 +358,38 @@ impl ConnectionState {
     async fn client_message(&mut self, myself: &ActorRef<ConnectionMsg>, text: &str) -> Result<(), ActorProcessingErr> {
         match serde_json::from_str::<ClientMessage>(text) {
             Ok(ClientMessage::Subscribe {
-                config_id,
-                secret,
+                service: Some(service),
                 revision,
+                ..
+            }) => {
+                self.follow(myself, service, revision);
+                Ok(())
+            }
+            Ok(ClientMessage::Subscribe {
+                config_id: Some(config_id),
+                secret: Some(secret),
+                revision,
+                ..
             }) => self.subscribe(myself, config_id, &secret, revision).await,
-            Ok(ClientMessage::Unsubscribe { config_id }) => {
+            Ok(ClientMessage::Subscribe { .. }) => {
+                let why = "a subscribe names a `service`, or a `config_id` with its `secret`";
+                self.reply(json!({"type": "error", "message": why}));
+                Ok(())
+            }
+            Ok(ClientMessage::Unsubscribe {
+                service: Some(service),
+                ..
+            }) => {
+                if let Some(task) = self.follows.remove(&service) {
+                    task.abort();
+                }
+                Ok(())
+            }
+            Ok(ClientMessage::Unsubscribe { config_id: None, .. }) => Ok(()),
+            Ok(ClientMessage::Unsubscribe {
+                config_id: Some(config_id),
+                ..
+            }) => {
                 self.subscriptions.remove(&config_id);
                 self.secrets.remove(&config_id);
                 self.outbox.forget(&config_id);
@@ -388,6 +447,35 @@ impl ConnectionState {
             });
         }
         Ok(())
+    }
+
+    /// Follows a registry service, if the socket's token may read it.
+    fn follow(&mut self, myself: &ActorRef<ConnectionMsg>, service: String, revision: Option<i64>) {
+        let refuse = |message: String| json!({"type": "error", "service": service, "message": message});
+        let refused = match (&self.services, &self.reader) {
+            (None, _) => Some("this node has no service registry".to_owned()),
+            (_, None) => Some("following a service needs a token: open the socket with Authorization: Bearer".into()),
+            (_, Some(reader)) if !reader.may(Role::Viewer, &service) => {
+                Some(format!("this needs the `viewer` role over service `{service}`"))
+            }
+            _ if !self.follows.contains_key(&service)
+                && self.subscriptions.len() + self.follows.len() >= self.settings.max_subscriptions =>
+            {
+                Some(format!("a socket may follow at most {} configs and services", self.settings.max_subscriptions))
+            }
+            _ => None,
+        };
+        if let Some(message) = refused {
+            self.reply(refuse(message));
+            return;
+        }
+        let Some(feed) = &self.services else { return };
+        let members = feed.follow(&service);
+        let current = members.borrow().revision;
+        if let Some(old) = self.follows.insert(service.clone(), follow::forward(members, revision, myself.clone())) {
+            old.abort();
+        }
+        self.reply(json!({"type": "subscribed", "service": service, "revision": current}));
     }
 
     fn reply(&mut self, body: serde_json::Value) {

@@ -83,4 +83,6 @@ pub enum ConnectionMsg {
     /// The grace of the secret this config was followed with may have
     /// ended: close (1008) if it has.
     SecretDue(String),
+    /// A followed registry service's members moved (or, first, are these).
+    Service(std::sync::Arc<crate::domain::registry::Membership>),
 }

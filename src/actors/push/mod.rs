@@ -8,6 +8,7 @@
 
 mod connection;
 mod feed;
+mod follow;
 mod messages;
 mod outbox;
 mod registry;
@@ -29,6 +30,7 @@ use crate::store::Store;
 use crate::sync::RwLocked;
 pub use connection::{Connection, ConnectionArgs, Protocol};
 pub use feed::{Listener, NoticeFeed};
+pub use follow::{COALESCE, ServiceFeed};
 pub use messages::{ConnectionMsg, PushMsg, PushStats};
 pub use outbox::Outbox;
 pub use registry::PushRegistry;
@@ -48,6 +50,7 @@ pub struct PushHandle {
     sockets: Arc<Sockets>,
     feed: NoticeFeed,
     timeout: Duration,
+    services: Option<Arc<dyn ServiceFeed>>,
 }
 
 impl PushHandle {
@@ -68,7 +71,14 @@ impl PushHandle {
             sockets: Arc::default(),
             feed,
             timeout,
+            services: None,
         }
+    }
+
+    /// Lets native sockets follow registry services from `feed`.
+    pub fn with_services(mut self, feed: Arc<dyn ServiceFeed>) -> Self {
+        self.services = Some(feed);
+        self
     }
 
     /// Every notice the registry fans out from now on, and word of closing.
@@ -111,6 +121,7 @@ impl PushHandle {
         permit: SocketPermit,
         protocol: Protocol,
         initial: Option<(String, String)>,
+        reader: Option<crate::domain::access::Caller>,
     ) {
         let registry = self.registry.get();
         let args = ConnectionArgs {
@@ -123,6 +134,8 @@ impl PushHandle {
             store: self.store.clone(),
             settings: self.settings.reading().clone(),
             call_timeout: self.timeout,
+            services: self.services.clone(),
+            reader,
         };
         if let Err(e) = Actor::spawn_linked(None, Connection, args, registry.get_cell()).await {
             tracing::warn!(error = %e, "could not start a push connection");

@@ -17,7 +17,8 @@ use vane::store::{
     Advanced, Breaking, Change, ImportedVersion, NewConfig, NewPlan, NewReport, NewTestCase, NewVersion, ReportCount,
     ReportOutcome, Revision, Store, StoreError,
 };
-use vane::store::{Changes, Decided, Decision, NewChange, NewToken, People, Sessions};
+use vane::domain::registry::Instance;
+use vane::store::{Changes, Decided, Decision, NewChange, NewToken, People, Registry, Sessions, StoredInstance};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -130,6 +131,34 @@ impl Changes for FaultyStore {
     async fn decide_change(&self, id: &str, decision: Decision, who: &str) -> Result<Decided, StoreError> {
         self.gate().await?;
         self.inner.decide_change(id, decision, who).await
+    }
+}
+
+#[async_trait]
+impl Registry for FaultyStore {
+    async fn put_instance(&self, service: &str, instance: &Instance, node: &str) -> Result<(), StoreError> {
+        self.gate().await?;
+        self.inner.put_instance(service, instance, node).await
+    }
+    async fn remove_instance(&self, service: &str, instance_id: &str, node: Option<&str>) -> Result<bool, StoreError> {
+        self.gate().await?;
+        self.inner.remove_instance(service, instance_id, node).await
+    }
+    async fn registry_revision(&self) -> Result<i64, StoreError> {
+        self.gate().await?;
+        self.inner.registry_revision().await
+    }
+    async fn node_alive(&self, node: &str, until: i64, forget_before: i64) -> Result<(), StoreError> {
+        self.gate().await?;
+        self.inner.node_alive(node, until, forget_before).await
+    }
+    async fn alive_nodes(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        self.gate().await?;
+        self.inner.alive_nodes(now).await
+    }
+    async fn live_instances(&self, now: i64) -> Result<Vec<StoredInstance>, StoreError> {
+        self.gate().await?;
+        self.inner.live_instances(now).await
     }
 }
 

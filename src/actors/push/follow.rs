@@ -1,0 +1,46 @@
+//! Following registry services on the native socket: what a Connection
+//! needs of the registry (`ServiceFeed`, which the service layer's registry
+//! implements), and the task that hands a service's membership to the
+//! Connection, at most one message per `COALESCE` however many moves.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::ActorRef;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::messages::ConnectionMsg;
+use crate::domain::registry::Membership;
+
+/// Moves within this window after the first are one message: a burst of
+/// registrations is a few renders downstream, never one per instance.
+pub const COALESCE: Duration = Duration::from_millis(100);
+
+/// Where a Connection follows services.
+pub trait ServiceFeed: Send + Sync {
+    /// The service's membership now, marked changed on every move.
+    fn follow(&self, service: &str) -> watch::Receiver<Arc<Membership>>;
+}
+
+/// Forwards `service`'s membership to `conn`: at once unless the client
+/// already has `revision`, then on every move, coalesced.
+pub fn forward(
+    mut members: watch::Receiver<Arc<Membership>>,
+    revision: Option<i64>,
+    conn: ActorRef<ConnectionMsg>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let now = members.borrow_and_update().clone();
+        if revision != Some(now.revision) && conn.cast(ConnectionMsg::Service(now)).is_err() {
+            return;
+        }
+        while members.changed().await.is_ok() {
+            tokio::time::sleep(COALESCE).await;
+            let now = members.borrow_and_update().clone();
+            if conn.cast(ConnectionMsg::Service(now)).is_err() {
+                return;
+            }
+        }
+    })
+}

@@ -1,0 +1,95 @@
+//! What a resource follows of the service registry: the services its
+//! template read at its last render, each one's instances and revision as
+//! last heard, and the calls that read them (`GET /api/v1/services/...`,
+//! with the resource's token) when a render asks for one not yet heard of.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::errors::FetchError;
+use super::render::Services;
+
+/// The registry as one resource knows it.
+#[derive(Debug, Clone, Default)]
+pub struct Followed {
+    /// What the template sees.
+    pub data: Services,
+    /// Each service's revision as last heard.
+    pub revisions: BTreeMap<String, i64>,
+    /// The services the last render read.
+    pub read: BTreeSet<String>,
+}
+
+impl Followed {
+    /// Takes a `{"type":"service"}` message; whether the members moved.
+    pub fn take(&mut self, message: &Value) -> bool {
+        let Some(service) = message["service"].as_str() else {
+            return false;
+        };
+        let revision = message["revision"].as_i64().unwrap_or_default();
+        let moved = self.revisions.get(service) != Some(&revision);
+        self.revisions.insert(service.to_owned(), revision);
+        self.data.instances.insert(service.to_owned(), message["instances"].clone());
+        moved
+    }
+
+    /// The subscribe message for `service`, with the revision in hand.
+    pub fn subscribe(&self, service: &str) -> Message {
+        let revision = self.revisions.get(service);
+        Message::text(json!({"type": "subscribe", "service": service, "revision": revision}).to_string())
+    }
+}
+
+/// One GET with the resource's token; the JSON answered.
+async fn get(http: &reqwest::Client, url: String, token: Option<&str>, what: &str) -> Result<Value, FetchError> {
+    let mut request = http.get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let failed = |error| FetchError::Http {
+        config_id: what.to_owned(),
+        error,
+    };
+    let response = request.send().await.map_err(failed)?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(FetchError::Refused {
+            config_id: what.to_owned(),
+            status,
+            text: response.text().await.unwrap_or_default(),
+        });
+    }
+    response.json().await.map_err(failed)
+}
+
+/// Reads `service` into `followed`.
+pub async fn fetch_service(
+    http: &reqwest::Client,
+    server: &str,
+    token: Option<&str>,
+    service: &str,
+    followed: &mut Followed,
+) -> Result<(), FetchError> {
+    let url = format!("{server}/api/v1/services/{service}");
+    let members = get(http, url, token, &format!("service {service}")).await?;
+    followed.take(&members);
+    Ok(())
+}
+
+/// Reads every service's name into `followed`.
+pub async fn fetch_names(
+    http: &reqwest::Client,
+    server: &str,
+    token: Option<&str>,
+    followed: &mut Followed,
+) -> Result<(), FetchError> {
+    let listed = get(http, format!("{server}/api/v1/services"), token, "the services").await?;
+    let names = listed
+        .as_array()
+        .map(|all| all.iter().filter_map(|s| s["service"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    followed.data.names = Some(names);
+    Ok(())
+}

@@ -1,0 +1,230 @@
+//! The service registry's words: a *service* is a name instances register
+//! under; an *instance* is one address and port of it, with string meta; its
+//! *lease* ends `ttl_s` after the last registration unless renewed. A
+//! service's *membership* is its live instances and a revision that moves
+//! whenever they do. Pure: where leases live is the service layer's.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::model::validate_new_config_id;
+
+/// Most meta keys an instance may carry.
+pub const MOST_META_KEYS: usize = 64;
+/// Longest meta key or value, in bytes.
+pub const MOST_META_BYTES: usize = 1024;
+/// Longest address, in bytes (a DNS name is at most 253).
+pub const MOST_ADDRESS_BYTES: usize = 255;
+/// Longest lease.
+pub const MOST_TTL_S: u32 = 3600;
+
+/// Why a registration is refused; each names its field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// The service name is not a plain name.
+    #[error("service: {0}")]
+    Service(String),
+    /// The instance id is not a plain name.
+    #[error("instance_id: {0}")]
+    InstanceId(String),
+    /// Empty, too long, or holds spaces or control characters.
+    #[error("address: must be 1 to {MOST_ADDRESS_BYTES} bytes of a host name or IP address, no spaces or control characters")]
+    Address,
+    /// Outside 1..=65535.
+    #[error("port: must be 1 to 65535, not {0}")]
+    Port(i64),
+    /// Outside 1..=3600.
+    #[error("ttl_s: must be 1 to {MOST_TTL_S} seconds, not {0}")]
+    Ttl(i64),
+    /// Too many keys, or a key or value too long.
+    #[error("meta: {0}")]
+    Meta(String),
+}
+
+/// A registration as the route takes it: numbers wide, so 0 and 70000 are
+/// refused by name rather than by a parser.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationBody {
+    /// A host name or IP address clients reach the instance at.
+    pub address: String,
+    /// 1 to 65535.
+    pub port: i64,
+    /// Strings for templates (`zone`, `weight`, ...).
+    #[serde(default)]
+    pub meta: BTreeMap<String, String>,
+    /// Seconds the lease lasts without renewal, 1 to 3600.
+    pub ttl_s: i64,
+}
+
+/// A checked registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    /// Where the instance is.
+    pub address: String,
+    /// Its port.
+    pub port: u16,
+    /// Its meta.
+    pub meta: BTreeMap<String, String>,
+    /// Its lease.
+    pub ttl_s: u32,
+}
+
+/// A service name, checked as a config id is (they appear in URLs and in
+/// the same grants).
+pub fn check_service(name: &str) -> Result<(), RegistryError> {
+    validate_new_config_id(name).map_err(|e| RegistryError::Service(e.to_string().replace("config id", "name")))
+}
+
+/// An instance id, checked as a config id is.
+pub fn check_instance_id(id: &str) -> Result<(), RegistryError> {
+    validate_new_config_id(id).map_err(|e| RegistryError::InstanceId(e.to_string().replace("config id", "id")))
+}
+
+impl RegistrationBody {
+    /// The registration, or the first field that is wrong.
+    pub fn check(self) -> Result<Registration, RegistryError> {
+        let plain = |s: &str| !s.is_empty() && s.len() <= MOST_ADDRESS_BYTES && !s.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !plain(&self.address) {
+            return Err(RegistryError::Address);
+        }
+        let port = u16::try_from(self.port).ok().filter(|p| *p > 0).ok_or(RegistryError::Port(self.port))?;
+        let ttl_s = u32::try_from(self.ttl_s)
+            .ok()
+            .filter(|t| (1..=MOST_TTL_S).contains(t))
+            .ok_or(RegistryError::Ttl(self.ttl_s))?;
+        if self.meta.len() > MOST_META_KEYS {
+            let n = self.meta.len();
+            return Err(RegistryError::Meta(format!("{n} keys, over the {MOST_META_KEYS} an instance may carry")));
+        }
+        for (key, value) in &self.meta {
+            if key.is_empty() || key.len() > MOST_META_BYTES || value.len() > MOST_META_BYTES {
+                return Err(RegistryError::Meta(format!(
+                    "keys must be 1 to {MOST_META_BYTES} bytes and values at most {MOST_META_BYTES}"
+                )));
+            }
+            if key.contains('\0') || value.contains('\0') {
+                return Err(RegistryError::Meta("NUL characters are refused".into()));
+            }
+        }
+        Ok(Registration {
+            address: self.address,
+            port,
+            meta: self.meta,
+            ttl_s,
+        })
+    }
+}
+
+/// One live instance, as lists and pushes show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Instance {
+    /// Its id within the service.
+    pub instance_id: String,
+    /// Where it is.
+    pub address: String,
+    /// Its port.
+    pub port: u16,
+    /// Its meta.
+    pub meta: BTreeMap<String, String>,
+    /// When it first registered with this content, unix ms.
+    pub registered_at: i64,
+    /// When its lease ends unless renewed, unix ms, as the node that holds
+    /// the lease last said (another node shows the end it was told of).
+    pub expires_at: i64,
+}
+
+/// A service's live instances, sorted by id, and its revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Membership {
+    /// The service.
+    pub service: String,
+    /// Moves whenever an instance comes, goes or changes address, port or
+    /// meta; a renewal leaves it. The same on every node for the same
+    /// members (it is derived from them), so a client that resumes on
+    /// another node with its revision is told nothing if nothing moved.
+    pub revision: i64,
+    /// The live instances, by id.
+    pub instances: Vec<Instance>,
+}
+
+impl Membership {
+    /// The membership of `instances` (sorted here).
+    pub fn of(service: &str, mut instances: Vec<Instance>) -> Self {
+        instances.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+        Self {
+            service: service.to_owned(),
+            revision: revision_of(service, &instances),
+            instances,
+        }
+    }
+}
+
+/// A revision from what members are, not when they renewed: the first 63
+/// bits of a SHA-256 over ids, addresses, ports and meta; 0 for none.
+fn revision_of(service: &str, instances: &[Instance]) -> i64 {
+    use sha2::{Digest, Sha256};
+    if instances.is_empty() {
+        return 0;
+    }
+    let mut hash = Sha256::new();
+    hash.update(service.as_bytes());
+    for i in instances {
+        let meta = serde_json::to_string(&i.meta).unwrap_or_default();
+        for part in [i.instance_id.as_str(), i.address.as_str(), &i.port.to_string(), &meta] {
+            hash.update(part.as_bytes());
+            hash.update([0]);
+        }
+    }
+    let bytes: [u8; 8] = hash.finalize()[..8].try_into().unwrap_or_default();
+    (u64::from_be_bytes(bytes) >> 1) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(port: i64, ttl_s: i64) -> RegistrationBody {
+        RegistrationBody {
+            address: "10.0.0.1".into(),
+            port,
+            meta: BTreeMap::new(),
+            ttl_s,
+        }
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        assert_eq!(body(0, 10).check(), Err(RegistryError::Port(0)));
+        assert_eq!(body(70000, 10).check(), Err(RegistryError::Port(70000)));
+        assert_eq!(body(80, 0).check(), Err(RegistryError::Ttl(0)));
+        assert_eq!(body(80, 3601).check(), Err(RegistryError::Ttl(3601)));
+        let mut b = body(80, 10);
+        b.address = " ".into();
+        assert_eq!(b.check(), Err(RegistryError::Address));
+        let mut b = body(80, 10);
+        b.meta = (0..10_000).map(|i| (i.to_string(), String::new())).collect();
+        assert!(b.check().unwrap_err().to_string().starts_with("meta: 10000 keys"));
+        assert!(body(65535, 3600).check().is_ok());
+        assert!(check_service("api").is_ok() && check_service("a b").is_err() && check_service("..").is_err());
+    }
+
+    #[test]
+    fn the_revision_moves_with_members_not_with_renewals() {
+        let one = |expires_at| Instance {
+            instance_id: "a".into(),
+            address: "10.0.0.1".into(),
+            port: 80,
+            meta: BTreeMap::new(),
+            registered_at: 1,
+            expires_at,
+        };
+        let first = Membership::of("api", vec![one(100)]);
+        assert_eq!(first.revision, Membership::of("api", vec![one(200)]).revision);
+        let mut moved = one(100);
+        moved.port = 81;
+        assert_ne!(first.revision, Membership::of("api", vec![moved]).revision);
+        assert_eq!(Membership::of("api", vec![]).revision, 0);
+    }
+}
