@@ -275,7 +275,12 @@ impl AgentConfig {
         }
         for (i, register) in config.registrations.iter().enumerate() {
             if let Some(problem) = register.problem() {
-                anyhow::bail!("{}: register {} ({}): {problem}", path.display(), i + 1, register.service);
+                anyhow::bail!(
+                    "{}: register {} ({}): {problem}",
+                    path.display(),
+                    i + 1,
+                    register.service
+                );
             }
         }
         if let Some(exec) = &mut config.exec {

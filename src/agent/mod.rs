@@ -231,7 +231,10 @@ pub async fn run(path: PathBuf, config: AgentConfig, counters: Arc<Counters>) ->
         .build()
         .unwrap_or_default();
     let registrations = config.registrations.clone();
-    let keepers: Vec<JoinHandle<()>> = registrations.iter().map(|r| tokio::spawn(r.clone().keep(http.clone()))).collect();
+    let keepers: Vec<JoinHandle<()>> = registrations
+        .iter()
+        .map(|r| tokio::spawn(r.clone().keep(http.clone())))
+        .collect();
     // Only an agent that registers listens for these: without it, the
     // signals end the process as they always did.
     let mut leaving = match registrations.is_empty() {

@@ -84,7 +84,12 @@ impl Register {
     }
 
     fn url(&self) -> String {
-        format!("{}/api/v1/services/{}/instances/{}", self.server.trim_end_matches('/'), self.service, self.id())
+        format!(
+            "{}/api/v1/services/{}/instances/{}",
+            self.server.trim_end_matches('/'),
+            self.service,
+            self.id()
+        )
     }
 
     /// What `--dry-run` says.
@@ -109,7 +114,10 @@ impl Register {
     async fn healthy(&self, http: &reqwest::Client) -> bool {
         let limit = Duration::from_secs(self.interval_s);
         if let Some(command) = &self.check {
-            let run = tokio::process::Command::new("sh").args(["-c", command]).kill_on_drop(true).status();
+            let run = tokio::process::Command::new("sh")
+                .args(["-c", command])
+                .kill_on_drop(true)
+                .status();
             return matches!(tokio::time::timeout(limit, run).await, Ok(Ok(status)) if status.success());
         }
         if let Some(url) = &self.http_check {

@@ -106,7 +106,9 @@ fn registry_functions(env: &mut Environment<'static>, services: &Services, wante
         if let Ok(mut asked) = asked.lock() {
             asked.services.insert(name.to_owned());
         }
-        known.get(name).map_or_else(|| Value::from(Vec::<Value>::new()), to_value)
+        known
+            .get(name)
+            .map_or_else(|| Value::from(Vec::<Value>::new()), to_value)
     });
     let names = services.names.clone().unwrap_or_default();
     let asked = wanted.clone();
@@ -241,9 +243,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_template_the_line_and_what_is_missing() {
-        let err = text(&inputs("ok\n{{ servers }}", &json!({})))
-            .unwrap_err()
-            .to_string();
+        let err = text(&inputs("ok\n{{ servers }}", &json!({}))).unwrap_err().to_string();
         assert!(err.starts_with("template upstreams.tmpl, line 2:"), "{err}");
         assert!(err.contains("`servers`"), "{err}");
         let err = text(&inputs("{% for s in sevrers %}{{ s }}{% endfor %}", &json!({})))

@@ -194,10 +194,8 @@ impl Watcher {
                         Some("update") => {
                             render_at.get_or_insert(Instant::now() + self.resource.debounce());
                         }
-                        Some("service") => {
-                            if self.followed().take(&message) {
-                                render_at.get_or_insert(Instant::now() + self.resource.debounce());
-                            }
+                        Some("service") if self.followed().take(&message) => {
+                            render_at.get_or_insert(Instant::now() + self.resource.debounce());
                         }
                         Some("error") => {
                             let config_id = message["config_id"].as_str().or(message["service"].as_str());
@@ -347,7 +345,10 @@ impl Watcher {
             let inputs = Inputs {
                 name: &template_name,
                 template: self.resource.template.as_deref().unwrap_or_default(),
-                own: fetched.iter().find(|(name, ..)| name.is_none()).map(|(_, _, e)| &e.result),
+                own: fetched
+                    .iter()
+                    .find(|(name, ..)| name.is_none())
+                    .map(|(_, _, e)| &e.result),
                 named: fetched
                     .iter()
                     .filter_map(|(name, _, e)| Some((name.as_deref()?, &e.result)))
@@ -376,14 +377,20 @@ impl Watcher {
                 return Ok((content, revisions));
             }
             for service in unheard {
-                fetch_service(&self.http, server, token, &service, &mut followed).await.map_err(transient)?;
+                fetch_service(&self.http, server, token, &service, &mut followed)
+                    .await
+                    .map_err(transient)?;
             }
             if names {
-                fetch_names(&self.http, server, token, &mut followed).await.map_err(transient)?;
+                fetch_names(&self.http, server, token, &mut followed)
+                    .await
+                    .map_err(transient)?;
             }
             *self.followed() = followed;
         }
-        Err(PassError::Transient("the template reads services whose names keep changing".into()))
+        Err(PassError::Transient(
+            "the template reads services whose names keep changing".into(),
+        ))
     }
 
     fn followed(&self) -> std::sync::MutexGuard<'_, Followed> {

@@ -31,7 +31,9 @@ impl Followed {
         let revision = message["revision"].as_i64().unwrap_or_default();
         let moved = self.revisions.get(service) != Some(&revision);
         self.revisions.insert(service.to_owned(), revision);
-        self.data.instances.insert(service.to_owned(), message["instances"].clone());
+        self.data
+            .instances
+            .insert(service.to_owned(), message["instances"].clone());
         moved
     }
 
@@ -88,7 +90,11 @@ pub async fn fetch_names(
     let listed = get(http, format!("{server}/api/v1/services"), token, "the services").await?;
     let names = listed
         .as_array()
-        .map(|all| all.iter().filter_map(|s| s["service"].as_str().map(str::to_owned)).collect())
+        .map(|all| {
+            all.iter()
+                .filter_map(|s| s["service"].as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     followed.data.names = Some(names);
     Ok(())

@@ -24,7 +24,13 @@ pub enum Role {
 
 impl Role {
     /// Every role, lowest first.
-    pub const ALL: [Role; 5] = [Role::Viewer, Role::Registrar, Role::Editor, Role::Publisher, Role::Admin];
+    pub const ALL: [Role; 5] = [
+        Role::Viewer,
+        Role::Registrar,
+        Role::Editor,
+        Role::Publisher,
+        Role::Admin,
+    ];
 
     /// The role's name, as the API writes it.
     pub fn as_str(self) -> &'static str {

@@ -29,7 +29,9 @@ pub enum RegistryError {
     #[error("instance_id: {0}")]
     InstanceId(String),
     /// Empty, too long, or holds spaces or control characters.
-    #[error("address: must be 1 to {MOST_ADDRESS_BYTES} bytes of a host name or IP address, no spaces or control characters")]
+    #[error(
+        "address: must be 1 to {MOST_ADDRESS_BYTES} bytes of a host name or IP address, no spaces or control characters"
+    )]
     Address,
     /// Outside 1..=65535.
     #[error("port: must be 1 to 65535, not {0}")]
@@ -85,18 +87,25 @@ pub fn check_instance_id(id: &str) -> Result<(), RegistryError> {
 impl RegistrationBody {
     /// The registration, or the first field that is wrong.
     pub fn check(self) -> Result<Registration, RegistryError> {
-        let plain = |s: &str| !s.is_empty() && s.len() <= MOST_ADDRESS_BYTES && !s.chars().any(|c| c.is_whitespace() || c.is_control());
+        let plain = |s: &str| {
+            !s.is_empty() && s.len() <= MOST_ADDRESS_BYTES && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+        };
         if !plain(&self.address) {
             return Err(RegistryError::Address);
         }
-        let port = u16::try_from(self.port).ok().filter(|p| *p > 0).ok_or(RegistryError::Port(self.port))?;
+        let port = u16::try_from(self.port)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or(RegistryError::Port(self.port))?;
         let ttl_s = u32::try_from(self.ttl_s)
             .ok()
             .filter(|t| (1..=MOST_TTL_S).contains(t))
             .ok_or(RegistryError::Ttl(self.ttl_s))?;
         if self.meta.len() > MOST_META_KEYS {
             let n = self.meta.len();
-            return Err(RegistryError::Meta(format!("{n} keys, over the {MOST_META_KEYS} an instance may carry")));
+            return Err(RegistryError::Meta(format!(
+                "{n} keys, over the {MOST_META_KEYS} an instance may carry"
+            )));
         }
         for (key, value) in &self.meta {
             if key.is_empty() || key.len() > MOST_META_BYTES || value.len() > MOST_META_BYTES {

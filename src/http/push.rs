@@ -52,7 +52,8 @@ pub async fn compat_push(
     let permit = admit(&app, address)?;
     let push = app.push.clone();
     Ok(sized(ws).on_upgrade(move |socket| async move {
-        push.connect(socket, permit, Protocol::Compat, Some(initial), None).await;
+        push.connect(socket, permit, Protocol::Compat, Some(initial), None)
+            .await;
     }))
 }
 

@@ -63,7 +63,10 @@ async fn register(
     check_instance_id(&instance_id)?;
     let bytes = read_bytes(request).await?;
     if bytes.len() > MOST_BODY_BYTES {
-        let message = format!("body: {} bytes, over the {MOST_BODY_BYTES} a registration may hold", bytes.len());
+        let message = format!(
+            "body: {} bytes, over the {MOST_BODY_BYTES} a registration may hold",
+            bytes.len()
+        );
         return Err(ApiError::bad_request(ErrorCode::InvalidRegistration, message));
     }
     let body: RegistrationBody = serde_json::from_slice(&bytes)
@@ -93,7 +96,9 @@ async fn deregister(
     check_instance_id(&instance_id)?;
     match app.registry.deregister(&service, &instance_id).await? {
         true => Ok(StatusCode::NO_CONTENT),
-        false => Err(ApiError::NotFound(format!("no instance `{instance_id}` of service `{service}`"))),
+        false => Err(ApiError::NotFound(format!(
+            "no instance `{instance_id}` of service `{service}`"
+        ))),
     }
 }
 

@@ -48,7 +48,11 @@ struct State {
 
 impl State {
     fn membership(&self, service: &str) -> Membership {
-        let instances = self.view.get(service).map(|m| m.values().cloned().collect()).unwrap_or_default();
+        let instances = self
+            .view
+            .get(service)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
         Membership::of(service, instances)
     }
 
@@ -101,7 +105,12 @@ impl RegistryHandle {
 
     /// Registers or renews an instance. A renewal of what this node already
     /// holds touches memory only; anything else is written to the store.
-    pub async fn register(&self, service: &str, id: &str, registration: Registration) -> Result<Registered, StoreError> {
+    pub async fn register(
+        &self,
+        service: &str,
+        id: &str,
+        registration: Registration,
+    ) -> Result<Registered, StoreError> {
         let now = now_millis();
         let expires_at = now + i64::from(registration.ttl_s) * 1000;
         let key = (service.to_owned(), id.to_owned());
@@ -120,7 +129,9 @@ impl RegistryHandle {
             // Content unchanged but held elsewhere: it keeps its first time.
             let shown = state.view.get(service).and_then(|m| m.get(id));
             shown
-                .filter(|s| s.address == registration.address && s.port == registration.port && s.meta == registration.meta)
+                .filter(|s| {
+                    s.address == registration.address && s.port == registration.port && s.meta == registration.meta
+                })
                 .map_or(now, |s| s.registered_at)
         };
         let instance = Instance {
@@ -133,12 +144,19 @@ impl RegistryHandle {
         };
         self.store.put_instance(service, &instance, &self.node).await?;
         let mut state = self.state();
-        state.leases.insert(key, Lease {
-            registration,
-            registered_at,
-            expires_at,
-        });
-        state.view.entry(service.to_owned()).or_default().insert(id.to_owned(), instance);
+        state.leases.insert(
+            key,
+            Lease {
+                registration,
+                registered_at,
+                expires_at,
+            },
+        );
+        state
+            .view
+            .entry(service.to_owned())
+            .or_default()
+            .insert(id.to_owned(), instance);
         state.tell(service);
         Ok(Registered {
             revision: state.membership(service).revision,
@@ -192,17 +210,27 @@ impl RegistryHandle {
         let now = now_millis();
         let expired: Vec<(String, String)> = {
             let state = self.state();
-            state.leases.iter().filter(|(_, l)| l.expires_at < now).map(|(k, _)| k.clone()).collect()
+            state
+                .leases
+                .iter()
+                .filter(|(_, l)| l.expires_at < now)
+                .map(|(k, _)| k.clone())
+                .collect()
         };
         for (service, id) in expired {
-            if let Err(e) = self.store.remove_instance(&service, &id, Some(&self.node)).await {
-                tracing::warn!(service, id, error = %e, "an expired instance stays listed until the store answers");
-                continue;
-            }
+            let removed = match self.store.remove_instance(&service, &id, Some(&self.node)).await {
+                Ok(removed) => removed,
+                Err(e) => {
+                    tracing::warn!(service, id, error = %e, "an expired instance stays listed until the store answers");
+                    continue;
+                }
+            };
             let mut state = self.state();
-            if state.leases.get(&(service.clone(), id.clone())).is_some_and(|l| l.expires_at < now) {
-                state.leases.remove(&(service.clone(), id.clone()));
-                if let Some(members) = state.view.get_mut(&service) {
+            let key = (service.clone(), id.clone());
+            if state.leases.get(&key).is_some_and(|l| l.expires_at < now) {
+                state.leases.remove(&key);
+                // Not removed: another node holds the lease now, and lists it.
+                if removed && let Some(members) = state.view.get_mut(&service) {
                     members.remove(&id);
                 }
                 state.tell(&service);
@@ -224,17 +252,23 @@ impl RegistryHandle {
         let rows = self.store.live_instances(now).await?;
         let mut state = self.state();
         let mut view: BTreeMap<String, BTreeMap<String, Instance>> = BTreeMap::new();
+        let mut held = std::collections::HashSet::new();
         for row in rows {
             let mut instance = row.instance;
             let key = (row.service.clone(), instance.instance_id.clone());
             if let Some(lease) = state.leases.get(&key).filter(|_| *row.node == *self.node) {
                 instance.expires_at = lease.expires_at;
                 instance.registered_at = lease.registered_at;
+                held.insert(key);
             }
-            view.entry(row.service).or_default().insert(instance.instance_id.clone(), instance);
+            view.entry(row.service)
+                .or_default()
+                .insert(instance.instance_id.clone(), instance);
         }
         // Leases another node took over are no longer this node's to end.
-        state.leases.retain(|(service, id), _| view.get(service).is_some_and(|m| m.contains_key(id)));
+        state
+            .leases
+            .retain(|(service, id), _| view.get(service).is_some_and(|m| m.contains_key(id)));
         let services: Vec<String> = state.view.keys().chain(view.keys()).cloned().collect();
         state.view = view;
         state.seen = seen;
@@ -250,7 +284,10 @@ impl RegistryHandle {
         tokio::spawn(async move {
             // Alive first: the store lists only live nodes' instances.
             let now = now_millis();
-            let _ = registry.store.node_alive(&registry.node, now + ALIVE_FOR_MS, now - FORGET_AFTER_MS).await;
+            let _ = registry
+                .store
+                .node_alive(&registry.node, now + ALIVE_FOR_MS, now - FORGET_AFTER_MS)
+                .await;
             let mut sweep = tokio::time::interval(SWEEP);
             let mut poll = tokio::time::interval(POLL);
             let mut alive = tokio::time::interval(ALIVE_EVERY);

@@ -138,11 +138,14 @@ impl Registry for SqlStore {
     }
 
     async fn node_alive(&self, node: &str, until: i64, forget_before: i64) -> Result<(), StoreError> {
-        let updated = sqlx::query(sql!(self.dialect, "UPDATE registry_nodes SET alive_until = $1 WHERE node = $2"))
-            .bind(until)
-            .bind(node)
-            .execute(&self.pool)
-            .await?;
+        let updated = sqlx::query(sql!(
+            self.dialect,
+            "UPDATE registry_nodes SET alive_until = $1 WHERE node = $2"
+        ))
+        .bind(until)
+        .bind(node)
+        .execute(&self.pool)
+        .await?;
         if updated.rows_affected() == 0 {
             sqlx::query(sql!(
                 self.dialect,

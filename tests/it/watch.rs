@@ -34,6 +34,7 @@ fn resource(server: String, secret: &str, dir: &Path, check: Option<String>, rel
         server,
         config_id: "upstreams".into(),
         secret: secret.into(),
+        token: None,
         meta: Default::default(),
         params: json!({}),
         configs: Default::default(),
@@ -63,6 +64,7 @@ fn start_agent(resource: Resource) -> (tokio::task::JoinHandle<()>, Arc<Counters
         env: Vec::new(),
         exec: None,
         resources: vec![resource],
+        registrations: Vec::new(),
     };
     let task = tokio::spawn({
         let counters = counters.clone();

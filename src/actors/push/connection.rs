@@ -377,8 +377,7 @@ impl ConnectionState {
                 Ok(())
             }
             Ok(ClientMessage::Unsubscribe {
-                service: Some(service),
-                ..
+                service: Some(service), ..
             }) => {
                 if let Some(task) = self.follows.remove(&service) {
                     task.abort();
@@ -461,7 +460,10 @@ impl ConnectionState {
             _ if !self.follows.contains_key(&service)
                 && self.subscriptions.len() + self.follows.len() >= self.settings.max_subscriptions =>
             {
-                Some(format!("a socket may follow at most {} configs and services", self.settings.max_subscriptions))
+                Some(format!(
+                    "a socket may follow at most {} configs and services",
+                    self.settings.max_subscriptions
+                ))
             }
             _ => None,
         };
@@ -472,7 +474,10 @@ impl ConnectionState {
         let Some(feed) = &self.services else { return };
         let members = feed.follow(&service);
         let current = members.borrow().revision;
-        if let Some(old) = self.follows.insert(service.clone(), follow::forward(members, revision, myself.clone())) {
+        if let Some(old) = self
+            .follows
+            .insert(service.clone(), follow::forward(members, revision, myself.clone()))
+        {
             old.abort();
         }
         self.reply(json!({"type": "subscribed", "service": service, "revision": current}));

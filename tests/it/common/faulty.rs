@@ -11,13 +11,13 @@ use tokio::sync::watch;
 use vane::domain::access::{ApiToken, Session};
 use vane::domain::approval::ChangeRequest;
 use vane::domain::model::{ErrorReport, ReleaseEvent, TestCase};
+use vane::domain::registry::Instance;
 use vane::domain::rollout::{Control, GateFigures, Plan};
 use vane::domain::{Config, Version};
 use vane::store::{
     Advanced, Breaking, Change, ImportedVersion, NewConfig, NewPlan, NewReport, NewTestCase, NewVersion, ReportCount,
     ReportOutcome, Revision, Store, StoreError,
 };
-use vane::domain::registry::Instance;
 use vane::store::{Changes, Decided, Decision, NewChange, NewToken, People, Registry, Sessions, StoredInstance};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
