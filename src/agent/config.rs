@@ -253,8 +253,8 @@ impl AgentConfig {
             .extract()
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         anyhow::ensure!(
-            !config.resources.is_empty(),
-            "{}: no [[resource]] entries",
+            !config.resources.is_empty() || !config.registrations.is_empty(),
+            "{}: no [[resource]] or [[register]] entries",
             path.display()
         );
         let base = path.parent().unwrap_or(Path::new("."));

@@ -41,6 +41,7 @@ mod health;
 mod identity;
 mod import;
 mod nginx;
+mod nginx_services;
 mod observe;
 mod ofrep;
 mod ofrep_events;

@@ -14,7 +14,7 @@ backend_tests!(
     a_stale_request_applies_nothing
 );
 
-const ROLES: [&str; 4] = ["viewer", "editor", "publisher", "admin"];
+const ROLES: [&str; 5] = ["viewer", "registrar", "editor", "publisher", "admin"];
 
 /// Fills a route's parameters: the config `app`, its version, and ids that
 /// do not exist for the rest (a 404 after the guard is fine here).
@@ -25,6 +25,8 @@ fn concrete(path: &str, code_id: &str) -> String {
         .replace("{plan_id}", "nope")
         .replace("{change_id}", "nope")
         .replace("{name}", "nope")
+        .replace("{service}", "app")
+        .replace("{instance_id}", "nope")
 }
 
 /// Every route the OpenAPI document gives a role, walked with a token of
@@ -72,7 +74,7 @@ async fn every_route_is_guarded_by_the_role_it_states() {
                     );
                 }
             }
-            if path.contains("{config_id}") {
+            if path.contains("{config_id}") || path.contains("{service}") {
                 let (status, answer) = app.as_token(&elsewhere, method.clone(), &url, body.clone()).await;
                 assert_eq!(status, StatusCode::FORBIDDEN, "elsewhere on {method} {path}: {answer}");
             }
