@@ -60,7 +60,7 @@ impl Register {
     pub fn id(&self) -> String {
         self.instance_id
             .clone()
-            .unwrap_or_else(|| format!("{}-{}", super::resource::hostname(), self.port))
+            .unwrap_or_else(|| format!("{}-{}", super::text::hostname(), self.port))
     }
 
     /// Why the entry cannot work, if it cannot.

@@ -24,8 +24,8 @@ use super::errors::{FetchError, PassError, SubscribeError, WatchError};
 use super::exec::Rendered;
 use super::files::{Applied, ApplyError, Target};
 use super::render::{Inputs, render};
-use super::services::{Followed, fetch_names, fetch_service};
-use super::text::{chain, truncate_at_char};
+use super::services::{Followed, read_missing};
+use super::text::{chain, hostname, truncate_at_char};
 use crate::domain::health::{MAX_MESSAGE_BYTES, ReportKind};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -364,28 +364,14 @@ impl Watcher {
                 message: error.to_string(),
                 report: Some(ReportKind::Render),
             })?;
-            let unheard: Vec<String> = wanted
-                .services
-                .iter()
-                .filter(|s| !followed.data.instances.contains_key(*s))
-                .cloned()
-                .collect();
-            let names = wanted.names && followed.data.names.is_none();
-            if unheard.is_empty() && !names {
+            if followed.has_all(&wanted) {
                 self.followed().read = wanted.services;
                 let revisions = fetched.into_iter().map(|(_, id, e)| (id, e)).collect();
                 return Ok((content, revisions));
             }
-            for service in unheard {
-                fetch_service(&self.http, server, token, &service, &mut followed)
-                    .await
-                    .map_err(transient)?;
-            }
-            if names {
-                fetch_names(&self.http, server, token, &mut followed)
-                    .await
-                    .map_err(transient)?;
-            }
+            read_missing(&self.http, server, token, &wanted, &mut followed)
+                .await
+                .map_err(transient)?;
             *self.followed() = followed;
         }
         Err(PassError::Transient(
@@ -511,13 +497,4 @@ async fn sleep_until(due: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-/// This machine's name, for default ids.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
 }

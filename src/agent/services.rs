@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::errors::FetchError;
-use super::render::Services;
+use super::render::{Services, Wanted};
 
 /// The registry as one resource knows it.
 #[derive(Debug, Clone, Default)]
@@ -35,6 +35,13 @@ impl Followed {
             .instances
             .insert(service.to_owned(), message["instances"].clone());
         moved
+    }
+
+    /// Whether every service `wanted` read (and the names, if listed) was
+    /// known to the render.
+    pub fn has_all(&self, wanted: &Wanted) -> bool {
+        wanted.services.iter().all(|s| self.data.instances.contains_key(s))
+            && !(wanted.names && self.data.names.is_none())
     }
 
     /// The subscribe message for `service`, with the revision in hand.
@@ -66,8 +73,30 @@ async fn get(http: &reqwest::Client, url: String, token: Option<&str>, what: &st
     response.json().await.map_err(failed)
 }
 
+/// Reads what a render asked for and `followed` lacked.
+pub async fn read_missing(
+    http: &reqwest::Client,
+    server: &str,
+    token: Option<&str>,
+    wanted: &Wanted,
+    followed: &mut Followed,
+) -> Result<(), FetchError> {
+    let unheard: Vec<&String> = wanted
+        .services
+        .iter()
+        .filter(|s| !followed.data.instances.contains_key(*s))
+        .collect();
+    for service in unheard {
+        fetch_service(http, server, token, service, followed).await?;
+    }
+    if wanted.names && followed.data.names.is_none() {
+        fetch_names(http, server, token, followed).await?;
+    }
+    Ok(())
+}
+
 /// Reads `service` into `followed`.
-pub async fn fetch_service(
+async fn fetch_service(
     http: &reqwest::Client,
     server: &str,
     token: Option<&str>,
@@ -81,7 +110,7 @@ pub async fn fetch_service(
 }
 
 /// Reads every service's name into `followed`.
-pub async fn fetch_names(
+async fn fetch_names(
     http: &reqwest::Client,
     server: &str,
     token: Option<&str>,

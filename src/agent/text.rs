@@ -27,6 +27,15 @@ pub fn truncate_at_char(text: &mut String, max: usize) {
     }
 }
 
+/// This machine's name, for default ids.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -300,6 +300,7 @@ async fn two_nodes_agree(nodes: Vec<TestApp>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_agree_over_postgres_and_redis() {
     let Some(nodes) = TestApp::cluster(2, |_| {}).await else {
+        crate::common::skipped("registry cluster", "set VANE_TEST_DATABASE_URL and VANE_TEST_REDIS_URL");
         return;
     };
     two_nodes_agree(nodes).await;
@@ -309,6 +310,7 @@ async fn two_nodes_agree_over_postgres_and_redis() {
 async fn two_nodes_agree_over_postgres_without_redis() {
     // The registry's nodes meet in the store alone, so Redis down is this.
     let Some(nodes) = TestApp::cluster_over(2, None, |_| {}).await else {
+        crate::common::skipped("registry cluster", "set VANE_TEST_DATABASE_URL");
         return;
     };
     two_nodes_agree(nodes).await;

@@ -17,17 +17,16 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::follow::{self, ServiceFeed};
-use super::messages::{self, ConnectionMsg, PushMsg};
+use super::messages::{self, ClientMessage, ConnectionMsg, Protocol, PushMsg, frame};
 use super::outbox::Outbox;
 use super::sockets::SocketPermit;
 use crate::actors::config_cache::ConfigCacheHandle;
-use crate::domain::access::{Caller, Role};
+use crate::domain::access::Caller;
 use crate::domain::change::ChangeNotice;
 use crate::domain::model::{SecretStanding, now_millis};
 use crate::settings::Push;
@@ -39,15 +38,6 @@ const POLICY_VIOLATION: u16 = 1008;
 /// Replies (acks, errors) that may wait behind a blocked write before the
 /// client counts as too slow.
 const MAX_QUEUED_REPLIES: usize = 64;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-/// Which WebSocket route the client came in on.
-pub enum Protocol {
-    /// `GET /push/{id}`: one config, `{"update_time","config_id"}` frames.
-    Compat,
-    /// `GET /api/v1/subscribe`: many configs, typed JSON messages.
-    Native,
-}
 
 /// What a Connection starts from.
 pub struct ConnectionArgs {
@@ -99,27 +89,6 @@ pub struct ConnectionState {
     last_heard: Instant,
     tasks: [JoinHandle<()>; 2],
     _permit: SocketPermit,
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum ClientMessage {
-    /// A config (with its secret) or a registry service.
-    Subscribe {
-        #[serde(default)]
-        config_id: Option<String>,
-        #[serde(default)]
-        secret: Option<String>,
-        #[serde(default)]
-        service: Option<String>,
-        revision: Option<i64>,
-    },
-    Unsubscribe {
-        #[serde(default)]
-        config_id: Option<String>,
-        #[serde(default)]
-        service: Option<String>,
-    },
 }
 
 /// One WebSocket client: its subscriptions, heartbeat and pending notices.
@@ -450,55 +419,32 @@ impl ConnectionState {
 
     /// Follows a registry service, if the socket's token may read it.
     fn follow(&mut self, myself: &ActorRef<ConnectionMsg>, service: String, revision: Option<i64>) {
-        let refuse = |message: String| json!({"type": "error", "service": service, "message": message});
-        let refused = match (&self.services, &self.reader) {
-            (None, _) => Some("this node has no service registry".to_owned()),
-            (_, None) => Some("following a service needs a token: open the socket with Authorization: Bearer".into()),
-            (_, Some(reader)) if !reader.may(Role::Viewer, &service) => {
-                Some(format!("this needs the `viewer` role over service `{service}`"))
+        let room = self.follows.contains_key(&service)
+            || self.subscriptions.len() + self.follows.len() < self.settings.max_subscriptions;
+        let allowed = follow::allowed(
+            self.services.as_deref(),
+            self.reader.as_ref(),
+            &service,
+            room,
+            self.settings.max_subscriptions,
+        );
+        match allowed {
+            Err(message) => self.reply(json!({"type": "error", "service": service, "message": message})),
+            Ok(feed) => {
+                let members = feed.follow(&service);
+                let current = members.borrow().revision;
+                let task = follow::forward(members, revision, myself.clone());
+                if let Some(old) = self.follows.insert(service.clone(), task) {
+                    old.abort();
+                }
+                self.reply(json!({"type": "subscribed", "service": service, "revision": current}));
             }
-            _ if !self.follows.contains_key(&service)
-                && self.subscriptions.len() + self.follows.len() >= self.settings.max_subscriptions =>
-            {
-                Some(format!(
-                    "a socket may follow at most {} configs and services",
-                    self.settings.max_subscriptions
-                ))
-            }
-            _ => None,
-        };
-        if let Some(message) = refused {
-            self.reply(refuse(message));
-            return;
         }
-        let Some(feed) = &self.services else { return };
-        let members = feed.follow(&service);
-        let current = members.borrow().revision;
-        if let Some(old) = self
-            .follows
-            .insert(service.clone(), follow::forward(members, revision, myself.clone()))
-        {
-            old.abort();
-        }
-        self.reply(json!({"type": "subscribed", "service": service, "revision": current}));
     }
 
     fn reply(&mut self, body: serde_json::Value) {
         self.replies.push(Message::Text(body.to_string().into()));
     }
-}
-
-fn frame(protocol: Protocol, notice: &ChangeNotice) -> Message {
-    let body = match protocol {
-        Protocol::Compat => json!({"update_time": notice.update_time, "config_id": notice.config_id}),
-        Protocol::Native => json!({
-            "type": "update",
-            "config_id": notice.config_id,
-            "revision": notice.revision,
-            "update_time": notice.update_time,
-        }),
-    };
-    Message::Text(body.to_string().into())
 }
 
 async fn read_loop(mut stream: SplitStream<WebSocket>, me: ActorRef<ConnectionMsg>, ping_every: Duration) {

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::messages::ConnectionMsg;
+use crate::domain::access::{Caller, Role};
 use crate::domain::registry::Membership;
 
 /// Moves within this window after the first are one message: a burst of
@@ -21,6 +22,26 @@ pub const COALESCE: Duration = Duration::from_millis(100);
 pub trait ServiceFeed: Send + Sync {
     /// The service's membership now, marked changed on every move.
     fn follow(&self, service: &str) -> watch::Receiver<Arc<Membership>>;
+}
+
+/// The feed to follow `service` from, or why the socket may not: it has no
+/// token, its grant does not cover the service, or it follows all it may.
+pub fn allowed<'a>(
+    services: Option<&'a dyn ServiceFeed>,
+    reader: Option<&Caller>,
+    service: &str,
+    room: bool,
+    most: usize,
+) -> Result<&'a dyn ServiceFeed, String> {
+    let feed = services.ok_or("this node has no service registry")?;
+    let reader = reader.ok_or("following a service needs a token: open the socket with Authorization: Bearer")?;
+    if !reader.may(Role::Viewer, service) {
+        return Err(format!("this needs the `viewer` role over service `{service}`"));
+    }
+    if !room {
+        return Err(format!("a socket may follow at most {most} configs and services"));
+    }
+    Ok(feed)
 }
 
 /// Forwards `service`'s membership to `conn`: at once unless the client

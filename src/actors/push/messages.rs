@@ -1,8 +1,10 @@
 //! The push actors' messages, apart from the actors, so the registry and
 //! its connections each depend on this vocabulary and not on each other.
 
+use axum::extract::ws::Message;
 use ractor::{ActorId, ActorRef, RpcReplyPort};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::domain::change::ChangeNotice;
 use crate::names::ActorName;
@@ -85,4 +87,50 @@ pub enum ConnectionMsg {
     SecretDue(String),
     /// A followed registry service's members moved (or, first, are these).
     Service(std::sync::Arc<crate::domain::registry::Membership>),
+}
+
+/// What a native socket's client sends.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// A config (with its secret) or a registry service.
+    Subscribe {
+        #[serde(default)]
+        config_id: Option<String>,
+        #[serde(default)]
+        secret: Option<String>,
+        #[serde(default)]
+        service: Option<String>,
+        revision: Option<i64>,
+    },
+    /// Stops following a config or a service.
+    Unsubscribe {
+        #[serde(default)]
+        config_id: Option<String>,
+        #[serde(default)]
+        service: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which WebSocket route the client came in on.
+pub enum Protocol {
+    /// `GET /push/{id}`: one config, `{"update_time","config_id"}` frames.
+    Compat,
+    /// `GET /api/v1/subscribe`: many configs, typed JSON messages.
+    Native,
+}
+
+/// A notice as the client's protocol writes it.
+pub fn frame(protocol: Protocol, notice: &ChangeNotice) -> Message {
+    let body = match protocol {
+        Protocol::Compat => json!({"update_time": notice.update_time, "config_id": notice.config_id}),
+        Protocol::Native => json!({
+            "type": "update",
+            "config_id": notice.config_id,
+            "revision": notice.revision,
+            "update_time": notice.update_time,
+        }),
+    };
+    Message::Text(body.to_string().into())
 }
