@@ -11,6 +11,7 @@ mod files;
 mod owner;
 mod register;
 mod render;
+mod report;
 mod resource;
 mod services;
 mod text;
@@ -47,7 +48,7 @@ pub struct Counters {
 }
 
 impl Counters {
-    fn add(&self, counter: &AtomicU64) {
+    pub(crate) fn add(&self, counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -231,9 +232,10 @@ pub async fn run(path: PathBuf, config: AgentConfig, counters: Arc<Counters>) ->
         .build()
         .unwrap_or_default();
     let registrations = config.registrations.clone();
+    let (register_refused, mut register_refusals) = mpsc::unbounded_channel();
     let keepers: Vec<JoinHandle<()>> = registrations
         .iter()
-        .map(|r| tokio::spawn(r.clone().keep(http.clone())))
+        .map(|r| tokio::spawn(r.clone().keep(http.clone(), register_refused.clone())))
         .collect();
     // Only an agent that registers listens for these: without it, the
     // signals end the process as they always did.
@@ -268,6 +270,7 @@ pub async fn run(path: PathBuf, config: AgentConfig, counters: Arc<Counters>) ->
                 Err(e) => tracing::error!(error = format!("{e:#}"), "watch.toml not reloaded; nothing changed"),
             },
             Some(e) = refusals.recv() => anyhow::bail!(e),
+            Some(why) = register_refusals.recv() => anyhow::bail!(why),
             // A supervisor ends only when its child cannot start or the
             // agent is told to stop (SIGTERM, SIGINT), which every
             // supervisor hears: wait for the others' children too.

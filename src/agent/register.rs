@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::domain::registry::{check_instance_id, check_service};
+use crate::domain::registry::{RegistrationBody, check_instance_id, check_service};
 
 /// One instance to register.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -74,6 +74,23 @@ impl Register {
         if self.check.is_some() && self.http_check.is_some() {
             return Some("give `check` or `http_check`, not both".into());
         }
+        if let Some(url) = &self.http_check
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Some("`http_check` must be an http:// or https:// URL".into());
+        }
+        if self.token.as_deref().is_some_and(str::is_empty) {
+            return Some("`token` is empty".into());
+        }
+        let body = RegistrationBody {
+            address: self.address.clone(),
+            port: i64::from(self.port),
+            meta: self.meta.clone(),
+            ttl_s: i64::from(self.ttl_s),
+        };
+        if let Err(e) = body.check() {
+            return Some(e.to_string());
+        }
         if self.interval_s == 0 || u64::from(self.ttl_s) <= self.interval_s {
             return Some(format!(
                 "`ttl_s` ({}) must be longer than `interval_s` ({}), or one missed renewal drops the instance",
@@ -97,7 +114,7 @@ impl Register {
         let check = match (&self.check, &self.http_check) {
             (Some(c), _) => format!("while `{c}` exits 0"),
             (_, Some(u)) => format!("while {u} answers 2xx"),
-            _ => "unconditionally".into(),
+            _ => "with no check (unconditionally)".into(),
         };
         format!(
             "# vane watch --dry-run: would register {}:{} as {} of service {} at {} every {} s (ttl {} s), {check}",
@@ -127,8 +144,13 @@ impl Register {
         true
     }
 
-    /// Checks and renews, every `interval_s`, until the task is dropped.
-    pub async fn keep(self, http: reqwest::Client) {
+    /// Checks and renews, every `interval_s`, until the task is dropped. A
+    /// first registration Vane refuses (a bad field, a wrong token, a grant
+    /// that does not cover the service) is sent to `refused` and ends it, as
+    /// a refused subscription ends a resource; later refusals are logged and
+    /// tried again (a grant may be fixed meanwhile).
+    pub async fn keep(self, http: reqwest::Client, refused: tokio::sync::mpsc::UnboundedSender<String>) {
+        let mut registered = false;
         let body = json!({"address": self.address, "port": self.port, "meta": self.meta, "ttl_s": self.ttl_s});
         let mut every = tokio::time::interval(Duration::from_secs(self.interval_s));
         let mut was_healthy = None;
@@ -147,11 +169,19 @@ impl Register {
                 request = request.bearer_auth(token);
             }
             match request.send().await {
-                Ok(r) if r.status().is_success() => {}
+                Ok(r) if r.status().is_success() => registered = true,
                 Ok(r) => {
                     let status = r.status();
                     let text = r.text().await.unwrap_or_default();
-                    tracing::warn!(service = self.service, %status, text, "registration refused");
+                    if !registered && status.is_client_error() {
+                        let _ = refused.send(format!(
+                            "register {} of {}: vane refused it: {status} {text}",
+                            self.id(),
+                            self.service
+                        ));
+                        return;
+                    }
+                    tracing::error!(service = self.service, %status, text, "registration refused");
                 }
                 Err(e) => tracing::warn!(service = self.service, error = %e, "registration not sent"),
             }

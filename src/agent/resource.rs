@@ -24,9 +24,10 @@ use super::errors::{FetchError, PassError, SubscribeError, WatchError};
 use super::exec::Rendered;
 use super::files::{Applied, ApplyError, Target};
 use super::render::{Inputs, render};
-use super::services::{Followed, read_missing};
-use super::text::{chain, hostname, truncate_at_char};
-use crate::domain::health::{MAX_MESSAGE_BYTES, ReportKind};
+use super::report::report as tell_vane;
+use super::services::{Followed, NAMES_EVERY, read_missing, token_holds};
+use super::text::{chain, hostname};
+use crate::domain::health::ReportKind;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -95,6 +96,14 @@ impl Watcher {
 
     /// Runs until the task is dropped, or Vane refuses its first subscription.
     pub async fn watch(mut self) -> Result<(), WatchError> {
+        let (resource, server) = (self.resource.name.clone(), self.resource.server.clone());
+        if let Err(message) = token_holds(&self.http, &server, self.resource.token.as_deref()).await {
+            return Err(WatchError::Refused {
+                resource,
+                config_id: "its token".into(),
+                message,
+            });
+        }
         let mut backoff = FIRST_BACKOFF;
         let mut ever_subscribed = false;
         loop {
@@ -162,6 +171,9 @@ impl Watcher {
                 () = sleep_until(due) => {
                     render_at = None;
                     self.pass_and_report().await;
+                    if self.followed().read_names {
+                        render_at = Some(Instant::now() + NAMES_EVERY);
+                    }
                     // A render may read services it did not before.
                     let followed = self.followed().clone();
                     for service in followed.read.difference(&following) {
@@ -313,7 +325,7 @@ impl Watcher {
                 if let (Some(kind), Some(code_id)) = (report, code_id)
                     && self.reported.insert((code_id.clone(), kind))
                 {
-                    self.report(&code_id, kind, &message).await;
+                    tell_vane(&self.resource, &self.http, &self.counters, &code_id, kind, &message).await;
                 }
             }
         }
@@ -338,8 +350,12 @@ impl Watcher {
             fetched.push((fetch.name.map(str::to_owned), fetch.config_id.to_owned(), evaluated));
         }
         let template_name = self.resource.template_name();
-        let transient = |e: super::errors::FetchError| PassError::Transient(e.to_string());
+        let transient = super::services::pass_error;
         let (server, token) = (&self.resource.server, self.resource.token.as_deref());
+        let stale_names = self.followed().read_names;
+        if stale_names {
+            self.followed().data.names = None;
+        }
         for _ in 0..4 {
             let mut followed = self.followed().clone();
             let inputs = Inputs {
@@ -365,7 +381,9 @@ impl Watcher {
                 report: Some(ReportKind::Render),
             })?;
             if followed.has_all(&wanted) {
-                self.followed().read = wanted.services;
+                let mut now = self.followed();
+                (now.read, now.read_names) = (wanted.services, wanted.names);
+                drop(now);
                 let revisions = fetched.into_iter().map(|(_, id, e)| (id, e)).collect();
                 return Ok((content, revisions));
             }
@@ -455,31 +473,6 @@ impl Watcher {
             });
         }
         response.json().await.map_err(failed)
-    }
-
-    /// Tells Vane: a `check` report counts toward breaking the version, a
-    /// `render` one is shown to the operator.
-    async fn report(&self, code_id: &str, kind: ReportKind, message: &str) {
-        let Some(fetch) = self.resource.fetches().into_iter().next() else {
-            return;
-        };
-        let url = format!("{}/api/v1/configs/{}/reports", self.resource.server, fetch.config_id);
-        let mut message = format!("vane watch ({}): {message}", self.resource.name);
-        truncate_at_char(&mut message, MAX_MESSAGE_BYTES);
-        let body = json!({"code_id": code_id, "device_id": self.resource.meta.device_id,
-                          "kind": kind, "message": message.replace('\0', "")});
-        let sent = self
-            .http
-            .post(url)
-            .header("Secret", fetch.secret)
-            .json(&body)
-            .send()
-            .await;
-        match sent {
-            Ok(r) if r.status().is_success() => self.counters.add(&self.counters.reports),
-            Ok(r) => tracing::warn!(resource = self.resource.name, status = %r.status(), "report refused"),
-            Err(e) => tracing::warn!(resource = self.resource.name, error = chain(&e), "report not sent"),
-        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::errors::FetchError;
+use super::errors::{FetchError, PassError};
 use super::render::{Services, Wanted};
 
 /// The registry as one resource knows it.
@@ -20,6 +20,39 @@ pub struct Followed {
     pub revisions: BTreeMap<String, i64>,
     /// The services the last render read.
     pub read: BTreeSet<String>,
+    /// Whether the last render listed every service (`services()`): no push
+    /// says when one appears, so the names are read again at every render
+    /// and a render comes every `NAMES_EVERY`.
+    pub read_names: bool,
+}
+
+/// How often a template that lists every service is rendered again.
+pub const NAMES_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A failed read of the registry as a pass's failure: a refusal (the token
+/// or its grant) waits for the operator, anything else is tried again.
+pub fn pass_error(e: FetchError) -> PassError {
+    match &e {
+        FetchError::Refused { status, .. } if status.as_u16() == 401 || status.as_u16() == 403 => PassError::Version {
+            code_id: None,
+            message: e.to_string(),
+            report: None,
+        },
+        _ => PassError::Transient(e.to_string()),
+    }
+}
+
+/// Whether Vane takes `token` (checked at start, so a wrong one stops the
+/// agent as a refused subscription does); unreachable is not a refusal.
+pub async fn token_holds(http: &reqwest::Client, server: &str, token: Option<&str>) -> Result<(), String> {
+    let Some(token) = token else { return Ok(()) };
+    match http.get(format!("{server}/api/v1/me")).bearer_auth(token).send().await {
+        Ok(r) if r.status().as_u16() == 401 => Err(format!(
+            "vane refused the token: {}",
+            r.text().await.unwrap_or_default()
+        )),
+        _ => Ok(()),
+    }
 }
 
 impl Followed {

@@ -42,6 +42,12 @@ pub enum RegistryError {
     /// Too many keys, or a key or value too long.
     #[error("meta: {0}")]
     Meta(String),
+    /// A field of the wrong type, or missing.
+    #[error("{0}: {1}")]
+    Type(&'static str, &'static str),
+    /// Not an object, or a field no registration has.
+    #[error("body: {0}")]
+    Body(String),
 }
 
 /// A registration as the route takes it: numbers wide, so 0 and 70000 are
@@ -85,6 +91,60 @@ pub fn check_instance_id(id: &str) -> Result<(), RegistryError> {
 }
 
 impl RegistrationBody {
+    /// Reads a body, naming the field of any wrong type: serde's own
+    /// messages give only a line and column. Whole numbers may be written
+    /// `80.0`, as everywhere in the API.
+    pub fn parse(body: serde_json::Value) -> Result<Self, RegistryError> {
+        let serde_json::Value::Object(mut map) = body else {
+            return Err(RegistryError::Body("must be a JSON object".into()));
+        };
+        if let Some(unknown) = map
+            .keys()
+            .find(|k| !["address", "port", "meta", "ttl_s"].contains(&k.as_str()))
+        {
+            return Err(RegistryError::Body(format!(
+                "unknown field `{}`; a registration has address, port, meta and ttl_s",
+                unknown.escape_debug()
+            )));
+        }
+        let whole = |value: Option<serde_json::Value>, field| match value {
+            Some(serde_json::Value::Number(n)) => n
+                .as_i64()
+                .or_else(|| {
+                    n.as_f64()
+                        .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                        .map(|f| f as i64)
+                })
+                .ok_or(RegistryError::Type(field, "must be a whole number")),
+            None => Err(RegistryError::Type(field, "is required")),
+            Some(_) => Err(RegistryError::Type(field, "must be a whole number")),
+        };
+        let address = match map.remove("address") {
+            Some(serde_json::Value::String(address)) => address,
+            None => return Err(RegistryError::Type("address", "is required")),
+            Some(_) => return Err(RegistryError::Type("address", "must be a string")),
+        };
+        let port = whole(map.remove("port"), "port")?;
+        let ttl_s = whole(map.remove("ttl_s"), "ttl_s")?;
+        let meta = match map.remove("meta") {
+            None | Some(serde_json::Value::Null) => BTreeMap::new(),
+            Some(serde_json::Value::Object(meta)) => meta
+                .into_iter()
+                .map(|(k, v)| match v {
+                    serde_json::Value::String(v) => Ok((k, v)),
+                    _ => Err(RegistryError::Type("meta", "values must be strings")),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(RegistryError::Type("meta", "must be an object of strings")),
+        };
+        Ok(Self {
+            address,
+            port,
+            meta,
+            ttl_s,
+        })
+    }
+
     /// The registration, or the first field that is wrong.
     pub fn check(self) -> Result<Registration, RegistryError> {
         let plain = |s: &str| {
@@ -150,7 +210,7 @@ pub struct Membership {
     /// The service.
     pub service: String,
     /// Moves whenever an instance comes, goes or changes address, port or
-    /// meta; a renewal leaves it. The same on every node for the same
+    /// meta; a renewal leaves it. At most 2^53, so JavaScript reads it whole. The same on every node for the same
     /// members (it is derived from them), so a client that resumes on
     /// another node with its revision is told nothing if nothing moved.
     pub revision: i64,
@@ -170,24 +230,31 @@ impl Membership {
     }
 }
 
-/// A revision from what members are, not when they renewed: the first 63
-/// bits of a SHA-256 over ids, addresses, ports and meta; 0 for none.
+/// A revision from what members are, not when they renewed: the XOR of
+/// each instance's hash, so one instance coming or going moves it at the
+/// cost of one hash, and the order members were heard in does not matter.
+/// 53 bits, so a JavaScript client holds it exactly; 0 for none.
 fn revision_of(service: &str, instances: &[Instance]) -> i64 {
+    instances.iter().fold(0, |acc, i| acc ^ instance_hash(service, i))
+}
+
+/// One instance's part of its service's revision.
+pub fn instance_hash(service: &str, i: &Instance) -> i64 {
     use sha2::{Digest, Sha256};
-    if instances.is_empty() {
-        return 0;
-    }
     let mut hash = Sha256::new();
-    hash.update(service.as_bytes());
-    for i in instances {
-        let meta = serde_json::to_string(&i.meta).unwrap_or_default();
-        for part in [i.instance_id.as_str(), i.address.as_str(), &i.port.to_string(), &meta] {
-            hash.update(part.as_bytes());
-            hash.update([0]);
-        }
+    let meta = serde_json::to_string(&i.meta).unwrap_or_default();
+    for part in [
+        service,
+        i.instance_id.as_str(),
+        i.address.as_str(),
+        &i.port.to_string(),
+        &meta,
+    ] {
+        hash.update(part.as_bytes());
+        hash.update([0]);
     }
     let bytes: [u8; 8] = hash.finalize()[..8].try_into().unwrap_or_default();
-    (u64::from_be_bytes(bytes) >> 1) as i64
+    (u64::from_be_bytes(bytes) >> 11) as i64
 }
 
 #[cfg(test)]
@@ -235,5 +302,54 @@ mod tests {
         moved.port = 81;
         assert_ne!(first.revision, Membership::of("api", vec![moved]).revision);
         assert_eq!(Membership::of("api", vec![]).revision, 0);
+        let mut b = one(1);
+        b.instance_id = "b".into();
+        let both = Membership::of("api", vec![one(1), b.clone()]).revision;
+        assert_eq!(
+            both,
+            Membership::of("api", vec![b, one(1)]).revision,
+            "order does not matter"
+        );
+        assert!(both < 1 << 53);
+    }
+
+    #[test]
+    fn bodies_name_the_field_of_a_wrong_type() {
+        let parse = |v: serde_json::Value| RegistrationBody::parse(v).map(|_| ()).map_err(|e| e.to_string());
+        use serde_json::json;
+        assert_eq!(
+            parse(json!({"address": "a", "port": "80", "ttl_s": 5})),
+            Err("port: must be a whole number".into())
+        );
+        assert_eq!(
+            parse(json!({"address": "a", "port": 80.5, "ttl_s": 5})),
+            Err("port: must be a whole number".into())
+        );
+        assert_eq!(
+            parse(json!({"address": "a", "port": 80, "ttl_s": 1.5})),
+            Err("ttl_s: must be a whole number".into())
+        );
+        assert_eq!(
+            parse(json!({"address": 1, "port": 80, "ttl_s": 5})),
+            Err("address: must be a string".into())
+        );
+        assert_eq!(
+            parse(json!({"port": 80, "ttl_s": 5})),
+            Err("address: is required".into())
+        );
+        assert_eq!(parse(json!(null)), Err("body: must be a JSON object".into()));
+        assert!(
+            parse(json!({"address": "a", "port": 80, "ttl_s": 5, "x": 1}))
+                .unwrap_err()
+                .starts_with("body: unknown field `x`")
+        );
+        assert_eq!(
+            parse(json!({"address": "a", "port": 80.0, "ttl_s": 5, "meta": {"k": "v"}})),
+            Ok(())
+        );
+        assert_eq!(
+            parse(json!({"address": "a", "port": 80, "ttl_s": 5, "meta": {"k": 1}})),
+            Err("meta: values must be strings".into())
+        );
     }
 }

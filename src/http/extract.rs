@@ -64,7 +64,7 @@ async fn parse<T: DeserializeOwned>(req: Request) -> Result<T, ApiError> {
 }
 
 /// Where in `value` a string or key holds a NUL, as `body.params.name`.
-fn nul_at(value: &serde_json::Value, place: &str) -> Option<String> {
+pub(super) fn nul_at(value: &serde_json::Value, place: &str) -> Option<String> {
     use serde_json::Value;
     match value {
         Value::String(s) if s.contains('\0') => Some(place.to_owned()),

@@ -16,8 +16,9 @@ use super::error::{ApiError, CompatError};
 use super::extract::ClientAddress;
 use std::net::IpAddr;
 
-use crate::actors::push::{Protocol, SocketPermit};
+use crate::actors::push::{Protocol, Reader, SocketPermit};
 use crate::domain::model::now_millis;
+use std::sync::Arc;
 
 /// tungstenite reads into a 128 KiB buffer per socket by default; clients
 /// send almost nothing, so a small one keeps idle sockets cheap.
@@ -93,8 +94,16 @@ pub async fn subscribe(
 ) -> Result<Response, ApiError> {
     // A token is needed only to follow registry services; one that is sent
     // must be valid, so a wrong one is told at once rather than at subscribe.
-    let reader = match headers.contains_key(AUTHORIZATION) {
-        true => Some(app.auth.identify(&Method::GET, &headers).await?.caller),
+    // The socket asks again at each subscribe and each message.
+    let reader: Option<Reader> = match headers.contains_key(AUTHORIZATION) {
+        true => {
+            app.auth.identify(&Method::GET, &headers).await?;
+            let auth = app.auth.clone();
+            Some(Arc::new(move || {
+                let (auth, headers) = (auth.clone(), headers.clone());
+                Box::pin(async move { auth.identify(&Method::GET, &headers).await.ok().map(|i| i.caller) })
+            }))
+        }
         false => None,
     };
     let permit = admit(&app, address)?;

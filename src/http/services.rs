@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::AppState;
 use super::codes::ErrorCode;
 use super::error::ApiError;
-use super::extract::read_bytes;
+use super::extract::{nul_at, read_bytes};
 use crate::domain::access::{Caller, Role};
 use crate::domain::registry::{Membership, RegistrationBody, RegistryError, check_instance_id, check_service};
 
@@ -69,8 +69,13 @@ async fn register(
         );
         return Err(ApiError::bad_request(ErrorCode::InvalidRegistration, message));
     }
-    let body: RegistrationBody = serde_json::from_slice(&bytes)
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(ErrorCode::MalformedBody, format!("malformed JSON body: {e}")))?;
+    if let Some(place) = nul_at(&value, "body") {
+        let message = format!("{place} contains a NUL character (\\u0000), which Vane does not accept");
+        return Err(ApiError::unprocessable(ErrorCode::NulCharacter, message));
+    }
+    let body = RegistrationBody::parse(value)?;
     let registered = app.registry.register(&service, &instance_id, body.check()?).await?;
     Ok(Json(RegisteredReply {
         service,

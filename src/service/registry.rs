@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::domain::model::now_millis;
-use crate::domain::registry::{Instance, Membership, Registration};
+use crate::domain::registry::{Instance, Membership, Registration, instance_hash};
 use crate::store::{Store, StoreError};
 
 /// How often expired leases are ended.
@@ -40,6 +40,9 @@ struct State {
     leases: HashMap<(String, String), Lease>,
     /// Every live instance in the cluster, by service and id.
     view: BTreeMap<String, BTreeMap<String, Instance>>,
+    /// Each service's revision, kept as instances come and go (the XOR of
+    /// their hashes), so a renewal costs no pass over a large service.
+    revisions: HashMap<String, i64>,
     /// Followed services.
     watchers: HashMap<String, watch::Sender<Arc<Membership>>>,
     /// The store's registry revision and live nodes when last read.
@@ -56,18 +59,41 @@ impl State {
         Membership::of(service, instances)
     }
 
+    fn revision(&self, service: &str) -> i64 {
+        self.revisions.get(service).copied().unwrap_or(0)
+    }
+
+    /// Lists `instance` (replacing one of its id).
+    fn put(&mut self, service: &str, instance: Instance) {
+        let hash = instance_hash(service, &instance);
+        let members = self.view.entry(service.to_owned()).or_default();
+        let old = members.insert(instance.instance_id.clone(), instance);
+        let old = old.map_or(0, |o| instance_hash(service, &o));
+        *self.revisions.entry(service.to_owned()).or_default() ^= hash ^ old;
+    }
+
+    /// Unlists an instance; whether it was listed.
+    fn remove(&mut self, service: &str, id: &str) -> bool {
+        let Some(old) = self.view.get_mut(service).and_then(|m| m.remove(id)) else {
+            return false;
+        };
+        *self.revisions.entry(service.to_owned()).or_default() ^= instance_hash(service, &old);
+        if self.view.get(service).is_some_and(BTreeMap::is_empty) {
+            self.view.remove(service);
+            self.revisions.remove(service);
+        }
+        true
+    }
+
     /// Tells followers of `service` if its members moved.
     fn tell(&self, service: &str) {
-        if let Some(sender) = self.watchers.get(service) {
-            let now = self.membership(service);
-            sender.send_if_modified(|current| {
-                let moved = current.revision != now.revision;
-                if moved {
-                    *current = Arc::new(now);
-                }
-                moved
-            });
+        let Some(sender) = self.watchers.get(service) else {
+            return;
+        };
+        if sender.borrow().revision == self.revision(service) {
+            return;
         }
+        sender.send_replace(Arc::new(self.membership(service)));
     }
 }
 
@@ -116,7 +142,7 @@ impl RegistryHandle {
         let key = (service.to_owned(), id.to_owned());
         let registered_at = {
             let mut state = self.state();
-            let revision = state.membership(service).revision;
+            let revision = state.revision(service);
             if let Some(lease) = state.leases.get_mut(&key)
                 && lease.registration == registration
             {
@@ -152,14 +178,10 @@ impl RegistryHandle {
                 expires_at,
             },
         );
-        state
-            .view
-            .entry(service.to_owned())
-            .or_default()
-            .insert(id.to_owned(), instance);
+        state.put(service, instance);
         state.tell(service);
         Ok(Registered {
-            revision: state.membership(service).revision,
+            revision: state.revision(service),
             expires_at,
         })
     }
@@ -170,7 +192,7 @@ impl RegistryHandle {
         let removed = self.store.remove_instance(service, id, None).await?;
         let mut state = self.state();
         let held = state.leases.remove(&(service.to_owned(), id.to_owned())).is_some();
-        let shown = state.view.get_mut(service).and_then(|m| m.remove(id)).is_some();
+        let shown = state.remove(service, id);
         state.tell(service);
         Ok(removed || held || shown)
     }
@@ -230,8 +252,8 @@ impl RegistryHandle {
             if state.leases.get(&key).is_some_and(|l| l.expires_at < now) {
                 state.leases.remove(&key);
                 // Not removed: another node holds the lease now, and lists it.
-                if removed && let Some(members) = state.view.get_mut(&service) {
-                    members.remove(&id);
+                if removed {
+                    state.remove(&service, &id);
                 }
                 state.tell(&service);
             }
@@ -270,6 +292,13 @@ impl RegistryHandle {
             .leases
             .retain(|(service, id), _| view.get(service).is_some_and(|m| m.contains_key(id)));
         let services: Vec<String> = state.view.keys().chain(view.keys()).cloned().collect();
+        state.revisions = view
+            .iter()
+            .map(|(service, members)| {
+                let revision = members.values().fold(0, |acc, i| acc ^ instance_hash(service, i));
+                (service.clone(), revision)
+            })
+            .collect();
         state.view = view;
         state.seen = seen;
         for service in services {

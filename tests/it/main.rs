@@ -59,3 +59,4 @@ mod sso;
 mod store;
 mod teams;
 mod watch;
+mod watch_registry;

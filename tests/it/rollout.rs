@@ -180,7 +180,7 @@ async fn counted_reports_abort_the_plan_and_others_do_not(backend: Backend) {
         async move { common::read(request.send().await.unwrap()).await }
     };
     // A long second step, to report in.
-    let steps = json!([{"percentage": 10, "bake_s": 1}, {"percentage": 50, "bake_s": 3}]);
+    let steps = json!([{"percentage": 10, "bake_s": 1}, {"percentage": 50, "bake_s": 8}]);
     let body = json!({"code_id": new, "steps": steps.clone(), "bake_after_release_s": 1});
 
     // Reports that cannot count: a render failure, and networks never

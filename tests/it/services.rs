@@ -315,3 +315,88 @@ async fn two_nodes_agree_over_postgres_without_redis() {
     };
     two_nodes_agree(nodes).await;
 }
+
+#[tokio::test]
+async fn bodies_name_their_fields_and_nul_is_refused_as_everywhere() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let cases = [
+        (
+            json!({"address": "a", "port": "80", "ttl_s": 5}),
+            "port: must be a whole number",
+        ),
+        (
+            json!({"address": "a", "port": 80, "ttl_s": 1.5}),
+            "ttl_s: must be a whole number",
+        ),
+        (json!({"port": 80, "ttl_s": 5}), "address: is required"),
+        (
+            json!({"address": "a", "port": 80, "ttl_s": 5, "zone": "x"}),
+            "body: unknown field `zone`",
+        ),
+        (json!([1, 2]), "body: must be a JSON object"),
+    ];
+    for (body, said) in cases {
+        let (status, answer) = put(&app, BEARER, "api", "a", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert!(
+            answer["error"]["message"].as_str().unwrap().starts_with(said),
+            "{said}: {answer}"
+        );
+    }
+    let (status, answer) = put(
+        &app,
+        BEARER,
+        "api",
+        "a",
+        json!({"address": "a\u{0}b", "port": 80, "ttl_s": 5}),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("nul_character"))
+    );
+    // Whole numbers may be written as floats, as everywhere in the API.
+    let (status, answer) = put(
+        &app,
+        BEARER,
+        "api",
+        "a",
+        json!({"address": "a", "port": 80.0, "ttl_s": 5.0}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(
+        answer["revision"].as_i64().unwrap() < 1 << 53,
+        "JavaScript reads it whole: {answer}"
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_token_stops_reading_and_a_burst_of_subscribes_is_answered() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let temp = app.make_token("temp", "viewer", &["*"]).await;
+    let mut socket = token_socket(&app, Some(&temp)).await;
+    assert_eq!(follow(&mut socket, "rev", None).await["type"], "subscribed");
+    assert_eq!(next_json(&mut socket).await["type"], "service");
+    // A bad name is refused on the socket as on the routes.
+    assert_eq!(follow(&mut socket, "../x", None).await["type"], "error");
+
+    // 200 subscribes at once: every one answered, the socket kept.
+    let mut busy = token_socket(&app, Some(BEARER)).await;
+    for i in 0..200 {
+        let message = json!({"type": "subscribe", "service": format!("s{i}")});
+        busy.send(Message::text(message.to_string())).await.unwrap();
+    }
+    let frames = frames_within(&mut busy, Duration::from_secs(3)).await;
+    let subscribed = frames.iter().filter(|f| f["type"] == "subscribed").count();
+    assert_eq!(subscribed, 200, "{} frames", frames.len());
+
+    // The token goes: its socket hears nothing more and is closed.
+    assert_eq!(
+        app.admin(Method::DELETE, "/api/v1/tokens/temp", None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    put(&app, BEARER, "rev", "a", instance(80, 30)).await;
+    let closed = crate::common::ws::close_code(&mut socket, Duration::from_secs(5)).await;
+    assert_eq!(closed, Some(1008), "a deleted token kept its socket");
+}

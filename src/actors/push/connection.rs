@@ -1,12 +1,10 @@
 //! Connection: one per WebSocket. Owns the socket through two tasks, a reader
 //! that turns frames into messages and a writer that sends one batch at a
 //! time. Notices wait in an Outbox (one per config, the newest) while a batch
-//! is being written, so a slow client costs bounded memory; a write that
-//! blocks past `push.write_timeout_ms` ends the connection. Pings go out every
-//! `push.ping_interval_ms`; a peer silent past the interval plus
-//! `push.pong_timeout_ms` is dropped.
-//!
-//! Spawned linked to the PushRegistry and never restarted: when it
+//! is written, so a slow client costs bounded memory; a write blocked past
+//! `push.write_timeout_ms` ends the connection. Pings go out every
+//! `push.ping_interval_ms`; a peer silent past it plus `push.pong_timeout_ms`
+//! is dropped. Linked to the PushRegistry and never restarted: when it
 //! stops, the registry forgets it and the client reconnects.
 
 use std::collections::{HashMap, HashSet};
@@ -21,12 +19,11 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::follow::{self, ServiceFeed};
+use super::follow::{self, Reader, ServiceFeed};
 use super::messages::{self, ClientMessage, ConnectionMsg, Protocol, PushMsg, frame};
 use super::outbox::Outbox;
 use super::sockets::SocketPermit;
 use crate::actors::config_cache::ConfigCacheHandle;
-use crate::domain::access::Caller;
 use crate::domain::change::ChangeNotice;
 use crate::domain::model::{SecretStanding, now_millis};
 use crate::settings::Push;
@@ -35,8 +32,7 @@ use crate::store::Store;
 /// The WebSocket close code for a socket that broke the server's rules.
 const POLICY_VIOLATION: u16 = 1008;
 
-/// Replies (acks, errors) that may wait behind a blocked write before the
-/// client counts as too slow.
+/// Replies that may wait behind a blocked write, beyond one per subscription.
 const MAX_QUEUED_REPLIES: usize = 64;
 
 /// What a Connection starts from.
@@ -62,14 +58,14 @@ pub struct ConnectionArgs {
     pub call_timeout: Duration,
     /// Where registry services are followed.
     pub services: Option<Arc<dyn ServiceFeed>>,
-    /// Who opened the socket with a token, if anyone: the grant that
-    /// following a service needs (config secrets grant nothing there).
-    pub reader: Option<Caller>,
+    /// Who opened the socket with a token, if anyone, asked again each
+    /// time: following a service needs it (config secrets grant nothing).
+    pub reader: Option<Reader>,
 }
 
 pub struct ConnectionState {
     services: Option<Arc<dyn ServiceFeed>>,
-    reader: Option<Caller>,
+    reader: Option<Reader>,
     /// Followed registry services, each with its forwarding task.
     follows: HashMap<String, JoinHandle<()>>,
     protocol: Protocol,
@@ -214,6 +210,14 @@ impl Actor for Connection {
                 }
             }
             ConnectionMsg::Service(members) => {
+                if !follow::still_reads(state.reader.as_ref(), &members.service).await {
+                    crate::metrics::dropped_push_client("token_revoked");
+                    state
+                        .close(POLICY_VIOLATION, "the token no longer reads this service")
+                        .await;
+                    myself.stop(Some("token no longer valid".into()));
+                    return Ok(());
+                }
                 if state.follows.contains_key(&members.service) {
                     let mut body = serde_json::to_value(&*members).unwrap_or_default();
                     body["type"] = json!("service");
@@ -234,7 +238,8 @@ impl Actor for Connection {
                 return Ok(());
             }
         }
-        if state.replies.len() > MAX_QUEUED_REPLIES {
+        if state.replies.len() > MAX_QUEUED_REPLIES + state.settings.max_subscriptions {
+            crate::metrics::dropped_push_client("unread_replies");
             myself.stop(Some("client does not read its replies".into()));
             return Ok(());
         }
@@ -331,7 +336,7 @@ impl ConnectionState {
                 revision,
                 ..
             }) => {
-                self.follow(myself, service, revision);
+                self.follow(myself, service, revision).await;
                 Ok(())
             }
             Ok(ClientMessage::Subscribe {
@@ -418,17 +423,12 @@ impl ConnectionState {
     }
 
     /// Follows a registry service, if the socket's token may read it.
-    fn follow(&mut self, myself: &ActorRef<ConnectionMsg>, service: String, revision: Option<i64>) {
+    async fn follow(&mut self, myself: &ActorRef<ConnectionMsg>, service: String, revision: Option<i64>) {
         let room = self.follows.contains_key(&service)
             || self.subscriptions.len() + self.follows.len() < self.settings.max_subscriptions;
-        let allowed = follow::allowed(
-            self.services.as_deref(),
-            self.reader.as_ref(),
-            &service,
-            room,
-            self.settings.max_subscriptions,
-        );
-        match allowed {
+        let most = self.settings.max_subscriptions;
+        let allowed = follow::allowed(self.services.as_deref(), self.reader.as_ref(), &service, room, most);
+        match allowed.await {
             Err(message) => self.reply(json!({"type": "error", "service": service, "message": message})),
             Ok(feed) => {
                 let members = feed.follow(&service);

@@ -30,7 +30,7 @@ use crate::store::Store;
 use crate::sync::RwLocked;
 pub use connection::{Connection, ConnectionArgs};
 pub use feed::{Listener, NoticeFeed};
-pub use follow::{COALESCE, ServiceFeed};
+pub use follow::{COALESCE, Reader, ServiceFeed};
 pub use messages::{ConnectionMsg, Protocol, PushMsg, PushStats};
 pub use outbox::Outbox;
 pub use registry::PushRegistry;
@@ -121,7 +121,7 @@ impl PushHandle {
         permit: SocketPermit,
         protocol: Protocol,
         initial: Option<(String, String)>,
-        reader: Option<crate::domain::access::Caller>,
+        reader: Option<Reader>,
     ) {
         let registry = self.registry.get();
         let args = ConnectionArgs {
