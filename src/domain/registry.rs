@@ -55,15 +55,36 @@ pub enum RegistryError {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrationBody {
-    /// A host name or IP address clients reach the instance at.
+    /// A host name or IP address clients reach the instance at (the
+    /// server takes any 1 to 255 bytes without spaces or control characters).
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[A-Za-z0-9.:\[\]_-]+$")]
     pub address: String,
     /// 1 to 65535.
+    #[schema(minimum = 1, maximum = 65535)]
     pub port: i64,
-    /// Strings for templates (`zone`, `weight`, ...).
+    /// Strings for templates (`zone`, `weight`, ...): at most 64, each at
+    /// most 1024 bytes.
     #[serde(default)]
+    #[schema(schema_with = meta_schema)]
     pub meta: BTreeMap<String, String>,
     /// Seconds the lease lasts without renewal, 1 to 3600.
+    #[schema(minimum = 1, maximum = 3600)]
     pub ttl_s: i64,
+}
+
+/// `meta` as the document states it: at most 64 strings of at most 1024
+/// bytes (utoipa has no field attribute for the count).
+fn meta_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
+    let value = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(MOST_META_BYTES))
+        .build();
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .additional_properties(Some(AdditionalProperties::RefOr(Schema::Object(value).into())))
+        .max_properties(Some(MOST_META_KEYS))
+        .build()
 }
 
 /// A checked registration.
@@ -127,7 +148,7 @@ impl RegistrationBody {
         let port = whole(map.remove("port"), "port")?;
         let ttl_s = whole(map.remove("ttl_s"), "ttl_s")?;
         let meta = match map.remove("meta") {
-            None | Some(serde_json::Value::Null) => BTreeMap::new(),
+            None => BTreeMap::new(),
             Some(serde_json::Value::Object(meta)) => meta
                 .into_iter()
                 .map(|(k, v)| match v {
@@ -168,9 +189,9 @@ impl RegistrationBody {
             )));
         }
         for (key, value) in &self.meta {
-            if key.is_empty() || key.len() > MOST_META_BYTES || value.len() > MOST_META_BYTES {
+            if key.len() > MOST_META_BYTES || value.len() > MOST_META_BYTES {
                 return Err(RegistryError::Meta(format!(
-                    "keys must be 1 to {MOST_META_BYTES} bytes and values at most {MOST_META_BYTES}"
+                    "keys and values must be at most {MOST_META_BYTES} bytes"
                 )));
             }
             if key.contains('\0') || value.contains('\0') {

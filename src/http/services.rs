@@ -16,6 +16,30 @@ use super::extract::{nul_at, read_bytes};
 use crate::domain::access::{Caller, Role};
 use crate::domain::registry::{Membership, RegistrationBody, RegistryError, check_instance_id, check_service};
 
+// Service names and instance ids as the document states them: the
+// config-id rule, less names starting with a dot (the server takes `.x`; no
+// client can reach `.` or `..`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct InstancePath {
+    /// The service.
+    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
+    service: String,
+    /// The instance.
+    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
+    instance_id: String,
+}
+
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct ServicePath {
+    /// The service.
+    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
+    service: String,
+}
+
 /// Most a registration's body may hold.
 pub const MOST_BODY_BYTES: usize = 64 * 1024;
 
@@ -49,7 +73,7 @@ struct RegisteredReply {
     put,
     path = "/api/v1/services/{service}/instances/{instance_id}",
     summary = "Register an instance, or renew its lease (the heartbeat)",
-    params(("service" = String, Path, description = "service name"), ("instance_id" = String, Path, description = "instance id")),
+    params(InstancePath),
     request_body = RegistrationBody,
     responses((status = 200, description = "registered or renewed", body = RegisteredReply), crate::http::error::Failures),
     security(("bearer" = []))
@@ -89,7 +113,7 @@ async fn register(
     delete,
     path = "/api/v1/services/{service}/instances/{instance_id}",
     summary = "Deregister an instance at once",
-    params(("service" = String, Path, description = "service name"), ("instance_id" = String, Path, description = "instance id")),
+    params(InstancePath),
     responses((status = 204, description = "gone"), crate::http::error::Failures),
     security(("bearer" = []))
 )]
@@ -136,7 +160,7 @@ async fn list(State(app): State<AppState>, Extension(who): Extension<Caller>) ->
     get,
     path = "/api/v1/services/{service}",
     summary = "A service's live instances, sorted by id (none: an empty list)",
-    params(("service" = String, Path, description = "service name")),
+    params(ServicePath),
     responses((status = 200, description = "ok", body = Membership), crate::http::error::Failures),
     security(("bearer" = []))
 )]

@@ -17,7 +17,7 @@ use crate::common::{Backend, TestApp, eventually};
 const WAIT: Duration = Duration::from_secs(20);
 
 /// A backend that answers every request with its name.
-async fn backend(name: &'static str) -> u16 {
+pub async fn backend(name: &'static str) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let app = axum::Router::new().fallback(move || async move { name });
@@ -53,6 +53,22 @@ impl Drop for Agent {
 }
 
 fn watch_toml(dir: &Path, vane: &str, secret: &str, port: u16) -> String {
+    let upstream = "{% for s in servers %}    server {{ s }};\n{% endfor %}";
+    agent_toml(
+        dir,
+        &format!("config_id = \"edge\"\nsecret = \"{secret}\"\n"),
+        vane,
+        "app",
+        upstream,
+        port,
+    )
+}
+
+/// A `watch.toml` whose agent runs nginx under `dir` (exec mode, SIGHUP on
+/// change) and renders its whole configuration: an upstream `name` whose
+/// body is the template `upstream`, proxied from `port` on loopback; `reads`
+/// are the resource's keys that say what it reads (a config, or a token).
+pub fn agent_toml(dir: &Path, reads: &str, vane: &str, name: &str, upstream: &str, port: u16) -> String {
     let d = dir.display();
     let template = format!(
         "worker_processes 1;\n\
@@ -62,17 +78,15 @@ fn watch_toml(dir: &Path, vane: &str, secret: &str, port: u16) -> String {
          \x20 access_log off;\n\
          \x20 client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
          \x20 fastcgi_temp_path {d}/fastcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
-         \x20 upstream app {{\n\
-         {{% for s in servers %}}    server {{{{ s }}}};\n{{% endfor %}}\
-         \x20 }}\n\
-         \x20 server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://app; }} }}\n\
+         \x20 upstream {name} {{\n{upstream}\n\x20 }}\n\
+         \x20 server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://{name}; proxy_next_upstream error timeout http_502; }} }}\n\
          }}\n"
     );
     let nginx = format!("\"nginx\", \"-p\", \"{d}\", \"-e\", \"{d}/error.log\"");
     format!(
         "[exec]\ncommand = [{nginx}, \"-c\", \"{d}/nginx.conf\", \"-g\", \"daemon off;\"]\n\
          reload_signal = \"SIGHUP\"\n\n\
-         [[resource]]\nname = \"nginx\"\nserver = \"{vane}\"\nconfig_id = \"edge\"\nsecret = \"{secret}\"\n\
+         [[resource]]\nname = \"nginx\"\nserver = \"{vane}\"\n{reads}\
          template = '''\n{template}'''\ndestination = \"{d}/nginx.conf\"\n\
          check = \"nginx -t -q -p {d} -e {d}/error.log -c {{}}\"\ndebounce_ms = 20\n"
     )

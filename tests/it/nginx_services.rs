@@ -14,17 +14,10 @@ use reqwest::Method;
 
 use crate::common;
 use crate::common::{BEARER, Backend, TestApp, eventually};
+use crate::nginx::backend;
 
 const WAIT: Duration = Duration::from_secs(20);
 const TTL_S: u64 = 2;
-
-async fn upstream(name: &'static str) -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let app = axum::Router::new().fallback(move || async move { name });
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    port
-}
 
 struct Agent(Child, std::path::PathBuf);
 
@@ -77,30 +70,9 @@ fn registering(vane: &str, id: &str, port: u16, flag: &Path) -> String {
 }
 
 fn nginx_agent(dir: &Path, vane: &str, port: u16) -> String {
-    let d = dir.display();
-    let template = format!(
-        "worker_processes 1;\n\
-         pid {d}/nginx.pid;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{\n\
-         \x20 access_log off;\n\
-         \x20 client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
-         \x20 fastcgi_temp_path {d}/fastcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
-         \x20 upstream api {{\n\
-         {{%- for i in service(\"api\") %}}\n    server {{{{ i.address }}}}:{{{{ i.port }}}} max_fails=0;\n\
-         {{%- else %}}\n    server 127.0.0.1:1 down;\n{{%- endfor %}}\n\
-         \x20 }}\n\
-         \x20 server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://api; proxy_next_upstream error timeout http_502; }} }}\n\
-         }}\n"
-    );
-    let nginx = format!("\"nginx\", \"-p\", \"{d}\", \"-e\", \"{d}/error.log\"");
-    format!(
-        "[exec]\ncommand = [{nginx}, \"-c\", \"{d}/nginx.conf\", \"-g\", \"daemon off;\"]\n\
-         reload_signal = \"SIGHUP\"\n\n\
-         [[resource]]\nname = \"nginx\"\nserver = \"{vane}\"\ntoken = \"{BEARER}\"\n\
-         template = '''\n{template}'''\ndestination = \"{d}/nginx.conf\"\n\
-         check = \"nginx -t -q -p {d} -e {d}/error.log -c {{}}\"\ndebounce_ms = 20\n"
-    )
+    let upstream = "{%- for i in service(\"api\") %}\n    server {{ i.address }}:{{ i.port }} max_fails=0;\n\
+                    {%- else %}\n    server 127.0.0.1:1 down;\n{%- endfor %}";
+    crate::nginx::agent_toml(dir, &format!("token = \"{BEARER}\"\n"), vane, "api", upstream, port)
 }
 
 /// A client that retries through nginx, as a real one does: a request
@@ -145,7 +117,7 @@ async fn nginx_follows_the_registry_as_checks_pass_and_fail() {
     for flag in &flags[..2] {
         std::fs::write(flag, "").unwrap();
     }
-    let (one, two, three) = (upstream("one").await, upstream("two").await, upstream("three").await);
+    let (one, two, three) = (backend("one").await, backend("two").await, backend("three").await);
     let mut first = Agent::start(dir.path(), "one", &registering(&vane, "one", one, &flags[0]));
     let _second = Agent::start(dir.path(), "two", &registering(&vane, "two", two, &flags[1]));
     let port = common::free_port();
