@@ -274,13 +274,15 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--vane", default="target/release/vane")
     parser.add_argument("--pg", help="an empty PostgreSQL database for the two-node figure")
+    parser.add_argument("--only-two", action="store_true", help="only the change-to-file figures")
     args = parser.parse_args()
     vane = os.path.abspath(args.vane)
     if not shutil.which("wrk"):
         sys.exit("wrk is needed (apt-get install wrk)")
     work = tempfile.mkdtemp(prefix="vane-registry-")
-    memory_and_heartbeats(vane, work)
-    burst(vane, work)
+    if not args.only_two:
+        memory_and_heartbeats(vane, work)
+        burst(vane, work)
     proc, port = start_server(vane, f"sqlite://{work}/lat.db?mode=rwc", work, "lat")
     latency(vane, work, port, port, "one node", [proc])
     if args.pg:
