@@ -400,3 +400,44 @@ async fn a_deleted_token_stops_reading_and_a_burst_of_subscribes_is_answered() {
     let closed = crate::common::ws::close_code(&mut socket, Duration::from_secs(5)).await;
     assert_eq!(closed, Some(1008), "a deleted token kept its socket");
 }
+
+/// A node that stops takes its leases with it: the others drop its
+/// instances once it no longer says it is alive (3 s), and the agents'
+/// next heartbeat, to a node that is up, lists them again at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_node_s_instances_go_and_come_back_with_the_next_heartbeat() {
+    let Some(mut nodes) = TestApp::cluster_over(2, None, |_| {}).await else {
+        crate::common::skipped("registry cluster", "set VANE_TEST_DATABASE_URL");
+        return;
+    };
+    // The second node: the first owns the test database.
+    let gone = nodes.pop().unwrap();
+    let up = &nodes[0];
+    put(&gone, BEARER, "api", "a", instance(80, 60)).await;
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            ids(&members(up, "api").await) == ["a"]
+        })
+        .await
+    );
+    gone.stop().await;
+    let stopped = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(6), || async {
+            ids(&members(up, "api").await).is_empty()
+        })
+        .await,
+        "a stopped node's instance stayed"
+    );
+    assert!(
+        stopped.elapsed() < Duration::from_millis(4_500),
+        "{:?}",
+        stopped.elapsed()
+    );
+    put(up, BEARER, "api", "a", instance(80, 60)).await;
+    assert_eq!(
+        ids(&members(up, "api").await),
+        ["a"],
+        "one heartbeat to a live node lists it again"
+    );
+}
