@@ -287,10 +287,10 @@ impl RegistryHandle {
                 .or_default()
                 .insert(instance.instance_id.clone(), instance);
         }
-        // Leases another node took over are no longer this node's to end.
-        state
-            .leases
-            .retain(|(service, id), _| view.get(service).is_some_and(|m| m.contains_key(id)));
+        // Leases another node took over (or that are gone) are no longer
+        // this node's: a heartbeat back here must write the row again, or
+        // the other node would end it when its own lease runs out.
+        state.leases.retain(|key, _| held.contains(key));
         let services: Vec<String> = state.view.keys().chain(view.keys()).cloned().collect();
         state.revisions = view
             .iter()

@@ -295,6 +295,25 @@ async fn two_nodes_agree(nodes: Vec<TestApp>) {
         put(b, BEARER, "api", "m", instance(81, 2)).await;
     }
     assert_eq!(ids(&members(a, "api").await), ["m"], "A expired a lease B holds");
+    // A lease that moves to B and straight back to A, while A's own first
+    // lease is still running: A must take it back in the store, or B ends
+    // it when its lease runs out though the agent renews with A.
+    put(a, BEARER, "api", "r", instance(82, 2)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    put(b, BEARER, "api", "r", instance(82, 2)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for _ in 0..8 {
+        put(a, BEARER, "api", "r", instance(82, 2)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let listed = ids(&members(b, "api").await);
+        assert!(
+            listed.contains(&"r".to_owned()),
+            "B ended a lease A took back: {listed:?}"
+        );
+    }
+    // (`m`, no longer renewed, has run out meanwhile.)
+    assert_eq!(ids(&members(b, "api").await), ["r"], "B ended a lease A took back");
+    assert_eq!(ids(&members(a, "api").await), ["r"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
