@@ -18,7 +18,8 @@ use std::net::IpAddr;
 
 use crate::actors::push::{Protocol, Reader, SocketPermit};
 use crate::domain::model::now_millis;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// tungstenite reads into a 128 KiB buffer per socket by default; clients
 /// send almost nothing, so a small one keeps idle sockets cheap.
@@ -95,21 +96,44 @@ pub async fn subscribe(
     // A token is needed only to follow registry services; one that is sent
     // must be valid, so a wrong one is told at once rather than at subscribe.
     // The socket asks again at each subscribe and each message.
-    let reader: Option<Reader> = match headers.contains_key(AUTHORIZATION) {
-        true => {
-            app.auth.identify(&Method::GET, &headers).await?;
-            let auth = app.auth.clone();
-            Some(Arc::new(move || {
-                let (auth, headers) = (auth.clone(), headers.clone());
-                Box::pin(async move { auth.identify(&Method::GET, &headers).await.ok().map(|i| i.caller) })
-            }))
-        }
+    let reader = match headers.contains_key(AUTHORIZATION) {
+        true => Some(reader_of(&app, headers).await?),
         false => None,
     };
     let permit = admit(&app, address)?;
     let push = app.push.clone();
     Ok(sized(ws).on_upgrade(move |socket| async move {
         push.connect(socket, permit, Protocol::Native, None, reader).await;
+    }))
+}
+
+/// How long a socket's token lookup stands: every subscriber of a service
+/// is told of each change, and each would otherwise ask the store at once.
+const READER_FOR: Duration = Duration::from_secs(1);
+
+/// Who the socket's token is, asked again when its last answer is older
+/// than `READER_FOR`; a wrong token refuses the upgrade.
+async fn reader_of(app: &AppState, headers: HeaderMap) -> Result<Reader, ApiError> {
+    let caller = app.auth.identify(&Method::GET, &headers).await?.caller;
+    let last = Arc::new(Mutex::new((Instant::now(), Some(caller))));
+    let auth = app.auth.clone();
+    Ok(Arc::new(move || {
+        let (auth, headers, last) = (auth.clone(), headers.clone(), last.clone());
+        Box::pin(async move {
+            let known = last
+                .lock()
+                .ok()
+                .filter(|l| l.0.elapsed() < READER_FOR)
+                .map(|l| l.1.clone());
+            if let Some(caller) = known {
+                return caller;
+            }
+            let caller = auth.identify(&Method::GET, &headers).await.ok().map(|i| i.caller);
+            if let Ok(mut l) = last.lock() {
+                *l = (Instant::now(), caller.clone());
+            }
+            caller
+        })
     }))
 }
 
