@@ -87,5 +87,111 @@ fn served(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, engines, domain, served);
+/// The params `loadtest/wrk/rich.lua` sends, for user `i` (with the
+/// 64-entry catalog bigparams.star reads).
+fn rich(i: i64) -> serde_json::Value {
+    let tags = ["news", "sport", "music", "tech", "food", "travel", "kids", "art"];
+    let cats = ["books", "games", "music", "tools"];
+    let catalog: Vec<_> = (1..=64)
+        .map(|n: usize| {
+            json!({"id": format!("item-{n}"), "price": (n * 37) % 120, "score": (n * 53) % 100,
+                   "cat": cats[n % 4], "tags": [tags[n % 8], tags[(n * 3) % 8]]})
+        })
+        .collect();
+    json!({"user_id": format!("u{i}"), "score": i % 100, "platform": "iphone", "version_code": 100 + i % 80,
+           "region": "eu", "tags": ["news", "sport", "music", "tech", "food", "travel"],
+           "prefs": {"lang": "en", "dark": true, "budget": 60, "email": false,
+                     "notify": {"email": true, "push": false}},
+           "catalog": catalog})
+}
+
+/// The held-out corpus (loadtest/scripts), each run by the engine alone
+/// and as a worker's whole turn: the request frame read, the run, the
+/// reply frame written (`cargo bench --bench engine -- corpus`).
+fn corpus(c: &mut Criterion) {
+    use std::borrow::Cow;
+    use vane::domain::Lang;
+    use vane::engine::Engines;
+    use vane::engine::protocol::{Params, Request};
+    use vane::engine::worker::handle_frame;
+    let scripts = [
+        (
+            "heldout",
+            Lang::Starlark,
+            include_str!("../loadtest/scripts/heldout.star"),
+        ),
+        (
+            "bucket",
+            Lang::Starlark,
+            include_str!("../loadtest/scripts/bucket.star"),
+        ),
+        ("rules", Lang::Starlark, include_str!("../loadtest/scripts/rules.star")),
+        (
+            "nested",
+            Lang::Starlark,
+            include_str!("../loadtest/scripts/nested.star"),
+        ),
+        (
+            "bigparams",
+            Lang::Starlark,
+            include_str!("../loadtest/scripts/bigparams.star"),
+        ),
+        (
+            "strings",
+            Lang::Starlark,
+            include_str!("../loadtest/scripts/strings.star"),
+        ),
+        (
+            "comprehension",
+            Lang::Starlark,
+            include_str!("../loadtest/scripts/comprehension.star"),
+        ),
+        (
+            "heldout.js",
+            Lang::Javascript,
+            include_str!("../loadtest/scripts/heldout.js"),
+        ),
+    ];
+    let limits = Limits::default();
+    let mut engines = Engines::new(16);
+    for (name, lang, source) in scripts {
+        // Only bigparams reads the catalog; the others get the six keys.
+        let params = |i| {
+            let mut p = rich(i);
+            if name != "bigparams" {
+                p.as_object_mut().unwrap().remove("catalog");
+            }
+            p
+        };
+        let mut i = 0;
+        c.bench_function(&format!("corpus {name} run"), |b| {
+            b.iter(|| {
+                i += 1;
+                engines.get(lang).run(name, source, &params(i), &limits).unwrap()
+            })
+        });
+        let frames: Vec<Vec<u8>> = (0..1000)
+            .map(|i| {
+                let request = Request::Run {
+                    code_id: Cow::Borrowed(name),
+                    recompile: false,
+                    lang,
+                    source: None,
+                    params: Params::Value(Cow::Owned(params(i))),
+                    limits,
+                };
+                serde_json::to_vec(&request).unwrap()
+            })
+            .collect();
+        let mut n = 0;
+        c.bench_function(&format!("corpus {name} worker turn"), |b| {
+            b.iter(|| {
+                n += 1;
+                handle_frame(&mut engines, &frames[n % frames.len()])
+            })
+        });
+    }
+}
+
+criterion_group!(benches, engines, domain, served, corpus);
 criterion_main!(benches);

@@ -1,90 +1,132 @@
 #!/usr/bin/env bash
-# Throughput and CPU per request of the fetch path against the "limit" (same
-# response bytes, no work), in one run on this machine: wrk (4 threads, 100
-# connections unless THREADS / CONNS say otherwise), 10 s each, loopback.
-# Prints a table; see loadtest/README.md. Extra environment
-# (VANE_SANDBOX__ISOLATION=thread, say) reaches the server.
+# CPU per request of the fetch path against the "limit" (the same response
+# bytes, no work), in one run on this machine, for process and thread
+# isolation side by side: two `vane serve` (one with
+# sandbox.isolation = "thread"), wrk (2 threads, 64 connections unless
+# THREADS / CONNS say otherwise), SECONDS each row, loopback. Rows: the
+# config60 scripts (a, a', b, c, c'), the held-out corpus
+# (loadtest/scripts/*.star, rich params), its memo hit and heldout.js.
+# Prints a table; see loadtest/README.md.
 #   bash loadtest/run.sh [seconds]
-#   THREADS=2 CONNS=64 bash loadtest/run.sh 10
+#   THREADS=4 CONNS=100 bash loadtest/run.sh 10
+# ISOLATION=process (or thread) measures one server only.
 # STORM=1 adds forged-report storms and (a) again after them.
 # STORE_URL=postgres://... or mysql://... (an empty database) puts the
-# store there instead of a new SQLite file.
+# store there instead of a new SQLite file (one server only).
 # VANE_BIN=/path/to/vane measures that binary instead of this tree's (an
 # earlier build, say, for an A/B on the same machine minutes apart).
+# Extra environment (VANE_SANDBOX__WORKERS=1, say) reaches the servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-secs=${1:-10}
-threads=${THREADS:-4}
-conns=${CONNS:-100}
+secs=${1:-8}
+threads=${THREADS:-2}
+conns=${CONNS:-64}
+isolations=${ISOLATION:-process thread}
+[ -n "${STORE_URL:-}" ] && isolations=${isolations%% *}
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
 # With VANE_BIN, this tree's examples (the limit server) must be built already.
 [ -n "${VANE_BIN:-}" ] || cargo build --release --bins --examples -q
 vane_bin=${VANE_BIN:-target/release/vane}
 dir=$(mktemp -d)
-port=18181; limit=18182
+limit=18182
 token=bench-token-0123456789abcdef
-VANE_SERVER__LISTEN=127.0.0.1:$port VANE_STORE__URL="${STORE_URL:-sqlite://$dir/load.db}" \
-  VANE_AUTH__ADMIN_TOKENS="bench=$token" VANE_LOG__LEVEL=warn \
-  "$vane_bin" serve >"$dir/vane.log" 2>&1 &
-vane=$!
-trap 'kill $vane ${limit_pid:-} 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+pids=()
+trap 'kill ${pids[*]} 2>/dev/null; rm -rf "$dir"' EXIT
 
-publish() { # id lang file
-  local api="http://127.0.0.1:$port/api/v1/configs" auth="Authorization: Bearer $token"
-  curl -sf -H "$auth" "$api" -d "{\"id\":\"$1\"}" \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])' >"$dir/$1.secret"
+declare -A port
+next=18181
+for iso in $isolations; do
+  next=$((next + 2)); port[$iso]=$next
+  VANE_SERVER__LISTEN=127.0.0.1:$next VANE_STORE__URL="${STORE_URL:-sqlite://$dir/$iso.db}" \
+    VANE_SANDBOX__ISOLATION=$iso VANE_AUTH__ADMIN_TOKENS="bench=$token" VANE_LOG__LEVEL=warn \
+    "$vane_bin" serve >"$dir/$iso.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$next/readyz" >/dev/null && break; sleep 0.1; done
+done
+
+rich='{"meta":{"platform":"iphone","version":120,"device_id":"d1"},"params":{"user_id":"u1","score":1,"platform":"iphone","version_code":101,"region":"eu","tags":["news","sport","music","tech","food","travel"],"prefs":{"lang":"en","dark":true,"budget":60,"email":false,"notify":{"email":true,"push":false}},"catalog":[{"id":"item-1","price":37,"score":53,"cat":"games","tags":["sport","music"]}]}}'
+publish() { # port id lang file
+  local api="http://127.0.0.1:$1/api/v1/configs" auth="Authorization: Bearer $token"
+  curl -sf -H "$auth" "$api" -d "{\"id\":\"$2\"}" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])' >"$dir/$2.secret"
   local body code
-  body=$(python3 -c 'import json,sys; print(json.dumps({"lang": sys.argv[1], "source": open(sys.argv[2]).read()}))' "$2" "$3")
-  code=$(curl -sf -H "$auth" "$api/$1/versions" -d "$body" | python3 -c 'import json,sys; print(json.load(sys.stdin)["code_id"])')
-  curl -sf -H "$auth" "$api/$1/release" -d "{\"code_id\":\"$code\"}" >/dev/null
-  echo "$code" >"$dir/$1.code"
+  body=$(python3 -c 'import json,sys; print(json.dumps({"lang": sys.argv[1], "source": open(sys.argv[2]).read()}))' "$3" "$4")
+  code=$(curl -sf -H "$auth" "$api/$2/versions" -d "$body" | python3 -c 'import json,sys; print(json.load(sys.stdin)["code_id"])')
+  curl -sf -H "$auth" "$api/$2/release" -d "{\"code_id\":\"$code\"}" >/dev/null
+  echo "$code" >"$dir/$2.code"
+  # A script that fails would be measured as a cheap error: refuse to go on.
+  curl -sf "http://127.0.0.1:$1/config/$2" -d "$rich" >/dev/null \
+    || { echo "$4 does not answer 200 for the sample request" >&2; exit 1; }
 }
-publish star starlark loadtest/scripts/config60.star
-publish js javascript loadtest/scripts/config60.js
+corpus=(heldout bucket rules nested bigparams strings comprehension)
+for iso in $isolations; do
+  publish "${port[$iso]}" star starlark loadtest/scripts/config60.star
+  publish "${port[$iso]}" js javascript loadtest/scripts/config60.js
+  publish "${port[$iso]}" heldout-js javascript loadtest/scripts/heldout.js
+  for c in "${corpus[@]}"; do publish "${port[$iso]}" "$c" starlark "loadtest/scripts/$c.star"; done
+done
 
 # The limit answers with the bytes Vane answers with.
-curl -sf "http://127.0.0.1:$port/config/star" \
+first=${isolations%% *}
+curl -sf "http://127.0.0.1:${port[$first]}/config/star" \
   -d '{"meta":{"platform":"iphone","version":120,"device_id":"d1"},"params":{"score":95,"platform":"iphone","version_code":130}}' \
   >"$dir/body.json"
 target/release/examples/limit_server "127.0.0.1:$limit" "$dir/body.json" &
-limit_pid=$!
+pids+=($!)
 sleep 0.5
 
-run() { # name url script [env]
-  local out
-  out=$(env ${4:-} python3 loadtest/measure.py wrk -t"$threads" -c"$conns" -d"${secs}s" --latency -s "$3" "$2")
-  echo "$1|$out"
+measure() { # url script [env]
+  env ${3:-} python3 loadtest/measure.py wrk -t"$threads" -c"$conns" -d"${secs}s" --latency -s "$2" "$1"
 }
+# name|config|script|env for each row
+rows=("(a) config60.star, params varying|star|varying.lua|"
+      "(a') config60.star, varying, cached: false|star|varying.lua|CACHED=false"
+      "(b) config60.star, params fixed (memo hit)|star|fixed.lua|"
+      "(c) config60.js, params varying|js|varying.lua|"
+      "(c') config60.js, varying, cached: false|js|varying.lua|CACHED=false")
+for c in "${corpus[@]}"; do
+  extra=""; [ "$c" = bigparams ] && extra="BIG=1"
+  rows+=("$c.star, params varying|$c|rich.lua|$extra")
+done
+rows+=("heldout.star, params fixed (memo hit)|heldout|rich.lua|FIXED=1"
+       "heldout.js, params varying|heldout-js|rich.lua|")
+
 # The limit runs first and last; ratios are to the mean of the two, since
 # the machine's speed drifts during a run.
-first=$(run "limit, before" "http://127.0.0.1:$limit/config/star" loadtest/wrk/fixed.lua)
-rows=("$(run "(a) starlark, params varying" "http://127.0.0.1:$port/config/star" loadtest/wrk/varying.lua)"
-      "$(run "(a') starlark, params varying, cached: false" "http://127.0.0.1:$port/config/star" loadtest/wrk/varying.lua CACHED=false)"
-      "$(run "(b) starlark, params fixed" "http://127.0.0.1:$port/config/star" loadtest/wrk/fixed.lua)"
-      "$(run "(c) javascript, params varying" "http://127.0.0.1:$port/config/js" loadtest/wrk/varying.lua)"
-      "$(run "(c') javascript, params varying, cached: false" "http://127.0.0.1:$port/config/js" loadtest/wrk/varying.lua CACHED=false)")
+limit_first=$(measure "http://127.0.0.1:$limit/config/star" loadtest/wrk/fixed.lua)
+declare -A got
+for row in "${rows[@]}"; do
+  IFS='|' read -r name config script env <<<"$row"
+  for iso in $isolations; do
+    got["$name|$iso"]=$(measure "http://127.0.0.1:${port[$iso]}/config/$config" "loadtest/wrk/$script" "$env")
+  done
+done
 if [ -n "${STORM:-}" ]; then
   # Forged reports against the released Starlark version, with its public
   # secret, from a device it served and from devices it never served.
-  curl -sf "http://127.0.0.1:$port/api/v1/configs/star/evaluate" \
+  p=${port[$first]}
+  curl -sf "http://127.0.0.1:$p/api/v1/configs/star/evaluate" \
     -d '{"meta":{"platform":"iphone","version":120,"device_id":"attacker"},"params":{"score":95,"platform":"iphone","version_code":130}}' >/dev/null
   storm="SECRET=$(cat "$dir/star.secret") CODE_ID=$(cat "$dir/star.code")"
-  url="http://127.0.0.1:$port/api/v1/configs/star/reports"
-  rows+=("$(run "(r1) reports, one served source" "$url" loadtest/wrk/report.lua "$storm DEVICES=one")"
-         "$(run "(r2) reports, a new unserved source each" "$url" loadtest/wrk/report.lua "$storm DEVICES=many")"
-         "$(run "(a) again, after the storms" "http://127.0.0.1:$port/config/star" loadtest/wrk/varying.lua)")
-  summary=$(curl -sf -H "Authorization: Bearer $token" \
-    "http://127.0.0.1:$port/api/v1/configs/star/versions/$(cat "$dir/star.code")/reports/summary")
-  echo "after the storms: $summary"
+  url="http://127.0.0.1:$p/api/v1/configs/star/reports"
+  for r in "(r1) reports, one served source|$url|report.lua|$storm DEVICES=one" \
+           "(r2) reports, a new unserved source each|$url|report.lua|$storm DEVICES=many" \
+           "(a) again, after the storms|http://127.0.0.1:$p/config/star|varying.lua|"; do
+    IFS='|' read -r name url script env <<<"$r"
+    rows+=("$name|-|-|-")
+    got["$name|$first"]=$(measure "$url" "loadtest/wrk/$script" "$env")
+  done
+  echo "after the storms: $(curl -sf -H "Authorization: Bearer $token" \
+    "http://127.0.0.1:$p/api/v1/configs/star/versions/$(cat "$dir/star.code")/reports/summary")"
 fi
-last=$(run "limit, after" "http://127.0.0.1:$limit/config/star" loadtest/wrk/fixed.lua)
-limit_rps=$(python3 -c "print(($(cut -d'|' -f2 <<<"$first") + $(cut -d'|' -f2 <<<"$last")) / 2)")
-echo "wrk -t$threads -c$conns, ${secs} s each; CPU per request = machine busy time minus wrk's own, / requests"
-echo "| test | requests/s | ratio to limit | p99 | CPU per request |"
-echo "|---|---|---|---|---|"
-for row in "${rows[@]}" "$first" "$last"; do
-  IFS='|' read -r name rps p99 cpu _ <<<"$row"
-  ratio=$(python3 -c "print(f'{$rps / $limit_rps:.2f}')")
-  echo "| $name | $rps | $ratio | $p99 | $cpu µs |"
-done
+limit_last=$(measure "http://127.0.0.1:$limit/config/star" loadtest/wrk/fixed.lua)
+
+{
+  echo "limit|$limit_first|$limit_last"
+  for row in "${rows[@]}"; do
+    name=${row%%|*}
+    line="$name"
+    for iso in $isolations; do line+="|$iso=${got["$name|$iso"]:-}"; done
+    echo "$line"
+  done
+} | python3 loadtest/table.py "wrk -t$threads -c$conns, ${secs} s each"

@@ -70,6 +70,9 @@ pub async fn stats_route(State(app): State<AppState>) -> Json<Value> {
     Json(stats(&app).await)
 }
 
+/// Longest the stats wait for the store's list of plans.
+const PLANS_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Copies the counters kept by the actors into the recorder and returns
 /// them as JSON.
 async fn stats(app: &AppState) -> Value {
@@ -140,11 +143,14 @@ async fn stats(app: &AppState) -> Value {
                    "mailbox": depth, "handled": handled})
         })
         .collect();
-    // Open rollout plans, as the dashboard lists them.
-    let plans: Vec<Value> = app
-        .plans
-        .list(None)
-        .await
+    // Open rollout plans, as the dashboard lists them. Bounded: a store
+    // that stops answering must not take the metrics with it, when they are
+    // what shows the outage ("plans_unread" says they were left out).
+    let listed = tokio::time::timeout(PLANS_READ_LIMIT, app.plans.list(None)).await;
+    let plans_unread = !matches!(listed, Ok(Ok(_)));
+    let plans: Vec<Value> = listed
+        .ok()
+        .and_then(Result::ok)
         .unwrap_or_default()
         .iter()
         .map(|p| {
@@ -160,6 +166,7 @@ async fn stats(app: &AppState) -> Value {
     json!({
         "requests": {"total": requests, "micros": request_micros},
         "plans": plans,
+        "plans_unread": plans_unread,
         "pool": pool,
         "push": push,
         "redis": redis.map(|(hits, misses, errors)| json!({"hits": hits, "misses": misses, "errors": errors})),

@@ -180,7 +180,19 @@ step("a release the test gate refuses says why, and stays until dismissed");
 await page.locator(`tr[data-code="${first}"] button.release`).click();
 await confirm(`${first} becomes the stable version`);
 await failure("Release refused: 1 of the version's 1 tests failed");
-await page.waitForTimeout(500);
+const region = page.locator("#messages");
+assert.equal(await region.getAttribute("role"), "status", "the message region is not a status region");
+assert.equal(await region.getAttribute("aria-live"), "polite");
+const refusal = page.locator("#messages [role=alert]", { hasText: "Release refused" }).first();
+const look = () => refusal.evaluate((e) => {
+  const style = getComputedStyle(e);
+  return { color: style.color, border: style.borderLeftColor, opacity: style.opacity };
+});
+const red = await look();
+assert.deepEqual([red.color, red.border], ["rgb(138, 0, 24)", "rgb(176, 0, 32)"], "the error is not shown in red");
+// Longer than a success lasts (8 s): an error stays, fully visible.
+await page.waitForTimeout(8500);
+assert.equal((await look()).opacity, "1", "the error faded");
 await failure("Release refused");
 await shot("refused");
 assert.match(await page.locator("#stable").textContent(), /nothing released/);

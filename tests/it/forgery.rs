@@ -26,6 +26,7 @@ backend_tests!(
     a_storm_from_a_network_never_served_hides_no_served_network,
     a_break_with_nothing_to_fall_back_to_keeps_serving,
     the_count_rule_keeps_the_originals_403,
+    under_the_count_rule_one_report_never_aborts_a_plan,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -34,14 +35,14 @@ fn version(n: i64) -> Value {
     json!({"lang": "starlark", "source": format!("return {n}")})
 }
 
-async fn summary(app: &TestApp, config_id: &str, code_id: &str) -> Value {
+pub(crate) async fn summary(app: &TestApp, config_id: &str, code_id: &str) -> Value {
     let path = format!("/api/v1/configs/{config_id}/versions/{code_id}/reports/summary");
     let (status, body) = app.admin(Method::GET, &path, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body
 }
 
-fn config_for(route: Route, name: &str) -> String {
+pub(crate) fn config_for(route: Route, name: &str) -> String {
     format!("{name}-{}", format!("{route:?}").to_lowercase())
 }
 
@@ -395,5 +396,30 @@ async fn the_count_rule_keeps_the_originals_403(backend: Backend) {
     }
     let (status, _) = machine.fetch(Route::Original, "counted", "anyone").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    app.stop().await;
+}
+
+/// The count rule's gate has the count as its floor: one report from the
+/// one network served the gray version (a share of 1) once aborted the plan.
+async fn under_the_count_rule_one_report_never_aborts_a_plan(backend: Backend) {
+    let tweak = |s: &mut vane::settings::Settings| {
+        s.reports.rule = "count".into();
+        s.reports.break_threshold = 3;
+    };
+    let Some(app) = TestApp::spawn_with(backend, tweak).await else {
+        return;
+    };
+    let (secret, _) = app.config_with("app", &[1]).await;
+    let new = app.create_version("app", version(2)).await;
+    let id = plan_at_first_step(&app, &new, json!({})).await;
+    let device = &gray_devices(&new, 10, 1)[0];
+    let net = Net::new(&app, 1);
+    assert_eq!(net.fetch(Route::Native, "app", device).await.1.unwrap().0, new);
+    let (status, receipt) = net.report(Route::Native, "app", &secret, &new, device).await;
+    assert!(status.is_success(), "{receipt}");
+    let done = ends(&app, &id).await;
+    assert_eq!(done["state"], json!("completed"), "{done}");
+    // The floor is the count (the watch after release counts afresh).
+    assert_eq!(done["gate"]["min_sources"], json!(3), "{done}");
     app.stop().await;
 }

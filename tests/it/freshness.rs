@@ -275,6 +275,19 @@ async fn a_hung_store_is_waited_on_once_not_by_every_fresh_fetch(backend: Backen
     assert_eq!(evaluated(&app, "part", false).await, (StatusCode::OK, true, json!(1)));
     // Twenty fresh fetches, one after another as a single client sends them:
     // had each waited for its own read, they would take forty seconds.
+    let unanswered = || async {
+        let metrics = app.scrape().await;
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("vane_fresh_fetches_total{outcome=\"stale_store_unanswered\"} ")?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    };
+    let counted_before = unanswered().await;
     let start = std::time::Instant::now();
     for _ in 0..20 {
         assert_eq!(evaluated(&app, "part", false).await, (StatusCode::OK, true, json!(1)));
@@ -284,6 +297,10 @@ async fn a_hung_store_is_waited_on_once_not_by_every_fresh_fetch(backend: Backen
         took < Duration::from_secs(10),
         "20 fresh fetches took {took:?} on a hung store"
     );
+    // Each is counted as answered from memory for an unanswered store
+    // (other tests in this process only add to the counter).
+    let counted = unanswered().await - counted_before;
+    assert!(counted >= 20.0, "stale_store_unanswered rose by {counted}");
     // A change behind the node's back while it is cut off, then the store
     // answers again: the next successful read brings it.
     let change = Change::Release {

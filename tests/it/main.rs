@@ -36,6 +36,7 @@ mod dashboard;
 mod edges;
 mod fetch;
 mod forgery;
+mod forwarded;
 mod freshness;
 mod health;
 mod identity;

@@ -368,3 +368,20 @@ async fn a_second_signal_exits_at_once() {
     assert_ne!(status.code(), Some(0), "{status:?}");
     let _ = in_flight.await;
 }
+
+/// A client address header with nobody trusted to set it is ignored, and
+/// the start-up says so; with its proxy listed, nothing is said.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_address_header_without_trusted_proxies_is_warned_of_at_start() {
+    let header = "[server]\nclient_address_header = \"X-Forwarded-For\"\n";
+    let served = Served::start(&format!("{header}{SERVED}")).await;
+    let warned = eventually(WAIT, || async {
+        served.log().contains("server.trusted_proxies is empty")
+    })
+    .await;
+    assert!(warned, "{}", served.log());
+    let trusted = Served::start(&format!("{header}trusted_proxies = [\"127.0.0.1\"]\n{SERVED}")).await;
+    let started = eventually(WAIT, || async { trusted.log().contains("vane listening") }).await;
+    assert!(started, "{}", trusted.log());
+    assert!(!trusted.log().contains("trusted_proxies is empty"), "{}", trusted.log());
+}

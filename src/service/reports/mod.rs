@@ -392,8 +392,9 @@ impl ReportsHandle {
     /// A version's health since `since_ms`, as a rollout plan's gate judges
     /// it: counted networks since then against the networks served it, with
     /// the same floor as breaking (`reports.min_sources`, or the plan's own
-    /// `min_sources`). Under the count rule only the broken mark fails the
-    /// gate (the ratio's threshold is then 1, which a share never passes).
+    /// `min_sources`). Under the count rule the floor is its count of
+    /// reports and the threshold every served network, so one report never
+    /// aborts a plan there either.
     pub async fn gate(
         &self,
         code_id: &str,
@@ -413,7 +414,7 @@ impl ReportsHandle {
                 ratio,
                 min_sources: floor,
             } => (ratio, min_sources.unwrap_or(floor)),
-            BreakRule::Count { .. } => (1.0, min_sources.unwrap_or(1)),
+            BreakRule::Count { threshold } => (1.0, min_sources.unwrap_or(threshold)),
         };
         Ok(GateFigures::new(broken, counted, served, threshold, floor))
     }

@@ -42,6 +42,23 @@ impl Net {
         }
     }
 
+    /// A client at 127.0.`n`.1 whose every request says, in
+    /// `X-Forwarded-For`, that it forwards for `client`: a proxy when
+    /// 127.0.`n`.1 is trusted, a liar when it is not.
+    pub fn forwarding(app: &TestApp, n: u8, client: &str) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-forwarded-for", client.parse().unwrap());
+        let client = reqwest::Client::builder()
+            .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, n, 1)))
+            .default_headers(headers)
+            .build()
+            .unwrap();
+        Self {
+            client,
+            base: app.url(""),
+        }
+    }
+
     /// `count` networks from 127.0.`first`.0/24 on.
     pub fn many(app: &TestApp, first: u8, count: u8) -> Vec<Self> {
         (first..first + count).map(|n| Self::new(app, n)).collect()
