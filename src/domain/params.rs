@@ -3,7 +3,11 @@
 //! request must carry each required parameter with its type; a missing
 //! optional one gets its default, if it has one.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,6 +152,65 @@ pub fn prepare(specs: &[ParamSpec], mut params: Value) -> Result<Value, ParamErr
     Ok(params)
 }
 
+/// `prepare` for params as the JSON text a fetch sent: the text itself when
+/// it needs no default, so a fetch never builds a value of its params (the
+/// worker reads the text). Only declared parameters are read, each checked
+/// as `prepare` checks it; defaults are appended to the text. A repeated
+/// key counts by its last value, as everywhere else.
+pub fn prepare_text(specs: &[ParamSpec], params: Box<RawValue>) -> Result<Box<RawValue>, ParamError> {
+    let text = params.get();
+    if !text.starts_with('{') {
+        return Err(ParamError::NotAnObject);
+    }
+    if specs.is_empty() {
+        return Ok(params);
+    }
+    let map: HashMap<Name<'_>, &RawValue> = serde_json::from_str(text).map_err(|_| ParamError::NotAnObject)?;
+    let mut defaults = Vec::new();
+    for spec in specs {
+        match map.get(spec.name.as_str()) {
+            None if spec.required() => return Err(ParamError::Missing(spec.name.clone())),
+            None => defaults.extend(spec.default.as_ref().map(|d| (&spec.name, d))),
+            Some(raw) => {
+                let value: Value = serde_json::from_str(raw.get()).map_err(|_| ParamError::NotAnObject)?;
+                if !spec.kind.matches(&value) {
+                    return Err(ParamError::WrongType {
+                        name: spec.name.clone(),
+                        expected: spec.kind.name(),
+                        got: json_type(&value),
+                    });
+                }
+            }
+        }
+    }
+    if defaults.is_empty() {
+        return Ok(params);
+    }
+    // `{...}` without its `}`, then `,"name":default` for each.
+    let mut out = String::with_capacity(text.len() + 32 * defaults.len());
+    out.push_str(&text[..text.len() - 1]);
+    for (i, (name, default)) in defaults.into_iter().enumerate() {
+        if i > 0 || !map.is_empty() {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(name).expect("a string writes"));
+        out.push(':');
+        out.push_str(&serde_json::to_string(default).expect("a value writes"));
+    }
+    out.push('}');
+    RawValue::from_string(out).map_err(|_| ParamError::NotAnObject)
+}
+
+/// A key of the params object, borrowed from the text unless escaped.
+#[derive(PartialEq, Eq, Hash, Deserialize)]
+struct Name<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl std::borrow::Borrow<str> for Name<'_> {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Checks that `params` carries every required parameter, and every declared
 /// one it carries, with its type. Undeclared parameters pass through untouched.
 pub fn check<'a>(specs: &[ParamSpec], params: &'a Value) -> Result<&'a Map<String, Value>, ParamError> {
@@ -274,5 +337,40 @@ mod tests {
                 .contains("default of `r`")
         );
         assert!(serde_json::from_value::<Vec<ParamSpec>>(json!([{"name": "a", "type": "int", "dflt": 1}])).is_err());
+    }
+
+    #[test]
+    fn text_is_checked_as_a_value_is_and_defaults_are_appended() {
+        let s = specs(json!([
+            {"name": "n", "type": "int"}, {"name": "tags", "type": "array", "optional": true},
+            {"name": "region", "type": "string", "default": "eu"}, {"name": "x y", "type": "float", "default": 1.5}
+        ]));
+        let text = |t: &str| prepare_text(&s, RawValue::from_string(t.to_owned()).unwrap());
+        for t in [
+            r#"{"n": 1}"#,
+            r#"{ "n": 1, "tags": ["a"], "region": "us" }"#,
+            r#"{"\u006e": 2, "extra": {"deep": [1]}}"#,
+            r#"{"n": "one", "n": 3}"#,
+            r#"{"n": 1.5}"#,
+            r#"{"n": 12345678901234567890123}"#,
+            r#"{"tags": 1, "n": 1}"#,
+            r#"{"region": "us"}"#,
+            r#"[1]"#,
+            "null",
+            r#""{}""#,
+        ] {
+            let by_text = text(t).map(|raw| serde_json::from_str::<Value>(raw.get()).unwrap());
+            let by_value = prepare(&s, serde_json::from_str(t).unwrap());
+            assert_eq!(by_text, by_value, "{t}");
+        }
+        // Nothing to add: the very text sent.
+        assert_eq!(text(r#"{"n":1,"region":"us","x y":2}"#).unwrap().get(), r#"{"n":1,"region":"us","x y":2}"#);
+        assert_eq!(
+            prepare_text(&[], RawValue::from_string("{ }".into()).unwrap()).unwrap().get(),
+            "{ }"
+        );
+        let empty = specs(json!([{"name": "d", "type": "dictionary", "default": {"k": null}}]));
+        let added = prepare_text(&empty, RawValue::from_string("{ }".into()).unwrap()).unwrap();
+        assert_eq!(added.get(), r#"{ "d":{"k":null}}"#);
     }
 }

@@ -8,6 +8,7 @@ pub mod javascript;
 mod js_errors;
 mod js_json;
 pub mod protocol;
+pub mod star_params;
 pub mod starlark;
 pub mod worker;
 
@@ -148,6 +149,22 @@ pub trait Engine {
         params: &serde_json::Value,
         limits: &Limits,
     ) -> Result<String, EngineError>;
+
+    /// `run` with the params as the JSON text a request frame carries. By
+    /// default parsed into a value first; an engine that can read the text
+    /// directly does.
+    fn run_text(
+        &mut self,
+        code_id: &str,
+        source: &str,
+        params: &serde_json::value::RawValue,
+        limits: &Limits,
+    ) -> Result<String, EngineError> {
+        let params = serde_json::from_str(params.get()).map_err(|e| EngineError::Runtime {
+            message: format!("bad params in request frame: {e}"),
+        })?;
+        self.run(code_id, source, &params, limits)
+    }
 }
 
 /// One engine per language, as held by a worker.

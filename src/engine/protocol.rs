@@ -40,6 +40,7 @@ pub enum Request<'a> {
         /// The source, when the worker may not hold the code.
         source: Option<Cow<'a, str>>,
         /// The request's params.
+        #[serde(borrow)]
         params: Params<'a>,
         /// The run's limits.
         limits: Limits,
@@ -58,7 +59,7 @@ pub enum Request<'a> {
 }
 
 /// A run's params: the server sends the JSON text it already holds (its
-/// memo key) or a value; the worker always reads a value.
+/// memo key) or a value; the worker always reads the text.
 #[derive(Debug)]
 pub enum Params<'a> {
     /// JSON text, written into the frame as it is.
@@ -68,12 +69,13 @@ pub enum Params<'a> {
 }
 
 impl Params<'_> {
-    /// The params as a value. What a worker decodes is always one; text is
-    /// read here only for a request built in the same process.
-    pub fn value(&self) -> serde_json::Result<Cow<'_, serde_json::Value>> {
+    /// The params as JSON text. What a worker decodes is always text; a
+    /// value is written out here only for a request built in the same
+    /// process.
+    pub fn text(&self) -> serde_json::Result<Cow<'_, RawValue>> {
         match self {
-            Self::Value(v) => Ok(Cow::Borrowed(v.as_ref())),
-            Self::Text(t) => serde_json::from_str(t.get()).map(Cow::Owned),
+            Self::Text(t) => Ok(Cow::Borrowed(t)),
+            Self::Value(v) => serde_json::value::to_raw_value(v.as_ref()).map(Cow::Owned),
         }
     }
 }
@@ -87,9 +89,11 @@ impl Serialize for Params<'_> {
     }
 }
 
-impl<'de> Deserialize<'de> for Params<'_> {
+/// Read as the text it is in the frame, borrowed: the worker's engine reads
+/// the text itself (Starlark straight onto its heap).
+impl<'de: 'a, 'a> Deserialize<'de> for Params<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        serde_json::Value::deserialize(deserializer).map(|v| Self::Value(Cow::Owned(v)))
+        <&'a RawValue>::deserialize(deserializer).map(Self::Text)
     }
 }
 

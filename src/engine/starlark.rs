@@ -15,7 +15,7 @@ use starlark::values::dict::DictRef;
 use starlark::values::list::ListRef;
 use starlark::values::structs::StructRef;
 use starlark::values::tuple::TupleRef;
-use starlark::values::{OwnedFrozenValue, Value};
+use starlark::values::{Heap, OwnedFrozenValue, Value};
 
 use super::{Engine, EngineError, Limits, folding, guard};
 use crate::domain::Lang;
@@ -94,11 +94,42 @@ impl Engine for StarlarkEngine {
         params: &serde_json::Value,
         limits: &Limits,
     ) -> Result<String, EngineError> {
+        self.run_on_heap(code_id, source, limits, |heap| Ok(heap.alloc(params)))
+    }
+
+    fn run_text(
+        &mut self,
+        code_id: &str,
+        source: &str,
+        params: &serde_json::value::RawValue,
+        limits: &Limits,
+    ) -> Result<String, EngineError> {
+        self.run_on_heap(code_id, source, limits, |heap| {
+            super::star_params::alloc(heap, params.get()).map_err(|e| EngineError::Runtime {
+                message: format!("bad params in request frame: {e}"),
+            })
+        })
+    }
+}
+
+impl StarlarkEngine {
+    /// Runs `code_id` on a new heap, its params put there by `params`.
+    fn run_on_heap(
+        &mut self,
+        code_id: &str,
+        source: &str,
+        limits: &Limits,
+        params: impl for<'v> FnOnce(Heap<'v>) -> Result<Value<'v>, EngineError>,
+    ) -> Result<String, EngineError> {
         let start = Instant::now();
         self.compile(code_id, source)?;
         let run = self.compiled.get(code_id).expect("compiled above").clone();
         let deadline = limits.deadline_from(start);
         let out = Module::with_temp_heap(|module| {
+            let p = match params(module.heap()) {
+                Ok(p) => p,
+                Err(e) => return Ok(Err(e)),
+            };
             let mut eval = Evaluator::new(&module);
             eval.set_max_callstack_size(limits.max_callstack)
                 .map_err(starlark::Error::new_other)?;
@@ -106,7 +137,6 @@ impl Engine for StarlarkEngine {
                 .map_err(starlark::Error::new_other)?;
             eval.set_check_cancelled(Box::new(move || Instant::now() >= deadline));
             let function = module.heap().access_owned_frozen_value(&run);
-            let p = module.heap().alloc(params.clone());
             let value = eval.eval_function(function, &[p], &[])?;
             Ok(to_json(value, limits))
         })
@@ -181,31 +211,47 @@ impl serde::Serialize for Json<'_, '_> {
             return Err(self.refuse(EngineError::output_size(visits, limits)));
         }
         let value = self.value;
+        // The common scalars first, each one cheap check: most values are.
         if let Some(text) = value.unpack_str() {
             return serializer.serialize_str(text);
         }
-        let container = ListRef::from_value(value).is_some()
-            || TupleRef::from_value(value).is_some()
-            || DictRef::from_value(value).is_some()
-            || StructRef::from_value(value).is_some();
-        if container && self.depth >= limits.max_output_depth {
-            return Err(self.refuse(EngineError::OutputDepth {
-                limit: limits.max_output_depth,
-            }));
+        if value.is_none() {
+            return serializer.serialize_unit();
         }
+        if let Some(b) = value.unpack_bool() {
+            return serializer.serialize_bool(b);
+        }
+        if let Some(i) = value.unpack_i32() {
+            return serializer.serialize_i32(i);
+        }
+        let deep = || {
+            Err(self.refuse(EngineError::OutputDepth {
+                limit: limits.max_output_depth,
+            }))
+        };
+        let too_deep = self.depth >= limits.max_output_depth;
         if let Some(list) = ListRef::from_value(value) {
+            if too_deep {
+                return deep();
+            }
             let mut seq = serializer.serialize_seq(Some(list.len()))?;
             for item in list.iter() {
                 seq.serialize_element(&self.child(item))?;
             }
             seq.end()
         } else if let Some(tuple) = TupleRef::from_value(value) {
+            if too_deep {
+                return deep();
+            }
             let mut seq = serializer.serialize_seq(Some(tuple.len()))?;
             for item in tuple.iter() {
                 seq.serialize_element(&self.child(item))?;
             }
             seq.end()
         } else if let Some(dict) = DictRef::from_value(value) {
+            if too_deep {
+                return deep();
+            }
             let mut map = serializer.serialize_map(Some(dict.len()))?;
             for (key, item) in dict.iter() {
                 // A key that is not a string goes through starlark's own
@@ -218,6 +264,9 @@ impl serde::Serialize for Json<'_, '_> {
             }
             map.end()
         } else if let Some(fields) = StructRef::from_value(value) {
+            if too_deep {
+                return deep();
+            }
             let mut map = serializer.serialize_map(None)?;
             for (name, item) in fields.iter() {
                 map.serialize_entry(name.as_str(), &self.child(item))?;

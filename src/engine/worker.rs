@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 
 use super::protocol::{Request, Response, frame_buffered, read_frame, write_frame};
 use super::{EngineError, Engines};
+use crate::domain::Lang;
 
 /// Longest a reply waits in the output buffer behind later requests.
 const FLUSH_EVERY: Duration = Duration::from_millis(1);
@@ -64,7 +65,16 @@ pub fn handle_frame(engines: &mut Engines, frame: &[u8]) -> (Vec<u8>, bool) {
     let mut poisoned = false;
     let response = match serde_json::from_slice::<Request>(frame) {
         Ok(request) => match std::panic::catch_unwind(AssertUnwindSafe(|| handle(engines, request))) {
-            Ok(response) => response,
+            Ok(Reply::Json(text)) => {
+                // `{"ok":<text>}`, as `Response::Ok` writes it, without
+                // reading the text again to prove it JSON.
+                let mut reply = Vec::with_capacity(text.len() + 7);
+                reply.extend_from_slice(br#"{"ok":"#);
+                reply.extend_from_slice(text.as_bytes());
+                reply.push(b'}');
+                return (reply, false);
+            }
+            Ok(Reply::Response(response)) => response,
             Err(panic) => {
                 poisoned = true;
                 Response::Poisoned(panic_error(panic.as_ref()))
@@ -101,7 +111,15 @@ fn panic_error(panic: &(dyn Any + Send)) -> EngineError {
     }
 }
 
-fn handle(engines: &mut Engines, request: Request) -> Response {
+/// What `handle` answers: a Starlark result, which serde_json wrote and so
+/// is JSON, or a response to encode.
+enum Reply {
+    Json(String),
+    Response(Response),
+}
+
+fn handle(engines: &mut Engines, request: Request) -> Reply {
+    let mut trusted = false;
     let result = match request {
         Request::Run {
             code_id,
@@ -115,32 +133,39 @@ fn handle(engines: &mut Engines, request: Request) -> Response {
             if recompile {
                 engine.forget(&code_id);
             }
-            let params = match params.value() {
+            let params = match params.text() {
                 Ok(params) => params,
                 Err(e) => {
-                    return Response::Err(EngineError::Runtime {
+                    return Reply::Response(Response::Err(EngineError::Runtime {
                         message: format!("bad params in request frame: {e}"),
-                    });
+                    }));
                 }
             };
+            trusted = lang == Lang::Starlark;
             match source {
-                Some(source) => engine.run(&code_id, &source, &params, &limits),
-                None if engine.has(&code_id) => engine.run(&code_id, "", &params, &limits),
-                None => return Response::NeedSource,
+                Some(source) => engine.run_text(&code_id, &source, &params, &limits),
+                None if engine.has(&code_id) => engine.run_text(&code_id, "", &params, &limits),
+                None => return Reply::Response(Response::NeedSource),
             }
         }
         Request::Check { lang, source } => engines.get(lang).check(&source).map(|()| "null".to_owned()),
         #[cfg(debug_assertions)]
         Request::Probe(probe) => probe_result(probe),
     };
-    match result.and_then(|text| {
-        RawValue::from_string(text).map_err(|e| EngineError::Runtime {
-            message: format!("result is not JSON: {e}"),
-        })
-    }) {
-        Ok(raw) => Response::Ok(raw),
-        Err(e) => Response::Err(e),
-    }
+    let result = match result {
+        Ok(text) if trusted => return Reply::Json(text),
+        other => other,
+    };
+    Reply::Response(
+        match result.and_then(|text| {
+            RawValue::from_string(text).map_err(|e| EngineError::Runtime {
+                message: format!("result is not JSON: {e}"),
+            })
+        }) {
+            Ok(raw) => Response::Ok(raw),
+            Err(e) => Response::Err(e),
+        },
+    )
 }
 
 /// What a probe got; a confined worker gets a refusal or is killed first.

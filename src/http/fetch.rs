@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use super::AppState;
 use super::error::{ApiError, CompatError};
@@ -24,16 +25,19 @@ pub struct FetchRequest {
     meta: Meta,
     #[serde(default = "default_cached")]
     cached: bool,
+    /// Kept as the text it came as: the worker reads it (see
+    /// `EvaluatorPoolHandle::evaluate_text`).
     #[serde(default = "empty_object")]
-    params: serde_json::Value,
+    #[schema(value_type = Object)]
+    params: Box<RawValue>,
 }
 
 fn default_cached() -> bool {
     true
 }
 
-fn empty_object() -> serde_json::Value {
-    serde_json::Value::Object(Default::default())
+fn empty_object() -> Box<RawValue> {
+    RawValue::from_string("{}".to_owned()).expect("{} is JSON")
 }
 
 /// Resolves and runs a fetch.
@@ -55,12 +59,12 @@ pub(super) async fn serve(
     app: &AppState,
     version: &Arc<Version>,
     address: IpAddr,
-    params: serde_json::Value,
+    params: Box<RawValue>,
 ) -> Result<Arc<Evaluated>, EvalError> {
     app.reports.served(&version.code_id, address);
     // Even for `cached: false`: a version's compiled code and memoized results
     // never go stale.
-    app.pool.evaluate(version.clone(), params).await
+    app.pool.evaluate_text(version.clone(), params).await
 }
 
 /// `{"data":{"result":"<the result's JSON as a string>","code_id":"..."},"message":"success"}`,

@@ -24,9 +24,9 @@ const MAX_RESULT_BYTES: usize = 64 << 10;
 /// Doorkeeper slots per cached entry.
 const SEEN_PER_ENTRY: usize = 2;
 
-/// code_id and the params in canonical form (serde_json's maps are sorted,
-/// so equal params print equal), hashed once. The text is shared with the
-/// job, which sends it to the worker as it is.
+/// code_id and the params' text, hashed once: as a fetch sent it (a client
+/// sends the same params the same way), or written from a value (sorted).
+/// The text is shared with the job, which sends it to the worker as it is.
 pub struct Key {
     code_id: String,
     params: Arc<RawValue>,

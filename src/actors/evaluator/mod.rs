@@ -264,10 +264,20 @@ impl EvaluatorPoolHandle {
         params: serde_json::Value,
     ) -> Result<Arc<Evaluated>, EvalError> {
         let params = params::prepare(&version.params, params)?;
-        // Written once: the memo's key and, as it is, the worker's frame.
-        let params: Arc<RawValue> = serde_json::value::to_raw_value(&params)
-            .map_err(|e| EvalError::Unavailable(format!("encoding params: {e}")))?
-            .into();
+        let params = serde_json::value::to_raw_value(&params)
+            .map_err(|e| EvalError::Unavailable(format!("encoding params: {e}")))?;
+        self.evaluate_text(version, params).await
+    }
+
+    /// `evaluate` for params as the JSON text a fetch sent: checked without
+    /// building a value of them, then the memo's key and, as they are, the
+    /// worker's frame.
+    pub async fn evaluate_text(
+        &self,
+        version: Arc<Version>,
+        params: Box<RawValue>,
+    ) -> Result<Arc<Evaluated>, EvalError> {
+        let params: Arc<RawValue> = params::prepare_text(&version.params, params)?.into();
         let memo = self.memo.as_ref().filter(|_| version.lang == Lang::Starlark);
         let Some(memo) = memo else {
             return self.run(version, params).await;

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use super::access::{self, Client, OfrepAccess};
 use super::answer::{Failure, FlagOutcome, json};
 use crate::actors::config_cache::{Entry, ResolveError};
+use crate::actors::evaluator::EvalError;
 use crate::domain::model::now_millis;
 use crate::domain::ofrep::{self, Reason, Split};
 use crate::http::AppState;
@@ -115,7 +116,10 @@ async fn flag(app: &AppState, entry: &Entry, context: &Split, address: IpAddr) -
             ),
         };
     }
-    let served = serve(app, &resolved.version, address, context.params.clone()).await;
+    let served = match serde_json::value::to_raw_value(&context.params) {
+        Ok(params) => serve(app, &resolved.version, address, params).await,
+        Err(e) => Err(EvalError::Unavailable(format!("encoding params: {e}"))),
+    };
     match served {
         Ok(value) => FlagOutcome::Served {
             key: key.clone(),
