@@ -157,7 +157,7 @@ async fn run(rate: u64, outage: Duration, partition: bool) -> anyhow::Result<()>
     };
     println!("{rate} requests/s from {CLIENTS} clients, 10 % cached: false, store {how} for {outage:?}:");
     for at in [Phase::Before, Phase::During, Phase::After] {
-        for fresh in [false, true] {
+        for fresh in [Some(false), Some(true), None] {
             summarize(&samples.fetches, at, fresh);
         }
     }
@@ -171,22 +171,25 @@ async fn run(rate: u64, outage: Duration, partition: bool) -> anyhow::Result<()>
     Ok(())
 }
 
-fn summarize(fetches: &[(Phase, bool, Duration, bool)], at: Phase, fresh: bool) {
+/// One phase's fetches: cached, fresh, or (`None`) all of them.
+fn summarize(fetches: &[(Phase, bool, Duration, bool)], at: Phase, fresh: Option<bool>) {
+    let picked = |p: &Phase, f: &bool| *p == at && fresh.is_none_or(|fresh| *f == fresh);
     let mut times: Vec<Duration> = fetches
         .iter()
-        .filter(|(p, f, _, _)| *p == at && *f == fresh)
+        .filter(|(p, f, _, _)| picked(p, f))
         .map(|(_, _, t, _)| *t)
         .collect();
-    let bad = fetches
-        .iter()
-        .filter(|(p, f, _, ok)| *p == at && *f == fresh && !ok)
-        .count();
+    let bad = fetches.iter().filter(|(p, f, _, ok)| picked(p, f) && !ok).count();
     if times.is_empty() {
         return;
     }
     times.sort();
     let pick = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
-    let kind = if fresh { "cached: false" } else { "cached: true " };
+    let kind = match fresh {
+        Some(true) => "cached: false",
+        Some(false) => "cached: true ",
+        None => "all          ",
+    };
     println!(
         "  {at:?}, {kind}: {} fetches, p50 {:.2?}, p99 {:.2?}, max {:.2?}, errors or wrong version {bad}",
         times.len(),

@@ -2,7 +2,9 @@
 its workers, stopped workers included) spend per request, so the load
 generator's share of the two cores does not move the figure: (b) Starlark
 with fixed params (a memo hit, the HTTP path alone), (a) varying params
-(through a worker) and (c) JavaScript, varying. Alternates the binaries
+(through a worker) and (c) JavaScript, varying; then the held-out corpus
+with rich params: heldout.star (h), its memo hit (hm), nested.star (n),
+bucket.star (k) and heldout.js (hj). Alternates the binaries
 ROUNDS times (default 3); wrk -t1 -c32, 5 s per row. A binary may be a
 script that sets the server's environment and execs vane.
   python3 loadtest/ab_cpu.py BASE_BIN BASE_TREE NEW_BIN NEW_TREE
@@ -25,6 +27,13 @@ def family(pid):
 def req(url,body,token=None):
     r=urllib.request.Request(url,data=json.dumps(body).encode(),headers={'Content-Type':'application/json',**({'Authorization':'Bearer '+token} if token else {})})
     return json.load(urllib.request.urlopen(r))
+# The held-out corpus (rich.lua params): its Starlark shapes, the memo hit
+# and JavaScript.
+CORPUS=[('heldout','starlark','heldout.star'),('nested','starlark','nested.star'),
+        ('bucket','starlark','bucket.star'),('heldoutjs','javascript','heldout.js')]
+ROWS=[('b','fixed.lua','star',{}),('a','varying.lua','star',{}),('c','varying.lua','js',{}),
+      ('h','rich.lua','heldout',{}),('hm','rich.lua','heldout',{'FIXED':'1'}),('n','rich.lua','nested',{}),
+      ('k','rich.lua','bucket',{}),('hj','rich.lua','heldoutjs',{})]
 def bench(binary,cwd,port):
     d=tempfile.mkdtemp(); tok='bench-token-0123456789abcdef'
     env=dict(os.environ,VANE_SERVER__LISTEN=f'127.0.0.1:{port}',VANE_STORE__URL=f'sqlite://{d}/l.db?mode=rwc',VANE_AUTH__ADMIN_TOKENS='b='+tok,VANE_LOG__LEVEL='warn')
@@ -40,12 +49,17 @@ def bench(binary,cwd,port):
     req(api,{'id':'js'},tok)
     code=req(api+'/js/versions',{'lang':'javascript','source':open(os.path.join(HERE,'scripts/config60.js')).read()},tok)['code_id']
     req(api+'/js/release',{'code_id':code},tok)
+    for name,lang,file in CORPUS:
+        req(api,{'id':name},tok)
+        code=req(api+f'/{name}/versions',{'lang':lang,'source':open(os.path.join(HERE,'scripts',file)).read()},tok)['code_id']
+        req(api+f'/{name}/release',{'code_id':code},tok)
     res={}
-    for name,script,config in [('b','fixed.lua','star'),('a','varying.lua','star'),('c','varying.lua','js')]:
+    for name,script,config,extra in ROWS:
         url=base+'/config/'+config
-        subprocess.run(['wrk','-t1','-c32','-d2s','-s',os.path.join(HERE,'wrk',script),url],capture_output=True)
+        env=dict(os.environ,**extra)
+        subprocess.run(['wrk','-t1','-c32','-d2s','-s',os.path.join(HERE,'wrk',script),url],capture_output=True,env=env)
         pids=family(srv.pid); t0=ticks(pids)
-        out=subprocess.run(['wrk','-t1','-c32','-d5s','-s',os.path.join(HERE,'wrk',script),url],capture_output=True,text=True).stdout
+        out=subprocess.run(['wrk','-t1','-c32','-d5s','-s',os.path.join(HERE,'wrk',script),url],capture_output=True,text=True,env=env).stdout
         after=family(srv.pid); t1=ticks(after)
         n=int(re.search(r'(\d+) requests in',out).group(1))
         # CPU µs per request, requests/s, worker processes at the end.

@@ -91,12 +91,22 @@ done
 rows+=("heldout.star, params fixed (memo hit)|heldout|rich.lua|FIXED=1"
        "heldout.js, params varying|heldout-js|rich.lua|")
 
-# The limit runs first and last; ratios are to the mean of the two, since
-# the machine's speed drifts during a run.
+# The limit runs first and last (config60's answer, fixed requests), and
+# before each row with that row's own answer and requests: a row's ratio is
+# to the limit measured next to it, on the same bytes in and out.
 limit_first=$(measure "http://127.0.0.1:$limit/config/star" loadtest/wrk/fixed.lua)
 declare -A got
+row_limit=18190
 for row in "${rows[@]}"; do
   IFS='|' read -r name config script env <<<"$row"
+  sample=$rich
+  [ "$script" = rich.lua ] || sample='{"meta":{"platform":"iphone","version":120,"device_id":"d1"},"params":{"score":95,"platform":"iphone","version_code":130}}'
+  curl -sf "http://127.0.0.1:${port[$first]}/config/$config" -d "$sample" >"$dir/$config.body"
+  target/release/examples/limit_server "127.0.0.1:$row_limit" "$dir/$config.body" &
+  lp=$!
+  sleep 0.3
+  got["$name|limit"]=$(measure "http://127.0.0.1:$row_limit/config/$config" "loadtest/wrk/$script" "$env")
+  kill $lp; wait $lp 2>/dev/null || true
   for iso in $isolations; do
     got["$name|$iso"]=$(measure "http://127.0.0.1:${port[$iso]}/config/$config" "loadtest/wrk/$script" "$env")
   done
@@ -125,7 +135,7 @@ limit_last=$(measure "http://127.0.0.1:$limit/config/star" loadtest/wrk/fixed.lu
   echo "limit|$limit_first|$limit_last"
   for row in "${rows[@]}"; do
     name=${row%%|*}
-    line="$name"
+    line="$name|limit=${got["$name|limit"]:-}"
     for iso in $isolations; do line+="|$iso=${got["$name|$iso"]:-}"; done
     echo "$line"
   done

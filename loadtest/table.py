@@ -1,10 +1,11 @@
 """Formats run.sh's measurements as a Markdown table.
 
 Reads from stdin a line `limit|<first>|<last>` and one line per row,
-`name|process=<m>|thread=<m>`, where each <m> is measure.py's
+`name|limit=<m>|process=<m>|thread=<m>`, where each <m> is measure.py's
 `requests/s|p99|CPU µs per request|requests`. Ratios are the limit's CPU per
-request (the mean of its first and last runs) over the row's: the share of
-the limit's efficiency Vane reaches. `process/thread` is the CPU of process
+request over the row's: the share of the limit's efficiency Vane reaches.
+The limit is the row's own (the same answer, the same requests, measured
+just before it) or, without one, the mean of the first and last runs. `process/thread` is the CPU of process
 isolation over thread isolation's.
 
     ... | python3 loadtest/table.py "wrk -t2 -c64, 8 s each"
@@ -33,21 +34,23 @@ def main():
     rows = [(l[0], groups(l[1:])) for l in lines[1:]]
     isolations = []
     for _, g in rows:
-        isolations += [i for i in g if i not in isolations]
+        isolations += [i for i in g if i not in isolations and i != "limit"]
     print(f"{sys.argv[1] if len(sys.argv) > 1 else ''}; CPU per request = machine busy time minus wrk's own, / requests")
     print(f"limit: {runs[0][0]:.0f} / {runs[1][0]:.0f} requests/s, p99 {runs[0][1]} / {runs[1][1]}, "
           f"{runs[0][2]:.1f} / {runs[1][2]:.1f} µs per request")
-    head = "| row |" + "".join(f" {i}: req/s | p99 | µs/req | limit/Vane |" for i in isolations)
+    head = "| row | limit µs/req |" + "".join(f" {i}: req/s | p99 | µs/req | limit/Vane |" for i in isolations)
     if len(isolations) == 2:
         head += f" {isolations[0]}/{isolations[1]} |"
     print(head)
     print("|---|" + "---|" * (head.count("|") - 2))
     for name, g in rows:
-        line = f"| {name} |"
+        # A row's own limit (same answer, same requests) when measured.
+        own = g["limit"][2] if "limit" in g else limit_cpu
+        line = f"| {name} | {own:.1f} |"
         for i in isolations:
             if i in g:
                 rps, p99, cpu = g[i]
-                line += f" {rps:,.0f} | {p99} | {cpu:.1f} | {limit_cpu / cpu:.2f} |"
+                line += f" {rps:,.0f} | {p99} | {cpu:.1f} | {own / cpu:.2f} |"
             else:
                 line += " | | | |"
         if len(isolations) == 2:
