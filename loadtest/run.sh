@@ -6,7 +6,8 @@
 # THREADS / CONNS say otherwise), SECONDS each row, loopback. Rows: the
 # config60 scripts (a, a', b, c, c'), the held-out corpus
 # (loadtest/scripts/*.star, rich params), its memo hit and heldout.js.
-# Prints a table; see loadtest/README.md.
+# Each row's limit answers that row's answer to that row's requests.
+# Prints a table (loadtest/table.py); see loadtest/README.md.
 #   bash loadtest/run.sh [seconds]
 #   THREADS=4 CONNS=100 bash loadtest/run.sh 10
 # ISOLATION=process (or thread) measures one server only.

@@ -97,6 +97,10 @@ pub enum ParamError {
     #[error("parameter schema: {0}")]
     /// An uploaded schema is malformed.
     Schema(String),
+    /// Params a JSON value cannot hold (a lone surrogate, nesting past
+    /// `MAX_DEPTH`), named.
+    #[error("params: {0}")]
+    Unreadable(String),
 }
 
 /// Reads and checks a schema as uploaded JSON, naming a malformed entry.
@@ -152,27 +156,49 @@ pub fn prepare(specs: &[ParamSpec], mut params: Value) -> Result<Value, ParamErr
     Ok(params)
 }
 
+/// How deep params may nest: serde_json reads no deeper (128 levels), and
+/// the worker reads them with serde_json.
+const MAX_DEPTH: usize = 127;
+
+/// The key serde_json gives a number it keeps as text (the
+/// `arbitrary_precision` feature a dependency turns on): an object with it
+/// reads as a number, so params carrying it are read as a value first.
+const NUMBER_KEY: &str = "serde_json::private::Number";
+
 /// `prepare` for params as the JSON text a fetch sent: the text itself when
 /// it needs no default, so a fetch never builds a value of its params (the
 /// worker reads the text). Only declared parameters are read, each checked
 /// as `prepare` checks it; defaults are appended to the text. A repeated
-/// key counts by its last value, as everywhere else.
+/// key counts by its last value, as everywhere else. Text with an escape
+/// (where a lone surrogate or a disguised key can hide) or serde_json's
+/// number key goes through a value, as every fetch once did.
 pub fn prepare_text(specs: &[ParamSpec], params: Box<RawValue>) -> Result<Box<RawValue>, ParamError> {
     let text = params.get();
     if !text.starts_with('{') {
         return Err(ParamError::NotAnObject);
     }
+    let unreadable = |e: serde_json::Error| ParamError::Unreadable(e.to_string());
+    if text.contains('\\') || text.contains(NUMBER_KEY) {
+        let value: Value = serde_json::from_str(text).map_err(unreadable)?;
+        let value = prepare(specs, value)?;
+        return serde_json::value::to_raw_value(&value).map_err(unreadable);
+    }
+    if depth(text) > MAX_DEPTH {
+        return Err(ParamError::Unreadable(format!(
+            "nested more than {MAX_DEPTH} levels deep"
+        )));
+    }
     if specs.is_empty() {
         return Ok(params);
     }
-    let map: HashMap<Name<'_>, &RawValue> = serde_json::from_str(text).map_err(|_| ParamError::NotAnObject)?;
+    let map: HashMap<Name<'_>, &RawValue> = serde_json::from_str(text).map_err(unreadable)?;
     let mut defaults = Vec::new();
     for spec in specs {
         match map.get(spec.name.as_str()) {
             None if spec.required() => return Err(ParamError::Missing(spec.name.clone())),
             None => defaults.extend(spec.default.as_ref().map(|d| (&spec.name, d))),
             Some(raw) => {
-                let value: Value = serde_json::from_str(raw.get()).map_err(|_| ParamError::NotAnObject)?;
+                let value: Value = serde_json::from_str(raw.get()).map_err(unreadable)?;
                 if !spec.kind.matches(&value) {
                     return Err(ParamError::WrongType {
                         name: spec.name.clone(),
@@ -198,7 +224,25 @@ pub fn prepare_text(specs: &[ParamSpec], params: Box<RawValue>) -> Result<Box<Ra
         out.push_str(&serde_json::to_string(default).expect("a value writes"));
     }
     out.push('}');
-    RawValue::from_string(out).map_err(|_| ParamError::NotAnObject)
+    RawValue::from_string(out).map_err(unreadable)
+}
+
+/// The deepest nesting of arrays and objects in JSON text without escapes
+/// (so a `"` always opens or closes a string).
+fn depth(text: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string) = (0usize, 0, false);
+    for b in text.bytes() {
+        match b {
+            b'"' => in_string = !in_string,
+            b'{' | b'[' if !in_string => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' if !in_string => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// A key of the params object, borrowed from the text unless escaped.
@@ -369,6 +413,23 @@ mod tests {
             prepare_text(&[], RawValue::from_string("{ }".into()).unwrap()).unwrap().get(),
             "{ }"
         );
+        // What a value cannot hold is named, not passed on to the worker.
+        for (t, why) in [
+            (r#"{"n": 1, "s": "\ud800"}"#, "hex escape"),
+            (&format!(r#"{{"n": 1, "deep": {}{}}}"#, "[".repeat(127), "]".repeat(127)), "127 levels"),
+        ] {
+            match text(t) {
+                Err(ParamError::Unreadable(message)) => assert!(message.contains(why), "{t}: {message}"),
+                other => panic!("{t}: {other:?}"),
+            }
+        }
+        assert!(text(&format!(r#"{{"n": 1, "deep": {}{}}}"#, "[".repeat(126), "]".repeat(126))).is_ok());
+        // serde_json's number key, plain or escaped, reads as the number it
+        // makes of it, never as an object the worker would see differently.
+        let key = "$serde_json::private::Number";
+        assert_eq!(text(&format!(r#"{{"{key}": "5"}}"#)).unwrap_err(), ParamError::NotAnObject);
+        let escaped = r#"{"n": 1, "x": {"$serde_json::private::Number": "5"}}"#;
+        assert_eq!(text(escaped).unwrap().get(), r#"{"n":1,"region":"eu","x":5,"x y":1.5}"#);
         let empty = specs(json!([{"name": "d", "type": "dictionary", "default": {"k": null}}]));
         let added = prepare_text(&empty, RawValue::from_string("{ }".into()).unwrap()).unwrap();
         assert_eq!(added.get(), r#"{ "d":{"k":null}}"#);

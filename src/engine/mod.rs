@@ -161,7 +161,7 @@ pub trait Engine {
         limits: &Limits,
     ) -> Result<String, EngineError> {
         let params = serde_json::from_str(params.get()).map_err(|e| EngineError::Runtime {
-            message: format!("bad params in request frame: {e}"),
+            message: format!("params could not be read: {e}"),
         })?;
         self.run(code_id, source, &params, limits)
     }

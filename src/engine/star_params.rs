@@ -82,7 +82,7 @@ impl<'de, 'v> Visitor<'de> for OnHeap<'v> {
         while let Some(key) = map.next_key_seed(Key)? {
             if entries.is_empty() && key == NUMBER_KEY {
                 let text: Cow<'de, str> = map.next_value_seed(Key)?;
-                return Ok(number(self.0, &text));
+                return number(self.0, &text).map_err(serde::de::Error::custom);
             }
             entries.push((key, map.next_value_seed(self)?));
         }
@@ -101,12 +101,18 @@ impl<'de, 'v> Visitor<'de> for OnHeap<'v> {
     }
 }
 
-/// A number kept as text, as starlark allocates a `serde_json::Number`.
-fn number<'v>(heap: Heap<'v>, text: &str) -> Value<'v> {
-    match serde_json::Number::from_str(text) {
-        Ok(number) => heap.alloc(&number),
-        // serde_json wrote it, so it reads; keep it as text if ever not.
-        Err(_) => heap.alloc(text),
+/// A number kept as text, as starlark allocates a `serde_json::Number`,
+/// except that one no Starlark number holds (`1e400`: too big for a float,
+/// not an integer) is refused, where starlark's own allocation panics.
+fn number<'v>(heap: Heap<'v>, text: &str) -> Result<Value<'v>, String> {
+    let number = serde_json::Number::from_str(text).map_err(|e| format!("the number {text}: {e}"))?;
+    let fits = number.as_u64().is_some()
+        || number.as_i64().is_some()
+        || number.as_f64().is_some()
+        || !text.contains(['.', 'e', 'E']);
+    match fits {
+        true => Ok(heap.alloc(&number)),
+        false => Err(format!("the number {text} is out of range")),
     }
 }
 
@@ -180,7 +186,7 @@ mod tests {
     #[test]
     fn text_that_is_not_json_is_refused() {
         Module::with_temp_heap(|module| {
-            for text in ["{", "{\"a\": }", "[1,]", "{} x", ""] {
+            for text in ["{", "{\"a\": }", "[1,]", "{} x", "", "{\"x\": 1e400}", "[-1e309]"] {
                 assert!(alloc(module.heap(), text).is_err(), "{text}");
             }
         });

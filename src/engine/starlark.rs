@@ -106,7 +106,7 @@ impl Engine for StarlarkEngine {
     ) -> Result<String, EngineError> {
         self.run_on_heap(code_id, source, limits, |heap| {
             super::star_params::alloc(heap, params.get()).map_err(|e| EngineError::Runtime {
-                message: format!("bad params in request frame: {e}"),
+                message: format!("params could not be read: {e}"),
             })
         })
     }

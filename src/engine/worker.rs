@@ -137,7 +137,7 @@ fn handle(engines: &mut Engines, request: Request) -> Reply {
                 Ok(params) => params,
                 Err(e) => {
                     return Reply::Response(Response::Err(EngineError::Runtime {
-                        message: format!("bad params in request frame: {e}"),
+                        message: format!("params could not be read: {e}"),
                     }));
                 }
             };

@@ -48,6 +48,7 @@ mod ofrep;
 mod ofrep_events;
 mod ofrep_sdk;
 mod ops;
+mod params;
 mod pool;
 mod push;
 mod releases;

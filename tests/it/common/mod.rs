@@ -392,6 +392,17 @@ impl TestApp {
         read(self.client.post(self.url(path)).json(&body).send().await.unwrap()).await
     }
 
+    /// A POST of JSON text as it is (what a `Value` cannot hold: repeated
+    /// keys, lone surrogates, a key order).
+    pub async fn post_raw(&self, path: &str, body: String) -> (StatusCode, Value) {
+        let request = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body);
+        read(request.send().await.unwrap()).await
+    }
+
     pub async fn create_config(&self, id: &str) -> Value {
         let (status, body) = self
             .admin(reqwest::Method::POST, "/api/v1/configs", Some(json!({"id": id})))
