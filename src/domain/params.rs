@@ -408,26 +408,44 @@ mod tests {
             assert_eq!(by_text, by_value, "{t}");
         }
         // Nothing to add: the very text sent.
-        assert_eq!(text(r#"{"n":1,"region":"us","x y":2}"#).unwrap().get(), r#"{"n":1,"region":"us","x y":2}"#);
         assert_eq!(
-            prepare_text(&[], RawValue::from_string("{ }".into()).unwrap()).unwrap().get(),
+            text(r#"{"n":1,"region":"us","x y":2}"#).unwrap().get(),
+            r#"{"n":1,"region":"us","x y":2}"#
+        );
+        assert_eq!(
+            prepare_text(&[], RawValue::from_string("{ }".into()).unwrap())
+                .unwrap()
+                .get(),
             "{ }"
         );
         // What a value cannot hold is named, not passed on to the worker.
         for (t, why) in [
             (r#"{"n": 1, "s": "\ud800"}"#, "hex escape"),
-            (&format!(r#"{{"n": 1, "deep": {}{}}}"#, "[".repeat(127), "]".repeat(127)), "127 levels"),
+            (
+                &format!(r#"{{"n": 1, "deep": {}{}}}"#, "[".repeat(127), "]".repeat(127)),
+                "127 levels",
+            ),
         ] {
             match text(t) {
                 Err(ParamError::Unreadable(message)) => assert!(message.contains(why), "{t}: {message}"),
                 other => panic!("{t}: {other:?}"),
             }
         }
-        assert!(text(&format!(r#"{{"n": 1, "deep": {}{}}}"#, "[".repeat(126), "]".repeat(126))).is_ok());
+        assert!(
+            text(&format!(
+                r#"{{"n": 1, "deep": {}{}}}"#,
+                "[".repeat(126),
+                "]".repeat(126)
+            ))
+            .is_ok()
+        );
         // serde_json's number key, plain or escaped, reads as the number it
         // makes of it, never as an object the worker would see differently.
         let key = "$serde_json::private::Number";
-        assert_eq!(text(&format!(r#"{{"{key}": "5"}}"#)).unwrap_err(), ParamError::NotAnObject);
+        assert_eq!(
+            text(&format!(r#"{{"{key}": "5"}}"#)).unwrap_err(),
+            ParamError::NotAnObject
+        );
         let escaped = r#"{"n": 1, "x": {"$serde_json::private::Number": "5"}}"#;
         assert_eq!(text(escaped).unwrap().get(), r#"{"n":1,"region":"eu","x":5,"x y":1.5}"#);
         let empty = specs(json!([{"name": "d", "type": "dictionary", "default": {"k": null}}]));

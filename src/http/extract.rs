@@ -82,14 +82,12 @@ pub(super) fn nul_at(value: &serde_json::Value, place: &str) -> Option<String> {
 
 /// Refuses a path with an encoded NUL (`/push/a%00`) before any route
 /// looks it up, so no store sees it.
-pub async fn refuse_nul_in_path(request: Request, next: axum::middleware::Next) -> axum::response::Response {
+pub(super) fn nul_in_path(request: &Request) -> Option<axum::response::Response> {
     use axum::response::IntoResponse;
     let path = request.uri().path().as_bytes();
-    if path.windows(3).any(|w| w.eq_ignore_ascii_case(b"%00")) {
-        return ApiError::bad_request(ErrorCode::NulCharacter, "the path contains a NUL character (%00)")
-            .into_response();
-    }
-    next.run(request).await
+    path.windows(3).any(|w| w.eq_ignore_ascii_case(b"%00")).then(|| {
+        ApiError::bad_request(ErrorCode::NulCharacter, "the path contains a NUL character (%00)").into_response()
+    })
 }
 
 /// Whether reading the body failed at `server.body_timeout_ms`.

@@ -213,11 +213,6 @@ fn finish(router: Router<AppState>, state: &AppState, max_body_bytes: usize) -> 
         .fallback(edge::no_route)
         .method_not_allowed_fallback(edge::wrong_method)
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(middleware::from_fn_with_state(
-            max_body_bytes,
-            edge::refuse_declared_length,
-        ))
-        .layer(middleware::from_fn(edge::json_rejections))
-        .layer(middleware::from_fn(extract::refuse_nul_in_path))
+        .layer(middleware::from_fn_with_state(max_body_bytes, edge::guard))
         .with_state(state.clone())
 }

@@ -36,15 +36,45 @@ async fn params_text_is_read_as_a_value_would_be_and_crashes_no_worker() {
     let key = "$serde_json::private::Number";
     let deep = format!(r#"{{"d":{}{}}}"#, "[".repeat(130), "]".repeat(130));
     for (config, params, code, says) in [
-        ("echo", format!(r#"{{"{key}":"5"}}"#), "invalid_params", "must be a JSON object"),
+        (
+            "echo",
+            format!(r#"{{"{key}":"5"}}"#),
+            "invalid_params",
+            "must be a JSON object",
+        ),
         // serde_json itself cannot read this one (its number key, then more).
-        ("typed", format!(r#"{{"{key}":"5","n":1}}"#), "invalid_params", "params: "),
+        (
+            "typed",
+            format!(r#"{{"{key}":"5","n":1}}"#),
+            "invalid_params",
+            "params: ",
+        ),
         ("echo", r#"{"s":"\ud800"}"#.to_owned(), "invalid_params", "hex escape"),
-        ("typed", r#"{"n":1,"s":"\ud800"}"#.to_owned(), "invalid_params", "hex escape"),
+        (
+            "typed",
+            r#"{"n":1,"s":"\ud800"}"#.to_owned(),
+            "invalid_params",
+            "hex escape",
+        ),
         ("echo", deep.clone(), "invalid_params", "levels deep"),
-        ("typed", r#"{"n":[[[1]]]}"#.to_owned(), "invalid_params", "must be of type int, got array"),
-        ("echo", r#"{"x":1e400}"#.to_owned(), "execution_error", "is out of range"),
-        ("echo", r#"{"x":{"y":-1e309}}"#.to_owned(), "execution_error", "out of range"),
+        (
+            "typed",
+            r#"{"n":[[[1]]]}"#.to_owned(),
+            "invalid_params",
+            "must be of type int, got array",
+        ),
+        (
+            "echo",
+            r#"{"x":1e400}"#.to_owned(),
+            "execution_error",
+            "is out of range",
+        ),
+        (
+            "echo",
+            r#"{"x":{"y":-1e309}}"#.to_owned(),
+            "execution_error",
+            "out of range",
+        ),
     ] {
         for (status, body) in both(&app, config, &params).await {
             assert_eq!(status, StatusCode::BAD_REQUEST, "{config} {params}: {body}");
@@ -55,16 +85,32 @@ async fn params_text_is_read_as_a_value_would_be_and_crashes_no_worker() {
             }
         }
     }
-    assert_eq!(crashed(&app).await, before, "a client's params crashed or killed a worker");
+    assert_eq!(
+        crashed(&app).await,
+        before,
+        "a client's params crashed or killed a worker"
+    );
 
     // What reads: the worker sees what a JSON value holds (sorted keys, the
     // last of a repeated key, serde_json's number key read as its number,
     // integers past 64 bits as floats), the schema check saw the same, defaults appended.
     for (config, params, want) in [
-        ("echo", r#"{ "b" : 2, "a":1, "a":3 }"#.to_owned(), json!({"a": 3, "b": 2})),
-        ("echo", format!(r#"{{"x":{{"\u0024{}":"7"}}}}"#, &key[1..]), json!({"x": 7})),
+        (
+            "echo",
+            r#"{ "b" : 2, "a":1, "a":3 }"#.to_owned(),
+            json!({"a": 3, "b": 2}),
+        ),
+        (
+            "echo",
+            format!(r#"{{"x":{{"\u0024{}":"7"}}}}"#, &key[1..]),
+            json!({"x": 7}),
+        ),
         // A float, as starlark's own reading of a JSON number makes it.
-        ("echo", r#"{"big":123456789012345678901234567890}"#.to_owned(), json!({"big": 1.2345678901234568e29})),
+        (
+            "echo",
+            r#"{"big":123456789012345678901234567890}"#.to_owned(),
+            json!({"big": 1.2345678901234568e29}),
+        ),
         ("typed", r#"{"n":"x","n":2}"#.to_owned(), json!({"n": 2, "r": "eu"})),
         ("typed", "{ }".to_owned(), Value::Null),
     ] {
