@@ -89,9 +89,39 @@ async fn one_machine_posing_as_a_fleet_breaks_nothing(backend: Backend) {
     app.stop().await;
 }
 
-/// A real crash: twenty networks served the version and half of them
-/// report it. The tenth breaks it (10 networks, half of those served), and
-/// the release goes back to the earlier version.
+/// `broken`, `counted_sources` and `served_networks` of a version.
+pub(crate) async fn health(app: &TestApp, config_id: &str, code_id: &str) -> [Value; 3] {
+    let health = summary(app, config_id, code_id).await;
+    ["broken", "counted_sources", "served_networks"].map(|k| health[k].clone())
+}
+
+/// A real crash on `route`: the twenty networks of `fleet` are served v2 of
+/// config `id` and half of them report it. The tenth breaks it (10
+/// networks, half of those served) and the release goes back to v1. Gives
+/// the versions and the tenth report's receipt.
+pub(crate) async fn crash(app: &TestApp, fleet: &[Net], route: Route, id: &str) -> ([String; 2], Value) {
+    let (secret, code_ids) = app.config_with(id, &[1, 2]).await;
+    let (v1, v2) = (&code_ids[0], &code_ids[1]);
+    for (i, net) in fleet.iter().enumerate() {
+        let (_, served) = net.fetch(route, id, &format!("phone-{i}")).await;
+        assert_eq!(served.unwrap().1, json!(2));
+    }
+    for (i, net) in fleet[..9].iter().enumerate() {
+        let (status, _) = net.report(route, id, &secret, v2, &format!("phone-{i}")).await;
+        assert!(status.is_success());
+    }
+    assert_eq!(
+        health(app, id, v2).await,
+        [json!(false), json!(9), json!(20)],
+        "{route:?}: nine networks are short of reports.min_sources"
+    );
+    let (status, receipt) = fleet[9].report(route, id, &secret, v2, "phone-9").await;
+    assert!(status.is_success(), "{receipt}");
+    let (_, config) = app.admin(Method::GET, &format!("/api/v1/configs/{id}"), None).await;
+    assert_eq!(config["release"]["code_id"], json!(v1), "{route:?}: {config}");
+    ([v1.clone(), v2.clone()], receipt)
+}
+
 async fn a_crash_across_twenty_networks_breaks_and_rolls_back(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
@@ -99,36 +129,13 @@ async fn a_crash_across_twenty_networks_breaks_and_rolls_back(backend: Backend) 
     let fleet = Net::many(&app, 1, 20);
     for route in Route::BOTH {
         let id = config_for(route, "crash");
-        let (secret, code_ids) = app.config_with(&id, &[1, 2]).await;
-        let (v1, v2) = (&code_ids[0], &code_ids[1]);
-        for (i, net) in fleet.iter().enumerate() {
-            let (_, served) = net.fetch(route, &id, &format!("phone-{i}")).await;
-            assert_eq!(served.unwrap().1, json!(2));
-        }
-        for (i, net) in fleet[..9].iter().enumerate() {
-            let (status, _) = net.report(route, &id, &secret, v2, &format!("phone-{i}")).await;
-            assert!(status.is_success());
-        }
-        let health = summary(&app, &id, v2).await;
-        assert_eq!(
-            (
-                health["broken"].clone(),
-                health["counted_sources"].clone(),
-                health["served_networks"].clone()
-            ),
-            (json!(false), json!(9), json!(20)),
-            "nine networks are short of reports.min_sources: {health}"
-        );
-        let (status, receipt) = fleet[9].report(route, &id, &secret, v2, "phone-9").await;
-        assert!(status.is_success(), "{receipt}");
+        let ([v1, _], receipt) = crash(&app, &fleet, route, &id).await;
         if route == Route::Native {
             assert_eq!(
                 (&receipt["broke"], &receipt["rolled_back_to"]),
                 (&json!(true), &json!(v1))
             );
         }
-        let (_, config) = app.admin(Method::GET, &format!("/api/v1/configs/{id}"), None).await;
-        assert_eq!(config["release"]["code_id"], json!(v1), "{route:?}: {config}");
         for net in &fleet {
             assert_eq!(net.fetch(route, &id, "phone-0").await.1.unwrap().1, json!(1));
         }

@@ -4,12 +4,11 @@
 //! behind a real proxy still break a version. Native and original routes,
 //! every backend.
 
-use reqwest::Method;
 use serde_json::json;
 
 use crate::common::networks::{Net, Route};
 use crate::common::{Backend, TestApp};
-use crate::forgery::{config_for, summary};
+use crate::forgery::{config_for, crash, health};
 
 backend_tests!(
     spoofed_forwarding_headers_count_as_the_machine_that_sent_them,
@@ -37,15 +36,10 @@ async fn spoofed_forwarding_headers_count_as_the_machine_that_sent_them(backend:
             let (status, _) = net.report(route, &id, &secret, v2, &format!("phone-{i}")).await;
             assert!(status.is_success());
         }
-        let health = summary(&app, &id, v2).await;
         assert_eq!(
-            (
-                &health["broken"],
-                &health["counted_sources"],
-                &health["served_networks"]
-            ),
-            (&json!(false), &json!(1), &json!(1)),
-            "{route:?}: {health}"
+            health(&app, &id, v2).await,
+            [json!(false), json!(1), json!(1)],
+            "{route:?}"
         );
     }
     app.stop().await;
@@ -71,30 +65,7 @@ async fn a_crash_across_twenty_networks_behind_a_trusted_proxy_breaks(backend: B
         .collect();
     for route in Route::BOTH {
         let id = config_for(route, "proxied");
-        let (secret, code_ids) = app.config_with(&id, &[1, 2]).await;
-        let (v1, v2) = (&code_ids[0], &code_ids[1]);
-        for (i, net) in fleet.iter().enumerate() {
-            let (_, served) = net.fetch(route, &id, &format!("phone-{i}")).await;
-            assert_eq!(served.unwrap().1, json!(2));
-        }
-        for (i, net) in fleet[..9].iter().enumerate() {
-            let (status, _) = net.report(route, &id, &secret, v2, &format!("phone-{i}")).await;
-            assert!(status.is_success());
-        }
-        let health = summary(&app, &id, v2).await;
-        assert_eq!(
-            (
-                &health["broken"],
-                &health["counted_sources"],
-                &health["served_networks"]
-            ),
-            (&json!(false), &json!(9), &json!(20)),
-            "{route:?}: {health}"
-        );
-        let (status, _) = fleet[9].report(route, &id, &secret, v2, "phone-9").await;
-        assert!(status.is_success());
-        let (_, config) = app.admin(Method::GET, &format!("/api/v1/configs/{id}"), None).await;
-        assert_eq!(config["release"]["code_id"], json!(v1), "{route:?}: {config}");
+        crash(&app, &fleet, route, &id).await;
         assert_eq!(fleet[0].fetch(route, &id, "phone-0").await.1.unwrap().1, json!(1));
     }
     app.stop().await;
