@@ -178,12 +178,13 @@ pub fn prepare_text(specs: &[ParamSpec], params: Box<RawValue>) -> Result<Box<Ra
         return Err(ParamError::NotAnObject);
     }
     let unreadable = |e: serde_json::Error| ParamError::Unreadable(e.to_string());
-    if text.contains('\\') || text.contains(NUMBER_KEY) {
+    let shape = scan(text);
+    if shape.escaped || text.contains(NUMBER_KEY) {
         let value: Value = serde_json::from_str(text).map_err(unreadable)?;
         let value = prepare(specs, value)?;
         return serde_json::value::to_raw_value(&value).map_err(unreadable);
     }
-    if depth(text) > MAX_DEPTH {
+    if shape.depth > MAX_DEPTH {
         return Err(ParamError::Unreadable(format!(
             "nested more than {MAX_DEPTH} levels deep"
         )));
@@ -227,12 +228,24 @@ pub fn prepare_text(specs: &[ParamSpec], params: Box<RawValue>) -> Result<Box<Ra
     RawValue::from_string(out).map_err(unreadable)
 }
 
-/// The deepest nesting of arrays and objects in JSON text without escapes
-/// (so a `"` always opens or closes a string).
-fn depth(text: &str) -> usize {
+/// What one pass over JSON text finds: whether it has an escape, and (the
+/// answer only holds without one, when a `"` always opens or closes a
+/// string) its deepest nesting of arrays and objects.
+struct Shape {
+    escaped: bool,
+    depth: usize,
+}
+
+fn scan(text: &str) -> Shape {
     let (mut depth, mut deepest, mut in_string) = (0usize, 0, false);
     for b in text.bytes() {
         match b {
+            b'\\' => {
+                return Shape {
+                    escaped: true,
+                    depth: deepest,
+                };
+            }
             b'"' => in_string = !in_string,
             b'{' | b'[' if !in_string => {
                 depth += 1;
@@ -242,7 +255,10 @@ fn depth(text: &str) -> usize {
             _ => {}
         }
     }
-    deepest
+    Shape {
+        escaped: false,
+        depth: deepest,
+    }
 }
 
 /// A key of the params object, borrowed from the text unless escaped.

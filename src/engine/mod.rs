@@ -160,10 +160,15 @@ pub trait Engine {
         params: &serde_json::value::RawValue,
         limits: &Limits,
     ) -> Result<String, EngineError> {
-        let params = serde_json::from_str(params.get()).map_err(|e| EngineError::Runtime {
-            message: format!("params could not be read: {e}"),
-        })?;
+        let params = serde_json::from_str(params.get()).map_err(unreadable_params)?;
         self.run(code_id, source, &params, limits)
+    }
+}
+
+/// Params a worker could not read (a number no engine holds, say).
+pub fn unreadable_params(e: impl std::fmt::Display) -> EngineError {
+    EngineError::Runtime {
+        message: format!("params could not be read: {e}"),
     }
 }
 

@@ -105,9 +105,7 @@ impl Engine for StarlarkEngine {
         limits: &Limits,
     ) -> Result<String, EngineError> {
         self.run_on_heap(code_id, source, limits, |heap| {
-            super::star_params::alloc(heap, params.get()).map_err(|e| EngineError::Runtime {
-                message: format!("params could not be read: {e}"),
-            })
+            super::star_params::alloc(heap, params.get()).map_err(super::unreadable_params)
         })
     }
 }

@@ -119,7 +119,6 @@ enum Reply {
 }
 
 fn handle(engines: &mut Engines, request: Request) -> Reply {
-    let mut trusted = false;
     let result = match request {
         Request::Run {
             code_id,
@@ -135,26 +134,21 @@ fn handle(engines: &mut Engines, request: Request) -> Reply {
             }
             let params = match params.text() {
                 Ok(params) => params,
-                Err(e) => {
-                    return Reply::Response(Response::Err(EngineError::Runtime {
-                        message: format!("params could not be read: {e}"),
-                    }));
-                }
+                Err(e) => return Reply::Response(Response::Err(super::unreadable_params(e))),
             };
-            trusted = lang == Lang::Starlark;
-            match source {
+            let result = match source {
                 Some(source) => engine.run_text(&code_id, &source, &params, &limits),
                 None if engine.has(&code_id) => engine.run_text(&code_id, "", &params, &limits),
                 None => return Reply::Response(Response::NeedSource),
+            };
+            match result {
+                Ok(text) if lang == Lang::Starlark => return Reply::Json(text),
+                other => other,
             }
         }
         Request::Check { lang, source } => engines.get(lang).check(&source).map(|()| "null".to_owned()),
         #[cfg(debug_assertions)]
         Request::Probe(probe) => probe_result(probe),
-    };
-    let result = match result {
-        Ok(text) if trusted => return Reply::Json(text),
-        other => other,
     };
     Reply::Response(
         match result.and_then(|text| {

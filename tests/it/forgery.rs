@@ -428,5 +428,18 @@ async fn under_the_count_rule_one_report_never_aborts_a_plan(backend: Backend) {
     assert_eq!(done["state"], json!("completed"), "{done}");
     // The floor is the count (the watch after release counts afresh).
     assert_eq!(done["gate"]["min_sources"], json!(3), "{done}");
+
+    // The count itself still aborts one: three reports from three networks.
+    let next = app.create_version("app", version(3)).await;
+    let id = plan_at_first_step(&app, &next, json!({})).await;
+    let devices = gray_devices(&next, 10, 3);
+    for (n, device) in devices.iter().enumerate() {
+        let net = Net::new(&app, 2 + n as u8);
+        assert_eq!(net.fetch(Route::Native, "app", device).await.1.unwrap().0, next);
+        let (status, receipt) = net.report(Route::Native, "app", &secret, &next, device).await;
+        assert!(status.is_success(), "{receipt}");
+    }
+    let done = ends(&app, &id).await;
+    assert_eq!(done["state"], json!("aborted"), "{done}");
     app.stop().await;
 }

@@ -301,6 +301,8 @@ async fn a_hung_store_is_waited_on_once_not_by_every_fresh_fetch(backend: Backen
     // (other tests in this process only add to the counter).
     let counted = unanswered().await - counted_before;
     assert!(counted >= 20.0, "stale_store_unanswered rose by {counted}");
+    let (_, stats) = app.admin(reqwest::Method::GET, "/api/v1/stats", None).await;
+    assert_eq!(stats["plans_unread"], json!(true), "the stats hid the hung store");
     // A change behind the node's back while it is cut off, then the store
     // answers again: the next successful read brings it.
     let change = Change::Release {
@@ -316,5 +318,7 @@ async fn a_hung_store_is_waited_on_once_not_by_every_fresh_fetch(backend: Backen
         .await,
         "the change made while the node was cut off was not served once the store answered"
     );
+    let (_, stats) = app.admin(reqwest::Method::GET, "/api/v1/stats", None).await;
+    assert_eq!(stats["plans_unread"], json!(false), "{stats}");
     app.stop().await;
 }

@@ -263,7 +263,7 @@ impl EvaluatorPoolHandle {
         version: Arc<Version>,
         params: serde_json::Value,
     ) -> Result<Arc<Evaluated>, EvalError> {
-        let params = params::prepare(&version.params, params)?;
+        // Checked once, as text, by `evaluate_text`.
         let params = serde_json::value::to_raw_value(&params)
             .map_err(|e| EvalError::Unavailable(format!("encoding params: {e}")))?;
         self.evaluate_text(version, params).await
