@@ -12,7 +12,7 @@ use super::{EngineError, Limits};
 use crate::domain::Lang;
 
 /// Frames larger than this are refused rather than allocated.
-const MAX_FRAME: usize = 64 << 20;
+pub const MAX_FRAME: usize = 64 << 20;
 
 /// Borrowed when the server encodes it, owned when the worker decodes it,
 /// so sending a request never copies the source or the params.

@@ -33,7 +33,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, post};
-use tower_http::trace::TraceLayer;
 
 use crate::actors::Slot;
 use crate::actors::change_bus::ChangeBusHandle;
@@ -119,14 +118,6 @@ pub struct Services {
     pub original_routes: bool,
 }
 
-fn request_span(request: &axum::extract::Request) -> tracing::Span {
-    let route = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or("unmatched", |p| p.as_str());
-    tracing::info_span!("request", method = %request.method(), route, uri = %request.uri())
-}
-
 /// The routes of each listener.
 pub struct Routers {
     /// Clients' and operators' routes, on `server.listen`.
@@ -207,9 +198,8 @@ fn client_routes(router: Router<AppState>, original: bool) -> Router<AppState> {
 /// Request metrics, tracing, the body limit and the state.
 fn finish(router: Router<AppState>, state: &AppState, max_body_bytes: usize) -> Router {
     router
-        .route_layer(middleware::from_fn(observe::track))
         // A route layer, so the span can name the matched route.
-        .route_layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .route_layer(middleware::from_fn(observe::track))
         .fallback(edge::no_route)
         .method_not_allowed_fallback(edge::wrong_method)
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -12,6 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics::{Counter, Histogram, counter, gauge, histogram};
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use super::AppState;
 use crate::metrics::*;
@@ -19,13 +20,22 @@ use crate::names::ActorName;
 use crate::shared::Shared;
 use crate::sync::RwLocked;
 
+/// Every routed request's span and metrics, in one layer: a layer is a
+/// boxed future and a cloned service per request, a measurable part of a
+/// memoized fetch (tower-http's `TraceLayer` was a second one). A 5xx is
+/// logged as `TraceLayer` logged it.
 pub async fn track(request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().cloned();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let took = started.elapsed();
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let (requests, seconds) = route_metrics(route, response.status().as_u16());
+    let span = tracing::info_span!("request", method = %request.method(), route, uri = %request.uri());
+    let started = Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let took = started.elapsed();
+    let status = response.status();
+    if status.is_server_error() {
+        span.in_scope(|| tracing::error!(status = status.as_u16(), latency = ?took, "response failed"));
+    }
+    let (requests, seconds) = route_metrics(route, status.as_u16());
     requests.increment(1);
     seconds.record(took.as_secs_f64());
     crate::metrics::request_served(took);
@@ -92,6 +102,7 @@ async fn stats(app: &AppState) -> Value {
             ("recycled", pool.counts.recycled),
             ("requeued", pool.counts.requeued),
             ("compiled", pool.counts.compiled),
+            ("handed", pool.counts.handed),
         ] {
             counter!(POOL_JOBS, "outcome" => outcome).absolute(value);
         }

@@ -12,7 +12,7 @@
 //! next job gets a new worker.
 
 use std::borrow::Cow;
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,9 +23,9 @@ use tokio::task::JoinHandle;
 use super::process::{ProcessError, ProcessSettings};
 use super::seat::PoolSeat;
 use super::stats::{Count, PoolStats, rss_bytes};
-use super::worker::{JobLimits, Worker};
+use super::worker::{JobLimits, MAX_DISCARDS, OnRoom, RSS_EVERY, Worker};
 use super::{EvalError, EvalJob, PoolSettings, PoolShared, SCRATCH_CODE_ID, Work};
-use crate::engine::protocol::{Params, Request};
+use crate::engine::protocol::{MAX_FRAME, Params, Request};
 use crate::settings::Isolation;
 
 /// Crashes within this window count towards the respawn backoff.
@@ -33,15 +33,6 @@ const CRASH_WINDOW: Duration = Duration::from_secs(10);
 /// Crashes in the window that respawn at once, before backoff starts.
 const FREE_RESPAWNS: usize = 3;
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
-/// JavaScript contexts discarded after a deadline before the worker is
-/// replaced: their garbage makes later collections slow (100+ ms measured
-/// after hundreds).
-const MAX_DISCARDS: u32 = 16;
-/// Least time between two readings of a worker process's memory (each is a
-/// read of /proc; by run count they cost 1% of the CPU under load).
-const RSS_EVERY: Duration = Duration::from_secs(1);
-/// Code ids remembered as sent to a worker before the list starts over.
-const MAX_KNOWN_SOURCES: usize = 4096;
 
 type EvaluatorContext = WorkerStartContext<(), EvalJob, PoolShared>;
 
@@ -53,9 +44,6 @@ pub struct EvaluatorState {
     rss_read_at: Instant,
     /// A new worker starting up to take over from this one.
     replacement: Option<JoinHandle<Result<Worker, ProcessError>>>,
-    /// Code ids whose source the current worker was sent (a guess: the
-    /// worker answers `NeedSource` when it is wrong).
-    sources: HashSet<String>,
 }
 
 /// One Evaluator: owns one worker and hands it the jobs the pool routes here.
@@ -77,24 +65,24 @@ impl Actor for Evaluator {
             crashes: VecDeque::new(),
             rss_read_at: Instant::now(),
             replacement: None,
-            sources: HashSet::new(),
         };
         // Start the worker now so the first request does not pay for it; a
         // failure here is retried on the first job rather than failing start.
         let settings = state.settings();
-        state.worker = Worker::spawn(&settings.process, state.seat(&settings))
+        let worker = Worker::spawn(&settings.process, state.seat(&settings), state.on_room())
             .await
             .map_err(|e| tracing::error!(error = %e, "worker process did not start"))
             .ok();
         state
             .stats()
-            .worker_started(state.context.wid, state.worker.as_ref().and_then(Worker::pid));
+            .worker_started(state.context.wid, worker.as_ref().and_then(Worker::pid));
+        state.set_worker(worker);
         Ok(state)
     }
 
     async fn post_stop(&self, _: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         // Dropping the worker lets it finish the jobs it holds, then exit.
-        state.worker = None;
+        state.set_worker(None);
         state.stats().worker_gone(state.context.wid);
         if let Some(task) = state.replacement.take() {
             // Dropping a half-started worker kills it (`kill_on_drop`).
@@ -133,6 +121,23 @@ impl EvaluatorState {
         &self.context.custom_start.stats
     }
 
+    /// Puts `worker` in place of the current one, where callers find it too.
+    fn set_worker(&mut self, worker: Option<Worker>) {
+        let lanes = &self.context.custom_start.lanes;
+        match (&worker, &self.worker) {
+            (Some(worker), _) => lanes.open(self.context.wid, worker.lane()),
+            (None, Some(old)) => lanes.close(self.context.wid, &old.lane()),
+            (None, None) => {}
+        }
+        self.worker = worker;
+    }
+
+    /// What its workers' readers call when they have room again.
+    fn on_room(&self) -> OnRoom {
+        let lanes = self.context.custom_start.lanes.clone();
+        Arc::new(move |lane| lanes.refill(lane))
+    }
+
     fn seat(&self, settings: &Arc<PoolSettings>) -> PoolSeat {
         PoolSeat {
             wid: self.context.wid,
@@ -147,17 +152,8 @@ impl EvaluatorState {
     async fn dispatch(&mut self, mut job: Job<(), EvalJob>) {
         let settings = self.settings();
         self.stats().add(Count::Started);
-        let limits = JobLimits {
-            limit: match &job.msg.work {
-                Work::Run { .. } | Work::Try { .. } => settings.deadline() + settings.kill_grace,
-                Work::Check { .. } => settings.check_limit,
-                #[cfg(debug_assertions)]
-                Work::Probe(_) => settings.check_limit,
-            },
-            deadline_ms: settings.limits.deadline_ms,
-            depth: settings.pipeline_depth,
-            budget: settings.pipeline_budget,
-        };
+        self.stats().queue_moved(-1);
+        let limits = JobLimits::of(&job.msg.work, &settings);
         if settings.process.isolation == Isolation::Thread && !matches!(job.msg.work, Work::Run { .. }) {
             return run_once_in_a_process(job, limits, self.seat(&settings)).await;
         }
@@ -166,26 +162,20 @@ impl EvaluatorState {
             if let Err(e) = self.ready_worker(&settings).await {
                 return finish(&self.seat(&settings), job, Err(e));
             }
+            let worker = self.worker.as_mut().expect("ready above");
             // After `ready_worker`: a new worker holds no code yet.
-            let with_source = job.msg.with_source || !self.worker_holds(&job.msg.work);
-            let frame = match encode(&job.msg.work, &settings, with_source) {
+            let compiled = match &job.msg.work {
+                Work::Run { version, .. } if job.msg.with_source || !worker.holds(&version.code_id) => {
+                    Some(version.code_id.clone())
+                }
+                _ => None,
+            };
+            let frame = match encode(&job.msg.work, &settings, compiled.is_some()) {
                 Ok(frame) => frame,
                 Err(e) => return finish(&self.seat(&settings), job, Err(e)),
             };
-            let sent_source = match &job.msg.work {
-                Work::Run { version, .. } if with_source => Some(version.code_id.clone()),
-                _ => None,
-            };
-            let worker = self.worker.as_mut().expect("ready above");
-            match worker.send(job, frame, limits).await {
+            match worker.send(job, frame, limits, compiled).await {
                 Ok(()) => {
-                    if let Some(code_id) = sent_source {
-                        self.stats().add(Count::Compiled);
-                        if self.sources.len() >= MAX_KNOWN_SOURCES {
-                            self.sources.clear();
-                        }
-                        self.sources.insert(code_id);
-                    }
                     self.recycle_if_due(&settings);
                     return;
                 }
@@ -194,11 +184,6 @@ impl EvaluatorState {
         }
         let error = EvalError::Unavailable("the worker failed as the job was sent".into());
         finish(&self.seat(&settings), job, Err(error));
-    }
-
-    /// Whether the worker has this run's code compiled, so needs only its id.
-    fn worker_holds(&self, work: &Work) -> bool {
-        matches!(work, Work::Run { version, .. } if self.sources.contains(&version.code_id))
     }
 
     /// Starts a replacement for a worker that has run long enough to be
@@ -234,7 +219,10 @@ impl EvaluatorState {
         tracing::info!(wid = self.context.wid, runs, reason, "recycling worker");
         let seat = self.seat(settings);
         let process = settings.process.clone();
-        self.replacement = Some(tokio::spawn(async move { Worker::spawn(&process, seat).await }));
+        let on_room = self.on_room();
+        self.replacement = Some(tokio::spawn(
+            async move { Worker::spawn(&process, seat, on_room).await },
+        ));
     }
 
     /// Swaps in a replacement that has finished starting; the old worker
@@ -248,10 +236,9 @@ impl EvaluatorState {
         };
         match task.await {
             Ok(Ok(new)) => {
-                self.sources.clear();
                 self.rss_read_at = Instant::now();
                 self.stats().worker_started(self.context.wid, new.pid());
-                self.worker = Some(new);
+                self.set_worker(Some(new));
                 self.stats().add(Count::Recycled);
             }
             Ok(Err(e)) => tracing::error!(wid = self.context.wid, error = %e, "replacement worker did not start"),
@@ -264,7 +251,7 @@ impl EvaluatorState {
     async fn ready_worker(&mut self, settings: &Arc<PoolSettings>) -> Result<(), EvalError> {
         self.swap_in_replacement().await;
         if self.worker.as_ref().is_some_and(Worker::is_dead) {
-            self.worker = None;
+            self.set_worker(None);
             self.crashes.push_back(Instant::now());
         }
         if self.worker.is_none() {
@@ -281,17 +268,16 @@ impl EvaluatorState {
                 let backoff = Duration::from_millis(50u64 << over.min(6)).min(MAX_BACKOFF);
                 tokio::time::sleep(backoff).await;
             }
-            let worker = Worker::spawn(&settings.process, self.seat(settings))
+            let worker = Worker::spawn(&settings.process, self.seat(settings), self.on_room())
                 .await
                 .map_err(|e| {
                     self.crashes.push_back(Instant::now());
                     EvalError::Unavailable(e.to_string())
                 })?;
-            self.sources.clear();
             self.rss_read_at = Instant::now();
             self.stats().add(Count::Restarted);
             self.stats().worker_started(self.context.wid, worker.pid());
-            self.worker = Some(worker);
+            self.set_worker(Some(worker));
         }
         Ok(())
     }
@@ -303,7 +289,8 @@ fn finish(seat: &PoolSeat, job: Job<(), EvalJob>, result: Result<Box<serde_json:
     seat.finished();
 }
 
-fn encode(work: &Work, settings: &PoolSettings, with_source: bool) -> Result<Vec<u8>, EvalError> {
+/// `work` as a worker's request frame, its length first.
+pub(super) fn encode(work: &Work, settings: &PoolSettings, with_source: bool) -> Result<Vec<u8>, EvalError> {
     let request = match work {
         Work::Run { version, params } => Request::Run {
             code_id: version.code_id.as_str().into(),
@@ -328,7 +315,16 @@ fn encode(work: &Work, settings: &PoolSettings, with_source: bool) -> Result<Vec
             limits: settings.limits,
         },
     };
-    serde_json::to_vec(&request).map_err(|e| EvalError::Unavailable(format!("encoding request: {e}")))
+    let mut frame = vec![0; 4];
+    serde_json::to_writer(&mut frame, &request)
+        .map_err(|e| EvalError::Unavailable(format!("encoding request: {e}")))?;
+    let len = frame.len() - 4;
+    if len > MAX_FRAME {
+        let message = format!("the request is {len} bytes, over a worker's frame limit of {MAX_FRAME}");
+        return Err(EvalError::Unavailable(message));
+    }
+    frame[..4].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(frame)
 }
 
 /// Sources that have not passed a compile check yet (uploads, playground
@@ -348,13 +344,15 @@ async fn run_once_in_a_process(job: Job<(), EvalJob>, limits: JobLimits, seat: P
         Ok(frame) => frame,
         Err(e) => return finish(&seat, job, Err(e)),
     };
-    let mut worker = match Worker::spawn(&process, seat.clone()).await {
+    // Not a lane: nothing waiting is handed to a one-off worker.
+    let mut worker = match Worker::spawn(&process, seat.clone(), Arc::new(|_| {})).await {
         Ok(worker) => worker,
         Err(e) => return finish(&seat, job, Err(EvalError::Unavailable(e.to_string()))),
     };
     // Depth 1: the pool hears the Evaluator is free only once this is answered.
     let limits = JobLimits { depth: 1, ..limits };
-    if let Err(job) = worker.send(job, frame, limits).await {
+    let compiled = None;
+    if let Err(job) = worker.send(job, frame, limits, compiled).await {
         finish(
             &seat,
             job,

@@ -155,6 +155,11 @@ impl Demand {
 impl WorkerCapacityController for Demand {
     fn get_pool_size(&mut self, current: usize) -> BoxFuture<'_, usize> {
         let size = self.pool_size(current);
+        if size < current {
+            // The pool stops the last Evaluators: callers stop handing
+            // their workers runs now.
+            self.pool.lanes.close_from(size);
+        }
         Box::pin(std::future::ready(size))
     }
 }

@@ -49,6 +49,7 @@ mod actor;
 mod demand;
 mod evaluated;
 mod job;
+mod lanes;
 mod memo;
 mod pipes;
 mod process;
@@ -82,9 +83,11 @@ pub use actor::Evaluator;
 use actor::EvaluatorBuilder;
 pub use evaluated::Evaluated;
 pub use job::{EvalError, EvalJob, Work};
+use lanes::Handed;
 pub use process::ProcessSettings;
 pub use settings::{LiveSettings, PoolSettings};
 pub use stats::{Count, PoolSnapshot, PoolStats, WorkerInfo, WorkerState};
+use worker::JobLimits;
 
 /// What the pool (a ractor factory) takes.
 pub type PoolMsg = FactoryMessage<(), EvalJob>;
@@ -96,6 +99,7 @@ struct Discarder {
 
 impl DiscardHandler<(), EvalJob> for Discarder {
     fn discard(&self, reason: DiscardReason, job: &mut Job<(), EvalJob>) {
+        self.stats.queue_moved(-1);
         let error = match reason {
             DiscardReason::TtlExpired => {
                 self.stats.add(Count::Expired);
@@ -122,14 +126,18 @@ pub struct PoolShared {
     pub settings: LiveSettings,
     /// The counters and each worker's state: runtime, never reloaded.
     pub stats: Arc<PoolStats>,
+    /// The workers callers may hand runs to directly.
+    lanes: Arc<lanes::Lanes>,
 }
 
 impl PoolShared {
     /// The settings `[sandbox]` gives, and counters at zero.
     pub fn new(sandbox: &Sandbox) -> Self {
+        let stats = Arc::<PoolStats>::default();
         Self {
             settings: PoolSettings::live(sandbox),
-            stats: Arc::default(),
+            stats: stats.clone(),
+            lanes: Arc::new(lanes::Lanes::new(stats)),
         }
     }
 
@@ -141,6 +149,7 @@ impl PoolShared {
 
 /// Starts the pool linked to `supervisor`, with its Evaluators.
 pub async fn spawn(shared: &PoolShared, supervisor: ActorCell) -> Result<ActorRef<PoolMsg>, SpawnErr> {
+    shared.stats.queue_emptied();
     let (pool, _) = Actor::spawn_linked(None, PoolFactory::default(), arguments(shared), supervisor).await?;
     Ok(pool)
 }
@@ -148,6 +157,7 @@ pub async fn spawn(shared: &PoolShared, supervisor: ActorCell) -> Result<ActorRe
 /// Starts a pool with no supervisor, for a command that runs scripts and
 /// exits (`vane test`): the same Evaluators, workers and limits as a server's.
 pub async fn spawn_alone(shared: &PoolShared) -> Result<(EvaluatorPoolHandle, ActorRef<PoolMsg>), SpawnErr> {
+    shared.stats.queue_emptied();
     let (pool, _) = Actor::spawn(None, PoolFactory::default(), arguments(shared)).await?;
     let handle = EvaluatorPoolHandle::new(Slot::new(pool.clone()), shared.clone());
     Ok((handle, pool))
@@ -217,6 +227,7 @@ pub struct EvaluatorPoolHandle {
     stats: Arc<PoolStats>,
     gate: Arc<watch::Sender<Gate>>,
     memo: Option<Arc<memo::Memo>>,
+    lanes: Arc<lanes::Lanes>,
 }
 
 impl EvaluatorPoolHandle {
@@ -229,6 +240,7 @@ impl EvaluatorPoolHandle {
             stats: shared.stats,
             gate: Arc::new(watch::Sender::new(Gate::Open)),
             memo,
+            lanes: shared.lanes,
         }
     }
 
@@ -322,6 +334,7 @@ impl EvaluatorPoolHandle {
 
     async fn submit(&self, work: Work) -> Result<Box<RawValue>, EvalError> {
         self.pass_gate().await?;
+        let settings = self.current();
         let (reply, answer) = oneshot::channel();
         let job = Job {
             key: (),
@@ -331,18 +344,51 @@ impl EvaluatorPoolHandle {
                 with_source: false,
                 retried: false,
             },
-            options: JobOptions::new(Some(self.current().queue_wait)),
+            options: JobOptions::new(Some(settings.queue_wait)),
             accepted: None,
         };
         self.stats.add(Count::Submitted);
-        self.slot
-            .tell(ActorName::EvaluatorPool, FactoryMessage::Dispatch(job))
-            .map_err(|e| EvalError::Unavailable(e.to_string()))?;
-        match tokio::time::timeout(self.current().wait_limit(), answer).await {
+        let deadline = tokio::time::Instant::now() + settings.wait_limit();
+        let mut answer = answer;
+        match self.hand(job, &settings) {
+            Ok(Handed::Now) => {}
+            Ok(Handed::Queued(ticket)) => {
+                if let Ok(answered) = tokio::time::timeout(settings.queue_wait, &mut answer).await {
+                    return answered.unwrap_or_else(|_| Err(stopped()));
+                }
+                if self.lanes.withdraw(ticket) {
+                    return Err(EvalError::Expired);
+                }
+            }
+            Err(job) => {
+                self.stats.queue_moved(1);
+                self.slot
+                    .tell(ActorName::EvaluatorPool, FactoryMessage::Dispatch(job))
+                    .map_err(|e| EvalError::Unavailable(e.to_string()))?;
+            }
+        }
+        match tokio::time::timeout_at(deadline, answer).await {
             Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(EvalError::Unavailable("the evaluator stopped before answering".into())),
+            Ok(Err(_)) => Err(stopped()),
             Err(_) => Err(EvalError::Timeout),
         }
+    }
+
+    /// Hands a run straight to a worker that holds its code and has room,
+    /// or queues it for the next with room, when nothing waits in the
+    /// pool's own queue (`lanes.rs`); gives it back for the pool if not.
+    // A job refused is handed back by value, as ractor passes jobs around:
+    // boxing it would cost an allocation on every run.
+    #[allow(clippy::result_large_err)]
+    fn hand(&self, job: Job<(), EvalJob>, settings: &PoolSettings) -> Result<Handed, Job<(), EvalJob>> {
+        if !matches!(job.msg.work, Work::Run { .. }) || !self.stats.none_queued() {
+            return Err(job);
+        }
+        let Ok(frame) = actor::encode(&job.msg.work, settings, false) else {
+            return Err(job);
+        };
+        let limits = JobLimits::of(&job.msg.work, settings);
+        self.lanes.hand(job, frame, limits, settings)
     }
 
     /// Lets a job through an open gate; while paused it waits up to the
@@ -384,6 +430,7 @@ impl EvaluatorPoolHandle {
     /// Sets the most Evaluators (so workers); surplus ones finish their
     /// jobs first.
     pub fn resize(&self, workers: usize) -> Result<(), EvalError> {
+        self.lanes.close_from(workers);
         self.slot
             .tell(ActorName::EvaluatorPool, FactoryMessage::AdjustWorkerPool(workers))
             .map_err(|e| EvalError::Unavailable(e.to_string()))?;
@@ -426,11 +473,14 @@ impl EvaluatorPoolHandle {
         })
     }
 
+    /// Jobs waiting: in the pool's queue and for a worker with room.
     async fn queue_depth(&self) -> Result<usize, EvalError> {
-        self.slot
+        let pool = self
+            .slot
             .ask(ActorName::EvaluatorPool, STATUS_LIMIT, FactoryMessage::GetQueueDepth)
             .await
-            .map_err(|e| EvalError::Unavailable(e.to_string()))
+            .map_err(|e| EvalError::Unavailable(e.to_string()))?;
+        Ok(pool + self.lanes.waiting())
     }
 
     /// Its counters, without asking the pool.
@@ -449,6 +499,10 @@ impl EvaluatorPoolHandle {
 pub(crate) const SCRATCH_CODE_ID: &str = "playground run";
 
 const STATUS_LIMIT: Duration = Duration::from_secs(2);
+
+fn stopped() -> EvalError {
+    EvalError::Unavailable("the evaluator stopped before answering".into())
+}
 
 fn replace_unless_draining(gate: &mut Gate, new: Gate) -> bool {
     if *gate == Gate::Draining || *gate == new {

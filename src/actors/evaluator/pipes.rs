@@ -3,23 +3,24 @@
 //! worker process they are its stdin and stdout; for a worker thread, two
 //! channels.
 
+use std::io::Write;
+
 use bytes::Bytes;
-use futures_util::SinkExt;
-use tokio::process::ChildStdin;
 use tokio::sync::mpsc;
-use tokio_util::codec::{FramedWrite, LengthDelimitedCodec};
 
 use super::process::{ProcessError, ProcessOutput, ProcessSettings, WorkerProcess};
 use super::thread::WorkerThread;
-use crate::engine::protocol::codec;
 use crate::settings::Isolation;
 
-/// Where requests are written to a worker.
+/// Where requests are written to a worker, by whoever holds its lock (the
+/// Evaluator, or a caller handing a run over directly; `worker.rs`): a
+/// blocking write that never waits, because no more is written than the
+/// pipe has room for (`capacity`).
 pub enum RequestPipe {
-    /// Written by the Evaluator itself: a task between would cost a
-    /// wake-up on every request when the server is not busy.
-    Process(Box<FramedWrite<ChildStdin, LengthDelimitedCodec>>),
+    Process(std::fs::File),
     Thread(std::sync::mpsc::Sender<Vec<u8>>),
+    /// Closed: the worker finishes what it holds and exits.
+    Closed,
 }
 
 /// Where a worker's replies are read; it owns a worker process, so it also
@@ -29,32 +30,61 @@ pub enum ReplyPipe {
     Thread(mpsc::UnboundedReceiver<Vec<u8>>),
 }
 
-/// Starts a worker of the kind `process` names.
-pub async fn start(process: &ProcessSettings) -> Result<(RequestPipe, ReplyPipe), ProcessError> {
+/// Most bytes a worker's request pipe is asked to hold; Linux lets an
+/// unprivileged process grow a pipe to 1 MiB (`fs.pipe-max-size`).
+const PIPE_BYTES: libc::c_int = 1 << 20;
+
+/// Starts a worker of the kind `process` names; the number is how many
+/// bytes of requests it can be handed before a write would wait.
+pub async fn start(process: &ProcessSettings) -> Result<(RequestPipe, ReplyPipe, usize), ProcessError> {
     Ok(match process.isolation {
         Isolation::Process => {
             let worker = WorkerProcess::spawn(process).await?;
-            let input = Box::new(FramedWrite::new(worker.input, codec()));
-            (RequestPipe::Process(input), ReplyPipe::Process(Box::new(worker.output)))
+            let died = |e: std::io::Error| ProcessError::Died(format!("its request pipe: {e}"));
+            let input = std::fs::File::from(worker.input.into_owned_fd().map_err(died)?);
+            let capacity = grow(&input);
+            (
+                RequestPipe::Process(input),
+                ReplyPipe::Process(Box::new(worker.output)),
+                capacity,
+            )
         }
         Isolation::Thread => {
             let worker = WorkerThread::spawn(process.code_cache_entries)?;
-            (RequestPipe::Thread(worker.input), ReplyPipe::Thread(worker.output))
+            (
+                RequestPipe::Thread(worker.input),
+                ReplyPipe::Thread(worker.output),
+                usize::MAX,
+            )
         }
     })
 }
 
+/// Grows the pipe as far as allowed and says how large it is.
+fn grow(pipe: &std::fs::File) -> usize {
+    use std::os::fd::AsRawFd;
+    let fd = pipe.as_raw_fd();
+    // SAFETY: fcntl on a descriptor this process owns.
+    let size = unsafe {
+        libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_BYTES);
+        libc::fcntl(fd, libc::F_GETPIPE_SZ)
+    };
+    // 4 KiB, the least any pipe holds, if it cannot be asked.
+    usize::try_from(size).unwrap_or(4096).max(4096)
+}
+
 impl RequestPipe {
-    /// A failed write is not reported here: the worker is gone, and its
-    /// ReplyPipe says so.
-    pub async fn send(&mut self, frame: Vec<u8>) {
+    /// Writes a whole frame (its length prefix included). A failed write is
+    /// not reported here: the worker is gone, and its ReplyPipe says so.
+    pub fn write(&mut self, frame: Vec<u8>) {
         match self {
             Self::Process(input) => {
-                let _ = input.send(Bytes::from(frame)).await;
+                let _ = input.write_all(&frame);
             }
             Self::Thread(input) => {
                 let _ = input.send(frame);
             }
+            Self::Closed => {}
         }
     }
 }

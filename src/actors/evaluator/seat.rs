@@ -51,6 +51,12 @@ impl PoolSeat {
         if failed {
             self.stats.add(Count::Requeued);
         }
+        self.to_pool(job);
+    }
+
+    /// Puts a job that was never started in the pool's queue.
+    pub fn to_pool(&self, job: Job<(), EvalJob>) {
+        self.stats.queue_moved(1);
         if let Err(MessagingErr::SendErr(FactoryMessage::Dispatch(mut job))) =
             self.factory.cast(FactoryMessage::Dispatch(job))
             && let Some(reply) = job.msg.reply.take()

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::sync::Locked;
@@ -61,6 +61,12 @@ pub struct PoolStats {
     recycled: AtomicU64,
     requeued: AtomicU64,
     compiled: AtomicU64,
+    handed: AtomicU64,
+    /// Jobs in the pool's queue, by the pool's handle, Evaluators and
+    /// discard handler: a hint (a restarted pool loses its queue
+    /// uncounted, so it starts again at zero), read by callers that would
+    /// hand a job to a worker themselves and must not overtake them.
+    queued: AtomicI64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +96,8 @@ pub enum Count {
     /// A version's source sent to a worker to compile: once per version and
     /// worker, again only after the worker was replaced or evicted it.
     Compiled,
+    /// Handed to a worker by its caller, past the queue (also `Started`).
+    Handed,
 }
 
 /// A point-in-time copy, with the gauges derived from the counters.
@@ -117,6 +125,8 @@ pub struct PoolSnapshot {
     pub requeued: u64,
     /// See [`Count::Compiled`].
     pub compiled: u64,
+    /// See [`Count::Handed`].
+    pub handed: u64,
 }
 
 impl PoolStats {
@@ -175,6 +185,21 @@ impl PoolStats {
         self.workers.locked().values().filter_map(|w| w.pid).collect()
     }
 
+    /// A job joined (1) or left (-1) the pool's queue.
+    pub fn queue_moved(&self, by: i64) {
+        self.queued.fetch_add(by, Ordering::Relaxed);
+    }
+
+    /// Whether no job waits in the pool's queue.
+    pub fn none_queued(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) <= 0
+    }
+
+    /// The pool (re)started with an empty queue.
+    pub fn queue_emptied(&self) {
+        self.queued.store(0, Ordering::Relaxed);
+    }
+
     /// Adds one to a counter.
     pub fn add(&self, count: Count) {
         self.counter(count).fetch_add(1, Ordering::Relaxed);
@@ -193,6 +218,7 @@ impl PoolStats {
             Count::Recycled => &self.recycled,
             Count::Requeued => &self.requeued,
             Count::Compiled => &self.compiled,
+            Count::Handed => &self.handed,
         }
     }
 
@@ -212,6 +238,7 @@ impl PoolStats {
             recycled: get(Count::Recycled),
             requeued: get(Count::Requeued),
             compiled: get(Count::Compiled),
+            handed: get(Count::Handed),
         }
     }
 }

@@ -19,7 +19,8 @@ use crate::engine::worker::handle_frame;
 /// Parsers and compilers recurse; sources are bounded by `engine::guard`.
 const STACK_BYTES: usize = 64 << 20;
 
-/// Requests go in on `input`, replies come back on `output`, in order.
+/// Requests go in on `input` (framed as for a process, the length first),
+/// replies come back on `output`, in order.
 pub struct WorkerThread {
     pub input: mpsc::Sender<Vec<u8>>,
     pub output: async_mpsc::UnboundedReceiver<Vec<u8>>,
@@ -46,7 +47,7 @@ fn serve(inbox: mpsc::Receiver<Vec<u8>>, replies: async_mpsc::UnboundedSender<Ve
     // Ends when the input is dropped (after an overrun, once the abandoned
     // run finishes) or nobody reads the replies any more.
     while let Ok(request) = inbox.recv() {
-        let (frame, poisoned) = handle_frame(&mut engines, &request);
+        let (frame, poisoned) = handle_frame(&mut engines, request.get(4..).unwrap_or_default());
         if replies.send(frame).is_err() || poisoned {
             // A poisoned engine's state may be torn; its reader sees the
             // replies end and a new thread replaces this one.

@@ -16,8 +16,14 @@
 //! idle). A worker that overruns is killed (a thread is abandoned); the
 //! running job's caller is told why, and the jobs behind it, which never
 //! started, go back to the pool with their original queue deadline.
+//!
+//! A run of code the worker already holds need not pass through the pool
+//! at all: a caller may hand it to a worker with room itself (`hand`, see
+//! `lanes.rs`), so the job costs one wake-up on the way in, not three.
+//! Requests are written under one lock, in the order the pipeline lists
+//! them, and never more than the pipe holds, so a write never waits.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -30,7 +36,7 @@ use super::pipes::{self, ReplyPipe, RequestPipe};
 use super::process::{ProcessError, ProcessSettings};
 use super::seat::PoolSeat;
 use super::stats::{Count, WorkerState};
-use super::{EvalError, EvalJob};
+use super::{EvalError, EvalJob, PoolSettings, Work};
 use crate::domain::Lang;
 use crate::engine::EngineError;
 use crate::engine::protocol::Response;
@@ -38,20 +44,43 @@ use crate::sync::Locked;
 
 /// The weight of the newest run in the mean, as 1/N.
 const MEAN_WEIGHT: u32 = 8;
+/// JavaScript contexts discarded after a deadline before the worker is
+/// replaced: their garbage makes later collections slow (100+ ms measured
+/// after hundreds).
+pub const MAX_DISCARDS: u32 = 16;
+/// Least time between two readings of a worker process's memory (each is a
+/// read of /proc; by run count they cost 1% of the CPU under load). Jobs
+/// handed over directly leave the Evaluator out, so one goes through it at
+/// least this often, for it to check.
+pub const RSS_EVERY: Duration = Duration::from_secs(1);
+/// Code ids remembered as sent to a worker before the list starts over.
+const MAX_KNOWN_SOURCES: usize = 4096;
 
 /// A running worker, owned by one Evaluator: dropping it lets the worker
 /// finish the jobs it holds and exit.
 pub struct Worker {
-    requests: RequestPipe,
-    shared: Arc<PipelineState>,
+    shared: Lane,
     pid: Option<u32>,
 }
 
-struct PipelineState {
+/// A worker as callers may hand it a job directly (`lanes.rs`).
+pub type Lane = Arc<PipelineState>;
+
+/// Called by a worker's reader when the worker has answered and may have
+/// room for more (`Lanes::refill`).
+pub type OnRoom = Arc<dyn Fn(&Lane) + Send + Sync>;
+
+pub struct PipelineState {
     pipeline: Mutex<Pipeline>,
+    /// Where requests go; locked before `pipeline`, held from a job's place
+    /// in the pipeline until its frame is written, so the two agree.
+    requests: Mutex<RequestPipe>,
+    /// Bytes of requests the pipe holds without a write waiting.
+    capacity: usize,
     /// Wakes the reader when an idle worker is given a job, to time it.
     woken: Notify,
     seat: PoolSeat,
+    on_room: OnRoom,
 }
 
 /// The jobs in a worker's hands and how many more it may take.
@@ -68,6 +97,13 @@ struct Pipeline {
     budget: Duration,
     runs: u64,
     discards: u32,
+    /// Request bytes written and not yet answered: what the pipe may hold.
+    in_flight: usize,
+    /// Code ids whose source this worker was sent (a guess: the worker
+    /// answers `NeedSource` when it is wrong).
+    sources: HashSet<String>,
+    /// When the Evaluator last sent a job here.
+    visited: Instant,
 }
 
 /// A job in the worker's hands.
@@ -75,6 +111,7 @@ struct SentJob {
     job: Job<(), EvalJob>,
     at: Instant,
     limits: JobLimits,
+    bytes: usize,
 }
 
 /// A job's limits, by the pool's settings when it was sent (they change on
@@ -92,10 +129,27 @@ pub struct JobLimits {
     pub budget: Duration,
 }
 
+impl JobLimits {
+    /// `work`'s limits by the pool's settings now.
+    pub fn of(work: &Work, settings: &PoolSettings) -> Self {
+        Self {
+            limit: match work {
+                Work::Run { .. } | Work::Try { .. } => settings.deadline() + settings.kill_grace,
+                Work::Check { .. } => settings.check_limit,
+                #[cfg(debug_assertions)]
+                Work::Probe(_) => settings.check_limit,
+            },
+            deadline_ms: settings.limits.deadline_ms,
+            depth: settings.pipeline_depth,
+            budget: settings.pipeline_budget,
+        }
+    }
+}
+
 impl Worker {
     /// Starts a worker of the kind `process` names and the task reading it.
-    pub async fn spawn(process: &ProcessSettings, seat: PoolSeat) -> Result<Self, ProcessError> {
-        let (requests, replies) = pipes::start(process).await?;
+    pub async fn spawn(process: &ProcessSettings, seat: PoolSeat, on_room: OnRoom) -> Result<Self, ProcessError> {
+        let (requests, replies, capacity) = pipes::start(process).await?;
         let pid = replies.pid();
         let shared = Arc::new(PipelineState {
             pipeline: Mutex::new(Pipeline {
@@ -109,16 +163,27 @@ impl Worker {
                 budget: seat.settings.pipeline_budget,
                 runs: 0,
                 discards: 0,
+                in_flight: 0,
+                sources: HashSet::new(),
+                visited: Instant::now(),
             }),
+            requests: Mutex::new(requests),
+            capacity,
             woken: Notify::new(),
             seat,
+            on_room,
         });
         tokio::spawn(read(shared.clone(), replies));
-        Ok(Self { requests, shared, pid })
+        Ok(Self { shared, pid })
     }
 
     pub fn pid(&self) -> Option<u32> {
         self.pid
+    }
+
+    /// The worker as callers may hand it jobs.
+    pub fn lane(&self) -> Lane {
+        self.shared.clone()
     }
 
     /// Whether the worker stopped answering (died, overran, or poisoned).
@@ -132,43 +197,182 @@ impl Worker {
         (pipeline.runs, pipeline.discards)
     }
 
-    /// Hands `job` (encoded as `frame`) to the worker and tells the pool this
-    /// Evaluator can take another unless the worker has enough queued. Gives
-    /// the job back if the worker is known to be gone; if the write fails,
-    /// the reader sees the worker die and answers or requeues the job.
+    /// Whether the worker has `code_id` compiled, so needs only its id.
+    pub fn holds(&self, code_id: &str) -> bool {
+        self.shared.lock().sources.contains(code_id)
+    }
+
+    /// Hands `job` (encoded as `frame`, carrying the source of `compiled`
+    /// if any) to the worker and tells the pool this Evaluator can take
+    /// another unless the worker has enough queued. Gives the job back if
+    /// the worker is known to be gone; if the write fails, the reader sees
+    /// the worker die and answers or requeues the job. A frame the pipe has
+    /// no room for yet is written off the runtime's threads.
+    // A job refused is handed back by value, as ractor passes jobs around:
+    // boxing it would cost an allocation on every run.
+    #[allow(clippy::result_large_err)]
     pub async fn send(
         &mut self,
         job: Job<(), EvalJob>,
         frame: Vec<u8>,
         limits: JobLimits,
+        compiled: Option<String>,
     ) -> Result<(), Job<(), EvalJob>> {
-        let (was_idle, take_more) = {
-            let mut pipeline = self.shared.lock();
-            if pipeline.dead {
-                return Err(job);
+        let routed = Routed::Pool { compiled };
+        let take_more = match self.shared.put(job, frame, limits, routed, Wait::No) {
+            Put::Sent(take_more) => take_more,
+            Put::Refused(job, ..) => return Err(job),
+            Put::NoRoom(job, frame, routed) => {
+                let lane = self.shared.clone();
+                let put = move || match lane.put(job, frame, limits, routed, Wait::Yes) {
+                    Put::Sent(take_more) => Ok(take_more),
+                    Put::Refused(job, ..) | Put::NoRoom(job, ..) => Err(job),
+                };
+                match tokio::task::spawn_blocking(put).await {
+                    Ok(sent) => sent?,
+                    // The write's thread panicked: the reader sees what
+                    // became of the worker; nothing is owed to the pool.
+                    Err(_) => false,
+                }
             }
-            let was_idle = pipeline.jobs.is_empty();
-            pipeline.jobs.push_back(SentJob {
-                job,
-                at: Instant::now(),
-                limits,
-            });
-            (pipeline.max_depth, pipeline.budget) = (limits.depth, limits.budget);
-            // The pool counts this Evaluator busy from the moment it routed
-            // the job here, until told `Finished`.
-            pipeline.owes_finished = true;
-            (was_idle, pipeline.settle())
         };
-        let seat = &self.shared.seat;
-        if was_idle {
-            seat.stats.worker_state(seat.wid, WorkerState::Busy);
-            self.shared.woken.notify_one();
-        }
-        self.requests.send(frame).await;
         if take_more {
-            seat.finished();
+            self.shared.seat.finished();
         }
         Ok(())
+    }
+}
+
+/// How a job reached a worker.
+enum Routed {
+    /// Through the pool and this worker's Evaluator, which the pool then
+    /// counts busy until told `Finished`.
+    Pool { compiled: Option<String> },
+    /// Handed over by its caller (or taken from the lanes' queue, with no
+    /// code id: a worker that lacks the code asks for it): only if the
+    /// worker has room and its Evaluator need not look at it first.
+    Direct { code_id: Option<String> },
+}
+
+/// Why a worker did not take a job handed to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// It holds all it may now.
+    Full,
+    /// It stopped, or is being replaced.
+    Gone,
+    /// Its Evaluator has something to check first (`RSS_EVERY`).
+    Due,
+    /// It does not hold the code.
+    NotHeld,
+}
+
+/// Whether a write may wait for the worker to read.
+#[derive(PartialEq)]
+enum Wait {
+    No,
+    Yes,
+}
+
+/// A job a worker did not take, its frame, and why.
+pub type Refused = (Job<(), EvalJob>, Vec<u8>, Why);
+
+enum Put {
+    /// In the pipeline and written; whether the pool is owed `Finished`.
+    Sent(bool),
+    /// The worker is gone, or (handed directly) cannot take it now.
+    Refused(Job<(), EvalJob>, Vec<u8>, Why),
+    /// The pipe has no room for the frame without a wait.
+    NoRoom(Job<(), EvalJob>, Vec<u8>, Routed),
+}
+
+impl PipelineState {
+    /// The Evaluator it works for.
+    pub fn seat(&self) -> &PoolSeat {
+        &self.seat
+    }
+
+    /// Hands a run to the worker, skipping the pool, if it can take it at
+    /// once; gives the job and frame back if not. `held`: only if the
+    /// worker holds the run's code.
+    // A job refused is handed back by value, as ractor passes jobs around:
+    // boxing it would cost an allocation on every run.
+    #[allow(clippy::result_large_err)]
+    pub fn hand(&self, job: Job<(), EvalJob>, frame: Vec<u8>, limits: JobLimits, held: bool) -> Result<(), Refused> {
+        let code_id = match &job.msg.work {
+            Work::Run { version, .. } => held.then(|| version.code_id.clone()),
+            _ => return Err((job, frame, Why::NotHeld)),
+        };
+        match self.put(job, frame, limits, Routed::Direct { code_id }, Wait::No) {
+            Put::Sent(take_more) => {
+                // Owed from before: the worker's depth grew since.
+                if take_more {
+                    self.seat.finished();
+                }
+                Ok(())
+            }
+            Put::Refused(job, frame, why) => Err((job, frame, why)),
+            Put::NoRoom(job, frame, _) => Err((job, frame, Why::Full)),
+        }
+    }
+
+    fn put(&self, job: Job<(), EvalJob>, frame: Vec<u8>, limits: JobLimits, routed: Routed, wait: Wait) -> Put {
+        let mut requests = match &routed {
+            Routed::Direct { .. } => match self.requests.try_lock() {
+                Ok(requests) => requests,
+                // Another write is under way, perhaps a long one.
+                Err(_) => return Put::Refused(job, frame, Why::Full),
+            },
+            Routed::Pool { .. } => self.requests.locked(),
+        };
+        let now = Instant::now();
+        let (was_idle, take_more) = {
+            let mut pipeline = self.lock();
+            if pipeline.dead || matches!(*requests, RequestPipe::Closed) {
+                return Put::Refused(job, frame, Why::Gone);
+            }
+            let fits = pipeline.in_flight + frame.len() <= self.capacity;
+            match &routed {
+                Routed::Direct { code_id } => {
+                    let why = pipeline.refusal(code_id.as_deref(), now, &self.seat.settings);
+                    if let Some(why) = why.or((!fits).then_some(Why::Full)) {
+                        return Put::Refused(job, frame, why);
+                    }
+                }
+                Routed::Pool { .. } if !fits && wait == Wait::No && !pipeline.jobs.is_empty() => {
+                    return Put::NoRoom(job, frame, routed);
+                }
+                Routed::Pool { compiled } => {
+                    pipeline.visited = now;
+                    // The pool counts this Evaluator busy from the moment
+                    // it routed the job here, until told `Finished`.
+                    pipeline.owes_finished = true;
+                    (pipeline.max_depth, pipeline.budget) = (limits.depth, limits.budget);
+                    if let Some(code_id) = compiled {
+                        if pipeline.sources.len() >= MAX_KNOWN_SOURCES {
+                            pipeline.sources.clear();
+                        }
+                        pipeline.sources.insert(code_id.clone());
+                        self.seat.stats.add(Count::Compiled);
+                    }
+                }
+            }
+            let was_idle = pipeline.jobs.is_empty();
+            pipeline.in_flight += frame.len();
+            pipeline.jobs.push_back(SentJob {
+                job,
+                at: now,
+                limits,
+                bytes: frame.len(),
+            });
+            (was_idle, pipeline.settle())
+        };
+        if was_idle {
+            self.seat.stats.worker_state(self.seat.wid, WorkerState::Busy);
+            self.woken.notify_one();
+        }
+        requests.write(frame);
+        Put::Sent(take_more)
     }
 }
 
@@ -177,7 +381,9 @@ impl Drop for Worker {
     /// reader answers those jobs (and tells the pool when the Evaluator is
     /// free, if it was full) and then pipes.
     fn drop(&mut self) {
+        let mut requests = self.shared.requests.locked();
         self.shared.lock().retired = true;
+        *requests = RequestPipe::Closed;
     }
 }
 
@@ -202,6 +408,28 @@ impl Pipeline {
         free
     }
 
+    /// Why a caller may not hand it a run (of `code_id`, if it must hold
+    /// it) now, if it may not: it is retired, its Evaluator has something
+    /// to check first (a recycle by runs, discards or memory, at least
+    /// every `RSS_EVERY`), it has no room, or it lacks the code.
+    fn refusal(&self, code_id: Option<&str>, now: Instant, settings: &PoolSettings) -> Option<Why> {
+        let recycle_runs = settings.recycle_after_runs;
+        if self.retired {
+            Some(Why::Gone)
+        } else if (recycle_runs > 0 && self.runs >= recycle_runs)
+            || self.discards >= MAX_DISCARDS
+            || now.saturating_duration_since(self.visited) >= RSS_EVERY
+        {
+            Some(Why::Due)
+        } else if self.jobs.len() >= self.depth() {
+            Some(Why::Full)
+        } else if code_id.is_some_and(|code_id| !self.sources.contains(code_id)) {
+            Some(Why::NotHeld)
+        } else {
+            None
+        }
+    }
+
     /// When the worker must have answered the job at the head.
     fn due(&self) -> Option<Instant> {
         let head = self.jobs.front()?;
@@ -223,6 +451,7 @@ impl PipelineState {
         let Some(sent) = pipeline.jobs.pop_front() else {
             return Err(Stop::Unasked);
         };
+        pipeline.in_flight -= sent.bytes;
         let run = now.saturating_duration_since(sent.at.max(pipeline.last_reply));
         pipeline.last_reply = now;
         pipeline.runs += 1;
@@ -272,6 +501,7 @@ impl PipelineState {
     fn failed(&self, error: Option<ProcessError>, pid: Option<u32>) {
         let mut pipeline = self.lock();
         pipeline.dead = true;
+        pipeline.in_flight = 0;
         let mut jobs = std::mem::take(&mut pipeline.jobs);
         let owed = pipeline.settle();
         let retired = pipeline.retired;
@@ -321,7 +551,7 @@ async fn read(shared: Arc<PipelineState>, mut replies: ReplyPipe) {
             biased;
             frame = replies.next() => match frame {
                 Ok(frame) => match replied_all(&shared, &mut replies, frame) {
-                    Ok(()) => continue,
+                    Ok(()) => (shared.on_room)(&shared),
                     Err(error) => break error,
                 },
                 Err(io) => {
@@ -424,6 +654,9 @@ mod tests {
             budget: Duration::from_millis(2),
             runs: 0,
             discards: 0,
+            in_flight: 0,
+            sources: HashSet::new(),
+            visited: Instant::now(),
         }
     }
 

@@ -1,0 +1,211 @@
+//! Lanes: the live workers, by Evaluator, that a caller may hand a run to
+//! itself, and the queue where runs wait for one. Through the pool a job
+//! wakes two actors before it is written to its worker (the factory, then
+//! the Evaluator); handed over, it is written by the caller's own task, or
+//! by the reader of a worker that has just answered and has room again.
+//!
+//! Only runs go this way, and only of code the worker already holds, and
+//! only while nothing waits in the pool's own queue (they would be
+//! overtaken). Everything else (a first run that sends the source, a
+//! worker to start, recycle or check, checks and playground runs) still
+//! goes through the pool and its Evaluators. The queue here keeps the
+//! pool's rules: at most `sandbox.queue_bound` jobs (a job past it is shed,
+//! 503) and none run after waiting `sandbox.queue_wait_ms` (503).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use ractor::factory::Job;
+
+use super::stats::{Count, PoolStats};
+use super::worker::{JobLimits, Lane, Why};
+use super::{EvalError, EvalJob, PoolSettings};
+use crate::sync::{Locked, RwLocked};
+
+/// One slot per Evaluator, holding its worker while it has one, and the
+/// runs waiting for room in any of them.
+pub struct Lanes {
+    /// Tried in order, so runs gather on the first workers while they
+    /// have room: a worker kept busy takes its jobs in batches, and one
+    /// left idle can be stopped (`demand.rs`).
+    slots: RwLock<Vec<Option<Lane>>>,
+    waiting: Mutex<VecDeque<Waiting>>,
+    /// The next waiting run's ticket.
+    tickets: AtomicU64,
+    stats: Arc<PoolStats>,
+}
+
+/// Where a handed run went.
+pub enum Handed {
+    /// To a worker.
+    Now,
+    /// Into the queue, under this ticket: its caller withdraws it once it
+    /// has waited `sandbox.queue_wait_ms` (no timer here would wake for it).
+    Queued(u64),
+}
+
+/// A run waiting for a worker with room.
+struct Waiting {
+    ticket: u64,
+    job: Job<(), EvalJob>,
+    frame: Vec<u8>,
+    limits: JobLimits,
+    due: Instant,
+}
+
+impl Lanes {
+    pub fn new(stats: Arc<PoolStats>) -> Self {
+        Self {
+            slots: RwLock::default(),
+            waiting: Mutex::default(),
+            tickets: AtomicU64::new(0),
+            stats,
+        }
+    }
+
+    /// Evaluator `wid`'s worker is now `lane`; it takes what waits.
+    pub fn open(&self, wid: usize, lane: Lane) {
+        {
+            let mut slots = self.slots.writing();
+            if slots.len() <= wid {
+                slots.resize(wid + 1, None);
+            }
+            slots[wid] = Some(lane.clone());
+        }
+        self.refill(&lane);
+    }
+
+    /// Evaluator `wid`'s worker `lane` is gone (not a newer one that took
+    /// its place).
+    pub fn close(&self, wid: usize, lane: &Lane) {
+        if let Some(slot) = self.slots.writing().get_mut(wid)
+            && slot.as_ref().is_some_and(|open| Arc::ptr_eq(open, lane))
+        {
+            *slot = None;
+        }
+    }
+
+    /// The pool is shrinking to `workers` Evaluators: those past it (the
+    /// pool stops the last ones) take nothing more from now on.
+    pub fn close_from(&self, workers: usize) {
+        for slot in self.slots.writing().iter_mut().skip(workers) {
+            *slot = None;
+        }
+    }
+
+    /// Takes a run out of the queue if it still waits there; it has waited
+    /// too long.
+    pub fn withdraw(&self, ticket: u64) -> bool {
+        let mut waiting = self.waiting.locked();
+        let Some(at) = waiting.iter().position(|w| w.ticket == ticket) else {
+            return false;
+        };
+        waiting.remove(at);
+        self.stats.add(Count::Expired);
+        true
+    }
+
+    /// Runs waiting for a worker.
+    pub fn waiting(&self) -> usize {
+        self.waiting.locked().len()
+    }
+
+    /// Hands `job` (a run, encoded as `frame`) to a worker that holds its
+    /// code and has room, or queues it while every worker is full. Gives it
+    /// back for the pool when a worker lacks the code or needs its
+    /// Evaluator, or there is no worker.
+    // A job refused is handed back by value, as ractor passes jobs around:
+    // boxing it would cost an allocation on every run.
+    #[allow(clippy::result_large_err)]
+    pub fn hand(
+        &self,
+        mut job: Job<(), EvalJob>,
+        mut frame: Vec<u8>,
+        limits: JobLimits,
+        settings: &PoolSettings,
+    ) -> Result<Handed, Job<(), EvalJob>> {
+        let slots = self.slots.reading();
+        if slots.iter().all(Option::is_none) {
+            return Err(job);
+        }
+        if self.waiting.locked().is_empty() {
+            for lane in slots.iter().flatten() {
+                match lane.hand(job, frame, limits, true) {
+                    Ok(()) => {
+                        self.started();
+                        return Ok(Handed::Now);
+                    }
+                    Err((back, unused, why)) => {
+                        (job, frame) = (back, unused);
+                        // The pool's Evaluators send the source, replace
+                        // a dead worker or check one.
+                        if why != Why::Full {
+                            return Err(job);
+                        }
+                    }
+                }
+            }
+        }
+        let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut waiting = self.waiting.locked();
+            if waiting.len() >= settings.queue_bound {
+                drop(waiting);
+                self.stats.add(Count::Shed);
+                answer(job, EvalError::Overloaded);
+                return Ok(Handed::Now);
+            }
+            let due = Instant::now() + settings.queue_wait;
+            waiting.push_back(Waiting {
+                ticket,
+                job,
+                frame,
+                limits,
+                due,
+            });
+        }
+        // A worker may have made room since it was asked above, and found
+        // the queue empty then.
+        for lane in slots.iter().flatten() {
+            self.refill(lane);
+        }
+        Ok(Handed::Queued(ticket))
+    }
+
+    /// Gives `lane`'s worker the runs that wait, while it has room.
+    pub fn refill(&self, lane: &Lane) {
+        loop {
+            let Some(next) = self.waiting.locked().pop_front() else {
+                return;
+            };
+            if Instant::now() >= next.due {
+                self.stats.add(Count::Expired);
+                answer(next.job, EvalError::Expired);
+                continue;
+            }
+            match lane.hand(next.job, next.frame, next.limits, false) {
+                Ok(()) => self.started(),
+                Err((job, frame, Why::Full)) => {
+                    let back = Waiting { job, frame, ..next };
+                    return self.waiting.locked().push_front(back);
+                }
+                // One job goes to the pool, so the worker's Evaluator gets
+                // to check or replace it; the rest wait for room.
+                Err((job, ..)) => return lane.seat().to_pool(job),
+            }
+        }
+    }
+
+    fn started(&self) {
+        self.stats.add(Count::Started);
+        self.stats.add(Count::Handed);
+    }
+}
+
+fn answer(mut job: Job<(), EvalJob>, error: EvalError) {
+    if let Some(reply) = job.msg.reply.take() {
+        let _ = reply.send(Err(error));
+    }
+}
