@@ -5,6 +5,8 @@
 //! With pipelining, a busy worker holds quick jobs behind the one it runs,
 //! and the jobs behind one that kills its worker go back to the pool. A pool
 //! sized by demand stops an idle worker and starts it again under load.
+//! Runs of code a worker holds are handed to it by their callers, and a
+//! flood of them is shed at the same queue bound.
 
 use std::time::Duration;
 
@@ -444,5 +446,72 @@ async fn idle_workers_stop_and_start_again_when_scripts_need_the_cpu() {
         load.await.unwrap_err().is_cancelled(),
         "a job failed while the pool grew"
     );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_of_code_a_worker_holds_are_handed_to_it_and_first_runs_go_through_the_pool() {
+    let app = app_with(|_| {}).await;
+    let pool = app.state().pool.clone();
+    let before = pool.stats();
+    warm_up(&app).await;
+    let after = pool.stats();
+    // The first run carries the source through the pool and its Evaluator;
+    // the 39 after it are written by their callers.
+    assert_eq!(after.compiled - before.compiled, 1, "{after:?}");
+    assert_eq!(after.handed - before.handed, 39, "{after:?}");
+    // The upload's compile check, then the 40 runs.
+    assert_eq!(after.submitted - before.submitted, 41, "{after:?}");
+    assert_eq!((after.running, after.finished), (0, after.submitted), "{after:?}");
+    // A new version is not held yet: its first run goes through the pool.
+    app.released("quick2", "return p[\"i\"] + 1", json!([{"name": "i", "type": "int"}]))
+        .await;
+    let (status, body) = app.fetch("quick2", json!({"params": {"i": 1}})).await;
+    assert_eq!(
+        (status, &body["data"]["result"]),
+        (StatusCode::OK, &json!("2")),
+        "{body}"
+    );
+    let now = pool.stats();
+    assert_eq!(
+        (now.compiled, now.handed),
+        (after.compiled + 1, after.handed),
+        "{now:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_handed_runs_is_shed_at_the_queue_bound_and_the_rest_answered() {
+    // One worker holding one job and a queue of four: a burst of 30 from
+    // one client gets answers or quick 503s, never a hang, and the pool is
+    // idle and empty after it.
+    let app = app_with(|s| s.sandbox.queue_bound = 4).await;
+    let pool = app.state().pool.clone();
+    assert_eq!(busy(&app, 0).await.unwrap().0, StatusCode::OK, "the worker compiles it");
+    let before = pool.stats();
+    let burst: Vec<_> = (0..30).map(|_| busy(&app, 100)).collect();
+    let (mut ok, mut shed) = (0, 0);
+    for job in burst {
+        let (status, body, retry_after) = job.await.unwrap();
+        match status {
+            StatusCode::OK => ok += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert!(body["message"].as_str().unwrap().contains("queue is full"), "{body}");
+                assert_eq!(retry_after.as_deref(), Some("1"));
+                shed += 1;
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    let stats = pool.stats();
+    assert_eq!(ok + shed, 30);
+    assert!((5..30).contains(&ok), "{ok} answered, {shed} shed");
+    assert_eq!(stats.shed - before.shed, shed, "{stats:?}");
+    assert!(stats.handed - before.handed >= ok, "{stats:?}");
+    assert_eq!(stats.running, 0, "{stats:?}");
+    assert_eq!(pool.status().await.unwrap().queued, 0);
+    // And the worker still serves.
+    assert_eq!(busy(&app, 0).await.unwrap().0, StatusCode::OK);
     app.stop().await;
 }
