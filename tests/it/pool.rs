@@ -515,3 +515,54 @@ async fn a_flood_of_handed_runs_is_shed_at_the_queue_bound_and_the_rest_answered
     assert_eq!(busy(&app, 0).await.unwrap().0, StatusCode::OK);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_recycled_under_a_queue_of_handed_runs_keeps_them_moving() {
+    // Sixteen clients keep one worker's pipeline and the queue behind it
+    // full while the worker is recycled every 60 runs: the queued runs go
+    // on to the old worker and then the new one, none waits out its queue
+    // wait (they stalled for the whole wait when a worker due for
+    // recycling refused them).
+    let app = app_with(pipelined(|s| {
+        s.sandbox.pipeline_depth = 4;
+        s.sandbox.recycle_after_runs = 60;
+        s.sandbox.queue_wait_ms = 1500;
+    }))
+    .await;
+    warm_up(&app).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..16)
+        .map(|c| {
+            let (client, url, stop) = (app.client.clone(), app.url("/config/quick"), stop.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0, Vec::new());
+                for i in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let body = json!({"params": {"i": c * 100_000 + i}});
+                    let response = client.post(&url).json(&body).send().await.unwrap();
+                    match common::read(response).await {
+                        (StatusCode::OK, _) => ok += 1,
+                        (status, body) => failed.push(format!("{status}: {body}")),
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let pool = app.state().pool.clone();
+    let recycled = eventually(SETTLE, || async { pool.stats().recycled >= 2 }).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut answered = 0;
+    for client in clients {
+        let (ok, failed) = client.await.unwrap();
+        assert!(failed.is_empty(), "{failed:?}");
+        answered += ok;
+    }
+    let stats = pool.stats();
+    assert!(recycled, "{stats:?}");
+    assert_eq!((stats.expired, stats.running), (0, 0), "{stats:?}");
+    assert!(stats.handed > 60 && answered > 120, "{answered} answered; {stats:?}");
+    app.stop().await;
+}

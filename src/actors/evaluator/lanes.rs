@@ -147,6 +147,13 @@ impl Lanes {
                     }
                 }
             }
+        } else {
+            // Queued runs keep going to a worker whose Evaluator is due to
+            // check it; fresh ones go to the pool until it has.
+            let now = Instant::now();
+            if slots.iter().flatten().any(|lane| lane.is_due(now)) {
+                return Err(job);
+            }
         }
         let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
         {
@@ -191,8 +198,8 @@ impl Lanes {
                     let back = Waiting { job, frame, ..next };
                     return self.waiting.locked().push_front(back);
                 }
-                // One job goes to the pool, so the worker's Evaluator gets
-                // to check or replace it; the rest wait for room.
+                // Gone: one job goes to the pool, so the worker's Evaluator
+                // gets to replace it; the rest wait for room.
                 Err((job, ..)) => return lane.seat().to_pool(job),
             }
         }

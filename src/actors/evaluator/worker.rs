@@ -292,6 +292,11 @@ impl PipelineState {
         &self.seat
     }
 
+    /// Whether its Evaluator must see a job before it takes fresh runs.
+    pub fn is_due(&self, now: Instant) -> bool {
+        self.lock().is_due(now, &self.seat.settings)
+    }
+
     /// Hands a run to the worker, skipping the pool, if it can take it at
     /// once; gives the job and frame back if not. `held`: only if the
     /// worker holds the run's code.
@@ -412,14 +417,13 @@ impl Pipeline {
     /// it) now, if it may not: it is retired, its Evaluator has something
     /// to check first (a recycle by runs, discards or memory, at least
     /// every `RSS_EVERY`), it has no room, or it lacks the code.
+    /// A run from the lanes' queue (no `code_id`) is taken even when the
+    /// Evaluator is due: the next fresh run goes to the pool for it, and the
+    /// queue must not stall while the Evaluator replaces the worker.
     fn refusal(&self, code_id: Option<&str>, now: Instant, settings: &PoolSettings) -> Option<Why> {
-        let recycle_runs = settings.recycle_after_runs;
         if self.retired {
             Some(Why::Gone)
-        } else if (recycle_runs > 0 && self.runs >= recycle_runs)
-            || self.discards >= MAX_DISCARDS
-            || now.saturating_duration_since(self.visited) >= RSS_EVERY
-        {
+        } else if code_id.is_some() && self.is_due(now, settings) {
             Some(Why::Due)
         } else if self.jobs.len() >= self.depth() {
             Some(Why::Full)
@@ -428,6 +432,15 @@ impl Pipeline {
         } else {
             None
         }
+    }
+
+    /// Whether its Evaluator has something to check before it takes more
+    /// handed runs.
+    fn is_due(&self, now: Instant, settings: &PoolSettings) -> bool {
+        let recycle_runs = settings.recycle_after_runs;
+        (recycle_runs > 0 && self.runs >= recycle_runs)
+            || self.discards >= MAX_DISCARDS
+            || now.saturating_duration_since(self.visited) >= RSS_EVERY
     }
 
     /// When the worker must have answered the job at the head.
