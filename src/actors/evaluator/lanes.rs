@@ -181,6 +181,13 @@ impl Lanes {
         Ok(Handed::Queued(ticket))
     }
 
+    /// Has every worker take what waits, as far as it has room.
+    pub fn kick(&self) {
+        for lane in self.slots.reading().iter().flatten() {
+            self.refill(lane);
+        }
+    }
+
     /// Gives `lane`'s worker the runs that wait, while it has room.
     pub fn refill(&self, lane: &Lane) {
         loop {

@@ -353,8 +353,16 @@ impl EvaluatorPoolHandle {
         match self.hand(job, &settings) {
             Ok(Handed::Now) => {}
             Ok(Handed::Queued(ticket)) => {
-                if let Ok(answered) = tokio::time::timeout(settings.queue_wait, &mut answer).await {
-                    return answered.unwrap_or_else(|_| Err(stopped()));
+                let expires = tokio::time::Instant::now() + settings.queue_wait;
+                loop {
+                    let wake = expires.min(tokio::time::Instant::now() + KICK_AFTER);
+                    if let Ok(answered) = tokio::time::timeout_at(wake, &mut answer).await {
+                        return answered.unwrap_or_else(|_| Err(stopped()));
+                    }
+                    if wake >= expires {
+                        break;
+                    }
+                    self.lanes.kick();
                 }
                 if self.lanes.withdraw(ticket) {
                     return Err(EvalError::Expired);
@@ -499,6 +507,12 @@ impl EvaluatorPoolHandle {
 pub(crate) const SCRATCH_CODE_ID: &str = "playground run";
 
 const STATUS_LIMIT: Duration = Duration::from_secs(2);
+
+/// How long a run waits in the lanes' queue before its caller has the
+/// workers look at the queue again. Workers take queued runs when they
+/// answer, so this fires only if that was missed (a worker that stopped
+/// answering while the queue filled): a delay, not a stall.
+const KICK_AFTER: Duration = Duration::from_millis(50);
 
 fn stopped() -> EvalError {
     EvalError::Unavailable("the evaluator stopped before answering".into())
