@@ -20,10 +20,11 @@ use ractor::factory::{FactoryMessage, Job, WorkerBuilder, WorkerMessage, WorkerS
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
 
+use super::pipeline::{JobLimits, MAX_DISCARDS, OnRoom, RSS_EVERY};
 use super::process::{ProcessError, ProcessSettings};
 use super::seat::PoolSeat;
 use super::stats::{Count, PoolStats, rss_bytes};
-use super::worker::{JobLimits, MAX_DISCARDS, OnRoom, RSS_EVERY, Worker};
+use super::worker::Worker;
 use super::{EvalError, EvalJob, PoolSettings, PoolShared, SCRATCH_CODE_ID, Work};
 use crate::engine::protocol::{MAX_FRAME, Params, Request};
 use crate::settings::Isolation;

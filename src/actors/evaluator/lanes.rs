@@ -19,8 +19,8 @@ use std::time::Instant;
 
 use ractor::factory::Job;
 
+use super::pipeline::{JobLimits, Lane, Why};
 use super::stats::{Count, PoolStats};
-use super::worker::{JobLimits, Lane, Why};
 use super::{EvalError, EvalJob, PoolSettings};
 use crate::sync::{Locked, RwLocked};
 

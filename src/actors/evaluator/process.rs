@@ -1,6 +1,6 @@
 //! One `vane worker` child process: spawned with its memory cap, spoken to in
 //! frames over its stdin/stdout, killed when it overruns. `worker.rs` writes
-//! the requests and reads the replies.
+//! the requests and `reader.rs` reads the replies.
 
 use std::path::PathBuf;
 use std::process::Stdio;

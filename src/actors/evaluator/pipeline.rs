@@ -1,0 +1,236 @@
+//! A worker's pipeline: the jobs in its hands, in the order it answers them,
+//! how many more it may take, and the state its Evaluator, its reader and
+//! callers handing it runs share (`PipelineState`, a lane). `worker.rs`
+//! puts jobs in, `reader.rs` takes them out as replies arrive.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use ractor::factory::Job;
+use tokio::sync::Notify;
+
+use super::pipes::RequestPipe;
+use super::seat::PoolSeat;
+use super::{EvalJob, PoolSettings, Work};
+use crate::sync::Locked;
+
+/// The weight of the newest run in the mean, as 1/N.
+pub(super) const MEAN_WEIGHT: u32 = 8;
+/// JavaScript contexts discarded after a deadline before the worker is
+/// replaced: their garbage makes later collections slow (100+ ms measured
+/// after hundreds).
+pub const MAX_DISCARDS: u32 = 16;
+/// Least time between two readings of a worker process's memory (each is a
+/// read of /proc; by run count they cost 1% of the CPU under load). Jobs
+/// handed over directly leave the Evaluator out, so one goes through it at
+/// least this often, for it to check.
+pub const RSS_EVERY: Duration = Duration::from_secs(1);
+/// Code ids remembered as sent to a worker before the list starts over.
+pub(super) const MAX_KNOWN_SOURCES: usize = 4096;
+
+/// A worker as callers may hand it a job directly (`lanes.rs`).
+pub type Lane = Arc<PipelineState>;
+
+/// Called by a worker's reader when the worker has answered and may have
+/// room for more (`Lanes::refill`).
+pub type OnRoom = Arc<dyn Fn(&Lane) + Send + Sync>;
+
+pub struct PipelineState {
+    pub(super) pipeline: Mutex<Pipeline>,
+    /// Where requests go; locked before `pipeline`, held from a job's place
+    /// in the pipeline until its frame is written, so the two agree.
+    pub(super) requests: Mutex<RequestPipe>,
+    /// Bytes of requests the pipe holds without a write waiting.
+    pub(super) capacity: usize,
+    /// Wakes the reader when an idle worker is given a job, to time it.
+    pub(super) woken: Notify,
+    pub(super) seat: PoolSeat,
+    pub(super) on_room: OnRoom,
+}
+
+/// The jobs in a worker's hands and how many more it may take.
+pub(super) struct Pipeline {
+    pub(super) jobs: VecDeque<SentJob>,
+    /// The pool has not been told that this Evaluator can take more.
+    pub(super) owes_finished: bool,
+    /// The worker stopped answering; the Evaluator replaces it.
+    pub(super) dead: bool,
+    pub(super) retired: bool,
+    pub(super) last_reply: Instant,
+    pub(super) mean_run: Option<Duration>,
+    pub(super) max_depth: usize,
+    pub(super) budget: Duration,
+    pub(super) runs: u64,
+    pub(super) discards: u32,
+    /// Request bytes written and not yet answered: what the pipe may hold.
+    pub(super) in_flight: usize,
+    /// Code ids whose source this worker was sent (a guess: the worker
+    /// answers `NeedSource` when it is wrong).
+    pub(super) sources: HashSet<String>,
+    /// When the Evaluator last sent a job here.
+    pub(super) visited: Instant,
+}
+
+/// A job in the worker's hands.
+pub(super) struct SentJob {
+    pub(super) job: Job<(), EvalJob>,
+    pub(super) at: Instant,
+    pub(super) limits: JobLimits,
+    pub(super) bytes: usize,
+}
+
+/// A job's limits, by the pool's settings when it was sent (they change on
+/// reload; the worker's own copy is as of its start): how long its worker
+/// may take, and how many jobs may wait in that worker with it.
+#[derive(Debug, Clone, Copy)]
+pub struct JobLimits {
+    /// Longest the worker may take to answer it.
+    pub limit: Duration,
+    /// The deadline named to its caller if it is killed.
+    pub deadline_ms: u64,
+    /// Most jobs the worker may hold ...
+    pub depth: usize,
+    /// ... and about how much work, by its mean run time.
+    pub budget: Duration,
+}
+
+impl JobLimits {
+    /// `work`'s limits by the pool's settings now.
+    pub fn of(work: &Work, settings: &PoolSettings) -> Self {
+        Self {
+            limit: match work {
+                Work::Run { .. } | Work::Try { .. } => settings.deadline() + settings.kill_grace,
+                Work::Check { .. } => settings.check_limit,
+                #[cfg(debug_assertions)]
+                Work::Probe(_) => settings.check_limit,
+            },
+            deadline_ms: settings.limits.deadline_ms,
+            depth: settings.pipeline_depth,
+            budget: settings.pipeline_budget,
+        }
+    }
+}
+
+/// Why a worker did not take a job handed to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// It holds all it may now.
+    Full,
+    /// It stopped, or is being replaced.
+    Gone,
+    /// Its Evaluator has something to check first (`RSS_EVERY`).
+    Due,
+    /// It does not hold the code.
+    NotHeld,
+}
+
+impl Pipeline {
+    /// How many jobs the worker may hold.
+    pub(super) fn depth(&self) -> usize {
+        match self.mean_run {
+            None => 1,
+            Some(mean) => {
+                let fits = self.budget.as_nanos() / mean.as_nanos().max(1);
+                fits.clamp(1, self.max_depth.max(1) as u128) as usize
+            }
+        }
+    }
+
+    /// Whether the pool is owed `Finished` now: it counts this Evaluator
+    /// busy, and the worker can hold another job (or is gone). The one place
+    /// the capacity state changes; see the diagram in `mod.rs`.
+    pub(super) fn settle(&mut self) -> bool {
+        let free = self.owes_finished && (self.dead || self.jobs.len() < self.depth());
+        self.owes_finished &= !free;
+        free
+    }
+
+    /// Why a caller may not hand it a run (of `code_id`, if it must hold
+    /// it) now, if it may not: it is retired, its Evaluator has something
+    /// to check first (a recycle by runs, discards or memory, at least
+    /// every `RSS_EVERY`), it has no room, or it lacks the code.
+    /// A run from the lanes' queue (no `code_id`) is taken even when the
+    /// Evaluator is due: the next fresh run goes to the pool for it, and the
+    /// queue must not stall while the Evaluator replaces the worker.
+    pub(super) fn refusal(&self, code_id: Option<&str>, now: Instant, settings: &PoolSettings) -> Option<Why> {
+        if self.retired {
+            Some(Why::Gone)
+        } else if code_id.is_some() && self.is_due(now, settings) {
+            Some(Why::Due)
+        } else if self.jobs.len() >= self.depth() {
+            Some(Why::Full)
+        } else if code_id.is_some_and(|code_id| !self.sources.contains(code_id)) {
+            Some(Why::NotHeld)
+        } else {
+            None
+        }
+    }
+
+    /// Whether its Evaluator has something to check before it takes more
+    /// handed runs.
+    pub(super) fn is_due(&self, now: Instant, settings: &PoolSettings) -> bool {
+        let recycle_runs = settings.recycle_after_runs;
+        (recycle_runs > 0 && self.runs >= recycle_runs)
+            || self.discards >= MAX_DISCARDS
+            || now.saturating_duration_since(self.visited) >= RSS_EVERY
+    }
+
+    /// When the worker must have answered the job at the head.
+    pub(super) fn due(&self) -> Option<Instant> {
+        let head = self.jobs.front()?;
+        Some(head.at.max(self.last_reply) + head.limits.limit)
+    }
+}
+
+impl PipelineState {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Pipeline> {
+        self.pipeline.locked()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipeline(mean_run: Option<Duration>) -> Pipeline {
+        Pipeline {
+            jobs: VecDeque::new(),
+            owes_finished: false,
+            dead: false,
+            retired: false,
+            last_reply: Instant::now(),
+            mean_run,
+            max_depth: 16,
+            budget: Duration::from_millis(2),
+            runs: 0,
+            discards: 0,
+            in_flight: 0,
+            sources: HashSet::new(),
+            visited: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn finished_is_owed_once_and_only_when_the_pool_counts_this_busy() {
+        let mut f = pipeline(None);
+        assert!(!f.settle(), "nothing routed here: nothing owed");
+        f.owes_finished = true;
+        assert!(f.settle(), "room in the worker: owed now");
+        assert!(!f.settle(), "told once");
+        f.owes_finished = true;
+        f.dead = true;
+        assert!(f.settle(), "a dead worker frees the Evaluator");
+    }
+
+    #[test]
+    fn depth_follows_the_mean_run_time() {
+        // Untimed: one job at a time until the first reply.
+        assert_eq!(pipeline(None).depth(), 1);
+        assert_eq!(pipeline(Some(Duration::from_micros(500))).depth(), 4);
+        // Quick jobs are capped by the setting, slow ones never below one.
+        assert_eq!(pipeline(Some(Duration::from_micros(10))).depth(), 16);
+        assert_eq!(pipeline(Some(Duration::ZERO)).depth(), 16);
+        assert_eq!(pipeline(Some(Duration::from_millis(40))).depth(), 1);
+    }
+}
