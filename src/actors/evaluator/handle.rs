@@ -137,7 +137,7 @@ impl EvaluatorPoolHandle {
     async fn submit(&self, work: Work) -> Result<Box<RawValue>, EvalError> {
         self.pass_gate().await?;
         let settings = self.current();
-        let (reply, answer) = oneshot::channel();
+        let (reply, mut answer) = oneshot::channel();
         let job = Job {
             key: (),
             msg: EvalJob {
@@ -151,7 +151,6 @@ impl EvaluatorPoolHandle {
         };
         self.stats.add(Count::Submitted);
         let deadline = tokio::time::Instant::now() + settings.wait_limit();
-        let mut answer = answer;
         match self.hand(job, &settings) {
             Ok(Handed::Now) => {}
             Ok(Handed::Queued(ticket)) => {

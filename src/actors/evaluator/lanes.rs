@@ -39,7 +39,7 @@ pub struct Lanes {
 
 /// Where a handed run went.
 pub enum Handed {
-    /// To a worker.
+    /// To a worker, or answered already (shed: the queue was full).
     Now,
     /// Into the queue, under this ticket: its caller withdraws it once it
     /// has waited `sandbox.queue_wait_ms` (no timer here would wake for it).
@@ -52,7 +52,6 @@ struct Waiting {
     job: Job<(), EvalJob>,
     frame: Vec<u8>,
     limits: JobLimits,
-    due: Instant,
 }
 
 impl Lanes {
@@ -164,13 +163,11 @@ impl Lanes {
                 answer(job, EvalError::Overloaded);
                 return Ok(Handed::Now);
             }
-            let due = Instant::now() + settings.queue_wait;
             waiting.push_back(Waiting {
                 ticket,
                 job,
                 frame,
                 limits,
-                due,
             });
         }
         // A worker may have made room since it was asked above, and found
@@ -194,7 +191,8 @@ impl Lanes {
             let Some(next) = self.waiting.locked().pop_front() else {
                 return;
             };
-            if Instant::now() >= next.due {
+            // Its wait is counted from its submission (`sandbox.queue_wait_ms`).
+            if next.job.is_expired() {
                 self.stats.add(Count::Expired);
                 answer(next.job, EvalError::Expired);
                 continue;
