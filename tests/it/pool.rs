@@ -363,6 +363,8 @@ async fn jobs_behind_one_that_crashes_its_worker_run_on_the_next() {
     let stats = app.state().pool.stats();
     assert_eq!(stats.requeued - before.requeued, 3, "{stats:?}");
     assert_eq!(stats.running, 0, "{stats:?}");
+    // A job handed back is not counted finished until it is answered.
+    assert_eq!(stats.submitted, stats.finished + stats.shed + stats.expired, "{stats:?}");
     app.stop().await;
 }
 
@@ -403,6 +405,8 @@ async fn jobs_behind_one_that_overruns_are_not_run_past_their_deadline() {
         (1, 3, 3),
         "{stats:?}"
     );
+    assert_eq!(stats.submitted, stats.finished + stats.shed + stats.expired, "{stats:?}");
+    assert_eq!(stats.running, 0, "{stats:?}");
     assert_eq!(busy(&app, 0).await.unwrap().0, StatusCode::OK);
     app.stop().await;
 }
@@ -564,5 +568,60 @@ async fn a_worker_recycled_under_a_queue_of_handed_runs_keeps_them_moving() {
     assert!(recycled, "{stats:?}");
     assert_eq!((stats.expired, stats.running), (0, 0), "{stats:?}");
     assert!(stats.handed > 60 && answered > 120, "{answered} answered; {stats:?}");
+    app.stop().await;
+}
+
+/// Fetches `quick` with `i` on its own task.
+fn quick(app: &TestApp, i: i64) -> JoinHandle<(StatusCode, Value)> {
+    let (client, url) = (app.client.clone(), app.url("/config/quick"));
+    tokio::spawn(async move {
+        let response = client.post(url).json(&json!({"params": {"i": i}})).send();
+        common::read(response.await.unwrap()).await
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_of_code_that_overran_go_alone_and_quick_runs_pass_it() {
+    // A script that hangs past the interpreter's reach is killed at its
+    // deadline plus grace; the runs queued behind it in its worker wait
+    // that long and are handed back. After its first kill its runs go
+    // alone, so quick runs of other code go to the other worker at once.
+    let app = app_with(pipelined(|s| {
+        s.sandbox.workers = 2;
+        s.sandbox.deadline_ms = 400;
+    }))
+    .await;
+    warm_up(&app).await;
+    let pool = app.state().pool.clone();
+    let (status, body, _) = busy(&app, 10_000).await.unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let before = pool.stats();
+
+    let hog = busy(&app, 10_000);
+    running(&app, 1).await;
+    for round in 0..3 {
+        let runs: Vec<_> = (0..4).map(|i| quick(&app, round * 10 + i)).collect();
+        for (i, run) in runs.into_iter().enumerate() {
+            let (status, body) = run.await.unwrap();
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(body["data"]["result"], json!((round * 10 + i as i64).to_string()));
+        }
+    }
+    assert!(!hog.is_finished(), "the quick runs waited out the hog");
+    let (status, body, _) = hog.await.unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("deadline"), "{body}");
+
+    let stats = pool.stats();
+    assert_eq!(stats.requeued, before.requeued, "nothing waited behind the hog: {stats:?}");
+    assert_eq!(stats.killed - before.killed, 1, "{stats:?}");
+    // Other code is still handed straight to a worker beside the suspect.
+    assert!(stats.handed - before.handed >= 6, "{stats:?}");
+    assert_eq!(stats.running, 0, "{stats:?}");
+    assert_eq!(
+        stats.submitted,
+        stats.finished + stats.shed + stats.expired,
+        "every job is answered once: {stats:?}"
+    );
     app.stop().await;
 }

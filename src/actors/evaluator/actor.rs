@@ -45,6 +45,8 @@ pub struct EvaluatorState {
     rss_read_at: Instant,
     /// A new worker starting up to take over from this one.
     replacement: Option<JoinHandle<Result<Worker, ProcessError>>>,
+    /// The last worker's mean run time, for the next to start from.
+    mean_run: Option<Duration>,
 }
 
 /// One Evaluator: owns one worker and hands it the jobs the pool routes here.
@@ -66,6 +68,7 @@ impl Actor for Evaluator {
             crashes: VecDeque::new(),
             rss_read_at: Instant::now(),
             replacement: None,
+            mean_run: None,
         };
         // Start the worker now so the first request does not pay for it; a
         // failure here is retried on the first job rather than failing start.
@@ -123,7 +126,16 @@ impl EvaluatorState {
     }
 
     /// Puts `worker` in place of the current one, where callers find it too.
+    /// A successor takes on its predecessor's mean run time: a new worker
+    /// holds one job until its first reply is timed, and after every recycle
+    /// that would leave the pool a worker short for a moment under load.
     fn set_worker(&mut self, worker: Option<Worker>) {
+        if let Some(old) = &self.worker {
+            self.mean_run = old.mean_run().or(self.mean_run);
+        }
+        if let Some(new) = &worker {
+            new.inherit(self.mean_run);
+        }
         let lanes = &self.context.custom_start.lanes;
         match (&worker, &self.worker) {
             (Some(worker), _) => lanes.open(self.context.wid, worker.lane()),
@@ -145,6 +157,7 @@ impl EvaluatorState {
             factory: self.context.factory.clone(),
             settings: settings.clone(),
             stats: self.stats().clone(),
+            suspects: self.context.custom_start.suspects.clone(),
         }
     }
 
@@ -154,7 +167,10 @@ impl EvaluatorState {
         let settings = self.settings();
         self.stats().add(Count::Started);
         self.stats().queue_moved(-1);
-        let limits = JobLimits::of(&job.msg.work, &settings);
+        let mut limits = JobLimits::of(&job.msg.work, &settings);
+        if let Work::Run { version, .. } = &job.msg.work {
+            limits.solo = self.context.custom_start.suspects.holds(&version.code_id);
+        }
         if settings.process.isolation == Isolation::Thread && !matches!(job.msg.work, Work::Run { .. }) {
             return run_once_in_a_process(job, limits, self.seat(&settings)).await;
         }

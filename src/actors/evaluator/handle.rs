@@ -11,6 +11,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::lanes::{self, Handed};
 use super::pipeline::JobLimits;
+use super::suspects::Suspects;
 use super::{
     Count, EvalError, EvalJob, Gate, LiveSettings, PoolMsg, PoolSettings, PoolShared, PoolSnapshot, PoolStats,
     PoolStatus, Work, actor, discard_settings, evaluated::Evaluated, memo,
@@ -30,6 +31,7 @@ pub struct EvaluatorPoolHandle {
     gate: Arc<watch::Sender<Gate>>,
     memo: Option<Arc<memo::Memo>>,
     lanes: Arc<lanes::Lanes>,
+    suspects: Arc<Suspects>,
 }
 
 impl EvaluatorPoolHandle {
@@ -43,6 +45,7 @@ impl EvaluatorPoolHandle {
             gate: Arc::new(watch::Sender::new(Gate::Open)),
             memo,
             lanes: shared.lanes,
+            suspects: shared.suspects,
         }
     }
 
@@ -135,6 +138,9 @@ impl EvaluatorPoolHandle {
     }
 
     async fn submit(&self, work: Work) -> Result<Box<RawValue>, EvalError> {
+        // Counted first, so every job submitted is finished, shed or
+        // expired exactly once, at the gate too.
+        self.stats.add(Count::Submitted);
         self.pass_gate().await?;
         let settings = self.current();
         let (reply, mut answer) = oneshot::channel();
@@ -144,12 +150,10 @@ impl EvaluatorPoolHandle {
                 work,
                 reply: Some(reply),
                 with_source: false,
-                retried: false,
             },
             options: JobOptions::new(Some(settings.queue_wait)),
             accepted: None,
         };
-        self.stats.add(Count::Submitted);
         let deadline = tokio::time::Instant::now() + settings.wait_limit();
         match self.hand(job, &settings) {
             Ok(Handed::Now) => {}
@@ -171,9 +175,11 @@ impl EvaluatorPoolHandle {
             }
             Err(job) => {
                 self.stats.queue_moved(1);
-                self.slot
-                    .tell(ActorName::EvaluatorPool, FactoryMessage::Dispatch(job))
-                    .map_err(|e| EvalError::Unavailable(e.to_string()))?;
+                if let Err(e) = self.slot.tell(ActorName::EvaluatorPool, FactoryMessage::Dispatch(job)) {
+                    self.stats.queue_moved(-1);
+                    self.stats.answered_unstarted();
+                    return Err(EvalError::Unavailable(e.to_string()));
+                }
             }
         }
         match tokio::time::timeout_at(deadline, answer).await {
@@ -190,7 +196,11 @@ impl EvaluatorPoolHandle {
     // boxing it would cost an allocation on every run.
     #[allow(clippy::result_large_err)]
     fn hand(&self, job: Job<(), EvalJob>, settings: &PoolSettings) -> Result<Handed, Job<(), EvalJob>> {
-        if !matches!(job.msg.work, Work::Run { .. }) || !self.stats.none_queued() {
+        let Work::Run { version, .. } = &job.msg.work else {
+            return Err(job);
+        };
+        // A suspect goes alone, which its Evaluator arranges.
+        if !self.stats.none_queued() || self.suspects.holds(&version.code_id) {
             return Err(job);
         }
         let Ok(frame) = actor::encode(&job.msg.work, settings, false) else {
@@ -206,7 +216,10 @@ impl EvaluatorPoolHandle {
         let gate = *self.gate.borrow();
         match gate {
             Gate::Open => Ok(()),
-            Gate::Draining => Err(EvalError::Unavailable("shutting down".into())),
+            Gate::Draining => {
+                self.stats.answered_unstarted();
+                Err(EvalError::Unavailable("shutting down".into()))
+            }
             Gate::Paused if self.current().paused_jobs == PausedJobs::Shed => {
                 self.stats.add(Count::Shed);
                 Err(EvalError::Overloaded)
@@ -216,7 +229,10 @@ impl EvaluatorPoolHandle {
                 let wait = self.current().queue_wait;
                 match tokio::time::timeout(wait, gate.wait_for(|g| *g != Gate::Paused)).await {
                     Ok(Ok(g)) if *g == Gate::Open => Ok(()),
-                    Ok(_) => Err(EvalError::Unavailable("shutting down".into())),
+                    Ok(_) => {
+                        self.stats.answered_unstarted();
+                        Err(EvalError::Unavailable("shutting down".into()))
+                    }
                     Err(_) => {
                         self.stats.add(Count::Expired);
                         Err(EvalError::Expired)

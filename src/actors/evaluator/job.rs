@@ -67,9 +67,6 @@ pub struct EvalJob {
     /// Send the source even if the worker is thought to hold the code: it
     /// said it does not.
     pub with_source: bool,
-    /// Handed back to the pool once already because its worker failed
-    /// before running it.
-    pub retried: bool,
 }
 
 impl std::fmt::Debug for EvalJob {

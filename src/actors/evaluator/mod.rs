@@ -61,6 +61,7 @@ mod reader;
 mod seat;
 mod settings;
 mod stats;
+mod suspects;
 mod thread;
 mod worker;
 
@@ -106,7 +107,10 @@ impl DiscardHandler<(), EvalJob> for Discarder {
                 self.stats.add(Count::Shed);
                 EvalError::Overloaded
             }
-            DiscardReason::Shutdown => EvalError::Unavailable("shutting down".into()),
+            DiscardReason::Shutdown => {
+                self.stats.answered_unstarted();
+                EvalError::Unavailable("shutting down".into())
+            }
         };
         if let Some(reply) = job.msg.reply.take() {
             let _ = reply.send(Err(error));
@@ -125,6 +129,8 @@ pub struct PoolShared {
     pub stats: Arc<PoolStats>,
     /// The workers callers may hand runs to directly.
     lanes: Arc<lanes::Lanes>,
+    /// Code that overran lately, whose runs go alone.
+    suspects: Arc<suspects::Suspects>,
 }
 
 impl PoolShared {
@@ -135,6 +141,7 @@ impl PoolShared {
             settings: PoolSettings::live(sandbox),
             stats: stats.clone(),
             lanes: Arc::new(lanes::Lanes::new(stats)),
+            suspects: Arc::default(),
         }
     }
 

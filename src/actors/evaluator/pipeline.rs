@@ -70,6 +70,8 @@ pub(super) struct Pipeline {
     pub(super) sources: HashSet<String>,
     /// When the Evaluator last sent a job here.
     pub(super) visited: Instant,
+    /// Jobs held that go alone (`JobLimits::solo`).
+    pub(super) solo: usize,
 }
 
 /// A job in the worker's hands.
@@ -93,6 +95,8 @@ pub struct JobLimits {
     pub depth: usize,
     /// ... and about how much work, by its mean run time.
     pub budget: Duration,
+    /// Its code overran lately (`suspects.rs`): nothing is put behind it.
+    pub solo: bool,
 }
 
 impl JobLimits {
@@ -108,6 +112,7 @@ impl JobLimits {
             deadline_ms: settings.limits.deadline_ms,
             depth: settings.pipeline_depth,
             budget: settings.pipeline_budget,
+            solo: false,
         }
     }
 }
@@ -128,6 +133,9 @@ pub enum Why {
 impl Pipeline {
     /// How many jobs the worker may hold.
     pub(super) fn depth(&self) -> usize {
+        if self.solo > 0 {
+            return 1;
+        }
         match self.mean_run {
             None => 1,
             Some(mean) => {
@@ -208,6 +216,7 @@ mod tests {
             in_flight: 0,
             sources: HashSet::new(),
             visited: Instant::now(),
+            solo: 0,
         }
     }
 

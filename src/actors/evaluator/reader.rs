@@ -29,6 +29,7 @@ impl PipelineState {
             return Err(Stop::Unasked);
         };
         pipeline.in_flight -= sent.bytes;
+        pipeline.solo -= usize::from(sent.limits.solo);
         let run = now.saturating_duration_since(sent.at.max(pipeline.last_reply));
         pipeline.last_reply = now;
         pipeline.runs += 1;
@@ -43,11 +44,18 @@ impl PipelineState {
                 Decoded::Done(Err(EvalError::Engine(EngineError::Deadline { .. })), _)
             );
         pipeline.discards += u32::from(discarded);
+        let overran = matches!(
+            decoded,
+            Decoded::Done(Err(EvalError::Engine(EngineError::Deadline { .. })), _)
+        );
         let release = pipeline.settle();
         let idle = pipeline.jobs.is_empty();
         drop(pipeline);
 
         let seat = &self.seat;
+        if overran {
+            seat.overran(&sent.job);
+        }
         let stopped = match decoded {
             Decoded::NeedSource => {
                 let mut job = sent.job;
@@ -79,6 +87,7 @@ impl PipelineState {
         let mut pipeline = self.lock();
         pipeline.dead = true;
         pipeline.in_flight = 0;
+        pipeline.solo = 0;
         let mut jobs = std::mem::take(&mut pipeline.jobs);
         let owed = pipeline.settle();
         let retired = pipeline.retired;
@@ -87,6 +96,9 @@ impl PipelineState {
         match (jobs.pop_front(), error) {
             (Some(head), Some(error)) => {
                 tracing::warn!(wid = seat.wid, pid, %error, "worker replaced");
+                if matches!(error, ProcessError::Overran(_)) {
+                    seat.overran(&head.job);
+                }
                 seat.answer(head.job, Err(failure(error, head.limits.deadline_ms, seat)));
             }
             (Some(head), None) => jobs.push_front(head),

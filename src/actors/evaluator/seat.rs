@@ -9,7 +9,8 @@ use ractor::{ActorRef, MessagingErr};
 use serde_json::value::RawValue;
 
 use super::stats::{Count, PoolStats};
-use super::{EvalError, EvalJob, PoolMsg, PoolSettings};
+use super::suspects::Suspects;
+use super::{EvalError, EvalJob, PoolMsg, PoolSettings, Work};
 
 /// The Evaluator a worker works for, as the pool knows it: where its
 /// jobs' answers and its capacity are reported.
@@ -23,6 +24,8 @@ pub struct PoolSeat {
     pub settings: Arc<PoolSettings>,
     /// The pool's counters.
     pub stats: Arc<PoolStats>,
+    /// Code that overran lately, whose runs go alone.
+    pub suspects: Arc<Suspects>,
 }
 
 impl PoolSeat {
@@ -40,18 +43,22 @@ impl PoolSeat {
     }
 
     /// Hands a job that did not run back to the pool. `failed` says its
-    /// worker failed under it; a job is given back for that only once.
-    pub fn back_to_pool(&self, mut job: Job<(), EvalJob>, failed: bool) {
-        if failed && job.msg.retried {
-            let error = EvalError::Unavailable("its worker failed twice before running it".into());
-            return self.answer(job, Err(error));
-        }
-        job.msg.retried |= failed;
-        self.stats.add(Count::Finished);
+    /// worker failed under it (running the job before it). It may come back
+    /// more than once, each time for another job's failure, but never past
+    /// its own queue deadline, which the pool still applies.
+    pub fn back_to_pool(&self, job: Job<(), EvalJob>, failed: bool) {
+        self.stats.add(Count::Returned);
         if failed {
             self.stats.add(Count::Requeued);
         }
         self.to_pool(job);
+    }
+
+    /// `job` ran past a deadline: its code's runs go alone for a while.
+    pub fn overran(&self, job: &Job<(), EvalJob>) {
+        if let Work::Run { version, .. } = &job.msg.work {
+            self.suspects.overran(&version.code_id);
+        }
     }
 
     /// Puts a job that was never started in the pool's queue.
@@ -59,9 +66,12 @@ impl PoolSeat {
         self.stats.queue_moved(1);
         if let Err(MessagingErr::SendErr(FactoryMessage::Dispatch(mut job))) =
             self.factory.cast(FactoryMessage::Dispatch(job))
-            && let Some(reply) = job.msg.reply.take()
         {
-            let _ = reply.send(Err(EvalError::Unavailable("the pool stopped".into())));
+            self.stats.queue_moved(-1);
+            self.stats.answered_unstarted();
+            if let Some(reply) = job.msg.reply.take() {
+                let _ = reply.send(Err(EvalError::Unavailable("the pool stopped".into())));
+            }
         }
     }
 }

@@ -62,6 +62,9 @@ pub struct PoolStats {
     requeued: AtomicU64,
     compiled: AtomicU64,
     handed: AtomicU64,
+    /// Jobs given back to the pool unanswered (requeued, or sent again
+    /// with their source): started again later, so not running meanwhile.
+    returned: AtomicU64,
     /// Jobs in the pool's queue, by the pool's handle, Evaluators and
     /// discard handler: a hint (a restarted pool loses its queue
     /// uncounted, so it starts again at zero), read by callers that would
@@ -98,6 +101,10 @@ pub enum Count {
     Compiled,
     /// Handed to a worker by its caller, past the queue (also `Started`).
     Handed,
+    /// Given back to the pool unanswered, to be started again: not
+    /// running until then, and not finished (an operator's counts add up:
+    /// every job submitted is finished, shed or expired once).
+    Returned,
 }
 
 /// A point-in-time copy, with the gauges derived from the counters.
@@ -200,6 +207,14 @@ impl PoolStats {
         self.queued.store(0, Ordering::Relaxed);
     }
 
+    /// A job answered with an error before it started (the pool stopped or
+    /// is shutting down): counted started and finished at once, so the
+    /// counts still add up and `running` stays right.
+    pub fn answered_unstarted(&self) {
+        self.add(Count::Started);
+        self.add(Count::Finished);
+    }
+
     /// Adds one to a counter.
     pub fn add(&self, count: Count) {
         self.counter(count).fetch_add(1, Ordering::Relaxed);
@@ -219,6 +234,7 @@ impl PoolStats {
             Count::Requeued => &self.requeued,
             Count::Compiled => &self.compiled,
             Count::Handed => &self.handed,
+            Count::Returned => &self.returned,
         }
     }
 
@@ -228,7 +244,7 @@ impl PoolStats {
         let finished = get(Count::Finished);
         PoolSnapshot {
             submitted: get(Count::Submitted),
-            running: get(Count::Started).saturating_sub(finished),
+            running: get(Count::Started).saturating_sub(finished + get(Count::Returned)),
             finished,
             shed: get(Count::Shed),
             expired: get(Count::Expired),

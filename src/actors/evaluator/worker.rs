@@ -25,7 +25,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ractor::factory::Job;
 use tokio::sync::Notify;
@@ -66,6 +66,7 @@ impl Worker {
                 in_flight: 0,
                 sources: HashSet::new(),
                 visited: Instant::now(),
+                solo: 0,
             }),
             requests: Mutex::new(requests),
             capacity,
@@ -95,6 +96,20 @@ impl Worker {
     pub fn counts(&self) -> (u64, u32) {
         let pipeline = self.shared.lock();
         (pipeline.runs, pipeline.discards)
+    }
+
+    /// Its mean run time, once it has answered.
+    pub fn mean_run(&self) -> Option<Duration> {
+        self.shared.lock().mean_run
+    }
+
+    /// Starts from a predecessor's mean run time, unless it has timed runs
+    /// of its own.
+    pub fn inherit(&self, mean_run: Option<Duration>) {
+        let mut pipeline = self.shared.lock();
+        if pipeline.mean_run.is_none() {
+            pipeline.mean_run = mean_run;
+        }
     }
 
     /// Whether the worker has `code_id` compiled, so needs only its id.
@@ -249,6 +264,7 @@ impl PipelineState {
                 }
             }
             let was_idle = pipeline.jobs.is_empty();
+            pipeline.solo += usize::from(limits.solo);
             pipeline.in_flight += frame.len();
             pipeline.jobs.push_back(SentJob {
                 job,
