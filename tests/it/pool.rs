@@ -625,3 +625,33 @@ async fn runs_of_code_that_overran_go_alone_and_quick_runs_pass_it() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_hangs_up_takes_its_queued_run_with_it() {
+    // The one worker holds a long run; two more wait in the queue of two.
+    // Their clients hang up: the queue empties at once, not when the worker
+    // next answers, so it does not shed the next clients meanwhile.
+    let app = app_with(|s| s.sandbox.queue_bound = 2).await;
+    let pool = app.state().pool.clone();
+    assert_eq!(busy(&app, 0).await.unwrap().0, StatusCode::OK, "the worker compiles it");
+    let hog = busy(&app, 1500);
+    running(&app, 1).await;
+    let gone: Vec<_> = (0..2).map(|_| busy(&app, 0)).collect();
+    queued(&app, 2).await;
+    for client in gone {
+        client.abort();
+    }
+    queued(&app, 0).await;
+    assert!(!hog.is_finished(), "the queue emptied only when the worker answered");
+    // The places are free again: two more wait and are answered.
+    let waiting: Vec<_> = (0..2).map(|_| busy(&app, 0)).collect();
+    assert_eq!(hog.await.unwrap().0, StatusCode::OK);
+    for client in waiting {
+        let (status, body, _) = client.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let stats = pool.stats();
+    assert_eq!((stats.shed, stats.running), (0, 0), "{stats:?}");
+    assert_eq!(stats.submitted, stats.finished + stats.shed + stats.expired, "{stats:?}");
+    app.stop().await;
+}

@@ -158,10 +158,15 @@ impl EvaluatorPoolHandle {
         match self.hand(job, &settings) {
             Ok(Handed::Now) => {}
             Ok(Handed::Queued(ticket)) => {
+                // A caller that goes away (its client hung up) takes its
+                // run out of the queue with it, rather than leave it there
+                // holding a place under the bound.
+                let place = lanes::Place::new(self.lanes.clone(), ticket);
                 let expires = tokio::time::Instant::now() + settings.queue_wait;
                 loop {
                     let wake = expires.min(tokio::time::Instant::now() + KICK_AFTER);
                     if let Ok(answered) = tokio::time::timeout_at(wake, &mut answer).await {
+                        place.left();
                         return answered.unwrap_or_else(|_| Err(stopped()));
                     }
                     if wake >= expires {
@@ -169,7 +174,7 @@ impl EvaluatorPoolHandle {
                     }
                     self.lanes.kick();
                 }
-                if self.lanes.withdraw(ticket) {
+                if place.withdraw() {
                     return Err(EvalError::Expired);
                 }
             }

@@ -46,6 +46,40 @@ pub enum Handed {
     Queued(u64),
 }
 
+/// A caller's place in the queue: dropped while its run still waits (the
+/// caller went away), it takes the run out.
+pub struct Place {
+    lanes: Arc<Lanes>,
+    ticket: Option<u64>,
+}
+
+impl Place {
+    pub fn new(lanes: Arc<Lanes>, ticket: u64) -> Self {
+        Self {
+            lanes,
+            ticket: Some(ticket),
+        }
+    }
+
+    /// The run left the queue and was answered.
+    pub fn left(mut self) {
+        self.ticket = None;
+    }
+
+    /// Takes the run out if it still waits; it has waited too long.
+    pub fn withdraw(mut self) -> bool {
+        self.ticket.take().is_some_and(|ticket| self.lanes.withdraw(ticket))
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.lanes.withdraw(ticket);
+        }
+    }
+}
+
 /// A run waiting for a worker with room.
 struct Waiting {
     ticket: u64,
@@ -128,6 +162,14 @@ impl Lanes {
         let slots = self.slots.reading();
         if slots.iter().all(Option::is_none) {
             return Err(job);
+        }
+        // Whatever waits goes first, as far as workers have room (and runs
+        // that waited too long leave), so an idle pool never turns a run
+        // away for a queue it could empty.
+        if !self.waiting.locked().is_empty() {
+            for lane in slots.iter().flatten() {
+                self.refill(lane);
+            }
         }
         if self.waiting.locked().is_empty() {
             for lane in slots.iter().flatten() {
