@@ -157,10 +157,10 @@ pub trait Engine {
         &mut self,
         code_id: &str,
         source: &str,
-        params: &serde_json::value::RawValue,
+        params: &str,
         limits: &Limits,
     ) -> Result<String, EngineError> {
-        let params = serde_json::from_str(params.get()).map_err(unreadable_params)?;
+        let params = serde_json::from_str(params).map_err(unreadable_params)?;
         self.run(code_id, source, &params, limits)
     }
 }

@@ -1,6 +1,8 @@
 //! What an Evaluator and its worker (a process, or a thread) say to each
 //! other: frames of a 4-byte big-endian length followed by that many bytes
-//! of JSON.
+//! of JSON. A run's frame may instead carry its params after the JSON
+//! (`Frame`), so the worker reads them once, as its engine parses them,
+//! rather than once more to find where they end.
 
 use std::borrow::Cow;
 
@@ -39,8 +41,8 @@ pub enum Request<'a> {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         /// The source, when the worker may not hold the code.
         source: Option<Cow<'a, str>>,
-        /// The request's params.
-        #[serde(borrow)]
+        /// The request's params, unless they follow the JSON (`Frame`).
+        #[serde(borrow, default, skip_serializing_if = "Params::follow")]
         params: Params<'a>,
         /// The run's limits.
         limits: Limits,
@@ -60,15 +62,23 @@ pub enum Request<'a> {
 
 /// A run's params: the server sends the JSON text it already holds (its
 /// memo key) or a value; the worker always reads the text.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub enum Params<'a> {
     /// JSON text, written into the frame as it is.
     Text(&'a RawValue),
     /// A value, written out when the frame is.
     Value(Cow<'a, serde_json::Value>),
+    /// After the request's JSON, in the frame (`Frame::Split`).
+    #[default]
+    Follow,
 }
 
 impl Params<'_> {
+    /// Whether they follow the request's JSON rather than sit in it.
+    pub fn follow(&self) -> bool {
+        matches!(self, Self::Follow)
+    }
+
     /// The params as JSON text. What a worker decodes is always text; a
     /// value is written out here only for a request built in the same
     /// process.
@@ -76,7 +86,65 @@ impl Params<'_> {
         match self {
             Self::Text(t) => Ok(Cow::Borrowed(t)),
             Self::Value(v) => serde_json::value::to_raw_value(v.as_ref()).map(Cow::Owned),
+            Self::Follow => serde_json::value::to_raw_value(&serde_json::Value::Null).map(Cow::Owned),
         }
+    }
+
+    /// Writes them as JSON text.
+    pub fn write(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        match self {
+            Self::Text(t) => Ok(out.extend_from_slice(t.get().as_bytes())),
+            Self::Value(v) => serde_json::to_writer(out, v.as_ref()),
+            Self::Follow => Ok(out.extend_from_slice(b"null")),
+        }
+    }
+}
+
+/// The first byte of a frame whose run's params follow its JSON: never
+/// the first byte of JSON text.
+const SPLIT: u8 = 1;
+
+/// A request frame's body, as the worker reads it.
+pub enum Frame<'a> {
+    /// All JSON (checks, probes, and runs from a server of an earlier
+    /// release).
+    Json(&'a [u8]),
+    /// `SPLIT`, the JSON's length (4 bytes, big-endian), the JSON, then the
+    /// run's params as JSON text.
+    Split {
+        /// The request, its params left out.
+        json: &'a [u8],
+        /// The run's params, JSON text.
+        params: &'a [u8],
+    },
+}
+
+impl<'a> Frame<'a> {
+    /// Reads a frame's body; errs if it says it is split and is too short.
+    pub fn read(body: &'a [u8]) -> Result<Self, String> {
+        let Some((&SPLIT, rest)) = body.split_first() else {
+            return Ok(Self::Json(body));
+        };
+        let (len, rest) = rest.split_first_chunk::<4>().ok_or("a split frame without its length")?;
+        let len = u32::from_be_bytes(*len) as usize;
+        if len > rest.len() {
+            return Err(format!("a split frame's JSON of {len} bytes in {} bytes", rest.len()));
+        }
+        let (json, params) = rest.split_at(len);
+        Ok(Self::Split { json, params })
+    }
+
+    /// `request` with its params after it, as a frame's body (after the
+    /// 4 bytes of its length, which are left zero for the caller).
+    pub fn write_split(request: &Request<'_>, params: &Params<'_>) -> serde_json::Result<Vec<u8>> {
+        let mut frame = vec![0; 4];
+        frame.push(SPLIT);
+        frame.extend_from_slice(&[0; 4]);
+        serde_json::to_writer(&mut frame, request)?;
+        let len = (frame.len() - 9) as u32;
+        frame[5..9].copy_from_slice(&len.to_be_bytes());
+        params.write(&mut frame)?;
+        Ok(frame)
     }
 }
 
@@ -85,6 +153,8 @@ impl Serialize for Params<'_> {
         match self {
             Self::Text(text) => text.serialize(serializer),
             Self::Value(value) => value.serialize(serializer),
+            // Left out of the JSON by `skip_serializing_if`.
+            Self::Follow => serializer.serialize_unit(),
         }
     }
 }
@@ -166,15 +236,40 @@ pub fn codec() -> LengthDelimitedCodec {
 
 /// Whether `buffer` starts with a whole frame, so reading it cannot block.
 pub fn frame_buffered(buffer: &[u8]) -> bool {
-    match buffer.first_chunk::<4>() {
-        Some(len) => buffer.len() - 4 >= u32::from_be_bytes(*len) as usize,
-        None => false,
-    }
+    whole_frame(buffer).is_some()
+}
+
+/// The length of the frame `buffer` starts with, if it holds all of it
+/// (and it is within the frame limit).
+pub fn whole_frame(buffer: &[u8]) -> Option<usize> {
+    let len = u32::from_be_bytes(*buffer.first_chunk::<4>()?) as usize;
+    (len <= MAX_FRAME && buffer.len() - 4 >= len).then_some(len)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_split_frame_carries_its_params_after_its_json() {
+        let request = Request::Check {
+            lang: Lang::Starlark,
+            source: "x".into(),
+        };
+        let params: &RawValue = serde_json::from_str(r#"{"a": [1, "}"]}"#).unwrap();
+        let frame = Frame::write_split(&request, &Params::Text(params)).unwrap();
+        match Frame::read(&frame[4..]).unwrap() {
+            Frame::Split { json, params } => {
+                assert_eq!(json, br#"{"check":{"lang":"starlark","source":"x"}}"#);
+                assert_eq!(params, br#"{"a": [1, "}"]}"#);
+            }
+            Frame::Json(_) => panic!("read as all JSON"),
+        }
+        assert!(matches!(Frame::read(b"{}").unwrap(), Frame::Json(b"{}")));
+        for short in [&[SPLIT][..], &[SPLIT, 0, 0], &[SPLIT, 0, 0, 0, 9, b'{']] {
+            assert!(Frame::read(short).is_err(), "{short:?}");
+        }
+    }
 
     #[test]
     fn frames_round_trip_and_refuse_oversize() {

@@ -6,11 +6,12 @@
 //! scripts see what they saw before.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt;
 use std::str::FromStr;
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use starlark::collections::SmallMap;
+use starlark::collections::{Hashed, SmallMap};
 use starlark::values::dict::Dict;
 use starlark::values::list::AllocList;
 use starlark::values::{Heap, Value};
@@ -19,18 +20,43 @@ use starlark::values::{Heap, Value};
 /// (`arbitrary_precision`, which a dependency turns on).
 const NUMBER_KEY: &str = "$serde_json::private::Number";
 
+/// Dict keys allocated once per call and shared by every dict that has
+/// them: params are often a list of objects with the same keys (a catalog
+/// of 64 entries has five keys 64 times), and a shared key is hashed once.
+const MAX_SHARED_KEYS: usize = 64;
+
 /// `text` (JSON) as a value on `heap`.
 pub fn alloc<'v>(heap: Heap<'v>, text: &str) -> serde_json::Result<Value<'v>> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let value = OnHeap(heap).deserialize(&mut deserializer)?;
+    let keys = RefCell::new(Vec::new());
+    let value = OnHeap(heap, &keys).deserialize(&mut deserializer)?;
     deserializer.end()?;
     Ok(value)
 }
 
-#[derive(Clone, Copy)]
-struct OnHeap<'v>(Heap<'v>);
+/// Keys met so far in one call, with their value on the heap, hashed.
+type Keys<'v> = RefCell<Vec<(Box<str>, Hashed<Value<'v>>)>>;
 
-impl<'de, 'v> DeserializeSeed<'de> for OnHeap<'v> {
+#[derive(Clone, Copy)]
+struct OnHeap<'v, 'k>(Heap<'v>, &'k Keys<'v>);
+
+impl<'v> OnHeap<'v, '_> {
+    /// `key` on the heap, hashed: the one already made for it if any.
+    fn key(&self, key: &str) -> Hashed<Value<'v>> {
+        let mut keys = self.1.borrow_mut();
+        if let Some((_, value)) = keys.iter().find(|(k, _)| **k == *key) {
+            return *value;
+        }
+        let value = self.0.alloc_str(key).to_value();
+        let hashed = value.get_hashed().expect("strings hash");
+        if keys.len() < MAX_SHARED_KEYS {
+            keys.push((key.into(), hashed));
+        }
+        hashed
+    }
+}
+
+impl<'de, 'v> DeserializeSeed<'de> for OnHeap<'v, '_> {
     type Value = Value<'v>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value<'v>, D::Error> {
@@ -38,7 +64,7 @@ impl<'de, 'v> DeserializeSeed<'de> for OnHeap<'v> {
     }
 }
 
-impl<'de, 'v> Visitor<'de> for OnHeap<'v> {
+impl<'de, 'v> Visitor<'de> for OnHeap<'v, '_> {
     type Value = Value<'v>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -87,15 +113,16 @@ impl<'de, 'v> Visitor<'de> for OnHeap<'v> {
             entries.push((key, map.next_value_seed(self)?));
         }
         // serde_json's map is sorted, and keeps a repeated key's last value.
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        if !entries.is_sorted_by(|a, b| a.0 < b.0) {
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+        }
         let mut dict = SmallMap::with_capacity(entries.len());
         let mut entries = entries.into_iter().peekable();
         while let Some((key, value)) = entries.next() {
             if entries.peek().is_some_and(|next| next.0 == key) {
                 continue;
             }
-            let key = self.0.alloc_str(&key).to_value();
-            dict.insert_hashed(key.get_hashed().expect("strings hash"), value);
+            dict.insert_hashed(self.key(&key), value);
         }
         Ok(self.0.alloc(Dict::new(dict)))
     }

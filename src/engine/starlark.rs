@@ -101,11 +101,11 @@ impl Engine for StarlarkEngine {
         &mut self,
         code_id: &str,
         source: &str,
-        params: &serde_json::value::RawValue,
+        params: &str,
         limits: &Limits,
     ) -> Result<String, EngineError> {
         self.run_on_heap(code_id, source, limits, |heap| {
-            super::star_params::alloc(heap, params.get()).map_err(super::unreadable_params)
+            super::star_params::alloc(heap, params).map_err(super::unreadable_params)
         })
     }
 }

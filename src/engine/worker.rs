@@ -5,18 +5,20 @@
 //! `handle_frame` is also what an in-process worker thread runs.
 
 use std::any::Any;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 
-use super::protocol::{Request, Response, frame_buffered, read_frame, write_frame};
+use super::protocol::{Frame, Request, Response, frame_buffered, read_frame, whole_frame, write_frame};
 use super::{EngineError, Engines};
 use crate::domain::Lang;
 
 /// Longest a reply waits in the output buffer behind later requests.
 const FLUSH_EVERY: Duration = Duration::from_millis(1);
+/// The request pipe's read buffer.
+const INPUT_BYTES: usize = 256 << 10;
 
 /// Serves until stdin closes. `confine` runs once the engines are built and
 /// before the ready frame: from then on the process may lose its rights.
@@ -27,7 +29,8 @@ pub fn serve(code_cache_entries: usize, confine: impl FnOnce() -> std::io::Resul
     std::panic::set_hook(Box::new(|_| {}));
     let mut engines = Engines::new(code_cache_entries);
     confine()?;
-    let mut input = BufReader::new(std::io::stdin().lock());
+    // Room for many frames: a frame wholly in the buffer is read in place.
+    let mut input = BufReader::with_capacity(INPUT_BYTES, std::io::stdin().lock());
     let mut output = BufWriter::new(std::io::stdout().lock());
     // An empty frame says "ready", so start-up time is not charged to the
     // first request's deadline.
@@ -41,12 +44,21 @@ pub fn serve(code_cache_entries: usize, confine: impl FnOnce() -> std::io::Resul
             output.flush()?;
             flushed = Instant::now();
         }
-        let frame = match read_frame(&mut input) {
-            Ok(frame) => frame,
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(e),
+        if input.buffer().is_empty() && input.fill_buf()?.is_empty() {
+            return Ok(());
+        }
+        let (reply, poisoned) = match whole_frame(input.buffer()) {
+            Some(len) => {
+                let reply = handle_frame(&mut engines, &input.buffer()[4..4 + len]);
+                input.consume(4 + len);
+                reply
+            }
+            None => match read_frame(&mut input) {
+                Ok(frame) => handle_frame(&mut engines, &frame),
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(e),
+            },
         };
-        let (reply, poisoned) = handle_frame(&mut engines, &frame);
         write_frame(&mut output, &reply)?;
         if poisoned {
             // An interpreter panicked midway; its state cannot be trusted.
@@ -63,8 +75,16 @@ pub fn serve(code_cache_entries: usize, confine: impl FnOnce() -> std::io::Resul
 /// must stop serving after sending the reply.
 pub fn handle_frame(engines: &mut Engines, frame: &[u8]) -> (Vec<u8>, bool) {
     let mut poisoned = false;
-    let response = match serde_json::from_slice::<Request>(frame) {
-        Ok(request) => match std::panic::catch_unwind(AssertUnwindSafe(|| handle(engines, request))) {
+    let decoded = Frame::read(frame).and_then(|frame| {
+        let (json, after) = match frame {
+            Frame::Json(json) => (json, None),
+            Frame::Split { json, params } => (json, Some(params)),
+        };
+        let request = serde_json::from_slice::<Request>(json).map_err(|e| e.to_string())?;
+        Ok((request, after))
+    });
+    let response = match decoded {
+        Ok((request, after)) => match std::panic::catch_unwind(AssertUnwindSafe(|| handle(engines, request, after))) {
             Ok(Reply::Json(text)) => {
                 // `{"ok":<text>}`, as `Response::Ok` writes it, without
                 // reading the text again to prove it JSON.
@@ -118,7 +138,9 @@ enum Reply {
     Response(Response),
 }
 
-fn handle(engines: &mut Engines, request: Request) -> Reply {
+/// Answers `request`; `after`: the params that followed its JSON, if they
+/// did.
+fn handle(engines: &mut Engines, request: Request, after: Option<&[u8]>) -> Reply {
     let result = match request {
         Request::Run {
             code_id,
@@ -132,9 +154,17 @@ fn handle(engines: &mut Engines, request: Request) -> Reply {
             if recompile {
                 engine.forget(&code_id);
             }
-            let params = match params.text() {
-                Ok(params) => params,
-                Err(e) => return Reply::Response(Response::Err(super::unreadable_params(e))),
+            let text;
+            let params = match (after, params.text()) {
+                (Some(after), _) => match std::str::from_utf8(after) {
+                    Ok(after) => after,
+                    Err(e) => return Reply::Response(Response::Err(super::unreadable_params(e))),
+                },
+                (None, Ok(inline)) => {
+                    text = inline;
+                    text.get()
+                }
+                (None, Err(e)) => return Reply::Response(Response::Err(super::unreadable_params(e))),
             };
             let result = match source {
                 Some(source) => engine.run_text(&code_id, &source, &params, &limits),
@@ -231,5 +261,32 @@ mod tests {
             "max_output_bytes":1048576,"max_output_depth":64}}}"#;
         let (frame, _) = handle_frame(&mut engines, old);
         assert!(answers(serde_json::from_slice(&frame).unwrap(), "14"));
+    }
+
+    #[test]
+    fn a_run_reads_params_that_follow_its_json() {
+        let mut engines = Engines::new(4);
+        let request = Request::Run {
+            code_id: "c1".into(),
+            recompile: false,
+            lang: Lang::Starlark,
+            source: Some("return p['n'] * 3".into()),
+            params: Params::Follow,
+            limits: Limits::roomy(),
+        };
+        let text = |t: &str| Params::Value(Cow::Owned(serde_json::from_str(t).unwrap()));
+        let frame = Frame::write_split(&request, &text(r#"{"n": 4}"#)).unwrap();
+        let (reply, _) = handle_frame(&mut engines, &frame[4..]);
+        assert_eq!(reply, br#"{"ok":12}"#);
+        // Params that are not JSON, or not UTF-8, are the run's error.
+        let mut frame = Frame::write_split(&request, &text("{}")).unwrap();
+        frame.truncate(frame.len() - 1);
+        frame.extend_from_slice(b"\xff");
+        let (reply, poisoned) = handle_frame(&mut engines, &frame[4..]);
+        let reply = String::from_utf8(reply).unwrap();
+        assert!(!poisoned && reply.contains("params could not be read"), "{reply}");
+        let (reply, _) = handle_frame(&mut engines, &[1, 0, 0, 0, 99, b'{']);
+        let reply = String::from_utf8(reply).unwrap();
+        assert!(reply.contains("bad request frame"), "{reply}");
     }
 }

@@ -26,7 +26,7 @@ use super::seat::PoolSeat;
 use super::stats::{Count, PoolStats, rss_bytes};
 use super::worker::Worker;
 use super::{EvalError, EvalJob, PoolSettings, PoolShared, SCRATCH_CODE_ID, Work};
-use crate::engine::protocol::{MAX_FRAME, Params, Request};
+use crate::engine::protocol::{Frame, MAX_FRAME, Params, Request};
 use crate::settings::Isolation;
 
 /// Crashes within this window count towards the respawn backoff.
@@ -306,35 +306,51 @@ fn finish(seat: &PoolSeat, job: Job<(), EvalJob>, result: Result<Box<serde_json:
     seat.finished();
 }
 
-/// `work` as a worker's request frame, its length first.
+/// `work` as a worker's request frame, its length first. A run's params
+/// follow its JSON (`Frame::Split`), so the worker need not scan them to
+/// find where the JSON ends.
 pub(super) fn encode(work: &Work, settings: &PoolSettings, with_source: bool) -> Result<Vec<u8>, EvalError> {
-    let request = match work {
-        Work::Run { version, params } => Request::Run {
-            code_id: version.code_id.as_str().into(),
-            recompile: false,
-            lang: version.lang,
-            source: with_source.then(|| version.source.as_str().into()),
-            params: Params::Text(params),
-            limits: settings.limits,
-        },
-        Work::Check { lang, source } => Request::Check {
-            lang: *lang,
-            source: source.as_str().into(),
-        },
+    let (request, params) = match work {
+        Work::Run { version, params } => (
+            Request::Run {
+                code_id: version.code_id.as_str().into(),
+                recompile: false,
+                lang: version.lang,
+                source: with_source.then(|| version.source.as_str().into()),
+                params: Params::Follow,
+                limits: settings.limits,
+            },
+            Some(Params::Text(params)),
+        ),
+        Work::Check { lang, source } => (
+            Request::Check {
+                lang: *lang,
+                source: source.as_str().into(),
+            },
+            None,
+        ),
         #[cfg(debug_assertions)]
-        Work::Probe(probe) => Request::Probe(*probe),
-        Work::Try { lang, source, params } => Request::Run {
-            code_id: SCRATCH_CODE_ID.into(),
-            recompile: true,
-            lang: *lang,
-            source: Some(source.as_str().into()),
-            params: Params::Value(Cow::Borrowed(params)),
-            limits: settings.limits,
-        },
+        Work::Probe(probe) => (Request::Probe(*probe), None),
+        Work::Try { lang, source, params } => (
+            Request::Run {
+                code_id: SCRATCH_CODE_ID.into(),
+                recompile: true,
+                lang: *lang,
+                source: Some(source.as_str().into()),
+                params: Params::Follow,
+                limits: settings.limits,
+            },
+            Some(Params::Value(Cow::Borrowed(params))),
+        ),
     };
-    let mut frame = vec![0; 4];
-    serde_json::to_writer(&mut frame, &request)
-        .map_err(|e| EvalError::Unavailable(format!("encoding request: {e}")))?;
+    let encoded = match params {
+        Some(params) => Frame::write_split(&request, &params),
+        None => {
+            let mut frame = vec![0; 4];
+            serde_json::to_writer(&mut frame, &request).map(|()| frame)
+        }
+    };
+    let mut frame = encoded.map_err(|e| EvalError::Unavailable(format!("encoding request: {e}")))?;
     let len = frame.len() - 4;
     if len > MAX_FRAME {
         let message = format!("the request is {len} bytes, over a worker's frame limit of {MAX_FRAME}");
