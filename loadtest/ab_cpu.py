@@ -4,7 +4,8 @@ generator's share of the two cores does not move the figure: (b) Starlark
 with fixed params (a memo hit, the HTTP path alone), (a) varying params
 (through a worker) and (c) JavaScript, varying; then the held-out corpus
 with rich params: heldout.star (h), its memo hit (hm), nested.star (n),
-bucket.star (k) and heldout.js (hj). Alternates the binaries
+bucket.star (k), bigparams.star with its
+catalog (g) and heldout.js (hj). Alternates the binaries
 ROUNDS times (default 3); wrk -t1 -c32, 5 s per row. A binary may be a
 script that sets the server's environment and execs vane.
   python3 loadtest/ab_cpu.py BASE_BIN BASE_TREE NEW_BIN NEW_TREE
@@ -30,10 +31,11 @@ def req(url,body,token=None):
 # The held-out corpus (rich.lua params): its Starlark shapes, the memo hit
 # and JavaScript.
 CORPUS=[('heldout','starlark','heldout.star'),('nested','starlark','nested.star'),
-        ('bucket','starlark','bucket.star'),('heldoutjs','javascript','heldout.js')]
+        ('bucket','starlark','bucket.star'),('bigparams','starlark','bigparams.star'),
+        ('heldoutjs','javascript','heldout.js')]
 ROWS=[('b','fixed.lua','star',{}),('a','varying.lua','star',{}),('c','varying.lua','js',{}),
       ('h','rich.lua','heldout',{}),('hm','rich.lua','heldout',{'FIXED':'1'}),('n','rich.lua','nested',{}),
-      ('k','rich.lua','bucket',{}),('hj','rich.lua','heldoutjs',{})]
+      ('k','rich.lua','bucket',{}),('g','rich.lua','bigparams',{'BIG':'1'}),('hj','rich.lua','heldoutjs',{})]
 def bench(binary,cwd,port):
     d=tempfile.mkdtemp(); tok='bench-token-0123456789abcdef'
     env=dict(os.environ,VANE_SERVER__LISTEN=f'127.0.0.1:{port}',VANE_STORE__URL=f'sqlite://{d}/l.db?mode=rwc',VANE_AUTH__ADMIN_TOKENS='b='+tok,VANE_LOG__LEVEL='warn')

@@ -153,13 +153,7 @@ pub trait Engine {
     /// `run` with the params as the JSON text a request frame carries. By
     /// default parsed into a value first; an engine that can read the text
     /// directly does.
-    fn run_text(
-        &mut self,
-        code_id: &str,
-        source: &str,
-        params: &str,
-        limits: &Limits,
-    ) -> Result<String, EngineError> {
+    fn run_text(&mut self, code_id: &str, source: &str, params: &str, limits: &Limits) -> Result<String, EngineError> {
         let params = serde_json::from_str(params).map_err(unreadable_params)?;
         self.run(code_id, source, &params, limits)
     }

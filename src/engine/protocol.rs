@@ -93,10 +93,11 @@ impl Params<'_> {
     /// Writes them as JSON text.
     pub fn write(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         match self {
-            Self::Text(t) => Ok(out.extend_from_slice(t.get().as_bytes())),
-            Self::Value(v) => serde_json::to_writer(out, v.as_ref()),
-            Self::Follow => Ok(out.extend_from_slice(b"null")),
+            Self::Text(t) => out.extend_from_slice(t.get().as_bytes()),
+            Self::Value(v) => serde_json::to_writer(out, v.as_ref())?,
+            Self::Follow => out.extend_from_slice(b"null"),
         }
+        Ok(())
     }
 }
 
@@ -125,7 +126,9 @@ impl<'a> Frame<'a> {
         let Some((&SPLIT, rest)) = body.split_first() else {
             return Ok(Self::Json(body));
         };
-        let (len, rest) = rest.split_first_chunk::<4>().ok_or("a split frame without its length")?;
+        let (len, rest) = rest
+            .split_first_chunk::<4>()
+            .ok_or("a split frame without its length")?;
         let len = u32::from_be_bytes(*len) as usize;
         if len > rest.len() {
             return Err(format!("a split frame's JSON of {len} bytes in {} bytes", rest.len()));

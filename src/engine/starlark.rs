@@ -97,13 +97,7 @@ impl Engine for StarlarkEngine {
         self.run_on_heap(code_id, source, limits, |heap| Ok(heap.alloc(params)))
     }
 
-    fn run_text(
-        &mut self,
-        code_id: &str,
-        source: &str,
-        params: &str,
-        limits: &Limits,
-    ) -> Result<String, EngineError> {
+    fn run_text(&mut self, code_id: &str, source: &str, params: &str, limits: &Limits) -> Result<String, EngineError> {
         self.run_on_heap(code_id, source, limits, |heap| {
             super::star_params::alloc(heap, params).map_err(super::unreadable_params)
         })

@@ -167,8 +167,8 @@ fn handle(engines: &mut Engines, request: Request, after: Option<&[u8]>) -> Repl
                 (None, Err(e)) => return Reply::Response(Response::Err(super::unreadable_params(e))),
             };
             let result = match source {
-                Some(source) => engine.run_text(&code_id, &source, &params, &limits),
-                None if engine.has(&code_id) => engine.run_text(&code_id, "", &params, &limits),
+                Some(source) => engine.run_text(&code_id, &source, params, &limits),
+                None if engine.has(&code_id) => engine.run_text(&code_id, "", params, &limits),
                 None => return Reply::Response(Response::NeedSource),
             };
             match result {

@@ -25,7 +25,9 @@
 //!             Done        -> the caller is answered
 //!             NeedSource  -> back to the pool, to be sent again with its source
 //!             overrun     -> worker killed: the running job fails naming the limit,
-//!                            the jobs behind it go back to the pool once
+//!                            the jobs behind it go back to the pool (within
+//!                            their queue wait); its code becomes a suspect
+//!                            (suspects.rs), whose runs go alone
 //! ```
 //!
 //! # An Evaluator's capacity, as the pool sees it
@@ -42,8 +44,9 @@
 //!          └──── worker failed ────────────────> Free (Finished; a new worker next)
 //! ```
 //! `depth` is `sandbox.pipeline_depth`, or about `sandbox.pipeline_budget_ms`
-//! of work by the worker's mean run time, or 1 until its first reply is
-//! timed. A job that never reaches a worker (it cannot be encoded, or no
+//! of work by the worker's mean run time (a new worker starts from its
+//! predecessor's), or 1 until its first reply is timed, or 1 while it holds
+//! a suspect's run. A job that never reaches a worker (it cannot be encoded, or no
 //! worker starts) is answered by the Evaluator, which then says `Finished`
 //! itself (`actor.rs`, `finish`).
 

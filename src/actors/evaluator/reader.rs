@@ -53,8 +53,10 @@ impl PipelineState {
         drop(pipeline);
 
         let seat = &self.seat;
-        if overran {
-            seat.overran(&sent.job);
+        match &decoded {
+            _ if overran => seat.overran(&sent.job),
+            Decoded::Done(..) => seat.ran(&sent.job),
+            Decoded::NeedSource => {}
         }
         let stopped = match decoded {
             Decoded::NeedSource => {

@@ -61,6 +61,13 @@ impl PoolSeat {
         }
     }
 
+    /// `job` answered in time: its code's runs may share a worker again.
+    pub fn ran(&self, job: &Job<(), EvalJob>) {
+        if let Work::Run { version, .. } = &job.msg.work {
+            self.suspects.ran(&version.code_id);
+        }
+    }
+
     /// Puts a job that was never started in the pool's queue.
     pub fn to_pool(&self, job: Job<(), EvalJob>) {
         self.stats.queue_moved(1);

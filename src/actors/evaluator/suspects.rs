@@ -5,10 +5,14 @@
 //! suspect's runs are therefore sent alone: never handed past the pool,
 //! and no other job is put behind one in its worker (`Pipeline::depth`).
 //! One slow script then costs a worker for its deadline, not the fast runs
-//! that happened to share the worker's pipe.
+//! that happened to share the worker's pipe. A run that answers in time
+//! clears its code: otherwise one slow request a minute (params that make
+//! a hot config loop to its deadline) would keep that config's runs from
+//! being pipelined, a cliff in its throughput for the price of a request.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::sync::Locked;
@@ -23,6 +27,9 @@ const MAX_SUSPECTS: usize = 1024;
 #[derive(Debug, Default)]
 pub struct Suspects {
     seen: Mutex<HashMap<String, Instant>>,
+    /// How many `seen` holds, read without its lock: every run asks, and
+    /// almost always there are none.
+    count: AtomicUsize,
 }
 
 impl Suspects {
@@ -39,14 +46,25 @@ impl Suspects {
             }
         }
         seen.insert(code_id.to_owned(), now);
+        self.count.store(seen.len(), Ordering::Relaxed);
+    }
+
+    /// A run of `code_id` answered in time: it is no suspect.
+    pub fn ran(&self, code_id: &str) {
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut seen = self.seen.locked();
+        seen.remove(code_id);
+        self.count.store(seen.len(), Ordering::Relaxed);
     }
 
     /// Whether runs of `code_id` go alone.
     pub fn holds(&self, code_id: &str) -> bool {
-        let seen = self.seen.locked();
-        // Read on every run: an empty list (the usual case) costs a lock.
-        !seen.is_empty()
-            && seen
+        self.count.load(Ordering::Relaxed) > 0
+            && self
+                .seen
+                .locked()
                 .get(code_id)
                 .is_some_and(|at| at.elapsed() < SUSPECT_FOR)
     }
@@ -63,10 +81,16 @@ mod tests {
         suspects.overran("a");
         assert!(suspects.holds("a"));
         assert!(!suspects.holds("b"), "other code still runs in company");
+        suspects.ran("a");
+        assert!(!suspects.holds("a"), "a run in time clears it");
+        suspects.overran("a");
         for i in 0..MAX_SUSPECTS * 2 {
             suspects.overran(&format!("flood {i}"));
         }
         assert!(suspects.seen.locked().len() <= MAX_SUSPECTS);
-        assert!(suspects.holds(&format!("flood {}", MAX_SUSPECTS * 2 - 1)), "the newest is kept");
+        assert!(
+            suspects.holds(&format!("flood {}", MAX_SUSPECTS * 2 - 1)),
+            "the newest is kept"
+        );
     }
 }
