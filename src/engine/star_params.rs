@@ -20,39 +20,51 @@ use starlark::values::{Heap, Value};
 /// (`arbitrary_precision`, which a dependency turns on).
 const NUMBER_KEY: &str = "$serde_json::private::Number";
 
-/// Dict keys allocated once per call and shared by every dict that has
-/// them: params are often a list of objects with the same keys (a catalog
-/// of 64 entries has five keys 64 times), and a shared key is hashed once.
+/// Keys of nested dicts allocated once per call and shared by every dict
+/// that has them: params are often a list of objects with the same keys (a
+/// catalog of 64 entries has five keys 64 times), and a shared key is
+/// hashed once. The top level's keys are each met once, so they are not
+/// looked up.
 const MAX_SHARED_KEYS: usize = 64;
 
 /// `text` (JSON) as a value on `heap`.
 pub fn alloc<'v>(heap: Heap<'v>, text: &str) -> serde_json::Result<Value<'v>> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let keys = RefCell::new(Vec::new());
-    let value = OnHeap(heap, &keys).deserialize(&mut deserializer)?;
+    let value = OnHeap(heap, &keys, false).deserialize(&mut deserializer)?;
     deserializer.end()?;
     Ok(value)
 }
 
-/// Keys met so far in one call, with their value on the heap, hashed.
-type Keys<'v> = RefCell<Vec<(Box<str>, Hashed<Value<'v>>)>>;
+/// Nested dicts' keys met so far in one call, on the heap and hashed.
+type Keys<'v> = RefCell<Vec<Hashed<Value<'v>>>>;
 
+/// The heap, the keys met so far, and whether the value read now is
+/// nested in another.
 #[derive(Clone, Copy)]
-struct OnHeap<'v, 'k>(Heap<'v>, &'k Keys<'v>);
+struct OnHeap<'v, 'k>(Heap<'v>, &'k Keys<'v>, bool);
 
 impl<'v> OnHeap<'v, '_> {
     /// `key` on the heap, hashed: the one already made for it if any.
     fn key(&self, key: &str) -> Hashed<Value<'v>> {
+        let made = |key: &str| self.0.alloc_str(key).to_value().get_hashed().expect("strings hash");
+        if !self.2 {
+            return made(key);
+        }
         let mut keys = self.1.borrow_mut();
-        if let Some((_, value)) = keys.iter().find(|(k, _)| **k == *key) {
+        if let Some(value) = keys.iter().find(|k| k.key().unpack_str() == Some(key)) {
             return *value;
         }
-        let value = self.0.alloc_str(key).to_value();
-        let hashed = value.get_hashed().expect("strings hash");
+        let hashed = made(key);
         if keys.len() < MAX_SHARED_KEYS {
-            keys.push((key.into(), hashed));
+            keys.push(hashed);
         }
         hashed
+    }
+
+    /// The same, for the values inside this one.
+    fn inner(self) -> Self {
+        Self(self.0, self.1, true)
     }
 }
 
@@ -97,7 +109,7 @@ impl<'de, 'v> Visitor<'de> for OnHeap<'v, '_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value<'v>, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(item) = seq.next_element_seed(self)? {
+        while let Some(item) = seq.next_element_seed(self.inner())? {
             items.push(item);
         }
         Ok(self.0.alloc(AllocList(items)))
@@ -110,7 +122,7 @@ impl<'de, 'v> Visitor<'de> for OnHeap<'v, '_> {
                 let text: Cow<'de, str> = map.next_value_seed(Key)?;
                 return number(self.0, &text).map_err(serde::de::Error::custom);
             }
-            entries.push((key, map.next_value_seed(self)?));
+            entries.push((key, map.next_value_seed(self.inner())?));
         }
         // serde_json's map is sorted, and keeps a repeated key's last value.
         if !entries.is_sorted_by(|a, b| a.0 < b.0) {
@@ -201,6 +213,8 @@ mod tests {
             r#"{"big": 123456789012345678901234567890, "neg": -9223372036854775808, "u": 18446744073709551615}"#,
             r#"{"f": 1e300, "g": -0.0, "h": 1.0, "i": 0}"#,
             r#"[1, "two", [3], {"four": 4}]"#,
+            // Keys shared by nested dicts, one also a top-level key.
+            r#"{"a": [{"a": 1, "b": [2]}, {"b": 3, "a": 4}, {"b": 5, "b": 6}], "b": {"a": {"a": 7}}}"#,
             r#""plain""#,
             "null",
             "{}",
