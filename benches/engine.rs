@@ -170,31 +170,24 @@ fn corpus(c: &mut Criterion) {
                 engines.get(lang).run(name, source, &params(i), &limits).unwrap()
             })
         });
+        let run = |source: Option<&'static str>, params| Request::Run {
+            code_id: Cow::Borrowed(name),
+            recompile: false,
+            lang,
+            source: source.map(Cow::Borrowed),
+            params,
+            limits,
+        };
+        // As the server writes it: the params after the JSON.
         let frames: Vec<Vec<u8>> = (0..1000)
             .map(|i| {
-                // As the server writes it: the params after the JSON.
-                let request = Request::Run {
-                    code_id: Cow::Borrowed(name),
-                    recompile: false,
-                    lang,
-                    source: None,
-                    params: Params::Follow,
-                    limits,
-                };
                 let params = Params::Value(Cow::Owned(params(i)));
-                Frame::write_split(&request, &params).unwrap()[4..].to_vec()
+                Frame::write_split(&run(None, Params::Follow), &params).unwrap()[4..].to_vec()
             })
             .collect();
         // The worker compiles the code once, as a first run brings it; every
         // turn after runs it (a turn answered `need_source` measures nothing).
-        let first = Request::Run {
-            code_id: Cow::Borrowed(name),
-            recompile: false,
-            lang,
-            source: Some(Cow::Borrowed(source)),
-            params: Params::Value(Cow::Owned(params(0))),
-            limits,
-        };
+        let first = run(Some(source), Params::Value(Cow::Owned(params(0))));
         let (reply, _) = handle_frame(&mut engines, &serde_json::to_vec(&first).unwrap());
         assert!(reply.starts_with(br#"{"ok":"#), "{}", String::from_utf8_lossy(&reply));
         let (reply, _) = handle_frame(&mut engines, &frames[1]);
@@ -209,17 +202,7 @@ fn corpus(c: &mut Criterion) {
         // The same turns with the params inside the JSON (as a server of an
         // earlier release writes them), for the difference in one run.
         let inline: Vec<Vec<u8>> = (0..1000)
-            .map(|i| {
-                let request = Request::Run {
-                    code_id: Cow::Borrowed(name),
-                    recompile: false,
-                    lang,
-                    source: None,
-                    params: Params::Value(Cow::Owned(params(i))),
-                    limits,
-                };
-                serde_json::to_vec(&request).unwrap()
-            })
+            .map(|i| serde_json::to_vec(&run(None, Params::Value(Cow::Owned(params(i))))).unwrap())
             .collect();
         c.bench_function(&format!("corpus {name} worker turn, params inline"), |b| {
             b.iter(|| {

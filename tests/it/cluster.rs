@@ -107,7 +107,10 @@ async fn a_node_that_lost_its_subscription_catches_up_by_itself() {
     assert!(eventually(WAIT, || async { bus.stats().await.is_ok_and(|s| s.connected) }).await);
 
     // Cut every pub/sub connection (both nodes'), and publish at once, while
-    // B is still waiting out its reconnect backoff: the notice is lost.
+    // B is still waiting out its reconnect backoff: the notice is lost. The
+    // version is uploaded first (its compile check takes a worker), so on a
+    // loaded machine only the release falls between the cut and B's return.
+    let v2 = a.create_version("gap", version(2)).await;
     let redis = redis::Client::open(server.url()).unwrap();
     let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
     let killed: i64 = redis::cmd("CLIENT")
@@ -118,7 +121,6 @@ async fn a_node_that_lost_its_subscription_catches_up_by_itself() {
         .await
         .unwrap();
     assert!(killed >= 2, "killed {killed} subscriptions");
-    let v2 = a.create_version("gap", version(2)).await;
     a.release("gap", &v2).await;
 
     // B reconnects, compares revisions with the store, and catches up.
