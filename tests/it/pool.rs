@@ -682,3 +682,28 @@ async fn a_client_that_hangs_up_takes_its_queued_run_with_it() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_whose_frame_outgrows_the_pipe_still_runs() {
+    // Params near the body limit make a frame larger than a worker's pipe
+    // holds: a handed run waited for room that never came and expired.
+    let app = app_with(|_| {}).await;
+    app.released("wide", "return len(p[\"a\"])", json!([])).await;
+    let n = 524_240;
+    let body = format!(r#"{{"params":{{"a":[{}0]}}}}"#, "0,".repeat(n - 1));
+    assert!(body.len() > 1_048_400 && body.len() <= 1 << 20, "{}", body.len());
+    for _ in 0..3 {
+        let response = app
+            .client
+            .post(app.url("/config/wide"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let (status, answer) = common::read(response).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["data"]["result"], json!(n.to_string()), "{answer}");
+    }
+    app.stop().await;
+}

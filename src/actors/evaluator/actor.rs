@@ -267,9 +267,14 @@ impl EvaluatorState {
     /// crashing script cannot turn the pool into a fork loop.
     async fn ready_worker(&mut self, settings: &Arc<PoolSettings>) -> Result<(), EvalError> {
         self.swap_in_replacement().await;
-        if self.worker.as_ref().is_some_and(Worker::is_dead) {
+        if let Some(dead) = self.worker.as_ref().filter(|w| w.is_dead()) {
+            // A kill for a script that overran is no sign of a worker that
+            // cannot start: backing off for it made the quick run that
+            // came next wait up to 2 s for each hang.
+            if !dead.overran() {
+                self.crashes.push_back(Instant::now());
+            }
             self.set_worker(None);
-            self.crashes.push_back(Instant::now());
         }
         if self.worker.is_none() {
             let now = Instant::now();

@@ -138,10 +138,11 @@ impl EvaluatorPoolHandle {
     }
 
     async fn submit(&self, work: Work) -> Result<Box<RawValue>, EvalError> {
-        // Counted first, so every job submitted is finished, shed or
-        // expired exactly once, at the gate too.
-        self.stats.add(Count::Submitted);
+        // Counted once past the gate, or with the gate's own refusal, so
+        // every job submitted is finished, shed or expired exactly once (a
+        // caller that goes away while the gate is shut leaves no count).
         self.pass_gate().await?;
+        self.stats.add(Count::Submitted);
         let settings = self.current();
         let (reply, mut answer) = oneshot::channel();
         let job = Job {
@@ -222,10 +223,12 @@ impl EvaluatorPoolHandle {
         match gate {
             Gate::Open => Ok(()),
             Gate::Draining => {
+                self.stats.add(Count::Submitted);
                 self.stats.answered_unstarted();
                 Err(EvalError::Unavailable("shutting down".into()))
             }
             Gate::Paused if self.current().paused_jobs == PausedJobs::Shed => {
+                self.stats.add(Count::Submitted);
                 self.stats.add(Count::Shed);
                 Err(EvalError::Overloaded)
             }
@@ -235,10 +238,12 @@ impl EvaluatorPoolHandle {
                 match tokio::time::timeout(wait, gate.wait_for(|g| *g != Gate::Paused)).await {
                     Ok(Ok(g)) if *g == Gate::Open => Ok(()),
                     Ok(_) => {
+                        self.stats.add(Count::Submitted);
                         self.stats.answered_unstarted();
                         Err(EvalError::Unavailable("shutting down".into()))
                     }
                     Err(_) => {
+                        self.stats.add(Count::Submitted);
                         self.stats.add(Count::Expired);
                         Err(EvalError::Expired)
                     }

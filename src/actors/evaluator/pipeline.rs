@@ -56,6 +56,9 @@ pub(super) struct Pipeline {
     pub(super) owes_finished: bool,
     /// The worker stopped answering; the Evaluator replaces it.
     pub(super) dead: bool,
+    /// It was killed for a job that overran: the script's fault, not the
+    /// worker's, so no reason to back off before starting the next.
+    pub(super) overran: bool,
     pub(super) retired: bool,
     pub(super) last_reply: Instant,
     pub(super) mean_run: Option<Duration>,
@@ -128,6 +131,10 @@ pub enum Why {
     Due,
     /// It does not hold the code.
     NotHeld,
+    /// Its frame is larger than the worker's pipe holds: only its
+    /// Evaluator writes it (off the runtime's threads), so it goes to the
+    /// pool rather than wait for room that never comes.
+    Large,
 }
 
 impl Pipeline {
@@ -206,6 +213,7 @@ mod tests {
             jobs: VecDeque::new(),
             owes_finished: false,
             dead: false,
+            overran: false,
             retired: false,
             last_reply: Instant::now(),
             mean_run,

@@ -88,6 +88,7 @@ impl PipelineState {
     fn failed(&self, error: Option<ProcessError>, pid: Option<u32>) {
         let mut pipeline = self.lock();
         pipeline.dead = true;
+        pipeline.overran = matches!(error, Some(ProcessError::Overran(_)));
         pipeline.in_flight = 0;
         pipeline.solo = 0;
         let mut jobs = std::mem::take(&mut pipeline.jobs);

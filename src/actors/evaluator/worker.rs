@@ -56,6 +56,7 @@ impl Worker {
                 jobs: VecDeque::new(),
                 owes_finished: false,
                 dead: false,
+                overran: false,
                 retired: false,
                 last_reply: Instant::now(),
                 mean_run: None,
@@ -90,6 +91,11 @@ impl Worker {
     /// Whether the worker stopped answering (died, overran, or poisoned).
     pub fn is_dead(&self) -> bool {
         self.shared.lock().dead
+    }
+
+    /// Whether it was killed because a job overran its deadline.
+    pub fn overran(&self) -> bool {
+        self.shared.lock().overran
     }
 
     /// Evaluations answered and JavaScript contexts discarded so far.
@@ -239,6 +245,9 @@ impl PipelineState {
             }
             let fits = pipeline.in_flight + frame.len() <= self.capacity;
             match &routed {
+                Routed::Direct { .. } if frame.len() > self.capacity => {
+                    return Put::Refused(job, frame, Why::Large);
+                }
                 Routed::Direct { code_id } => {
                     let why = pipeline.refusal(code_id.as_deref(), now, &self.seat.settings);
                     if let Some(why) = why.or((!fits).then_some(Why::Full)) {
