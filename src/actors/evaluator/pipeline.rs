@@ -138,6 +138,27 @@ pub enum Why {
 }
 
 impl Pipeline {
+    /// A new worker's: empty, untimed, holding no code.
+    pub(super) fn new(max_depth: usize, budget: Duration) -> Self {
+        Self {
+            jobs: VecDeque::new(),
+            owes_finished: false,
+            dead: false,
+            overran: false,
+            retired: false,
+            last_reply: Instant::now(),
+            mean_run: None,
+            max_depth,
+            budget,
+            runs: 0,
+            discards: 0,
+            in_flight: 0,
+            sources: HashSet::new(),
+            visited: Instant::now(),
+            solo: 0,
+        }
+    }
+
     /// How many jobs the worker may hold.
     pub(super) fn depth(&self) -> usize {
         if self.solo > 0 {
@@ -210,21 +231,8 @@ mod tests {
 
     fn pipeline(mean_run: Option<Duration>) -> Pipeline {
         Pipeline {
-            jobs: VecDeque::new(),
-            owes_finished: false,
-            dead: false,
-            overran: false,
-            retired: false,
-            last_reply: Instant::now(),
             mean_run,
-            max_depth: 16,
-            budget: Duration::from_millis(2),
-            runs: 0,
-            discards: 0,
-            in_flight: 0,
-            sources: HashSet::new(),
-            visited: Instant::now(),
-            solo: 0,
+            ..Pipeline::new(16, Duration::from_millis(2))
         }
     }
 

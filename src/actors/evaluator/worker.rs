@@ -23,7 +23,6 @@
 //! Requests are written under one lock, in the order the pipeline lists
 //! them, and never more than the pipe holds, so a write never waits.
 
-use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,23 +51,10 @@ impl Worker {
         let (requests, replies, capacity) = pipes::start(process).await?;
         let pid = replies.pid();
         let shared = Arc::new(PipelineState {
-            pipeline: Mutex::new(Pipeline {
-                jobs: VecDeque::new(),
-                owes_finished: false,
-                dead: false,
-                overran: false,
-                retired: false,
-                last_reply: Instant::now(),
-                mean_run: None,
-                max_depth: seat.settings.pipeline_depth,
-                budget: seat.settings.pipeline_budget,
-                runs: 0,
-                discards: 0,
-                in_flight: 0,
-                sources: HashSet::new(),
-                visited: Instant::now(),
-                solo: 0,
-            }),
+            pipeline: Mutex::new(Pipeline::new(
+                seat.settings.pipeline_depth,
+                seat.settings.pipeline_budget,
+            )),
             requests: Mutex::new(requests),
             capacity,
             woken: Notify::new(),
