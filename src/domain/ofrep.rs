@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::meta::Meta;
+use super::meta::{MAX_DEVICE_ID_BYTES, Meta};
 
 /// The context attribute that is the device id.
 pub const TARGETING_KEY: &str = "targetingKey";
@@ -47,6 +47,9 @@ pub fn split(context: Option<Value>) -> Result<Split, ContextError> {
     let mut meta = Meta::default();
     let has_targeting_key = match attributes.remove(TARGETING_KEY) {
         None | Some(Value::Null) => false,
+        Some(Value::String(key)) if key.len() > MAX_DEVICE_ID_BYTES => {
+            return Err(wrong(TARGETING_KEY, "a string of at most 256 bytes"));
+        }
         Some(Value::String(key)) => {
             meta.device_id = key;
             !meta.device_id.is_empty()

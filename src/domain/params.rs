@@ -228,32 +228,47 @@ pub fn prepare_text(specs: &[ParamSpec], params: Box<RawValue>) -> Result<Box<Ra
     RawValue::from_string(out).map_err(unreadable)
 }
 
-/// What one pass over JSON text finds: whether it has an escape, and (the
+/// What a look at JSON text finds: whether it has an escape, and (the
 /// answer only holds without one, when a `"` always opens or closes a
-/// string) its deepest nesting of arrays and objects.
+/// string) how deep its arrays and objects nest, or an upper bound of it
+/// when that is within `MAX_DEPTH`.
 struct Shape {
     escaped: bool,
     depth: usize,
 }
 
+/// Byte by byte, this was an eighth of the server's time on a fetch with
+/// 5 KB of params; memchr's searches take a fraction of that.
 fn scan(text: &str) -> Shape {
-    let (mut depth, mut deepest, mut in_string) = (0usize, 0, false);
-    for b in text.bytes() {
-        match b {
-            b'\\' => {
-                return Shape {
-                    escaped: true,
-                    depth: deepest,
-                };
-            }
-            b'"' => in_string = !in_string,
-            b'{' | b'[' if !in_string => {
+    let bytes = text.as_bytes();
+    if memchr::memchr(b'\\', bytes).is_some() {
+        return Shape {
+            escaped: true,
+            depth: 0,
+        };
+    }
+    // Every `{` and `[` (in strings too) bounds the depth: most params have
+    // fewer than the limit and need no walk.
+    let openers = memchr::memchr2_iter(b'{', b'[', bytes).count();
+    if openers <= MAX_DEPTH {
+        return Shape {
+            escaped: false,
+            depth: openers,
+        };
+    }
+    let (mut depth, mut deepest, mut at) = (0usize, 0, 0);
+    while at < bytes.len() {
+        match bytes[at] {
+            // With no escape, the next `"` closes the string.
+            b'"' => at += 1 + memchr::memchr(b'"', &bytes[at + 1..]).unwrap_or(bytes.len()),
+            b'{' | b'[' => {
                 depth += 1;
                 deepest = deepest.max(depth);
             }
-            b'}' | b']' if !in_string => depth = depth.saturating_sub(1),
+            b'}' | b']' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        at += 1;
     }
     Shape {
         escaped: false,
@@ -455,6 +470,16 @@ mod tests {
             ))
             .is_ok()
         );
+        // Past the limit in openers but not in depth: walked, and passed.
+        let wide = format!(
+            r#"{{"n": 1, "list": [{}{{}}], "s": "{}"}}"#,
+            "{},".repeat(200),
+            "[{".repeat(200)
+        );
+        assert!(text(&wide).is_ok(), "{wide}");
+        // Deep, with brackets in strings on the way that must not count.
+        let deep = format!(r#"{{"n": 1, "d": {}"]]" {}}}"#, "[\"]\",".repeat(128), "]".repeat(128));
+        assert!(matches!(text(&deep), Err(ParamError::Unreadable(_))), "{deep}");
         // serde_json's number key, plain or escaped, reads as the number it
         // makes of it, never as an object the worker would see differently.
         let key = "$serde_json::private::Number";

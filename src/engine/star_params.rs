@@ -27,17 +27,43 @@ const NUMBER_KEY: &str = "$serde_json::private::Number";
 /// looked up.
 const MAX_SHARED_KEYS: usize = 64;
 
+/// Key orders of nested dicts remembered per call: a list of objects
+/// written by one program has a handful of them.
+const MAX_SHAPES: usize = 16;
+
 /// `text` (JSON) as a value on `heap`.
 pub fn alloc<'v>(heap: Heap<'v>, text: &str) -> serde_json::Result<Value<'v>> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let keys = RefCell::new(Vec::new());
+    let keys = RefCell::default();
     let value = OnHeap(heap, &keys, false).deserialize(&mut deserializer)?;
     deserializer.end()?;
     Ok(value)
 }
 
-/// Nested dicts' keys met so far in one call, on the heap and hashed.
-type Keys<'v> = RefCell<Vec<Hashed<Value<'v>>>>;
+/// What one call has met in nested dicts so far: their keys, on the heap
+/// and hashed, and their shapes.
+#[derive(Default)]
+struct Met<'v> {
+    keys: Vec<Hashed<Value<'v>>>,
+    shapes: Vec<Shape<'v>>,
+}
+
+type Keys<'v> = RefCell<Met<'v>>;
+
+/// The keys of a dict in the order they came, and what a dict with them
+/// is made of: which entry goes where (sorted, the last of a repeated key)
+/// under which key. The next dict with the same keys in the same order (a
+/// catalog's 64 entries) skips the sort and every key lookup.
+struct Shape<'v> {
+    names: Vec<Box<str>>,
+    picks: Vec<(usize, Hashed<Value<'v>>)>,
+}
+
+impl Shape<'_> {
+    fn fits(&self, entries: &[(Cow<'_, str>, Value<'_>)]) -> bool {
+        self.names.len() == entries.len() && self.names.iter().zip(entries).all(|(n, (k, _))| **n == **k)
+    }
+}
 
 /// The heap, the keys met so far, and whether the value read now is
 /// nested in another.
@@ -51,7 +77,7 @@ impl<'v> OnHeap<'v, '_> {
         if !self.2 {
             return made(key);
         }
-        let mut keys = self.1.borrow_mut();
+        let keys = &mut self.1.borrow_mut().keys;
         if let Some(value) = keys.iter().find(|k| k.key().unpack_str() == Some(key)) {
             return *value;
         }
@@ -60,6 +86,45 @@ impl<'v> OnHeap<'v, '_> {
             keys.push(hashed);
         }
         hashed
+    }
+
+    /// The dict of `entries` (in the order they came): sorted by key, the
+    /// last of a repeated key kept, as serde_json's map is.
+    fn dict(&self, entries: Vec<(Cow<'_, str>, Value<'v>)>) -> Value<'v> {
+        let known = self.2.then(|| {
+            let met = self.1.borrow();
+            let shape = met.shapes.iter().find(|shape| shape.fits(&entries))?;
+            let mut dict = SmallMap::with_capacity(shape.picks.len());
+            for (at, key) in &shape.picks {
+                dict.insert_hashed_unique_unchecked(*key, entries[*at].1);
+            }
+            Some(dict)
+        });
+        if let Some(Some(dict)) = known {
+            return self.0.alloc(Dict::new(dict));
+        }
+        let mut order: Vec<usize> = (0..entries.len()).collect();
+        if !entries.is_sorted_by(|a, b| a.0 < b.0) {
+            // Stable: of a repeated key, the last comes last.
+            order.sort_by(|a, b| entries[*a].0.cmp(&entries[*b].0));
+        }
+        let mut picks = Vec::with_capacity(order.len());
+        for (i, at) in order.iter().enumerate() {
+            if order.get(i + 1).is_some_and(|next| entries[*next].0 == entries[*at].0) {
+                continue;
+            }
+            picks.push((*at, self.key(&entries[*at].0)));
+        }
+        let mut dict = SmallMap::with_capacity(picks.len());
+        for (at, key) in &picks {
+            dict.insert_hashed_unique_unchecked(*key, entries[*at].1);
+        }
+        let mut met = self.1.borrow_mut();
+        if self.2 && met.shapes.len() < MAX_SHAPES {
+            let names = entries.iter().map(|(k, _)| Box::from(&**k)).collect();
+            met.shapes.push(Shape { names, picks });
+        }
+        self.0.alloc(Dict::new(dict))
     }
 
     /// The same, for the values inside this one.
@@ -124,19 +189,7 @@ impl<'de, 'v> Visitor<'de> for OnHeap<'v, '_> {
             }
             entries.push((key, map.next_value_seed(self.inner())?));
         }
-        // serde_json's map is sorted, and keeps a repeated key's last value.
-        if !entries.is_sorted_by(|a, b| a.0 < b.0) {
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-        }
-        let mut dict = SmallMap::with_capacity(entries.len());
-        let mut entries = entries.into_iter().peekable();
-        while let Some((key, value)) = entries.next() {
-            if entries.peek().is_some_and(|next| next.0 == key) {
-                continue;
-            }
-            dict.insert_hashed(self.key(&key), value);
-        }
-        Ok(self.0.alloc(Dict::new(dict)))
+        Ok(self.dict(entries))
     }
 }
 
@@ -215,6 +268,9 @@ mod tests {
             r#"[1, "two", [3], {"four": 4}]"#,
             // Keys shared by nested dicts, one also a top-level key.
             r#"{"a": [{"a": 1, "b": [2]}, {"b": 3, "a": 4}, {"b": 5, "b": 6}], "b": {"a": {"a": 7}}}"#,
+            // Shapes met again: the same keys in the same order, another
+            // order, a repeated key, one key more, escaped keys.
+            r#"[{"b": 1, "a": 2}, {"b": 3, "a": 4}, {"a": 5, "b": 6}, {"b": 7, "b": 8, "a": 9}, {"b": 7, "b": 8, "a": 9}, {"b": 1, "a": 2, "c": 3}, {"\u0062": 1, "a": 2}]"#,
             r#""plain""#,
             "null",
             "{}",

@@ -152,17 +152,28 @@ fn to_json(value: Value, limits: &Limits) -> Result<String, EngineError> {
         visits: Cell::new(0),
         refused: RefCell::new(None),
     };
-    serde_json::to_string(&Json {
-        value,
-        depth: 0,
-        walk: &walk,
-    })
+    // serde_json starts from 128 bytes; a result of a few KB was copied
+    // as often as it doubled.
+    let mut out = Vec::with_capacity(OUTPUT_START);
+    serde_json::to_writer(
+        &mut out,
+        &Json {
+            value,
+            depth: 0,
+            walk: &walk,
+        },
+    )
     .map_err(|e| {
         walk.refused
             .take()
             .unwrap_or_else(|| EngineError::Runtime { message: e.to_string() })
-    })
+    })?;
+    // serde_json writes UTF-8.
+    String::from_utf8(out).map_err(|e| EngineError::Runtime { message: e.to_string() })
 }
+
+/// The room a result's JSON starts with.
+const OUTPUT_START: usize = 2048;
 
 struct Walk<'a> {
     limits: &'a Limits,

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::codes::ErrorCode;
+use super::throttle::Throttle;
 use crate::actors::CallError;
 use crate::actors::config_cache::ResolveError;
 use crate::actors::evaluator::EvalError;
@@ -165,10 +166,19 @@ impl ApiError {
     fn decorate(&self, status: StatusCode, body: serde_json::Value) -> Response {
         if let Self::Internal(detail) = self {
             tracing::error!(error = %detail, "internal error");
+        } else if let Self::Overloaded(_) = self {
+            // A shed is the pool doing its job under load; the pool's
+            // counters and the 503 line of `observe::track` report it.
         } else if let Self::Down { what, detail } = self {
-            tracing::warn!(error = %detail, "{what} unavailable");
+            static DOWN: Throttle = Throttle::new();
+            if let Some(suppressed) = DOWN.pass() {
+                tracing::warn!(error = %detail, suppressed, "{what} unavailable");
+            }
         } else if status.is_server_error() {
-            tracing::warn!(error = %self, "service unavailable");
+            static UNAVAILABLE: Throttle = Throttle::new();
+            if let Some(suppressed) = UNAVAILABLE.pass() {
+                tracing::warn!(error = %self, suppressed, "service unavailable");
+            }
         }
         let mut response = (status, axum::Json(body)).into_response();
         match self {

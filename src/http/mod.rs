@@ -25,6 +25,7 @@ mod rollout;
 mod schema;
 mod services;
 mod sso;
+mod throttle;
 mod tokens;
 
 use std::sync::Arc;

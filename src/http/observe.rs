@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tracing::Instrument;
 
 use super::AppState;
+use super::throttle::Throttle;
 use crate::metrics::*;
 use crate::names::ActorName;
 use crate::shared::Shared;
@@ -23,7 +24,9 @@ use crate::sync::RwLocked;
 /// Every routed request's span and metrics, in one layer: a layer is a
 /// boxed future and a cloned service per request, a measurable part of a
 /// memoized fetch (tower-http's `TraceLayer` was a second one). A 5xx is
-/// logged as `TraceLayer` logged it.
+/// logged as `TraceLayer` logged it, but a 503 (a shed, a store down) at
+/// most once a second: a flood of them is counted by the metrics, and a
+/// log line each wrote 363k lines in one overloaded run.
 pub async fn track(request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().cloned();
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
@@ -32,7 +35,12 @@ pub async fn track(request: Request, next: Next) -> Response {
     let response = next.run(request).instrument(span.clone()).await;
     let took = started.elapsed();
     let status = response.status();
-    if status.is_server_error() {
+    if status == axum::http::StatusCode::SERVICE_UNAVAILABLE {
+        static LAST: Throttle = Throttle::new();
+        if let Some(suppressed) = LAST.pass() {
+            span.in_scope(|| tracing::warn!(latency = ?took, suppressed, "response failed: 503"));
+        }
+    } else if status.is_server_error() {
         span.in_scope(|| tracing::error!(status = status.as_u16(), latency = ?took, "response failed"));
     }
     let (requests, seconds) = route_metrics(route, status.as_u16());

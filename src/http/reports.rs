@@ -14,12 +14,12 @@ use super::codes::ErrorCode;
 use super::error::{ApiError, CompatError};
 use super::extract::{Body, ClientAddress, CompatBody};
 use crate::domain::health::{MAX_MESSAGE_BYTES, ReportKind};
+use crate::domain::meta::MAX_DEVICE_ID_BYTES;
 use crate::domain::model::{ErrorReport, now_millis};
 use crate::service::reports::{ClientReport, Receipt, ReportSummary};
 
 /// Reports kept per listing at most.
 const MAX_LISTED: i64 = 1000;
-const MAX_DEVICE_ID_BYTES: usize = 256;
 
 pub fn client_routes() -> Router<AppState> {
     Router::new().route("/api/v1/configs/{config_id}/reports", post(report))

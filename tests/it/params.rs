@@ -127,3 +127,31 @@ async fn params_text_is_read_as_a_value_would_be_and_crashes_no_worker() {
     assert_eq!(crashed(&app).await, before);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_id_past_256_bytes_is_refused_on_every_route() {
+    // Every fetch hashes the device id for the gray bucket: a megabyte one
+    // (the body limit allows it) cost a millisecond per request.
+    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite always runs");
+    app.released("echo", "return 1", json!([])).await;
+    for (len, ok) in [(256, true), (257, false), (1 << 19, false)] {
+        let id = "d".repeat(len);
+        let body = format!(r#"{{"meta":{{"device_id":"{id}"}},"params":{{}}}}"#);
+        let ofrep = format!(r#"{{"context":{{"targetingKey":"{id}"}}}}"#);
+        for (path, body) in [
+            ("/config/echo".to_owned(), body.clone()),
+            ("/api/v1/configs/echo/evaluate".to_owned(), body),
+            ("/ofrep/v1/evaluate/flags/echo".to_owned(), ofrep),
+        ] {
+            let (status, answer) = app.post_raw(&path, body).await;
+            if ok {
+                assert_eq!(status, StatusCode::OK, "{path} {len}: {answer}");
+                continue;
+            }
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {len}: {answer}");
+            let text = answer.to_string();
+            assert!(text.contains("256 bytes"), "{path} {len}: {answer}");
+        }
+    }
+    app.stop().await;
+}

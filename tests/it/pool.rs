@@ -596,7 +596,9 @@ async fn runs_of_code_that_overran_go_alone_and_quick_runs_pass_it() {
     // alone, so quick runs of other code go to the other worker at once.
     let app = app_with(pipelined(|s| {
         s.sandbox.workers = 2;
-        s.sandbox.deadline_ms = 400;
+        // Long enough for the twelve quick runs to finish inside it on a
+        // loaded machine (400 ms was not, under a whole test run).
+        s.sandbox.deadline_ms = 1500;
     }))
     .await;
     warm_up(&app).await;
@@ -705,5 +707,55 @@ async fn a_run_whose_frame_outgrows_the_pipe_still_runs() {
         assert_eq!(status, StatusCode::OK, "{answer}");
         assert_eq!(answer["data"]["result"], json!(n.to_string()), "{answer}");
     }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_run_whose_client_hung_up_is_not_run() {
+    // A run of code no worker holds waits in the pool's own queue, not the
+    // lanes': one whose client left is dropped when an Evaluator reaches
+    // it, not run on a worker for nobody.
+    let app = app_with(|s| s.sandbox.queue_bound = 4).await;
+    app.released("other", "return 7", json!([])).await;
+    let other = || {
+        let (client, url) = (app.client.clone(), app.url("/config/other"));
+        tokio::spawn(async move { common::read(client.post(url).json(&json!({})).send().await.unwrap()).await })
+    };
+    let pool = app.state().pool.clone();
+    let hog = busy(&app, 1500);
+    running(&app, 1).await;
+    let gone: Vec<_> = (0..2).map(|_| other()).collect();
+    queued(&app, 2).await;
+    let before = pool.stats();
+    for client in gone {
+        client.abort();
+    }
+    assert_eq!(hog.await.unwrap().0, StatusCode::OK);
+    queued(&app, 0).await;
+    let stats = pool.stats();
+    // Only the hog finished; `other` was never compiled, so never run.
+    assert_eq!(
+        (
+            stats.finished - before.finished,
+            stats.expired - before.expired,
+            stats.compiled - before.compiled
+        ),
+        (1, 2, 0),
+        "{stats:?}"
+    );
+    // The healthy case next to it: a client that waits is answered.
+    let (status, body) = other().await.unwrap();
+    assert_eq!(
+        (status, &body["data"]["result"]),
+        (StatusCode::OK, &json!("7")),
+        "{body}"
+    );
+    let stats = pool.stats();
+    assert_eq!(stats.running, 0, "{stats:?}");
+    assert_eq!(
+        stats.submitted,
+        stats.finished + stats.shed + stats.expired,
+        "{stats:?}"
+    );
     app.stop().await;
 }

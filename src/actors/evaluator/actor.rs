@@ -164,9 +164,16 @@ impl EvaluatorState {
     /// Hands the job to the worker, whose reader answers it. Only a job that
     /// cannot be handed over is answered here.
     async fn dispatch(&mut self, mut job: Job<(), EvalJob>) {
+        self.stats().queue_moved(-1);
+        // Its client hung up while it waited in the pool's queue: running
+        // it would spend a worker on an answer nobody reads.
+        if job.msg.reply.as_ref().is_some_and(|reply| reply.is_closed()) {
+            self.stats().add(Count::Expired);
+            let settings = self.settings();
+            return self.seat(&settings).finished();
+        }
         let settings = self.settings();
         self.stats().add(Count::Started);
-        self.stats().queue_moved(-1);
         let mut limits = JobLimits::of(&job.msg.work, &settings);
         if let Work::Run { version, .. } = &job.msg.work {
             limits.solo = self.context.custom_start.suspects.holds(&version.code_id);

@@ -26,8 +26,14 @@ impl Evaluated {
     /// The result as a JSON string literal (quotes included), escaped once.
     pub fn quoted(&self) -> &str {
         self.quoted.get_or_init(|| {
-            // Serializing a str cannot fail.
-            serde_json::to_string(self.json.get()).unwrap_or_default().into()
+            // Room for the text, its quotes and some escapes at once:
+            // grown from serde_json's 128 bytes, a few KB of result was
+            // copied five times over.
+            let text = self.json.get();
+            let mut out = Vec::with_capacity(text.len() + text.len() / 4 + 2);
+            // Writing a str into a Vec cannot fail, and writes UTF-8.
+            let _ = serde_json::to_writer(&mut out, text);
+            String::from_utf8(out).unwrap_or_default().into()
         })
     }
 }
