@@ -51,6 +51,7 @@ mod ops;
 mod params;
 mod pool;
 mod push;
+mod recycling;
 mod releases;
 mod rollout;
 mod rollout_cluster;

@@ -20,7 +20,8 @@ use ractor::factory::{FactoryMessage, Job, WorkerBuilder, WorkerMessage, WorkerS
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
 
-use super::pipeline::{JobLimits, MAX_DISCARDS, OnRoom, RSS_EVERY};
+use super::demand;
+use super::pipeline::{JobLimits, MAX_DISCARDS, OnRoom, RSS_EVERY, Successor};
 use super::process::{ProcessError, ProcessSettings};
 use super::seat::PoolSeat;
 use super::stats::{Count, PoolStats, rss_bytes};
@@ -132,6 +133,13 @@ impl EvaluatorState {
     fn set_worker(&mut self, worker: Option<Worker>) {
         if let Some(old) = &self.worker {
             self.mean_run = old.mean_run().or(self.mean_run);
+            // Read before it goes from the pool's list of workers, so demand
+            // sizing still counts its CPU (a worker recycled every few
+            // hundred runs was otherwise never counted, and the pool shrank
+            // under full load).
+            if let Some(ticks) = old.pid().and_then(demand::cpu_ticks) {
+                self.stats().retired(ticks);
+            }
         }
         if let Some(new) = &worker {
             new.inherit(self.mean_run);
@@ -244,9 +252,15 @@ impl EvaluatorState {
         let seat = self.seat(settings);
         let process = settings.process.clone();
         let on_room = self.on_room();
-        self.replacement = Some(tokio::spawn(
-            async move { Worker::spawn(&process, seat, on_room).await },
-        ));
+        let old = worker.lane();
+        old.lock().successor = Successor::Starting;
+        self.replacement = Some(tokio::spawn(async move {
+            let new = Worker::spawn(&process, seat, on_room).await;
+            // Ready or failed, the Evaluator must look: the next fresh run
+            // goes through the pool to it.
+            old.lock().successor = Successor::Ready;
+            new
+        }));
     }
 
     /// Swaps in a replacement that has finished starting; the old worker
@@ -264,9 +278,14 @@ impl EvaluatorState {
                 self.stats().worker_started(self.context.wid, new.pid());
                 self.set_worker(Some(new));
                 self.stats().add(Count::Recycled);
+                return;
             }
             Ok(Err(e)) => tracing::error!(wid = self.context.wid, error = %e, "replacement worker did not start"),
             Err(e) => tracing::error!(wid = self.context.wid, error = %e, "replacement worker task failed"),
+        }
+        // The old worker serves on, and is recycled again when due.
+        if let Some(old) = &self.worker {
+            old.lane().lock().successor = Successor::None;
         }
     }
 

@@ -10,7 +10,8 @@
 //!
 //! The ractor factory asks [`Demand`] for a pool size every 100 ms; it
 //! decides once per [`WINDOW`], by the CPU time the worker processes used in
-//! it (`/proc/<pid>/stat`), which a starved or descheduled worker does not
+//! it (`/proc/<pid>/stat`; a process recycled within the window counts up
+//! to its retirement), which a starved or descheduled worker does not
 //! inflate the way wall-clock busy time would. It grows at once and shrinks
 //! only after [`SHRINK_AFTER`] quiet windows in a row, so a burst does not
 //! stop and restart processes. Thread workers have no process to measure:
@@ -84,6 +85,8 @@ pub struct Demand {
     since: Instant,
     /// CPU ticks each worker process had used at `since`.
     ticks: HashMap<u32, u64>,
+    /// The pool's `retired_ticks` at `since`.
+    retired: u64,
     quiet: u32,
 }
 
@@ -94,6 +97,7 @@ impl Demand {
             pool,
             since: Instant::now(),
             ticks: HashMap::new(),
+            retired: 0,
             quiet: 0,
         }
     }
@@ -116,14 +120,10 @@ impl Demand {
             .into_iter()
             .filter_map(|pid| Some((pid, cpu_ticks(pid)?)))
             .collect();
-        // Only processes seen at both ends count: a new one's past is not
-        // this window's, and a gone one's last ticks are unknown.
-        let used: u64 = ticks
-            .iter()
-            .filter_map(|(pid, now)| Some(now.saturating_sub(*self.ticks.get(pid)?)))
-            .sum();
+        let retired = self.pool.stats.retired_ticks();
+        let used = used(&self.ticks, &ticks, retired.saturating_sub(self.retired));
         let cores = used as f64 / ticks_per_second() / elapsed.as_secs_f64().max(1e-3);
-        (self.since, self.ticks) = (now, ticks);
+        (self.since, self.ticks, self.retired) = (now, ticks, retired);
         let load = Load {
             current,
             min: settings.min_workers,
@@ -164,8 +164,26 @@ impl WorkerCapacityController for Demand {
     }
 }
 
+/// CPU ticks the worker processes used between two readings, `before`
+/// and `after` (ticks by pid), given the ticks of those retired meanwhile
+/// (as read when each was retired): a process new since `before` started
+/// within the window, so all of its time counts; one retired within it
+/// counts from its reading in `before` to its retirement.
+fn used(before: &HashMap<u32, u64>, after: &HashMap<u32, u64>, retired: u64) -> u64 {
+    let live: u64 = after
+        .iter()
+        .map(|(pid, now)| now.saturating_sub(before.get(pid).copied().unwrap_or(0)))
+        .sum();
+    let gone_before: u64 = before
+        .iter()
+        .filter(|(pid, _)| !after.contains_key(pid))
+        .map(|(_, ticks)| ticks)
+        .sum();
+    live + retired.saturating_sub(gone_before)
+}
+
 /// CPU time a process has used (user + system), in clock ticks.
-fn cpu_ticks(pid: u32) -> Option<u64> {
+pub(super) fn cpu_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses; fields follow the last ')'.
     let fields = &stat[stat.rfind(')')? + 1..];
@@ -231,6 +249,21 @@ mod tests {
             }),
             Adjustment::Hold { quiet: false }
         );
+    }
+
+    #[test]
+    fn workers_recycled_within_a_window_count_for_their_part_of_it() {
+        let ticks = |pairs: &[(u32, u64)]| pairs.iter().copied().collect::<HashMap<_, _>>();
+        // The same two processes: their deltas.
+        assert_eq!(used(&ticks(&[(1, 100), (2, 50)]), &ticks(&[(1, 130), (2, 60)]), 0), 40);
+        // 1 was retired at 140 ticks and 3 took its place with 25 of its
+        // own; 4 came and went within the window (retired at 30).
+        assert_eq!(
+            used(&ticks(&[(1, 100), (2, 50)]), &ticks(&[(2, 60), (3, 25)]), 140 + 30),
+            (140 - 100) + 10 + 25 + 30
+        );
+        // A retirement that could not be read counts as nothing, not less.
+        assert_eq!(used(&ticks(&[(1, 100)]), &ticks(&[(3, 5)]), 0), 5);
     }
 
     #[test]

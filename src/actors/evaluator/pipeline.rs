@@ -75,6 +75,21 @@ pub(super) struct Pipeline {
     pub(super) visited: Instant,
     /// Jobs held that go alone (`JobLimits::solo`).
     pub(super) solo: usize,
+    /// Where its recycle stands.
+    pub(super) successor: Successor,
+}
+
+/// A worker's replacement, once its Evaluator has decided to recycle it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Successor {
+    /// None asked for.
+    None,
+    /// Starting: the worker goes on taking handed runs meanwhile (refusing
+    /// them sent every run through the pool for the whole start-up, and a
+    /// small queue shed them).
+    Starting,
+    /// Ready: the Evaluator must see a run to swap it in.
+    Ready,
 }
 
 /// A job in the worker's hands.
@@ -156,6 +171,7 @@ impl Pipeline {
             sources: HashSet::new(),
             visited: Instant::now(),
             solo: 0,
+            successor: Successor::None,
         }
     }
 
@@ -207,9 +223,12 @@ impl Pipeline {
     /// handed runs.
     pub(super) fn is_due(&self, now: Instant, settings: &PoolSettings) -> bool {
         let recycle_runs = settings.recycle_after_runs;
-        (recycle_runs > 0 && self.runs >= recycle_runs)
-            || self.discards >= MAX_DISCARDS
-            || now.saturating_duration_since(self.visited) >= RSS_EVERY
+        let recycle = match self.successor {
+            Successor::None => (recycle_runs > 0 && self.runs >= recycle_runs) || self.discards >= MAX_DISCARDS,
+            Successor::Starting => false,
+            Successor::Ready => true,
+        };
+        recycle || now.saturating_duration_since(self.visited) >= RSS_EVERY
     }
 
     /// When the worker must have answered the job at the head.
@@ -257,5 +276,42 @@ mod tests {
         assert_eq!(pipeline(Some(Duration::from_micros(10))).depth(), 16);
         assert_eq!(pipeline(Some(Duration::ZERO)).depth(), 16);
         assert_eq!(pipeline(Some(Duration::from_millis(40))).depth(), 1);
+    }
+
+    #[test]
+    fn a_worker_due_for_recycling_takes_handed_runs_while_its_successor_starts() {
+        let settings = PoolSettings::from_sandbox(&crate::settings::Sandbox {
+            recycle_after_runs: 10,
+            ..Default::default()
+        });
+        let now = Instant::now();
+        let mut f = pipeline(Some(Duration::from_micros(50)));
+        f.sources.insert("c".into());
+        assert_eq!(f.refusal(Some("c"), now, &settings), None);
+        f.runs = 10;
+        assert_eq!(
+            f.refusal(Some("c"), now, &settings),
+            Some(Why::Due),
+            "the Evaluator must see it"
+        );
+        f.successor = Successor::Starting;
+        assert_eq!(
+            f.refusal(Some("c"), now, &settings),
+            None,
+            "served while the next starts"
+        );
+        assert_eq!(
+            f.refusal(Some("c"), f.visited + RSS_EVERY, &settings),
+            Some(Why::Due),
+            "memory is still read"
+        );
+        f.successor = Successor::Ready;
+        assert_eq!(
+            f.refusal(Some("c"), now, &settings),
+            Some(Why::Due),
+            "swapped in by the next"
+        );
+        // A run from the lanes' queue is taken even so.
+        assert_eq!(f.refusal(None, now, &settings), None);
     }
 }

@@ -70,6 +70,9 @@ pub struct PoolStats {
     /// uncounted, so it starts again at zero), read by callers that would
     /// hand a job to a worker themselves and must not overtake them.
     queued: AtomicI64,
+    /// CPU ticks of worker processes as they were replaced or stopped:
+    /// demand sizing counts the part of them its window saw.
+    retired_ticks: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,6 +193,16 @@ impl PoolStats {
     /// The running worker processes.
     pub fn pids(&self) -> Vec<u32> {
         self.workers.locked().values().filter_map(|w| w.pid).collect()
+    }
+
+    /// A worker process was replaced or stopped, having used `ticks`.
+    pub fn retired(&self, ticks: u64) {
+        self.retired_ticks.fetch_add(ticks, Ordering::Relaxed);
+    }
+
+    /// CPU ticks of every worker process replaced or stopped so far.
+    pub fn retired_ticks(&self) -> u64 {
+        self.retired_ticks.load(Ordering::Relaxed)
     }
 
     /// A job joined (1) or left (-1) the pool's queue.
