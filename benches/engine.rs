@@ -182,7 +182,7 @@ fn corpus(c: &mut Criterion) {
         let frames: Vec<Vec<u8>> = (0..1000)
             .map(|i| {
                 let params = Params::Value(Cow::Owned(params(i)));
-                Frame::write_split(&run(None, Params::Follow), &params).unwrap()[4..].to_vec()
+                Frame::write_split(&run(None, Params::Follow), &params, false).unwrap()[4..].to_vec()
             })
             .collect();
         // The worker compiles the code once, as a first run brings it; every

@@ -104,6 +104,12 @@ impl Params<'_> {
 /// The first byte of a frame whose run's params follow its JSON: never
 /// the first byte of JSON text.
 const SPLIT: u8 = 1;
+/// The same, for a run that goes alone (a suspect's, or one whose worker
+/// died under it): the worker sends the replies it holds before it starts
+/// it. Replies are written in batches, so a run that hangs would otherwise
+/// hold back answers to runs before it, and the kill would be charged to
+/// the first of those.
+const ALONE: u8 = 2;
 
 /// A request frame's body, as the worker reads it.
 pub enum Frame<'a> {
@@ -123,8 +129,9 @@ pub enum Frame<'a> {
 impl<'a> Frame<'a> {
     /// Reads a frame's body; errs if it says it is split and is too short.
     pub fn read(body: &'a [u8]) -> Result<Self, String> {
-        let Some((&SPLIT, rest)) = body.split_first() else {
-            return Ok(Self::Json(body));
+        let rest = match body.split_first() {
+            Some((&(SPLIT | ALONE), rest)) => rest,
+            _ => return Ok(Self::Json(body)),
         };
         let (len, rest) = rest
             .split_first_chunk::<4>()
@@ -137,11 +144,17 @@ impl<'a> Frame<'a> {
         Ok(Self::Split { json, params })
     }
 
+    /// Whether a frame's body is a run that goes alone (`ALONE`).
+    pub fn alone(body: &[u8]) -> bool {
+        body.first() == Some(&ALONE)
+    }
+
     /// `request` with its params after it, as a frame's body (after the
-    /// 4 bytes of its length, which are left zero for the caller).
-    pub fn write_split(request: &Request<'_>, params: &Params<'_>) -> serde_json::Result<Vec<u8>> {
+    /// 4 bytes of its length, which are left zero for the caller); `alone`
+    /// marks a run that goes alone.
+    pub fn write_split(request: &Request<'_>, params: &Params<'_>, alone: bool) -> serde_json::Result<Vec<u8>> {
         let mut frame = vec![0; 4];
-        frame.push(SPLIT);
+        frame.push(if alone { ALONE } else { SPLIT });
         frame.extend_from_slice(&[0; 4]);
         serde_json::to_writer(&mut frame, request)?;
         let len = (frame.len() - 9) as u32;
@@ -260,7 +273,7 @@ mod tests {
             source: "x".into(),
         };
         let params: &RawValue = serde_json::from_str(r#"{"a": [1, "}"]}"#).unwrap();
-        let frame = Frame::write_split(&request, &Params::Text(params)).unwrap();
+        let frame = Frame::write_split(&request, &Params::Text(params), false).unwrap();
         match Frame::read(&frame[4..]).unwrap() {
             Frame::Split { json, params } => {
                 assert_eq!(json, br#"{"check":{"lang":"starlark","source":"x"}}"#);

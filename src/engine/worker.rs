@@ -49,12 +49,21 @@ pub fn serve(code_cache_entries: usize, confine: impl FnOnce() -> std::io::Resul
         }
         let (reply, poisoned) = match whole_frame(input.buffer()) {
             Some(len) => {
-                let reply = handle_frame(&mut engines, &input.buffer()[4..4 + len]);
+                let frame = &input.buffer()[4..4 + len];
+                if Frame::alone(frame) {
+                    output.flush()?;
+                }
+                let reply = handle_frame(&mut engines, frame);
                 input.consume(4 + len);
                 reply
             }
             None => match read_frame(&mut input) {
-                Ok(frame) => handle_frame(&mut engines, &frame),
+                Ok(frame) => {
+                    if Frame::alone(&frame) {
+                        output.flush()?;
+                    }
+                    handle_frame(&mut engines, &frame)
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
                 Err(e) => return Err(e),
             },
@@ -275,11 +284,11 @@ mod tests {
             limits: Limits::roomy(),
         };
         let text = |t: &str| Params::Value(Cow::Owned(serde_json::from_str(t).unwrap()));
-        let frame = Frame::write_split(&request, &text(r#"{"n": 4}"#)).unwrap();
+        let frame = Frame::write_split(&request, &text(r#"{"n": 4}"#), false).unwrap();
         let (reply, _) = handle_frame(&mut engines, &frame[4..]);
         assert_eq!(reply, br#"{"ok":12}"#);
         // Params that are not JSON, or not UTF-8, are the run's error.
-        let mut frame = Frame::write_split(&request, &text("{}")).unwrap();
+        let mut frame = Frame::write_split(&request, &text("{}"), true).unwrap();
         frame.truncate(frame.len() - 1);
         frame.extend_from_slice(b"\xff");
         let (reply, poisoned) = handle_frame(&mut engines, &frame[4..]);

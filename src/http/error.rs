@@ -275,7 +275,7 @@ impl From<EvalError> for ApiError {
             EvalError::Params(_) => Self::bad_request(ErrorCode::InvalidParams, message),
             EvalError::Killed { .. } => Self::bad_request(ErrorCode::DeadlineExceeded, message),
             EvalError::Crashed(_) => Self::bad_request(ErrorCode::SandboxCrashed, message),
-            EvalError::Overloaded | EvalError::Expired => Self::Overloaded(message),
+            EvalError::Overloaded | EvalError::Expired | EvalError::Crowded => Self::Overloaded(message),
             EvalError::Unavailable(detail) => Self::Down {
                 what: "evaluator",
                 detail,

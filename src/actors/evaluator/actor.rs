@@ -137,7 +137,11 @@ impl EvaluatorState {
             // sizing still counts its CPU (a worker recycled every few
             // hundred runs was otherwise never counted, and the pool shrank
             // under full load).
-            if let Some(ticks) = old.pid().and_then(demand::cpu_ticks) {
+            // A dead one was counted by its reader, which killed it or
+            // found it gone.
+            if !old.is_dead()
+                && let Some(ticks) = old.pid().and_then(demand::cpu_ticks)
+            {
                 self.stats().retired(ticks);
             }
         }
@@ -184,7 +188,16 @@ impl EvaluatorState {
         self.stats().add(Count::Started);
         let mut limits = JobLimits::of(&job.msg.work, &settings);
         if let Work::Run { version, .. } = &job.msg.work {
-            limits.solo = self.context.custom_start.suspects.holds(&version.code_id);
+            let suspect = self.context.custom_start.suspects.holds(&version.code_id);
+            // A suspect may hold at most half the workers (one of two), so
+            // a config that hangs on every request leaves the rest to others.
+            if suspect
+                && !job.msg.alone
+                && self.context.custom_start.lanes.alone_with(&version.code_id) >= (settings.workers / 2).max(1)
+            {
+                return finish(&self.seat(&settings), job, Err(EvalError::Crowded));
+            }
+            limits.solo = job.msg.alone || suspect;
         }
         if settings.process.isolation == Isolation::Thread && !matches!(job.msg.work, Work::Run { .. }) {
             return run_once_in_a_process(job, limits, self.seat(&settings)).await;
@@ -202,7 +215,7 @@ impl EvaluatorState {
                 }
                 _ => None,
             };
-            let frame = match encode(&job.msg.work, &settings, compiled.is_some()) {
+            let frame = match encode(&job.msg.work, &settings, compiled.is_some(), limits.solo) {
                 Ok(frame) => frame,
                 Err(e) => return finish(&self.seat(&settings), job, Err(e)),
             };
@@ -339,8 +352,14 @@ fn finish(seat: &PoolSeat, job: Job<(), EvalJob>, result: Result<Box<serde_json:
 
 /// `work` as a worker's request frame, its length first. A run's params
 /// follow its JSON (`Frame::Split`), so the worker need not scan them to
-/// find where the JSON ends.
-pub(super) fn encode(work: &Work, settings: &PoolSettings, with_source: bool) -> Result<Vec<u8>, EvalError> {
+/// find where the JSON ends. `alone`: the worker sends the replies it
+/// holds before it starts this run.
+pub(super) fn encode(
+    work: &Work,
+    settings: &PoolSettings,
+    with_source: bool,
+    alone: bool,
+) -> Result<Vec<u8>, EvalError> {
     let (request, params) = match work {
         Work::Run { version, params } => (
             Request::Run {
@@ -375,7 +394,7 @@ pub(super) fn encode(work: &Work, settings: &PoolSettings, with_source: bool) ->
         ),
     };
     let encoded = match params {
-        Some(params) => Frame::write_split(&request, &params),
+        Some(params) => Frame::write_split(&request, &params, alone),
         None => {
             let mut frame = vec![0; 4];
             serde_json::to_writer(&mut frame, &request).map(|()| frame)
@@ -404,7 +423,7 @@ async fn run_once_in_a_process(job: Job<(), EvalJob>, limits: JobLimits, seat: P
         isolation: Isolation::Process,
         ..settings.process.clone()
     };
-    let frame = match encode(&job.msg.work, &settings, true) {
+    let frame = match encode(&job.msg.work, &settings, true, false) {
         Ok(frame) => frame,
         Err(e) => return finish(&seat, job, Err(e)),
     };

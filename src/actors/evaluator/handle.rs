@@ -151,6 +151,7 @@ impl EvaluatorPoolHandle {
                 work,
                 reply: Some(reply),
                 with_source: false,
+                alone: false,
             },
             options: JobOptions::new(Some(settings.queue_wait)),
             accepted: None,
@@ -209,7 +210,7 @@ impl EvaluatorPoolHandle {
         if !self.stats.none_queued() || self.suspects.holds(&version.code_id) {
             return Err(job);
         }
-        let Ok(frame) = actor::encode(&job.msg.work, settings, false) else {
+        let Ok(frame) = actor::encode(&job.msg.work, settings, false, false) else {
             return Err(job);
         };
         let limits = JobLimits::of(&job.msg.work, settings);

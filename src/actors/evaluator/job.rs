@@ -67,6 +67,9 @@ pub struct EvalJob {
     /// Send the source even if the worker is thought to hold the code: it
     /// said it does not.
     pub with_source: bool,
+    /// Run it alone: its worker died while holding it and others, and
+    /// which of them killed it is not known.
+    pub alone: bool,
 }
 
 impl std::fmt::Debug for EvalJob {
@@ -96,6 +99,13 @@ pub enum EvalError {
     /// Shed: the queue is at `sandbox.queue_bound` (503).
     #[error("evaluation queue is full")]
     Overloaded,
+    /// Its code overran lately and its runs hold all the workers it may
+    /// have (half the pool), so one config that hangs cannot take them all
+    /// (503).
+    #[error(
+        "this config's code ran past its deadline lately, and its runs already hold as many workers as it may have"
+    )]
+    Crowded,
     /// Waited in the queue past `sandbox.queue_wait_ms` (503).
     #[error("request waited in the evaluation queue past its deadline")]
     Expired,

@@ -21,7 +21,7 @@ use ractor::factory::Job;
 
 use super::pipeline::{JobLimits, Lane, Why};
 use super::stats::{Count, PoolStats};
-use super::{EvalError, EvalJob, PoolSettings};
+use super::{EvalError, EvalJob, PoolSettings, Work};
 use crate::sync::{Locked, RwLocked};
 
 /// One slot per Evaluator, holding its worker while it has one, and the
@@ -112,6 +112,18 @@ impl Lanes {
 
     /// Evaluator `wid`'s worker `lane` is gone (not a newer one that took
     /// its place).
+    /// How many workers hold a run of `code_id` that goes alone.
+    pub fn alone_with(&self, code_id: &str) -> usize {
+        let slots = self.slots.reading();
+        let holds = |lane: &Lane| {
+            lane.lock().jobs.iter().any(|sent| {
+                sent.limits.solo
+                    && matches!(&sent.job.msg.work, Work::Run { version, .. } if *version.code_id == *code_id)
+            })
+        };
+        slots.iter().flatten().filter(|lane| holds(lane)).count()
+    }
+
     pub fn close(&self, wid: usize, lane: &Lane) {
         if let Some(slot) = self.slots.writing().get_mut(wid)
             && slot.as_ref().is_some_and(|open| Arc::ptr_eq(open, lane))

@@ -97,6 +97,22 @@ impl PipelineState {
         drop(pipeline);
         let seat = &self.seat;
         match (jobs.pop_front(), error) {
+            // It held more than the head, which did not go alone: replies
+            // are written in batches, so the head may have been answered
+            // into a buffer the worker's death lost, and which job killed it
+            // is not known. Each goes back to run alone (its frame has the
+            // worker send what it holds first): the one that kills a worker
+            // alone is answered with why.
+            (Some(head), Some(error)) if !jobs.is_empty() && !head.limits.solo => {
+                tracing::warn!(wid = seat.wid, pid, %error, held = jobs.len() + 1, "worker replaced; its jobs run again, each alone");
+                // Counted as the worker's death it is; the job that caused
+                // it is counted again when it kills a worker alone.
+                let _ = failure(error, head.limits.deadline_ms, seat);
+                jobs.push_front(head);
+                for sent in &mut jobs {
+                    sent.job.msg.alone = true;
+                }
+            }
             (Some(head), Some(error)) => {
                 tracing::warn!(wid = seat.wid, pid, %error, "worker replaced");
                 if matches!(error, ProcessError::Overran(_)) {
@@ -155,6 +171,11 @@ pub(super) async fn read(shared: Arc<PipelineState>, mut replies: ReplyPipe) {
                 }
             },
             () = &mut sleep, if due.is_some() => {
+                // Its CPU counts for demand sizing: a worker killed for a
+                // hang spent its whole deadline on a core.
+                if let Some(ticks) = pid.and_then(super::demand::cpu_ticks) {
+                    shared.seat.stats.retired(ticks);
+                }
                 replies.kill().await;
                 let limit = shared.lock().jobs.front().map_or(Duration::ZERO, |s| s.limits.limit);
                 break Some(ProcessError::Overran(limit));

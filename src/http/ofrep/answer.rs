@@ -96,7 +96,11 @@ impl FlagOutcome {
         let code = match &error {
             EvalError::Params(_) => OfrepErrorCode::InvalidContext,
             EvalError::Engine(_) | EvalError::Killed { .. } | EvalError::Crashed(_) => OfrepErrorCode::General,
-            EvalError::Overloaded | EvalError::Expired | EvalError::Unavailable(_) | EvalError::Timeout => {
+            EvalError::Overloaded
+            | EvalError::Expired
+            | EvalError::Crowded
+            | EvalError::Unavailable(_)
+            | EvalError::Timeout => {
                 return Self::Busy(error.to_string());
             }
         };
