@@ -187,15 +187,21 @@ impl EvaluatorState {
         let settings = self.settings();
         self.stats().add(Count::Started);
         let mut limits = JobLimits::of(&job.msg.work, &settings);
+        // Held until the job is in a worker's pipeline (or answered), where
+        // `held_alone` sees it: starting a worker for it can take a while.
+        let mut _starting = None;
         if let Work::Run { version, .. } = &job.msg.work {
             let suspect = self.context.custom_start.suspects.holds(&version.code_id);
-            // A suspect may hold at most half the workers (one of two), so
-            // a config that hangs on every request leaves the rest to others.
-            if suspect
-                && !job.msg.alone
-                && self.context.custom_start.lanes.alone_with(&version.code_id) >= (settings.workers / 2).max(1)
-            {
-                return finish(&self.seat(&settings), job, Err(EvalError::Crowded));
+            // Suspects together hold at most half the workers (one of
+            // two), so configs that hang on every request, one or several,
+            // leave the rest to others.
+            if suspect && !job.msg.alone {
+                let lanes = &self.context.custom_start.lanes;
+                let starting = lanes.start_alone();
+                if starting.others() + lanes.held_alone() >= (settings.workers / 2).max(1) {
+                    return finish(&self.seat(&settings), job, Err(EvalError::Crowded));
+                }
+                _starting = Some(starting);
             }
             limits.solo = job.msg.alone || suspect;
         }

@@ -99,11 +99,11 @@ pub enum EvalError {
     /// Shed: the queue is at `sandbox.queue_bound` (503).
     #[error("evaluation queue is full")]
     Overloaded,
-    /// Its code overran lately and its runs hold all the workers it may
-    /// have (half the pool), so one config that hangs cannot take them all
-    /// (503).
+    /// Its code overran lately, and such code already holds all the
+    /// workers it may have (half the pool), so configs that hang cannot
+    /// take them all (503).
     #[error(
-        "this config's code ran past its deadline lately, and its runs already hold as many workers as it may have"
+        "this config's code ran past its deadline lately, and such code already holds as many workers as it may have"
     )]
     Crowded,
     /// Waited in the queue past `sandbox.queue_wait_ms` (503).

@@ -13,7 +13,7 @@
 //! 503) and none run after waiting `sandbox.queue_wait_ms` (503).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -21,7 +21,7 @@ use ractor::factory::Job;
 
 use super::pipeline::{JobLimits, Lane, Why};
 use super::stats::{Count, PoolStats};
-use super::{EvalError, EvalJob, PoolSettings, Work};
+use super::{EvalError, EvalJob, PoolSettings};
 use crate::sync::{Locked, RwLocked};
 
 /// One slot per Evaluator, holding its worker while it has one, and the
@@ -35,6 +35,24 @@ pub struct Lanes {
     /// The next waiting run's ticket.
     tickets: AtomicU64,
     stats: Arc<PoolStats>,
+    /// Suspects' runs between their Evaluator's check and their worker.
+    starting_alone: AtomicUsize,
+}
+
+/// A suspect's run counted as on its way to a worker.
+pub struct StartingAlone(Arc<Lanes>, usize);
+
+impl StartingAlone {
+    /// How many others were on their way when this one started.
+    pub fn others(&self) -> usize {
+        self.1
+    }
+}
+
+impl Drop for StartingAlone {
+    fn drop(&mut self) {
+        self.0.starting_alone.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Where a handed run went.
@@ -95,6 +113,7 @@ impl Lanes {
             waiting: Mutex::default(),
             tickets: AtomicU64::new(0),
             stats,
+            starting_alone: AtomicUsize::new(0),
         }
     }
 
@@ -110,20 +129,22 @@ impl Lanes {
         self.refill(&lane);
     }
 
-    /// Evaluator `wid`'s worker `lane` is gone (not a newer one that took
-    /// its place).
-    /// How many workers hold a run of `code_id` that goes alone.
-    pub fn alone_with(&self, code_id: &str) -> usize {
+    /// A suspect's run on its way to a worker, counted until dropped.
+    pub fn start_alone(self: &Arc<Self>) -> StartingAlone {
+        let before = self.starting_alone.fetch_add(1, Ordering::Relaxed);
+        StartingAlone(self.clone(), before)
+    }
+
+    /// How many workers hold a run that goes alone (a suspect's, or one
+    /// whose worker died under it).
+    pub fn held_alone(&self) -> usize {
         let slots = self.slots.reading();
-        let holds = |lane: &Lane| {
-            lane.lock().jobs.iter().any(|sent| {
-                sent.limits.solo
-                    && matches!(&sent.job.msg.work, Work::Run { version, .. } if *version.code_id == *code_id)
-            })
-        };
+        let holds = |lane: &Lane| lane.lock().jobs.iter().any(|sent| sent.limits.solo);
         slots.iter().flatten().filter(|lane| holds(lane)).count()
     }
 
+    /// Evaluator `wid`'s worker `lane` is gone (not a newer one that took
+    /// its place).
     pub fn close(&self, wid: usize, lane: &Lane) {
         if let Some(slot) = self.slots.writing().get_mut(wid)
             && slot.as_ref().is_some_and(|open| Arc::ptr_eq(open, lane))
