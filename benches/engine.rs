@@ -1,6 +1,10 @@
 //! Criterion benchmarks of the engines and the domain functions on the
 //! request path. `cargo bench --bench engine`
 //! (`cargo bench --bench engine -- served` for the served record alone).
+/// The allocator the worker runs with, so allocation costs what it costs there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use vane::domain::Meta;
@@ -152,6 +156,17 @@ fn corpus(c: &mut Criterion) {
             include_str!("../loadtest/scripts/heldout.js"),
         ),
     ];
+    // The params alone onto a Starlark heap, as a worker reads them.
+    let text = serde_json::to_string(&rich(7)).unwrap();
+    c.bench_function("corpus bigparams params onto the heap", |b| {
+        b.iter(|| {
+            starlark::environment::Module::with_temp_heap(|module| {
+                vane::engine::star_params::alloc(module.heap(), &text)
+                    .map(|_| ())
+                    .unwrap()
+            })
+        })
+    });
     let limits = Limits::default();
     let mut engines = Engines::new(16);
     for (name, lang, source) in scripts {

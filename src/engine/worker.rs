@@ -298,4 +298,20 @@ mod tests {
         let reply = String::from_utf8(reply).unwrap();
         assert!(reply.contains("bad request frame"), "{reply}");
     }
+
+    #[test]
+    fn a_check_that_goes_alone_is_answered_as_a_check() {
+        let mut engines = Engines::new(4);
+        let check = |source: &str| Request::Check {
+            lang: Lang::Starlark,
+            source: source.to_owned().into(),
+        };
+        let frame = Frame::write_split(&check("return 1"), &Params::Follow, true).unwrap();
+        assert!(Frame::alone(&frame[4..]));
+        let (reply, _) = handle_frame(&mut engines, &frame[4..]);
+        assert!(reply.starts_with(br#"{"ok""#), "{}", String::from_utf8_lossy(&reply));
+        let frame = Frame::write_split(&check("return ("), &Params::Follow, true).unwrap();
+        let (reply, _) = handle_frame(&mut engines, &frame[4..]);
+        assert!(reply.starts_with(br#"{"err""#), "{}", String::from_utf8_lossy(&reply));
+    }
 }

@@ -136,9 +136,8 @@ impl EvaluatorState {
             // Read before it goes from the pool's list of workers, so demand
             // sizing still counts its CPU (a worker recycled every few
             // hundred runs was otherwise never counted, and the pool shrank
-            // under full load).
-            // A dead one was counted by its reader, which killed it or
-            // found it gone.
+            // under full load); a dead one was counted by its reader, which
+            // killed it or found it gone.
             if !old.is_dead()
                 && let Some(ticks) = old.pid().and_then(demand::cpu_ticks)
             {
@@ -190,6 +189,9 @@ impl EvaluatorState {
         // Held until the job is in a worker's pipeline (or answered), where
         // `held_alone` sees it: starting a worker for it can take a while.
         let mut _starting = None;
+        // A job handed back after an ambiguous death goes alone whatever it
+        // is: a check can hang as well as a run.
+        limits.solo = job.msg.alone;
         if let Work::Run { version, .. } = &job.msg.work {
             let suspect = self.context.custom_start.suspects.holds(&version.code_id);
             // Suspects together hold at most half the workers (one of
@@ -203,7 +205,7 @@ impl EvaluatorState {
                 }
                 _starting = Some(starting);
             }
-            limits.solo = job.msg.alone || suspect;
+            limits.solo |= suspect;
         }
         if settings.process.isolation == Isolation::Thread && !matches!(job.msg.work, Work::Run { .. }) {
             return run_once_in_a_process(job, limits, self.seat(&settings)).await;
@@ -359,7 +361,7 @@ fn finish(seat: &PoolSeat, job: Job<(), EvalJob>, result: Result<Box<serde_json:
 /// `work` as a worker's request frame, its length first. A run's params
 /// follow its JSON (`Frame::Split`), so the worker need not scan them to
 /// find where the JSON ends. `alone`: the worker sends the replies it
-/// holds before it starts this run.
+/// holds before it starts this job.
 pub(super) fn encode(
     work: &Work,
     settings: &PoolSettings,
@@ -401,6 +403,8 @@ pub(super) fn encode(
     };
     let encoded = match params {
         Some(params) => Frame::write_split(&request, &params, alone),
+        // Split only to carry the mark: the worker reads no params for these.
+        None if alone => Frame::write_split(&request, &Params::Follow, true),
         None => {
             let mut frame = vec![0; 4];
             serde_json::to_writer(&mut frame, &request).map(|()| frame)
