@@ -5,7 +5,7 @@
 //! `handle_frame` is also what an in-process worker thread runs.
 
 use std::any::Any;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
@@ -29,9 +29,14 @@ pub fn serve(code_cache_entries: usize, confine: impl FnOnce() -> std::io::Resul
     std::panic::set_hook(Box::new(|_| {}));
     let mut engines = Engines::new(code_cache_entries);
     confine()?;
+    serve_on(&mut engines, std::io::stdin().lock(), std::io::stdout().lock())
+}
+
+/// The serving loop, over any pipes (tests use memory).
+fn serve_on(engines: &mut Engines, input: impl Read, output: impl Write) -> std::io::Result<()> {
     // Room for many frames: a frame wholly in the buffer is read in place.
-    let mut input = BufReader::with_capacity(INPUT_BYTES, std::io::stdin().lock());
-    let mut output = BufWriter::new(std::io::stdout().lock());
+    let mut input = BufReader::with_capacity(INPUT_BYTES, input);
+    let mut output = BufWriter::new(output);
     // An empty frame says "ready", so start-up time is not charged to the
     // first request's deadline.
     write_frame(&mut output, b"")?;
@@ -53,7 +58,7 @@ pub fn serve(code_cache_entries: usize, confine: impl FnOnce() -> std::io::Resul
                 if Frame::alone(frame) {
                     output.flush()?;
                 }
-                let reply = handle_frame(&mut engines, frame);
+                let reply = handle_frame(engines, frame);
                 input.consume(4 + len);
                 reply
             }
@@ -62,7 +67,7 @@ pub fn serve(code_cache_entries: usize, confine: impl FnOnce() -> std::io::Resul
                     if Frame::alone(&frame) {
                         output.flush()?;
                     }
-                    handle_frame(&mut engines, &frame)
+                    handle_frame(engines, &frame)
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
                 Err(e) => return Err(e),
@@ -297,6 +302,57 @@ mod tests {
         let (reply, _) = handle_frame(&mut engines, &[1, 0, 0, 0, 99, b'{']);
         let reply = String::from_utf8(reply).unwrap();
         assert!(reply.contains("bad request frame"), "{reply}");
+    }
+
+    /// A pipe that keeps each write apart, so a test sees what left
+    /// together.
+    #[derive(Default)]
+    struct Writes(std::rc::Rc<std::cell::RefCell<Vec<Vec<u8>>>>);
+
+    impl Write for Writes {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.borrow_mut().push(buf.to_vec());
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_run_that_goes_alone_follows_the_replies_held_before_it() {
+        let mut engines = Engines::new(4);
+        let request = |source: Option<&'static str>| Request::Run {
+            code_id: "quick".into(),
+            recompile: false,
+            lang: Lang::Starlark,
+            source: source.map(Cow::Borrowed),
+            params: Params::Follow,
+            limits: Limits::roomy(),
+        };
+        let params = Params::Value(Cow::Owned(serde_json::json!({"n": 1})));
+        // Compiled before, so the runs below are quick: a reply is held
+        // for later requests only up to FLUSH_EVERY.
+        let first = Frame::write_split(&request(Some("return p['n']")), &params, false).unwrap();
+        assert_eq!(handle_frame(&mut engines, &first[4..]).0, br#"{"ok":1}"#);
+        let mut input = Vec::new();
+        for alone in [false, true] {
+            let mut frame = Frame::write_split(&request(None), &params, alone).unwrap();
+            let len = (frame.len() - 4) as u32;
+            frame[..4].copy_from_slice(&len.to_be_bytes());
+            input.extend_from_slice(&frame);
+        }
+        let writes = Writes::default();
+        let seen = writes.0.clone();
+        serve_on(&mut engines, &input[..], writes).unwrap();
+        let reply = |body: &[u8]| [&(body.len() as u32).to_be_bytes()[..], body].concat();
+        // The ready frame, the first run's reply alone (sent before the
+        // run that goes alone started), then the second's.
+        let expected = [reply(b""), reply(br#"{"ok":1}"#), reply(br#"{"ok":1}"#)];
+        let seen = seen.borrow();
+        assert_eq!(seen.concat(), expected.concat());
+        assert!(seen.len() >= 3 && seen[seen.len() - 2] == expected[1], "{seen:?}");
     }
 
     #[test]
