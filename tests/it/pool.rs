@@ -866,3 +866,36 @@ async fn a_config_that_hangs_on_every_request_holds_at_most_half_the_workers() {
     counts_add_up(&stats);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_a_worker_takes_from_the_queue_together_are_each_answered_in_both_isolations() {
+    // A burst of quick runs on one worker: they wait in the lanes' queue
+    // and the worker takes several at once as a batch of replies makes
+    // room, in one write to a process's pipe; a thread's inbox must get
+    // them one message each (sent as one, all but the first went
+    // unanswered).
+    for isolation in [vane::settings::Isolation::Process, vane::settings::Isolation::Thread] {
+        let app = app_with(|s| {
+            s.sandbox.isolation = isolation;
+            s.sandbox.pipeline_depth = 8;
+            s.sandbox.queue_bound = 256;
+        })
+        .await;
+        let pool = app.state().pool.clone();
+        assert_eq!(busy(&app, 0).await.unwrap().0, StatusCode::OK, "the worker compiles it");
+        let before = pool.stats();
+        let burst: Vec<_> = (0..80).map(|_| busy(&app, 0)).collect();
+        for job in burst {
+            let (status, body, _) = job.await.unwrap();
+            assert_eq!(
+                (status, &body["data"]["result"]),
+                (StatusCode::OK, &json!("0")),
+                "{isolation:?}: {body}"
+            );
+        }
+        let stats = pool.stats();
+        assert!(stats.handed - before.handed >= 80, "{isolation:?}: {stats:?}");
+        assert_eq!(stats.running, 0, "{stats:?}");
+        app.stop().await;
+    }
+}

@@ -262,6 +262,12 @@ impl Lanes {
 
     /// Gives `lane`'s worker the runs that wait, while it has room.
     pub fn refill(&self, lane: &Lane) {
+        // Written together when this returns. Another write under way
+        // (a caller handing a run) leaves the waiting runs to the next
+        // room, as a full worker does.
+        let Some(mut batch) = lane.batch() else {
+            return;
+        };
         loop {
             let Some(next) = self.waiting.locked().pop_front() else {
                 return;
@@ -272,7 +278,7 @@ impl Lanes {
                 answer(next.job, EvalError::Expired);
                 continue;
             }
-            match lane.hand(next.job, next.frame, next.limits, false) {
+            match batch.hand(next.job, next.frame, next.limits) {
                 Ok(()) => self.started(),
                 Err((job, frame, Why::Full)) => {
                     let back = Waiting { job, frame, ..next };

@@ -87,6 +87,23 @@ impl RequestPipe {
             Self::Closed => {}
         }
     }
+
+    /// Writes whole frames in order: into a process's pipe in one write
+    /// (one wake-up for the worker), into a thread's inbox one message
+    /// each, as the thread reads them.
+    pub fn write_frames(&mut self, frames: Vec<Vec<u8>>) {
+        match self {
+            Self::Process(input) => {
+                let _ = input.write_all(&frames.concat());
+            }
+            Self::Thread(input) => {
+                for frame in frames {
+                    let _ = input.send(frame);
+                }
+            }
+            Self::Closed => {}
+        }
+    }
 }
 
 impl ReplyPipe {

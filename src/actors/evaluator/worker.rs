@@ -179,6 +179,12 @@ enum Put {
     NoRoom(Job<(), EvalJob>, Vec<u8>, Routed),
 }
 
+/// Why `place` did not put a job in the pipeline.
+enum Unplaced {
+    Refused(Job<(), EvalJob>, Vec<u8>, Why),
+    NoRoom(Job<(), EvalJob>, Vec<u8>, Routed),
+}
+
 impl PipelineState {
     /// The Evaluator it works for.
     pub fn seat(&self) -> &PoolSeat {
@@ -223,25 +229,47 @@ impl PipelineState {
             },
             Routed::Pool { .. } => self.requests.locked(),
         };
+        match self.place(&requests, job, frame, limits, routed, wait) {
+            Ok((take_more, frame)) => {
+                requests.write(frame);
+                Put::Sent(take_more)
+            }
+            Err(Unplaced::Refused(job, frame, why)) => Put::Refused(job, frame, why),
+            Err(Unplaced::NoRoom(job, frame, routed)) => Put::NoRoom(job, frame, routed),
+        }
+    }
+
+    /// Puts a job in the pipeline, its frame to be written next by the
+    /// caller, who holds `requests`; or says why not.
+    #[allow(clippy::result_large_err)]
+    fn place(
+        &self,
+        requests: &RequestPipe,
+        job: Job<(), EvalJob>,
+        frame: Vec<u8>,
+        limits: JobLimits,
+        routed: Routed,
+        wait: Wait,
+    ) -> Result<(bool, Vec<u8>), Unplaced> {
         let now = Instant::now();
         let (was_idle, take_more) = {
             let mut pipeline = self.lock();
             if pipeline.dead || matches!(*requests, RequestPipe::Closed) {
-                return Put::Refused(job, frame, Why::Gone);
+                return Err(Unplaced::Refused(job, frame, Why::Gone));
             }
             let fits = pipeline.in_flight + frame.len() <= self.capacity;
             match &routed {
                 Routed::Direct { .. } if frame.len() > self.capacity => {
-                    return Put::Refused(job, frame, Why::Large);
+                    return Err(Unplaced::Refused(job, frame, Why::Large));
                 }
                 Routed::Direct { code_id } => {
                     let why = pipeline.refusal(code_id.as_deref(), now, &self.seat.settings);
                     if let Some(why) = why.or((!fits).then_some(Why::Full)) {
-                        return Put::Refused(job, frame, why);
+                        return Err(Unplaced::Refused(job, frame, why));
                     }
                 }
                 Routed::Pool { .. } if !fits && wait == Wait::No && !pipeline.jobs.is_empty() => {
-                    return Put::NoRoom(job, frame, routed);
+                    return Err(Unplaced::NoRoom(job, frame, routed));
                 }
                 Routed::Pool { compiled } => {
                     pipeline.visited = now;
@@ -273,8 +301,57 @@ impl PipelineState {
             self.seat.stats.worker_state(self.seat.wid, WorkerState::Busy);
             self.woken.notify_one();
         }
-        requests.write(frame);
-        Put::Sent(take_more)
+        Ok((take_more, frame))
+    }
+
+    /// A batch of runs for this worker, if no other write is under way.
+    pub fn batch(&self) -> Option<Batch<'_>> {
+        let requests = self.requests.try_lock().ok()?;
+        Some(Batch {
+            lane: self,
+            requests,
+            frames: Vec::new(),
+        })
+    }
+}
+
+/// Runs handed to a worker under one hold of its request pipe and written
+/// in one go when the batch ends: a batch of replies makes room for
+/// several waiting runs, and one write wakes the worker once (a write per
+/// run was most of what handing runs over cost the server).
+pub struct Batch<'a> {
+    lane: &'a PipelineState,
+    requests: std::sync::MutexGuard<'a, RequestPipe>,
+    frames: Vec<Vec<u8>>,
+}
+
+impl Batch<'_> {
+    /// As `PipelineState::hand` of a run whose code the worker need not
+    /// hold; its frame goes with the batch.
+    #[allow(clippy::result_large_err)]
+    pub fn hand(&mut self, job: Job<(), EvalJob>, frame: Vec<u8>, limits: JobLimits) -> Result<(), Refused> {
+        let routed = Routed::Direct { code_id: None };
+        match self.lane.place(&self.requests, job, frame, limits, routed, Wait::No) {
+            Ok((take_more, frame)) => {
+                if take_more {
+                    self.lane.seat.finished();
+                }
+                self.frames.push(frame);
+                Ok(())
+            }
+            Err(Unplaced::Refused(job, frame, why)) => Err((job, frame, why)),
+            Err(Unplaced::NoRoom(job, frame, _)) => Err((job, frame, Why::Full)),
+        }
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        match self.frames.len() {
+            0 => {}
+            1 => self.requests.write(self.frames.pop().unwrap_or_default()),
+            _ => self.requests.write_frames(std::mem::take(&mut self.frames)),
+        }
     }
 }
 
