@@ -104,17 +104,17 @@ impl Params<'_> {
 /// The first byte of a frame whose run's params follow its JSON: never
 /// the first byte of JSON text.
 const SPLIT: u8 = 1;
-/// The same, for a run that goes alone (a suspect's, or one whose worker
-/// died under it): the worker sends the replies it holds before it starts
-/// it. Replies are written in batches, so a run that hangs would otherwise
-/// hold back answers to runs before it, and the kill would be charged to
-/// the first of those.
+/// The same, for a job that goes alone (a suspect's run, or any job whose
+/// worker died under it, a check too, its params then `null`): the worker
+/// sends the replies it holds before it starts it. Replies are written in
+/// batches, so a job that hangs would otherwise hold back answers to runs
+/// before it, and the kill would be charged to the first of those.
 const ALONE: u8 = 2;
 
 /// A request frame's body, as the worker reads it.
 pub enum Frame<'a> {
-    /// All JSON (checks, probes, and runs from a server of an earlier
-    /// release).
+    /// All JSON (checks and probes that do not go alone, and runs from a
+    /// server of an earlier release).
     Json(&'a [u8]),
     /// `SPLIT`, the JSON's length (4 bytes, big-endian), the JSON, then the
     /// run's params as JSON text.
@@ -144,7 +144,7 @@ impl<'a> Frame<'a> {
         Ok(Self::Split { json, params })
     }
 
-    /// Whether a frame's body is a run that goes alone (`ALONE`).
+    /// Whether a frame's body is a job that goes alone (`ALONE`).
     pub fn alone(body: &[u8]) -> bool {
         body.first() == Some(&ALONE)
     }

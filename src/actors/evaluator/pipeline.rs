@@ -4,6 +4,7 @@
 //! puts jobs in, `reader.rs` takes them out as replies arrive.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,10 @@ pub struct PipelineState {
     pub(super) woken: Notify,
     pub(super) seat: PoolSeat,
     pub(super) on_room: OnRoom,
+    /// A refill found the pipe held by a batch: the batch's holder looks
+    /// at the queue again once it has written, so the runs are not left
+    /// waiting for the next caller's kick.
+    pub(super) missed: AtomicBool,
 }
 
 /// The jobs in a worker's hands and how many more it may take.

@@ -146,3 +146,16 @@ impl ReplyPipe {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_written_together_reach_a_thread_one_message_each() {
+        let (input, inbox) = std::sync::mpsc::channel();
+        let mut pipe = RequestPipe::Thread(input);
+        pipe.write_frames(vec![b"one".to_vec(), b"two".to_vec()]);
+        assert_eq!(inbox.try_iter().collect::<Vec<_>>(), [b"one".to_vec(), b"two".to_vec()]);
+    }
+}

@@ -23,6 +23,7 @@
 //! Requests are written under one lock, in the order the pipeline lists
 //! them, and never more than the pipe holds, so a write never waits.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -60,6 +61,7 @@ impl Worker {
             woken: Notify::new(),
             seat,
             on_room,
+            missed: AtomicBool::new(false),
         });
         tokio::spawn(read(shared.clone(), replies));
         Ok(Self { shared, pid })
@@ -304,14 +306,23 @@ impl PipelineState {
         Ok((take_more, frame))
     }
 
-    /// A batch of runs for this worker, if no other write is under way.
+    /// A batch of runs for this worker, if no other write is under way;
+    /// if one is, the batch that holds the pipe is told to look again.
     pub fn batch(&self) -> Option<Batch<'_>> {
-        let requests = self.requests.try_lock().ok()?;
+        let Ok(requests) = self.requests.try_lock() else {
+            self.missed.store(true, Ordering::Release);
+            return None;
+        };
         Some(Batch {
             lane: self,
             requests,
             frames: Vec::new(),
         })
+    }
+
+    /// Whether a refill found the pipe held since this was last asked.
+    pub fn missed_refill(&self) -> bool {
+        self.missed.swap(false, Ordering::AcqRel)
     }
 }
 
