@@ -89,6 +89,12 @@ fn counts_add_up(stats: &vane::actors::evaluator::PoolSnapshot) {
     );
 }
 
+/// Nothing running, and every job counted once.
+fn settled(stats: &vane::actors::evaluator::PoolSnapshot) {
+    assert_eq!(stats.running, 0, "{stats:?}");
+    counts_add_up(stats);
+}
+
 async fn queued(app: &TestApp, n: usize) {
     let pool = app.state().pool.clone();
     let ok = eventually(SETTLE, || {
@@ -375,9 +381,8 @@ async fn jobs_behind_one_that_crashes_its_worker_run_on_the_next() {
     // again by itself.
     assert_eq!(stats.requeued - before.requeued, 4, "{stats:?}");
     assert_eq!(stats.crashed - before.crashed, 2, "{stats:?}");
-    assert_eq!(stats.running, 0, "{stats:?}");
     // A job handed back is not counted finished until it is answered.
-    counts_add_up(&stats);
+    settled(&stats);
     app.stop().await;
 }
 
@@ -419,8 +424,7 @@ async fn jobs_behind_one_that_overruns_are_not_run_past_their_deadline() {
         (1, 4, 4),
         "{stats:?}"
     );
-    counts_add_up(&stats);
-    assert_eq!(stats.running, 0, "{stats:?}");
+    settled(&stats);
     assert_eq!(busy(&app, 0).await.unwrap().0, StatusCode::OK);
     app.stop().await;
 }
@@ -753,8 +757,7 @@ async fn a_first_run_whose_client_hung_up_is_not_run() {
         "{body}"
     );
     let stats = pool.stats();
-    assert_eq!(stats.running, 0, "{stats:?}");
-    counts_add_up(&stats);
+    settled(&stats);
     app.stop().await;
 }
 
@@ -788,8 +791,7 @@ async fn runs_answered_before_a_hang_in_their_worker_are_not_blamed_for_it() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body["message"].as_str().unwrap().contains("deadline"), "{body}");
     let stats = app.state().pool.stats();
-    assert_eq!(stats.running, 0, "{stats:?}");
-    counts_add_up(&stats);
+    settled(&stats);
     app.stop().await;
 }
 

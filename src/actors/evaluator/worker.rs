@@ -129,13 +129,13 @@ impl Worker {
     ) -> Result<(), Job<(), EvalJob>> {
         let routed = Routed::Pool { compiled };
         let take_more = match self.shared.put(job, frame, limits, routed, Wait::No) {
-            Put::Sent(take_more) => take_more,
-            Put::Refused(job, ..) => return Err(job),
-            Put::NoRoom(job, frame, routed) => {
+            Ok(take_more) => take_more,
+            Err(Unplaced::Refused(job, ..)) => return Err(job),
+            Err(Unplaced::NoRoom(job, frame, routed)) => {
                 let lane = self.shared.clone();
                 let put = move || match lane.put(job, frame, limits, routed, Wait::Yes) {
-                    Put::Sent(take_more) => Ok(take_more),
-                    Put::Refused(job, ..) | Put::NoRoom(job, ..) => Err(job),
+                    Ok(take_more) => Ok(take_more),
+                    Err(Unplaced::Refused(job, ..) | Unplaced::NoRoom(job, ..)) => Err(job),
                 };
                 match tokio::task::spawn_blocking(put).await {
                     Ok(sent) => sent?,
@@ -172,19 +172,23 @@ enum Wait {
 /// A job a worker did not take, its frame, and why.
 pub type Refused = (Job<(), EvalJob>, Vec<u8>, Why);
 
-enum Put {
-    /// In the pipeline and written; whether the pool is owed `Finished`.
-    Sent(bool),
+/// Why a job was not put in a worker's pipeline.
+enum Unplaced {
     /// The worker is gone, or (handed directly) cannot take it now.
     Refused(Job<(), EvalJob>, Vec<u8>, Why),
     /// The pipe has no room for the frame without a wait.
     NoRoom(Job<(), EvalJob>, Vec<u8>, Routed),
 }
 
-/// Why `place` did not put a job in the pipeline.
-enum Unplaced {
-    Refused(Job<(), EvalJob>, Vec<u8>, Why),
-    NoRoom(Job<(), EvalJob>, Vec<u8>, Routed),
+impl Unplaced {
+    /// As a caller handing a run directly is told: room that a wait would
+    /// make is no room now.
+    fn refused(self) -> Refused {
+        match self {
+            Self::Refused(job, frame, why) => (job, frame, why),
+            Self::NoRoom(job, frame, _) => (job, frame, Why::Full),
+        }
+    }
 }
 
 impl PipelineState {
@@ -209,36 +213,38 @@ impl PipelineState {
             Work::Run { version, .. } => held.then(|| version.code_id.clone()),
             _ => return Err((job, frame, Why::NotHeld)),
         };
-        match self.put(job, frame, limits, Routed::Direct { code_id }, Wait::No) {
-            Put::Sent(take_more) => {
-                // Owed from before: the worker's depth grew since.
-                if take_more {
-                    self.seat.finished();
-                }
-                Ok(())
-            }
-            Put::Refused(job, frame, why) => Err((job, frame, why)),
-            Put::NoRoom(job, frame, _) => Err((job, frame, Why::Full)),
+        let take_more = self
+            .put(job, frame, limits, Routed::Direct { code_id }, Wait::No)
+            .map_err(Unplaced::refused)?;
+        // Owed from before: the worker's depth grew since.
+        if take_more {
+            self.seat.finished();
         }
+        Ok(())
     }
 
-    fn put(&self, job: Job<(), EvalJob>, frame: Vec<u8>, limits: JobLimits, routed: Routed, wait: Wait) -> Put {
+    /// In the pipeline and written, and whether the pool is owed
+    /// `Finished`; or why not.
+    #[allow(clippy::result_large_err)]
+    fn put(
+        &self,
+        job: Job<(), EvalJob>,
+        frame: Vec<u8>,
+        limits: JobLimits,
+        routed: Routed,
+        wait: Wait,
+    ) -> Result<bool, Unplaced> {
         let mut requests = match &routed {
             Routed::Direct { .. } => match self.requests.try_lock() {
                 Ok(requests) => requests,
                 // Another write is under way, perhaps a long one.
-                Err(_) => return Put::Refused(job, frame, Why::Full),
+                Err(_) => return Err(Unplaced::Refused(job, frame, Why::Full)),
             },
             Routed::Pool { .. } => self.requests.locked(),
         };
-        match self.place(&requests, job, frame, limits, routed, wait) {
-            Ok((take_more, frame)) => {
-                requests.write(frame);
-                Put::Sent(take_more)
-            }
-            Err(Unplaced::Refused(job, frame, why)) => Put::Refused(job, frame, why),
-            Err(Unplaced::NoRoom(job, frame, routed)) => Put::NoRoom(job, frame, routed),
-        }
+        let (take_more, frame) = self.place(&requests, job, frame, limits, routed, wait)?;
+        requests.write(frame);
+        Ok(take_more)
     }
 
     /// Puts a job in the pipeline, its frame to be written next by the
@@ -342,17 +348,15 @@ impl Batch<'_> {
     #[allow(clippy::result_large_err)]
     pub fn hand(&mut self, job: Job<(), EvalJob>, frame: Vec<u8>, limits: JobLimits) -> Result<(), Refused> {
         let routed = Routed::Direct { code_id: None };
-        match self.lane.place(&self.requests, job, frame, limits, routed, Wait::No) {
-            Ok((take_more, frame)) => {
-                if take_more {
-                    self.lane.seat.finished();
-                }
-                self.frames.push(frame);
-                Ok(())
-            }
-            Err(Unplaced::Refused(job, frame, why)) => Err((job, frame, why)),
-            Err(Unplaced::NoRoom(job, frame, _)) => Err((job, frame, Why::Full)),
+        let (take_more, frame) = self
+            .lane
+            .place(&self.requests, job, frame, limits, routed, Wait::No)
+            .map_err(Unplaced::refused)?;
+        if take_more {
+            self.lane.seat.finished();
         }
+        self.frames.push(frame);
+        Ok(())
     }
 }
 
