@@ -1,8 +1,9 @@
 //! Lanes: the live workers, by Evaluator, that a caller may hand a run to
 //! itself, and the queue where runs wait for one. Through the pool a job
 //! wakes two actors before it is written to its worker (the factory, then
-//! the Evaluator); handed over, it is written by the caller's own task, or
-//! by the reader of a worker that has just answered and has room again.
+//! the Evaluator); handed over, it is written by the caller's own task to
+//! an idle worker, or waits here for the reader of a worker that has just
+//! answered and has room again, which writes all it takes at once.
 //!
 //! Only runs go this way, and only of code the worker already holds, and
 //! only while nothing waits in the pool's own queue (they would be
@@ -19,7 +20,7 @@ use std::time::Instant;
 
 use ractor::factory::Job;
 
-use super::pipeline::{JobLimits, Lane, Why};
+use super::pipeline::{JobLimits, Lane, Room, Why};
 use super::stats::{Count, PoolStats};
 use super::worker::Batch;
 use super::{EvalError, EvalJob, PoolSettings};
@@ -179,8 +180,8 @@ impl Lanes {
         self.waiting.locked().len()
     }
 
-    /// Hands `job` (a run, encoded as `frame`) to a worker that holds its
-    /// code and has room, or queues it while every worker is full. Gives it
+    /// Hands `job` (a run, encoded as `frame`) to an idle worker that holds
+    /// its code, or queues it while every worker is busy. Gives it
     /// back for the pool when a worker lacks the code or needs its
     /// Evaluator, or there is no worker.
     // A job refused is handed back by value, as ractor passes jobs around:
@@ -202,7 +203,7 @@ impl Lanes {
         // away for a queue it could empty.
         if !self.waiting.locked().is_empty() {
             for lane in slots.iter().flatten() {
-                self.refill(lane);
+                self.fill(lane, Room::Idle);
             }
         }
         if self.waiting.locked().is_empty() {
@@ -249,7 +250,7 @@ impl Lanes {
         // A worker may have made room since it was asked above, and found
         // the queue empty then.
         for lane in slots.iter().flatten() {
-            self.refill(lane);
+            self.fill(lane, Room::Idle);
         }
         Ok(Handed::Queued(ticket))
     }
@@ -264,10 +265,15 @@ impl Lanes {
     /// Gives `lane`'s worker the runs that wait, while it has room, written
     /// together.
     pub fn refill(&self, lane: &Lane) {
+        self.fill(lane, Room::All);
+    }
+
+    /// As `refill`, as far as `room` lets it fill the worker.
+    fn fill(&self, lane: &Lane, room: Room) {
         // A refill that finds the pipe held (by another refill's batch)
         // leaves the runs to its holder, who looks again after writing.
         while !self.waiting.locked().is_empty() {
-            let Some(batch) = lane.batch() else {
+            let Some(batch) = lane.batch(room) else {
                 return;
             };
             self.take_into(lane, batch);

@@ -140,6 +140,23 @@ impl JobLimits {
     }
 }
 
+/// How far a hand may fill a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Room {
+    /// Only while it holds fewer than `BUSY_AT` jobs: a caller's hand. A
+    /// busy worker's next runs wait in the lanes' queue until its replies
+    /// make room, and its reader writes them together: one write and one
+    /// wake-up of the worker for many runs, where a write per run was most
+    /// of what handing runs over cost the server.
+    Idle,
+    /// Up to its depth: its reader's, after replies, or a kick.
+    All,
+}
+
+/// Jobs a worker holds from which a caller's hand waits for its replies
+/// (`Room::Idle`).
+pub const BUSY_AT: usize = 2;
+
 /// Why a worker did not take a job handed to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Why {
@@ -204,18 +221,29 @@ impl Pipeline {
     }
 
     /// Why a caller may not hand it a run (of `code_id`, if it must hold
-    /// it) now, if it may not: it is retired, its Evaluator has something
-    /// to check first (a recycle by runs, discards or memory, at least
-    /// every `RSS_EVERY`), it has no room, or it lacks the code.
+    /// it) now, filling it as far as `room` lets, if it may not: it is
+    /// retired, its Evaluator has something to check first (a recycle by
+    /// runs, discards or memory, at least every `RSS_EVERY`), it has no
+    /// room, or it lacks the code.
     /// A run from the lanes' queue (no `code_id`) is taken even when the
     /// Evaluator is due: the next fresh run goes to the pool for it, and the
     /// queue must not stall while the Evaluator replaces the worker.
-    pub(super) fn refusal(&self, code_id: Option<&str>, now: Instant, settings: &PoolSettings) -> Option<Why> {
+    pub(super) fn refusal(
+        &self,
+        code_id: Option<&str>,
+        room: Room,
+        now: Instant,
+        settings: &PoolSettings,
+    ) -> Option<Why> {
+        let most = match room {
+            Room::Idle => self.depth().min(BUSY_AT),
+            Room::All => self.depth(),
+        };
         if self.retired {
             Some(Why::Gone)
         } else if code_id.is_some() && self.is_due(now, settings) {
             Some(Why::Due)
-        } else if self.jobs.len() >= self.depth() {
+        } else if self.jobs.len() >= most {
             Some(Why::Full)
         } else if code_id.is_some_and(|code_id| !self.sources.contains(code_id)) {
             Some(Why::NotHeld)
@@ -292,31 +320,71 @@ mod tests {
         let now = Instant::now();
         let mut f = pipeline(Some(Duration::from_micros(50)));
         f.sources.insert("c".into());
-        assert_eq!(f.refusal(Some("c"), now, &settings), None);
+        assert_eq!(f.refusal(Some("c"), Room::All, now, &settings), None);
         f.runs = 10;
         assert_eq!(
-            f.refusal(Some("c"), now, &settings),
+            f.refusal(Some("c"), Room::All, now, &settings),
             Some(Why::Due),
             "the Evaluator must see it"
         );
         f.successor = Successor::Starting;
         assert_eq!(
-            f.refusal(Some("c"), now, &settings),
+            f.refusal(Some("c"), Room::All, now, &settings),
             None,
             "served while the next starts"
         );
         assert_eq!(
-            f.refusal(Some("c"), f.visited + RSS_EVERY, &settings),
+            f.refusal(Some("c"), Room::All, f.visited + RSS_EVERY, &settings),
             Some(Why::Due),
             "memory is still read"
         );
         f.successor = Successor::Ready;
         assert_eq!(
-            f.refusal(Some("c"), now, &settings),
+            f.refusal(Some("c"), Room::All, now, &settings),
             Some(Why::Due),
             "swapped in by the next"
         );
         // A run from the lanes' queue is taken even so.
-        assert_eq!(f.refusal(None, now, &settings), None);
+        assert_eq!(f.refusal(None, Room::All, now, &settings), None);
+    }
+
+    #[test]
+    fn a_caller_hands_a_busy_worker_nothing_its_reader_fills_it() {
+        let settings = PoolSettings::from_sandbox(&crate::settings::Sandbox::default());
+        let now = Instant::now();
+        let mut f = pipeline(Some(Duration::from_micros(10)));
+        f.sources.insert("c".into());
+        let limits = JobLimits::of(&check_job().msg.work, &settings);
+        for held in 0..16 {
+            let caller = f.refusal(Some("c"), Room::Idle, now, &settings);
+            let reader = f.refusal(None, Room::All, now, &settings);
+            assert_eq!(caller, (held >= BUSY_AT).then_some(Why::Full), "{held} held");
+            assert_eq!(reader, None, "room up to its depth, 16: {held} held");
+            f.jobs.push_back(SentJob {
+                job: check_job(),
+                at: now,
+                limits,
+                bytes: 1,
+            });
+        }
+        assert_eq!(f.refusal(None, Room::All, now, &settings), Some(Why::Full));
+    }
+
+    fn check_job() -> Job<(), EvalJob> {
+        let work = super::super::Work::Check {
+            lang: crate::domain::Lang::Starlark,
+            source: String::new(),
+        };
+        Job {
+            key: (),
+            msg: EvalJob {
+                work,
+                reply: None,
+                with_source: false,
+                alone: false,
+            },
+            options: ractor::factory::JobOptions::default(),
+            accepted: None,
+        }
     }
 }

@@ -18,8 +18,10 @@
 //! started, go back to the pool with their original queue deadline.
 //!
 //! A run of code the worker already holds need not pass through the pool
-//! at all: a caller may hand it to a worker with room itself (`hand`, see
-//! `lanes.rs`), so the job costs one wake-up on the way in, not three.
+//! at all: a caller may hand it to an idle worker itself (`hand`, see
+//! `lanes.rs`), so the job costs one wake-up on the way in, not three; a
+//! busy worker's runs wait in the lanes' queue and its reader writes them
+//! together when its replies make room (`Batch`).
 //! Requests are written under one lock, in the order the pipeline lists
 //! them, and never more than the pipe holds, so a write never waits.
 
@@ -30,7 +32,7 @@ use std::time::{Duration, Instant};
 use ractor::factory::Job;
 use tokio::sync::Notify;
 
-use super::pipeline::{JobLimits, Lane, MAX_KNOWN_SOURCES, OnRoom, Pipeline, PipelineState, SentJob, Why};
+use super::pipeline::{JobLimits, Lane, MAX_KNOWN_SOURCES, OnRoom, Pipeline, PipelineState, Room, SentJob, Why};
 use super::pipes::{self, RequestPipe};
 use super::process::{ProcessError, ProcessSettings};
 use super::reader::read;
@@ -159,8 +161,9 @@ enum Routed {
     Pool { compiled: Option<String> },
     /// Handed over by its caller (or taken from the lanes' queue, with no
     /// code id: a worker that lacks the code asks for it): only if the
-    /// worker has room and its Evaluator need not look at it first.
-    Direct { code_id: Option<String> },
+    /// worker has room (as far as `room` lets it fill) and its Evaluator
+    /// need not look at it first.
+    Direct { code_id: Option<String>, room: Room },
 }
 
 #[derive(PartialEq)]
@@ -214,7 +217,16 @@ impl PipelineState {
             _ => return Err((job, frame, Why::NotHeld)),
         };
         let take_more = self
-            .put(job, frame, limits, Routed::Direct { code_id }, Wait::No)
+            .put(
+                job,
+                frame,
+                limits,
+                Routed::Direct {
+                    code_id,
+                    room: Room::Idle,
+                },
+                Wait::No,
+            )
             .map_err(Unplaced::refused)?;
         // Owed from before: the worker's depth grew since.
         if take_more {
@@ -270,8 +282,8 @@ impl PipelineState {
                 Routed::Direct { .. } if frame.len() > self.capacity => {
                     return Err(Unplaced::Refused(job, frame, Why::Large));
                 }
-                Routed::Direct { code_id } => {
-                    let why = pipeline.refusal(code_id.as_deref(), now, &self.seat.settings);
+                Routed::Direct { code_id, room } => {
+                    let why = pipeline.refusal(code_id.as_deref(), *room, now, &self.seat.settings);
                     if let Some(why) = why.or((!fits).then_some(Why::Full)) {
                         return Err(Unplaced::Refused(job, frame, why));
                     }
@@ -312,9 +324,10 @@ impl PipelineState {
         Ok((take_more, frame))
     }
 
-    /// A batch of runs for this worker, if no other write is under way;
-    /// if one is, the batch that holds the pipe is told to look again.
-    pub fn batch(&self) -> Option<Batch<'_>> {
+    /// A batch of runs for this worker, filling it as far as `room` lets,
+    /// if no other write is under way; if one is, the batch that holds the
+    /// pipe is told to look again.
+    pub fn batch(&self, room: Room) -> Option<Batch<'_>> {
         let Ok(requests) = self.requests.try_lock() else {
             self.missed.store(true, Ordering::Release);
             return None;
@@ -322,6 +335,7 @@ impl PipelineState {
         Some(Batch {
             lane: self,
             requests,
+            room,
             frames: Vec::new(),
         })
     }
@@ -339,6 +353,7 @@ impl PipelineState {
 pub struct Batch<'a> {
     lane: &'a PipelineState,
     requests: std::sync::MutexGuard<'a, RequestPipe>,
+    room: Room,
     frames: Vec<Vec<u8>>,
 }
 
@@ -347,7 +362,10 @@ impl Batch<'_> {
     /// hold; its frame goes with the batch.
     #[allow(clippy::result_large_err)]
     pub fn hand(&mut self, job: Job<(), EvalJob>, frame: Vec<u8>, limits: JobLimits) -> Result<(), Refused> {
-        let routed = Routed::Direct { code_id: None };
+        let routed = Routed::Direct {
+            code_id: None,
+            room: self.room,
+        };
         let (take_more, frame) = self
             .lane
             .place(&self.requests, job, frame, limits, routed, Wait::No)
