@@ -36,7 +36,7 @@ def main():
     requests = int(re.search(r"^\s+(\d+) requests in", out, re.M).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
-        print(f"{errors.group(1)} responses were not 2xx", file=sys.stderr)
+        print(f"{errors.group(1)} responses were not 2xx from {sys.argv[-1]}", file=sys.stderr)
     cpu_us = (busy - generator) / max(requests, 1) * 1e6
     print(f"{rps:.0f}|{p99}|{cpu_us:.1f}|{requests}")
 
