@@ -196,9 +196,9 @@ impl EvaluatorPoolHandle {
         }
     }
 
-    /// Hands a run straight to a worker that holds its code and has room,
-    /// or queues it for the next with room, when nothing waits in the
-    /// pool's own queue (`lanes.rs`); gives it back for the pool if not.
+    /// Hands a run straight to a worker that holds its code and is not
+    /// busy, or queues it for the next to make room, when nothing waits in
+    /// the pool's own queue (`lanes.rs`); gives it back for the pool if not.
     // A job refused is handed back by value, as ractor passes jobs around:
     // boxing it would cost an allocation on every run.
     #[allow(clippy::result_large_err)]

@@ -29,9 +29,10 @@ use crate::sync::{Locked, RwLocked};
 /// One slot per Evaluator, holding its worker while it has one, and the
 /// runs waiting for room in any of them.
 pub struct Lanes {
-    /// Tried in order, so runs gather on the first workers while they
-    /// have room: a worker kept busy takes its jobs in batches, and one
-    /// left idle can be stopped (`demand.rs`).
+    /// Tried in order, so a caller's runs go to the first worker that is
+    /// not busy (`Room::Idle`), and waiting runs to whichever answers
+    /// first: a worker kept busy takes its jobs in batches, and one left
+    /// idle can be stopped (`demand.rs`).
     slots: RwLock<Vec<Option<Lane>>>,
     waiting: Mutex<VecDeque<Waiting>>,
     /// The next waiting run's ticket.
@@ -208,7 +209,12 @@ impl Lanes {
         }
         if self.waiting.locked().is_empty() {
             for lane in slots.iter().flatten() {
-                match lane.hand(job, frame, limits, true) {
+                let handed = lane.hand(job, frame, limits, true);
+                // A refill kept out while this held the pipe.
+                if let Some(room) = lane.missed_refill() {
+                    self.fill(lane, room);
+                }
+                match handed {
                     Ok(()) => {
                         self.started();
                         return Ok(Handed::Now);
@@ -269,16 +275,18 @@ impl Lanes {
     }
 
     /// As `refill`, as far as `room` lets it fill the worker.
-    fn fill(&self, lane: &Lane, room: Room) {
-        // A refill that finds the pipe held (by another refill's batch)
-        // leaves the runs to its holder, who looks again after writing.
+    fn fill(&self, lane: &Lane, mut room: Room) {
+        // A refill that finds the pipe held (by another refill's batch, or
+        // a caller's hand) leaves the runs to its holder, who looks again
+        // after writing, as far as the widest it kept out would have.
         while !self.waiting.locked().is_empty() {
             let Some(batch) = lane.batch(room) else {
                 return;
             };
             self.take_into(lane, batch);
-            if !lane.missed_refill() {
-                return;
+            match lane.missed_refill() {
+                Some(missed) => room = room.max(missed),
+                None => return,
             }
         }
     }

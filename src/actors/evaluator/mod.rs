@@ -16,7 +16,7 @@
 //! # The job path, file by file
 //! ```text
 //! caller (handle.rs) ── a run of code a worker holds ──> lanes.rs: written to the first
-//!    │                   worker with room, or queued for the next (the pool's bound and wait)
+//!    │                   worker not busy, or queued for the next to answer (the pool's bound and wait)
 //!    └─ anything else ──> pool queue (this file): shed when full (503), dropped past queue_wait_ms
 //!    └─ Dispatch ──> Evaluator (actor.rs): encode, make sure its worker is live
 //!          └─ send ──> Worker (worker.rs): the job joins the worker's pipeline; frame written

@@ -25,7 +25,7 @@
 //! Requests are written under one lock, in the order the pipeline lists
 //! them, and never more than the pipe holds, so a write never waits.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -63,7 +63,7 @@ impl Worker {
             woken: Notify::new(),
             seat,
             on_room,
-            missed: AtomicBool::new(false),
+            missed: AtomicU8::new(0),
         });
         tokio::spawn(read(shared.clone(), replies));
         Ok(Self { shared, pid })
@@ -325,11 +325,11 @@ impl PipelineState {
     }
 
     /// A batch of runs for this worker, filling it as far as `room` lets,
-    /// if no other write is under way; if one is, the batch that holds the
-    /// pipe is told to look again.
+    /// if no other write is under way; if one is, whoever holds the pipe
+    /// is told to look again (`missed_refill`).
     pub fn batch(&self, room: Room) -> Option<Batch<'_>> {
         let Ok(requests) = self.requests.try_lock() else {
-            self.missed.store(true, Ordering::Release);
+            self.missed.fetch_max(room.code(), Ordering::AcqRel);
             return None;
         };
         Some(Batch {
@@ -340,9 +340,10 @@ impl PipelineState {
         })
     }
 
-    /// Whether a refill found the pipe held since this was last asked.
-    pub fn missed_refill(&self) -> bool {
-        self.missed.swap(false, Ordering::AcqRel)
+    /// The widest refill that found the pipe held since this was last
+    /// asked, if any.
+    pub fn missed_refill(&self) -> Option<Room> {
+        Room::of_code(self.missed.swap(0, Ordering::AcqRel))
     }
 }
 
