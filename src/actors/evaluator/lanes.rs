@@ -2,8 +2,9 @@
 //! itself, and the queue where runs wait for one. Through the pool a job
 //! wakes two actors before it is written to its worker (the factory, then
 //! the Evaluator); handed over, it is written by the caller's own task to
-//! an idle worker, or waits here for the reader of a worker that has just
-//! answered and has room again, which writes all it takes at once.
+//! a worker that is not busy (`Room::Idle`), or waits here for the reader
+//! of a worker that has just answered and has room again, which writes all
+//! it takes at once.
 //!
 //! Only runs go this way, and only of code the worker already holds, and
 //! only while nothing waits in the pool's own queue (they would be
@@ -181,8 +182,8 @@ impl Lanes {
         self.waiting.locked().len()
     }
 
-    /// Hands `job` (a run, encoded as `frame`) to an idle worker that holds
-    /// its code, or queues it while every worker is busy. Gives it
+    /// Hands `job` (a run, encoded as `frame`) to a worker that holds its
+    /// code and is not busy, or queues it while every worker is. Gives it
     /// back for the pool when a worker lacks the code or needs its
     /// Evaluator, or there is no worker.
     // A job refused is handed back by value, as ractor passes jobs around:

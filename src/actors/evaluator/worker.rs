@@ -18,7 +18,7 @@
 //! started, go back to the pool with their original queue deadline.
 //!
 //! A run of code the worker already holds need not pass through the pool
-//! at all: a caller may hand it to an idle worker itself (`hand`, see
+//! at all: a caller may hand it to a worker that is not busy itself (`hand`, see
 //! `lanes.rs`), so the job costs one wake-up on the way in, not three; a
 //! busy worker's runs wait in the lanes' queue and its reader writes them
 //! together when its replies make room (`Batch`).
