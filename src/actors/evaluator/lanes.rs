@@ -210,10 +210,10 @@ impl Lanes {
         }
         if self.waiting.locked().is_empty() {
             for lane in slots.iter().flatten() {
-                let handed = lane.hand(job, frame, limits, true);
+                let handed = lane.hand(job, frame, limits);
                 // A refill kept out while this held the pipe.
-                if let Some(room) = lane.missed_refill() {
-                    self.fill(lane, room);
+                if lane.missed_refill() {
+                    self.refill(lane);
                 }
                 match handed {
                     Ok(()) => {
@@ -279,16 +279,16 @@ impl Lanes {
     fn fill(&self, lane: &Lane, mut room: Room) {
         // A refill that finds the pipe held (by another refill's batch, or
         // a caller's hand) leaves the runs to its holder, who looks again
-        // after writing, as far as the widest it kept out would have.
+        // after writing and takes all there is room for, in one write.
         while !self.waiting.locked().is_empty() {
             let Some(batch) = lane.batch(room) else {
                 return;
             };
             self.take_into(lane, batch);
-            match lane.missed_refill() {
-                Some(missed) => room = room.max(missed),
-                None => return,
+            if !lane.missed_refill() {
+                return;
             }
+            room = Room::All;
         }
     }
 

@@ -4,7 +4,7 @@
 //! puts jobs in, `reader.rs` takes them out as replies arrive.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::AtomicU8;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -48,11 +48,11 @@ pub struct PipelineState {
     pub(super) woken: Notify,
     pub(super) seat: PoolSeat,
     pub(super) on_room: OnRoom,
-    /// A refill found the pipe held (`Room` as `u8`, 0 for none): the
-    /// holder looks at the queue again once it has written, filling as far
-    /// as the widest refill it kept out would have, so the runs are not
-    /// left waiting for the worker's next replies or a kick.
-    pub(super) missed: AtomicU8,
+    /// A refill found the pipe held: the holder looks at the queue again
+    /// once it has written, and takes all the worker has room for in one
+    /// write (a reader's refill it kept out would have), so the runs are
+    /// not left waiting for the worker's next replies or a kick.
+    pub(super) missed: AtomicBool,
 }
 
 /// The jobs in a worker's hands and how many more it may take.
@@ -141,8 +141,8 @@ impl JobLimits {
     }
 }
 
-/// How far a hand may fill a worker; the wider is the greater.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// How far a hand may fill a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Room {
     /// Only while it holds fewer than `BUSY_AT` jobs: a caller's hand. A
     /// busy worker's next runs wait in the lanes' queue until its replies
@@ -152,24 +152,6 @@ pub enum Room {
     Idle,
     /// Up to its depth: its reader's, after replies, or a kick.
     All,
-}
-
-impl Room {
-    /// As kept in `PipelineState::missed`.
-    pub(super) fn code(self) -> u8 {
-        match self {
-            Self::Idle => 1,
-            Self::All => 2,
-        }
-    }
-
-    pub(super) fn of_code(code: u8) -> Option<Self> {
-        match code {
-            1 => Some(Self::Idle),
-            2 => Some(Self::All),
-            _ => None,
-        }
-    }
 }
 
 /// Jobs a worker holds from which a caller's hand waits for its replies
@@ -299,7 +281,6 @@ impl PipelineState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::Ordering;
 
     fn pipeline(mean_run: Option<Duration>) -> Pipeline {
         Pipeline {
@@ -388,16 +369,6 @@ mod tests {
             });
         }
         assert_eq!(f.refusal(None, Room::All, now, &settings), Some(Why::Full));
-    }
-
-    #[test]
-    fn a_refill_kept_out_is_remembered_at_its_widest() {
-        let missed = AtomicU8::new(0);
-        assert_eq!(Room::of_code(missed.load(Ordering::Relaxed)), None);
-        missed.fetch_max(Room::All.code(), Ordering::Relaxed);
-        missed.fetch_max(Room::Idle.code(), Ordering::Relaxed);
-        assert_eq!(Room::of_code(missed.swap(0, Ordering::Relaxed)), Some(Room::All));
-        assert_eq!(Room::Idle.max(Room::All), Room::All);
     }
 
     fn check_job() -> Job<(), EvalJob> {

@@ -25,7 +25,7 @@
 //! Requests are written under one lock, in the order the pipeline lists
 //! them, and never more than the pipe holds, so a write never waits.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -63,7 +63,7 @@ impl Worker {
             woken: Notify::new(),
             seat,
             on_room,
-            missed: AtomicU8::new(0),
+            missed: AtomicBool::new(false),
         });
         tokio::spawn(read(shared.clone(), replies));
         Ok(Self { shared, pid })
@@ -205,15 +205,14 @@ impl PipelineState {
         self.lock().is_due(now, &self.seat.settings)
     }
 
-    /// Hands a run to the worker, skipping the pool, if it can take it at
-    /// once; gives the job and frame back if not. `held`: only if the
-    /// worker holds the run's code.
+    /// Hands a run whose code the worker holds to it, skipping the pool,
+    /// if it can take it at once; gives the job and frame back if not.
     // A job refused is handed back by value, as ractor passes jobs around:
     // boxing it would cost an allocation on every run.
     #[allow(clippy::result_large_err)]
-    pub fn hand(&self, job: Job<(), EvalJob>, frame: Vec<u8>, limits: JobLimits, held: bool) -> Result<(), Refused> {
+    pub fn hand(&self, job: Job<(), EvalJob>, frame: Vec<u8>, limits: JobLimits) -> Result<(), Refused> {
         let code_id = match &job.msg.work {
-            Work::Run { version, .. } => held.then(|| version.code_id.clone()),
+            Work::Run { version, .. } => Some(version.code_id.clone()),
             _ => return Err((job, frame, Why::NotHeld)),
         };
         let take_more = self
@@ -329,7 +328,7 @@ impl PipelineState {
     /// is told to look again (`missed_refill`).
     pub fn batch(&self, room: Room) -> Option<Batch<'_>> {
         let Ok(requests) = self.requests.try_lock() else {
-            self.missed.fetch_max(room.code(), Ordering::AcqRel);
+            self.missed.store(true, Ordering::Release);
             return None;
         };
         Some(Batch {
@@ -340,10 +339,9 @@ impl PipelineState {
         })
     }
 
-    /// The widest refill that found the pipe held since this was last
-    /// asked, if any.
-    pub fn missed_refill(&self) -> Option<Room> {
-        Room::of_code(self.missed.swap(0, Ordering::AcqRel))
+    /// Whether a refill found the pipe held since this was last asked.
+    pub fn missed_refill(&self) -> bool {
+        self.missed.swap(false, Ordering::AcqRel)
     }
 }
 
