@@ -175,7 +175,6 @@ impl EvaluatorState {
     /// Hands the job to the worker, whose reader answers it. Only a job that
     /// cannot be handed over is answered here.
     async fn dispatch(&mut self, mut job: Job<(), EvalJob>) {
-        self.stats().queue_moved(-1);
         // Its client hung up while it waited in the pool's queue: running
         // it would spend a worker on an answer nobody reads.
         if job.msg.reply.as_ref().is_some_and(|reply| reply.is_closed()) {

@@ -181,9 +181,7 @@ impl EvaluatorPoolHandle {
                 }
             }
             Err(job) => {
-                self.stats.queue_moved(1);
                 if let Err(e) = self.slot.tell(ActorName::EvaluatorPool, FactoryMessage::Dispatch(job)) {
-                    self.stats.queue_moved(-1);
                     self.stats.answered_unstarted();
                     return Err(EvalError::Unavailable(e.to_string()));
                 }
@@ -197,8 +195,13 @@ impl EvaluatorPoolHandle {
     }
 
     /// Hands a run straight to a worker that holds its code and is not
-    /// busy, or queues it for the next to make room, when nothing waits in
-    /// the pool's own queue (`lanes.rs`); gives it back for the pool if not.
+    /// busy, or queues it for the next to make room (`lanes.rs`); gives it
+    /// back for the pool if no worker may take it.
+    // Even while jobs wait in the pool's own queue: they are not starved
+    // (each reply that leaves a worker below its depth lets its Evaluator
+    // take one), and sending every run after them there too kept that
+    // queue from emptying under steady load, so the pool's slower path
+    // took every run for good.
     // A job refused is handed back by value, as ractor passes jobs around:
     // boxing it would cost an allocation on every run.
     #[allow(clippy::result_large_err)]
@@ -207,7 +210,7 @@ impl EvaluatorPoolHandle {
             return Err(job);
         };
         // A suspect goes alone, which its Evaluator arranges.
-        if !self.stats.none_queued() || self.suspects.holds(&version.code_id) {
+        if self.suspects.holds(&version.code_id) {
             return Err(job);
         }
         let Ok(frame) = actor::encode(&job.msg.work, settings, false, false) else {

@@ -6,9 +6,9 @@
 //! of a worker that has just answered and has room again, which writes all
 //! it takes at once.
 //!
-//! Only runs go this way, and only of code the worker already holds, and
-//! only while nothing waits in the pool's own queue (they would be
-//! overtaken). Everything else (a first run that sends the source, a
+//! Only runs go this way, and only of code the worker already holds; they
+//! may pass jobs waiting in the pool's own queue, which get a worker's room
+//! as its replies make it. Everything else (a first run that sends the source, a
 //! worker to start, recycle or check, checks and playground runs) still
 //! goes through the pool and its Evaluators. The queue here keeps the
 //! pool's rules: at most `sandbox.queue_bound` jobs (a job past it is shed,

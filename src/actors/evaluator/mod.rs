@@ -100,7 +100,6 @@ struct Discarder {
 
 impl DiscardHandler<(), EvalJob> for Discarder {
     fn discard(&self, reason: DiscardReason, job: &mut Job<(), EvalJob>) {
-        self.stats.queue_moved(-1);
         let error = match reason {
             DiscardReason::TtlExpired => {
                 self.stats.add(Count::Expired);
@@ -156,7 +155,6 @@ impl PoolShared {
 
 /// Starts the pool linked to `supervisor`, with its Evaluators.
 pub async fn spawn(shared: &PoolShared, supervisor: ActorCell) -> Result<ActorRef<PoolMsg>, SpawnErr> {
-    shared.stats.queue_emptied();
     let (pool, _) = Actor::spawn_linked(None, PoolFactory::default(), arguments(shared), supervisor).await?;
     Ok(pool)
 }
@@ -164,7 +162,6 @@ pub async fn spawn(shared: &PoolShared, supervisor: ActorCell) -> Result<ActorRe
 /// Starts a pool with no supervisor, for a command that runs scripts and
 /// exits (`vane test`): the same Evaluators, workers and limits as a server's.
 pub async fn spawn_alone(shared: &PoolShared) -> Result<(EvaluatorPoolHandle, ActorRef<PoolMsg>), SpawnErr> {
-    shared.stats.queue_emptied();
     let (pool, _) = Actor::spawn(None, PoolFactory::default(), arguments(shared)).await?;
     let handle = EvaluatorPoolHandle::new(Slot::new(pool.clone()), shared.clone());
     Ok((handle, pool))

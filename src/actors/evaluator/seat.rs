@@ -70,11 +70,9 @@ impl PoolSeat {
 
     /// Puts a job that was never started in the pool's queue.
     pub fn to_pool(&self, job: Job<(), EvalJob>) {
-        self.stats.queue_moved(1);
         if let Err(MessagingErr::SendErr(FactoryMessage::Dispatch(mut job))) =
             self.factory.cast(FactoryMessage::Dispatch(job))
         {
-            self.stats.queue_moved(-1);
             self.stats.answered_unstarted();
             if let Some(reply) = job.msg.reply.take() {
                 let _ = reply.send(Err(EvalError::Unavailable("the pool stopped".into())));

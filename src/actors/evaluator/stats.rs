@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::sync::Locked;
@@ -65,11 +65,6 @@ pub struct PoolStats {
     /// Jobs given back to the pool unanswered (requeued, or sent again
     /// with their source): started again later, so not running meanwhile.
     returned: AtomicU64,
-    /// Jobs in the pool's queue, by the pool's handle, Evaluators and
-    /// discard handler: a hint (a restarted pool loses its queue
-    /// uncounted, so it starts again at zero), read by callers that would
-    /// hand a job to a worker themselves and must not overtake them.
-    queued: AtomicI64,
     /// CPU ticks of worker processes as they were replaced or stopped:
     /// demand sizing counts the part of them its window saw.
     retired_ticks: AtomicU64,
@@ -203,21 +198,6 @@ impl PoolStats {
     /// CPU ticks of every worker process replaced or stopped so far.
     pub fn retired_ticks(&self) -> u64 {
         self.retired_ticks.load(Ordering::Relaxed)
-    }
-
-    /// A job joined (1) or left (-1) the pool's queue.
-    pub fn queue_moved(&self, by: i64) {
-        self.queued.fetch_add(by, Ordering::Relaxed);
-    }
-
-    /// Whether no job waits in the pool's queue.
-    pub fn none_queued(&self) -> bool {
-        self.queued.load(Ordering::Relaxed) <= 0
-    }
-
-    /// The pool (re)started with an empty queue.
-    pub fn queue_emptied(&self) {
-        self.queued.store(0, Ordering::Relaxed);
     }
 
     /// A job answered with an error before it started (the pool stopped or
