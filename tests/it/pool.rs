@@ -581,6 +581,17 @@ async fn a_worker_recycled_under_a_queue_of_handed_runs_keeps_them_moving() {
     let pool = app.state().pool.clone();
     let before = pool.stats();
     let recycled = eventually(SETTLE, || async { pool.stats().recycled >= 6 }).await;
+    // Jobs of the pool's own (a compile check, a first run with its
+    // source) are not starved by the handed runs that pass them: within
+    // their queue wait, or 503.
+    app.released("other", "return p[\"i\"] * 2", json!([{"name": "i", "type": "int"}]))
+        .await;
+    let (status, body) = app.fetch("other", json!({"params": {"i": 21}})).await;
+    assert_eq!(
+        (status, &body["data"]["result"]),
+        (StatusCode::OK, &json!("42")),
+        "{body}"
+    );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut answered = 0;
     for client in clients {
