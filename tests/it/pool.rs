@@ -544,12 +544,13 @@ async fn a_worker_recycled_under_a_queue_of_handed_runs_keeps_them_moving() {
     // full while the worker is recycled every 60 runs: the queued runs go
     // on to the old worker and then the new one, none waits out its queue
     // wait (they stalled for the whole wait when a worker due for
-    // recycling refused them). Each recycle sends a few runs through the
-    // pool (one for the Evaluator to see it due, the new worker's first
-    // with the source), and the runs after them go back to being handed
-    // over: they once followed those into the pool's queue, and sixteen
-    // clients kept it from ever emptying, so after the first recycle
-    // nearly every run took the pool's slower path for good.
+    // recycling refused them). Each recycle sends some runs through the
+    // pool (fresh ones while the worker waits for its Evaluator to see it
+    // due, the new worker's first with the source), and the runs after
+    // them go back to being handed over: they once followed those into
+    // the pool's queue, and sixteen clients kept it from ever emptying, so
+    // after the first recycle nearly every run took the pool's slower path
+    // for good.
     let app = app_with(pipelined(|s| {
         s.sandbox.pipeline_depth = 4;
         s.sandbox.recycle_after_runs = 60;
@@ -582,8 +583,8 @@ async fn a_worker_recycled_under_a_queue_of_handed_runs_keeps_them_moving() {
     let before = pool.stats();
     let recycled = eventually(SETTLE, || async { pool.stats().recycled >= 6 }).await;
     // Jobs of the pool's own (a compile check, a first run with its
-    // source) are not starved by the handed runs that pass them: within
-    // their queue wait, or 503.
+    // source) are not starved by the handed runs that pass them: answered
+    // within their queue wait (a 503 past it).
     app.released("other", "return p[\"i\"] * 2", json!([{"name": "i", "type": "int"}]))
         .await;
     let (status, body) = app.fetch("other", json!({"params": {"i": 21}})).await;
@@ -602,7 +603,8 @@ async fn a_worker_recycled_under_a_queue_of_handed_runs_keeps_them_moving() {
     let stats = pool.stats();
     assert!(recycled, "{stats:?}");
     assert_eq!((stats.expired, stats.running), (0, 0), "{stats:?}");
-    assert!(answered > 360, "{answered} answered; {stats:?}");
+    // Six recycles at 60 runs, less the first worker's 42 before the clients.
+    assert!(answered > 240, "{answered} answered; {stats:?}");
     let handed = stats.handed - before.handed;
     // 99 % here; 15-30 % while fresh runs followed a job into the pool.
     assert!(
