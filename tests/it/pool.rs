@@ -647,21 +647,7 @@ async fn one_client_sending_runs_through_the_pool_leaves_the_others_handed_over(
         .collect();
     let pool = app.state().pool.clone();
     let before = pool.stats();
-    let n = 524_240;
-    let wide = format!(r#"{{"params":{{"a":[{}0]}}}}"#, "0,".repeat(n - 1));
-    for _ in 0..6 {
-        let response = app
-            .client
-            .post(app.url("/config/wide"))
-            .header("content-type", "application/json")
-            .body(wide.clone())
-            .send()
-            .await
-            .unwrap();
-        let (status, answer) = common::read(response).await;
-        assert_eq!(status, StatusCode::OK, "{answer}");
-        assert_eq!(answer["data"]["result"], json!(n.to_string()), "{answer}");
-    }
+    fetch_wide(&app, 6).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut answered = 0;
     for client in clients {
@@ -787,10 +773,17 @@ async fn a_run_whose_frame_outgrows_the_pipe_still_runs() {
     // holds: a handed run waited for room that never came and expired.
     let app = app_with(|_| {}).await;
     app.released("wide", "return len(p[\"a\"])", json!([])).await;
+    fetch_wide(&app, 3).await;
+    app.stop().await;
+}
+
+/// Fetches `wide` (`len(p["a"])`) `times` with params near the body limit,
+/// whose frame is larger than a worker's pipe holds; each is answered.
+async fn fetch_wide(app: &TestApp, times: usize) {
     let n = 524_240;
     let body = format!(r#"{{"params":{{"a":[{}0]}}}}"#, "0,".repeat(n - 1));
     assert!(body.len() > 1_048_400 && body.len() <= 1 << 20, "{}", body.len());
-    for _ in 0..3 {
+    for _ in 0..times {
         let response = app
             .client
             .post(app.url("/config/wide"))
@@ -803,7 +796,6 @@ async fn a_run_whose_frame_outgrows_the_pipe_still_runs() {
         assert_eq!(status, StatusCode::OK, "{answer}");
         assert_eq!(answer["data"]["result"], json!(n.to_string()), "{answer}");
     }
-    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
