@@ -606,6 +606,17 @@ async fn a_worker_recycled_under_a_queue_of_handed_runs_keeps_them_moving() {
     // Six recycles at 60 runs, less the first worker's 42 before the clients.
     assert!(answered > 240, "{answered} answered; {stats:?}");
     let handed = stats.handed - before.handed;
+    // A new worker is given no queued run of code it lacks, only the run
+    // its Evaluator sends with the source: one compile per recycle (and
+    // one of `other`, and one of a worker swapped in just before `before`).
+    // Handed the queue's runs at once, a new worker sent each back asking
+    // for its source, and each was compiled again.
+    let compiled = stats.compiled - before.compiled;
+    let recycles = stats.recycled - before.recycled;
+    assert!(
+        compiled <= recycles + 2,
+        "{compiled} compiles for {recycles} recycles; {stats:?}"
+    );
     // 99 % here; 15-30 % while fresh runs followed a job into the pool.
     assert!(
         handed * 4 > answered * 3,

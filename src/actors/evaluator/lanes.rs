@@ -311,8 +311,11 @@ impl Lanes {
                     let back = Waiting { job, frame, ..next };
                     return self.waiting.locked().push_front(back);
                 }
-                // Gone: one job goes to the pool, so the worker's Evaluator
-                // gets to replace it; the rest wait for room.
+                // Gone, or a worker (a new one) that lacks the code: one
+                // job goes to the pool, whose Evaluators replace the worker
+                // or send the source; the rest wait for room. Handed to
+                // it, a run came back asking for its source, through the
+                // pool anyway, for each of a new worker's first batch.
                 Err((job, ..)) => return lane.seat().to_pool(job),
             }
         }

@@ -221,17 +221,18 @@ impl Pipeline {
         free
     }
 
-    /// Why a caller may not hand it a run (of `code_id`, if it must hold
-    /// it) now, filling it as far as `room` lets, if it may not: it is
-    /// retired, its Evaluator has something to check first (a recycle by
-    /// runs, discards or memory, at least every `RSS_EVERY`), it has no
-    /// room, or it lacks the code.
-    /// A run from the lanes' queue (no `code_id`) is taken even when the
+    /// Why a caller may not hand it a run of `code_id` now, filling it as
+    /// far as `room` lets, if it may not: it is retired, its Evaluator has
+    /// something to check first (a recycle by runs, discards or memory, at
+    /// least every `RSS_EVERY`), it has no room, or it lacks the code (a
+    /// new worker does until its Evaluator sends it).
+    /// A run from the lanes' queue (`queued`) is taken even when the
     /// Evaluator is due: the next fresh run goes to the pool for it, and the
     /// queue must not stall while the Evaluator replaces the worker.
     pub(super) fn refusal(
         &self,
-        code_id: Option<&str>,
+        code_id: &str,
+        queued: bool,
         room: Room,
         now: Instant,
         settings: &PoolSettings,
@@ -242,11 +243,11 @@ impl Pipeline {
         };
         if self.retired {
             Some(Why::Gone)
-        } else if code_id.is_some() && self.is_due(now, settings) {
+        } else if !queued && self.is_due(now, settings) {
             Some(Why::Due)
         } else if self.jobs.len() >= most {
             Some(Why::Full)
-        } else if code_id.is_some_and(|code_id| !self.sources.contains(code_id)) {
+        } else if !self.sources.contains(code_id) {
             Some(Why::NotHeld)
         } else {
             None
@@ -321,32 +322,37 @@ mod tests {
         let now = Instant::now();
         let mut f = pipeline(Some(Duration::from_micros(50)));
         f.sources.insert("c".into());
-        assert_eq!(f.refusal(Some("c"), Room::All, now, &settings), None);
+        assert_eq!(f.refusal("c", false, Room::All, now, &settings), None);
         f.runs = 10;
         assert_eq!(
-            f.refusal(Some("c"), Room::All, now, &settings),
+            f.refusal("c", false, Room::All, now, &settings),
             Some(Why::Due),
             "the Evaluator must see it"
         );
         f.successor = Successor::Starting;
         assert_eq!(
-            f.refusal(Some("c"), Room::All, now, &settings),
+            f.refusal("c", false, Room::All, now, &settings),
             None,
             "served while the next starts"
         );
         assert_eq!(
-            f.refusal(Some("c"), Room::All, f.visited + RSS_EVERY, &settings),
+            f.refusal("c", false, Room::All, f.visited + RSS_EVERY, &settings),
             Some(Why::Due),
             "memory is still read"
         );
         f.successor = Successor::Ready;
         assert_eq!(
-            f.refusal(Some("c"), Room::All, now, &settings),
+            f.refusal("c", false, Room::All, now, &settings),
             Some(Why::Due),
             "swapped in by the next"
         );
-        // A run from the lanes' queue is taken even so.
-        assert_eq!(f.refusal(None, Room::All, now, &settings), None);
+        // A run from the lanes' queue is taken even so, if it holds the code.
+        assert_eq!(f.refusal("c", true, Room::All, now, &settings), None);
+        assert_eq!(
+            f.refusal("d", true, Room::All, now, &settings),
+            Some(Why::NotHeld),
+            "a run of other code would come back asking for its source"
+        );
     }
 
     #[test]
@@ -357,8 +363,8 @@ mod tests {
         f.sources.insert("c".into());
         let limits = JobLimits::of(&check_job().msg.work, &settings);
         for held in 0..16 {
-            let caller = f.refusal(Some("c"), Room::Idle, now, &settings);
-            let reader = f.refusal(None, Room::All, now, &settings);
+            let caller = f.refusal("c", false, Room::Idle, now, &settings);
+            let reader = f.refusal("c", true, Room::All, now, &settings);
             assert_eq!(caller, (held >= BUSY_AT).then_some(Why::Full), "{held} held");
             assert_eq!(reader, None, "room up to its depth, 16: {held} held");
             f.jobs.push_back(SentJob {
@@ -368,7 +374,7 @@ mod tests {
                 bytes: 1,
             });
         }
-        assert_eq!(f.refusal(None, Room::All, now, &settings), Some(Why::Full));
+        assert_eq!(f.refusal("c", true, Room::All, now, &settings), Some(Why::Full));
     }
 
     fn check_job() -> Job<(), EvalJob> {

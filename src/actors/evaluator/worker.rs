@@ -159,11 +159,11 @@ enum Routed {
     /// Through the pool and this worker's Evaluator, which the pool then
     /// counts busy until told `Finished`.
     Pool { compiled: Option<String> },
-    /// Handed over by its caller (or taken from the lanes' queue, with no
-    /// code id: a worker that lacks the code asks for it): only if the
-    /// worker has room (as far as `room` lets it fill) and its Evaluator
+    /// Handed over by its caller, or taken from the lanes' queue
+    /// (`queued`): a run, only if the worker holds its code and has room
+    /// (as far as `room` lets it fill), and, unless queued, its Evaluator
     /// need not look at it first.
-    Direct { code_id: Option<String>, room: Room },
+    Direct { queued: bool, room: Room },
 }
 
 #[derive(PartialEq)]
@@ -211,21 +211,12 @@ impl PipelineState {
     // boxing it would cost an allocation on every run.
     #[allow(clippy::result_large_err)]
     pub fn hand(&self, job: Job<(), EvalJob>, frame: Vec<u8>, limits: JobLimits) -> Result<(), Refused> {
-        let code_id = match &job.msg.work {
-            Work::Run { version, .. } => Some(version.code_id.clone()),
-            _ => return Err((job, frame, Why::NotHeld)),
+        let routed = Routed::Direct {
+            queued: false,
+            room: Room::Idle,
         };
         let take_more = self
-            .put(
-                job,
-                frame,
-                limits,
-                Routed::Direct {
-                    code_id,
-                    room: Room::Idle,
-                },
-                Wait::No,
-            )
+            .put(job, frame, limits, routed, Wait::No)
             .map_err(Unplaced::refused)?;
         // Owed from before: the worker's depth grew since.
         if take_more {
@@ -281,8 +272,11 @@ impl PipelineState {
                 Routed::Direct { .. } if frame.len() > self.capacity => {
                     return Err(Unplaced::Refused(job, frame, Why::Large));
                 }
-                Routed::Direct { code_id, room } => {
-                    let why = pipeline.refusal(code_id.as_deref(), *room, now, &self.seat.settings);
+                Routed::Direct { queued, room } => {
+                    let Work::Run { version, .. } = &job.msg.work else {
+                        return Err(Unplaced::Refused(job, frame, Why::NotHeld));
+                    };
+                    let why = pipeline.refusal(&version.code_id, *queued, *room, now, &self.seat.settings);
                     if let Some(why) = why.or((!fits).then_some(Why::Full)) {
                         return Err(Unplaced::Refused(job, frame, why));
                     }
@@ -357,12 +351,12 @@ pub struct Batch<'a> {
 }
 
 impl Batch<'_> {
-    /// As `PipelineState::hand` of a run whose code the worker need not
-    /// hold; its frame goes with the batch.
+    /// As `PipelineState::hand`, of a run from the lanes' queue: taken
+    /// even when its Evaluator is due; its frame goes with the batch.
     #[allow(clippy::result_large_err)]
     pub fn hand(&mut self, job: Job<(), EvalJob>, frame: Vec<u8>, limits: JobLimits) -> Result<(), Refused> {
         let routed = Routed::Direct {
-            code_id: None,
+            queued: true,
             room: self.room,
         };
         let (take_more, frame) = self
