@@ -584,15 +584,28 @@ async fn a_worker_recycled_under_a_queue_of_handed_runs_keeps_them_moving() {
     let recycled = eventually(SETTLE, || async { pool.stats().recycled >= 6 }).await;
     // Jobs of the pool's own (a compile check, a first run with its
     // source) are not starved by the handed runs that pass them: answered
-    // within their queue wait (a 503 past it).
+    // within their queue wait (a 503 past it). First runs of a config
+    // just published join the queue: one goes to the pool for the source,
+    // the others keep their places while runs behind them go in.
     app.released("other", "return p[\"i\"] * 2", json!([{"name": "i", "type": "int"}]))
         .await;
-    let (status, body) = app.fetch("other", json!({"params": {"i": 21}})).await;
-    assert_eq!(
-        (status, &body["data"]["result"]),
-        (StatusCode::OK, &json!("42")),
-        "{body}"
-    );
+    let firsts: Vec<_> = (0..6)
+        .map(|i| {
+            let (client, url) = (app.client.clone(), app.url("/config/other"));
+            tokio::spawn(async move {
+                let response = client.post(url).json(&json!({"params": {"i": i}})).send();
+                (i, common::read(response.await.unwrap()).await)
+            })
+        })
+        .collect();
+    for first in firsts {
+        let (i, (status, body)) = first.await.unwrap();
+        assert_eq!(
+            (status, &body["data"]["result"]),
+            (StatusCode::OK, &json!((i * 2).to_string())),
+            "{body}"
+        );
+    }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut answered = 0;
     for client in clients {
@@ -610,7 +623,7 @@ async fn a_worker_recycled_under_a_queue_of_handed_runs_keeps_them_moving() {
     // its Evaluator sends with the source: one compile per recycle (and
     // one of `other`, and one of a worker swapped in just before `before`).
     // Handed the queue's runs at once, a new worker sent each back asking
-    // for its source, and each was compiled again.
+    // for its source, and each was sent again with it.
     let compiled = stats.compiled - before.compiled;
     let recycles = stats.recycled - before.recycled;
     assert!(
@@ -811,9 +824,9 @@ async fn fetch_wide(app: &TestApp, times: usize) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_first_run_whose_client_hung_up_is_not_run() {
-    // A run of code no worker holds waits in the pool's own queue, not the
-    // lanes': one whose client left is dropped when an Evaluator reaches
-    // it, not run on a worker for nobody.
+    // A run of code no worker holds, while the worker is busy, waits in
+    // the lanes' queue (it would go on to the pool): one whose client left
+    // is taken out, not run on a worker for nobody.
     let app = app_with(|s| s.sandbox.queue_bound = 4).await;
     app.released("other", "return 7", json!([])).await;
     let other = || {

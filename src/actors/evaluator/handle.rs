@@ -338,7 +338,8 @@ const STATUS_LIMIT: Duration = Duration::from_secs(2);
 /// How long a run waits in the lanes' queue before its caller has the
 /// workers look at the queue again. Workers take queued runs when they
 /// answer, so this fires only if that was missed (a worker that stopped
-/// answering while the queue filled): a delay, not a stall.
+/// answering while the queue filled, or one left idle when the runs it
+/// was offered were of code it lacked): a delay, not a stall.
 const KICK_AFTER: Duration = Duration::from_millis(50);
 
 fn stopped() -> EvalError {

@@ -6,9 +6,10 @@
 //! of a worker that has just answered and has room again, which writes all
 //! it takes at once.
 //!
-//! Only runs go this way, and only of code the worker already holds; they
-//! may pass jobs waiting in the pool's own queue, which get a worker's room
-//! as its replies make it. Everything else (a first run that sends the source, a
+//! Only runs go this way, and only to a worker that holds their code (runs
+//! of code none holds may wait here, and leave for the pool from the
+//! head); they may pass jobs waiting in the pool's own queue, which get a
+//! worker's room as its replies make it. Everything else (a first run that sends the source, a
 //! worker to start, recycle or check, checks and playground runs) still
 //! goes through the pool and its Evaluators. The queue here keeps the
 //! pool's rules: at most `sandbox.queue_bound` jobs (a job past it is shed,
@@ -293,11 +294,16 @@ impl Lanes {
     }
 
     /// Hands waiting runs to the batch's worker until it is full; the batch
-    /// writes them as it goes.
+    /// writes them as it goes. Of runs whose code the worker lacks, the
+    /// first goes to the pool, whose Evaluators send the source, and the
+    /// next (up to `PASSED_BY`) keep their places while runs behind them
+    /// go in.
     fn take_into(&self, lane: &Lane, mut batch: Batch<'_>) {
+        let mut lacking = Vec::new();
+        let mut sent_for_source = false;
         loop {
             let Some(next) = self.waiting.locked().pop_front() else {
-                return;
+                break;
             };
             // Its wait is counted from its submission (`sandbox.queue_wait_ms`).
             if next.job.is_expired() {
@@ -308,16 +314,34 @@ impl Lanes {
             match batch.hand(next.job, next.frame, next.limits) {
                 Ok(()) => self.started(),
                 Err((job, frame, Why::Full)) => {
-                    let back = Waiting { job, frame, ..next };
-                    return self.waiting.locked().push_front(back);
+                    self.waiting.locked().push_front(Waiting { job, frame, ..next });
+                    break;
                 }
-                // Gone, or a worker (a new one) that lacks the code: one
-                // job goes to the pool, whose Evaluators replace the worker
-                // or send the source; the rest wait for room. Handed to
-                // it, a run came back asking for its source, through the
-                // pool anyway, for each of a new worker's first batch.
-                Err((job, ..)) => return lane.seat().to_pool(job),
+                // Handed to a worker that lacks its code (a new one, or a
+                // config just published), a run came back asking for its
+                // source, through the pool anyway, and so did every other
+                // of the batch.
+                Err((job, _, Why::NotHeld)) if !sent_for_source => {
+                    sent_for_source = true;
+                    lane.seat().to_pool(job);
+                }
+                Err((job, frame, Why::NotHeld)) => {
+                    lacking.push(Waiting { job, frame, ..next });
+                    if lacking.len() >= PASSED_BY {
+                        break;
+                    }
+                }
+                // Gone: one job goes to the pool, so the worker's Evaluator
+                // gets to replace it; the rest wait for another worker.
+                Err((job, ..)) => {
+                    lane.seat().to_pool(job);
+                    break;
+                }
             }
+        }
+        let mut waiting = self.waiting.locked();
+        for kept in lacking.into_iter().rev() {
+            waiting.push_front(kept);
         }
     }
 
@@ -326,6 +350,10 @@ impl Lanes {
         self.stats.add(Count::Handed);
     }
 }
+
+/// Runs a refill steps past, whose code its worker lacks, before it stops:
+/// each is taken out of the queue and put back.
+const PASSED_BY: usize = 16;
 
 fn answer(mut job: Job<(), EvalJob>, error: EvalError) {
     if let Some(reply) = job.msg.reply.take() {
