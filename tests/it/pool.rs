@@ -558,27 +558,7 @@ async fn a_worker_recycled_under_a_queue_of_handed_runs_keeps_them_moving() {
     }))
     .await;
     warm_up(&app).await;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let clients: Vec<_> = (0..16)
-        .map(|c| {
-            let (client, url, stop) = (app.client.clone(), app.url("/config/quick"), stop.clone());
-            tokio::spawn(async move {
-                let (mut ok, mut failed) = (0, Vec::new());
-                for i in 0.. {
-                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        break;
-                    }
-                    let body = json!({"params": {"i": c * 100_000 + i}});
-                    let response = client.post(&url).json(&body).send().await.unwrap();
-                    match common::read(response).await {
-                        (StatusCode::OK, _) => ok += 1,
-                        (status, body) => failed.push(format!("{status}: {body}")),
-                    }
-                }
-                (ok, failed)
-            })
-        })
-        .collect();
+    let load = QuickLoad::start(&app);
     let pool = app.state().pool.clone();
     let before = pool.stats();
     let recycled = eventually(SETTLE, || async { pool.stats().recycled >= 6 }).await;
@@ -606,13 +586,8 @@ async fn a_worker_recycled_under_a_queue_of_handed_runs_keeps_them_moving() {
             "{body}"
         );
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut answered = 0;
-    for client in clients {
-        let (ok, failed) = client.await.unwrap();
-        assert!(failed.is_empty(), "{failed:?}");
-        answered += ok;
-    }
+    let (answered, failed) = load.stop().await;
+    assert!(failed.is_empty(), "{failed:?}");
     let stats = pool.stats();
     assert!(recycled, "{stats:?}");
     assert_eq!((stats.expired, stats.running), (0, 0), "{stats:?}");
@@ -649,34 +624,12 @@ async fn one_client_sending_runs_through_the_pool_leaves_the_others_handed_over(
     let app = app_with(pipelined(|s| s.sandbox.pipeline_depth = 4)).await;
     warm_up(&app).await;
     app.released("wide", "return len(p[\"a\"])", json!([])).await;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let clients: Vec<_> = (0..16)
-        .map(|c| {
-            let (client, url, stop) = (app.client.clone(), app.url("/config/quick"), stop.clone());
-            tokio::spawn(async move {
-                let mut ok = 0;
-                for i in 0.. {
-                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        break;
-                    }
-                    let body = json!({"params": {"i": c * 100_000 + i}});
-                    let response = client.post(&url).json(&body).send().await.unwrap();
-                    let (status, body) = common::read(response).await;
-                    assert_eq!(status, StatusCode::OK, "{body}");
-                    ok += 1;
-                }
-                ok
-            })
-        })
-        .collect();
+    let load = QuickLoad::start(&app);
     let pool = app.state().pool.clone();
     let before = pool.stats();
     fetch_wide(&app, 6).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut answered = 0;
-    for client in clients {
-        answered += client.await.unwrap();
-    }
+    let (answered, failed) = load.stop().await;
+    assert!(failed.is_empty(), "{failed:?}");
     let stats = pool.stats();
     let handed = stats.handed - before.handed;
     assert!(answered > 100, "{answered} answered; {stats:?}");
@@ -687,6 +640,52 @@ async fn one_client_sending_runs_through_the_pool_leaves_the_others_handed_over(
         "{handed} of {answered} handed over; {stats:?}"
     );
     app.stop().await;
+}
+
+/// Sixteen clients fetching `quick` one request after another, each with
+/// params of its own, until stopped.
+struct QuickLoad {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    clients: Vec<JoinHandle<(u64, Vec<String>)>>,
+}
+
+impl QuickLoad {
+    fn start(app: &TestApp) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let clients = (0..16)
+            .map(|c| {
+                let (client, url, stop) = (app.client.clone(), app.url("/config/quick"), stop.clone());
+                tokio::spawn(async move {
+                    let (mut ok, mut failed) = (0, Vec::new());
+                    for i in 0.. {
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            break;
+                        }
+                        let body = json!({"params": {"i": c * 100_000 + i}});
+                        let response = client.post(&url).json(&body).send().await.unwrap();
+                        match common::read(response).await {
+                            (StatusCode::OK, _) => ok += 1,
+                            (status, body) => failed.push(format!("{status}: {body}")),
+                        }
+                    }
+                    (ok, failed)
+                })
+            })
+            .collect();
+        Self { stop, clients }
+    }
+
+    /// Stops them: how many were answered 200, and what the others got.
+    async fn stop(self) -> (u64, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (mut answered, mut failed) = (0, Vec::new());
+        for client in self.clients {
+            let (ok, other) = client.await.unwrap();
+            answered += ok;
+            failed.extend(other);
+        }
+        (answered, failed)
+    }
 }
 
 /// Fetches `quick` with `i` on its own task.

@@ -9,9 +9,9 @@
 //! Only runs go this way, and only to a worker that holds their code (runs
 //! of code none holds may wait here, and leave for the pool from the
 //! head); they may pass jobs waiting in the pool's own queue, which get a
-//! worker's room as its replies make it. Everything else (a first run that sends the source, a
-//! worker to start, recycle or check, checks and playground runs) still
-//! goes through the pool and its Evaluators. The queue here keeps the
+//! worker's room as its replies make it. Everything else (a first run that
+//! sends the source, a worker to start, recycle or check, checks and
+//! playground runs) still goes through the pool and its Evaluators. The queue here keeps the
 //! pool's rules: at most `sandbox.queue_bound` jobs (a job past it is shed,
 //! 503) and none run after waiting `sandbox.queue_wait_ms` (503).
 

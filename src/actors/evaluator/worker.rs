@@ -18,8 +18,9 @@
 //! started, go back to the pool with their original queue deadline.
 //!
 //! A run of code the worker already holds need not pass through the pool
-//! at all: a caller may hand it to a worker that is not busy itself (`hand`, see
-//! `lanes.rs`), so the job costs one wake-up on the way in, not three; a
+//! at all: a caller may hand it itself to a worker that is not busy
+//! (`hand`, see `lanes.rs`), so the job costs one wake-up on the way in,
+//! not three; a
 //! busy worker's runs wait in the lanes' queue and its reader writes them
 //! together when its replies make room (`Batch`).
 //! Requests are written under one lock, in the order the pipeline lists
